@@ -1,0 +1,293 @@
+"""What every adapter shares: the adapter interface and exact JSON encodings.
+
+An adapter turns one family of fitted estimators into a :class:`SavedModel`
+(JSON-safe params and fitted attributes, extra arrays, sklearn trees) and
+back. Fitted attributes are stored as *tagged values* so that their Python
+and numpy types survive the round trip exactly (``np.int64(3)`` stays
+``np.int64``, a ``<U5`` label array stays ``<U5``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, UnsupportedEstimatorError
+from ..record import (
+    TreeLayout,
+    encode_float,
+    parse_bool,
+    parse_dict,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_str,
+    require,
+    to_json_safe,
+)
+
+MAX_INLINE_ELEMENTS = 1_000_000
+_ARRAY_DTYPES = frozenset(
+    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "object"]
+)
+
+
+@dataclass
+class SavedModel:
+    """An estimator taken apart: everything a store holds about it."""
+
+    params: dict[str, Any]
+    unserializable_params: list[str]
+    fitted: dict[str, Any]
+    layout: TreeLayout
+    trees: Sequence  # sklearn Tree objects, in storage order
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One estimator class: its id in stores and how to take it apart and rebuild it.
+
+    ``array_names`` lists the optional fitted arrays stored outside the JSON
+    record (under ``fitted/`` in the store), with their dtype.
+    """
+
+    estimator_id: str
+    class_path: tuple[str, str]  # (module, class name): only for importing the allow-listed class
+    to_saved: Callable[[Any], SavedModel]
+    from_saved: Callable[[type, SavedModel], Any]
+    array_names: dict[str, str] = field(default_factory=dict)
+
+    def estimator_class(self) -> type:
+        import importlib
+
+        module, name = self.class_path
+        return getattr(importlib.import_module(module), name)
+
+    def tree_order(self, n_trees: int, estimators: Any) -> Any:
+        return estimators
+
+
+# --------------------------------------------------------------------------- tagged values
+def encode_value(value: Any) -> Any:
+    """A fitted attribute as JSON, tagged with its exact type.
+
+    >>> encode_value(np.int64(3))
+    {'numpy': 'int64', 'value': 3}
+    >>> decode_value("x", encode_value(np.array(["a", "b"])))
+    array(['a', 'b'], dtype='<U1')
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return {"float": encode_float(value)}
+    if isinstance(value, np.generic):
+        array = np.asarray(value)
+        return {"numpy": array.dtype.name, "value": _encode_items(array.reshape(1))[0]}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            dtype = f"<U{value.dtype.itemsize // 4}"
+        else:
+            dtype = value.dtype.name
+            if dtype not in _ARRAY_DTYPES:
+                raise UnsupportedEstimatorError(f"cannot store an array of dtype {value.dtype}")
+        return {"ndarray": dtype, "shape": list(value.shape), "data": _encode_items(value.reshape(-1))}
+    if isinstance(value, (list, tuple)):
+        return {"list" if isinstance(value, list) else "tuple": [encode_value(v) for v in value]}
+    raise UnsupportedEstimatorError(f"cannot store a fitted attribute of type {type(value).__name__}")
+
+
+def _encode_items(flat: np.ndarray) -> list[Any]:
+    kind = flat.dtype.kind
+    if kind == "f":
+        return [encode_float(v) for v in flat.tolist()]
+    if kind == "O":
+        if not all(isinstance(v, str) for v in flat):
+            raise UnsupportedEstimatorError("object arrays may only hold strings")
+        return list(flat)
+    return flat.tolist()
+
+
+def decode_value(where: str, value: Any) -> Any:
+    """Rebuild a value written by :func:`encode_value`, checking every element."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    record = parse_dict(where, value)
+    if len(record) == 1 and "float" in record:
+        return parse_float(where, record["float"])
+    if len(record) == 1 and ("list" in record or "tuple" in record):
+        items = [decode_value(f"{where}[{i}]", v) for i, v in enumerate(parse_list(where, next(iter(record.values()))))]
+        return items if "list" in record else tuple(items)
+    if "numpy" in record:
+        dtype = _parse_dtype(where, record["numpy"])
+        if dtype.kind in "OU":
+            raise ConfigError(f"{where}: numpy scalar of dtype {dtype} is not supported")
+        return _decode_items(where, [require(where, record, "value")], dtype)[0]
+    if "ndarray" in record:
+        dtype = _parse_dtype(where, record["ndarray"])
+        shape = [parse_int(f"{where}.shape", s, low=0, high=MAX_INLINE_ELEMENTS) for s in parse_list(f"{where}.shape", require(where, record, "shape"))]
+        data = parse_list(f"{where}.data", require(where, record, "data"))
+        if math.prod(shape) != len(data):
+            raise ConfigError(f"{where}: shape {shape} does not match {len(data)} values")
+        return _decode_items(where, data, dtype).reshape(shape)
+    raise ConfigError(f"{where}: unknown value encoding {sorted(record)[:5]}")
+
+
+def _parse_dtype(where: str, name: Any) -> np.dtype:
+    name = parse_str(f"{where}.dtype", name, max_len=16)
+    if name in _ARRAY_DTYPES:
+        return np.dtype(name)
+    if name.startswith("<U") and name[2:].isdigit() and 0 < int(name[2:]) <= 100_000:
+        return np.dtype(name)
+    raise ConfigError(f"{where}: unsupported dtype {name!r}")
+
+
+def _decode_items(where: str, data: list[Any], dtype: np.dtype) -> np.ndarray:
+    kind = dtype.kind
+    if kind in "OU":
+        items = [parse_str(f"{where}[{i}]", v, max_len=100_000) for i, v in enumerate(data)]
+        if kind == "U" and items and max(map(len, items)) > dtype.itemsize // 4:
+            raise ConfigError(f"{where}: a string is longer than its dtype {dtype}")
+        out = np.empty(len(items), dtype=dtype)
+        out[:] = items
+        return out
+    if kind == "b":
+        return np.array([parse_bool(f"{where}[{i}]", v) for i, v in enumerate(data)], dtype=dtype)
+    if kind in "iu":
+        info = np.iinfo(dtype)
+        ints = [parse_int(f"{where}[{i}]", v, low=int(info.min), high=int(info.max)) for i, v in enumerate(data)]
+        return np.array(ints, dtype=dtype)
+    return np.array([parse_float(f"{where}[{i}]", v) for i, v in enumerate(data)], dtype=dtype)
+
+
+# --------------------------------------------------------------------------- params
+def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
+    """``get_params(deep=False)`` as JSON; params JSON cannot hold are ``null`` and listed.
+
+    Dicts with non-string keys (``class_weight={0: 1, 1: 5}``) are kept as
+    ``{"dict_items": [[key, value], ...]}``.
+    """
+    params: dict[str, Any] = {}
+    unserializable: list[str] = []
+    for name, value in estimator.get_params(deep=False).items():
+        if isinstance(value, dict) and value and not all(isinstance(k, str) for k in value):
+            pairs = [[k, v] for k, v in value.items()]
+            ok, encoded = to_json_safe(pairs)
+            encoded = {"dict_items": encoded} if ok else None
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            ok, encoded = True, [encode_params_dict(v) for v in value]  # multi-output class_weight
+            ok = all(e is not None for e in encoded)
+        else:
+            ok, encoded = to_json_safe(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            ok, encoded = True, {"float": encode_float(value)}
+        params[name] = encoded if ok else None
+        if not ok:
+            unserializable.append(name)
+    return params, unserializable
+
+
+def encode_params_dict(value: dict) -> Any:
+    ok, encoded = to_json_safe([[k, v] for k, v in value.items()])
+    return {"dict_items": encoded} if ok else None
+
+
+def decode_param(where: str, value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"dict_items"}:
+        pairs = parse_list(where, value["dict_items"])
+        out = {}
+        for i, pair in enumerate(pairs):
+            pair = parse_list(f"{where}[{i}]", pair)
+            if len(pair) != 2 or isinstance(pair[0], (list, dict)):
+                raise ConfigError(f"{where}[{i}]: expected a [key, value] pair")
+            out[pair[0]] = pair[1]
+        return out
+    if isinstance(value, dict) and set(value) == {"float"}:
+        return parse_float(where, value["float"])
+    if isinstance(value, list):
+        return [decode_param(f"{where}[{i}]", v) for i, v in enumerate(value)]
+    return value
+
+
+def build_estimator(cls: type, params: dict[str, Any]) -> Any:
+    """``cls(**params)`` after checking names and values against sklearn's own constraints."""
+    known = set(cls().get_params(deep=False))
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ConfigError(f"config.params: unknown parameter(s) {unknown} for {cls.__name__}")
+    decoded = {name: decode_param(f"config.params.{name}", value) for name, value in params.items()}
+    estimator = cls(**decoded)
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"config.params: {exc}") from None
+    return estimator
+
+
+# --------------------------------------------------------------------------- fitted attributes
+def encode_fitted(estimator: Any, names: Sequence[str]) -> dict[str, Any]:
+    """The named attributes (those present) as tagged JSON values."""
+    return {name: encode_value(getattr(estimator, name)) for name in names if hasattr(estimator, name)}
+
+
+def decode_fitted(fitted: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    unknown = sorted(set(fitted) - set(names))
+    if unknown:
+        raise ConfigError(f"config.fitted: unknown attribute(s) {unknown[:10]}")
+    return {name: decode_value(f"config.fitted.{name}", value) for name, value in fitted.items()}
+
+
+def expect(where: str, value: Any, kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None, what: str = "") -> Any:
+    """Raise :class:`ConfigError` unless ``value`` has the type (and passes ``check``)."""
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"{where}: expected {what or kind}, got a boolean")
+    if not isinstance(value, kind) or (check is not None and not check(value)):
+        raise ConfigError(f"{where}: expected {what or kind}, got {type(value).__name__} {str(value)[:60]}")
+    return value
+
+
+def get_fitted(fitted: dict[str, Any], name: str) -> Any:
+    return require("config.fitted", fitted, name)
+
+
+def check_common(fitted: dict[str, Any], layout: TreeLayout) -> None:
+    """``n_features_in_`` and ``feature_names_in_`` agree with the trees."""
+    n_features = expect("config.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
+    if n_features != layout.n_features:
+        raise ConfigError(f"config.fitted.n_features_in_: {n_features}, but trees have {layout.n_features} features")
+    if "feature_names_in_" in fitted:
+        names = fitted["feature_names_in_"]
+        expect(
+            "config.fitted.feature_names_in_",
+            names,
+            np.ndarray,
+            lambda a: a.dtype == object and a.shape == (layout.n_features,),
+            f"an object array of {layout.n_features} strings",
+        )
+
+
+def check_labels(where: str, labels: Any, n_classes: int) -> None:
+    expect(
+        where,
+        labels,
+        np.ndarray,
+        lambda a: a.ndim == 1 and len(a) == n_classes and len(np.unique(a)) == n_classes,
+        f"an array of {n_classes} distinct labels",
+    )
+
+
+def new_like(cls: type, attributes: dict[str, Any]) -> Any:
+    """An instance of ``cls`` with exactly ``attributes``, without calling ``__init__``.
+
+    Building thousands of sub-estimators through their constructors (or
+    ``clone``) costs more than reading their trees; this is what unpickling does.
+    """
+    obj = cls.__new__(cls)
+    obj.__dict__.update(attributes)
+    return obj

@@ -1,0 +1,108 @@
+"""Forests: RandomForest{Classifier,Regressor} and ExtraTrees{Classifier,Regressor}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArrayError, ConfigError
+from ..record import TreeLayout, parse_dict
+from .base import (
+    Adapter,
+    SavedModel,
+    build_estimator,
+    check_common,
+    decode_fitted,
+    encode_fitted,
+    encode_params,
+    expect,
+    get_fitted,
+    new_like,
+)
+from .trees import TREE_FITTED, check_classes, check_tree_attributes, tree_n_classes
+
+FOREST_FITTED = (
+    "n_features_in_",
+    "feature_names_in_",
+    "n_outputs_",
+    "classes_",
+    "n_classes_",
+    "_n_samples",
+    "_n_samples_bootstrap",
+    "oob_score_",
+)
+FOREST_ARRAYS = {
+    "tree_random_state": "int64",
+    "oob_decision_function_": "float64",
+    "oob_prediction_": "float64",
+}
+
+
+def _to_saved(forest: Any) -> SavedModel:
+    params, unserializable = encode_params(forest)
+    trees = [e.tree_ for e in forest.estimators_]
+    layout = TreeLayout(
+        n_trees=len(trees),
+        n_nodes=sum(t.node_count for t in trees),
+        n_features=forest.n_features_in_,
+        n_outputs=forest.n_outputs_,
+        n_classes=tree_n_classes(forest),
+    )
+    fitted = encode_fitted(forest, FOREST_FITTED)
+    # Sub-estimators share everything but their tree and random_state.
+    fitted["estimators_"] = encode_fitted(forest.estimators_[0], TREE_FITTED)
+    arrays = {"tree_random_state": np.array([e.random_state for e in forest.estimators_], dtype=np.int64)}
+    for name in ("oob_decision_function_", "oob_prediction_"):
+        if hasattr(forest, name):
+            arrays[name] = np.ascontiguousarray(getattr(forest, name), dtype=np.float64)
+    return SavedModel(params, unserializable, fitted, layout, trees, arrays)
+
+
+def _from_saved(cls: type, saved: SavedModel) -> Any:
+    from sklearn.base import is_classifier
+
+    forest = build_estimator(cls, saved.params)
+    classifier = is_classifier(forest)
+    raw = dict(saved.fitted)
+    sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
+    fitted = decode_fitted(raw, FOREST_FITTED)
+    sub_fitted = decode_fitted(sub_raw, TREE_FITTED)
+    layout = saved.layout
+    check_common(fitted, layout)
+    n_outputs = expect("config.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), (int, np.integer))
+    if n_outputs != layout.n_outputs:
+        raise ConfigError(f"config.fitted.n_outputs_: {n_outputs}, but trees have {layout.n_outputs} outputs")
+    if classifier:
+        check_classes("config.fitted", fitted, layout)
+    check_tree_attributes("config.fitted.estimators_", sub_fitted, layout, classifier=classifier)
+
+    random_states = saved.arrays.get("tree_random_state")
+    if random_states is None or random_states.shape != (layout.n_trees,):
+        raise ArrayError(f"fitted/tree_random_state: expected {layout.n_trees} int64 values")
+    for name in ("oob_decision_function_", "oob_prediction_"):
+        if name in saved.arrays:
+            fitted[name] = saved.arrays[name]
+
+    forest.__dict__.update(fitted)
+    forest._validate_estimator()
+    template = forest._make_estimator(append=False)
+    base = {**vars(template), **sub_fitted}
+    tree_cls = type(template)
+    forest.estimators_ = [
+        new_like(tree_cls, {**base, "random_state": int(rs), "tree_": tree})
+        for rs, tree in zip(random_states.tolist(), saved.trees)
+    ]
+    return forest
+
+
+def _adapter(name: str) -> Adapter:
+    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, FOREST_ARRAYS)
+
+
+ADAPTERS = [
+    _adapter("RandomForestClassifier"),
+    _adapter("RandomForestRegressor"),
+    _adapter("ExtraTreesClassifier"),
+    _adapter("ExtraTreesRegressor"),
+]

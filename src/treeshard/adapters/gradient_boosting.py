@@ -1,0 +1,171 @@
+"""Gradient boosting: GradientBoosting{Classifier,Regressor}.
+
+Trees are stored stage-major (stage 0's K trees, then stage 1's, ...), so a
+prefix of the stored trees is a prefix of the boosting stages. ``init_`` is
+either ``"zero"`` or the fitted ``DummyClassifier``/``DummyRegressor`` that
+sklearn makes by default; a custom ``init`` estimator is not supported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
+from ..record import TreeLayout, parse_dict, parse_str, require
+from .base import (
+    Adapter,
+    SavedModel,
+    build_estimator,
+    check_common,
+    decode_fitted,
+    encode_fitted,
+    encode_params,
+    expect,
+    get_fitted,
+    new_like,
+)
+from .trees import TREE_FITTED, check_classes, check_tree_attributes
+
+GB_FITTED = (
+    "n_features_in_",
+    "feature_names_in_",
+    "classes_",
+    "n_classes_",
+    "n_trees_per_iteration_",
+    "max_features_",
+    "n_estimators_",
+    "oob_score_",
+)
+GB_ARRAYS = {"train_score_": "float64", "oob_improvement_": "float64", "oob_scores_": "float64"}
+DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "classes_", "n_classes_", "class_prior_", "constant_")
+DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
+
+
+def _to_saved(gb: Any) -> SavedModel:
+    if gb.init not in (None, "zero"):
+        raise UnsupportedEstimatorError(
+            f"{type(gb).__name__} with a custom init estimator ({type(gb.init).__name__}) is not supported"
+        )
+    params, unserializable = encode_params(gb)
+    trees = [e.tree_ for e in gb.estimators_.ravel()]
+    layout = TreeLayout(
+        n_trees=len(trees),
+        n_nodes=sum(t.node_count for t in trees),
+        n_features=gb.n_features_in_,
+        n_outputs=1,
+        n_classes=(1,),
+    )
+    fitted = encode_fitted(gb, GB_FITTED)
+    fitted["estimators_"] = encode_fitted(gb.estimators_[0, 0], TREE_FITTED)
+    if isinstance(gb.init_, str):
+        fitted["init_"] = gb.init_
+    else:
+        dummy_params, _ = encode_params(gb.init_)
+        fitted["init_"] = {
+            "estimator": type(gb.init_).__name__,
+            "params": dummy_params,
+            "fitted": encode_fitted(gb.init_, DUMMY_FITTED),
+        }
+    arrays = {name: np.asarray(getattr(gb, name), dtype=np.float64) for name in GB_ARRAYS if hasattr(gb, name)}
+    return SavedModel(params, unserializable, fitted, layout, trees, arrays)
+
+
+def _build_init(record: Any, n_features: int) -> Any:
+    if record == "zero":
+        return "zero"
+    record = parse_dict("config.fitted.init_", record)
+    name = parse_str("config.fitted.init_.estimator", require("config.fitted.init_", record, "estimator"), max_len=40)
+    if name not in DUMMY_CLASSES:
+        raise ConfigError(f"config.fitted.init_.estimator: {name!r} is not DummyClassifier or DummyRegressor")
+    from sklearn import dummy
+
+    init = build_estimator(getattr(dummy, name), parse_dict("config.fitted.init_.params", require("config.fitted.init_", record, "params")))
+    fitted = decode_fitted(parse_dict("config.fitted.init_.fitted", require("config.fitted.init_", record, "fitted")), DUMMY_FITTED)
+    n = expect("config.fitted.init_.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
+    if n != n_features:
+        raise ConfigError(f"config.fitted.init_.fitted.n_features_in_: {n}, expected {n_features}")
+    expect("config.fitted.init_.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
+    if name == "DummyClassifier":
+        for key in ("classes_", "class_prior_"):
+            expect(f"config.fitted.init_.fitted.{key}", get_fitted(fitted, key), np.ndarray, lambda a: a.ndim == 1, "a 1-D array")
+        expect("config.fitted.init_.fitted._strategy", get_fitted(fitted, "_strategy"), str)
+    else:
+        expect("config.fitted.init_.fitted.constant_", get_fitted(fitted, "constant_"), np.ndarray, lambda a: a.shape == (1, 1), "a (1, 1) array")
+    init.__dict__.update(fitted)
+    return init
+
+
+def _from_saved(cls: type, saved: SavedModel) -> Any:
+    from sklearn.base import is_classifier
+    from sklearn.tree import DecisionTreeRegressor
+
+    gb = build_estimator(cls, saved.params)
+    if gb.init not in (None, "zero"):
+        raise ConfigError("config.params.init: must be null or 'zero'")
+    classifier = is_classifier(gb)
+    layout = saved.layout
+    raw = dict(saved.fitted)
+    sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
+    init_raw = raw.pop("init_", None)
+    fitted = decode_fitted(raw, GB_FITTED)
+    sub_fitted = decode_fitted(sub_raw, TREE_FITTED)
+    check_common(fitted, layout)
+    tree_layout = TreeLayout(layout.n_trees, layout.n_nodes, layout.n_features, 1, (1,))
+    check_tree_attributes("config.fitted.estimators_", sub_fitted, tree_layout, classifier=False)
+    if layout.n_outputs != 1 or layout.n_classes != (1,):
+        raise ConfigError("config.trees: gradient boosting trees have one output and one value")
+    k = expect("config.fitted.n_trees_per_iteration_", get_fitted(fitted, "n_trees_per_iteration_"), int, lambda v: v >= 1, "a positive integer")
+    if classifier:
+        n_classes = get_fitted(fitted, "n_classes_")
+        classes_layout = TreeLayout(1, 1, layout.n_features, 1, (int(n_classes) if isinstance(n_classes, (int, np.integer)) and n_classes >= 2 else 2,))
+        check_classes("config.fitted", fitted, classes_layout)
+        if k != (1 if n_classes == 2 else n_classes):
+            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
+    elif k != 1:
+        raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
+    n_stages = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
+    if n_stages * k != layout.n_trees:
+        raise ConfigError(f"config.fitted.n_estimators_: {n_stages} stages of {k} trees, but {layout.n_trees} trees are stored")
+    max_features = expect("config.fitted.max_features_", get_fitted(fitted, "max_features_"), int)
+    if not 1 <= max_features <= layout.n_features:
+        raise ConfigError(f"config.fitted.max_features_: {max_features} out of range")
+    for name in GB_ARRAYS:
+        if name in saved.arrays:
+            if saved.arrays[name].shape != (n_stages,):
+                raise ArrayError(f"fitted/{name}: shape {saved.arrays[name].shape}, expected ({n_stages},)")
+            fitted[name] = saved.arrays[name]
+    if "train_score_" not in fitted:
+        raise ArrayError("fitted/train_score_: missing")
+
+    gb.__dict__.update(fitted)
+    gb.init_ = _build_init(init_raw, layout.n_features)
+    gb._loss = gb._get_loss(sample_weight=None)
+    template = DecisionTreeRegressor(
+        criterion="squared_error",
+        splitter="best",
+        max_depth=gb.max_depth,
+        min_samples_split=gb.min_samples_split,
+        min_samples_leaf=gb.min_samples_leaf,
+        min_weight_fraction_leaf=gb.min_weight_fraction_leaf,
+        min_impurity_decrease=gb.min_impurity_decrease,
+        max_features=gb.max_features,
+        max_leaf_nodes=gb.max_leaf_nodes,
+        random_state=None,  # sklearn passes its RandomState object, which is not stored
+        ccp_alpha=gb.ccp_alpha,
+    )
+    base = {**vars(template), **sub_fitted}
+    estimators = np.empty((n_stages, k), dtype=object)
+    flat = estimators.reshape(-1)
+    for i, tree in enumerate(saved.trees):
+        flat[i] = new_like(DecisionTreeRegressor, {**base, "tree_": tree})
+    gb.estimators_ = estimators
+    return gb
+
+
+def _adapter(name: str) -> Adapter:
+    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, GB_ARRAYS)
+
+
+ADAPTERS = [_adapter("GradientBoostingClassifier"), _adapter("GradientBoostingRegressor")]

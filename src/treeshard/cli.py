@@ -1,0 +1,103 @@
+"""The ``treeshard`` command line: info, convert (and the subcommands other modules add)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .api import open as open_store
+
+    with open_store(args.store) as handle:
+        info = handle.info
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2, sort_keys=True))
+        return 0
+    print(format_info(info))
+    return 0
+
+
+def format_info(info) -> str:  # type: ignore[no-untyped-def]
+    """A human-readable summary of a :class:`~treeshard.ModelInfo`."""
+    lines = [
+        f"estimator       {info.estimator} ({info.estimator_type})",
+        f"trees           {info.n_estimators}",
+        f"nodes           {info.n_nodes:,}",
+        f"features        {info.n_features}",
+        f"outputs         {info.n_outputs}",
+        f"format version  {info.format_version}",
+        f"codec           {info.codec}",
+        f"created         {info.created}",
+        "versions        " + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
+        f"size            {_human(info.stored_bytes)} stored, {_human(info.nbytes)} uncompressed",
+    ]
+    if info.unserializable_params:
+        lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
+    if info.metadata:
+        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True))
+    lines.append("arrays")
+    width = max(len(name) for name in info.arrays) if info.arrays else 0
+    for name, stats in info.arrays.items():
+        lines.append(f"  {name:<{width}}  {_human(stats.get('stored_bytes', 0)):>10} stored  {_human(stats.get('nbytes', 0)):>10} raw")
+    return "\n".join(lines)
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _convert(args: argparse.Namespace) -> int:
+    if not args.trust_pickle:
+        print(
+            "error: MODEL is a pickle/joblib file, and loading one runs any code it contains.\n"
+            "Only convert files you created or fully trust, then pass --trust-pickle.",
+            file=sys.stderr,
+        )
+        return 2
+    from .convert import convert_pickle
+
+    convert_pickle(args.model, args.store, codec=args.codec, overwrite=args.overwrite, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="treeshard", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="describe a store without loading its trees")
+    info.add_argument("store", help="store directory or .zip file")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    info.set_defaults(run=_info)
+
+    convert = commands.add_parser("convert", help="convert a TRUSTED joblib/pickle file to a store")
+    convert.add_argument("model", help="joblib or pickle file (loading it runs code: trusted files only)")
+    convert.add_argument("store", help="output directory or .zip file")
+    convert.add_argument("--trust-pickle", action="store_true", help="confirm MODEL is trusted (required)")
+    convert.add_argument("--codec", default="lz4", choices=["lz4", "zstd", "none"])
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    convert.add_argument("--quiet", action="store_true", help="no progress bar")
+    convert.set_defaults(run=_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .errors import TreeshardError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (TreeshardError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The exceptions and warnings treeshard raises.
+
+Every error derives from :class:`TreeshardError` and also from the builtin it
+resembles, so ``except ValueError`` keeps working for code that does not know
+treeshard.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TreeshardError",
+    "FormatError",
+    "ConfigError",
+    "ArrayError",
+    "TreeStructureError",
+    "IntegrityError",
+    "UnsupportedFormatVersionError",
+    "UnsupportedEstimatorError",
+    "StoreNotFoundError",
+    "StoreExistsError",
+    "SklearnVersionWarning",
+]
+
+
+class TreeshardError(Exception):
+    """Base class of every error raised by treeshard."""
+
+
+class FormatError(TreeshardError, ValueError):
+    """A store is malformed: the message names the field or array at fault."""
+
+
+class ConfigError(FormatError):
+    """The JSON config record is missing, malformed or inconsistent."""
+
+
+class UnsupportedFormatVersionError(ConfigError):
+    """The store declares a ``format_version`` this treeshard cannot read."""
+
+
+class ArrayError(FormatError):
+    """A stored array is missing or has the wrong dtype, shape or size."""
+
+
+class TreeStructureError(FormatError):
+    """Node arrays do not describe valid trees (cycles, out-of-range ids, ...)."""
+
+
+class IntegrityError(FormatError):
+    """Stored bytes are corrupt: a checksum fails or a chunk does not decode."""
+
+
+class UnsupportedEstimatorError(TreeshardError, TypeError):
+    """The estimator (or one of its parts) is not supported by treeshard."""
+
+
+class StoreNotFoundError(TreeshardError, FileNotFoundError):
+    """No treeshard store exists at the given location."""
+
+
+class StoreExistsError(TreeshardError, FileExistsError):
+    """Saving would replace an existing store and ``overwrite=True`` was not given."""
+
+
+class SklearnVersionWarning(UserWarning):
+    """The store was written with another scikit-learn version than the one installed.
+
+    The model still loads (treeshard rebuilds trees for the installed layout),
+    but the user may want to re-validate it. ``saved`` and ``installed`` carry
+    both versions.
+    """
+
+    def __init__(self, saved: str, installed: str) -> None:
+        self.saved = saved
+        self.installed = installed
+        super().__init__(
+            f"store was written with scikit-learn {saved}; installed is {installed}. "
+            "Trees are rebuilt for the installed version; check the model's outputs."
+        )
