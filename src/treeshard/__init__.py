@@ -8,12 +8,12 @@
 
 __version__ = "0.1.0"
 
-from .api import ModelHandle, ModelInfo, load, open, save  # noqa: E402
 from .errors import (  # noqa: E402
     ArrayError,
     ConfigError,
     FormatError,
     IntegrityError,
+    MemoryBudgetError,
     SklearnVersionWarning,
     StoreExistsError,
     StoreNotFoundError,
@@ -22,7 +22,24 @@ from .errors import (  # noqa: E402
     UnsupportedEstimatorError,
     UnsupportedFormatVersionError,
 )
+from .predictor import Predictor  # noqa: E402
 from .stores import InvalidStoreError  # noqa: E402
+
+# The save/load API imports zarr's machinery (asyncio, threads); it is imported on
+# first use so that ``import treeshard`` stays cheap for the sklearn-free Predictor.
+_API = frozenset({"save", "load", "open", "ModelHandle", "ModelInfo"})
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'treeshard' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _API)
 
 __all__ = [
     "save",
@@ -30,12 +47,14 @@ __all__ = [
     "open",
     "ModelHandle",
     "ModelInfo",
+    "Predictor",
     "TreeshardError",
     "FormatError",
     "ConfigError",
     "ArrayError",
     "TreeStructureError",
     "IntegrityError",
+    "MemoryBudgetError",
     "UnsupportedFormatVersionError",
     "UnsupportedEstimatorError",
     "StoreNotFoundError",

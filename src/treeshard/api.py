@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
 import platform
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .adapters import ADAPTERS, ESTIMATOR_IDS, SavedModel, adapter_for
-from .codecs import CODECS, DEFAULT_CODEC, chunk_geometry, compressors
-from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, build_trees, to_columns
-from .errors import (
-    ArrayError,
-    ConfigError,
-    FormatError,
-    IntegrityError,
-    SklearnVersionWarning,
-    StoreNotFoundError,
-)
-from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, Config, parse_config
-from .stores import ROOT_METADATA, open_for_reading, writing
-from .validate import validate_columns, validate_tree_ptr
+from .adapters import SavedModel, adapter_for
+from .codecs import CODECS, DEFAULT_CODEC, best_shuffle, chunk_geometry, compressors, node_chunk_rows
+from .columns import NodeColumns, encode_values, to_columns
+from .errors import MemoryBudgetError, SklearnVersionWarning
+from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
+from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
+from .record import CONFIG_KEY, FORMAT_VERSION, Config
+from .stores import writing
 
-NODES_GROUP = "nodes"
-FITTED_GROUP = "fitted"
-# Anything zarr may raise while parsing metadata or decoding bytes it did not write.
-_ZARR_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OverflowError, EOFError, NotImplementedError)
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- save
@@ -81,6 +71,8 @@ def save(
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
     columns = to_columns(saved.trees, saved.layout)
+    columns.value, value_encoding = encode_values(columns)
+    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
     with writing(store, overwrite=overwrite) as target:
         _write(target, adapter.estimator_id, saved, columns, codec=codec, metadata=user_metadata)
 
@@ -109,15 +101,17 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
     arrays.update({f"{NODES_GROUP}/{name}": array for name, array in columns.arrays().items()})
     arrays.update({f"{FITTED_GROUP}/{name}": array for name, array in saved.arrays.items()})
     stored = {}
+    node_rows = node_chunk_rows(saved.layout.value_width)
     for name, data in arrays.items():
-        chunks, shards = chunk_geometry(data.shape, data.dtype.itemsize)
+        is_node_column = name.startswith(f"{NODES_GROUP}/") and name != f"{NODES_GROUP}/tree_ptr"
+        chunks, shards = chunk_geometry(data.shape, data.dtype.itemsize, rows=node_rows if is_node_column else None)
         array = root.create_array(
             name,
             shape=data.shape,
             dtype=data.dtype,
             chunks=chunks,
             shards=shards,
-            compressors=compressors(codec),
+            compressors=compressors(codec, shuffle=best_shuffle(codec, data[: chunks[0]])),
             filters=None,
             fill_value=0,
         )
@@ -146,6 +140,9 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(target)
+    from .integrity import record_digest
+
+    record_digest(target)  # last: the digest covers everything written above
 
 
 # --------------------------------------------------------------------------- open
@@ -187,7 +184,8 @@ class ModelInfo:
 class ModelHandle:
     """An open store: its :attr:`info` is read, its trees are not (yet).
 
-    Use as a context manager; :meth:`load` builds the estimator.
+    Use as a context manager; :meth:`load` builds the estimator, :meth:`tree`
+    one tree.
 
     >>> import treeshard, zarr
     >>> from sklearn.tree import DecisionTreeRegressor
@@ -199,9 +197,10 @@ class ModelHandle:
     """
 
     def __init__(self, store: Any) -> None:
-        self._store, self.location = open_for_reading(store)
-        self._group, self.config = _read_config(self._store, self.location)
-        self.adapter = ADAPTERS[self.config.estimator]
+        self._reader = StoreReader(store)
+        self.location = self._reader.location
+        self.config = self._reader.config
+        self.adapter = self._reader.adapter
 
     @property
     def info(self) -> ModelInfo:
@@ -223,74 +222,72 @@ class ModelHandle:
             arrays=dict(config.arrays),
         )
 
-    def load(self) -> Any:
-        """Read, validate and build the fitted estimator."""
+    def load(
+        self,
+        *,
+        lazy: bool = True,
+        estimators: int | slice | Sequence[int] | None = None,
+        max_memory: int | str | None = None,
+    ) -> Any:
+        """Build the fitted estimator; see :func:`treeshard.load` for the options."""
         config = self.config
-        layout = config.trees
-        tree_ptr = self._read_array(f"{NODES_GROUP}/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
-        validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
-        node_arrays = {}
-        for name, dtype in NODE_COLUMNS.items():
-            shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
-            node_arrays[name] = self._read_array(f"{NODES_GROUP}/{name}", dtype, shape)
-        columns = NodeColumns(tree_ptr=tree_ptr, **node_arrays)
-        validate_columns(columns, layout)
-        extra = {}
-        for name, dtype in self.adapter.array_names.items():
-            path = f"{FITTED_GROUP}/{name}"
-            if self._has_array(path):
-                extra[name] = self._read_array(path, np.dtype(dtype), None)
+        is_forest = self.adapter.estimator_id in FOREST_IDS
+        source = TreeSource(self._reader)
+        selection = select_trees(estimators, config, fitted=config.fitted)
+        budget = parse_memory(max_memory)
+        needed = int(source.tree_bytes(selection).sum())
+        over_budget = budget is not None and needed > budget
+        if over_budget and not (is_forest and lazy):
+            what = "lazily: only forests stream trees" if is_forest else f"a {config.estimator}: only forests stream trees"
+            raise MemoryBudgetError(
+                f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; "
+                f"cannot load {what} (select fewer trees with estimators=...)"
+            )
+        extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}
         _warn_on_version_change(config)
-        trees = list(build_trees(columns, layout))
-        del columns, node_arrays
+
+        if is_forest and lazy:
+            cache = TreeCache(budget // 4 if over_budget else None)
+            batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
+
+            def build(factory: Any) -> Sequence:
+                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch)
+        else:
+            # Eager: stream batches (about a 16th of the model, 2-32 MB while being
+            # built) so that only a small fraction of the model exists twice.
+            batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 16))
+
+            def build(factory: Any) -> Sequence:
+                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch).materialize()
+
         saved = SavedModel(
             params=config.params,
             unserializable_params=list(config.unserializable_params),
             fitted=config.fitted,
-            layout=layout,
-            trees=trees,
+            layout=config.trees,
+            trees=(),
             arrays=extra,
+            selection=selection,
+            build_estimators=build,
         )
         return self.adapter.from_saved(self.adapter.estimator_class(), saved)
 
-    # -- arrays
-    def _has_array(self, path: str) -> bool:
-        try:
-            return path in self._group
-        except _ZARR_ERRORS:
-            return False
-
-    def _open_array(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> Any:
-        try:
-            array = self._group[path]
-        except KeyError:
-            raise ArrayError(f"{path}: missing") from None
-        except _ZARR_ERRORS as exc:
-            raise ArrayError(f"{path}: unreadable metadata ({exc})") from None
-        if not hasattr(array, "shape") or not hasattr(array, "dtype"):
-            raise ArrayError(f"{path}: not an array")
-        if array.dtype != dtype:
-            raise ArrayError(f"{path}: dtype {array.dtype}, expected {dtype}")
-        if shape is not None and tuple(array.shape) != shape:
-            raise ArrayError(f"{path}: shape {tuple(array.shape)}, expected {shape}")
-        if math.prod(array.shape) * dtype.itemsize > 2**40:
-            raise ArrayError(f"{path}: declared size {array.shape} is too large")
-        chunk_bytes = math.prod(_inner_chunk_shape(array)) * dtype.itemsize
-        if chunk_bytes > MAX_CHUNK_BYTES:
-            raise ArrayError(f"{path}: chunks of {chunk_bytes} bytes exceed the {MAX_CHUNK_BYTES}-byte limit")
-        return array
-
-    def _read_array(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
-        array = self._open_array(path, dtype, shape)
-        try:
-            return np.ascontiguousarray(array[...])
-        except FileNotFoundError as exc:
-            raise IntegrityError(f"{path}: a chunk is missing ({exc})") from None
-        except (*_ZARR_ERRORS, OSError) as exc:
-            raise IntegrityError(f"{path}: stored bytes are corrupt ({type(exc).__name__}: {exc})") from None
+    def tree(self, index: int) -> Any:
+        """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
+        for gradient boosting, trees are numbered stage-major)."""
+        n = self.config.trees.n_trees
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+            raise IndexError(f"tree index {index!r} out of range for {n} trees")
+        index = int(index) % n
+        if self.adapter.estimator_id in FOREST_IDS:
+            return self.load(estimators=[index], lazy=False).estimators_[0]
+        estimator = self.load(lazy=False)
+        if hasattr(estimator, "tree_"):
+            return estimator
+        return estimator.estimators_.reshape(-1)[index]
 
     def close(self) -> None:
-        self._store.close()
+        self._reader.close()
 
     def __enter__(self) -> ModelHandle:
         return self
@@ -303,40 +300,85 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
-def _inner_chunk_shape(array: Any) -> tuple[int, ...]:
-    shape = tuple(array.chunks)
-    for codec in array.metadata.codecs:
-        inner = getattr(codec, "chunk_shape", None)
-        if inner is not None:
-            shape = tuple(inner)
-    return shape
+FOREST_IDS = frozenset(
+    ["RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"]
+)
+GB_IDS = frozenset(["GradientBoostingClassifier", "GradientBoostingRegressor"])
 
 
-def _read_config(store: Any, location: str) -> tuple[Any, Config]:
-    import zarr
-    from zarr.core.sync import sync
+def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.ndarray:
+    """Global ids of the trees that ``estimators=spec`` selects.
 
-    try:
-        sync(store._ensure_open())  # zarr opens stores lazily; ZipStore needs it before getsize
-        size = sync(store.getsize(ROOT_METADATA))
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"{location}: not a treeshard store (no {ROOT_METADATA})") from None
-    except (*_ZARR_ERRORS, OSError) as exc:
-        raise FormatError(f"{location}: cannot read {ROOT_METADATA} ({exc})") from None
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{ROOT_METADATA}: {size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            group = zarr.open_group(store, mode="r", use_consolidated=None)
-        attributes = group.attrs.asdict()
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"{location}: not a treeshard store") from None
-    except (*_ZARR_ERRORS, OSError, RecursionError) as exc:
-        raise ConfigError(f"{ROOT_METADATA}: unreadable ({type(exc).__name__}: {exc})") from None
-    if CONFIG_KEY not in attributes:
-        raise ConfigError(f"{ROOT_METADATA}: no {CONFIG_KEY!r} config record (not a treeshard store)")
-    return group, parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
+    Forests take the first ``k`` trees (an int), a slice or a list of distinct
+    indices; gradient boosting takes a prefix of its stages (an int ``k``, a
+    slice ``:k`` or ``range(k)``), so staged predictions stay meaningful.
+    """
+    n_trees = config.trees.n_trees
+    if spec is None:
+        return np.arange(n_trees, dtype=np.int64)
+    if config.estimator in GB_IDS:
+        per_stage = fitted.get("n_trees_per_iteration_", 1)
+        per_stage = per_stage if isinstance(per_stage, int) and per_stage >= 1 else 1
+        n_units, unit = n_trees // per_stage, "stages"
+    elif config.estimator in FOREST_IDS:
+        per_stage, n_units, unit = 1, n_trees, "trees"
+    else:
+        raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")
+    if isinstance(spec, bool):
+        raise TypeError("estimators must be an int, a slice or a list of indices, not a bool")
+    if isinstance(spec, (int, np.integer)):
+        if not 1 <= spec <= n_units:
+            raise ValueError(f"estimators={spec}: choose between 1 and {n_units} {unit}")
+        units = np.arange(int(spec), dtype=np.int64)
+    elif isinstance(spec, slice):
+        units = np.arange(n_units, dtype=np.int64)[spec]
+    elif isinstance(spec, (Sequence, np.ndarray, range)) and not isinstance(spec, str):
+        units = np.asarray(list(spec))
+        if units.size and (units.dtype.kind not in "iu"):
+            raise TypeError(f"estimators: indices must be integers, got {units.dtype}")
+        units = units.astype(np.int64)
+        if units.size and (units.min() < -n_units or units.max() >= n_units):
+            raise IndexError(f"estimators: an index is out of range for {n_units} {unit}")
+        units = units % n_units if units.size else units
+        if len(np.unique(units)) != len(units):
+            raise ValueError("estimators: indices must be distinct")
+    else:
+        raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
+    if units.size == 0:
+        raise ValueError(f"estimators={spec!r} selects no {unit}")
+    if per_stage > 1 or config.estimator in GB_IDS:
+        if not np.array_equal(units, np.arange(len(units))):
+            raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
+        return np.arange(len(units) * per_stage, dtype=np.int64)
+    return units
+
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_memory(value: int | str | None) -> int | None:
+    """Bytes from an int or a string such as ``"512MB"`` or ``"1.5 GiB"``.
+
+    >>> parse_memory("512MB"), parse_memory("1GiB"), parse_memory(1000)
+    (512000000, 1073741824, 1000)
+    """
+    if value is None:
+        return None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value <= 0:
+            raise ValueError(f"max_memory must be positive, got {value}")
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip().upper().replace(" ", "")
+        number = text.rstrip("KMGTIB")
+        unit = text[len(number) :]
+        try:
+            amount = float(number)
+        except ValueError:
+            amount = math.nan
+        if unit in _UNITS and math.isfinite(amount) and amount > 0:
+            return int(amount * _UNITS[unit])
+    raise ValueError(f"max_memory must be a number of bytes or a string like '512MB' or '2GiB', got {value!r}")
 
 
 def _warn_on_version_change(config: Config) -> None:
@@ -344,7 +386,7 @@ def _warn_on_version_change(config: Config) -> None:
 
     saved = config.versions.get("sklearn")
     if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=3)
+        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
 
 
 def open(store: Any) -> ModelHandle:  # noqa: A001 - mirrors zarr.open / builtins.open
@@ -352,8 +394,29 @@ def open(store: Any) -> ModelHandle:  # noqa: A001 - mirrors zarr.open / builtin
     return ModelHandle(store)
 
 
-def load(store: Any) -> Any:
+def load(
+    store: Any,
+    *,
+    lazy: bool = True,
+    estimators: int | slice | Sequence[int] | None = None,
+    max_memory: int | str | None = None,
+) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
+
+    Parameters
+    ----------
+    store : str, os.PathLike or zarr Store
+        A directory, a ``.zip`` file or a zarr store.
+    lazy : bool, default True
+        Forests read their trees on demand: loading reads the config and the
+        tree offsets only, ``estimators_[i]`` reads tree ``i``, prediction
+        streams trees with the next batch decoded in the background. Other
+        estimators (and ``lazy=False``) are built in full at once.
+    estimators : int, slice or list of int, optional
+        Load only these trees (forests) or the first stages (gradient boosting).
+    max_memory : int or str, optional
+        Memory budget for the trees (e.g. ``"512MB"``). A forest larger than the
+        budget is streamed through memory at each prediction, with exact results.
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -365,5 +428,12 @@ def load(store: Any) -> Any:
     >>> treeshard.load(store).predict([[0.9]])
     array(['yes'], dtype='<U3')
     """
-    with ModelHandle(store) as handle:
-        return handle.load()
+    handle = ModelHandle(store)
+    try:
+        estimator = handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory)
+    except BaseException:
+        handle.close()
+        raise
+    if not (lazy and handle.adapter.estimator_id in FOREST_IDS):
+        handle.close()  # a lazy forest keeps reading from the open store
+    return estimator

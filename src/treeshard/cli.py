@@ -68,6 +68,26 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from .errors import IntegrityError
+    from .integrity import verify_path
+
+    try:
+        summary = verify_path(args.store, public_key=args.public_key)
+    except IntegrityError as exc:
+        print(f"CORRUPT {args.store}: {exc}")
+        return 1
+    print(f"OK {args.store}: {summary}")
+    return 0
+
+
+def _sign(args: argparse.Namespace) -> int:
+    from .integrity import sign_store
+
+    print(f"signed {args.store} with key {sign_store(args.store, args.key)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="treeshard", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +105,20 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--overwrite", action="store_true", help="replace an existing store")
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
+
+    from .bench import add_parser as add_bench_parser  # treeshard bench (issue 4)
+
+    add_bench_parser(commands)
+
+    verify = commands.add_parser("verify", help="check a store against its content digest (and signature)")
+    verify.add_argument("store", help="store directory or .zip file")
+    verify.add_argument("--public-key", metavar="PEM", help="also require a valid Ed25519 signature by this key")
+    verify.set_defaults(run=_verify)
+
+    sign = commands.add_parser("sign", help="sign a store's content digest with an Ed25519 key")
+    sign.add_argument("store", help="store directory or .zip file")
+    sign.add_argument("--key", required=True, metavar="PEM", help="Ed25519 private key (PEM)")
+    sign.set_defaults(run=_sign)
     return parser
 
 

@@ -8,14 +8,43 @@ path (``load``/``open``) never imports this module.
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
+
+from .errors import TreeshardError
+
+
+class ConversionError(TreeshardError, ValueError):
+    """A file given to :func:`convert_pickle` could not be unpickled."""
+
+
+# What unpickling a file that is not a (compatible) pickle may raise.
+_UNPICKLING_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    ImportError,
+)
 
 
 def load_trusted_pickle(path: str | os.PathLike) -> Any:
-    """UNSAFE: unpickle ``path`` (joblib or plain pickle). Trusted files only."""
+    """UNSAFE: unpickle ``path`` (joblib or plain pickle). Trusted files only.
+
+    Raises :class:`ConversionError` if the file is not a pickle this
+    environment can read, and :class:`FileNotFoundError` if it does not exist.
+    """
     import joblib
 
-    return joblib.load(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    try:
+        return joblib.load(path)
+    except _UNPICKLING_ERRORS as exc:
+        raise ConversionError(f"{str(path)!r} is not a readable joblib/pickle file ({type(exc).__name__}: {exc})") from None
 
 
 def convert_pickle(model: str | os.PathLike, store: Any, *, codec: str = "lz4", overwrite: bool = False, progress: bool = True) -> None:

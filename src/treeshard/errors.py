@@ -14,8 +14,11 @@ __all__ = [
     "ArrayError",
     "TreeStructureError",
     "IntegrityError",
+    "SignatureError",
+    "MissingDependencyError",
     "UnsupportedFormatVersionError",
     "UnsupportedEstimatorError",
+    "MemoryBudgetError",
     "StoreNotFoundError",
     "StoreExistsError",
     "SklearnVersionWarning",
@@ -48,6 +51,18 @@ class TreeStructureError(FormatError):
 
 class IntegrityError(FormatError):
     """Stored bytes are corrupt: a checksum fails or a chunk does not decode."""
+
+
+class SignatureError(IntegrityError):
+    """A store is unsigned, signed with another key, or differs from what was signed."""
+
+
+class MissingDependencyError(TreeshardError, ImportError):
+    """An optional feature needs a package that is not installed (the message says which)."""
+
+
+class MemoryBudgetError(TreeshardError, ValueError):
+    """The selected trees cannot be loaded within ``max_memory`` (only lazy forests stream)."""
 
 
 class UnsupportedEstimatorError(TreeshardError, TypeError):

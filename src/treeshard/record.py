@@ -30,6 +30,8 @@ MAX_FEATURES = 2**31 - 1
 MAX_OUTPUTS = 100_000
 MAX_CLASSES = 2**31 - 1
 MAX_VALUE_WIDTH = 2**31 - 1
+VALUE_ENCODINGS = ("float64", "weighted_counts")
+MAX_VALUE_BYTES = 2**40  # the node values of a model, in bytes
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _LABEL_DTYPE_RE = re.compile(r"^(bool|int(8|16|32|64)|uint(8|16|32|64)|float(32|64)|<U\d{1,6}|object)$")
@@ -198,6 +200,10 @@ class TreeLayout:
     n_features: int
     n_outputs: int
     n_classes: tuple[int, ...]  # per output; all 1 for regression trees
+    #: How ``nodes/value`` is stored: "float64" (as sklearn has it) or
+    #: "weighted_counts" (int32 weighted class counts; value = counts / weighted_n_node_samples,
+    #: chosen at save time only when that reproduces every value bit for bit).
+    value_encoding: str = "float64"
 
     @property
     def value_width(self) -> int:
@@ -211,6 +217,7 @@ class TreeLayout:
             "n_features": self.n_features,
             "n_outputs": self.n_outputs,
             "n_classes": list(self.n_classes),
+            "value_encoding": self.value_encoding,
         }
 
     @classmethod
@@ -229,9 +236,17 @@ class TreeLayout:
             n_classes=tuple(
                 parse_int(f"{where}.n_classes[{i}]", v, low=1, high=MAX_CLASSES) for i, v in enumerate(n_classes)
             ),
+            value_encoding=parse_str(f"{where}.value_encoding", require(where, record, "value_encoding"), max_len=40),
         )
+        if layout.value_encoding not in VALUE_ENCODINGS:
+            raise ConfigError(f"{where}.value_encoding: unknown encoding {layout.value_encoding!r}")
         if layout.value_width > MAX_VALUE_WIDTH:
             raise ConfigError(f"{where}: {layout.value_width} values per node is too many")
+        if layout.n_nodes * layout.value_width * 8 > MAX_VALUE_BYTES:
+            raise ConfigError(
+                f"{where}: {layout.n_nodes} nodes x {layout.value_width} values would need more than "
+                f"{MAX_VALUE_BYTES} bytes"
+            )
         if layout.n_nodes < layout.n_trees:
             raise ConfigError(f"{where}: {layout.n_nodes} nodes cannot hold {layout.n_trees} trees")
         return layout

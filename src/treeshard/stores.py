@@ -8,8 +8,12 @@ or interrupted save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import os
+import re
 import shutil
+import stat
+import sys
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -46,6 +50,7 @@ def open_for_reading(store: Any) -> tuple[Any, str]:
                 raise FormatError(f"{str(path)!r} is not a file")
             if not zipfile.is_zipfile(path):
                 raise FormatError(f"{str(path)!r} is not a zip file")
+            check_zip_members(path)
             from zarr.storage import ZipStore
 
             return ZipStore(path, mode="r"), str(path)
@@ -53,18 +58,65 @@ def open_for_reading(store: Any) -> tuple[Any, str]:
             raise FormatError(f"{str(path)!r} is neither a directory nor a .zip file")
         if not (path / ROOT_METADATA).is_file():
             raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
+        check_directory_entries(path)
         from zarr.storage import LocalStore
 
-        return LocalStore(path, read_only=True), str(path)
+        # An absolute root: zarr 3.1's LocalStore.list() strips the root with str.replace.
+        return LocalStore(path.resolve(), read_only=True), str(path)
     if isinstance(store, _zarr_store_class()):
         return store, repr(store)
     raise InvalidStoreError(f"store must be a path or a zarr Store, got {type(store).__name__}")
+
+
+MAX_STORE_ENTRIES = 1_000_000
+
+
+def check_zip_members(path: Path) -> None:
+    """Refuse a zip whose members are compressed or lie about their size.
+
+    treeshard writes every member stored (chunks are already compressed);
+    a deflated member could expand without limit when zarr reads it whole
+    (a zip bomb), so only stored members whose sizes fit the file are read.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise FormatError(f"{str(path)!r}: unreadable zip ({exc})") from None
+    if len(members) > MAX_STORE_ENTRIES:
+        raise FormatError(f"{str(path)!r}: {len(members)} zip members exceeds the {MAX_STORE_ENTRIES} limit")
+    size = path.stat().st_size
+    for member in members:
+        if member.compress_type != zipfile.ZIP_STORED:
+            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} is compressed; treeshard stores only hold stored members")
+        if member.file_size != member.compress_size or member.file_size > size:
+            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} declares an impossible size")
+
+
+def check_directory_entries(path: Path) -> None:
+    """Refuse a directory store holding anything but directories and regular files.
+
+    A symlink could point at ``/dev/zero`` or outside the store, a FIFO would
+    block a read forever: a store is plain files only.
+    """
+    count = 0
+    for root, dirs, files in os.walk(path):
+        for name in (*dirs, *files):
+            count += 1
+            entry = os.path.join(root, name)
+            mode = os.lstat(entry).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                rel = os.path.relpath(entry, path)
+                raise FormatError(f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe)")
+        if count > MAX_STORE_ENTRIES:
+            raise FormatError(f"{str(path)!r}: more than {MAX_STORE_ENTRIES} entries")
 
 
 def _store_is_empty(store: Any) -> bool:
     from zarr.core.sync import sync
 
     async def first_key() -> bool:
+        await store._ensure_open()  # zarr opens stores lazily (a ZipStore must be opened first)
         async for _ in store.list():
             return False
         return True
@@ -76,14 +128,25 @@ def _store_is_empty(store: Any) -> bool:
 def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
     """Yield a fresh zarr store to write a model into; put it in place on success.
 
-    - directory: written to a hidden sibling, then renamed over the target;
+    - directory: written to a hidden sibling (``.NAME.tmp-PID-RANDOM``),
+      every file fsynced, then moved into place. Replacing an existing
+      directory swaps the two atomically (Linux ``renameat2(RENAME_EXCHANGE)``)
+      so a reader always finds the old or the new model; where the kernel or
+      file system cannot swap, the old directory is renamed aside first and
+      for a moment there is no model at the path (never a mix of two);
     - ``.zip``: written to a sibling temporary directory, packed into a
       sibling temporary zip (entries stored uncompressed: chunks are already
-      compressed) and moved over the target with an atomic ``os.replace``;
-    - zarr ``Store``: written to memory, then copied in (``zarr.json`` last).
+      compressed, ``zarr.json`` last), fsynced and moved over the target with
+      an atomic ``os.replace``;
+    - zarr ``Store``: written to memory, then copied in. When overwriting, the
+      old root ``zarr.json`` is deleted first and the new one is written last,
+      so an interrupted copy leaves no model rather than a mix (a store object
+      offers no atomic rename).
 
-    An existing target is replaced only with ``overwrite=True``, and only if
-    it is a treeshard store (or, for a directory, empty).
+    Temporary siblings left by a killed save (their process is gone) are
+    removed by the next save to the same path. An existing target is
+    replaced only with ``overwrite=True``, and only if it is a treeshard
+    store (or, for a directory, empty).
     """
     from zarr.storage import LocalStore, MemoryStore
 
@@ -91,19 +154,22 @@ def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
         target = Path(store)
         _check_replaceable(target, overwrite=overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+        remove_stale_temporaries(target)
+        tmp_dir = _temporary_sibling(target, "tmp")
         try:
             yield LocalStore(tmp_dir)
             _check_replaceable(target, overwrite=overwrite)
             if is_zip_path(target):
-                tmp_zip = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}.zip"
+                tmp_zip = _temporary_sibling(target, "tmp", suffix=".zip")
                 try:
                     _pack_zip(tmp_dir, tmp_zip)
                     os.replace(tmp_zip, target)
                 finally:
                     tmp_zip.unlink(missing_ok=True)
             else:
+                _fsync_tree(tmp_dir)
                 _replace_directory(tmp_dir, target)
+            fsync_directory(target.parent)
         finally:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         return
@@ -114,6 +180,71 @@ def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
     staging = MemoryStore()
     yield staging
     _copy_store(staging, store, clear=overwrite)
+
+
+_TEMPORARY_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}(?:\.zip)?$")
+
+
+def _temporary_sibling(target: Path, kind: str, *, suffix: str = "") -> Path:
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Delete temporary siblings of ``target`` left by saves whose process has died.
+
+    Temporaries of a live process (another save in progress) are left alone.
+    Returns what was removed.
+    """
+    removed: list[Path] = []
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        match = _TEMPORARY_RE.match(path.name)
+        if match is None or match["name"] != target.name or _process_alive(int(match["pid"])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        fsync_directory(Path(root))
 
 
 def _check_replaceable(target: Path, *, overwrite: bool) -> None:
@@ -138,7 +269,7 @@ def _pack_zip(directory: Path, zip_path: Path) -> None:
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for path in files:
             archive.write(path, path.relative_to(directory).as_posix())
-        # zarr's ZipStore reads the archive without fsync; make the bytes durable first.
+    # Make the bytes durable before the rename makes them visible.
     with open(zip_path, "rb+") as handle:
         os.fsync(handle.fileno())
 
@@ -147,7 +278,10 @@ def _replace_directory(new: Path, target: Path) -> None:
     if not target.exists():
         os.rename(new, target)
         return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old model
+        return
+    old = _temporary_sibling(target, "old")
     os.rename(target, old)
     try:
         os.rename(new, target)
@@ -157,12 +291,34 @@ def _replace_directory(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (_errno.ENOSYS, _errno.EINVAL, _errno.ENOTSUP, _errno.EOPNOTSUPP, _errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def _copy_store(source: Any, target: Any, *, clear: bool) -> None:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
     async def copy() -> None:
-        if clear:
+        if clear and not await target.is_empty(""):
+            # The old model disappears at once (its root first), then the rest.
+            await target.delete(ROOT_METADATA)
             await target.clear()
         keys = [key async for key in source.list()]
         keys.sort(key=lambda k: k == ROOT_METADATA)

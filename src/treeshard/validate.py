@@ -35,7 +35,9 @@ def validate_columns(cols: NodeColumns, layout: TreeLayout, *, first_tree: int =
     """Check the node columns of consecutive trees; raise :class:`TreeStructureError`.
 
     ``first_tree`` only makes error messages name the right tree when
-    ``cols`` holds a range of a model's trees.
+    ``cols`` holds a range of a model's trees. The checks are whole-array
+    numpy passes (about ten over the node count); the position of a failure
+    is worked out only once one is found.
     """
     n = cols.n_nodes
     for name, dtype in NODE_COLUMNS.items():
@@ -44,45 +46,45 @@ def validate_columns(cols: NodeColumns, layout: TreeLayout, *, first_tree: int =
         if array.dtype != dtype or array.shape != expected:
             raise ArrayError(f"{name}: {array.dtype}{list(array.shape)}, expected {dtype}{list(expected)}")
 
-    counts = np.diff(cols.tree_ptr)
-    tree_of = np.repeat(np.arange(cols.n_trees), counts)
-    local = np.arange(n, dtype=np.int64) - np.repeat(cols.tree_ptr[:-1], counts)
-    size = np.repeat(counts, counts)
-
     def fail(mask: np.ndarray, what: str) -> None:
         node = int(np.argmax(mask))
-        raise TreeStructureError(f"tree {first_tree + int(tree_of[node])}, node {int(local[node])}: {what}")
+        tree = int(np.searchsorted(cols.tree_ptr, node, side="right")) - 1
+        local = node - int(cols.tree_ptr[tree])
+        raise TreeStructureError(f"tree {first_tree + tree}, node {local}: {what}")
 
     left, right = cols.left_child_offset, cols.right_child_offset
     leaf = left == 0
-    split = ~leaf
-    if np.any(leaf != (right == 0)):
+    if not np.array_equal(leaf, right == 0):
         fail(leaf != (right == 0), "exactly one child is missing")
-    bad = split & ((left < 1) | (right < 1))
-    if np.any(bad):
-        fail(bad, "a child does not come after its parent (cycle)")
-    bad = split & ((local + left >= size) | (local + right >= size))
-    if np.any(bad):
-        fail(bad, "a child id is out of range")
+    if n and min(int(left.min()), int(right.min())) < 0:
+        fail((left < 0) | (right < 0), "a child does not come after its parent (cycle)")
+    split = np.flatnonzero(~leaf)
+    # Children must stay inside their own tree: before the next tree's first node.
+    counts = np.diff(cols.tree_ptr)
+    tree_end = np.repeat(cols.tree_ptr[1:], counts)[split]
+    left_child = split + left[split]
+    right_child = split + right[split]
+    bad = (left_child >= tree_end) | (right_child >= tree_end)
+    if bad.any():
+        fail(np.isin(np.arange(n), split[bad]), "a child id is out of range")
 
     # Every node but a root has exactly one parent: with children after their
     # parents this makes each tree a proper tree, so traversal terminates and
     # every node is reached once.
-    index = np.arange(n, dtype=np.int64)
-    children = np.concatenate((index[split] + left[split], index[split] + right[split]))
-    parents = np.bincount(children, minlength=n)
-    is_root = np.zeros(n, dtype=bool)
-    is_root[cols.tree_ptr[:-1]] = True
-    if np.any(parents != ~is_root):
-        fail(parents != ~is_root, "is not reached exactly once from the root (shared or orphan node)")
+    parents = np.bincount(left_child, minlength=n)
+    parents += np.bincount(right_child, minlength=n)
+    expected_parents = np.ones(n, dtype=parents.dtype)
+    expected_parents[cols.tree_ptr[:-1]] = 0
+    if not np.array_equal(parents, expected_parents):
+        fail(parents != expected_parents, "is not reached exactly once from the root (shared or orphan node)")
 
     feature = cols.feature
-    bad = split & ((feature < 0) | (feature >= layout.n_features))
-    if np.any(bad):
-        fail(bad, f"split feature out of range [0, {layout.n_features})")
-    if np.any(leaf & (feature != UNDEFINED)):
+    split_feature = feature[split]
+    if split.size and (int(split_feature.min()) < 0 or int(split_feature.max()) >= layout.n_features):
+        fail(np.isin(np.arange(n), split[(split_feature < 0) | (split_feature >= layout.n_features)]), f"split feature out of range [0, {layout.n_features})")
+    if np.any(feature[leaf] != UNDEFINED):
         fail(leaf & (feature != UNDEFINED), f"a leaf's feature must be {UNDEFINED}")
-    if np.any(split & np.isnan(cols.threshold)):
-        fail(split & np.isnan(cols.threshold), "split threshold is NaN")
-    if np.any(cols.missing_go_to_left > 1):
+    if np.isnan(cols.threshold[split]).any():
+        fail(~leaf & np.isnan(cols.threshold), "split threshold is NaN")
+    if n and int(cols.missing_go_to_left.max()) > 1:
         fail(cols.missing_go_to_left > 1, "missing_go_to_left is not 0 or 1")

@@ -44,8 +44,24 @@ class SavedModel:
     unserializable_params: list[str]
     fitted: dict[str, Any]
     layout: TreeLayout
-    trees: Sequence  # sklearn Tree objects, in storage order
+    trees: Sequence  # sklearn Tree objects, in storage order (when saving)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    #: When loading: global ids of the trees to load (partial loads), or None for all.
+    selection: np.ndarray | None = None
+    #: When loading: ``build_estimators(factory)`` returns the sequence of
+    #: sub-estimators, calling ``factory(tree, tree_index)`` for each sklearn
+    #: ``Tree`` (a plain list, or a lazy sequence that builds trees on demand).
+    build_estimators: Callable[[Callable[[Any, int], Any]], Sequence] | None = None
+
+    def estimators(self, factory: Callable[[Any, int], Any]) -> Sequence:
+        """The loaded sub-estimators, built by ``factory(tree, tree_index)``."""
+        if self.build_estimators is None:
+            return [factory(tree, i) for i, tree in enumerate(self.trees)]
+        return self.build_estimators(factory)
+
+    @property
+    def is_partial(self) -> bool:
+        return self.selection is not None and len(self.selection) != self.layout.n_trees
 
 
 @dataclass(frozen=True)
@@ -83,13 +99,16 @@ def encode_value(value: Any) -> Any:
     """
     if value is None or isinstance(value, (bool, str)):
         return value
+    # numpy scalars first: np.float64 is a subclass of float and must stay np.float64.
+    if isinstance(value, np.generic):
+        array = np.asarray(value)
+        if array.dtype.name not in _ARRAY_DTYPES or array.dtype.kind == "O":
+            raise UnsupportedEstimatorError(f"cannot store a numpy scalar of dtype {array.dtype}")
+        return {"numpy": array.dtype.name, "value": _encode_items(array.reshape(1))[0]}
     if isinstance(value, int):
         return value
     if isinstance(value, float):
         return {"float": encode_float(value)}
-    if isinstance(value, np.generic):
-        array = np.asarray(value)
-        return {"numpy": array.dtype.name, "value": _encode_items(array.reshape(1))[0]}
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "U":
             dtype = f"<U{value.dtype.itemsize // 4}"

@@ -36,6 +36,7 @@ FOREST_ARRAYS = {
     "tree_random_state": "int64",
     "oob_decision_function_": "float64",
     "oob_prediction_": "float64",
+    "sample_weight": "float64",  # ``_sample_weight``: drawn bootstrap samples depend on it
 }
 
 
@@ -56,6 +57,8 @@ def _to_saved(forest: Any) -> SavedModel:
     for name in ("oob_decision_function_", "oob_prediction_"):
         if hasattr(forest, name):
             arrays[name] = np.ascontiguousarray(getattr(forest, name), dtype=np.float64)
+    if getattr(forest, "_sample_weight", None) is not None:
+        arrays["sample_weight"] = np.ascontiguousarray(forest._sample_weight, dtype=np.float64)
     return SavedModel(params, unserializable, fitted, layout, trees, arrays)
 
 
@@ -83,16 +86,28 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     for name in ("oob_decision_function_", "oob_prediction_"):
         if name in saved.arrays:
             fitted[name] = saved.arrays[name]
+    sample_weight = saved.arrays.get("sample_weight")
+    n_samples = fitted.get("_n_samples")
+    if sample_weight is not None and (sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples):
+        raise ArrayError(f"fitted/sample_weight: shape {sample_weight.shape}, expected ({n_samples},)")
+    fitted["_sample_weight"] = sample_weight
 
     forest.__dict__.update(fitted)
     forest._validate_estimator()
     template = forest._make_estimator(append=False)
     base = {**vars(template), **sub_fitted}
     tree_cls = type(template)
-    forest.estimators_ = [
-        new_like(tree_cls, {**base, "random_state": int(rs), "tree_": tree})
-        for rs, tree in zip(random_states.tolist(), saved.trees)
-    ]
+    random_states = random_states.tolist()
+
+    def make_estimator(tree: Any, index: int) -> Any:
+        return new_like(tree_cls, {**base, "random_state": random_states[index], "tree_": tree})
+
+    forest.estimators_ = saved.estimators(make_estimator)
+    if saved.is_partial:
+        # A subset of trees is a smaller forest: out-of-bag results no longer apply.
+        forest.n_estimators = len(forest.estimators_)
+        for name in ("oob_score_", "oob_decision_function_", "oob_prediction_"):
+            forest.__dict__.pop(name, None)
     return forest
 
 

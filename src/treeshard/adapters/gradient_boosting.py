@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from ..record import TreeLayout, parse_dict, parse_str, require
+from ..record import TreeLayout, parse_dict, parse_int, parse_str, require
 from .base import (
     Adapter,
     SavedModel,
     build_estimator,
     check_common,
     decode_fitted,
+    decode_value,
+    encode_value,
     encode_fitted,
     encode_params,
     expect,
@@ -38,7 +40,13 @@ GB_FITTED = (
     "n_estimators_",
     "oob_score_",
 )
-GB_ARRAYS = {"train_score_": "float64", "oob_improvement_": "float64", "oob_scores_": "float64"}
+GB_ARRAYS = {
+    "train_score_": "float64",
+    "oob_improvement_": "float64",
+    "oob_scores_": "float64",
+    "rng_keys": "uint32",  # the MT19937 key of ``_rng``; see _encode_rng
+}
+MT19937_KEY_LENGTH = 624
 DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "classes_", "n_classes_", "class_prior_", "constant_")
 DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
 
@@ -69,7 +77,53 @@ def _to_saved(gb: Any) -> SavedModel:
             "fitted": encode_fitted(gb.init_, DUMMY_FITTED),
         }
     arrays = {name: np.asarray(getattr(gb, name), dtype=np.float64) for name in GB_ARRAYS if hasattr(gb, name)}
+    rng = _encode_rng(getattr(gb, "_rng", None))
+    if rng is not None:
+        fitted["_rng"], arrays["rng_keys"] = rng
     return SavedModel(params, unserializable, fitted, layout, trees, arrays)
+
+
+def _encode_rng(rng: Any) -> tuple[dict[str, Any], np.ndarray] | None:
+    """The state of the fitted ``_rng`` (shared by the trees, used by warm starts).
+
+    ``None`` when there is nothing to keep: no ``_rng``, or numpy's global
+    RandomState (``random_state=None``), which a loaded model uses again.
+    """
+    if not isinstance(rng, np.random.RandomState) or rng is check_global_random_state():
+        return None
+    name, keys, pos, has_gauss, cached_gaussian = rng.get_state(legacy=True)
+    if name != "MT19937":
+        return None
+    record = {"pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": encode_value(float(cached_gaussian))}
+    return record, np.ascontiguousarray(keys, dtype=np.uint32)
+
+
+def check_global_random_state() -> np.random.RandomState:
+    """numpy's global RandomState: what ``check_random_state(None)`` returns."""
+    from sklearn.utils import check_random_state
+
+    return check_random_state(None)
+
+
+def _decode_rng(record: Any, keys: np.ndarray | None) -> np.random.RandomState:
+    where = "config.fitted._rng"
+    if record is None and keys is None:
+        return check_global_random_state()
+    if record is None or keys is None:
+        raise ConfigError(f"{where}: needs both the config record and the fitted/rng_keys array")
+    record = parse_dict(where, record)
+    if keys.shape != (MT19937_KEY_LENGTH,):
+        raise ArrayError(f"fitted/rng_keys: shape {keys.shape}, expected ({MT19937_KEY_LENGTH},)")
+    pos = parse_int(f"{where}.pos", require(where, record, "pos"), low=0, high=MT19937_KEY_LENGTH)
+    has_gauss = parse_int(f"{where}.has_gauss", require(where, record, "has_gauss"), low=0, high=1)
+    cached = decode_value(f"{where}.cached_gaussian", require(where, record, "cached_gaussian"))
+    expect(f"{where}.cached_gaussian", cached, float)
+    rng = np.random.RandomState()
+    try:
+        rng.set_state(("MT19937", keys, pos, has_gauss, cached))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: invalid generator state ({exc})") from None
+    return rng
 
 
 def _build_init(record: Any, n_features: int) -> Any:
@@ -109,6 +163,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
     init_raw = raw.pop("init_", None)
+    rng_raw = raw.pop("_rng", None)
     fitted = decode_fitted(raw, GB_FITTED)
     sub_fitted = decode_fitted(sub_raw, TREE_FITTED)
     check_common(fitted, layout)
@@ -131,7 +186,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     max_features = expect("config.fitted.max_features_", get_fitted(fitted, "max_features_"), int)
     if not 1 <= max_features <= layout.n_features:
         raise ConfigError(f"config.fitted.max_features_: {max_features} out of range")
-    for name in GB_ARRAYS:
+    for name in ("train_score_", "oob_improvement_", "oob_scores_"):
         if name in saved.arrays:
             if saved.arrays[name].shape != (n_stages,):
                 raise ArrayError(f"fitted/{name}: shape {saved.arrays[name].shape}, expected ({n_stages},)")
@@ -141,7 +196,10 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
     gb.__dict__.update(fitted)
     gb.init_ = _build_init(init_raw, layout.n_features)
-    gb._loss = gb._get_loss(sample_weight=None)
+    gb._rng = _decode_rng(rng_raw, saved.arrays.get("rng_keys"))
+    # fit() always passes a sample_weight array (ones by default); so do we, so
+    # that the loss object's attributes (constant_hessian) are the fitted ones.
+    gb._loss = gb._get_loss(sample_weight=np.ones(1))
     template = DecisionTreeRegressor(
         criterion="squared_error",
         splitter="best",
@@ -152,14 +210,22 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
         min_impurity_decrease=gb.min_impurity_decrease,
         max_features=gb.max_features,
         max_leaf_nodes=gb.max_leaf_nodes,
-        random_state=None,  # sklearn passes its RandomState object, which is not stored
+        random_state=gb._rng,  # sklearn's trees share the model's RandomState
         ccp_alpha=gb.ccp_alpha,
     )
     base = {**vars(template), **sub_fitted}
+    trees = saved.estimators(lambda tree, index: new_like(DecisionTreeRegressor, {**base, "tree_": tree}))
+    if saved.is_partial:
+        # A prefix of the boosting stages: a model that stopped earlier.
+        n_stages = len(trees) // k
+        gb.n_estimators = gb.n_estimators_ = n_stages
+        for name in ("train_score_", "oob_improvement_", "oob_scores_"):
+            if name in fitted:
+                setattr(gb, name, fitted[name][:n_stages])
+        if "oob_scores_" in fitted:
+            gb.oob_score_ = gb.oob_scores_[-1]
     estimators = np.empty((n_stages, k), dtype=object)
-    flat = estimators.reshape(-1)
-    for i, tree in enumerate(saved.trees):
-        flat[i] = new_like(DecisionTreeRegressor, {**base, "tree_": tree})
+    estimators.reshape(-1)[:] = list(trees)
     gb.estimators_ = estimators
     return gb
 

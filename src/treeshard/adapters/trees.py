@@ -88,7 +88,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     if saved.layout.n_trees != 1:
         raise ConfigError(f"config.trees.n_trees: a single tree estimator has 1 tree, not {saved.layout.n_trees}")
     estimator.__dict__.update(fitted)
-    estimator.tree_ = saved.trees[0]
+    estimator.tree_ = saved.estimators(lambda tree, index: tree)[0]
     return estimator
 
 

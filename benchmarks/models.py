@@ -1,0 +1,258 @@
+"""Reference models of the benchmarks: built once, cached on disk, never in the repo.
+
+The cache lives in ``$TREESHARD_BENCH_CACHE`` (default ``~/.cache/treeshard-bench``),
+one directory per model holding the model in every format of
+:data:`treeshard.bench.FORMATS`, ``rows.npy`` (1000 input rows) and
+``meta.json`` (recipe, fit time, in-memory size, file sizes, save times).
+
+Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
+
+- ``tiny``: a 10-tree depth-8 forest on 2,000 x 10 rows, for CI and development;
+- ``RF-L``: ``RandomForestClassifier(n_estimators=100, random_state=0, n_jobs=2)`` on
+  ``make_classification(n_samples=100_000, n_features=30, n_informative=10, n_classes=3, random_state=0)``;
+- ``GB-M``: ``GradientBoostingClassifier(n_estimators=500, max_depth=3, random_state=0)``
+  on the first 20,000 rows of that data (all 100,000 take minutes to fit on
+  this machine, and depth-3 trees are the same size either way);
+- ``RF-XL``: RF-L's recipe with ``n_estimators=1400`` (over 2 GB in memory).
+
+The treeshard files are rewritten whenever treeshard's source changes (the
+format is young); the others are written once. Build from the command line
+(this may take a quarter of an hour for RF-XL)::
+
+    python benchmarks/models.py build tiny RF-L GB-M RF-XL
+    python benchmarks/models.py list
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from treeshard import bench
+
+CACHE_ENV = "TREESHARD_BENCH_CACHE"
+MODELS_ENV = "TREESHARD_BENCH_MODELS"
+DEFAULT_MODELS = "RF-L,GB-M,RF-XL"
+TREESHARD_FORMATS = ("treeshard-lz4", "treeshard-zstd")
+RF_XL_TREES = 1400
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV, "~/.cache/treeshard-bench")).expanduser()
+
+
+def selected_models() -> list[str]:
+    """Models the asv suite runs on: ``$TREESHARD_BENCH_MODELS`` (comma-separated)."""
+    names = [n.strip() for n in os.environ.get(MODELS_ENV, DEFAULT_MODELS).split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        raise ValueError(f"{MODELS_ENV}: unknown models {unknown}; known: {list(RECIPES)}")
+    return names
+
+
+# --------------------------------------------------------------------------- recipes
+def _classification(n_samples: int, n_features: int, n_informative: int) -> tuple[Any, Any]:
+    from sklearn.datasets import make_classification
+
+    return make_classification(
+        n_samples=n_samples, n_features=n_features, n_informative=n_informative, n_classes=3, random_state=0
+    )
+
+
+def _reference_data() -> tuple[Any, Any]:
+    return _classification(100_000, 30, 10)
+
+
+def _tiny() -> tuple[Any, Any]:
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = _classification(2_000, 10, 5)
+    return RandomForestClassifier(n_estimators=10, max_depth=8, random_state=0).fit(X, y), X
+
+
+def _forest(n_estimators: int) -> Callable[[], tuple[Any, Any]]:
+    def build() -> tuple[Any, Any]:
+        from sklearn.ensemble import RandomForestClassifier
+
+        X, y = _reference_data()
+        return RandomForestClassifier(n_estimators=n_estimators, random_state=0, n_jobs=2).fit(X, y), X
+
+    return build
+
+
+def _gradient_boosting() -> tuple[Any, Any]:
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    X, y = _reference_data()
+    model = GradientBoostingClassifier(n_estimators=500, max_depth=3, random_state=0).fit(X[:20_000], y[:20_000])
+    return model, X
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    build: Callable[[], tuple[Any, Any]]  # -> (fitted estimator, X)
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("tiny", "RandomForestClassifier(10 trees, max_depth=8), 2,000 x 10, 3 classes", _tiny),
+        Recipe("RF-L", "RandomForestClassifier(100 trees, n_jobs=2), make_classification 100,000 x 30, 3 classes", _forest(100)),
+        Recipe(
+            "GB-M",
+            "GradientBoostingClassifier(500 stages, max_depth=3), first 20,000 rows of RF-L's data",
+            _gradient_boosting,
+        ),
+        Recipe(
+            "RF-XL",
+            f"RandomForestClassifier({RF_XL_TREES} trees, n_jobs=2), RF-L's data",
+            _forest(RF_XL_TREES),
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------- the cache
+def treeshard_fingerprint() -> str:
+    """Hash of treeshard's sources (minus the CLI and this harness): the treeshard files' key."""
+    import treeshard
+
+    root = Path(treeshard.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if path.name in {"bench.py", "cli.py"}:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class CachedModel:
+    """A built model: its files by format, its input rows, and its facts."""
+
+    name: str
+    directory: Path
+    meta: dict[str, Any]
+
+    def path(self, fmt: str) -> Path:
+        return self.directory / bench.FORMATS[fmt].filename()
+
+    @property
+    def rows(self) -> Path:
+        return self.directory / "rows.npy"
+
+    @property
+    def sklearn_module(self) -> str:
+        return self.meta["model"]["sklearn_module"]
+
+    def files(self) -> dict[str, bench.SavedFile]:
+        return {
+            fmt: bench.SavedFile(path=self.path(fmt), size=bench.file_size(self.path(fmt)), save=info.get("save"))
+            for fmt, info in self.meta["files"].items()
+        }
+
+    def load_estimator(self) -> Any:
+        """The fitted estimator, from the cached pickle (we wrote it: trusted)."""
+        import pickle
+
+        with open(self.path("pickle"), "rb") as handle:
+            return pickle.load(handle)  # noqa: S301 - our own cache file
+
+
+def _meta_path(directory: Path) -> Path:
+    return directory / "meta.json"
+
+
+def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
+    tmp = directory / ".meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, _meta_path(directory))
+
+
+def ensure(name: str, *, log: Callable[[str], None] = lambda message: None) -> CachedModel:
+    """The cached model ``name``, building it (or refreshing its treeshard files) if needed."""
+    import numpy as np
+
+    recipe = RECIPES[name]
+    directory = cache_dir() / name
+    meta_file = _meta_path(directory)
+    fingerprint = treeshard_fingerprint()
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        cached = CachedModel(name, directory, meta)
+        present = all(cached.path(fmt).exists() for fmt in meta["files"])
+        if present and meta.get("treeshard_fingerprint") == fingerprint:
+            return cached
+        if present:
+            log(f"{name}: treeshard changed since the files were written; rewriting the treeshard files")
+            estimator = cached.load_estimator()
+            written = bench.write_formats(estimator, directory, formats=TREESHARD_FORMATS)
+            for fmt, saved in written.items():
+                meta["files"][fmt] = {"size": saved.size, "save": saved.save}
+            meta["treeshard_fingerprint"] = fingerprint
+            _write_meta(directory, meta)
+            return cached
+    directory.mkdir(parents=True, exist_ok=True)
+    log(f"{name}: fitting {recipe.description}")
+    start = time.perf_counter()
+    estimator, X = recipe.build()
+    fit_seconds = time.perf_counter() - start
+    log(f"{name}: fitted in {fit_seconds:.0f} s; writing every format")
+    np.save(directory / "rows.npy", np.ascontiguousarray(X[-bench.N_ROWS :]))
+    written = bench.write_formats(estimator, directory, progress=lambda fmt: log(f"{name}: wrote {fmt}"))
+    meta = {
+        "name": name,
+        "recipe": recipe.description,
+        "fit_seconds": fit_seconds,
+        "model": bench.describe(estimator),
+        "files": {fmt: {"size": saved.size, "save": saved.save} for fmt, saved in written.items()},
+        "treeshard_fingerprint": fingerprint,
+        "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    meta["model"]["label"] = name
+    _write_meta(directory, meta)
+    return CachedModel(name, directory, meta)
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="build and list the cached benchmark models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build (or refresh) models")
+    build.add_argument("models", nargs="*", default=selected_models())
+    sub.add_parser("list", help="show cached models")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        for name in args.models:
+            cached = ensure(name, log=lambda message: print(message, flush=True))
+            model = cached.meta["model"]
+            print(
+                f"{name}: {model['n_trees']} trees, {model['n_nodes']:,} nodes, "
+                f"{bench.human_bytes(model['nbytes'])} in memory, fitted in {cached.meta['fit_seconds']:.0f} s "
+                f"-> {cached.directory}"
+            )
+        return 0
+    for name in RECIPES:
+        meta_file = _meta_path(cache_dir() / name)
+        if not meta_file.is_file():
+            print(f"{name}: not built")
+            continue
+        meta = json.loads(meta_file.read_text())
+        sizes = ", ".join(f"{fmt} {bench.human_bytes(info['size'])}" for fmt, info in meta["files"].items())
+        print(f"{name}: {bench.human_bytes(meta['model']['nbytes'])} in memory; {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

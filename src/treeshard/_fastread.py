@@ -1,0 +1,619 @@
+"""A small reader for treeshard's own stores that does not import zarr.
+
+The serverless fast path (:class:`treeshard.Predictor`) pays for every import
+in a fresh process, and ``import zarr`` alone costs about 0.45 s. The stores
+treeshard writes use a tiny, fixed subset of zarr v3: consolidated metadata in
+the root ``zarr.json``, 1-D or 2-D arrays chunked along the first axis,
+``sharding_indexed`` with a ``bytes`` + ``crc32c`` index, and inner chunks
+encoded ``bytes`` -> ``blosc`` (optional) -> ``crc32c``. This module reads
+exactly that subset, checks every checksum (``google_crc32c``, which zarr
+itself depends on), and decodes Blosc through the C library bundled in
+``numcodecs`` (called with :mod:`ctypes`, so that numcodecs' own import cost
+is not paid), falling back to ``numcodecs.blosc`` when that library cannot be
+found.
+
+Anything outside that subset raises :class:`UnsupportedLayout`; the caller
+then reads the array with zarr instead. Everything a store could get wrong
+raises a :class:`~treeshard.FormatError` subclass naming the array.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArrayError, ConfigError, FormatError, IntegrityError, StoreNotFoundError
+from .record import MAX_CONFIG_BYTES
+
+ROOT_METADATA = "zarr.json"
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+MAX_ARRAY_BYTES = 2**40
+_EMPTY = 2**64 - 1
+_DTYPES = {
+    "bool": "|b1",
+    "int8": "|i1",
+    "uint8": "|u1",
+    "int16": "<i2",
+    "uint16": "<u2",
+    "int32": "<i4",
+    "uint32": "<u4",
+    "int64": "<i8",
+    "uint64": "<u8",
+    "float32": "<f4",
+    "float64": "<f8",
+}
+
+
+MAX_CHUNKS_PER_SHARD = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where and how an array's chunks are stored (checked metadata, see ``array_layout``)."""
+
+    path: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    shard_rows: int  # rows per stored object (shard, or chunk when not sharded)
+    chunk_rows: int  # rows per encoded chunk
+    index_at_end: bool | None  # None: not sharded
+    compressed: bool
+    fill: Any
+    key_prefix: str
+    key_suffix: str
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Threads that decode chunks (Blosc and crc32c release the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-decode")
+    return _POOL
+
+
+class UnsupportedLayout(Exception):
+    """An array uses zarr features this reader does not implement (read it with zarr)."""
+
+
+# --------------------------------------------------------------------------- sources of bytes
+class _DirectorySource:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with open(self.path / key, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise FormatError(f"{key}: is a directory, expected a file") from None
+
+    def size(self, key: str) -> int | None:
+        try:
+            return os.stat(self.path / key).st_size
+        except FileNotFoundError:
+            return None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        try:
+            with open(self.path / key, "rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:
+            raise FormatError(f"{key}: is a directory, expected a file") from None
+
+    def close(self) -> None:
+        pass
+
+
+class _ZipSource:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.archive = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise FormatError(f"{str(path)!r} is not a readable zip file ({exc})") from None
+        self.members = {info.filename: info for info in self.archive.infolist()}
+        self._fd = os.open(path, os.O_RDONLY)
+        self._file_size = os.fstat(self._fd).st_size
+        self._data_offsets: dict[str, int] = {}
+
+    def get(self, key: str) -> bytes | None:
+        if key not in self.members:
+            return None
+        try:
+            return self.archive.read(key)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise IntegrityError(f"{key}: unreadable zip member ({exc})") from None
+
+    def size(self, key: str) -> int | None:
+        info = self.members.get(key)
+        return None if info is None else info.file_size
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        """Bytes of a member without reading the rest of it (stored members: one pread)."""
+        info = self.members.get(key)
+        if info is None:
+            return None
+        if info.compress_type != zipfile.ZIP_STORED:
+            data = self.get(key)
+            return None if data is None else data[offset : offset + length]
+        start = self._data_offsets.get(key)
+        if start is None:
+            start = self._data_offsets[key] = self._data_offset(info)
+        length = max(0, min(length, info.file_size - offset))
+        return os.pread(self._fd, length, start + offset)
+
+    def _data_offset(self, info: zipfile.ZipInfo) -> int:
+        # The local header repeats the name and has its own extra field: read its lengths.
+        header = os.pread(self._fd, 30, info.header_offset)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise IntegrityError(f"{info.filename}: bad zip local header")
+        name_length = int.from_bytes(header[26:28], "little")
+        extra_length = int.from_bytes(header[28:30], "little")
+        start = info.header_offset + 30 + name_length + extra_length
+        if start + info.file_size > self._file_size:
+            raise IntegrityError(f"{info.filename}: zip member extends past the end of the file")
+        return start
+
+    def close(self) -> None:
+        self.archive.close()
+        os.close(self._fd)
+
+
+class _ZarrStoreSource:
+    """Any zarr ``Store`` object (memory, fsspec, ...): only used when one is passed in."""
+
+    def __init__(self, store: Any) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        self.store, self._sync, self._prototype = store, sync, default_buffer_prototype()
+        sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore must be opened first)
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            buffer = self._sync(self.store.get(key, prototype=self._prototype))
+        except FileNotFoundError:
+            return None
+        return None if buffer is None else buffer.to_bytes()
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self._sync(self.store.getsize(key)))
+        except FileNotFoundError:
+            return None
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        from zarr.abc.store import RangeByteRequest
+
+        try:
+            request = RangeByteRequest(offset, offset + length)
+            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
+        except FileNotFoundError:
+            return None
+        return None if buffer is None else buffer.to_bytes()
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(store: Any) -> tuple[Any, str]:
+    """``(source, description)`` for a directory, a ``.zip`` path or a zarr ``Store``."""
+    if isinstance(store, (str, os.PathLike)):
+        path = Path(store)
+        if not path.exists():
+            raise StoreNotFoundError(f"no treeshard store at {str(path)!r}")
+        if path.is_dir():
+            if not (path / ROOT_METADATA).is_file():
+                raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
+            return _DirectorySource(path), str(path)
+        if str(path).lower().endswith(".zip"):
+            return _ZipSource(path), str(path)
+        raise FormatError(f"{str(path)!r} is neither a directory nor a .zip file")
+    if type(store).__module__.split(".")[0] == "zarr" or hasattr(store, "supports_partial_writes"):
+        from .stores import open_for_reading
+
+        zarr_store, description = open_for_reading(store)
+        return _ZarrStoreSource(zarr_store), description
+    from .stores import InvalidStoreError
+
+    raise InvalidStoreError(f"store must be a path or a zarr Store, got {type(store).__name__}")
+
+
+def read_root(source: Any) -> dict[str, Any]:
+    """The parsed root ``zarr.json`` (size-limited)."""
+    size = source.size(ROOT_METADATA)
+    if size is None:
+        raise StoreNotFoundError(f"not a treeshard store (no {ROOT_METADATA})")
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{ROOT_METADATA}: {size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit")
+    raw = source.get(ROOT_METADATA)
+    try:
+        root = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"{ROOT_METADATA}: not valid JSON ({exc})") from None
+    if not isinstance(root, dict):
+        raise ConfigError(f"{ROOT_METADATA}: expected an object")
+    return root
+
+
+# --------------------------------------------------------------------------- checksums and blosc
+def _crc32c() -> Any:
+    import google_crc32c
+
+    return google_crc32c.value
+
+
+class _Blosc:
+    """Blosc decompression through the C library numcodecs bundles, without importing numcodecs."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self._lib: Any = None
+        self._fallback: Any = None
+        self._threads = threads if threads is not None else max(1, min(4, os.cpu_count() or 1))
+        try:
+            self._lib = _load_blosc_library()
+        except (OSError, AttributeError, ImportError, UnsupportedLayout):
+            import numcodecs.blosc
+
+            self._fallback = numcodecs.blosc
+
+    def decode_into(self, where: str, data: np.ndarray, out: np.ndarray) -> None:
+        """Decompress ``data`` (a uint8 array) into the C-contiguous ``out``; sizes must match exactly."""
+        expected = out.nbytes
+        if len(data) < 16:
+            raise IntegrityError(f"{where}: a Blosc chunk of {len(data)} bytes is truncated")
+        header = data[:16].tobytes()
+        declared = int.from_bytes(header[4:8], "little")
+        compressed = int.from_bytes(header[12:16], "little")
+        if declared != expected:
+            raise IntegrityError(f"{where}: a chunk decodes to {declared} bytes, expected {expected}")
+        if compressed != len(data):
+            raise IntegrityError(f"{where}: a Blosc chunk declares {compressed} bytes but holds {len(data)}")
+        if self._lib is not None:
+            import ctypes
+
+            source = ctypes.c_void_p(data.ctypes.data)
+            nbytes = ctypes.c_size_t(0)
+            if self._lib.blosc_cbuffer_validate(source, ctypes.c_size_t(len(data)), ctypes.byref(nbytes)) != 0:
+                raise IntegrityError(f"{where}: a Blosc chunk header is invalid")
+            done = self._lib.blosc_decompress_ctx(source, ctypes.c_void_p(out.ctypes.data), ctypes.c_size_t(expected), self._threads)
+            if done != expected:
+                raise IntegrityError(f"{where}: a Blosc chunk does not decode (code {done})")
+            return
+        try:
+            self._fallback.decompress(data.tobytes(), out.reshape(-1).view(np.uint8))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise IntegrityError(f"{where}: a Blosc chunk does not decode ({exc})") from None
+
+
+def _load_blosc_library() -> Any:
+    import ctypes
+    import importlib.machinery
+    import importlib.util
+
+    spec = importlib.util.find_spec("numcodecs")  # top-level: does not import numcodecs
+    if spec is None or not spec.submodule_search_locations:
+        raise UnsupportedLayout("numcodecs is not installed")
+    for folder in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            candidate = Path(folder) / f"blosc{suffix}"
+            if candidate.is_file():
+                lib = ctypes.CDLL(str(candidate))
+                lib.blosc_decompress_ctx.restype = ctypes.c_int
+                lib.blosc_decompress_ctx.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                lib.blosc_cbuffer_validate.restype = ctypes.c_int
+                lib.blosc_cbuffer_validate.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+                return lib
+    raise UnsupportedLayout("numcodecs' blosc library was not found")
+
+
+# --------------------------------------------------------------------------- arrays
+class FastReader:
+    """Read arrays of a treeshard store without zarr.
+
+    >>> import treeshard, zarr, tempfile, os
+    >>> from sklearn.tree import DecisionTreeRegressor
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.zip")
+    >>> treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), path)
+    >>> reader = FastReader(path)
+    >>> reader.read_array("nodes/tree_ptr", np.dtype("<i8"), (2,)).tolist()
+    [0, 3]
+    >>> reader.close()
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.source, self.location = open_source(store)
+        try:
+            self.root = read_root(self.source)
+        except BaseException:
+            self.source.close()
+            raise
+        consolidated = self.root.get("consolidated_metadata")
+        metadata = consolidated.get("metadata") if isinstance(consolidated, dict) else None
+        self._metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
+        self._crc = _crc32c()
+        self._blosc: _Blosc | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        attributes = self.root.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise ConfigError(f"{ROOT_METADATA}: attributes must be an object")
+        return attributes
+
+    def has_array(self, path: str) -> bool:
+        meta = self._metadata.get(path)
+        if meta is not None:
+            return isinstance(meta, dict) and meta.get("node_type") == "array"
+        return self.source.size(f"{path}/{ROOT_METADATA}") is not None
+
+    def _array_metadata(self, path: str) -> dict[str, Any]:
+        meta = self._metadata.get(path)
+        if meta is None:
+            key = f"{path}/{ROOT_METADATA}"
+            size = self.source.size(key)
+            if size is None:
+                raise ArrayError(f"{path}: missing")
+            if size > MAX_CONFIG_BYTES:
+                raise ArrayError(f"{path}: metadata of {size} bytes is too large")
+            try:
+                meta = json.loads(self.source.get(key))
+            except (ValueError, RecursionError) as exc:
+                raise ArrayError(f"{path}: unreadable metadata ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("node_type") != "array":
+            raise ArrayError(f"{path}: not an array")
+        return meta
+
+    def read_array(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
+        """The whole array at ``path``, checked against ``dtype`` and ``shape`` before decoding.
+
+        Raises :class:`UnsupportedLayout` if the array uses zarr features outside
+        treeshard's own layout (the caller then reads it with zarr).
+        """
+        layout = self.array_layout(path, dtype, shape)
+        return self.read_rows(layout, 0, layout.shape[0] if layout.shape else 1)
+
+    def array_layout(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> ArrayLayout:
+        """Parse and check the metadata of the array at ``path`` (no chunk is read)."""
+        meta = self._array_metadata(path)
+        declared_dtype = meta.get("data_type")
+        if not isinstance(declared_dtype, str) or declared_dtype not in _DTYPES:
+            raise ArrayError(f"{path}: dtype {str(declared_dtype)[:40]}, expected {dtype}")
+        if np.dtype(_DTYPES[declared_dtype]) != dtype:
+            raise ArrayError(f"{path}: dtype {declared_dtype}, expected {dtype}")
+        array_shape = _int_tuple(path, "shape", meta.get("shape"))
+        if shape is not None and array_shape != shape:
+            raise ArrayError(f"{path}: shape {array_shape}, expected {shape}")
+        if math.prod(array_shape) * dtype.itemsize > MAX_ARRAY_BYTES:
+            raise ArrayError(f"{path}: declared size {array_shape} is too large")
+        if meta.get("storage_transformers") not in (None, []):
+            raise UnsupportedLayout(f"{path}: storage transformers")
+        grid = meta.get("chunk_grid")
+        if not (isinstance(grid, dict) and grid.get("name") == "regular" and isinstance(grid.get("configuration"), dict)):
+            raise UnsupportedLayout(f"{path}: chunk grid")
+        outer = _int_tuple(path, "chunk_shape", grid["configuration"].get("chunk_shape"))
+        separator = _key_separator(path, meta.get("chunk_key_encoding"))
+        fill = _fill_value(path, meta.get("fill_value"), dtype)
+        codecs = meta.get("codecs")
+        if not isinstance(codecs, list) or not codecs:
+            raise ArrayError(f"{path}: no codecs")
+        index_at_end: bool | None = None
+        if len(codecs) == 1 and isinstance(codecs[0], dict) and codecs[0].get("name") == "sharding_indexed":
+            config = codecs[0].get("configuration")
+            if not isinstance(config, dict):
+                raise ArrayError(f"{path}: sharding codec without configuration")
+            inner = _int_tuple(path, "inner chunk_shape", config.get("chunk_shape"))
+            inner_codecs = _parse_chunk_codecs(path, config.get("codecs"), dtype)
+            index_codecs = _parse_chunk_codecs(path, config.get("index_codecs"), np.dtype("<u8"))
+            if index_codecs != (False, True):
+                raise UnsupportedLayout(f"{path}: shard index codecs")
+            location = config.get("index_location", "end")
+            if location not in ("end", "start"):
+                raise ArrayError(f"{path}: index_location {str(location)[:20]!r}")
+            index_at_end = location == "end"
+        else:
+            inner_codecs = _parse_chunk_codecs(path, codecs, dtype)
+            inner = outer
+        ndim = len(array_shape)
+        if len(outer) != ndim or len(inner) != ndim or min(outer + inner, default=1) < 1:
+            raise ArrayError(f"{path}: chunk shape {outer}/{inner} does not fit shape {array_shape}")
+        if outer[1:] != array_shape[1:] or inner[1:] != array_shape[1:] or (ndim and outer[0] % inner[0]):
+            raise UnsupportedLayout(f"{path}: chunks split a trailing axis")
+        chunk_bytes = math.prod(inner) * dtype.itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise ArrayError(f"{path}: chunks of {chunk_bytes} bytes exceed the {MAX_CHUNK_BYTES}-byte limit")
+        if ndim and outer[0] // inner[0] > MAX_CHUNKS_PER_SHARD:
+            raise ArrayError(f"{path}: {outer[0] // inner[0]} chunks per shard exceeds {MAX_CHUNKS_PER_SHARD}")
+        return ArrayLayout(
+            path=path,
+            dtype=dtype,
+            shape=array_shape,
+            shard_rows=outer[0] if ndim else 1,
+            chunk_rows=inner[0] if ndim else 1,
+            index_at_end=index_at_end,
+            compressed=inner_codecs[0],
+            fill=fill,
+            key_prefix=f"{path}/c{separator}" if ndim else f"{path}/c",
+            key_suffix="".join(f"{separator}0" for _ in range(ndim - 1)),
+        )
+
+    def read_rows(self, layout: ArrayLayout, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of an array, reading and checking only the chunks that hold them.
+
+        Chunks are decoded in parallel threads (Blosc releases the GIL), straight
+        into the result when a chunk lies wholly inside the range.
+        """
+        return self.read_many([(layout, start, stop)])[0]
+
+    def read_many(self, requests: list[tuple[ArrayLayout, int, int]]) -> list[np.ndarray]:
+        """Several ``(layout, start, stop)`` row ranges, all their chunks decoded concurrently."""
+        outs, jobs = [], []
+        for layout, start, stop in requests:
+            out, array_jobs = self._plan(layout, start, stop)
+            outs.append(out)
+            jobs.extend(array_jobs)
+        if len(jobs) == 1:
+            jobs[0]()
+        else:
+            for future in [_pool().submit(job) for job in jobs]:
+                future.result()
+        return outs
+
+    def _plan(self, layout: ArrayLayout, start: int, stop: int) -> tuple[np.ndarray, list[Any]]:
+        rows = layout.shape[0] if layout.shape else 1
+        start, stop = max(0, start), min(rows, stop)
+        out = np.empty((max(0, stop - start), *layout.shape[1:]), dtype=layout.dtype)
+        if stop <= start:
+            return out, []
+        flat = out.reshape(stop - start, -1)
+        jobs = []
+        per_shard = layout.shard_rows // layout.chunk_rows
+        for shard in range(start // layout.shard_rows, -(-stop // layout.shard_rows)):
+            key = f"{layout.key_prefix}{shard}{layout.key_suffix}" if layout.shape else layout.key_prefix
+            shard_first = shard * layout.shard_rows
+            first_chunk = (max(start, shard_first) - shard_first) // layout.chunk_rows
+            last_chunk = min(per_shard, -(-(min(stop, shard_first + layout.shard_rows) - shard_first) // layout.chunk_rows))
+            if layout.index_at_end is None:
+                jobs.append((key, None, shard_first))
+                continue
+            index = self._read_shard_index(layout, key, per_shard)
+            for c in range(first_chunk, last_chunk):
+                first_row = shard_first + c * layout.chunk_rows
+                if index is None or (int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY):
+                    jobs.append((None, None, first_row))
+                else:
+                    jobs.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
+        if self._blosc is None and layout.compressed:
+            self._blosc = _Blosc(threads=1)
+
+        def run(job: tuple[str | None, tuple[int, int] | None, int]) -> None:
+            key, extent, first_row = job
+            if key is None:
+                data = None
+            elif extent is None:
+                raw = self.source.get(key)
+                data = None if raw is None else np.frombuffer(raw, dtype=np.uint8)
+            else:
+                raw = self.source.get_range(key, extent[0], extent[1])
+                if raw is None or len(raw) != extent[1]:
+                    raise IntegrityError(f"{layout.path}: shard {key} is truncated")
+                data = np.frombuffer(raw, dtype=np.uint8)
+            self._decode_chunk(layout, data, flat, first_row, start, stop)
+
+        return out, [functools.partial(run, job) for job in jobs]
+
+    def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
+        size = self.source.size(key)
+        if size is None:
+            return None
+        index_bytes = 16 * n_chunks + 4
+        if size < index_bytes:
+            raise IntegrityError(f"{layout.path}: shard {key} of {size} bytes is truncated")
+        offset = size - index_bytes if layout.index_at_end else 0
+        raw = self.source.get_range(key, offset, index_bytes)
+        if raw is None or len(raw) != index_bytes:
+            raise IntegrityError(f"{layout.path}: shard {key} is truncated")
+        data = np.frombuffer(raw, dtype=np.uint8)
+        if self._crc(data[:-4]) != int.from_bytes(raw[-4:], "little"):
+            raise IntegrityError(f"{layout.path}: shard index checksum mismatch in {key}")
+        index = data[:-4].view("<u8").reshape(n_chunks, 2)
+        filled = index[:, 0] != _EMPTY
+        if np.any(filled & (index[:, 1] == _EMPTY)) or np.any(~filled & (index[:, 1] != _EMPTY)):
+            raise IntegrityError(f"{layout.path}: shard index of {key} is malformed")
+        body_start, body_end = (0, size - index_bytes) if layout.index_at_end else (index_bytes, size)
+        offsets, lengths = index[filled, 0], index[filled, 1]
+        if np.any(offsets < body_start) or np.any(lengths > body_end) or np.any(offsets > body_end - lengths):
+            raise IntegrityError(f"{layout.path}: shard index of {key} points outside the shard")
+        return index
+
+    def _decode_chunk(self, layout: ArrayLayout, data: np.ndarray | None, flat: np.ndarray, first: int, start: int, stop: int) -> None:
+        """Decode the chunk holding rows ``first:first + chunk_rows`` into ``flat`` (rows ``start:stop``)."""
+        lo, hi = max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
+        target = flat[lo - start : hi - start]
+        if data is None:
+            target[...] = layout.fill
+            return
+        if len(data) < 4:
+            raise IntegrityError(f"{layout.path}: a chunk of {len(data)} bytes is truncated")
+        body = data[:-4]
+        if self._crc(body) != int.from_bytes(data[-4:].tobytes(), "little"):
+            raise IntegrityError(f"{layout.path}: chunk checksum mismatch at row {first}")
+        width = flat.shape[1]
+        whole = lo == first and hi - lo == layout.chunk_rows
+        if layout.compressed:
+            if whole:
+                self._blosc.decode_into(layout.path, body, target)
+            else:
+                scratch = np.empty((layout.chunk_rows, width), dtype=flat.dtype)
+                self._blosc.decode_into(layout.path, body, scratch)
+                target[...] = scratch[lo - first : hi - first]
+            return
+        expected = layout.chunk_rows * width * flat.dtype.itemsize
+        if len(body) != expected:
+            raise IntegrityError(f"{layout.path}: an uncompressed chunk holds {len(body)} bytes, expected {expected}")
+        target[...] = body.view(flat.dtype).reshape(layout.chunk_rows, width)[lo - first : hi - first]
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _int_tuple(path: str, what: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ArrayError(f"{path}: {what} must be a list of non-negative integers")
+    return tuple(value)
+
+
+def _key_separator(path: str, encoding: Any) -> str:
+    if not isinstance(encoding, dict) or encoding.get("name") != "default":
+        raise UnsupportedLayout(f"{path}: chunk key encoding")
+    configuration = encoding.get("configuration", {})
+    separator = configuration.get("separator", "/") if isinstance(configuration, dict) else None
+    if separator not in ("/", "."):
+        raise ArrayError(f"{path}: chunk key separator {str(separator)[:10]!r}")
+    return separator
+
+
+def _fill_value(path: str, value: Any, dtype: np.dtype) -> Any:
+    if dtype.kind == "f" and value in ("NaN", "Infinity", "-Infinity"):
+        return {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}[value]
+    if isinstance(value, bool) and dtype.kind == "b":
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return np.array(value).astype(dtype, casting="same_kind" if dtype.kind == "f" else "unsafe")
+        except (OverflowError, ValueError, TypeError):
+            pass
+    raise ArrayError(f"{path}: fill_value {str(value)[:40]!r} does not fit {dtype}")
+
+
+def _parse_chunk_codecs(path: str, codecs: Any, dtype: np.dtype) -> tuple[bool, bool]:
+    """``(blosc, crc32c)`` for the codec chains treeshard writes; anything else is unsupported."""
+    if not isinstance(codecs, list) or not codecs or not all(isinstance(c, dict) for c in codecs):
+        raise ArrayError(f"{path}: malformed codec list")
+    names = [c.get("name") for c in codecs]
+    if names[0] != "bytes":
+        raise UnsupportedLayout(f"{path}: codecs {names}")
+    endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+    if dtype.itemsize > 1 and endian != "little":
+        raise UnsupportedLayout(f"{path}: {endian} endian")
+    if names[1:] == ["blosc", "crc32c"]:
+        return True, True
+    if names[1:] == ["crc32c"]:
+        return False, True
+    raise UnsupportedLayout(f"{path}: codecs {names}")

@@ -1,0 +1,575 @@
+"""Content digests and Ed25519 signatures: is this store exactly what was saved?
+
+A save ends with :func:`record_digest`, which writes the key ``treeshard.sha256``
+at the root of the store: a JSON record of the sha256 of every other stored
+key (metadata documents, shard files), grouped by array so that a mismatch
+names the array, the shard file and, inside a shard, the chunk. The record's
+own ``digest`` is the sha256 of its canonical JSON (everything but ``digest``):
+one value that stands for the whole model.
+
+:func:`sign_store` adds ``treeshard.sig``: an Ed25519 signature (the
+``cryptography`` package, ``pip install treeshard[sign]``) of the exact bytes
+of ``treeshard.sha256``. :func:`verify_store` recomputes everything and raises
+:class:`~treeshard.IntegrityError` (or :class:`~treeshard.SignatureError`
+when a public key is given) listing what differs.
+
+Everything read from a store here is untrusted: sizes are capped, JSON is
+type-checked, and only the ``hashlib`` and ``cryptography`` primitives touch
+the bytes.
+
+>>> import treeshard, zarr
+>>> from sklearn.tree import DecisionTreeRegressor
+>>> store = zarr.storage.MemoryStore()
+>>> treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), store)
+>>> verify_store(store)  # raises if anything differs from what was saved
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, MissingDependencyError, SignatureError
+from .record import CONFIG_KEY, MAX_CONFIG_BYTES
+
+DIGEST_KEY = "treeshard.sha256"
+SIGNATURE_KEY = "treeshard.sig"
+ROOT_METADATA = "zarr.json"
+DIGEST_FORMAT = 1
+SIGNATURE_CONTEXT = b"treeshard signature v1\n"  # domain separation: never a signature of anything else
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+MAX_METADATA_BYTES = MAX_CONFIG_BYTES
+_INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+# --------------------------------------------------------------------------- store access
+def _sync(coroutine: Any) -> Any:
+    from zarr.core.sync import sync
+
+    return sync(coroutine)
+
+
+def _open(store: Any) -> None:
+    try:
+        _sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore needs it before any read)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise IntegrityError(f"cannot open the store ({type(exc).__name__}: {exc})") from None
+
+
+def _list_keys(store: Any) -> list[str]:
+    from zarr.storage import LocalStore
+
+    async def keys() -> list[str]:
+        return [key async for key in store.list()]
+
+    _open(store)
+    try:
+        if isinstance(store, LocalStore):
+            # LocalStore.list() strips its root with str.replace, which mangles keys
+            # that contain the root's name (zarr 3.1); list the files ourselves.
+            root = Path(store.root)
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        return sorted(_sync(keys()))
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise IntegrityError(f"cannot list the store's keys ({type(exc).__name__}: {exc})") from None
+
+
+def _get(store: Any, key: str) -> bytes | None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    try:
+        value = _sync(store.get(key, prototype=default_buffer_prototype()))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
+    return None if value is None else value.to_bytes()
+
+
+def _get_small(store: Any, key: str, limit: int) -> bytes | None:
+    _open(store)
+    try:
+        size = _sync(store.getsize(key))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
+    if size > limit:
+        raise IntegrityError(f"{key}: {size} bytes exceeds the {limit}-byte limit")
+    return _get(store, key)
+
+
+def _set(store: Any, key: str, value: bytes) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    _sync(store.set(key, default_buffer_prototype().buffer.from_bytes(value)))
+
+
+# --------------------------------------------------------------------------- the digest record
+def canonical_json(value: Any) -> bytes:
+    """The one byte string a JSON value hashes as: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _array_of(key: str, arrays: set[str]) -> tuple[str, str] | None:
+    """``(array_path, chunk_key)`` if ``key`` is a chunk (shard) file of one of ``arrays``."""
+    parts = key.split("/")
+    for i in range(len(parts) - 1, 0, -1):
+        prefix = "/".join(parts[:i])
+        if prefix in arrays:
+            return prefix, "/".join(parts[i:])
+    return None
+
+
+def _shard_layout(metadata: dict[str, Any]) -> int | None:
+    """Number of inner chunks per shard of a sharded array written by treeshard, else None."""
+    try:
+        outer = metadata["chunk_grid"]["configuration"]["chunk_shape"]
+        (sharding,) = metadata["codecs"]
+        if sharding["name"] != "sharding_indexed":
+            return None
+        config = sharding["configuration"]
+        if config.get("index_location", "end") != "end":
+            return None
+        inner = config["chunk_shape"]
+        index_codecs = [c["name"] for c in config["index_codecs"]]
+        if index_codecs != ["bytes", "crc32c"]:
+            return None
+        return math.prod(-(-int(o) // int(i)) for o, i in zip(outer, inner, strict=True))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _inner_chunks(shard: bytes, n_chunks: int) -> list[list[Any]] | None:
+    """``[[offset, length, sha256], ...]`` of a shard's inner chunks (from its own index)."""
+    index_bytes = 16 * n_chunks + 4
+    if n_chunks <= 0 or len(shard) < index_bytes:
+        return None
+    index = shard[len(shard) - index_bytes : len(shard) - 4]
+    out = []
+    for i in range(n_chunks):
+        offset, length = struct.unpack_from("<QQ", index, 16 * i)
+        if offset == length == 2**64 - 1:
+            out.append([None, None, None])  # empty chunk (fill value): nothing stored
+        elif offset + length > len(shard):
+            return None
+        else:
+            out.append([offset, length, _sha256(shard[offset : offset + length])])
+    return out
+
+
+def compute_digest(store: Any) -> dict[str, Any]:
+    """The digest record of ``store`` as it is now (see the module docstring).
+
+    Only meant for stores treeshard just wrote (it trusts their metadata to
+    find shard indexes); :func:`verify_store` never parses stored indexes.
+    """
+    keys = [k for k in _list_keys(store) if k not in (DIGEST_KEY, SIGNATURE_KEY)]
+    metadata: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA):
+            document = json.loads(_get(store, key) or b"{}")
+            if document.get("node_type") == "array":
+                metadata[key[: -len(ROOT_METADATA) - 1]] = document
+    root = json.loads(_get(store, ROOT_METADATA) or b"{}")
+    config = root.get("attributes", {}).get(CONFIG_KEY)
+    files: dict[str, Any] = {}
+    arrays: dict[str, dict[str, Any]] = {name: {"chunks": {}} for name in metadata}
+    for key in keys:
+        data = _get(store, key)
+        if data is None:
+            continue
+        files[key] = {"size": len(data), "sha256": _sha256(data)}
+        owner = _array_of(key, set(metadata))
+        if owner is not None:
+            name, chunk = owner
+            entry: dict[str, Any] = {"size": len(data), "sha256": files[key]["sha256"]}
+            n_chunks = _shard_layout(metadata[name])
+            inner = _inner_chunks(data, n_chunks) if n_chunks is not None else None
+            if inner is not None:
+                entry["inner"] = inner
+            arrays[name]["chunks"][chunk] = entry
+    for name, entry in arrays.items():
+        chunk_digests = {chunk: c["sha256"] for chunk, c in entry["chunks"].items()}
+        entry["sha256"] = _sha256(canonical_json({"metadata": files[f"{name}/{ROOT_METADATA}"]["sha256"], "chunks": chunk_digests}))
+    body = {
+        "treeshard_digest": DIGEST_FORMAT,
+        "algorithm": "sha256",
+        "config": _sha256(canonical_json(config)) if config is not None else None,
+        "files": files,
+        "arrays": arrays,
+    }
+    return {**body, "digest": _sha256(canonical_json(body))}
+
+
+def record_digest(store: Any) -> str:
+    """Write ``treeshard.sha256`` into a freshly saved ``store``; return its ``digest``.
+
+    The last step of a save (after metadata is consolidated). Any earlier
+    signature no longer matches, so it is removed.
+    """
+    record = compute_digest(store)
+    _set(store, DIGEST_KEY, canonical_json(record))
+    _delete(store, SIGNATURE_KEY)
+    return record["digest"]
+
+
+def _delete(store: Any, key: str) -> None:
+    try:
+        _sync(store.delete(key))
+    except (FileNotFoundError, KeyError):
+        pass
+
+
+# --------------------------------------------------------------------------- reading a record
+@dataclass(frozen=True)
+class DigestRecord:
+    """A parsed ``treeshard.sha256``: the bytes as stored and what they say."""
+
+    raw: bytes
+    digest: str
+    config: str | None
+    files: dict[str, tuple[int, str]]
+    arrays: dict[str, dict[str, Any]]
+
+
+def _fail(message: str) -> IntegrityError:
+    return IntegrityError(f"{DIGEST_KEY}: {message}")
+
+
+def _hex(where: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _SHA256_HEX:
+        raise _fail(f"{where}: not a sha256 hex digest")
+    return value
+
+
+def _size(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise _fail(f"{where}: not a size")
+    return value
+
+
+def read_digest(store: Any) -> DigestRecord:
+    """Read and check the structure of the stored digest record (not the store against it)."""
+    raw = _get_small(store, DIGEST_KEY, MAX_RECORD_BYTES)
+    if raw is None:
+        raise IntegrityError(f"no {DIGEST_KEY} in the store: it was saved without a content digest; re-save it to add one")
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise _fail(f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("treeshard_digest") != DIGEST_FORMAT or record.get("algorithm") != "sha256":
+        raise _fail(f"not a format-{DIGEST_FORMAT} sha256 digest record")
+    files_raw = record.get("files")
+    arrays_raw = record.get("arrays")
+    if not isinstance(files_raw, dict) or not isinstance(arrays_raw, dict):
+        raise _fail("'files' and 'arrays' must be objects")
+    files = {}
+    for key, entry in files_raw.items():
+        if not isinstance(entry, dict):
+            raise _fail(f"files.{key}: not an object")
+        files[key] = (_size(f"files.{key}.size", entry.get("size")), _hex(f"files.{key}.sha256", entry.get("sha256")))
+    for name, entry in arrays_raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("chunks"), dict):
+            raise _fail(f"arrays.{name}: not an object with 'chunks'")
+    config = record.get("config")
+    body = {k: v for k, v in record.items() if k != "digest"}
+    digest = _hex("digest", record.get("digest"))
+    if _sha256(canonical_json(body)) != digest:
+        raise _fail("the record does not match its own 'digest' (the record itself was edited)")
+    return DigestRecord(raw, digest, None if config is None else _hex("config", config), files, arrays_raw)
+
+
+# --------------------------------------------------------------------------- verifying
+def find_problems(store: Any, record: DigestRecord) -> list[str]:
+    """Every difference between ``store`` and ``record``, one line each (empty: intact)."""
+    problems: list[str] = []
+    keys = [k for k in _list_keys(store) if k not in (DIGEST_KEY, SIGNATURE_KEY)]
+    present = set(keys)
+    for key in sorted(set(record.files) - present):
+        problems.append(f"{_describe(key, record)}: missing")
+    for key in sorted(present - set(record.files)):
+        problems.append(f"{key}: not part of the saved model (added after saving)")
+    for key in keys:
+        if key not in record.files:
+            continue
+        size, expected = record.files[key]
+        data = _get(store, key)
+        if data is None:
+            problems.append(f"{_describe(key, record)}: missing")
+        elif len(data) != size:
+            problems.append(f"{_describe(key, record)}: {len(data)} bytes, expected {size} (truncated or extended)")
+        elif _sha256(data) != expected:
+            problems.append(f"{_describe(key, record)}: content differs{_which_inner(key, data, record)}")
+    if not problems and record.config is not None:
+        root = _get_small(store, ROOT_METADATA, MAX_METADATA_BYTES) or b"{}"
+        try:
+            config = json.loads(root).get("attributes", {}).get(CONFIG_KEY)
+            ok = _sha256(canonical_json(config)) == record.config
+        except (ValueError, AttributeError, TypeError, RecursionError):
+            ok = False
+        if not ok:
+            problems.append(f"{ROOT_METADATA}: the config record differs from the saved one")
+    return problems
+
+
+def _describe(key: str, record: DigestRecord) -> str:
+    owner = _array_of(key, set(record.arrays))
+    if owner is None:
+        return key
+    name, chunk = owner
+    if chunk == ROOT_METADATA:
+        return f"array {name!r}, metadata ({key})"
+    return f"array {name!r}, shard {chunk!r} ({key})"
+
+
+def _which_inner(key: str, data: bytes, record: DigestRecord) -> str:
+    owner = _array_of(key, set(record.arrays))
+    if owner is None:
+        return ""
+    name, chunk = owner
+    entry = record.arrays[name]["chunks"].get(chunk)
+    inner = entry.get("inner") if isinstance(entry, dict) else None
+    if not isinstance(inner, list):
+        return ""
+    bad = []
+    for i, item in enumerate(inner):
+        if not (isinstance(item, list) and len(item) == 3) or item[0] is None:
+            continue
+        offset, length, digest = item
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, length)):
+            continue
+        if _sha256(data[offset : offset + length]) != digest:
+            bad.append(i)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        return f": inner chunk(s) {shown} of the shard"
+    return ": the shard index (chunk offsets) or padding"
+
+
+def verify_store(store: Any, *, public_key: Any = None) -> None:
+    """Check that ``store`` (a zarr Store) holds exactly what was saved (and signed).
+
+    Raises :class:`~treeshard.IntegrityError` naming every array and chunk
+    that differs from the digest recorded at save time, or that has no
+    digest. With ``public_key`` (PEM bytes, a path to a PEM file or an
+    ``Ed25519PublicKey``) the store must also carry a valid signature by that
+    key, and every failure raises :class:`~treeshard.SignatureError`.
+    """
+    try:
+        record = read_digest(store)
+    except IntegrityError as exc:
+        if public_key is not None:
+            raise SignatureError(f"cannot check the signature: {exc}") from None
+        raise
+    if public_key is not None:
+        check_signature(store, record, public_key)
+    problems = find_problems(store, record)
+    if problems:
+        error = SignatureError if public_key is not None else IntegrityError
+        what = "signed content" if public_key is not None else "digest recorded at save time"
+        lines = "\n  ".join(problems[:50]) + ("\n  ..." if len(problems) > 50 else "")
+        raise error(f"store differs from the {what} ({len(problems)} problem(s)):\n  {lines}")
+
+
+# --------------------------------------------------------------------------- signatures
+def _crypto() -> Any:
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+    except ImportError:
+        raise MissingDependencyError(_INSTALL_HINT) from None
+    return serialization, ed25519
+
+
+def _pem(key: Any) -> bytes:
+    if isinstance(key, bytes):
+        return key
+    if isinstance(key, (str, os.PathLike)):
+        try:
+            return Path(key).read_bytes()
+        except OSError as exc:
+            raise SignatureError(f"cannot read key file {str(key)!r}: {exc}") from None
+    raise SignatureError(f"a key must be PEM bytes, a path to a PEM file or a cryptography key, got {type(key).__name__}")
+
+
+def load_public_key(key: Any) -> Any:
+    """An ``Ed25519PublicKey`` from PEM bytes, a PEM file path or a key object."""
+    serialization, ed25519 = _crypto()
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    try:
+        loaded = serialization.load_pem_public_key(_pem(key))
+    except (ValueError, TypeError) as exc:
+        raise SignatureError(f"not a PEM public key: {exc}") from None
+    if not isinstance(loaded, ed25519.Ed25519PublicKey):
+        raise SignatureError(f"not an Ed25519 public key ({type(loaded).__name__})")
+    return loaded
+
+
+def load_private_key(key: Any, *, password: bytes | None = None) -> Any:
+    """An ``Ed25519PrivateKey`` from PEM bytes, a PEM file path or a key object."""
+    serialization, ed25519 = _crypto()
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    try:
+        loaded = serialization.load_pem_private_key(_pem(key), password=password)
+    except (ValueError, TypeError) as exc:
+        raise SignatureError(f"not a usable PEM private key: {exc}") from None
+    if not isinstance(loaded, ed25519.Ed25519PrivateKey):
+        raise SignatureError(f"not an Ed25519 private key ({type(loaded).__name__})")
+    return loaded
+
+
+def key_id(public_key: Any) -> str:
+    """A short fingerprint of a public key: sha256 of its raw bytes, 16 hex digits."""
+    serialization, _ = _crypto()
+    raw = load_public_key(public_key).public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return _sha256(raw)[:16]
+
+
+def signature_record(record_bytes: bytes, private_key: Any) -> bytes:
+    """The ``treeshard.sig`` document signing the exact bytes of a digest record."""
+    private = load_private_key(private_key)
+    signature = private.sign(SIGNATURE_CONTEXT + record_bytes)
+    document = {
+        "algorithm": "ed25519",
+        "key_id": key_id(private.public_key()),
+        "signed": DIGEST_KEY,
+        "signature": base64.b64encode(signature).decode("ascii"),
+    }
+    return canonical_json(document)
+
+
+def check_signature(store: Any, record: DigestRecord, public_key: Any) -> None:
+    """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed ``record``."""
+    public = load_public_key(public_key)
+    expected_id = key_id(public)
+    raw = _get_small(store, SIGNATURE_KEY, 64 * 1024)
+    if raw is None:
+        raise SignatureError(f"store is not signed (no {SIGNATURE_KEY}); expected a signature by key {expected_id}")
+    try:
+        document = json.loads(raw)
+        if not isinstance(document, dict) or document.get("algorithm") != "ed25519":
+            raise ValueError("not an ed25519 signature record")
+        signature = base64.b64decode(document["signature"], validate=True)
+        signer = str(document.get("key_id", "?"))[:64]
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+        raise SignatureError(f"{SIGNATURE_KEY}: malformed ({exc})") from None
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        public.verify(signature, SIGNATURE_CONTEXT + record.raw)
+    except InvalidSignature:
+        if signer != expected_id:
+            raise SignatureError(f"store is signed by key {signer}, not by the expected key {expected_id}") from None
+        raise SignatureError(f"invalid signature: {DIGEST_KEY} was modified after signing (key {expected_id})") from None
+
+
+def sign_store(store: Any, private_key: Any) -> str:
+    """Sign a saved store in place (any location :func:`treeshard.load` accepts).
+
+    The digest is checked first (a store that is already corrupt is never
+    signed). A ``.zip`` file is rewritten to a temporary sibling and moved
+    into place atomically; a directory gets ``treeshard.sig`` through a
+    temporary file and a rename. Returns the signing key's :func:`key_id`.
+    """
+    from .stores import is_zip_path, open_for_reading
+
+    private = load_private_key(private_key)
+    zarr_store, _ = open_for_reading(store)
+    try:
+        record = read_digest(zarr_store)
+        problems = find_problems(zarr_store, record)
+        if problems:
+            raise IntegrityError("refusing to sign a store that differs from its digest:\n  " + "\n  ".join(problems[:20]))
+        document = signature_record(record.raw, private)
+    finally:
+        zarr_store.close()
+    if isinstance(store, (str, os.PathLike)):
+        path = Path(store)
+        if is_zip_path(path):
+            _replace_zip_member(path, SIGNATURE_KEY, document)
+        else:
+            _write_file_atomically(path / SIGNATURE_KEY, document)
+    else:
+        _set(store, SIGNATURE_KEY, document)
+    return key_id(private.public_key())
+
+
+def _write_file_atomically(path: Path, data: bytes) -> None:
+    from .stores import fsync_directory
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+
+
+def _replace_zip_member(path: Path, name: str, data: bytes) -> None:
+    import zipfile
+
+    from .stores import fsync_directory
+
+    tmp = path.with_name(f".{path.name}.tmp-sign-{os.getpid()}.zip")
+    try:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
+            members = [m for m in source.infolist() if m.filename != name]
+            # zarr.json stays last (see stores._pack_zip): the signature goes before it.
+            members.sort(key=lambda m: m.filename == ROOT_METADATA)
+            for member in members:
+                if member.filename == ROOT_METADATA:
+                    out.writestr(name, data)
+                with source.open(member) as src, out.open(member, "w") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            if ROOT_METADATA not in source.namelist():
+                out.writestr(name, data)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+
+
+def generate_key_pair() -> tuple[bytes, bytes]:
+    """``(private_pem, public_pem)`` of a new Ed25519 key (unencrypted PKCS8 / SubjectPublicKeyInfo)."""
+    serialization, ed25519 = _crypto()
+    private = ed25519.Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public_pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private_pem, public_pem
+
+
+def verify_path(store: Any, *, public_key: Any = None) -> str:
+    """:func:`verify_store` on any location :func:`treeshard.load` accepts; a one-line summary."""
+    from .stores import open_for_reading
+
+    zarr_store, _ = open_for_reading(store)
+    try:
+        verify_store(zarr_store, public_key=public_key)
+        record = read_digest(zarr_store)
+    finally:
+        zarr_store.close()
+    signed = f", signed by key {key_id(public_key)}" if public_key is not None else ""
+    return f"{len(record.files)} files match sha256 digest {record.digest[:16]}{signed}"

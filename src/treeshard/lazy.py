@@ -1,0 +1,292 @@
+"""Trees on demand: read, check and build sklearn trees a batch at a time.
+
+:class:`TreeSource` turns a store's node columns into sklearn ``Tree``
+objects. Consecutive trees are streamed in batches whose reads end on chunk
+boundaries (a tree cut by a boundary is carried into the next batch), so
+every chunk is decoded once; a background thread reads, decodes and
+validates the next batch while the caller builds and uses the current one.
+
+:class:`LazyEstimators` is the ``estimators_`` list of a lazily loaded
+forest: ``len()`` needs no read, ``[i]`` builds one tree (kept in an LRU
+cache), and iteration streams the trees.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .columns import NODE_COLUMNS, NodeColumns, node_records, tree_depths
+from .reader import StoreReader
+from .validate import validate_columns
+
+Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
+TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
+DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class PreparedTrees:
+    """Validated trees in sklearn's node layout, ready for ``Tree.__setstate__``."""
+
+    indices: np.ndarray  # global tree ids
+    tree_ptr: np.ndarray  # local offsets
+    records: np.ndarray
+    values: np.ndarray  # (n_nodes, n_outputs, max_n_classes)
+    depths: np.ndarray
+
+
+class TreeSource:
+    """Builds validated sklearn trees from a store's node columns."""
+
+    def __init__(self, reader: StoreReader) -> None:
+        from sklearn.tree._tree import NODE_DTYPE
+
+        self.reader = reader
+        self.layout = reader.config.trees
+        self.tree_ptr = reader.tree_ptr
+        self.node_counts = np.diff(self.tree_ptr)
+        self.node_dtype = NODE_DTYPE
+        # What one node costs once built: sklearn's node record and its values.
+        self.node_bytes = NODE_DTYPE.itemsize + 8 * self.layout.value_width
+        # What one node costs while being built: decoded columns, records and values.
+        self.build_node_bytes = self.node_bytes + sum(dt.itemsize for dt in NODE_COLUMNS.values()) + 8 * self.layout.value_width
+
+    def tree_bytes(self, indices: np.ndarray) -> np.ndarray:
+        """In-memory size of the built trees at ``indices``."""
+        return self.node_counts[indices] * self.node_bytes + TREE_OVERHEAD_BYTES
+
+    # -- reading
+    def _prepare(self, first: int, columns: NodeColumns) -> PreparedTrees:
+        validate_columns(columns, self.layout, first_tree=first)
+        return PreparedTrees(
+            indices=np.arange(first, first + columns.n_trees),
+            tree_ptr=columns.tree_ptr,
+            records=node_records(columns, self.node_dtype),
+            values=columns.value.reshape(columns.n_nodes, self.layout.n_outputs, max(self.layout.n_classes)),
+            depths=tree_depths(columns),
+        )
+
+    def prepare_run(self, first: int, stop: int, *, batch_nodes: int) -> Iterator[PreparedTrees]:
+        """Trees ``first:stop`` in batches of about ``batch_nodes`` nodes, each chunk read once."""
+        ptr = self.tree_ptr
+        rows = max(1, self.reader.chunk_rows)
+        base = pos = int(ptr[first])
+        end = int(ptr[stop])
+        tree = first
+        carry: dict[str, np.ndarray] | None = None
+        while tree < stop:
+            target = max(pos + batch_nodes, int(ptr[tree + 1]))
+            target = min(end, -(-target // rows) * rows)
+            fresh = self.reader.read_node_range(pos, target)
+            columns = fresh if carry is None else {k: np.concatenate((carry[k], fresh[k])) for k in fresh}
+            del fresh
+            done = min(stop, int(np.searchsorted(ptr, target, side="right")) - 1)
+            cut = int(ptr[done]) - base
+            if done > tree:
+                whole = NodeColumns(tree_ptr=ptr[tree : done + 1] - base, **{k: v[:cut] for k, v in columns.items()})
+                yield self._prepare(tree, whole)
+                del whole
+            carry = {k: v[cut:] for k, v in columns.items()} if target < end else None
+            base, pos, tree = int(ptr[done]), target, done
+            del columns
+
+    def prepare(self, indices: np.ndarray, *, batch_nodes: int) -> Iterator[PreparedTrees]:
+        """The trees at ``indices`` (any order), each run of consecutive ids streamed."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            return
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+        for run in np.split(indices, breaks):
+            yield from self.prepare_run(int(run[0]), int(run[-1]) + 1, batch_nodes=batch_nodes)
+
+    def build(self, prepared: PreparedTrees) -> Iterator[tuple[int, Any]]:
+        """``(index, sklearn Tree)`` for each prepared tree."""
+        from sklearn.tree._tree import Tree
+
+        layout = self.layout
+        n_classes = np.asarray(layout.n_classes, dtype=np.intp)
+        ptr = prepared.tree_ptr.tolist()
+        for k, index in enumerate(prepared.indices.tolist()):
+            start, stop = ptr[k], ptr[k + 1]
+            tree = Tree(layout.n_features, n_classes, layout.n_outputs)
+            tree.__setstate__(
+                {
+                    "max_depth": int(prepared.depths[k]),
+                    "node_count": stop - start,
+                    "nodes": prepared.records[start:stop],
+                    "values": prepared.values[start:stop],
+                }
+            )
+            yield index, tree
+
+    def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, background: bool = True) -> Iterator[tuple[int, Any]]:
+        """``(index, Tree)`` for ``indices`` in order, reading ahead in a background thread."""
+        batches = self.prepare(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
+        for prepared in read_ahead(batches) if background else batches:
+            yield from self.build(prepared)
+
+
+def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, one item ahead of the consumer.
+
+    Exceptions are re-raised in the consumer; closing the consumer stops the producer.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slots.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slots.put((done, None))
+        except BaseException as exc:  # forwarded to the consumer, re-raised there
+            slots.put((done, exc))
+
+    worker = threading.Thread(target=produce, name="treeshard-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+            del item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                slots.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
+class TreeCache:
+    """A thread-safe LRU cache of built sub-estimators, bounded in bytes (``None``: unbounded)."""
+
+    def __init__(self, capacity_bytes: int | None) -> None:
+        self.capacity_bytes = capacity_bytes
+        self._items: OrderedDict[int, tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, index: int) -> Any | None:
+        with self._lock:
+            item = self._items.get(index)
+            if item is None:
+                return None
+            self._items.move_to_end(index)
+            return item[0]
+
+    def put(self, index: int, estimator: Any, nbytes: int) -> None:
+        if self.capacity_bytes is not None and nbytes > self.capacity_bytes:
+            return
+        with self._lock:
+            if index in self._items:
+                return
+            self._items[index] = (estimator, nbytes)
+            self._bytes += nbytes
+            while self.capacity_bytes is not None and self._bytes > self.capacity_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
+
+    def has_all(self, indices: np.ndarray) -> bool:
+        with self._lock:
+            return all(int(i) in self._items for i in indices)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class LazyEstimators(Sequence):
+    """The ``estimators_`` of a lazily loaded forest.
+
+    Parameters
+    ----------
+    source : TreeSource
+    indices : array of int
+        Global ids of the selected trees, in order.
+    factory : callable
+        ``factory(tree, index)`` wraps a sklearn ``Tree`` into a sub-estimator.
+    cache : TreeCache
+    batch_bytes : int
+        About how many bytes one streamed batch occupies while it is built.
+    """
+
+    def __init__(self, source: TreeSource, indices: np.ndarray, factory: Factory, cache: TreeCache, *, batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+        self.source = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.factory = factory
+        self.cache = cache
+        self.batch_bytes = batch_bytes
+        self._appended: list[Any] = []  # estimators added by a warm-start fit
+
+    def __len__(self) -> int:
+        return len(self.indices) + len(self._appended)
+
+    def extend(self, estimators: Any) -> None:
+        """Append fitted estimators (what sklearn's ``warm_start`` does to a forest)."""
+        self._appended.extend(estimators)
+
+    def __getitem__(self, item: int | slice) -> Any:  # type: ignore[override]
+        if isinstance(item, slice):
+            if self._appended:
+                return [self[i] for i in range(len(self))[item]]
+            return LazyEstimators(self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes)
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
+            raise TypeError(f"estimators_ indices must be integers or slices, not {type(item).__name__}")
+        n = len(self)
+        if not -n <= item < n:
+            raise IndexError(f"tree index {item} out of range for {n} trees")
+        item = int(item) % n
+        if item >= len(self.indices):
+            return self._appended[item - len(self.indices)]
+        index = int(self.indices[item])
+        cached = self.cache.get(index)
+        if cached is not None:
+            return cached
+        ((_, tree),) = self.source.trees([index], background=False)
+        return self._wrap(index, tree)
+
+    def _wrap(self, index: int, tree: Any) -> Any:
+        estimator = self.factory(tree, index)
+        self.cache.put(index, estimator, int(self.source.tree_bytes(np.array([index]))[0]))
+        return estimator
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.cache.has_all(self.indices):
+            for index in self.indices.tolist():
+                yield self.cache.get(index)
+        else:
+            batch_nodes = max(1, self.batch_bytes // self.source.build_node_bytes)
+            for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes):
+                cached = self.cache.get(index)
+                yield cached if cached is not None else self._wrap(index, tree)
+        yield from list(self._appended)
+
+    def materialize(self) -> list[Any]:
+        """Every selected sub-estimator, as a plain list."""
+        return list(self)
+
+    def __repr__(self) -> str:
+        return f"<LazyEstimators: {len(self)} trees, {len(self.cache)} in memory>"

@@ -1,0 +1,612 @@
+"""The flat predictor: scoring straight from the node columns, with numpy alone.
+
+:class:`Predictor` reads a store's config and the node columns it needs,
+validates them, and predicts by walking all trees at once: one array holds
+the current node of every (tree, row) pair, and each step moves all of them
+one level down with a few fancy-indexing operations over the flat columns.
+Neither scikit-learn nor zarr is imported (treeshard's own directory and zip
+stores are read by :mod:`treeshard._fastread`), which is what a serverless
+cold start needs.
+
+Every output is bit-identical to the saved estimator's:
+
+- ``X`` is converted to float32 as sklearn does, and a split sends a row left
+  when ``x <= threshold`` with ``x`` promoted to float64. The predictor
+  compares in float32 against each threshold rounded *down* to float32,
+  which is the same test: for a float32 ``x``, ``x <= t`` exactly when ``x``
+  is at most the largest float32 not above ``t``.
+- NaN goes left exactly when the node's ``missing_go_to_left`` is set, as in
+  sklearn's ``Tree.apply``.
+- Forest averages are accumulated tree by tree in tree order starting from
+  zeros, then divided by the number of trees (``np.add.accumulate`` is a
+  sequential left fold, unlike ``np.sum``); gradient boosting adds
+  ``learning_rate * value`` stage by stage onto the init estimator's raw
+  prediction, which is computed with the same float operations as sklearn's
+  ``DummyClassifier``/``DummyRegressor`` + loss link (scipy's ``expit`` and
+  ``logit`` are reproduced with :mod:`math`, i.e. the C library, as scipy does).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .adapters.base import decode_value
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns
+from .errors import ArrayError, ConfigError, IntegrityError, UnsupportedEstimatorError
+from .record import CONFIG_KEY, Config, TreeLayout, parse_config
+from .validate import validate_columns, validate_tree_ptr
+
+__all__ = ["Predictor"]
+
+FORESTS = frozenset({"RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"})
+BOOSTING = frozenset({"GradientBoostingClassifier", "GradientBoostingRegressor"})
+TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"})
+#: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
+PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
+#: (tree, row) pairs walked at once; larger batches are split into row blocks of this many pairs.
+BLOCK_PAIRS = 1 << 18
+_EPS = float(np.finfo(np.float64).eps)
+
+
+class _Method:
+    """A method that exists only for some estimators (like sklearn's ``available_if``)."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def __call__(self, fn: Any) -> _Method:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        if not getattr(obj, self.check):
+            raise AttributeError(f"this Predictor ({obj.estimator}) has no {self.name}()")
+        return self.fn.__get__(obj, owner)
+
+
+class Predictor:
+    """Predict with a stored tree ensemble using numpy only (no sklearn, no zarr import).
+
+    Parameters
+    ----------
+    store : str, os.PathLike or zarr.abc.store.Store
+        A treeshard store: a directory, a ``.zip`` file or a zarr ``Store``.
+
+    Attributes
+    ----------
+    estimator : str
+        The stored estimator's class name, e.g. ``"RandomForestClassifier"``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only if the model was fitted on named features.
+    classes_ : ndarray, or list of ndarray for multi-output classifiers
+        Only for classifiers.
+    n_outputs_ : int
+    n_estimators : int
+        Number of trees (for gradient boosting: of stages).
+
+    Notes
+    -----
+    Methods follow the estimator: ``predict`` and ``apply`` always;
+    ``predict_proba`` for classifiers; ``decision_function`` for gradient
+    boosting classifiers. Every output is bit-identical to the original
+    estimator's, and input is validated like sklearn (feature count, feature
+    names of a DataFrame, NaN and infinity).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, treeshard
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "iris.zip")
+    >>> treeshard.save(model, path)
+    >>> predictor = treeshard.Predictor(path)
+    >>> predictor.predict(X[:3])
+    array([0, 0, 0])
+    >>> np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    True
+    """
+
+    def __init__(self, store: Any) -> None:
+        from ._fastread import FastReader
+
+        reader = FastReader(store)
+        try:
+            attributes = reader.attributes
+            if CONFIG_KEY not in attributes:
+                raise ConfigError(f"zarr.json: no {CONFIG_KEY!r} config record (not a treeshard store)")
+            from .adapters import ESTIMATOR_IDS
+
+            config = parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
+            self._setup_model(config)
+            columns = self._read_columns(reader, store, config.trees)
+        finally:
+            reader.close()
+        self._setup_trees(columns)
+
+    # ------------------------------------------------------------------ loading
+    def _setup_model(self, config: Config) -> None:
+        layout = config.trees
+        self.estimator = config.estimator
+        self.config = config
+        self._layout = layout
+        self._is_forest = config.estimator in FORESTS
+        self._is_boosting = config.estimator in BOOSTING
+        if not (self._is_forest or self._is_boosting or config.estimator in TREES):
+            raise UnsupportedEstimatorError(f"Predictor does not support {config.estimator}")
+        self._is_classifier = config.estimator.endswith("Classifier")
+        fitted = config.fitted
+
+        def get(name: str) -> Any:
+            if name not in fitted:
+                raise ConfigError(f"config.fitted: missing required key {name!r}")
+            return decode_value(f"config.fitted.{name}", fitted[name])
+
+        n_features = get("n_features_in_")
+        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features != layout.n_features:
+            raise ConfigError(f"config.fitted.n_features_in_: {n_features!r}, but trees have {layout.n_features} features")
+        self.n_features_in_ = int(n_features)
+        if "feature_names_in_" in fitted:
+            names = get("feature_names_in_")
+            if not (isinstance(names, np.ndarray) and names.shape == (layout.n_features,) and all(isinstance(v, str) for v in names.tolist())):
+                raise ConfigError(f"config.fitted.feature_names_in_: expected {layout.n_features} strings")
+            self.feature_names_in_ = names.astype(object)
+        self.n_estimators = layout.n_trees
+        self.n_outputs_ = layout.n_outputs
+        # sklearn accepts NaN wherever the tree estimator does (all forests and
+        # decision trees; extra trees only with the random splitter), never in
+        # gradient boosting's predict/decision_function.
+        self._allow_nan = self._is_forest or config.estimator.startswith("DecisionTree") or config.params.get("splitter") == "random"
+        if self._is_boosting:
+            self._setup_boosting(config, get)
+        elif self._is_classifier:
+            from .adapters.trees import check_classes
+
+            decoded = {"classes_": get("classes_"), "n_classes_": get("n_classes_")}
+            check_classes("config.fitted", decoded, layout)
+            self.classes_ = decoded["classes_"]
+            self.n_classes_ = decoded["n_classes_"]
+        elif set(layout.n_classes) != {1}:
+            raise ConfigError("config.trees.n_classes: a regressor's trees have 1 class per output")
+
+    def _setup_boosting(self, config: Config, get: Any) -> None:
+        layout = config.trees
+        if layout.n_outputs != 1 or layout.n_classes != (1,):
+            raise ConfigError("config.trees: gradient boosting trees have one output and one value")
+        k = get("n_trees_per_iteration_")
+        stages = get("n_estimators_")
+        for name, value in (("n_trees_per_iteration_", k), ("n_estimators_", stages)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"config.fitted.{name}: expected a positive integer, got {value!r}")
+        if stages * k != layout.n_trees:
+            raise ConfigError(f"config.fitted.n_estimators_: {stages} stages of {k} trees, but {layout.n_trees} trees are stored")
+        learning_rate = config.params.get("learning_rate")
+        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not math.isfinite(learning_rate):
+            raise ConfigError(f"config.params.learning_rate: expected a number, got {learning_rate!r}")
+        self._learning_rate = float(learning_rate)
+        self._k, self.n_estimators = k, stages
+        loss = config.params.get("loss")
+        if self._is_classifier:
+            classes = get("classes_")
+            n_classes = get("n_classes_")
+            if not (isinstance(classes, np.ndarray) and classes.ndim == 1 and len(classes) >= 2 and len(np.unique(classes)) == len(classes)):
+                raise ConfigError("config.fitted.classes_: expected an array of at least 2 distinct labels")
+            if n_classes != len(classes) or k != (1 if len(classes) == 2 else len(classes)):
+                raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {len(classes)} classes")
+            if loss not in ("log_loss", "exponential") or (loss == "exponential" and k != 1):
+                raise ConfigError(f"config.params.loss: {loss!r} is not a loss of this classifier")
+            self.classes_, self.n_classes_ = classes, int(n_classes)
+            self._link = "multinomial" if k > 1 else ("half_logit" if loss == "exponential" else "logit")
+        elif k != 1:
+            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
+        self._init_raw = self._init_raw_prediction(config.fitted.get("init_"))
+
+    def _init_raw_prediction(self, record: Any) -> np.ndarray:
+        """The init estimator's raw prediction, shape (K,): the same for every row."""
+        where = "config.fitted.init_"
+        k = self._k
+        if record == "zero":
+            return np.zeros(k, dtype=np.float64)
+        if not isinstance(record, dict) or not isinstance(record.get("fitted"), dict):
+            raise ConfigError(f"{where}: expected 'zero' or a DummyClassifier/DummyRegressor record")
+        fitted = record["fitted"]
+        expected = "DummyClassifier" if self._is_classifier else "DummyRegressor"
+        if record.get("estimator") != expected:
+            raise ConfigError(f"{where}.estimator: {str(record.get('estimator'))[:40]!r}, expected {expected}")
+        if not self._is_classifier:
+            constant = decode_value(f"{where}.fitted.constant_", fitted.get("constant_"))
+            if not (isinstance(constant, np.ndarray) and constant.shape == (1, 1) and constant.dtype.kind in "fiu"):
+                raise ConfigError(f"{where}.fitted.constant_: expected a (1, 1) numeric array")
+            # DummyRegressor.predict(X).astype(float64); the identity link keeps it.
+            return np.full((1, 1), constant).astype(np.float64).reshape(1)
+        strategy = decode_value(f"{where}.fitted._strategy", fitted.get("_strategy"))
+        if strategy != "prior":
+            raise UnsupportedEstimatorError(f"{where}: DummyClassifier strategy {strategy!r} is not supported (only 'prior')")
+        prior = decode_value(f"{where}.fitted.class_prior_", fitted.get("class_prior_"))
+        if not (isinstance(prior, np.ndarray) and prior.shape == (len(self.classes_),) and prior.dtype == np.float64):
+            raise ConfigError(f"{where}.fitted.class_prior_: expected {len(self.classes_)} float64 values")
+        proba = np.ones((1, 1)) * prior  # DummyClassifier.predict_proba, strategy "prior"
+        if self._link == "multinomial":
+            proba = np.clip(proba, _EPS, 1 - _EPS, dtype=np.float64)
+            # MultinomialLogit.link: log(p / gmean(p)), gmean = exp(mean(log(p)))
+            gmean = np.exp(np.mean(np.log(proba), axis=1))
+            return np.log(proba / gmean[:, None]).reshape(k)
+        p = float(np.clip(proba[:, 1], _EPS, 1 - _EPS, dtype=np.float64)[0])
+        raw = _logit(p)
+        return np.array([0.5 * raw if self._link == "half_logit" else raw], dtype=np.float64)
+
+    def _read_columns(self, reader: Any, store: Any, layout: TreeLayout) -> NodeColumns:
+        from ._fastread import UnsupportedLayout
+
+        def read(path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+            try:
+                return reader.read_array(path, dtype, shape)
+            except UnsupportedLayout:
+                return _read_with_zarr(store, path, dtype, shape)
+
+        tree_ptr = read("nodes/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
+        validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
+        encoding = getattr(layout, "value_encoding", "float64")
+        needed = set(PREDICT_COLUMNS) | ({"weighted_n_node_samples"} if encoding != "float64" else set())
+        arrays: dict[str, np.ndarray] = {}
+        for name, dtype in NODE_COLUMNS.items():
+            shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
+            if name == "value" and encoding != "float64":
+                from .columns import WEIGHTED_COUNTS_DTYPE
+
+                dtype = WEIGHTED_COUNTS_DTYPE
+            if name in needed:
+                arrays[name] = read(f"nodes/{name}", dtype, shape)
+            else:  # not needed to predict: never decoded; a zero-cost stand-in for validation
+                arrays[name] = np.broadcast_to(np.zeros(1, dtype=dtype), shape)
+        self._counts: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        if encoding == "weighted_counts":
+            # value = counts / weighted_n_node_samples (columns.decode_values), done at predict
+            # time for the leaves reached only: the same division, so the same bits.
+            self._counts, self._weights = arrays["value"], arrays["weighted_n_node_samples"]
+            arrays["value"] = np.broadcast_to(np.zeros(1, dtype=NODE_COLUMNS["value"]), arrays["value"].shape)
+        elif encoding != "float64":
+            raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
+        columns = NodeColumns(tree_ptr=tree_ptr, **arrays)
+        validate_columns(columns, layout)
+        return columns
+
+    def _setup_trees(self, cols: NodeColumns) -> None:
+        n = cols.n_nodes
+        # Node ids fit int32 for all but huge models; gathers from int32 arrays move half the bytes.
+        ids = np.int32 if 2 * n < 2**31 else np.intp
+        children = np.empty((n, 2), dtype=ids)
+        index = np.arange(n, dtype=ids)
+        # A leaf's offsets are 0, so its "children" are itself: extra steps at a leaf are harmless.
+        np.add(index, cols.left_child_offset, out=children[:, 0], dtype=ids)
+        np.add(index, cols.right_child_offset, out=children[:, 1], dtype=ids)
+        del index
+        self._children = children.reshape(-1)  # child of node i: _children[2 * i + went_right]
+        self._feature = np.maximum(cols.feature, 0)  # leaves (feature -2) read column 0, unused
+        self._threshold = _round_down_to_float32(cols.threshold)
+        self._nan_right = cols.missing_go_to_left == 0
+        self._internal = cols.left_child_offset != 0
+        self._roots = cols.tree_ptr[:-1].astype(np.intp)
+        # Validated trees have children after parents, so no path is longer than the largest tree.
+        self._max_steps = int(np.diff(cols.tree_ptr).max())
+        if self._counts is None:
+            self._value = cols.value
+        self._value_width = cols.value.shape[1]
+
+    def _node_values(self, nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float64 values of ``nodes`` (any shape), shape ``nodes.shape + (value_width,)``."""
+        if self._counts is None:
+            return np.take(self._value, nodes, axis=0, out=out)
+        return np.divide(np.take(self._counts, nodes, axis=0), np.take(self._weights, nodes)[..., None], out=out)
+
+    # ------------------------------------------------------------------ input
+    def _validate(self, X: Any, *, allow_nan: bool) -> np.ndarray:
+        """``X`` as a C-contiguous float32 array, checked like sklearn's ``validate_data``."""
+        name = self.estimator
+        if hasattr(X, "toarray") and hasattr(X, "nnz"):
+            raise TypeError("Predictor does not support sparse input; convert it with X.toarray()")
+        self._check_feature_names(X)
+        if np.iscomplexobj(X):
+            raise ValueError(f"Complex data not supported\n{X}\n")
+        try:
+            X32 = np.asarray(X, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"could not convert X to float32: {exc}") from None
+        if X32.ndim == 0:
+            raise ValueError(
+                f"Expected 2D array, got scalar array instead:\narray={X!r}.\n"
+                "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+                "feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        if X32.ndim == 1:
+            raise ValueError(
+                f"Expected 2D array, got 1D array instead:\narray={X32!r}.\n"
+                "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+                "feature or array.reshape(1, -1) if it contains a single sample."
+            )
+        if X32.ndim > 2:
+            raise ValueError(f"Found array with dim {X32.ndim}. {name} expected <= 2.")
+        if X32.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={X32.shape}) while a minimum of 1 is required by {name}.")
+        if X32.shape[1] < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={X32.shape}) while a minimum of 1 is required by {name}.")
+        X32 = np.ascontiguousarray(X32)
+        if not np.isfinite(X32).all():
+            # sklearn's _assert_all_finite: a forbidden NaN is reported before infinity
+            if allow_nan or not np.isnan(X32).any():
+                if np.isinf(X32).any():
+                    raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
+            else:
+                raise ValueError(
+                    f"Input X contains NaN.\n{name} does not accept missing values encoded as NaN natively. "
+                    "Impute them first, for instance with sklearn.impute.SimpleImputer."
+                )
+        if X32.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X32.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input.")
+        return X32
+
+    def _check_feature_names(self, X: Any) -> None:
+        fitted = getattr(self, "feature_names_in_", None)
+        given = _feature_names(X)
+        if fitted is None and given is None:
+            return
+        if fitted is None:
+            warnings.warn(f"X has feature names, but {self.estimator} was fitted without feature names", UserWarning, stacklevel=4)
+            return
+        if given is None:
+            warnings.warn(f"X does not have valid feature names, but {self.estimator} was fitted with feature names", UserWarning, stacklevel=4)
+            return
+        if len(fitted) == len(given) and not np.any(fitted != given):
+            return
+        message = "The feature names should match those that were passed during fit.\n"
+        unexpected = sorted(set(given) - set(fitted))
+        missing = sorted(set(fitted) - set(given))
+
+        def listing(names: list[str]) -> str:
+            shown = "".join(f"- {n}\n" for n in names[:5])
+            return shown + ("- ...\n" if len(names) > 5 else "")
+
+        if unexpected:
+            message += "Feature names unseen at fit time:\n" + listing(unexpected)
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + listing(missing)
+        if not unexpected and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
+
+    # ------------------------------------------------------------------ traversal
+    def _leaves(self, X32: np.ndarray) -> np.ndarray:
+        """Global leaf ids, shape (n_trees, n_rows): all trees walked at once, level by level."""
+        n_rows, n_features = X32.shape
+        roots = self._roots
+        n_pairs = len(roots) * n_rows
+        node = np.repeat(roots, n_rows)  # tree-major: rows of one tree are adjacent
+        offset = np.tile(np.arange(0, n_rows * n_features, n_features, dtype=np.intp), len(roots))
+        flat_X = X32.reshape(-1)
+        has_nan = bool(np.isnan(X32).any())
+        children, feature, threshold, internal = self._children, self._feature, self._threshold, self._internal
+        done: np.ndarray | None = None  # leaf ids by pair, once some pairs are set aside
+        pairs = None  # which pairs `node` still holds (None: all of them)
+        for _ in range(self._max_steps):
+            x = flat_X[offset + feature[node]]
+            went_right = x > threshold[node]  # NaN compares False: fixed below
+            if has_nan:
+                missing = np.isnan(x)
+                if missing.any():
+                    went_right[missing] = self._nan_right[node[missing]]
+            node = children[2 * node + went_right]
+            active = internal[node]
+            n_active = int(np.count_nonzero(active))
+            if n_active == 0:
+                break
+            if n_active * 2 < len(node) and len(node) > 1024:
+                # Set finished pairs aside so later levels only touch the rest.
+                if done is None:
+                    done = np.empty(n_pairs, dtype=np.intp)
+                    pairs = np.arange(n_pairs, dtype=np.intp)
+                finished = ~active
+                done[pairs[finished]] = node[finished]
+                pairs, node, offset = pairs[active], node[active], offset[active]
+        if done is None:
+            return node.reshape(len(roots), n_rows)
+        done[pairs] = node
+        return done.reshape(len(roots), n_rows)
+
+    def _blocks(self, X32: np.ndarray) -> list[np.ndarray]:
+        rows = max(1, BLOCK_PAIRS // len(self._roots))
+        return [X32[i : i + rows] for i in range(0, X32.shape[0], rows)]
+
+    def _summed_values(self, X32: np.ndarray) -> np.ndarray:
+        """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
+        out = []
+        for block in self._blocks(X32):
+            leaves = self._leaves(block)
+            stack = np.empty((leaves.shape[0] + 1, block.shape[0], self._value_width), dtype=np.float64)
+            stack[0] = 0.0
+            self._node_values(leaves, out=stack[1:])
+            out.append(np.add.accumulate(stack, axis=0)[-1])
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _raw_boosting(self, X32: np.ndarray) -> np.ndarray:
+        """Gradient boosting raw predictions (n_rows, K): init + sum of learning_rate * leaf value, stage by stage."""
+        k, stages = self._k, self.n_estimators
+        out = []
+        for block in self._blocks(X32):
+            leaves = self._leaves(block)  # (stages * k, rows), stage-major
+            values = self._node_values(leaves)[..., 0].reshape(stages, k, block.shape[0])
+            stack = np.empty((stages + 1, block.shape[0], k), dtype=np.float64)
+            stack[0] = self._init_raw
+            np.multiply(self._learning_rate, values.transpose(0, 2, 1), out=stack[1:])
+            out.append(np.add.accumulate(stack, axis=0)[-1])
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    # ------------------------------------------------------------------ public methods
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels or values, as the estimator's ``predict``."""
+        if self._is_boosting:
+            if not self._is_classifier:
+                return self._raw_boosting(self._validate(X, allow_nan=False)).ravel()
+            raw = self.decision_function(X)
+            encoded = (raw >= 0).astype(int) if raw.ndim == 1 else np.argmax(raw, axis=1)
+            return self.classes_[encoded]
+        X32 = self._validate(X, allow_nan=self._allow_nan)
+        if not self._is_classifier:
+            return self._regression(X32)
+        proba = self._proba(X32, full_width=not self._is_forest)
+        if self.n_outputs_ == 1:
+            return self.classes_.take(np.argmax(proba, axis=1), axis=0)
+        predictions = np.empty((X32.shape[0], self.n_outputs_), dtype=self.classes_[0].dtype)
+        for k in range(self.n_outputs_):
+            predictions[:, k] = self.classes_[k].take(np.argmax(proba[k], axis=1), axis=0)
+        return predictions
+
+    def _regression(self, X32: np.ndarray) -> np.ndarray:
+        if self._is_forest:
+            mean = self._summed_values(X32)
+            mean /= len(self._roots)
+        else:
+            mean = self._node_values(self._leaves(X32)[0])
+        return mean[:, 0] if self.n_outputs_ == 1 else mean
+
+    def _proba(self, X32: np.ndarray, *, full_width: bool = False) -> Any:
+        layout = self._layout
+        if self._is_forest:
+            proba = self._summed_values(X32)
+            proba /= len(self._roots)
+        else:
+            proba = self._node_values(self._leaves(X32)[0])
+        if self.n_outputs_ == 1:
+            return proba
+        proba = proba.reshape(X32.shape[0], self.n_outputs_, max(layout.n_classes))
+        return [proba[:, k] if full_width else proba[:, k, : layout.n_classes[k]] for k in range(self.n_outputs_)]
+
+    @_Method("_is_classifier")
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities, as the estimator's ``predict_proba`` (a list for multi-output)."""
+        if self._is_boosting:
+            raw = self.decision_function(X)
+            if self._k > 1:
+                return _softmax(raw)
+            expit_of = raw * 2 if self._link == "half_logit" else raw
+            proba = np.empty((raw.shape[0], 2), dtype=np.float64)
+            proba[:, 1] = [_expit(v) for v in expit_of.tolist()]
+            proba[:, 0] = 1 - proba[:, 1]
+            return proba
+        return self._proba(self._validate(X, allow_nan=self._allow_nan))
+
+    @_Method("_is_boosting_classifier")
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise."""
+        raw = self._raw_boosting(self._validate(X, allow_nan=False))
+        return raw.ravel() if raw.shape[1] == 1 else raw
+
+    def apply(self, X: Any) -> np.ndarray:
+        """Leaf index of every row in every tree, as the estimator's ``apply``.
+
+        Shapes and dtypes follow sklearn: (n,) for a tree, (n, n_trees) for a
+        forest, float64 (n, n_stages, K) for a gradient boosting classifier and
+        (n, n_stages) for a regressor.
+        """
+        X32 = self._validate(X, allow_nan=self._allow_nan or self._is_boosting)
+        local = np.concatenate([self._leaves(b) for b in self._blocks(X32)], axis=1) - self._roots[:, None]
+        if self._is_boosting:
+            leaves = local.T.reshape(X32.shape[0], self.n_estimators, self._k).astype(np.float64)
+            return leaves if self._is_classifier else leaves.reshape(X32.shape[0], self.n_estimators)
+        return local[0] if self.estimator in TREES else local.T
+
+    @property
+    def _is_boosting_classifier(self) -> bool:
+        return self._is_boosting and self._is_classifier
+
+    def __repr__(self) -> str:
+        return f"<treeshard.Predictor {self.estimator} n_estimators={self.n_estimators} n_features={self.n_features_in_}>"
+
+
+# --------------------------------------------------------------------------- helpers
+def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
+    """The largest float32 not above each threshold: ``x <= t`` iff ``x <= result`` for float32 ``x``."""
+    with np.errstate(over="ignore"):
+        rounded = threshold.astype(np.float32)
+    above = rounded.astype(np.float64) > threshold
+    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    return rounded
+
+
+def _feature_names(X: Any) -> np.ndarray | None:
+    """String column names of a DataFrame-like ``X`` (as sklearn's ``_get_feature_names``)."""
+    if isinstance(X, np.ndarray) or not hasattr(X, "columns") or not hasattr(X, "shape"):
+        return None
+    names = np.asarray(list(X.columns), dtype=object)
+    if len(names) == 0:
+        return None
+    types = sorted(t.__qualname__ for t in {type(v) for v in names})
+    if len(types) > 1 and "str" in types:
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. "
+            "If you want feature names to be stored and validated, you must convert "
+            "them all to strings, by using X.columns = X.columns.astype(str) for "
+            "example. Otherwise you can remove feature / column names from your input "
+            "data, or convert them all to a non-string data type."
+        )
+    return names if types == ["str"] else None
+
+
+def _expit(x: float) -> float:
+    """scipy.special.expit for a double: ``1 / (1 + exp(-x))`` with the C library's exp."""
+    try:
+        return 1.0 / (1.0 + math.exp(-x))
+    except OverflowError:
+        return 0.0
+
+
+def _logit(p: float) -> float:
+    """scipy.special.logit for a double (xsf's log_exp.h), with the C library's log and log1p."""
+    if p < 0.3 or p > 0.65:
+        return math.log(p / (1 - p))
+    s = 2 * (p - 0.5)
+    return math.log1p(s) - math.log1p(-s)
+
+
+def _softmax(raw: np.ndarray) -> np.ndarray:
+    """sklearn.utils.extmath.softmax, operation for operation."""
+    X = np.array(raw, copy=True)
+    X -= np.max(X, axis=1).reshape(-1, 1)
+    np.exp(X, out=X)
+    X /= np.sum(X, axis=1).reshape(-1, 1)
+    return X
+
+
+def _read_with_zarr(store: Any, path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Read an array whose layout the fast reader does not handle."""
+    import zarr
+
+    from .stores import open_for_reading
+
+    zarr_store, location = open_for_reading(store)
+    errors = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OSError)
+    try:
+        array = zarr.open_array(zarr_store, path=path, mode="r")
+    except errors as exc:
+        raise ArrayError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if array.dtype != dtype or tuple(array.shape) != shape:
+        raise ArrayError(f"{path}: {array.dtype}{list(array.shape)}, expected {dtype}{list(shape)}")
+    try:
+        return np.ascontiguousarray(array[...])
+    except errors as exc:
+        raise IntegrityError(f"{path}: stored bytes are corrupt ({type(exc).__name__}: {exc})") from None
+

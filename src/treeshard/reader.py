@@ -1,0 +1,119 @@
+"""Reading a store: config, array metadata checks, and node ranges.
+
+Every array's dtype, shape and chunk size is checked against the config
+before a byte of it is decoded, and every failure (a bad checksum, a
+truncated shard, a malformed chunk) is a :class:`FormatError` subclass
+naming the array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .adapters import ADAPTERS, ESTIMATOR_IDS
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
+from ._fastread import ROOT_METADATA, ArrayLayout, FastReader, UnsupportedLayout
+from .errors import ArrayError, ConfigError
+from .record import CONFIG_KEY, parse_config
+from .validate import validate_tree_ptr
+
+NODES_GROUP = "nodes"
+FITTED_GROUP = "fitted"
+
+
+class StoreReader:
+    """An open, read-only store whose config has been parsed and checked.
+
+    Arrays are read by :class:`~treeshard._fastread.FastReader`, which knows
+    exactly the subset of zarr v3 that format v1 writes (so the read path
+    does not import zarr) and checks every checksum and size on the way.
+
+    >>> reader = StoreReader("model.zip")          # doctest: +SKIP
+    >>> reader.config.trees.n_trees                # doctest: +SKIP
+    100
+    """
+
+    def __init__(self, store: Any) -> None:
+        self._fast = FastReader(store)
+        self.location = self._fast.location
+        try:
+            attributes = self._fast.attributes
+            if CONFIG_KEY not in attributes:
+                raise ConfigError(f"{ROOT_METADATA}: no {CONFIG_KEY!r} config record (not a treeshard store)")
+            self.config = parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
+        except BaseException:
+            self._fast.close()
+            raise
+        self.adapter = ADAPTERS[self.config.estimator]
+        self._layouts: dict[str, ArrayLayout] = {}
+        self._tree_ptr: np.ndarray | None = None
+
+    @property
+    def tree_ptr(self) -> np.ndarray:
+        """Node offsets of every tree (read and checked once)."""
+        if self._tree_ptr is None:
+            layout = self.config.trees
+            tree_ptr = self.read(f"{NODES_GROUP}/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
+            validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
+            self._tree_ptr = tree_ptr
+        return self._tree_ptr
+
+    def has_array(self, path: str) -> bool:
+        return self._fast.has_array(path)
+
+    def array(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> ArrayLayout:
+        """The checked layout of the array at ``path`` (no chunk is read)."""
+        layout = self._layouts.get(path)
+        if layout is None:
+            try:
+                layout = self._fast.array_layout(path, dtype, shape)
+            except UnsupportedLayout as exc:
+                raise ArrayError(f"{path}: stored with zarr features outside treeshard format v1 ({exc})") from None
+            self._layouts[path] = layout
+        return layout
+
+    def node_array(self, name: str) -> ArrayLayout:
+        layout = self.config.trees
+        shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
+        dtype = NODE_COLUMNS[name]
+        if name == "value" and layout.value_encoding == "weighted_counts":
+            dtype = WEIGHTED_COUNTS_DTYPE
+        return self.array(f"{NODES_GROUP}/{name}", dtype, shape)
+
+    # -- data
+    def read(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
+        """A whole (small) array."""
+        layout = self.array(path, dtype, shape)
+        return self._fast.read_rows(layout, 0, layout.shape[0] if layout.shape else 1)
+
+    def read_extra(self, name: str) -> np.ndarray | None:
+        """The fitted array ``fitted/<name>`` if the store has it."""
+        path = f"{FITTED_GROUP}/{name}"
+        if not self.has_array(path):
+            return None
+        return self.read(path, np.dtype(self.adapter.array_names[name]), None)
+
+    @property
+    def chunk_rows(self) -> int:
+        """Nodes per chunk of the node columns (reads aligned to it decode each chunk once)."""
+        return self.node_array("threshold").chunk_rows
+
+    def read_node_range(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Every node column over nodes ``start:stop``, decoded concurrently (values as float64)."""
+        arrays = self._fast.read_many([(self.node_array(name), start, stop) for name in NODE_COLUMNS])
+        columns = dict(zip(NODE_COLUMNS, arrays))
+        columns["value"] = decode_values(columns["value"], columns["weighted_n_node_samples"], self.config.trees.value_encoding)
+        return columns
+
+    def read_nodes(self, first_tree: int, stop_tree: int) -> NodeColumns:
+        """Node columns of trees ``first_tree:stop_tree``."""
+        ptr = self.tree_ptr
+        start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
+        return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **self.read_node_range(start, stop))
+
+    def close(self) -> None:
+        self._fast.close()
+
+

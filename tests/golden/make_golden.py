@@ -1,0 +1,86 @@
+"""Write the golden stores of format version 1 (run once; the outputs are committed).
+
+    .venv/bin/python tests/golden/make_golden.py
+
+Each case is a tiny model saved as a directory store ``v1/<case>/`` next to
+``v1/<case>.npz``: the query rows ``X`` and the expected output of every
+prediction method, saved without pickle. ``tests/test_golden.py`` decodes
+every store on every run and compares, forever: a change that makes an old
+store unreadable or changes its predictions fails the suite. Never rewrite an
+existing golden store to make a test pass; add a new format version instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FORMAT_DIR = HERE / "v1"
+METHODS = ("predict", "predict_proba", "decision_function", "apply")
+
+
+def data(task: str) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(42)
+    X = np.round(rng.normal(size=(40, 3)), 2)
+    score = X[:, 0] - X[:, 1]
+    if task == "string":
+        return X, np.array(["low", "mid", "high"])[np.digitize(score, [-0.5, 0.5])]
+    if task == "binary":
+        return X, (score > 0).astype(np.int64)
+    if task == "nan":
+        X[::7, 1] = np.nan
+        return X, (score > 0.2).astype(np.int64)
+    if task == "multioutput":
+        return X, np.column_stack([score, X[:, 2]])
+    return X, score * 3.0
+
+
+def cases() -> dict[str, tuple[object, str, str]]:
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        RandomForestClassifier,
+    )
+    from sklearn.tree import DecisionTreeClassifier, ExtraTreeRegressor
+
+    return {
+        "random_forest_classifier": (RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0), "string", "lz4"),
+        "extra_trees_regressor": (ExtraTreesRegressor(n_estimators=2, max_depth=2, random_state=0), "multioutput", "zstd"),
+        "gradient_boosting_classifier": (GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=0), "string", "lz4"),
+        "gradient_boosting_regressor": (GradientBoostingRegressor(n_estimators=2, max_depth=2, loss="huber", random_state=0), "regression", "none"),
+        "decision_tree_classifier": (DecisionTreeClassifier(max_depth=3, random_state=0), "nan", "lz4"),
+        "extra_tree_regressor": (ExtraTreeRegressor(max_depth=3, random_state=0), "regression", "lz4"),
+    }
+
+
+def main() -> None:
+    import sklearn
+
+    import treeshard
+
+    if FORMAT_DIR.exists() and "--force" not in sys.argv:
+        sys.exit(f"{FORMAT_DIR} exists; golden stores are written once (pass --force to rewrite them)")
+    shutil.rmtree(FORMAT_DIR, ignore_errors=True)
+    FORMAT_DIR.mkdir(parents=True)
+    manifest = {"treeshard": treeshard.__version__, "sklearn": sklearn.__version__, "cases": {}}
+    for name, (estimator, task, codec) in cases().items():
+        X, y = data(task)
+        estimator.fit(X, y)
+        treeshard.save(estimator, FORMAT_DIR / name, codec=codec, metadata={"golden": name})
+        expected = {"X": X}
+        for method in METHODS:
+            if hasattr(estimator, method):
+                expected[method] = getattr(estimator, method)(X)
+        np.savez(FORMAT_DIR / f"{name}.npz", **expected)
+        manifest["cases"][name] = {"estimator": type(estimator).__name__, "codec": codec, "methods": sorted(expected)}
+    (FORMAT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

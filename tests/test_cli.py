@@ -1,0 +1,222 @@
+"""The ``treeshard`` command line: info (human and --json), convert, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from conftest import assert_round_trip_exact, make_data
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+import treeshard
+from treeshard import cli
+
+# predict_log_proba of a tree that gives a class probability 0
+pytestmark = pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def model() -> RandomForestClassifier:
+    X, y = make_data("string")
+    return RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0).fit(X, y)
+
+
+@pytest.fixture
+def store(model, tmp_path) -> Path:
+    path = tmp_path / "model.zip"
+    treeshard.save(model, path, metadata={"dataset": "synthetic", "accuracy": 0.5})
+    return path
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --------------------------------------------------------------------------- info
+def test_info_human(store, model, capsys):
+    code, out, err = run(["info", store], capsys)
+    assert code == 0, err
+    n_nodes = sum(e.tree_.node_count for e in model.estimators_)
+    lines = out.splitlines()
+    assert lines[0] == "estimator       RandomForestClassifier (classifier)"
+    assert "trees           3" in lines
+    assert f"nodes           {n_nodes:,}" in lines
+    assert "features        5" in lines
+    assert "format version  1" in lines
+    assert "codec           lz4" in lines
+    assert 'metadata        {"accuracy": 0.5, "dataset": "synthetic"}' in lines
+    assert any(line.startswith("versions        ") and "sklearn" in line for line in lines)
+    assert any(line.startswith("size            ") and "stored" in line for line in lines)
+    assert any(line.strip().startswith("nodes/threshold") for line in lines)
+
+
+def test_info_json(store, capsys):
+    code, out, err = run(["info", store, "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    with treeshard.open(store) as handle:
+        info = handle.info
+    assert data == json.loads(json.dumps(info.to_dict()))
+    assert data["estimator"] == "RandomForestClassifier"
+    assert data["n_estimators"] == 3
+    assert data["n_nodes"] == info.n_nodes
+    assert data["metadata"] == {"dataset": "synthetic", "accuracy": 0.5}
+    assert data["stored_bytes"] == sum(a["stored_bytes"] for a in data["arrays"].values())
+    assert data["nbytes"] == sum(a["nbytes"] for a in data["arrays"].values())
+
+
+def test_info_lists_unserializable_params(tmp_path, capsys):
+    X, y = make_data("binary")
+    model = RandomForestClassifier(n_estimators=2, random_state=np.random.RandomState(0)).fit(X, y)
+    treeshard.save(model, tmp_path / "m")
+    code, out, _ = run(["info", tmp_path / "m"], capsys)
+    assert code == 0
+    assert "not stored      random_state (saved as null)" in out.splitlines()
+
+
+def test_info_of_a_directory_store(model, tmp_path, capsys):
+    treeshard.save(model, tmp_path / "m")
+    code, out, _ = run(["info", tmp_path / "m", "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["estimator"] == "RandomForestClassifier"
+
+
+# --------------------------------------------------------------------------- errors
+def test_info_missing_store_exits_1(tmp_path, capsys):
+    code, out, err = run(["info", tmp_path / "nowhere.zip"], capsys)
+    assert code == 1
+    assert out == ""
+    assert err.startswith("error: no treeshard store at ")
+    assert "Traceback" not in err
+
+
+def test_info_malformed_store_exits_1(store, capsys):
+    store.write_bytes(b"garbage")
+    code, _, err = run(["info", store], capsys)
+    assert code == 1
+    assert "is not a zip file" in err and err.startswith("error: ")
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["explode"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'explode'" in capsys.readouterr().err
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli.main([])
+    assert caught.value.code == 2
+
+
+# --------------------------------------------------------------------------- convert
+@pytest.fixture
+def joblib_file(model, tmp_path) -> Path:
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    return path
+
+
+def test_convert_refuses_without_trust_pickle(joblib_file, tmp_path, capsys):
+    code, out, err = run(["convert", joblib_file, tmp_path / "out.zip"], capsys)
+    assert code == 2
+    assert "loading one runs any code it contains" in err
+    assert "--trust-pickle" in err
+    assert not (tmp_path / "out.zip").exists()
+
+
+@pytest.mark.parametrize("target", ["out.zip", "out"])
+def test_convert_with_trust_pickle(target, joblib_file, model, tmp_path, capsys):
+    code, _, err = run(["convert", joblib_file, tmp_path / target, "--trust-pickle", "--quiet"], capsys)
+    assert code == 0, err
+    X, y = make_data("string")
+    assert_round_trip_exact(model, treeshard.load(tmp_path / target, lazy=False), X, y)
+
+
+def test_convert_shows_progress_and_honours_codec(joblib_file, tmp_path, capsys):
+    code, _, err = run(["convert", joblib_file, tmp_path / "out.zip", "--trust-pickle", "--codec", "zstd"], capsys)
+    assert code == 0
+    assert "convert" in err  # the progress bar (on stderr)
+    assert treeshard.open(tmp_path / "out.zip").info.codec == "zstd"
+
+
+def test_convert_gradient_boosting_pickle(tmp_path, capsys):
+    import pickle
+
+    X, y = make_data("multiclass")
+    model = GradientBoostingClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, y)
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps(model))
+    code, _, err = run(["convert", path, tmp_path / "out", "--trust-pickle", "--quiet"], capsys)
+    assert code == 0, err
+    assert_round_trip_exact(model, treeshard.load(tmp_path / "out"), X, y)
+
+
+def test_convert_refuses_to_overwrite_without_flag(joblib_file, store, capsys):
+    before = store.read_bytes()
+    code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet"], capsys)
+    assert code == 1
+    assert "exists; pass overwrite=True to replace it" in err
+    assert store.read_bytes() == before
+    code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet", "--overwrite"], capsys)
+    assert code == 0, err
+
+
+def test_convert_unsupported_estimator_exits_1(tmp_path, capsys):
+    X, y = make_data("binary")
+    joblib.dump(LogisticRegression().fit(X, y), tmp_path / "lr.joblib")
+    code, _, err = run(["convert", tmp_path / "lr.joblib", tmp_path / "out", "--trust-pickle", "--quiet"], capsys)
+    assert code == 1
+    assert "LogisticRegression is not supported" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_convert_missing_file_exits_1(tmp_path, capsys):
+    code, _, err = run(["convert", tmp_path / "missing.joblib", tmp_path / "out", "--trust-pickle", "--quiet"], capsys)
+    assert code == 1
+    assert err.startswith("error: no such file: ")
+    assert "Traceback" not in err
+
+
+def test_convert_file_that_is_not_a_pickle_exits_1(tmp_path, capsys):
+    path = tmp_path / "notes.joblib"
+    path.write_text("these are not the bytes you are looking for")
+    code, _, err = run(["convert", path, tmp_path / "out", "--trust-pickle", "--quiet"], capsys)
+    assert code == 1
+    assert "is not a readable joblib/pickle file" in err
+    assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------- the console script
+def test_console_script(store, tmp_path):
+    script = Path(sys.executable).with_name("treeshard")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "treeshard.cli"]
+    result = subprocess.run([*command, "info", str(store), "--json"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["n_estimators"] == 3
+    missing = subprocess.run([*command, "info", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: no treeshard store at")
+
+
+def test_read_path_never_imports_the_pickle_converter(store):
+    """``load``/``open``/``info`` never import treeshard.convert (the one module that unpickles)."""
+    code = (
+        "import sys, treeshard\n"
+        f"treeshard.open({str(store)!r}).info\n"
+        f"treeshard.load({str(store)!r}, lazy=False).predict([[0.0] * 5])\n"
+        "from treeshard import cli\n"
+        "print('treeshard.convert' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False"]

@@ -1,0 +1,664 @@
+"""Fuzzing the read path: a mutated store loads, or raises a TreeshardError. Nothing else.
+
+Valid stores of a few estimators are saved into memory once; each example
+copies one, applies one or more mutations (bit flips, truncations, swapped
+or deleted chunk files, edits to any JSON field of the config or of array
+metadata, crafted trees re-encoded with valid checksums, decompression
+bombs, huge declared shapes) and then:
+
+- loads it (eagerly and lazily) and predicts: anything but a
+  :class:`~treeshard.TreeshardError` escaping is a failure;
+- checks the content digest: a store whose bytes changed must fail
+  :func:`treeshard.integrity.verify_store`; an unchanged one must verify and
+  predict exactly like the original.
+
+The CI profile (``TREESHARD_FUZZ_PROFILE=ci``, the default) runs in about
+20 s; ``scripts/fuzz_long.py`` reuses :func:`mutate` and :func:`check_store`
+for a long campaign with each load in a forked subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import struct
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import treeshard
+from treeshard import integrity
+from treeshard.errors import IntegrityError, TreeshardError
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+settings.register_profile("long", max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("TREESHARD_FUZZ_PROFILE", "ci"))
+
+X = np.random.RandomState(0).normal(size=(40, 4))
+ROOT = "zarr.json"
+
+
+# --------------------------------------------------------------------------- base stores
+def fit_models() -> dict[str, Any]:
+    """Small fitted estimators of every adapter family (fast to save and load)."""
+    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.RandomState(1)
+    Xt = rng.normal(size=(120, 4))
+    y3 = np.digitize(Xt[:, 0] + Xt[:, 1], [-0.5, 0.5])
+    y_reg = np.column_stack([Xt[:, 0] * 3, Xt[:, 2] - Xt[:, 3]])
+    return {
+        "rf": RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(Xt, np.array(["a", "b", "c"])[y3]),
+        "gb": GradientBoostingClassifier(n_estimators=3, max_depth=2, random_state=0).fit(Xt, y3),
+        "tree": DecisionTreeRegressor(max_depth=5, random_state=0).fit(Xt, y_reg[:, 0]),
+        "et": ExtraTreesRegressor(n_estimators=3, max_depth=3, random_state=0).fit(Xt, y_reg),
+    }
+
+
+def store_bytes(store: Any) -> dict[str, bytes]:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def read() -> dict[str, bytes]:
+        out = {}
+        async for key in store.list():
+            value = await store.get(key, prototype=default_buffer_prototype())
+            out[key] = value.to_bytes()
+        return out
+
+    return sync(read())
+
+
+def memory_store(files: dict[str, bytes]) -> zarr.storage.MemoryStore:
+    from zarr.core.buffer import default_buffer_prototype
+
+    buffer = default_buffer_prototype().buffer
+    return zarr.storage.MemoryStore({key: buffer.from_bytes(value) for key, value in files.items()})
+
+
+@dataclass
+class Base:
+    name: str
+    model: Any
+    files: dict[str, bytes]
+    outputs: dict[str, np.ndarray]
+
+
+def outputs(model: Any) -> dict[str, np.ndarray]:
+    out = {"predict": model.predict(X)}
+    if hasattr(model, "predict_proba"):
+        out["predict_proba"] = model.predict_proba(X)
+    return out
+
+
+def make_bases() -> dict[str, Base]:
+    bases = {}
+    for name, model in fit_models().items():
+        store = zarr.storage.MemoryStore()
+        treeshard.save(model, store)
+        bases[name] = Base(name, model, store_bytes(store), outputs(model))
+    return bases
+
+
+# --------------------------------------------------------------------------- JSON helpers
+def json_paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a value inside a JSON document (the root excluded)."""
+    out = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out.append((*prefix, key))
+            out.extend(json_paths(item, (*prefix, key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value[:20]):
+            out.append((*prefix, i))
+            out.extend(json_paths(item, (*prefix, i)))
+    return out
+
+
+def get_path(document: Any, path: tuple) -> Any:
+    for step in path:
+        document = document[step]
+    return document
+
+
+def set_path(document: Any, path: tuple, value: Any) -> None:
+    get_path(document, path[:-1])[path[-1]] = value
+
+
+def del_path(document: Any, path: tuple) -> None:
+    del get_path(document, path[:-1])[path[-1]]
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def hostile_json(r: random.Random, original: Any = None) -> Any:
+    """A JSON value meant to break parsers: wrong types, extremes, unicode, nesting."""
+    choices: list[Callable[[], Any]] = [
+        lambda: None,
+        lambda: True,
+        lambda: False,
+        lambda: 0,
+        lambda: -1,
+        lambda: 1,
+        lambda: 2**31,
+        lambda: 2**63,
+        lambda: 2**64 + 1,
+        lambda: -(2**63) - 1,
+        lambda: 10**400,
+        lambda: r.randrange(-(2**40), 2**40),
+        lambda: 1.5,
+        lambda: -0.0,
+        lambda: 1e308,
+        lambda: "NaN",
+        lambda: "Infinity",
+        lambda: "",
+        lambda: "\udc80\ud800",
+        lambda: "é" * r.randrange(1, 300),
+        lambda: "\x00",
+        lambda: "x" * 200_000,
+        lambda: "object",
+        lambda: "<U1000000",
+        lambda: "int64",
+        lambda: "RandomForestClassifier",
+        lambda: [],
+        lambda: {},
+        lambda: [1, 2, 3],
+        lambda: list(range(r.randrange(0, 50))),
+        lambda: {"ndarray": "float64", "shape": [2**20, 2**20], "data": []},
+        lambda: {"ndarray": "object", "shape": [1], "data": [{"a": 1}]},
+        lambda: {"numpy": "int64", "value": 2**70},
+        lambda: {"float": "boom"},
+        lambda: {"dict_items": [[{"a": 1}, 2]]},
+        lambda: nested(r.choice([20, 40, 200])),
+    ]
+    if isinstance(original, bool):
+        choices.append(lambda: not original)
+    elif isinstance(original, int):
+        choices += [lambda: original + 1, lambda: original - 1, lambda: original * 2, lambda: -original]
+    elif isinstance(original, float):
+        choices += [lambda: -original, lambda: original * 1e300, lambda: str(original)]
+    elif isinstance(original, list):
+        choices += [lambda: original[:-1], lambda: original + original[-1:], lambda: original[::-1]]
+    return r.choice(choices)()
+
+
+# --------------------------------------------------------------------------- mutations
+Files = dict[str, bytes]
+
+
+def chunk_keys(files: Files) -> list[str]:
+    return sorted(k for k in files if "/c/" in k)
+
+
+def array_paths(files: Files) -> list[str]:
+    return sorted(k[: -len(ROOT) - 1] for k in files if k.endswith("/" + ROOT) and json.loads(files[k]).get("node_type") == "array")
+
+
+def flip_bits(files: Files, r: random.Random) -> str:
+    key = r.choice(chunk_keys(files) if r.random() < 0.9 else sorted(files))
+    data = bytearray(files[key])
+    for _ in range(r.choice([1, 1, 1, 2, 8])):
+        if data:
+            data[r.randrange(len(data))] ^= 1 << r.randrange(8)
+    files[key] = bytes(data)
+    return f"flip bits in {key}"
+
+
+def set_byte(files: Files, r: random.Random) -> str:
+    key = r.choice(chunk_keys(files))
+    data = bytearray(files[key])
+    position = r.randrange(len(data))
+    data[position] = r.choice([0, 0xFF, r.randrange(256)])
+    files[key] = bytes(data)
+    return f"set byte {position} of {key}"
+
+
+def truncate(files: Files, r: random.Random) -> str:
+    key = r.choice(chunk_keys(files) if r.random() < 0.8 else sorted(files))
+    cut = r.randrange(len(files[key]) + 1) if files[key] else 0
+    files[key] = files[key][:cut]
+    return f"truncate {key} to {cut}"
+
+
+def extend(files: Files, r: random.Random) -> str:
+    key = r.choice(chunk_keys(files))
+    files[key] = files[key] + r.randbytes(r.choice([1, 16, 100, 5000]))
+    return f"extend {key}"
+
+
+def delete_key(files: Files, r: random.Random) -> str:
+    key = r.choice(sorted(files))
+    del files[key]
+    return f"delete {key}"
+
+
+def swap_files(files: Files, r: random.Random) -> str:
+    keys = chunk_keys(files) if r.random() < 0.8 else sorted(files)
+    a, b = r.choice(keys), r.choice(keys)
+    files[a], files[b] = files[b], files[a]
+    return f"swap {a} and {b}"
+
+
+def random_bytes(files: Files, r: random.Random) -> str:
+    key = r.choice(sorted(files))
+    files[key] = r.randbytes(r.choice([0, 1, 20, len(files[key])]))
+    return f"random bytes in {key}"
+
+
+def edit_config(files: Files, r: random.Random) -> str:
+    root = json.loads(files[ROOT])
+    config = root["attributes"]["treeshard"]
+    paths = json_paths(config)
+    path = r.choice(paths)
+    action = r.choice(["set", "set", "set", "delete", "add"])
+    if action == "set":
+        set_path(config, path, hostile_json(r, get_path(config, path)))
+    elif action == "delete":
+        del_path(config, path)
+    else:
+        container = get_path(config, path[:-1])
+        if isinstance(container, dict):
+            container[r.choice(["extra", "__class__", "estimators_", "tree_", "n_trees"])] = hostile_json(r)
+        else:
+            container.append(hostile_json(r))
+    files[ROOT] = json.dumps(root).encode()
+    return f"config {action} {'.'.join(map(str, path))}"
+
+
+def replace_config(files: Files, r: random.Random) -> str:
+    root = json.loads(files[ROOT])
+    root["attributes"]["treeshard"] = hostile_json(r)
+    if r.random() < 0.3:
+        root = hostile_json(r)
+    files[ROOT] = json.dumps(root).encode()
+    return "replace the config record"
+
+
+def deep_json(files: Files, r: random.Random) -> str:
+    """JSON nested deeper than any recursive parser's stack, in the config or a metadata document."""
+    depth = r.choice([1000, 100_000])
+    text = "[" * depth + "]" * depth
+    key = r.choice([ROOT, *(f"{p}/{ROOT}" for p in array_paths(files))])
+    original = files[key].decode()
+    marker = '"node_type"'
+    files[key] = original.replace(marker, f'"deep": {text}, {marker}', 1).encode()
+    return f"deep JSON in {key}"
+
+
+CODEC_CHOICES: list[Any] = [
+    [{"name": "bytes", "configuration": {"endian": "little"}}],
+    [{"name": "bytes", "configuration": {"endian": "big"}}, {"name": "crc32c"}],
+    [{"name": "gzip", "configuration": {"level": 1}}],
+    [{"name": "transpose", "configuration": {"order": [0]}}, {"name": "bytes"}],
+    [{"name": "sharding_indexed", "configuration": {"chunk_shape": [1], "codecs": [{"name": "bytes"}], "index_codecs": [{"name": "bytes"}, {"name": "crc32c"}], "index_location": "start"}}],
+    [{"name": "sharding_indexed", "configuration": {"chunk_shape": [2**40], "codecs": [{"name": "bytes"}, {"name": "zstd", "configuration": {"level": 1, "checksum": False}}], "index_codecs": [{"name": "bytes"}, {"name": "crc32c"}]}}],
+    [{"name": "numcodecs.pickle"}],
+    [{"name": "no.such.codec"}],
+]
+
+
+def edit_array_metadata(files: Files, r: random.Random) -> str:
+    path = r.choice(array_paths(files))
+    root = json.loads(files[ROOT])
+    consolidated = root.get("consolidated_metadata", {}).get("metadata", {})
+    documents = [consolidated[path]] if path in consolidated else []
+    own = json.loads(files[f"{path}/{ROOT}"])
+    documents.append(own)
+    if r.random() < 0.5:
+        documents = documents[:1]
+    field = r.choice(["shape", "chunk_shape", "inner_chunk_shape", "data_type", "fill_value", "codecs", "any", "node_type", "separator"])
+    for document in documents:
+        if field == "shape":
+            document["shape"] = r.choice([[2**40], [2**62], [0], [-1], [3, 3], [], [document["shape"][0] + 1]])
+        elif field == "chunk_shape":
+            document["chunk_grid"]["configuration"]["chunk_shape"] = r.choice([[1], [2**40], [0], [7], [1, 1]])
+        elif field == "inner_chunk_shape":
+            document["codecs"][0]["configuration"]["chunk_shape"] = r.choice([[1], [2**30], [0], [3], [1, 1]])
+        elif field == "data_type":
+            document["data_type"] = r.choice(["int64", "float32", "uint8", "bool", "complex128", "string", "|O", {"name": "struct"}])
+        elif field == "fill_value":
+            document["fill_value"] = hostile_json(r)
+        elif field == "codecs":
+            document["codecs"] = r.choice(CODEC_CHOICES)
+        elif field == "node_type":
+            document["node_type"] = r.choice(["group", "array", "blob"])
+        elif field == "separator":
+            document["chunk_key_encoding"] = r.choice([{"name": "v2", "configuration": {"separator": "."}}, {"name": "nope"}])
+        else:
+            paths = json_paths(document)
+            target = r.choice(paths)
+            set_path(document, target, hostile_json(r, get_path(document, target)))
+    files[ROOT] = json.dumps(root).encode()
+    files[f"{path}/{ROOT}"] = json.dumps(own).encode()
+    return f"array metadata {path}.{field}"
+
+
+def _rewrite_array(files: Files, path: str, edit: Callable[[np.ndarray], None]) -> None:
+    """Decode an array, edit it, encode it back (valid checksums): a crafted, not a corrupt, store."""
+    store = memory_store(files)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        array = zarr.open_array(store, path=path, mode="r+")
+        data = array[...]
+        edit(data)
+        array[...] = data
+    files.clear()
+    files.update(store_bytes(store))
+
+
+def craft_tree(files: Files, r: random.Random) -> str:
+    """Structurally hostile trees with correct encodings: what validate.py must catch."""
+    root = json.loads(files[ROOT])
+    n_nodes = root["attributes"]["treeshard"]["trees"]["n_nodes"]
+    n_features = root["attributes"]["treeshard"]["trees"]["n_features"]
+    node = r.randrange(n_nodes)
+    kind = r.choice(
+        ["cycle", "self", "out_of_range", "one_child", "shared", "feature", "threshold", "missing", "tree_ptr", "chain", "value", "samples"]
+    )
+
+    def set_at(name: str, value: Any, at: int = node) -> None:
+        def edit(a: np.ndarray) -> None:
+            a[at] = value
+
+        _rewrite_array(files, f"nodes/{name}", edit)
+
+    if kind == "cycle":
+        set_at("left_child_offset", -r.randrange(1, max(2, node + 1)))
+    elif kind == "self":
+        set_at("right_child_offset", 0)
+        set_at("left_child_offset", 0) if r.random() < 0.5 else None
+    elif kind == "out_of_range":
+        set_at(r.choice(["left_child_offset", "right_child_offset"]), r.choice([n_nodes, 2**31 - 1, n_nodes - node]))
+    elif kind == "one_child":
+        set_at("left_child_offset", 0)
+    elif kind == "shared":
+        def edit(a: np.ndarray) -> None:
+            splits = np.flatnonzero(a)
+            if splits.size:
+                i = int(r.choice(list(splits)))
+                a[i] = a[i] + 1 if r.random() < 0.5 else 1
+
+        _rewrite_array(files, "nodes/right_child_offset", edit)
+    elif kind == "feature":
+        set_at("feature", r.choice([-1, -2, -(2**31), n_features, 2**31 - 1]))
+    elif kind == "threshold":
+        set_at("threshold", r.choice([math.nan, math.inf, -math.inf, 1e308]))
+    elif kind == "missing":
+        set_at("missing_go_to_left", r.choice([2, 255]))
+    elif kind == "tree_ptr":
+        def edit(a: np.ndarray) -> None:
+            i = r.randrange(len(a))
+            a[i] = r.choice([-1, 0, a[i] + 1, a[i] - 1, 2**62, n_nodes + 1])
+
+        _rewrite_array(files, "nodes/tree_ptr", edit)
+    elif kind == "chain":
+        # Every node splits into (next, next + 1): shared children, deep chain.
+        def chain(a: np.ndarray) -> None:
+            a[:-2] = 1
+
+        _rewrite_array(files, "nodes/left_child_offset", chain)
+        _rewrite_array(files, "nodes/right_child_offset", lambda a: a.__setitem__(slice(0, -2), 2))
+    elif kind == "value":
+        set_at("value", r.choice([math.nan, math.inf, -1e308]))
+    else:
+        set_at(r.choice(["n_node_samples", "weighted_n_node_samples", "impurity"]), r.choice([-1, 0, 2**62, math.nan]))
+    return f"crafted tree: {kind} at node {node}"
+
+
+def _shard_parts(shard: bytes) -> tuple[bytes, bytes]:
+    """(inner chunk bytes, index) of a one-chunk shard."""
+    index = shard[-20:]
+    offset, length = struct.unpack("<QQ", index[:16])
+    return shard[offset : offset + length], index
+
+
+def _one_chunk_shard(chunk_without_crc: bytes) -> bytes:
+    import crc32c
+
+    chunk = chunk_without_crc + struct.pack("<I", crc32c.crc32c(chunk_without_crc))
+    index = struct.pack("<QQ", 0, len(chunk))
+    return chunk + index + struct.pack("<I", crc32c.crc32c(index))
+
+
+def bomb(files: Files, r: random.Random) -> str:
+    """A chunk that decompresses (or claims to) to far more than its array declares."""
+    from numcodecs import Blosc
+
+    key = r.choice([k for k in chunk_keys(files) if k.count("/") == 3 or k.startswith("nodes/value")])
+    kind = r.choice(["honest", "lying-header", "short"])
+    if kind == "honest":
+        size = r.choice([1 << 20, 64 << 20])
+        payload = Blosc(cname="lz4", clevel=9, shuffle=Blosc.NOSHUFFLE).encode(np.zeros(size, dtype=np.uint8))
+    elif kind == "lying-header":
+        real = Blosc(cname="lz4", clevel=5).encode(np.zeros(64, dtype=np.uint8))
+        claimed = r.choice([2**31 - 100, 2**30, 1 << 26])
+        payload = real[:4] + struct.pack("<I", claimed) + real[8:]
+    else:
+        payload = r.randbytes(r.choice([1, 8, 15]))
+    files[key] = _one_chunk_shard(bytes(payload))
+    return f"bomb ({kind}) in {key}"
+
+
+def huge_shapes(files: Files, r: random.Random) -> str:
+    """A config and array metadata that consistently declare an enormous model."""
+    root = json.loads(files[ROOT])
+    config = root["attributes"]["treeshard"]
+    huge = r.choice([2**31, 2**36, 2**40, 10**12])
+    old = config["trees"]["n_nodes"]
+    config["trees"]["n_nodes"] = huge
+    consolidated = root["consolidated_metadata"]["metadata"]
+    for path, document in consolidated.items():
+        if path.startswith("nodes/") and path != "nodes/tree_ptr" and document.get("node_type") == "array":
+            document["shape"][0] = huge
+            if r.random() < 0.5:
+                document["chunk_grid"]["configuration"]["chunk_shape"][0] = r.choice([huge, 1 << 20])
+    files[ROOT] = json.dumps(root).encode()
+    if r.random() < 0.7:
+        _rewrite_array(files, "nodes/tree_ptr", lambda a: a.__setitem__(-1, a[-1] - old + huge))
+    return f"huge shapes: n_nodes={huge}"
+
+
+MUTATIONS: list[Callable[[Files, random.Random], str]] = [
+    flip_bits,
+    set_byte,
+    truncate,
+    extend,
+    delete_key,
+    swap_files,
+    random_bytes,
+    edit_config,
+    edit_config,
+    edit_config,
+    replace_config,
+    deep_json,
+    edit_array_metadata,
+    edit_array_metadata,
+    craft_tree,
+    craft_tree,
+    bomb,
+    huge_shapes,
+]
+
+
+def mutate(files: Files, r: random.Random) -> tuple[Files, list[str]]:
+    """A mutated copy of ``files`` and what was done to it (1-3 mutations)."""
+    out = dict(files)
+    done = []
+    for _ in range(r.choice([1, 1, 1, 2, 3])):
+        if ROOT not in out or not chunk_keys(out):
+            break
+        mutation = r.choice(MUTATIONS)
+        try:
+            done.append(mutation(out, r))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError, RuntimeError, OverflowError, OSError) as exc:
+            # An earlier mutation made this one impossible (unparseable JSON, missing array).
+            done.append(f"{mutation.__name__}: skipped ({type(exc).__name__})")
+    return out, done
+
+
+# --------------------------------------------------------------------------- the oracle
+@dataclass
+class Outcome:
+    loaded: bool  # a model loaded and predicted
+    same: bool  # its outputs equal the original's
+    error: str | None  # the TreeshardError subclass that was raised
+
+
+def check_store(files: Files, base: Base, *, lazy: bool) -> Outcome:
+    """Load ``files`` and predict; raise AssertionError if anything but a TreeshardError escapes."""
+    store = memory_store(files)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = treeshard.load(store, lazy=lazy)
+            got = outputs(model)
+    except TreeshardError as exc:
+        return Outcome(False, False, type(exc).__name__)
+    same = got.keys() == base.outputs.keys() and all(_equal(got[k], base.outputs[k]) for k in got)
+    return Outcome(True, same, None)
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+def check_digest(files: Files, base: Base) -> bool:
+    """True if verify_store accepts ``files``; it must accept exactly the unchanged stores."""
+    try:
+        integrity.verify_store(memory_store(files))
+    except IntegrityError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- tests
+@pytest.fixture(scope="module")
+def bases() -> dict[str, Base]:
+    return make_bases()
+
+
+def test_bases_load_and_verify(bases):
+    for base in bases.values():
+        assert check_store(base.files, base, lazy=True) == Outcome(True, True, None)
+        assert check_digest(base.files, base)
+
+
+@given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["rf", "gb", "tree", "et"]), lazy=st.booleans())
+def test_mutated_stores_load_or_raise_treeshard_errors(bases, seed, name, lazy):
+    base = bases[name]
+    files, done = mutate(base.files, random.Random(seed))
+    outcome = check_store(files, base, lazy=lazy)  # raises if a non-TreeshardError escapes
+    changed = files != base.files
+    assert check_digest(files, base) is not changed, done
+    if not changed:
+        assert outcome == Outcome(True, True, None), done
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.__name__)
+def test_each_mutation_kind(bases, mutation):
+    """Every mutation family, a few seeds each, on every estimator family."""
+    for name, base in bases.items():
+        for seed in range(3):
+            files = dict(base.files)
+            done = mutation(files, random.Random(f"{mutation.__name__}-{name}-{seed}"))
+            check_store(files, base, lazy=seed % 2 == 0)
+            assert check_digest(files, base) is (files == base.files), done
+
+
+def test_every_single_byte_corruption_is_detected_by_verify(bases):
+    """Issue 6 acceptance: each single-byte change of any chunk file fails verify (sampled)."""
+    r = random.Random(6)
+    n = int(os.environ.get("TREESHARD_CORRUPTIONS", "300"))
+    detected = 0
+    for _ in range(n):
+        base = bases[r.choice(sorted(bases))]
+        files = dict(base.files)
+        key = r.choice(chunk_keys(files))
+        data = bytearray(files[key])
+        data[r.randrange(len(data))] ^= r.randrange(1, 256)
+        files[key] = bytes(data)
+        detected += not check_digest(files, base)
+    assert detected == n
+
+
+# --------------------------------------------------------------------------- decompression bombs
+@pytest.mark.parametrize("kind", ["honest", "lying-header", "short"])
+def test_checked_blosc_refuses_bombs_before_decompressing(bases, kind):
+    from treeshard.codecs import checked_array
+
+    files = dict(bases["rf"].files)
+    key = "nodes/threshold/c/0"
+    r = random.Random(kind)
+    while True:  # draw until bomb() picks our key and kind
+        trial = dict(files)
+        if bomb(trial, r) == f"bomb ({kind}) in {key}":
+            break
+    group = zarr.open_group(memory_store(trial), mode="r")
+    safe = checked_array(group["nodes/threshold"])
+    with pytest.raises(ValueError, match="blosc"):
+        safe[...]
+    assert check_store(trial, bases["rf"], lazy=False).error == "IntegrityError"
+
+
+def test_checked_array_reads_what_save_wrote(bases):
+    from treeshard.codecs import checked_array
+
+    group = zarr.open_group(memory_store(bases["gb"].files), mode="r")
+    for path in array_paths(bases["gb"].files):
+        array = group[path]
+        np.testing.assert_array_equal(checked_array(array)[...], array[...])
+
+
+@pytest.mark.parametrize("codecs", CODEC_CHOICES[:6], ids=lambda c: c[0]["name"] + str(len(c)))
+def test_checked_array_refuses_foreign_codecs(bases, codecs):
+    from treeshard.codecs import checked_array
+
+    files = dict(bases["rf"].files)
+    root = json.loads(files[ROOT])
+    root["consolidated_metadata"]["metadata"]["nodes/feature"]["codecs"] = codecs
+    files[ROOT] = json.dumps(root).encode()
+    try:
+        array = zarr.open_group(memory_store(files), mode="r")["nodes/feature"]
+    except (ValueError, TypeError, KeyError):
+        return  # zarr itself refuses the metadata
+    with pytest.raises(ValueError, match="codecs|shard"):
+        checked_array(array)
+
+
+def test_huge_declared_sizes_are_refused_before_reading(bases):
+    """Arrays declared over 1 TB (2**38 float64), and chunks over 64 MB, never reach a decoder."""
+    base = bases["rf"]
+    for edit, expected in [
+        (lambda d: d.update(shape=[2**38]), {"ConfigError", "ArrayError"}),
+        (lambda d: d["codecs"][0]["configuration"].update(chunk_shape=[2**24]), {"ArrayError"}),
+    ]:
+        files = dict(base.files)
+        root = json.loads(files[ROOT])
+        document = root["consolidated_metadata"]["metadata"]["nodes/threshold"]
+        edit(document)
+        if document["shape"] == [2**38]:
+            root["attributes"]["treeshard"]["trees"]["n_nodes"] = 2**38
+            for path, doc in root["consolidated_metadata"]["metadata"].items():
+                if path.startswith("nodes/") and path != "nodes/tree_ptr" and "shape" in doc:
+                    doc["shape"][0] = 2**38
+        else:
+            document["chunk_grid"]["configuration"]["chunk_shape"] = [2**24]
+        files[ROOT] = json.dumps(root).encode()
+        assert check_store(files, base, lazy=False).error in expected

@@ -1,0 +1,63 @@
+"""What a fresh process imports: ``import treeshard`` is light, the Predictor needs neither sklearn nor zarr.
+
+Each check runs in a subprocess, because this test process has long imported
+everything.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+import treeshard
+
+HEAVY = ("sklearn", "zarr", "scipy", "numcodecs", "pandas", "joblib", "asyncio", "treeshard.api")
+
+
+def _modules_after(code: str) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter; return which heavy modules it imported (and its result)."""
+    script = f"""
+import json, sys
+{code}
+print(json.dumps({{"loaded": sorted(m for m in {HEAVY!r} if m in sys.modules), "result": result}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_import_treeshard_is_light() -> None:
+    out = _modules_after("import treeshard\nresult = sorted(treeshard.__all__)")
+    assert out["loaded"] == []
+    assert "Predictor" in out["result"]
+
+
+def test_predictor_needs_neither_sklearn_nor_zarr(tmp_path: Path) -> None:
+    """A forest in a zip and gradient boosting in a directory, both scored in one fresh process."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    models = {
+        str(tmp_path / "forest.zip"): RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y),
+        str(tmp_path / "boosting"): GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, y),
+    }
+    for path, model in models.items():
+        treeshard.save(model, path)
+    row = X[:1].tolist()
+    out = _modules_after(
+        "import treeshard\n"
+        f"result = [[p.predict({row!r}).tolist(), p.predict_proba({row!r}).tolist()] "
+        f"for p in map(treeshard.Predictor, {list(models)!r})]"
+    )
+    assert out["loaded"] == []
+    assert out["result"] == [[m.predict(row).tolist(), m.predict_proba(row).tolist()] for m in models.values()]
+
+
+def test_save_and_load_still_import_on_demand() -> None:
+    out = _modules_after("import treeshard\nresult = treeshard.load.__module__")
+    assert out["result"] == "treeshard.api"
+    assert "treeshard.api" in out["loaded"]

@@ -1,0 +1,301 @@
+"""Content digests, signatures, ``treeshard verify`` and ``treeshard sign``."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+import treeshard
+from treeshard import integrity
+from treeshard.cli import main as cli
+from treeshard.errors import IntegrityError, MissingDependencyError, SignatureError
+from treeshard.integrity import DIGEST_KEY, SIGNATURE_KEY
+
+pytest.importorskip("cryptography")
+
+X = np.random.RandomState(0).normal(size=(200, 4))
+Y = (X[:, 0] + X[:, 1] > 0).astype(int)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return RandomForestClassifier(n_estimators=4, max_depth=4, random_state=0).fit(X, Y)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keys")
+    out = {}
+    for name in ("alice", "mallory"):
+        private, public = integrity.generate_key_pair()
+        (folder / f"{name}.pem").write_bytes(private)
+        (folder / f"{name}.pub.pem").write_bytes(public)
+        out[name] = (folder / f"{name}.pem", folder / f"{name}.pub.pem")
+    return out
+
+
+def saved(model, tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / ("model.zip" if kind == "zip" else "model")
+    treeshard.save(model, path)
+    return path
+
+
+def verify(path: Path, **kwargs) -> None:
+    store, _ = treeshard.stores.open_for_reading(path)
+    try:
+        integrity.verify_store(store, **kwargs)
+    finally:
+        store.close()
+
+
+def chunk_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file() and "/c/" in p.as_posix())
+
+
+# --------------------------------------------------------------------------- digest
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_fresh_store_verifies(model, tmp_path, kind):
+    path = saved(model, tmp_path, kind)
+    verify(path)
+    assert cli(["verify", str(path)]) == 0
+
+
+def test_memory_store_digest_and_verify(model):
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    integrity.verify_store(store)
+    record = json.loads(integrity._get(store, DIGEST_KEY))
+    assert set(record) == {"treeshard_digest", "algorithm", "config", "files", "arrays", "digest"}
+    assert "nodes/threshold" in record["arrays"] and "c/0" in record["arrays"]["nodes/threshold"]["chunks"]
+
+
+def test_digest_is_independent_of_store_kind(model, tmp_path):
+    a = integrity.compute_digest(zarr.storage.LocalStore(saved(model, tmp_path, "directory")))
+    b = integrity.compute_digest(zarr.storage.LocalStore(saved(model, tmp_path / "again", "directory")))
+    assert a["files"]["nodes/threshold/c/0"] == b["files"]["nodes/threshold/c/0"]
+
+
+def test_every_single_byte_corruption_of_a_chunk_is_detected(model, tmp_path):
+    path = saved(model, tmp_path, "directory")
+    rng = random.Random(0)
+    files = chunk_files(path)
+    for _ in range(60):
+        target = rng.choice(files)
+        original = target.read_bytes()
+        position = rng.randrange(len(original))
+        corrupt = bytearray(original)
+        corrupt[position] ^= rng.randrange(1, 256)
+        target.write_bytes(bytes(corrupt))
+        array = target.relative_to(path).as_posix().split("/c/")[0]
+        with pytest.raises(IntegrityError, match=f"array '{array}', shard") as caught:
+            verify(path)
+        assert not isinstance(caught.value, SignatureError)
+        target.write_bytes(original)
+    verify(path)
+
+
+def test_corrupt_inner_chunk_is_named(model, tmp_path):
+    path = saved(model, tmp_path, "directory")
+    shard = path / "nodes" / "value" / "c" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    data[3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"array 'nodes/value', shard 'c/0/0'.*inner chunk\(s\) 0"):
+        verify(path)
+    data[3] ^= 0xFF
+    data[-5] ^= 0x01  # inside the shard index
+    shard.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="shard index"):
+        verify(path)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "nodes" / "feature" / "c" / "0").unlink(), r"array 'nodes/feature', shard 'c/0'.*missing"),
+        (lambda p: (p / "nodes" / "feature" / "c" / "1").write_bytes(b"x"), r"nodes/feature/c/1: not part of the saved model"),
+        (lambda p: _truncate(p / "nodes" / "impurity" / "c" / "0"), r"array 'nodes/impurity'.*expected \d+ \(truncated"),
+        (lambda p: _edit_json(p / "zarr.json", lambda d: d["attributes"]["treeshard"]["metadata"].update(x=1)), r"zarr.json: .*expected|zarr.json: content differs"),
+        (lambda p: _edit_json(p / "nodes" / "threshold" / "zarr.json", lambda d: d.update(fill_value=1.0)), r"array 'nodes/threshold', metadata"),
+        (lambda p: (p / DIGEST_KEY).unlink(), "saved without a content digest"),
+        (lambda p: _edit_json(p / DIGEST_KEY, lambda d: d["files"].pop("zarr.json")), "does not match its own 'digest'"),
+        (lambda p: (p / DIGEST_KEY).write_bytes(b"[" * 100_000), "not valid JSON|not a format"),
+        (lambda p: (p / DIGEST_KEY).write_text('{"treeshard_digest": 1, "algorithm": "md5"}'), "not a format-1 sha256"),
+    ],
+    ids=["missing-shard", "extra-shard", "truncated", "config", "array-metadata", "no-digest", "edited-record", "deep-json", "algorithm"],
+)
+def test_damage_is_reported(model, tmp_path, damage, message):
+    path = saved(model, tmp_path, "directory")
+    damage(path)
+    with pytest.raises(IntegrityError, match=message):
+        verify(path)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+def _edit_json(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads(path.read_bytes())
+    edit(document)
+    path.write_text(json.dumps(document))
+
+
+def test_gradient_boosting_and_zstd(tmp_path):
+    gb = GradientBoostingClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, Y)
+    path = tmp_path / "gb.zip"
+    treeshard.save(gb, path, codec="zstd")
+    verify(path)
+
+
+# --------------------------------------------------------------------------- signatures
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_sign_and_verify(model, tmp_path, keys, kind):
+    path = saved(model, tmp_path, kind)
+    alice_private, alice_public = keys["alice"]
+    with pytest.raises(SignatureError, match="not signed"):
+        verify(path, public_key=alice_public)
+    assert integrity.sign_store(path, alice_private) == integrity.key_id(alice_public)
+    verify(path, public_key=alice_public)
+    verify(path, public_key=alice_public.read_bytes())
+    verify(path)  # the signature is not part of the digest
+    with pytest.raises(SignatureError, match="signed by key .* not by the expected key"):
+        verify(path, public_key=keys["mallory"][1])
+    np.testing.assert_array_equal(treeshard.load(path).predict(X), model.predict(X))
+    if kind == "zip":
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        assert names[-1] == "zarr.json" and names.count(SIGNATURE_KEY) == 1
+        assert not list(tmp_path.glob(".model.zip.tmp*"))
+
+
+def test_resigning_replaces_the_signature(model, tmp_path, keys):
+    path = saved(model, tmp_path, "zip")
+    integrity.sign_store(path, keys["alice"][0])
+    integrity.sign_store(path, keys["mallory"][0])
+    verify(path, public_key=keys["mallory"][1])
+    with pytest.raises(SignatureError):
+        verify(path, public_key=keys["alice"][1])
+
+
+def test_tampered_signed_store(model, tmp_path, keys):
+    path = saved(model, tmp_path, "directory")
+    integrity.sign_store(path, keys["alice"][0])
+    shard = path / "nodes" / "threshold" / "c" / "0"
+    data = bytearray(shard.read_bytes())
+    data[10] ^= 1
+    shard.write_bytes(bytes(data))
+    with pytest.raises(SignatureError, match=r"(?s)signed content.*array 'nodes/threshold'"):
+        verify(path, public_key=keys["alice"][1])
+
+
+def test_forged_digest_record_fails_the_signature(model, tmp_path, keys):
+    """An attacker who edits a chunk and recomputes the digest still cannot sign."""
+    path = saved(model, tmp_path, "directory")
+    integrity.sign_store(path, keys["alice"][0])
+    shard = path / "nodes" / "threshold" / "c" / "0"
+    shard.write_bytes(shard.read_bytes()[:-1] + b"\x00")
+    forged = integrity.compute_digest(zarr.storage.LocalStore(path))
+    (path / DIGEST_KEY).write_bytes(integrity.canonical_json(forged))
+    verify(path)  # consistent with itself
+    with pytest.raises(SignatureError, match="modified after signing"):
+        verify(path, public_key=keys["alice"][1])
+
+
+def test_resaving_drops_the_old_signature(model, tmp_path, keys):
+    path = saved(model, tmp_path, "directory")
+    integrity.sign_store(path, keys["alice"][0])
+    treeshard.save(model, path, overwrite=True)
+    assert not (path / SIGNATURE_KEY).exists()
+    with pytest.raises(SignatureError, match="not signed"):
+        verify(path, public_key=keys["alice"][1])
+
+
+def test_refuses_to_sign_a_corrupt_store(model, tmp_path, keys):
+    path = saved(model, tmp_path, "directory")
+    (path / "nodes" / "feature" / "c" / "0").write_bytes(b"junk")
+    with pytest.raises(IntegrityError, match="refusing to sign"):
+        integrity.sign_store(path, keys["alice"][0])
+    assert not (path / SIGNATURE_KEY).exists()
+
+
+@pytest.mark.parametrize(
+    "signature, message",
+    [(b"{", "malformed"), (b'{"algorithm": "rsa"}', "malformed"), (b'{"algorithm": "ed25519", "signature": "!!"}', "malformed")],
+)
+def test_malformed_signature_file(model, tmp_path, keys, signature, message):
+    path = saved(model, tmp_path, "directory")
+    (path / SIGNATURE_KEY).write_bytes(signature)
+    with pytest.raises(SignatureError, match=message):
+        verify(path, public_key=keys["alice"][1])
+
+
+def test_bad_keys(model, tmp_path, keys):
+    path = saved(model, tmp_path, "directory")
+    with pytest.raises(SignatureError, match="not a PEM public key"):
+        verify(path, public_key=b"not a key")
+    with pytest.raises(SignatureError, match="not a usable PEM private key"):
+        integrity.sign_store(path, keys["alice"][1])  # a public key where a private one goes
+    with pytest.raises(SignatureError, match="cannot read key file"):
+        integrity.sign_store(path, tmp_path / "nope.pem")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(SignatureError, match="not an Ed25519 public key"):
+        verify(path, public_key=pem)
+
+
+def test_missing_cryptography_names_the_extra(model, tmp_path, monkeypatch):
+    path = saved(model, tmp_path, "directory")
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives.asymmetric", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install treeshard\[sign\]"):
+        verify(path, public_key=b"x")
+    assert isinstance(MissingDependencyError("x"), ImportError)
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_verify_and_sign(model, tmp_path, keys, capsys):
+    path = saved(model, tmp_path, "zip")
+    assert cli(["verify", str(path), "--public-key", str(keys["alice"][1])]) == 1
+    assert "not signed" in capsys.readouterr().out
+    assert cli(["sign", str(path), "--key", str(keys["alice"][0])]) == 0
+    assert integrity.key_id(keys["alice"][1]) in capsys.readouterr().out
+    assert cli(["verify", str(path), "--public-key", str(keys["alice"][1])]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {path}")
+    assert cli(["verify", str(path), "--public-key", str(keys["mallory"][1])]) == 1
+    assert "not by the expected key" in capsys.readouterr().out
+
+
+def test_cli_verify_names_the_corrupt_chunk(model, tmp_path, capsys):
+    path = saved(model, tmp_path, "directory")
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    shard = copy / "nodes" / "impurity" / "c" / "0"
+    data = bytearray(shard.read_bytes())
+    data[0] ^= 0x80
+    shard.write_bytes(bytes(data))
+    assert cli(["verify", str(copy)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"CORRUPT {copy}") and "array 'nodes/impurity', shard 'c/0'" in out
+
+
+def test_cli_entry_point_exit_codes(model, tmp_path):
+    path = saved(model, tmp_path, "directory")
+    run = [sys.executable, "-m", "treeshard.cli", "verify"]
+    assert subprocess.run([*run, str(path)], capture_output=True).returncode == 0
+    (path / "nodes" / "feature" / "c" / "0").write_bytes(b"")
+    result = subprocess.run([*run, str(path)], capture_output=True, text=True)
+    assert result.returncode == 1 and "nodes/feature" in result.stdout
+    assert subprocess.run([*run, str(tmp_path / "missing")], capture_output=True).returncode == 1

@@ -1,0 +1,346 @@
+"""The flat predictor equals sklearn exactly, for every estimator, task and input.
+
+Every supported estimator x task is saved once (module cache), then each
+prediction method of :class:`treeshard.Predictor` is compared with the
+original's with exact equality (dtype, shape and values). Hypothesis then
+throws inputs at it that exercise every branch of a split: values equal to
+thresholds, one float32 ulp either side, float64 values that round across a
+threshold when converted to float32, NaN, infinities and huge values.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from conftest import assert_equal_outputs, make_data, query_points
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
+
+import treeshard
+from treeshard import IntegrityError, Predictor, StoreNotFoundError
+
+# (estimator factory, task): every family, classification (int, string, bool,
+# multi-output) and regression (single and multi-output), NaN-trained trees.
+CASES = {
+    "rf-multiclass": (lambda: RandomForestClassifier(n_estimators=7, random_state=0), "multiclass"),
+    "rf-string": (lambda: RandomForestClassifier(n_estimators=5, max_depth=4, random_state=1), "string"),
+    "rf-bool": (lambda: RandomForestClassifier(n_estimators=4, random_state=2), "bool"),
+    "rf-multioutput": (lambda: RandomForestClassifier(n_estimators=5, random_state=3), "multioutput"),
+    "rf-nan": (lambda: RandomForestClassifier(n_estimators=6, random_state=4), "nan"),
+    "rf-regression": (lambda: RandomForestRegressor(n_estimators=6, random_state=5), "regression"),
+    "rf-multioutput-regression": (lambda: RandomForestRegressor(n_estimators=4, random_state=6), "multioutput_regression"),
+    "et-binary": (lambda: ExtraTreesClassifier(n_estimators=6, random_state=7), "binary"),
+    "et-regression": (lambda: ExtraTreesRegressor(n_estimators=5, random_state=8), "regression"),
+    "dt-multiclass": (lambda: DecisionTreeClassifier(random_state=9), "multiclass"),
+    "dt-multioutput-string": (lambda: DecisionTreeClassifier(random_state=10), "multioutput_string"),
+    "dt-nan": (lambda: DecisionTreeClassifier(random_state=11), "nan"),
+    "dt-regression": (lambda: DecisionTreeRegressor(max_leaf_nodes=20, random_state=12), "regression"),
+    "dt-multioutput-regression": (lambda: DecisionTreeRegressor(random_state=13), "multioutput_regression"),
+    "xt-classifier": (lambda: ExtraTreeClassifier(random_state=14), "string"),
+    "xt-regressor": (lambda: ExtraTreeRegressor(random_state=15), "regression"),
+    "gb-binary": (lambda: GradientBoostingClassifier(n_estimators=12, max_depth=3, random_state=16), "binary"),
+    "gb-string-binary": (lambda: GradientBoostingClassifier(n_estimators=8, learning_rate=0.3, random_state=17), "string_binary"),
+    "gb-multiclass": (lambda: GradientBoostingClassifier(n_estimators=10, random_state=18), "multiclass"),
+    "gb-exponential": (lambda: GradientBoostingClassifier(loss="exponential", n_estimators=9, random_state=19), "binary"),
+    "gb-zero-init": (lambda: GradientBoostingClassifier(init="zero", n_estimators=7, random_state=20), "multiclass"),
+    "gb-regression": (lambda: GradientBoostingRegressor(n_estimators=15, random_state=21), "regression"),
+    "gb-huber": (lambda: GradientBoostingRegressor(loss="huber", n_estimators=8, random_state=22), "regression"),
+    "gb-quantile": (lambda: GradientBoostingRegressor(loss="quantile", alpha=0.8, n_estimators=8, subsample=0.7, random_state=23), "regression"),
+    "gb-absolute-zero": (lambda: GradientBoostingRegressor(loss="absolute_error", init="zero", n_estimators=6, random_state=24), "regression"),
+}
+METHODS = ("predict", "predict_proba", "decision_function", "apply")
+
+
+def _data(task: str) -> tuple[np.ndarray, np.ndarray]:
+    if task == "multioutput_string":
+        X, y = make_data("multioutput")
+        return X, np.column_stack([np.array(["no", "yes"])[y[:, 0]], np.array(["a", "bb", "ccc"])[y[:, 1]]])
+    if task == "string_binary":
+        X, y = make_data("binary")
+        return X, np.array(["neg", "pos"])[y]
+    return make_data(task)
+
+
+@functools.lru_cache(maxsize=None)
+def fitted(case: str, kind: str = "zip") -> tuple[Any, Predictor, np.ndarray]:
+    """``(estimator, predictor, X)`` for a case, the predictor read from a fresh store."""
+    import tempfile
+
+    factory, task = CASES[case]
+    X, y = _data(task)
+    estimator = factory().fit(X, y)
+    folder = Path(tempfile.mkdtemp(prefix="treeshard-predictor-"))
+    store: Any = {"zip": folder / "m.zip", "directory": folder / "m", "memory": zarr.storage.MemoryStore()}[kind]
+    treeshard.save(estimator, store)
+    return estimator, Predictor(store), X
+
+
+def assert_same_outputs(estimator: Any, predictor: Predictor, X: Any) -> None:
+    """Every method the estimator has gives the same result or the same error on the predictor."""
+    for name in METHODS:
+        if not hasattr(estimator, name):
+            assert not hasattr(predictor, name), name
+            continue
+        if name == "apply" and isinstance(X, list) and isinstance(estimator, GradientBoostingRegressor):
+            continue  # sklearn's own bug: GradientBoostingRegressor.apply reads X.shape of a list
+        try:
+            expected = getattr(estimator, name)(X)
+        except ValueError as exc:
+            with pytest.raises(ValueError) as info:
+                getattr(predictor, name)(X)
+            assert str(info.value).splitlines()[0] == str(exc).splitlines()[0], name
+            continue
+        assert_equal_outputs(expected, getattr(predictor, name)(X), name)
+
+
+# --------------------------------------------------------------------------- every estimator x task
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_outputs_equal_sklearn(case: str) -> None:
+    estimator, predictor, X = fitted(case)
+    X_query = query_points(X, estimator)
+    assert_same_outputs(estimator, predictor, X_query)
+    assert_same_outputs(estimator, predictor, X_query[:1])  # the serverless case: one row
+    assert_same_outputs(estimator, predictor, X_query.tolist()[:3])  # lists convert like sklearn's
+    assert predictor.n_features_in_ == estimator.n_features_in_
+    assert predictor.estimator == type(estimator).__name__
+    if hasattr(estimator, "classes_"):
+        assert_equal_outputs(estimator.classes_, predictor.classes_, "classes_")
+    else:
+        assert not hasattr(predictor, "classes_")
+
+
+@pytest.mark.parametrize("kind", ["directory", "memory"])
+def test_every_store_kind(kind: str) -> None:
+    estimator, predictor, X = fitted("rf-multioutput", kind)
+    assert_same_outputs(estimator, predictor, X)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_huge_values_round_to_float32_infinity_like_sklearn() -> None:
+    """1e30 fits float32; 1e39 does not and is rejected as infinity by both."""
+    estimator, predictor, X = fitted("rf-regression")
+    rows = np.repeat(X[:2], 3, axis=0)
+    rows[0, 0], rows[1, 0] = 1e30, -1e30
+    assert_same_outputs(estimator, predictor, rows[:2])
+    rows[2, 1] = 1e39
+    assert_same_outputs(estimator, predictor, rows)
+
+
+def test_large_batch_is_split_into_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of rows (and the pair compaction inside a block) change nothing."""
+    import treeshard.predictor as module
+
+    estimator, predictor, X = fitted("rf-multiclass")
+    big = np.vstack([X] * 8)
+    monkeypatch.setattr(module, "BLOCK_PAIRS", 7 * 300)
+    assert_same_outputs(estimator, predictor, big)
+    estimator, predictor, X = fitted("gb-multiclass")
+    assert_same_outputs(estimator, predictor, np.vstack([X] * 4))
+
+
+# --------------------------------------------------------------------------- property tests
+def _split_values(estimator: Any) -> np.ndarray:
+    """Every split threshold of the model (float64)."""
+    trees = getattr(estimator, "estimators_", [estimator])
+    flat = np.asarray(trees, dtype=object).ravel()
+    out = [t.tree_.threshold[t.tree_.children_left != -1] for t in flat]
+    return np.unique(np.concatenate(out))
+
+
+def _tricky(thresholds: np.ndarray) -> st.SearchStrategy[float]:
+    """Values at, just around, and rounding across the model's thresholds."""
+    at = st.sampled_from(thresholds.tolist())
+
+    def around(t: float, step: int, as_float64: bool) -> float:
+        t32 = np.float32(t)
+        for _ in range(abs(step)):
+            t32 = np.nextafter(t32, np.float32(np.inf if step > 0 else -np.inf))
+        if as_float64:  # a float64 a hair away from a float32: rounds back onto it
+            return float(np.nextafter(np.float64(t32), np.inf if step % 2 else -np.inf))
+        return float(t32)
+
+    return st.one_of(
+        at,
+        st.builds(around, at, st.integers(-2, 2), st.booleans()),
+        st.sampled_from([np.nan, np.inf, -np.inf, 3.4e38, -3.4e38, 1e39, 0.0, -0.0]),
+        st.floats(-5, 5, width=64),
+    )
+
+
+PROPERTY_CASES = ["rf-nan", "dt-nan", "rf-multioutput", "et-binary", "dt-regression", "gb-multiclass", "gb-binary", "gb-regression"]
+
+
+@pytest.mark.parametrize("case", PROPERTY_CASES)
+def test_property_equals_sklearn_on_tricky_inputs(case: str) -> None:
+    estimator, predictor, _ = fitted(case)
+    values = _tricky(_split_values(estimator))
+    n_features = estimator.n_features_in_
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.lists(values, min_size=n_features, max_size=n_features), min_size=1, max_size=6))
+    def check(rows: list[list[float]]) -> None:
+        X = np.array(rows, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # float32 overflow of 1e39
+            assert_same_outputs(estimator, predictor, X)
+
+    check()
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_threshold_rounding_is_exact() -> None:
+    """``x <= t`` (x float32 promoted to float64) equals ``x <= round_down32(t)``."""
+    from treeshard.predictor import _round_down_to_float32
+
+    rng = np.random.default_rng(0)
+    t = np.concatenate([rng.normal(size=2000) * 10.0 ** rng.integers(-40, 40, 2000), [0.0, -0.0, 3.5e38, -3.5e38, 1e-46, -1e-46]])
+    t32 = _round_down_to_float32(t)
+    assert t32.dtype == np.float32
+    x = np.concatenate([t.astype(np.float32), np.nextafter(t.astype(np.float32), np.float32(np.inf)), np.nextafter(t.astype(np.float32), np.float32(-np.inf)), [np.inf, -np.inf]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert np.array_equal(x[:, None].astype(np.float64) <= t[None, :], x[:, None] <= t32[None, :])
+
+
+# --------------------------------------------------------------------------- input validation
+def test_wrong_number_of_features() -> None:
+    estimator, predictor, X = fitted("rf-multiclass")
+    with pytest.raises(ValueError, match=r"^X has 4 features, but RandomForestClassifier is expecting 5 features as input\.$"):
+        predictor.predict(X[:, :4])
+    with pytest.raises(ValueError, match=r"^X has 4 features") as expected:
+        estimator.predict(X[:, :4])
+    with pytest.raises(ValueError) as got:
+        predictor.predict_proba(X[:, :4])
+    assert str(got.value) == str(expected.value)
+
+
+def test_feature_names_must_match() -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = make_data("multiclass")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    estimator = RandomForestClassifier(n_estimators=3, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    predictor = Predictor(store)
+    assert_equal_outputs(estimator.feature_names_in_, predictor.feature_names_in_, "feature_names_in_")
+    assert_equal_outputs(estimator.predict_proba(frame), predictor.predict_proba(frame), "named frame")
+    for columns in (["f0", "f1", "f2", "f3", "zz"], ["f1", "f0", "f2", "f3", "f4"]):
+        renamed = frame.set_axis(columns, axis=1)
+        with pytest.raises(ValueError) as expected:
+            estimator.predict(renamed)
+        with pytest.raises(ValueError) as got:
+            predictor.predict(renamed)
+        assert str(got.value) == str(expected.value)
+        assert str(got.value).startswith("The feature names should match those that were passed during fit.")
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but RandomForestClassifier was fitted with feature names"):
+        predictor.predict(X)
+
+
+def test_frame_given_to_a_model_fitted_without_names_warns() -> None:
+    pd = pytest.importorskip("pandas")
+    _, predictor, X = fitted("rf-multiclass")
+    with pytest.warns(UserWarning, match="X has feature names, but RandomForestClassifier was fitted without feature names"):
+        predictor.predict(pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])]))
+
+
+@pytest.mark.parametrize(
+    ("X", "message"),
+    [
+        ([["a", "b", "c", "d", "e"]], "could not convert"),
+        ([1.0, 2.0, 3.0, 4.0, 5.0], "Expected 2D array, got 1D array instead"),
+        (np.ones((0, 5)), r"Found array with 0 sample\(s\) \(shape=\(0, 5\)\) while a minimum of 1 is required"),
+        (np.full((1, 5), 1j), "Complex data not supported"),
+        (np.full((1, 5), np.inf), r"Input X contains infinity or a value too large for dtype\('float32'\)\."),
+    ],
+)
+def test_invalid_input(X: Any, message: str) -> None:
+    _, predictor, _ = fitted("rf-multiclass")
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(X)
+
+
+def test_nan_is_rejected_where_sklearn_rejects_it() -> None:
+    estimator, predictor, X = fitted("gb-binary")
+    X = X[:3].copy()
+    X[0, 0] = np.nan
+    for name in ("predict", "predict_proba", "decision_function"):
+        with pytest.raises(ValueError, match="^Input X contains NaN"):
+            getattr(predictor, name)(X)
+    assert_equal_outputs(estimator.apply(X), predictor.apply(X), "apply with NaN")  # sklearn's apply allows NaN
+
+
+def test_methods_follow_the_estimator() -> None:
+    _, regressor, _ = fitted("rf-regression")
+    assert not hasattr(regressor, "predict_proba") and not hasattr(regressor, "decision_function")
+    with pytest.raises(AttributeError, match=r"has no predict_proba\(\)"):
+        regressor.predict_proba([[0.0] * 5])
+    _, forest, _ = fitted("rf-multiclass")
+    assert hasattr(forest, "predict_proba") and not hasattr(forest, "decision_function")
+    assert "RandomForestClassifier n_estimators=7" in repr(forest)
+
+
+# --------------------------------------------------------------------------- bad stores
+def _saved(tmp_path: Path) -> Path:
+    X, y = make_data("multiclass")
+    path = tmp_path / "m"
+    treeshard.save(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y), path)
+    return path
+
+
+def test_corrupt_chunk_is_an_integrity_error(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    shard = path / "nodes" / "threshold" / "c" / "0"
+    data = bytearray(shard.read_bytes())
+    data[20] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="nodes/threshold: chunk checksum mismatch"):
+        Predictor(path)
+
+
+def test_truncated_shard_is_an_integrity_error(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    shard = path / "nodes" / "feature" / "c" / "0"
+    shard.write_bytes(shard.read_bytes()[:-7])
+    with pytest.raises(IntegrityError, match="nodes/feature: shard index checksum mismatch"):
+        Predictor(path)
+
+
+def test_declared_dtype_is_checked_before_decoding(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    document = json.loads((path / "zarr.json").read_text())
+    document["consolidated_metadata"]["metadata"]["nodes/feature"]["data_type"] = "int64"
+    (path / "zarr.json").write_text(json.dumps(document))
+    with pytest.raises(treeshard.ArrayError, match="nodes/feature: dtype int64, expected int32"):
+        Predictor(path)
+
+
+def test_invalid_tree_is_rejected(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    column = zarr.open_array(zarr.storage.LocalStore(path), path="nodes/left_child_offset", mode="r+")
+    column[0] = 0  # the root loses its left child only
+    with pytest.raises(treeshard.TreeStructureError, match="tree 0, node 0: exactly one child is missing"):
+        Predictor(path)
+
+
+def test_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFoundError):
+        Predictor(tmp_path / "nothing.zip")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreNotFoundError):
+        Predictor(tmp_path / "empty")
