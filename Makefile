@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench-check clean
+.PHONY: demo test bench bench-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,22 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
+# (once; $$TREESHARD_BENCH_CACHE, default ~/.cache/treeshard-bench), runs the asv
+# suite against .venv and writes the HTML report to .asv/html.
+# Quicker: make bench BENCH_MODELS=RF-L,GB-M ASV_ARGS=--quick
+BENCH_MODELS ?= RF-L,GB-M,RF-XL
+ASV_ARGS ?=
+bench: $(STAMP)
+	TREESHARD_BENCH_MODELS=$(BENCH_MODELS) $(BIN)/python benchmarks/models.py build
+	$(BIN)/asv machine --yes
+	TREESHARD_BENCH_MODELS=$(BENCH_MODELS) $(BIN)/asv run --set-commit-hash $$(git rev-parse HEAD) $(ASV_ARGS)
+	$(BIN)/asv publish
+
+# Cheap: `treeshard bench` on a tiny model, the asv suite run once in-process, `asv check`.
+bench-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis

@@ -13,7 +13,9 @@ Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
 - ``GB-M``: ``GradientBoostingClassifier(n_estimators=500, max_depth=3, random_state=0)``
   on the first 20,000 rows of that data (all 100,000 take minutes to fit on
   this machine, and depth-3 trees are the same size either way);
-- ``RF-XL``: RF-L's recipe with ``n_estimators=1400`` (over 2 GB in memory).
+- ``RF-XL``: a 1500-tree forest (over 2 GiB in memory): RF-L's 100 trees
+  deep-copied 15 times (see :func:`_forest_xl`; ``TREESHARD_BENCH_RF_XL_FIT=1``
+  fits 1500 trees instead, about half an hour on two free cores).
 
 The treeshard files are rewritten whenever treeshard's source changes (the
 format is young); the others are written once. Build from the command line
@@ -21,6 +23,7 @@ format is young); the others are written once. Build from the command line
 
     python benchmarks/models.py build tiny RF-L GB-M RF-XL
     python benchmarks/models.py list
+    python benchmarks/models.py table RF-XL --repeat 3 --plot RF-XL.png
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ CACHE_ENV = "TREESHARD_BENCH_CACHE"
 MODELS_ENV = "TREESHARD_BENCH_MODELS"
 DEFAULT_MODELS = "RF-L,GB-M,RF-XL"
 TREESHARD_FORMATS = ("treeshard-lz4", "treeshard-zstd")
-RF_XL_TREES = 1400
+RF_XL_TREES = 1500
 
 
 def cache_dir() -> Path:
@@ -87,6 +90,29 @@ def _forest(n_estimators: int) -> Callable[[], tuple[Any, Any]]:
     return build
 
 
+def _forest_xl() -> tuple[Any, Any]:
+    """RF-XL: RF-L's 100 fitted trees, each deep-copied 15 times (1500 distinct tree objects).
+
+    Fitting 1500 fully grown trees takes about half an hour of both cores,
+    which this shared machine cannot spare; copies have the real size, node
+    layout and prediction cost of fitted trees (no compressor window spans the
+    143 MB between two copies), and predictions equal RF-L's. Set
+    ``TREESHARD_BENCH_RF_XL_FIT=1`` to fit 1500 trees instead.
+    """
+    if os.environ.get("TREESHARD_BENCH_RF_XL_FIT") == "1":
+        return _forest(RF_XL_TREES)()
+    import copy
+
+    import numpy as np
+
+    base = ensure("RF-L").load_estimator()
+    copies = RF_XL_TREES // len(base.estimators_)
+    model = copy.copy(base)
+    model.estimators_ = [copy.deepcopy(tree) for _ in range(copies) for tree in base.estimators_]
+    model.n_estimators = len(model.estimators_)
+    return model, np.load(cache_dir() / "RF-L" / "rows.npy")
+
+
 def _gradient_boosting() -> tuple[Any, Any]:
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -114,8 +140,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             "RF-XL",
-            f"RandomForestClassifier({RF_XL_TREES} trees, n_jobs=2), RF-L's data",
-            _forest(RF_XL_TREES),
+            f"RandomForestClassifier({RF_XL_TREES} trees, n_jobs=2): RF-L's 100 trees deep-copied 15 times",
+            _forest_xl,
         ),
     )
 }
@@ -181,9 +207,6 @@ def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
 
 def ensure(name: str, *, log: Callable[[str], None] = lambda message: None) -> CachedModel:
     """The cached model ``name``, building it (or refreshing its treeshard files) if needed."""
-    import numpy as np
-
-    recipe = RECIPES[name]
     directory = cache_dir() / name
     meta_file = _meta_path(directory)
     fingerprint = treeshard_fingerprint()
@@ -202,20 +225,48 @@ def ensure(name: str, *, log: Callable[[str], None] = lambda message: None) -> C
             meta["treeshard_fingerprint"] = fingerprint
             _write_meta(directory, meta)
             return cached
+    return _build(name, directory, fingerprint, log)
+
+
+def _build(name: str, directory: Path, fingerprint: str, log: Callable[[str], None]) -> CachedModel:
+    """Fit (or resume: a pickle already written is reused) and write the missing formats.
+
+    ``build.json`` records progress (fit time, each written file), so an
+    interrupted build resumes without refitting.
+    """
+    import numpy as np
+
+    recipe = RECIPES[name]
     directory.mkdir(parents=True, exist_ok=True)
-    log(f"{name}: fitting {recipe.description}")
-    start = time.perf_counter()
-    estimator, X = recipe.build()
-    fit_seconds = time.perf_counter() - start
-    log(f"{name}: fitted in {fit_seconds:.0f} s; writing every format")
-    np.save(directory / "rows.npy", np.ascontiguousarray(X[-bench.N_ROWS :]))
-    written = bench.write_formats(estimator, directory, progress=lambda fmt: log(f"{name}: wrote {fmt}"))
+    progress_file = directory / "build.json"
+    record = json.loads(progress_file.read_text()) if progress_file.is_file() else {"files": {}}
+    pickle_path = directory / bench.FORMATS["pickle"].filename()
+    if pickle_path.is_file() and (directory / "rows.npy").is_file():
+        log(f"{name}: resuming from the cached pickle")
+        estimator = CachedModel(name, directory, {}).load_estimator()
+    else:
+        log(f"{name}: fitting {recipe.description}")
+        start = time.perf_counter()
+        estimator, X = recipe.build()
+        record = {"fit_seconds": time.perf_counter() - start, "files": {}}
+        log(f"{name}: fitted in {record['fit_seconds']:.0f} s; writing every format")
+        np.save(directory / "rows.npy", np.ascontiguousarray(X[-bench.N_ROWS :]))
+        del X
+    for fmt in bench.FORMATS:
+        path = directory / bench.FORMATS[fmt].filename()
+        if path.exists() and fmt not in TREESHARD_FORMATS:  # written once; treeshard files always
+            record["files"].setdefault(fmt, {"size": bench.file_size(path), "save": None})
+            continue
+        saved = bench.write_formats(estimator, directory, formats=[fmt])[fmt]
+        record["files"][fmt] = {"size": saved.size, "save": saved.save}
+        progress_file.write_text(json.dumps(record, indent=1))
+        log(f"{name}: wrote {fmt} ({bench.human_bytes(saved.size)}, {saved.save:.1f} s)")
     meta = {
         "name": name,
         "recipe": recipe.description,
-        "fit_seconds": fit_seconds,
+        "fit_seconds": record.get("fit_seconds"),
         "model": bench.describe(estimator),
-        "files": {fmt: {"size": saved.size, "save": saved.save} for fmt, saved in written.items()},
+        "files": record["files"],
         "treeshard_fingerprint": fingerprint,
         "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -232,7 +283,27 @@ def _main(argv: list[str]) -> int:
     build = sub.add_parser("build", help="build (or refresh) models")
     build.add_argument("models", nargs="*", default=selected_models())
     sub.add_parser("list", help="show cached models")
+    table = sub.add_parser("table", help="run the `treeshard bench` comparison on a cached model's files")
+    table.add_argument("model", choices=list(RECIPES))
+    table.add_argument("--repeat", type=int, default=3)
+    table.add_argument("--json", help="write the figures as JSON")
+    table.add_argument("--plot", help="write the bar chart")
+    table.add_argument("--markdown", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "table":
+        from tqdm import tqdm
+
+        cached = ensure(args.model, log=lambda message: print(message, file=sys.stderr, flush=True))
+        n_runs = args.repeat * sum(1 for s in bench.strategies() if s.available)
+        with tqdm(total=n_runs, desc=args.model, unit="run", file=sys.stderr) as bar:
+            result = bench.run_comparison(cached.files(), cached.rows, cached.meta["model"], repeat=args.repeat, progress=bar)
+        print(bench.format_tables(result, markdown=args.markdown))
+        print(f"save: measured once when the cache was built ({cached.meta['built']}); treeshard files rewritten since if treeshard changed")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
+        if args.plot:
+            bench.plot(result, args.plot)
+        return 0
     if args.command == "build":
         for name in args.models:
             cached = ensure(name, log=lambda message: print(message, flush=True))

@@ -26,6 +26,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import joblib  # noqa: F401 - imported once here: asv forks every benchmark from this module's process
+import numpy  # noqa: F401
+import skops.io  # noqa: F401
+import sklearn.ensemble  # noqa: F401
+import sklearn.tree  # noqa: F401
+import treeshard  # noqa: F401
+import zarr  # noqa: F401
 from treeshard import bench
 
 from . import models

@@ -25,6 +25,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import sys
 import time
@@ -35,23 +36,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import test_fuzz as fuzz  # noqa: E402
 
+from treeshard import integrity  # noqa: E402
 from treeshard.errors import TreeshardError  # noqa: E402
 
 
-def child(files: dict[str, bytes], base: fuzz.Base, lazy: bool, changed: bool, memory: int, seconds: int, out_fd: int) -> None:
-    """Runs in the forked child; reports one JSON line and exits."""
+def child(files, base, lazy, changed, memory, seconds, out_fd, container, predictor) -> None:  # type: ignore[no-untyped-def]
+    """Runs in the forked child; reports one JSON line and exits.
+
+    ``container`` is None (a memory store) or the path of a zip file or a
+    directory holding the mutated store.
+    """
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     signal.alarm(seconds)
     report: dict[str, object] = {}
     try:
         try:
-            outcome = fuzz.check_store(files, base, lazy=lazy)
+            if container is None:
+                outcome = fuzz.check_store(files, base, lazy=lazy)
+            else:
+                outcome = fuzz.check_path(container, base, lazy=lazy)
             report.update(loaded=outcome.loaded, same=outcome.same, error=outcome.error)
+            if predictor:
+                fast = fuzz.check_predictor(files if container is None else container, base)
+                report.update(predictor_loaded=fast.loaded, predictor_error=fast.error)
+                if fast.loaded and outcome.loaded:
+                    report["predictor_agrees"] = fast.same == outcome.same
         except AssertionError:
             raise
         except BaseException as exc:  # noqa: BLE001 - the point: anything that is not a TreeshardError
             report.update(escape=f"{type(exc).__name__}: {exc}"[:2000], traceback=traceback.format_exc()[-4000:])
-        verified = fuzz.check_digest(files, base)
+        if container is None:
+            verified = fuzz.check_digest(files, base)
+        else:
+            try:
+                integrity.verify_path(container)
+                verified = True
+            except TreeshardError:
+                verified = False
         report["digest_ok"] = verified is not changed
     except BaseException as exc:  # noqa: BLE001
         report.update(escape=f"harness: {type(exc).__name__}: {exc}"[:2000], traceback=traceback.format_exc()[-4000:])
@@ -59,13 +80,13 @@ def child(files: dict[str, bytes], base: fuzz.Base, lazy: bool, changed: bool, m
     os._exit(0)
 
 
-def run_one(files, base, lazy, changed, memory, seconds) -> dict:  # type: ignore[no-untyped-def]
+def run_one(files, base, lazy, changed, memory, seconds, container=None, predictor=False) -> dict:  # type: ignore[no-untyped-def]
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
         try:
-            child(files, base, lazy, changed, memory, seconds, write_fd)
+            child(files, base, lazy, changed, memory, seconds, write_fd, container, predictor)
         finally:
             os._exit(3)
     os.close(write_fd)
@@ -99,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("fuzz-out"))
     parser.add_argument("--memory-mb", type=int, default=3072, help="RLIMIT_AS of each child")
     parser.add_argument("--timeout", type=int, default=60, help="seconds per load before it counts as a hang")
+    parser.add_argument("--predictor", action="store_true", help="also load each store with treeshard.Predictor")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -115,7 +137,25 @@ def main(argv: list[str] | None = None) -> int:
         files, done = fuzz.mutate(base.files, r)
         mutations.update(d.split(" ")[0].split(":")[0] for d in done)
         changed = files != base.files
-        result = run_one(files, base, lazy, changed, args.memory_mb << 20, args.timeout)
+        container = None
+        kind_of_store = r.choice(["memory"] * 6 + ["zip", "zip", "directory", "damaged-zip"])
+        counts[f"store:{kind_of_store}"] += 1
+        if kind_of_store != "memory":
+            scratch = args.out / "scratch"
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir()
+            if kind_of_store == "directory":
+                container = scratch / "model"
+                fuzz.write_directory(files, container)
+            else:
+                container = scratch / "model.zip"
+                fuzz.write_zip(files, container)
+                if kind_of_store == "damaged-zip":
+                    clean = container.read_bytes()
+                    container.write_bytes(fuzz.damage_zip(clean, r))
+                    done.append("damage the zip file")
+                    changed = changed or container.read_bytes() != clean
+        result = run_one(files, base, lazy, changed, args.memory_mb << 20, args.timeout, container, args.predictor)
         if "signal" in result:
             kind = "hang" if result["hang"] else "crash"
         elif "escape" in result:
@@ -128,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             kind = "rejected"
             errors[str(result.get("error"))] += 1
         counts[kind] += 1
+        if result.get("predictor_loaded") is not None:
+            counts["predictor_loaded" if result["predictor_loaded"] else "predictor_rejected"] += 1
+            counts["predictor_disagrees"] += result.get("predictor_agrees") is False
         counts["changed_bytes"] += changed
         if kind in ("hang", "crash", "escape", "digest_miss"):
             save_case(args.out, i, files, done, result)

@@ -121,12 +121,11 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def edit_config(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
-    """Apply ``edit(config_dict)`` to a directory store's config record (in place)."""
+    """Apply ``edit(config_dict)`` (which changes the dict in place) to a directory
+    store's config record in ``zarr.json``."""
     meta_path = Path(path) / "zarr.json"
     document = json.loads(meta_path.read_text())
-    result = edit(document["attributes"]["treeshard"])
-    if result is not None:
-        document["attributes"]["treeshard"] = result
+    edit(document["attributes"]["treeshard"])
     meta_path.write_text(json.dumps(document))
 
 

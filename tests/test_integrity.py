@@ -89,7 +89,7 @@ def test_every_single_byte_corruption_of_a_chunk_is_detected(model, tmp_path):
     path = saved(model, tmp_path, "directory")
     rng = random.Random(0)
     files = chunk_files(path)
-    for _ in range(60):
+    for _ in range(40):
         target = rng.choice(files)
         original = target.read_bytes()
         position = rng.randrange(len(original))
@@ -168,6 +168,7 @@ def test_sign_and_verify(model, tmp_path, keys, kind):
     assert integrity.sign_store(path, alice_private) == integrity.key_id(alice_public)
     verify(path, public_key=alice_public)
     verify(path, public_key=alice_public.read_bytes())
+    verify(path, public_key=alice_public.read_text())
     verify(path)  # the signature is not part of the digest
     with pytest.raises(SignatureError, match="signed by key .* not by the expected key"):
         verify(path, public_key=keys["mallory"][1])
@@ -298,4 +299,15 @@ def test_cli_entry_point_exit_codes(model, tmp_path):
     (path / "nodes" / "feature" / "c" / "0").write_bytes(b"")
     result = subprocess.run([*run, str(path)], capture_output=True, text=True)
     assert result.returncode == 1 and "nodes/feature" in result.stdout
-    assert subprocess.run([*run, str(tmp_path / "missing")], capture_output=True).returncode == 1
+
+
+def test_verify_paths_without_zarr_stores(model, tmp_path, keys, capsys):
+    for kind in ("directory", "zip"):
+        path = saved(model, tmp_path / kind, kind)
+        integrity.verify_store(path)
+        integrity.sign_store(path, keys["alice"][0])
+        integrity.verify_store(str(path), public_key=keys["alice"][1])
+    with pytest.raises(treeshard.StoreNotFoundError):
+        integrity.verify_store(tmp_path / "missing")
+    assert cli(["verify", str(tmp_path / "missing")]) == 1
+    assert "no treeshard store" in capsys.readouterr().err

@@ -208,6 +208,26 @@ def _config_text(text: str) -> Callable[[Path], None]:
     return mutate
 
 
+def array_metadata(name: str, edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """Edit an array's zarr metadata: both its own ``zarr.json`` and the consolidated copy."""
+
+    def mutate(path: Path) -> None:
+        own = path / name / "zarr.json"
+        document = json.loads(own.read_text())
+        edit(document)
+        own.write_text(json.dumps(document))
+        root = json.loads((path / "zarr.json").read_text())
+        edit(root["consolidated_metadata"]["metadata"][name])
+        (path / "zarr.json").write_text(json.dumps(root))
+
+    return mutate
+
+
+def _huge_chunks(document: dict) -> None:
+    document["chunk_grid"]["configuration"]["chunk_shape"] = [2**28]
+    document["codecs"][0]["configuration"]["chunk_shape"] = [2**28]
+
+
 def _attributes(value: Any) -> Callable[[Path], None]:
     def mutate(path: Path) -> None:
         document = json.loads((path / "zarr.json").read_text())
@@ -225,7 +245,7 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
     "missing fitted attribute": (deleting("fitted.n_outputs_"), ConfigError, r"config.fitted: missing required key 'n_outputs_'"),
     "no config record": (_attributes({}), ConfigError, r"no 'treeshard' config record"),
     "config is a list": (_attributes({"treeshard": [1, 2]}), ConfigError, r"config: expected an object, got list"),
-    "zarr.json is not JSON": (_config_text("{not json"), ConfigError, r"zarr.json: unreadable"),
+    "zarr.json is not JSON": (_config_text("{not json"), ConfigError, r"zarr.json: not valid JSON"),
     "huge node count": (setting("trees.n_nodes", 2**50), ConfigError, r"config.trees.n_nodes: 1125899906842624 is out of range"),
     "huge tree count": (setting("trees.n_trees", 10**12), ConfigError, r"config.trees.n_trees: 1000000000000 is out of range"),
     "zero trees": (setting("trees.n_trees", 0), ConfigError, r"config.trees.n_trees: 0 is out of range"),
@@ -296,9 +316,35 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
     "unknown param name": (setting("params.evil", 1), ConfigError, r"config.params: unknown parameter\(s\) \['evil'\] for RandomForestClassifier"),
     "invalid param value": (setting("params.n_estimators", -3), ConfigError, r"config.params: The 'n_estimators' parameter"),
     "invalid param type": (setting("params.criterion", {"x": 1}), ConfigError, r"config.params: The 'criterion' parameter"),
+    "unknown unserializable param": (
+        setting("unserializable_params", ["evil"]),
+        ConfigError,
+        r"config.params: unknown parameter\(s\) \['evil'\] for RandomForestClassifier",
+    ),
     "params not an object": (setting("params", [1]), ConfigError, r"config.params: expected an object, got list"),
     "tree count disagrees with tree_ptr": (setting("trees.n_trees", 3), ArrayError, r"tree_ptr: shape \(3,\), expected \(4,\)"),
     "node count disagrees with arrays": (setting("trees.n_nodes", 9), TreeStructureError, r"tree_ptr: ends at \d+, expected n_nodes=9"),
+    "unknown value encoding": (setting("trees.value_encoding", "zlib"), ConfigError, r"config.trees.value_encoding: unknown encoding 'zlib'"),
+    "value encoding switched": (
+        setting("trees.value_encoding", "float64"),
+        ArrayError,
+        r"nodes/value: dtype int32, expected float64",
+    ),
+    "zero weight under weighted counts": (
+        set_values("weighted_n_node_samples", lambda v, p: v.__setitem__(3, 0.0)),
+        ArrayError,
+        r"nodes/weighted_n_node_samples: 0.0 at node 3 of the range read; value_encoding 'weighted_counts' needs every weight > 0",
+    ),
+    "NaN weight under weighted counts": (
+        set_values("weighted_n_node_samples", lambda v, p: v.__setitem__(0, np.nan)),
+        ArrayError,
+        r"nodes/weighted_n_node_samples: nan at node 0 of the range read",
+    ),
+    "negative weighted count": (
+        set_values("value", lambda v, p: v.__setitem__((2, 1), -5)),
+        ArrayError,
+        r"nodes/value: negative weighted class count at node 2 of the range read",
+    ),
     # arrays rewritten through zarr
     "wrong dtype": (replace_array("nodes/feature", lambda a: a.astype(np.int64)), ArrayError, r"nodes/feature: dtype int64, expected int32"),
     "wrong threshold dtype": (
@@ -375,8 +421,30 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
         TreeStructureError,
         r"tree_ptr: ends at \d+, expected n_nodes=\d+",
     ),
+    # array metadata
+    "declared chunks too large": (
+        array_metadata("nodes/feature", _huge_chunks),
+        ArrayError,
+        r"nodes/feature: chunks of 1073741824 bytes exceed the 67108864-byte limit",
+    ),
+    "declared dtype differs": (
+        array_metadata("nodes/threshold", lambda d: d.update(data_type="float32")),
+        ArrayError,
+        r"nodes/threshold: dtype float32, expected float64",
+    ),
+    "declared shape differs": (
+        array_metadata("nodes/impurity", lambda d: d.update(shape=[2**40])),
+        ArrayError,
+        r"nodes/impurity: shape \(1099511627776,\), expected \(\d+,\)",
+    ),
+    "unknown codec": (
+        array_metadata("nodes/threshold", lambda d: d["codecs"][0]["configuration"]["codecs"][1].update(name="evil")),
+        ArrayError,
+        r"nodes/threshold: stored with zarr features outside treeshard format v1 \(nodes/threshold: codecs \['bytes', 'evil', 'crc32c'\]\)",
+    ),
     # bytes on disk
     "truncated shard file": (_bytes_edit("nodes/threshold", lambda b: b[: len(b) // 2]), IntegrityError, r"nodes/threshold"),
+    "empty shard file": (_bytes_edit("nodes/feature", lambda b: b""), IntegrityError, r"nodes/feature"),
     "flipped byte in a chunk": (_bytes_edit("nodes/threshold", _flip(20)), IntegrityError, r"nodes/threshold"),
     "flipped byte in the shard index": (_bytes_edit("nodes/impurity", _flip(-10)), IntegrityError, r"nodes/impurity"),
     "flipped byte in value": (_bytes_edit("nodes/value", _flip(30)), IntegrityError, r"nodes/value"),
@@ -412,8 +480,8 @@ def test_the_table_breaks_stores_that_load_when_pristine(pristine, model):
 @pytest.mark.xfail(strict=True, reason="zarr reads a missing chunk as fill_value; the reader does not detect it (api/reader owners)")
 @pytest.mark.parametrize(
     "mutate",
-    [_delete_chunk("nodes/impurity"), _bytes_edit("nodes/impurity", lambda b: b"")],
-    ids=["deleted shard file", "empty shard file"],
+    [_delete_chunk("nodes/impurity")],
+    ids=["deleted shard file"],
 )
 def test_missing_chunk_is_an_integrity_error(mutate, store):
     """A shard file deleted (or emptied) while the array's metadata remains:
@@ -466,6 +534,43 @@ GBM_CASES = {
         r"fitted/rng_keys: shape \(10,\), expected \(624,\)",
     ),
     "rng pos out of range": (setting("fitted._rng.pos", 10**6), ConfigError, r"config.fitted._rng.pos: 1000000 is out of range"),
+    "init_ class_prior_ too short (would crash sklearn)": (
+        config_edit(
+            lambda cfg: cfg["fitted"]["init_"]["fitted"].update(class_prior_={"ndarray": "float64", "shape": [2], "data": [0.5, 0.5]})
+        ),
+        ConfigError,
+        r"config.fitted.init_.fitted.class_prior_: expected 4 finite float64 values",
+    ),
+    "init_ class_prior_ NaN": (
+        setting("fitted.init_.fitted.class_prior_.data", ["NaN", 0.25, 0.25, 0.25]),
+        ConfigError,
+        r"config.fitted.init_.fitted.class_prior_: expected 4 finite float64 values",
+    ),
+    "init_ strategy unknown": (
+        setting("fitted.init_.fitted._strategy", "bogus"),
+        ConfigError,
+        r"config.fitted.init_.fitted._strategy: expected 'prior', got str bogus",
+    ),
+    "init_ params not the default": (
+        setting("fitted.init_.params.strategy", "uniform"),
+        ConfigError,
+        r"config.fitted.init_.params: \{'strategy': 'uniform'\}, but GradientBoostingClassifier\(loss='log_loss'\) makes \{'strategy': 'prior'\}",
+    ),
+    "init_ of a regressor": (
+        setting("fitted.init_.estimator", "DummyRegressor"),
+        ConfigError,
+        r"config.fitted.init_.estimator: 'DummyRegressor', but a GradientBoostingClassifier starts from a DummyClassifier",
+    ),
+    "init_ n_classes_ wrong": (
+        setting("fitted.init_.fitted.n_classes_", 7),
+        ConfigError,
+        r"config.fitted.init_.fitted.n_classes_: expected 4, got int 7",
+    ),
+    "untagged float": (
+        setting("fitted.oob_score_", 0.5),
+        ConfigError,
+        r"config.fitted.oob_score_: untagged float 0.5",
+    ),
     "regression trees with classes": (
         setting("trees.n_classes", [3]),
         ConfigError,
@@ -509,6 +614,17 @@ def test_not_a_zip_file(tmp_path):
     path = tmp_path / "model.zip"
     path.write_bytes(b"PK this is not a zip archive")
     with pytest.raises(FormatError, match=r"is not a zip file"):
+        treeshard.load(path)
+
+
+def test_zip_with_compressed_members(pristine, tmp_path):
+    """treeshard zips store members uncompressed (chunks are compressed already)."""
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(pristine.rglob("*")):
+            if file.is_file():
+                archive.write(file, file.relative_to(pristine).as_posix())
+    with pytest.raises(FormatError, match=r"member '.+' is compressed; treeshard stores only hold stored members"):
         treeshard.load(path)
 
 

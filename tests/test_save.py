@@ -351,3 +351,45 @@ def test_saved_store_is_plain_zarr(forest, tmp_path):
     assert np.array_equal(np.where(left == 0, -1, np.arange(ptr[1]) + left), children)
     config = json.loads((Path(tmp_path / "m") / "zarr.json").read_text())["attributes"]["treeshard"]
     assert config["format_version"] == 1 and config["estimator"] == "RandomForestClassifier"
+
+
+def test_dict_param_that_looks_like_a_tagged_value_round_trips(memory_round_trip):
+    """``class_weight={"float": 2.0}`` must not read back as the float 2.0."""
+    X, _ = make_data("binary")
+    for tag in ("float", "dict_items"):
+        class_weight = {tag: 2.0}
+        y = np.where(X[:, 0] > 0, tag, "other")
+        model = DecisionTreeClassifier(max_depth=3, class_weight=class_weight, random_state=0).fit(X, y)
+        loaded = memory_round_trip(model)
+        assert loaded.class_weight == class_weight
+        assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_non_finite_float_inside_a_param_is_listed_not_silently_dropped():
+    from treeshard.adapters.base import encode_params
+
+    model = DecisionTreeClassifier(class_weight={0: float("inf"), 1: 1.0}, min_impurity_decrease=0.0)
+    params, unserializable = encode_params(model)
+    assert unserializable == ["class_weight"]
+    assert params["class_weight"] is None
+    params, unserializable = encode_params(DecisionTreeClassifier(ccp_alpha=float("inf")))
+    assert params["ccp_alpha"] == {"float": "Infinity"} and unserializable == []
+
+
+def test_unserializable_param_that_cannot_be_null_loads_with_its_default(memory_round_trip):
+    """``oob_score=<callable>`` is stored as null, and null is not a valid oob_score:
+    the loaded model takes the constructor default instead of failing to load."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    X, y = make_data("multiclass")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # some rows have no OOB score
+        model = RandomForestClassifier(n_estimators=6, oob_score=balanced_accuracy_score, random_state=0).fit(X, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    assert treeshard.open(store).info.unserializable_params == ("oob_score",)
+    loaded = treeshard.load(store)
+    assert loaded.oob_score is False
+    assert loaded.oob_score_ == model.oob_score_
+    assert np.array_equal(loaded.oob_decision_function_, model.oob_decision_function_, equal_nan=True)
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))

@@ -23,7 +23,9 @@ import functools
 import json
 import math
 import os
+import threading
 import zipfile
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,7 @@ _DTYPES = {
 
 
 MAX_CHUNKS_PER_SHARD = 1 << 20
+PARTIAL_CHUNKS_KEPT = 12  # the boundary chunk of each node column, for the next range read
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,12 @@ class _ZarrStoreSource:
         pass
 
 
-def open_source(store: Any) -> tuple[Any, str]:
-    """``(source, description)`` for a directory, a ``.zip`` path or a zarr ``Store``."""
+def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
+    """``(source, description)`` for a directory, a ``.zip`` path, a URL or a zarr ``Store``."""
+    if isinstance(store, str) and "://" in store[:32]:  # s3://, http(s)://, memory:// (treeshard.remote)
+        from .remote import open_url_for_reading
+
+        return open_url_for_reading(store, storage_options), store
     if isinstance(store, (str, os.PathLike)):
         path = Path(store)
         if not path.exists():
@@ -221,8 +228,14 @@ def open_source(store: Any) -> tuple[Any, str]:
         if path.is_dir():
             if not (path / ROOT_METADATA).is_file():
                 raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
+            from .stores import check_directory_entries
+
+            check_directory_entries(path)  # plain files only: no symlink to /dev/zero, no FIFO
             return _DirectorySource(path), str(path)
         if str(path).lower().endswith(".zip"):
+            from .stores import check_zip_members
+
+            check_zip_members(path)  # stored members only: no zip bomb
             return _ZipSource(path), str(path)
         raise FormatError(f"{str(path)!r} is neither a directory nor a .zip file")
     if type(store).__module__.split(".")[0] == "zarr" or hasattr(store, "supports_partial_writes"):
@@ -337,8 +350,9 @@ class FastReader:
     >>> reader.close()
     """
 
-    def __init__(self, store: Any) -> None:
-        self.source, self.location = open_source(store)
+    def __init__(self, store: Any, storage_options: Any = None) -> None:
+        self.source, self.location = open_source(store, storage_options)
+        self.store_argument = (store, storage_options)  # what a pickled lazy model refers to (treeshard.distributed)
         try:
             self.root = read_root(self.source)
         except BaseException:
@@ -349,6 +363,10 @@ class FastReader:
         self._metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
         self._crc = _crc32c()
         self._blosc: _Blosc | None = None
+        # Chunks decoded for a partial read, kept briefly: consecutive range
+        # reads (batches of trees) share their boundary chunks.
+        self._partial_chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._partial_lock = threading.Lock()
 
     @property
     def attributes(self) -> dict[str, Any]:
@@ -493,22 +511,27 @@ class FastReader:
                 jobs.append((key, None, shard_first))
                 continue
             index = self._read_shard_index(layout, key, per_shard)
+            if index is None:
+                raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
             for c in range(first_chunk, last_chunk):
                 first_row = shard_first + c * layout.chunk_rows
-                if index is None or (int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY):
-                    jobs.append((None, None, first_row))
-                else:
-                    jobs.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
+                if int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY:
+                    raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+                jobs.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
         if self._blosc is None and layout.compressed:
             self._blosc = _Blosc(threads=1)
 
         def run(job: tuple[str | None, tuple[int, int] | None, int]) -> None:
             key, extent, first_row = job
+            if extent is not None and self._copy_partial(layout, flat, first_row, start, stop):
+                return
             if key is None:
                 data = None
             elif extent is None:
                 raw = self.source.get(key)
-                data = None if raw is None else np.frombuffer(raw, dtype=np.uint8)
+                if raw is None:
+                    raise IntegrityError(f"{layout.path}: chunk {key} is missing (treeshard stores every chunk)")
+                data = np.frombuffer(raw, dtype=np.uint8)
             else:
                 raw = self.source.get_range(key, extent[0], extent[1])
                 if raw is None or len(raw) != extent[1]:
@@ -542,6 +565,22 @@ class FastReader:
             raise IntegrityError(f"{layout.path}: shard index of {key} points outside the shard")
         return index
 
+    def _keep_partial(self, path: str, first: int, chunk: np.ndarray) -> None:
+        with self._partial_lock:
+            self._partial_chunks[(path, first)] = chunk
+            while len(self._partial_chunks) > PARTIAL_CHUNKS_KEPT:
+                self._partial_chunks.popitem(last=False)
+
+    def _copy_partial(self, layout: ArrayLayout, flat: np.ndarray, first: int, start: int, stop: int) -> bool:
+        """Serve rows of chunk ``first`` from a recently decoded partial chunk, if kept."""
+        with self._partial_lock:
+            chunk = self._partial_chunks.get((layout.path, first))
+        if chunk is None:
+            return False
+        lo, hi = max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
+        flat[lo - start : hi - start] = chunk[lo - first : hi - first]
+        return True
+
     def _decode_chunk(self, layout: ArrayLayout, data: np.ndarray | None, flat: np.ndarray, first: int, start: int, stop: int) -> None:
         """Decode the chunk holding rows ``first:first + chunk_rows`` into ``flat`` (rows ``start:stop``)."""
         lo, hi = max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
@@ -563,6 +602,7 @@ class FastReader:
                 scratch = np.empty((layout.chunk_rows, width), dtype=flat.dtype)
                 self._blosc.decode_into(layout.path, body, scratch)
                 target[...] = scratch[lo - first : hi - first]
+                self._keep_partial(layout.path, first, scratch)
             return
         expected = layout.chunk_rows * width * flat.dtype.itemsize
         if len(body) != expected:
@@ -609,7 +649,10 @@ def _parse_chunk_codecs(path: str, codecs: Any, dtype: np.dtype) -> tuple[bool, 
     names = [c.get("name") for c in codecs]
     if names[0] != "bytes":
         raise UnsupportedLayout(f"{path}: codecs {names}")
-    endian = (codecs[0].get("configuration") or {}).get("endian", "little")
+    configuration = codecs[0].get("configuration") or {}
+    if not isinstance(configuration, dict):
+        raise ArrayError(f"{path}: malformed bytes codec configuration")
+    endian = configuration.get("endian", "little")
     if dtype.itemsize > 1 and endian != "little":
         raise UnsupportedLayout(f"{path}: {endian} endian")
     if names[1:] == ["blosc", "crc32c"]:

@@ -8,6 +8,7 @@ import json
 import math
 import platform
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,7 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
             compressors=compressors(codec, shuffle=best_shuffle(codec, data[: chunks[0]])),
             filters=None,
             fill_value=0,
+            config={"write_empty_chunks": True},  # every chunk is stored: a missing one is corruption
         )
         array[...] = data
         stored[name] = {"nbytes": int(data.nbytes), "stored_bytes": int(array.nbytes_stored())}
@@ -197,6 +199,7 @@ class ModelHandle:
     """
 
     def __init__(self, store: Any) -> None:
+        self._store = store
         self._reader = StoreReader(store)
         self.location = self._reader.location
         self.config = self._reader.config
@@ -247,18 +250,23 @@ class ModelHandle:
         _warn_on_version_change(config)
 
         if is_forest and lazy:
+            # The model outlives this handle: it reads through its own reader,
+            # closed when the model is garbage collected.
+            source = TreeSource(StoreReader(self._store))
+            weakref.finalize(source, source.reader.close)
             cache = TreeCache(budget // 4 if over_budget else None)
             batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
 
             def build(factory: Any) -> Sequence:
                 return LazyEstimators(source, selection, factory, cache, batch_bytes=batch)
         else:
-            # Eager: stream batches (about a 16th of the model, 2-32 MB while being
+            # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
             # built) so that only a small fraction of the model exists twice.
-            batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 16))
+            batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 32))
 
             def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch).materialize()
+                # One read-ahead thread: decoding overlaps building, memory stays low.
+                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=1).materialize()
 
         saved = SavedModel(
             params=config.params,
@@ -276,7 +284,9 @@ class ModelHandle:
         """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
         for gradient boosting, trees are numbered stage-major)."""
         n = self.config.trees.n_trees
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"tree index must be an integer, not {type(index).__name__}")
+        if not -n <= index < n:
             raise IndexError(f"tree index {index!r} out of range for {n} trees")
         index = int(index) % n
         if self.adapter.estimator_id in FOREST_IDS:
@@ -332,8 +342,10 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
         units = np.arange(int(spec), dtype=np.int64)
     elif isinstance(spec, slice):
         units = np.arange(n_units, dtype=np.int64)[spec]
-    elif isinstance(spec, (Sequence, np.ndarray, range)) and not isinstance(spec, str):
-        units = np.asarray(list(spec))
+    elif isinstance(spec, (Sequence, np.ndarray, range)) and not isinstance(spec, (str, bytes, bytearray)):
+        units = np.asarray(spec if isinstance(spec, np.ndarray) else list(spec))
+        if units.ndim != 1:
+            raise TypeError(f"estimators: expected a 1-D list of indices, got shape {units.shape}")
         if units.size and (units.dtype.kind not in "iu"):
             raise TypeError(f"estimators: indices must be integers, got {units.dtype}")
         units = units.astype(np.int64)
@@ -428,12 +440,5 @@ def load(
     >>> treeshard.load(store).predict([[0.9]])
     array(['yes'], dtype='<U3')
     """
-    handle = ModelHandle(store)
-    try:
-        estimator = handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory)
-    except BaseException:
-        handle.close()
-        raise
-    if not (lazy and handle.adapter.estimator_id in FOREST_IDS):
-        handle.close()  # a lazy forest keeps reading from the open store
-    return estimator
+    with ModelHandle(store) as handle:
+        return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory)

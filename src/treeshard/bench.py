@@ -99,12 +99,12 @@ class Format:
     """A file format: how to write a model to one file."""
 
     name: str
-    suffix: str
+    suffix: str  # the file is model<suffix>
     save: Callable[[Any, Path], None]
     description: str
 
     def filename(self, stem: str = "model") -> str:
-        return f"{stem}.{self.name}{self.suffix}"
+        return stem + self.suffix
 
 
 FORMATS: dict[str, Format] = {
@@ -112,11 +112,11 @@ FORMATS: dict[str, Format] = {
     for f in (
         Format("pickle", ".pkl", _save_pickle, "pickle.dump, highest protocol"),
         Format("joblib", ".joblib", _save_joblib(0), "joblib.dump, uncompressed"),
-        Format("joblib-zlib3", ".joblib", _save_joblib(3), "joblib.dump(compress=3), zlib"),
-        Format("joblib-lz4", ".joblib", _save_joblib("lz4"), "joblib.dump(compress='lz4')"),
+        Format("joblib-zlib3", ".zlib3.joblib", _save_joblib(3), "joblib.dump(compress=3), zlib"),
+        Format("joblib-lz4", ".lz4.joblib", _save_joblib("lz4"), "joblib.dump(compress='lz4')"),
         Format("skops", ".skops", _save_skops, "skops.io.dump"),
-        Format("treeshard-lz4", ".zip", _save_treeshard("lz4"), "treeshard.save(codec='lz4'), one .zip file"),
-        Format("treeshard-zstd", ".zip", _save_treeshard("zstd"), "treeshard.save(codec='zstd'), one .zip file"),
+        Format("treeshard-lz4", ".lz4.zip", _save_treeshard("lz4"), "treeshard.save(codec='lz4'), one .zip file"),
+        Format("treeshard-zstd", ".zstd.zip", _save_treeshard("zstd"), "treeshard.save(codec='zstd'), one .zip file"),
     )
 }
 
@@ -310,8 +310,8 @@ if spec["after"]:
     one = X[:1]
     batch = X[:{n_rows}]
     after = dict(
-        predict_1=median_seconds(lambda: model.predict(one), 7, 0.2, 50),
-        predict_1000=median_seconds(lambda: model.predict(batch), 5, 0.2, 20),
+        predict_1=median_seconds(lambda: model.predict(one), 7, 0.1, 50),
+        predict_1000=median_seconds(lambda: model.predict(batch), 5, 0.1, 20),
     )
     if spec["partial"]:
         del model
@@ -410,6 +410,13 @@ def sub_estimators(estimator: Any) -> list[Any]:
     return [e for e in np.ravel(np.asarray(getattr(estimator, "estimators_", []), dtype=object)) if hasattr(e, "tree_")]
 
 
+def n_units(estimator: Any) -> int:
+    """What ``treeshard.load(estimators=k)`` counts: stages for gradient boosting, else trees."""
+    if hasattr(estimator, "n_estimators_"):
+        return int(estimator.n_estimators_)
+    return len(sub_estimators(estimator))
+
+
 def model_nbytes(estimator: Any) -> int:
     """Bytes of the node and value arrays of every tree: the model's in-memory size."""
     total = 0
@@ -427,6 +434,7 @@ def describe(estimator: Any) -> dict[str, Any]:
         "n_nodes": int(sum(t.tree_.node_count for t in trees)),
         "n_features": int(getattr(estimator, "n_features_in_", 0)),
         "nbytes": model_nbytes(estimator),
+        "n_units": n_units(estimator),
         "sklearn_module": sklearn_module_of(estimator),
     }
 
@@ -564,15 +572,20 @@ def run_comparison(
     *,
     repeat: int = 3,
     only: Sequence[str] | None = None,
-    k: int = PARTIAL_TREES,
+    k: int | None = None,
     progress: Any = None,
     python: str = sys.executable,
     after: bool = True,
 ) -> BenchResult:
     """Run every available strategy ``repeat`` times in fresh processes (interleaved).
 
+    ``k`` trees (gradient boosting: stages) are read by the partial load;
+    default ``min(PARTIAL_TREES, model["n_units"])``.
+
     ``after=False`` stops each child at its first prediction (cold start only).
     """
+    if k is None:
+        k = min(PARTIAL_TREES, int(model.get("n_units", PARTIAL_TREES)))
     chosen = [s for s in strategies() if only is None or s.name in only]
     skipped = {s.name: s.reason for s in chosen if not s.available}
     skipped.update({s.name: f"no {s.format} file" for s in chosen if s.available and s.format not in files})
@@ -667,7 +680,7 @@ COLD_COLUMNS = [
 AFTER_COLUMNS = [
     ("size", "file size", "bytes"),
     ("save", "save", "s"),
-    ("partial", f"load {PARTIAL_TREES} trees", "s"),
+    ("partial", "partial load", "s"),
     ("predict_1", "predict 1 row", "s"),
     ("predict_1000", f"predict {N_ROWS} rows", "s"),
     ("load_rss", "load peak mem", "bytes"),
@@ -721,8 +734,12 @@ def format_tables(result: BenchResult, *, markdown: bool = False) -> str:
         lines.extend(_render(header, body, markdown=markdown))
         lines.append("")
     if any(f.get("partial_is_full") for f in result.figures.values()):
-        lines.append(f"* a full load: the format cannot load only {PARTIAL_TREES} trees")
+        lines.append(f"partial load: the first {_partial_k(result)} trees (gradient boosting: stages); * a full load, the format cannot do less")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _partial_k(result: BenchResult) -> int:
+    return min(PARTIAL_TREES, int(result.model.get("n_units", PARTIAL_TREES)))
 
 
 def _render(header: list[str], body: list[list[str]], *, markdown: bool) -> list[str]:
@@ -776,34 +793,41 @@ def plot(result: BenchResult, path: str | os.PathLike) -> None:
                 widths = [result.figures[n].get(key, 0.0) for n in names]
                 ax.barh(y, widths, left=left, color=c, label=key.replace("_", " "))
                 left = [a + b for a, b in zip(left, widths)]
-            for yi, n in zip(y, names):
-                ax.text(result.figures[n]["cold_start"], yi, f" {result.figures[n]['cold_start']:.2f}", va="center", fontsize=11)
-            ax.legend(loc="lower right", fontsize=10)
             base = result.figures.get(BASELINE, {}).get("cold_start")
+            for yi, n in zip(y, names):
+                ax.text(result.figures[n]["cold_start"], yi, " " + _label(result.figures[n]["cold_start"], base), va="center", fontsize=11)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=4, fontsize=11, frameon=False)
         else:
             key, scale = spec
             values = [result.figures[n].get(key, math.nan) * scale for n in names]
             ax.barh(y, values, color=[color(n) for n in names])
-            for yi, v in zip(y, values):
-                if not math.isnan(v):
-                    ax.text(v, yi, f" {v:.3g}", va="center", fontsize=11)
             base = result.figures.get(BASELINE, {}).get(key)
             base = None if base is None else base * scale
+            for yi, v in zip(y, values):
+                if not math.isnan(v):
+                    ax.text(v, yi, " " + _label(v, base), va="center", fontsize=11)
         if base:
             ax.axvline(base, color="black", linestyle="--", linewidth=1)
         ax.set_title(title, fontsize=14)
         ax.set_yticks(y, names, fontsize=12)
         ax.tick_params(axis="x", labelsize=11)
-        ax.margins(x=0.18)
+        ax.margins(x=0.32)
     model = result.model
     fig.suptitle(
         f"{model.get('label', model['estimator'])}: {model['estimator']}, {model['n_trees']} trees, "
         f"{human_bytes(model['nbytes'])} in memory; medians of {result.repeat} fresh processes "
-        f"(dashed line: {BASELINE} uncompressed)",
+        f"(dashed line and ratios: vs {BASELINE} uncompressed)",
         fontsize=15,
     )
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _label(value: float, base: float | None) -> str:
+    text = f"{value:.3g}"
+    if base:
+        text += f" ({value / base:.2f}x)"
+    return text
 
 
 # --------------------------------------------------------------------------- CLI

@@ -6,18 +6,19 @@ says where each starts, as in CSR matrices: tree *i* is the node range
 node (``child - node``, 0 for a leaf), which compresses far better than
 absolute ids and makes "children come after their parent" a simple check.
 
-Nothing here reads a store; :mod:`treeshard.validate` checks columns before
-:func:`build_trees` turns them into sklearn ``Tree`` objects.
+Nothing here reads a store; :mod:`treeshard.validate` checks columns and
+lays them out as sklearn node records, and :mod:`treeshard.lazy` builds
+sklearn ``Tree`` objects from those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnsupportedEstimatorError
+from .errors import ArrayError, UnsupportedEstimatorError
 from .record import TreeLayout
 
 #: Node columns of format version 1 and their dtypes; ``value`` is 2-D
@@ -118,86 +119,33 @@ def encode_values(cols: NodeColumns) -> tuple[np.ndarray, str]:
     if value.size == 0 or not np.all(weight > 0) or not np.all(np.isfinite(value)):
         return value, "float64"
     counts = np.rint(value * weight)
-    if counts.min() < 0 or counts.max() > np.iinfo(np.int32).max or not np.array_equal(counts / weight, value):
+    if counts.min() < 0 or counts.max() > np.iinfo(np.int32).max:
         return value, "float64"
-    return counts.astype(WEIGHTED_COUNTS_DTYPE), "weighted_counts"
+    stored = counts.astype(WEIGHTED_COUNTS_DTYPE)
+    # Compare bits, not values: -0.0 == 0.0, but an int32 count cannot keep the sign of a zero.
+    decoded = decode_values(stored, cols.weighted_n_node_samples, "weighted_counts")
+    if not np.array_equal(decoded.view(np.uint64), np.ascontiguousarray(value, dtype=np.float64).view(np.uint64)):
+        return value, "float64"
+    return stored, "weighted_counts"
 
 
 def decode_values(stored: np.ndarray, weighted_n_node_samples: np.ndarray, encoding: str) -> np.ndarray:
-    """Inverse of :func:`encode_values`: float64 node values."""
+    """Inverse of :func:`encode_values`: float64 node values.
+
+    Weighted counts are only ever written for nodes of positive weight and
+    non-negative counts; anything else is a malformed store
+    (:class:`~treeshard.ArrayError`), not a division by zero.
+    """
     if encoding == "weighted_counts":
-        return stored / weighted_n_node_samples[:, None]
-    return stored
-
-
-def node_depths(cols: NodeColumns) -> np.ndarray:
-    """Depth of every node, level by level over all trees at once.
-
-    Only valid on validated columns (each node has exactly one parent).
-    """
-    n = cols.n_nodes
-    depth = np.empty(n, dtype=np.int32)
-    frontier = cols.tree_ptr[:-1].astype(np.int64)
-    level = 0
-    left, right = cols.left_child_offset, cols.right_child_offset
-    while frontier.size:
-        depth[frontier] = level
-        offsets = left[frontier]
-        parents = frontier[offsets != 0]
-        frontier = np.concatenate((parents + left[parents], parents + right[parents]))
-        level += 1
-    return depth
-
-
-def tree_depths(cols: NodeColumns) -> np.ndarray:
-    """``max_depth`` of every tree (computed, never read from a store)."""
-    return np.maximum.reduceat(node_depths(cols), cols.tree_ptr[:-1]).astype(np.int64)
-
-
-def node_records(cols: NodeColumns, node_dtype: np.dtype) -> np.ndarray:
-    """All nodes as one record array in the installed sklearn's ``NODE_DTYPE``.
-
-    Child ids are made absolute within their own tree, so that a contiguous
-    slice ``records[tree_ptr[i]:tree_ptr[i + 1]]`` is tree *i*'s node array.
-    """
-    n = cols.n_nodes
-    records = np.empty(n, dtype=node_dtype)
-    local = np.arange(n, dtype=np.int64)
-    local -= np.repeat(cols.tree_ptr[:-1], np.diff(cols.tree_ptr))
-    leaf = cols.left_child_offset == 0
-    for name in node_dtype.names:
-        if name in ("left_child", "right_child"):
-            child = local + getattr(cols, f"{name}_offset")
-            child[leaf] = LEAF
-            records[name] = child
-        elif name in NODE_COLUMNS:
-            records[name] = getattr(cols, name)
-        else:
-            raise UnsupportedEstimatorError(
-                f"the installed scikit-learn's tree nodes have a field {name!r} that format "
-                "version 1 does not store; upgrade treeshard"
+        weight = np.asarray(weighted_n_node_samples)
+        bad = ~(weight > 0)  # also catches NaN
+        if bad.any():
+            raise ArrayError(
+                f"nodes/weighted_n_node_samples: {float(weight[bad][0])!r} at node {int(np.argmax(bad))} of the range read; "
+                "value_encoding 'weighted_counts' needs every weight > 0"
             )
-    return records
-
-
-def build_trees(cols: NodeColumns, layout: TreeLayout) -> Iterator:
-    """Yield one sklearn ``Tree`` per tree in ``cols`` (which must be validated)."""
-    from sklearn.tree._tree import NODE_DTYPE, Tree
-
-    records = node_records(cols, NODE_DTYPE)
-    depths = tree_depths(cols)
-    n_classes = np.asarray(layout.n_classes, dtype=np.intp)
-    value = cols.value.reshape(cols.n_nodes, layout.n_outputs, max(layout.n_classes))
-    ptr = cols.tree_ptr.tolist()
-    for i in range(cols.n_trees):
-        start, stop = ptr[i], ptr[i + 1]
-        tree = Tree(layout.n_features, n_classes, layout.n_outputs)
-        tree.__setstate__(
-            {
-                "max_depth": int(depths[i]),
-                "node_count": stop - start,
-                "nodes": records[start:stop],
-                "values": value[start:stop],
-            }
-        )
-        yield tree
+        if stored.size and stored.min() < 0:
+            node = int(np.argmax((stored < 0).any(axis=1)))
+            raise ArrayError(f"nodes/value: negative weighted class count at node {node} of the range read")
+        return stored / weight[:, None]
+    return stored

@@ -21,6 +21,7 @@ __all__ = [
     "MemoryBudgetError",
     "StoreNotFoundError",
     "StoreExistsError",
+    "RemoteStoreError",
     "SklearnVersionWarning",
 ]
 
@@ -75,6 +76,10 @@ class StoreNotFoundError(TreeshardError, FileNotFoundError):
 
 class StoreExistsError(TreeshardError, FileExistsError):
     """Saving would replace an existing store and ``overwrite=True`` was not given."""
+
+
+class RemoteStoreError(TreeshardError, OSError):
+    """Reading or writing a remote store (``s3://``, ``http://``, ...) failed: network, permission, server."""
 
 
 class SklearnVersionWarning(UserWarning):

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import math
 import os
 import struct
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +52,65 @@ MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_METADATA_BYTES = MAX_CONFIG_BYTES
 _INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
 _SHA256_HEX = frozenset("0123456789abcdef")
+# What reading a damaged store may raise (a zip member with a bad CRC raises BadZipFile).
+_READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile)
 
 
 # --------------------------------------------------------------------------- store access
+class _PathFiles:
+    """The files of a directory or ``.zip`` store, read without zarr (``verify`` stays cheap to import)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        from .errors import FormatError, StoreNotFoundError
+        from .stores import check_directory_entries, check_zip_members, is_zip_path
+
+        self.path = Path(path)
+        self.archive: zipfile.ZipFile | None = None
+        if not self.path.exists():
+            raise StoreNotFoundError(f"no treeshard store at {str(self.path)!r}")
+        if self.path.is_dir():
+            check_directory_entries(self.path)
+        elif is_zip_path(self.path) and self.path.is_file():
+            check_zip_members(self.path)  # stored members only: reading one cannot expand
+            try:
+                self.archive = zipfile.ZipFile(self.path)
+            except _READ_ERRORS as exc:
+                raise FormatError(f"{str(self.path)!r}: unreadable zip ({exc})") from None
+        else:
+            raise FormatError(f"{str(self.path)!r} is neither a directory nor a .zip file")
+
+    def keys(self) -> list[str]:
+        if self.archive is not None:
+            return sorted({info.filename for info in self.archive.infolist() if not info.is_dir()})
+        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
+
+    def size(self, key: str) -> int | None:
+        if self.archive is not None:
+            try:
+                return self.archive.getinfo(key).file_size
+            except KeyError:
+                return None
+        try:
+            return os.stat(self.path / key).st_size
+        except FileNotFoundError:
+            return None
+
+    def get(self, key: str) -> bytes | None:
+        if self.archive is not None:
+            try:
+                return self.archive.read(key)
+            except KeyError:
+                return None
+        try:
+            return (self.path / key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def close(self) -> None:
+        if self.archive is not None:
+            self.archive.close()
+
+
 def _sync(coroutine: Any) -> Any:
     from zarr.core.sync import sync
 
@@ -59,38 +118,44 @@ def _sync(coroutine: Any) -> Any:
 
 
 def _open(store: Any) -> None:
+    if isinstance(store, _PathFiles):
+        return
     try:
         _sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore needs it before any read)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except _READ_ERRORS as exc:
         raise IntegrityError(f"cannot open the store ({type(exc).__name__}: {exc})") from None
 
 
 def _list_keys(store: Any) -> list[str]:
-    from zarr.storage import LocalStore
-
     async def keys() -> list[str]:
         return [key async for key in store.list()]
 
     _open(store)
     try:
+        if isinstance(store, _PathFiles):
+            return store.keys()
+        from zarr.storage import LocalStore
+
         if isinstance(store, LocalStore):
             # LocalStore.list() strips its root with str.replace, which mangles keys
             # that contain the root's name (zarr 3.1); list the files ourselves.
             root = Path(store.root)
             return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
         return sorted(_sync(keys()))
-    except (OSError, ValueError, RuntimeError) as exc:
+    except _READ_ERRORS as exc:
         raise IntegrityError(f"cannot list the store's keys ({type(exc).__name__}: {exc})") from None
 
 
 def _get(store: Any, key: str) -> bytes | None:
-    from zarr.core.buffer import default_buffer_prototype
-
     try:
+        if isinstance(store, _PathFiles):
+            return store.get(key)
+        from zarr.core.buffer import default_buffer_prototype
+
         value = _sync(store.get(key, prototype=default_buffer_prototype()))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except _READ_ERRORS as exc:
         raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
     return None if value is None else value.to_bytes()
 
@@ -98,14 +163,29 @@ def _get(store: Any, key: str) -> bytes | None:
 def _get_small(store: Any, key: str, limit: int) -> bytes | None:
     _open(store)
     try:
-        size = _sync(store.getsize(key))
+        size = store.size(key) if isinstance(store, _PathFiles) else _sync(store.getsize(key))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except _READ_ERRORS as exc:
         raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
+    if size is None:
+        return None
     if size > limit:
         raise IntegrityError(f"{key}: {size} bytes exceeds the {limit}-byte limit")
     return _get(store, key)
+
+
+@contextlib.contextmanager
+def _opened(store: Any) -> Iterator[Any]:
+    """A readable view of ``store``: a path becomes :class:`_PathFiles`, a zarr Store stays itself."""
+    if isinstance(store, (str, os.PathLike)):
+        files = _PathFiles(store)
+        try:
+            yield files
+        finally:
+            files.close()
+    else:
+        yield store
 
 
 def _set(store: Any, key: str, value: bytes) -> None:
@@ -194,7 +274,7 @@ def compute_digest(store: Any) -> dict[str, Any]:
             continue
         files[key] = {"size": len(data), "sha256": _sha256(data)}
         owner = _array_of(key, set(metadata))
-        if owner is not None:
+        if owner is not None and owner[1] != ROOT_METADATA:
             name, chunk = owner
             entry: dict[str, Any] = {"size": len(data), "sha256": files[key]["sha256"]}
             n_chunks = _shard_layout(metadata[name])
@@ -307,7 +387,11 @@ def find_problems(store: Any, record: DigestRecord) -> list[str]:
         if key not in record.files:
             continue
         size, expected = record.files[key]
-        data = _get(store, key)
+        try:
+            data = _get(store, key)
+        except IntegrityError as exc:
+            problems.append(f"{_describe(key, record)}: {exc}")
+            continue
         if data is None:
             problems.append(f"{_describe(key, record)}: missing")
         elif len(data) != size:
@@ -361,7 +445,10 @@ def _which_inner(key: str, data: bytes, record: DigestRecord) -> str:
 
 
 def verify_store(store: Any, *, public_key: Any = None) -> None:
-    """Check that ``store`` (a zarr Store) holds exactly what was saved (and signed).
+    """Check that ``store`` holds exactly what was saved (and signed).
+
+    ``store`` is a zarr Store, or a directory or ``.zip`` path (read without
+    importing zarr).
 
     Raises :class:`~treeshard.IntegrityError` naming every array and chunk
     that differs from the digest recorded at save time, or that has no
@@ -369,15 +456,16 @@ def verify_store(store: Any, *, public_key: Any = None) -> None:
     ``Ed25519PublicKey``) the store must also carry a valid signature by that
     key, and every failure raises :class:`~treeshard.SignatureError`.
     """
-    try:
-        record = read_digest(store)
-    except IntegrityError as exc:
+    with _opened(store) as files:
+        try:
+            record = read_digest(files)
+        except IntegrityError as exc:
+            if public_key is not None:
+                raise SignatureError(f"cannot check the signature: {exc}") from None
+            raise
         if public_key is not None:
-            raise SignatureError(f"cannot check the signature: {exc}") from None
-        raise
-    if public_key is not None:
-        check_signature(store, record, public_key)
-    problems = find_problems(store, record)
+            check_signature(files, record, public_key)
+        problems = find_problems(files, record)
     if problems:
         error = SignatureError if public_key is not None else IntegrityError
         what = "signed content" if public_key is not None else "digest recorded at save time"
@@ -398,6 +486,8 @@ def _crypto() -> Any:
 def _pem(key: Any) -> bytes:
     if isinstance(key, bytes):
         return key
+    if isinstance(key, str) and key.lstrip().startswith("-----BEGIN"):
+        return key.encode("ascii", "replace")
     if isinstance(key, (str, os.PathLike)):
         try:
             return Path(key).read_bytes()
@@ -487,18 +577,15 @@ def sign_store(store: Any, private_key: Any) -> str:
     into place atomically; a directory gets ``treeshard.sig`` through a
     temporary file and a rename. Returns the signing key's :func:`key_id`.
     """
-    from .stores import is_zip_path, open_for_reading
+    from .stores import is_zip_path
 
     private = load_private_key(private_key)
-    zarr_store, _ = open_for_reading(store)
-    try:
-        record = read_digest(zarr_store)
-        problems = find_problems(zarr_store, record)
+    with _opened(store) as files:
+        record = read_digest(files)
+        problems = find_problems(files, record)
         if problems:
             raise IntegrityError("refusing to sign a store that differs from its digest:\n  " + "\n  ".join(problems[:20]))
         document = signature_record(record.raw, private)
-    finally:
-        zarr_store.close()
     if isinstance(store, (str, os.PathLike)):
         path = Path(store)
         if is_zip_path(path):
@@ -511,9 +598,11 @@ def sign_store(store: Any, private_key: Any) -> str:
 
 
 def _write_file_atomically(path: Path, data: bytes) -> None:
-    from .stores import fsync_directory
+    from .stores import fsync_directory, temporary_sibling
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Beside the store, not in it: a killed sign leaves nothing verify would flag,
+    # and the next save to the store removes it.
+    tmp = temporary_sibling(path.parent, "tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
@@ -526,11 +615,9 @@ def _write_file_atomically(path: Path, data: bytes) -> None:
 
 
 def _replace_zip_member(path: Path, name: str, data: bytes) -> None:
-    import zipfile
+    from .stores import fsync_directory, temporary_sibling
 
-    from .stores import fsync_directory
-
-    tmp = path.with_name(f".{path.name}.tmp-sign-{os.getpid()}.zip")
+    tmp = temporary_sibling(path, "tmp", suffix=".zip")
     try:
         with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
             members = [m for m in source.infolist() if m.filename != name]
@@ -563,13 +650,8 @@ def generate_key_pair() -> tuple[bytes, bytes]:
 
 def verify_path(store: Any, *, public_key: Any = None) -> str:
     """:func:`verify_store` on any location :func:`treeshard.load` accepts; a one-line summary."""
-    from .stores import open_for_reading
-
-    zarr_store, _ = open_for_reading(store)
-    try:
-        verify_store(zarr_store, public_key=public_key)
-        record = read_digest(zarr_store)
-    finally:
-        zarr_store.close()
+    with _opened(store) as files:
+        verify_store(files, public_key=public_key)
+        record = read_digest(files)
     signed = f", signed by key {key_id(public_key)}" if public_key is not None else ""
     return f"{len(record.files)} files match sha256 digest {record.digest[:16]}{signed}"

@@ -13,18 +13,18 @@ cache), and iteration streams the trees.
 
 from __future__ import annotations
 
-import queue
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .columns import NODE_COLUMNS, NodeColumns, node_records, tree_depths
+from .columns import NODE_COLUMNS, NodeColumns
 from .reader import StoreReader
-from .validate import validate_columns
+from .validate import check_trees
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
@@ -64,47 +64,40 @@ class TreeSource:
 
     # -- reading
     def _prepare(self, first: int, columns: NodeColumns) -> PreparedTrees:
-        validate_columns(columns, self.layout, first_tree=first)
+        records, depths = check_trees(columns, self.layout, first_tree=first, node_dtype=self.node_dtype)
         return PreparedTrees(
             indices=np.arange(first, first + columns.n_trees),
             tree_ptr=columns.tree_ptr,
-            records=node_records(columns, self.node_dtype),
+            records=records,
             values=columns.value.reshape(columns.n_nodes, self.layout.n_outputs, max(self.layout.n_classes)),
-            depths=tree_depths(columns),
+            depths=depths,
         )
 
-    def prepare_run(self, first: int, stop: int, *, batch_nodes: int) -> Iterator[PreparedTrees]:
-        """Trees ``first:stop`` in batches of about ``batch_nodes`` nodes, each chunk read once."""
-        ptr = self.tree_ptr
-        rows = max(1, self.reader.chunk_rows)
-        base = pos = int(ptr[first])
-        end = int(ptr[stop])
-        tree = first
-        carry: dict[str, np.ndarray] | None = None
-        while tree < stop:
-            target = max(pos + batch_nodes, int(ptr[tree + 1]))
-            target = min(end, -(-target // rows) * rows)
-            fresh = self.reader.read_node_range(pos, target)
-            columns = fresh if carry is None else {k: np.concatenate((carry[k], fresh[k])) for k in fresh}
-            del fresh
-            done = min(stop, int(np.searchsorted(ptr, target, side="right")) - 1)
-            cut = int(ptr[done]) - base
-            if done > tree:
-                whole = NodeColumns(tree_ptr=ptr[tree : done + 1] - base, **{k: v[:cut] for k, v in columns.items()})
-                yield self._prepare(tree, whole)
-                del whole
-            carry = {k: v[cut:] for k, v in columns.items()} if target < end else None
-            base, pos, tree = int(ptr[done]), target, done
-            del columns
-
-    def prepare(self, indices: np.ndarray, *, batch_nodes: int) -> Iterator[PreparedTrees]:
-        """The trees at ``indices`` (any order), each run of consecutive ids streamed."""
+    def batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[tuple[int, int]]:
+        """Split ``indices`` into ``(first, stop)`` runs of consecutive trees of about
+        ``batch_nodes`` nodes, cut at the first tree boundary after a chunk boundary
+        (the chunk a cut falls in is decoded once, and kept for the next batch)."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
-            return
+            return []
+        ptr = self.tree_ptr
+        rows = max(1, self.reader.chunk_rows)
+        out = []
         breaks = np.flatnonzero(np.diff(indices) != 1) + 1
         for run in np.split(indices, breaks):
-            yield from self.prepare_run(int(run[0]), int(run[-1]) + 1, batch_nodes=batch_nodes)
+            first, stop = int(run[0]), int(run[-1]) + 1
+            while first < stop:
+                target = int(ptr[first]) + batch_nodes
+                target = -(-target // rows) * rows
+                cut = int(np.searchsorted(ptr, target, side="left"))
+                cut = min(stop, max(first + 1, cut))
+                out.append((first, cut))
+                first = cut
+        return out
+
+    def prepare_range(self, first: int, stop: int) -> PreparedTrees:
+        """Read, validate and lay out trees ``first:stop``."""
+        return self._prepare(first, self.reader.read_nodes(first, stop))
 
     def build(self, prepared: PreparedTrees) -> Iterator[tuple[int, Any]]:
         """``(index, sklearn Tree)`` for each prepared tree."""
@@ -126,55 +119,34 @@ class TreeSource:
             )
             yield index, tree
 
-    def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, background: bool = True) -> Iterator[tuple[int, Any]]:
-        """``(index, Tree)`` for ``indices`` in order, reading ahead in a background thread."""
-        batches = self.prepare(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
-        for prepared in read_ahead(batches) if background else batches:
+    def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
+        """``(index, Tree)`` for ``indices`` in order; batches are read and prepared
+        ahead by ``workers`` background threads while the caller builds trees
+        (``workers=0``: all in the caller's thread)."""
+        ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
+        if workers < 1 or len(ranges) == 1:
+            for first, stop in ranges:
+                yield from self.build(self.prepare_range(first, stop))
+            return
+        for prepared in read_ahead(self.prepare_range, ranges, workers=workers):
             yield from self.build(prepared)
 
 
-def read_ahead(items: Iterator[Any]) -> Iterator[Any]:
-    """Iterate ``items`` in a background thread, one item ahead of the consumer.
-
-    Exceptions are re-raised in the consumer; closing the consumer stops the producer.
-    """
-    slots: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
+def read_ahead(prepare: Callable[[int, int], Any], ranges: list[tuple[int, int]], *, workers: int) -> Iterator[Any]:
+    """``prepare(*r)`` for each range, in order, computed by ``workers`` background
+    threads at most ``workers`` ranges ahead of the consumer (bounded memory)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
+        pending: deque[Future] = deque()
         try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slots.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slots.put((done, None))
-        except BaseException as exc:  # forwarded to the consumer, re-raised there
-            slots.put((done, exc))
-
-    worker = threading.Thread(target=produce, name="treeshard-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if item is done:
-                if error is not None:
-                    raise error
-                return
-            yield item
-            del item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                slots.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.05)
+            for first, stop in ranges:
+                pending.append(pool.submit(prepare, first, stop))
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 class TreeCache:
@@ -233,12 +205,15 @@ class LazyEstimators(Sequence):
         About how many bytes one streamed batch occupies while it is built.
     """
 
-    def __init__(self, source: TreeSource, indices: np.ndarray, factory: Factory, cache: TreeCache, *, batch_bytes: int = DEFAULT_BATCH_BYTES) -> None:
+    def __init__(
+        self, source: TreeSource, indices: np.ndarray, factory: Factory, cache: TreeCache, *, batch_bytes: int = DEFAULT_BATCH_BYTES, workers: int = 2
+    ) -> None:
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         self.factory = factory
         self.cache = cache
         self.batch_bytes = batch_bytes
+        self.workers = workers
         self._appended: list[Any] = []  # estimators added by a warm-start fit
 
     def __len__(self) -> int:
@@ -252,7 +227,7 @@ class LazyEstimators(Sequence):
         if isinstance(item, slice):
             if self._appended:
                 return [self[i] for i in range(len(self))[item]]
-            return LazyEstimators(self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes)
+            return LazyEstimators(self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers)
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
             raise TypeError(f"estimators_ indices must be integers or slices, not {type(item).__name__}")
         n = len(self)
@@ -265,7 +240,7 @@ class LazyEstimators(Sequence):
         cached = self.cache.get(index)
         if cached is not None:
             return cached
-        ((_, tree),) = self.source.trees([index], background=False)
+        ((_, tree),) = self.source.trees([index], workers=0)
         return self._wrap(index, tree)
 
     def _wrap(self, index: int, tree: Any) -> Any:
@@ -279,7 +254,7 @@ class LazyEstimators(Sequence):
                 yield self.cache.get(index)
         else:
             batch_nodes = max(1, self.batch_bytes // self.source.build_node_bytes)
-            for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes):
+            for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes, workers=self.workers):
                 cached = self.cache.get(index)
                 yield cached if cached is not None else self._wrap(index, tree)
         yield from list(self._appended)
@@ -287,6 +262,13 @@ class LazyEstimators(Sequence):
     def materialize(self) -> list[Any]:
         """Every selected sub-estimator, as a plain list."""
         return list(self)
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        """Pickle as a reference to the store (URL or path, options, tree ids), not as trees;
+        see :mod:`treeshard.distributed`."""
+        from .distributed import reduce_lazy_estimators
+
+        return reduce_lazy_estimators(self)
 
     def __repr__(self) -> str:
         return f"<LazyEstimators: {len(self)} trees, {len(self.cache)} in memory>"

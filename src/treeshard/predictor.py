@@ -24,6 +24,21 @@ Every output is bit-identical to the saved estimator's:
   prediction, which is computed with the same float operations as sklearn's
   ``DummyClassifier``/``DummyRegressor`` + loss link (scipy's ``expit`` and
   ``logit`` are reproduced with :mod:`math`, i.e. the C library, as scipy does).
+
+A serverless handler opens the model once per container, at import time, and
+predicts per request (the first request then costs the interpreter, numpy,
+treeshard's own small imports and reading the store, never sklearn or zarr)::
+
+    import numpy as np
+    import treeshard
+
+    MODEL = treeshard.Predictor("model.zip")  # module level: once per cold start
+
+    def handler(event, context):
+        return {"label": MODEL.predict(np.asarray([event["features"]])).tolist()}
+
+Not supported: sparse input (densify it first) and custom ``init`` estimators
+of gradient boosting (treeshard cannot store them either).
 """
 
 from __future__ import annotations
@@ -49,6 +64,8 @@ TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTree
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 #: (tree, row) pairs walked at once; larger batches are split into row blocks of this many pairs.
 BLOCK_PAIRS = 1 << 18
+#: Pairs that reached a leaf are set aside once they are more than this fraction of those walking.
+COMPACT_BELOW = 0.75
 _EPS = float(np.finfo(np.float64).eps)
 
 
@@ -173,12 +190,19 @@ class Predictor:
         if self._is_boosting:
             self._setup_boosting(config, get)
         elif self._is_classifier:
-            from .adapters.trees import check_classes
-
-            decoded = {"classes_": get("classes_"), "n_classes_": get("n_classes_")}
-            check_classes("config.fitted", decoded, layout)
-            self.classes_ = decoded["classes_"]
-            self.n_classes_ = decoded["n_classes_"]
+            classes, n_classes = get("classes_"), get("n_classes_")
+            if layout.n_outputs == 1:
+                _check_labels("config.fitted.classes_", classes, layout.n_classes[0])
+                ok = isinstance(n_classes, (int, np.integer)) and n_classes == layout.n_classes[0]
+            else:
+                if not (isinstance(classes, list) and len(classes) == layout.n_outputs):
+                    raise ConfigError(f"config.fitted.classes_: expected a list of {layout.n_outputs} arrays")
+                for k, labels in enumerate(classes):
+                    _check_labels(f"config.fitted.classes_[{k}]", labels, layout.n_classes[k])
+                ok = isinstance(n_classes, (list, np.ndarray)) and list(n_classes) == list(layout.n_classes)
+            if not ok:
+                raise ConfigError(f"config.fitted.n_classes_: {n_classes!r} does not match the trees' {list(layout.n_classes)}")
+            self.classes_, self.n_classes_ = classes, n_classes
         elif set(layout.n_classes) != {1}:
             raise ConfigError("config.trees.n_classes: a regressor's trees have 1 class per output")
 
@@ -202,8 +226,7 @@ class Predictor:
         if self._is_classifier:
             classes = get("classes_")
             n_classes = get("n_classes_")
-            if not (isinstance(classes, np.ndarray) and classes.ndim == 1 and len(classes) >= 2 and len(np.unique(classes)) == len(classes)):
-                raise ConfigError("config.fitted.classes_: expected an array of at least 2 distinct labels")
+            _check_labels("config.fitted.classes_", classes, max(2, len(classes)) if isinstance(classes, np.ndarray) else 2)
             if n_classes != len(classes) or k != (1 if len(classes) == 2 else len(classes)):
                 raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {len(classes)} classes")
             if loss not in ("log_loss", "exponential") or (loss == "exponential" and k != 1):
@@ -251,16 +274,23 @@ class Predictor:
     def _read_columns(self, reader: Any, store: Any, layout: TreeLayout) -> NodeColumns:
         from ._fastread import UnsupportedLayout
 
-        def read(path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-            try:
-                return reader.read_array(path, dtype, shape)
-            except UnsupportedLayout:
-                return _read_with_zarr(store, path, dtype, shape)
+        def read_all(requests: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, np.ndarray]:
+            """Arrays by path; chunks of all of them are decoded concurrently by the fast reader."""
+            out, layouts = {}, {}
+            for path, (dtype, shape) in requests.items():
+                try:
+                    layouts[path] = reader.array_layout(path, dtype, shape)
+                except UnsupportedLayout:  # zarr features treeshard does not write: let zarr read it
+                    out[path] = _read_with_zarr(store, path, dtype, shape)
+            items = [(layout_, 0, layout_.shape[0]) for layout_ in layouts.values()]
+            out.update(zip(layouts, reader.read_many(items)))
+            return out
 
-        tree_ptr = read("nodes/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
+        tree_ptr = read_all({"nodes/tree_ptr": (TREE_PTR_DTYPE, (layout.n_trees + 1,))})["nodes/tree_ptr"]
         validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
         encoding = getattr(layout, "value_encoding", "float64")
         needed = set(PREDICT_COLUMNS) | ({"weighted_n_node_samples"} if encoding != "float64" else set())
+        requests: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         arrays: dict[str, np.ndarray] = {}
         for name, dtype in NODE_COLUMNS.items():
             shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
@@ -269,16 +299,17 @@ class Predictor:
 
                 dtype = WEIGHTED_COUNTS_DTYPE
             if name in needed:
-                arrays[name] = read(f"nodes/{name}", dtype, shape)
-            else:  # not needed to predict: never decoded; a zero-cost stand-in for validation
-                arrays[name] = np.broadcast_to(np.zeros(1, dtype=dtype), shape)
+                requests[f"nodes/{name}"] = (dtype, shape)
+            else:  # not needed to predict: never decoded. Zeros stand in for validation
+                arrays[name] = np.zeros(shape, dtype=dtype)  # (calloc: no page is touched)
+        arrays.update((path.split("/", 1)[1], array) for path, array in read_all(requests).items())
         self._counts: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         if encoding == "weighted_counts":
             # value = counts / weighted_n_node_samples (columns.decode_values), done at predict
             # time for the leaves reached only: the same division, so the same bits.
             self._counts, self._weights = arrays["value"], arrays["weighted_n_node_samples"]
-            arrays["value"] = np.broadcast_to(np.zeros(1, dtype=NODE_COLUMNS["value"]), arrays["value"].shape)
+            arrays["value"] = np.zeros(arrays["value"].shape, dtype=NODE_COLUMNS["value"])
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
         columns = NodeColumns(tree_ptr=tree_ptr, **arrays)
@@ -296,10 +327,13 @@ class Predictor:
         np.add(index, cols.right_child_offset, out=children[:, 1], dtype=ids)
         del index
         self._children = children.reshape(-1)  # child of node i: _children[2 * i + went_right]
-        self._feature = np.maximum(cols.feature, 0)  # leaves (feature -2) read column 0, unused
-        self._threshold = _round_down_to_float32(cols.threshold)
+        # One 8-byte record per node, gathered at once: (feature, threshold rounded down to
+        # float32). Leaves get feature -1, which marks them and reads a spare slot of X.
+        records = np.empty((n, 2), dtype=np.int32)
+        np.maximum(cols.feature, -1, out=records[:, 0])
+        records[:, 1] = _round_down_to_float32(cols.threshold).view(np.int32)
+        self._records = records.reshape(-1).view(np.int64)
         self._nan_right = cols.missing_go_to_left == 0
-        self._internal = cols.left_child_offset != 0
         self._roots = cols.tree_ptr[:-1].astype(np.intp)
         # Validated trees have children after parents, so no path is longer than the largest tree.
         self._max_steps = int(np.diff(cols.tree_ptr).max())
@@ -390,37 +424,50 @@ class Predictor:
 
     # ------------------------------------------------------------------ traversal
     def _leaves(self, X32: np.ndarray) -> np.ndarray:
-        """Global leaf ids, shape (n_trees, n_rows): all trees walked at once, level by level."""
+        """Global leaf ids, shape (n_trees, n_rows): all trees walked at once, level by level.
+
+        ``node`` holds the current node of every (tree, row) pair still walking.
+        Each step gathers the nodes' packed (feature, threshold) records, the
+        rows' feature values, and the next node; pairs that reached a leaf are
+        set aside as they finish, so deep levels touch few pairs.
+        """
         n_rows, n_features = X32.shape
         roots = self._roots
         n_pairs = len(roots) * n_rows
         node = np.repeat(roots, n_rows)  # tree-major: rows of one tree are adjacent
-        offset = np.tile(np.arange(0, n_rows * n_features, n_features, dtype=np.intp), len(roots))
-        flat_X = X32.reshape(-1)
-        has_nan = bool(np.isnan(X32).any())
-        children, feature, threshold, internal = self._children, self._feature, self._threshold, self._internal
+        # X flattened behind one spare slot, so that a leaf's feature (-1) reads a harmless value.
+        flat_X = np.empty(n_rows * n_features + 1, dtype=np.float32)
+        flat_X[1:] = X32.reshape(-1)
+        offset = np.tile(np.arange(1, n_rows * n_features + 1, n_features, dtype=np.intp), len(roots))
+        has_nan = bool(np.isnan(flat_X[1:]).any())
+        children, records = self._children, self._records
         done: np.ndarray | None = None  # leaf ids by pair, once some pairs are set aside
         pairs = None  # which pairs `node` still holds (None: all of them)
-        for _ in range(self._max_steps):
-            x = flat_X[offset + feature[node]]
-            went_right = x > threshold[node]  # NaN compares False: fixed below
-            if has_nan:
-                missing = np.isnan(x)
-                if missing.any():
-                    went_right[missing] = self._nan_right[node[missing]]
-            node = children[2 * node + went_right]
-            active = internal[node]
+        for _ in range(self._max_steps + 1):
+            record = records[node]
+            feature = record.view(np.int32)[0::2]
+            active = feature >= 0
             n_active = int(np.count_nonzero(active))
             if n_active == 0:
                 break
-            if n_active * 2 < len(node) and len(node) > 1024:
+            if n_active < COMPACT_BELOW * len(node) and len(node) > 1024:
                 # Set finished pairs aside so later levels only touch the rest.
                 if done is None:
                     done = np.empty(n_pairs, dtype=np.intp)
                     pairs = np.arange(n_pairs, dtype=np.intp)
                 finished = ~active
                 done[pairs[finished]] = node[finished]
-                pairs, node, offset = pairs[active], node[active], offset[active]
+                pairs, node, offset, record = pairs[active], node[active], offset[active], record[active]
+                feature = record.view(np.int32)[0::2]
+            x = flat_X[offset + feature]
+            went_right = x > record.view(np.float32)[1::2]  # NaN compares False: fixed below
+            if has_nan:
+                missing = np.isnan(x)
+                if missing.any():
+                    went_right[missing] = self._nan_right[node[missing]]
+            step = node + node
+            step += went_right
+            node = children[step]
         if done is None:
             return node.reshape(len(roots), n_rows)
         done[pairs] = node
@@ -538,12 +585,33 @@ class Predictor:
 
 # --------------------------------------------------------------------------- helpers
 def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
-    """The largest float32 not above each threshold: ``x <= t`` iff ``x <= result`` for float32 ``x``."""
+    """The largest float32 not above each threshold: ``x <= t`` iff ``x <= result`` for float32 ``x``.
+
+    >>> _round_down_to_float32(np.array([0.1, 1e39, -1e39])).tolist()  # 0.1 rounds up in float32
+    [0.09999999403953552, 3.4028234663852886e+38, -inf]
+    """
     with np.errstate(over="ignore"):
         rounded = threshold.astype(np.float32)
-    above = rounded.astype(np.float64) > threshold
-    rounded[above] = np.nextafter(rounded[above], np.float32(-np.inf))
+    # Step the rounded-up ones one float32 down, on the bits (np.nextafter is 10x slower):
+    # positive floats go down by decrementing their bits, negative ones by incrementing;
+    # -0.0 + 1 is the smallest negative float32, and +0.0 is fixed by hand.
+    bits = rounded.view(np.int32)
+    up = (rounded > threshold).view(np.int8)
+    step = bits >> 31  # -1 for negative floats, 0 for positive
+    step += step
+    step += 1  # -1 or +1
+    step *= up
+    bits -= step
+    plus_zero = up.view(bool) & (bits == -1)  # was +0.0, stepped to an invalid -1: make it -min_subnormal
+    if plus_zero.any():
+        bits[plus_zero] = np.int32(-(2**31) + 1)
     return rounded
+
+
+def _check_labels(where: str, labels: Any, n_classes: int) -> None:
+    """``labels`` is a 1-D array of ``n_classes`` distinct labels (no np.unique: it imports numpy.ma)."""
+    if not (isinstance(labels, np.ndarray) and labels.ndim == 1 and len(labels) == n_classes and len(set(labels.tolist())) == n_classes):
+        raise ConfigError(f"{where}: expected an array of {n_classes} distinct labels")
 
 
 def _feature_names(X: Any) -> np.ndarray | None:

@@ -126,7 +126,8 @@ def to_json_safe(value: Any) -> tuple[bool, Any]:
     if isinstance(value, np.bool_):
         return True, bool(value)
     if isinstance(value, (float, np.floating)):
-        return True, encode_float(value) if math.isfinite(value) else None
+        # Non-finite floats are not JSON; callers tag a top-level one themselves.
+        return (True, float(value)) if math.isfinite(value) else (False, None)
     if isinstance(value, (list, tuple)):
         items = [to_json_safe(v) for v in value]
         if all(ok for ok, _ in items):

@@ -81,7 +81,7 @@ def check_zip_members(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise FormatError(f"{str(path)!r}: unreadable zip ({exc})") from None
     if len(members) > MAX_STORE_ENTRIES:
         raise FormatError(f"{str(path)!r}: {len(members)} zip members exceeds the {MAX_STORE_ENTRIES} limit")
@@ -125,7 +125,7 @@ def _store_is_empty(store: Any) -> bool:
 
 
 @contextlib.contextmanager
-def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
+def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iterator[Any]:
     """Yield a fresh zarr store to write a model into; put it in place on success.
 
     - directory: written to a hidden sibling (``.NAME.tmp-PID-RANDOM``),
@@ -150,17 +150,23 @@ def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
     """
     from zarr.storage import LocalStore, MemoryStore
 
+    if isinstance(store, str) and "://" in store[:32]:  # s3://, memory://, ... (treeshard.remote)
+        from .remote import open_url_for_writing
+
+        with open_url_for_writing(store, storage_options, overwrite=overwrite) as target:
+            yield target
+        return
     if isinstance(store, (str, os.PathLike)):
         target = Path(store)
         _check_replaceable(target, overwrite=overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)
-        tmp_dir = _temporary_sibling(target, "tmp")
+        tmp_dir = temporary_sibling(target, "tmp")
         try:
             yield LocalStore(tmp_dir)
             _check_replaceable(target, overwrite=overwrite)
             if is_zip_path(target):
-                tmp_zip = _temporary_sibling(target, "tmp", suffix=".zip")
+                tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
                 try:
                     _pack_zip(tmp_dir, tmp_zip)
                     os.replace(tmp_zip, target)
@@ -185,7 +191,8 @@ def writing(store: Any, *, overwrite: bool) -> Iterator[Any]:
 _TEMPORARY_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}(?:\.zip)?$")
 
 
-def _temporary_sibling(target: Path, kind: str, *, suffix: str = "") -> Path:
+def temporary_sibling(target: Path, kind: str, *, suffix: str = "") -> Path:
+    """``.NAME.KIND-PID-RANDOM[suffix]`` next to ``target``: what :func:`remove_stale_temporaries` cleans."""
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
 
 
@@ -281,7 +288,7 @@ def _replace_directory(new: Path, target: Path) -> None:
     if _exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old model
         return
-    old = _temporary_sibling(target, "old")
+    old = temporary_sibling(target, "old")
     os.rename(target, old)
     try:
         os.rename(new, target)

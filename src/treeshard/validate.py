@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .columns import NODE_COLUMNS, UNDEFINED, NodeColumns
-from .errors import ArrayError, TreeStructureError
+from .errors import ArrayError, TreeStructureError, UnsupportedEstimatorError
 from .record import TreeLayout
 
 
@@ -31,60 +31,105 @@ def validate_tree_ptr(tree_ptr: np.ndarray, *, n_trees: int, n_nodes: int) -> No
         raise TreeStructureError(f"tree_ptr: ends at {tree_ptr[-1]}, expected n_nodes={n_nodes}")
 
 
-def validate_columns(cols: NodeColumns, layout: TreeLayout, *, first_tree: int = 0) -> None:
-    """Check the node columns of consecutive trees; raise :class:`TreeStructureError`.
+#: Messages for the kernel's problem codes (treeshard._kernels.Problem).
+_PROBLEMS = {
+    1: "exactly one child is missing",
+    2: "a child does not come after its parent (cycle)",
+    3: "a child id is out of range",
+    4: "is not reached exactly once from the root (shared child)",
+    5: "is not reached exactly once from the root (orphan node)",
+    7: f"a leaf's feature must be {UNDEFINED}",
+    8: "split threshold is NaN",
+    9: "missing_go_to_left is not 0 or 1",
+    10: "tree_ptr does not describe the node columns",
+}
+#: sklearn node record fields the kernel can fill, with the dtype each must have.
+_RECORD_FIELDS = (
+    ("left_child", "<i8"),
+    ("right_child", "<i8"),
+    ("feature", "<i8"),
+    ("threshold", "<f8"),
+    ("impurity", "<f8"),
+    ("n_node_samples", "<i8"),
+    ("weighted_n_node_samples", "<f8"),
+    ("missing_go_to_left", "u1"),
+)
 
-    ``first_tree`` only makes error messages name the right tree when
-    ``cols`` holds a range of a model's trees. The checks are whole-array
-    numpy passes (about ten over the node count); the position of a failure
-    is worked out only once one is found.
+
+def record_offsets(node_dtype: np.dtype) -> tuple[int, ...]:
+    """Byte offset of each of :data:`_RECORD_FIELDS` in ``node_dtype`` (-1: absent)."""
+    known = dict(_RECORD_FIELDS)
+    for name in node_dtype.names:
+        if name not in known or node_dtype.fields[name][0] != np.dtype(known[name]):
+            raise UnsupportedEstimatorError(
+                f"the installed scikit-learn's tree nodes have a field {name!r} "
+                f"({node_dtype.fields[name][0]}) that format version 1 cannot fill; upgrade treeshard"
+            )
+    return tuple(node_dtype.fields[name][1] if name in node_dtype.names else -1 for name, _ in _RECORD_FIELDS)
+
+
+def check_trees(
+    cols: NodeColumns, layout: TreeLayout, *, first_tree: int = 0, node_dtype: np.dtype | None = None
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """Validate consecutive trees and, with ``node_dtype``, lay them out for sklearn.
+
+    Returns ``(records, max_depth)``: the node records in ``node_dtype``
+    (child ids local to their tree; ``None`` without ``node_dtype``) and each
+    tree's depth, computed from its structure. One compiled pass over the
+    nodes (:mod:`treeshard._kernels`) does all of it.
+
+    After this, every tree is a proper binary tree: each node is a leaf or
+    has two children inside its own tree with larger ids, every node but the
+    root has exactly one parent (so traversal terminates and reaches each
+    node once), split features index real columns and split thresholds are
+    numbers. ``first_tree`` makes error messages name the right tree when
+    ``cols`` holds a range of a model's trees.
     """
+    from ._kernels import check_and_layout
+
     n = cols.n_nodes
     for name, dtype in NODE_COLUMNS.items():
         array = getattr(cols, name)
         expected = (n, layout.value_width) if name == "value" else (n,)
-        if array.dtype != dtype or array.shape != expected:
+        if array.dtype != dtype or array.shape != expected or not array.flags.c_contiguous:
             raise ArrayError(f"{name}: {array.dtype}{list(array.shape)}, expected {dtype}{list(expected)}")
-
-    def fail(mask: np.ndarray, what: str) -> None:
-        node = int(np.argmax(mask))
+    if cols.tree_ptr.dtype != np.int64 or not cols.tree_ptr.flags.c_contiguous:
+        raise ArrayError(f"tree_ptr: {cols.tree_ptr.dtype}, expected int64")
+    if node_dtype is None:
+        # No field is written (offsets -1), but the kernel checks offset + 8 <= width even for -1:
+        # 8 columns of never-touched memory (np.empty) satisfy it.
+        records, offsets = np.empty((n, 8), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)
+    else:
+        offsets = record_offsets(node_dtype)
+        records = np.empty((n, node_dtype.itemsize), dtype=np.uint8)
+    depths = np.zeros(cols.n_trees, dtype=np.int64)
+    code, node = check_and_layout(
+        cols.tree_ptr,
+        cols.left_child_offset,
+        cols.right_child_offset,
+        cols.feature,
+        cols.threshold,
+        cols.impurity,
+        cols.n_node_samples,
+        cols.weighted_n_node_samples,
+        cols.missing_go_to_left,
+        layout.n_features,
+        records,
+        depths,
+        offsets,
+    )
+    if code != 0:
+        if node < 0:
+            raise TreeStructureError(_PROBLEMS[10])
         tree = int(np.searchsorted(cols.tree_ptr, node, side="right")) - 1
-        local = node - int(cols.tree_ptr[tree])
-        raise TreeStructureError(f"tree {first_tree + tree}, node {local}: {what}")
+        what = _PROBLEMS.get(code, f"split feature out of range [0, {layout.n_features})")
+        raise TreeStructureError(f"tree {first_tree + tree}, node {node - int(cols.tree_ptr[tree])}: {what}")
+    return (records.reshape(-1).view(node_dtype) if node_dtype is not None else None), depths
 
-    left, right = cols.left_child_offset, cols.right_child_offset
-    leaf = left == 0
-    if not np.array_equal(leaf, right == 0):
-        fail(leaf != (right == 0), "exactly one child is missing")
-    if n and min(int(left.min()), int(right.min())) < 0:
-        fail((left < 0) | (right < 0), "a child does not come after its parent (cycle)")
-    split = np.flatnonzero(~leaf)
-    # Children must stay inside their own tree: before the next tree's first node.
-    counts = np.diff(cols.tree_ptr)
-    tree_end = np.repeat(cols.tree_ptr[1:], counts)[split]
-    left_child = split + left[split]
-    right_child = split + right[split]
-    bad = (left_child >= tree_end) | (right_child >= tree_end)
-    if bad.any():
-        fail(np.isin(np.arange(n), split[bad]), "a child id is out of range")
 
-    # Every node but a root has exactly one parent: with children after their
-    # parents this makes each tree a proper tree, so traversal terminates and
-    # every node is reached once.
-    parents = np.bincount(left_child, minlength=n)
-    parents += np.bincount(right_child, minlength=n)
-    expected_parents = np.ones(n, dtype=parents.dtype)
-    expected_parents[cols.tree_ptr[:-1]] = 0
-    if not np.array_equal(parents, expected_parents):
-        fail(parents != expected_parents, "is not reached exactly once from the root (shared or orphan node)")
+def validate_columns(cols: NodeColumns, layout: TreeLayout, *, first_tree: int = 0) -> None:
+    """Check the node columns of consecutive trees; raise :class:`TreeStructureError`.
 
-    feature = cols.feature
-    split_feature = feature[split]
-    if split.size and (int(split_feature.min()) < 0 or int(split_feature.max()) >= layout.n_features):
-        fail(np.isin(np.arange(n), split[(split_feature < 0) | (split_feature >= layout.n_features)]), f"split feature out of range [0, {layout.n_features})")
-    if np.any(feature[leaf] != UNDEFINED):
-        fail(leaf & (feature != UNDEFINED), f"a leaf's feature must be {UNDEFINED}")
-    if np.isnan(cols.threshold[split]).any():
-        fail(~leaf & np.isnan(cols.threshold), "split threshold is NaN")
-    if n and int(cols.missing_go_to_left.max()) > 1:
-        fail(cols.missing_go_to_left > 1, "missing_go_to_left is not 0 or 1")
+    See :func:`check_trees` for what is checked.
+    """
+    check_trees(cols, layout, first_tree=first_tree)

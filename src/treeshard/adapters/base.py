@@ -137,6 +137,8 @@ def decode_value(where: str, value: Any) -> Any:
     """Rebuild a value written by :func:`encode_value`, checking every element."""
     if value is None or isinstance(value, (bool, str, int)):
         return value
+    if isinstance(value, float):
+        raise ConfigError(f"{where}: untagged float {value!r} (floats are stored as {{\"float\": ...}})")
     record = parse_dict(where, value)
     if len(record) == 1 and "float" in record:
         return parse_float(where, record["float"])
@@ -186,16 +188,20 @@ def _decode_items(where: str, data: list[Any], dtype: np.dtype) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- params
+_PARAM_TAGS = ({"dict_items"}, {"float"})  # dicts decode_param reads as tagged values
+
+
 def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
     """``get_params(deep=False)`` as JSON; params JSON cannot hold are ``null`` and listed.
 
     Dicts with non-string keys (``class_weight={0: 1, 1: 5}``) are kept as
-    ``{"dict_items": [[key, value], ...]}``.
+    ``{"dict_items": [[key, value], ...]}``, and so are string-keyed dicts that
+    would read back as a tagged value (``class_weight={"float": 2.0}``).
     """
     params: dict[str, Any] = {}
     unserializable: list[str] = []
     for name, value in estimator.get_params(deep=False).items():
-        if isinstance(value, dict) and value and not all(isinstance(k, str) for k in value):
+        if isinstance(value, dict) and value and (not all(isinstance(k, str) for k in value) or set(value) in _PARAM_TAGS):
             pairs = [[k, v] for k, v in value.items()]
             ok, encoded = to_json_safe(pairs)
             encoded = {"dict_items": encoded} if ok else None
@@ -234,13 +240,20 @@ def decode_param(where: str, value: Any) -> Any:
     return value
 
 
-def build_estimator(cls: type, params: dict[str, Any]) -> Any:
-    """``cls(**params)`` after checking names and values against sklearn's own constraints."""
+def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[str] = ()) -> Any:
+    """``cls(**params)`` after checking names and values against sklearn's own constraints.
+
+    Params listed in ``unserializable`` (stored as ``null``) take the
+    constructor's default: ``null`` is not a valid value for every param
+    (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
+    """
     known = set(cls().get_params(deep=False))
-    unknown = sorted(set(params) - known)
+    unknown = sorted((set(params) | set(unserializable)) - known)
     if unknown:
         raise ConfigError(f"config.params: unknown parameter(s) {unknown} for {cls.__name__}")
-    decoded = {name: decode_param(f"config.params.{name}", value) for name, value in params.items()}
+    decoded = {
+        name: decode_param(f"config.params.{name}", value) for name, value in params.items() if name not in unserializable
+    }
     estimator = cls(**decoded)
     try:
         estimator._validate_params()

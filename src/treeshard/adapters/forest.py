@@ -65,7 +65,7 @@ def _to_saved(forest: Any) -> SavedModel:
 def _from_saved(cls: type, saved: SavedModel) -> Any:
     from sklearn.base import is_classifier
 
-    forest = build_estimator(cls, saved.params)
+    forest = build_estimator(cls, saved.params, saved.unserializable_params)
     classifier = is_classifier(forest)
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))

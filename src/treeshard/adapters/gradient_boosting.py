@@ -126,36 +126,85 @@ def _decode_rng(record: Any, keys: np.ndarray | None) -> np.random.RandomState:
     return rng
 
 
-def _build_init(record: Any, n_features: int) -> Any:
+def _build_init(record: Any, gb: Any, n_features: int) -> Any:
+    """The fitted ``init_`` of ``gb``: ``"zero"`` or the dummy estimator sklearn makes.
+
+    Only what ``GradientBoosting*._init_state`` would have built is accepted
+    (class and params), and every fitted attribute the dummy's prediction
+    reads is checked: a wrong-length ``class_prior_`` would make sklearn's
+    Cython loss read out of bounds.
+    """
+    from sklearn.base import is_classifier
+
+    where = "config.fitted.init_"
     if record == "zero":
         return "zero"
-    record = parse_dict("config.fitted.init_", record)
-    name = parse_str("config.fitted.init_.estimator", require("config.fitted.init_", record, "estimator"), max_len=40)
+    record = parse_dict(where, record)
+    name = parse_str(f"{where}.estimator", require(where, record, "estimator"), max_len=40)
     if name not in DUMMY_CLASSES:
-        raise ConfigError(f"config.fitted.init_.estimator: {name!r} is not DummyClassifier or DummyRegressor")
+        raise ConfigError(f"{where}.estimator: {name!r} is not DummyClassifier or DummyRegressor")
+    classifier = is_classifier(gb)
+    expected_name = "DummyClassifier" if classifier else "DummyRegressor"
+    if name != expected_name:
+        raise ConfigError(f"{where}.estimator: {name!r}, but a {type(gb).__name__} starts from a {expected_name}")
     from sklearn import dummy
 
-    init = build_estimator(getattr(dummy, name), parse_dict("config.fitted.init_.params", require("config.fitted.init_", record, "params")))
-    fitted = decode_fitted(parse_dict("config.fitted.init_.fitted", require("config.fitted.init_", record, "fitted")), DUMMY_FITTED)
-    n = expect("config.fitted.init_.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
+    init = build_estimator(getattr(dummy, name), parse_dict(f"{where}.params", require(where, record, "params")))
+    expected_params = _default_init_params(gb)
+    actual_params = {key: init.get_params(deep=False)[key] for key in expected_params}
+    if actual_params != expected_params:
+        raise ConfigError(f"{where}.params: {actual_params}, but {type(gb).__name__}(loss={gb.loss!r}) makes {expected_params}")
+    fitted = decode_fitted(parse_dict(f"{where}.fitted", require(where, record, "fitted")), DUMMY_FITTED)
+    n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
     if n != n_features:
-        raise ConfigError(f"config.fitted.init_.fitted.n_features_in_: {n}, expected {n_features}")
-    expect("config.fitted.init_.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
-    if name == "DummyClassifier":
+        raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
+    expect(f"{where}.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
+    if classifier:
+        k = int(gb.n_classes_)
         for key in ("classes_", "class_prior_"):
-            expect(f"config.fitted.init_.fitted.{key}", get_fitted(fitted, key), np.ndarray, lambda a: a.ndim == 1, "a 1-D array")
-        expect("config.fitted.init_.fitted._strategy", get_fitted(fitted, "_strategy"), str)
+            expect(
+                f"{where}.fitted.{key}",
+                get_fitted(fitted, key),
+                np.ndarray,
+                lambda a: a.shape == (k,) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
+                f"{k} finite float64 values",
+            )
+        expect(f"{where}.fitted.n_classes_", get_fitted(fitted, "n_classes_"), (int, np.integer), lambda v: v == k, str(k))
+        expect(f"{where}.fitted._strategy", get_fitted(fitted, "_strategy"), str, lambda v: v == "prior", "'prior'")
+        expect(f"{where}.fitted.sparse_output_", get_fitted(fitted, "sparse_output_"), bool, lambda v: not v, "false")
     else:
-        expect("config.fitted.init_.fitted.constant_", get_fitted(fitted, "constant_"), np.ndarray, lambda a: a.shape == (1, 1), "a (1, 1) array")
+        expect(
+            f"{where}.fitted.constant_",
+            get_fitted(fitted, "constant_"),
+            np.ndarray,
+            lambda a: a.shape == (1, 1) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
+            "a finite float64 (1, 1) array",
+        )
+        unexpected = sorted(set(fitted) - {"n_features_in_", "n_outputs_", "constant_", "feature_names_in_"})
+        if unexpected:
+            raise ConfigError(f"{where}.fitted: unexpected attribute(s) {unexpected} for a DummyRegressor")
     init.__dict__.update(fitted)
     return init
+
+
+def _default_init_params(gb: Any) -> dict[str, Any]:
+    """The params of the dummy ``init_`` sklearn makes for ``gb`` (``_init_state``)."""
+    from sklearn.base import is_classifier
+
+    if is_classifier(gb):
+        return {"strategy": "prior"}
+    if gb.loss in ("absolute_error", "huber"):
+        return {"strategy": "quantile", "quantile": 0.5}
+    if gb.loss == "quantile":
+        return {"strategy": "quantile", "quantile": gb.alpha}
+    return {"strategy": "mean"}
 
 
 def _from_saved(cls: type, saved: SavedModel) -> Any:
     from sklearn.base import is_classifier
     from sklearn.tree import DecisionTreeRegressor
 
-    gb = build_estimator(cls, saved.params)
+    gb = build_estimator(cls, saved.params, saved.unserializable_params)
     if gb.init not in (None, "zero"):
         raise ConfigError("config.params.init: must be null or 'zero'")
     classifier = is_classifier(gb)
@@ -195,7 +244,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
         raise ArrayError("fitted/train_score_: missing")
 
     gb.__dict__.update(fitted)
-    gb.init_ = _build_init(init_raw, layout.n_features)
+    gb.init_ = _build_init(init_raw, gb, layout.n_features)
     gb._rng = _decode_rng(rng_raw, saved.arrays.get("rng_keys"))
     # fit() always passes a sample_weight array (ones by default); so do we, so
     # that the loss object's attributes (constant_hessian) are the fitted ones.

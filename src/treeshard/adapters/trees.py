@@ -40,6 +40,10 @@ def check_tree_attributes(where: str, attrs: dict[str, Any], layout: TreeLayout,
     n_outputs = expect(f"{where}.n_outputs_", get_fitted(attrs, "n_outputs_"), (int, np.integer))
     if n_outputs != layout.n_outputs:
         raise ConfigError(f"{where}.n_outputs_: {n_outputs}, but trees have {layout.n_outputs} outputs")
+    if "n_features_in_" in attrs:
+        n_features = expect(f"{where}.n_features_in_", attrs["n_features_in_"], (int, np.integer))
+        if n_features != layout.n_features:
+            raise ConfigError(f"{where}.n_features_in_: {n_features}, but trees have {layout.n_features} features")
     max_features = expect(f"{where}.max_features_", get_fitted(attrs, "max_features_"), (int, np.integer))
     if not 1 <= max_features <= layout.n_features:
         raise ConfigError(f"{where}.max_features_: {max_features} out of range [1, {layout.n_features}]")
@@ -81,7 +85,7 @@ def _to_saved(estimator: Any) -> SavedModel:
 def _from_saved(cls: type, saved: SavedModel) -> Any:
     from sklearn.base import is_classifier
 
-    estimator = build_estimator(cls, saved.params)
+    estimator = build_estimator(cls, saved.params, saved.unserializable_params)
     fitted = decode_fitted(saved.fitted, TREE_FITTED)
     check_common(fitted, saved.layout)
     check_tree_attributes("config.fitted", fitted, saved.layout, classifier=is_classifier(estimator))

@@ -1,0 +1,139 @@
+"""Lazy models travel as references: pickling for Dask and multiprocessing.
+
+A lazily loaded forest's ``estimators_`` (:class:`treeshard.lazy.LazyEstimators`)
+pickles as a *reference*: the store's URL or absolute path, its
+``storage_options``, the selected tree ids and the cache settings, never the
+trees. The process that unpickles it (a Dask worker, a ``multiprocessing``
+child) opens the store itself, validates it as any load does, and reads only
+the trees it uses. The rest of the forest (sklearn parameters, ``classes_``)
+pickles as usual, so a 100-tree forest pickles to a few kilobytes.
+
+What this means for trust: no model bytes cross the wire, only where to find
+them. The receiving process reads the store with its own credentials (or the
+``storage_options`` in the reference, which are pickled with it: prefer
+credentials from the environment or an instance role) and checks every
+chunk as a local load does. The pickle itself is still a pickle, to be
+accepted only from a trusted sender, as Dask already requires. A model read
+from a zarr ``Store`` object (memory, ...), which no other process can open,
+pickles its trees by value (a plain list).
+
+In one process, unpickling the same reference again returns the same lazy
+estimators (a few references are kept), so the tasks a worker runs share one
+open store and one cache of built trees.
+
+>>> import pickle, treeshard                                   # doctest: +SKIP
+>>> model = treeshard.load("s3://models/rf.zip", storage_options=opts)  # doctest: +SKIP
+>>> len(pickle.dumps(model))   # the sklearn attributes and a reference  # doctest: +SKIP
+4012
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+#: How many opened references one process keeps (the most recently unpickled).
+MAX_OPEN_REFERENCES = 4
+_OPENED: OrderedDict[tuple, Any] = OrderedDict()
+_LOCK = threading.Lock()
+
+
+def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None] | None:
+    """``(URL or absolute path, storage_options)`` that another process can open; None for a Store object."""
+    from .remote import is_url
+
+    if is_url(store):
+        return store, dict(storage_options) if storage_options else None
+    if isinstance(store, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(store)), None
+    return None
+
+
+def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
+    """The store reference of a :class:`~treeshard.lazy.LazyEstimators` (None if it has none)."""
+    fast = getattr(getattr(lazy.source, "reader", None), "_fast", None)
+    argument = getattr(fast, "store_argument", None)
+    if argument is None:
+        return None
+    return store_reference(*argument)
+
+
+def reduce_lazy_estimators(lazy: Any) -> tuple[Any, tuple]:
+    """``__reduce__`` of :class:`~treeshard.lazy.LazyEstimators`: a reference, or the trees by value."""
+    reference = reference_of(lazy)
+    if reference is None:
+        return list, (lazy.materialize(),)
+    store, storage_options = reference
+    return load_lazy_estimators, (
+        store,
+        storage_options,
+        [int(i) for i in lazy.indices],
+        lazy.cache.capacity_bytes,
+        int(lazy.batch_bytes),
+        list(lazy._appended),
+    )
+
+
+def _key(store: str, storage_options: Any, indices: list[int], capacity: int | None, batch_bytes: int) -> tuple:
+    options = json.dumps(storage_options, sort_keys=True, default=repr)
+    return store, options, tuple(indices), capacity, batch_bytes
+
+
+def load_lazy_estimators(
+    store: str,
+    storage_options: dict[str, Any] | None,
+    indices: list[int],
+    capacity_bytes: int | None,
+    batch_bytes: int,
+    appended: list[Any],
+) -> Any:
+    """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls)."""
+    from .lazy import TreeCache
+
+    key = _key(store, storage_options, indices, capacity_bytes, batch_bytes)
+    with _LOCK:
+        lazy = _OPENED.get(key)
+        if lazy is not None:
+            _OPENED.move_to_end(key)
+    if lazy is None:
+        lazy = _open_lazy(store, storage_options, indices)
+        lazy.cache = TreeCache(capacity_bytes)
+        lazy.batch_bytes = batch_bytes
+        with _LOCK:
+            lazy = _OPENED.setdefault(key, lazy)
+            while len(_OPENED) > MAX_OPEN_REFERENCES:
+                _OPENED.popitem(last=False)
+    if appended:
+        # Trees added by a warm-start fit are pickled by value; keep the shared object clean.
+        fresh = lazy[:]
+        fresh.cache = lazy.cache
+        fresh.extend(appended)
+        return fresh
+    return lazy
+
+
+def _open_lazy(store: str, storage_options: dict[str, Any] | None, indices: list[int]) -> Any:
+    from . import api
+
+    if storage_options:
+        model = api.load(store, estimators=indices, storage_options=storage_options)
+    else:
+        model = api.load(store, estimators=indices)
+    lazy = model.estimators_
+    if not np.array_equal(lazy.indices, indices):
+        from .errors import FormatError
+
+        raise FormatError(f"{store!r}: the store no longer holds the referenced trees")
+    return lazy
+
+
+def clear_opened() -> None:
+    """Forget the references opened in this process (their stores close when unused)."""
+    with _LOCK:
+        _OPENED.clear()

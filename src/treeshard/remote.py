@@ -1,0 +1,600 @@
+"""Models in object storage: ``s3://``, ``http(s)://``, ``memory://`` URLs (and a ``.zip`` at any of them).
+
+Bytes travel through zarr's own :class:`zarr.storage.FsspecStore`, built from
+the URL and ``storage_options`` (credentials, endpoint, ...). Reading returns
+a *source* (``get``, ``get_range``, ``size``, ``close``) for
+:class:`treeshard._fastread.FastReader`, which checks every size and
+checksum; nothing here trusts what it reads either:
+
+- a directory URL maps key ``k`` to ``URL/k``. Opening reads the root
+  ``zarr.json`` in one ranged request capped at the config size limit. Sizes
+  of shard files come from the store's ``treeshard.sha256`` record (one
+  request, on first need; a size that lies only makes a checksum fail), else
+  from a ``HEAD``. Keys are checked so that a crafted store can never make
+  the reader request anything outside its own prefix;
+- a ``.zip`` URL is read with one suffix request (the last 64 KiB: the end
+  record, the central directory and, for treeshard's zips, the root
+  ``zarr.json``, written last), then each member by offset. Only stored
+  (uncompressed) members are accepted, as for local zips.
+
+With ``cache_dir`` (or the ``TREESHARD_CACHE_DIR`` environment variable), a
+remote store is cached on local disk under the store's content digest (the
+``digest`` of its ``treeshard.sha256`` record, fetched on every open): a warm
+container pays one small request per open, a changed model has another
+digest and is never served stale, and every cached file is checked against
+its sha256 before it is written to the cache.
+
+Writing (:func:`open_url_for_writing`) stages the model in memory, uploads
+it to a temporary sibling prefix, and only then replaces the target (its
+root ``zarr.json`` deleted first, written last): a failed upload leaves the
+old model untouched. A ``.zip`` URL is built locally and uploaded in one put.
+HTTP(S) URLs are read-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import FormatError, IntegrityError, MissingDependencyError, RemoteStoreError, StoreExistsError, StoreNotFoundError
+from .record import MAX_CONFIG_BYTES
+
+ROOT_METADATA = "zarr.json"
+DIGEST_KEY = "treeshard.sha256"
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
+CACHE_ENV = "TREESHARD_CACHE_DIR"
+
+_URL_RE = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
+#: Which extra brings the fsspec implementation of a scheme.
+EXTRAS = {"s3": "s3", "s3a": "s3", "http": "http", "https": "http", "memory": "http"}
+_READ_ONLY_SCHEMES = frozenset({"http", "https"})
+_SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+
+
+# --------------------------------------------------------------------------- URLs
+def is_url(store: Any) -> bool:
+    """Whether ``store`` is an fsspec URL (``scheme://...``) rather than a local path or a Store.
+
+    >>> is_url("s3://bucket/model.zip"), is_url("model.zip"), is_url("/tmp/model")
+    (True, False, False)
+    """
+    return isinstance(store, str) and _URL_RE.match(store) is not None and not store.startswith("file://")
+
+
+def url_scheme(url: str) -> str:
+    match = _URL_RE.match(url)
+    if match is None:
+        raise ValueError(f"not a URL: {url[:200]!r}")
+    return match["scheme"].lower()
+
+
+def is_zip_url(url: str) -> bool:
+    return url.split("?", 1)[0].rstrip("/").lower().endswith(".zip")
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """``(parent URL, last name)`` of a URL such as ``s3://bucket/dir/model.zip``."""
+    scheme_end = url.index("://") + 3
+    trimmed = url.rstrip("/")
+    cut = trimmed.rfind("/")
+    if cut < scheme_end:
+        raise FormatError(f"{url[:200]!r} names no object inside its bucket or host")
+    return trimmed[:cut], trimmed[cut + 1 :]
+
+
+def check_key(key: str) -> str:
+    """Refuse a key that could address anything outside the store (``..``, absolute, queries).
+
+    Keys come from the store's own (untrusted) metadata; a remote reader must
+    not be steered to other objects on the same server.
+    """
+    if not _SAFE_KEY_RE.match(key) or any(part in (".", "..") for part in key.split("/")):
+        raise FormatError(f"store key {key[:200]!r} is not a plain relative path")
+    return key
+
+
+def _missing_extra(scheme: str, exc: ImportError) -> MissingDependencyError:
+    extra = EXTRAS.get(scheme)
+    hint = f"pip install treeshard[{extra}]" if extra else f"install the fsspec implementation of {scheme}://"
+    return MissingDependencyError(f"{scheme}:// stores need packages that are not installed ({exc.name or exc}): {hint}")
+
+
+def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = True) -> Any:
+    """zarr's ``FsspecStore`` for ``url`` (a missing extra raises :class:`MissingDependencyError`)."""
+    scheme = url_scheme(url)
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise TypeError(f"storage_options must be a mapping, got {type(storage_options).__name__}")
+    try:
+        import fsspec  # noqa: F401
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+    except ImportError as exc:
+        raise _missing_extra(scheme, exc) from None
+    except ValueError as exc:
+        if "Protocol not known" in str(exc):
+            raise _missing_extra(scheme, ImportError(str(exc))) from None
+        raise
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a remote read may raise besides a missing key (only classes already imported)."""
+    errors: list[type[BaseException]] = [OSError, TimeoutError]
+    if "aiohttp" in sys.modules:
+        errors.append(sys.modules["aiohttp"].ClientError)
+    if "botocore.exceptions" in sys.modules:
+        errors.extend([sys.modules["botocore.exceptions"].BotoCoreError, sys.modules["botocore.exceptions"].ClientError])
+    return tuple(errors)
+
+
+# --------------------------------------------------------------------------- reading
+class _Remote:
+    """Byte access through a ``FsspecStore`` (shared by the directory and zip sources)."""
+
+    def __init__(self, store: Any, location: str) -> None:
+        from zarr.core.buffer import default_buffer_prototype
+        from zarr.core.sync import sync
+
+        self.store, self.location = store, location
+        self._sync, self._prototype = sync, default_buffer_prototype()
+        self.requests = 0  # counted here, for tests and benchmarks
+
+    def fetch(self, key: str, start: int | None = None, stop: int | None = None, *, suffix: int | None = None) -> bytes | None:
+        """Bytes ``start:stop`` of ``key`` (or its last ``suffix`` bytes, or all); None if missing."""
+        from zarr.abc.store import RangeByteRequest, SuffixByteRequest
+
+        if suffix is not None:
+            request: Any = SuffixByteRequest(suffix)
+        elif start is not None:
+            if stop is not None and stop <= start:
+                return b""
+            request = RangeByteRequest(start, stop)
+        else:
+            request = None
+        self.requests += 1
+        try:
+            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
+        except FileNotFoundError:
+            return None
+        except _network_errors() as exc:
+            raise RemoteStoreError(f"{self.location}: reading {key!r} failed ({type(exc).__name__}: {exc})") from None
+        return None if buffer is None else buffer.to_bytes()
+
+    def getsize(self, key: str) -> int | None:
+        self.requests += 1
+        try:
+            return int(self._sync(self.store.getsize(key)))
+        except FileNotFoundError:
+            return None
+        except _network_errors() as exc:
+            raise RemoteStoreError(f"{self.location}: reading the size of {key!r} failed ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[int, str]]]:
+    """``(digest, {key: (size, sha256)})`` of a ``treeshard.sha256`` record (checked against itself)."""
+    from .integrity import canonical_json
+
+    try:
+        record = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise IntegrityError(f"{where}: {DIGEST_KEY} is not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict) or not isinstance(record.get("digest"), str):
+        raise IntegrityError(f"{where}: {DIGEST_KEY} is not a digest record")
+    body = {k: v for k, v in record.items() if k != "digest"}
+    digest = record["digest"]
+    if not re.fullmatch(r"[0-9a-f]{64}", digest) or hashlib.sha256(canonical_json(body)).hexdigest() != digest:
+        raise IntegrityError(f"{where}: {DIGEST_KEY} does not match its own digest")
+    files = {}
+    for key, entry in record["files"].items():
+        size = entry.get("size") if isinstance(entry, dict) else None
+        sha = entry.get("sha256") if isinstance(entry, dict) else None
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(sha, str):
+            raise IntegrityError(f"{where}: {DIGEST_KEY}: malformed entry for {str(key)[:200]!r}")
+        files[key] = (size, sha)
+    return digest, files
+
+
+class RemoteDirectorySource:
+    """A store laid out as objects under a URL prefix: key ``k`` is ``URL/k``."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.remote = _Remote(fsspec_store(self.url, storage_options), self.url)
+        self._whole: dict[str, bytes] = {}  # small metadata documents read whole
+        self._record: dict[str, tuple[int, str]] | None = None
+        self.digest: str | None = None
+        self._sizes: dict[str, int] = {}
+
+    @property
+    def requests(self) -> int:
+        return self.remote.requests
+
+    def _read_small(self, key: str, limit: int) -> bytes | None:
+        """A whole small document in one request capped at ``limit + 1`` bytes (longer: returned cut)."""
+        data = self._whole.get(key)
+        if data is None:
+            data = self.remote.fetch(key, 0, limit + 1)
+            if data is not None:
+                self._whole[key] = data
+        return data
+
+    def digest_record(self) -> dict[str, tuple[int, str]]:
+        """The store's ``treeshard.sha256`` files table (empty if the store has none)."""
+        if self._record is None:
+            raw = self._read_small(DIGEST_KEY, MAX_RECORD_BYTES)
+            if raw is None:
+                self._record = {}
+            elif len(raw) > MAX_RECORD_BYTES:
+                raise IntegrityError(f"{self.url}: {DIGEST_KEY} exceeds the {MAX_RECORD_BYTES}-byte limit")
+            else:
+                self.digest, self._record = _parse_digest_record(raw, self.url)
+        return self._record
+
+    def get(self, key: str) -> bytes | None:
+        check_key(key)
+        if key in self._whole:
+            return self._whole[key]
+        return self.remote.fetch(key)
+
+    def size(self, key: str) -> int | None:
+        check_key(key)
+        if key in self._sizes:
+            return self._sizes[key]
+        if key not in (ROOT_METADATA, DIGEST_KEY) and self.digest_record():
+            # The saved model's manifest lists every file (a key it does not list is not part
+            # of the model): sizes and absent arrays cost no request.
+            entry = self.digest_record().get(key)
+            return None if entry is None else entry[0]
+        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == DIGEST_KEY:
+            data = self._read_small(key, MAX_CONFIG_BYTES if key != DIGEST_KEY else MAX_RECORD_BYTES)
+            size = None if data is None else len(data)  # over the limit: reported as limit + 1
+        else:
+            size = self.remote.getsize(key)
+        if size is not None:
+            self._sizes[key] = size
+        return size
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        check_key(key)
+        if key in self._whole:
+            return self._whole[key][offset : offset + length]
+        return self.remote.fetch(key, offset, offset + length)
+
+    def close(self) -> None:
+        self._whole.clear()
+
+
+class RemoteZipSource:
+    """A ``.zip`` store at a URL, read by byte ranges (never downloaded whole)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url
+        parent, self.name = _split_url(url)
+        self.remote = _Remote(fsspec_store(parent, storage_options), url)
+        tail = self.remote.fetch(self.name, suffix=ZIP_TAIL_BYTES)
+        if tail is None:
+            raise StoreNotFoundError(f"no treeshard store at {url!r}")
+        self.file_size, cd_offset, cd_size, entries = self._end_record(tail)
+        self._tail, self._tail_start = tail, self.file_size - len(tail)
+        if cd_offset >= self._tail_start:
+            directory = tail[cd_offset - self._tail_start : cd_offset - self._tail_start + cd_size]
+        else:
+            directory = self._read(cd_offset, cd_offset + cd_size)
+        if len(directory) != cd_size:
+            raise FormatError(f"{url!r}: truncated zip central directory")
+        self.members = self._parse_directory(directory, entries, cd_offset)
+
+    @property
+    def requests(self) -> int:
+        return self.remote.requests
+
+    def _read(self, start: int, stop: int) -> bytes:
+        if start >= self._tail_start:
+            return self._tail[start - self._tail_start : stop - self._tail_start]
+        data = self.remote.fetch(self.name, start, stop)
+        if data is None:
+            raise StoreNotFoundError(f"{self.url!r} disappeared while being read")
+        return data
+
+    def _end_record(self, tail: bytes) -> tuple[int, int, int, int]:
+        """``(file size, central directory offset, its size, entries)`` from the end of the file."""
+        import struct
+
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < 22:
+            raise FormatError(f"{self.url!r} is not a zip file (no end of central directory)")
+        (_, _, _, _, entries, cd_size, cd_offset, comment) = struct.unpack_from("<4sHHHHIIH", tail, at)
+        if at + 22 + comment != len(tail):
+            raise FormatError(f"{self.url!r}: data after the zip end record")
+        if 0xFFFF in (entries,) or 0xFFFFFFFF in (cd_size, cd_offset):
+            locator = at - 20
+            if locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+                raise FormatError(f"{self.url!r}: zip64 end record locator missing")
+            (record_offset,) = struct.unpack_from("<Q", tail, locator + 8)
+            size = self.remote.getsize(self.name)
+            if size is None:
+                raise StoreNotFoundError(f"no treeshard store at {self.url!r}")
+            start = size - len(tail)
+            if not start <= record_offset <= size - 56:
+                raise FormatError(f"{self.url!r}: zip64 end record out of range")
+            record = tail[record_offset - start : record_offset - start + 56] if record_offset >= start else self.remote.fetch(self.name, record_offset, record_offset + 56) or b""
+            if len(record) != 56 or record[:4] != b"PK\x06\x06":
+                raise FormatError(f"{self.url!r}: bad zip64 end record")
+            entries, cd_size, cd_offset = struct.unpack_from("<QQQ", record, 32)
+            end = record_offset
+        else:
+            size = cd_offset + cd_size + (len(tail) - at)  # the end record follows the directory
+            end = cd_offset + cd_size
+        whole_file = len(tail) < ZIP_TAIL_BYTES  # a short answer to a suffix request is the whole file
+        if size < len(tail) or (whole_file and size != len(tail)):
+            raise FormatError(f"{self.url!r}: inconsistent zip end record")
+        if cd_offset + cd_size > end:
+            raise FormatError(f"{self.url!r}: zip central directory out of range")
+        return size, cd_offset, cd_size, entries
+
+    def _parse_directory(self, directory: bytes, entries: int, cd_offset: int) -> dict[str, tuple[int, int]]:
+        """``{name: (data offset, size)}`` of stored members (others are refused, as for local zips)."""
+        import io
+        import zipfile
+
+        from .stores import MAX_STORE_ENTRIES
+
+        if entries > MAX_STORE_ENTRIES:
+            raise FormatError(f"{self.url!r}: {entries} zip members exceeds the {MAX_STORE_ENTRIES} limit")
+        # Let zipfile parse the central directory (zip64 extras included) from a
+        # small image: the directory followed by a fresh end record.
+        import struct
+
+        image = directory + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, min(entries, 0xFFFF), min(entries, 0xFFFF), len(directory), 0, 0)
+        try:
+            infos = zipfile.ZipFile(io.BytesIO(image)).infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError) as exc:
+            raise FormatError(f"{self.url!r}: unreadable zip central directory ({exc})") from None
+        infos.sort(key=lambda info: info.header_offset)
+        members: dict[str, tuple[int, int]] = {}
+        for k, info in enumerate(infos):
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} is compressed; treeshard stores only hold stored members")
+            if info.file_size != info.compress_size:
+                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} declares an impossible size")
+            # A stored member's data ends where the next local header (or the directory) starts.
+            next_offset = infos[k + 1].header_offset if k + 1 < len(infos) else cd_offset
+            start = next_offset - info.compress_size
+            if info.flag_bits & 0x08:  # a data descriptor follows: read the local header instead
+                start = self._data_offset_from_header(info)
+            if start < info.header_offset + 30 + len(info.orig_filename.encode()) or start + info.file_size > cd_offset:
+                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} overlaps another")
+            members[info.filename] = (start, info.file_size)
+        return members
+
+    def _data_offset_from_header(self, info: Any) -> int:
+        header = self._read(info.header_offset, info.header_offset + 30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            raise IntegrityError(f"{self.url!r}: {info.filename[:200]!r}: bad zip local header")
+        return info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+
+    def get(self, key: str) -> bytes | None:
+        member = self.members.get(key)
+        if member is None:
+            return None
+        return self._read(member[0], member[0] + member[1])
+
+    def size(self, key: str) -> int | None:
+        member = self.members.get(key)
+        return None if member is None else member[1]
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        member = self.members.get(key)
+        if member is None:
+            return None
+        start, size = member
+        offset = max(0, min(offset, size))
+        length = max(0, min(length, size - offset))
+        return self._read(start + offset, start + offset + length)
+
+    def close(self) -> None:
+        self._tail = b""
+
+
+class CachedSource:
+    """A remote source whose files are kept in ``cache_dir/<content digest>/``.
+
+    The digest record is fetched from the remote store on every open (one
+    small request), so a replaced model is never served from the cache. Files
+    are fetched whole on first use, checked against the record's sha256 and
+    size, and written atomically; keys the record does not list are read from
+    the remote store uncached.
+    """
+
+    def __init__(self, inner: Any, cache_dir: str | os.PathLike) -> None:
+        self.inner = inner
+        size = inner.size(DIGEST_KEY)
+        if size is None:
+            raise IntegrityError(f"{inner.url}: no {DIGEST_KEY} in the store; a cache needs the content digest (re-save the model)")
+        if size > MAX_RECORD_BYTES:
+            raise IntegrityError(f"{inner.url}: {DIGEST_KEY} exceeds the {MAX_RECORD_BYTES}-byte limit")
+        raw = inner.get(DIGEST_KEY)
+        self.digest, self.files = _parse_digest_record(raw or b"", inner.url)
+        self.root = Path(cache_dir) / self.digest
+        self.hits = self.misses = 0
+
+    @property
+    def requests(self) -> int:
+        return self.inner.requests
+
+    def _path(self, key: str) -> Path | None:
+        if key not in self.files:
+            return None
+        return self.root / check_key(key)
+
+    def _ensure(self, key: str) -> Path | None:
+        path = self._path(key)
+        if path is None:
+            return None
+        if path.is_file():
+            self.hits += 1
+            return path
+        self.misses += 1
+        data = self.inner.get(key)
+        if data is None:
+            raise IntegrityError(f"{self.inner.url}: {key!r} is listed in {DIGEST_KEY} but missing")
+        size, sha = self.files[key]
+        if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+            raise IntegrityError(f"{self.inner.url}: {key!r} does not match {DIGEST_KEY} (changed or corrupt)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def get(self, key: str) -> bytes | None:
+        path = self._ensure(key)
+        return self.inner.get(key) if path is None else path.read_bytes()
+
+    def size(self, key: str) -> int | None:
+        entry = self.files.get(key)
+        return entry[0] if entry is not None else self.inner.size(key)
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes | None:
+        path = self._ensure(key)
+        if path is None:
+            return self.inner.get_range(key, offset, length)
+        with open(path, "rb") as handle:
+            return os.pread(handle.fileno(), length, offset)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def open_url_for_reading(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+) -> Any:
+    """A byte source (``get``, ``get_range``, ``size``, ``close``) for the store at ``url``.
+
+    ``cache_dir`` defaults to the ``TREESHARD_CACHE_DIR`` environment variable (no cache if unset).
+    """
+    source = RemoteZipSource(url, storage_options) if is_zip_url(url) else RemoteDirectorySource(url, storage_options)
+    cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
+    if cache_dir is not None and source.size(DIGEST_KEY) is not None:
+        return CachedSource(source, cache_dir)  # a warm open: one request (the digest record)
+    if source.size(ROOT_METADATA) is None:
+        source.close()
+        raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA})")
+    return CachedSource(source, cache_dir) if cache_dir is not None else source
+
+
+# --------------------------------------------------------------------------- writing
+def _sync(coroutine: Any) -> Any:
+    from zarr.core.sync import sync
+
+    return sync(coroutine)
+
+
+def _check_writable_scheme(url: str) -> None:
+    from .stores import InvalidStoreError
+
+    if url_scheme(url) in _READ_ONLY_SCHEMES:
+        raise InvalidStoreError(f"{url_scheme(url)}:// stores are read-only; save to a local path or s3:// and serve that")
+
+
+@contextlib.contextmanager
+def open_url_for_writing(url: str, storage_options: Mapping[str, Any] | None = None, *, overwrite: bool) -> Iterator[Any]:
+    """Yield a zarr store to write a model into; put it at ``url`` on success (see the module docs)."""
+    _check_writable_scheme(url)
+    if is_zip_url(url):
+        parent, name = _split_url(url)
+        store = fsspec_store(parent, storage_options, read_only=False)
+        fs, path = store.fs, f"{store.path.rstrip('/')}/{name}"
+        if not overwrite and _sync(fs._exists(path)):
+            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
+        from .stores import writing
+
+        with tempfile.TemporaryDirectory(prefix="treeshard-upload-") as tmp:
+            local = Path(tmp) / name
+            with writing(local, overwrite=False) as target:
+                yield target
+            try:
+                _sync(fs._put_file(str(local), path))  # one put: the object appears whole or not at all
+            except _network_errors() as exc:
+                raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
+        return
+
+    store = fsspec_store(url, storage_options, read_only=False)
+    fs, root = store.fs, store.path.rstrip("/")
+    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
+    staging_root = f"{parent}/.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:12]}"
+    exists = _check_replaceable(fs, root, url, overwrite=overwrite)
+    from zarr.storage import MemoryStore
+
+    staging = MemoryStore()
+    yield staging
+    _upload(staging, fs, root, staging_root, url, replace=exists)
+
+
+def _check_replaceable(fs: Any, root: str, url: str, *, overwrite: bool) -> bool:
+    """Whether a model exists at ``root`` (refusing to replace it, or anything else, unless allowed)."""
+    if _sync(fs._exists(f"{root}/{ROOT_METADATA}")):
+        if not overwrite:
+            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
+        return True
+    try:
+        found = _sync(fs._find(root, maxdepth=1))
+    except FileNotFoundError:
+        found = []
+    if found:
+        raise StoreExistsError(f"{url!r} holds objects but no treeshard store; refusing to write there")
+    return False
+
+
+def _upload(staging: Any, fs: Any, root: str, staging_root: str, url: str, *, replace: bool) -> None:
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+
+    async def run() -> None:
+        prototype = default_buffer_prototype()
+        keys = [key async for key in staging.list()]
+        data = {key: (await staging.get(key, prototype=prototype)).to_bytes() for key in keys}
+        others = [k for k in keys if k != ROOT_METADATA]
+        try:
+            # 1. everything but the root document to a temporary sibling prefix
+            await _all(fs._pipe_file(f"{staging_root}/{k}", data[k]) for k in others)
+            # 2. the old model disappears at once (its root first), then the rest of it
+            if replace:
+                await fs._rm_file(f"{root}/{ROOT_METADATA}")
+                with contextlib.suppress(FileNotFoundError):
+                    await fs._rm(root, recursive=True)
+            # 3. copied into place (server-side), the root document last
+            await _all(fs._cp_file(f"{staging_root}/{k}", f"{root}/{k}") for k in others)
+            await fs._pipe_file(f"{root}/{ROOT_METADATA}", data[ROOT_METADATA])
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                await fs._rm(staging_root, recursive=True)
+
+    async def _all(coroutines: Any) -> None:
+        """Run concurrently; wait for every one (none still writing after a failure), then raise the first error."""
+        results = await asyncio.gather(*coroutines, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    try:
+        _sync(run())
+    except _network_errors() as exc:
+        raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
