@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test bench bench-check clean
 
-$(STAMP): pyproject.toml
+# Reinstall (and recompile the validation kernel) when the build inputs change.
+$(STAMP): pyproject.toml setup.py src/treeshard/_kernels.pyx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,s3,http,dask]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -35,4 +36,4 @@ bench-check: $(STAMP)
 	$(BIN)/python -m pytest -q tests/test_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis src/treeshard/_kernels.c src/treeshard/*.so

@@ -34,10 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import test_fuzz as fuzz  # noqa: E402
+import test_fuzz as fuzz
 
-from treeshard import integrity  # noqa: E402
-from treeshard.errors import TreeshardError  # noqa: E402
+from treeshard import integrity
+from treeshard.errors import TreeshardError
 
 
 def child(files, base, lazy, changed, memory, seconds, out_fd, container, predictor) -> None:  # type: ignore[no-untyped-def]

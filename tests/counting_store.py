@@ -25,7 +25,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    SuffixByteRequest,
+)
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import WrapperStore
@@ -67,7 +72,7 @@ class ReadLog:
     def gets(self) -> list[Read]:
         return [r for r in self.reads if r.kind == "get"]
 
-    def keys(self, kind: str | None = "get") -> set[str]:
+    def touched(self, kind: str | None = "get") -> set[str]:
         """Keys touched by requests of ``kind`` (None: any request)."""
         return {r.key for r in self.reads if kind is None or r.kind == kind}
 

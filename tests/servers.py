@@ -116,7 +116,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if body:
             self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self.counter.enter()
         try:
             if self.counter.delay:
@@ -127,7 +127,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         finally:
             self.counter.leave()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._reply(head_only=True)
 
 
@@ -231,7 +231,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 # --------------------------------------------------------------------------- pytest fixtures
 # Imported by the test modules that use them (``from servers import s3_server, ...``).
-import pytest  # noqa: E402
+import pytest
 
 BUCKET = "models"
 

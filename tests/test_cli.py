@@ -47,7 +47,7 @@ def test_info_human(store, model, capsys):
     n_nodes = sum(e.tree_.node_count for e in model.estimators_)
     lines = out.splitlines()
     assert lines[0] == "estimator       RandomForestClassifier (classifier)"
-    assert "trees           3" in lines
+    assert "estimators      3 trees" in lines
     assert f"nodes           {n_nodes:,}" in lines
     assert "features        5" in lines
     assert "format version  1" in lines
@@ -66,7 +66,7 @@ def test_info_json(store, capsys):
         info = handle.info
     assert data == json.loads(json.dumps(info.to_dict()))
     assert data["estimator"] == "RandomForestClassifier"
-    assert data["n_estimators"] == 3
+    assert data["n_estimators"] == data["n_trees"] == 3
     assert data["n_nodes"] == info.n_nodes
     assert data["metadata"] == {"dataset": "synthetic", "accuracy": 0.5}
     assert data["stored_bytes"] == sum(a["stored_bytes"] for a in data["arrays"].values())
@@ -80,6 +80,15 @@ def test_info_lists_unserializable_params(tmp_path, capsys):
     code, out, _ = run(["info", tmp_path / "m"], capsys)
     assert code == 0
     assert "not stored      random_state (saved as null)" in out.splitlines()
+
+
+def test_info_of_gradient_boosting_counts_stages_and_trees(tmp_path, capsys):
+    X, y = make_data("multiclass")
+    model = GradientBoostingClassifier(n_estimators=2, max_depth=1, random_state=0).fit(X, y)
+    treeshard.save(model, tmp_path / "gbm")
+    code, out, _ = run(["info", tmp_path / "gbm"], capsys)
+    assert code == 0
+    assert "estimators      2 stages (8 trees)" in out.splitlines()
 
 
 def test_info_of_a_directory_store(model, tmp_path, capsys):
@@ -127,7 +136,7 @@ def joblib_file(model, tmp_path) -> Path:
 
 
 def test_convert_refuses_without_trust_pickle(joblib_file, tmp_path, capsys):
-    code, out, err = run(["convert", joblib_file, tmp_path / "out.zip"], capsys)
+    code, _, err = run(["convert", joblib_file, tmp_path / "out.zip"], capsys)
     assert code == 2
     assert "loading one runs any code it contains" in err
     assert "--trust-pickle" in err
@@ -200,10 +209,10 @@ def test_convert_file_that_is_not_a_pickle_exits_1(tmp_path, capsys):
 def test_console_script(store, tmp_path):
     script = Path(sys.executable).with_name("treeshard")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "treeshard.cli"]
-    result = subprocess.run([*command, "info", str(store), "--json"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*command, "info", str(store), "--json"], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["n_estimators"] == 3
-    missing = subprocess.run([*command, "info", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run([*command, "info", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no treeshard store at")
 
@@ -217,6 +226,6 @@ def test_read_path_never_imports_the_pickle_converter(store):
         "from treeshard import cli\n"
         "print('treeshard.convert' in sys.modules)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]

@@ -57,7 +57,11 @@ ROOT = "zarr.json"
 # --------------------------------------------------------------------------- base stores
 def fit_models() -> dict[str, Any]:
     """Small fitted estimators of every adapter family (fast to save and load)."""
-    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        RandomForestClassifier,
+    )
     from sklearn.tree import DecisionTreeRegressor
 
     rng = np.random.RandomState(1)
@@ -182,8 +186,8 @@ def hostile_json(r: random.Random, original: Any = None) -> Any:
         lambda: "<U1000000",
         lambda: "int64",
         lambda: "RandomForestClassifier",
-        lambda: [],
-        lambda: {},
+        list,
+        dict,
         lambda: [1, 2, 3],
         lambda: list(range(r.randrange(0, 50))),
         lambda: {"ndarray": "float64", "shape": [2**20, 2**20], "data": []},
@@ -480,14 +484,15 @@ def huge_shapes(files: Files, r: random.Random) -> str:
     """A config and array metadata that consistently declare an enormous model."""
     root = json.loads(files[ROOT])
     config = root["attributes"]["treeshard"]
-    huge = r.choice([2**31, 2**36, 2**40, 10**12])
+    huge = r.choice([2**31, 2**34, 2**36, 2**40, 10**12])
     old = config["trees"]["n_nodes"]
     config["trees"]["n_nodes"] = huge
     consolidated = root["consolidated_metadata"]["metadata"]
+    regrid = r.random() < 0.3  # else: every array consistent, only chunks are missing
     for path, document in consolidated.items():
         if path.startswith("nodes/") and path != "nodes/tree_ptr" and document.get("node_type") == "array":
             document["shape"][0] = huge
-            if r.random() < 0.5:
+            if regrid:
                 document["chunk_grid"]["configuration"]["chunk_shape"][0] = r.choice([huge, 1 << 20])
     files[ROOT] = json.dumps(root).encode()
     if r.random() < 0.7:
@@ -799,3 +804,20 @@ def test_directory_store_with_special_files_is_refused(bases, tmp_path, special)
         treeshard.load(path)
     with pytest.raises(treeshard.FormatError, match="not a regular file"):
         treeshard.integrity.verify_path(path)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_declared_rows_must_be_stored_before_any_allocation(bases, lazy):
+    """A consistent config and metadata declaring 2**34 nodes (64 GiB per column) over a
+    few hundred stored bytes: the missing chunks are found before anything is allocated."""
+    base = bases["tree"]
+    files = dict(base.files)
+    root = json.loads(files[ROOT])
+    old = root["attributes"]["treeshard"]["trees"]["n_nodes"]
+    root["attributes"]["treeshard"]["trees"]["n_nodes"] = 2**34
+    for path, document in root["consolidated_metadata"]["metadata"].items():
+        if path.startswith("nodes/") and path != "nodes/tree_ptr" and document.get("node_type") == "array":
+            document["shape"][0] = 2**34
+    files[ROOT] = json.dumps(root).encode()
+    _rewrite_array(files, "nodes/tree_ptr", lambda a: a.__setitem__(-1, a[-1] - old + 2**34))
+    assert check_store(files, base, lazy=lazy).error == "IntegrityError"

@@ -295,9 +295,9 @@ def test_cli_verify_names_the_corrupt_chunk(model, tmp_path, capsys):
 def test_cli_entry_point_exit_codes(model, tmp_path):
     path = saved(model, tmp_path, "directory")
     run = [sys.executable, "-m", "treeshard.cli", "verify"]
-    assert subprocess.run([*run, str(path)], capture_output=True).returncode == 0
+    assert subprocess.run([*run, str(path)], check=False, capture_output=True).returncode == 0
     (path / "nodes" / "feature" / "c" / "0").write_bytes(b"")
-    result = subprocess.run([*run, str(path)], capture_output=True, text=True)
+    result = subprocess.run([*run, str(path)], check=False, capture_output=True, text=True)
     assert result.returncode == 1 and "nodes/feature" in result.stdout
 
 
@@ -311,3 +311,18 @@ def test_verify_paths_without_zarr_stores(model, tmp_path, keys, capsys):
         integrity.verify_store(tmp_path / "missing")
     assert cli(["verify", str(tmp_path / "missing")]) == 1
     assert "no treeshard store" in capsys.readouterr().err
+
+
+def test_load_with_verify_and_public_key(model, tmp_path, keys):
+    path = saved(model, tmp_path, "zip")
+    np.testing.assert_array_equal(treeshard.load(path, verify=True).predict(X), model.predict(X))
+    with pytest.raises(SignatureError, match="not signed"):
+        treeshard.load(path, public_key=keys["alice"][1])
+    integrity.sign_store(path, keys["alice"][0])
+    np.testing.assert_array_equal(treeshard.load(path, public_key=keys["alice"][1]).predict(X), model.predict(X))
+    with pytest.raises(SignatureError, match="not by the expected key"):
+        treeshard.load(path, public_key=keys["mallory"][1])
+    directory = saved(model, tmp_path / "d", "directory")
+    (directory / "fitted" / "tree_random_state" / "c" / "0").write_bytes(b"\x00" * 8)
+    with pytest.raises(IntegrityError, match="fitted/tree_random_state"):
+        treeshard.load(directory, verify=True)

@@ -198,7 +198,7 @@ def test_info_fields(forest, tmp_path):
         info = handle.info
     assert info.estimator == "RandomForestClassifier"
     assert info.estimator_type == "classifier"
-    assert info.n_estimators == 3
+    assert info.n_estimators == info.n_trees == 3
     assert info.n_nodes == sum(e.tree_.node_count for e in forest.estimators_)
     assert info.n_features == 5
     assert info.n_outputs == 1
@@ -227,7 +227,7 @@ def test_info_fields(forest, tmp_path):
     assert json.loads(json.dumps(as_dict)) == as_dict
 
 
-def test_info_of_regressor_and_gbm():
+def test_info_of_gradient_boosting():
     X, y = make_data("multiclass")
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -236,7 +236,8 @@ def test_info_of_regressor_and_gbm():
     treeshard.save(model, store)
     info = treeshard.open(store).info
     assert info.estimator_type == "classifier"
-    assert info.n_estimators == model.estimators_.size == 12
+    assert info.n_estimators == model.n_estimators_ == 3  # boosting stages, as sklearn counts them
+    assert info.n_trees == model.estimators_.size == 12
     assert info.n_nodes == sum(e.tree_.node_count for e in model.estimators_.ravel())
 
 
@@ -393,3 +394,21 @@ def test_unserializable_param_that_cannot_be_null_loads_with_its_default(memory_
     assert loaded.oob_score_ == model.oob_score_
     assert np.array_equal(loaded.oob_decision_function_, model.oob_decision_function_, equal_nan=True)
     assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_metadata_a_reader_would_refuse_is_refused_when_saving(forest, tmp_path):
+    """Never write a store that cannot be read: too deep or too large metadata."""
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"metadata is nested deeper than 31 levels"):
+        treeshard.save(forest, tmp_path / "m", metadata={"deep": deep})
+    with pytest.raises(ValueError, match=r"metadata is [\d,]+ bytes as JSON; at most 33,554,432 are allowed"):
+        treeshard.save(forest, tmp_path / "m", metadata={"big": "x" * (33 * 2**20)})
+    assert list(tmp_path.iterdir()) == []
+    # the deepest metadata that is accepted loads back
+    ok: object = 1
+    for _ in range(30):
+        ok = [ok]
+    treeshard.save(forest, tmp_path / "m", metadata={"deep": ok})
+    assert treeshard.open(tmp_path / "m").info.metadata == {"deep": ok}

@@ -7,10 +7,9 @@ import functools
 import numpy as np
 import pytest
 import zarr
-from conftest import make_data
+from conftest import assert_round_trip_exact, make_data
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.dummy import DummyClassifier
-from sklearn.exceptions import NotFittedError
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
@@ -19,15 +18,24 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
+from sklearn.tree import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    ExtraTreeClassifier,
+    ExtraTreeRegressor,
+)
 from sklearn.utils.validation import check_is_fitted
 
 import treeshard
 from treeshard import UnsupportedEstimatorError
+
+# predict_log_proba of a tree that gives a class probability 0
+pytestmark = pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
 
 ESTIMATORS = [
     (RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0, class_weight={0: 1, 1: 2, 2: 1, 3: 1}), "multiclass"),
@@ -157,3 +165,32 @@ def test_unsupported_estimator(make, match, kind, tmp_path):
         with pytest.raises(treeshard.StoreNotFoundError):
             treeshard.open(store)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "eager"])
+@pytest.mark.parametrize("index", [0, 2, 3], ids=[IDS[i] for i in (0, 2, 3)])
+def test_loaded_estimator_can_be_copied_and_pickled(index, lazy, tmp_path):
+    """A user may deepcopy or pickle a loaded model (e.g. to ship it to a worker)."""
+    import copy
+    import pickle
+
+    original, _ = saved(index)
+    treeshard.save(original, tmp_path / "m.zip")
+    loaded = treeshard.load(tmp_path / "m.zip", lazy=lazy)
+    X, _ = make_data(ESTIMATORS[index][1])
+    for clone_of in (copy.deepcopy(loaded), pickle.loads(pickle.dumps(loaded))):
+        assert np.array_equal(clone_of.predict(X), original.predict(X))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 6], ids=[IDS[i] for i in (0, 1, 2, 6)])
+def test_loaded_estimator_can_be_saved_again(index, tmp_path):
+    """Saving a (lazily) loaded model writes the same model, even over its own store."""
+    original, _ = saved(index)
+    X, y = make_data(ESTIMATORS[index][1])
+    treeshard.save(original, tmp_path / "m.zip")
+    loaded = treeshard.load(tmp_path / "m.zip")
+    treeshard.save(loaded, tmp_path / "again")
+    assert_round_trip_exact(original, treeshard.load(tmp_path / "again", lazy=False), X, y)
+    treeshard.save(loaded, tmp_path / "m.zip", overwrite=True)
+    assert np.array_equal(loaded.predict(X), original.predict(X))
+    assert_round_trip_exact(original, treeshard.load(tmp_path / "m.zip", lazy=False), X, y)

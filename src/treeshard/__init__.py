@@ -14,6 +14,8 @@ from .errors import (  # noqa: E402
     FormatError,
     IntegrityError,
     MemoryBudgetError,
+    MissingDependencyError,
+    SignatureError,
     SklearnVersionWarning,
     StoreExistsError,
     StoreNotFoundError,
@@ -41,6 +43,7 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
 def __dir__() -> list[str]:
     return sorted(set(globals()) | _API)
 
+
 __all__ = [
     "save",
     "load",
@@ -55,6 +58,8 @@ __all__ = [
     "TreeStructureError",
     "IntegrityError",
     "MemoryBudgetError",
+    "SignatureError",
+    "MissingDependencyError",
     "UnsupportedFormatVersionError",
     "UnsupportedEstimatorError",
     "StoreNotFoundError",

@@ -92,36 +92,68 @@ class UnsupportedLayout(Exception):
 
 # --------------------------------------------------------------------------- sources of bytes
 class _DirectorySource:
+    """Files of a store directory, opened relative to a descriptor of the directory.
+
+    Holding the directory open pins the store that was opened: when a save
+    replaces the model (the new directory is renamed into place), reads keep
+    going to the old directory, and fail once it has been deleted, instead of
+    silently mixing the trees of two models.
+    """
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._dir_fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
-    def get(self, key: str) -> bytes | None:
+    def _open(self, key: str) -> Any:
         try:
-            with open(self.path / key, "rb") as handle:
-                return handle.read()
+            fd = os.open(key, os.O_RDONLY, dir_fd=self._dir_fd)
         except FileNotFoundError:
+            if not os.path.exists(f"/proc/self/fd/{self._dir_fd}") or os.stat(self._dir_fd).st_nlink == 0:
+                raise FormatError(f"{self.path}: the store was replaced or deleted after it was opened; load it again") from None
             return None
         except IsADirectoryError:
             raise FormatError(f"{key}: is a directory, expected a file") from None
+        return os.fdopen(fd, "rb")
+
+    def get(self, key: str) -> bytes | None:
+        handle = self._open(key)
+        if handle is None:
+            return None
+        with handle:
+            try:
+                return handle.read()
+            except IsADirectoryError:
+                raise FormatError(f"{key}: is a directory, expected a file") from None
 
     def size(self, key: str) -> int | None:
         try:
-            return os.stat(self.path / key).st_size
+            return os.stat(key, dir_fd=self._dir_fd).st_size
         except FileNotFoundError:
             return None
 
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
-        try:
-            with open(self.path / key, "rb") as handle:
-                handle.seek(offset)
-                return handle.read(length)
-        except FileNotFoundError:
+        handle = self._open(key)
+        if handle is None:
             return None
-        except IsADirectoryError:
-            raise FormatError(f"{key}: is a directory, expected a file") from None
+        with handle:
+            try:
+                return os.pread(handle.fileno(), length, offset)
+            except IsADirectoryError:
+                raise FormatError(f"{key}: is a directory, expected a file") from None
+
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int] | None:
+        """``(last length bytes, object size)``."""
+        size = self.size(key)
+        if size is None:
+            return None
+        offset = max(0, size - length)
+        data = self.get_range(key, offset, size - offset)
+        return None if data is None else (data, size)
 
     def close(self) -> None:
-        pass
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
 
 
 class _ZipSource:
@@ -160,6 +192,15 @@ class _ZipSource:
             start = self._data_offsets[key] = self._data_offset(info)
         length = max(0, min(length, info.file_size - offset))
         return os.pread(self._fd, length, start + offset)
+
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int] | None:
+        """``(last length bytes, member size)``."""
+        info = self.members.get(key)
+        if info is None:
+            return None
+        offset = max(0, info.file_size - length)
+        data = self.get_range(key, offset, info.file_size - offset)
+        return None if data is None else (data, info.file_size)
 
     def _data_offset(self, info: zipfile.ZipInfo) -> int:
         # The local header repeats the name and has its own extra field: read its lengths.
@@ -210,6 +251,17 @@ class _ZarrStoreSource:
         except FileNotFoundError:
             return None
         return None if buffer is None else buffer.to_bytes()
+
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int | None] | None:
+        """``(last length bytes, None)``: one request; the object's size is not asked for
+        (a ``getsize`` can cost a whole read on some stores)."""
+        from zarr.abc.store import SuffixByteRequest
+
+        try:
+            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=SuffixByteRequest(length)))
+        except FileNotFoundError:
+            return None
+        return None if buffer is None else (buffer.to_bytes(), None)
 
     def close(self) -> None:
         pass
@@ -367,6 +419,7 @@ class FastReader:
         # reads (batches of trees) share their boundary chunks.
         self._partial_chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._partial_lock = threading.Lock()
+        self._shard_indexes: dict[str, np.ndarray] = {}
 
     @property
     def attributes(self) -> dict[str, Any]:
@@ -496,10 +549,8 @@ class FastReader:
     def _plan(self, layout: ArrayLayout, start: int, stop: int) -> tuple[np.ndarray, list[Any]]:
         rows = layout.shape[0] if layout.shape else 1
         start, stop = max(0, start), min(rows, stop)
-        out = np.empty((max(0, stop - start), *layout.shape[1:]), dtype=layout.dtype)
         if stop <= start:
-            return out, []
-        flat = out.reshape(stop - start, -1)
+            return np.empty((0, *layout.shape[1:]), dtype=layout.dtype), []
         jobs = []
         per_shard = layout.shard_rows // layout.chunk_rows
         for shard in range(start // layout.shard_rows, -(-stop // layout.shard_rows)):
@@ -518,6 +569,13 @@ class FastReader:
                 if int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY:
                     raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
                 jobs.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
+        # Allocate only once every chunk of the range is known to be stored, so that
+        # a store cannot make the reader allocate what it does not hold.
+        try:
+            out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
+        except MemoryError:
+            raise ArrayError(f"{layout.path}: rows {start}:{stop} do not fit in memory") from None
+        flat = out.reshape(stop - start, -1)
         if self._blosc is None and layout.compressed:
             self._blosc = _Blosc(threads=1)
 
@@ -542,16 +600,26 @@ class FastReader:
         return out, [functools.partial(run, job) for job in jobs]
 
     def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
-        size = self.source.size(key)
-        if size is None:
-            return None
+        """The checked index of a shard (read once: one request for the last bytes)."""
+        with self._partial_lock:
+            cached = self._shard_indexes.get(key)
+        if cached is not None:
+            return cached
         index_bytes = 16 * n_chunks + 4
-        if size < index_bytes:
-            raise IntegrityError(f"{layout.path}: shard {key} of {size} bytes is truncated")
-        offset = size - index_bytes if layout.index_at_end else 0
-        raw = self.source.get_range(key, offset, index_bytes)
-        if raw is None or len(raw) != index_bytes:
+        if layout.index_at_end:
+            found = self.source.get_suffix(key, index_bytes)
+            if found is None:
+                return None
+            raw, size = found
+        else:
+            size = self.source.size(key)
+            raw = self.source.get_range(key, 0, index_bytes) if size is not None else None
+            if raw is None:
+                return None
+        if len(raw) != index_bytes or (size is not None and size < index_bytes):
             raise IntegrityError(f"{layout.path}: shard {key} is truncated")
+        if size is None:  # unknown (remote): chunk reads that come back short are caught later
+            size = 2**62
         data = np.frombuffer(raw, dtype=np.uint8)
         if self._crc(data[:-4]) != int.from_bytes(raw[-4:], "little"):
             raise IntegrityError(f"{layout.path}: shard index checksum mismatch in {key}")
@@ -563,6 +631,8 @@ class FastReader:
         offsets, lengths = index[filled, 0], index[filled, 1]
         if np.any(offsets < body_start) or np.any(lengths > body_end) or np.any(offsets > body_end - lengths):
             raise IntegrityError(f"{layout.path}: shard index of {key} points outside the shard")
+        with self._partial_lock:
+            self._shard_indexes[key] = index
         return index
 
     def _keep_partial(self, path: str, first: int, chunk: np.ndarray) -> None:

@@ -156,7 +156,7 @@ def check_and_layout(
     if len(offsets) != 8:
         raise ValueError("expected 8 record offsets")
     for k, field in enumerate(offsets):
-        if field < -1 or field + (1 if k == 7 else 8) > width:
+        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > width):
             raise ValueError("record offsets do not fit the record size")
     o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
     o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]

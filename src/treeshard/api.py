@@ -19,12 +19,17 @@ from . import __version__
 from .adapters import SavedModel, adapter_for
 from .codecs import CODECS, DEFAULT_CODEC, best_shuffle, chunk_geometry, compressors, node_chunk_rows
 from .columns import NodeColumns, encode_values, to_columns
-from .errors import MemoryBudgetError, SklearnVersionWarning
+from .errors import ConfigError, MemoryBudgetError, SklearnVersionWarning
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
-from .record import CONFIG_KEY, FORMAT_VERSION, Config
+from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
 from .stores import writing
 
+
+#: Limits of what save() writes, inside the reader's MAX_CONFIG_BYTES for the
+#: root zarr.json (which also holds the consolidated array metadata).
+MAX_METADATA_BYTES = MAX_CONFIG_BYTES // 2
+MAX_RECORD_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- save
@@ -90,7 +95,27 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     decoded = json.loads(text)
     if decoded != dict(metadata):
         raise TypeError("metadata must be JSON-safe: keys must be strings and sequences lists")
+    # A reader refuses deeper or larger records: never write a store that cannot be read.
+    try:
+        check_json_depth(decoded, "metadata", depth=1)  # the record holds it one level down
+    except ConfigError:
+        raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH - 1} levels") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed")
     return decoded
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    """The config record is within the limits a reader enforces (else ``ValueError``)."""
+    try:
+        check_json_depth(record)
+    except ConfigError as exc:
+        raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
+    size = len(json.dumps(record).encode())
+    if size > MAX_RECORD_BYTES:
+        raise ValueError(
+            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_RECORD_BYTES:,}"
+        )
 
 
 def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColumns, *, codec: str, metadata: dict) -> None:
@@ -138,7 +163,9 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
         metadata=metadata,
         arrays=stored,
     )
-    root.attrs.put({CONFIG_KEY: config.to_json()})
+    record = config.to_json()
+    _check_record(record)
+    root.attrs.put({CONFIG_KEY: record})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(target)
@@ -154,7 +181,8 @@ class ModelInfo:
 
     estimator: str
     estimator_type: str
-    n_estimators: int
+    n_estimators: int  # what ``estimators=`` counts: trees, or boosting stages
+    n_trees: int
     n_nodes: int
     n_features: int
     n_outputs: int
@@ -211,7 +239,8 @@ class ModelHandle:
         return ModelInfo(
             estimator=config.estimator,
             estimator_type="classifier" if "Classifier" in config.estimator else "regressor",
-            n_estimators=config.trees.n_trees,
+            n_estimators=config.trees.n_trees // _trees_per_stage(config),
+            n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
             n_features=config.trees.n_features,
             n_outputs=config.trees.n_outputs,
@@ -231,8 +260,14 @@ class ModelHandle:
         lazy: bool = True,
         estimators: int | slice | Sequence[int] | None = None,
         max_memory: int | str | None = None,
+        verify: bool = False,
+        public_key: Any = None,
     ) -> Any:
         """Build the fitted estimator; see :func:`treeshard.load` for the options."""
+        if verify or public_key is not None:
+            from .integrity import verify_store
+
+            verify_store(self._store, public_key=public_key)
         config = self.config
         is_forest = self.adapter.estimator_id in FOREST_IDS
         source = TreeSource(self._reader)
@@ -316,6 +351,12 @@ FOREST_IDS = frozenset(
 GB_IDS = frozenset(["GradientBoostingClassifier", "GradientBoostingRegressor"])
 
 
+def _trees_per_stage(config: Config) -> int:
+    """Trees per boosting stage (1 for forests and single trees)."""
+    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if config.estimator in GB_IDS else 1
+    return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
+
+
 def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.ndarray:
     """Global ids of the trees that ``estimators=spec`` selects.
 
@@ -327,8 +368,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
     if spec is None:
         return np.arange(n_trees, dtype=np.int64)
     if config.estimator in GB_IDS:
-        per_stage = fitted.get("n_trees_per_iteration_", 1)
-        per_stage = per_stage if isinstance(per_stage, int) and per_stage >= 1 else 1
+        per_stage = _trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
     elif config.estimator in FOREST_IDS:
         per_stage, n_units, unit = 1, n_trees, "trees"
@@ -388,7 +428,7 @@ def parse_memory(value: int | str | None) -> int | None:
             amount = float(number)
         except ValueError:
             amount = math.nan
-        if unit in _UNITS and math.isfinite(amount) and amount > 0:
+        if unit in _UNITS and math.isfinite(amount) and int(amount * _UNITS[unit]) >= 1:
             return int(amount * _UNITS[unit])
     raise ValueError(f"max_memory must be a number of bytes or a string like '512MB' or '2GiB', got {value!r}")
 
@@ -412,6 +452,8 @@ def load(
     lazy: bool = True,
     estimators: int | slice | Sequence[int] | None = None,
     max_memory: int | str | None = None,
+    verify: bool = False,
+    public_key: Any = None,
 ) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
 
@@ -429,6 +471,13 @@ def load(
     max_memory : int or str, optional
         Memory budget for the trees (e.g. ``"512MB"``). A forest larger than the
         budget is streamed through memory at each prediction, with exact results.
+    verify : bool, default False
+        First check every stored byte against the sha256 digest recorded at
+        save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`
+        naming the corrupt array and chunk.
+    public_key : PEM bytes, path or Ed25519PublicKey, optional
+        Refuse the store unless it is signed by this key (``treeshard sign``)
+        and unchanged since; raises :class:`~treeshard.SignatureError`.
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -441,4 +490,4 @@ def load(
     array(['yes'], dtype='<U3')
     """
     with ModelHandle(store) as handle:
-        return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory)
+        return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key)

@@ -131,7 +131,9 @@ class Strategy:
     :meth:`loader` compiles the same text for in-process benchmarks.
     ``load`` assigns ``model`` from ``path``; ``partial`` does the same for
     the first ``k`` trees, or is None when the format can only load it all.
-    ``{sklearn_module}`` in ``imports`` is the estimator's sklearn package.
+    When ``sklearn`` is true (the strategy returns a sklearn estimator), the
+    estimator's sklearn package is imported with the library, as a handler
+    module would at its top.
     """
 
     name: str
@@ -730,7 +732,7 @@ def format_tables(result: BenchResult, *, markdown: bool = False) -> str:
         header = ["strategy"] + [c[1] for c in columns]
         body = [[name] + [_cell(fig, baseline, key, kind) for key, _, kind in columns] for name, fig in result.figures.items()]
         body += [[name] + [f"skipped: {reason}"] + [""] * (len(columns) - 1) for name, reason in result.skipped.items()]
-        lines.append(title)
+        lines.append(f"**{title}**\n" if markdown else title)
         lines.extend(_render(header, body, markdown=markdown))
         lines.append("")
     if any(f.get("partial_is_full") for f in result.figures.values()):

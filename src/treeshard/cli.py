@@ -24,7 +24,7 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
     """A human-readable summary of a :class:`~treeshard.ModelInfo`."""
     lines = [
         f"estimator       {info.estimator} ({info.estimator_type})",
-        f"trees           {info.n_estimators}",
+        f"estimators      {info.n_estimators}" + (f" stages ({info.n_trees} trees)" if info.n_trees != info.n_estimators else " trees"),
         f"nodes           {info.n_nodes:,}",
         f"features        {info.n_features}",
         f"outputs         {info.n_outputs}",

@@ -178,9 +178,15 @@ class TreeCache:
                 _, (_, dropped) = self._items.popitem(last=False)
                 self._bytes -= dropped
 
-    def has_all(self, indices: np.ndarray) -> bool:
+    def get_all(self, indices: np.ndarray) -> list[Any] | None:
+        """Every estimator at ``indices``, taken under one lock; ``None`` if any is missing."""
         with self._lock:
-            return all(int(i) in self._items for i in indices)
+            items = [self._items.get(int(i)) for i in indices]
+            if any(item is None for item in items):
+                return None
+            for i in indices:
+                self._items.move_to_end(int(i))
+            return [item[0] for item in items]
 
     @property
     def nbytes(self) -> int:
@@ -249,9 +255,9 @@ class LazyEstimators(Sequence):
         return estimator
 
     def __iter__(self) -> Iterator[Any]:
-        if self.cache.has_all(self.indices):
-            for index in self.indices.tolist():
-                yield self.cache.get(index)
+        cached = self.cache.get_all(self.indices)
+        if cached is not None:
+            yield from cached
         else:
             batch_nodes = max(1, self.batch_bytes // self.source.build_node_bytes)
             for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes, workers=self.workers):

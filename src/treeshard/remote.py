@@ -45,7 +45,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatError, IntegrityError, MissingDependencyError, RemoteStoreError, StoreExistsError, StoreNotFoundError
+from .errors import (
+    FormatError,
+    IntegrityError,
+    MissingDependencyError,
+    RemoteStoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
 from .record import MAX_CONFIG_BYTES
 
 ROOT_METADATA = "zarr.json"
@@ -68,7 +75,7 @@ def is_url(store: Any) -> bool:
     >>> is_url("s3://bucket/model.zip"), is_url("model.zip"), is_url("/tmp/model")
     (True, False, False)
     """
-    return isinstance(store, str) and _URL_RE.match(store) is not None and not store.startswith("file://")
+    return isinstance(store, str) and _URL_RE.match(store) is not None
 
 
 def url_scheme(url: str) -> str:
@@ -147,7 +154,7 @@ class _Remote:
 
         self.store, self.location = store, location
         self._sync, self._prototype = sync, default_buffer_prototype()
-        self.requests = 0  # counted here, for tests and benchmarks
+        self.requests = self.bytes = 0  # counted here, for tests and benchmarks
 
     def fetch(self, key: str, start: int | None = None, stop: int | None = None, *, suffix: int | None = None) -> bytes | None:
         """Bytes ``start:stop`` of ``key`` (or its last ``suffix`` bytes, or all); None if missing."""
@@ -168,7 +175,11 @@ class _Remote:
             return None
         except _network_errors() as exc:
             raise RemoteStoreError(f"{self.location}: reading {key!r} failed ({type(exc).__name__}: {exc})") from None
-        return None if buffer is None else buffer.to_bytes()
+        if buffer is None:
+            return None
+        data = buffer.to_bytes()
+        self.bytes += len(data)
+        return data
 
     def getsize(self, key: str) -> int | None:
         self.requests += 1
@@ -263,6 +274,19 @@ class RemoteDirectorySource:
         if size is not None:
             self._sizes[key] = size
         return size
+
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int | None] | None:
+        """``(last length bytes, size or None)`` in one request (a shard's index)."""
+        check_key(key)
+        size = self._sizes.get(key)
+        if size is None and self._record:
+            entry = self._record.get(key)
+            size = None if entry is None else entry[0]
+        if size is not None:
+            data = self.remote.fetch(key, max(0, size - length), size)
+        else:
+            data = self.remote.fetch(key, suffix=length)
+        return None if data is None else (data, size)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
         check_key(key)
@@ -393,6 +417,13 @@ class RemoteZipSource:
         member = self.members.get(key)
         return None if member is None else member[1]
 
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int] | None:
+        member = self.members.get(key)
+        if member is None:
+            return None
+        offset = max(0, member[1] - length)
+        return self.get_range(key, offset, member[1] - offset) or b"", member[1]
+
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
         member = self.members.get(key)
         if member is None:
@@ -467,6 +498,14 @@ class CachedSource:
     def size(self, key: str) -> int | None:
         entry = self.files.get(key)
         return entry[0] if entry is not None else self.inner.size(key)
+
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int | None] | None:
+        path = self._ensure(key)
+        if path is None:
+            return self.inner.get_suffix(key, length)
+        size = self.files[key][0]
+        offset = max(0, size - length)
+        return self.get_range(key, offset, size - offset) or b"", size
 
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
         path = self._ensure(key)

@@ -96,9 +96,7 @@ def check_trees(
     if cols.tree_ptr.dtype != np.int64 or not cols.tree_ptr.flags.c_contiguous:
         raise ArrayError(f"tree_ptr: {cols.tree_ptr.dtype}, expected int64")
     if node_dtype is None:
-        # No field is written (offsets -1), but the kernel checks offset + 8 <= width even for -1:
-        # 8 columns of never-touched memory (np.empty) satisfy it.
-        records, offsets = np.empty((n, 8), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)
+        records, offsets = np.empty((n, 1), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)  # nothing is written
     else:
         offsets = record_offsets(node_dtype)
         records = np.empty((n, node_dtype.itemsize), dtype=np.uint8)

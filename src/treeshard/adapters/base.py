@@ -254,12 +254,28 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     decoded = {
         name: decode_param(f"config.params.{name}", value) for name, value in params.items() if name not in unserializable
     }
+    for name, value in decoded.items():
+        _check_param_integers(f"config.params.{name}", value)
+    if decoded.get("n_jobs") == 0:  # passes sklearn's constraints, but joblib refuses it at predict time
+        raise ConfigError("config.params.n_jobs: 0 is not a number of jobs (use null, a positive or a negative integer)")
     estimator = cls(**decoded)
     try:
         estimator._validate_params()
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"config.params: {exc}") from None
     return estimator
+
+
+def _check_param_integers(where: str, value: Any) -> None:
+    """Integers in params fit in int64 (sklearn hands some to C code)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ConfigError(f"{where}: integer {value} is out of the int64 range")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_param_integers(f"{where}[{i}]", item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_param_integers(f"{where}[{key!r}]", item)
 
 
 # --------------------------------------------------------------------------- fitted attributes
