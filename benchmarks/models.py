@@ -19,7 +19,8 @@ Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
 
 The treeshard files are rewritten whenever treeshard's source changes (the
 format is young); the others are written once. Build from the command line
-(this may take a quarter of an hour for RF-XL)::
+(RF-L and GB-M take minutes to fit; RF-XL then takes a few minutes to write
+its 2 GB files; an interrupted build resumes from the cached pickle)::
 
     python benchmarks/models.py build tiny RF-L GB-M RF-XL
     python benchmarks/models.py list

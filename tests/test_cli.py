@@ -91,6 +91,16 @@ def test_info_of_gradient_boosting_counts_stages_and_trees(tmp_path, capsys):
     assert "estimators      2 stages (8 trees)" in out.splitlines()
 
 
+def test_info_of_a_single_tree(tmp_path, capsys):
+    from sklearn.tree import DecisionTreeRegressor
+
+    X, y = make_data("regression")
+    treeshard.save(DecisionTreeRegressor(max_depth=2).fit(X, y), tmp_path / "tree")
+    code, out, _ = run(["info", tmp_path / "tree"], capsys)
+    assert code == 0
+    assert "estimators      1 tree" in out.splitlines()
+
+
 def test_info_of_a_directory_store(model, tmp_path, capsys):
     treeshard.save(model, tmp_path / "m")
     code, out, _ = run(["info", tmp_path / "m", "--json"], capsys)

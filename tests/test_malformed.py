@@ -703,3 +703,49 @@ def test_fuzzed_bytes_only_raise_treeshard_errors(pristine, tmp_path):
             outcomes["error"] += 1
         shutil.rmtree(path)
     assert outcomes["error"] > 0
+
+
+def _config_leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    out = [path] if path else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            out += _config_leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value[:3]):
+            out += _config_leaves(item, (*path, i))
+    return out
+
+
+@pytest.mark.parametrize("which", ["forest", "gbm"])
+def test_any_config_value_of_the_wrong_type_raises_a_treeshard_error(which, pristine, gbm_store, tmp_path):
+    """Replace config values (sampled) by values of other types: loading and predicting
+    either work or raise a TreeshardError, never anything else."""
+    source = pristine if which == "forest" else gbm_store
+    config = json.loads((source / "zarr.json").read_text())["attributes"]["treeshard"]
+    paths = [p for p in _config_leaves(config) if p[0] not in ("arrays", "metadata", "versions", "created")]
+    replacements = [None, "x", -1, 0, 1.5, [], {}, True, 2**70, {"float": "NaN"}, {"ndarray": "int64", "shape": [1], "data": [7]}]
+    rng = np.random.RandomState(0)
+    X, _ = make_data("multiclass")
+    raised = 0
+    for trial in range(40):
+        path = paths[rng.randint(len(paths))]
+        value = replacements[rng.randint(len(replacements))]
+        store = tmp_path / f"s{trial}"
+        shutil.copytree(source, store)
+
+        def mutate(cfg: dict, path: tuple = path, value: Any = value) -> None:
+            for key in path[:-1]:
+                cfg = cfg[key]
+            cfg[path[-1]] = value
+
+        edit_config(store, mutate)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = treeshard.load(store, lazy=False)
+                model.predict(X)
+                model.predict_proba(X)
+        except TreeshardError:
+            raised += 1
+        shutil.rmtree(store)
+    assert raised > 0

@@ -162,6 +162,21 @@ def test_storage_options_reach_the_filesystem(s3_server: Any, tmp_path: Path) ->
     reader.close()
 
 
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_storage_options_through_the_public_api(s3_server: Any, suffix: str) -> None:
+    """save, open, load (lazy and eager) and Predictor all take ``storage_options``."""
+    model, X, _ = _fit("RandomForestClassifier")
+    url = f"s3://{BUCKET}/{_unique()}{suffix}"
+    options = s3_server.storage_options
+    treeshard.save(model, url, storage_options=options)
+    with treeshard.open(url, storage_options=options) as handle:
+        assert handle.info.estimator == "RandomForestClassifier"
+    for lazy in (True, False):
+        loaded = treeshard.load(url, lazy=lazy, storage_options=options)
+        assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert np.array_equal(treeshard.Predictor(url, storage_options=options).predict_proba(X), model.predict_proba(X))
+
+
 # --------------------------------------------------------------------------- frugal reads
 @pytest.mark.parametrize("suffix", ["", ".zip"])
 def test_open_reads_only_the_root(http_server: Any, big_forest_urls: dict[str, str], suffix: str) -> None:

@@ -40,6 +40,7 @@ def save(
     codec: str = DEFAULT_CODEC,
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
 ) -> None:
     """Save a fitted tree ensemble to ``store`` (a directory, a ``.zip`` path or a zarr Store).
 
@@ -55,6 +56,9 @@ def save(
         never changes how the model loads.
     overwrite : bool
         Replace an existing store. Without it, an existing store is left untouched.
+    storage_options : dict, optional
+        For an fsspec URL store (``s3://bucket/model.zip``): options for the
+        filesystem, e.g. credentials or ``endpoint_url`` (see ``docs/REMOTE.md``).
 
     Examples
     --------
@@ -79,7 +83,7 @@ def save(
     columns = to_columns(saved.trees, saved.layout)
     columns.value, value_encoding = encode_values(columns)
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
-    with writing(store, overwrite=overwrite) as target:
+    with writing(store, overwrite=overwrite, storage_options=storage_options) as target:
         _write(target, adapter.estimator_id, saved, columns, codec=codec, metadata=user_metadata)
 
 
@@ -226,9 +230,10 @@ class ModelHandle:
     ('DecisionTreeRegressor', 3)
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
         self._store = store
-        self._reader = StoreReader(store)
+        self._storage_options = storage_options
+        self._reader = StoreReader(store, storage_options=storage_options)
         self.location = self._reader.location
         self.config = self._reader.config
         self.adapter = self._reader.adapter
@@ -287,7 +292,7 @@ class ModelHandle:
         if is_forest and lazy:
             # The model outlives this handle: it reads through its own reader,
             # closed when the model is garbage collected.
-            source = TreeSource(StoreReader(self._store))
+            source = TreeSource(StoreReader(self._store, storage_options=self._storage_options))
             weakref.finalize(source, source.reader.close)
             cache = TreeCache(budget // 4 if over_budget else None)
             batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
@@ -441,9 +446,13 @@ def _warn_on_version_change(config: Config) -> None:
         warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
 
 
-def open(store: Any) -> ModelHandle:  # noqa: A001 - mirrors zarr.open / builtins.open
-    """Open a store and read its config only; see :class:`ModelHandle`."""
-    return ModelHandle(store)
+def open(store: Any, *, storage_options: dict[str, Any] | None = None) -> ModelHandle:  # noqa: A001 - mirrors zarr.open
+    """Open a store and read its config only; see :class:`ModelHandle`.
+
+    ``store`` may also be an fsspec URL (``s3://...``, ``https://...``) with
+    ``storage_options`` (see ``docs/REMOTE.md``).
+    """
+    return ModelHandle(store, storage_options=storage_options)
 
 
 def load(
@@ -454,6 +463,7 @@ def load(
     max_memory: int | str | None = None,
     verify: bool = False,
     public_key: Any = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
 
@@ -478,6 +488,8 @@ def load(
     public_key : PEM bytes, path or Ed25519PublicKey, optional
         Refuse the store unless it is signed by this key (``treeshard sign``)
         and unchanged since; raises :class:`~treeshard.SignatureError`.
+    storage_options : dict, optional
+        For an fsspec URL store (``s3://...``, ``https://...``): filesystem options.
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -489,5 +501,5 @@ def load(
     >>> treeshard.load(store).predict([[0.9]])
     array(['yes'], dtype='<U3')
     """
-    with ModelHandle(store) as handle:
+    with ModelHandle(store, storage_options=storage_options) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key)

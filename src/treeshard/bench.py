@@ -578,13 +578,16 @@ def run_comparison(
     progress: Any = None,
     python: str = sys.executable,
     after: bool = True,
+    warmup: bool = True,
 ) -> BenchResult:
     """Run every available strategy ``repeat`` times in fresh processes (interleaved).
 
     ``k`` trees (gradient boosting: stages) are read by the partial load;
     default ``min(PARTIAL_TREES, model["n_units"])``.
 
-    ``after=False`` stops each child at its first prediction (cold start only).
+    ``after=False`` stops each child at its first prediction (cold start only);
+    ``warmup=False`` skips reading the files and importing every module once
+    beforehand (quicker, and noisier).
     """
     if k is None:
         k = min(PARTIAL_TREES, int(model.get("n_units", PARTIAL_TREES)))
@@ -592,9 +595,10 @@ def run_comparison(
     skipped = {s.name: s.reason for s in chosen if not s.available}
     skipped.update({s.name: f"no {s.format} file" for s in chosen if s.available and s.format not in files})
     runnable = [s for s in chosen if s.name not in skipped]
-    for name in {s.format for s in runnable}:
-        warm_file(files[name].path)
-    warm_imports(runnable, model.get("sklearn_module", ""), python=python)
+    if warmup:
+        for name in {s.format for s in runnable}:
+            warm_file(files[name].path)
+        warm_imports(runnable, model.get("sklearn_module", ""), python=python)
     samples: dict[str, list[dict[str, float]]] = {s.name: [] for s in runnable}
     for _ in range(repeat):
         for strategy in runnable:
@@ -637,6 +641,7 @@ def bench_estimator(
     only: Sequence[str] | None = None,
     progress: bool = True,
     label: str = "",
+    warmup: bool = True,
 ) -> BenchResult:
     """Write ``estimator`` in every format and run the comparison (the CLI's engine)."""
     import numpy as np
@@ -667,7 +672,7 @@ def bench_estimator(
         bar.set_postfix_str("saving")
         files = write_formats(estimator, workdir, formats=formats, save_repeat=save_repeat, progress=saved)
         only_names = [s.name for s in selected]
-        return run_comparison(files, rows_path, model, repeat=repeat, only=only_names, progress=bar)
+        return run_comparison(files, rows_path, model, repeat=repeat, only=only_names, progress=bar, warmup=warmup)
 
 
 # --------------------------------------------------------------------------- output
@@ -854,6 +859,8 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart (needs matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write every figure and sample as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    parser.add_argument("--label", help="the model's name in the tables and chart (default: MODEL's file name)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip warming the page cache and imports first (quicker, noisier)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=main)
 
@@ -894,7 +901,8 @@ def main(args: argparse.Namespace) -> int:
             workdir=args.workdir,
             only=only,
             progress=not args.quiet,
-            label=Path(args.model).name,
+            label=args.label or Path(args.model).name,
+            warmup=not args.no_warmup,
         )
     except ChildError as exc:
         print(f"error: {exc}", file=sys.stderr)

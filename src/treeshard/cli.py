@@ -24,7 +24,7 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
     """A human-readable summary of a :class:`~treeshard.ModelInfo`."""
     lines = [
         f"estimator       {info.estimator} ({info.estimator_type})",
-        f"estimators      {info.n_estimators}" + (f" stages ({info.n_trees} trees)" if info.n_trees != info.n_estimators else " trees"),
+        f"estimators      {_estimators(info)}",
         f"nodes           {info.n_nodes:,}",
         f"features        {info.n_features}",
         f"outputs         {info.n_outputs}",
@@ -43,6 +43,17 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
     for name, stats in info.arrays.items():
         lines.append(f"  {name:<{width}}  {_human(stats.get('stored_bytes', 0)):>10} stored  {_human(stats.get('nbytes', 0)):>10} raw")
     return "\n".join(lines)
+
+
+def _estimators(info) -> str:  # type: ignore[no-untyped-def]
+    """``"3 trees"``, ``"1 tree"`` or, for gradient boosting, ``"2 stages (8 trees)"``."""
+
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}" + ("" if n == 1 else "s")
+
+    if info.n_trees != info.n_estimators:
+        return f"{count(info.n_estimators, 'stage')} ({count(info.n_trees, 'tree')})"
+    return count(info.n_trees, "tree")
 
 
 def _human(n: int) -> str:

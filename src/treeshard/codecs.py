@@ -161,8 +161,9 @@ def checked_array(array: Any) -> Any:
     - Blosc is replaced by a codec that checks each chunk's header against
       the declared chunk size before decompressing (no decompression bombs).
 
-    Returns an equivalent read-only ``zarr.Array`` that uses the checked codecs;
-    the reader (``treeshard.reader``) calls it on every array it opens.
+    Returns an equivalent read-only ``zarr.Array`` that uses the checked codecs.
+    treeshard's own reader (:mod:`treeshard._fastread`) makes the same checks
+    without zarr; this is for code that decodes a store's arrays through zarr.
     """
     import copy
 

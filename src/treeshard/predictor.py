@@ -137,10 +137,10 @@ class Predictor:
     True
     """
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
         from ._fastread import FastReader
 
-        reader = FastReader(store)
+        reader = FastReader(store, storage_options)
         try:
             attributes = reader.attributes
             if CONFIG_KEY not in attributes:
@@ -334,6 +334,9 @@ class Predictor:
             # value = counts / weighted_n_node_samples (columns.decode_values), done at predict
             # time for the leaves reached only: the same division, so the same bits.
             self._counts, self._weights = arrays["value"], arrays["weighted_n_node_samples"]
+            if self._counts.size:  # the checks columns.decode_values makes: a malformed store, not inf/NaN
+                if not (self._weights > 0).all() or self._counts.min() < 0:
+                    raise ArrayError("nodes/value: weighted_counts need every weight > 0 and every count >= 0")
             arrays["value"] = np.zeros(arrays["value"].shape, dtype=NODE_COLUMNS["value"])
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")

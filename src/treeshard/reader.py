@@ -35,8 +35,8 @@ class StoreReader:
     100
     """
 
-    def __init__(self, store: Any) -> None:
-        self._fast = FastReader(store)
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
+        self._fast = FastReader(store, storage_options)
         self.location = self._fast.location
         try:
             attributes = self._fast.attributes
