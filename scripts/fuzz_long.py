@@ -73,7 +73,7 @@ def child(files, base, lazy, changed, memory, seconds, out_fd, container, predic
                 verified = True
             except TreeshardError:
                 verified = False
-        report["digest_ok"] = verified is not changed
+        report["digest_ok"] = True if changed is None else verified is not changed
     except BaseException as exc:  # noqa: BLE001
         report.update(escape=f"harness: {type(exc).__name__}: {exc}"[:2000], traceback=traceback.format_exc()[-4000:])
     os.write(out_fd, (json.dumps(report) + "\n").encode())
@@ -154,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                     clean = container.read_bytes()
                     container.write_bytes(fuzz.damage_zip(clean, r))
                     done.append("damage the zip file")
-                    changed = changed or container.read_bytes() != clean
+                    # What verify must catch is changed content: damage to zip headers
+                    # alone (timestamps, attributes) leaves every member intact.
+                    # None: intact members in a damaged container, which verify may refuse.
+                    changed = True if fuzz.zip_contents(container) != base.files else None
         result = run_one(files, base, lazy, changed, args.memory_mb << 20, args.timeout, container, args.predictor)
         if "signal" in result:
             kind = "hang" if result["hang"] else "crash"
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if result.get("predictor_loaded") is not None:
             counts["predictor_loaded" if result["predictor_loaded"] else "predictor_rejected"] += 1
             counts["predictor_disagrees"] += result.get("predictor_agrees") is False
-        counts["changed_bytes"] += changed
+        counts["changed_bytes"] += changed is not False
         if kind in ("hang", "crash", "escape", "digest_miss"):
             save_case(args.out, i, files, done, result)
             print(f"[{i}] {kind}: {done} -> {result.get('escape') or result.get('signal') or result}", flush=True)

@@ -159,7 +159,7 @@ def test_large_batch_is_split_into_blocks(monkeypatch: pytest.MonkeyPatch) -> No
     assert_same_outputs(estimator, predictor, np.vstack([X] * 4))
 
 
-def test_layouts_the_fast_reader_does_not_know_are_read_with_zarr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from treeshard import _fastread
 
     estimator, _, X = fitted("rf-string")
@@ -172,7 +172,8 @@ def test_layouts_the_fast_reader_does_not_know_are_read_with_zarr(tmp_path: Path
         return original(self, path, *args)
 
     monkeypatch.setattr(_fastread.FastReader, "array_layout", only_some)
-    assert_same_outputs(estimator, Predictor(tmp_path / "m"), X)
+    with pytest.raises(treeshard.ArrayError, match="nodes/threshold: stored with zarr features outside treeshard format v1"):
+        Predictor(tmp_path / "m")
 
 
 @pytest.mark.parametrize("case", ["rf-multioutput", "gb-multiclass", "dt-regression"])

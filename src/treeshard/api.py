@@ -271,7 +271,10 @@ class ModelHandle:
         """Build the fitted estimator; see :func:`treeshard.load` for the options."""
         if verify or public_key is not None:
             from .integrity import verify_store
+            from .remote import is_url
 
+            if is_url(self._store):
+                raise ValueError("verify= and public_key= need a local store: `treeshard verify` a downloaded copy")
             verify_store(self._store, public_key=public_key)
         config = self.config
         is_forest = self.adapter.estimator_id in FOREST_IDS

@@ -51,7 +51,7 @@ import numpy as np
 
 from .adapters.base import decode_value
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns
-from .errors import ArrayError, ConfigError, IntegrityError, UnsupportedEstimatorError
+from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import CONFIG_KEY, Config, TreeLayout, parse_config
 from .validate import validate_columns, validate_tree_ptr
 
@@ -305,8 +305,8 @@ class Predictor:
             for path, (dtype, shape) in requests.items():
                 try:
                     layouts[path] = reader.array_layout(path, dtype, shape)
-                except UnsupportedLayout:  # zarr features treeshard does not write: let zarr read it
-                    out[path] = _read_with_zarr(store, path, dtype, shape)
+                except UnsupportedLayout as exc:  # as treeshard.load: format v1 is exactly what treeshard writes
+                    raise ArrayError(f"{path}: stored with zarr features outside treeshard format v1 ({exc})") from None
             items = [(layout_, 0, layout_.shape[0]) for layout_ in layouts.values()]
             out.update(zip(layouts, reader.read_many(items)))
             return out
@@ -317,6 +317,7 @@ class Predictor:
         needed = set(PREDICT_COLUMNS) | ({"weighted_n_node_samples"} if encoding != "float64" else set())
         requests: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         arrays: dict[str, np.ndarray] = {}
+        unread: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         for name, dtype in NODE_COLUMNS.items():
             shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
             if name == "value" and encoding != "float64":
@@ -325,9 +326,15 @@ class Predictor:
                 dtype = WEIGHTED_COUNTS_DTYPE
             if name in needed:
                 requests[f"nodes/{name}"] = (dtype, shape)
-            else:  # not needed to predict: never decoded. Zeros stand in for validation
-                arrays[name] = np.zeros(shape, dtype=dtype)  # (calloc: no page is touched)
-        arrays.update((path.split("/", 1)[1], array) for path, array in read_all(requests).items())
+            else:
+                unread[name] = (dtype, shape)
+        try:
+            arrays.update((path.split("/", 1)[1], array) for path, array in read_all(requests).items())
+            # Not needed to predict: never decoded. Zeros (calloc: no page is touched) stand in
+            # for validation, allocated only now that the stored columns proved their size.
+            arrays.update((name, np.zeros(shape, dtype=dtype)) for name, (dtype, shape) in unread.items())
+        except MemoryError:
+            raise ArrayError(f"nodes: {layout.n_nodes} declared nodes do not fit in memory") from None
         self._counts: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         if encoding == "weighted_counts":
@@ -699,24 +706,4 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
     np.exp(X, out=X)
     X /= np.sum(X, axis=1).reshape(-1, 1)
     return X
-
-
-def _read_with_zarr(store: Any, path: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Read an array whose layout the fast reader does not handle."""
-    import zarr
-
-    from .stores import open_for_reading
-
-    zarr_store, location = open_for_reading(store)
-    errors = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError, OSError)
-    try:
-        array = zarr.open_array(zarr_store, path=path, mode="r")
-    except errors as exc:
-        raise ArrayError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-    if array.dtype != dtype or tuple(array.shape) != shape:
-        raise ArrayError(f"{path}: {array.dtype}{list(array.shape)}, expected {dtype}{list(shape)}")
-    try:
-        return np.ascontiguousarray(array[...])
-    except errors as exc:
-        raise IntegrityError(f"{path}: stored bytes are corrupt ({type(exc).__name__}: {exc})") from None
 
