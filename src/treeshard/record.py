@@ -9,7 +9,6 @@ read. ``docs/FORMAT.md`` is the specification.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +33,6 @@ VALUE_ENCODINGS = ("float64", "weighted_counts")
 MAX_VALUE_BYTES = 2**40  # the node values of a model, in bytes
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_LABEL_DTYPE_RE = re.compile(r"^(bool|int(8|16|32|64)|uint(8|16|32|64)|float(32|64)|<U\d{1,6}|object)$")
 
 
 # --------------------------------------------------------------------------- JSON values
@@ -139,56 +137,6 @@ def to_json_safe(value: Any) -> tuple[bool, Any]:
             return True, {k: v for k, (_, v) in items.items()}
         return False, None
     return False, None
-
-
-# --------------------------------------------------------------------------- labels
-def encode_labels(labels: np.ndarray) -> dict[str, Any]:
-    """Class labels as ``{"dtype": ..., "values": [...]}`` (exact for every supported dtype)."""
-    labels = np.asarray(labels)
-    dtype = labels.dtype
-    if dtype.kind == "O":
-        if not all(isinstance(v, str) for v in labels):
-            from .errors import UnsupportedEstimatorError
-
-            raise UnsupportedEstimatorError("object class labels must all be strings")
-        return {"dtype": "object", "values": [str(v) for v in labels]}
-    if dtype.kind == "U":
-        return {"dtype": f"<U{dtype.itemsize // 4}", "values": [str(v) for v in labels]}
-    if dtype.kind == "b":
-        return {"dtype": "bool", "values": [bool(v) for v in labels]}
-    if dtype.kind in "iu":
-        return {"dtype": dtype.name, "values": [int(v) for v in labels]}
-    if dtype.kind == "f" and dtype.itemsize in (4, 8):
-        return {"dtype": dtype.name, "values": [encode_float(v) for v in labels]}
-    from .errors import UnsupportedEstimatorError
-
-    raise UnsupportedEstimatorError(f"class labels of dtype {dtype} are not supported")
-
-
-def parse_labels(where: str, record: Any) -> np.ndarray:
-    """Rebuild class labels from :func:`encode_labels` output, checking every value."""
-    record = parse_dict(where, record)
-    dtype_name = parse_str(f"{where}.dtype", require(where, record, "dtype"), max_len=16)
-    if not _LABEL_DTYPE_RE.match(dtype_name):
-        raise ConfigError(f"{where}.dtype: unsupported label dtype {dtype_name!r}")
-    values = parse_list(f"{where}.values", require(where, record, "values"))
-    if not values:
-        raise ConfigError(f"{where}.values: no class labels")
-    dtype = np.dtype(dtype_name)
-    if dtype.kind in "OU":
-        checked = [parse_str(f"{where}.values[{i}]", v) for i, v in enumerate(values)]
-        if dtype.kind == "U" and max(map(len, checked)) > dtype.itemsize // 4:
-            raise ConfigError(f"{where}.values: a label is longer than {dtype_name}")
-        out = np.empty(len(checked), dtype=dtype)
-        out[:] = checked
-        return out
-    if dtype.kind == "b":
-        return np.array([parse_bool(f"{where}.values[{i}]", v) for i, v in enumerate(values)], dtype=bool)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        ints = [parse_int(f"{where}.values[{i}]", v, low=int(info.min), high=int(info.max)) for i, v in enumerate(values)]
-        return np.array(ints, dtype=dtype)
-    return np.array([parse_float(f"{where}.values[{i}]", v) for i, v in enumerate(values)], dtype=dtype)
 
 
 # --------------------------------------------------------------------------- the record
