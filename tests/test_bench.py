@@ -117,11 +117,12 @@ def tiny_suite(tmp_path, monkeypatch):
     monkeypatch.setenv("TREESHARD_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TREESHARD_BENCH_MODELS", "tiny")
     monkeypatch.syspath_prepend(str(ROOT))
-    for name in ("benchmarks.storage", "benchmarks.models", "benchmarks"):
+    modules = ("benchmarks.storage", "benchmarks.dispatch", "benchmarks.models", "benchmarks")
+    for name in modules:
         sys.modules.pop(name, None)
     storage = importlib.import_module("benchmarks.storage")
     yield storage
-    for name in ("benchmarks.storage", "benchmarks.models", "benchmarks"):
+    for name in modules:
         sys.modules.pop(name, None)
 
 
@@ -147,6 +148,12 @@ def test_asv_suite_runs_once_on_tiny(tiny_suite):
             if hasattr(instance, "teardown"):
                 instance.teardown(*params)
     assert ran > 0
+    dispatch = importlib.import_module("benchmarks.dispatch")
+    for engine in ("auto", "sklearn"):
+        instance = dispatch.DispatchLatency()
+        instance.setup("tiny", engine, 10)
+        instance.time_predict_proba("tiny", engine, 10)
+        assert (instance.model.estimators_.engine._engine is not None) is (engine == "auto")
     cold = storage.ColdStart()
     results = {"tiny": {"joblib": {key: 1.0 for key in ["cold_start", "interpreter", "import", "load", "first_predict", "load_rss"]}}}
     cold.setup(results, "tiny", "joblib")
@@ -183,4 +190,5 @@ def test_asv_check_discovers_the_suite(tiny_suite):
         "storage.Predict.time_predict_one_row",
         "storage.Predict.time_predict_1000_rows",
         "storage.Save.time_save",
+        "dispatch.DispatchLatency.time_predict_proba",
     } <= names

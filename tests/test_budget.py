@@ -196,7 +196,8 @@ def test_default_geometry_forest_streams_within_a_budget_too():
 @pytest.mark.parametrize("extra", [0, 1, 10**9])
 def test_a_forest_within_the_budget_loads_as_without_one(extra):
     store, _, X, needed = budget_forest()
-    loaded = treeshard.load(store, max_memory=needed + extra)  # exactly the need fits
+    # engine="sklearn": the trees, not the flat engine (tests/test_dispatch.py), score this small X
+    loaded = treeshard.load(store, max_memory=needed + extra, engine="sklearn")  # exactly the need fits
     estimators = loaded.estimators_
     assert estimators.cache.capacity_bytes is None
     assert estimators.batch_bytes == DEFAULT_BATCH_BYTES

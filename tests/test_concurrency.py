@@ -22,6 +22,7 @@ from counting_store import save_with_small_chunks
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
 
 import treeshard
+from treeshard.predictor import Predictor
 
 N_THREADS = 8
 
@@ -69,16 +70,23 @@ def run_together(tasks: list[Callable[[], Any]]) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- predicting at once
+@pytest.mark.parametrize("engine", ["sklearn", "auto"])
 @pytest.mark.parametrize("source", ["memory", "zip"])
-def test_threads_predicting_on_one_lazy_model(source, zip_path):
+def test_threads_predicting_on_one_lazy_model(source, engine, zip_path, monkeypatch):
     original, X, store = forest()
-    model = treeshard.load(store if source == "memory" else zip_path)  # cold: no tree built yet
+    built = []
+    for_trees = Predictor.for_trees.__func__
+    monkeypatch.setattr(Predictor, "for_trees", classmethod(lambda cls, *a: built.append(1) or for_trees(cls, *a)))
+    model = treeshard.load(store if source == "memory" else zip_path, engine=engine)  # cold: nothing built yet
     methods = ["predict_proba", "predict", "apply", "predict_proba"] * (N_THREADS // 4)
     results = run_together([functools.partial(getattr(model, m), X) for m in methods])
     for method, result in zip(methods, results):
         assert_equal_outputs(eager(method), result, method)
         assert_equal_outputs(getattr(original, method)(X), result, method)
-    assert len(model.estimators_.cache) == 16
+    if engine == "sklearn":
+        assert len(model.estimators_.cache) == 16 and built == []
+    else:  # this small X: the flat engine, built once for all threads; no sklearn tree
+        assert len(model.estimators_.cache) == 0 and built == [1]
 
 
 def test_threads_predicting_on_one_streaming_model():

@@ -61,3 +61,22 @@ def test_save_and_load_still_import_on_demand() -> None:
     out = _modules_after("import treeshard\nresult = treeshard.load.__module__")
     assert out["result"] == "treeshard.api"
     assert "treeshard.api" in out["loaded"]
+
+
+def test_sparse_input_needs_neither_sklearn_nor_zarr(tmp_path: Path) -> None:
+    """scipy is the caller's (X is a scipy object); predicting from it imports no sklearn."""
+    import scipy.sparse as sp
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 4))
+    X[X < 0] = 0.0
+    model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, (X[:, 0] > X[:, 1]).astype(int))
+    path = str(tmp_path / "boosting.zip")
+    treeshard.save(model, path)
+    rows = X[:5].tolist()
+    out = _modules_after(
+        "import scipy.sparse, treeshard\n"
+        f"result = treeshard.Predictor({path!r}).predict_proba(scipy.sparse.csr_matrix({rows!r})).tolist()"
+    )
+    assert out["loaded"] == ["scipy"]
+    assert out["result"] == model.predict_proba(sp.csr_matrix(rows)).tolist()

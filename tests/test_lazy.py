@@ -470,3 +470,82 @@ def test_a_lazy_forest_never_uses_the_trees_of_a_model_saved_over_it(kind, tmp_p
     except treeshard.TreeshardError:
         return  # refusing is acceptable; mixing the two models is not
     assert np.array_equal(got, first.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- the lazy model shares the handle's open store
+@pytest.mark.parametrize("kind", SOURCES)
+def test_lazy_load_reads_the_root_metadata_once(kind, chunked, monkeypatch):
+    """The lazy model reads through the handle's open store: no second read of the root or the tree offsets."""
+    store, log = counted_store(kind, chunked, monkeypatch)
+    treeshard.load(store)
+    gets = log.count()
+    assert gets["zarr.json"] == 1
+    assert gets["nodes/tree_ptr/c/0"] == 2  # its shard index, then its chunk
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_lazy_models_outlive_their_closed_handle(kind, store_dir):
+    from treeshard.distributed import reference_of
+
+    name = "RandomForestClassifier-multiclass"
+    original, X, _ = fitted(name)
+    path = store_for(name, kind, store_dir)
+    with treeshard.open(path) as handle:
+        whole = handle.load()
+        some = handle.load(estimators=[4, 1])
+    handle.close()  # closing twice is harmless
+    assert np.array_equal(whole.predict_proba(X), original.predict_proba(X))
+    assert_same_state(original.estimators_[1], some.estimators_[1])
+    assert reference_of(some.estimators_) == (os.path.abspath(path), None)  # still pickles as a reference
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open file descriptors through /proc")
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_the_store_closes_with_the_last_of_its_models(kind, store_dir):
+    name = "RandomForestClassifier-multiclass"
+    original, X, _ = fitted(name)
+    path = store_for(name, kind, store_dir)
+    gc.collect()
+    before = len(os.listdir("/proc/self/fd"))
+    with treeshard.open(path) as handle:
+        first, second = handle.load(), handle.load(estimators=[0, 2])
+    del first
+    gc.collect()
+    assert_same_state(original.estimators_[2], second.estimators_[1])  # the store is still open for it
+    del second
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_a_store_saved_over_between_open_and_load_is_never_mixed(kind, tmp_path):
+    """The handle's config and the lazy model's trees come from the same store, even when
+    another model is saved over it in between (a reopen by path would pair them wrongly)."""
+    first, second, X = same_shaped_forests()
+    path = tmp_path / ("model.zip" if kind == "zip" else "model")
+    treeshard.save(first, path)
+    handle = treeshard.open(path)
+    treeshard.save(second, path, overwrite=True)
+    try:
+        loaded = handle.load()
+        got = loaded.predict_proba(X)
+    except treeshard.TreeshardError:
+        return  # refusing is acceptable; mixing the two models is not
+    finally:
+        handle.close()
+    assert np.array_equal(got, first.predict_proba(X))
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_a_lazy_forest_from_a_closed_handle_never_uses_the_trees_of_a_model_saved_over_it(kind, tmp_path):
+    first, second, X = same_shaped_forests()
+    path = tmp_path / ("model.zip" if kind == "zip" else "model")
+    treeshard.save(first, path)
+    with treeshard.open(path) as handle:
+        loaded = handle.load()
+    treeshard.save(second, path, overwrite=True)
+    try:
+        got = loaded.predict_proba(X)
+    except treeshard.TreeshardError:
+        return
+    assert np.array_equal(got, first.predict_proba(X))

@@ -63,10 +63,12 @@ def store(pristine, tmp_path) -> Path:
 
 
 def load_and_use(path: Any, *, lazy: bool) -> Any:
-    """Load (and, for a lazy forest, read every tree): where a malformed store must fail."""
+    """Load, predict (for a lazy forest: with the flat engine, which reads only what
+    prediction needs), then build every tree: where a malformed store must fail."""
     X, _ = make_data("multiclass")
     model = treeshard.load(path, lazy=lazy)
     model.predict(X)
+    list(getattr(model, "estimators_", ()))
     return model
 
 
@@ -295,6 +297,16 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
         ConfigError,
         r"config.fitted.classes_\[3\]: 300 is out of range \[-128, 127\]",
     ),
+    "inline array over the element limit": (
+        setting("fitted.classes_", {"ndarray": "int64", "shape": [1001, 1000], "data": []}),
+        ConfigError,
+        r"config.fitted.classes_: an inline array of shape \(1001, 1000\): inline arrays hold at most 1,000,000 elements",
+    ),
+    "inline array of 65 dimensions": (
+        setting("fitted.classes_", {"ndarray": "int64", "shape": [1] * 65, "data": [0]}),
+        ConfigError,
+        r"config.fitted.classes_: an inline array of 65 dimensions \(at most 64\)",
+    ),
     "n_classes_ mismatch": (
         setting("fitted.n_classes_", {"numpy": "int64", "value": 3}),
         ConfigError,
@@ -323,6 +335,31 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
         setting("params.n_estimators", 2**70),
         ConfigError,
         r"config.params.n_estimators: integer 1180591620717411303424 is out of the int64 range",
+    ),
+    "numpy param of an unknown dtype": (
+        setting("params.random_state", {"numpy": "complex128", "value": 3}),
+        ConfigError,
+        r"config.params.random_state: unsupported dtype 'complex128'",
+    ),
+    "numpy param out of its dtype's range": (
+        setting("params.n_estimators", {"numpy": "int8", "value": 300}),
+        ConfigError,
+        r"config.params.n_estimators\[0\]: 300 is out of range \[-128, 127\]",
+    ),
+    "numpy param beyond int64": (
+        setting("params.max_depth", {"numpy": "uint64", "value": 2**64 - 1}),
+        ConfigError,
+        r"config.params.max_depth: integer 18446744073709551615 is out of the int64 range",
+    ),
+    "numpy array where a number goes": (
+        setting("params.n_jobs", {"ndarray": "int64", "shape": [2], "data": [0, 0]}),
+        ConfigError,
+        r"config.params: The 'n_jobs' parameter",
+    ),
+    "numpy array as a dict key": (
+        setting("params.class_weight", {"dict_items": [[{"ndarray": "int64", "shape": [1], "data": [0]}, 1.0]]}),
+        ConfigError,
+        r"config.params.class_weight\[0\]: a key must be a scalar",
     ),
     "n_jobs = 0": (setting("params.n_jobs", 0), ConfigError, r"config.params.n_jobs: 0 is not a number of jobs"),
     "invalid param type": (setting("params.criterion", {"x": 1}), ConfigError, r"config.params: The 'criterion' parameter"),

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import zarr
 from conftest import assert_equal_outputs, make_data, query_points
 from hypothesis import HealthCheck, given, settings
@@ -331,6 +332,226 @@ def test_methods_follow_the_estimator() -> None:
     assert "RandomForestClassifier n_estimators=7" in repr(forest)
 
 
+# --------------------------------------------------------------------------- sparse input
+SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "dia", "dok", "lil")
+
+
+def _sparse_query(X: np.ndarray, seed: int = 0) -> sp.csr_matrix:
+    """A CSR matrix of ``X``'s rows (NaN made 0): about half the entries absent, and some
+    zeros stored explicitly, as 0.0 and as -0.0."""
+    rng = np.random.RandomState(seed)
+    dense = np.where(np.isnan(X), 0.0, X)
+    dense[rng.rand(*dense.shape) < 0.5] = 0.0
+    stored = (dense != 0) | (rng.rand(*dense.shape) < 0.2)
+    rows, cols = np.nonzero(stored)
+    values = dense[rows, cols]
+    values[(values == 0) & (rng.rand(len(values)) < 0.5)] = -0.0
+    indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
+    matrix = sp.csr_matrix((values, cols, indptr), shape=dense.shape)
+    assert matrix.nnz > np.count_nonzero(dense) > 0  # explicit zeros are stored
+    return matrix
+
+
+def _sparse_from_entries(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, values: np.ndarray, fmt: str) -> Any:
+    """A sparse matrix of (row, col, value) entries. ``csr-raw``/``csc-raw`` keep them as
+    given (unsorted, repeated entries stored twice); other formats are made by scipy from
+    COO, which sums repeated entries."""
+    if fmt in ("csr-raw", "csc-raw"):
+        major, minor, n_major = (rows, cols, shape[0]) if fmt == "csr-raw" else (cols, rows, shape[1])
+        order = np.argsort(major, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(major, minlength=n_major))])
+        container = sp.csr_matrix if fmt == "csr-raw" else sp.csc_matrix
+        return container((values[order], minor[order], indptr), shape=shape)
+    return sp.coo_matrix((values, (rows, cols)), shape=shape).asformat(fmt)
+
+
+def _same_result_or_same_error(estimator: Any, predictor: Predictor, X: Any) -> None:
+    """Every method gives the same output, or raises a ValueError with the very same message."""
+    for name in METHODS:
+        if not hasattr(estimator, name):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # log(0) in predict_log_proba, alike
+            try:
+                expected = getattr(estimator, name)(X)
+            except ValueError as exc:
+                with pytest.raises(ValueError) as got:
+                    getattr(predictor, name)(X)
+                assert str(got.value) == str(exc), name
+                continue
+            assert_equal_outputs(expected, getattr(predictor, name)(X), name)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sparse_outputs_equal_sklearn(case: str) -> None:
+    """The same sparse X, CSR, CSC or COO, matrix or array, gives sklearn's outputs exactly."""
+    estimator, predictor, X = fitted(case)
+    query = _sparse_query(query_points(X))  # far-out rows, explicit zeros, -0.0
+    assert predictor.predict(query).shape[0] == query.shape[0]
+    for matrix in (query, sp.csc_array(query), query.tocoo(), sp.csr_array(query[:1])):
+        assert_same_outputs(estimator, predictor, matrix)
+
+
+@pytest.mark.parametrize("container", ["matrix", "array"])
+@pytest.mark.parametrize("fmt", SPARSE_FORMATS)
+def test_every_sparse_format(fmt: str, container: str) -> None:
+    for case in ("rf-multioutput", "gb-multiclass"):
+        estimator, predictor, X = fitted(case)
+        query = _sparse_query(X[:40])
+        if container == "array":
+            query = sp.csr_array(query)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)  # DIA of many diagonals
+            matrix = query.asformat(fmt)
+        assert matrix.format == fmt
+        assert_same_outputs(estimator, predictor, matrix)
+
+
+def test_sparse_repeated_and_unsorted_entries_read_like_sklearn() -> None:
+    """A float32 CSR or CSC keeps repeated entries, and sklearn reads the one stored last;
+    scipy sums them for any other input: in float32 after the cast for a float64 CSR,
+    in float64 before it for COO. Each input is checked to tell these readings apart."""
+    # A tree with one leaf per pair of these float32 values: predict() tells what it read.
+    grid = np.array([-0.7, 0.0, 0.8, 1.5, 2.3, 2.5, 16.0, 16.0 + 2.0**-19], dtype=np.float32).astype(np.float64)
+    X_train = np.array([[a, b] for a in grid for b in grid])
+    estimator = DecisionTreeRegressor(random_state=0).fit(X_train, np.arange(len(X_train), dtype=np.float64))
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    predictor = Predictor(store)
+    tiny = 2.0**-20  # half a float32 ulp at 16: 16 + tiny is 16.0 in float32 (ties to even), 16 + 2 * tiny is not
+    # (row, col, value) in stored order: repeats, unsorted columns, repeats across columns
+    entries = [(0, 0, 1.5), (0, 0, -0.7), (1, 1, 2.5), (1, 0, 0.8), (2, 1, 1.5), (2, 0, 2.5), (2, 1, 0.8), (3, 0, 16.0 + tiny), (3, 0, tiny)]
+    rows, cols, values = (np.array(column) for column in zip(*entries))
+    readings = set()
+    for fmt in ("csr-raw", "csc-raw", "coo"):
+        for dtype in (np.float32, np.float64):
+            X = _sparse_from_entries((4, 2), rows, cols, values.astype(dtype), fmt)
+            expected = estimator.predict(X)
+            readings.add(tuple(expected))
+            assert_same_outputs(estimator, predictor, X)
+            if fmt != "coo":
+                _same_result_or_same_error(estimator, predictor, sp.csr_array(X))
+            if fmt != "coo" and dtype == np.float32:  # the last stored entry wins, not the sum
+                assert not np.array_equal(expected, estimator.predict(X.toarray()))
+    assert len(readings) == 3  # last entry wins / summed in float32 / summed in float64
+
+
+def test_sparse_input_is_densified_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import treeshard.predictor as module
+
+    shapes: list[tuple[int, int]] = []
+    original = module._SparseRows.__getitem__
+
+    def recording(self: Any, rows: slice) -> np.ndarray:
+        block = original(self, rows)
+        shapes.append(block.shape)
+        return block
+
+    monkeypatch.setattr(module._SparseRows, "__getitem__", recording)
+    monkeypatch.setattr(module, "SPARSE_BLOCK_BYTES", 4 * 5 * 7)  # 7 rows of 5 float32 features
+    for case in ("rf-multiclass", "gb-multiclass", "dt-multioutput-regression", "xt-classifier"):
+        estimator, predictor, X = fitted(case)
+        query = _sparse_query(query_points(X))
+        shapes.clear()
+        assert_same_outputs(estimator, predictor, query)
+        assert shapes and max(rows for rows, _ in shapes) == 7
+
+
+def _int64_indexed(X: np.ndarray, dtype: Any) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(X.astype(dtype))
+    matrix.indices, matrix.indptr = matrix.indices.astype(np.int64), matrix.indptr.astype(np.int64)
+    return matrix
+
+
+def _with_data(X: np.ndarray, changes: dict[int, float]) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(X)
+    for position, value in changes.items():
+        matrix.data[position] = value
+    return matrix
+
+
+INVALID_SPARSE = {
+    "nan": lambda X: _with_data(X, {3: np.nan}),
+    "inf-then-nan": lambda X: _with_data(X, {1: np.inf, 3: np.nan}),  # NaN is reported first
+    "inf": lambda X: _with_data(X, {2: -np.inf}),
+    "too-large-for-float32": lambda X: _with_data(X, {2: 1e39}),
+    "wrong-feature-count": lambda X: sp.csr_matrix(X[:, :4]),
+    "no-rows": lambda X: sp.csr_matrix((0, 5)),
+    "no-features": lambda X: sp.csr_matrix((3, 0)),
+    "1d": lambda X: sp.coo_array(X[0]),
+    "3d": lambda X: sp.coo_array(np.ones((2, 2, 5))),
+    "complex": lambda X: sp.csr_matrix(X[:2] + 1j),
+    "int64-indices": lambda X: _int64_indexed(X, np.float32),
+    "int64-indices-downcast-by-astype": lambda X: _int64_indexed(X, np.float64),  # accepted by both
+}
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("invalid", sorted(INVALID_SPARSE))
+def test_invalid_sparse_input_fails_like_sklearn(invalid: str) -> None:
+    """Same message as sklearn, for NaN even where dense NaN is accepted (sklearn has no
+    missing-value support for sparse X); gradient boosting's apply names its first tree."""
+    for case in ("rf-nan", "dt-nan", "gb-binary", "gb-regression", "xt-regressor"):
+        estimator, predictor, X = fitted(case)
+        _same_result_or_same_error(estimator, predictor, INVALID_SPARSE[invalid](np.nan_to_num(X[:6])))
+
+
+def test_sparse_dataframe_is_read_like_sklearn() -> None:
+    """sklearn converts a DataFrame of only sparse columns with ``X.sparse.to_coo()``."""
+    pd = pytest.importorskip("pandas")
+    estimator, predictor, X = fitted("rf-multiclass")
+    dense = _sparse_query(X).toarray()
+    frame = pd.DataFrame({i: pd.arrays.SparseArray(dense[:, i], fill_value=0.0) for i in range(dense.shape[1])})
+    _same_result_or_same_error(estimator, predictor, frame)
+    nan_filled = pd.DataFrame({i: pd.arrays.SparseArray(dense[:, i]) for i in range(dense.shape[1])})
+    _same_result_or_same_error(estimator, predictor, nan_filled)  # "fill value must be 0 when converting to COO matrix"
+    # sklearn sends NaN in such a frame right whatever missing_go_to_left says: refused.
+    estimator, predictor, X = fitted("dt-nan")
+    frame = pd.DataFrame({i: pd.arrays.SparseArray(X[:, i], fill_value=0.0) for i in range(X.shape[1])})
+    with pytest.raises(ValueError, match="^Input X contains NaN in a sparse DataFrame: DecisionTreeClassifier sends NaN right"):
+        predictor.predict(frame)
+    estimator, predictor, X = fitted("gb-binary")
+    frame = pd.DataFrame({i: pd.arrays.SparseArray(np.where(X[:, i] > 1, np.nan, X[:, i]), fill_value=0.0) for i in range(X.shape[1])})
+    for name in ("predict", "predict_proba", "decision_function"):  # boosting takes no NaN: sklearn's own message
+        with pytest.raises(ValueError) as expected:
+            getattr(estimator, name)(frame)
+        with pytest.raises(ValueError) as got:
+            getattr(predictor, name)(frame)
+        assert str(got.value) == str(expected.value)
+    with pytest.raises(ValueError, match="^Input X contains NaN in a sparse DataFrame: DecisionTreeRegressor sends"):
+        predictor.apply(frame)  # its trees take NaN
+
+
+@pytest.mark.parametrize("case", ["rf-nan", "dt-nan", "et-binary", "gb-multiclass", "gb-regression"])
+def test_property_sparse_equals_sklearn_on_tricky_inputs(case: str) -> None:
+    """Sparse entries at, around and rounding across the thresholds, stored in any order,
+    repeated, float32 or float64, sometimes with a NaN or an infinity."""
+    estimator, predictor, _ = fitted(case)
+    values = _tricky(_split_values(estimator)).filter(lambda v: abs(v) < 3e38)  # no NaN, no infinity
+    n_features = estimator.n_features_in_
+    entry = st.tuples(st.integers(0, 3), st.integers(0, n_features - 1), values)
+
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(
+        entries=st.lists(entry, max_size=14),
+        fmt=st.sampled_from(["csr-raw", "csc-raw", "coo", "csr", "lil"]),
+        dtype=st.sampled_from([np.float32, np.float64]),
+        poison=st.sampled_from([None, None, None, np.nan, np.inf]),
+    )
+    def check(entries: list[tuple[int, int, float]], fmt: str, dtype: Any, poison: float | None) -> None:
+        rows = np.array([e[0] for e in entries], dtype=np.int64)
+        cols = np.array([e[1] for e in entries], dtype=np.int64)
+        data = np.array([e[2] for e in entries], dtype=np.float64)
+        if poison is not None and len(data):
+            data[-1] = poison
+        X = _sparse_from_entries((4, n_features), rows, cols, data.astype(dtype), fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # float32 overflow of values near 3.4e38
+            assert_same_outputs(estimator, predictor, X)
+
+    check()
+
+
 # --------------------------------------------------------------------------- bad stores
 def _saved(tmp_path: Path) -> Path:
     X, y = make_data("multiclass")
@@ -380,3 +601,15 @@ def test_missing_store(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreNotFoundError):
         Predictor(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("learning_rate", [np.float32(0.1), np.float64(0.3), np.int64(1)], ids=["float32", "float64", "int64"])
+def test_gradient_boosting_with_a_numpy_learning_rate(learning_rate) -> None:
+    """numpy hyperparameters are stored tagged (docs/FORMAT.md); the predictor decodes them as load does."""
+    X, y = make_data("multiclass")
+    for estimator in (GradientBoostingClassifier, GradientBoostingRegressor):
+        model = estimator(n_estimators=4, max_depth=2, learning_rate=learning_rate, random_state=0).fit(X, y)
+        store = zarr.storage.MemoryStore()
+        treeshard.save(model, store)
+        predictor = Predictor(store)
+        assert_equal_outputs(model.predict(X), predictor.predict(X), estimator.__name__)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
+import scipy.sparse as sp
 import zarr
-from conftest import assert_round_trip_exact, query_points, query_targets
+from conftest import assert_equal_outputs, assert_round_trip_exact, query_points, query_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (
@@ -130,3 +132,54 @@ def test_any_json_metadata_round_trips(metadata):
     store = zarr.storage.MemoryStore()
     treeshard.save(estimator, store, metadata=metadata)
     assert treeshard.open(store).info.metadata == metadata
+
+
+SPARSE_FORMATS = ["csr", "csc", "coo", "bsr", "dia", "dok", "lil"]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    case=models(),
+    fmt=st.sampled_from(SPARSE_FORMATS),
+    container=st.sampled_from([sp.csr_matrix, sp.csr_array]),
+    index_dtype=st.sampled_from([np.int32, np.int32, np.int64]),
+    dtype=st.sampled_from([np.float32, np.float64, np.int64]),
+    density=st.sampled_from([0.0, 0.3, 0.8]),
+    explicit_zeros=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_predictor_on_sparse_input_equals_sklearn(case, fmt, container, index_dtype, dtype, density, explicit_zeros, seed):
+    """Any model, the same sparse X in any format and dtype: the Predictor's outputs are sklearn's,
+    exactly, or its error is sklearn's (a csr_array keeps int64 indices, which sklearn refuses)."""
+    estimator, X, y = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        estimator.fit(X, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    predictor = treeshard.Predictor(store)
+    rng = np.random.RandomState(seed)
+    dense = np.nan_to_num(query_points(X), nan=0.0)
+    if dtype == np.int64:
+        dense = np.clip(np.round(dense * 2), -10, 10)
+    dense[rng.rand(*dense.shape) >= density] = 0.0
+    stored = (dense != 0) | (explicit_zeros & (rng.rand(*dense.shape) < 0.3))
+    rows, cols = np.nonzero(stored)
+    indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))])
+    query = container((dense[rows, cols].astype(dtype), cols.astype(index_dtype), indptr.astype(index_dtype)), shape=dense.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sp.SparseEfficiencyWarning)  # DIA of many diagonals
+        query = query.asformat(fmt)
+    for name in ("predict", "predict_proba", "predict_log_proba", "decision_function", "apply"):
+        if hasattr(estimator, name):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # log of a zero probability
+                try:
+                    expected = getattr(estimator, name)(query)
+                except ValueError as exc:
+                    with pytest.raises(ValueError) as error:
+                        getattr(predictor, name)(query)
+                    assert str(error.value) == str(exc)
+                    continue
+                got = getattr(predictor, name)(query)
+            assert_equal_outputs(expected, got, f"{name} on {fmt} {dtype.__name__}")

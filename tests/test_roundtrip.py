@@ -223,6 +223,69 @@ def test_round_trip_special(case, memory_round_trip):
             assert np.array_equal(a, b), f"estimators_samples_[{i}]"
 
 
+NUMPY_PARAMS = {
+    "rf": (
+        lambda: RandomForestClassifier(
+            n_estimators=np.int64(3),
+            max_depth=np.int32(5),
+            random_state=np.int64(3),
+            max_features=np.float64(0.5),
+            bootstrap=np.bool_(True),
+            min_weight_fraction_leaf=np.float32(0.0),
+            class_weight={np.int64(0): np.float64(1.0), np.int64(1): np.float32(2.5)},
+            monotonic_cst=np.array([1, 0, 0, 0, -1], dtype=np.int8),
+        ),
+        "binary",
+    ),
+    "et-multioutput-class-weight": (
+        lambda: ExtraTreesClassifier(n_estimators=2, random_state=np.uint8(7), class_weight=[{0: np.float64(2.0), 1: 1.0}, {np.int64(0): 1.0, 1: 1.0, 2: 3.0}]),
+        "multioutput",
+    ),
+    "gbr": (
+        lambda: GradientBoostingRegressor(
+            n_estimators=np.uint16(4), learning_rate=np.float32(0.1), loss="quantile", alpha=np.float64(0.8), subsample=np.float64(0.5), random_state=np.int64(1)
+        ),
+        "regression",
+    ),
+    "dt": (lambda: DecisionTreeRegressor(max_depth=np.int64(4), ccp_alpha=np.float64(0.0), min_impurity_decrease=np.float32(0.0), max_leaf_nodes=np.int16(20)), "regression"),
+}
+
+
+def assert_same_params(original, loaded):  # type: ignore[no-untyped-def]
+    """Every param equal and of the same type, down to dict keys, list items and array dtypes."""
+
+    def same(a, b, where):  # type: ignore[no-untyped-def]
+        assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
+        if isinstance(a, np.ndarray):
+            assert a.dtype == b.dtype and np.array_equal(a, b), where
+        elif isinstance(a, dict):
+            assert list(a) == list(b), where
+            for (ka, va), (kb, vb) in zip(a.items(), b.items()):
+                same(ka, kb, f"{where} key {ka!r}")
+                same(va, vb, f"{where}[{ka!r}]")
+        elif isinstance(a, (list, tuple)):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b)):
+                same(x, y, f"{where}[{i}]")
+        else:
+            assert a == b, where
+
+    params = original.get_params(deep=False)
+    for name, value in loaded.get_params(deep=False).items():
+        same(params[name], value, name)
+
+
+@pytest.mark.parametrize("case", NUMPY_PARAMS)
+def test_numpy_params_keep_their_type(case, memory_round_trip):
+    make, task = NUMPY_PARAMS[case]
+    X, y = make_data(task)
+    original = make().fit(X, y)
+    assert any(isinstance(v, np.generic) for v in original.get_params(deep=False).values())
+    loaded = memory_round_trip(original, lazy=False)
+    assert_same_params(original, loaded)
+    assert_same_predictions(original, loaded, query_points(X, original), query_targets(y))
+
+
 def test_the_special_cases_exercise_what_they_claim():
     assert fitted_special("gbc-early-stopping").n_estimators_ < 200
     assert fitted_special("gbr-early-stopping").n_estimators_ < 200

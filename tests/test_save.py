@@ -179,14 +179,102 @@ def test_unserializable_param_is_stored_as_null_and_listed(tmp_path):
     assert [e.random_state for e in loaded.estimators_] == [e.random_state for e in model.estimators_]
 
 
-def test_numpy_scalar_params_are_stored_as_plain_numbers(tmp_path):
+def test_numpy_scalar_params_are_stored_as_tagged_values(tmp_path):
     X, y = make_data("regression")
     model = GradientBoostingRegressor(n_estimators=np.int64(3), learning_rate=np.float32(0.5), random_state=0).fit(X, y)
     store = zarr.storage.MemoryStore()
     treeshard.save(model, store)
     info = treeshard.open(store).info
-    assert info.params["n_estimators"] == 3 and info.unserializable_params == ()
-    assert np.array_equal(treeshard.load(store).predict(X), model.predict(X))
+    assert info.params["n_estimators"] == {"numpy": "int64", "value": 3} and info.unserializable_params == ()
+    assert info.params["learning_rate"] == {"numpy": "float32", "value": 0.5}
+    loaded = treeshard.load(store)
+    assert type(loaded.n_estimators) is np.int64 and type(loaded.learning_rate) is np.float32
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_numpy_params_without_a_tag_read_back_as_python_values(memory_round_trip):
+    """numpy strings and dtypes outside the tagged ones are plain JSON, as docs/FORMAT.md says."""
+    X, y = make_data("binary")
+    model = DecisionTreeClassifier(max_depth=3, max_features=np.str_("sqrt"), min_weight_fraction_leaf=np.float16(0.0))
+    loaded = memory_round_trip(model.fit(X, y))
+    assert type(loaded.max_features) is str and loaded.max_features == "sqrt"
+    assert type(loaded.min_weight_fraction_leaf) is float and loaded.min_weight_fraction_leaf == 0.0
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_dict_param_with_the_keys_of_a_numpy_tag_round_trips(memory_round_trip):
+    """``class_weight={"numpy": 1.0, "value": 2.0}`` must not read back as a numpy scalar."""
+    X, _ = make_data("binary")
+    y = np.where(X[:, 0] > 0, "numpy", "value")
+    class_weight = {"numpy": 1.0, "value": 2.0}
+    model = DecisionTreeClassifier(max_depth=3, class_weight=class_weight, random_state=0).fit(X, y)
+    loaded = memory_round_trip(model)
+    assert loaded.class_weight == class_weight
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("value", [{"numpy": 1.0, "value": 2.0}, {"ndarray": 1, "shape": 2, "data": 3}])
+def test_stores_without_numpy_tags_read_tag_like_dicts_as_dicts(value):
+    """Writers before numpy params were tagged left such dicts plain: a tag names its dtype as a string."""
+    from treeshard.adapters.base import decode_param
+
+    assert decode_param("config.params.class_weight", value) == value
+
+
+# --------------------------------------------------------------------------- inline values
+def test_inline_attribute_over_the_reader_limit_is_refused_at_save(tmp_path):
+    from treeshard.adapters.base import MAX_INLINE_ELEMENTS
+
+    X, y = make_data("binary")
+    model = DecisionTreeClassifier(max_depth=2).fit(X, y)
+    model.feature_names_in_ = np.array([f"f{i}" for i in range(MAX_INLINE_ELEMENTS + 1)], dtype=object)
+    with pytest.raises(UnsupportedEstimatorError, match=r"fitted attribute feature_names_in_: .*at most 1,000,000 elements"):
+        treeshard.save(model, tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inline_sub_estimator_attribute_is_named_in_the_error(forest):
+    import copy
+
+    from treeshard.adapters import adapter_for
+
+    model = copy.copy(forest)
+    model.estimators_ = [copy.copy(e) for e in forest.estimators_]
+    model.estimators_[0].classes_ = np.zeros((1001, 1000))
+    with pytest.raises(UnsupportedEstimatorError, match=r"fitted attribute estimators_\[0\]\.classes_: .*shape \(1001, 1000\)"):
+        adapter_for(model).to_saved(model)
+
+
+@pytest.mark.parametrize("shape", [(1_000_001,), (1001, 1000), (0, 1_000_001)])
+def test_save_refuses_the_inline_arrays_load_refuses(shape):
+    from treeshard import ConfigError
+    from treeshard.adapters.base import decode_value, encode_value
+
+    with pytest.raises(UnsupportedEstimatorError, match=r"x: cannot store an inline array of shape .*at most 1,000,000 elements"):
+        encode_value(np.zeros(shape, dtype=bool), "x")
+    with pytest.raises(ConfigError, match=r"x(\.shape)?: .*(at most 1,000,000 elements|out of range \[0, 1000000\])"):
+        decode_value("x", {"ndarray": "bool", "shape": list(shape), "data": []})
+
+
+@pytest.mark.parametrize("dtype", [object, "<U100001"])
+def test_save_refuses_the_inline_strings_load_refuses(dtype):
+    from treeshard import ConfigError
+    from treeshard.adapters.base import decode_value, encode_value
+
+    value = np.array(["a" * 100_001], dtype=dtype)
+    with pytest.raises(UnsupportedEstimatorError, match=r"x: cannot store .*100,?000"):
+        encode_value(value, "x")
+    encoded = {"ndarray": "object" if dtype is object else dtype, "shape": [1], "data": ["a" * 100_001]}
+    with pytest.raises(ConfigError, match=r"x.*(too long|unsupported dtype)"):
+        decode_value("x", encoded)
+
+
+def test_inline_array_at_the_limit_round_trips():
+    from treeshard.adapters.base import decode_value, encode_value
+
+    value = np.arange(1_000_000, dtype=np.int64).reshape(1000, 1000) % 7 == 0
+    decoded = decode_value("x", json.loads(json.dumps(encode_value(value))))
+    assert decoded.dtype == value.dtype and np.array_equal(decoded, value)
 
 
 # --------------------------------------------------------------------------- info

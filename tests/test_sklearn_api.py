@@ -104,6 +104,21 @@ def test_params_listed_as_unserializable_are_the_only_ones_that_differ():
     clone(loaded)  # still clonable
 
 
+def test_numpy_params_from_a_search_grid_survive_load_and_clone():
+    """Params drawn from numpy grids (as a search's ``best_estimator_`` has them) keep their type."""
+    X, y = make_data("binary")
+    original = RandomForestClassifier(
+        n_estimators=np.arange(2, 5)[1], max_features=np.linspace(0.2, 0.6, 3)[2], random_state=np.int64(3)
+    ).fit(X, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(original, store)
+    loaded = treeshard.load(store)
+    assert repr(loaded) == repr(original)
+    for name in ("n_estimators", "max_features", "random_state"):
+        assert type(getattr(clone(loaded), name)) is type(getattr(original, name)), name
+    assert np.array_equal(loaded.predict_proba(X), original.predict_proba(X))
+
+
 @pytest.mark.parametrize("index", [0, 2, 5, 7], ids=[IDS[i] for i in (0, 2, 5, 7)])
 def test_pipeline_last_step(index, tmp_path):
     estimator, task = ESTIMATORS[index]

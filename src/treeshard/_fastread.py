@@ -15,10 +15,16 @@ found.
 Anything outside that subset raises :class:`UnsupportedLayout`; the caller
 then reads the array with zarr instead. Everything a store could get wrong
 raises a :class:`~treeshard.FormatError` subclass naming the array.
+
+Where a request costs a round trip (remote sources: ``coalesce_reads``), the
+chunks of one shard that a read needs come in one ranged request when they
+are adjacent or at most ``COALESCE_GAP_BYTES`` apart; locally, each chunk is
+one ``pread``.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -26,8 +32,9 @@ import os
 import threading
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +64,11 @@ _DTYPES = {
 
 MAX_CHUNKS_PER_SHARD = 1 << 20
 PARTIAL_CHUNKS_KEPT = 12  # the boundary chunk of each node column, for the next range read
+#: Chunk reads of one shard at most this far apart become one request (sources
+#: whose requests cost a round trip: ``coalesce_reads``); the gap's bytes are read and dropped.
+COALESCE_GAP_BYTES = 64 * 1024
+#: A coalesced request grows no larger: bigger reads stay several requests, fetched in parallel.
+MAX_COALESCED_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,8 @@ class _DirectorySource:
     going to the old directory, and fail once it has been deleted, instead of
     silently mixing the trees of two models.
     """
+
+    coalesce_reads = False  # a read is a pread: one request per chunk keeps reads exact
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -157,6 +171,8 @@ class _DirectorySource:
 
 
 class _ZipSource:
+    coalesce_reads = False
+
     def __init__(self, path: Path) -> None:
         try:
             self.archive = zipfile.ZipFile(path)
@@ -228,6 +244,7 @@ class _ZarrStoreSource:
 
         self.store, self._sync, self._prototype = store, sync, default_buffer_prototype()
         sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore must be opened first)
+        self.coalesce_reads = not _is_local_store(store)
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -265,6 +282,18 @@ class _ZarrStoreSource:
 
     def close(self) -> None:
         pass
+
+
+def _is_local_store(store: Any) -> bool:
+    """Whether a zarr store reads memory or local files (else each request may cost a round trip)."""
+    from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore, ZipStore
+
+    while isinstance(store, WrapperStore):
+        store = store._store
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        return ({protocol} if isinstance(protocol, str) else set(protocol)) <= {"file", "local", "memory"}
+    return isinstance(store, (LocalStore, MemoryStore, ZipStore))
 
 
 def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
@@ -410,6 +439,7 @@ class FastReader:
         except BaseException:
             self.source.close()
             raise
+        self._lease: _Lease | None = _Lease(self.source)
         consolidated = self.root.get("consolidated_metadata")
         metadata = consolidated.get("metadata") if isinstance(consolidated, dict) else None
         self._metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
@@ -419,7 +449,28 @@ class FastReader:
         # reads (batches of trees) share their boundary chunks.
         self._partial_chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._partial_lock = threading.Lock()
+        # Partial chunks a read in flight is decoding: concurrent reads that need them wait.
+        self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
+        self._index_locks: dict[str, threading.Lock] = {}
+
+    def share(self) -> FastReader:
+        """Another reader of this open source and its parsed metadata (no request, no reopening).
+
+        Each reader is closed on its own; the source closes with the last of them.
+        """
+        with self._partial_lock:
+            if self._lease is None:
+                raise ValueError(f"{self.location}: the store is closed")
+            self._lease.acquire()
+            other = copy.copy(self)
+            other._shard_indexes = dict(self._shard_indexes)  # checked indexes of the same bytes
+        other._blosc = None
+        other._partial_chunks = OrderedDict()
+        other._partial_lock = threading.Lock()
+        other._decoding = {}
+        other._index_locks = {}
+        return other
 
     @property
     def attributes(self) -> dict[str, Any]:
@@ -533,25 +584,31 @@ class FastReader:
         return self.read_many([(layout, start, stop)])[0]
 
     def read_many(self, requests: list[tuple[ArrayLayout, int, int]]) -> list[np.ndarray]:
-        """Several ``(layout, start, stop)`` row ranges, all their chunks decoded concurrently."""
-        outs, jobs = [], []
-        for layout, start, stop in requests:
-            out, array_jobs = self._plan(layout, start, stop)
-            outs.append(out)
-            jobs.extend(array_jobs)
-        if len(jobs) == 1:
-            jobs[0]()
-        else:
-            for future in [_pool().submit(job) for job in jobs]:
-                future.result()
+        """Several ``(layout, start, stop)`` row ranges, all their chunks fetched and decoded concurrently."""
+        if self._lease is None:  # its source may still be open for another reader: refuse all the same
+            raise ValueError(f"{self.location}: the store is closed")
+        plan = _ReadPlan()
+        try:
+            outs = [self._plan(layout, start, stop, plan) for layout, start, stop in requests]
+            self._fetch_and_decode(plan.reads)
+        finally:
+            self._release(plan.owned)
+        for pending, read, copy_rows in plan.waits:
+            pending.done.wait()
+            if pending.chunk is not None:
+                copy_rows(pending.chunk)
+            else:  # the read decoding it failed: fetch it here
+                self._fetch_run([read])
         return outs
 
-    def _plan(self, layout: ArrayLayout, start: int, stop: int) -> tuple[np.ndarray, list[Any]]:
+    def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan) -> np.ndarray:
+        """The output array for rows ``start:stop``; its chunk reads go to ``plan`` (shard indexes
+        are read and checked here; rows of recently decoded partial chunks are copied at once)."""
         rows = layout.shape[0] if layout.shape else 1
         start, stop = max(0, start), min(rows, stop)
         if stop <= start:
-            return np.empty((0, *layout.shape[1:]), dtype=layout.dtype), []
-        jobs = []
+            return np.empty((0, *layout.shape[1:]), dtype=layout.dtype)
+        chunks = []
         per_shard = layout.shard_rows // layout.chunk_rows
         for shard in range(start // layout.shard_rows, -(-stop // layout.shard_rows)):
             key = f"{layout.key_prefix}{shard}{layout.key_suffix}" if layout.shape else layout.key_prefix
@@ -559,7 +616,7 @@ class FastReader:
             first_chunk = (max(start, shard_first) - shard_first) // layout.chunk_rows
             last_chunk = min(per_shard, -(-(min(stop, shard_first + layout.shard_rows) - shard_first) // layout.chunk_rows))
             if layout.index_at_end is None:
-                jobs.append((key, None, shard_first))
+                chunks.append((key, None, shard_first))
                 continue
             index = self._read_shard_index(layout, key, per_shard)
             if index is None:
@@ -568,7 +625,7 @@ class FastReader:
                 first_row = shard_first + c * layout.chunk_rows
                 if int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY:
                     raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
-                jobs.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
+                chunks.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
         # Allocate only once every chunk of the range is known to be stored, so that
         # a store cannot make the reader allocate what it does not hold.
         try:
@@ -578,33 +635,92 @@ class FastReader:
         flat = out.reshape(stop - start, -1)
         if self._blosc is None and layout.compressed:
             self._blosc = _Blosc(threads=1)
+        for key, extent, first_row in chunks:
+            where = {"flat": flat, "first": first_row, "start": start, "stop": stop}
+            read = _ChunkRead(layout.path, key, extent, functools.partial(self._decode_chunk, layout, **where))
+            if extent is not None:
+                copy_rows = functools.partial(self._copy_rows, layout, **where)
+                name = (layout.path, first_row)
+                lo, hi = _rows_taken(layout, first_row, start, stop)
+                kept = layout.compressed and not (lo == first_row and hi - lo == layout.chunk_rows)  # see _decode_chunk
+                with self._partial_lock:
+                    chunk = self._partial_chunks.get(name)
+                    pending = self._decoding.get(name) if chunk is None else None
+                    if pending is not None:
+                        pending.waiters += 1
+                    elif chunk is None and kept:
+                        self._decoding[name] = mine = _Pending()
+                        plan.owned.append((name, mine))
+                if chunk is not None:
+                    copy_rows(chunk)
+                    self._used_partial(name)
+                    continue
+                if pending is not None:
+                    plan.waits.append((pending, read, copy_rows))
+                    continue
+            plan.reads.append(read)
+        return out
 
-        def run(job: tuple[str | None, tuple[int, int] | None, int]) -> None:
-            key, extent, first_row = job
-            if extent is not None and self._copy_partial(layout, flat, first_row, start, stop):
-                return
-            if key is None:
-                data = None
-            elif extent is None:
-                raw = self.source.get(key)
-                if raw is None:
-                    raise IntegrityError(f"{layout.path}: chunk {key} is missing (treeshard stores every chunk)")
-                data = np.frombuffer(raw, dtype=np.uint8)
-            else:
-                raw = self.source.get_range(key, extent[0], extent[1])
-                if raw is None or len(raw) != extent[1]:
-                    raise IntegrityError(f"{layout.path}: shard {key} is truncated")
-                data = np.frombuffer(raw, dtype=np.uint8)
-            self._decode_chunk(layout, data, flat, first_row, start, stop)
+    def _release(self, owned: list[tuple[tuple[str, int], _Pending]]) -> None:
+        """Wake the reads waiting for partial chunks this read owned (those it failed to decode: fetched by them)."""
+        with self._partial_lock:
+            for name, pending in owned:
+                if self._decoding.get(name) is pending:
+                    del self._decoding[name]
+        for _, pending in owned:
+            pending.done.set()
 
-        return out, [functools.partial(run, job) for job in jobs]
+    def _fetch_and_decode(self, reads: list[_ChunkRead]) -> None:
+        """Fetch and decode every chunk: one job per request (where the source asks for it, a
+        coalesced run of one shard's chunks), the jobs in parallel; the first error in plan order
+        is raised."""
+        by_key: dict[str, list[_ChunkRead]] = {}
+        for read in reads:
+            by_key.setdefault(read.key, []).append(read)
+        coalesce = getattr(self.source, "coalesce_reads", False)
+        jobs = []
+        for key_reads in by_key.values():
+            sharded = key_reads[0].extent is not None  # else each key is one whole chunk
+            runs = _coalesce(key_reads) if sharded and coalesce else [[read] for read in key_reads]
+            jobs.extend(functools.partial(self._fetch_run, run) for run in runs)
+        if len(jobs) == 1:
+            jobs[0]()
+        else:
+            for future in [_pool().submit(job) for job in jobs]:
+                future.result()
+
+    def _fetch_run(self, run: list[_ChunkRead]) -> None:
+        """Read the chunks of ``run`` in one request, then check and decode each."""
+        first = run[0]
+        if first.extent is None:
+            raw = self.source.get(first.key)
+            if raw is None:
+                raise IntegrityError(f"{first.path}: chunk {first.key} is missing (treeshard stores every chunk)")
+            first.decode(np.frombuffer(raw, dtype=np.uint8))
+            return
+        low = min(read.extent[0] for read in run)  # type: ignore[index]
+        high = max(read.extent[0] + read.extent[1] for read in run)  # type: ignore[index]
+        raw = self.source.get_range(first.key, low, high - low)
+        if raw is None or len(raw) != high - low:
+            raise IntegrityError(f"{first.path}: shard {first.key} is truncated")
+        data = np.frombuffer(raw, dtype=np.uint8)
+        for read in run:
+            offset, length = read.extent  # type: ignore[misc]
+            read.decode(data[offset - low : offset - low + length])
 
     def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
         """The checked index of a shard (read once: one request for the last bytes)."""
         with self._partial_lock:
             cached = self._shard_indexes.get(key)
-        if cached is not None:
+            key_lock = self._index_locks.setdefault(key, threading.Lock()) if cached is None else None
+        if key_lock is None:
             return cached
+        with key_lock:  # concurrent reads of one shard (read-ahead batches) fetch its index once
+            with self._partial_lock:
+                cached = self._shard_indexes.get(key)
+            return cached if cached is not None else self._fetch_shard_index(layout, key, n_chunks)
+
+    def _fetch_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
         index_bytes = 16 * n_chunks + 4
         if layout.index_at_end:
             found = self.source.get_suffix(key, index_bytes)
@@ -637,23 +753,31 @@ class FastReader:
 
     def _keep_partial(self, path: str, first: int, chunk: np.ndarray) -> None:
         with self._partial_lock:
+            pending = self._decoding.pop((path, first), None)
             self._partial_chunks[(path, first)] = chunk
+            if pending is not None and pending.waiters:
+                self._partial_chunks.move_to_end((path, first), last=False)  # used already: evicted first
             while len(self._partial_chunks) > PARTIAL_CHUNKS_KEPT:
                 self._partial_chunks.popitem(last=False)
+        if pending is not None:
+            pending.chunk = chunk
+            pending.done.set()
 
-    def _copy_partial(self, layout: ArrayLayout, flat: np.ndarray, first: int, start: int, stop: int) -> bool:
-        """Serve rows of chunk ``first`` from a recently decoded partial chunk, if kept."""
+    def _used_partial(self, name: tuple[str, int]) -> None:
+        """Evict a kept chunk first once a second range has used it: consecutive ranges
+        (batches of trees) share a boundary chunk with the next one only."""
         with self._partial_lock:
-            chunk = self._partial_chunks.get((layout.path, first))
-        if chunk is None:
-            return False
-        lo, hi = max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
+            if name in self._partial_chunks:
+                self._partial_chunks.move_to_end(name, last=False)
+
+    def _copy_rows(self, layout: ArrayLayout, chunk: np.ndarray, flat: np.ndarray, first: int, start: int, stop: int) -> None:
+        """Rows of the decoded chunk ``first`` that ``start:stop`` takes, into ``flat``."""
+        lo, hi = _rows_taken(layout, first, start, stop)
         flat[lo - start : hi - start] = chunk[lo - first : hi - first]
-        return True
 
     def _decode_chunk(self, layout: ArrayLayout, data: np.ndarray | None, flat: np.ndarray, first: int, start: int, stop: int) -> None:
         """Decode the chunk holding rows ``first:first + chunk_rows`` into ``flat`` (rows ``start:stop``)."""
-        lo, hi = max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
+        lo, hi = _rows_taken(layout, first, start, stop)
         target = flat[lo - start : hi - start]
         if data is None:
             target[...] = layout.fill
@@ -680,7 +804,81 @@ class FastReader:
         target[...] = body.view(flat.dtype).reshape(layout.chunk_rows, width)[lo - first : hi - first]
 
     def close(self) -> None:
-        self.source.close()
+        with self._partial_lock:
+            lease, self._lease = self._lease, None
+        if lease is not None:
+            lease.release()
+
+
+class _Lease:
+    """How many readers share one open source; the last to close it closes the source."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self._readers = 1
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._readers += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._readers -= 1
+            last = self._readers == 0
+        if last:
+            self.source.close()
+
+
+def _rows_taken(layout: ArrayLayout, first: int, start: int, stop: int) -> tuple[int, int]:
+    """Rows ``lo:hi`` of the chunk starting at row ``first`` that the range ``start:stop`` takes."""
+    return max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
+
+
+class _Pending:
+    """A partial chunk that one read is decoding (``chunk`` set when done; None if that read failed)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.chunk: np.ndarray | None = None
+        self.waiters = 0
+
+
+@dataclass(frozen=True)
+class _ChunkRead:
+    """One stored chunk (or unsharded object) to fetch, and where its decoded rows go."""
+
+    path: str  # the array, for error messages
+    key: str
+    extent: tuple[int, int] | None  # (offset, length) in the shard; None: the whole object
+    decode: Callable[[np.ndarray], None]
+
+
+@dataclass
+class _ReadPlan:
+    """What one ``read_many`` fetches, waits for (chunks other reads are decoding) and owns."""
+
+    reads: list[_ChunkRead] = field(default_factory=list)
+    waits: list[tuple[_Pending, _ChunkRead, Callable[[np.ndarray], None]]] = field(default_factory=list)
+    owned: list[tuple[tuple[str, int], _Pending]] = field(default_factory=list)
+
+
+def _coalesce(reads: list[_ChunkRead]) -> list[list[_ChunkRead]]:
+    """Chunk reads of one shard grouped into runs, each fetched by one request: in offset order,
+    a chunk joins the run before it when at most ``COALESCE_GAP_BYTES`` lie between them and the
+    run stays within ``MAX_COALESCED_BYTES``."""
+    runs: list[list[_ChunkRead]] = []
+    run_start = run_end = 0
+    for read in sorted(reads, key=lambda r: r.extent[0]):  # type: ignore[index]
+        offset, length = read.extent  # type: ignore[misc]
+        end = max(run_end, offset + length)
+        if runs and offset - run_end <= COALESCE_GAP_BYTES and end - run_start <= MAX_COALESCED_BYTES:
+            runs[-1].append(read)
+            run_end = end
+        else:
+            runs.append([read])
+            run_start, run_end = offset, offset + length
+    return runs
 
 
 def _int_tuple(path: str, what: str, value: Any) -> tuple[int, ...]:

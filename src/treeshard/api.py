@@ -267,8 +267,13 @@ class ModelHandle:
         max_memory: int | str | None = None,
         verify: bool = False,
         public_key: Any = None,
+        engine: str = "auto",
     ) -> Any:
         """Build the fitted estimator; see :func:`treeshard.load` for the options."""
+        from .dispatch import ENGINES
+
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
         if verify or public_key is not None:
             from .integrity import verify_store
             from .remote import is_url
@@ -293,15 +298,19 @@ class ModelHandle:
         _warn_on_version_change(config)
 
         if is_forest and lazy:
-            # The model outlives this handle: it reads through its own reader,
+            # The model outlives this handle: it reads through its own reader of the
+            # handle's open store (never reopened by path: same bytes as the config),
             # closed when the model is garbage collected.
-            source = TreeSource(StoreReader(self._store, storage_options=self._storage_options))
+            source = TreeSource(self._reader.share())
             weakref.finalize(source, source.reader.close)
             cache = TreeCache(budget // 4 if over_budget else None)
             batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
+            # The flat engine for small batches gets what the trees leave of the budget:
+            # half when they stream (cache: a quarter, batches: an eighth), else the rest.
+            engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
 
             def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch)
+                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget)
         else:
             # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
             # built) so that only a small fraction of the model exists twice.
@@ -321,7 +330,12 @@ class ModelHandle:
             selection=selection,
             build_estimators=build,
         )
-        return self.adapter.from_saved(self.adapter.estimator_class(), saved)
+        estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
+        if is_forest and lazy and engine == "auto":
+            from .dispatch import install
+
+            install(estimator)
+        return estimator
 
     def tree(self, index: int) -> Any:
         """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
@@ -467,6 +481,7 @@ def load(
     verify: bool = False,
     public_key: Any = None,
     storage_options: dict[str, Any] | None = None,
+    engine: str = "auto",
 ) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
 
@@ -493,6 +508,11 @@ def load(
         and unchanged since; raises :class:`~treeshard.SignatureError`.
     storage_options : dict, optional
         For an fsspec URL store (``s3://...``, ``https://...``): filesystem options.
+    engine : {"auto", "sklearn"}, default "auto"
+        For a lazily loaded forest: ``"auto"`` scores small batches with treeshard's
+        flat engine (the :class:`~treeshard.Predictor`, much faster for a few rows) and
+        large ones with sklearn's trees, bit-identical either way (see
+        :mod:`treeshard.dispatch`); ``"sklearn"`` always uses sklearn's methods.
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -505,4 +525,4 @@ def load(
     array(['yes'], dtype='<U3')
     """
     with ModelHandle(store, storage_options=storage_options) as handle:
-        return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key)
+        return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)

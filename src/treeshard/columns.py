@@ -137,15 +137,20 @@ def decode_values(stored: np.ndarray, weighted_n_node_samples: np.ndarray, encod
     (:class:`~treeshard.ArrayError`), not a division by zero.
     """
     if encoding == "weighted_counts":
-        weight = np.asarray(weighted_n_node_samples)
-        bad = ~(weight > 0)  # also catches NaN
-        if bad.any():
-            raise ArrayError(
-                f"nodes/weighted_n_node_samples: {float(weight[bad][0])!r} at node {int(np.argmax(bad))} of the range read; "
-                "value_encoding 'weighted_counts' needs every weight > 0"
-            )
-        if stored.size and stored.min() < 0:
-            node = int(np.argmax((stored < 0).any(axis=1)))
-            raise ArrayError(f"nodes/value: negative weighted class count at node {node} of the range read")
-        return stored / weight[:, None]
+        check_weighted_counts(stored, weighted_n_node_samples)
+        return stored / np.asarray(weighted_n_node_samples)[:, None]
     return stored
+
+
+def check_weighted_counts(stored: np.ndarray, weighted_n_node_samples: np.ndarray) -> None:
+    """Raise :class:`~treeshard.ArrayError` unless every weight is > 0 and every count >= 0."""
+    weight = np.asarray(weighted_n_node_samples)
+    bad = ~(weight > 0)  # also catches NaN
+    if bad.any():
+        raise ArrayError(
+            f"nodes/weighted_n_node_samples: {float(weight[bad][0])!r} at node {int(np.argmax(bad))} of the range read; "
+            "value_encoding 'weighted_counts' needs every weight > 0"
+        )
+    if stored.size and stored.min() < 0:
+        node = int(np.argmax((stored < 0).any(axis=1)))
+        raise ArrayError(f"nodes/value: negative weighted class count at node {node} of the range read")

@@ -77,6 +77,7 @@ def reduce_lazy_estimators(lazy: Any) -> tuple[Any, tuple]:
         lazy.cache.capacity_bytes,
         int(lazy.batch_bytes),
         list(lazy._appended),
+        lazy.engine.budget,
     )
 
 
@@ -92,8 +93,10 @@ def load_lazy_estimators(
     capacity_bytes: int | None,
     batch_bytes: int,
     appended: list[Any],
+    engine_budget: int | None = None,
 ) -> Any:
     """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls)."""
+    from .dispatch import EngineSlot
     from .lazy import TreeCache
 
     key = _key(store, storage_options, indices, capacity_bytes, batch_bytes)
@@ -105,6 +108,7 @@ def load_lazy_estimators(
         lazy = _open_lazy(store, storage_options, indices)
         lazy.cache = TreeCache(capacity_bytes)
         lazy.batch_bytes = batch_bytes
+        lazy.engine = EngineSlot(engine_budget)
         with _LOCK:
             lazy = _OPENED.setdefault(key, lazy)
             while len(_OPENED) > MAX_OPEN_REFERENCES:
@@ -112,7 +116,7 @@ def load_lazy_estimators(
     if appended:
         # Trees added by a warm-start fit are pickled by value; keep the shared object clean.
         fresh = lazy[:]
-        fresh.cache = lazy.cache
+        fresh.cache, fresh.engine = lazy.cache, lazy.engine
         fresh.extend(appended)
         return fresh
     return lazy

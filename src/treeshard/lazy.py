@@ -209,17 +209,30 @@ class LazyEstimators(Sequence):
     cache : TreeCache
     batch_bytes : int
         About how many bytes one streamed batch occupies while it is built.
+    engine_budget : int or None
+        Bytes the flat engine (:mod:`treeshard.dispatch`) may take; None: no limit.
     """
 
     def __init__(
-        self, source: TreeSource, indices: np.ndarray, factory: Factory, cache: TreeCache, *, batch_bytes: int = DEFAULT_BATCH_BYTES, workers: int = 2
+        self,
+        source: TreeSource,
+        indices: np.ndarray,
+        factory: Factory,
+        cache: TreeCache,
+        *,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        workers: int = 2,
+        engine_budget: int | None = None,
     ) -> None:
+        from .dispatch import EngineSlot
+
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         self.factory = factory
         self.cache = cache
         self.batch_bytes = batch_bytes
         self.workers = workers
+        self.engine = EngineSlot(engine_budget)
         self._appended: list[Any] = []  # estimators added by a warm-start fit
 
     def __len__(self) -> int:
@@ -233,7 +246,9 @@ class LazyEstimators(Sequence):
         if isinstance(item, slice):
             if self._appended:
                 return [self[i] for i in range(len(self))[item]]
-            return LazyEstimators(self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers)
+            return LazyEstimators(
+                self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers, engine_budget=self.engine.budget
+            )
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
             raise TypeError(f"estimators_ indices must be integers or slices, not {type(item).__name__}")
         n = len(self)
@@ -264,6 +279,22 @@ class LazyEstimators(Sequence):
                 cached = self.cache.get(index)
                 yield cached if cached is not None else self._wrap(index, tree)
         yield from list(self._appended)
+
+    def flat_engine(self) -> Any:
+        """The flat :class:`~treeshard.Predictor` over the selected trees, built on first
+        use and kept (what :mod:`treeshard.dispatch` scores small batches with); None if
+        it would not fit ``engine_budget``."""
+        from .predictor import Predictor
+
+        return self.engine.get(lambda: Predictor.for_trees(self.source.reader, self.indices), self.engine_bytes())
+
+    def engine_bytes(self) -> int:
+        """About the most memory building the flat engine takes (twice what it keeps:
+        the decoded columns exist alongside its own arrays for a moment)."""
+        layout = self.source.layout
+        value = 4 * layout.value_width + 8 if layout.value_encoding == "weighted_counts" else 8 * layout.value_width
+        nodes = int(self.source.node_counts[self.indices].sum())
+        return 2 * nodes * (17 + value)  # children 2 x 4, (feature, threshold) 8, NaN side 1, value
 
     def materialize(self) -> list[Any]:
         """Every selected sub-estimator, as a plain list."""

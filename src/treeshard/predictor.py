@@ -17,6 +17,14 @@ Every output is bit-identical to the saved estimator's:
   is at most the largest float32 not above ``t``.
 - NaN goes left exactly when the node's ``missing_go_to_left`` is set, as in
   sklearn's ``Tree.apply``.
+- Sparse ``X`` (any scipy.sparse matrix or array) is converted by the same
+  scipy calls as sklearn's (``asformat("csr")``, then ``astype(float32)``,
+  which sums duplicate entries in float32) and densified a block of rows at a
+  time (at most ``SPARSE_BLOCK_BYTES``), holding what sklearn's CSR traversal
+  reads: 0.0 where nothing is stored and, for an entry still stored twice (a
+  float32 CSR or CSC input), the one stored last. sklearn refuses NaN and
+  infinity in sparse ``X`` for every estimator, and so does the predictor;
+  scipy is imported only when ``X`` is a scipy object.
 - Forest averages are accumulated tree by tree in tree order starting from
   zeros, then divided by the number of trees (``np.add.accumulate`` is a
   sequential left fold, unlike ``np.sum``); gradient boosting adds
@@ -37,20 +45,23 @@ treeshard's own small imports and reading the store, never sklearn or zarr)::
     def handler(event, context):
         return {"label": MODEL.predict(np.asarray([event["features"]])).tolist()}
 
-Not supported: sparse input (densify it first) and custom ``init`` estimators
-of gradient boosting (treeshard cannot store them either).
+Not supported: custom ``init`` estimators of gradient boosting (treeshard
+cannot store them either), and NaN in a DataFrame of sparse columns (sklearn
+sends it right at every split, whatever ``missing_go_to_left`` says): it is
+refused.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .adapters.base import decode_value
-from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns
+from .adapters.base import decode_param, decode_value
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import CONFIG_KEY, Config, TreeLayout, parse_config
 from .validate import validate_columns, validate_tree_ptr
@@ -64,6 +75,8 @@ TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTree
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 #: (tree, row) pairs walked at once; larger batches are split into row blocks of this many pairs.
 BLOCK_PAIRS = 1 << 18
+#: Sparse X is densified one block of rows at a time; a dense block takes at most this many bytes (or one row).
+SPARSE_BLOCK_BYTES = 1 << 24
 #: Pairs that reached a leaf are set aside once they are more than this fraction of those walking.
 COMPACT_BELOW = 0.75
 _EPS = float(np.finfo(np.float64).eps)
@@ -118,7 +131,8 @@ class Predictor:
     ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
     boosting classifiers. Every output is bit-identical to the original
     estimator's, and input is validated like sklearn (feature count, feature
-    names of a DataFrame, NaN and infinity).
+    names of a DataFrame, NaN and infinity). ``X`` may be dense or a scipy
+    sparse matrix or array of any format.
 
     Examples
     --------
@@ -149,18 +163,56 @@ class Predictor:
 
             config = parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
             self._setup_model(config)
-            columns = self._read_columns(reader, store, config.trees)
+            layout = config.trees
+            tree_ptr = _read_arrays(reader, {"nodes/tree_ptr": (TREE_PTR_DTYPE, (layout.n_trees + 1,))}, [(0, layout.n_trees + 1)])
+            tree_ptr = tree_ptr["nodes/tree_ptr"]
+            validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
+            columns = self._read_columns(reader, layout, tree_ptr, [(0, layout.n_trees)])
         finally:
             reader.close()
         self._setup_trees(columns)
 
     @classmethod
+    def for_trees(cls, reader: Any, indices: Any) -> Predictor:
+        """A predictor over trees ``indices`` (global ids, in order) of a store opened by a
+        :class:`~treeshard.reader.StoreReader`: what a lazily loaded forest scores small
+        batches with. Only the columns prediction needs are read, and checked as in a load.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.ensemble import RandomForestRegressor
+        >>> from treeshard.reader import StoreReader
+        >>> store = zarr.storage.MemoryStore()
+        >>> forest = RandomForestRegressor(n_estimators=3, random_state=0).fit([[0], [1], [2]], [5.0, 7.0, 9.0])
+        >>> treeshard.save(forest, store)
+        >>> Predictor.for_trees(StoreReader(store), [0, 2]).n_estimators
+        2
+        """
+        import dataclasses
+
+        config = reader.config
+        if config.estimator not in FORESTS:
+            raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
+        indices = np.asarray(indices, dtype=np.int64)
+        full_ptr = reader.tree_ptr  # read and checked by the reader
+        if indices.size == 0 or indices.min() < 0 or indices.max() >= config.trees.n_trees:
+            raise ValueError(f"tree indices must be in [0, {config.trees.n_trees}), got {indices.size} of them")
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+        runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(indices, breaks)]
+        counts = full_ptr[indices + 1] - full_ptr[indices]
+        layout = dataclasses.replace(config.trees, n_trees=len(indices), n_nodes=int(counts.sum()))
+        self = cls.__new__(cls)
+        self._setup_model(dataclasses.replace(config, trees=layout))
+        self._setup_trees(self._read_columns(reader._fast, config.trees, full_ptr, runs, selected=layout))
+        return self
+
+    @classmethod
     def from_columns(cls, config: Config, columns: NodeColumns) -> Predictor:
         """A predictor over node columns already in memory (``value`` decoded to float64).
 
-        For code that has read a store itself, e.g. a lazily loaded estimator
-        that scores small batches with this engine. The columns are validated
-        again: nothing reaches the traversal unchecked.
+        For code that has read node columns itself (all of them, e.g. with
+        :meth:`~treeshard.reader.StoreReader.read_nodes`; :meth:`for_trees` reads only
+        what prediction needs). The columns are validated again: nothing reaches the
+        traversal unchecked.
 
         >>> import treeshard, zarr
         >>> from sklearn.tree import DecisionTreeRegressor
@@ -242,8 +294,8 @@ class Predictor:
                 raise ConfigError(f"config.fitted.{name}: expected a positive integer, got {value!r}")
         if stages * k != layout.n_trees:
             raise ConfigError(f"config.fitted.n_estimators_: {stages} stages of {k} trees, but {layout.n_trees} trees are stored")
-        learning_rate = config.params.get("learning_rate")
-        if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not math.isfinite(learning_rate):
+        learning_rate = decode_param("config.params.learning_rate", config.params.get("learning_rate"))  # maybe a numpy scalar
+        if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(learning_rate, (int, float, np.integer, np.floating)) or not math.isfinite(learning_rate):
             raise ConfigError(f"config.params.learning_rate: expected a number, got {learning_rate!r}")
         self._learning_rate = float(learning_rate)
         self._k, self.n_estimators = k, stages
@@ -296,27 +348,17 @@ class Predictor:
         raw = _logit(p)
         return np.array([0.5 * raw if self._link == "half_logit" else raw], dtype=np.float64)
 
-    def _read_columns(self, reader: Any, store: Any, layout: TreeLayout) -> NodeColumns:
-        from ._fastread import UnsupportedLayout
-
-        def read_all(requests: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, np.ndarray]:
-            """Arrays by path; chunks of all of them are decoded concurrently by the fast reader."""
-            out, layouts = {}, {}
-            for path, (dtype, shape) in requests.items():
-                try:
-                    layouts[path] = reader.array_layout(path, dtype, shape)
-                except UnsupportedLayout as exc:  # as treeshard.load: format v1 is exactly what treeshard writes
-                    raise ArrayError(f"{path}: stored with zarr features outside treeshard format v1 ({exc})") from None
-            items = [(layout_, 0, layout_.shape[0]) for layout_ in layouts.values()]
-            out.update(zip(layouts, reader.read_many(items)))
-            return out
-
-        tree_ptr = read_all({"nodes/tree_ptr": (TREE_PTR_DTYPE, (layout.n_trees + 1,))})["nodes/tree_ptr"]
-        validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
-        encoding = getattr(layout, "value_encoding", "float64")
+    def _read_columns(
+        self, reader: Any, layout: TreeLayout, tree_ptr: np.ndarray, runs: list[tuple[int, int]], *, selected: TreeLayout | None = None
+    ) -> NodeColumns:
+        """The node columns prediction needs, for the trees of ``runs`` (``(first, stop)`` tree
+        ranges of the stored ``layout``), concatenated and validated against ``selected``
+        (default: ``layout``)."""
+        selected = selected or layout
+        encoding = layout.value_encoding
         needed = set(PREDICT_COLUMNS) | ({"weighted_n_node_samples"} if encoding != "float64" else set())
+        node_ranges = [(int(tree_ptr[first]), int(tree_ptr[stop])) for first, stop in runs]
         requests: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        arrays: dict[str, np.ndarray] = {}
         unread: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
         for name, dtype in NODE_COLUMNS.items():
             shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
@@ -327,28 +369,31 @@ class Predictor:
             if name in needed:
                 requests[f"nodes/{name}"] = (dtype, shape)
             else:
-                unread[name] = (dtype, shape)
+                unread[name] = (dtype, (selected.n_nodes, *shape[1:]))
+        for name, (dtype, shape) in unread.items():  # not decoded, but a store with a broken one is refused as by a load
+            _array_layout(reader, f"nodes/{name}", dtype, (layout.n_nodes, *shape[1:]))
         try:
-            arrays.update((path.split("/", 1)[1], array) for path, array in read_all(requests).items())
+            arrays = {path.split("/", 1)[1]: array for path, array in _read_arrays(reader, requests, node_ranges).items()}
             # Not needed to predict: never decoded. Zeros (calloc: no page is touched) stand in
             # for validation, allocated only now that the stored columns proved their size.
             arrays.update((name, np.zeros(shape, dtype=dtype)) for name, (dtype, shape) in unread.items())
         except MemoryError:
-            raise ArrayError(f"nodes: {layout.n_nodes} declared nodes do not fit in memory") from None
+            raise ArrayError(f"nodes: {selected.n_nodes} declared nodes do not fit in memory") from None
+        counts = np.concatenate([np.diff(tree_ptr[first : stop + 1]) for first, stop in runs])
+        local_ptr = np.zeros(len(counts) + 1, dtype=TREE_PTR_DTYPE)
+        np.cumsum(counts, out=local_ptr[1:])
         self._counts: np.ndarray | None = None
         self._weights: np.ndarray | None = None
         if encoding == "weighted_counts":
             # value = counts / weighted_n_node_samples (columns.decode_values), done at predict
             # time for the leaves reached only: the same division, so the same bits.
             self._counts, self._weights = arrays["value"], arrays["weighted_n_node_samples"]
-            if self._counts.size:  # the checks columns.decode_values makes: a malformed store, not inf/NaN
-                if not (self._weights > 0).all() or self._counts.min() < 0:
-                    raise ArrayError("nodes/value: weighted_counts need every weight > 0 and every count >= 0")
+            check_weighted_counts(self._counts, self._weights)  # as a load: a malformed store, not inf/NaN
             arrays["value"] = np.zeros(arrays["value"].shape, dtype=NODE_COLUMNS["value"])
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
-        columns = NodeColumns(tree_ptr=tree_ptr, **arrays)
-        validate_columns(columns, layout)
+        columns = NodeColumns(tree_ptr=local_ptr, **arrays)
+        validate_columns(columns, selected)
         return columns
 
     def _setup_trees(self, cols: NodeColumns) -> None:
@@ -383,12 +428,18 @@ class Predictor:
         return np.divide(np.take(self._counts, nodes, axis=0), np.take(self._weights, nodes)[..., None], out=out)
 
     # ------------------------------------------------------------------ input
-    def _validate(self, X: Any, *, allow_nan: bool) -> np.ndarray:
-        """``X`` as a C-contiguous float32 array, checked like sklearn's ``validate_data``."""
-        name = self.estimator
-        if hasattr(X, "toarray") and hasattr(X, "nnz"):
-            raise TypeError("Predictor does not support sparse input; convert it with X.toarray()")
+    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None) -> Any:
+        """``X`` as a C-contiguous float32 array, checked like sklearn's ``validate_data``;
+        ``name`` is the estimator sklearn's messages name (default: this one).
+
+        Sparse ``X`` (scipy, or a DataFrame of sparse columns) comes back as a
+        :class:`_SparseRows`, which :meth:`_blocks` densifies a block of rows at a time.
+        """
+        name = name or self.estimator
         self._check_feature_names(X)
+        sparse, from_frame = _as_sparse(X)
+        if sparse is not None:  # sklearn refuses NaN in sparse X, unless it came from a DataFrame
+            return _sparse_rows(sparse, name=name, n_features_in=self.n_features_in_, allow_nan=allow_nan and from_frame)
         if np.iscomplexobj(X):
             raise ValueError(f"Complex data not supported\n{X}\n")
         try:
@@ -414,16 +465,7 @@ class Predictor:
         if X32.shape[1] < 1:
             raise ValueError(f"Found array with 0 feature(s) (shape={X32.shape}) while a minimum of 1 is required by {name}.")
         X32 = np.ascontiguousarray(X32)
-        if not np.isfinite(X32).all():
-            # sklearn's _assert_all_finite: a forbidden NaN is reported before infinity
-            if allow_nan or not np.isnan(X32).any():
-                if np.isinf(X32).any():
-                    raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
-            else:
-                raise ValueError(
-                    f"Input X contains NaN.\n{name} does not accept missing values encoded as NaN natively. "
-                    "Impute them first, for instance with sklearn.impute.SimpleImputer."
-                )
+        _check_finite(X32.reshape(-1), name, allow_nan)
         if X32.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X32.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input.")
         return X32
@@ -510,9 +552,39 @@ class Predictor:
         done[pairs] = node
         return done.reshape(len(roots), n_rows)
 
-    def _blocks(self, X32: np.ndarray) -> list[np.ndarray]:
+    def mean_leaf_depth(self) -> float:
+        """Average depth of the leaves over all trees (a root leaf has depth 0): about the
+        number of steps a row takes down each tree, i.e. what scoring one row costs.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> store = zarr.storage.MemoryStore()
+        >>> treeshard.save(DecisionTreeRegressor().fit([[0], [1], [2]], [0, 1, 2]), store)
+        >>> Predictor(store).mean_leaf_depth()  # leaves at depths 1, 2 and 2
+        1.6666666666666667
+        """
+        feature = self._records.view(np.int32)[0::2]
+        frontier, depth, total, leaves = self._roots, 0, 0, 0
+        while frontier.size:
+            is_leaf = feature[frontier] < 0
+            n_leaves = int(np.count_nonzero(is_leaf))
+            total, leaves = total + depth * n_leaves, leaves + n_leaves
+            internal = 2 * frontier[~is_leaf].astype(np.intp)
+            frontier = np.concatenate([self._children[internal], self._children[internal + 1]])
+            depth += 1
+        return total / leaves
+
+    def _blocks(self, X32: Any) -> Iterator[np.ndarray]:
+        """Row blocks of at most ``BLOCK_PAIRS`` (tree, row) pairs; sparse ``X`` is densified one block at a time."""
         rows = max(1, BLOCK_PAIRS // len(self._roots))
-        return [X32[i : i + rows] for i in range(0, X32.shape[0], rows)]
+        if isinstance(X32, _SparseRows):
+            rows = min(rows, X32.max_rows)
+        return (X32[i : i + rows] for i in range(0, X32.shape[0], rows))
+
+    def _tree_values(self, X32: Any) -> np.ndarray:
+        """A single tree's leaf values by row, (n_rows, value_width)."""
+        out = [self._node_values(self._leaves(block)[0]) for block in self._blocks(X32)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _summed_values(self, X32: np.ndarray) -> np.ndarray:
         """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
@@ -563,7 +635,7 @@ class Predictor:
             mean = self._summed_values(X32)
             mean /= len(self._roots)
         else:
-            mean = self._node_values(self._leaves(X32)[0])
+            mean = self._tree_values(X32)
         return mean[:, 0] if self.n_outputs_ == 1 else mean
 
     def _proba(self, X32: np.ndarray, *, full_width: bool = False) -> Any:
@@ -572,7 +644,7 @@ class Predictor:
             proba = self._summed_values(X32)
             proba /= len(self._roots)
         else:
-            proba = self._node_values(self._leaves(X32)[0])
+            proba = self._tree_values(X32)
         if self.n_outputs_ == 1:
             return proba
         proba = proba.reshape(X32.shape[0], self.n_outputs_, max(layout.n_classes))
@@ -613,7 +685,9 @@ class Predictor:
         forest, float64 (n, n_stages, K) for a gradient boosting classifier and
         (n, n_stages) for a regressor.
         """
-        X32 = self._validate(X, allow_nan=self._allow_nan or self._is_boosting)
+        # gradient boosting validates X with its first tree (a DecisionTreeRegressor), which takes NaN
+        name = "DecisionTreeRegressor" if self._is_boosting else None
+        X32 = self._validate(X, allow_nan=self._allow_nan or self._is_boosting, name=name)
         local = np.concatenate([self._leaves(b) for b in self._blocks(X32)], axis=1) - self._roots[:, None]
         if self._is_boosting:
             leaves = local.T.reshape(X32.shape[0], self.n_estimators, self._k).astype(np.float64)
@@ -651,6 +725,25 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     if plus_zero.any():
         bits[plus_zero] = np.int32(-(2**31) + 1)
     return rounded
+
+
+def _array_layout(reader: Any, path: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
+    """The checked layout of an array (no chunk read), as :class:`~treeshard.reader.StoreReader` checks it."""
+    from ._fastread import UnsupportedLayout
+
+    try:
+        return reader.array_layout(path, dtype, shape)
+    except UnsupportedLayout as exc:  # as treeshard.load: format v1 is exactly what treeshard writes
+        raise ArrayError(f"{path}: stored with zarr features outside treeshard format v1 ({exc})") from None
+
+
+def _read_arrays(reader: Any, requests: dict[str, tuple[np.dtype, tuple[int, ...]]], ranges: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Rows ``ranges`` of each requested array (by path; checked against its dtype and
+    shape), concatenated in order. Every chunk is decoded concurrently by the fast reader."""
+    layouts = {path: _array_layout(reader, path, dtype, shape) for path, (dtype, shape) in requests.items()}
+    parts = reader.read_many([(layout, start, stop) for layout in layouts.values() for start, stop in ranges])
+    n = len(ranges)
+    return {path: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, path in enumerate(layouts)}
 
 
 def _index(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -707,3 +800,137 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
     X /= np.sum(X, axis=1).reshape(-1, 1)
     return X
 
+
+
+# --------------------------------------------------------------------------- sparse input
+_NAN_MESSAGE = (
+    "Input X contains NaN.\n{} does not accept missing values encoded as NaN natively. For supervised "
+    "learning, you might want to consider sklearn.ensemble.HistGradientBoostingClassifier and Regressor "
+    "which accept missing values encoded as NaNs natively. Alternatively, it is possible to preprocess the "
+    "data, for instance by using an imputer transformer in a pipeline or drop samples with missing values. "
+    "See https://scikit-learn.org/stable/modules/impute.html You can find a list of all estimators that "
+    "handle NaN values at the following page: "
+    "https://scikit-learn.org/stable/modules/impute.html#estimators-that-handle-nan-values"
+)
+_RESHAPE_HINT = (
+    "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+    "feature or array.reshape(1, -1) if it contains a single sample."
+)
+
+
+def _check_finite(values: np.ndarray, name: str, allow_nan: bool) -> None:
+    """sklearn's ``_assert_all_finite`` on float32 ``values`` (X, or a sparse matrix's ``data``):
+    a forbidden NaN is reported before infinity.
+
+    >>> _check_finite(np.array([1.0, np.inf, np.nan], dtype=np.float32), "Model", True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Input X contains infinity or a value too large for dtype('float32').
+    """
+    if np.isfinite(values.sum(dtype=np.float64)):  # as sklearn, a sum first: float32 sums never overflow float64
+        return
+    if not allow_nan and np.isnan(values).any():
+        raise ValueError(_NAN_MESSAGE.format(name))
+    if np.isinf(values).any():
+        raise ValueError("Input X contains infinity or a value too large for dtype('float32').")
+
+
+def _as_sparse(X: Any) -> tuple[Any, bool]:
+    """``(sparse, from_frame)``: ``X`` if it is a scipy.sparse matrix or array, a pandas
+    DataFrame whose columns are all sparse converted with ``X.sparse.to_coo()`` (as sklearn's
+    ``check_array`` does), else ``(None, False)``. scipy is imported only for a scipy object.
+    """
+    mro = type(X).__mro__
+    if any(cls.__module__.startswith("scipy.sparse") for cls in mro):
+        import scipy.sparse
+
+        return (X, False) if scipy.sparse.issparse(X) else (None, False)
+    if (
+        any(cls.__module__.startswith("pandas") for cls in mro)
+        and getattr(X, "ndim", 0) == 2
+        and all(type(dtype).__name__ == "SparseDtype" for dtype in getattr(X, "dtypes", [None]))
+        and hasattr(X, "sparse")  # pandas' own check that every column is sparse
+    ):
+        return X.sparse.to_coo(), True
+    return None, False
+
+
+def _sparse_rows(X: Any, *, name: str, n_features_in: int, allow_nan: bool) -> _SparseRows:
+    """Sparse ``X`` checked and converted as sklearn's ``validate_data(X, dtype=float32,
+    accept_sparse="csr")`` followed by the trees' index check, with the same scipy calls
+    (``asformat("csr")``, ``astype(float32)``), so duplicate entries add up as in sklearn.
+
+    sklearn refuses NaN in sparse ``X`` for every estimator (its sparse traversal has no
+    missing-value support), except in a sparse DataFrame given to an estimator that takes
+    NaN: then a NaN goes right at every split whatever ``missing_go_to_left`` says, which the
+    predictor does not reproduce, so it refuses that X (``allow_nan`` is only ever true here).
+    """
+    if X.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported\n{X}\n")
+    if X.format != "csr":
+        X = X.asformat("csr")
+    if X.dtype != np.float32:
+        X = X.astype(np.float32)  # scipy sums duplicate entries after the cast, in float32
+    _check_finite(X.data, name, allow_nan)
+    if X.ndim < 2:
+        raise ValueError(f"Expected 2D input, got input with shape {X.shape}.\n{_RESHAPE_HINT}")
+    n_rows, n_features = X.shape
+    if n_rows < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required by {name}.")
+    if n_features < 1:
+        raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required by {name}.")
+    if n_features != n_features_in:
+        raise ValueError(f"X has {n_features} features, but {name} is expecting {n_features_in} features as input.")
+    indices, indptr = X.indices, X.indptr
+    if indices.dtype != np.intc or indptr.dtype != np.intc:
+        raise ValueError("No support for np.int64 index based sparse matrices")
+    if allow_nan and np.isnan(X.data).any():
+        raise ValueError(
+            f"Input X contains NaN in a sparse DataFrame: {name} sends NaN right at every split on sparse input, "
+            "whatever missing_go_to_left says, and the Predictor does not reproduce that; "
+            "densify X first (X.sparse.to_dense())."
+        )
+    # sklearn's Cython reads these without bounds checks; here they index a dense block.
+    counts = np.diff(indptr)
+    if indptr.shape != (n_rows + 1,) or indptr[0] < 0 or counts.min() < 0 or indptr[-1] > min(len(indices), len(X.data)):
+        raise ValueError("sparse X is malformed: its indptr does not describe its indices and data")
+    stored = indices[indptr[0] : indptr[-1]]
+    if stored.size and (stored.min() < 0 or stored.max() >= n_features):
+        raise ValueError(f"sparse X is malformed: column indices outside [0, {n_features})")
+    return _SparseRows(X.data, indices, indptr, (n_rows, n_features))
+
+
+class _SparseRows:
+    """Validated sparse ``X`` (CSR arrays: float32 data, int32 indices) that hands out dense
+    float32 row blocks, ``X[start:stop]``, of at most :data:`SPARSE_BLOCK_BYTES`.
+
+    A block holds exactly what sklearn's CSR traversal reads: the stored value of a
+    (row, feature) entry, 0.0 for an absent one, and for an entry stored more than once
+    the one stored last (sklearn writes a row's entries into its buffer in stored order).
+
+    >>> rows = _SparseRows(np.array([1, 2, 3], np.float32), np.array([1, 1, 0], np.intc), np.array([0, 2, 3], np.intc), (2, 2))
+    >>> rows[0:2].tolist()
+    [[0.0, 2.0], [3.0, 0.0]]
+    """
+
+    def __init__(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> None:
+        self.data, self.indices, self.indptr, self.shape = data, indices, indptr, shape
+        self.max_rows = max(1, SPARSE_BLOCK_BYTES // (4 * shape[1]))
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, _ = rows.indices(self.shape[0])
+        n_features = self.shape[1]
+        lo, hi = int(self.indptr[start]), int(self.indptr[stop])
+        starts = np.arange(0, (stop - start) * n_features, n_features, dtype=np.intp)
+        flat = np.repeat(starts, np.diff(self.indptr[start : stop + 1]))
+        flat += self.indices[lo:hi]
+        values = self.data[lo:hi]
+        if flat.size > 1 and not (flat[1:] > flat[:-1]).all():
+            # Unsorted or repeated entries: keep the last stored of each (a stable sort keeps their order).
+            order = np.argsort(flat, kind="stable")
+            flat, values = flat[order], values[order]
+            last = np.append(flat[1:] != flat[:-1], True)
+            flat, values = flat[last], values[last]
+        dense = np.zeros((stop - start, n_features), dtype=np.float32)
+        dense.reshape(-1)[flat] = values
+        return dense

@@ -8,6 +8,7 @@ naming the array.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,15 @@ class StoreReader:
         self.adapter = ADAPTERS[self.config.estimator]
         self._layouts: dict[str, ArrayLayout] = {}
         self._tree_ptr: np.ndarray | None = None
+
+    def share(self) -> StoreReader:
+        """Another reader of this open store: the same pinned source, config and tree offsets,
+        with no request and no reopening by path (which could pair this config with a store
+        saved over it since). Each reader is closed on its own; the store closes with the last."""
+        other = copy.copy(self)
+        other._fast = self._fast.share()
+        other._layouts = dict(self._layouts)
+        return other
 
     @property
     def tree_ptr(self) -> np.ndarray:

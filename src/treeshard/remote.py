@@ -17,6 +17,9 @@ checksum; nothing here trusts what it reads either:
   ``zarr.json``, written last), then each member by offset. Only stored
   (uncompressed) members are accepted, as for local zips.
 
+Both ask the reader to coalesce (``coalesce_reads``): the chunks of one shard
+that a read needs, adjacent or at most 64 KiB apart, come in one ranged request.
+
 With ``cache_dir`` (or the ``TREESHARD_CACHE_DIR`` environment variable), a
 remote store is cached on local disk under the store's content digest (the
 ``digest`` of its ``treeshard.sha256`` record, fetched on every open): a warm
@@ -218,6 +221,8 @@ def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[i
 class RemoteDirectorySource:
     """A store laid out as objects under a URL prefix: key ``k`` is ``URL/k``."""
 
+    coalesce_reads = True  # every request is a round trip: adjacent chunks come in one
+
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.remote = _Remote(fsspec_store(self.url, storage_options), self.url)
@@ -300,6 +305,8 @@ class RemoteDirectorySource:
 
 class RemoteZipSource:
     """A ``.zip`` store at a URL, read by byte ranges (never downloaded whole)."""
+
+    coalesce_reads = True
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
@@ -446,6 +453,8 @@ class CachedSource:
     size, and written atomically; keys the record does not list are read from
     the remote store uncached.
     """
+
+    coalesce_reads = True  # as its remote store (cached files: fewer opens)
 
     def __init__(self, inner: Any, cache_dir: str | os.PathLike) -> None:
         self.inner = inner

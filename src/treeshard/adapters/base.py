@@ -30,7 +30,10 @@ from ..record import (
     to_json_safe,
 )
 
+#: Largest inline (JSON) array readers accept; writers refuse larger ones.
 MAX_INLINE_ELEMENTS = 1_000_000
+MAX_INLINE_NDIM = 64  # numpy's own limit
+MAX_INLINE_STRING = 100_000  # characters of a string in an inline array
 _ARRAY_DTYPES = frozenset(
     ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64", "object"]
 )
@@ -89,8 +92,10 @@ class Adapter:
 
 
 # --------------------------------------------------------------------------- tagged values
-def encode_value(value: Any) -> Any:
+def encode_value(value: Any, where: str = "value") -> Any:
     """A fitted attribute as JSON, tagged with its exact type.
+
+    ``where`` names the value in errors (:class:`UnsupportedEstimatorError`).
 
     >>> encode_value(np.int64(3))
     {'numpy': 'int64', 'value': 3}
@@ -103,8 +108,8 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, np.generic):
         array = np.asarray(value)
         if array.dtype.name not in _ARRAY_DTYPES or array.dtype.kind == "O":
-            raise UnsupportedEstimatorError(f"cannot store a numpy scalar of dtype {array.dtype}")
-        return {"numpy": array.dtype.name, "value": _encode_items(array.reshape(1))[0]}
+            raise UnsupportedEstimatorError(f"{where}: cannot store a numpy scalar of dtype {array.dtype}")
+        return {"numpy": array.dtype.name, "value": _encode_items(where, array.reshape(1))[0]}
     if isinstance(value, int):
         return value
     if isinstance(value, float):
@@ -112,23 +117,43 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind == "U":
             dtype = f"<U{value.dtype.itemsize // 4}"
+            if value.dtype.itemsize // 4 > MAX_INLINE_STRING:
+                raise UnsupportedEstimatorError(f"{where}: cannot store strings of dtype {dtype} (at most <U{MAX_INLINE_STRING})")
         else:
             dtype = value.dtype.name
             if dtype not in _ARRAY_DTYPES:
-                raise UnsupportedEstimatorError(f"cannot store an array of dtype {value.dtype}")
-        return {"ndarray": dtype, "shape": list(value.shape), "data": _encode_items(value.reshape(-1))}
+                raise UnsupportedEstimatorError(f"{where}: cannot store an array of dtype {value.dtype}")
+        problem = inline_shape_problem(value.shape)
+        if problem:
+            raise UnsupportedEstimatorError(f"{where}: cannot store {problem}")
+        return {"ndarray": dtype, "shape": list(value.shape), "data": _encode_items(where, value.reshape(-1))}
     if isinstance(value, (list, tuple)):
-        return {"list" if isinstance(value, list) else "tuple": [encode_value(v) for v in value]}
-    raise UnsupportedEstimatorError(f"cannot store a fitted attribute of type {type(value).__name__}")
+        items = [encode_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return {"list" if isinstance(value, list) else "tuple": items}
+    raise UnsupportedEstimatorError(f"{where}: cannot store a value of type {type(value).__name__}")
 
 
-def _encode_items(flat: np.ndarray) -> list[Any]:
+def inline_shape_problem(shape: Sequence[int]) -> str | None:
+    """Why readers refuse an inline array of ``shape`` (``None`` if they accept it).
+
+    Writers check with this too, so that they never write what a reader refuses.
+    """
+    if len(shape) > MAX_INLINE_NDIM:
+        return f"an inline array of {len(shape)} dimensions (at most {MAX_INLINE_NDIM})"
+    if any(n > MAX_INLINE_ELEMENTS for n in shape) or math.prod(shape) > MAX_INLINE_ELEMENTS:
+        return f"an inline array of shape {tuple(shape)}: inline arrays hold at most {MAX_INLINE_ELEMENTS:,} elements"
+    return None
+
+
+def _encode_items(where: str, flat: np.ndarray) -> list[Any]:
     kind = flat.dtype.kind
     if kind == "f":
         return [encode_float(v) for v in flat.tolist()]
     if kind == "O":
         if not all(isinstance(v, str) for v in flat):
-            raise UnsupportedEstimatorError("object arrays may only hold strings")
+            raise UnsupportedEstimatorError(f"{where}: object arrays may only hold strings")
+        if any(len(v) > MAX_INLINE_STRING for v in flat):
+            raise UnsupportedEstimatorError(f"{where}: cannot store a string longer than {MAX_INLINE_STRING:,} characters")
         return list(flat)
     return flat.tolist()
 
@@ -153,6 +178,9 @@ def decode_value(where: str, value: Any) -> Any:
     if "ndarray" in record:
         dtype = _parse_dtype(where, record["ndarray"])
         shape = [parse_int(f"{where}.shape", s, low=0, high=MAX_INLINE_ELEMENTS) for s in parse_list(f"{where}.shape", require(where, record, "shape"))]
+        problem = inline_shape_problem(shape)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
         data = parse_list(f"{where}.data", require(where, record, "data"))
         if math.prod(shape) != len(data):
             raise ConfigError(f"{where}: shape {shape} does not match {len(data)} values")
@@ -164,7 +192,7 @@ def _parse_dtype(where: str, name: Any) -> np.dtype:
     name = parse_str(f"{where}.dtype", name, max_len=16)
     if name in _ARRAY_DTYPES:
         return np.dtype(name)
-    if name.startswith("<U") and name[2:].isdigit() and 0 < int(name[2:]) <= 100_000:
+    if name.startswith("<U") and name[2:].isdigit() and 0 < int(name[2:]) <= MAX_INLINE_STRING:
         return np.dtype(name)
     raise ConfigError(f"{where}: unsupported dtype {name!r}")
 
@@ -172,7 +200,7 @@ def _parse_dtype(where: str, name: Any) -> np.dtype:
 def _decode_items(where: str, data: list[Any], dtype: np.dtype) -> np.ndarray:
     kind = dtype.kind
     if kind in "OU":
-        items = [parse_str(f"{where}[{i}]", v, max_len=100_000) for i, v in enumerate(data)]
+        items = [parse_str(f"{where}[{i}]", v, max_len=MAX_INLINE_STRING) for i, v in enumerate(data)]
         if kind == "U" and items and max(map(len, items)) > dtype.itemsize // 4:
             raise ConfigError(f"{where}: a string is longer than its dtype {dtype}")
         out = np.empty(len(items), dtype=dtype)
@@ -188,7 +216,8 @@ def _decode_items(where: str, data: list[Any], dtype: np.dtype) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- params
-_PARAM_TAGS = ({"dict_items"}, {"float"})  # dicts decode_param reads as tagged values
+# String-keyed dicts with these keys would read back as a tagged value: written as dict_items.
+_PARAM_TAGS = ({"dict_items"}, {"float"}, {"numpy", "value"}, {"ndarray", "shape", "data"})
 
 
 def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
@@ -197,21 +226,22 @@ def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
     Dicts with non-string keys (``class_weight={0: 1, 1: 5}``) are kept as
     ``{"dict_items": [[key, value], ...]}``, and so are string-keyed dicts that
     would read back as a tagged value (``class_weight={"float": 2.0}``).
+    numpy scalars and arrays are tagged values (``random_state=np.int64(3)``
+    reads back as ``np.int64(3)``).
     """
     params: dict[str, Any] = {}
     unserializable: list[str] = []
     for name, value in estimator.get_params(deep=False).items():
         if isinstance(value, dict) and value and (not all(isinstance(k, str) for k in value) or set(value) in _PARAM_TAGS):
-            pairs = [[k, v] for k, v in value.items()]
-            ok, encoded = to_json_safe(pairs)
-            encoded = {"dict_items": encoded} if ok else None
+            encoded = encode_params_dict(value)
+            ok = encoded is not None
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-            ok, encoded = True, [encode_params_dict(v) for v in value]  # multi-output class_weight
+            encoded = [encode_params_dict(v) for v in value]  # multi-output class_weight
             ok = all(e is not None for e in encoded)
-        else:
-            ok, encoded = to_json_safe(value)
-        if isinstance(value, float) and not math.isfinite(value):
+        elif isinstance(value, float) and not isinstance(value, np.floating) and not math.isfinite(value):
             ok, encoded = True, {"float": encode_float(value)}
+        else:
+            ok, encoded = _param_json(value)
         params[name] = encoded if ok else None
         if not ok:
             unserializable.append(name)
@@ -219,22 +249,53 @@ def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
 
 
 def encode_params_dict(value: dict) -> Any:
-    ok, encoded = to_json_safe([[k, v] for k, v in value.items()])
+    ok, encoded = _param_json([[k, v] for k, v in value.items()])
     return {"dict_items": encoded} if ok else None
 
 
+def _param_json(value: Any) -> tuple[bool, Any]:
+    """:func:`to_json_safe`, with numpy scalars and arrays as tagged values."""
+    if isinstance(value, (np.generic, np.ndarray)) and not isinstance(value, np.str_):
+        try:
+            return True, encode_value(value)
+        except UnsupportedEstimatorError:
+            pass  # np.float16, a huge array, ...: a plain number as before, or not representable
+    if isinstance(value, (list, tuple)):
+        items = [_param_json(v) for v in value]
+        return (True, [v for _, v in items]) if all(ok for ok, _ in items) else (False, None)
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and set(value) not in _PARAM_TAGS:
+        entries = {k: _param_json(v) for k, v in value.items()}
+        return (True, {k: v for k, (_, v) in entries.items()}) if all(ok for ok, _ in entries.values()) else (False, None)
+    return to_json_safe(value)
+
+
+def _is_numpy_tag(value: dict) -> bool:
+    """A tagged numpy scalar or array (the tag names its dtype: a string)."""
+    keys = set(value)
+    if keys == {"numpy", "value"}:
+        return isinstance(value["numpy"], str)
+    return keys == {"ndarray", "shape", "data"} and isinstance(value["ndarray"], str)
+
+
 def decode_param(where: str, value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"dict_items"}:
-        pairs = parse_list(where, value["dict_items"])
-        out = {}
-        for i, pair in enumerate(pairs):
-            pair = parse_list(f"{where}[{i}]", pair)
-            if len(pair) != 2 or isinstance(pair[0], (list, dict)):
-                raise ConfigError(f"{where}[{i}]: expected a [key, value] pair")
-            out[pair[0]] = pair[1]
-        return out
-    if isinstance(value, dict) and set(value) == {"float"}:
-        return parse_float(where, value["float"])
+    """Rebuild a param written by :func:`encode_params`."""
+    if isinstance(value, dict):
+        if set(value) == {"dict_items"}:
+            out = {}
+            for i, pair in enumerate(parse_list(where, value["dict_items"])):
+                pair = parse_list(f"{where}[{i}]", pair)
+                if len(pair) != 2 or isinstance(pair[0], list):
+                    raise ConfigError(f"{where}[{i}]: expected a [key, value] pair")
+                key = decode_param(f"{where}[{i}][0]", pair[0])
+                if isinstance(key, (dict, list, np.ndarray)):
+                    raise ConfigError(f"{where}[{i}]: a key must be a scalar")
+                out[key] = decode_param(f"{where}[{i}][1]", pair[1])
+            return out
+        if set(value) == {"float"}:
+            return parse_float(where, value["float"])
+        if _is_numpy_tag(value):
+            return decode_value(where, value)
+        return {key: decode_param(f"{where}.{key}", item) for key, item in value.items()}
     if isinstance(value, list):
         return [decode_param(f"{where}[{i}]", v) for i, v in enumerate(value)]
     return value
@@ -256,7 +317,8 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     }
     for name, value in decoded.items():
         _check_param_integers(f"config.params.{name}", value)
-    if decoded.get("n_jobs") == 0:  # passes sklearn's constraints, but joblib refuses it at predict time
+    n_jobs = decoded.get("n_jobs")
+    if not isinstance(n_jobs, np.ndarray) and n_jobs == 0:  # passes sklearn's constraints, but joblib refuses it at predict time
         raise ConfigError("config.params.n_jobs: 0 is not a number of jobs (use null, a positive or a negative integer)")
     estimator = cls(**decoded)
     try:
@@ -268,7 +330,7 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
 
 def _check_param_integers(where: str, value: Any) -> None:
     """Integers in params fit in int64 (sklearn hands some to C code)."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise ConfigError(f"{where}: integer {value} is out of the int64 range")
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -279,9 +341,16 @@ def _check_param_integers(where: str, value: Any) -> None:
 
 
 # --------------------------------------------------------------------------- fitted attributes
-def encode_fitted(estimator: Any, names: Sequence[str]) -> dict[str, Any]:
-    """The named attributes (those present) as tagged JSON values."""
-    return {name: encode_value(getattr(estimator, name)) for name in names if hasattr(estimator, name)}
+def encode_fitted(estimator: Any, names: Sequence[str], prefix: str = "") -> dict[str, Any]:
+    """The named attributes (those present) as tagged JSON values.
+
+    ``prefix`` names the estimator in errors (``"estimators_[0]."``).
+    """
+    return {
+        name: encode_value(getattr(estimator, name), f"fitted attribute {prefix}{name}")
+        for name in names
+        if hasattr(estimator, name)
+    }
 
 
 def decode_fitted(fitted: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:

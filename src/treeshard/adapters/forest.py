@@ -52,7 +52,7 @@ def _to_saved(forest: Any) -> SavedModel:
     )
     fitted = encode_fitted(forest, FOREST_FITTED)
     # Sub-estimators share everything but their tree and random_state.
-    fitted["estimators_"] = encode_fitted(forest.estimators_[0], TREE_FITTED)
+    fitted["estimators_"] = encode_fitted(forest.estimators_[0], TREE_FITTED, "estimators_[0].")
     arrays = {"tree_random_state": np.array([e.random_state for e in forest.estimators_], dtype=np.int64)}
     for name in ("oob_decision_function_", "oob_prediction_"):
         if hasattr(forest, name):

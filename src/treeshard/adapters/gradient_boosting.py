@@ -66,7 +66,7 @@ def _to_saved(gb: Any) -> SavedModel:
         n_classes=(1,),
     )
     fitted = encode_fitted(gb, GB_FITTED)
-    fitted["estimators_"] = encode_fitted(gb.estimators_[0, 0], TREE_FITTED)
+    fitted["estimators_"] = encode_fitted(gb.estimators_[0, 0], TREE_FITTED, "estimators_[0, 0].")
     if isinstance(gb.init_, str):
         fitted["init_"] = gb.init_
     else:
@@ -74,7 +74,7 @@ def _to_saved(gb: Any) -> SavedModel:
         fitted["init_"] = {
             "estimator": type(gb.init_).__name__,
             "params": dummy_params,
-            "fitted": encode_fitted(gb.init_, DUMMY_FITTED),
+            "fitted": encode_fitted(gb.init_, DUMMY_FITTED, "init_."),
         }
     arrays = {name: np.asarray(getattr(gb, name), dtype=np.float64) for name in GB_ARRAYS if hasattr(gb, name)}
     rng = _encode_rng(getattr(gb, "_rng", None))

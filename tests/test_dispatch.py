@@ -1,0 +1,304 @@
+"""Small-batch dispatch: a lazily loaded forest scores small batches with the flat engine.
+
+Which path ran is observed, not assumed: the flat engine is built by
+``Predictor.for_trees`` (counted), and sklearn's path builds trees into the
+lazy estimators' cache (``len(model.estimators_.cache)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import zarr
+from conftest import assert_equal_outputs, make_data, query_points, query_targets
+from sklearn.base import clone
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
+
+import treeshard
+from treeshard import dispatch
+from treeshard.dispatch import SmallBatchDispatch
+from treeshard.predictor import Predictor
+
+CASES = [
+    (RandomForestClassifier, "multiclass"),
+    (RandomForestClassifier, "string"),
+    (RandomForestClassifier, "multioutput"),
+    (RandomForestClassifier, "nan"),
+    (ExtraTreesClassifier, "binary"),
+    (RandomForestRegressor, "regression"),
+    (RandomForestRegressor, "multioutput_regression"),
+    (ExtraTreesRegressor, "regression"),
+]
+METHODS = ("predict", "predict_proba", "predict_log_proba", "apply", "score")
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """How many flat engines were built (``Predictor.for_trees`` calls)."""
+    calls = []
+    for_trees = Predictor.for_trees.__func__
+
+    def counting(cls, reader, indices):  # type: ignore[no-untyped-def]
+        calls.append(list(indices))
+        return for_trees(cls, reader, indices)
+
+    monkeypatch.setattr(Predictor, "for_trees", classmethod(counting))
+    return calls
+
+
+def saved(cls, task, n_estimators=12, **params):  # type: ignore[no-untyped-def]
+    X, y = make_data(task)
+    model = cls(n_estimators=n_estimators, random_state=0, **params).fit(X, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    return model, store, X, y
+
+
+def check_methods(original, model, X, y):  # type: ignore[no-untyped-def]
+    """Every prediction method of ``original`` (and ``score``) gives the same on ``model``."""
+    Q, targets = query_points(X, original), query_targets(y)
+    for name in METHODS:
+        if hasattr(original, name):
+            call = (lambda m: m.score(Q, targets)) if name == "score" else (lambda m: getattr(m, name)(Q))
+            with np.errstate(divide="ignore"):  # log of a zero probability, as sklearn
+                try:
+                    expected = call(original)
+                except ValueError as exc:  # score of a multi-output classifier
+                    with pytest.raises(ValueError, match=str(exc)):
+                        call(model)
+                    continue
+                assert_equal_outputs(expected, call(model), name)
+    return Q
+
+
+# --------------------------------------------------------------------------- same results, either path
+@pytest.mark.parametrize("cls, task", CASES, ids=[f"{c.__name__}-{t}" for c, t in CASES])
+def test_small_batches_use_the_engine_and_equal_sklearn(cls, task, builds):
+    original, store, X, y = saved(cls, task)
+    model = treeshard.load(store)
+    Q = check_methods(original, model, X, y)
+    assert len(builds) == 1 and len(model.estimators_.cache) == 0  # every call: the engine, no sklearn tree
+    assert len(Q) <= model.estimators_.engine.max_rows
+
+
+@pytest.mark.parametrize("cls, task", CASES, ids=[f"{c.__name__}-{t}" for c, t in CASES])
+def test_large_batches_use_sklearn_and_equal_the_original(cls, task, builds, monkeypatch):
+    monkeypatch.setattr(dispatch, "CROSSOVER_STEPS", 1)  # every batch of over one row counts as large
+    original, store, X, y = saved(cls, task)
+    model = treeshard.load(store)
+    Q = check_methods(original, model, X, y)
+    assert len(model.estimators_.cache) == 12  # sklearn's trees scored
+    assert builds == []  # a batch above CROSSOVER_STEPS rows never builds the engine
+    assert_equal_outputs(original.apply(Q[:1]), model.apply(Q[:1]), "one row")
+    assert len(builds) == 1 and model.estimators_.engine.max_rows == 1
+
+
+def test_the_batch_size_decides(builds, monkeypatch):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    model.predict_proba(X[:1])
+    limit = model.estimators_.engine.max_rows
+    depth = model.estimators_.flat_engine().mean_leaf_depth()
+    assert limit == int(dispatch.CROSSOVER_STEPS / depth)
+    at_limit, over = np.resize(X, (limit, X.shape[1])), np.resize(X, (limit + 1, X.shape[1]))
+    assert_equal_outputs(original.predict_proba(at_limit), model.predict_proba(at_limit), "at the limit")
+    assert len(model.estimators_.cache) == 0
+    assert_equal_outputs(original.predict_proba(over), model.predict_proba(over), "over the limit")
+    assert len(model.estimators_.cache) == 12
+
+
+# --------------------------------------------------------------------------- what the engine leaves to sklearn
+def test_small_sparse_batches_use_the_engine(builds):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    sparse = X[:5].copy()
+    sparse[np.abs(sparse) < 0.8] = 0
+    for matrix in (sp.csr_matrix(sparse), sp.csc_matrix(sparse), sp.coo_array(sparse)):
+        for name in ("predict_proba", "predict", "apply"):
+            assert_equal_outputs(getattr(original, name)(matrix), getattr(model, name)(matrix), f"{type(matrix).__name__}.{name}")
+    assert len(builds) == 1 and len(model.estimators_.cache) == 0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda X: X[:3].astype(object),  # object arrays: sklearn's conversion rules
+        lambda X: X[:3].tolist()[0],  # 1-D: sklearn raises its own error
+        lambda X: [tuple(r) for r in X[:3].astype(str)],  # strings
+    ],
+    ids=["object", "1-D", "strings"],
+)
+def test_inputs_the_engine_does_not_take_get_sklearn_s_answer(make, builds):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store, engine="sklearn")
+    dispatched = treeshard.load(store)
+    given = make(X)
+    try:
+        expected = model.predict_proba(given)
+    except (ValueError, TypeError) as exc:
+        with pytest.raises(type(exc)) as raised:
+            dispatched.predict_proba(given)
+        assert str(raised.value) == str(exc)
+    else:
+        assert_equal_outputs(expected, dispatched.predict_proba(given), "input")
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda X: X[:2, :3], "X has 3 features, but RandomForestClassifier is expecting 5 features as input."),
+        (lambda X: np.full((2, 5), np.inf), "Input X contains infinity or a value too large for dtype('float32')."),
+    ],
+    ids=["features", "infinity"],
+)
+def test_bad_input_raises_sklearn_s_error(bad, message):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    for estimator in (original, model):
+        with pytest.raises(ValueError) as raised:
+            estimator.predict(bad(X))
+        assert str(raised.value) == message
+
+
+def test_feature_names_are_checked_like_sklearn():
+    pd = pytest.importorskip("pandas")
+    X, y = make_data("multiclass")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    original = RandomForestClassifier(n_estimators=5, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(original, store)
+    model = treeshard.load(store)
+    assert_equal_outputs(original.predict_proba(frame[:4]), model.predict_proba(frame[:4]), "frame")
+    assert len(model.estimators_.cache) == 0  # a numeric DataFrame goes to the engine
+    renamed = frame.rename(columns={"f0": "zz"})
+    for estimator in (original, model):
+        with pytest.raises(ValueError, match="Feature names unseen at fit time:\n- zz\n"):
+            estimator.predict(renamed[:2])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        assert_equal_outputs(original.predict(X[:2]), model.predict(X[:2]), "no names")
+
+
+def test_trees_added_by_a_warm_start_are_scored_by_sklearn(builds):
+    original, store, X, y = saved(RandomForestClassifier, "multiclass", n_estimators=6)
+    model = treeshard.load(store)
+    model.predict_proba(X[:2])  # builds the engine over the 6 stored trees
+    for estimator in (original, model):
+        estimator.set_params(n_estimators=9, warm_start=True).fit(X, y)
+    assert len(model.estimators_) == 9
+    assert_equal_outputs(original.predict_proba(X[:2]), model.predict_proba(X[:2]), "warm start")
+    assert len(builds) == 1 and len(model.estimators_.cache) == 6  # sklearn scored all nine
+
+
+def test_a_refit_model_is_plain_sklearn(builds):
+    original, store, X, y = saved(RandomForestRegressor, "regression")
+    model = treeshard.load(store)
+    model.fit(X[::-1], y[::-1])
+    original.fit(X[::-1], y[::-1])
+    assert type(model.estimators_) is list
+    assert_equal_outputs(original.predict(X[:3]), model.predict(X[:3]), "refit")
+    assert builds == []
+
+
+# --------------------------------------------------------------------------- the model object
+def test_dispatch_is_visible_and_optional():
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    assert sorted(k for k, v in vars(model).items() if isinstance(v, SmallBatchDispatch)) == ["apply", "predict_proba"]
+    assert model.predict_proba.__doc__ == RandomForestClassifier.predict_proba.__doc__
+    assert repr(model.predict_proba) == "<treeshard dispatch: RandomForestClassifier.predict_proba, flat engine for small batches>"
+    model.predict_proba(X[:1])
+    limit = model.estimators_.engine.max_rows
+    assert repr(model.apply) == f"<treeshard dispatch: RandomForestClassifier.apply, flat engine up to {limit} rows>"
+    regressor = treeshard.load(saved(RandomForestRegressor, "regression")[1])
+    assert sorted(k for k, v in vars(regressor).items() if isinstance(v, SmallBatchDispatch)) == ["apply", "predict"]
+    for plain in (treeshard.load(store, engine="sklearn"), treeshard.load(store, lazy=False), clone(model)):
+        assert not any(isinstance(v, SmallBatchDispatch) for v in vars(plain).values())
+    with pytest.raises(ValueError, match="engine must be one of 'auto', 'sklearn', got 'numpy'"):
+        treeshard.load(store, engine="numpy")
+
+
+def test_pickled_and_copied_models_keep_dispatching(tmp_path, builds):
+    original, _, X, _ = saved(RandomForestClassifier, "multiclass")
+    path = tmp_path / "forest.zip"
+    treeshard.save(original, path)
+    model = treeshard.load(path)
+    for copied in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert isinstance(copied.predict_proba, SmallBatchDispatch) and copied.predict_proba.forest is copied
+        assert_equal_outputs(original.predict_proba(X[:3]), copied.predict_proba(X[:3]), "copy")
+        assert len(copied.estimators_.cache) == 0
+    assert builds  # the copies scored with an engine
+
+
+# --------------------------------------------------------------------------- selections and memory
+@pytest.mark.parametrize("selection", [slice(2, 7), [9, 1, 4], 5])
+def test_partial_loads_score_the_selected_trees(selection, builds):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store, estimators=selection)
+    Q = query_points(X, original)
+    expected = type(model).predict_proba(model, Q)  # sklearn over the same selected trees
+    assert_equal_outputs(expected, model.predict_proba(Q), "selection")
+    assert builds == [model.estimators_.indices.tolist()]
+
+
+@pytest.mark.parametrize("engine_bytes", [1_000, 5_000])
+def test_the_engine_stays_within_max_memory(engine_bytes, builds, monkeypatch):
+    from treeshard.lazy import LazyEstimators
+
+    monkeypatch.setattr(LazyEstimators, "engine_bytes", lambda self: engine_bytes)
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass", n_estimators=24)
+    needed = int(treeshard.load(store).estimators_.source.tree_bytes(np.arange(24)).sum())
+    for budget, engine_budget in (
+        (needed - 1, (needed - 1) // 2),  # the trees stream: half the budget
+        (needed + 2_000, 2_000),  # the trees fit: what they leave
+        (None, None),
+    ):
+        model = treeshard.load(store, max_memory=budget)
+        assert model.estimators_.engine.budget == engine_budget
+        assert_equal_outputs(original.predict_proba(X[:3]), model.predict_proba(X[:3]), "budget")
+        engine_used = engine_budget is None or engine_bytes <= engine_budget
+        assert (model.estimators_.engine._engine is not None) is engine_used, budget
+        assert (len(model.estimators_.cache) == 0) is engine_used
+
+
+def test_engine_bytes_covers_what_the_engine_keeps():
+    _, store, X, _ = saved(RandomForestClassifier, "multiclass", n_estimators=24)
+    lazy = treeshard.load(store).estimators_
+    engine = lazy.flat_engine()
+    kept = sum(a.nbytes for a in vars(engine).values() if isinstance(a, np.ndarray) and a.size > 24)
+    assert kept <= lazy.engine_bytes() // 2 <= 1.5 * kept
+
+
+# --------------------------------------------------------------------------- the engine's pieces
+def test_mean_leaf_depth_matches_sklearn_trees():
+    original, store, _, _ = saved(ExtraTreesRegressor, "regression", max_depth=6)
+    depths = []
+    for estimator in original.estimators_:
+        tree = estimator.tree_
+        depth = np.zeros(tree.node_count, dtype=int)
+        for node in range(tree.node_count):  # sklearn numbers children after their parent
+            for child in (tree.children_left[node], tree.children_right[node]):
+                if child != -1:
+                    depth[child] = depth[node] + 1
+        depths.extend(depth[tree.children_left == -1])
+    assert Predictor(store).mean_leaf_depth() == pytest.approx(np.mean(depths), rel=1e-12)
+
+
+def test_for_trees_refuses_what_it_cannot_score():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from treeshard.reader import StoreReader
+
+    _, store, _, _ = saved(RandomForestRegressor, "regression", n_estimators=3)
+    reader = StoreReader(store)
+    for indices in ([], [3], [-1]):
+        with pytest.raises(ValueError, match=r"tree indices must be in \[0, 3\)"):
+            Predictor.for_trees(reader, indices)
+    X, y = make_data("regression")
+    boosting = zarr.storage.MemoryStore()
+    treeshard.save(GradientBoostingRegressor(n_estimators=2).fit(X, y), boosting)
+    with pytest.raises(treeshard.UnsupportedEstimatorError, match="for_trees needs a forest, not GradientBoostingRegressor"):
+        Predictor.for_trees(StoreReader(boosting), [0])
