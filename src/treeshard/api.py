@@ -232,7 +232,6 @@ class ModelHandle:
 
     def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
         self._store = store
-        self._storage_options = storage_options
         self._reader = StoreReader(store, storage_options=storage_options)
         self.location = self._reader.location
         self.config = self._reader.config
