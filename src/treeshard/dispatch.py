@@ -29,6 +29,10 @@ cannot give sklearn's answer: input other than a numeric array, list,
 DataFrame or scipy sparse matrix, trees appended by a warm-start fit, a
 refit, or an error (which sklearn then raises in its own words).
 
+The methods hold a reference to their forest: ``clone``, ``pickle`` and
+``copy.deepcopy`` give the copy its own, but a shallow ``copy.copy`` shares
+the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
+
 >>> import treeshard                                          # doctest: +SKIP
 >>> model = treeshard.load("rf.zip")                          # doctest: +SKIP
 >>> model.predict_proba                                       # doctest: +SKIP
