@@ -1,22 +1,33 @@
 # Two entry points: `make demo` and `make test`. Both create .venv if needed.
+# `demo` installs the package and joblib only; `test` adds the extras the suite uses.
+# constraints.txt fixes every version, so pip never backtracks while resolving.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
+BUILD_INPUTS := pyproject.toml setup.py src/treeshard/_kernels.pyx constraints.txt
+DEMO_STAMP := $(VENV)/.demo-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test bench bench-check clean
+.PHONY: demo test bench bench-check constraints clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
 
 # Reinstall (and recompile the validation kernel) when the build inputs change.
-$(STAMP): pyproject.toml setup.py src/treeshard/_kernels.pyx
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench,s3,http,dask]'
-	touch $(STAMP)
+$(DEMO_STAMP): $(BUILD_INPUTS) | $(BIN)/python
+	$(PIP) -e . joblib
+	touch $(DEMO_STAMP)
 
-demo: $(STAMP)
+$(TEST_STAMP): $(BUILD_INPUTS) | $(BIN)/python
+	$(PIP) -e '.[test,bench,sign,s3,http,dask]'
+	touch $(DEMO_STAMP) $(TEST_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 # Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
@@ -25,15 +36,23 @@ test: $(STAMP)
 # Quicker: make bench BENCH_MODELS=RF-L,GB-M ASV_ARGS=--quick
 BENCH_MODELS ?= RF-L,GB-M,RF-XL
 ASV_ARGS ?=
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	TREESHARD_BENCH_MODELS=$(BENCH_MODELS) $(BIN)/python benchmarks/models.py build
 	$(BIN)/asv machine --yes
 	TREESHARD_BENCH_MODELS=$(BENCH_MODELS) $(BIN)/asv run --set-commit-hash $$(git rev-parse HEAD) $(ASV_ARGS)
 	$(BIN)/asv publish
 
 # Cheap: `treeshard bench` on a tiny model, the asv suite run once in-process, `asv check`.
-bench-check: $(STAMP)
+bench-check: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q tests/test_bench.py
+
+# Re-pin constraints.txt from a fresh resolution of every extra (run after editing dependencies).
+constraints:
+	rm -rf /tmp/treeshard-constraints && $(PYTHON) -m venv /tmp/treeshard-constraints
+	/tmp/treeshard-constraints/bin/python -m pip install -q --upgrade pip
+	/tmp/treeshard-constraints/bin/python -m pip install -q -e '.[test,bench,sign,s3,http,dask]'
+	{ sed -n '1,/^# Regenerate/p' constraints.txt; /tmp/treeshard-constraints/bin/python -m pip freeze --exclude-editable | grep -iv '^treeshard'; } > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis src/treeshard/_kernels.c src/treeshard/*.so

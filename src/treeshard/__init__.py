@@ -11,8 +11,10 @@ __version__ = "0.1.0"
 from .errors import (  # noqa: E402
     ArrayError,
     ConfigError,
+    ConversionError,
     FormatError,
     IntegrityError,
+    InvalidStoreError,
     MemoryBudgetError,
     MissingDependencyError,
     RemoteStoreError,
@@ -26,23 +28,35 @@ from .errors import (  # noqa: E402
     UnsupportedFormatVersionError,
 )
 from .predictor import Predictor  # noqa: E402
-from .stores import InvalidStoreError  # noqa: E402
 
-# The save/load API imports zarr's machinery (asyncio, threads); it is imported on
-# first use so that ``import treeshard`` stays cheap for the sklearn-free Predictor.
-_API = frozenset({"save", "load", "open", "ModelHandle", "ModelInfo"})
+# The save/load API imports zarr's machinery (asyncio, threads); it and the other
+# tools are imported on first use so that ``import treeshard`` stays cheap for the
+# sklearn-free Predictor. name -> (module, attribute)
+_LAZY = {
+    "save": ("api", "save"),
+    "load": ("api", "load"),
+    "open": ("api", "open"),
+    "ModelHandle": ("api", "ModelHandle"),
+    "ModelInfo": ("api", "ModelInfo"),
+    "verify": ("integrity", "verify_path"),
+    "sign": ("integrity", "sign_store"),
+    "generate_key_pair": ("integrity", "generate_key_pair"),
+    "convert_pickle": ("convert", "convert_pickle"),
+    "clear_opened": ("distributed", "clear_opened"),
+}
 
 
 def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
-    if name in _API:
-        from . import api
+    if name in _LAZY:
+        import importlib
 
-        return getattr(api, name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attribute)
     raise AttributeError(f"module 'treeshard' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _API)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
@@ -52,6 +66,11 @@ __all__ = [
     "ModelHandle",
     "ModelInfo",
     "Predictor",
+    "verify",
+    "sign",
+    "generate_key_pair",
+    "convert_pickle",
+    "clear_opened",
     "TreeshardError",
     "FormatError",
     "ConfigError",
@@ -67,5 +86,6 @@ __all__ = [
     "StoreNotFoundError",
     "StoreExistsError",
     "InvalidStoreError",
+    "ConversionError",
     "SklearnVersionWarning",
 ]

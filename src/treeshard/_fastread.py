@@ -318,7 +318,9 @@ def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
 
             check_zip_members(path)  # stored members only: no zip bomb
             return _ZipSource(path), str(path)
-        raise FormatError(f"{str(path)!r} is neither a directory nor a .zip file")
+        from .stores import not_a_store
+
+        raise not_a_store(path)
     if type(store).__module__.split(".")[0] == "zarr" or hasattr(store, "supports_partial_writes"):
         from .stores import open_for_reading
 

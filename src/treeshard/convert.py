@@ -11,12 +11,7 @@ import os
 import pickle
 from typing import Any
 
-from .errors import TreeshardError
-
-
-class ConversionError(TreeshardError, ValueError):
-    """A file given to :func:`convert_pickle` could not be unpickled."""
-
+from .errors import ConversionError
 
 # What unpickling a file that is not a (compatible) pickle may raise.
 _UNPICKLING_ERRORS = (

@@ -22,6 +22,8 @@ __all__ = [
     "StoreNotFoundError",
     "StoreExistsError",
     "RemoteStoreError",
+    "InvalidStoreError",
+    "ConversionError",
     "SklearnVersionWarning",
 ]
 
@@ -80,6 +82,14 @@ class StoreExistsError(TreeshardError, FileExistsError):
 
 class RemoteStoreError(TreeshardError, OSError):
     """Reading or writing a remote store (``s3://``, ``http://``, ...) failed: network, permission, server."""
+
+
+class InvalidStoreError(TreeshardError, TypeError):
+    """The ``store`` argument is not a path, a URL or a zarr store."""
+
+
+class ConversionError(TreeshardError, ValueError):
+    """A file given to ``treeshard convert`` (:func:`treeshard.convert_pickle`) could not be unpickled."""
 
 
 class SklearnVersionWarning(UserWarning):

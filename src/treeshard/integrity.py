@@ -62,7 +62,7 @@ class _PathFiles:
 
     def __init__(self, path: str | os.PathLike) -> None:
         from .errors import FormatError, StoreNotFoundError
-        from .stores import check_directory_entries, check_zip_members, is_zip_path
+        from .stores import check_directory_entries, check_zip_members, is_zip_path, not_a_store
 
         self.path = Path(path)
         self.archive: zipfile.ZipFile | None = None
@@ -77,7 +77,7 @@ class _PathFiles:
             except _READ_ERRORS as exc:
                 raise FormatError(f"{str(self.path)!r}: unreadable zip ({exc})") from None
         else:
-            raise FormatError(f"{str(self.path)!r} is neither a directory nor a .zip file")
+            raise not_a_store(self.path)
 
     def keys(self) -> list[str]:
         if self.archive is not None:

@@ -20,13 +20,50 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatError, StoreExistsError, StoreNotFoundError, TreeshardError
+from .errors import FormatError, InvalidStoreError, StoreExistsError, StoreNotFoundError
 
 ROOT_METADATA = "zarr.json"
 
+# First bytes of files people mistake for a store: pickle protocols 2-5 (also an
+# uncompressed joblib file) and the compressors joblib writes with.
+_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+_JOBLIB_MAGIC = {b"\x78": "zlib", b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ": "xz", b"\x5d\x00\x00": "lzma", b"\x04\x22\x4d\x18": "lz4"}
+_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".sav", ".gz", ".z", ".bz2", ".xz", ".lzma", ".lz4")
 
-class InvalidStoreError(TreeshardError, TypeError):
-    """The ``store`` argument is not a path or a zarr store."""
+
+def not_a_store(path: str | os.PathLike) -> FormatError:
+    """The error for a path that is neither a directory nor a ``.zip`` file.
+
+    A joblib or pickle file given by mistake is recognised by its first bytes
+    (it is never unpickled), and the message points to ``treeshard convert``.
+
+    >>> import pickle, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.pkl")
+    >>> with open(path, "wb") as file:
+    ...     pickle.dump([1, 2], file)
+    >>> "treeshard convert" in str(not_a_store(path))
+    True
+    """
+    message = f"{str(path)!r} is neither a directory nor a .zip file"
+    try:
+        with open(path, "rb") as file:
+            head = file.read(8)
+    except OSError:
+        return FormatError(message)
+    compressor = next((name for magic, name in _JOBLIB_MAGIC.items() if head.startswith(magic)), None)
+    if head.startswith(_PICKLE_MAGIC):
+        kind = "a pickle (or uncompressed joblib) file"
+    elif compressor is not None and str(path).lower().endswith(_PICKLE_SUFFIXES):
+        kind = f"a {compressor}-compressed joblib file"
+    elif zipfile.is_zipfile(path):
+        return FormatError(f"{message}: it is a zip file; a treeshard zip store must be named *.zip")
+    else:
+        return FormatError(message)
+    return FormatError(
+        f"{message}: it looks like {kind}. Loading a pickle runs whatever code it holds: "
+        f"if you made this file or fully trust it, convert it once with "
+        f"`treeshard convert {str(path)!r} model.zip --trust-pickle`"
+    )
 
 
 def is_zip_path(path: str | os.PathLike) -> bool:
@@ -55,7 +92,7 @@ def open_for_reading(store: Any) -> tuple[Any, str]:
 
             return ZipStore(path, mode="r"), str(path)
         if not path.is_dir():
-            raise FormatError(f"{str(path)!r} is neither a directory nor a .zip file")
+            raise not_a_store(path)
         if not (path / ROOT_METADATA).is_file():
             raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
         check_directory_entries(path)
