@@ -27,9 +27,6 @@ all of this with numpy's SIMD dispatch turned off.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -38,7 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_equal_outputs
+from conftest import assert_equal_outputs, run_without_simd
 
 import treeshard
 from treeshard import SklearnVersionWarning
@@ -225,12 +222,4 @@ def test_golden_stores_are_tiny():
 def test_golden_stores_hold_on_another_simd_level():
     """The tests above pass with numpy's SIMD dispatch off, where ``np.exp``/``np.log`` round
     differently: what they compare with the recording does not depend on the CPU."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-
-    found = [feature for feature in __cpu_dispatch__ if __cpu_features__.get(feature)]
-    if not found:
-        pytest.skip("numpy dispatches no SIMD extension beyond its baseline on this CPU")
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found), "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "not another_simd_level", __file__]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    run_without_simd(__file__, "not another_simd_level")

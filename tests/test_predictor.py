@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, make_data, query_points
+from conftest import assert_equal_outputs, make_data, query_points, run_without_simd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (
@@ -699,16 +699,4 @@ def test_init_raw_prediction_is_sklearns(weights: list[float], n_rows: int) -> N
 def test_gradient_boosting_equals_sklearn_on_another_simd_level() -> None:
     """With numpy's SIMD dispatch off (``np.exp``/``np.log`` round differently), every gradient
     boosting output still equals sklearn's computed in that process."""
-    import os
-    import subprocess
-    import sys
-
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-
-    found = [feature for feature in __cpu_dispatch__ if __cpu_features__.get(feature)]
-    if not found:
-        pytest.skip("numpy dispatches no SIMD extension beyond its baseline on this CPU")
-    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": " ".join(found), "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_outputs_equal_sklearn and gb-", __file__]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]  # 5 if nothing was collected
+    run_without_simd(__file__, "test_outputs_equal_sklearn and gb-")
