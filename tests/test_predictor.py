@@ -700,3 +700,15 @@ def test_gradient_boosting_equals_sklearn_on_another_simd_level() -> None:
     """With numpy's SIMD dispatch off (``np.exp``/``np.log`` round differently), every gradient
     boosting output still equals sklearn's computed in that process."""
     run_without_simd(__file__, "test_outputs_equal_sklearn and gb-")
+
+
+def test_softmax_sums_rows_as_sklearn_whatever_the_layout() -> None:
+    """Raw scores in any memory layout give sklearn's softmax of C-ordered raw predictions."""
+    from sklearn.utils.extmath import softmax
+
+    from treeshard.predictor import _softmax
+
+    raw = np.random.default_rng(0).normal(scale=3.0, size=(2000, 12))
+    expected = softmax(raw)
+    for layout in (raw, np.asfortranarray(raw), np.hstack([raw, raw])[:, :12]):
+        assert_equal_outputs(expected, _softmax(layout), "softmax")

@@ -835,8 +835,12 @@ def _multinomial_init(prior: np.ndarray) -> np.ndarray:
 
 
 def _softmax(raw: np.ndarray) -> np.ndarray:
-    """sklearn.utils.extmath.softmax, operation for operation."""
-    X = np.array(raw, copy=True)
+    """sklearn.utils.extmath.softmax, operation for operation.
+
+    On a C-ordered copy, as sklearn's raw predictions are: numpy sums the rows
+    of an F-ordered array in another order.
+    """
+    X = np.array(raw, dtype=np.float64, order="C", copy=True)
     X -= np.max(X, axis=1).reshape(-1, 1)
     np.exp(X, out=X)
     X /= np.sum(X, axis=1).reshape(-1, 1)
