@@ -134,7 +134,8 @@ def expected_outputs(directory: Path, name: str) -> tuple[np.ndarray, dict[str, 
         expected["decision_function"] = scores
         encoded = (scores >= 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
         assert_equal_outputs(reference.classes_[encoded], expected["predict"], "labels from the raw scores")
-        proba = reference._loss.predict_proba(scores)  # sklearn's link inverse, on this machine
+        # sklearn's link inverse on this machine; the recorded probabilities are the recording CPU's
+        proba = reference._loss.predict_proba(scores)
         expected["predict_proba"] = proba
         with np.errstate(divide="ignore"):
             expected["predict_log_proba"] = np.log(proba)
