@@ -138,7 +138,9 @@ class Predictor:
     Methods follow the estimator: ``predict`` and ``apply`` always;
     ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
     boosting classifiers. Every output is bit-identical to the original
-    estimator's, and input is validated like sklearn (feature count, feature
+    estimator's on the running machine (outputs through ``exp``/``log`` may
+    differ between CPUs, for sklearn as for the predictor; see the module
+    docstring), and input is validated like sklearn (feature count, feature
     names of a DataFrame, NaN and infinity). ``X`` may be dense or a scipy
     sparse matrix or array of any format.
 
