@@ -13,6 +13,14 @@ alternating, the medians of:
 
     python benchmarks/links.py               # 100,000 rows
     python benchmarks/links.py --rows 1000000 --repeat 3
+
+It also shows what numpy's SIMD level changes on GB-M (benchmarks/models.py):
+every method of the Predictor and of an eager load equals sklearn's in the same
+process, and the outputs of two processes are compared:
+
+    python benchmarks/links.py --gbm /tmp/simd.npz
+    NPY_DISABLE_CPU_FEATURES="X86_V3 X86_V4 AVX512_ICL" python benchmarks/links.py --gbm /tmp/base.npz
+    python benchmarks/links.py --compare /tmp/simd.npz /tmp/base.npz
 """
 
 from __future__ import annotations
@@ -52,7 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--gbm", metavar="OUT.npz", help="check GB-M's outputs against sklearn's and save them")
+    parser.add_argument("--compare", nargs=2, metavar="NPZ", help="compare two --gbm outputs")
     args = parser.parse_args()
+    if args.gbm:
+        return gbm_outputs(args.gbm)
+    if args.compare:
+        return compare(*args.compare)
     from scipy.special import expit
     from sklearn.datasets import make_classification
     from sklearn.ensemble import GradientBoostingClassifier
@@ -81,6 +95,40 @@ def main() -> None:
         args.repeat,
     )
     print(f"binary GB, 200 stages, {args.rows:,} rows (median of {args.repeat}): " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in result.items()))
+
+
+GBM_METHODS = ("decision_function", "predict_proba", "predict_log_proba", "predict")
+
+
+def gbm_outputs(out: str) -> None:
+    import sys
+
+    import joblib
+
+    import treeshard
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import models
+
+    folder = models.cache_dir() / "GB-M"
+    X = np.load(folder / "rows.npy")
+    original = joblib.load(folder / "model.joblib")
+    engines = {"Predictor": treeshard.Predictor(folder / "model.lz4.zip"), "load": treeshard.load(folder / "model.lz4.zip", lazy=False)}
+    outputs = {}
+    for method in GBM_METHODS:
+        outputs[method] = getattr(original, method)(X)
+        same = {name: np.array_equal(getattr(engine, method)(X), outputs[method]) for name, engine in engines.items()}
+        print(f"{method}: equal to sklearn's in this process: {same}")
+    np.savez(out, **outputs)
+
+
+def compare(first: str, second: str) -> None:
+    with np.load(first) as a, np.load(second) as b:
+        for method in GBM_METHODS:
+            x, y = a[method], b[method]
+            differ = x != y
+            ulps = f", at most {np.max(np.abs(x[differ] - y[differ]) / np.spacing(np.abs(x[differ]))):.0f} ulps" if differ.any() and x.dtype.kind == "f" else ""
+            print(f"{method}: {int(differ.sum())} of {x.size} values differ{ulps}")
 
 
 if __name__ == "__main__":
