@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, make_data, query_points
+from conftest import assert_equal_outputs, make_data, query_points, run_without_simd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (
@@ -613,3 +613,102 @@ def test_gradient_boosting_with_a_numpy_learning_rate(learning_rate) -> None:
         treeshard.save(model, store)
         predictor = Predictor(store)
         assert_equal_outputs(model.predict(X), predictor.predict(X), estimator.__name__)
+
+
+# --------------------------------------------------------------------------- exp and log: sklearn's own functions
+_DOUBLE_MAX = float(np.finfo(np.float64).max)
+#: Where expit's C formula changes regime: 0, subnormals, exp's overflow (log(DBL_MAX)) and underflow, 1 - expit rounding to 0.
+EXPIT_EDGES = np.array(
+    [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 2.2250738585072014e-308, _DOUBLE_MAX, -_DOUBLE_MAX,
+     709.782712893384, -709.782712893384, 709.7827128933841, -709.7827128933841, 745.1332191019412, -745.1332191019412,
+     36.7368005696771, -36.7368005696771, 37.0, -37.0, 1e-17, -1e-17]
+)
+
+
+def _float64_bits(draw_bits: int) -> float:
+    return float(np.array([draw_bits], dtype=np.uint64).view(np.float64)[0])
+
+
+def _same_float64(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit for bit, any NaN equal to any NaN (scipy and Python need not agree on a NaN's payload)."""
+    nan = np.isnan(a)
+    return bool(np.array_equal(nan, np.isnan(b)) and a[~nan].tobytes() == b[~nan].tobytes())
+
+
+def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
+    from scipy.special import expit
+
+    from treeshard.predictor import _expit
+
+    rng = np.random.default_rng(0)
+    boundary = np.nextafter(-709.782712893384, -np.inf) + np.arange(-200, 200) * 2e-14  # exp(-x) overflows in here
+    x = np.concatenate([EXPIT_EDGES, boundary, -boundary, rng.integers(0, 2**64, 200_000, dtype=np.uint64).view(np.float64),
+                        rng.normal(scale=40.0, size=100_000)])
+    assert _same_float64(_expit(x), expit(x))
+    assert _same_float64(_expit(x.reshape(-1, 2)).ravel(), expit(x))  # any shape
+    assert _expit(np.empty((0,))).shape == (0,)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True) | st.integers(0, 2**64 - 1).map(_float64_bits), min_size=1, max_size=40))
+def test_expit_is_scipys_over_the_whole_float64_range(values: list[float]) -> None:
+    from scipy.special import expit
+
+    from treeshard.predictor import _expit
+
+    x = np.array(values, dtype=np.float64)
+    assert _same_float64(_expit(x), expit(x))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(min_value=float(np.finfo(np.float64).eps), max_value=1 - float(np.finfo(np.float64).eps)) | st.sampled_from([0.3, 0.65, np.nextafter(0.3, 0), np.nextafter(0.65, 1), 0.5]))
+def test_logit_is_scipys(p: float) -> None:
+    from scipy.special import logit
+
+    from treeshard.predictor import _logit
+
+    assert np.float64(_logit(p)).tobytes() == logit(np.float64(p)).tobytes()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    weights=st.lists(st.floats(min_value=1e-300, max_value=1e300), min_size=2, max_size=40),
+    n_rows=st.sampled_from([1, 2, 9, 1000]),
+)
+def test_init_raw_prediction_is_sklearns(weights: list[float], n_rows: int) -> None:
+    """The init's raw prediction equals sklearn's for any prior (tiny, clipped, many classes), whatever the batch size."""
+    from sklearn._loss.loss import ExponentialLoss, HalfBinomialLoss, HalfMultinomialLoss
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble._gb import _init_raw_predictions
+
+    from treeshard.predictor import _binary_init, _multinomial_init
+
+    k = len(weights)
+    dummy = DummyClassifier(strategy="prior").fit(np.zeros((k, 1)), np.arange(k), sample_weight=np.array(weights))
+    X = np.zeros((n_rows, 1))
+    if k == 2:
+        for loss, half in ((HalfBinomialLoss(), False), (ExponentialLoss(), True)):
+            expected = _init_raw_predictions(X, dummy, loss, use_predict_proba=True)
+            assert_equal_outputs(expected, np.full((n_rows, 1), _binary_init(dummy.class_prior_, half=half)), type(loss).__name__)
+    with np.errstate(all="ignore"):
+        expected = _init_raw_predictions(X, dummy, HalfMultinomialLoss(n_classes=k), use_predict_proba=True)
+        got = _multinomial_init(dummy.class_prior_)
+    assert_equal_outputs(expected, np.tile(got, (n_rows, 1)), "multinomial")
+
+
+def test_gradient_boosting_equals_sklearn_on_another_simd_level() -> None:
+    """With numpy's SIMD dispatch off (``np.exp``/``np.log`` round differently), every gradient
+    boosting output still equals sklearn's computed in that process."""
+    run_without_simd(__file__, "test_outputs_equal_sklearn and gb-")
+
+
+def test_softmax_sums_rows_as_sklearn_whatever_the_layout() -> None:
+    """Raw scores in any memory layout give sklearn's softmax of C-ordered raw predictions."""
+    from sklearn.utils.extmath import softmax
+
+    from treeshard.predictor import _softmax
+
+    raw = np.random.default_rng(0).normal(scale=3.0, size=(2000, 12))
+    expected = softmax(raw)
+    for layout in (raw, np.asfortranarray(raw), np.hstack([raw, raw])[:, :12]):
+        assert_equal_outputs(expected, _softmax(layout), "softmax")

@@ -30,8 +30,14 @@ Every output is bit-identical to the saved estimator's:
   sequential left fold, unlike ``np.sum``); gradient boosting adds
   ``learning_rate * value`` stage by stage onto the init estimator's raw
   prediction, which is computed with the same float operations as sklearn's
-  ``DummyClassifier``/``DummyRegressor`` + loss link (scipy's ``expit`` and
-  ``logit`` are reproduced with :mod:`math`, i.e. the C library, as scipy does).
+  ``DummyClassifier``/``DummyRegressor`` + loss link.
+- Whatever goes through ``exp`` or ``log`` is computed by the functions
+  sklearn calls, in the same dtype and order: numpy's ``np.exp``/``np.log``
+  for the multinomial link (softmax, geometric mean) and ``predict_log_proba``;
+  scipy's ``expit``/``logit`` for the binary links, which call the C library's
+  ``exp``/``log``/``log1p``, as :mod:`math` does (scipy is not imported).
+  These outputs equal sklearn's on the running machine; numpy's ``exp`` and
+  ``log`` round differently per SIMD level, so they may differ between CPUs.
 
 A serverless handler opens the model once per container, at import time, and
 predicts per request (the first request then costs the interpreter, numpy,
@@ -80,6 +86,8 @@ SPARSE_BLOCK_BYTES = 1 << 24
 #: Pairs that reached a leaf are set aside once they are more than this fraction of those walking.
 COMPACT_BELOW = 0.75
 _EPS = float(np.finfo(np.float64).eps)
+#: ``math.exp`` of anything above this may overflow (``log(DBL_MAX)`` is 709.78...): such values take the slow path.
+_EXP_SAFE = 709.0
 
 
 class _Method:
@@ -130,7 +138,9 @@ class Predictor:
     Methods follow the estimator: ``predict`` and ``apply`` always;
     ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
     boosting classifiers. Every output is bit-identical to the original
-    estimator's, and input is validated like sklearn (feature count, feature
+    estimator's on the running machine (outputs through ``exp``/``log`` may
+    differ between CPUs, for sklearn as for the predictor; see the module
+    docstring), and input is validated like sklearn (feature count, feature
     names of a DataFrame, NaN and infinity). ``X`` may be dense or a scipy
     sparse matrix or array of any format.
 
@@ -338,15 +348,9 @@ class Predictor:
         prior = decode_value(f"{where}.fitted.class_prior_", fitted.get("class_prior_"))
         if not (isinstance(prior, np.ndarray) and prior.shape == (len(self.classes_),) and prior.dtype == np.float64):
             raise ConfigError(f"{where}.fitted.class_prior_: expected {len(self.classes_)} float64 values")
-        proba = np.ones((1, 1)) * prior  # DummyClassifier.predict_proba, strategy "prior"
         if self._link == "multinomial":
-            proba = np.clip(proba, _EPS, 1 - _EPS, dtype=np.float64)
-            # MultinomialLogit.link: log(p / gmean(p)), gmean = exp(mean(log(p)))
-            gmean = np.exp(np.mean(np.log(proba), axis=1))
-            return np.log(proba / gmean[:, None]).reshape(k)
-        p = float(np.clip(proba[:, 1], _EPS, 1 - _EPS, dtype=np.float64)[0])
-        raw = _logit(p)
-        return np.array([0.5 * raw if self._link == "half_logit" else raw], dtype=np.float64)
+            return _multinomial_init(prior)
+        return np.array([_binary_init(prior, half=self._link == "half_logit")], dtype=np.float64)
 
     def _read_columns(
         self, reader: Any, layout: TreeLayout, tree_ptr: np.ndarray, runs: list[tuple[int, int]], *, selected: TreeLayout | None = None
@@ -657,9 +661,9 @@ class Predictor:
             raw = self.decision_function(X)
             if self._k > 1:
                 return _softmax(raw)
-            expit_of = raw * 2 if self._link == "half_logit" else raw
+            # the loss's predict_proba: HalfLogitLink.inverse is expit(2 * raw)
             proba = np.empty((raw.shape[0], 2), dtype=np.float64)
-            proba[:, 1] = [_expit(v) for v in expit_of.tolist()]
+            proba[:, 1] = _expit(2 * raw if self._link == "half_logit" else raw)
             proba[:, 0] = 1 - proba[:, 1]
             return proba
         return self._proba(self._validate(X, allow_nan=self._allow_nan))
@@ -776,25 +780,69 @@ def _feature_names(X: Any) -> np.ndarray | None:
     return names if types == ["str"] else None
 
 
-def _expit(x: float) -> float:
-    """scipy.special.expit for a double: ``1 / (1 + exp(-x))`` with the C library's exp."""
+def _exp_or_inf(x: float) -> float:
     try:
-        return 1.0 / (1.0 + math.exp(-x))
+        return math.exp(x)
     except OverflowError:
-        return 0.0
+        return math.inf
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    """scipy.special.expit of float64 ``x``, bit for bit, without importing scipy.
+
+    scipy computes ``1 / (1 + exp(-x))`` with the C library's ``exp`` (xsf's
+    ``log_exp.h``), which is also what :func:`math.exp` calls; numpy's own
+    ``np.exp`` is vectorised differently per SIMD level and would not match.
+    The sum and the division are correctly rounded in numpy as in C.
+    """
+    neg = np.negative(x)
+    overflows = neg > _EXP_SAFE  # math.exp raises where C's exp returns inf
+    e = np.fromiter(map(math.exp, np.where(overflows, 0.0, neg).ravel().tolist()), dtype=np.float64, count=neg.size)
+    e = e.reshape(neg.shape)
+    if overflows.any():
+        e[overflows] = [_exp_or_inf(v) for v in neg[overflows].tolist()]
+    np.add(1.0, e, out=e)
+    return np.divide(1.0, e, out=e)
 
 
 def _logit(p: float) -> float:
-    """scipy.special.logit for a double (xsf's log_exp.h), with the C library's log and log1p."""
+    """scipy.special.logit of a double (xsf's ``log_exp.h``), with the C library's log and log1p as scipy."""
     if p < 0.3 or p > 0.65:
         return math.log(p / (1 - p))
     s = 2 * (p - 0.5)
     return math.log1p(s) - math.log1p(-s)
 
 
+def _binary_init(prior: np.ndarray, *, half: bool) -> float:
+    """Raw init prediction of a binary gradient boosting from its ``DummyClassifier`` prior.
+
+    sklearn: ``predict_proba(X)[:, 1]`` clipped to ``[eps, 1 - eps]``, then the
+    loss link: ``logit`` (log_loss) or ``0.5 * logit`` (exponential, ``HalfLogitLink``).
+    """
+    p = float(np.clip((np.ones((1, 1)) * prior)[:, 1], _EPS, 1 - _EPS, dtype=np.float64)[0])
+    raw = _logit(p)
+    return 0.5 * raw if half else raw
+
+
+def _multinomial_init(prior: np.ndarray) -> np.ndarray:
+    """Raw init prediction (K,) of a multiclass gradient boosting from its ``DummyClassifier`` prior.
+
+    sklearn's ``MultinomialLogit.link`` on the clipped prior: ``log(p / gmean(p))``,
+    with scipy's ``gmean(p, axis=1) = exp(mean(log(p), axis=1))``, all numpy ufuncs
+    (so the result depends on numpy's SIMD level, exactly as sklearn's does).
+    """
+    proba = np.clip(np.ones((1, 1)) * prior, _EPS, 1 - _EPS, dtype=np.float64)
+    gmean = np.exp(np.mean(np.log(proba), axis=1))
+    return np.log(proba / gmean[:, None]).reshape(-1)
+
+
 def _softmax(raw: np.ndarray) -> np.ndarray:
-    """sklearn.utils.extmath.softmax, operation for operation."""
-    X = np.array(raw, copy=True)
+    """sklearn.utils.extmath.softmax, operation for operation.
+
+    On a C-ordered copy, as sklearn's raw predictions are: numpy sums the rows
+    of an F-ordered array in another order.
+    """
+    X = np.array(raw, dtype=np.float64, order="C", copy=True)
     X -= np.max(X, axis=1).reshape(-1, 1)
     np.exp(X, out=X)
     X /= np.sum(X, axis=1).reshape(-1, 1)
