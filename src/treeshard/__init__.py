@@ -24,6 +24,7 @@ from .errors import (  # noqa: E402
     TreeStructureError,
     UnsupportedEstimatorError,
     UnsupportedFormatVersionError,
+    UnverifiedStoreWarning,
 )
 from .predictor import Predictor  # noqa: E402
 from .stores import InvalidStoreError  # noqa: E402
@@ -68,4 +69,5 @@ __all__ = [
     "StoreExistsError",
     "InvalidStoreError",
     "SklearnVersionWarning",
+    "UnverifiedStoreWarning",
 ]
