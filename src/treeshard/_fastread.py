@@ -29,6 +29,7 @@ import functools
 import json
 import math
 import os
+import sys
 import threading
 import warnings
 import zipfile
@@ -483,7 +484,7 @@ class FastReader:
         if size is None:
             attributes = self.root.get("attributes")
             if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its load fails on
-                warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=5)
+                warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=_caller_outside_package())
             return None
         if size > MAX_RECORD_BYTES:
             raise IntegrityError(f"{DIGEST_KEY}: {size} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
@@ -750,7 +751,7 @@ class FastReader:
         if raw is None or len(raw) != high - low:
             raise IntegrityError(f"{first.path}: shard {first.key} is truncated")
         data = np.frombuffer(raw, dtype=np.uint8)
-        for read in run:
+        for read in sorted(run, key=lambda read: read.index):  # in plan order: the same first error as uncoalesced reads
             offset, length = read.extent  # type: ignore[misc]
             chunk = data[offset - low : offset - low + length]
             if self.digests is not None:  # bound to its place before it is decoded
@@ -877,6 +878,16 @@ class _Lease:
             last = self._readers == 0
         if last:
             self.source.close()
+
+
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` of a warning issued by this function's caller that names the
+    first frame outside treeshard (the user's call, whichever public function it went through)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _rows_taken(layout: ArrayLayout, first: int, start: int, stop: int) -> tuple[int, int]:

@@ -230,9 +230,9 @@ class ModelHandle:
     ('DecisionTreeRegressor', 3)
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
         self._store = store
-        self._reader = StoreReader(store, storage_options=storage_options)
+        self._reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
         self.location = self._reader.location
         self.config = self._reader.config
         self.adapter = self._reader.adapter
@@ -462,13 +462,14 @@ def _warn_on_version_change(config: Config) -> None:
         warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
 
 
-def open(store: Any, *, storage_options: dict[str, Any] | None = None) -> ModelHandle:  # noqa: A001 - mirrors zarr.open
+def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open
     """Open a store and read its config only; see :class:`ModelHandle`.
 
     ``store`` may also be an fsspec URL (``s3://...``, ``https://...``) with
-    ``storage_options`` (see ``docs/REMOTE.md``).
+    ``storage_options`` (see ``docs/REMOTE.md``). ``check_chunks`` is as for
+    :func:`load`.
     """
-    return ModelHandle(store, storage_options=storage_options)
+    return ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks)
 
 
 def load(
@@ -481,6 +482,7 @@ def load(
     public_key: Any = None,
     storage_options: dict[str, Any] | None = None,
     engine: str = "auto",
+    check_chunks: bool = True,
 ) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
 
@@ -512,6 +514,15 @@ def load(
         flat engine (the :class:`~treeshard.Predictor`, much faster for a few rows) and
         large ones with sklearn's trees, bit-identical either way (see
         :mod:`treeshard.dispatch`); ``"sklearn"`` always uses sklearn's methods.
+    check_chunks : bool, default True
+        Check the root ``zarr.json`` when the store is opened, and every chunk
+        when it is read (lazily too), against the sha256 digests the store's
+        ``treeshard.sha256`` record holds for their place: a swapped,
+        duplicated or misplaced chunk file raises
+        :class:`~treeshard.IntegrityError` naming the array and the chunk. A
+        store without the record loads with an
+        :class:`~treeshard.UnverifiedStoreWarning`. ``False`` skips the record
+        and the hashing: only for trusted local files (see ``SECURITY.md``).
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -523,5 +534,5 @@ def load(
     >>> treeshard.load(store).predict([[0.9]])
     array(['yes'], dtype='<U3')
     """
-    with ModelHandle(store, storage_options=storage_options) as handle:
+    with ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)

@@ -36,8 +36,8 @@ class StoreReader:
     100
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
-        self._fast = FastReader(store, storage_options)
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
+        self._fast = FastReader(store, storage_options, check_chunks=check_chunks)
         self.location = self._fast.location
         try:
             attributes = self._fast.attributes
