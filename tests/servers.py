@@ -64,6 +64,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     root: Path
     counter: Counter
     suffix_ranges: bool = True
+    ranges: bool = True
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -93,7 +94,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_error(416)
                 return
             first, last = match.groups()
-            if first == "" and not self.suffix_ranges:
+            if not self.ranges or (first == "" and not self.suffix_ranges):
                 self.counter.add(self.command, self.path, range_header, 0)
                 self.send_response(416)
                 self.send_header("Content-Length", "0")
@@ -165,18 +166,20 @@ class _PlainHandler(http.server.SimpleHTTPRequestHandler):
 class HTTPStoreServer:
     """Serve ``root`` over HTTP on 127.0.0.1 (a free port) with byte ranges; counts requests.
 
-    ``suffix_ranges=False``: suffix ranges (``bytes=-n``) are refused with ``416``.
+    ``suffix_ranges=False``: suffix ranges (``bytes=-n``) are refused with ``416``;
+    ``ranges=False``: every range is.
     ``plain=True``: the standard library's ``SimpleHTTPRequestHandler``, which ignores ``Range``.
     """
 
-    def __init__(self, root: str | os.PathLike, *, suffix_ranges: bool = True, plain: bool = False) -> None:
+    def __init__(self, root: str | os.PathLike, *, suffix_ranges: bool = True, ranges: bool = True, plain: bool = False) -> None:
         self.counter = Counter()
         if plain:
             import functools
 
             handler: Any = functools.partial(type("Handler", (_PlainHandler,), {"counter": self.counter}), directory=str(root))
         else:
-            handler = type("Handler", (_Handler,), {"root": Path(root), "counter": self.counter, "suffix_ranges": suffix_ranges})
+            attributes = {"root": Path(root), "counter": self.counter, "suffix_ranges": suffix_ranges, "ranges": ranges}
+            handler = type("Handler", (_Handler,), attributes)
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-store-server", daemon=True)

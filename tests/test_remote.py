@@ -653,3 +653,75 @@ def test_predictor_reads_a_url(http_server: Any, suffix: str) -> None:
     treeshard.save(model, http_server.root / name)
     predictor = treeshard.Predictor(f"{http_server.url}/{name}")
     assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- servers without (suffix) ranges
+SERVERS = ["plain_http_server", "no_suffix_http_server"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_servers_without_ranges(request: pytest.FixtureRequest, server: str, suffix: str) -> None:
+    """``python -m http.server`` (whole files for every range) and a server refusing suffix
+    ranges both serve a store: lazily, eagerly, in part and to the Predictor, exactly."""
+    http = request.getfixturevalue(server)
+    model, X, _ = _fit("RandomForestClassifier")
+    name = _unique(suffix)
+    treeshard.save(model, http.root / name)
+    url = f"{http.url}/{name}"
+    lazy = treeshard.load(url)
+    assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
+    for got, tree in zip(lazy.estimators_, model.estimators_):
+        assert np.array_equal(got.tree_.value, tree.tree_.value)
+    assert np.array_equal(treeshard.load(url, lazy=False).predict_proba(X), model.predict_proba(X))
+    expected = np.mean([tree.predict_proba(X) for tree in model.estimators_[1:3]], axis=0)
+    assert np.array_equal(treeshard.load(url, estimators=[1, 2], lazy=False).predict_proba(X), expected)
+    assert np.array_equal(treeshard.Predictor(url).predict_proba(X), model.predict_proba(X))
+
+
+def test_a_server_ignoring_ranges_sends_each_file_once(plain_http_server: Any, big_forest: Any) -> None:
+    """Whole files come instead of ranges: each is kept for the next ranges of one open store."""
+    model, X = big_forest
+    counter = plain_http_server.counter
+    for suffix in ("", ".zip"):
+        name = _unique(suffix)
+        treeshard.save(model, plain_http_server.root / name)
+        counter.reset()
+        loaded = treeshard.load(f"{plain_http_server.url}/{name}", lazy=False)
+        paths = [path for _, path, _ in counter.log]
+        if suffix:
+            assert paths == [f"/{name}"]  # the whole zip, once
+        else:  # the root, the digest record and every shard file, each once
+            folder = plain_http_server.root / name
+            shards = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "/c/" in p.relative_to(folder).as_posix()]
+            files = ["zarr.json", "treeshard.sha256", *shards]
+            assert sorted(paths) == sorted(f"/{name}/{key}" for key in files)
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_server_refusing_suffix_ranges_gets_explicit_ones(no_suffix_http_server: Any, suffix: str) -> None:
+    """One refused suffix range at most per open store; then a size lookup and explicit ranges."""
+    model, X, _ = _fit("ExtraTreesRegressor")
+    name = _unique(suffix)
+    treeshard.save(model, no_suffix_http_server.root / name)
+    counter = no_suffix_http_server.counter
+    counter.reset()
+    assert np.array_equal(treeshard.load(f"{no_suffix_http_server.url}/{name}", lazy=False).predict(X), model.predict(X))
+    suffix_requests = [(method, byte_range) for method, _, byte_range in counter.log if (byte_range or "").startswith("bytes=-")]
+    heads = [path for method, path, _ in counter.log if method == "HEAD"]
+    # A directory knows every file's size from its digest record: it never asks for a suffix.
+    assert (len(suffix_requests), len(heads)) == ((1, 1) if suffix else (0, 0))
+
+
+def test_a_server_refusing_every_range_is_named(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from servers import HTTPStoreServer
+
+    root = tmp_path_factory.mktemp("no-ranges")
+    treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), root / "model")
+    server = HTTPStoreServer(root, ranges=False).start()
+    try:
+        with pytest.raises(RemoteStoreError, match=r"the server refuses byte ranges \(HTTP 416 for bytes=0-\d+ of 'zarr.json'\); treeshard needs a server that serves byte ranges or whole files"):
+            treeshard.load(f"{server.url}/model")
+    finally:
+        server.stop()

@@ -492,7 +492,7 @@ class FastReader:
         if raw is None:
             raise IntegrityError(f"{DIGEST_KEY}: disappeared while being read")
         digests = ChunkDigests(parse_digest(raw))
-        digests.check_object(ROOT_METADATA, ROOT_METADATA, raw_root)
+        digests.check_root(raw_root)
         return digests
 
     def share(self) -> FastReader:

@@ -403,6 +403,12 @@ class ChunkDigests:
         if len(data) != size or hashlib.sha256(data).hexdigest() != expected:
             raise IntegrityError(f"{where}: {key} does not match its sha256 in {DIGEST_KEY} (a swapped, duplicated, misplaced or changed file)")
 
+    def check_root(self, data: bytes) -> None:
+        """``data`` is the root ``zarr.json``: the config record and every array's metadata."""
+        entry = self.record.files.get(ROOT_METADATA)
+        if entry is None or len(data) != entry[0] or hashlib.sha256(data).hexdigest() != entry[1]:
+            raise IntegrityError(f"{ROOT_METADATA}: the config or array metadata differ from what {DIGEST_KEY} recorded at save time")
+
     def check_chunk(self, path: str, key: str, index: int, data: Any) -> None:
         """``data`` is inner chunk ``index`` of the shard ``key`` of the array ``path``, as read."""
         digests = self._inner.get(key, _UNSET)
