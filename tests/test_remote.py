@@ -725,3 +725,36 @@ def test_a_server_refusing_every_range_is_named(tmp_path_factory: pytest.TempPat
             treeshard.load(f"{server.url}/model")
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- chunks bound to their place, remotely
+@pytest.mark.parametrize("server", ["http_server", "plain_http_server"])
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_duplicated_shard_fails_over_http(request: pytest.FixtureRequest, tmp_path: Path, server: str, suffix: str) -> None:
+    """A shard file copied over another of equal size (valid crc32c) is refused by every read path."""
+    import zipfile
+
+    http = request.getfixturevalue(server)
+    X, y = make_data("multiclass")
+    model = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=0).fit(X, y)
+    folder = tmp_path / "model"
+    save_with_small_chunks(model, folder, chunk_rows=32, chunks_per_shard=2, codec="none")
+    shards = folder / "nodes" / "threshold" / "c"
+    assert (shards / "0").stat().st_size == (shards / "1").stat().st_size
+    (shards / "1").write_bytes((shards / "0").read_bytes())
+    name = _unique(suffix)
+    if suffix:
+        with zipfile.ZipFile(http.root / name, "w") as archive:
+            for file in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p == folder / "zarr.json"):
+                archive.write(file, file.relative_to(folder).as_posix())
+    else:
+        shutil.copytree(folder, http.root / name)
+    url = f"{http.url}/{name}"
+    message = (
+        "nodes/threshold: chunk 0 of shard nodes/threshold/c/1 does not match its sha256 in treeshard.sha256 "
+        "(a swapped, duplicated, misplaced or changed chunk)"
+    )
+    for read in (lambda: treeshard.load(url, lazy=False), lambda: treeshard.Predictor(url), lambda: list(treeshard.load(url).estimators_)):
+        with pytest.raises(treeshard.IntegrityError) as caught:
+            read()
+        assert str(caught.value) == message
