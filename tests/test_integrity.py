@@ -501,3 +501,29 @@ def test_check_chunks_false_skips_the_record(chunked, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         treeshard.open(path, check_chunks=False).close()
+
+
+# --------------------------------------------------------------------------- a signature authenticates what a lazy load reads
+def test_a_signed_store_authenticates_each_chunk_a_lazy_load_reads(chunked, tmp_path, keys):
+    model, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    integrity.sign_store(folder, keys["alice"][0])
+    lazy = treeshard.load(folder, public_key=keys["alice"][1])  # the record's signature only: no tree read
+    np.testing.assert_array_equal(lazy.estimators_[0].tree_.threshold, model.estimators_[0].tree_.threshold)
+    # A chunk changed after signing: the signature still holds (the record is intact) and the
+    # lazy model refuses the chunk when it reads it.
+    _copy(folder, "nodes/threshold/c/0", "nodes/threshold/c/1")
+    lazy = treeshard.load(folder, public_key=keys["alice"][1])
+    with pytest.raises(IntegrityError, match=re.escape(PLACE_EDITS["duplicated shard"][1])):
+        list(lazy.estimators_)
+    # The record rewritten to match (what works on an unsigned store): the signature fails.
+    from conftest import reseal
+
+    sig = (folder / SIGNATURE_KEY).read_bytes()
+    reseal(folder)
+    (folder / SIGNATURE_KEY).write_bytes(sig)
+    with pytest.raises(SignatureError, match=r"invalid signature: treeshard.sha256 was modified after signing"):
+        treeshard.load(folder, public_key=keys["alice"][1])
+    with pytest.raises(SignatureError, match=r"^cannot check the signature: check_chunks=False"):
+        treeshard.load(pristine, public_key=keys["alice"][1], check_chunks=False)

@@ -758,3 +758,25 @@ def test_a_duplicated_shard_fails_over_http(request: pytest.FixtureRequest, tmp_
         with pytest.raises(treeshard.IntegrityError) as caught:
             read()
         assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_signature_is_checked_over_http(http_server: Any, big_forest: Any, tmp_path: Path, suffix: str) -> None:
+    """``public_key=`` on a URL: one small read more (a directory's treeshard.sig; a zip's is
+    in its tail), then every chunk read is checked against the signed record."""
+    pytest.importorskip("cryptography")
+    from treeshard import integrity
+
+    model, X = big_forest
+    private, public = integrity.generate_key_pair()
+    name = _unique(suffix)
+    treeshard.save(model, http_server.root / name)
+    integrity.sign_store(http_server.root / name, private)
+    url, counter = f"{http_server.url}/{name}", http_server.counter
+    counter.reset()
+    loaded = treeshard.load(url, public_key=public, estimators=[2, 40])
+    assert counter.requests == REQUESTS[suffix]["lazy load"] + (0 if suffix else 1)
+    expected = np.mean([model.estimators_[i].predict(X) for i in (2, 40)], axis=0)
+    assert np.array_equal(loaded.predict(X), expected)
+    with pytest.raises(treeshard.SignatureError, match="not by the expected key"):
+        treeshard.load(url, public_key=integrity.generate_key_pair()[1])

@@ -451,6 +451,7 @@ class FastReader:
     def __init__(self, store: Any, storage_options: Any = None, *, check_chunks: bool = True) -> None:
         self.source, self.location = open_source(store, storage_options)
         self.store_argument = (store, storage_options)  # what a pickled lazy model refers to (treeshard.distributed)
+        self.check_chunks = check_chunks
         try:
             raw_root = read_root_bytes(self.source)
             self.root = parse_root(raw_root)
@@ -494,6 +495,21 @@ class FastReader:
         digests = ChunkDigests(parse_digest(raw))
         digests.check_root(raw_root)
         return digests
+
+    def check_signature(self, public_key: Any) -> None:
+        """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed the digest record
+        this reader checks every read against (one small read: ``treeshard.sig``). The root was
+        checked against the record when the store was opened: every byte read is then signed."""
+        from .errors import SignatureError
+        from .integrity import DIGEST_KEY, MAX_SIGNATURE_BYTES, SIGNATURE_KEY, check_signature_document
+
+        if self.digests is None:
+            why = "check_chunks=False" if not self.check_chunks else f"the store has no {DIGEST_KEY}"
+            raise SignatureError(f"cannot check the signature: {why} (every read must be checked against the signed record)")
+        size = self.source.size(SIGNATURE_KEY)
+        if size is not None and size > MAX_SIGNATURE_BYTES:
+            raise SignatureError(f"{SIGNATURE_KEY}: {size} bytes exceeds the {MAX_SIGNATURE_BYTES}-byte limit")
+        check_signature_document(None if size is None else self.source.get(SIGNATURE_KEY), self.digests.record, public_key)
 
     def share(self) -> FastReader:
         """Another reader of this open source and its parsed metadata (no request, no reopening).

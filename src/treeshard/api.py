@@ -273,13 +273,17 @@ class ModelHandle:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
-        if verify or public_key is not None:
+        if verify:
             from .integrity import verify_store
             from .remote import is_url
 
             if is_url(self._store):
-                raise ValueError("verify= and public_key= need a local store: `treeshard verify` a downloaded copy")
+                raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
             verify_store(self._store, public_key=public_key)
+        elif public_key is not None:
+            # The signed record was read with the config (the root checked against it), and
+            # every chunk is checked against it as it is read: nothing unsigned is used.
+            self._reader.check_signature(public_key)
         config = self.config
         is_forest = self.adapter.estimator_id in FOREST_IDS
         source = TreeSource(self._reader)
@@ -505,8 +509,12 @@ def load(
         save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`
         naming the corrupt array and chunk.
     public_key : PEM bytes, path or Ed25519PublicKey, optional
-        Refuse the store unless it is signed by this key (``treeshard sign``)
-        and unchanged since; raises :class:`~treeshard.SignatureError`.
+        Refuse the store unless it is signed by this key (``treeshard sign``);
+        raises :class:`~treeshard.SignatureError`. The signature covers the
+        digest record that the config and every chunk read are checked against
+        (``check_chunks``), so a lazy load authenticates exactly what it reads
+        without reading the whole store (URLs too); with ``verify=True``, every
+        stored file is checked first.
     storage_options : dict, optional
         For an fsspec URL store (``s3://...``, ``https://...``): filesystem options.
     engine : {"auto", "sklearn"}, default "auto"

@@ -50,6 +50,7 @@ DIGEST_FORMAT = 1
 SIGNATURE_CONTEXT = b"treeshard signature v1\n"  # domain separation: never a signature of anything else
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_METADATA_BYTES = MAX_CONFIG_BYTES
+MAX_SIGNATURE_BYTES = 64 * 1024
 _INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
 _SHA256_HEX = frozenset("0123456789abcdef")
 # What reading a damaged store may raise (a zip member with a bad CRC raises BadZipFile).
@@ -619,9 +620,14 @@ def signature_record(record_bytes: bytes, private_key: Any) -> bytes:
 
 def check_signature(store: Any, record: DigestRecord, public_key: Any) -> None:
     """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed ``record``."""
+    check_signature_document(_get_small(store, SIGNATURE_KEY, MAX_SIGNATURE_BYTES), record, public_key)
+
+
+def check_signature_document(raw: bytes | None, record: DigestRecord, public_key: Any) -> None:
+    """Raise :class:`~treeshard.SignatureError` unless ``raw`` (the bytes of ``treeshard.sig``,
+    None if absent) is ``public_key``'s signature of ``record``."""
     public = load_public_key(public_key)
     expected_id = key_id(public)
-    raw = _get_small(store, SIGNATURE_KEY, 64 * 1024)
     if raw is None:
         raise SignatureError(f"store is not signed (no {SIGNATURE_KEY}); expected a signature by key {expected_id}")
     try:

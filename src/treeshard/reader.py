@@ -123,6 +123,11 @@ class StoreReader:
         start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
         return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **self.read_node_range(start, stop))
 
+    def check_signature(self, public_key: Any) -> None:
+        """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed the digest
+        record every read of this store is checked against."""
+        self._fast.check_signature(public_key)
+
     def close(self) -> None:
         self._fast.close()
 

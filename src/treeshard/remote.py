@@ -61,6 +61,7 @@ from .record import MAX_CONFIG_BYTES
 
 ROOT_METADATA = "zarr.json"
 DIGEST_KEY = "treeshard.sha256"
+SIGNATURE_KEY = "treeshard.sig"  # not in the digest record's manifest: read whole when asked for
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
@@ -358,13 +359,13 @@ class RemoteDirectorySource:
             self.digest_record()
             data = self._whole.get(DIGEST_KEY)
             return None if data is None else len(data)
-        if key != ROOT_METADATA and self.digest_record():
+        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self.digest_record():
             # The saved model's manifest lists every file (a key it does not list is not part
             # of the model): sizes and absent arrays cost no request.
             entry = self.digest_record().get(key)
             return None if entry is None else entry[0]
-        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == DIGEST_KEY:
-            data = self._read_small(key, MAX_CONFIG_BYTES if key != DIGEST_KEY else MAX_RECORD_BYTES)
+        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == SIGNATURE_KEY:
+            data = self._read_small(key, MAX_CONFIG_BYTES)
             size = None if data is None else len(data)  # over the limit: reported as limit + 1
         else:
             size = self.remote.getsize(key)
