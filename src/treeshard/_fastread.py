@@ -484,7 +484,7 @@ class FastReader:
         size = self.source.size(DIGEST_KEY)
         if size is None:
             attributes = self.root.get("attributes")
-            if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its load fails on
+            if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its config check fails
                 warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=_caller_outside_package())
             return None
         if size > MAX_RECORD_BYTES:
