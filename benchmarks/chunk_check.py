@@ -9,6 +9,10 @@ and ``check_chunks=False``, interleaved ``--repeat`` times in one run (medians):
 - Predictor cold start: a fresh Python process, timed by this parent from spawn
   to exit, that imports treeshard, builds a ``Predictor`` and predicts one row.
 
+Each is reported as wall time and as CPU time (all threads; for the cold start,
+the child's user + system time): on a shared machine the CPU time of the
+hashing is the steadier figure, the wall time what a user waits.
+
     .venv/bin/python benchmarks/chunk_check.py --repeat 7 > result.json
     .venv/bin/python benchmarks/chunk_check.py path/to/model.zip --repeat 7
 """
@@ -37,35 +41,44 @@ predictor.predict(np.load(sys.argv[3])[:1])
 """
 
 
-def _time(fn) -> float:  # noqa: ANN001
-    start = time.perf_counter()
+def _time(fn) -> tuple[float, float]:  # noqa: ANN001
+    """``(wall seconds, CPU seconds of this process and of the children it waited for)``."""
+    import resource
+
+    def cpu() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
+
+    start, start_cpu = time.perf_counter(), cpu()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu() - start_cpu
 
 
 def measure(store: Path, rows: Path, repeat: int) -> dict[str, dict[str, float]]:
     import treeshard
 
-    def eager(check: bool) -> float:
+    def eager(check: bool) -> tuple[float, float]:
         return _time(lambda: treeshard.load(store, lazy=False, check_chunks=check))
 
-    def one_tree(check: bool) -> float:
+    def one_tree(check: bool) -> tuple[float, float]:
         return _time(lambda: treeshard.load(store, check_chunks=check).estimators_[0])
 
-    def cold(check: bool) -> float:
+    def cold(check: bool) -> tuple[float, float]:
         command = [sys.executable, "-c", PREDICTOR_CHILD, str(store), "1" if check else "0", str(rows)]
         return _time(lambda: subprocess.run(command, check=True))
 
-    samples: dict[str, dict[bool, list[float]]] = {name: {True: [], False: []} for name in ("eager load", "one lazy tree", "Predictor cold start")}
+    samples: dict[str, dict[bool, list[tuple[float, float]]]] = {name: {True: [], False: []} for name in ("eager load", "one lazy tree", "Predictor cold start")}
     for what, fn in (("eager load", eager), ("one lazy tree", one_tree), ("Predictor cold start", cold)):
         fn(True), fn(False)  # warm-up: page cache, imports
         for i in range(repeat):
             for check in (True, False) if i % 2 == 0 else (False, True):
                 samples[what][check].append(fn(check))
-    out = {}
+    out: dict[str, dict[str, float]] = {}
     for what, by in samples.items():
-        checked, unchecked = statistics.median(by[True]), statistics.median(by[False])
-        out[what] = {"checked_s": checked, "unchecked_s": unchecked, "cost_s": checked - unchecked, "cost_ratio": checked / unchecked - 1}
+        out[what] = {}
+        for i, clock in enumerate(("wall", "cpu")):
+            checked, unchecked = (statistics.median(sample[i] for sample in by[check]) for check in (True, False))
+            out[what].update({f"{clock}_checked_s": checked, f"{clock}_unchecked_s": unchecked, f"{clock}_cost_ratio": checked / unchecked - 1})
     return out
 
 
@@ -85,7 +98,10 @@ def main() -> None:
             stores["directory"] = folder
         results = {kind: measure(path, rows, args.repeat) for kind, path in stores.items()}
     stored = sum(p.stat().st_size for p in [source]) if source.is_file() else None
-    print(json.dumps({"store": str(source), "stored_bytes": stored, "repeat": args.repeat, "python": platform.python_version(), "results": results}, indent=1))
+    import os
+
+    load = os.getloadavg()[0]
+    print(json.dumps({"store": str(source), "stored_bytes": stored, "repeat": args.repeat, "load_average": load, "python": platform.python_version(), "results": results}, indent=1))
 
 
 if __name__ == "__main__":
