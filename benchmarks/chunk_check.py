@@ -37,7 +37,7 @@ import sys
 import numpy as np
 import treeshard
 predictor = treeshard.Predictor(sys.argv[1], check_chunks=sys.argv[2] == "1")
-predictor.predict(np.load(sys.argv[3])[:1])
+predictor.predict(np.zeros((1, predictor.n_features_in_)))
 """
 
 
@@ -54,7 +54,7 @@ def _time(fn) -> tuple[float, float]:  # noqa: ANN001
     return time.perf_counter() - start, cpu() - start_cpu
 
 
-def measure(store: Path, rows: Path, repeat: int) -> dict[str, dict[str, float]]:
+def measure(store: Path, repeat: int) -> dict[str, dict[str, float]]:
     import treeshard
 
     def eager(check: bool) -> tuple[float, float]:
@@ -64,7 +64,7 @@ def measure(store: Path, rows: Path, repeat: int) -> dict[str, dict[str, float]]
         return _time(lambda: treeshard.load(store, check_chunks=check).estimators_[0])
 
     def cold(check: bool) -> tuple[float, float]:
-        command = [sys.executable, "-c", PREDICTOR_CHILD, str(store), "1" if check else "0", str(rows)]
+        command = [sys.executable, "-c", PREDICTOR_CHILD, str(store), "1" if check else "0"]
         return _time(lambda: subprocess.run(command, check=True))
 
     samples: dict[str, dict[bool, list[tuple[float, float]]]] = {name: {True: [], False: []} for name in ("eager load", "one lazy tree", "Predictor cold start")}
@@ -88,16 +88,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     source = Path(args.store)
-    rows = CACHE / "rows.npy"
     with tempfile.TemporaryDirectory(prefix="treeshard-chunk-check-") as tmp:
-        stores = {"zip": source}
+        stores = {source.suffix.lstrip(".") or "directory": source}
         if source.suffix == ".zip":  # the same model as a directory
             folder = Path(tmp) / "model"
             with zipfile.ZipFile(source) as archive:
                 archive.extractall(folder)
             stores["directory"] = folder
-        results = {kind: measure(path, rows, args.repeat) for kind, path in stores.items()}
-    stored = sum(p.stat().st_size for p in [source]) if source.is_file() else None
+        results = {kind: measure(path, args.repeat) for kind, path in stores.items()}
+    stored = source.stat().st_size if source.is_file() else None
     import os
 
     load = os.getloadavg()[0]
