@@ -57,11 +57,11 @@ from .errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
+from .integrity import MAX_SIGNATURE_BYTES, SIGNATURE_KEY  # the signature is not in the record's manifest
 from .record import MAX_CONFIG_BYTES
 
 ROOT_METADATA = "zarr.json"
 DIGEST_KEY = "treeshard.sha256"
-SIGNATURE_KEY = "treeshard.sig"  # not in the digest record's manifest: read whole when asked for
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
@@ -365,7 +365,7 @@ class RemoteDirectorySource:
             entry = self.digest_record().get(key)
             return None if entry is None else entry[0]
         if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == SIGNATURE_KEY:
-            data = self._read_small(key, MAX_CONFIG_BYTES)
+            data = self._read_small(key, MAX_CONFIG_BYTES if key != SIGNATURE_KEY else MAX_SIGNATURE_BYTES)
             size = None if data is None else len(data)  # over the limit: reported as limit + 1
         else:
             size = self.remote.getsize(key)
