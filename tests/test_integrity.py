@@ -418,6 +418,9 @@ def test_a_chunk_out_of_place_fails_every_read_path(chunked, tmp_path, edit, kin
     with pytest.raises(IntegrityError) as every_tree:
         list(lazy.estimators_)
     assert str(every_tree.value) == message
+    with pytest.raises(IntegrityError) as small_batch:  # the flat engine's reads (treeshard.dispatch)
+        treeshard.load(path).predict(X[:1])
+    assert str(small_batch.value) == message
     with pytest.raises(IntegrityError) as partial:
         treeshard.load(path, estimators=list(range(len(model.estimators_))), lazy=False)
     assert str(partial.value) == message
