@@ -8,6 +8,7 @@ comparison of ``vars()`` that is how forgotten fitted attributes are found.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,25 @@ def edit_config(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
     document = json.loads(meta_path.read_text())
     edit(document["attributes"]["treeshard"])
     meta_path.write_text(json.dumps(document))
+
+
+def reseal(store: Any) -> None:
+    """Rewrite the digest record of an edited store (a directory path or a zarr store).
+
+    Anyone can do this to a store that is not signed; the edit then passes the
+    per-chunk sha256 check and meets the structural checks a load makes, which
+    is what tests of malformed content are about. A root ``zarr.json`` that is
+    no longer JSON leaves the record as it was (the root fails to parse before
+    any digest is checked).
+    """
+    from treeshard.integrity import record_digest
+
+    if isinstance(store, (str, os.PathLike)):
+        store = zarr.storage.LocalStore(store)
+    try:
+        record_digest(store)
+    except (ValueError, RecursionError, AttributeError, TypeError):  # unparseable JSON documents
+        pass
 
 
 # --------------------------------------------------------------------------- comparisons

@@ -2,7 +2,11 @@
 
 - :class:`HTTPStoreServer`: a plain ``http.server`` serving a directory with
   ``Range`` support (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), counting
-  requests and body bytes sent.
+  requests and body bytes sent; ``suffix_ranges=False`` makes it refuse suffix
+  ranges (``bytes=-n``: ``416``) while it serves explicit ones, as some servers do.
+- :class:`PlainHTTPServer`: the standard library's own
+  ``SimpleHTTPRequestHandler`` (what ``python -m http.server`` runs), which
+  ignores ``Range`` and answers ``200`` with the whole file, counting requests.
 - :class:`S3Server`: moto's standalone S3 server (``moto[server]``), wrapped so
   that it counts requests too.
 
@@ -59,6 +63,8 @@ class Counter:
 class _Handler(http.server.BaseHTTPRequestHandler):
     root: Path
     counter: Counter
+    suffix_ranges: bool = True
+    ranges: bool = True
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:  # quiet
@@ -88,6 +94,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_error(416)
                 return
             first, last = match.groups()
+            if not self.ranges or (first == "" and not self.suffix_ranges):
+                self.counter.add(self.command, self.path, range_header, 0)
+                self.send_response(416)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if first == "":
                 start, stop = max(0, size - int(last)), size
             else:
@@ -131,12 +143,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._reply(head_only=True)
 
 
-class HTTPStoreServer:
-    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) with byte ranges; counts requests."""
+class _PlainHandler(http.server.SimpleHTTPRequestHandler):
+    """The standard library's file handler, unchanged but for counting and quiet logs."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    counter: Counter
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def copyfile(self, source: Any, outputfile: Any) -> None:
+        data = source.read()
+        self.counter.add(self.command, self.path, self.headers.get("Range"), len(data))
+        outputfile.write(data)
+
+    def send_head(self) -> Any:
+        handle = super().send_head()
+        if handle is None or self.command == "HEAD":
+            self.counter.add(self.command, self.path, self.headers.get("Range"), 0)
+        return handle
+
+
+class HTTPStoreServer:
+    """Serve ``root`` over HTTP on 127.0.0.1 (a free port) with byte ranges; counts requests.
+
+    ``suffix_ranges=False``: suffix ranges (``bytes=-n``) are refused with ``416``;
+    ``ranges=False``: every range is.
+    ``plain=True``: the standard library's ``SimpleHTTPRequestHandler``, which ignores ``Range``.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, suffix_ranges: bool = True, ranges: bool = True, plain: bool = False) -> None:
         self.counter = Counter()
-        handler = type("Handler", (_Handler,), {"root": Path(root), "counter": self.counter})
+        if plain:
+            import functools
+
+            handler: Any = functools.partial(type("Handler", (_PlainHandler,), {"counter": self.counter}), directory=str(root))
+        else:
+            attributes = {"root": Path(root), "counter": self.counter, "suffix_ranges": suffix_ranges, "ranges": ranges}
+            handler = type("Handler", (_Handler,), attributes)
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-store-server", daemon=True)
@@ -260,14 +303,30 @@ def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
     return s3_server
 
 
-@pytest.fixture(scope="session")
-def http_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A range-capable HTTP server on loopback serving ``http_server.root`` (a temporary directory)."""
+def _serve(tmp_path_factory: pytest.TempPathFactory, **kwargs: Any) -> Any:
     pytest.importorskip("aiohttp")
     root = tmp_path_factory.mktemp("http-root")
-    server = HTTPStoreServer(root).start()
+    server = HTTPStoreServer(root, **kwargs).start()
     server.root = root
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A range-capable HTTP server on loopback serving ``http_server.root`` (a temporary directory)."""
+    yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def plain_http_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``python -m http.server`` on loopback: ignores ``Range``, answers 200 with whole files."""
+    yield from _serve(tmp_path_factory, plain=True)
+
+
+@pytest.fixture(scope="session")
+def no_suffix_http_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """An HTTP server that serves explicit byte ranges but refuses suffix ranges (416)."""
+    yield from _serve(tmp_path_factory, suffix_ranges=False)

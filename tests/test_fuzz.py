@@ -7,7 +7,11 @@ metadata, crafted trees re-encoded with valid checksums, decompression
 bombs, huge declared shapes) and then:
 
 - loads it (eagerly and lazily) and predicts: anything but a
-  :class:`~treeshard.TreeshardError` escaping is a failure;
+  :class:`~treeshard.TreeshardError` escaping is a failure, and a load that
+  succeeds must predict exactly like the original (every chunk and the root
+  are checked against the digest record: never a silently different model);
+- loads it again with the digest record rewritten to match (as anyone can
+  do to an unsigned store), so that the structural checks meet the mutation;
 - checks the content digest: a store whose bytes changed must fail
   :func:`treeshard.integrity.verify_store`; an unchanged one must verify and
   predict exactly like the original.
@@ -88,6 +92,17 @@ def store_bytes(store: Any) -> dict[str, bytes]:
         return out
 
     return sync(read())
+
+
+def resealed(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``files`` with the digest record rewritten to match them (``files`` itself if a document
+    no longer parses): what an attacker can do without a signature."""
+    store = memory_store(files)
+    try:
+        integrity.record_digest(store)
+    except (ValueError, RecursionError, AttributeError, TypeError, KeyError):
+        return files
+    return store_bytes(store)
 
 
 def memory_store(files: dict[str, bytes]) -> zarr.storage.MemoryStore:
@@ -598,6 +613,8 @@ def test_mutated_stores_load_or_raise_treeshard_errors(bases, seed, name, lazy):
     base = bases[name]
     files, done = mutate(base.files, random.Random(seed))
     outcome = check_store(files, base, lazy=lazy)  # raises if a non-TreeshardError escapes
+    assert not outcome.loaded or outcome.same, done  # never a silently different model
+    check_store(resealed(files), base, lazy=lazy)
     changed = files != base.files
     assert check_digest(files, base) is not changed, done
     if not changed:
@@ -611,9 +628,13 @@ def test_each_mutation_kind(bases, mutation):
         for seed in range(3):
             files = dict(base.files)
             done = mutation(files, random.Random(f"{mutation.__name__}-{name}-{seed}"))
-            check_store(files, base, lazy=seed % 2 == 0)
+            outcome = check_store(files, base, lazy=seed % 2 == 0)
+            assert not outcome.loaded or outcome.same, done
+            check_store(resealed(files), base, lazy=seed % 2 == 0)
             if seed == 0:
-                check_predictor(files, base)
+                outcome = check_predictor(files, base)
+                assert not outcome.loaded or outcome.same, done
+                check_predictor(resealed(files), base)
             assert check_digest(files, base) is (files == base.files), done
 
 
@@ -664,6 +685,7 @@ def test_blosc_bombs_are_refused_before_decompressing(bases, kind):
         if bomb(trial, r) == f"bomb ({kind}) in {key}":
             break
     assert check_store(trial, bases["rf"], lazy=False).error == "IntegrityError"
+    assert check_store(resealed(trial), bases["rf"], lazy=False).error == "IntegrityError"  # the bomb, not its sha256
 
 
 def test_huge_declared_sizes_are_refused_before_reading(bases):
@@ -685,7 +707,7 @@ def test_huge_declared_sizes_are_refused_before_reading(bases):
         else:
             document["chunk_grid"]["configuration"]["chunk_shape"] = [2**24]
         files[ROOT] = json.dumps(root).encode()
-        assert check_store(files, base, lazy=False).error in expected
+        assert check_store(resealed(files), base, lazy=False).error in expected
 
 
 # --------------------------------------------------------------------------- containers: zip files and directories
@@ -803,3 +825,4 @@ def test_declared_rows_must_be_stored_before_any_allocation(bases, lazy):
     files[ROOT] = json.dumps(root).encode()
     _rewrite_array(files, "nodes/tree_ptr", lambda a: a.__setitem__(-1, a[-1] - old + 2**34))
     assert check_store(files, base, lazy=lazy).error == "IntegrityError"
+    assert check_store(resealed(files), base, lazy=lazy).error == "IntegrityError"  # missing chunks, not a digest

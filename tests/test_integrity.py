@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -326,3 +327,206 @@ def test_load_with_verify_and_public_key(model, tmp_path, keys):
     (directory / "fitted" / "tree_random_state" / "c" / "0").write_bytes(b"\x00" * 8)
     with pytest.raises(IntegrityError, match="fitted/tree_random_state"):
         treeshard.load(directory, verify=True)
+
+
+# --------------------------------------------------------------------------- every chunk bound to its place
+# Issue 11: each chunk's crc32c holds wherever the chunk is put; the sha256 the digest record
+# holds for its place does not. Uncompressed chunks of 32 nodes, 2 to a shard: shard files
+# of one column (and of two int32 columns) have equal sizes, as a sync tool would swap them.
+def _small_chunk_store(model, path: Path) -> Path:
+    from counting_store import save_with_small_chunks
+
+    save_with_small_chunks(model, path, chunk_rows=32, chunks_per_shard=2, codec="none")
+    return path
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    """``(model, directory store)`` of a forest whose node columns span several shards."""
+    model = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=0).fit(X, Y)
+    return model, _small_chunk_store(model, tmp_path_factory.mktemp("chunked") / "model")
+
+
+def _swap(folder: Path, a: str, b: str) -> None:
+    first, second = folder / a, folder / b
+    data = first.read_bytes()
+    first.write_bytes(second.read_bytes())
+    second.write_bytes(data)
+
+
+def _copy(folder: Path, source: str, target: str) -> None:
+    (folder / target).write_bytes((folder / source).read_bytes())
+
+
+def _message(array: str, shard: str, chunk: int) -> str:
+    return f"{array}: chunk {chunk} of shard {shard} does not match its sha256 in treeshard.sha256 (a swapped, duplicated, misplaced or changed chunk)"
+
+
+PLACE_EDITS = {
+    # edit of the directory, the error a read of the edited chunk raises
+    "swapped shards": (lambda d: _swap(d, "nodes/threshold/c/0", "nodes/threshold/c/1"), _message("nodes/threshold", "nodes/threshold/c/0", 0)),
+    "duplicated shard": (lambda d: _copy(d, "nodes/threshold/c/0", "nodes/threshold/c/1"), _message("nodes/threshold", "nodes/threshold/c/1", 0)),
+    "misplaced shard (another array's)": (
+        lambda d: _copy(d, "nodes/feature/c/0", "nodes/left_child_offset/c/0"),
+        _message("nodes/left_child_offset", "nodes/left_child_offset/c/0", 0),
+    ),
+}
+
+
+def _edited(chunked, tmp_path: Path, edit: str, kind: str) -> Path:
+    _, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    PLACE_EDITS[edit][0](folder)
+    if kind == "directory":
+        return folder
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as archive:  # stored members, zarr.json last (as treeshard writes)
+        for file in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.name == "zarr.json" and p.parent == folder):
+            archive.write(file, file.relative_to(folder).as_posix())
+    return path
+
+
+def test_place_edits_keep_sizes_and_checksums(chunked, tmp_path):
+    """The edits keep sizes and valid crc32c: unchecked, swapped or duplicated thresholds
+    load as a different model, and another array's chunk is caught only if its values
+    happen to make invalid trees."""
+    model, folder = chunked
+    for a, b in [("nodes/threshold/c/0", "nodes/threshold/c/1"), ("nodes/feature/c/0", "nodes/left_child_offset/c/0")]:
+        assert (folder / a).stat().st_size == (folder / b).stat().st_size
+    for edit in ("swapped shards", "duplicated shard"):
+        loaded = treeshard.load(_edited(chunked, tmp_path / edit, edit, "directory"), lazy=False, check_chunks=False)
+        assert not np.array_equal(loaded.predict_proba(X), model.predict_proba(X)), edit
+    with pytest.raises(treeshard.TreeStructureError, match="exactly one child is missing"):
+        treeshard.load(_edited(chunked, tmp_path / "misplaced", "misplaced shard (another array's)", "directory"), lazy=False, check_chunks=False)
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+@pytest.mark.parametrize("edit", list(PLACE_EDITS))
+def test_a_chunk_out_of_place_fails_every_read_path(chunked, tmp_path, edit, kind):
+    model, _ = chunked
+    path = _edited(chunked, tmp_path, edit, kind)
+    message = PLACE_EDITS[edit][1]
+    assert not (tmp_path / "model" / "treeshard.sig").exists()
+    with pytest.raises(IntegrityError) as eager:
+        treeshard.load(path, lazy=False)
+    assert str(eager.value) == message
+    with pytest.raises(IntegrityError) as predictor:
+        treeshard.Predictor(path)
+    assert str(predictor.value) == message
+    lazy = treeshard.load(path)  # reads the config and the tree offsets only
+    with pytest.raises(IntegrityError) as every_tree:
+        list(lazy.estimators_)
+    assert str(every_tree.value) == message
+    with pytest.raises(IntegrityError) as small_batch:  # the flat engine's reads (treeshard.dispatch)
+        treeshard.load(path).predict(X[:1])
+    assert str(small_batch.value) == message
+    with pytest.raises(IntegrityError) as partial:
+        treeshard.load(path, estimators=list(range(len(model.estimators_))), lazy=False)
+    assert str(partial.value) == message
+
+
+def test_the_unedited_chunks_of_a_lazy_model_still_read(chunked, tmp_path):
+    """Checking is per chunk: a lazy model reads every tree whose chunks are in place."""
+    model, _ = chunked
+    path = _edited(chunked, tmp_path, "duplicated shard", "directory")  # nodes/threshold/c/1 is wrong
+    lazy = treeshard.load(path)
+    tree_ptr = zarr.open_array(zarr.storage.LocalStore(path), path="nodes/tree_ptr", mode="r")[:]
+    first_bad = int(np.searchsorted(tree_ptr, 64, side="right")) - 1  # the tree holding node 64 (shard 1)
+    assert first_bad >= 1
+    for i in range(first_bad):
+        np.testing.assert_array_equal(lazy.estimators_[i].tree_.threshold, model.estimators_[i].tree_.threshold)
+    with pytest.raises(IntegrityError, match=re.escape(PLACE_EDITS["duplicated shard"][1])):
+        lazy.estimators_[first_bad]
+
+
+def test_swapped_shards_of_two_arrays_with_other_sizes(chunked, tmp_path):
+    _, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    _swap(folder, "nodes/tree_ptr/c/0", "fitted/tree_random_state/c/0")
+    with pytest.raises(IntegrityError, match="^nodes/tree_ptr: "):
+        treeshard.load(folder)
+
+
+def test_an_edited_config_fails_at_open(chunked, tmp_path):
+    from conftest import edit_config
+
+    _, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    edit_config(folder, lambda config: config["metadata"].update(note="changed"))
+    message = "zarr.json: the config or array metadata differ from what treeshard.sha256 recorded at save time"
+    with pytest.raises(IntegrityError, match=f"^{re.escape(message)}$"):
+        treeshard.open(folder)
+    with pytest.raises(IntegrityError, match=f"^{re.escape(message)}$"):
+        treeshard.Predictor(folder)
+
+
+def test_an_edited_digest_record_fails_at_open(chunked, tmp_path):
+    _, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    record = json.loads((folder / DIGEST_KEY).read_text())
+    inner = record["arrays"]["nodes/threshold"]["chunks"]["c/0"]["inner"]
+    inner[0], inner[1] = inner[1], inner[0]
+    (folder / DIGEST_KEY).write_text(json.dumps(record))
+    with pytest.raises(IntegrityError, match=r"^treeshard\.sha256: the record does not match its own 'digest' \(the record itself was edited\)$"):
+        treeshard.load(folder)
+
+
+def test_a_store_without_a_digest_record_loads_with_a_warning(chunked, tmp_path):
+    model, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    (folder / DIGEST_KEY).unlink()
+    with pytest.warns(treeshard.UnverifiedStoreWarning, match="no treeshard.sha256 digest record") as record:
+        loaded = treeshard.load(folder, lazy=False)
+    assert len(record) == 1 and record[0].filename == __file__  # names the caller's line
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    with pytest.warns(treeshard.UnverifiedStoreWarning):
+        np.testing.assert_array_equal(treeshard.Predictor(folder).predict_proba(X), model.predict_proba(X))
+
+
+def test_check_chunks_false_skips_the_record(chunked, tmp_path):
+    """The opt-out for trusted files: no record read, no warning, and (what it costs) no check."""
+    import warnings
+
+    model, _ = chunked
+    path = _edited(chunked, tmp_path, "duplicated shard", "directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = treeshard.load(path, lazy=False, check_chunks=False)
+        predictor = treeshard.Predictor(path, check_chunks=False)
+    assert not np.array_equal(loaded.predict_proba(X), model.predict_proba(X))  # a different model, unnoticed
+    np.testing.assert_array_equal(predictor.predict_proba(X), loaded.predict_proba(X))
+    (path / DIGEST_KEY).unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        treeshard.open(path, check_chunks=False).close()
+
+
+# --------------------------------------------------------------------------- a signature authenticates what a lazy load reads
+def test_a_signed_store_authenticates_each_chunk_a_lazy_load_reads(chunked, tmp_path, keys):
+    model, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    integrity.sign_store(folder, keys["alice"][0])
+    lazy = treeshard.load(folder, public_key=keys["alice"][1])  # the record's signature only: no tree read
+    np.testing.assert_array_equal(lazy.estimators_[0].tree_.threshold, model.estimators_[0].tree_.threshold)
+    # A chunk changed after signing: the signature still holds (the record is intact) and the
+    # lazy model refuses the chunk when it reads it.
+    _copy(folder, "nodes/threshold/c/0", "nodes/threshold/c/1")
+    lazy = treeshard.load(folder, public_key=keys["alice"][1])
+    with pytest.raises(IntegrityError, match=re.escape(PLACE_EDITS["duplicated shard"][1])):
+        list(lazy.estimators_)
+    # The record rewritten to match (what works on an unsigned store): the signature fails.
+    from conftest import reseal
+
+    sig = (folder / SIGNATURE_KEY).read_bytes()
+    reseal(folder)
+    (folder / SIGNATURE_KEY).write_bytes(sig)
+    with pytest.raises(SignatureError, match=r"invalid signature: treeshard.sha256 was modified after signing"):
+        treeshard.load(folder, public_key=keys["alice"][1])
+    with pytest.raises(SignatureError, match=r"^cannot check the signature: check_chunks=False"):
+        treeshard.load(pristine, public_key=keys["alice"][1], check_chunks=False)

@@ -307,12 +307,13 @@ SOURCES = ("memory", "localstore", "zipstore", "directory", "zip")
 
 
 @pytest.mark.parametrize("kind", SOURCES)
-def test_open_reads_only_the_root_metadata(kind, chunked, monkeypatch):
+def test_open_reads_only_the_root_metadata_and_its_digest_record(kind, chunked, monkeypatch):
+    """The root (config and array metadata) and the digest record it is checked against."""
     store, log = counted_store(kind, chunked, monkeypatch)
     with treeshard.open(store) as handle:
         info = handle.info
         assert info.n_estimators == 20
-    assert log.touched(kind=None) == {"zarr.json"}
+    assert log.touched(kind=None) == {"zarr.json", "treeshard.sha256"}
 
 
 @pytest.mark.parametrize("kind", SOURCES)
@@ -323,7 +324,7 @@ def test_lazy_load_reads_no_node_column(kind, chunked, monkeypatch):
     touched = log.touched(kind=None)
     assert not {key for key in touched if is_node_column_key(key)}
     assert "zarr.json" in touched and "nodes/tree_ptr/c/0" in log.touched()
-    assert all(key == "zarr.json" or key.startswith(("nodes/tree_ptr/", "fitted/")) for key in touched), sorted(touched)
+    assert all(key in ("zarr.json", "treeshard.sha256") or key.startswith(("nodes/tree_ptr/", "fitted/")) for key in touched), sorted(touched)
     # metadata and len() read nothing more
     log.clear()
     assert len(loaded.estimators_) == 20

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, make_data, query_points, run_without_simd
+from conftest import assert_equal_outputs, make_data, query_points, reseal, run_without_simd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (
@@ -566,6 +566,9 @@ def test_corrupt_chunk_is_an_integrity_error(tmp_path: Path) -> None:
     data = bytearray(shard.read_bytes())
     data[20] ^= 0xFF
     shard.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"^nodes/threshold: chunk 0 of shard nodes/threshold/c/0 does not match its sha256"):
+        Predictor(path)
+    reseal(path)  # the digest record rewritten to match: the chunk's crc32c still fails
     with pytest.raises(IntegrityError, match="nodes/threshold: chunk checksum mismatch"):
         Predictor(path)
 
@@ -583,6 +586,7 @@ def test_declared_dtype_is_checked_before_decoding(tmp_path: Path) -> None:
     document = json.loads((path / "zarr.json").read_text())
     document["consolidated_metadata"]["metadata"]["nodes/feature"]["data_type"] = "int64"
     (path / "zarr.json").write_text(json.dumps(document))
+    reseal(path)
     with pytest.raises(treeshard.ArrayError, match="nodes/feature: dtype int64, expected int32"):
         Predictor(path)
 
@@ -591,6 +595,7 @@ def test_invalid_tree_is_rejected(tmp_path: Path) -> None:
     path = _saved(tmp_path)
     column = zarr.open_array(zarr.storage.LocalStore(path), path="nodes/left_child_offset", mode="r+")
     column[0] = 0  # the root loses its left child only
+    reseal(path)
     with pytest.raises(treeshard.TreeStructureError, match="tree 0, node 0: exactly one child is missing"):
         Predictor(path)
 

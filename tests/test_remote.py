@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from conftest import assert_same_predictions, make_data, query_points, query_targets
+from conftest import assert_same_predictions, make_data, query_points, query_targets, reseal
 from counting_store import CountingStore, node_chunk_extents, save_with_small_chunks
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -181,12 +181,15 @@ def test_storage_options_through_the_public_api(s3_server: Any, suffix: str) -> 
 
 # --------------------------------------------------------------------------- frugal reads
 @pytest.mark.parametrize("suffix", ["", ".zip"])
-def test_open_reads_only_the_root(http_server: Any, big_forest_urls: dict[str, str], suffix: str) -> None:
+def test_open_reads_only_the_root_and_its_digest_record(http_server: Any, big_forest_urls: dict[str, str], suffix: str) -> None:
+    """The root (config) and the digest record it is checked against: a directory's two
+    documents, or a zip's tail (which holds both)."""
     http_server.counter.reset()
     with treeshard.open(big_forest_urls[suffix]) as handle:
         assert handle.info.n_estimators == 100
-    assert 1 <= http_server.counter.requests <= 2
-    assert {path for _, path, _ in http_server.counter.log} <= {urlsplit(big_forest_urls[suffix]).path, urlsplit(big_forest_urls[suffix]).path + "/zarr.json"}
+    path = urlsplit(big_forest_urls[suffix]).path
+    expected = [path] if suffix else [f"{path}/zarr.json", f"{path}/treeshard.sha256"]
+    assert [p for _, p, _ in http_server.counter.log] == expected
     assert http_server.counter.bytes_sent <= 2 * remote.ZIP_TAIL_BYTES
 
 
@@ -221,13 +224,14 @@ def test_partial_load_reads_a_tenth(http_server: Any, big_forest: Any, big_fores
 
 
 # Requests for the big forest (100 trees, one shard of 10 chunks per node column), also in
-# docs/REMOTE.md and BENCHMARKS.md. A directory reads its root and its digest record (the
-# sizes of its files); a zip, one tail of 64 KiB (end record, central directory and root).
+# docs/REMOTE.md and BENCHMARKS.md. A directory's open reads its root and its digest record
+# (the root is checked against it; it gives the sha256 of every chunk and the sizes of the
+# files); a zip, one tail of 64 KiB (end record, central directory, digest record and root).
 # Then each array read costs its shard index and one request for the chunks it needs (a
 # shard's adjacent chunks come in one). Lazily, every tree is read in 3 batches; eagerly,
 # in batches of about one chunk, to keep memory low.
 REQUESTS = {
-    "": {"open": 1, "lazy load": 6, "every tree, lazily": 36, "10 trees, eager": 24, "all trees, eager": 96, "Predictor": 15},
+    "": {"open": 2, "lazy load": 6, "every tree, lazily": 36, "10 trees, eager": 24, "all trees, eager": 96, "Predictor": 16},
     ".zip": {"open": 1, "lazy load": 5, "every tree, lazily": 35, "10 trees, eager": 22, "all trees, eager": 94, "Predictor": 15},
 }
 
@@ -361,8 +365,7 @@ def _edit_shard(path: Path, column: str, edit: Any) -> None:
     body = edit(chunks, index)
     index_bytes = index.astype("<u8").tobytes()
     shard.write_bytes(body + index_bytes + google_crc32c.value(index_bytes).to_bytes(4, "little"))
-    if len(body) + len(index_bytes) + 4 != len(raw):  # the digest record gives sizes (a load checks no sha256)
-        (path / remote.DIGEST_KEY).unlink()
+    reseal(path)  # as anyone could: the structural checks are what this edit meets
 
 
 def _padded(after_chunk: int, padding: int) -> Any:
@@ -424,7 +427,7 @@ SHARD_EDITS = {
     "chunk over the shard index": _index_edit(_set_row(1, lambda index, body: (index[1, 0], body + 8))),
     "chunk missing from the index": _index_edit(_set_row(1, lambda index, body: (-1, -1))),
     "half a missing entry": _index_edit(_set_row(2, lambda index, body: (-1, index[2, 1]))),
-    "chunks swapped in the index": _index_edit(lambda index, body: index.__setitem__([1, 2], index[[2, 1]])),  # loads: checksums hold
+    "chunks swapped in the index": _index_edit(lambda index, body: index.__setitem__([1, 2], index[[2, 1]])),  # loads: resealed, checksums hold
     "chunks overlapping": _index_edit(_set_row(2, lambda index, body: (index[1, 0], index[2, 1]))),
     "truncated chunk": _index_edit(_set_row(2, lambda index, body: (index[2, 0], index[2, 1] - 5))),
 }
@@ -433,7 +436,8 @@ SHARD_EDITS = {
 @pytest.mark.parametrize("edit", list(SHARD_EDITS))
 def test_a_malformed_shard_fails_as_locally(http_server: Any, chunked_forest: Any, edit: str) -> None:
     """Coalesced reads (over HTTP) check every chunk as one read per chunk (a local directory)
-    does: the same FormatError and message, or (swapped chunks) the same predictions."""
+    does: the same FormatError and message, or (swapped chunks, with the digest record
+    rewritten to match) the same predictions."""
     _, X, path = chunked_forest
     served, url = _serve(http_server, path)
     _edit_shard(served, "threshold", SHARD_EDITS[edit])
@@ -649,3 +653,130 @@ def test_predictor_reads_a_url(http_server: Any, suffix: str) -> None:
     treeshard.save(model, http_server.root / name)
     predictor = treeshard.Predictor(f"{http_server.url}/{name}")
     assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- servers without (suffix) ranges
+SERVERS = ["plain_http_server", "no_suffix_http_server"]
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_servers_without_ranges(request: pytest.FixtureRequest, server: str, suffix: str) -> None:
+    """``python -m http.server`` (whole files for every range) and a server refusing suffix
+    ranges both serve a store: lazily, eagerly, in part and to the Predictor, exactly."""
+    http = request.getfixturevalue(server)
+    model, X, _ = _fit("RandomForestClassifier")
+    name = _unique(suffix)
+    treeshard.save(model, http.root / name)
+    url = f"{http.url}/{name}"
+    lazy = treeshard.load(url)
+    assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
+    for got, tree in zip(lazy.estimators_, model.estimators_):
+        assert np.array_equal(got.tree_.value, tree.tree_.value)
+    assert np.array_equal(treeshard.load(url, lazy=False).predict_proba(X), model.predict_proba(X))
+    expected = np.mean([tree.predict_proba(X) for tree in model.estimators_[1:3]], axis=0)
+    assert np.array_equal(treeshard.load(url, estimators=[1, 2], lazy=False).predict_proba(X), expected)
+    assert np.array_equal(treeshard.Predictor(url).predict_proba(X), model.predict_proba(X))
+
+
+def test_a_server_ignoring_ranges_sends_each_file_once(plain_http_server: Any, big_forest: Any) -> None:
+    """Whole files come instead of ranges: each is kept for the next ranges of one open store."""
+    model, X = big_forest
+    counter = plain_http_server.counter
+    for suffix in ("", ".zip"):
+        name = _unique(suffix)
+        treeshard.save(model, plain_http_server.root / name)
+        counter.reset()
+        loaded = treeshard.load(f"{plain_http_server.url}/{name}", lazy=False)
+        paths = [path for _, path, _ in counter.log]
+        if suffix:
+            assert paths == [f"/{name}"]  # the whole zip, once
+        else:  # the root, the digest record and every shard file, each once
+            folder = plain_http_server.root / name
+            shards = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "/c/" in p.relative_to(folder).as_posix()]
+            files = ["zarr.json", "treeshard.sha256", *shards]
+            assert sorted(paths) == sorted(f"/{name}/{key}" for key in files)
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_server_refusing_suffix_ranges_gets_explicit_ones(no_suffix_http_server: Any, suffix: str) -> None:
+    """One refused suffix range at most per open store; then a size lookup and explicit ranges."""
+    model, X, _ = _fit("ExtraTreesRegressor")
+    name = _unique(suffix)
+    treeshard.save(model, no_suffix_http_server.root / name)
+    counter = no_suffix_http_server.counter
+    counter.reset()
+    assert np.array_equal(treeshard.load(f"{no_suffix_http_server.url}/{name}", lazy=False).predict(X), model.predict(X))
+    suffix_requests = [(method, byte_range) for method, _, byte_range in counter.log if (byte_range or "").startswith("bytes=-")]
+    heads = [path for method, path, _ in counter.log if method == "HEAD"]
+    # A directory knows every file's size from its digest record: it never asks for a suffix.
+    assert (len(suffix_requests), len(heads)) == ((1, 1) if suffix else (0, 0))
+
+
+def test_a_server_refusing_every_range_is_named(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from servers import HTTPStoreServer
+
+    root = tmp_path_factory.mktemp("no-ranges")
+    treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), root / "model")
+    server = HTTPStoreServer(root, ranges=False).start()
+    try:
+        with pytest.raises(RemoteStoreError, match=r"the server refuses byte ranges \(HTTP 416 for bytes=0-\d+ of 'zarr.json'\); treeshard needs a server that serves byte ranges or whole files"):
+            treeshard.load(f"{server.url}/model")
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- chunks bound to their place, remotely
+@pytest.mark.parametrize("server", ["http_server", "plain_http_server"])
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_duplicated_shard_fails_over_http(request: pytest.FixtureRequest, tmp_path: Path, server: str, suffix: str) -> None:
+    """A shard file copied over another of equal size (valid crc32c) is refused by every read path."""
+    import zipfile
+
+    http = request.getfixturevalue(server)
+    X, y = make_data("multiclass")
+    model = RandomForestClassifier(n_estimators=6, max_depth=6, random_state=0).fit(X, y)
+    folder = tmp_path / "model"
+    save_with_small_chunks(model, folder, chunk_rows=32, chunks_per_shard=2, codec="none")
+    shards = folder / "nodes" / "threshold" / "c"
+    assert (shards / "0").stat().st_size == (shards / "1").stat().st_size
+    (shards / "1").write_bytes((shards / "0").read_bytes())
+    name = _unique(suffix)
+    if suffix:
+        with zipfile.ZipFile(http.root / name, "w") as archive:
+            for file in sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p == folder / "zarr.json"):
+                archive.write(file, file.relative_to(folder).as_posix())
+    else:
+        shutil.copytree(folder, http.root / name)
+    url = f"{http.url}/{name}"
+    message = (
+        "nodes/threshold: chunk 0 of shard nodes/threshold/c/1 does not match its sha256 in treeshard.sha256 "
+        "(a swapped, duplicated, misplaced or changed chunk)"
+    )
+    for read in (lambda: treeshard.load(url, lazy=False), lambda: treeshard.Predictor(url), lambda: list(treeshard.load(url).estimators_)):
+        with pytest.raises(treeshard.IntegrityError) as caught:
+            read()
+        assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("suffix", ["", ".zip"])
+def test_a_signature_is_checked_over_http(http_server: Any, big_forest: Any, tmp_path: Path, suffix: str) -> None:
+    """``public_key=`` on a URL: one small read more (a directory's treeshard.sig; a zip's is
+    in its tail), then every chunk read is checked against the signed record."""
+    pytest.importorskip("cryptography")
+    from treeshard import integrity
+
+    model, X = big_forest
+    private, public = integrity.generate_key_pair()
+    name = _unique(suffix)
+    treeshard.save(model, http_server.root / name)
+    integrity.sign_store(http_server.root / name, private)
+    url, counter = f"{http_server.url}/{name}", http_server.counter
+    counter.reset()
+    loaded = treeshard.load(url, public_key=public, estimators=[2, 40])
+    assert counter.requests == REQUESTS[suffix]["lazy load"] + (0 if suffix else 1)
+    expected = np.mean([model.estimators_[i].predict(X) for i in (2, 40)], axis=0)
+    assert np.array_equal(loaded.predict(X), expected)
+    with pytest.raises(treeshard.SignatureError, match="not by the expected key"):
+        treeshard.load(url, public_key=integrity.generate_key_pair()[1])

@@ -26,6 +26,7 @@ from .errors import (  # noqa: E402
     TreeStructureError,
     UnsupportedEstimatorError,
     UnsupportedFormatVersionError,
+    UnverifiedStoreWarning,
 )
 from .predictor import Predictor  # noqa: E402
 
@@ -88,4 +89,5 @@ __all__ = [
     "InvalidStoreError",
     "ConversionError",
     "SklearnVersionWarning",
+    "UnverifiedStoreWarning",
 ]

@@ -29,19 +29,24 @@ import functools
 import json
 import math
 import os
+import sys
 import threading
+import warnings
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ArrayError, ConfigError, FormatError, IntegrityError, StoreNotFoundError
+from .errors import ArrayError, ConfigError, FormatError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
 from .record import MAX_CONFIG_BYTES
+
+if TYPE_CHECKING:
+    from .integrity import ChunkDigests
 
 ROOT_METADATA = "zarr.json"
 MAX_CHUNK_BYTES = 64 * 1024 * 1024
@@ -333,12 +338,24 @@ def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
 
 def read_root(source: Any) -> dict[str, Any]:
     """The parsed root ``zarr.json`` (size-limited)."""
+    return parse_root(read_root_bytes(source))
+
+
+def read_root_bytes(source: Any) -> bytes:
+    """The bytes of the root ``zarr.json`` (size-limited)."""
     size = source.size(ROOT_METADATA)
     if size is None:
         raise StoreNotFoundError(f"not a treeshard store (no {ROOT_METADATA})")
     if size > MAX_CONFIG_BYTES:
         raise ConfigError(f"{ROOT_METADATA}: {size} bytes exceeds the {MAX_CONFIG_BYTES}-byte limit")
     raw = source.get(ROOT_METADATA)
+    if raw is None:
+        raise StoreNotFoundError(f"not a treeshard store (no {ROOT_METADATA})")
+    return raw
+
+
+def parse_root(raw: bytes) -> dict[str, Any]:
+    """The root ``zarr.json`` parsed and checked to be an object."""
     try:
         root = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -433,11 +450,15 @@ class FastReader:
     >>> reader.close()
     """
 
-    def __init__(self, store: Any, storage_options: Any = None) -> None:
+    def __init__(self, store: Any, storage_options: Any = None, *, check_chunks: bool = True) -> None:
         self.source, self.location = open_source(store, storage_options)
         self.store_argument = (store, storage_options)  # what a pickled lazy model refers to (treeshard.distributed)
+        self.check_chunks = check_chunks
         try:
-            self.root = read_root(self.source)
+            raw_root = read_root_bytes(self.source)
+            self.root = parse_root(raw_root)
+            #: Checks every chunk read against the store's digest record (None: unchecked).
+            self.digests: ChunkDigests | None = self._read_digests(raw_root) if check_chunks else None
         except BaseException:
             self.source.close()
             raise
@@ -455,6 +476,42 @@ class FastReader:
         self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
         self._index_locks: dict[str, threading.Lock] = {}
+
+    def _read_digests(self, raw_root: bytes) -> ChunkDigests | None:
+        """The store's digest record, read once per open, with the root ``zarr.json`` (the
+        config and every array's metadata) checked against it; None (and a warning) if the
+        store has no record."""
+        from .integrity import DIGEST_KEY, MAX_RECORD_BYTES, ChunkDigests, parse_digest
+
+        size = self.source.size(DIGEST_KEY)
+        if size is None:
+            attributes = self.root.get("attributes")
+            if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its config check fails
+                warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=_caller_outside_package())
+            return None
+        if size > MAX_RECORD_BYTES:
+            raise IntegrityError(f"{DIGEST_KEY}: {size} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
+        raw = self.source.get(DIGEST_KEY)
+        if raw is None:
+            raise IntegrityError(f"{DIGEST_KEY}: disappeared while being read")
+        digests = ChunkDigests(parse_digest(raw))
+        digests.check_root(raw_root)
+        return digests
+
+    def check_signature(self, public_key: Any) -> None:
+        """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed the digest record
+        this reader checks every read against (one small read: ``treeshard.sig``). The root was
+        checked against the record when the store was opened: every byte read is then signed."""
+        from .errors import SignatureError
+        from .integrity import DIGEST_KEY, MAX_SIGNATURE_BYTES, SIGNATURE_KEY, check_signature_document
+
+        if self.digests is None:
+            why = "check_chunks=False" if not self.check_chunks else f"the store has no {DIGEST_KEY}"
+            raise SignatureError(f"cannot check the signature: {why} (every read must be checked against the signed record)")
+        size = self.source.size(SIGNATURE_KEY)
+        if size is not None and size > MAX_SIGNATURE_BYTES:
+            raise SignatureError(f"{SIGNATURE_KEY}: {size} bytes exceeds the {MAX_SIGNATURE_BYTES}-byte limit")
+        check_signature_document(None if size is None else self.source.get(SIGNATURE_KEY), self.digests.record, public_key)
 
     def share(self) -> FastReader:
         """Another reader of this open source and its parsed metadata (no request, no reopening).
@@ -496,9 +553,12 @@ class FastReader:
                 raise ArrayError(f"{path}: missing")
             if size > MAX_CONFIG_BYTES:
                 raise ArrayError(f"{path}: metadata of {size} bytes is too large")
+            raw = self.source.get(key)
+            if raw is not None and self.digests is not None:
+                self.digests.check_object(path, key, raw)
             try:
-                meta = json.loads(self.source.get(key))
-            except (ValueError, RecursionError) as exc:
+                meta = json.loads(raw)
+            except (ValueError, RecursionError, TypeError) as exc:
                 raise ArrayError(f"{path}: unreadable metadata ({exc})") from None
         if not isinstance(meta, dict) or meta.get("node_type") != "array":
             raise ArrayError(f"{path}: not an array")
@@ -639,7 +699,8 @@ class FastReader:
             self._blosc = _Blosc(threads=1)
         for key, extent, first_row in chunks:
             where = {"flat": flat, "first": first_row, "start": start, "stop": stop}
-            read = _ChunkRead(layout.path, key, extent, functools.partial(self._decode_chunk, layout, **where))
+            index = (first_row % layout.shard_rows) // layout.chunk_rows
+            read = _ChunkRead(layout.path, key, extent, functools.partial(self._decode_chunk, layout, **where), index)
             if extent is not None:
                 copy_rows = functools.partial(self._copy_rows, layout, **where)
                 name = (layout.path, first_row)
@@ -698,6 +759,8 @@ class FastReader:
             raw = self.source.get(first.key)
             if raw is None:
                 raise IntegrityError(f"{first.path}: chunk {first.key} is missing (treeshard stores every chunk)")
+            if self.digests is not None:
+                self.digests.check_object(first.path, first.key, raw)
             first.decode(np.frombuffer(raw, dtype=np.uint8))
             return
         low = min(read.extent[0] for read in run)  # type: ignore[index]
@@ -706,9 +769,12 @@ class FastReader:
         if raw is None or len(raw) != high - low:
             raise IntegrityError(f"{first.path}: shard {first.key} is truncated")
         data = np.frombuffer(raw, dtype=np.uint8)
-        for read in run:
+        for read in sorted(run, key=lambda read: read.index):  # in plan order: the same first error as uncoalesced reads
             offset, length = read.extent  # type: ignore[misc]
-            read.decode(data[offset - low : offset - low + length])
+            chunk = data[offset - low : offset - low + length]
+            if self.digests is not None:  # bound to its place before it is decoded
+                self.digests.check_chunk(read.path, read.key, read.index, chunk)
+            read.decode(chunk)
 
     def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
         """The checked index of a shard (read once: one request for the last bytes)."""
@@ -832,6 +898,16 @@ class _Lease:
             self.source.close()
 
 
+def _caller_outside_package() -> int:
+    """The ``stacklevel`` of a warning issued by this function's caller that names the
+    first frame outside treeshard (the user's call, whichever public function it went through)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _rows_taken(layout: ArrayLayout, first: int, start: int, stop: int) -> tuple[int, int]:
     """Rows ``lo:hi`` of the chunk starting at row ``first`` that the range ``start:stop`` takes."""
     return max(first, start), min(first + layout.chunk_rows, stop, layout.shape[0] if layout.shape else 1)
@@ -854,6 +930,7 @@ class _ChunkRead:
     key: str
     extent: tuple[int, int] | None  # (offset, length) in the shard; None: the whole object
     decode: Callable[[np.ndarray], None]
+    index: int = 0  # of the chunk in its shard (the digest record's order)
 
 
 @dataclass

@@ -230,9 +230,9 @@ class ModelHandle:
     ('DecisionTreeRegressor', 3)
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
         self._store = store
-        self._reader = StoreReader(store, storage_options=storage_options)
+        self._reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
         self.location = self._reader.location
         self.config = self._reader.config
         self.adapter = self._reader.adapter
@@ -273,13 +273,17 @@ class ModelHandle:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
-        if verify or public_key is not None:
+        if verify:
             from .integrity import verify_store
             from .remote import is_url
 
             if is_url(self._store):
-                raise ValueError("verify= and public_key= need a local store: `treeshard verify` a downloaded copy")
+                raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
             verify_store(self._store, public_key=public_key)
+        elif public_key is not None:
+            # The signed record was read with the config (the root checked against it), and
+            # every chunk is checked against it as it is read: nothing unsigned is used.
+            self._reader.check_signature(public_key)
         config = self.config
         is_forest = self.adapter.estimator_id in FOREST_IDS
         source = TreeSource(self._reader)
@@ -462,13 +466,14 @@ def _warn_on_version_change(config: Config) -> None:
         warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
 
 
-def open(store: Any, *, storage_options: dict[str, Any] | None = None) -> ModelHandle:  # noqa: A001 - mirrors zarr.open
+def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open
     """Open a store and read its config only; see :class:`ModelHandle`.
 
     ``store`` may also be an fsspec URL (``s3://...``, ``https://...``) with
-    ``storage_options`` (see ``docs/REMOTE.md``).
+    ``storage_options`` (see ``docs/REMOTE.md``). ``check_chunks`` is as for
+    :func:`load`.
     """
-    return ModelHandle(store, storage_options=storage_options)
+    return ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks)
 
 
 def load(
@@ -481,6 +486,7 @@ def load(
     public_key: Any = None,
     storage_options: dict[str, Any] | None = None,
     engine: str = "auto",
+    check_chunks: bool = True,
 ) -> Any:
     """Load a fitted estimator from ``store``; every output equals the saved model's.
 
@@ -503,8 +509,12 @@ def load(
         save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`
         naming the corrupt array and chunk.
     public_key : PEM bytes, path or Ed25519PublicKey, optional
-        Refuse the store unless it is signed by this key (``treeshard sign``)
-        and unchanged since; raises :class:`~treeshard.SignatureError`.
+        Refuse the store unless it is signed by this key (``treeshard sign``);
+        raises :class:`~treeshard.SignatureError`. The signature covers the
+        digest record that the config and every chunk read are checked against
+        (``check_chunks``), so a lazy load authenticates exactly what it reads
+        without reading the whole store (URLs too); with ``verify=True``, every
+        stored file is checked first.
     storage_options : dict, optional
         For an fsspec URL store (``s3://...``, ``https://...``): filesystem options.
     engine : {"auto", "sklearn"}, default "auto"
@@ -512,6 +522,15 @@ def load(
         flat engine (the :class:`~treeshard.Predictor`, much faster for a few rows) and
         large ones with sklearn's trees, bit-identical either way (see
         :mod:`treeshard.dispatch`); ``"sklearn"`` always uses sklearn's methods.
+    check_chunks : bool, default True
+        Check the root ``zarr.json`` when the store is opened, and every chunk
+        when it is read (lazily too), against the sha256 digests the store's
+        ``treeshard.sha256`` record holds for their place: a swapped,
+        duplicated or misplaced chunk file raises
+        :class:`~treeshard.IntegrityError` naming the array and the chunk. A
+        store without the record loads with an
+        :class:`~treeshard.UnverifiedStoreWarning`. ``False`` skips the record
+        and the hashing: only for trusted local files (see ``SECURITY.md``).
 
     Raises :class:`~treeshard.FormatError` (naming the problem) for a
     malformed store and :class:`~treeshard.StoreNotFoundError` for a missing one.
@@ -523,5 +542,5 @@ def load(
     >>> treeshard.load(store).predict([[0.9]])
     array(['yes'], dtype='<U3')
     """
-    with ModelHandle(store, storage_options=storage_options) as handle:
+    with ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)

@@ -25,6 +25,7 @@ __all__ = [
     "InvalidStoreError",
     "ConversionError",
     "SklearnVersionWarning",
+    "UnverifiedStoreWarning",
 ]
 
 
@@ -106,4 +107,21 @@ class SklearnVersionWarning(UserWarning):
         super().__init__(
             f"store was written with scikit-learn {saved}; installed is {installed}. "
             "Trees are rebuilt for the installed version; check the model's outputs."
+        )
+
+
+class UnverifiedStoreWarning(UserWarning):
+    """The store has no ``treeshard.sha256`` digest record: its chunks cannot be checked.
+
+    Every chunk still passes its crc32c checksum, but a chunk file swapped with
+    another of the same array or moved from another store would load silently
+    as a different model. Re-save the model (any treeshard save writes the
+    record) to have every read checked. ``location`` names the store.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+        super().__init__(
+            f"{location}: no treeshard.sha256 digest record, so chunks cannot be checked against what was saved "
+            "(a swapped or replaced chunk file would load as a different model); re-save the model to add one"
         )

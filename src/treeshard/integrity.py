@@ -50,6 +50,7 @@ DIGEST_FORMAT = 1
 SIGNATURE_CONTEXT = b"treeshard signature v1\n"  # domain separation: never a signature of anything else
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 MAX_METADATA_BYTES = MAX_CONFIG_BYTES
+MAX_SIGNATURE_BYTES = 64 * 1024
 _INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
 _SHA256_HEX = frozenset("0123456789abcdef")
 # What reading a damaged store may raise (a zip member with a bad CRC raises BadZipFile).
@@ -347,6 +348,11 @@ def read_digest(store: Any) -> DigestRecord:
     raw = _get_small(store, DIGEST_KEY, MAX_RECORD_BYTES)
     if raw is None:
         raise IntegrityError(f"no {DIGEST_KEY} in the store: it was saved without a content digest; re-save it to add one")
+    return parse_digest(raw)
+
+
+def parse_digest(raw: bytes) -> DigestRecord:
+    """Check the structure of the bytes of a digest record and that it matches its own ``digest``."""
     try:
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -371,6 +377,74 @@ def read_digest(store: Any) -> DigestRecord:
     if _sha256(canonical_json(body)) != digest:
         raise _fail("the record does not match its own 'digest' (the record itself was edited)")
     return DigestRecord(raw, digest, None if config is None else _hex("config", config), files, arrays_raw)
+
+
+# --------------------------------------------------------------------------- checking chunks as they are read
+class ChunkDigests:
+    """What every object a read fetches must hash to, from a parsed digest record.
+
+    Each chunk is checked where it is read (:class:`~treeshard._fastread.FastReader`),
+    before it is decoded: a chunk file swapped with another, duplicated over
+    another or moved to another array's place keeps valid crc32c checksums
+    but not the sha256 recorded for its place. The record holds a sha256 per
+    inner chunk of every shard, so a lazy read checks exactly the bytes it
+    fetched and never reads a whole shard to check it.
+    """
+
+    def __init__(self, record: DigestRecord) -> None:
+        self.record = record
+        self._inner: dict[str, list[tuple[int, str] | None] | None] = {}
+
+    def check_object(self, where: str, key: str, data: Any) -> None:
+        """``data`` is the whole stored object ``key`` (a document or an unsharded chunk)."""
+        entry = self.record.files.get(key)
+        if entry is None:
+            raise IntegrityError(f"{where}: {key} is not part of the saved model (not in {DIGEST_KEY})")
+        size, expected = entry
+        if len(data) != size or hashlib.sha256(data).hexdigest() != expected:
+            raise IntegrityError(f"{where}: {key} does not match its sha256 in {DIGEST_KEY} (a swapped, duplicated, misplaced or changed file)")
+
+    def check_root(self, data: bytes) -> None:
+        """``data`` is the root ``zarr.json``: the config record and every array's metadata."""
+        entry = self.record.files.get(ROOT_METADATA)
+        if entry is None or len(data) != entry[0] or hashlib.sha256(data).hexdigest() != entry[1]:
+            raise IntegrityError(f"{ROOT_METADATA}: the config or array metadata differ from what {DIGEST_KEY} recorded at save time")
+
+    def check_chunk(self, path: str, key: str, index: int, data: Any) -> None:
+        """``data`` is inner chunk ``index`` of the shard ``key`` of the array ``path``, as read."""
+        digests = self._inner.get(key, _UNSET)
+        if digests is _UNSET:
+            digests = self._inner[key] = self._inner_digests(path, key)
+        if digests is None:
+            raise IntegrityError(f"{path}: shard {key} is not part of the saved model (no chunk digests for it in {DIGEST_KEY})")
+        expected = digests[index] if 0 <= index < len(digests) else None
+        if expected is None:
+            raise IntegrityError(f"{path}: chunk {index} of shard {key} is not part of the saved model (not in {DIGEST_KEY})")
+        length, sha = expected
+        if len(data) != length or hashlib.sha256(data).hexdigest() != sha:
+            raise IntegrityError(
+                f"{path}: chunk {index} of shard {key} does not match its sha256 in {DIGEST_KEY} "
+                "(a swapped, duplicated, misplaced or changed chunk)"
+            )
+
+    def _inner_digests(self, path: str, key: str) -> list[tuple[int, str] | None] | None:
+        """``[(length, sha256) or None (no chunk), ...]`` of the shard ``key`` as recorded (untrusted JSON)."""
+        array = self.record.arrays.get(path)
+        chunks = array.get("chunks") if isinstance(array, dict) else None
+        prefix = f"{path}/"
+        entry = chunks.get(key[len(prefix) :]) if isinstance(chunks, dict) and key.startswith(prefix) else None
+        inner = entry.get("inner") if isinstance(entry, dict) else None
+        if not isinstance(inner, list):
+            return None
+        out: list[tuple[int, str] | None] = []
+        for item in inner:
+            valid = isinstance(item, list) and len(item) == 3 and isinstance(item[1], int) and not isinstance(item[1], bool)
+            valid = valid and isinstance(item[2], str) and len(item[2]) == 64 and set(item[2]) <= _SHA256_HEX
+            out.append((item[1], item[2]) if valid else None)
+        return out
+
+
+_UNSET: Any = object()
 
 
 # --------------------------------------------------------------------------- verifying
@@ -546,9 +620,14 @@ def signature_record(record_bytes: bytes, private_key: Any) -> bytes:
 
 def check_signature(store: Any, record: DigestRecord, public_key: Any) -> None:
     """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed ``record``."""
+    check_signature_document(_get_small(store, SIGNATURE_KEY, MAX_SIGNATURE_BYTES), record, public_key)
+
+
+def check_signature_document(raw: bytes | None, record: DigestRecord, public_key: Any) -> None:
+    """Raise :class:`~treeshard.SignatureError` unless ``raw`` (the bytes of ``treeshard.sig``,
+    None if absent) is ``public_key``'s signature of ``record``."""
     public = load_public_key(public_key)
     expected_id = key_id(public)
-    raw = _get_small(store, SIGNATURE_KEY, 64 * 1024)
     if raw is None:
         raise SignatureError(f"store is not signed (no {SIGNATURE_KEY}); expected a signature by key {expected_id}")
     try:

@@ -118,7 +118,12 @@ class Predictor:
     Parameters
     ----------
     store : str, os.PathLike or zarr.abc.store.Store
-        A treeshard store: a directory, a ``.zip`` file or a zarr ``Store``.
+        A treeshard store: a directory, a ``.zip`` file, a URL or a zarr ``Store``.
+    storage_options : dict, optional
+        For a URL store: filesystem options (see ``docs/REMOTE.md``).
+    check_chunks : bool, default True
+        Check every chunk read against the store's ``treeshard.sha256`` record,
+        as :func:`treeshard.load` does; ``False`` only for trusted local files.
 
     Attributes
     ----------
@@ -161,10 +166,10 @@ class Predictor:
     True
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
         from ._fastread import FastReader
 
-        reader = FastReader(store, storage_options)
+        reader = FastReader(store, storage_options, check_chunks=check_chunks)
         try:
             attributes = reader.attributes
             if CONFIG_KEY not in attributes:

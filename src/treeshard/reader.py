@@ -36,8 +36,8 @@ class StoreReader:
     100
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None) -> None:
-        self._fast = FastReader(store, storage_options)
+    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
+        self._fast = FastReader(store, storage_options, check_chunks=check_chunks)
         self.location = self._fast.location
         try:
             attributes = self._fast.attributes
@@ -122,6 +122,11 @@ class StoreReader:
         ptr = self.tree_ptr
         start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
         return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **self.read_node_range(start, stop))
+
+    def check_signature(self, public_key: Any) -> None:
+        """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed the digest
+        record every read of this store is checked against."""
+        self._fast.check_signature(public_key)
 
     def close(self) -> None:
         self._fast.close()

@@ -44,6 +44,7 @@ import re
 import sys
 import tempfile
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from .errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
+from .integrity import MAX_SIGNATURE_BYTES, SIGNATURE_KEY  # the signature is not in the record's manifest
 from .record import MAX_CONFIG_BYTES
 
 ROOT_METADATA = "zarr.json"
@@ -149,25 +151,50 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 # --------------------------------------------------------------------------- reading
 class _Remote:
-    """Byte access through a ``FsspecStore`` (shared by the directory and zip sources)."""
+    """Byte access through a ``FsspecStore`` (shared by the directory and zip sources).
+
+    Servers differ in how they answer byte ranges; each is handled where it is seen:
+
+    - a server that ignores ``Range`` (``python -m http.server``, many static servers,
+      some proxies and CDNs) answers ``200`` with the whole object: a body longer than
+      the range asked for can only be that (a ``206`` never holds more), so the range
+      is cut from it, and the body is kept (up to ``WHOLE_BODY_CACHE_BYTES``) for the
+      next ranges of the same object;
+    - a server that refuses suffix ranges (``bytes=-N``) gets a size lookup (``HEAD``)
+      and an explicit range instead, from then on.
+    """
 
     def __init__(self, store: Any, location: str) -> None:
+        import threading
+
         from zarr.core.buffer import default_buffer_prototype
         from zarr.core.sync import sync
 
         self.store, self.location = store, location
         self._sync, self._prototype = sync, default_buffer_prototype()
         self.requests = self.bytes = 0  # counted here, for tests and benchmarks
+        self.ignores_ranges = False  # seen answering a range with the whole object
+        self.refuses_suffix = False  # seen refusing a suffix range
+        self._bodies: OrderedDict[str, bytes] = OrderedDict()  # whole objects sent instead of a range
+        self._lock = threading.Lock()
 
     def fetch(self, key: str, start: int | None = None, stop: int | None = None, *, suffix: int | None = None) -> bytes | None:
         """Bytes ``start:stop`` of ``key`` (or its last ``suffix`` bytes, or all); None if missing."""
         from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 
+        if start is not None and stop is not None and stop <= start:
+            return b""
+        with self._lock:
+            whole = self._bodies.get(key)
+            if whole is not None:
+                self._bodies.move_to_end(key)
+        if whole is not None:
+            return _cut(whole, start, stop, suffix)
+        if suffix is not None and self.refuses_suffix:
+            return self._suffix_by_size(key, suffix)
         if suffix is not None:
             request: Any = SuffixByteRequest(suffix)
         elif start is not None:
-            if stop is not None and stop <= start:
-                return b""
             request = RangeByteRequest(start, stop)
         else:
             request = None
@@ -177,12 +204,45 @@ class _Remote:
         except FileNotFoundError:
             return None
         except _network_errors() as exc:
+            status = getattr(exc, "status", None)
+            if suffix is not None and status in _SUFFIX_REFUSALS:
+                self.refuses_suffix = True
+                return self._suffix_by_size(key, suffix)
+            if request is not None and status in _SUFFIX_REFUSALS:
+                raise RemoteStoreError(
+                    f"{self.location}: the server refuses byte ranges (HTTP {status} for {_describe_range(start, stop, suffix)} of {key!r}); "
+                    "treeshard needs a server that serves byte ranges or whole files"
+                ) from None
             raise RemoteStoreError(f"{self.location}: reading {key!r} failed ({type(exc).__name__}: {exc})") from None
         if buffer is None:
             return None
         data = buffer.to_bytes()
         self.bytes += len(data)
+        asked = suffix if suffix is not None else (stop - start if start is not None and stop is not None else None)
+        if asked is not None and len(data) > asked:
+            # More than was asked: the server ignored Range and sent the whole object.
+            self.ignores_ranges = True
+            self._keep(key, data)
+            return _cut(data, start, stop, suffix)
         return data
+
+    def _keep(self, key: str, data: bytes) -> None:
+        if len(data) > WHOLE_BODY_CACHE_BYTES:
+            return
+        with self._lock:
+            self._bodies[key] = data
+            self._bodies.move_to_end(key)
+            total = sum(map(len, self._bodies.values()))
+            while total > WHOLE_BODY_CACHE_BYTES:
+                _, dropped = self._bodies.popitem(last=False)
+                total -= len(dropped)
+
+    def _suffix_by_size(self, key: str, suffix: int) -> bytes | None:
+        """The last ``suffix`` bytes of ``key`` through its size and an explicit range."""
+        size = self.getsize(key)
+        if size is None:
+            return None
+        return self.fetch(key, max(0, size - suffix), size) if size else b""
 
     def getsize(self, key: str) -> int | None:
         self.requests += 1
@@ -190,8 +250,37 @@ class _Remote:
             return int(self._sync(self.store.getsize(key)))
         except FileNotFoundError:
             return None
+        except (TypeError, ValueError) as exc:  # no Content-Length: fsspec reports no size
+            raise RemoteStoreError(
+                f"{self.location}: the server refuses suffix ranges (bytes=-N) and reports no size for {key!r} ({exc}); "
+                "treeshard needs byte ranges or a Content-Length"
+            ) from None
         except _network_errors() as exc:
             raise RemoteStoreError(f"{self.location}: reading the size of {key!r} failed ({type(exc).__name__}: {exc})") from None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bodies.clear()
+
+
+#: Whole objects kept from a server that ignores ``Range`` (per open store), so that the
+#: next ranges of an object cost no request. Larger objects are fetched again per range.
+WHOLE_BODY_CACHE_BYTES = 256 * 1024 * 1024
+#: HTTP statuses of a server that does not serve a range it was asked for.
+_SUFFIX_REFUSALS = frozenset({400, 405, 416, 501})
+
+
+def _cut(data: bytes, start: int | None, stop: int | None, suffix: int | None) -> bytes:
+    """The bytes a range asks for, out of a whole object."""
+    if suffix is not None:
+        return data[max(0, len(data) - suffix) :]
+    return data[start or 0 : stop]
+
+
+def _describe_range(start: int | None, stop: int | None, suffix: int | None) -> str:
+    if suffix is not None:
+        return f"bytes=-{suffix}"
+    return f"bytes={start}-{'' if stop is None else stop - 1}"
 
 
 def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[int, str]]]:
@@ -266,13 +355,17 @@ class RemoteDirectorySource:
         check_key(key)
         if key in self._sizes:
             return self._sizes[key]
-        if key not in (ROOT_METADATA, DIGEST_KEY) and self.digest_record():
+        if key == DIGEST_KEY:  # read whole (once), as the manifest of sizes
+            self.digest_record()
+            data = self._whole.get(DIGEST_KEY)
+            return None if data is None else len(data)
+        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self.digest_record():
             # The saved model's manifest lists every file (a key it does not list is not part
             # of the model): sizes and absent arrays cost no request.
             entry = self.digest_record().get(key)
             return None if entry is None else entry[0]
-        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == DIGEST_KEY:
-            data = self._read_small(key, MAX_CONFIG_BYTES if key != DIGEST_KEY else MAX_RECORD_BYTES)
+        if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == SIGNATURE_KEY:
+            data = self._read_small(key, MAX_CONFIG_BYTES if key != SIGNATURE_KEY else MAX_SIGNATURE_BYTES)
             size = None if data is None else len(data)  # over the limit: reported as limit + 1
         else:
             size = self.remote.getsize(key)
@@ -284,8 +377,8 @@ class RemoteDirectorySource:
         """``(last length bytes, size or None)`` in one request (a shard's index)."""
         check_key(key)
         size = self._sizes.get(key)
-        if size is None and self._record:
-            entry = self._record.get(key)
+        if size is None and self.digest_record():
+            entry = self.digest_record().get(key)
             size = None if entry is None else entry[0]
         if size is not None:
             data = self.remote.fetch(key, max(0, size - length), size)
@@ -301,6 +394,7 @@ class RemoteDirectorySource:
 
     def close(self) -> None:
         self._whole.clear()
+        self.remote.clear()
 
 
 class RemoteZipSource:
@@ -442,6 +536,7 @@ class RemoteZipSource:
 
     def close(self) -> None:
         self._tail = b""
+        self.remote.clear()
 
 
 class CachedSource:
