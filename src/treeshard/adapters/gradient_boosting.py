@@ -193,7 +193,9 @@ def _decode_rng(record: Any, keys: np.ndarray | None) -> np.random.RandomState:
     has_gauss = parse_int(f"{where}.has_gauss", require(where, record, "has_gauss"), low=0, high=1)
     cached = decode_value(f"{where}.cached_gaussian", require(where, record, "cached_gaussian"))
     expect(f"{where}.cached_gaussian", cached, float)
-    rng = np.random.RandomState()
+    # Seeded, then overwritten: an unseeded RandomState carries a SeedSequence of fresh
+    # OS entropy that pickle keeps, so two loads would pickle differently.
+    rng = np.random.RandomState(0)
     try:
         rng.set_state(("MT19937", keys, pos, has_gauss, cached))
     except (ValueError, TypeError) as exc:

@@ -42,7 +42,7 @@ def trees_layout(owner: Any, trees: Sequence, n_features: int) -> TreeLayout:
         if tree.n_outputs != n_outputs or tuple(int(k) for k in tree.n_classes) != n_classes or tree.n_features != n_features:
             raise UnsupportedEstimatorError(
                 f"{type(owner).__name__}: tree {i} has {tree.n_features} features, {tree.n_outputs} outputs and "
-                f"{list(tree.n_classes)} classes, but tree 0 has {n_features} features, {n_outputs} outputs and {list(n_classes)} classes"
+                f"{[int(k) for k in tree.n_classes]} classes, but tree 0 has {n_features} features, {n_outputs} outputs and {list(n_classes)} classes"
             )
     return TreeLayout(
         n_trees=len(trees), n_nodes=sum(t.node_count for t in trees), n_features=n_features, n_outputs=n_outputs, n_classes=n_classes
