@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-check clean
+.PHONY: demo test test-sklearn bench bench-check clean
 
 # Reinstall (and recompile the validation kernel) when the build inputs change.
 $(STAMP): pyproject.toml setup.py src/treeshard/_kernels.pyx
@@ -18,6 +18,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# scikit-learn's own tests with every top-level fit round-tripped through treeshard,
+# eager then lazy (README, Development; tests/sklearn_suite/roundtrip_plugin.py).
+SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree
+SKLEARN_PYTEST := PYTHONPATH=tests/sklearn_suite$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -c tests/sklearn_suite/pytest.ini -q
+test-sklearn: $(STAMP)
+	$(SKLEARN_PYTEST) --pyargs $(SKLEARN_SUITES)
+	$(SKLEARN_PYTEST) --treeshard-lazy --pyargs $(SKLEARN_SUITES)
 
 # Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
 # (once; $$TREESHARD_BENCH_CACHE, default ~/.cache/treeshard-bench), runs the asv
