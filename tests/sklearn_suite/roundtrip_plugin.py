@@ -10,7 +10,9 @@ alone. Use::
     PYTHONPATH=tests/sklearn_suite python -m pytest -c tests/sklearn_suite/pytest.ini \\
         --pyargs sklearn.tree.tests.test_tree [--treeshard-lazy]
 
-or ``make test-sklearn``. Estimators treeshard refuses to save
+or ``make test-sklearn``. The test's object keeps what is not model
+state: methods patched onto the instance (``mock.patch.object``) and
+:data:`RUNTIME_ATTRIBUTES`. Estimators treeshard refuses to save
 (``UnsupportedEstimatorError``, e.g. a custom ``init`` of gradient boosting)
 keep their original state; the terminal summary counts them with the reason.
 Tests that cannot pass for a reason outside treeshard are marked as expected
@@ -143,6 +145,19 @@ def roundtrip(estimator: Any, *, lazy: bool = False) -> None:
         _unsupported[str(exc)[:160]] += 1
         return
     loaded = treeshard.load(store, lazy=lazy)
+    kept = {name: value for name, value in vars(estimator).items() if _not_model_state(name, value)}
     estimator.__dict__.clear()
     estimator.__dict__.update(loaded.__dict__)
+    estimator.__dict__.update(kept)
     _stats["roundtrip"] += 1
+
+
+#: Instance attributes that configure the Python object rather than describe the
+#: model (callbacks, metadata routing requests): a test's object keeps them.
+RUNTIME_ATTRIBUTES = frozenset({"_skl_callbacks", "_metadata_request"})
+
+
+def _not_model_state(name: str, value: Any) -> bool:
+    """Kept on the test's object: runtime configuration and methods patched onto
+    the instance (``mock.patch.object(est, "_method")``), never fitted state."""
+    return name in RUNTIME_ATTRIBUTES or (callable(value) and not isinstance(value, type))

@@ -46,16 +46,17 @@ FOREST_ARRAYS = {
 
 def _to_saved(forest: Any) -> SavedModel:
     params, unserializable = encode_params(forest)
-    trees = [e.tree_ for e in forest.estimators_]
+    estimators = list(forest.estimators_)  # one pass: a lazily loaded forest reads its trees
+    trees = [e.tree_ for e in estimators]
     layout = trees_layout(forest, trees, forest.n_features_in_)
     fitted = encode_fitted(forest, FOREST_FITTED)
-    # Sub-estimators share everything but their tree and random_state.
-    first = forest.estimators_[0]
+    # Sub-estimators share everything but their tree, random_state and tree_params.
+    first = estimators[0]
     fitted["estimators_"] = encode_fitted(first, TREE_FITTED, "estimators_[0].")
-    runs = encode_tree_params(forest.estimators_, tree_params(forest), fitted_names=TREE_RUN_FITTED, first=first)
+    runs = encode_tree_params(estimators, tree_params(forest), fitted_names=TREE_RUN_FITTED, first=first)
     if runs is not None:
         fitted["tree_params"] = runs
-    arrays = {"tree_random_state": np.array([e.random_state for e in forest.estimators_], dtype=np.int64)}
+    arrays = {"tree_random_state": np.array([e.random_state for e in estimators], dtype=np.int64)}
     for name in ("oob_decision_function_", "oob_prediction_"):
         if hasattr(forest, name):
             arrays[name] = np.ascontiguousarray(getattr(forest, name), dtype=np.float64)
