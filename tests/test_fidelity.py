@@ -160,6 +160,16 @@ def test_each_tree_keeps_the_params_it_was_fitted_with(make, lazy):
     assert_same_model(original, loaded, X)
 
 
+@pytest.mark.parametrize("kind", sorted(FITS))
+def test_models_fitted_once_store_no_per_tree_or_loss_state(kind):
+    """What older readers refuse is written only when a model has it."""
+    X, y = make_data("multiclass")
+    store = zarr.storage.MemoryStore()
+    treeshard.save(FITS[kind](X, y), store)
+    with treeshard.open(store) as handle:
+        assert not {"tree_params", "_loss"} & set(handle.config.fitted)
+
+
 # --------------------------------------------------------------------------- 5. warm starts continue exactly
 CONTINUED = {
     "rf-classifier": (lambda: RandomForestClassifier(n_estimators=4, max_depth=4, random_state=3), "multiclass"),

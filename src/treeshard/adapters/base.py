@@ -9,6 +9,7 @@ and numpy types survive the round trip exactly (``np.int64(3)`` stays
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -489,6 +490,7 @@ def decode_tree_params(
     if not runs:
         raise ConfigError(f"{where}: expected at least one run")
     counts, overrides = [], []
+    valid: set[str] = set()  # params already checked (a hostile record may repeat them in many runs)
     for i, run in enumerate(runs):
         at = f"{where}[{i}]"
         run = parse_dict(at, run)
@@ -503,10 +505,13 @@ def decode_tree_params(
         decoded = {name: decode_param(f"{at}.params.{name}", value) for name, value in params.items()}
         for name, value in decoded.items():
             _check_param_integers(f"{at}.params.{name}", value)
-        try:
-            tree_cls(**{**expected, **decoded})._validate_params()
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"{at}.params: {exc}") from None
+        key = json.dumps(params, sort_keys=True)
+        if key not in valid:
+            try:
+                tree_cls(**{**expected, **decoded})._validate_params()
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{at}.params: {exc}") from None
+            valid.add(key)
         fitted = decode_fitted(parse_dict(f"{at}.fitted", require(at, run, "fitted")), TREE_RUN_FITTED)
         fitted_check(fitted)
         overrides.append({**decoded, **fitted})

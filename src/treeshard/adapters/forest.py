@@ -66,8 +66,9 @@ def _to_saved(forest: Any) -> SavedModel:
 
 
 def tree_params(forest: Any) -> dict[str, Any]:
-    """The params ``forest`` gives the trees it makes now (``_make_estimator``)."""
-    return {name: getattr(forest, name) for name in forest.estimator_params}
+    """The params ``forest`` gives the trees it makes now (``_make_estimator``), but
+    ``random_state``: each tree's own is stored in ``fitted/tree_random_state``."""
+    return {name: getattr(forest, name) for name in forest.estimator_params if name != "random_state"}
 
 
 def _decode(cls: type, saved: SavedModel) -> tuple[Any, dict[str, Any], TreeParamRuns | None, list[int]]:
