@@ -144,11 +144,15 @@ def roundtrip(estimator: Any, *, lazy: bool = False) -> None:
     except UnsupportedEstimatorError as exc:
         _unsupported[str(exc)[:160]] += 1
         return
+    from treeshard.dispatch import SmallBatchDispatch
+
     loaded = treeshard.load(store, lazy=lazy)
     kept = {name: value for name, value in vars(estimator).items() if _not_model_state(name, value)}
     estimator.__dict__.clear()
-    estimator.__dict__.update(loaded.__dict__)
-    estimator.__dict__.update(kept)
+    for name, value in vars(loaded).items():
+        # A lazy forest's small-batch methods belong to their forest: the test's object gets its own.
+        estimator.__dict__[name] = SmallBatchDispatch(estimator, name) if isinstance(value, SmallBatchDispatch) else value
+    estimator.__dict__.update({name: value for name, value in kept.items() if name not in vars(loaded)})
     _stats["roundtrip"] += 1
 
 
@@ -160,4 +164,8 @@ RUNTIME_ATTRIBUTES = frozenset({"_skl_callbacks", "_metadata_request"})
 def _not_model_state(name: str, value: Any) -> bool:
     """Kept on the test's object: runtime configuration and methods patched onto
     the instance (``mock.patch.object(est, "_method")``), never fitted state."""
+    from treeshard.dispatch import SmallBatchDispatch
+
+    if isinstance(value, SmallBatchDispatch):
+        return False  # an earlier round trip's, bound to an earlier model
     return name in RUNTIME_ATTRIBUTES or (callable(value) and not isinstance(value, type))
