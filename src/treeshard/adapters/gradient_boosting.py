@@ -16,9 +16,9 @@ import numpy as np
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import TreeLayout, parse_dict, parse_int, parse_str, require
 from .base import (
+    TREE_RUN_FITTED,
     Adapter,
     SavedModel,
-    TREE_RUN_FITTED,
     TreeParamRuns,
     build_estimator,
     check_common,
