@@ -50,12 +50,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="load round-tripped models lazily (forests read trees on demand)",
     )
+    group.addoption("--treeshard-eager", action="store_true", default=False, help="load round-tripped models eagerly (the default)")
     group.addoption(
         "--treeshard-off", action="store_true", default=False, help="do not round-trip (the plain run, for timing)"
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--treeshard-lazy") and config.getoption("--treeshard-eager"):
+        raise pytest.UsageError("--treeshard-lazy and --treeshard-eager exclude each other")
     _options["lazy"] = config.getoption("--treeshard-lazy")
     if not config.getoption("--treeshard-off"):
         _install()
