@@ -91,6 +91,8 @@ def save(
 def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
     """Run load's checks on what save is about to write (as JSON reads it back):
     a model that load would refuse is refused now, naming the inconsistency."""
+    if adapter.check_saved is None:
+        return
     as_read = dataclasses.replace(saved, params=json.loads(json.dumps(saved.params)), fitted=json.loads(json.dumps(saved.fitted)))
     try:
         adapter.check_saved(type(estimator), as_read)

@@ -80,10 +80,10 @@ class Adapter:
     class_path: tuple[str, str]  # (module, class name): only for importing the allow-listed class
     to_saved: Callable[[Any], SavedModel]
     from_saved: Callable[[type, SavedModel], Any]
-    #: ``check_saved(cls, saved)`` runs every check ``from_saved`` runs, building
-    #: nothing: save calls it so that it never writes a store load refuses.
-    check_saved: Callable[[type, SavedModel], Any]
     array_names: dict[str, str] = field(default_factory=dict)
+    #: ``check_saved(cls, saved)`` runs every check ``from_saved`` runs, building no
+    #: tree: save calls it so that it never writes a store that load refuses.
+    check_saved: Callable[[type, SavedModel], Any] | None = None
 
     def estimator_class(self) -> type:
         import importlib

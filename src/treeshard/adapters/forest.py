@@ -144,7 +144,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, _check_saved, FOREST_ARRAYS)
+    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, FOREST_ARRAYS, check_saved=_check_saved)
 
 
 ADAPTERS = [

@@ -111,7 +111,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.tree", name), _to_saved, _from_saved, _check_saved)
+    return Adapter(name, ("sklearn.tree", name), _to_saved, _from_saved, check_saved=_check_saved)
 
 
 ADAPTERS = [
