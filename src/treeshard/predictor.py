@@ -293,7 +293,7 @@ class Predictor:
         for name, value in (("n_trees_per_iteration_", k), ("n_estimators_", stages)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config.fitted.{name}: expected a positive integer, got {value!r}")
-        problem = stages_problem(layout.n_trees, k, stages)
+        problem = stages_problem(layout.n_trees, k, n_estimators=stages)
         if problem:
             raise ConfigError(f"config.fitted.n_estimators_: {problem}")
         learning_rate = decode_param("config.params.learning_rate", config.params.get("learning_rate"))  # maybe a numpy scalar

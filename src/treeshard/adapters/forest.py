@@ -48,7 +48,7 @@ def _to_saved(forest: Any) -> SavedModel:
     params, unserializable = encode_params(forest)
     estimators = list(forest.estimators_)  # one pass: a lazily loaded forest reads its trees
     trees = [e.tree_ for e in estimators]
-    layout = trees_layout(forest, trees, forest.n_features_in_)
+    layout = trees_layout(forest, trees, n_features=forest.n_features_in_)
     fitted = encode_fitted(forest, FOREST_FITTED)
     # Sub-estimators share everything but their tree, random_state and tree_params.
     first = estimators[0]

@@ -71,7 +71,7 @@ TREE_PARAMS = (
 STAGE_ARRAYS = ("train_score_", "oob_improvement_", "oob_scores_")
 
 
-def stages_problem(n_trees: int, k: int, n_estimators: int) -> str | None:
+def stages_problem(n_trees: int, k: int, *, n_estimators: int) -> str | None:
     """Why ``n_estimators_`` does not fit ``n_trees`` stored trees of ``k`` per stage (``None``: it does).
 
     Shared by save, load and the Predictor. sklearn reports one stage more
@@ -322,7 +322,7 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     elif k != 1:
         raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
     n_estimators = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
-    problem = stages_problem(layout.n_trees, k, n_estimators)
+    problem = stages_problem(layout.n_trees, k, n_estimators=n_estimators)
     if problem:
         raise ConfigError(f"config.fitted.n_estimators_: {problem}")
     n_stages = layout.n_trees // k

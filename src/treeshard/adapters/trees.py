@@ -29,7 +29,7 @@ from .base import (
 TREE_FITTED = ("n_features_in_", "feature_names_in_", "n_outputs_", "classes_", "n_classes_", "max_features_")
 
 
-def trees_layout(owner: Any, trees: Sequence, n_features: int) -> TreeLayout:
+def trees_layout(owner: Any, trees: Sequence, *, n_features: int) -> TreeLayout:
     """The layout of sklearn ``Tree`` objects, read from the trees themselves.
 
     Save checks the estimator's own attributes against this layout with the
@@ -86,7 +86,7 @@ def check_classes(where: str, attrs: dict[str, Any], layout: TreeLayout) -> None
 def _to_saved(estimator: Any) -> SavedModel:
     params, unserializable = encode_params(estimator)
     tree = estimator.tree_
-    layout = trees_layout(estimator, [tree], estimator.n_features_in_)
+    layout = trees_layout(estimator, [tree], n_features=estimator.n_features_in_)
     return SavedModel(params, unserializable, encode_fitted(estimator, TREE_FITTED), layout, [tree])
 
 
