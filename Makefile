@@ -9,7 +9,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/treeshard/_kernels.pyx constraints.t
 DEMO_STAMP := $(VENV)/.demo-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test bench bench-check constraints clean
+.PHONY: demo test test-sklearn bench bench-check constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ demo: $(DEMO_STAMP)
 
 test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
+
+# scikit-learn's own tests with every top-level fit round-tripped through treeshard,
+# eager then lazy (README, Development; tests/sklearn_suite/roundtrip_plugin.py).
+# CI: make test-sklearn SKLEARN_MODES=eager SKLEARN_SUITES="sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree"
+SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree
+SKLEARN_MODES ?= eager lazy
+SKLEARN_PYTEST := PYTHONPATH=tests/sklearn_suite$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -c tests/sklearn_suite/pytest.ini -q
+test-sklearn: $(TEST_STAMP)
+	for mode in $(SKLEARN_MODES); do \
+		$(SKLEARN_PYTEST) --treeshard-$$mode --pyargs $(SKLEARN_SUITES) || exit 1; \
+	done
 
 # Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
 # (once; $$TREESHARD_BENCH_CACHE, default ~/.cache/treeshard-bench), runs the asv

@@ -541,9 +541,9 @@ def gbm_store(tmp_path_factory) -> Path:
 
 GBM_CASES = {
     "n_estimators_ disagrees with trees": (
-        setting("fitted.n_estimators_", 4),
+        setting("fitted.n_estimators_", 2),
         ConfigError,
-        r"config.fitted.n_estimators_: 4 stages of 4 trees, but 12 trees are stored",
+        r"config.fitted.n_estimators_: 2 stages of 4 trees, but 12 trees are stored",
     ),
     "n_trees_per_iteration_ wrong": (
         setting("fitted.n_trees_per_iteration_", 1),
@@ -614,6 +614,46 @@ GBM_CASES = {
         setting("trees.n_classes", [3]),
         ConfigError,
         r"config.trees: gradient boosting trees have one output and one value",
+    ),
+    "n_estimators_ two more than the stored stages": (
+        setting("fitted.n_estimators_", 5),
+        ConfigError,
+        r"config.fitted.n_estimators_: 5 stages of 4 trees, but 12 trees are stored",
+    ),
+    "tree_params cover too few trees": (
+        setting("fitted.tree_params", [{"n_trees": 5, "params": {}, "fitted": {}}]),
+        ConfigError,
+        r"config.fitted.tree_params: runs cover 5 trees, but 12 trees are stored",
+    ),
+    "tree_params run longer than the model": (
+        setting("fitted.tree_params", [{"n_trees": 13, "params": {}, "fitted": {}}]),
+        ConfigError,
+        r"config.fitted.tree_params\[0\].n_trees: 13 is out of range \[1, 12\]",
+    ),
+    "tree_params unknown param": (
+        setting("fitted.tree_params", [{"n_trees": 12, "params": {"splitter": "random"}, "fitted": {}}]),
+        ConfigError,
+        r"config.fitted.tree_params\[0\].params: unknown tree parameter\(s\) \['splitter'\]",
+    ),
+    "tree_params invalid value": (
+        setting("fitted.tree_params", [{"n_trees": 12, "params": {"max_depth": -3}, "fitted": {}}]),
+        ConfigError,
+        r"config.fitted.tree_params\[0\].params: The 'max_depth' parameter of DecisionTreeRegressor must be",
+    ),
+    "tree_params max_features_ out of range": (
+        setting("fitted.tree_params", [{"n_trees": 12, "params": {}, "fitted": {"max_features_": 99}}]),
+        ConfigError,
+        r"config.fitted.tree_params.max_features_: 99 out of range \[1, 5\]",
+    ),
+    "tree_params unknown key": (
+        setting("fitted.tree_params", [{"n_trees": 12, "params": {}, "fitted": {}, "pickle": "gASV"}]),
+        ConfigError,
+        r"config.fitted.tree_params\[0\]: unknown key\(s\) \['pickle'\]",
+    ),
+    "loss state of a loss that has none": (
+        setting("fitted._loss", {"delta": {"float": 1.0}}),
+        ConfigError,
+        r"config.fitted._loss: only loss='huber' keeps a fitted state, not loss='log_loss'",
     ),
 }
 

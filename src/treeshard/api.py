@@ -19,7 +19,7 @@ from . import __version__
 from .adapters import SavedModel, adapter_for
 from .codecs import CODECS, DEFAULT_CODEC, best_shuffle, chunk_geometry, compressors, node_chunk_rows
 from .columns import NodeColumns, encode_values, to_columns
-from .errors import ConfigError, MemoryBudgetError, SklearnVersionWarning
+from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
 from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
@@ -80,11 +80,24 @@ def save(
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
+    _check_loadable(adapter, estimator, saved)
     columns = to_columns(saved.trees, saved.layout)
     columns.value, value_encoding = encode_values(columns)
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
     with writing(store, overwrite=overwrite, storage_options=storage_options) as target:
         _write(target, adapter.estimator_id, saved, columns, codec=codec, metadata=user_metadata)
+
+
+def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
+    """Run load's checks on what save is about to write (as JSON reads it back):
+    a model that load would refuse is refused now, naming the inconsistency."""
+    if adapter.check_saved is None:
+        return
+    as_read = dataclasses.replace(saved, params=json.loads(json.dumps(saved.params)), fitted=json.loads(json.dumps(saved.fitted)))
+    try:
+        adapter.check_saved(type(estimator), as_read)
+    except (ConfigError, ArrayError) as exc:
+        raise UnsupportedEstimatorError(f"cannot save this {type(estimator).__name__}: its state is inconsistent ({exc})") from None
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

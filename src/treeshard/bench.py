@@ -415,7 +415,7 @@ def sub_estimators(estimator: Any) -> list[Any]:
 def n_units(estimator: Any) -> int:
     """What ``treeshard.load(estimators=k)`` counts: stages for gradient boosting, else trees."""
     if hasattr(estimator, "n_estimators_"):
-        return int(estimator.n_estimators_)
+        return len(estimator.estimators_)  # the stages held (sklearn's n_estimators_ may count one more)
     return len(sub_estimators(estimator))
 
 

@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from .adapters.base import decode_param, decode_value
+from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import CONFIG_KEY, Config, TreeLayout, parse_config
@@ -307,13 +308,14 @@ class Predictor:
         for name, value in (("n_trees_per_iteration_", k), ("n_estimators_", stages)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"config.fitted.{name}: expected a positive integer, got {value!r}")
-        if stages * k != layout.n_trees:
-            raise ConfigError(f"config.fitted.n_estimators_: {stages} stages of {k} trees, but {layout.n_trees} trees are stored")
+        problem = stages_problem(layout.n_trees, k, n_estimators=stages)
+        if problem:
+            raise ConfigError(f"config.fitted.n_estimators_: {problem}")
         learning_rate = decode_param("config.params.learning_rate", config.params.get("learning_rate"))  # maybe a numpy scalar
         if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(learning_rate, (int, float, np.integer, np.floating)) or not math.isfinite(learning_rate):
             raise ConfigError(f"config.params.learning_rate: expected a number, got {learning_rate!r}")
         self._learning_rate = float(learning_rate)
-        self._k, self.n_estimators = k, stages
+        self._k, self.n_estimators = k, layout.n_trees // k  # the stored stages (n_estimators_ may count one more)
         loss = config.params.get("loss")
         if self._is_classifier:
             classes = get("classes_")

@@ -99,7 +99,10 @@ def check_trees(
         records, offsets = np.empty((n, 1), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)  # nothing is written
     else:
         offsets = record_offsets(node_dtype)
-        records = np.empty((n, node_dtype.itemsize), dtype=np.uint8)
+        # Zeroed, not empty: the kernel writes the fields, never the padding after
+        # missing_go_to_left, and sklearn copies every byte (pickles must not carry
+        # leftover heap bytes; sklearn issue #27268).
+        records = np.zeros((n, node_dtype.itemsize), dtype=np.uint8)
     depths = np.zeros(cols.n_trees, dtype=np.int64)
     code, node = check_and_layout(
         cols.tree_ptr,

@@ -9,6 +9,7 @@ and numpy types survive the round trip exactly (``np.int64(3)`` stays
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,9 @@ class Adapter:
     to_saved: Callable[[Any], SavedModel]
     from_saved: Callable[[type, SavedModel], Any]
     array_names: dict[str, str] = field(default_factory=dict)
+    #: ``check_saved(cls, saved)`` runs every check ``from_saved`` runs, building no
+    #: tree: save calls it so that it never writes a store that load refuses.
+    check_saved: Callable[[type, SavedModel], Any] | None = None
 
     def estimator_class(self) -> type:
         import importlib
@@ -408,3 +412,110 @@ def new_like(cls: type, attributes: dict[str, Any]) -> Any:
     obj = cls.__new__(cls)
     obj.__dict__.update(attributes)
     return obj
+
+
+# --------------------------------------------------------------------------- per-tree params
+#: Fitted attributes of a sub-estimator that may differ from tree to tree.
+TREE_RUN_FITTED = ("max_features_",)
+
+
+def encode_tree_params(
+    sub_estimators: Sequence, expected: dict[str, Any], *, fitted_names: Sequence[str] = (), first: Any = None
+) -> list[dict[str, Any]] | None:
+    """Runs of consecutive sub-estimators whose params differ from ``expected``.
+
+    An ensemble makes each tree with its own params at the time (a warm start
+    with a new ``max_depth`` leaves the earlier trees as they were). Returns
+    ``None`` when every tree has the ``expected`` params (and, for
+    ``fitted_names``, the fitted attributes of ``first``), else a list of
+    ``{"n_trees": n, "params": {...}, "fitted": {...}}`` covering every tree
+    in order, each holding only what differs.
+    """
+    runs: list[dict[str, Any]] = []
+    previous = None
+    for estimator in sub_estimators:
+        key = _tree_overrides(estimator, expected, fitted_names, first)
+        if runs and key == previous:
+            runs[-1]["n_trees"] += 1
+        else:
+            params, fitted = key
+            runs.append({"n_trees": 1, "params": params, "fitted": fitted})
+            previous = key
+    if all(not run["params"] and not run["fitted"] for run in runs):
+        return None
+    return runs
+
+
+def _tree_overrides(estimator: Any, expected: dict[str, Any], fitted_names: Sequence[str], first: Any) -> tuple[dict, dict]:
+    params: dict[str, Any] = {}
+    for name, value in expected.items():
+        actual = getattr(estimator, name)
+        if actual is value:
+            continue
+        ok_actual, encoded = _param_json(actual)
+        if not ok_actual:
+            raise UnsupportedEstimatorError(f"sub-estimator param {name}={actual!r} cannot be stored")
+        if encoded != _param_json(value)[1] or type(actual) is not type(value):
+            params[name] = encoded
+    fitted = {}
+    for name in fitted_names:
+        actual, reference = getattr(estimator, name, None), getattr(first, name, None)
+        if actual is not reference and encode_value(actual, name) != encode_value(reference, name):
+            fitted[name] = encode_value(actual, f"fitted attribute {name}")
+    return params, fitted
+
+
+@dataclass(frozen=True)
+class TreeParamRuns:
+    """Decoded :func:`encode_tree_params`: per-tree attribute overrides."""
+
+    stops: np.ndarray  # cumulative tree counts, one per run
+    overrides: list[dict[str, Any]]  # attributes to set on the trees of each run
+
+    def for_tree(self, index: int) -> dict[str, Any]:
+        return self.overrides[int(np.searchsorted(self.stops, index, side="right"))]
+
+
+def decode_tree_params(
+    where: str, record: Any, *, tree_cls: type, expected: dict[str, Any], n_trees: int, fitted_check: Callable[[dict[str, Any]], None]
+) -> TreeParamRuns | None:
+    """Check and decode a ``tree_params`` record (see :func:`encode_tree_params`).
+
+    Each run's params must pass the tree class's own constraints together
+    with ``expected``; ``fitted_check`` checks each run's fitted overrides.
+    """
+    if record is None:
+        return None
+    runs = parse_list(where, record)
+    if not runs:
+        raise ConfigError(f"{where}: expected at least one run")
+    counts, overrides = [], []
+    valid: set[str] = set()  # params already checked (a hostile record may repeat them in many runs)
+    for i, run in enumerate(runs):
+        at = f"{where}[{i}]"
+        run = parse_dict(at, run)
+        unknown = sorted(set(run) - {"n_trees", "params", "fitted"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown key(s) {unknown}")
+        counts.append(parse_int(f"{at}.n_trees", require(at, run, "n_trees"), low=1, high=n_trees))
+        params = parse_dict(f"{at}.params", require(at, run, "params"))
+        unknown = sorted(set(params) - set(expected))
+        if unknown:
+            raise ConfigError(f"{at}.params: unknown tree parameter(s) {unknown}")
+        decoded = {name: decode_param(f"{at}.params.{name}", value) for name, value in params.items()}
+        for name, value in decoded.items():
+            _check_param_integers(f"{at}.params.{name}", value)
+        key = json.dumps(params, sort_keys=True)
+        if key not in valid:
+            try:
+                tree_cls(**{**expected, **decoded})._validate_params()
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{at}.params: {exc}") from None
+            valid.add(key)
+        fitted = decode_fitted(parse_dict(f"{at}.fitted", require(at, run, "fitted")), TREE_RUN_FITTED)
+        fitted_check(fitted)
+        overrides.append({**decoded, **fitted})
+    stops = np.cumsum(counts)
+    if stops[-1] != n_trees:
+        raise ConfigError(f"{where}: runs cover {int(stops[-1])} trees, but {n_trees} trees are stored")
+    return TreeParamRuns(stops, overrides)

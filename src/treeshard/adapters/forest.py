@@ -9,18 +9,22 @@ import numpy as np
 from ..errors import ArrayError, ConfigError
 from ..record import TreeLayout, parse_dict
 from .base import (
+    TREE_RUN_FITTED,
     Adapter,
     SavedModel,
+    TreeParamRuns,
     build_estimator,
     check_common,
     decode_fitted,
+    decode_tree_params,
     encode_fitted,
     encode_params,
+    encode_tree_params,
     expect,
     get_fitted,
     new_like,
 )
-from .trees import TREE_FITTED, check_classes, check_tree_attributes, tree_n_classes
+from .trees import TREE_FITTED, check_classes, check_tree_attributes, trees_layout
 
 FOREST_FITTED = (
     "n_features_in_",
@@ -42,18 +46,17 @@ FOREST_ARRAYS = {
 
 def _to_saved(forest: Any) -> SavedModel:
     params, unserializable = encode_params(forest)
-    trees = [e.tree_ for e in forest.estimators_]
-    layout = TreeLayout(
-        n_trees=len(trees),
-        n_nodes=sum(t.node_count for t in trees),
-        n_features=forest.n_features_in_,
-        n_outputs=forest.n_outputs_,
-        n_classes=tree_n_classes(forest),
-    )
+    estimators = list(forest.estimators_)  # one pass: a lazily loaded forest reads its trees
+    trees = [e.tree_ for e in estimators]
+    layout = trees_layout(forest, trees, n_features=forest.n_features_in_)
     fitted = encode_fitted(forest, FOREST_FITTED)
-    # Sub-estimators share everything but their tree and random_state.
-    fitted["estimators_"] = encode_fitted(forest.estimators_[0], TREE_FITTED, "estimators_[0].")
-    arrays = {"tree_random_state": np.array([e.random_state for e in forest.estimators_], dtype=np.int64)}
+    # Sub-estimators share everything but their tree, random_state and tree_params.
+    first = estimators[0]
+    fitted["estimators_"] = encode_fitted(first, TREE_FITTED, "estimators_[0].")
+    runs = encode_tree_params(estimators, tree_params(forest), fitted_names=TREE_RUN_FITTED, first=first)
+    if runs is not None:
+        fitted["tree_params"] = runs
+    arrays = {"tree_random_state": np.array([e.random_state for e in estimators], dtype=np.int64)}
     for name in ("oob_decision_function_", "oob_prediction_"):
         if hasattr(forest, name):
             arrays[name] = np.ascontiguousarray(getattr(forest, name), dtype=np.float64)
@@ -62,13 +65,21 @@ def _to_saved(forest: Any) -> SavedModel:
     return SavedModel(params, unserializable, fitted, layout, trees, arrays)
 
 
-def _from_saved(cls: type, saved: SavedModel) -> Any:
+def tree_params(forest: Any) -> dict[str, Any]:
+    """The params ``forest`` gives the trees it makes now (``_make_estimator``), but
+    ``random_state``: each tree's own is stored in ``fitted/tree_random_state``."""
+    return {name: getattr(forest, name) for name in forest.estimator_params if name != "random_state"}
+
+
+def _decode(cls: type, saved: SavedModel) -> tuple[Any, dict[str, Any], TreeParamRuns | None, list[int]]:
+    """Every check of a stored forest: ``(forest, tree attributes, per-tree runs, tree random states)``."""
     from sklearn.base import is_classifier
 
     forest = build_estimator(cls, saved.params, saved.unserializable_params)
     classifier = is_classifier(forest)
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
+    runs_raw = raw.pop("tree_params", None)
     fitted = decode_fitted(raw, FOREST_FITTED)
     sub_fitted = decode_fitted(sub_raw, TREE_FITTED)
     layout = saved.layout
@@ -91,16 +102,37 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     if sample_weight is not None and (sample_weight.ndim != 1 or sample_weight.shape[0] != n_samples):
         raise ArrayError(f"fitted/sample_weight: shape {sample_weight.shape}, expected ({n_samples},)")
     fitted["_sample_weight"] = sample_weight
-
     forest.__dict__.update(fitted)
     forest._validate_estimator()
+    tree_cls = type(forest.estimator_)
+
+    def check_run_fitted(run_fitted: dict[str, Any]) -> None:
+        check_tree_attributes("config.fitted.tree_params", {**sub_fitted, **run_fitted}, layout, classifier=classifier)
+
+    runs = decode_tree_params(
+        "config.fitted.tree_params",
+        runs_raw,
+        tree_cls=tree_cls,
+        expected=tree_params(forest),
+        n_trees=layout.n_trees,
+        fitted_check=check_run_fitted,
+    )
+    return forest, sub_fitted, runs, random_states.tolist()
+
+
+def _check_saved(cls: type, saved: SavedModel) -> None:
+    _decode(cls, saved)
+
+
+def _from_saved(cls: type, saved: SavedModel) -> Any:
+    forest, sub_fitted, runs, random_states = _decode(cls, saved)
     template = forest._make_estimator(append=False)
     base = {**vars(template), **sub_fitted}
     tree_cls = type(template)
-    random_states = random_states.tolist()
 
     def make_estimator(tree: Any, index: int) -> Any:
-        return new_like(tree_cls, {**base, "random_state": random_states[index], "tree_": tree})
+        overrides = runs.for_tree(index) if runs is not None else {}
+        return new_like(tree_cls, {**base, **overrides, "random_state": random_states[index], "tree_": tree})
 
     forest.estimators_ = saved.estimators(make_estimator)
     if saved.is_partial:
@@ -112,7 +144,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, FOREST_ARRAYS)
+    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, FOREST_ARRAYS, check_saved=_check_saved)
 
 
 ADAPTERS = [

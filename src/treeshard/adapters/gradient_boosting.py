@@ -8,6 +8,7 @@ sklearn makes by default; a custom ``init`` estimator is not supported.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,14 +16,18 @@ import numpy as np
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import TreeLayout, parse_dict, parse_int, parse_str, require
 from .base import (
+    TREE_RUN_FITTED,
     Adapter,
     SavedModel,
+    TreeParamRuns,
     build_estimator,
     check_common,
     decode_fitted,
+    decode_tree_params,
     decode_value,
     encode_fitted,
     encode_params,
+    encode_tree_params,
     encode_value,
     expect,
     get_fitted,
@@ -51,13 +56,48 @@ DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "
 DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
 
 
+#: The params each stage's ``DecisionTreeRegressor`` takes from the model
+#: (``_fit_stage``), besides the fixed criterion/splitter and the shared ``_rng``.
+TREE_PARAMS = (
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "min_weight_fraction_leaf",
+    "min_impurity_decrease",
+    "max_features",
+    "max_leaf_nodes",
+    "ccp_alpha",
+)
+STAGE_ARRAYS = ("train_score_", "oob_improvement_", "oob_scores_")
+
+
+def stages_problem(n_trees: int, k: int, *, n_estimators: int) -> str | None:
+    """Why ``n_estimators_`` does not fit ``n_trees`` stored trees of ``k`` per stage (``None``: it does).
+
+    Shared by save, load and the Predictor. sklearn reports one stage more
+    than it holds after a warm-start ``fit`` that adds no stage
+    (``_fit_stages`` returns ``begin_at_stage + 1``); predictions use the
+    stored stages, so that count is kept as sklearn has it.
+    """
+    if n_trees % k:
+        return f"{n_trees} trees are not whole stages of {k} trees"
+    if n_estimators not in (n_trees // k, n_trees // k + 1):
+        return f"{n_estimators} stages of {k} trees, but {n_trees} trees are stored"
+    return None
+
+
 def _to_saved(gb: Any) -> SavedModel:
+    name = type(gb).__name__
     if gb.init not in (None, "zero"):
-        raise UnsupportedEstimatorError(
-            f"{type(gb).__name__} with a custom init estimator ({type(gb.init).__name__}) is not supported"
-        )
+        raise UnsupportedEstimatorError(f"{name} with a custom init estimator ({type(gb.init).__name__}) is not supported")
     params, unserializable = encode_params(gb)
-    trees = [e.tree_ for e in gb.estimators_.ravel()]
+    estimators = gb.estimators_
+    if not isinstance(estimators, np.ndarray) or estimators.ndim != 2 or estimators.shape[1] != gb.n_trees_per_iteration_:
+        raise UnsupportedEstimatorError(
+            f"{name}.estimators_: expected an array of stages x {gb.n_trees_per_iteration_} trees, got {getattr(estimators, 'shape', None)}"
+        )
+    sub_estimators = estimators.ravel()
+    trees = [e.tree_ for e in sub_estimators]
     layout = TreeLayout(
         n_trees=len(trees),
         n_nodes=sum(t.node_count for t in trees),
@@ -66,7 +106,11 @@ def _to_saved(gb: Any) -> SavedModel:
         n_classes=(1,),
     )
     fitted = encode_fitted(gb, GB_FITTED)
-    fitted["estimators_"] = encode_fitted(gb.estimators_[0, 0], TREE_FITTED, "estimators_[0, 0].")
+    first = estimators[0, 0]
+    fitted["estimators_"] = encode_fitted(first, TREE_FITTED, "estimators_[0, 0].")
+    runs = encode_tree_params(sub_estimators, tree_params(gb), fitted_names=TREE_RUN_FITTED, first=first)
+    if runs is not None:
+        fitted["tree_params"] = runs
     if isinstance(gb.init_, str):
         fitted["init_"] = gb.init_
     else:
@@ -76,11 +120,42 @@ def _to_saved(gb: Any) -> SavedModel:
             "params": dummy_params,
             "fitted": encode_fitted(gb.init_, DUMMY_FITTED, "init_."),
         }
-    arrays = {name: np.asarray(getattr(gb, name), dtype=np.float64) for name in GB_ARRAYS if hasattr(gb, name)}
+    arrays = {name: np.asarray(getattr(gb, name), dtype=np.float64) for name in STAGE_ARRAYS if hasattr(gb, name)}
     rng = _encode_rng(getattr(gb, "_rng", None))
     if rng is not None:
         fitted["_rng"], arrays["rng_keys"] = rng
+    loss = _encode_loss(getattr(gb, "_loss", None))
+    if loss is not None:
+        fitted["_loss"] = loss
     return SavedModel(params, unserializable, fitted, layout, trees, arrays)
+
+
+def tree_params(gb: Any) -> dict[str, Any]:
+    """The params ``gb`` gives the trees it fits now (``_fit_stage``)."""
+    return {name: getattr(gb, name) for name in TREE_PARAMS}
+
+
+def _encode_loss(loss: Any) -> dict[str, Any] | None:
+    """What ``fit`` changes in the loss object: the Huber ``delta`` (set at every stage)."""
+    closs = getattr(loss, "closs", None)
+    if closs is None or type(loss).__name__ != "HuberLoss":
+        return None
+    return {"delta": encode_value(float(closs.delta))}
+
+
+def _decode_loss(record: Any, gb: Any) -> float | None:
+    where = "config.fitted._loss"
+    if record is None:
+        return None
+    record = parse_dict(where, record)
+    unknown = sorted(set(record) - {"delta"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}")
+    if gb.loss != "huber":
+        raise ConfigError(f"{where}: only loss='huber' keeps a fitted state, not loss={gb.loss!r}")
+    delta = decode_value(f"{where}.delta", require(where, record, "delta"))
+    expect(f"{where}.delta", delta, float, lambda d: d >= 0 and d < float("inf"), "a finite float >= 0")
+    return delta
 
 
 def _encode_rng(rng: Any) -> tuple[dict[str, Any], np.ndarray] | None:
@@ -118,7 +193,9 @@ def _decode_rng(record: Any, keys: np.ndarray | None) -> np.random.RandomState:
     has_gauss = parse_int(f"{where}.has_gauss", require(where, record, "has_gauss"), low=0, high=1)
     cached = decode_value(f"{where}.cached_gaussian", require(where, record, "cached_gaussian"))
     expect(f"{where}.cached_gaussian", cached, float)
-    rng = np.random.RandomState()
+    # Seeded, then overwritten: an unseeded RandomState carries a SeedSequence of fresh
+    # OS entropy that pickle keeps, so two loads would pickle differently.
+    rng = np.random.RandomState(0)
     try:
         rng.set_state(("MT19937", keys, pos, has_gauss, cached))
     except (ValueError, TypeError) as exc:
@@ -200,7 +277,20 @@ def _default_init_params(gb: Any) -> dict[str, Any]:
     return {"strategy": "mean"}
 
 
-def _from_saved(cls: type, saved: SavedModel) -> Any:
+@dataclass
+class _Decoded:
+    """A checked gradient-boosting record, before any tree is built."""
+
+    gb: Any  # the estimator with its params and the fitted attributes set
+    n_stages: int  # stored stages
+    k: int
+    tree_attributes: dict[str, Any]
+    runs: TreeParamRuns | None
+    huber_delta: float | None
+
+
+def _decode(cls: type, saved: SavedModel) -> _Decoded:
+    """Every check of a stored gradient-boosting model; builds the estimator but no tree."""
     from sklearn.base import is_classifier
     from sklearn.tree import DecisionTreeRegressor
 
@@ -213,6 +303,8 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
     init_raw = raw.pop("init_", None)
     rng_raw = raw.pop("_rng", None)
+    loss_raw = raw.pop("_loss", None)
+    runs_raw = raw.pop("tree_params", None)
     fitted = decode_fitted(raw, GB_FITTED)
     sub_fitted = decode_fitted(sub_raw, TREE_FITTED)
     check_common(fitted, layout)
@@ -229,13 +321,15 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
             raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
     elif k != 1:
         raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
-    n_stages = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
-    if n_stages * k != layout.n_trees:
-        raise ConfigError(f"config.fitted.n_estimators_: {n_stages} stages of {k} trees, but {layout.n_trees} trees are stored")
+    n_estimators = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
+    problem = stages_problem(layout.n_trees, k, n_estimators=n_estimators)
+    if problem:
+        raise ConfigError(f"config.fitted.n_estimators_: {problem}")
+    n_stages = layout.n_trees // k
     max_features = expect("config.fitted.max_features_", get_fitted(fitted, "max_features_"), int)
     if not 1 <= max_features <= layout.n_features:
         raise ConfigError(f"config.fitted.max_features_: {max_features} out of range")
-    for name in ("train_score_", "oob_improvement_", "oob_scores_"):
+    for name in STAGE_ARRAYS:
         if name in saved.arrays:
             if saved.arrays[name].shape != (n_stages,):
                 raise ArrayError(f"fitted/{name}: shape {saved.arrays[name].shape}, expected ({n_stages},)")
@@ -246,32 +340,58 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     gb.__dict__.update(fitted)
     gb.init_ = _build_init(init_raw, gb, layout.n_features)
     gb._rng = _decode_rng(rng_raw, saved.arrays.get("rng_keys"))
+    huber_delta = _decode_loss(loss_raw, gb)
+
+    def check_run_fitted(run_fitted: dict[str, Any]) -> None:
+        check_tree_attributes("config.fitted.tree_params", {**sub_fitted, **run_fitted}, tree_layout, classifier=False)
+
+    runs = decode_tree_params(
+        "config.fitted.tree_params",
+        runs_raw,
+        tree_cls=DecisionTreeRegressor,
+        expected=tree_params(gb),
+        n_trees=layout.n_trees,
+        fitted_check=check_run_fitted,
+    )
+    return _Decoded(gb, n_stages, k, sub_fitted, runs, huber_delta)
+
+
+def _check_saved(cls: type, saved: SavedModel) -> None:
+    _decode(cls, saved)
+
+
+def _from_saved(cls: type, saved: SavedModel) -> Any:
+    from sklearn.tree import DecisionTreeRegressor
+
+    decoded = _decode(cls, saved)
+    gb, n_stages, k = decoded.gb, decoded.n_stages, decoded.k
     # fit() always passes a sample_weight array (ones by default); so do we, so
     # that the loss object's attributes (constant_hessian) are the fitted ones.
     gb._loss = gb._get_loss(sample_weight=np.ones(1))
+    if decoded.huber_delta is not None:
+        gb._loss.closs.delta = decoded.huber_delta
     template = DecisionTreeRegressor(
         criterion="squared_error",
         splitter="best",
-        max_depth=gb.max_depth,
-        min_samples_split=gb.min_samples_split,
-        min_samples_leaf=gb.min_samples_leaf,
-        min_weight_fraction_leaf=gb.min_weight_fraction_leaf,
-        min_impurity_decrease=gb.min_impurity_decrease,
-        max_features=gb.max_features,
-        max_leaf_nodes=gb.max_leaf_nodes,
         random_state=gb._rng,  # sklearn's trees share the model's RandomState
-        ccp_alpha=gb.ccp_alpha,
+        **tree_params(gb),
     )
-    base = {**vars(template), **sub_fitted}
-    trees = saved.estimators(lambda tree, index: new_like(DecisionTreeRegressor, {**base, "tree_": tree}))
+    base = {**vars(template), **decoded.tree_attributes}
+    runs = decoded.runs
+    if runs is None:
+        trees = saved.estimators(lambda tree, index: new_like(DecisionTreeRegressor, {**base, "tree_": tree}))
+    else:
+        trees = saved.estimators(
+            lambda tree, index: new_like(DecisionTreeRegressor, {**base, **runs.for_tree(index), "tree_": tree})
+        )
     if saved.is_partial:
         # A prefix of the boosting stages: a model that stopped earlier.
         n_stages = len(trees) // k
         gb.n_estimators = gb.n_estimators_ = n_stages
-        for name in ("train_score_", "oob_improvement_", "oob_scores_"):
-            if name in fitted:
-                setattr(gb, name, fitted[name][:n_stages])
-        if "oob_scores_" in fitted:
+        for name in STAGE_ARRAYS:
+            if name in gb.__dict__:
+                setattr(gb, name, getattr(gb, name)[:n_stages])
+        if "oob_scores_" in gb.__dict__:
             gb.oob_score_ = gb.oob_scores_[-1]
     estimators = np.empty((n_stages, k), dtype=object)
     estimators.reshape(-1)[:] = list(trees)
@@ -280,7 +400,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, GB_ARRAYS)
+    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, GB_ARRAYS, check_saved=_check_saved)
 
 
 ADAPTERS = [_adapter("GradientBoostingClassifier"), _adapter("GradientBoostingRegressor")]

@@ -6,11 +6,12 @@ forest and gradient-boosting adapters reuse for their sub-estimators.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnsupportedEstimatorError
 from ..record import TreeLayout
 from .base import (
     Adapter,
@@ -28,11 +29,24 @@ from .base import (
 TREE_FITTED = ("n_features_in_", "feature_names_in_", "n_outputs_", "classes_", "n_classes_", "max_features_")
 
 
-def tree_n_classes(estimator: Any) -> tuple[int, ...]:
-    """Classes per output of a fitted tree or ensemble (1s for regression)."""
-    if hasattr(estimator, "classes_"):
-        return tuple(int(k) for k in np.atleast_1d(estimator.n_classes_))
-    return (1,) * estimator.n_outputs_
+def trees_layout(owner: Any, trees: Sequence, *, n_features: int) -> TreeLayout:
+    """The layout of sklearn ``Tree`` objects, read from the trees themselves.
+
+    Save checks the estimator's own attributes against this layout with the
+    rules load uses, so that it never writes a store that load refuses;
+    trees that disagree with each other cannot be stored.
+    """
+    first = trees[0]
+    n_outputs, n_classes = int(first.n_outputs), tuple(int(k) for k in first.n_classes)
+    for i, tree in enumerate(trees):
+        if tree.n_outputs != n_outputs or tuple(int(k) for k in tree.n_classes) != n_classes or tree.n_features != n_features:
+            raise UnsupportedEstimatorError(
+                f"{type(owner).__name__}: tree {i} has {tree.n_features} features, {tree.n_outputs} outputs and "
+                f"{[int(k) for k in tree.n_classes]} classes, but tree 0 has {n_features} features, {n_outputs} outputs and {list(n_classes)} classes"
+            )
+    return TreeLayout(
+        n_trees=len(trees), n_nodes=sum(t.node_count for t in trees), n_features=n_features, n_outputs=n_outputs, n_classes=n_classes
+    )
 
 
 def check_tree_attributes(where: str, attrs: dict[str, Any], layout: TreeLayout, *, classifier: bool) -> None:
@@ -72,17 +86,12 @@ def check_classes(where: str, attrs: dict[str, Any], layout: TreeLayout) -> None
 def _to_saved(estimator: Any) -> SavedModel:
     params, unserializable = encode_params(estimator)
     tree = estimator.tree_
-    layout = TreeLayout(
-        n_trees=1,
-        n_nodes=tree.node_count,
-        n_features=estimator.n_features_in_,
-        n_outputs=estimator.n_outputs_,
-        n_classes=tree_n_classes(estimator),
-    )
+    layout = trees_layout(estimator, [tree], n_features=estimator.n_features_in_)
     return SavedModel(params, unserializable, encode_fitted(estimator, TREE_FITTED), layout, [tree])
 
 
-def _from_saved(cls: type, saved: SavedModel) -> Any:
+def _check_saved(cls: type, saved: SavedModel) -> Any:
+    """Every check of a stored single tree: the estimator with its params and fitted attributes."""
     from sklearn.base import is_classifier
 
     estimator = build_estimator(cls, saved.params, saved.unserializable_params)
@@ -92,12 +101,17 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     if saved.layout.n_trees != 1:
         raise ConfigError(f"config.trees.n_trees: a single tree estimator has 1 tree, not {saved.layout.n_trees}")
     estimator.__dict__.update(fitted)
+    return estimator
+
+
+def _from_saved(cls: type, saved: SavedModel) -> Any:
+    estimator = _check_saved(cls, saved)
     estimator.tree_ = saved.estimators(lambda tree, index: tree)[0]
     return estimator
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.tree", name), _to_saved, _from_saved)
+    return Adapter(name, ("sklearn.tree", name), _to_saved, _from_saved, check_saved=_check_saved)
 
 
 ADAPTERS = [
