@@ -17,7 +17,7 @@ import joblib
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_trees_equal, edit_config, make_data
+from conftest import assert_trees_equal, edit_config, make_data, reseal
 from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
@@ -222,5 +222,6 @@ def test_a_negative_huber_delta_is_refused(tmp_path):
     path = tmp_path / "model"
     treeshard.save(GradientBoostingRegressor(loss="huber", n_estimators=2, random_state=0).fit(X, y), path)
     edit_config(path, lambda config: config["fitted"]["_loss"].update(delta={"float": -1.0}))
+    reseal(path)
     with pytest.raises(ConfigError, match=re.escape("config.fitted._loss.delta: expected a finite float >= 0, got float -1.0")):
         treeshard.load(path)
