@@ -632,13 +632,22 @@ def warm_file(path: str | os.PathLike) -> None:
 
 #: How fresh processes get their bytecode (the ``bytecode`` argument of :func:`run_comparison`).
 BYTECODE_MODES = {
-    "warm": "bytecode cached for every module (PYTHONDONTWRITEBYTECODE unset, PYTHONPYCACHEPREFIX=<workdir>/pycache, "
-    "filled by one untimed run per strategy first), as an installed package runs",
+    "warm": "cached for every module (PYTHONDONTWRITEBYTECODE unset, PYTHONPYCACHEPREFIX=$TREESHARD_BENCH_CACHE/pycache, "
+    "warmed by one untimed run per strategy), as an installed package runs",
     "inherit": "this environment as it is",
 }
 
 
-def child_env(bytecode: str, pycache: str | os.PathLike) -> dict[str, str] | None:
+#: The benchmarks' cache directory (bytecode here; reference models in benchmarks/models.py).
+CACHE_ENV = "TREESHARD_BENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$TREESHARD_BENCH_CACHE``, default ``~/.cache/treeshard-bench``."""
+    return Path(os.environ.get(CACHE_ENV, "~/.cache/treeshard-bench")).expanduser()
+
+
+def child_env(bytecode: str, pycache: str | os.PathLike | None = None) -> dict[str, str] | None:
     """The environment of the measured children for a :data:`BYTECODE_MODES` key.
 
     ``"warm"``: Python may write bytecode, into ``pycache`` (never into the
@@ -647,6 +656,8 @@ def child_env(bytecode: str, pycache: str | os.PathLike) -> dict[str, str] | Non
     wheel. With ``PYTHONDONTWRITEBYTECODE`` set and treeshard installed
     editable, every fresh process would compile treeshard from source while
     sklearn and joblib came precompiled. ``"inherit"``: unchanged (None).
+    ``pycache`` defaults to ``pycache`` in :func:`cache_dir`, kept between
+    runs (Python recompiles a module whose source changed).
     """
     if bytecode not in BYTECODE_MODES:
         raise ValueError(f"bytecode must be one of {sorted(BYTECODE_MODES)}, not {bytecode!r}")
@@ -654,7 +665,7 @@ def child_env(bytecode: str, pycache: str | os.PathLike) -> dict[str, str] | Non
         return None
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = os.fspath(pycache)
+    env["PYTHONPYCACHEPREFIX"] = os.fspath(cache_dir() / "pycache" if pycache is None else pycache)
     return env
 
 
@@ -826,14 +837,14 @@ def run_comparison(
     ``after=False`` stops each child at its first prediction (cold start only);
     ``warmup=False`` skips reading the files and one untimed run of every
     strategy beforehand (quicker, and noisier: the first runs then also
-    compile bytecode). ``bytecode``: a :data:`BYTECODE_MODES` key (see
-    :func:`child_env`; the cache is ``pycache`` beside ``rows``).
+    compile bytecode the first time). ``bytecode``: a :data:`BYTECODE_MODES`
+    key (see :func:`child_env`).
     ``expected``: the original model's outputs on ``rows`` per strategy
     ``output`` form (:func:`write_expected`), for the mismatch count.
     """
     if k is None:
         k = min(PARTIAL_TREES, int(model.get("n_units", PARTIAL_TREES)))
-    env = child_env(bytecode, Path(rows).parent / "pycache")
+    env = child_env(bytecode)
     expected = expected or {}
     chosen = [s for s in strategies() if only is None or s.name in only]
     skipped = {s.name: s.reason for s in chosen if not s.available}
