@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml setup.py src/treeshard/_kernels.pyx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,bench,s3,http,dask]'
+	$(BIN)/python -m pip install -q -e '.[test,bench,peers,s3,http,dask]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -9,7 +9,8 @@ On each, ``RandomForestClassifier(n_estimators=N, random_state=0)`` with fully
 grown trees. The forest of the largest N is fitted once and the smaller ones
 are its first N trees: sklearn draws every tree's seed from ``random_state``
 in order, so the first N trees of a larger forest are exactly the trees a
-forest of N would fit. Fitted forests are cached (pickles we wrote) in
+forest of N would fit (and ``fit`` grows a cached smaller forest with
+``warm_start``, which fits the same further trees). Fitted forests are cached (pickles we wrote) in
 ``$TREESHARD_BENCH_CACHE/sizes`` (default ``~/.cache/treeshard-bench/sizes``)::
 
     python benchmarks/sizes.py fit small 1000      # seconds
@@ -57,7 +58,14 @@ def fit(dataset: str, n_estimators: int) -> Path:
     X, y = make_classification(
         n_samples=n_samples, n_features=n_features, n_informative=n_informative, n_classes=3, random_state=0
     )
-    forest = RandomForestClassifier(n_estimators=n_estimators, random_state=0, n_jobs=2).fit(X, y)
+    smaller = [p for p in _cache(dataset).glob("forest-*.pkl") if int(p.stem.split("-")[1]) < n_estimators]
+    if smaller:  # grow the largest cached forest: warm_start fits the same trees a fresh fit would
+        with open(max(smaller, key=lambda p: int(p.stem.split("-")[1])), "rb") as handle:
+            forest = pickle.load(handle)  # noqa: S301 - our own cache file
+        forest.set_params(warm_start=True, n_estimators=n_estimators, n_jobs=2).fit(X, y)
+        forest.warm_start = False
+    else:
+        forest = RandomForestClassifier(n_estimators=n_estimators, random_state=0, n_jobs=2).fit(X, y)
     forest.n_jobs = None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
