@@ -338,3 +338,21 @@ def test_asv_check_discovers_the_suite(tiny_suite):
         "storage.Save.time_save",
         "dispatch.DispatchLatency.time_predict_proba",
     } <= names
+
+
+def test_size_table_forests_are_what_fitting_n_trees_gives(tiny_suite, tmp_path):
+    """benchmarks/sizes.py takes the first N trees of one fit, and grows a cached forest with warm_start."""
+    sizes = importlib.import_module("benchmarks.sizes")
+    X, y = make_classification(n_samples=300, n_features=6, n_informative=3, n_classes=3, random_state=0)
+
+    def nodes(forest):
+        return [tree.tree_.__getstate__()["nodes"] for tree in forest.estimators_]
+
+    five = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    two = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
+    head = sizes.first_trees(five, 2)
+    assert len(head.estimators_) == head.n_estimators == 2 and len(five.estimators_) == 5
+    assert all(np.array_equal(a, b) for a, b in zip(nodes(head), nodes(two), strict=True))
+    assert np.array_equal(head.predict_proba(X), two.predict_proba(X))
+    grown = two.set_params(warm_start=True, n_estimators=5).fit(X, y)
+    assert all(np.array_equal(a, b) for a, b in zip(nodes(grown), nodes(five), strict=True))
