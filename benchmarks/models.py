@@ -335,13 +335,16 @@ def _main(argv: list[str]) -> int:
     table.add_argument("--plot", help="write the bar chart")
     table.add_argument("--markdown", action="store_true")
     table.add_argument("--bytecode", choices=sorted(bench.BYTECODE_MODES), default="warm")
+    table.add_argument("--strategies", help="comma-separated subset (default: all), as for `treeshard bench`")
+    table.add_argument("--formats", help="comma-separated formats, as for `treeshard bench`")
     args = parser.parse_args(argv)
     if args.command == "table":
         from tqdm import tqdm
 
         # Files as last built: run `build` first to rewrite stale treeshard files.
+        only = bench.selected_strategies(args.strategies, args.formats)
         cached = ensure(args.model, refresh=False, log=lambda message: print(message, file=sys.stderr, flush=True))
-        n_runs = args.repeat * sum(1 for s in bench.strategies() if s.available)
+        n_runs = args.repeat * sum(1 for s in bench.strategies() if s.available and (only is None or s.name in only))
         with tqdm(total=n_runs, desc=args.model, unit="run", file=sys.stderr) as bar:
             result = bench.run_comparison(
                 cached.files(),
@@ -351,6 +354,7 @@ def _main(argv: list[str]) -> int:
                 progress=bar,
                 bytecode=args.bytecode,
                 expected=cached.expected,
+                only=only,
             )
         print(bench.format_tables(result, markdown=args.markdown))
         print(f"save: one save per format when the cache was built or refreshed (last: {cached.meta['built']}), not a median")
