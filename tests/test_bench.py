@@ -356,3 +356,29 @@ def test_size_table_forests_are_what_fitting_n_trees_gives(tiny_suite, tmp_path)
     assert np.array_equal(head.predict_proba(X), two.predict_proba(X))
     grown = two.set_params(warm_start=True, n_estimators=5).fit(X, y)
     assert all(np.array_equal(a, b) for a, b in zip(nodes(grown), nodes(five), strict=True))
+
+
+def _fake_python(tmp_path, body: str) -> str:
+    script = tmp_path / "fake-python"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_run_child_keeps_every_line_of_a_fast_child(tmp_path):
+    """A child that writes both lines at once: the AFTER line, already buffered by readline, is kept."""
+    cold = {"numpy": 0.1, "imports": 0.2, "load": 0.3, "first_predict": 0.4, "inside": 1.0, "rss_import": 5, "rss_before": 5, "rss_load": 7}
+    after = {"predict_1": 0.01, "predict_1000": 0.02, "mismatch": 3}
+    lines = f"COLD {json.dumps(cold)}\nAFTER {json.dumps(after)}\n"
+    python = _fake_python(tmp_path, f"printf '%s' '{lines}'\n")
+    figures = bench.run_child(bench.get_strategy("joblib"), "model", "rows", sklearn_module="", python=python)
+    assert {key: figures[key] for key in ("load", "first_predict", "load_rss", "predict_1", "predict_1000", "mismatch")} == {
+        "load": 0.3, "first_predict": 0.4, "load_rss": 2, "predict_1": 0.01, "predict_1000": 0.02, "mismatch": 3
+    }
+    assert figures["partial"] == 0.3  # no partial load reported: the full load
+
+
+def test_run_child_times_out(tmp_path):
+    python = _fake_python(tmp_path, "exec sleep 30\n")
+    with pytest.raises(bench.ChildError, match=r"^joblib: timed out after 1 s$"):
+        bench.run_child(bench.get_strategy("joblib"), "model", "rows", sklearn_module="", python=python, timeout=1)

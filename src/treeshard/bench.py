@@ -56,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -534,14 +535,26 @@ def run_child(
             text=True,
             env=None if env is None else dict(env),
         )
+        # Read everything through the same buffered stream: communicate(timeout=...)
+        # reads the raw pipe and would lose lines readline() already buffered.
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
         try:
             first = process.stdout.readline()  # type: ignore[union-attr]
             cold_start = time.perf_counter() - start
-            rest, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise ChildError(f"{strategy.name}: timed out after {timeout:.0f} s") from None
+            rest = process.stdout.read()  # type: ignore[union-attr]
+            process.wait()
+        finally:
+            timer.cancel()
+            process.stdout.close()  # type: ignore[union-attr]
+        if timed_out.is_set():
+            raise ChildError(f"{strategy.name}: timed out after {timeout:.0f} s")
         stderr.seek(0)
         errors = stderr.read()
     if process.returncode != 0 or not first.startswith("COLD "):
