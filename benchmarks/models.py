@@ -2,8 +2,11 @@
 
 The cache lives in ``$TREESHARD_BENCH_CACHE`` (default ``~/.cache/treeshard-bench``),
 one directory per model holding the model in every format of
-:data:`treeshard.bench.FORMATS`, ``rows.npy`` (1000 input rows) and
-``meta.json`` (recipe, fit time, in-memory size, file sizes, save times).
+:data:`treeshard.bench.FORMATS` whose package is installed (a format
+installed later, e.g. the peers', is added on the next use), ``rows.npy``
+(1000 input rows), the model's own outputs on them (``expected*.npy``, for
+the mismatch count) and ``meta.json`` (recipe, fit time, in-memory size,
+file sizes, save times, formats the model could not be converted to).
 
 Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
 
