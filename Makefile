@@ -21,7 +21,7 @@ $(DEMO_STAMP): $(BUILD_INPUTS) | $(BIN)/python
 	touch $(DEMO_STAMP)
 
 $(TEST_STAMP): $(BUILD_INPUTS) | $(BIN)/python
-	$(PIP) -e '.[test,bench,sign,s3,http,dask]'
+	$(PIP) -e '.[test,bench,peers,sign,s3,http,dask]'
 	touch $(DEMO_STAMP) $(TEST_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -61,7 +61,7 @@ bench-check: $(TEST_STAMP)
 constraints:
 	rm -rf /tmp/treeshard-constraints && $(PYTHON) -m venv /tmp/treeshard-constraints
 	/tmp/treeshard-constraints/bin/python -m pip install -q --upgrade pip
-	/tmp/treeshard-constraints/bin/python -m pip install -q -e '.[test,bench,sign,s3,http,dask]'
+	/tmp/treeshard-constraints/bin/python -m pip install -q -e '.[test,bench,peers,sign,s3,http,dask]'
 	{ sed -n '1,/^# Regenerate/p' constraints.txt; /tmp/treeshard-constraints/bin/python -m pip freeze --exclude-editable | grep -iv '^treeshard'; } > constraints.new
 	mv constraints.new constraints.txt
 

@@ -2,8 +2,11 @@
 
 The cache lives in ``$TREESHARD_BENCH_CACHE`` (default ``~/.cache/treeshard-bench``),
 one directory per model holding the model in every format of
-:data:`treeshard.bench.FORMATS`, ``rows.npy`` (1000 input rows) and
-``meta.json`` (recipe, fit time, in-memory size, file sizes, save times).
+:data:`treeshard.bench.FORMATS` whose package is installed (a format
+installed later, e.g. the peers', is added on the next use), ``rows.npy``
+(1000 input rows), the model's own outputs on them (``expected*.npy``, for
+the mismatch count) and ``meta.json`` (recipe, fit time, in-memory size,
+file sizes, save times, formats the model could not be converted to).
 
 Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
 
@@ -41,15 +44,14 @@ from typing import Any
 
 from treeshard import bench
 
-CACHE_ENV = "TREESHARD_BENCH_CACHE"
+CACHE_ENV = bench.CACHE_ENV
 MODELS_ENV = "TREESHARD_BENCH_MODELS"
 DEFAULT_MODELS = "RF-L,GB-M,RF-XL"
 TREESHARD_FORMATS = ("treeshard-lz4", "treeshard-zstd")
 RF_XL_TREES = 1500
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV, "~/.cache/treeshard-bench")).expanduser()
+cache_dir = bench.cache_dir
 
 
 def selected_models() -> list[str]:
@@ -188,6 +190,12 @@ class CachedModel:
             for fmt, info in self.meta["files"].items()
         }
 
+    @property
+    def expected(self) -> dict[str, Path]:
+        """The model's own outputs on ``rows`` (see :func:`treeshard.bench.write_expected`)."""
+        names = {"predict": "expected.npy", "class_index": "expected-class-index.npy"}
+        return {form: self.directory / name for form, name in names.items() if (self.directory / name).is_file()}
+
     def load_estimator(self) -> Any:
         """The fitted estimator, from the cached pickle (we wrote it: trusted)."""
         import pickle
@@ -220,7 +228,7 @@ def ensure(name: str, *, refresh: bool = True, log: Callable[[str], None] = lamb
         cached = CachedModel(name, directory, meta)
         present = all(cached.path(fmt).exists() for fmt in meta["files"])
         if present and (not refresh or meta.get("treeshard_fingerprint") == fingerprint):
-            return cached
+            return _complete(cached, log)
         if present:
             log(f"{name}: treeshard changed since the files were written; rewriting the treeshard files")
             estimator = cached.load_estimator()
@@ -229,8 +237,33 @@ def ensure(name: str, *, refresh: bool = True, log: Callable[[str], None] = lamb
                 meta["files"][fmt] = {"size": saved.size, "save": saved.save}
             meta["treeshard_fingerprint"] = fingerprint
             _write_meta(directory, meta)
-            return cached
+            return _complete(cached, log)
     return _build(name, directory, fingerprint, log)
+
+
+def _complete(cached: CachedModel, log: Callable[[str], None]) -> CachedModel:
+    """Write what a cache built earlier lacks: formats whose package is now installed, the expected outputs."""
+    meta = cached.meta
+    todo = [
+        fmt
+        for fmt in bench.FORMATS
+        if fmt not in meta["files"] and fmt not in meta.get("failed", {}) and not bench.FORMATS[fmt].missing()
+    ]
+    if not todo and cached.expected:
+        return cached
+    import numpy as np
+
+    estimator = cached.load_estimator()
+    if not cached.expected:
+        bench.write_expected(estimator, np.load(cached.rows), cached.directory)
+    failed: dict[str, str] = {}
+    for fmt, saved in bench.write_formats(estimator, cached.directory, formats=todo, failed=failed).items():
+        meta["files"][fmt] = {"size": saved.size, "save": saved.save}
+        log(f"{cached.name}: wrote {fmt} ({bench.human_bytes(saved.size)}, {saved.save:.1f} s)")
+    if failed:
+        meta.setdefault("failed", {}).update(failed)
+    _write_meta(cached.directory, meta)
+    return cached
 
 
 def _build(name: str, directory: Path, fingerprint: str, log: Callable[[str], None]) -> CachedModel:
@@ -257,12 +290,21 @@ def _build(name: str, directory: Path, fingerprint: str, log: Callable[[str], No
         log(f"{name}: fitted in {record['fit_seconds']:.0f} s; writing every format")
         np.save(directory / "rows.npy", np.ascontiguousarray(X[-bench.N_ROWS :]))
         del X
+    bench.write_expected(estimator, np.load(directory / "rows.npy"), directory)
+    failed: dict[str, str] = {}
     for fmt in bench.FORMATS:
         path = directory / bench.FORMATS[fmt].filename()
         if path.exists() and fmt not in TREESHARD_FORMATS:  # written once; treeshard files always
             record["files"].setdefault(fmt, {"size": bench.file_size(path), "save": None})
             continue
-        saved = bench.write_formats(estimator, directory, formats=[fmt])[fmt]
+        if reason := bench.FORMATS[fmt].missing():
+            log(f"{name}: no {fmt} file: {reason}")
+            continue
+        written = bench.write_formats(estimator, directory, formats=[fmt], failed=failed)
+        if fmt not in written:
+            log(f"{name}: no {fmt} file: {failed[fmt]}")
+            continue
+        saved = written[fmt]
         record["files"][fmt] = {"size": saved.size, "save": saved.save}
         progress_file.write_text(json.dumps(record, indent=1))
         log(f"{name}: wrote {fmt} ({bench.human_bytes(saved.size)}, {saved.save:.1f} s)")
@@ -274,6 +316,7 @@ def _build(name: str, directory: Path, fingerprint: str, log: Callable[[str], No
         "files": record["files"],
         "treeshard_fingerprint": fingerprint,
         "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "failed": failed,
     }
     meta["model"]["label"] = name
     _write_meta(directory, meta)
@@ -294,15 +337,28 @@ def _main(argv: list[str]) -> int:
     table.add_argument("--json", help="write the figures as JSON")
     table.add_argument("--plot", help="write the bar chart")
     table.add_argument("--markdown", action="store_true")
+    table.add_argument("--bytecode", choices=sorted(bench.BYTECODE_MODES), default="warm")
+    table.add_argument("--strategies", help="comma-separated subset (default: all), as for `treeshard bench`")
+    table.add_argument("--formats", help="comma-separated formats, as for `treeshard bench`")
     args = parser.parse_args(argv)
     if args.command == "table":
         from tqdm import tqdm
 
         # Files as last built: run `build` first to rewrite stale treeshard files.
+        only = bench.selected_strategies(args.strategies, args.formats)
         cached = ensure(args.model, refresh=False, log=lambda message: print(message, file=sys.stderr, flush=True))
-        n_runs = args.repeat * sum(1 for s in bench.strategies() if s.available)
+        n_runs = args.repeat * sum(1 for s in bench.strategies() if s.available and (only is None or s.name in only))
         with tqdm(total=n_runs, desc=args.model, unit="run", file=sys.stderr) as bar:
-            result = bench.run_comparison(cached.files(), cached.rows, cached.meta["model"], repeat=args.repeat, progress=bar)
+            result = bench.run_comparison(
+                cached.files(),
+                cached.rows,
+                cached.meta["model"],
+                repeat=args.repeat,
+                progress=bar,
+                bytecode=args.bytecode,
+                expected=cached.expected,
+                only=only,
+            )
         print(bench.format_tables(result, markdown=args.markdown))
         print(f"save: one save per format when the cache was built or refreshed (last: {cached.meta['built']}), not a median")
         if args.json:

@@ -4,8 +4,9 @@ Parameters are ``model`` (``$TREESHARD_BENCH_MODELS``, default RF-L, GB-M and
 RF-XL; see ``models.py``) and ``strategy`` (or ``format`` for what only
 depends on the file). Strategies come from :mod:`treeshard.bench`, the same
 definitions ``treeshard bench`` runs; one whose treeshard feature has not
-landed yet (lazy loading, the Predictor) is skipped from ``setup`` and runs
-as soon as the feature exists.
+landed yet (lazy loading, the Predictor), or whose package is not installed
+(the peers onnxruntime and treelite: ``pip install 'treeshard[peers]'``), is
+skipped from ``setup`` and runs as soon as it is there.
 
 - ``ColdStart.track_*``: fresh processes timed from outside (``setup_cache``
   runs ``$TREESHARD_BENCH_REPEAT`` of them per strategy, default 3, and each
@@ -41,6 +42,13 @@ MODELS = models.selected_models()
 STRATEGIES = bench.STRATEGY_NAMES
 FORMATS = list(bench.FORMATS)
 TREESHARD_FORMATS = list(models.TREESHARD_FORMATS)
+
+
+def _format_file(cached: models.CachedModel, fmt: str) -> Path:
+    """The cached model's file of ``fmt``; NotImplementedError (asv: skipped) when there is none."""
+    if fmt not in cached.meta["files"]:
+        raise NotImplementedError(bench.FORMATS[fmt].missing() or cached.meta.get("failed", {}).get(fmt, f"no {fmt} file"))
+    return cached.path(fmt)
 
 
 def _available(name: str) -> bench.Strategy:
@@ -102,10 +110,10 @@ class FileSize:
     timeout = 3600  # the first run may build the model
 
     def setup(self, model: str, fmt: str) -> None:
-        self.cached = models.ensure(model)
+        self.path = _format_file(models.ensure(model), fmt)
 
     def track_file_size(self, model: str, fmt: str) -> int:
-        return bench.file_size(self.cached.path(fmt))
+        return bench.file_size(self.path)
 
 
 class Load:
@@ -122,7 +130,7 @@ class Load:
     def setup(self, model: str, strategy: str) -> None:
         self.strategy = _available(strategy)
         self.cached = models.ensure(model)
-        self.path = self.cached.path(self.strategy.format)
+        self.path = _format_file(self.cached, self.strategy.format)
         self.load = self.strategy.loader(self.cached.sklearn_module)
 
     def time_load(self, model: str, strategy: str) -> None:
@@ -169,7 +177,7 @@ class Predict:
         cached = models.ensure(model)
         rows = np.load(cached.rows)
         self.one, self.batch = rows[:1], rows[: bench.N_ROWS]
-        self.model = self.strategy.loader(cached.sklearn_module)(cached.path(self.strategy.format))
+        self.model = self.strategy.loader(cached.sklearn_module)(_format_file(cached, self.strategy.format))
         self.model.predict(self.one)
 
     def time_predict_one_row(self, model: str, strategy: str) -> None:
@@ -189,7 +197,12 @@ class Save:
     timeout = 3600
 
     def setup(self, model: str, fmt: str) -> None:
-        self.estimator = models.ensure(model).load_estimator()
+        if reason := bench.FORMATS[fmt].missing():
+            raise NotImplementedError(reason)
+        cached = models.ensure(model)
+        if fmt in cached.meta.get("failed", {}):
+            raise NotImplementedError(cached.meta["failed"][fmt])
+        self.estimator = cached.load_estimator()
         self.directory = tempfile.mkdtemp(prefix="treeshard-asv-save-")
         self.target = Path(self.directory) / bench.FORMATS[fmt].filename()
         self.save = bench.FORMATS[fmt].save

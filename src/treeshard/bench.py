@@ -1,12 +1,16 @@
 """``treeshard bench``: compare storage strategies on one model, in fresh processes.
 
 A *format* is a file on disk (pickle, joblib with each compression, skops,
-treeshard with each codec). A *strategy* is a way to get a working model from
-one: ``joblib.load``, ``treeshard.load(lazy=False)``, ``treeshard.load(lazy=True)``,
-``treeshard.Predictor``... Strategies that need a treeshard feature this
-install does not have yet are listed with the reason and skipped.
+treeshard with each codec, and the peers' ONNX and treelite files). A
+*strategy* is a way to get a working model from one: ``joblib.load``,
+``treeshard.load(lazy=False)``, ``treeshard.load(lazy=True)``,
+``treeshard.Predictor``, an onnxruntime session... Strategies that need a
+treeshard feature this install does not have yet, or a package that is not
+installed (the reason names the extra that adds it), are listed with the
+reason and skipped.
 
-Every strategy is measured in fresh Python processes (``sys.executable -c``):
+Every strategy is measured in fresh Python processes (``sys.executable -c``),
+which import every module from cached bytecode (see :func:`child_env`):
 
 - **cold start**: wall time from spawning the interpreter to receiving the
   first one-row prediction, timed by the parent (so interpreter start-up is
@@ -21,7 +25,9 @@ Every strategy is measured in fresh Python processes (``sys.executable -c``):
   records the old address space's peak;
 - **predict 1 / 1000 rows**: medians of repeated calls after the first one;
 - **partial load**: loading the first ``k`` trees (gradient boosting: stages).
-  Formats that cannot do that report a full load (marked ``*``).
+  Formats that cannot do that report a full load (marked ``*``);
+- **mismatch**: how many ``predict`` outputs on the rows differ from the
+  original estimator's (the peers are not exact).
 
 Size and save time are measured by the parent while writing the files.
 Reported figures are medians over ``repeat`` runs; the runs of all strategies
@@ -38,6 +44,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
+import importlib
 import inspect
 import json
 import math
@@ -47,6 +56,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -94,29 +104,94 @@ def _save_treeshard(codec: str) -> Callable[[Any, Path], None]:
     return save
 
 
+def _save_onnx(estimator: Any, path: Path) -> None:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    # Labels and probabilities as plain tensors (no ZipMap of dicts), as a server would want them.
+    options = {type(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
+    onx = convert_sklearn(
+        estimator, initial_types=[("X", FloatTensorType([None, int(estimator.n_features_in_)]))], options=options
+    )
+    path.write_bytes(onx.SerializeToString())
+
+
+def _save_treelite(estimator: Any, path: Path) -> None:
+    import treelite.sklearn
+
+    treelite.sklearn.import_model(estimator).serialize(os.fspath(path))
+
+
+#: Import name -> (distribution, treeshard extra that installs it), for the packages formats need.
+PACKAGES: dict[str, tuple[str, str]] = {
+    "joblib": ("joblib", "bench"),
+    "lz4.frame": ("lz4", "bench"),
+    "skops.io": ("skops", "bench"),
+    "skl2onnx": ("skl2onnx", "peers"),
+    "onnxruntime": ("onnxruntime", "peers"),
+    "treelite": ("treelite", "peers"),
+}
+
+
+@functools.cache
+def importable(module: str) -> bool:
+    """Whether ``module`` imports in this process (installed *and* working)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def missing_packages(requires: Sequence[str]) -> str:
+    """``""`` when every module of ``requires`` imports, else which package is missing and the extra that adds it."""
+    missing = [module for module in requires if not importable(module)]
+    if not missing:
+        return ""
+    names = sorted({PACKAGES.get(m, (m.split(".")[0], ""))[0] for m in missing})
+    extras = sorted({PACKAGES[m][1] for m in missing if m in PACKAGES})
+    hint = f": pip install 'treeshard[{','.join(extras)}]'" if extras else ""
+    return f"needs {', '.join(names)}, not installed{hint}"
+
+
 @dataclass(frozen=True)
 class Format:
-    """A file format: how to write a model to one file."""
+    """A file format: how to write a model to one file.
+
+    ``requires`` are the modules ``save`` imports; ``convert_errors`` the
+    exceptions a converter raises for a model it cannot represent (a peer
+    format is then skipped with the message, not the whole run).
+    """
 
     name: str
     suffix: str  # the file is model<suffix>
     save: Callable[[Any, Path], None]
     description: str
+    requires: tuple[str, ...] = ()
+    convert_errors: tuple[type[BaseException], ...] = ()
 
     def filename(self, stem: str = "model") -> str:
         return stem + self.suffix
 
+    def missing(self) -> str:
+        """Why this install cannot write the format (``""``: it can)."""
+        return missing_packages(self.requires)
+
+
+_PEER_ERRORS = (RuntimeError, NotImplementedError, ValueError, TypeError, KeyError)
 
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
         Format("pickle", ".pkl", _save_pickle, "pickle.dump, highest protocol"),
-        Format("joblib", ".joblib", _save_joblib(0), "joblib.dump, uncompressed"),
-        Format("joblib-zlib3", ".zlib3.joblib", _save_joblib(3), "joblib.dump(compress=3), zlib"),
-        Format("joblib-lz4", ".lz4.joblib", _save_joblib("lz4"), "joblib.dump(compress='lz4')"),
-        Format("skops", ".skops", _save_skops, "skops.io.dump"),
+        Format("joblib", ".joblib", _save_joblib(0), "joblib.dump, uncompressed", ("joblib",)),
+        Format("joblib-zlib3", ".zlib3.joblib", _save_joblib(3), "joblib.dump(compress=3), zlib", ("joblib",)),
+        Format("joblib-lz4", ".lz4.joblib", _save_joblib("lz4"), "joblib.dump(compress='lz4')", ("joblib", "lz4.frame")),
+        Format("skops", ".skops", _save_skops, "skops.io.dump", ("skops.io",)),
         Format("treeshard-lz4", ".lz4.zip", _save_treeshard("lz4"), "treeshard.save(codec='lz4'), one .zip file"),
         Format("treeshard-zstd", ".zstd.zip", _save_treeshard("zstd"), "treeshard.save(codec='zstd'), one .zip file"),
+        Format("onnx", ".onnx", _save_onnx, "skl2onnx.convert_sklearn, float32 input", ("skl2onnx",), _PEER_ERRORS),
+        Format("treelite", ".treelite", _save_treelite, "treelite.sklearn.import_model(...).serialize", ("treelite",), _PEER_ERRORS),
     )
 }
 
@@ -133,7 +208,10 @@ class Strategy:
     the first ``k`` trees, or is None when the format can only load it all.
     When ``sklearn`` is true (the strategy returns a sklearn estimator), the
     estimator's sklearn package is imported with the library, as a handler
-    module would at its top.
+    module would at its top. ``requires`` are the modules the strategy
+    imports; ``output`` is what ``model.predict`` returns: ``"predict"``
+    (sklearn's labels or values) or ``"class_index"`` (the index of the
+    class in ``classes_``).
     """
 
     name: str
@@ -144,6 +222,8 @@ class Strategy:
     available: bool = True
     reason: str = ""
     sklearn: bool = True  # returns a sklearn estimator (so its module is imported up front)
+    requires: tuple[str, ...] = ()
+    output: str = "predict"
 
     def import_code(self, sklearn_module: str) -> str:
         code = self.imports
@@ -164,6 +244,36 @@ class Strategy:
             return local["model"]
 
         return load
+
+
+# The peers return no sklearn estimator: a thin class gives them ``predict``.
+_ONNX_IMPORTS = """\
+import numpy as np
+import onnxruntime
+class OnnxModel:
+    def __init__(self, path):
+        self.session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.output = self.session.get_outputs()[0].name  # label (classifiers) or variable
+    def predict(self, X):
+        y = self.session.run([self.output], {self.input: np.asarray(X, dtype=np.float32)})[0]
+        return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y"""
+
+_TREELITE_IMPORTS = """\
+import numpy as np
+import treelite
+class TreeliteModel:
+    def __init__(self, path):
+        self.model = treelite.Model.deserialize(path)
+        # task_type 0: binary classifier, 1: regressor, 2: multiclass (treelite 4)
+        self.task = int(self.model.get_header_accessor().get_field("task_type")[0])
+    def predict(self, X):
+        out = treelite.gtil.predict(self.model, np.asarray(X, dtype=np.float64))[:, 0, :]
+        if self.task == 1:
+            return out[:, 0] if out.shape[1] == 1 else out
+        if out.shape[1] == 1:
+            return (out[:, 0] > 0.5).astype(np.int64)
+        return out.argmax(axis=1)"""
 
 
 def treeshard_features() -> dict[str, bool]:
@@ -187,17 +297,28 @@ def treeshard_features() -> dict[str, bool]:
     return features
 
 
-def strategies(features: Mapping[str, bool] | None = None) -> list[Strategy]:
-    """Every strategy, in table order, with ``available`` set for this install."""
+def strategies(features: Mapping[str, bool] | None = None, *, packages: bool = True) -> list[Strategy]:
+    """Every strategy, in table order, with ``available`` set for this install.
+
+    ``features``: treeshard's optional features (default: this install's).
+    ``packages``: also mark unavailable a strategy whose format or loader
+    needs a package that does not import here (the reason names the extra).
+    """
     features = treeshard_features() if features is None else features
     lazy, partial = features.get("lazy", False), features.get("estimators", False)
     eager_kw = ", lazy=False" if lazy else ""
     out = [
         Strategy("pickle", "pickle", "import pickle", "with open(path, 'rb') as f:\n    model = pickle.load(f)"),
-        Strategy("joblib", "joblib", "import joblib", "model = joblib.load(path)"),
-        Strategy("joblib-zlib3", "joblib-zlib3", "import joblib", "model = joblib.load(path)"),
-        Strategy("joblib-lz4", "joblib-lz4", "import joblib", "model = joblib.load(path)"),
-        Strategy("skops", "skops", "import skops.io", "model = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))"),
+        Strategy("joblib", "joblib", "import joblib", "model = joblib.load(path)", requires=("joblib",)),
+        Strategy("joblib-zlib3", "joblib-zlib3", "import joblib", "model = joblib.load(path)", requires=("joblib",)),
+        Strategy("joblib-lz4", "joblib-lz4", "import joblib", "model = joblib.load(path)", requires=("joblib", "lz4.frame")),
+        Strategy(
+            "skops",
+            "skops",
+            "import skops.io",
+            "model = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))",
+            requires=("skops.io",),
+        ),
     ]
     for codec in ("lz4", "zstd"):
         fmt = f"treeshard-{codec}"
@@ -238,7 +359,28 @@ def strategies(features: Mapping[str, bool] | None = None) -> list[Strategy]:
                 sklearn=False,
             )
         )
+    out += [
+        Strategy("onnxruntime", "onnx", _ONNX_IMPORTS, "model = OnnxModel(path)", sklearn=False, requires=("onnxruntime",)),
+        Strategy(
+            "treelite",
+            "treelite",
+            _TREELITE_IMPORTS,
+            "model = TreeliteModel(path)",
+            sklearn=False,
+            requires=("treelite",),
+            output="class_index",
+        ),
+    ]
+    if packages:
+        out = [_with_packages(s) for s in out]
     return out
+
+
+def _with_packages(strategy: Strategy) -> Strategy:
+    reason = missing_packages(FORMATS[strategy.format].requires + strategy.requires)
+    if not reason or not strategy.available:
+        return strategy
+    return dataclasses.replace(strategy, available=False, reason=reason)
 
 
 def get_strategy(name: str, features: Mapping[str, bool] | None = None) -> Strategy:
@@ -248,7 +390,7 @@ def get_strategy(name: str, features: Mapping[str, bool] | None = None) -> Strat
     raise KeyError(f"unknown strategy {name!r}")
 
 
-STRATEGY_NAMES = [s.name for s in strategies({})]
+STRATEGY_NAMES = [s.name for s in strategies({}, packages=False)]
 
 
 # --------------------------------------------------------------------------- the child
@@ -315,6 +457,13 @@ if spec["after"]:
         predict_1=median_seconds(lambda: model.predict(one), 7, 0.1, 50),
         predict_1000=median_seconds(lambda: model.predict(batch), 5, 0.1, 20),
     )
+    if spec["expected"]:
+        expected = np.load(spec["expected"])
+        got = np.asarray(model.predict(batch[: len(expected)]))
+        if got.size == expected.size:
+            after["mismatch"] = int(np.count_nonzero(got.reshape(expected.shape) != expected))
+        else:  # another shape of output: nothing matches
+            after["mismatch"] = len(expected)
     if spec["partial"]:
         del model
         k = spec["k"]
@@ -355,28 +504,57 @@ def run_child(
     k: int = PARTIAL_TREES,
     python: str = sys.executable,
     timeout: float = CHILD_TIMEOUT,
+    expected: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one fresh process for ``strategy`` and return its figures.
 
     ``cold_start`` is the parent's wall time from spawn to the first
     prediction's line; ``interpreter`` is what the child's own checkpoints
-    do not cover (start-up, site, and the pipe).
+    do not cover (start-up, site, and the pipe). With ``expected`` (a
+    ``.npy`` of the original model's outputs on the first rows, in the
+    strategy's ``output`` form), ``mismatch`` counts the outputs that differ.
+    ``env``: the child's environment (default: this process's, see
+    :func:`child_env`).
     """
-    spec = {"path": os.fspath(path), "rows": os.fspath(rows), "after": after, "k": k, "partial": strategy.partial is not None}
+    spec = {
+        "path": os.fspath(path),
+        "rows": os.fspath(rows),
+        "after": after,
+        "k": k,
+        "partial": strategy.partial is not None,
+        "expected": None if expected is None else os.fspath(expected),
+    }
     code = child_code(strategy, sklearn_module)
     with tempfile.TemporaryFile(mode="w+") as stderr:
         start = time.perf_counter()
         process = subprocess.Popen(
-            [python, "-c", code, json.dumps(spec)], stdout=subprocess.PIPE, stderr=stderr, text=True
+            [python, "-c", code, json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=None if env is None else dict(env),
         )
+        # Read everything through the same buffered stream: communicate(timeout=...)
+        # reads the raw pipe and would lose lines readline() already buffered.
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            process.kill()
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
         try:
             first = process.stdout.readline()  # type: ignore[union-attr]
             cold_start = time.perf_counter() - start
-            rest, _ = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise ChildError(f"{strategy.name}: timed out after {timeout:.0f} s") from None
+            rest = process.stdout.read()  # type: ignore[union-attr]
+            process.wait()
+        finally:
+            timer.cancel()
+            process.stdout.close()  # type: ignore[union-attr]
+        if timed_out.is_set():
+            raise ChildError(f"{strategy.name}: timed out after {timeout:.0f} s")
         stderr.seek(0)
         errors = stderr.read()
     if process.returncode != 0 or not first.startswith("COLD "):
@@ -474,10 +652,65 @@ def warm_file(path: str | os.PathLike) -> None:
                 pass
 
 
-def warm_imports(chosen: Sequence[Strategy], sklearn_module: str, *, python: str = sys.executable) -> None:
-    """Import every module once in a throwaway process (compiles .pyc, warms the page cache)."""
-    code = "import numpy\n" + "\n".join(sorted({s.import_code(sklearn_module) for s in chosen}))
-    subprocess.run([python, "-c", code], check=False, capture_output=True)
+#: How fresh processes get their bytecode (the ``bytecode`` argument of :func:`run_comparison`).
+BYTECODE_MODES = {
+    "warm": "cached for every module (PYTHONDONTWRITEBYTECODE unset, PYTHONPYCACHEPREFIX=$TREESHARD_BENCH_CACHE/pycache, "
+    "warmed by one untimed run per strategy), as an installed package runs",
+    "inherit": "this environment as it is",
+}
+
+
+#: The benchmarks' cache directory (bytecode here; reference models in benchmarks/models.py).
+CACHE_ENV = "TREESHARD_BENCH_CACHE"
+
+
+def cache_dir() -> Path:
+    """``$TREESHARD_BENCH_CACHE``, default ``~/.cache/treeshard-bench``."""
+    return Path(os.environ.get(CACHE_ENV, "~/.cache/treeshard-bench")).expanduser()
+
+
+def child_env(bytecode: str, pycache: str | os.PathLike | None = None) -> dict[str, str] | None:
+    """The environment of the measured children for a :data:`BYTECODE_MODES` key.
+
+    ``"warm"``: Python may write bytecode, into ``pycache`` (never into the
+    source tree), so that after one untimed run every module, treeshard's
+    own included, is imported from cached bytecode, as from an installed
+    wheel. With ``PYTHONDONTWRITEBYTECODE`` set and treeshard installed
+    editable, every fresh process would compile treeshard from source while
+    sklearn and joblib came precompiled. ``"inherit"``: unchanged (None).
+    ``pycache`` defaults to ``pycache`` in :func:`cache_dir`, kept between
+    runs (Python recompiles a module whose source changed).
+    """
+    if bytecode not in BYTECODE_MODES:
+        raise ValueError(f"bytecode must be one of {sorted(BYTECODE_MODES)}, not {bytecode!r}")
+    if bytecode == "inherit":
+        return None
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = os.fspath(cache_dir() / "pycache" if pycache is None else pycache)
+    return env
+
+
+def write_expected(estimator: Any, rows: Any, directory: str | os.PathLike) -> dict[str, Path]:
+    """Save the estimator's own outputs on ``rows``, per strategy ``output`` form, for the mismatch count.
+
+    ``"predict"``: ``estimator.predict(rows)``; ``"class_index"`` (single-output
+    classifiers): the index of each predicted label in ``classes_``. Outputs
+    numpy cannot save without pickle (object labels) are left out.
+    """
+    import numpy as np
+
+    directory = Path(directory)
+    predicted = np.asarray(estimator.predict(rows))
+    out = {}
+    if predicted.dtype != object:
+        out["predict"] = directory / "expected.npy"
+        np.save(out["predict"], predicted)
+        classes = getattr(estimator, "classes_", None)
+        if isinstance(classes, np.ndarray) and predicted.ndim == 1:
+            out["class_index"] = directory / "expected-class-index.npy"
+            np.save(out["class_index"], np.searchsorted(classes, predicted).astype(np.int64))
+    return out
 
 
 # --------------------------------------------------------------------------- a run
@@ -529,8 +762,14 @@ def write_formats(
     formats: Sequence[str] = tuple(FORMATS),
     save_repeat: int = 1,
     progress: Callable[[str], None] | None = None,
+    failed: dict[str, str] | None = None,
 ) -> dict[str, SavedFile]:
-    """Save ``estimator`` in every format under ``directory``, timing each save."""
+    """Save ``estimator`` in every format under ``directory``, timing each save.
+
+    A format the estimator cannot be converted to (a peer's converter raises
+    one of its ``convert_errors``) is left out of the result, with the
+    message in ``failed`` when given; without ``failed`` the error propagates.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -541,30 +780,60 @@ def write_formats(
         for _ in range(max(1, save_repeat)):
             tmp = path.with_name(f".tmp-{path.name}")  # same suffix: treeshard writes a .zip
             start = time.perf_counter()
-            fmt.save(estimator, tmp)
+            try:
+                fmt.save(estimator, tmp)
+            except fmt.convert_errors as exc:
+                if failed is None:
+                    raise
+                failed[name] = f"cannot convert the model: {type(exc).__name__}: {exc}".splitlines()[0][:200]
+                break
             times.append(time.perf_counter() - start)
             os.replace(tmp, path)
+        if name in (failed or {}):
+            continue
         out[name] = SavedFile(path=path, size=file_size(path), save=statistics.median(times))
         if progress is not None:
             progress(name)
     return out
 
 
-def environment() -> dict[str, str]:
+def installation() -> str:
+    """How treeshard is installed: imported from site-packages (a wheel) or from a source tree (editable, PYTHONPATH)."""
+    from . import __file__ as package_file
+
+    parts = Path(package_file).resolve().parts
+    if "site-packages" in parts or "dist-packages" in parts:
+        return "installed (site-packages)"
+    return "source tree (editable install or PYTHONPATH)"
+
+
+def environment(bytecode: str = "warm") -> dict[str, str]:
+    """What the figures depend on: versions, how treeshard is installed, how children get bytecode."""
+    from importlib import metadata
+
     import numpy
     import sklearn
 
     from . import __version__
 
-    return {
+    env = {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": str(os.cpu_count()),
         "numpy": numpy.__version__,
         "sklearn": sklearn.__version__,
         "treeshard": __version__,
+        "treeshard_install": installation(),
+        "bytecode": f"{bytecode}: {BYTECODE_MODES[bytecode]}",
+        "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "unset"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    for distribution in sorted({d for d, _ in PACKAGES.values()}):
+        try:
+            env[distribution] = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            env[distribution] = "not installed"
+    return env
 
 
 def run_comparison(
@@ -579,6 +848,8 @@ def run_comparison(
     python: str = sys.executable,
     after: bool = True,
     warmup: bool = True,
+    bytecode: str = "warm",
+    expected: Mapping[str, str | os.PathLike] | None = None,
 ) -> BenchResult:
     """Run every available strategy ``repeat`` times in fresh processes (interleaved).
 
@@ -586,34 +857,47 @@ def run_comparison(
     default ``min(PARTIAL_TREES, model["n_units"])``.
 
     ``after=False`` stops each child at its first prediction (cold start only);
-    ``warmup=False`` skips reading the files and importing every module once
-    beforehand (quicker, and noisier).
+    ``warmup=False`` skips reading the files and one untimed run of every
+    strategy beforehand (quicker, and noisier: the first runs then also
+    compile bytecode the first time). ``bytecode``: a :data:`BYTECODE_MODES`
+    key (see :func:`child_env`).
+    ``expected``: the original model's outputs on ``rows`` per strategy
+    ``output`` form (:func:`write_expected`), for the mismatch count.
     """
     if k is None:
         k = min(PARTIAL_TREES, int(model.get("n_units", PARTIAL_TREES)))
+    env = child_env(bytecode)
+    expected = expected or {}
     chosen = [s for s in strategies() if only is None or s.name in only]
     skipped = {s.name: s.reason for s in chosen if not s.available}
     skipped.update({s.name: f"no {s.format} file" for s in chosen if s.available and s.format not in files})
     runnable = [s for s in chosen if s.name not in skipped]
+    sklearn_module = model.get("sklearn_module", "")
+
+    def run(strategy: Strategy, *, measure_after: bool) -> dict[str, Any]:
+        return run_child(
+            strategy,
+            files[strategy.format].path,
+            rows,
+            sklearn_module=sklearn_module,
+            k=k,
+            python=python,
+            after=measure_after,
+            expected=expected.get(strategy.output),
+            env=env,
+        )
+
     if warmup:
         for name in {s.format for s in runnable}:
             warm_file(files[name].path)
-        warm_imports(runnable, model.get("sklearn_module", ""), python=python)
+        for strategy in runnable:  # untimed: compiles (and caches) every module the strategy imports
+            run(strategy, measure_after=False)
     samples: dict[str, list[dict[str, float]]] = {s.name: [] for s in runnable}
     for _ in range(repeat):
         for strategy in runnable:
             if progress is not None:
                 progress.set_postfix_str(strategy.name)
-            figures = run_child(
-                strategy,
-                files[strategy.format].path,
-                rows,
-                sklearn_module=model.get("sklearn_module", ""),
-                k=k,
-                python=python,
-                after=after,
-            )
-            samples[strategy.name].append(figures)
+            samples[strategy.name].append(run(strategy, measure_after=after))
             if progress is not None:
                 progress.update()
     figures = {}
@@ -627,7 +911,12 @@ def run_comparison(
             medians["partial_is_full"] = float(strategy.partial is None)
         figures[strategy.name] = medians
     return BenchResult(
-        model=dict(model), figures=figures, skipped=skipped, repeat=repeat, environment=environment(), samples=samples
+        model=dict(model),
+        figures=figures,
+        skipped=skipped,
+        repeat=repeat,
+        environment=environment(bytecode),
+        samples=samples,
     )
 
 
@@ -642,8 +931,13 @@ def bench_estimator(
     progress: bool = True,
     label: str = "",
     warmup: bool = True,
+    bytecode: str = "warm",
 ) -> BenchResult:
-    """Write ``estimator`` in every format and run the comparison (the CLI's engine)."""
+    """Write ``estimator`` in every format and run the comparison (the CLI's engine).
+
+    Strategies whose package is missing are skipped, with the reason (and the
+    extra that installs it) in ``BenchResult.skipped``.
+    """
     import numpy as np
     from tqdm import tqdm
 
@@ -660,7 +954,9 @@ def bench_estimator(
         rows_path = workdir / "rows.npy"
         if rows is None:
             rows = np.random.default_rng(0).standard_normal((N_ROWS, model["n_features"]))
-        np.save(rows_path, np.asarray(rows)[:N_ROWS])
+        rows = np.asarray(rows)[:N_ROWS]
+        np.save(rows_path, rows)
+        expected = write_expected(estimator, rows, workdir)
         bar = stack.enter_context(
             tqdm(total=len(formats) + n_runs, desc="treeshard bench", unit="step", disable=not progress, file=sys.stderr)
         )
@@ -670,9 +966,16 @@ def bench_estimator(
             bar.update()
 
         bar.set_postfix_str("saving")
-        files = write_formats(estimator, workdir, formats=formats, save_repeat=save_repeat, progress=saved)
+        failed: dict[str, str] = {}
+        files = write_formats(estimator, workdir, formats=formats, save_repeat=save_repeat, progress=saved, failed=failed)
         only_names = [s.name for s in selected]
-        return run_comparison(files, rows_path, model, repeat=repeat, only=only_names, progress=bar, warmup=warmup)
+        result = run_comparison(
+            files, rows_path, model, repeat=repeat, only=only_names, progress=bar, warmup=warmup, bytecode=bytecode, expected=expected
+        )
+    for strategy in selected:
+        if strategy.format in failed:
+            result.skipped[strategy.name] = f"{strategy.format}: {failed[strategy.format]}"
+    return result
 
 
 # --------------------------------------------------------------------------- output
@@ -691,6 +994,7 @@ AFTER_COLUMNS = [
     ("predict_1", "predict 1 row", "s"),
     ("predict_1000", f"predict {N_ROWS} rows", "s"),
     ("load_rss", "load peak mem", "bytes"),
+    ("mismatch", f"differ from sklearn (of {N_ROWS})", "count"),
 ]
 
 
@@ -715,6 +1019,8 @@ def _cell(figures: Mapping[str, float], baseline: Mapping[str, float] | None, ke
     if key not in figures:
         return "-"
     value = figures[key]
+    if kind == "count":
+        return f"{value:.0f}"
     text = human_bytes(value) if kind == "bytes" else human_seconds(value)
     if key == "partial" and figures.get("partial_is_full"):
         text += "*"
@@ -731,18 +1037,32 @@ def format_tables(result: BenchResult, *, markdown: bool = False) -> str:
         f"{model.get('label', model['estimator'])}: {model['estimator']}, {model['n_trees']} trees, "
         f"{model['n_nodes']:,} nodes, {human_bytes(model['nbytes'])} in memory; "
         f"medians of {result.repeat} fresh processes; (ratio) = strategy / {BASELINE}, lower is better",
-        "",
     ]
-    for title, columns in (("cold start: fresh process to first one-row prediction", COLD_COLUMNS), ("size, memory and latency", AFTER_COLUMNS)):
+    if result.environment:
+        lines.append(environment_line(result.environment))
+    lines.append("")
+    tables = (("cold start: fresh process to first one-row prediction", COLD_COLUMNS), ("size, memory and latency", AFTER_COLUMNS))
+    for i, (title, columns) in enumerate(tables):
         header = ["strategy"] + [c[1] for c in columns]
         body = [[name] + [_cell(fig, baseline, key, kind) for key, _, kind in columns] for name, fig in result.figures.items()]
-        body += [[name] + [f"skipped: {reason}"] + [""] * (len(columns) - 1) for name, reason in result.skipped.items()]
+        if i == 0:  # one line per skipped strategy, with the reason
+            body += [[name] + [f"skipped: {reason}"] + [""] * (len(columns) - 1) for name, reason in result.skipped.items()]
         lines.append(f"**{title}**\n" if markdown else title)
         lines.extend(_render(header, body, markdown=markdown))
         lines.append("")
     if any(f.get("partial_is_full") for f in result.figures.values()):
         lines.append(f"partial load: the first {_partial_k(result)} trees (gradient boosting: stages); * a full load, the format cannot do less")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def environment_line(env: Mapping[str, str]) -> str:
+    """One line: versions, how treeshard is installed, and how the children got their bytecode."""
+    versions = ", ".join(f"{name} {env[key]}" for name, key in (("Python", "python"), ("numpy", "numpy"), ("sklearn", "sklearn"), ("treeshard", "treeshard")) if key in env)
+    peers = ", ".join(f"{d} {env[d]}" for d in sorted({d for d, _ in PACKAGES.values()}) if env.get(d, "not installed") != "not installed")
+    parts = [versions, f"treeshard from {env.get('treeshard_install', '?')}", f"bytecode {env.get('bytecode', '?')}"]
+    if peers:
+        parts.insert(1, peers)
+    return "environment: " + "; ".join(parts)
 
 
 def _partial_k(result: BenchResult) -> int:
@@ -842,11 +1162,12 @@ def add_parser(commands: Any) -> None:
     """Register ``treeshard bench`` on the CLI's subparsers."""
     parser = commands.add_parser(
         "bench",
-        help="compare pickle, joblib, skops and treeshard on your model",
+        help="compare pickle, joblib, skops, onnxruntime, treelite and treeshard on your model",
         description=(
-            "Save MODEL as pickle, joblib (uncompressed, zlib, lz4), skops and treeshard "
+            "Save MODEL as pickle, joblib (uncompressed, zlib, lz4), skops, ONNX, treelite and treeshard "
             "(lz4, zstd), then time cold start, load, predict, size and peak memory in "
-            "fresh processes. Ratios are relative to joblib uncompressed."
+            "fresh processes. Ratios are relative to joblib uncompressed. A strategy whose "
+            "package is not installed is skipped, with the extra that adds it."
         ),
     )
     parser.add_argument("model", help="a treeshard store, or a joblib/pickle file (with --trust-pickle)")
@@ -855,6 +1176,16 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--save-repeat", type=int, default=1, help="saves per format (default 1)")
     parser.add_argument("--rows", help=".npy file of input rows (default: random normal rows)")
     parser.add_argument("--strategies", help="comma-separated subset (default: all): " + ",".join(STRATEGY_NAMES))
+    parser.add_argument(
+        "--formats", help="comma-separated file formats; runs every strategy reading them: " + ",".join(FORMATS)
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=sorted(BYTECODE_MODES),
+        default="warm",
+        help="warm (default): children import every module from cached bytecode, as an installed package does; "
+        "inherit: this environment as it is",
+    )
     parser.add_argument("--workdir", help="keep the written files here (default: a temporary directory)")
     parser.add_argument("--plot", metavar="PNG", help="write a bar chart (needs matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write every figure and sample as JSON")
@@ -875,15 +1206,11 @@ def main(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         print("error: --repeat must be at least 1", file=sys.stderr)
         return 2
-    only = None
-    if args.strategies:
-        only = [s.strip() for s in args.strategies.split(",") if s.strip()]
-        unknown = sorted(set(only) - set(STRATEGY_NAMES))
-        if unknown:
-            print(f"error: unknown strategies {unknown}; choose from {STRATEGY_NAMES}", file=sys.stderr)
-            return 2
-        if BASELINE not in only:
-            only.append(BASELINE)
+    try:
+        only = selected_strategies(args.strategies, args.formats)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     estimator = _load_model(args)
     if estimator is None:
         return 2
@@ -903,6 +1230,7 @@ def main(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             label=args.label or Path(args.model).name,
             warmup=not args.no_warmup,
+            bytecode=args.bytecode,
         )
     except ChildError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -914,6 +1242,38 @@ def main(args: argparse.Namespace) -> int:
         plot(result, args.plot)
         print(f"chart written to {args.plot}")
     return 0
+
+
+def _names(text: str | None) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def selected_strategies(strategy_names: str | None, format_names: str | None) -> list[str] | None:
+    """The strategies ``--strategies``/``--formats`` ask for (None: all), plus the baseline.
+
+    Raises ValueError for an unknown name, and for a name whose package is not
+    installed (the message names the extra): asked for explicitly, it is an
+    error rather than a skipped row.
+    """
+    wanted, formats = _names(strategy_names), _names(format_names)
+    if not wanted and not formats:
+        return None
+    unknown = sorted(set(wanted) - set(STRATEGY_NAMES))
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; choose from {STRATEGY_NAMES}")
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown formats {unknown}; choose from {list(FORMATS)}")
+    by_name = {s.name: s for s in strategies({}, packages=False)}
+    only = wanted + [name for name, s in by_name.items() if s.format in formats and name not in wanted]
+    for name in only:
+        strategy = by_name[name]
+        reason = missing_packages(FORMATS[strategy.format].requires + strategy.requires)
+        if reason:
+            raise ValueError(f"strategy {name} ({strategy.format} format) {reason}")
+    if BASELINE not in only:
+        only.append(BASELINE)
+    return only
 
 
 def _load_model(args: argparse.Namespace) -> Any:
