@@ -25,7 +25,7 @@ from .errors import ConfigError, MemoryBudgetError, SklearnVersionWarning
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
 from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
-from .stores import ROOT_METADATA, check_target, write_files
+from .stores import check_target, write_files
 
 
 #: Limits of what save() writes, inside the reader's MAX_CONFIG_BYTES for the
@@ -159,9 +159,9 @@ def _write(store: Any, estimator_id: str, saved: SavedModel, columns: NodeColumn
     _check_record(record)
     files = store_files(encoded, {CONFIG_KEY: record})
     # The digest covers everything above; hashed as encoded, never read back.
-    stored_record = json.loads(files[ROOT_METADATA])["attributes"][CONFIG_KEY]
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
-    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=stored_record, arrays=shards))
+    # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
+    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
     write_files(store, files, overwrite=overwrite, storage_options=storage_options)
 
 

@@ -14,6 +14,7 @@ anything back.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -119,6 +120,36 @@ def array_metadata(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, .
     }
 
 
+_SHAPES = ("\x00shape\x00", "\x00shards\x00", "\x00chunks\x00")
+
+
+@functools.lru_cache(maxsize=64)
+def _document_template(dtype: np.dtype, ndim: int, codec: str, shuffle: str | None) -> tuple[bytes, tuple[tuple[bytes, int], ...]]:
+    """``dumps`` of an array document with placeholders for its three shape lists, and each
+    placeholder with the indentation level of its line (serializing with an indent is slow)."""
+    document = array_metadata((0,) * ndim, dtype, (0,) * ndim, (0,) * ndim, codec=codec, shuffle=shuffle)
+    document["shape"] = _SHAPES[0]
+    document["chunk_grid"]["configuration"]["chunk_shape"] = _SHAPES[1]
+    document["codecs"][0]["configuration"]["chunk_shape"] = _SHAPES[2]
+    text = dumps(document)
+    marks = []
+    for name in _SHAPES:
+        marker = json.dumps(name).encode()
+        line_start = text.rindex(b"\n", 0, text.index(marker)) + 1
+        marks.append((marker, (len(text[line_start:]) - len(text[line_start:].lstrip(b" "))) // JSON_INDENT))
+    return text, tuple(marks)
+
+
+def array_document(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], shards: tuple[int, ...], *, codec: str, shuffle: str | None) -> bytes:
+    """``dumps(array_metadata(...))``, from a cached template."""
+    text, marks = _document_template(dtype, len(shape), codec, shuffle)
+    for (marker, level), values in zip(marks, (shape, shards, chunks), strict=True):
+        pad = b" " * (JSON_INDENT * (level + 1))
+        items = b",\n".join(pad + str(int(v)).encode() for v in values)
+        text = text.replace(marker, b"[\n" + items + b"\n" + b" " * (JSON_INDENT * level) + b"]" if values else b"[]", 1)
+    return text
+
+
 def group_metadata(*, consolidated: bool = False) -> dict[str, Any]:
     """A group's ``zarr.json`` document (as a consolidated entry: with an empty inline record)."""
     if consolidated:
@@ -180,7 +211,8 @@ def encode_array(path: str, data: np.ndarray, *, codec: str, rows: int | None = 
     if shuffle is None and CODECS[codec] is not None:
         shuffle = "bitshuffle" if data.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
     metadata = array_metadata(data.shape, data.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-    out = EncodedArray(path=path, metadata=metadata, document=dumps(metadata), nbytes=int(data.nbytes))
+    document = array_document(data.shape, data.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+    out = EncodedArray(path=path, metadata=metadata, document=document, nbytes=int(data.nbytes))
     if n_rows == 0:
         return out  # zarr stores no chunk of an empty array
     compress = _compressor(codec, shuffle or "noshuffle", data.dtype.itemsize)
@@ -247,21 +279,36 @@ def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> d
     """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
     (with ``attributes`` and the consolidated metadata of every node), last."""
     files: dict[str, bytes] = {}
-    consolidated: dict[str, Any] = {}
+    consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
+    group_document, group_entry = dumps(group_metadata()), dumps(group_metadata(consolidated=True))
     for group in groups:
-        files[f"{group}/{ROOT_METADATA}"] = dumps(group_metadata())
-        consolidated[group] = group_metadata(consolidated=True)
+        files[f"{group}/{ROOT_METADATA}"] = group_document
+        consolidated[group] = group_entry
     for array in encoded:
         files[f"{array.path}/{ROOT_METADATA}"] = array.document
         for key, shard in array.shards.items():
             files[f"{array.path}/{key}"] = shard
-        consolidated[array.path] = array.metadata
+        consolidated[array.path] = array.document
+    files[ROOT_METADATA] = _root_document(attributes, consolidated)
+    return files
+
+
+def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]) -> bytes:
+    """``dumps`` of the root group with its consolidated metadata, reusing each node's
+    serialized document: an indented document nested ``k`` levels deep is the same text
+    with ``2 k`` more spaces after each newline (JSON strings hold no raw newline)."""
+    placeholder = "\x00consolidated\x00"
     root = {
         "attributes": dict(attributes),
         "zarr_format": 3,
-        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": dict(sorted(consolidated.items(), key=_consolidated_order))},
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": placeholder},
         "node_type": "group",
     }
-    files[ROOT_METADATA] = dumps(root)
-    return files
+    text = dumps(root)
+    marker = json.dumps(placeholder).encode()
+    if not consolidated:
+        return text.replace(marker, b"{}", 1)
+    entries = sorted(consolidated.items(), key=_consolidated_order)
+    inner = b",\n".join(b"      " + json.dumps(key).encode() + b": " + document.replace(b"\n", b"\n      ") for key, document in entries)
+    return text.replace(marker, b"{\n" + inner + b"\n    }", 1)
