@@ -188,3 +188,37 @@ def test_directory_save_fsyncs_each_file_and_directory_once(monkeypatch, tmp_pat
     directories = [p for p in (tmp_path / "m").rglob("*") if p.is_dir()]
     # every file, every directory of the store and the store itself, then the parent (the rename)
     assert len(calls) == len(files) + len(directories) + 1 + 1
+
+
+def test_node_rows_fill_any_range_as_to_columns():
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["forest-oob"]
+    saved = adapter_for(model).to_saved(model)
+    expected = to_columns(saved.trees, saved.layout)
+    rows = TreeNodeRows(saved.trees, saved.layout)
+    assert np.array_equal(rows.tree_ptr, expected.tree_ptr)
+    rng = np.random.RandomState(0)
+    for start, stop in [(0, rows.n_nodes), (0, 1), (rows.n_nodes - 1, rows.n_nodes), *sorted(rng.randint(0, rows.n_nodes, size=(20, 2)).tolist())]:
+        start, stop = min(start, stop), max(start, stop)
+        for name, column in expected.arrays().items():
+            out = np.empty_like(column[start:stop])
+            rows.fill(name, start, stop, out)
+            assert np.array_equal(out, column[start:stop]), (name, start, stop)
+
+
+def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(monkeypatch, tmp_path):
+    """Fractional sample weights: the counts of some nodes are not integers, wherever they are."""
+    X, y = make_data("multiclass")
+    weights = np.ones(len(y))
+    weights[-1] = 0.3  # only nodes that hold the last sample have fractional counts
+    model = DecisionTreeClassifier(random_state=0).fit(X, y, sample_weight=weights)
+    monkeypatch.setattr("treeshard.api.node_chunk_rows", lambda width: 4)
+    treeshard.save(model, tmp_path / "m")
+    info = treeshard.open(tmp_path / "m").info
+    loaded = treeshard.load(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "zarr.json").read_bytes())["attributes"]["treeshard"]["trees"]["value_encoding"] == "float64"
+    assert info.arrays["nodes/value"]["nbytes"] == model.tree_.value.size * 8
+    assert np.array_equal(loaded.tree_.value, model.tree_.value)
+    stored = zarr.open_array(zarr.storage.LocalStore(tmp_path / "m", read_only=True), path="nodes/value", mode="r")
+    assert stored.dtype == np.float64 and np.array_equal(stored[...], model.tree_.value.reshape(model.tree_.node_count, -1))

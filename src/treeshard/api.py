@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .adapters import SavedModel, adapter_for
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
-from .columns import NodeColumns, encode_values, to_columns
+from .columns import TreeNodeRows
 from .errors import ConfigError, MemoryBudgetError, SklearnVersionWarning
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
@@ -82,10 +82,7 @@ def save(
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
-    columns = to_columns(saved.trees, saved.layout)
-    columns.value, value_encoding = encode_values(columns)
-    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
-    _write(store, adapter.estimator_id, saved, columns, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
+    _write(store, adapter.estimator_id, saved, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -123,18 +120,22 @@ def _check_record(record: dict[str, Any]) -> None:
         )
 
 
-def _write(store: Any, estimator_id: str, saved: SavedModel, columns: NodeColumns, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
+def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
     import sklearn
 
     from .integrity import DIGEST_KEY, canonical_json, digest_of_files
-    from .writer import encode_arrays, store_files
+    from .writer import encode_specs, in_memory, node_column_specs, store_files
 
     check_target(store, overwrite=overwrite)
-    node_rows = node_chunk_rows(saved.layout.value_width)
-    arrays: dict[str, tuple[np.ndarray, int | None]] = {f"{NODES_GROUP}/tree_ptr": (columns.tree_ptr, None)}
-    arrays.update({f"{NODES_GROUP}/{name}": (array, node_rows) for name, array in columns.arrays().items()})
-    arrays.update({f"{FITTED_GROUP}/{name}": (array, None) for name, array in saved.arrays.items()})
-    encoded = encode_arrays(arrays, codec=codec)
+    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+    nodes = TreeNodeRows(saved.trees, saved.layout)
+    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
+    specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
+    encoded = encode_specs(specs, codec=codec)
+    value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
+    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
     config = Config(
         format_version=FORMAT_VERSION,

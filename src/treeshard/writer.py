@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -182,92 +183,182 @@ def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, byt
     return best[1], best[2]
 
 
-def _little_endian(data: np.ndarray) -> np.ndarray:
+@dataclass
+class ArraySpec:
+    """An array to encode, produced a chunk at a time.
+
+    ``chunk(start, stop, scratch)`` returns rows ``start:stop`` as a C-contiguous
+    array of exactly ``rows`` rows (padded with zeros past the end of the array);
+    it may fill and return a buffer of ``scratch`` (per thread, reused). If it
+    raises :class:`~treeshard.columns.NotWeightedCounts`, ``fallback`` is encoded
+    instead.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunk: Callable[[int, int, dict[str, np.ndarray]], np.ndarray]
+    rows: int | None = None
+    fallback: ArraySpec | None = None
+
+
+def in_memory(path: str, data: np.ndarray, *, rows: int | None = None) -> ArraySpec:
+    """An :class:`ArraySpec` of an array already in memory (chunks are views where whole)."""
     dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype
-    return np.ascontiguousarray(data, dtype=dtype)
+    data = np.ascontiguousarray(data, dtype=dtype)
+
+    def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+        part = data[start:stop]
+        if part.shape[0] == stop - start:
+            return part
+        padded = np.zeros((stop - start, *data.shape[1:]), dtype=data.dtype)
+        padded[: part.shape[0]] = part
+        return padded
+
+    return ArraySpec(path=path, shape=data.shape, dtype=data.dtype, chunk=chunk, rows=rows)
 
 
-def _chunk(data: np.ndarray, first: int, rows: int) -> np.ndarray:
-    """Rows ``first:first + rows``, padded with the fill value (0) past the end."""
-    part = data[first : first + rows]
-    if part.shape[0] == rows:
-        return part
-    padded = np.zeros((rows, *data.shape[1:]), dtype=data.dtype)
-    padded[: part.shape[0]] = part
-    return padded
-
-
-def encode_array(path: str, data: np.ndarray, *, codec: str, rows: int | None = None, parallel: bool | None = None) -> EncodedArray:
+def encode_array(path: str, data: np.ndarray, *, codec: str, rows: int | None = None) -> EncodedArray:
     """Encode ``data`` as the array ``path`` of a store (``rows``: rows per chunk, else about 2 MB)."""
+    return encode_specs([in_memory(path, data, rows=rows)], codec=codec)[0]
+
+
+@dataclass
+class _Plan:
+    spec: ArraySpec
+    chunk_rows: int
+    per_shard: int
+    n_chunks: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    document: bytes = b""
+    shuffle: str | None = None
+    chunks: list[tuple[bytes, str] | None] = field(default_factory=list)
+    failed: bool = False
+
+
+_LOCAL = threading.local()
+
+
+def _scratch() -> dict[str, np.ndarray]:
+    scratch = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = {}
+    return scratch
+
+
+def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
+    """Encode every array of ``specs``: chunks compressed in parallel threads when there is
+    enough work, each chunk's and shard's sha256 computed as it is encoded."""
+    from .columns import NotWeightedCounts
+
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-    data = _little_endian(data)
-    chunks, shards = chunk_geometry(data.shape, data.dtype.itemsize, rows=rows)
-    chunk_rows, shard_rows = chunks[0], shards[0]
-    n_rows = data.shape[0]
-    n_chunks = -(-n_rows // chunk_rows)
-    per_shard = shard_rows // chunk_rows
-    shuffle, first_encoded = choose_shuffle(codec, _chunk(data, 0, chunk_rows)) if n_rows else (None, None)
-    if shuffle is None and CODECS[codec] is not None:
-        shuffle = "bitshuffle" if data.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
-    metadata = array_metadata(data.shape, data.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-    document = array_document(data.shape, data.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-    out = EncodedArray(path=path, metadata=metadata, document=document, nbytes=int(data.nbytes))
-    if n_rows == 0:
-        return out  # zarr stores no chunk of an empty array
-    compress = _compressor(codec, shuffle or "noshuffle", data.dtype.itemsize)
+    plans = []
+    for spec in specs:
+        chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
+        n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
+        plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
+        plan.chunks = [None] * n_chunks
+        plans.append((plan, chunks, shards))
+    total = sum(int(np.prod(p.spec.shape)) * p.spec.dtype.itemsize for p, _, _ in plans)
+    run = _parallel if total >= PARALLEL_MIN_BYTES else _serial
+    compress_cache: dict[tuple[str, str, int], Callable[[np.ndarray], bytes]] = {}
 
-    def encode(i: int) -> tuple[bytes, str]:
-        body = first_encoded if i == 0 and first_encoded is not None else compress(_chunk(data, i * chunk_rows, chunk_rows))
+    def compressor(shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
+        key = (codec, shuffle, itemsize)
+        if key not in compress_cache:
+            compress_cache[key] = _compressor(codec, shuffle, itemsize)
+        return compress_cache[key]
+
+    def rows_of(plan: _Plan, k: int) -> tuple[int, int]:
+        return k * plan.chunk_rows, (k + 1) * plan.chunk_rows
+
+    def first(plan: _Plan) -> None:
+        try:
+            data = plan.spec.chunk(*rows_of(plan, 0), _scratch())
+        except NotWeightedCounts:
+            plan.failed = True
+            return
+        plan.shuffle, body = choose_shuffle(codec, data)
+        if body is None:
+            body = data.tobytes()
         chunk = body + _crc32c(body)
-        return chunk, hashlib.sha256(chunk).hexdigest()
+        plan.chunks[0] = (chunk, hashlib.sha256(chunk).hexdigest())
 
-    if parallel is None:
-        parallel = data.nbytes >= PARALLEL_MIN_BYTES and n_chunks > 1
-    encoded = list(_pool().map(encode, range(n_chunks))) if parallel else [encode(i) for i in range(n_chunks)]
-    suffix = "/0" * (data.ndim - 1)
-    for shard in range(-(-n_chunks // per_shard)):
-        parts = encoded[shard * per_shard : (shard + 1) * per_shard]
+    def rest(item: tuple[_Plan, int]) -> None:
+        plan, k = item
+        if plan.failed:
+            return
+        try:
+            data = plan.spec.chunk(*rows_of(plan, k), _scratch())
+        except NotWeightedCounts:
+            plan.failed = True
+            return
+        body = compressor(plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
+        chunk = body + _crc32c(body)
+        plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
+
+    live = [p for p, _, _ in plans if p.n_chunks]
+    run(first, live)
+    # Chunk-major: the node records behind chunk k of every column are read while in cache.
+    run(rest, [(p, k) for k in range(1, max((p.n_chunks for p in live), default=0)) for p in live if k < p.n_chunks])
+    out = []
+    fallbacks = {}
+    for plan, chunks, shards in plans:
+        if plan.failed:
+            if plan.spec.fallback is None:
+                raise ValueError(f"{plan.spec.path}: cannot be encoded")  # pragma: no cover - only value columns fall back
+            fallbacks[plan.spec.path] = plan.spec.fallback
+            out.append(None)
+            continue
+        shuffle = plan.shuffle
+        if shuffle is None and CODECS[codec] is not None:
+            shuffle = "bitshuffle" if plan.spec.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
+        metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        nbytes = int(np.prod(plan.spec.shape)) * plan.spec.dtype.itemsize
+        encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
+        _assemble(encoded, plan, len(plan.spec.shape))
+        out.append(encoded)
+    hashes = [(e, key) for e in out if e is not None for key in e.shards]
+    for (encoded, key), digest in zip(hashes, run(lambda item: hashlib.sha256(item[0].shards[item[1]]).hexdigest(), hashes), strict=True):
+        encoded.shard_sha256[key] = digest
+    if fallbacks:
+        redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
+        out = [next(redone) if e is None else e for e in out]
+    return out
+
+
+def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
+    """Shards from encoded chunks: the chunks, then the index and its crc32c."""
+    suffix = "/0" * (ndim - 1)
+    per_shard = plan.per_shard
+    for shard in range(-(-plan.n_chunks // per_shard)):
+        parts = plan.chunks[shard * per_shard : (shard + 1) * per_shard]
         index = np.full((per_shard, 2), _EMPTY_INDEX[0], dtype="<u8")
         inner: list[list[Any]] = []
         offset = 0
-        for k, (chunk, digest) in enumerate(parts):
+        for k, part in enumerate(parts):
+            assert part is not None
+            chunk, digest = part
             index[k] = (offset, len(chunk))
             inner.append([offset, len(chunk), digest])
             offset += len(chunk)
         inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
         index_bytes = index.tobytes()
         key = f"c/{shard}{suffix}"
-        out.shards[key] = b"".join([*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)])
+        out.shards[key] = b"".join([*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)])  # type: ignore[misc]
         out.inner[key] = inner
-    hash_shards = (lambda items: list(_pool().map(_sha256_item, items))) if parallel else (lambda items: [_sha256_item(i) for i in items])
-    out.shard_sha256 = dict(hash_shards(list(out.shards.items())))
-    return out
 
 
-def _sha256_item(item: tuple[str, bytes]) -> tuple[str, str]:
-    return item[0], hashlib.sha256(item[1]).hexdigest()
+def _serial(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [function(item) for item in items]
 
 
-def encode_arrays(arrays: Mapping[str, tuple[np.ndarray, int | None]], *, codec: str) -> list[EncodedArray]:
-    """Encode ``{path: (data, rows per chunk or None)}``; large arrays' chunks in parallel, small
-    arrays each in one pool task (a model's many small columns overlap too)."""
-    small = {p: v for p, v in arrays.items() if v[0].nbytes < PARALLEL_MIN_BYTES}
-    total_small = sum(v[0].nbytes for v in small.values())
-    results: dict[str, EncodedArray] = {}
-    if len(small) > 1 and total_small >= PARALLEL_MIN_BYTES // 4:
-        futures = {p: _pool().submit(encode_array, p, d, codec=codec, rows=r, parallel=False) for p, (d, r) in small.items()}
-        pending: Any = futures
-    else:
-        pending = {}
-        for p, (d, r) in small.items():
-            results[p] = encode_array(p, d, codec=codec, rows=r, parallel=False)
-    for p, (d, r) in arrays.items():
-        if p not in small:
-            results[p] = encode_array(p, d, codec=codec, rows=r)
-    for p, future in pending.items():
-        results[p] = future.result()
-    return [results[p] for p in arrays]
+def _parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if len(items) < 2:
+        return _serial(function, items)
+    return list(_pool().map(function, items))
 
 
 def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
@@ -312,3 +403,46 @@ def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]
     entries = sorted(consolidated.items(), key=_consolidated_order)
     inner = b",\n".join(b"      " + json.dumps(key).encode() + b": " + document.replace(b"\n", b"\n      ") for key, document in entries)
     return text.replace(marker, b"{\n" + inner + b"\n    }", 1)
+
+
+def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]:
+    """Specs of the node columns of ``source`` (a :class:`~treeshard.columns.TreeNodeRows`),
+    chunk by chunk from the trees' own arrays; ``value`` as weighted counts if they
+    reproduce every value, else float64 (its ``fallback``)."""
+    from .columns import NODE_COLUMNS, WEIGHTED_COUNTS_DTYPE
+
+    n = source.n_nodes
+
+    def column(name: str, dtype: np.dtype, shape: tuple[int, ...], counts: bool = False) -> ArraySpec:
+        path = f"{prefix}/{name}"
+
+        def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+            buffer = _buffer(scratch, path, (stop - start, *shape[1:]), dtype)
+            valid = max(0, min(stop, n) - start)
+            if counts:
+                source.fill_weighted_counts(start, start + valid, buffer[:valid], scratch)
+            else:
+                source.fill(name, start, start + valid, buffer[:valid])
+            buffer[valid:] = 0
+            return buffer
+
+        return ArraySpec(path=path, shape=shape, dtype=dtype, chunk=chunk, rows=rows)
+
+    specs = []
+    for name, dtype in NODE_COLUMNS.items():
+        if name == "value":
+            shape = (n, source.value_width)
+            spec = column(name, WEIGHTED_COUNTS_DTYPE, shape, counts=True)
+            spec.fallback = column(name, dtype, shape)
+        else:
+            spec = column(name, dtype, (n,))
+        specs.append(spec)
+    return specs
+
+
+def _buffer(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    size = int(np.prod(shape))
+    buffer = scratch.get(name)
+    if buffer is None or buffer.size != size or buffer.dtype != dtype:
+        buffer = scratch[name] = np.empty(size, dtype=dtype)
+    return buffer.reshape(shape)
