@@ -319,7 +319,7 @@ class ModelHandle:
 
             def build(factory: Any) -> Sequence:
                 # One read-ahead thread: decoding overlaps building, memory stays low.
-                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=1).materialize()
+                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=2).materialize()
 
         saved = SavedModel(
             params=config.params,
