@@ -168,8 +168,9 @@ def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
         out["model node arrays (bytes)"] = sum(e.tree_.__getstate__()["nodes"].nbytes + e.tree_.value.nbytes for e in model.estimators_)
         del model
         for kind, path in (("joblib", folder / "model.joblib"), ("treeshard", fresh)):
-            peaks = [_peak_memory(kind, path) for _ in range(max(1, repeat // 3))]
-            out[f"peak memory above baseline, {kind} (bytes)"] = statistics.median(peaks)
+            runs = [_peak_memory(kind, path) for _ in range(max(1, repeat // 3))]
+            out[f"{kind}: peak RSS increase (bytes)"] = statistics.median(r[0] for r in runs)
+            out[f"{kind}: resident loaded model (bytes)"] = statistics.median(r[1] for r in runs)
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -177,19 +178,21 @@ def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
 
 _PEAK_SCRIPT = """
 import sys, joblib, sklearn.ensemble, treeshard, numpy
-def high_water():  # VmHWM: this process's peak RSS (ru_maxrss would include the parent's, kept across exec)
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+def status(field):  # VmHWM is this process's peak RSS (ru_maxrss would include the parent's, kept across exec)
+    with open("/proc/self/status") as lines:
+        return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
 kind, path = sys.argv[1], sys.argv[2]
-before = high_water()
+before = status("VmRSS")
 model = joblib.load(path) if kind == "joblib" else treeshard.load(path, lazy=False)
-print(high_water() - before)
+print(status("VmHWM") - before, status("VmRSS") - before)
 """
 
 
-def _peak_memory(kind: str, path: Path) -> int:
+def _peak_memory(kind: str, path: Path) -> tuple[int, int]:
+    """``(peak, resident)``: the process's peak RSS and its RSS once loaded, above its RSS before loading."""
     result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, kind, str(path)], capture_output=True, text=True, check=True)
-    return int(result.stdout.strip())
+    peak, resident = result.stdout.split()
+    return int(peak), int(resident)
 
 
 def main(argv: list[str] | None = None) -> None:

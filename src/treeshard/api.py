@@ -318,7 +318,8 @@ class ModelHandle:
             batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 32))
 
             def build(factory: Any) -> Sequence:
-                # One read-ahead thread: decoding overlaps building, memory stays low.
+                # Two read-ahead threads: one batch decodes while the next is validated and the
+                # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
                 return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=2).materialize()
 
         saved = SavedModel(

@@ -251,10 +251,14 @@ def _write_zip(files: dict[str, bytes], zip_path: Path) -> None:
 
 
 def _write_directory(files: dict[str, bytes], directory: Path) -> None:
-    """Every file written and fsynced, then every directory fsynced (deepest first), so
-    that the rename that publishes ``directory`` publishes complete, durable contents."""
+    """Every file written, then every file and directory fsynced (concurrently: the file
+    system commits them together), so that the rename that publishes ``directory``
+    publishes complete, durable contents."""
+    from concurrent.futures import ThreadPoolExecutor
+
     directories = {directory}
     directory.mkdir()
+    paths = []
     for key in _ordered(files):
         path = directory / key
         if path.parent not in directories:
@@ -265,11 +269,20 @@ def _write_directory(files: dict[str, bytes], directory: Path) -> None:
             view = memoryview(files[key])
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
         finally:
             os.close(fd)
-    for path in sorted(directories, key=lambda p: len(p.parts), reverse=True):
-        fsync_directory(path)
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="treeshard-fsync") as pool:
+        list(pool.map(_fsync_file, paths))
+        list(pool.map(fsync_directory, directories))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _put_files(store: Any, files: dict[str, bytes]) -> None:
