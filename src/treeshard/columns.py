@@ -13,6 +13,7 @@ sklearn ``Tree`` objects from those.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -156,18 +157,18 @@ def check_weighted_counts(stored: np.ndarray, weighted_n_node_samples: np.ndarra
         raise ArrayError(f"nodes/value: negative weighted class count at node {node} of the range read")
 
 
-#: The sklearn ``Tree`` property each stored column is read from.
-_TREE_FIELDS = {
-    "left_child_offset": "children_left",
-    "right_child_offset": "children_right",
+#: The field of sklearn's node record each stored column is read from.
+_NODE_FIELDS = {
+    "left_child_offset": "left_child",
+    "right_child_offset": "right_child",
     "feature": "feature",
     "threshold": "threshold",
     "impurity": "impurity",
     "n_node_samples": "n_node_samples",
     "weighted_n_node_samples": "weighted_n_node_samples",
     "missing_go_to_left": "missing_go_to_left",
-    "value": "value",
 }
+_SOURCES = itertools.count()
 
 
 class NotWeightedCounts(Exception):
@@ -176,10 +177,13 @@ class NotWeightedCounts(Exception):
 
 class TreeNodeRows:
     """Rows of the node columns of sklearn trees, copied straight from each tree's
-    arrays into a caller's buffer: what :func:`to_columns` concatenates, one
+    arrays into a caller's buffers: what :func:`to_columns` concatenates, one
     chunk at a time (a save never holds a second copy of the model).
 
-    Thread-safe: any number of ranges may be filled concurrently.
+    A range's node records and values are gathered once per thread (one C-level
+    copy of every tree's slice), then each column is one strided copy out of
+    them. Thread-safe: any number of ranges may be filled concurrently, each
+    thread with its own ``scratch`` buffers.
     """
 
     def __init__(self, trees: Sequence, layout: TreeLayout) -> None:
@@ -190,51 +194,78 @@ class TreeNodeRows:
         np.cumsum(counts, out=self.tree_ptr[1:])
         self.n_nodes = int(self.tree_ptr[-1])
         self.value_width = layout.value_width
-        self._trees = list(trees)
-        self._local = np.arange(int(counts.max()) if counts.size else 0, dtype=np.int32)
-        self._views: list[dict[str, np.ndarray | None] | None] = [None] * len(trees)
+        # __getstate__ returns views of each tree's node and value arrays (no copy).
+        states = [t.__getstate__() for t in trees]
+        self._node_dtype = states[0]["nodes"].dtype if states else None
+        # Records as opaque bytes: concatenating them is a memcpy (a structured copy goes field by field).
+        raw = np.dtype((np.void, self._node_dtype.itemsize)) if states else None
+        self._nodes = [np.ascontiguousarray(state["nodes"][: int(n)]).view(raw) for state, n in zip(states, counts, strict=True)]
+        self._values = [state["values"][: int(n)].reshape(int(n), -1) for state, n in zip(states, counts, strict=True)]
+        self._ptr = self.tree_ptr.tolist()
+        self._token = next(_SOURCES)  # names this source's gathered range in a thread's scratch
+        self._local: np.ndarray | None = None
 
-    def _tree(self, i: int) -> dict[str, np.ndarray | None]:
-        views = self._views[i]
-        if views is None:  # a benign race: two threads may build the same views
-            tree, n = self._trees[i], int(self.tree_ptr[i + 1] - self.tree_ptr[i])
-            # Tree's properties are views of its node array (``__getstate__`` would copy it).
-            views = {name: getattr(tree, field, None) for name, field in _TREE_FIELDS.items()}
-            views["value"] = tree.value.reshape(n, -1)
-            self._views[i] = views
-        return views
-
-    def fill(self, name: str, start: int, stop: int, out: np.ndarray) -> None:
-        """Rows ``start:stop`` of column ``name`` (as stored: child offsets, float64 values) into ``out``."""
-        ptr = self.tree_ptr
-        i = int(np.searchsorted(ptr, start, side="right")) - 1
+    def _gather(self, start: int, stop: int, scratch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Node records and values of rows ``start:stop``, gathered into ``scratch`` (once per range)."""
+        key = (self._token, start, stop)
+        if scratch.get("gathered") == key:
+            return scratch["gathered_views"]
+        ptr = self._ptr
+        i = int(np.searchsorted(self.tree_ptr, start, side="right")) - 1
+        nodes, values = [], []
         pos = start
         while pos < stop:
-            first = int(ptr[i])
-            a, b = pos - first, min(stop, int(ptr[i + 1])) - first
-            target = out[pos - start : pos - start + b - a]
-            column = self._tree(i)[name]
-            if column is None:  # sklearn < 1.3 has no missing-value support: nothing goes left
-                target[...] = 0
-            elif name in ("left_child_offset", "right_child_offset"):
-                # A split's child comes after it (offset >= 1); a leaf's child is -1, so
-                # ``child - node`` is negative exactly on leaves, whose offset is 0.
-                np.subtract(column[a:b], self._local[a:b], out=target, casting="unsafe")
-                np.maximum(target, 0, out=target)
-            else:
-                target[...] = column[a:b]
+            first = ptr[i]
+            a, b = pos - first, min(stop, ptr[i + 1]) - first
+            nodes.append(self._nodes[i][a:b])
+            values.append(self._values[i][a:b])
             pos += b - a
             i += 1
+        scratch["gathered"] = None
+        records = _scratch(scratch, "records", (stop - start,), self._node_dtype)
+        gathered = _scratch(scratch, "values", (stop - start, self.value_width), np.float64)
+        np.concatenate(nodes, out=records.view(nodes[0].dtype))
+        np.concatenate(values, out=gathered)
+        scratch["gathered"], scratch["gathered_views"] = key, (records, gathered)
+        return records, gathered
 
-    def fill_weighted_counts(self, start: int, stop: int, out: np.ndarray, scratch: dict[str, np.ndarray]) -> None:
+    def fill(self, name: str, start: int, stop: int, out: np.ndarray, scratch: dict[str, Any] | None = None) -> None:
+        """Rows ``start:stop`` of column ``name`` (as stored: child offsets, float64 values) into ``out``."""
+        if stop <= start:
+            return
+        records, values = self._gather(start, stop, {} if scratch is None else scratch)
+        if name == "value":
+            out[...] = values
+            return
+        field = _NODE_FIELDS[name]
+        if field not in records.dtype.names:  # sklearn < 1.3 has no missing-value support: nothing goes left
+            out[...] = 0
+            return
+        np.copyto(out, records[field], casting="unsafe")
+        if name in ("left_child_offset", "right_child_offset"):
+            # A split's child comes after it (offset >= 1); a leaf's child is -1, so
+            # ``child - node`` is negative exactly on leaves, whose offset is 0.
+            np.subtract(out, self._local_ids()[start:stop], out=out)
+            np.maximum(out, 0, out=out)
+
+    def _local_ids(self) -> np.ndarray:
+        """Each node's id inside its own tree."""
+        local = self._local
+        if local is None:  # a benign race: two threads may compute the same array
+            counts = np.diff(self.tree_ptr)
+            local = np.arange(self.n_nodes, dtype=np.int32) - np.repeat(self.tree_ptr[:-1], counts).astype(np.int32)
+            self._local = local
+        return local
+
+    def fill_weighted_counts(self, start: int, stop: int, out: np.ndarray, scratch: dict[str, Any]) -> None:
         """Rows ``start:stop`` of ``value`` as int32 weighted counts (see :func:`encode_values`)
         into ``out``; raise :class:`NotWeightedCounts` unless they decode bit for bit."""
-        n = stop - start
-        value = _scratch(scratch, "value", (n, self.value_width), np.float64)
-        weight = _scratch(scratch, "weight", (n,), np.float64)
-        counts = _scratch(scratch, "counts", (n, self.value_width), np.float64)
-        self.fill("value", start, stop, value)
-        self.fill("weighted_n_node_samples", start, stop, weight)
+        if stop <= start:
+            return
+        records, value = self._gather(start, stop, scratch)
+        weight = _scratch(scratch, "weight", (stop - start,), np.float64)
+        weight[...] = records["weighted_n_node_samples"]
+        counts = _scratch(scratch, "counts", value.shape, np.float64)
         if not (np.all(weight > 0) and np.all(np.isfinite(value))):
             raise NotWeightedCounts
         _per_column(np.multiply, value, weight, counts)

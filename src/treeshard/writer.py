@@ -422,7 +422,7 @@ def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]
             if counts:
                 source.fill_weighted_counts(start, start + valid, buffer[:valid], scratch)
             else:
-                source.fill(name, start, start + valid, buffer[:valid])
+                source.fill(name, start, start + valid, buffer[:valid], scratch)
             buffer[valid:] = 0
             return buffer
 
