@@ -235,17 +235,26 @@ def _ordered(files: dict[str, bytes]) -> list[str]:
     return sorted(files, key=lambda key: (key == ROOT_METADATA, key))
 
 
+#: A zip smaller than this is assembled in memory and written with one call.
+ZIP_IN_MEMORY_BYTES = 16 * 1024 * 1024
+
+
 def _write_zip(files: dict[str, bytes], zip_path: Path) -> None:
     """A zip of stored members, made durable by one ``fsync`` before it is renamed into place."""
+    import io
     import time
 
     stamp = time.localtime()[:6]
+    small = sum(len(data) for data in files.values()) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
-        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        sink = io.BytesIO() if small else handle
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for key in _ordered(files):
                 info = zipfile.ZipInfo(key, date_time=stamp)
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, files[key])
+        if small:
+            handle.write(sink.getbuffer())
         handle.flush()
         os.fsync(handle.fileno())
 
