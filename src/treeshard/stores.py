@@ -195,8 +195,9 @@ def check_target(store: Any, *, overwrite: bool) -> None:
         _check_replaceable(Path(store), overwrite=overwrite)
 
 
-def write_files(store: Any, files: dict[str, bytes], *, overwrite: bool, storage_options: Any = None) -> None:
-    """Put a complete store (``{key: bytes}``) at ``store``, atomically where the target allows.
+def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite: bool, storage_options: Any = None) -> None:
+    """Put a complete store (``{key: bytes or the list of a file's parts}``) at ``store``,
+    atomically where the target allows.
 
     A directory or ``.zip`` path is written directly, without zarr (see
     :func:`writing` for how each target is replaced, and ``SECURITY.md`` for
@@ -230,7 +231,7 @@ def write_files(store: Any, files: dict[str, bytes], *, overwrite: bool, storage
         _put_files(staging, files)
 
 
-def _ordered(files: dict[str, bytes]) -> list[str]:
+def _ordered(files: dict[str, Any]) -> list[str]:
     """Keys sorted, the root ``zarr.json`` last: a reader of a partial copy finds no model at all."""
     return sorted(files, key=lambda key: (key == ROOT_METADATA, key))
 
@@ -239,27 +240,31 @@ def _ordered(files: dict[str, bytes]) -> list[str]:
 ZIP_IN_MEMORY_BYTES = 16 * 1024 * 1024
 
 
-def _write_zip(files: dict[str, bytes], zip_path: Path) -> None:
+def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
     """A zip of stored members, made durable by one ``fsync`` before it is renamed into place."""
     import io
     import time
 
     stamp = time.localtime()[:6]
-    small = sum(len(data) for data in files.values()) < ZIP_IN_MEMORY_BYTES
+    small = sum(len(part) for value in files.values() for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
         sink = io.BytesIO() if small else handle
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for key in _ordered(files):
                 info = zipfile.ZipInfo(key, date_time=stamp)
                 info.external_attr = 0o644 << 16
-                archive.writestr(info, files[key])
+                parts = _parts(files[key])
+                info.file_size = sum(map(len, parts))
+                with archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
+                    for part in parts:
+                        member.write(part)
         if small:
             handle.write(sink.getbuffer())
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def _write_directory(files: dict[str, bytes], directory: Path) -> None:
+def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> None:
     """Every file written, then every file and directory fsynced (concurrently: the file
     system commits them together), so that the rename that publishes ``directory``
     publishes complete, durable contents."""
@@ -275,9 +280,10 @@ def _write_directory(files: dict[str, bytes], directory: Path) -> None:
             directories.update(p for p in path.parents if p.is_relative_to(directory))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            view = memoryview(files[key])
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in _parts(files[key]):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         paths.append(path)
@@ -294,14 +300,18 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _put_files(store: Any, files: dict[str, bytes]) -> None:
+def _parts(value: bytes | list[bytes]) -> list[bytes]:
+    return [value] if isinstance(value, bytes) else value
+
+
+def _put_files(store: Any, files: dict[str, bytes | list[bytes]]) -> None:
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
     async def put() -> None:
         buffer = default_buffer_prototype().buffer
         for key in _ordered(files):
-            await store.set(key, buffer.from_bytes(files[key]))
+            await store.set(key, buffer.from_bytes(b"".join(_parts(files[key]))))
 
     sync(put())
 

@@ -60,7 +60,7 @@ class EncodedArray:
     path: str
     metadata: dict[str, Any]
     document: bytes
-    shards: dict[str, bytes] = field(default_factory=dict)  # chunk key ("c/0") -> shard bytes
+    shards: dict[str, list[bytes]] = field(default_factory=dict)  # chunk key ("c/0") -> the shard's parts, in order
     shard_sha256: dict[str, str] = field(default_factory=dict)
     inner: dict[str, list[list[Any]]] = field(default_factory=dict)  # chunk key -> [[offset, length, sha256]]
     nbytes: int = 0
@@ -68,7 +68,7 @@ class EncodedArray:
     @property
     def stored_bytes(self) -> int:
         """What zarr's ``nbytes_stored`` reports: the metadata document and every shard."""
-        return len(self.document) + sum(len(s) for s in self.shards.values())
+        return len(self.document) + sum(map(file_size, self.shards.values()))
 
 
 def dumps(document: Mapping[str, Any]) -> bytes:
@@ -321,7 +321,7 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
     hashes = [(e, key) for e in out if e is not None for key in e.shards]
-    for (encoded, key), digest in zip(hashes, run(lambda item: hashlib.sha256(item[0].shards[item[1]]).hexdigest(), hashes), strict=True):
+    for (encoded, key), digest in zip(hashes, run(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes), strict=True):
         encoded.shard_sha256[key] = digest
     if fallbacks:
         redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
@@ -347,8 +347,21 @@ def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
         inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
         index_bytes = index.tobytes()
         key = f"c/{shard}{suffix}"
-        out.shards[key] = b"".join([*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)])  # type: ignore[misc]
+        # Kept as parts: joining them would copy the whole model once more.
+        out.shards[key] = [*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)]  # type: ignore[misc]
         out.inner[key] = inner
+
+
+def _sha256_parts(parts: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def file_size(value: bytes | list[bytes]) -> int:
+    """Bytes of a file given whole or as its parts."""
+    return len(value) if isinstance(value, bytes) else sum(map(len, value))
 
 
 def _serial(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -366,10 +379,11 @@ def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
     return item[0].count("/"), unicodedata.normalize("NFKC", item[0]).casefold()
 
 
-def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> dict[str, bytes]:
+def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> dict[str, bytes | list[bytes]]:
     """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
-    (with ``attributes`` and the consolidated metadata of every node), last."""
-    files: dict[str, bytes] = {}
+    (with ``attributes`` and the consolidated metadata of every node), last. Shard files
+    are lists of their parts (see :func:`treeshard.stores.write_files`)."""
+    files: dict[str, bytes | list[bytes]] = {}
     consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
     group_document, group_entry = dumps(group_metadata()), dumps(group_metadata(consolidated=True))
