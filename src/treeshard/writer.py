@@ -37,14 +37,16 @@ _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
 PARALLEL_MIN_BYTES = 1 << 20
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
+    """Threads that compress and hash chunks; a new pool in a forked child (the parent's
+    threads do not exist there, and a task given to its pool would never run)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-encode")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-encode"))
+    return _POOL[1]
 
 
 def _crc32c(data: bytes) -> bytes:
