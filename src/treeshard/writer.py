@@ -5,11 +5,14 @@ subset ``docs/FORMAT.md`` (section 7) specifies: an array's ``zarr.json`` and
 its shard files, each shard the concatenated inner chunks (``bytes`` ->
 ``blosc`` -> ``crc32c``) followed by the shard index (``offset, length``
 little-endian uint64 pairs, ``2**64 - 1`` twice for an absent chunk) and the
-index's crc32c, as the zarr v3 sharding specification lays them out. Chunks
-are compressed in parallel threads (Blosc releases the GIL), and every
-shard's and inner chunk's sha256 is computed as it is encoded, so the
-content digest (:func:`treeshard.integrity.digest_of_files`) never reads
-anything back.
+index's crc32c, as the zarr v3 sharding specification lays them out. Each
+chunk is compressed by Blosc's own threads (numcodecs uses them when called
+from the main thread; a pool of Python threads over chunks measured slower:
+filling and hashing chunks hold the GIL often), chunk-major so that the node
+records behind chunk *k* of every column are read while in cache, and every
+shard's and inner chunk's sha256 is computed as it is encoded, so the content
+digest (:func:`treeshard.integrity.digest_of_files`) never reads anything
+back.
 """
 
 from __future__ import annotations
@@ -17,11 +20,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,21 +33,7 @@ from .codecs import CODECS, chunk_geometry
 ROOT_METADATA = "zarr.json"
 JSON_INDENT = 2  # zarr-python's default ``json_indent``
 _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
-#: Below this many uncompressed bytes an array is encoded in the caller's thread:
-#: handing tiny chunks to a pool costs more than compressing them.
-PARALLEL_MIN_BYTES = 1 << 20
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """Threads that compress and hash chunks; a new pool in a forked child (the parent's
-    threads do not exist there, and a task given to its pool would never run)."""
-    global _POOL
-    if _POOL is None or _POOL[0] != os.getpid():
-        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-encode"))
-    return _POOL[1]
 
 
 def _crc32c(data: bytes) -> bytes:
@@ -249,8 +236,7 @@ def _scratch() -> dict[str, np.ndarray]:
 
 
 def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
-    """Encode every array of ``specs``: chunks compressed in parallel threads when there is
-    enough work, each chunk's and shard's sha256 computed as it is encoded."""
+    """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded."""
     from .columns import NotWeightedCounts
 
     if codec not in CODECS:
@@ -262,8 +248,6 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
         plan.chunks = [None] * n_chunks
         plans.append((plan, chunks, shards))
-    total = sum(int(np.prod(p.spec.shape)) * p.spec.dtype.itemsize for p, _, _ in plans)
-    run = _parallel if total >= PARALLEL_MIN_BYTES else _serial
     compress_cache: dict[tuple[str, str, int], Callable[[np.ndarray], bytes]] = {}
 
     def compressor(shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
@@ -301,9 +285,9 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
 
     live = [p for p, _, _ in plans if p.n_chunks]
-    run(first, live)
-    # Chunk-major: the node records behind chunk k of every column are read while in cache.
-    run(rest, [(p, k) for k in range(1, max((p.n_chunks for p in live), default=0)) for p in live if k < p.n_chunks])
+    _serial(first, live)
+    # Chunk-major: the node records behind chunk k of every column are gathered once.
+    _serial(rest, [(p, k) for k in range(1, max((p.n_chunks for p in live), default=0)) for p in live if k < p.n_chunks])
     out = []
     fallbacks = {}
     for plan, chunks, shards in plans:
@@ -323,7 +307,7 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
     hashes = [(e, key) for e in out if e is not None for key in e.shards]
-    for (encoded, key), digest in zip(hashes, run(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes), strict=True):
+    for (encoded, key), digest in zip(hashes, _serial(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes), strict=True):
         encoded.shard_sha256[key] = digest
     if fallbacks:
         redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
@@ -368,12 +352,6 @@ def file_size(value: bytes | list[bytes]) -> int:
 
 def _serial(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     return [function(item) for item in items]
-
-
-def _parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    if len(items) < 2:
-        return _serial(function, items)
-    return list(_pool().map(function, items))
 
 
 def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
