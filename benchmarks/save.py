@@ -19,9 +19,9 @@ once into ``~/.cache/treeshard-bench``).
 - **eager load** of RF-L (``treeshard.load(..., lazy=False)``) against
   ``joblib.load`` of the uncompressed file and against the floor: rebuilding
   every tree with sklearn's own ``Tree.__setstate__`` from node arrays already
-  in memory (the copy any loader pays). Peak memory (fresh processes,
-  ``ru_maxrss`` above the process before loading) against the loaded model's
-  node arrays.
+  in memory (the copy any loader pays); in one process (loads in a loop) and
+  in fresh processes (after a warm-up load of a small store: wall and CPU
+  time, peak and resident memory above the process before loading).
 
 The asv classes at the end time the same operations (``asv run --bench save``).
 """
@@ -178,32 +178,42 @@ def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
         out = {n: statistics.median(t) for n, t in times.items()}
         out["model node arrays (bytes)"] = sum(e.tree_.__getstate__()["nodes"].nbytes + e.tree_.value.nbytes for e in model.estimators_)
         del model
-        for kind, path in (("joblib", folder / "model.joblib"), ("treeshard", fresh)):
-            runs = [_peak_memory(kind, path) for _ in range(max(1, repeat // 3))]
-            out[f"{kind}: peak RSS increase (bytes)"] = statistics.median(r[0] for r in runs)
-            out[f"{kind}: resident loaded model (bytes)"] = statistics.median(r[1] for r in runs)
+        warm_up = workdir / "tiny.zip"
+        treeshard.save(small_tree(), warm_up)
+        runs: dict[str, list[tuple[float, ...]]] = {"joblib": [], "treeshard": []}
+        for _ in range(max(3, repeat // 2)):
+            for kind, path in (("joblib", folder / "model.joblib"), ("treeshard", fresh)):
+                runs[kind].append(_fresh_load(kind, path, warm_up))
+        for kind, values in runs.items():
+            out[f"{kind}: fresh process, load"] = statistics.median(v[0] for v in values)
+            out[f"{kind}: fresh process, CPU"] = statistics.median(v[1] for v in values)
+            out[f"{kind}: peak RSS increase (bytes)"] = statistics.median(v[2] for v in values)
+            out[f"{kind}: resident loaded model (bytes)"] = statistics.median(v[3] for v in values)
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-_PEAK_SCRIPT = """
-import sys, joblib, sklearn.ensemble, treeshard, numpy
+_FRESH_SCRIPT = """
+import sys, time, joblib, sklearn.ensemble, treeshard, numpy
 def status(field):  # VmHWM is this process's peak RSS (ru_maxrss would include the parent's, kept across exec)
     with open("/proc/self/status") as lines:
         return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
-kind, path = sys.argv[1], sys.argv[2]
+kind, path, warm_up = sys.argv[1:4]
+treeshard.load(warm_up, lazy=False)  # the load path's own imports and threads, paid once per process
 before = status("VmRSS")
+start, cpu = time.perf_counter(), time.process_time()
 model = joblib.load(path) if kind == "joblib" else treeshard.load(path, lazy=False)
-print(status("VmHWM") - before, status("VmRSS") - before)
+print(time.perf_counter() - start, time.process_time() - cpu, status("VmHWM") - before, status("VmRSS") - before)
 """
 
 
-def _peak_memory(kind: str, path: Path) -> tuple[int, int]:
-    """``(peak, resident)``: the process's peak RSS and its RSS once loaded, above its RSS before loading."""
-    result = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, kind, str(path)], capture_output=True, text=True, check=True)
-    peak, resident = result.stdout.split()
-    return int(peak), int(resident)
+def _fresh_load(kind: str, path: Path, warm_up: Path) -> tuple[float, ...]:
+    """``(wall seconds, CPU seconds, peak, resident)`` of one load in a new interpreter; memory is
+    the peak RSS and the RSS once loaded, above the RSS before loading."""
+    command = [sys.executable, "-c", _FRESH_SCRIPT, kind, str(path), str(warm_up)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return tuple(float(v) for v in result.stdout.split())
 
 
 def main(argv: list[str] | None = None) -> None:
