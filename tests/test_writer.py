@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -223,27 +222,3 @@ def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(monkeypatc
     assert np.array_equal(loaded.tree_.value, model.tree_.value)
     stored = zarr.open_array(zarr.storage.LocalStore(tmp_path / "m", read_only=True), path="nodes/value", mode="r")
     assert stored.dtype == np.float64 and np.array_equal(stored[...], model.tree_.value.reshape(model.tree_.node_count, -1))
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_encodes_after_its_parent(tmp_path):
-    """Threads the parent used to compress (Blosc's) do not exist in a forked child: it must not hang."""
-    big = np.arange(1 << 19, dtype=np.float64)
-    encode_array("x", big, codec="lz4", rows=1 << 14)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            encoded = encode_array("x", big, codec="lz4", rows=1 << 14)
-            os._exit(0 if len(encoded.shards) == 1 else 1)
-        finally:
-            os._exit(2)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    pytest.fail("the child's encoding hung")
