@@ -133,7 +133,7 @@ def test_failed_save_leaves_the_old_model(models, tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(treeshard.stores, "_pack_zip", explode)
+    monkeypatch.setattr(treeshard.stores, "_write_zip", explode)
     with pytest.raises(OSError, match="disk full"):
         treeshard.save(models[1], target, overwrite=True)
     assert target.read_bytes() == before

@@ -92,15 +92,16 @@ class ArrayLayout:
     key_suffix: str
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
-    """Threads that decode chunks (Blosc and crc32c release the GIL)."""
+    """Threads that decode chunks (Blosc and crc32c release the GIL); a new pool in a forked
+    child (the parent's threads do not exist there, and a task given to its pool never runs)."""
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-decode")
-    return _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)), thread_name_prefix="treeshard-decode"))
+    return _POOL[1]
 
 
 class UnsupportedLayout(Exception):

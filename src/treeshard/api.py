@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import platform
+import sys
 import warnings
 import weakref
 from collections.abc import Mapping, Sequence
@@ -17,13 +19,13 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
-from .codecs import CODECS, DEFAULT_CODEC, best_shuffle, chunk_geometry, compressors, node_chunk_rows
-from .columns import NodeColumns, encode_values, to_columns
+from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
+from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
 from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
-from .stores import writing
+from .stores import check_target, write_files
 
 
 #: Limits of what save() writes, inside the reader's MAX_CONFIG_BYTES for the
@@ -81,11 +83,7 @@ def save(
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
     _check_loadable(adapter, estimator, saved)
-    columns = to_columns(saved.trees, saved.layout)
-    columns.value, value_encoding = encode_values(columns)
-    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
-    with writing(store, overwrite=overwrite, storage_options=storage_options) as target:
-        _write(target, adapter.estimator_id, saved, columns, codec=codec, metadata=user_metadata)
+    _write(store, adapter.estimator_id, saved, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
 
 
 def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
@@ -135,32 +133,23 @@ def _check_record(record: dict[str, Any]) -> None:
         )
 
 
-def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColumns, *, codec: str, metadata: dict) -> None:
+def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
     import sklearn
-    import zarr
 
-    root = zarr.open_group(target, mode="w")
-    arrays: dict[str, np.ndarray] = {f"{NODES_GROUP}/tree_ptr": columns.tree_ptr}
-    arrays.update({f"{NODES_GROUP}/{name}": array for name, array in columns.arrays().items()})
-    arrays.update({f"{FITTED_GROUP}/{name}": array for name, array in saved.arrays.items()})
-    stored = {}
-    node_rows = node_chunk_rows(saved.layout.value_width)
-    for name, data in arrays.items():
-        is_node_column = name.startswith(f"{NODES_GROUP}/") and name != f"{NODES_GROUP}/tree_ptr"
-        chunks, shards = chunk_geometry(data.shape, data.dtype.itemsize, rows=node_rows if is_node_column else None)
-        array = root.create_array(
-            name,
-            shape=data.shape,
-            dtype=data.dtype,
-            chunks=chunks,
-            shards=shards,
-            compressors=compressors(codec, shuffle=best_shuffle(codec, data[: chunks[0]])),
-            filters=None,
-            fill_value=0,
-            config={"write_empty_chunks": True},  # every chunk is stored: a missing one is corruption
-        )
-        array[...] = data
-        stored[name] = {"nbytes": int(data.nbytes), "stored_bytes": int(array.nbytes_stored())}
+    from .integrity import DIGEST_KEY, canonical_json, digest_of_files
+    from .writer import encode_specs, in_memory, node_column_specs, store_files
+
+    check_target(store, overwrite=overwrite)
+    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+    nodes = TreeNodeRows(saved.trees, saved.layout)
+    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
+    specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
+    encoded = encode_specs(specs, codec=codec)
+    value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
+    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
+    stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
     config = Config(
         format_version=FORMAT_VERSION,
         estimator=estimator_id,
@@ -173,7 +162,7 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
             "treeshard": __version__,
             "sklearn": sklearn.__version__,
             "numpy": np.__version__,
-            "zarr": zarr.__version__,
+            "zarr": _zarr_version(),
             "python": platform.python_version(),
         },
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -182,13 +171,26 @@ def _write(target: Any, estimator_id: str, saved: SavedModel, columns: NodeColum
     )
     record = config.to_json()
     _check_record(record)
-    root.attrs.put({CONFIG_KEY: record})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(target)
-    from .integrity import record_digest
+    files = store_files(encoded, {CONFIG_KEY: record})
+    # The digest covers everything above; hashed as encoded, never read back.
+    shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
+    # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
+    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
+    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
 
-    record_digest(target)  # last: the digest covers everything written above
+
+@functools.lru_cache(maxsize=1)
+def _zarr_version() -> str:
+    """The installed zarr's version, without importing zarr (a save does not need it)."""
+    zarr = sys.modules.get("zarr")
+    if zarr is not None:
+        return zarr.__version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zarr")
+    except PackageNotFoundError:
+        return "none"
 
 
 # --------------------------------------------------------------------------- open
@@ -333,8 +335,9 @@ class ModelHandle:
             batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 32))
 
             def build(factory: Any) -> Sequence:
-                # One read-ahead thread: decoding overlaps building, memory stays low.
-                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=1).materialize()
+                # Two read-ahead threads: one batch decodes while the next is validated and the
+                # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
+                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=2).materialize()
 
         saved = SavedModel(
             params=config.params,

@@ -13,8 +13,10 @@ sklearn ``Tree`` objects from those.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,19 +93,17 @@ def to_columns(trees: Sequence, layout: TreeLayout) -> NodeColumns:
     )
     for i, tree in enumerate(trees):
         start, stop = int(tree_ptr[i]), int(tree_ptr[i + 1])
-        state = tree.__getstate__()
-        nodes = state["nodes"][: stop - start]
-        local = np.arange(stop - start, dtype=np.int64)
-        leaf = nodes["left_child"] == LEAF
-        cols.left_child_offset[start:stop] = np.where(leaf, 0, nodes["left_child"] - local)
-        cols.right_child_offset[start:stop] = np.where(leaf, 0, nodes["right_child"] - local)
+        # Tree's properties are views of its node array (``__getstate__`` would copy it).
+        local = np.arange(stop - start, dtype=np.int32)
+        for name, child in (("left_child_offset", tree.children_left), ("right_child_offset", tree.children_right)):
+            out = getattr(cols, name)[start:stop]
+            np.subtract(child, local, out=out, casting="unsafe")
+            out[child == LEAF] = 0
         for name in ("feature", "threshold", "impurity", "n_node_samples", "weighted_n_node_samples"):
-            getattr(cols, name)[start:stop] = nodes[name]
-        if "missing_go_to_left" in nodes.dtype.names:
-            cols.missing_go_to_left[start:stop] = nodes["missing_go_to_left"]
-        else:  # sklearn < 1.3 has no missing-value support: nothing goes left
-            cols.missing_go_to_left[start:stop] = 0
-        cols.value[start:stop] = state["values"][: stop - start].reshape(stop - start, -1)
+            getattr(cols, name)[start:stop] = getattr(tree, name)
+        missing = getattr(tree, "missing_go_to_left", None)  # sklearn < 1.3: nothing goes left
+        cols.missing_go_to_left[start:stop] = 0 if missing is None else missing
+        cols.value[start:stop] = tree.value.reshape(stop - start, -1)
     return cols
 
 
@@ -118,12 +118,13 @@ def encode_values(cols: NodeColumns) -> tuple[np.ndarray, str]:
     value, weight = cols.value, cols.weighted_n_node_samples[:, None]
     if value.size == 0 or not np.all(weight > 0) or not np.all(np.isfinite(value)):
         return value, "float64"
-    counts = np.rint(value * weight)
+    counts = np.multiply(value, weight)
+    np.rint(counts, out=counts)
     if counts.min() < 0 or counts.max() > np.iinfo(np.int32).max:
         return value, "float64"
     stored = counts.astype(WEIGHTED_COUNTS_DTYPE)
     # Compare bits, not values: -0.0 == 0.0, but an int32 count cannot keep the sign of a zero.
-    decoded = decode_values(stored, cols.weighted_n_node_samples, "weighted_counts")
+    decoded = np.divide(stored, weight, out=counts)  # what decode_values computes (weights checked > 0 above)
     if not np.array_equal(decoded.view(np.uint64), np.ascontiguousarray(value, dtype=np.float64).view(np.uint64)):
         return value, "float64"
     return stored, "weighted_counts"
@@ -154,3 +155,144 @@ def check_weighted_counts(stored: np.ndarray, weighted_n_node_samples: np.ndarra
     if stored.size and stored.min() < 0:
         node = int(np.argmax((stored < 0).any(axis=1)))
         raise ArrayError(f"nodes/value: negative weighted class count at node {node} of the range read")
+
+
+#: The field of sklearn's node record each stored column is read from.
+_NODE_FIELDS = {
+    "left_child_offset": "left_child",
+    "right_child_offset": "right_child",
+    "feature": "feature",
+    "threshold": "threshold",
+    "impurity": "impurity",
+    "n_node_samples": "n_node_samples",
+    "weighted_n_node_samples": "weighted_n_node_samples",
+    "missing_go_to_left": "missing_go_to_left",
+}
+_SOURCES = itertools.count()
+
+
+class NotWeightedCounts(Exception):
+    """A range of classifier values that int32 weighted counts would not reproduce bit for bit."""
+
+
+class TreeNodeRows:
+    """Rows of the node columns of sklearn trees, copied straight from each tree's
+    arrays into a caller's buffers: what :func:`to_columns` concatenates, one
+    chunk at a time (a save never holds a second copy of the model).
+
+    A range's node records and values are gathered once per thread (one C-level
+    copy of every tree's slice), then each column is one strided copy out of
+    them. Thread-safe: any number of ranges may be filled concurrently, each
+    thread with its own ``scratch`` buffers.
+    """
+
+    def __init__(self, trees: Sequence, layout: TreeLayout) -> None:
+        counts = np.fromiter((t.node_count for t in trees), dtype=np.int64, count=len(trees))
+        if counts.size and counts.max() > MAX_TREE_NODES:
+            raise UnsupportedEstimatorError(f"a tree has {counts.max()} nodes; at most {MAX_TREE_NODES} are supported")
+        self.tree_ptr = np.zeros(len(trees) + 1, dtype=TREE_PTR_DTYPE)
+        np.cumsum(counts, out=self.tree_ptr[1:])
+        self.n_nodes = int(self.tree_ptr[-1])
+        self.value_width = layout.value_width
+        # __getstate__ returns views of each tree's node and value arrays (no copy).
+        states = [t.__getstate__() for t in trees]
+        self._node_dtype = states[0]["nodes"].dtype if states else None
+        # Records as opaque bytes: concatenating them is a memcpy (a structured copy goes field by field).
+        raw = np.dtype((np.void, self._node_dtype.itemsize)) if states else None
+        self._nodes = [np.ascontiguousarray(state["nodes"][: int(n)]).view(raw) for state, n in zip(states, counts, strict=True)]
+        self._values = [state["values"][: int(n)].reshape(int(n), -1) for state, n in zip(states, counts, strict=True)]
+        self._ptr = self.tree_ptr.tolist()
+        self._token = next(_SOURCES)  # names this source's gathered range in a thread's scratch
+        self._local: np.ndarray | None = None
+
+    def _gather(self, start: int, stop: int, scratch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Node records and values of rows ``start:stop``, gathered into ``scratch`` (once per range)."""
+        key = (self._token, start, stop)
+        if scratch.get("gathered") == key:
+            return scratch["gathered_views"]
+        ptr = self._ptr
+        i = int(np.searchsorted(self.tree_ptr, start, side="right")) - 1
+        nodes, values = [], []
+        pos = start
+        while pos < stop:
+            first = ptr[i]
+            a, b = pos - first, min(stop, ptr[i + 1]) - first
+            nodes.append(self._nodes[i][a:b])
+            values.append(self._values[i][a:b])
+            pos += b - a
+            i += 1
+        scratch["gathered"] = None
+        records = _scratch(scratch, "records", (stop - start,), self._node_dtype)
+        gathered = _scratch(scratch, "values", (stop - start, self.value_width), np.float64)
+        np.concatenate(nodes, out=records.view(nodes[0].dtype))
+        np.concatenate(values, out=gathered)
+        scratch["gathered"], scratch["gathered_views"] = key, (records, gathered)
+        return records, gathered
+
+    def fill(self, name: str, start: int, stop: int, out: np.ndarray, scratch: dict[str, Any] | None = None) -> None:
+        """Rows ``start:stop`` of column ``name`` (as stored: child offsets, float64 values) into ``out``."""
+        if stop <= start:
+            return
+        records, values = self._gather(start, stop, {} if scratch is None else scratch)
+        if name == "value":
+            out[...] = values
+            return
+        field = _NODE_FIELDS[name]
+        if field not in records.dtype.names:  # sklearn < 1.3 has no missing-value support: nothing goes left
+            out[...] = 0
+            return
+        np.copyto(out, records[field], casting="unsafe")
+        if name in ("left_child_offset", "right_child_offset"):
+            # A split's child comes after it (offset >= 1); a leaf's child is -1, so
+            # ``child - node`` is negative exactly on leaves, whose offset is 0.
+            np.subtract(out, self._local_ids()[start:stop], out=out)
+            np.maximum(out, 0, out=out)
+
+    def _local_ids(self) -> np.ndarray:
+        """Each node's id inside its own tree."""
+        local = self._local
+        if local is None:  # a benign race: two threads may compute the same array
+            counts = np.diff(self.tree_ptr)
+            local = np.arange(self.n_nodes, dtype=np.int32) - np.repeat(self.tree_ptr[:-1], counts).astype(np.int32)
+            self._local = local
+        return local
+
+    def fill_weighted_counts(self, start: int, stop: int, out: np.ndarray, scratch: dict[str, Any]) -> None:
+        """Rows ``start:stop`` of ``value`` as int32 weighted counts (see :func:`encode_values`)
+        into ``out``; raise :class:`NotWeightedCounts` unless they decode bit for bit."""
+        if stop <= start:
+            return
+        records, value = self._gather(start, stop, scratch)
+        weight = _scratch(scratch, "weight", (stop - start,), np.float64)
+        weight[...] = records["weighted_n_node_samples"]
+        counts = _scratch(scratch, "counts", value.shape, np.float64)
+        if not (np.all(weight > 0) and np.all(np.isfinite(value))):
+            raise NotWeightedCounts
+        _per_column(np.multiply, value, weight, counts)
+        np.rint(counts, out=counts)
+        if counts.size and (counts.min() < 0 or counts.max() > np.iinfo(np.int32).max):
+            raise NotWeightedCounts
+        out[...] = counts
+        # Compare bits, not values: -0.0 == 0.0, but an int32 count cannot keep the sign of a zero.
+        _per_column(np.divide, out, weight, counts)
+        if not np.array_equal(counts.view(np.uint64), value.view(np.uint64)):
+            raise NotWeightedCounts
+
+
+def _per_column(ufunc: Any, matrix: np.ndarray, column: np.ndarray, out: np.ndarray) -> None:
+    """``ufunc(matrix, column[:, None], out=out)``, the same values, faster for a narrow matrix
+    (numpy's broadcast runs an inner loop per row)."""
+    if matrix.shape[1] > 8:
+        ufunc(matrix, column[:, None], out=out)
+        return
+    for j in range(matrix.shape[1]):
+        ufunc(matrix[:, j], column, out=out[:, j])
+
+
+def _scratch(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A reusable buffer of ``shape`` (memory already touched costs no page faults)."""
+    size = int(np.prod(shape))
+    buffer = scratch.get(name)
+    if buffer is None or buffer.size < size or buffer.dtype != dtype:
+        buffer = scratch[name] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)

@@ -308,6 +308,47 @@ def record_digest(store: Any) -> str:
     return record["digest"]
 
 
+def digest_of_files(
+    files: dict[str, Any],
+    *,
+    config: Any,
+    arrays: dict[str, dict[str, tuple[str, list[list[Any]]]]],
+    file_sha256: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The record :func:`compute_digest` would compute for a store holding exactly ``files``,
+    computed while writing: nothing is read back.
+
+    ``files`` maps each key to its bytes, or to the list of its parts. ``config``
+    is the config record as stored; ``arrays`` maps each array path to
+    ``{chunk_key: (shard sha256, inner chunks [[offset, length, sha256], ...])}``
+    (what :mod:`treeshard.writer` computed as it encoded); ``file_sha256`` the
+    sha256 of any other files already known. The rest are hashed here.
+    """
+    known = dict(file_sha256 or {})
+    for name, chunks in arrays.items():
+        for chunk, (sha, _) in chunks.items():
+            known[f"{name}/{chunk}"] = sha
+    keys = sorted(k for k in files if k not in (DIGEST_KEY, SIGNATURE_KEY))
+    def size(value: Any) -> int:
+        return len(value) if isinstance(value, bytes) else sum(map(len, value))
+
+    record_files = {k: {"size": size(files[k]), "sha256": known.get(k) or _sha256(b"".join(files[k]) if isinstance(files[k], list) else files[k])} for k in keys}
+    record_arrays: dict[str, dict[str, Any]] = {}
+    for name, chunks in arrays.items():
+        entries = {chunk: {"size": size(files[f"{name}/{chunk}"]), "sha256": sha, "inner": inner} for chunk, (sha, inner) in chunks.items()}
+        chunk_digests = {chunk: entry["sha256"] for chunk, entry in entries.items()}
+        array_sha = _sha256(canonical_json({"metadata": record_files[f"{name}/{ROOT_METADATA}"]["sha256"], "chunks": chunk_digests}))
+        record_arrays[name] = {"chunks": entries, "sha256": array_sha}
+    body = {
+        "treeshard_digest": DIGEST_FORMAT,
+        "algorithm": "sha256",
+        "config": _sha256(canonical_json(config)) if config is not None else None,
+        "files": record_files,
+        "arrays": record_arrays,
+    }
+    return {**body, "digest": _sha256(canonical_json(body))}
+
+
 def _delete(store: Any, key: str) -> None:
     try:
         _sync(store.delete(key))

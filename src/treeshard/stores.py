@@ -225,6 +225,134 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
     _copy_store(staging, store, clear=overwrite)
 
 
+def check_target(store: Any, *, overwrite: bool) -> None:
+    """Refuse early what :func:`write_files` would refuse (an existing path without ``overwrite``),
+    before any work is spent encoding the model."""
+    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+        _check_replaceable(Path(store), overwrite=overwrite)
+
+
+def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite: bool, storage_options: Any = None) -> None:
+    """Put a complete store (``{key: bytes or the list of a file's parts}``) at ``store``,
+    atomically where the target allows.
+
+    A directory or ``.zip`` path is written directly, without zarr (see
+    :func:`writing` for how each target is replaced, and ``SECURITY.md`` for
+    the ``fsync`` calls that make it durable); a zarr ``Store`` or an fsspec
+    URL goes through :func:`writing`.
+    """
+    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+        target = Path(store)
+        _check_replaceable(target, overwrite=overwrite)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target)
+        if is_zip_path(target):
+            tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
+            try:
+                _write_zip(files, tmp_zip)
+                _check_replaceable(target, overwrite=overwrite)
+                os.replace(tmp_zip, target)
+            finally:
+                tmp_zip.unlink(missing_ok=True)
+        else:
+            tmp_dir = temporary_sibling(target, "tmp")
+            try:
+                _write_directory(files, tmp_dir)
+                _check_replaceable(target, overwrite=overwrite)
+                _replace_directory(tmp_dir, target)
+            finally:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+        fsync_directory(target.parent)
+        return
+    with writing(store, overwrite=overwrite, storage_options=storage_options) as staging:
+        _put_files(staging, files)
+
+
+def _ordered(files: dict[str, Any]) -> list[str]:
+    """Keys sorted, the root ``zarr.json`` last: a reader of a partial copy finds no model at all."""
+    return sorted(files, key=lambda key: (key == ROOT_METADATA, key))
+
+
+#: A zip smaller than this is assembled in memory and written with one call.
+ZIP_IN_MEMORY_BYTES = 16 * 1024 * 1024
+
+
+def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
+    """A zip of stored members, made durable by one ``fsync`` before it is renamed into place."""
+    import io
+    import time
+
+    stamp = time.localtime()[:6]
+    small = sum(len(part) for value in files.values() for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
+    with open(zip_path, "xb") as handle:
+        sink = io.BytesIO() if small else handle
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key in _ordered(files):
+                info = zipfile.ZipInfo(key, date_time=stamp)
+                info.external_attr = 0o644 << 16
+                parts = _parts(files[key])
+                info.file_size = sum(map(len, parts))
+                with archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
+                    for part in parts:
+                        member.write(part)
+        if small:
+            handle.write(sink.getbuffer())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> None:
+    """Every file written, then every file and directory fsynced (concurrently: the file
+    system commits them together), so that the rename that publishes ``directory``
+    publishes complete, durable contents."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    directories = {directory}
+    directory.mkdir()
+    paths = []
+    for key in _ordered(files):
+        path = directory / key
+        if path.parent not in directories:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            directories.update(p for p in path.parents if p.is_relative_to(directory))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            for part in _parts(files[key]):
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        paths.append(path)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="treeshard-fsync") as pool:
+        list(pool.map(_fsync_file, paths))
+        list(pool.map(fsync_directory, directories))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _parts(value: bytes | list[bytes]) -> list[bytes]:
+    return [value] if isinstance(value, bytes) else value
+
+
+def _put_files(store: Any, files: dict[str, bytes | list[bytes]]) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def put() -> None:
+        buffer = default_buffer_prototype().buffer
+        for key in _ordered(files):
+            await store.set(key, buffer.from_bytes(b"".join(_parts(files[key]))))
+
+    sync(put())
+
+
 _TEMPORARY_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}(?:\.zip)?$")
 
 

@@ -1,0 +1,442 @@
+"""Encode a model's arrays as the files of a zarr v3 store, without zarr.
+
+:func:`encode_array` produces the exact bytes zarr-python writes for the
+subset ``docs/FORMAT.md`` (section 7) specifies: an array's ``zarr.json`` and
+its shard files, each shard the concatenated inner chunks (``bytes`` ->
+``blosc`` -> ``crc32c``) followed by the shard index (``offset, length``
+little-endian uint64 pairs, ``2**64 - 1`` twice for an absent chunk) and the
+index's crc32c, as the zarr v3 sharding specification lays them out. Each
+chunk is compressed by Blosc's own threads (numcodecs uses them when called
+from the main thread; a pool of Python threads over chunks measured slower:
+filling and hashing chunks hold the GIL often), chunk-major so that the node
+records behind chunk *k* of every column are read while in cache, and every
+shard's and inner chunk's sha256 is computed as it is encoded, so the content
+digest (:func:`treeshard.integrity.digest_of_files`) never reads anything
+back.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import threading
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .codecs import CODECS, chunk_geometry
+
+ROOT_METADATA = "zarr.json"
+JSON_INDENT = 2  # zarr-python's default ``json_indent``
+_EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
+_SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def _crc32c(data: bytes) -> bytes:
+    import google_crc32c
+
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
+
+
+@dataclass
+class EncodedArray:
+    """One array as stored: its metadata document and shard files, with their digests."""
+
+    path: str
+    metadata: dict[str, Any]
+    document: bytes
+    shards: dict[str, list[bytes]] = field(default_factory=dict)  # chunk key ("c/0") -> the shard's parts, in order
+    shard_sha256: dict[str, str] = field(default_factory=dict)
+    inner: dict[str, list[list[Any]]] = field(default_factory=dict)  # chunk key -> [[offset, length, sha256]]
+    nbytes: int = 0
+
+    @property
+    def stored_bytes(self) -> int:
+        """What zarr's ``nbytes_stored`` reports: the metadata document and every shard."""
+        return len(self.document) + sum(map(file_size, self.shards.values()))
+
+
+def dumps(document: Mapping[str, Any]) -> bytes:
+    """A metadata document as zarr-python serializes it."""
+    return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
+
+
+def _data_type(dtype: np.dtype) -> tuple[str, Any]:
+    """The zarr v3 ``data_type`` name and fill value (0) of a numeric dtype."""
+    if dtype.kind == "b":
+        return "bool", False
+    if dtype.kind in "iu" or (dtype.kind == "f" and dtype.itemsize in (4, 8)):
+        return dtype.name, 0.0 if dtype.kind == "f" else 0
+    raise ValueError(f"cannot store dtype {dtype} (numeric and bool arrays only)")
+
+
+def _bytes_codec(dtype: np.dtype) -> dict[str, Any]:
+    if dtype.itemsize == 1:
+        return {"name": "bytes"}
+    return {"name": "bytes", "configuration": {"endian": "little"}}
+
+
+def array_metadata(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], shards: tuple[int, ...], *, codec: str, shuffle: str | None) -> dict[str, Any]:
+    """The ``zarr.json`` document of an array (key order as zarr-python writes it)."""
+    data_type, fill = _data_type(dtype)
+    inner: list[dict[str, Any]] = [_bytes_codec(dtype)]
+    preset = CODECS[codec]
+    if preset is not None:
+        cname, level = preset
+        config = {"typesize": dtype.itemsize, "cname": cname, "clevel": level, "shuffle": shuffle, "blocksize": 0}
+        inner.append({"name": "blosc", "configuration": config})
+    inner.append({"name": "crc32c"})
+    index_codecs = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
+    return {
+        "shape": list(shape),
+        "data_type": data_type,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(shards)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [
+            {
+                "name": "sharding_indexed",
+                "configuration": {"chunk_shape": list(chunks), "codecs": inner, "index_codecs": index_codecs, "index_location": "end"},
+            }
+        ],
+        "attributes": {},
+        "zarr_format": 3,
+        "node_type": "array",
+        "storage_transformers": [],
+    }
+
+
+_SHAPES = ("\x00shape\x00", "\x00shards\x00", "\x00chunks\x00")
+
+
+@functools.lru_cache(maxsize=64)
+def _document_template(dtype: np.dtype, ndim: int, codec: str, shuffle: str | None) -> tuple[bytes, tuple[tuple[bytes, int], ...]]:
+    """``dumps`` of an array document with placeholders for its three shape lists, and each
+    placeholder with the indentation level of its line (serializing with an indent is slow)."""
+    document = array_metadata((0,) * ndim, dtype, (0,) * ndim, (0,) * ndim, codec=codec, shuffle=shuffle)
+    document["shape"] = _SHAPES[0]
+    document["chunk_grid"]["configuration"]["chunk_shape"] = _SHAPES[1]
+    document["codecs"][0]["configuration"]["chunk_shape"] = _SHAPES[2]
+    text = dumps(document)
+    marks = []
+    for name in _SHAPES:
+        marker = json.dumps(name).encode()
+        line_start = text.rindex(b"\n", 0, text.index(marker)) + 1
+        marks.append((marker, (len(text[line_start:]) - len(text[line_start:].lstrip(b" "))) // JSON_INDENT))
+    return text, tuple(marks)
+
+
+def array_document(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], shards: tuple[int, ...], *, codec: str, shuffle: str | None) -> bytes:
+    """``dumps(array_metadata(...))``, from a cached template."""
+    text, marks = _document_template(dtype, len(shape), codec, shuffle)
+    for (marker, level), values in zip(marks, (shape, shards, chunks), strict=True):
+        pad = b" " * (JSON_INDENT * (level + 1))
+        items = b",\n".join(pad + str(int(v)).encode() for v in values)
+        text = text.replace(marker, b"[\n" + items + b"\n" + b" " * (JSON_INDENT * level) + b"]" if values else b"[]", 1)
+    return text
+
+
+def group_metadata(*, consolidated: bool = False) -> dict[str, Any]:
+    """A group's ``zarr.json`` document (as a consolidated entry: with an empty inline record)."""
+    if consolidated:
+        return {"attributes": {}, "zarr_format": 3, "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {}}, "node_type": "group"}
+    return {"attributes": {}, "zarr_format": 3, "node_type": "group"}
+
+
+def _compressor(codec: str, shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
+    preset = CODECS[codec]
+    if preset is None:
+        return lambda chunk: chunk.tobytes()
+    from numcodecs import Blosc
+
+    cname, level = preset
+    blosc = Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
+    return lambda chunk: bytes(blosc.encode(chunk))
+
+
+def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, bytes | None]:
+    """The Blosc shuffle that compresses ``first_chunk`` best, and that chunk so compressed
+    (reused as the stored chunk: the trial is never repeated). ``(None, None)`` uncompressed."""
+    if CODECS[codec] is None:
+        return None, None
+    best: tuple[int, str, bytes] | None = None
+    for name in ("shuffle", "bitshuffle"):  # ties go to byte shuffle, as codecs.best_shuffle
+        encoded = _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
+        if best is None or len(encoded) < best[0]:
+            best = (len(encoded), name, encoded)
+    assert best is not None
+    return best[1], best[2]
+
+
+@dataclass
+class ArraySpec:
+    """An array to encode, produced a chunk at a time.
+
+    ``chunk(start, stop, scratch)`` returns rows ``start:stop`` as a C-contiguous
+    array of exactly ``rows`` rows (padded with zeros past the end of the array);
+    it may fill and return a buffer of ``scratch`` (per thread, reused). If it
+    raises :class:`~treeshard.columns.NotWeightedCounts`, ``fallback`` is encoded
+    instead.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunk: Callable[[int, int, dict[str, np.ndarray]], np.ndarray]
+    rows: int | None = None
+    fallback: ArraySpec | None = None
+
+
+def in_memory(path: str, data: np.ndarray, *, rows: int | None = None) -> ArraySpec:
+    """An :class:`ArraySpec` of an array already in memory (chunks are views where whole)."""
+    dtype = data.dtype.newbyteorder("<") if data.dtype.byteorder == ">" else data.dtype
+    data = np.ascontiguousarray(data, dtype=dtype)
+
+    def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+        part = data[start:stop]
+        if part.shape[0] == stop - start:
+            return part
+        padded = np.zeros((stop - start, *data.shape[1:]), dtype=data.dtype)
+        padded[: part.shape[0]] = part
+        return padded
+
+    return ArraySpec(path=path, shape=data.shape, dtype=data.dtype, chunk=chunk, rows=rows)
+
+
+def encode_array(path: str, data: np.ndarray, *, codec: str, rows: int | None = None) -> EncodedArray:
+    """Encode ``data`` as the array ``path`` of a store (``rows``: rows per chunk, else about 2 MB)."""
+    return encode_specs([in_memory(path, data, rows=rows)], codec=codec)[0]
+
+
+@dataclass
+class _Plan:
+    spec: ArraySpec
+    chunk_rows: int
+    per_shard: int
+    n_chunks: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    document: bytes = b""
+    shuffle: str | None = None
+    chunks: list[tuple[bytes, str] | None] = field(default_factory=list)
+    failed: bool = False
+
+
+_LOCAL = threading.local()
+
+
+def _scratch() -> dict[str, np.ndarray]:
+    scratch = getattr(_LOCAL, "scratch", None)
+    if scratch is None:
+        scratch = _LOCAL.scratch = {}
+    return scratch
+
+
+def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
+    """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded."""
+    from .columns import NotWeightedCounts
+
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    plans = []
+    for spec in specs:
+        chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
+        n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
+        plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
+        plan.chunks = [None] * n_chunks
+        plans.append((plan, chunks, shards))
+    compress_cache: dict[tuple[str, str, int], Callable[[np.ndarray], bytes]] = {}
+
+    def compressor(shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
+        key = (codec, shuffle, itemsize)
+        if key not in compress_cache:
+            compress_cache[key] = _compressor(codec, shuffle, itemsize)
+        return compress_cache[key]
+
+    def rows_of(plan: _Plan, k: int) -> tuple[int, int]:
+        return k * plan.chunk_rows, (k + 1) * plan.chunk_rows
+
+    def first(plan: _Plan) -> None:
+        try:
+            data = plan.spec.chunk(*rows_of(plan, 0), _scratch())
+        except NotWeightedCounts:
+            plan.failed = True
+            return
+        plan.shuffle, body = choose_shuffle(codec, data)
+        if body is None:
+            body = data.tobytes()
+        chunk = body + _crc32c(body)
+        plan.chunks[0] = (chunk, hashlib.sha256(chunk).hexdigest())
+
+    def rest(item: tuple[_Plan, int]) -> None:
+        plan, k = item
+        if plan.failed:
+            return
+        try:
+            data = plan.spec.chunk(*rows_of(plan, k), _scratch())
+        except NotWeightedCounts:
+            plan.failed = True
+            return
+        body = compressor(plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
+        chunk = body + _crc32c(body)
+        plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
+
+    live = [p for p, _, _ in plans if p.n_chunks]
+    _serial(first, live)
+    # Chunk-major: the node records behind chunk k of every column are gathered once.
+    _serial(rest, [(p, k) for k in range(1, max((p.n_chunks for p in live), default=0)) for p in live if k < p.n_chunks])
+    out = []
+    fallbacks = {}
+    for plan, chunks, shards in plans:
+        if plan.failed:
+            if plan.spec.fallback is None:
+                raise ValueError(f"{plan.spec.path}: cannot be encoded")  # pragma: no cover - only value columns fall back
+            fallbacks[plan.spec.path] = plan.spec.fallback
+            out.append(None)
+            continue
+        shuffle = plan.shuffle
+        if shuffle is None and CODECS[codec] is not None:
+            shuffle = "bitshuffle" if plan.spec.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
+        metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        nbytes = int(np.prod(plan.spec.shape)) * plan.spec.dtype.itemsize
+        encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
+        _assemble(encoded, plan, len(plan.spec.shape))
+        out.append(encoded)
+    hashes = [(e, key) for e in out if e is not None for key in e.shards]
+    for (encoded, key), digest in zip(hashes, _serial(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes), strict=True):
+        encoded.shard_sha256[key] = digest
+    if fallbacks:
+        redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
+        out = [next(redone) if e is None else e for e in out]
+    return out
+
+
+def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
+    """Shards from encoded chunks: the chunks, then the index and its crc32c."""
+    suffix = "/0" * (ndim - 1)
+    per_shard = plan.per_shard
+    for shard in range(-(-plan.n_chunks // per_shard)):
+        parts = plan.chunks[shard * per_shard : (shard + 1) * per_shard]
+        index = np.full((per_shard, 2), _EMPTY_INDEX[0], dtype="<u8")
+        inner: list[list[Any]] = []
+        offset = 0
+        for k, part in enumerate(parts):
+            assert part is not None
+            chunk, digest = part
+            index[k] = (offset, len(chunk))
+            inner.append([offset, len(chunk), digest])
+            offset += len(chunk)
+        inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
+        index_bytes = index.tobytes()
+        key = f"c/{shard}{suffix}"
+        # Kept as parts: joining them would copy the whole model once more.
+        out.shards[key] = [*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)]  # type: ignore[misc]
+        out.inner[key] = inner
+
+
+def _sha256_parts(parts: list[bytes]) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def file_size(value: bytes | list[bytes]) -> int:
+    """Bytes of a file given whole or as its parts."""
+    return len(value) if isinstance(value, bytes) else sum(map(len, value))
+
+
+def _serial(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    return [function(item) for item in items]
+
+
+def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
+    """zarr-python's order of consolidated entries: by depth, then by case-folded name."""
+    return item[0].count("/"), unicodedata.normalize("NFKC", item[0]).casefold()
+
+
+def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> dict[str, bytes | list[bytes]]:
+    """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
+    (with ``attributes`` and the consolidated metadata of every node), last. Shard files
+    are lists of their parts (see :func:`treeshard.stores.write_files`)."""
+    files: dict[str, bytes | list[bytes]] = {}
+    consolidated: dict[str, bytes] = {}
+    groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
+    group_document, group_entry = dumps(group_metadata()), dumps(group_metadata(consolidated=True))
+    for group in groups:
+        files[f"{group}/{ROOT_METADATA}"] = group_document
+        consolidated[group] = group_entry
+    for array in encoded:
+        files[f"{array.path}/{ROOT_METADATA}"] = array.document
+        for key, shard in array.shards.items():
+            files[f"{array.path}/{key}"] = shard
+        consolidated[array.path] = array.document
+    files[ROOT_METADATA] = _root_document(attributes, consolidated)
+    return files
+
+
+def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]) -> bytes:
+    """``dumps`` of the root group with its consolidated metadata, reusing each node's
+    serialized document: an indented document nested ``k`` levels deep is the same text
+    with ``2 k`` more spaces after each newline (JSON strings hold no raw newline)."""
+    placeholder = "\x00consolidated\x00"
+    root = {
+        "attributes": dict(attributes),
+        "zarr_format": 3,
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": placeholder},
+        "node_type": "group",
+    }
+    text = dumps(root)
+    marker = json.dumps(placeholder).encode()
+    if not consolidated:
+        return text.replace(marker, b"{}", 1)
+    entries = sorted(consolidated.items(), key=_consolidated_order)
+    inner = b",\n".join(b"      " + json.dumps(key).encode() + b": " + document.replace(b"\n", b"\n      ") for key, document in entries)
+    return text.replace(marker, b"{\n" + inner + b"\n    }", 1)
+
+
+def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]:
+    """Specs of the node columns of ``source`` (a :class:`~treeshard.columns.TreeNodeRows`),
+    chunk by chunk from the trees' own arrays; ``value`` as weighted counts if they
+    reproduce every value, else float64 (its ``fallback``)."""
+    from .columns import NODE_COLUMNS, WEIGHTED_COUNTS_DTYPE
+
+    n = source.n_nodes
+
+    def column(name: str, dtype: np.dtype, shape: tuple[int, ...], counts: bool = False) -> ArraySpec:
+        path = f"{prefix}/{name}"
+
+        def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+            buffer = _buffer(scratch, path, (stop - start, *shape[1:]), dtype)
+            valid = max(0, min(stop, n) - start)
+            if counts:
+                source.fill_weighted_counts(start, start + valid, buffer[:valid], scratch)
+            else:
+                source.fill(name, start, start + valid, buffer[:valid], scratch)
+            buffer[valid:] = 0
+            return buffer
+
+        return ArraySpec(path=path, shape=shape, dtype=dtype, chunk=chunk, rows=rows)
+
+    specs = []
+    for name, dtype in NODE_COLUMNS.items():
+        if name == "value":
+            shape = (n, source.value_width)
+            spec = column(name, WEIGHTED_COUNTS_DTYPE, shape, counts=True)
+            spec.fallback = column(name, dtype, shape)
+        else:
+            spec = column(name, dtype, (n,))
+        specs.append(spec)
+    return specs
+
+
+def _buffer(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    size = int(np.prod(shape))
+    buffer = scratch.get(name)
+    if buffer is None or buffer.size != size or buffer.dtype != dtype:
+        buffer = scratch[name] = np.empty(size, dtype=dtype)
+    return buffer.reshape(shape)
