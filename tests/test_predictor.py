@@ -148,16 +148,34 @@ def test_huge_values_round_to_float32_infinity_like_sklearn() -> None:
     assert_same_outputs(estimator, predictor, rows)
 
 
-def test_large_batch_is_split_into_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of rows (and the pair compaction inside a block) change nothing."""
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, 3, -1])
+@pytest.mark.parametrize("case", ["rf-multiclass", "rf-nan", "gb-multiclass", "gb-regression", "dt-multioutput-string"])
+def test_row_blocks_and_threads_change_nothing(monkeypatch: pytest.MonkeyPatch, case: str, n_jobs: Any) -> None:
+    """Odd row blocks spread over threads give the same bits as sklearn."""
     import treeshard.predictor as module
 
-    estimator, predictor, X = fitted("rf-multiclass")
-    big = np.vstack([X] * 8)
-    monkeypatch.setattr(module, "BLOCK_PAIRS", 7 * 300)
-    assert_same_outputs(estimator, predictor, big)
-    estimator, predictor, X = fitted("gb-multiclass")
-    assert_same_outputs(estimator, predictor, np.vstack([X] * 4))
+    estimator, predictor, X = fitted(case)
+    monkeypatch.setattr(module, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)  # even a small batch is split over the threads
+    monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+    assert predictor._threads(len(X)) == {None: 1, 1: 1, 2: 2, 3: 3, -1: module.available_cores()}[n_jobs]
+    assert_same_outputs(estimator, predictor, np.vstack([X] * 3))
+
+
+@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
+def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> None:
+    import re
+
+    _, predictor, X = fitted("rf-regression")
+    monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a positive integer, -1 or None, got {n_jobs!r}')}$"):
+        predictor.predict(X)
+
+
+def test_small_batches_stay_in_the_calling_thread() -> None:
+    _, predictor, X = fitted("rf-regression")
+    assert predictor._threads(1) == 1
+    assert predictor._threads(63) == 1  # one block of rows
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,3 +175,167 @@ def check_and_layout(
     free(depth)
     free(seen)
     return code, bad
+
+
+# --------------------------------------------------------------------------- traversal
+# The flat predictor's engine (treeshard.predictor). Its node table holds one
+# 16-byte record per node of already validated trees (check_and_layout above):
+# the split threshold rounded down to float32 (x <= t in float64 exactly when
+# x <= that float32, for a float32 x), the feature (-1 at a leaf) and the two
+# child offsets relative to the node. A pass takes a block of rows through each
+# tree in turn (the tree stays in cache while the block walks it), and adds
+# the leaf values of a row in tree order, as sklearn does.
+
+cdef struct Node:
+    float threshold
+    int32_t feature
+    int32_t left
+    int32_t right
+
+
+cdef inline Py_ssize_t _leaf(const Node* nodes, const uint8_t* nan_right, Py_ssize_t node, const float* x) noexcept nogil:
+    cdef const Node* nd = nodes + node
+    cdef float v
+    while nd.feature >= 0:
+        v = x[nd.feature]
+        if v <= nd.threshold:
+            node += nd.left
+        elif v != v and not nan_right[node]:  # NaN: sklearn's missing_go_to_left
+            node += nd.left
+        else:
+            node += nd.right
+        nd = nodes + node
+    return node
+
+
+cdef void _leaves_block(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, int64_t* out, Py_ssize_t n_rows, Py_ssize_t start, Py_ssize_t stop,
+) noexcept nogil:
+    cdef Py_ssize_t t, r, root
+    for t in range(n_trees):
+        root = roots[t]
+        for r in range(start, stop):
+            out[t * n_rows + r] = _leaf(nodes, nan_right, root, X + r * n_features)
+
+
+cdef void _sum_block(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, const double* value, const int32_t* counts, const double* weights,
+    Py_ssize_t width, double scale, Py_ssize_t k, double* out, Py_ssize_t start, Py_ssize_t stop,
+) noexcept nogil:
+    cdef Py_ssize_t t, r, j, root, leaf, column
+    cdef Py_ssize_t out_width = k * width
+    cdef double* acc
+    for t in range(n_trees):
+        root = roots[t]
+        column = (t % k) * width
+        for r in range(start, stop):
+            leaf = _leaf(nodes, nan_right, root, X + r * n_features)
+            acc = out + r * out_width + column
+            if counts == NULL:
+                for j in range(width):
+                    acc[j] += scale * value[leaf * width + j]
+            else:  # value_encoding "weighted_counts": the division a load would do, at the leaf
+                for j in range(width):
+                    acc[j] += scale * (<double> counts[leaf * width + j] / weights[leaf])
+
+
+cdef int _check_table(
+    const float[:, ::1] X, const int32_t[:, ::1] nodes, const uint8_t[::1] nan_right, const int64_t[::1] roots,
+    Py_ssize_t start, Py_ssize_t stop,
+) except -1:
+    if nodes.shape[1] != 4 or nan_right.shape[0] != nodes.shape[0]:
+        raise ValueError("node table: expected (n_nodes, 4) records and n_nodes NaN flags")
+    if not 0 <= start <= stop <= X.shape[0]:
+        raise ValueError("row range outside X")
+    for t in range(roots.shape[0]):
+        if not 0 <= roots[t] < nodes.shape[0]:
+            raise ValueError("tree root outside the node table")
+    return 0
+
+
+def traverse_leaves(
+    const float[:, ::1] X,
+    const int32_t[:, ::1] nodes,
+    const uint8_t[::1] nan_right,
+    const int64_t[::1] roots,
+    int64_t[:, ::1] out,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t block_rows,
+):
+    """Write the leaf (global node id) that rows ``start:stop`` of ``X`` reach in each tree
+    into ``out[tree, row]``, a block of ``block_rows`` rows at a time, without the GIL.
+
+    ``nodes`` is the node table described above, of trees that passed
+    :func:`check_and_layout`, and ``X`` has every feature those trees split on.
+    """
+    _check_table(X, nodes, nan_right, roots, start, stop)
+    if out.shape[0] != roots.shape[0] or out.shape[1] != X.shape[0]:
+        raise ValueError("out: expected (n_trees, n_rows)")
+    if start == stop or roots.shape[0] == 0:
+        return
+    cdef Py_ssize_t first, last
+    cdef Py_ssize_t block = max(1, block_rows)
+    with nogil:
+        first = start
+        while first < stop:
+            last = min(stop, first + block)
+            _leaves_block(
+                &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
+                &out[0, 0], X.shape[0], first, last,
+            )
+            first = last
+
+
+def traverse_sum(
+    const float[:, ::1] X,
+    const int32_t[:, ::1] nodes,
+    const uint8_t[::1] nan_right,
+    const int64_t[::1] roots,
+    const double[:, ::1] value,
+    const int32_t[:, ::1] counts,
+    const double[::1] weights,
+    double scale,
+    Py_ssize_t k,
+    double[:, ::1] out,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t block_rows,
+):
+    """Add ``scale * value[leaf]`` of every tree, in tree order, to ``out[row]`` for rows
+    ``start:stop``; tree ``t`` adds to the ``t % k``-th group of ``value.shape[1]``
+    columns (``k`` trees per boosting stage; 1 for a forest). Without the GIL.
+
+    With ``value`` of zero rows, a leaf's value is ``counts[leaf] / weights[leaf]``
+    (value_encoding "weighted_counts"). ``out`` holds the starting values (zeros, or
+    gradient boosting's init prediction); the sum is the same left fold as
+    ``np.add.accumulate`` over trees and as sklearn's ``predict_stages``.
+    """
+    _check_table(X, nodes, nan_right, roots, start, stop)
+    cdef Py_ssize_t n_nodes = nodes.shape[0]
+    cdef bint by_counts = value.shape[0] == 0
+    cdef Py_ssize_t width = counts.shape[1] if by_counts else value.shape[1]
+    if by_counts and (counts.shape[0] != n_nodes or weights.shape[0] != n_nodes):
+        raise ValueError("counts and weights: expected one row per node")
+    if not by_counts and value.shape[0] != n_nodes:
+        raise ValueError("value: expected one row per node")
+    if k < 1 or out.shape[0] != X.shape[0] or out.shape[1] != k * width:
+        raise ValueError("out: expected (n_rows, k * width)")
+    if start == stop or roots.shape[0] == 0 or width == 0:
+        return
+    cdef const double* value_ptr = NULL if by_counts else &value[0, 0]
+    cdef const int32_t* counts_ptr = &counts[0, 0] if by_counts else NULL
+    cdef const double* weights_ptr = &weights[0] if by_counts else NULL
+    cdef Py_ssize_t first, last
+    cdef Py_ssize_t block = max(1, block_rows)
+    with nogil:
+        first = start
+        while first < stop:
+            last = min(stop, first + block)
+            _sum_block(
+                &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
+                value_ptr, counts_ptr, weights_ptr, width, scale, k, &out[0, 0], first, last,
+            )
+            first = last
