@@ -10,7 +10,7 @@ is to reject input that would make sklearn's own traversal read out of bounds.
 
 from libc.math cimport isnan
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 # Error codes, mapped to messages by treeshard.validate.
 cpdef enum Problem:
@@ -181,10 +181,18 @@ def check_and_layout(
 # The flat predictor's engine (treeshard.predictor). Its node table holds one
 # 16-byte record per node of already validated trees (check_and_layout above):
 # the split threshold rounded down to float32 (x <= t in float64 exactly when
-# x <= that float32, for a float32 x), the feature (-1 at a leaf) and the two
-# child offsets relative to the node. A pass takes a block of rows through each
-# tree in turn (the tree stays in cache while the block walks it), and adds
-# the leaf values of a row in tree order, as sklearn does.
+# x <= that float32, for a float32 x), the feature (0 at a leaf: any readable
+# column) and the two child offsets relative to the node (0 at a leaf).
+#
+# Walking a tree is a chain of dependent loads, mostly cache misses on a large
+# forest. So GROUP (tree, row) pairs walk at once, interleaved: their loads are
+# independent and overlap in memory; a pair that reaches its leaf hands its slot
+# to the next pair. Pairs come tree-major over a block of rows, so a tree stays
+# in cache while the block walks it; with few rows, the walks span trees. Sums
+# are added afterwards, each row's leaf values in tree order, as sklearn does.
+
+cdef enum:
+    MAX_GROUP = 32
 
 cdef struct Node:
     float threshold
@@ -193,52 +201,83 @@ cdef struct Node:
     int32_t right
 
 
-cdef inline Py_ssize_t _leaf(const Node* nodes, const uint8_t* nan_right, Py_ssize_t node, const float* x) noexcept nogil:
-    cdef const Node* nd = nodes + node
+cdef void _walk_pairs(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group,
+) noexcept nogil:
+    """``leaves[t * stride + r - start]``: the leaf row ``r`` of ``X`` reaches in tree ``t``, for rows ``start:stop``."""
+    cdef int64_t node[MAX_GROUP]
+    cdef const float* x[MAX_GROUP]
+    cdef int64_t* slot[MAX_GROUP]  # where the slot's leaf goes
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t t = 0, r = 0  # the next pair to start
+    cdef Py_ssize_t m = 0, j, i
+    cdef const Node* nd
     cdef float v
-    while nd.feature >= 0:
-        v = x[nd.feature]
-        if v <= nd.threshold:
-            node += nd.left
-        elif v != v and not nan_right[node]:  # NaN: sklearn's missing_go_to_left
-            node += nd.left
-        else:
-            node += nd.right
-        nd = nodes + node
-    return node
+    cdef int32_t step
+    cdef bint right
+    if rows <= 0:
+        return
+    while m < group and t < n_trees:
+        node[m] = roots[t]
+        x[m] = X + (start + r) * n_features
+        slot[m] = leaves + t * stride + r
+        m += 1
+        r += 1
+        if r == rows:
+            r = 0
+            t += 1
+    while m > 0:
+        j = 0
+        while j < m:
+            i = node[j]
+            nd = nodes + i
+            v = x[j][nd.feature]
+            # Branch-free choice (the comparison is a coin toss a branch would often mispredict);
+            # NaN compares False and goes right unless missing_go_to_left: rare, so a branch.
+            right = not (v <= nd.threshold)
+            if v != v:
+                right = nan_right[i]
+            step = nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            if step != 0:
+                node[j] = i + step
+                j += 1
+                continue
+            slot[j][0] = i  # at a leaf (offsets 0): the slot takes the next pair, or the last slot's
+            if t < n_trees:
+                node[j] = roots[t]
+                x[j] = X + (start + r) * n_features
+                slot[j] = leaves + t * stride + r
+                r += 1
+                if r == rows:
+                    r = 0
+                    t += 1
+                j += 1
+            else:
+                m -= 1
+                node[j], x[j], slot[j] = node[m], x[m], slot[m]
 
 
-cdef void _leaves_block(
-    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
-    const int64_t* roots, Py_ssize_t n_trees, int64_t* out, Py_ssize_t n_rows, Py_ssize_t start, Py_ssize_t stop,
+cdef void _add_values(
+    const int64_t* leaves, Py_ssize_t n_trees, Py_ssize_t first_tree, Py_ssize_t rows, const double* value,
+    const int32_t* counts, const double* weights, Py_ssize_t width, double scale, Py_ssize_t k, double* out,
 ) noexcept nogil:
-    cdef Py_ssize_t t, r, root
-    for t in range(n_trees):
-        root = roots[t]
-        for r in range(start, stop):
-            out[t * n_rows + r] = _leaf(nodes, nan_right, root, X + r * n_features)
-
-
-cdef void _sum_block(
-    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
-    const int64_t* roots, Py_ssize_t n_trees, const double* value, const int32_t* counts, const double* weights,
-    Py_ssize_t width, double scale, Py_ssize_t k, double* out, Py_ssize_t start, Py_ssize_t stop,
-) noexcept nogil:
-    cdef Py_ssize_t t, r, j, root, leaf, column
+    """``out[r] += scale * value[leaves[t * rows + r]]`` for each tree ``t`` in order; tree ``t``
+    is tree ``first_tree + t`` of the model, whose values go to column group ``(first_tree + t) % k``."""
+    cdef Py_ssize_t t, r, c, leaf
     cdef Py_ssize_t out_width = k * width
     cdef double* acc
     for t in range(n_trees):
-        root = roots[t]
-        column = (t % k) * width
-        for r in range(start, stop):
-            leaf = _leaf(nodes, nan_right, root, X + r * n_features)
-            acc = out + r * out_width + column
+        for r in range(rows):
+            leaf = leaves[t * rows + r]
+            acc = out + r * out_width + ((first_tree + t) % k) * width
             if counts == NULL:
-                for j in range(width):
-                    acc[j] += scale * value[leaf * width + j]
+                for c in range(width):
+                    acc[c] += scale * value[leaf * width + c]
             else:  # value_encoding "weighted_counts": the division a load would do, at the leaf
-                for j in range(width):
-                    acc[j] += scale * (<double> counts[leaf * width + j] / weights[leaf])
+                for c in range(width):
+                    acc[c] += scale * (<double> counts[leaf * width + c] / weights[leaf])
 
 
 cdef int _check_table(
@@ -264,9 +303,11 @@ def traverse_leaves(
     Py_ssize_t start,
     Py_ssize_t stop,
     Py_ssize_t block_rows,
+    Py_ssize_t group,
 ):
     """Write the leaf (global node id) that rows ``start:stop`` of ``X`` reach in each tree
-    into ``out[tree, row]``, a block of ``block_rows`` rows at a time, without the GIL.
+    into ``out[tree, row]``, ``block_rows`` rows through every tree at a time, ``group``
+    walks interleaved (at most 32), without the GIL.
 
     ``nodes`` is the node table described above, of trees that passed
     :func:`check_and_layout`, and ``X`` has every feature those trees split on.
@@ -278,13 +319,14 @@ def traverse_leaves(
         return
     cdef Py_ssize_t first, last
     cdef Py_ssize_t block = max(1, block_rows)
+    group = max(1, min(group, MAX_GROUP))
     with nogil:
         first = start
         while first < stop:
             last = min(stop, first + block)
-            _leaves_block(
+            _walk_pairs(
                 &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
-                &out[0, 0], X.shape[0], first, last,
+                first, last, &out[0, first], X.shape[0], group,
             )
             first = last
 
@@ -303,14 +345,18 @@ def traverse_sum(
     Py_ssize_t start,
     Py_ssize_t stop,
     Py_ssize_t block_rows,
+    Py_ssize_t group,
+    Py_ssize_t buffer_pairs,
 ):
     """Add ``scale * value[leaf]`` of every tree, in tree order, to ``out[row]`` for rows
     ``start:stop``; tree ``t`` adds to the ``t % k``-th group of ``value.shape[1]``
     columns (``k`` trees per boosting stage; 1 for a forest). Without the GIL.
 
+    A block of ``block_rows`` rows walks as many consecutive trees at once as
+    ``buffer_pairs`` leaf ids hold (at least one tree), then adds their values.
     With ``value`` of zero rows, a leaf's value is ``counts[leaf] / weights[leaf]``
     (value_encoding "weighted_counts"). ``out`` holds the starting values (zeros, or
-    gradient boosting's init prediction); the sum is the same left fold as
+    gradient boosting's init prediction); each row's sum is the same left fold as
     ``np.add.accumulate`` over trees and as sklearn's ``predict_stages``.
     """
     _check_table(X, nodes, nan_right, roots, start, stop)
@@ -328,14 +374,26 @@ def traverse_sum(
     cdef const double* value_ptr = NULL if by_counts else &value[0, 0]
     cdef const int32_t* counts_ptr = &counts[0, 0] if by_counts else NULL
     cdef const double* weights_ptr = &weights[0] if by_counts else NULL
-    cdef Py_ssize_t first, last
-    cdef Py_ssize_t block = max(1, block_rows)
+    cdef Py_ssize_t n_trees = roots.shape[0]
+    cdef Py_ssize_t block = max(1, min(block_rows, stop - start))
+    cdef Py_ssize_t chunk = max(1, min(n_trees, buffer_pairs // block))  # trees walked at once
+    cdef Py_ssize_t first, last, tree, trees
+    cdef int64_t* leaves = <int64_t*> malloc(chunk * block * sizeof(int64_t))
+    if leaves == NULL:
+        raise MemoryError()
+    group = max(1, min(group, MAX_GROUP))
     with nogil:
         first = start
         while first < stop:
             last = min(stop, first + block)
-            _sum_block(
-                &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
-                value_ptr, counts_ptr, weights_ptr, width, scale, k, &out[0, 0], first, last,
-            )
+            tree = 0
+            while tree < n_trees:
+                trees = min(chunk, n_trees - tree)
+                _walk_pairs(
+                    &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[tree], trees,
+                    first, last, leaves, last - first, group,
+                )
+                _add_values(leaves, trees, tree, last - first, value_ptr, counts_ptr, weights_ptr, width, scale, k, &out[first, 0])
+                tree += trees
             first = last
+    free(leaves)

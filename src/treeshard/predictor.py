@@ -78,7 +78,11 @@ TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTree
 #: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 #: Rows the traversal takes through one tree before moving to the next (the tree stays in cache).
-BLOCK_ROWS = 64
+BLOCK_ROWS = 1 << 16
+#: Tree walks the traversal interleaves (their memory loads overlap).
+GROUP = 16
+#: Leaf ids a sum buffers before adding values: how many trees a small batch walks at once.
+BUFFER_PAIRS = 1 << 14
 #: A batch is spread over threads only above this many (row, tree) pairs per thread: below, starting
 #: a thread costs more than it saves.
 PAIRS_PER_THREAD = 1 << 14
@@ -413,10 +417,11 @@ class Predictor:
 
     def _setup_trees(self, cols: NodeColumns) -> None:
         # One 16-byte record per node, what the compiled traversal reads: the threshold rounded
-        # down to float32 (as bits), the feature (-1 at a leaf) and the child offsets (0 at a leaf).
+        # down to float32 (as bits), the feature (0 at a leaf: a readable column) and the
+        # child offsets (0 at a leaf, which marks it).
         nodes = np.empty((cols.n_nodes, 4), dtype=np.int32)
         nodes[:, 0] = _round_down_to_float32(cols.threshold).view(np.int32)
-        np.maximum(cols.feature, -1, out=nodes[:, 1])
+        np.maximum(cols.feature, 0, out=nodes[:, 1])
         nodes[:, 2] = cols.left_child_offset
         nodes[:, 3] = cols.right_child_offset
         self._nodes = nodes
@@ -518,7 +523,7 @@ class Predictor:
             raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
         wanted = available_cores() if n_jobs == -1 else int(n_jobs)
         by_size = n_rows * len(self._roots) // PAIRS_PER_THREAD
-        return max(1, min(wanted, by_size, -(-n_rows // BLOCK_ROWS)))
+        return max(1, min(wanted, by_size, n_rows))
 
     def _parallel(self, kernel: Any, n_rows: int) -> None:
         """Run ``kernel(start, stop)`` over rows ``0:n_rows``, split over :meth:`_threads` threads
@@ -541,7 +546,7 @@ class Predictor:
 
         out = np.empty((len(self._roots), X32.shape[0]), dtype=np.int64)
         nodes, nan_right, roots = self._nodes, self._nan_right, self._roots
-        self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS), X32.shape[0])
+        self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP), X32.shape[0])
         return out
 
     def _sum(self, X32: np.ndarray, initial: np.ndarray, *, scale: float, k: int) -> np.ndarray:
@@ -556,7 +561,7 @@ class Predictor:
         weights = self._weights if self._weights is not None else _NO_WEIGHTS
 
         def kernel(start: int, stop: int) -> None:
-            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS)
+            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, BUFFER_PAIRS)
 
         self._parallel(kernel, X32.shape[0])
         return out
@@ -575,7 +580,7 @@ class Predictor:
         nodes = self._nodes
         frontier, depth, total, leaves = self._roots, 0, 0, 0
         while frontier.size:
-            is_leaf = nodes[frontier, 1] < 0
+            is_leaf = nodes[frontier, 2] == 0
             n_leaves = int(np.count_nonzero(is_leaf))
             total, leaves = total + depth * n_leaves, leaves + n_leaves
             internal = frontier[~is_leaf]
