@@ -151,15 +151,41 @@ def test_huge_values_round_to_float32_infinity_like_sklearn() -> None:
 @pytest.mark.parametrize("n_jobs", [None, 1, 2, 3, -1])
 @pytest.mark.parametrize("case", ["rf-multiclass", "rf-nan", "gb-multiclass", "gb-regression", "dt-multioutput-string"])
 def test_row_blocks_and_threads_change_nothing(monkeypatch: pytest.MonkeyPatch, case: str, n_jobs: Any) -> None:
-    """Odd row blocks spread over threads give the same bits as sklearn."""
+    """Odd row blocks, walk groups and leaf buffers, spread over threads, give the same bits as sklearn."""
     import treeshard.predictor as module
 
     estimator, predictor, X = fitted(case)
     monkeypatch.setattr(module, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(module, "GROUP", 3)
+    monkeypatch.setattr(module, "BUFFER_PAIRS", 20)  # a few trees at a time
     monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)  # even a small batch is split over the threads
     monkeypatch.setattr(predictor, "n_jobs", n_jobs)
     assert predictor._threads(len(X)) == {None: 1, 1: 1, 2: 2, 3: 3, -1: module.available_cores()}[n_jobs]
     assert_same_outputs(estimator, predictor, np.vstack([X] * 3))
+
+
+@pytest.mark.parametrize("case", ["rf-nan", "dt-nan", "gb-binary", "gb-multiclass", "dt-regression"])
+def test_both_walks_give_sklearns_leaves(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """Shallow models are walked level by level, deep ones walk by walk: both are exact, whatever the depth."""
+    estimator, predictor, X = fitted(case)
+    depth = predictor._walk_depth
+    rows = np.vstack([X, X[:5] + np.float32(1e-3)])
+    monkeypatch.setattr(predictor, "_walk_depth", 0)  # hand-over walks
+    assert_same_outputs(estimator, predictor, rows)
+    if depth == 0:  # a deep model: force the level walk with its true depth
+        depth = int(predictor._depths.max())
+    monkeypatch.setattr(predictor, "_walk_depth", depth)
+    assert_same_outputs(estimator, predictor, rows)
+    monkeypatch.setattr(predictor, "_walk_depth", depth + 3)  # extra steps stay at the leaf
+    assert_same_outputs(estimator, predictor, rows)
+
+
+def test_level_walk_is_chosen_for_shallow_models_only() -> None:
+    import treeshard.predictor as module
+
+    assert fitted("gb-binary")[1]._walk_depth == 3  # max_depth=3 stages
+    assert fitted("rf-multiclass")[1]._walk_depth == 0  # fully grown trees, deeper than LEVEL_WALK_DEPTH
+    assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
 
 
 @pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])

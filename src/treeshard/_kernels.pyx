@@ -259,6 +259,52 @@ cdef void _walk_pairs(
                 node[j], x[j], slot[j] = node[m], x[m], slot[m]
 
 
+cdef void _walk_levels(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group, Py_ssize_t depth,
+) noexcept nogil:
+    """As :func:`_walk_pairs`, for trees no deeper than ``depth``: ``group`` rows take exactly
+    ``depth`` steps down a tree in lockstep (a step from a leaf stays there), with no test
+    for leaves and no hand-over: the shorter code path for shallow trees."""
+    cdef int64_t node[MAX_GROUP]
+    cdef const float* x
+    cdef Py_ssize_t t, r, m, j, d, i
+    cdef const Node* nd
+    cdef float v
+    cdef bint right
+    for t in range(n_trees):
+        r = start
+        while r < stop:
+            m = min(group, stop - r)
+            x = X + r * n_features
+            for j in range(m):
+                node[j] = roots[t]
+            for d in range(depth):
+                for j in range(m):
+                    i = node[j]
+                    nd = nodes + i
+                    v = x[j * n_features + nd.feature]
+                    right = not (v <= nd.threshold)
+                    if v != v:
+                        right = nan_right[i]
+                    node[j] = i + nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            for j in range(m):
+                leaves[t * stride + r - start + j] = node[j]
+            r += m
+
+
+cdef void _walk(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group, Py_ssize_t depth,
+) noexcept nogil:
+    if depth > 0:
+        _walk_levels(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group, depth)
+    else:
+        _walk_pairs(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group)
+
+
 cdef void _add_values(
     const int64_t* leaves, Py_ssize_t n_trees, Py_ssize_t first_tree, Py_ssize_t rows, const double* value,
     const int32_t* counts, const double* weights, Py_ssize_t width, double scale, Py_ssize_t k, double* out,
@@ -304,10 +350,12 @@ def traverse_leaves(
     Py_ssize_t stop,
     Py_ssize_t block_rows,
     Py_ssize_t group,
+    Py_ssize_t depth,
 ):
     """Write the leaf (global node id) that rows ``start:stop`` of ``X`` reach in each tree
     into ``out[tree, row]``, ``block_rows`` rows through every tree at a time, ``group``
-    walks interleaved (at most 32), without the GIL.
+    walks interleaved (at most 32), without the GIL. With ``depth`` > 0, no tree is deeper
+    than ``depth`` and every walk takes exactly ``depth`` steps.
 
     ``nodes`` is the node table described above, of trees that passed
     :func:`check_and_layout`, and ``X`` has every feature those trees split on.
@@ -324,9 +372,9 @@ def traverse_leaves(
         first = start
         while first < stop:
             last = min(stop, first + block)
-            _walk_pairs(
+            _walk(
                 &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
-                first, last, &out[0, first], X.shape[0], group,
+                first, last, &out[0, first], X.shape[0], group, depth,
             )
             first = last
 
@@ -346,6 +394,7 @@ def traverse_sum(
     Py_ssize_t stop,
     Py_ssize_t block_rows,
     Py_ssize_t group,
+    Py_ssize_t depth,
     Py_ssize_t buffer_pairs,
 ):
     """Add ``scale * value[leaf]`` of every tree, in tree order, to ``out[row]`` for rows
@@ -353,7 +402,8 @@ def traverse_sum(
     columns (``k`` trees per boosting stage; 1 for a forest). Without the GIL.
 
     A block of ``block_rows`` rows walks as many consecutive trees at once as
-    ``buffer_pairs`` leaf ids hold (at least one tree), then adds their values.
+    ``buffer_pairs`` leaf ids hold (at least one tree), then adds their values;
+    ``group`` and ``depth`` as in :func:`traverse_leaves`.
     With ``value`` of zero rows, a leaf's value is ``counts[leaf] / weights[leaf]``
     (value_encoding "weighted_counts"). ``out`` holds the starting values (zeros, or
     gradient boosting's init prediction); each row's sum is the same left fold as
@@ -389,9 +439,9 @@ def traverse_sum(
             tree = 0
             while tree < n_trees:
                 trees = min(chunk, n_trees - tree)
-                _walk_pairs(
+                _walk(
                     &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[tree], trees,
-                    first, last, leaves, last - first, group,
+                    first, last, leaves, last - first, group, depth,
                 )
                 _add_values(leaves, trees, tree, last - first, value_ptr, counts_ptr, weights_ptr, width, scale, k, &out[first, 0])
                 tree += trees

@@ -68,7 +68,7 @@ from .adapters.base import decode_param, decode_value
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import CONFIG_KEY, Config, TreeLayout, parse_config
-from .validate import validate_columns, validate_tree_ptr
+from .validate import check_trees, validate_tree_ptr
 
 __all__ = ["Predictor"]
 
@@ -81,6 +81,9 @@ PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "thresh
 BLOCK_ROWS = 1 << 16
 #: Tree walks the traversal interleaves (their memory loads overlap).
 GROUP = 16
+#: Models no deeper than this are walked in lockstep, every walk taking max-depth steps (fewer
+#: instructions per step); deeper trees hand a finished walk's slot to the next one.
+LEVEL_WALK_DEPTH = 8
 #: Leaf ids a sum buffers before adding values: how many trees a small batch walks at once.
 BUFFER_PAIRS = 1 << 14
 #: A batch is spread over threads only above this many (row, tree) pairs per thread: below, starting
@@ -246,8 +249,7 @@ class Predictor:
         self._setup_model(config)
         self._counts = self._weights = None
         validate_tree_ptr(columns.tree_ptr, n_trees=config.trees.n_trees, n_nodes=config.trees.n_nodes)
-        validate_columns(columns, config.trees)
-        self._setup_trees(columns)
+        self._setup_trees(columns, check_trees(columns, config.trees)[1])
         return self
 
     # ------------------------------------------------------------------ loading
@@ -412,10 +414,16 @@ class Predictor:
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
         columns = NodeColumns(tree_ptr=local_ptr, **arrays)
-        validate_columns(columns, selected)
+        self._depths = check_trees(columns, selected)[1]
         return columns
 
-    def _setup_trees(self, cols: NodeColumns) -> None:
+    def _setup_trees(self, cols: NodeColumns, depths: np.ndarray | None = None) -> None:
+        """Lay out validated ``cols`` for the traversal; ``depths``: each tree's depth (default:
+        those :meth:`_read_columns` found)."""
+        depths = self._depths = self._depths if depths is None else depths
+        # Shallow trees are walked level by level, every row taking exactly max-depth steps.
+        max_depth = int(depths.max())
+        self._walk_depth = max_depth if max_depth <= LEVEL_WALK_DEPTH else 0
         # One 16-byte record per node, what the compiled traversal reads: the threshold rounded
         # down to float32 (as bits), the feature (0 at a leaf: a readable column) and the
         # child offsets (0 at a leaf, which marks it).
@@ -545,8 +553,8 @@ class Predictor:
         from ._kernels import traverse_leaves
 
         out = np.empty((len(self._roots), X32.shape[0]), dtype=np.int64)
-        nodes, nan_right, roots = self._nodes, self._nan_right, self._roots
-        self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP), X32.shape[0])
+        nodes, nan_right, roots, depth = self._nodes, self._nan_right, self._roots, self._walk_depth
+        self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP, depth), X32.shape[0])
         return out
 
     def _sum(self, X32: np.ndarray, initial: np.ndarray, *, scale: float, k: int) -> np.ndarray:
@@ -556,12 +564,12 @@ class Predictor:
 
         out = np.empty((X32.shape[0], k * self._value_width), dtype=np.float64)
         out[:] = initial
-        nodes, nan_right, roots, value = self._nodes, self._nan_right, self._roots, self._value
+        nodes, nan_right, roots, value, depth = self._nodes, self._nan_right, self._roots, self._value, self._walk_depth
         counts = self._counts if self._counts is not None else _NO_COUNTS
         weights = self._weights if self._weights is not None else _NO_WEIGHTS
 
         def kernel(start: int, stop: int) -> None:
-            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, BUFFER_PAIRS)
+            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, depth, BUFFER_PAIRS)
 
         self._parallel(kernel, X32.shape[0])
         return out
