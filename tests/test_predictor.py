@@ -188,14 +188,27 @@ def test_level_walk_is_chosen_for_shallow_models_only() -> None:
     assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
 
 
-@pytest.mark.parametrize("n_jobs", [0, -2, 1.5, True, "2"])
+@pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
 def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> None:
     import re
 
     _, predictor, X = fitted("rf-regression")
     monkeypatch.setattr(predictor, "n_jobs", n_jobs)
-    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a positive integer, -1 or None, got {n_jobs!r}')}$"):
+    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
         predictor.predict(X)
+
+
+def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
+    import treeshard.predictor as module
+
+    _, predictor, X = fitted("rf-regression")
+    monkeypatch.setattr(module, "available_cores", lambda: 4)
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
+    for n_jobs, threads in ((-1, 4), (-2, 3), (-4, 1), (-9, 1), (3, 3), (None, 1)):
+        monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+        assert predictor._threads(100) == threads, n_jobs
+    monkeypatch.setattr(predictor, "n_jobs", 3)
+    assert predictor._threads(2) == 2  # never more threads than rows
 
 
 def test_small_batches_stay_in_the_calling_thread() -> None:

@@ -124,9 +124,9 @@ class Predictor:
     store : str, os.PathLike or zarr.abc.store.Store
         A treeshard store: a directory, a ``.zip`` file or a zarr ``Store``.
     n_jobs : int or None, default=-1
-        Threads a large batch is scored with: -1 for every core this process
-        may use, None for 1 (as in sklearn). Outputs do not depend on it.
-        Settable later as the attribute ``n_jobs``.
+        Threads a large batch is scored with, as sklearn's ``n_jobs``: -1 for
+        every core this process may use, -2 for all but one, None for 1.
+        Outputs do not depend on it. Settable later as the attribute ``n_jobs``.
 
     Attributes
     ----------
@@ -527,9 +527,9 @@ class Predictor:
         n_jobs = self.n_jobs
         if n_jobs is None:
             return 1
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-            raise ValueError(f"n_jobs must be a positive integer, -1 or None, got {n_jobs!r}")
-        wanted = available_cores() if n_jobs == -1 else int(n_jobs)
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+            raise ValueError(f"n_jobs must be a nonzero integer or None, got {n_jobs!r}")
+        wanted = int(n_jobs) if n_jobs > 0 else max(1, available_cores() + 1 + int(n_jobs))  # as joblib
         by_size = n_rows * len(self._roots) // PAIRS_PER_THREAD
         return max(1, min(wanted, by_size, n_rows))
 
