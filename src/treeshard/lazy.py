@@ -286,7 +286,12 @@ class LazyEstimators(Sequence):
         fit ``engine_budget``."""
         from .predictor import Predictor
 
-        return self.engine.get(lambda: Predictor.for_trees(self.source.reader, self.indices, n_jobs=None), self.engine_bytes())
+        def build() -> Predictor:
+            engine = Predictor.for_trees(self.source.reader, self.indices)
+            engine.n_jobs = None  # as an unset forest n_jobs; the dispatch scores with the forest's
+            return engine
+
+        return self.engine.get(build, self.engine_bytes())
 
     def engine_bytes(self) -> int:
         """About the most memory building the flat engine takes (twice what it keeps:
