@@ -259,6 +259,34 @@ cdef void _walk_pairs(
                 node[j], x[j], slot[j] = node[m], x[m], slot[m]
 
 
+cdef enum:
+    LEVEL_GROUP = 8
+
+
+cdef inline void _levels_fixed(
+    const Node* nodes, const uint8_t* nan_right, int64_t root, const float* x, Py_ssize_t n_features,
+    Py_ssize_t depth, int64_t* leaves,
+) noexcept nogil:
+    cdef int64_t node[LEVEL_GROUP]
+    cdef Py_ssize_t j, d, i
+    cdef const Node* nd
+    cdef float v
+    cdef bint right
+    for j in range(LEVEL_GROUP):
+        node[j] = root
+    for d in range(depth):
+        for j in range(LEVEL_GROUP):
+            i = node[j]
+            nd = nodes + i
+            v = x[j * n_features + nd.feature]
+            right = not (v <= nd.threshold)
+            if v != v:
+                right = nan_right[i]
+            node[j] = i + nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+    for j in range(LEVEL_GROUP):
+        leaves[j] = node[j]
+
+
 cdef void _walk_levels(
     const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
     const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
@@ -275,6 +303,9 @@ cdef void _walk_levels(
     cdef bint right
     for t in range(n_trees):
         r = start
+        while r + LEVEL_GROUP <= stop:  # full groups: a fixed count the compiler unrolls into registers
+            _levels_fixed(nodes, nan_right, roots[t], X + r * n_features, n_features, depth, leaves + t * stride + r - start)
+            r += LEVEL_GROUP
         while r < stop:
             m = min(group, stop - r)
             x = X + r * n_features
