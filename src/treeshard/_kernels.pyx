@@ -330,7 +330,7 @@ cdef void _walk(
     const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
     Py_ssize_t group, Py_ssize_t depth,
 ) noexcept nogil:
-    if depth > 0:
+    if depth > 0 and stop - start >= LEVEL_GROUP:  # fewer rows: walks across trees overlap better
         _walk_levels(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group, depth)
     else:
         _walk_pairs(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group)
