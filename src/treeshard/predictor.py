@@ -1,4 +1,4 @@
-"""The flat predictor: scoring straight from the node columns, with numpy alone.
+"""The flat predictor: scoring straight from the node columns, without sklearn.
 
 :class:`Predictor` reads a store's config and the node columns it needs,
 validates them, lays every node out as one 16-byte record (threshold,
