@@ -12,8 +12,12 @@ never across runs)::
     python benchmarks/engine.py                       # 1 to 1,000,000 rows, RF-L and GB-M
     python benchmarks/engine.py --rows 1 100 1000     # a quick look
     python benchmarks/engine.py --models GB-M --repeat 3
+    python benchmarks/engine.py --first-prediction --models RF-L --repeat 7
 
 One-row latency is the median of many single-row calls on the same row.
+``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
+plus its first one-row prediction (which builds the engine) with a
+``Predictor`` load plus its first prediction.
 
 asv runs :class:`EngineScoring` (``tests/test_bench.py`` runs it once on the tiny model).
 """
@@ -109,6 +113,40 @@ def latency(name: str, calls: int = 2_000) -> dict[str, float]:
     return result
 
 
+_FIRST_PREDICTION = """
+import time, numpy as np
+import treeshard{extra}
+X = np.load({rows!r})[:1]
+t0, c0 = time.perf_counter(), time.process_time()
+model = {load}({path!r})
+t1, c1 = time.perf_counter(), time.process_time()
+model.predict_proba(X)
+t2, c2 = time.perf_counter(), time.process_time()
+print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
+"""
+
+
+def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
+    """Fresh processes, alternating: ``Predictor(path)`` then a one-row ``predict_proba``, and
+    lazy ``treeshard.load(path)`` then the same; medians of (load, first predict) in wall-clock and
+    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model)."""
+    import os
+    import subprocess
+
+    cached = models.ensure(name, refresh=False)
+    path, rows = str(cached.path("treeshard-lz4")), str(cached.rows)
+    children = {
+        "Predictor": _FIRST_PREDICTION.format(extra="", load="treeshard.Predictor", path=path, rows=rows),
+        "lazy load": _FIRST_PREDICTION.format(extra=", " + cached.sklearn_module, load="treeshard.load", path=path, rows=rows),
+    }
+    samples: dict[str, list[list[float]]] = {label: [] for label in children}
+    for _ in range(rounds):
+        for label, code in children.items():
+            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+            samples[label].append([float(v) for v in run.stdout.split()])
+    return {label: [statistics.median(column) for column in zip(*values)] for label, values in samples.items()}
+
+
 def _line(r: dict[str, Any]) -> str:
     return (
         f"| {r['model']} | {r['n_jobs']} | {r['rows']:,} | {_ms(r['treeshard'])} | {_ms(r['sklearn'])} | {r['speedup']:.1f}x |"
@@ -127,7 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["RF-L", "GB-M"])
     parser.add_argument("--rows", nargs="+", type=int, default=list(ROWS))
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (a third of them for 1M rows)")
+    parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
     args = parser.parse_args(argv)
+    if args.first_prediction:
+        print("fresh processes, medians of --repeat alternating rounds: load, then the first one-row predict_proba\n")
+        print("| model | path | load ms | first predict ms | load + predict ms | CPU: load + predict ms |")
+        print("|---|---|---:|---:|---:|---:|")
+        for name in args.models:
+            for label, (load, predict, load_cpu, predict_cpu) in first_prediction(name, args.repeat).items():
+                print(f"| {name} | {label} | {_ms(load)} | {_ms(predict)} | {_ms(load + predict)} | {_ms(load_cpu + predict_cpu)} |", flush=True)
+        return 0
     print(f"predict_proba, median ms of {args.repeat} alternating rounds, {available_cores()} cores; speedup = sklearn / treeshard\n")
     print("| model | n_jobs | rows | treeshard Predictor ms | sklearn ms | speedup |")
     print("|---|---|---:|---:|---:|---:|")

@@ -312,6 +312,35 @@ def test_threshold_rounding_is_exact() -> None:
         assert np.array_equal(x[:, None].astype(np.float64) <= t[None, :], x[:, None] <= t32[None, :])
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_node_table_rounds_thresholds_like_the_numpy_statement() -> None:
+    """The compiled packing (one pass) gives the bits of ``_round_down_to_float32`` for every threshold."""
+    from treeshard._kernels import pack_nodes
+    from treeshard.predictor import _round_down_to_float32
+
+    rng = np.random.default_rng(1)
+    f32 = np.finfo(np.float32)
+    edges = [0.0, -0.0, np.inf, -np.inf, float(f32.max), -float(f32.max), 3.4028235677973366e38, -3.4028235677973366e38,
+             3.5e38, -3.5e38, 1e-46, -1e-46, float(f32.smallest_subnormal), -float(f32.smallest_subnormal), 1e-300, -1e-300]
+    t = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-45, 39, 5000), edges])
+    # Midpoints between neighbouring float32s, and one float64 ulp either side: where rounding turns.
+    low = rng.normal(size=500).astype(np.float32)
+    mid = (low.astype(np.float64) + np.nextafter(low, np.float32(np.inf)).astype(np.float64)) / 2
+    t = np.concatenate([t, mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf)])
+    n = len(t)
+    feature = rng.integers(-2, 7, n).astype(np.int32)
+    left, right = rng.integers(0, 9, n).astype(np.int32), rng.integers(0, 9, n).astype(np.int32)
+    missing = rng.integers(0, 2, n).astype(np.uint8)
+    nodes, nan_right = np.empty((n, 4), dtype=np.int32), np.empty(n, dtype=np.uint8)
+    pack_nodes(t, feature, left, right, missing, nodes, nan_right)
+    assert np.array_equal(nodes[:, 0], _round_down_to_float32(t).view(np.int32))
+    assert np.array_equal(nodes[:, 1], np.maximum(feature, 0))
+    assert np.array_equal(nodes[:, 2], left) and np.array_equal(nodes[:, 3], right)
+    assert np.array_equal(nan_right, 1 - missing)
+    with pytest.raises(ValueError, match="^node columns and table: expected n_nodes rows each, 4 fields a record$"):
+        pack_nodes(t, feature, left, right, missing, nodes[:-1], nan_right)
+
+
 # --------------------------------------------------------------------------- input validation
 def test_wrong_number_of_features() -> None:
     estimator, predictor, X = fitted("rf-multiclass")

@@ -8,7 +8,8 @@ index below is checked against its bounds before use: the point of this code
 is to reject input that would make sklearn's own traversal read out of bounds.
 """
 
-from libc.math cimport isnan
+from libc.float cimport FLT_MAX
+from libc.math cimport INFINITY, isnan, nextafterf
 from libc.stdint cimport int32_t, int64_t, uint8_t
 from libc.stdlib cimport calloc, free, malloc
 
@@ -355,6 +356,49 @@ cdef void _add_values(
             else:  # value_encoding "weighted_counts": the division a load would do, at the leaf
                 for c in range(width):
                     acc[c] += scale * (<double> counts[leaf * width + c] / weights[leaf])
+
+
+cdef inline float _round_down(double t) noexcept nogil:
+    """The largest float32 not above ``t`` (not NaN): ``x <= t`` iff ``x <= result`` for a float32 ``x``."""
+    cdef float f
+    if t > FLT_MAX:  # out of float32's range (converting it would be undefined behaviour in C)
+        return INFINITY if t == INFINITY else FLT_MAX
+    if t < -FLT_MAX:
+        return -INFINITY
+    f = <float> t
+    if f > t:
+        f = nextafterf(f, -INFINITY)
+    return f
+
+
+def pack_nodes(
+    const double[::1] threshold,
+    const int32_t[::1] feature,
+    const int32_t[::1] left,
+    const int32_t[::1] right,
+    const uint8_t[::1] missing_go_to_left,
+    int32_t[:, ::1] nodes,
+    uint8_t[::1] nan_right,
+):
+    """Fill the traversal's node table from validated node columns, in one pass: ``nodes[i]`` =
+    (threshold rounded down to float32, as bits; feature, 0 at a leaf; left and right child
+    offsets) and ``nan_right[i]`` = not ``missing_go_to_left[i]``."""
+    cdef Py_ssize_t n = threshold.shape[0]
+    cdef Py_ssize_t i
+    cdef Node* out
+    if (feature.shape[0] != n or left.shape[0] != n or right.shape[0] != n or missing_go_to_left.shape[0] != n
+            or nodes.shape[0] != n or nodes.shape[1] != 4 or nan_right.shape[0] != n):
+        raise ValueError("node columns and table: expected n_nodes rows each, 4 fields a record")
+    if n == 0:
+        return
+    out = <Node*> &nodes[0, 0]
+    with nogil:
+        for i in range(n):
+            out[i].threshold = _round_down(threshold[i])
+            out[i].feature = feature[i] if feature[i] >= 0 else 0
+            out[i].left = left[i]
+            out[i].right = right[i]
+            nan_right[i] = missing_go_to_left[i] == 0
 
 
 cdef int _check_table(

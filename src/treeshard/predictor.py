@@ -427,13 +427,12 @@ class Predictor:
         # One 16-byte record per node, what the compiled traversal reads: the threshold rounded
         # down to float32 (as bits), the feature (0 at a leaf: a readable column) and the
         # child offsets (0 at a leaf, which marks it).
-        nodes = np.empty((cols.n_nodes, 4), dtype=np.int32)
-        nodes[:, 0] = _round_down_to_float32(cols.threshold).view(np.int32)
-        np.maximum(cols.feature, 0, out=nodes[:, 1])
-        nodes[:, 2] = cols.left_child_offset
-        nodes[:, 3] = cols.right_child_offset
-        self._nodes = nodes
-        self._nan_right = (cols.missing_go_to_left == 0).view(np.uint8)
+        # (_round_down_to_float32 is the numpy statement of the rounding.)
+        from ._kernels import pack_nodes
+
+        self._nodes = np.empty((cols.n_nodes, 4), dtype=np.int32)
+        self._nan_right = np.empty(cols.n_nodes, dtype=np.uint8)
+        pack_nodes(cols.threshold, cols.feature, cols.left_child_offset, cols.right_child_offset, cols.missing_go_to_left, self._nodes, self._nan_right)
         self._roots = np.ascontiguousarray(cols.tree_ptr[:-1], dtype=np.int64)
         self._value_width = cols.value.shape[1]
         if self._counts is None:
