@@ -211,6 +211,38 @@ def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.Mon
     assert predictor._threads(2) == 2  # never more threads than rows
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_scores_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model loaded (and used with threads) before a fork, as in a pre-forking server, scores in the child."""
+    import os
+
+    import treeshard.predictor as module
+
+    estimator, predictor, X = fitted("rf-multiclass")
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
+    monkeypatch.setattr(predictor, "n_jobs", 2)
+    expected = estimator.predict_proba(X)
+    assert np.array_equal(predictor.predict_proba(X), expected)  # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        try:
+            os.write(write, b"1" if np.array_equal(predictor.predict_proba(X), expected) else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    import select
+    import signal
+
+    ready, _, _ = select.select([read], [], [], 60)  # a stale pool would hang the child: do not wait forever
+    answer = os.read(read, 1) if ready else b"timeout"
+    os.close(read)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+
+
 def test_small_batches_stay_in_the_calling_thread() -> None:
     _, predictor, X = fitted("rf-regression")
     assert predictor._threads(1) == 1

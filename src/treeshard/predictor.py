@@ -759,6 +759,18 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist there, and a pool that
+    believes it has idle threads would never run a task. The child starts its own."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS has one)."""
     count = getattr(os, "process_cpu_count", None)  # Python 3.13
