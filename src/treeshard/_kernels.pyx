@@ -186,11 +186,16 @@ def check_and_layout(
 # column) and the two child offsets relative to the node (0 at a leaf).
 #
 # Walking a tree is a chain of dependent loads, mostly cache misses on a large
-# forest. So GROUP (tree, row) pairs walk at once, interleaved: their loads are
-# independent and overlap in memory; a pair that reaches its leaf hands its slot
-# to the next pair. Pairs come tree-major over a block of rows, so a tree stays
-# in cache while the block walks it; with few rows, the walks span trees. Sums
-# are added afterwards, each row's leaf values in tree order, as sklearn does.
+# forest. So `group` (tree, row) pairs walk at once, interleaved: their loads
+# are independent and overlap in memory; a pair that reaches its leaf hands its
+# slot to the next pair (_walk_pairs). Pairs come tree-major over a block of
+# rows, so a tree stays in cache while the block walks it; with few rows, the
+# walks span trees. Shallow models (every tree at most `depth` deep, known from
+# validation) take a shorter path: LEVEL_GROUP rows go exactly `depth` steps
+# down a tree in a fixed-size loop the compiler unrolls (_walk_levels). The
+# choice of child is branch-free: the comparison is a coin toss that a branch
+# would often mispredict. Sums are added afterwards, each row's leaf values in
+# tree order, as sklearn does.
 
 cdef enum:
     MAX_GROUP = 32
@@ -235,7 +240,6 @@ cdef void _walk_pairs(
             i = node[j]
             nd = nodes + i
             v = x[j][nd.feature]
-            # Branch-free choice (the comparison is a coin toss a branch would often mispredict);
             # NaN compares False and goes right unless missing_go_to_left: rare, so a branch.
             right = not (v <= nd.threshold)
             if v != v:
