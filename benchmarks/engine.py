@@ -25,6 +25,7 @@ asv runs :class:`EngineScoring` (``tests/test_bench.py`` runs it once on the tin
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -39,13 +40,18 @@ ROWS = (1, 100, 1_000, 100_000, 1_000_000)
 N_JOBS = (None, -1)
 
 
+@functools.cache
+def _reference_rows() -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(models._reference_data()[0], dtype=np.float32)
+
+
 def _rows(n: int) -> Any:
     """``n`` float32 rows of the reference data (tiled past its 100,000 rows)."""
     import numpy as np
 
-    data = _rows.cache if hasattr(_rows, "cache") else None  # type: ignore[attr-defined]
-    if data is None:
-        data = _rows.cache = np.ascontiguousarray(models._reference_data()[0], dtype=np.float32)  # type: ignore[attr-defined]
+    data = _reference_rows()
     return np.ascontiguousarray(np.resize(data, (n, data.shape[1])))
 
 
