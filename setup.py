@@ -1,12 +1,17 @@
-"""Build the one compiled kernel (validation + node layout); everything else is in pyproject.toml."""
+"""Build the one compiled kernel (validation, node layout, traversal); everything else is in pyproject.toml."""
+
+import sys
 
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
+# No fused multiply-add: the traversal's sums must round like sklearn's (one rounding per operation).
+FLAGS = [] if sys.platform == "win32" else ["-ffp-contract=off"]
+
 setup(
     ext_modules=cythonize(
-        [Extension("treeshard._kernels", ["src/treeshard/_kernels.pyx"], include_dirs=[numpy.get_include()])],
+        [Extension("treeshard._kernels", ["src/treeshard/_kernels.pyx"], include_dirs=[numpy.get_include()], extra_compile_args=FLAGS)],
         compiler_directives={"language_level": "3"},
     )
 )

@@ -1,11 +1,11 @@
-"""Small-batch dispatch (issue 5): where the flat engine beats sklearn's forest predict.
+"""Dispatch (issues 5 and 17): a lazily loaded forest scores through the flat engine.
 
-A lazily loaded forest scores a batch with treeshard's flat engine when
-``rows * mean leaf depth <= treeshard.dispatch.CROSSOVER_STEPS`` and with
-sklearn's trees otherwise. This file measures the crossover that constant
-comes from, and checks the dispatch is never slower than either path:
+Since the compiled traversal (issue 17) the engine is faster than sklearn's
+forest at every batch size, so a lazily loaded forest scores every batch
+through it (sklearn's trees only where the engine cannot give sklearn's
+answer). This file checks that the dispatch is never slower than sklearn:
 
-    python benchmarks/dispatch.py            # crossover table on RF-L and three smaller forests
+    python benchmarks/dispatch.py            # RF-L and three smaller forests
     python benchmarks/dispatch.py --quick    # fewer repeats
 
 Each forest is loaded lazily once; its trees and its engine are built before
@@ -69,20 +69,7 @@ def measure(model: Any, X: Any, rows: tuple[int, ...], repeat: int) -> list[dict
     return out
 
 
-def crossover(results: list[dict[str, float]]) -> float | None:
-    """Rows where sklearn catches up with the engine (log-linear interpolation); None if it never does."""
-    import math
-
-    for before, after in zip(results, results[1:]):
-        r0 = before["engine"] / before["sklearn"]
-        r1 = after["engine"] / after["sklearn"]
-        if r0 <= 1 < r1:
-            f = (0 - math.log(r0)) / (math.log(r1) - math.log(r0))
-            return math.exp(math.log(before["rows"]) + f * (math.log(after["rows"]) - math.log(before["rows"])))
-    return None
-
-
-def calibration_forests() -> dict[str, tuple[Any, Any]]:
+def calibration_forests() -> dict[str, tuple[Any, Any]]:  # the forests the old crossover was measured on
     """RF-L (cached) and three forests of other depths and sizes, fitted here in seconds."""
     import numpy as np
     from sklearn.datasets import make_classification, make_regression
@@ -104,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     import treeshard
-    from treeshard.dispatch import CROSSOVER_STEPS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
@@ -120,18 +106,13 @@ def main(argv: list[str] | None = None) -> int:
             model = treeshard.load(path)
             results = measure(model, X, ROWS, repeat)
             depth = model.estimators_.flat_engine().mean_leaf_depth()
-            rows = crossover(results)
-        print(f"\n{label}: mean leaf depth {depth:.1f}, dispatch to the engine up to {model.estimators_.engine.max_rows} rows")
+        print(f"\n{label}: mean leaf depth {depth:.1f}")
         print(f"{'rows':>7s}{'engine ms':>11s}{'sklearn ms':>12s}{'dispatch ms':>13s}{'engine x':>10s}{'dispatch x':>12s}")
         for r in results:
             print(
                 f"{r['rows']:7d}{1e3 * r['engine']:11.2f}{1e3 * r['sklearn']:12.2f}{1e3 * r['dispatch']:13.2f}"
                 f"{r['sklearn'] / r['engine']:9.2f}x{r['sklearn'] / r['dispatch']:11.2f}x"
             )
-        if rows is None:
-            print("crossover: none in range")
-        else:
-            print(f"crossover: {rows:.0f} rows = {rows * depth:,.0f} row-steps (CROSSOVER_STEPS = {CROSSOVER_STEPS:,})")
     return 0
 
 

@@ -263,7 +263,7 @@ def tiny_suite(tmp_path, monkeypatch):
     monkeypatch.setenv("TREESHARD_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("TREESHARD_BENCH_MODELS", "tiny")
     monkeypatch.syspath_prepend(str(ROOT))
-    modules = ("benchmarks.storage", "benchmarks.dispatch", "benchmarks.models", "benchmarks")
+    modules = ("benchmarks.storage", "benchmarks.dispatch", "benchmarks.engine", "benchmarks.models", "benchmarks")
     for name in modules:
         sys.modules.pop(name, None)
     storage = importlib.import_module("benchmarks.storage")
@@ -300,6 +300,13 @@ def test_asv_suite_runs_once_on_tiny(tiny_suite):
         instance.setup("tiny", engine, 10)
         instance.time_predict_proba("tiny", engine, 10)
         assert (instance.model.estimators_.engine._engine is not None) is (engine == "auto")
+    engine_module = importlib.import_module("benchmarks.engine")
+    for params in (("tiny", "treeshard", "all", 100), ("tiny", "sklearn", "none", 1)):
+        instance = engine_module.EngineScoring()
+        instance.setup(*params)
+        instance.time_predict_proba(*params)
+        assert type(instance.model).__name__ == ("Predictor" if params[1] == "treeshard" else "RandomForestClassifier")
+        assert instance.X.shape == (params[3], instance.model.n_features_in_)
     cold = storage.ColdStart()
     results = {"tiny": {"joblib": {key: 1.0 for key in ["cold_start", "interpreter", "import", "load", "first_predict", "load_rss"]}}}
     cold.setup(results, "tiny", "joblib")
@@ -337,6 +344,7 @@ def test_asv_check_discovers_the_suite(tiny_suite):
         "storage.Predict.time_predict_1000_rows",
         "storage.Save.time_save",
         "dispatch.DispatchLatency.time_predict_proba",
+        "engine.EngineScoring.time_predict_proba",
     } <= names
 
 

@@ -1,4 +1,4 @@
-"""Small-batch dispatch: a lazily loaded forest scores small batches with the flat engine.
+"""Dispatch: a lazily loaded forest scores with the flat engine, sklearn's trees where it cannot.
 
 Which path ran is observed, not assumed: the flat engine is built by
 ``Predictor.for_trees`` (counted), and sklearn's path builds trees into the
@@ -42,9 +42,9 @@ def builds(monkeypatch):
     calls = []
     for_trees = Predictor.for_trees.__func__
 
-    def counting(cls, reader, indices):  # type: ignore[no-untyped-def]
+    def counting(cls, reader, indices, **options):  # type: ignore[no-untyped-def]
         calls.append(list(indices))
-        return for_trees(cls, reader, indices)
+        return for_trees(cls, reader, indices, **options)
 
     monkeypatch.setattr(Predictor, "for_trees", classmethod(counting))
     return calls
@@ -75,44 +75,45 @@ def check_methods(original, model, X, y):  # type: ignore[no-untyped-def]
     return Q
 
 
-# --------------------------------------------------------------------------- same results, either path
+# --------------------------------------------------------------------------- same results as sklearn
 @pytest.mark.parametrize("cls, task", CASES, ids=[f"{c.__name__}-{t}" for c, t in CASES])
-def test_small_batches_use_the_engine_and_equal_sklearn(cls, task, builds):
+def test_every_batch_uses_the_engine_and_equals_sklearn(cls, task, builds):
     original, store, X, y = saved(cls, task)
     model = treeshard.load(store)
-    Q = check_methods(original, model, X, y)
+    check_methods(original, model, X, y)
+    big = np.resize(X, (20_000, X.shape[1]))  # far above the old small-batch limit
+    name = "predict_proba" if hasattr(original, "predict_proba") else "predict"
+    assert_equal_outputs(getattr(original, name)(big), getattr(model, name)(big), "large batch")
     assert len(builds) == 1 and len(model.estimators_.cache) == 0  # every call: the engine, no sklearn tree
-    assert len(Q) <= model.estimators_.engine.max_rows
 
 
-@pytest.mark.parametrize("cls, task", CASES, ids=[f"{c.__name__}-{t}" for c, t in CASES])
-def test_large_batches_use_sklearn_and_equal_the_original(cls, task, builds, monkeypatch):
-    monkeypatch.setattr(dispatch, "CROSSOVER_STEPS", 1)  # every batch of over one row counts as large
-    original, store, X, y = saved(cls, task)
-    model = treeshard.load(store)
-    Q = check_methods(original, model, X, y)
-    assert len(model.estimators_.cache) == 12  # sklearn's trees scored
-    assert builds == []  # a batch above CROSSOVER_STEPS rows never builds the engine
-    assert_equal_outputs(original.apply(Q[:1]), model.apply(Q[:1]), "one row")
-    assert len(builds) == 1 and model.estimators_.engine.max_rows == 1
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, -1])
+def test_the_engine_uses_the_forest_s_n_jobs(n_jobs, builds, monkeypatch):
+    import treeshard.predictor as module
 
-
-def test_the_batch_size_decides(builds, monkeypatch):
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
     original, store, X, _ = saved(RandomForestClassifier, "multiclass")
     model = treeshard.load(store)
-    model.predict_proba(X[:1])
-    limit = model.estimators_.engine.max_rows
-    depth = model.estimators_.flat_engine().mean_leaf_depth()
-    assert limit == int(dispatch.CROSSOVER_STEPS / depth)
-    at_limit, over = np.resize(X, (limit, X.shape[1])), np.resize(X, (limit + 1, X.shape[1]))
-    assert_equal_outputs(original.predict_proba(at_limit), model.predict_proba(at_limit), "at the limit")
-    assert len(model.estimators_.cache) == 0
-    assert_equal_outputs(original.predict_proba(over), model.predict_proba(over), "over the limit")
-    assert len(model.estimators_.cache) == 12
+    model.n_jobs = n_jobs
+    used = []
+    threads = module.Predictor._threads
+    monkeypatch.setattr(module.Predictor, "_threads", lambda self, n_rows: used.append(self.n_jobs) or threads(self, n_rows))
+    assert_equal_outputs(original.predict_proba(X), model.predict_proba(X), "n_jobs")
+    assert used == [n_jobs] and model.estimators_.flat_engine().n_jobs is None  # the kept engine is unchanged
+
+
+def test_an_n_jobs_sklearn_refuses_gets_sklearn_s_error(builds):
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    original.n_jobs = model.n_jobs = 0
+    for estimator in (original, model):
+        with pytest.raises(ValueError) as raised:
+            estimator.predict_proba(X[:2])
+        assert str(raised.value) == "n_jobs == 0 in Parallel has no meaning"
 
 
 # --------------------------------------------------------------------------- what the engine leaves to sklearn
-def test_small_sparse_batches_use_the_engine(builds):
+def test_sparse_batches_use_the_engine(builds):
     original, store, X, _ = saved(RandomForestClassifier, "multiclass")
     model = treeshard.load(store)
     sparse = X[:5].copy()
@@ -209,10 +210,8 @@ def test_dispatch_is_visible_and_optional():
     model = treeshard.load(store)
     assert sorted(k for k, v in vars(model).items() if isinstance(v, SmallBatchDispatch)) == ["apply", "predict_proba"]
     assert model.predict_proba.__doc__ == RandomForestClassifier.predict_proba.__doc__
-    assert repr(model.predict_proba) == "<treeshard dispatch: RandomForestClassifier.predict_proba, flat engine for small batches>"
-    model.predict_proba(X[:1])
-    limit = model.estimators_.engine.max_rows
-    assert repr(model.apply) == f"<treeshard dispatch: RandomForestClassifier.apply, flat engine up to {limit} rows>"
+    assert repr(model.predict_proba) == "<treeshard dispatch: RandomForestClassifier.predict_proba, flat engine>"
+    assert repr(model.apply) == "<treeshard dispatch: RandomForestClassifier.apply, flat engine>"
     regressor = treeshard.load(saved(RandomForestRegressor, "regression")[1])
     assert sorted(k for k, v in vars(regressor).items() if isinstance(v, SmallBatchDispatch)) == ["apply", "predict"]
     for plain in (treeshard.load(store, engine="sklearn"), treeshard.load(store, lazy=False), clone(model)):

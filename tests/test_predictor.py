@@ -148,16 +148,105 @@ def test_huge_values_round_to_float32_infinity_like_sklearn() -> None:
     assert_same_outputs(estimator, predictor, rows)
 
 
-def test_large_batch_is_split_into_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of rows (and the pair compaction inside a block) change nothing."""
+@pytest.mark.parametrize("n_jobs", [None, 1, 2, 3, -1])
+@pytest.mark.parametrize("case", ["rf-multiclass", "rf-nan", "gb-multiclass", "gb-regression", "dt-multioutput-string"])
+def test_row_blocks_and_threads_change_nothing(monkeypatch: pytest.MonkeyPatch, case: str, n_jobs: Any) -> None:
+    """Odd row blocks, walk groups and leaf buffers, spread over threads, give the same bits as sklearn."""
+    import treeshard.predictor as module
+
+    estimator, predictor, X = fitted(case)
+    monkeypatch.setattr(module, "BLOCK_ROWS", 7)
+    monkeypatch.setattr(module, "GROUP", 3)
+    monkeypatch.setattr(module, "BUFFER_PAIRS", 20)  # a few trees at a time
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)  # even a small batch is split over the threads
+    monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+    assert predictor._threads(len(X)) == {None: 1, 1: 1, 2: 2, 3: 3, -1: module.available_cores()}[n_jobs]
+    assert_same_outputs(estimator, predictor, np.vstack([X] * 3))
+
+
+@pytest.mark.parametrize("case", ["rf-nan", "dt-nan", "gb-binary", "gb-multiclass", "dt-regression"])
+def test_both_walks_give_sklearns_leaves(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """Shallow models are walked level by level, deep ones walk by walk: both are exact, whatever the depth."""
+    estimator, predictor, X = fitted(case)
+    depth = predictor._walk_depth
+    rows = np.vstack([X, X[:5] + np.float32(1e-3)])
+    monkeypatch.setattr(predictor, "_walk_depth", 0)  # hand-over walks
+    assert_same_outputs(estimator, predictor, rows)
+    if depth == 0:  # a deep model: force the level walk with its true depth
+        depth = int(predictor._depths.max())
+    monkeypatch.setattr(predictor, "_walk_depth", depth)
+    assert_same_outputs(estimator, predictor, rows)
+    monkeypatch.setattr(predictor, "_walk_depth", depth + 3)  # extra steps stay at the leaf
+    assert_same_outputs(estimator, predictor, rows)
+
+
+def test_level_walk_is_chosen_for_shallow_models_only() -> None:
+    import treeshard.predictor as module
+
+    assert fitted("gb-binary")[1]._walk_depth == 3  # max_depth=3 stages
+    assert fitted("rf-multiclass")[1]._walk_depth == 0  # fully grown trees, deeper than LEVEL_WALK_DEPTH
+    assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
+
+
+@pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
+def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> None:
+    import re
+
+    _, predictor, X = fitted("rf-regression")
+    monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
+        predictor.predict(X)
+
+
+def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
+    import treeshard.predictor as module
+
+    _, predictor, X = fitted("rf-regression")
+    monkeypatch.setattr(module, "available_cores", lambda: 4)
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
+    for n_jobs, threads in ((-1, 4), (-2, 3), (-4, 1), (-9, 1), (3, 3), (None, 1)):
+        monkeypatch.setattr(predictor, "n_jobs", n_jobs)
+        assert predictor._threads(100) == threads, n_jobs
+    monkeypatch.setattr(predictor, "n_jobs", 3)
+    assert predictor._threads(2) == 2  # never more threads than rows
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_scores_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model loaded (and used with threads) before a fork, as in a pre-forking server, scores in the child."""
+    import os
+
     import treeshard.predictor as module
 
     estimator, predictor, X = fitted("rf-multiclass")
-    big = np.vstack([X] * 8)
-    monkeypatch.setattr(module, "BLOCK_PAIRS", 7 * 300)
-    assert_same_outputs(estimator, predictor, big)
-    estimator, predictor, X = fitted("gb-multiclass")
-    assert_same_outputs(estimator, predictor, np.vstack([X] * 4))
+    monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
+    monkeypatch.setattr(predictor, "n_jobs", 2)
+    expected = estimator.predict_proba(X)
+    assert np.array_equal(predictor.predict_proba(X), expected)  # the parent's pool exists now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, never return into pytest
+        try:
+            os.write(write, b"1" if np.array_equal(predictor.predict_proba(X), expected) else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    import select
+    import signal
+
+    ready, _, _ = select.select([read], [], [], 60)  # a stale pool would hang the child: do not wait forever
+    answer = os.read(read, 1) if ready else b"timeout"
+    os.close(read)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+
+
+def test_small_batches_stay_in_the_calling_thread() -> None:
+    _, predictor, X = fitted("rf-regression")
+    assert predictor._threads(1) == 1
+    assert predictor._threads(63) == 1  # one block of rows
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,6 +342,35 @@ def test_threshold_rounding_is_exact() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         assert np.array_equal(x[:, None].astype(np.float64) <= t[None, :], x[:, None] <= t32[None, :])
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_node_table_rounds_thresholds_like_the_numpy_statement() -> None:
+    """The compiled packing (one pass) gives the bits of ``_round_down_to_float32`` for every threshold."""
+    from treeshard._kernels import pack_nodes
+    from treeshard.predictor import _round_down_to_float32
+
+    rng = np.random.default_rng(1)
+    f32 = np.finfo(np.float32)
+    edges = [0.0, -0.0, np.inf, -np.inf, float(f32.max), -float(f32.max), 3.4028235677973366e38, -3.4028235677973366e38,
+             3.5e38, -3.5e38, 1e-46, -1e-46, float(f32.smallest_subnormal), -float(f32.smallest_subnormal), 1e-300, -1e-300]
+    t = np.concatenate([rng.normal(size=5000) * 10.0 ** rng.integers(-45, 39, 5000), edges])
+    # Midpoints between neighbouring float32s, and one float64 ulp either side: where rounding turns.
+    low = rng.normal(size=500).astype(np.float32)
+    mid = (low.astype(np.float64) + np.nextafter(low, np.float32(np.inf)).astype(np.float64)) / 2
+    t = np.concatenate([t, mid, np.nextafter(mid, np.inf), np.nextafter(mid, -np.inf)])
+    n = len(t)
+    feature = rng.integers(-2, 7, n).astype(np.int32)
+    left, right = rng.integers(0, 9, n).astype(np.int32), rng.integers(0, 9, n).astype(np.int32)
+    missing = rng.integers(0, 2, n).astype(np.uint8)
+    nodes, nan_right = np.empty((n, 4), dtype=np.int32), np.empty(n, dtype=np.uint8)
+    pack_nodes(t, feature, left, right, missing, nodes, nan_right)
+    assert np.array_equal(nodes[:, 0], _round_down_to_float32(t).view(np.int32))
+    assert np.array_equal(nodes[:, 1], np.maximum(feature, 0))
+    assert np.array_equal(nodes[:, 2], left) and np.array_equal(nodes[:, 3], right)
+    assert np.array_equal(nan_right, 1 - missing)
+    with pytest.raises(ValueError, match="^node columns and table: expected n_nodes rows each, 4 fields a record$"):
+        pack_nodes(t, feature, left, right, missing, nodes[:-1], nan_right)
 
 
 # --------------------------------------------------------------------------- input validation

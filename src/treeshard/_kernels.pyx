@@ -8,9 +8,10 @@ index below is checked against its bounds before use: the point of this code
 is to reject input that would make sklearn's own traversal read out of bounds.
 """
 
-from libc.math cimport isnan
+from libc.float cimport FLT_MAX
+from libc.math cimport INFINITY, isnan, nextafterf
 from libc.stdint cimport int32_t, int64_t, uint8_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 # Error codes, mapped to messages by treeshard.validate.
 cpdef enum Problem:
@@ -175,3 +176,353 @@ def check_and_layout(
     free(depth)
     free(seen)
     return code, bad
+
+
+# --------------------------------------------------------------------------- traversal
+# The flat predictor's engine (treeshard.predictor). Its node table holds one
+# 16-byte record per node of already validated trees (check_and_layout above):
+# the split threshold rounded down to float32 (x <= t in float64 exactly when
+# x <= that float32, for a float32 x), the feature (0 at a leaf: any readable
+# column) and the two child offsets relative to the node (0 at a leaf).
+#
+# Walking a tree is a chain of dependent loads, mostly cache misses on a large
+# forest. So `group` (tree, row) pairs walk at once, interleaved: their loads
+# are independent and overlap in memory; a pair that reaches its leaf hands its
+# slot to the next pair (_walk_pairs). Pairs come tree-major over a block of
+# rows, so a tree stays in cache while the block walks it; with few rows, the
+# walks span trees. Shallow models (every tree at most `depth` deep, known from
+# validation) take a shorter path: LEVEL_GROUP rows go exactly `depth` steps
+# down a tree in a fixed-size loop the compiler unrolls (_walk_levels). The
+# choice of child is branch-free: the comparison is a coin toss that a branch
+# would often mispredict. Sums are added afterwards, each row's leaf values in
+# tree order, as sklearn does.
+
+cdef enum:
+    MAX_GROUP = 32
+
+cdef struct Node:
+    float threshold
+    int32_t feature
+    int32_t left
+    int32_t right
+
+
+cdef void _walk_pairs(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group,
+) noexcept nogil:
+    """``leaves[t * stride + r - start]``: the leaf row ``r`` of ``X`` reaches in tree ``t``, for rows ``start:stop``."""
+    cdef int64_t node[MAX_GROUP]
+    cdef const float* x[MAX_GROUP]
+    cdef int64_t* slot[MAX_GROUP]  # where the slot's leaf goes
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t t = 0, r = 0  # the next pair to start
+    cdef Py_ssize_t m = 0, j, i
+    cdef const Node* nd
+    cdef float v
+    cdef int32_t step
+    cdef bint right
+    if rows <= 0:
+        return
+    while m < group and t < n_trees:
+        node[m] = roots[t]
+        x[m] = X + (start + r) * n_features
+        slot[m] = leaves + t * stride + r
+        m += 1
+        r += 1
+        if r == rows:
+            r = 0
+            t += 1
+    while m > 0:
+        j = 0
+        while j < m:
+            i = node[j]
+            nd = nodes + i
+            v = x[j][nd.feature]
+            # NaN compares False and goes right unless missing_go_to_left: rare, so a branch.
+            right = not (v <= nd.threshold)
+            if v != v:
+                right = nan_right[i]
+            step = nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            if step != 0:
+                node[j] = i + step
+                j += 1
+                continue
+            slot[j][0] = i  # at a leaf (offsets 0): the slot takes the next pair, or the last slot's
+            if t < n_trees:
+                node[j] = roots[t]
+                x[j] = X + (start + r) * n_features
+                slot[j] = leaves + t * stride + r
+                r += 1
+                if r == rows:
+                    r = 0
+                    t += 1
+                j += 1
+            else:
+                m -= 1
+                node[j], x[j], slot[j] = node[m], x[m], slot[m]
+
+
+cdef enum:
+    LEVEL_GROUP = 8
+
+
+cdef inline void _levels_fixed(
+    const Node* nodes, const uint8_t* nan_right, int64_t root, const float* x, Py_ssize_t n_features,
+    Py_ssize_t depth, int64_t* leaves,
+) noexcept nogil:
+    cdef int64_t node[LEVEL_GROUP]
+    cdef Py_ssize_t j, d, i
+    cdef const Node* nd
+    cdef float v
+    cdef bint right
+    for j in range(LEVEL_GROUP):
+        node[j] = root
+    for d in range(depth):
+        for j in range(LEVEL_GROUP):
+            i = node[j]
+            nd = nodes + i
+            v = x[j * n_features + nd.feature]
+            right = not (v <= nd.threshold)
+            if v != v:
+                right = nan_right[i]
+            node[j] = i + nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+    for j in range(LEVEL_GROUP):
+        leaves[j] = node[j]
+
+
+cdef void _walk_levels(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group, Py_ssize_t depth,
+) noexcept nogil:
+    """As :func:`_walk_pairs`, for trees no deeper than ``depth``: ``group`` rows take exactly
+    ``depth`` steps down a tree in lockstep (a step from a leaf stays there), with no test
+    for leaves and no hand-over: the shorter code path for shallow trees."""
+    cdef int64_t node[MAX_GROUP]
+    cdef const float* x
+    cdef Py_ssize_t t, r, m, j, d, i
+    cdef const Node* nd
+    cdef float v
+    cdef bint right
+    for t in range(n_trees):
+        r = start
+        while r + LEVEL_GROUP <= stop:  # full groups: a fixed count the compiler unrolls into registers
+            _levels_fixed(nodes, nan_right, roots[t], X + r * n_features, n_features, depth, leaves + t * stride + r - start)
+            r += LEVEL_GROUP
+        while r < stop:
+            m = min(group, stop - r)
+            x = X + r * n_features
+            for j in range(m):
+                node[j] = roots[t]
+            for d in range(depth):
+                for j in range(m):
+                    i = node[j]
+                    nd = nodes + i
+                    v = x[j * n_features + nd.feature]
+                    right = not (v <= nd.threshold)
+                    if v != v:
+                        right = nan_right[i]
+                    node[j] = i + nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            for j in range(m):
+                leaves[t * stride + r - start + j] = node[j]
+            r += m
+
+
+cdef void _walk(
+    const float* X, Py_ssize_t n_features, const Node* nodes, const uint8_t* nan_right,
+    const int64_t* roots, Py_ssize_t n_trees, Py_ssize_t start, Py_ssize_t stop, int64_t* leaves, Py_ssize_t stride,
+    Py_ssize_t group, Py_ssize_t depth,
+) noexcept nogil:
+    if depth > 0 and stop - start >= LEVEL_GROUP:  # fewer rows: walks across trees overlap better
+        _walk_levels(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group, depth)
+    else:
+        _walk_pairs(X, n_features, nodes, nan_right, roots, n_trees, start, stop, leaves, stride, group)
+
+
+cdef void _add_values(
+    const int64_t* leaves, Py_ssize_t n_trees, Py_ssize_t first_tree, Py_ssize_t rows, const double* value,
+    const int32_t* counts, const double* weights, Py_ssize_t width, double scale, Py_ssize_t k, double* out,
+) noexcept nogil:
+    """``out[r] += scale * value[leaves[t * rows + r]]`` for each tree ``t`` in order; tree ``t``
+    is tree ``first_tree + t`` of the model, whose values go to column group ``(first_tree + t) % k``."""
+    cdef Py_ssize_t t, r, c, leaf
+    cdef Py_ssize_t out_width = k * width
+    cdef double* acc
+    for t in range(n_trees):
+        for r in range(rows):
+            leaf = leaves[t * rows + r]
+            acc = out + r * out_width + ((first_tree + t) % k) * width
+            if counts == NULL:
+                for c in range(width):
+                    acc[c] += scale * value[leaf * width + c]
+            else:  # value_encoding "weighted_counts": the division a load would do, at the leaf
+                for c in range(width):
+                    acc[c] += scale * (<double> counts[leaf * width + c] / weights[leaf])
+
+
+cdef inline float _round_down(double t) noexcept nogil:
+    """The largest float32 not above ``t`` (not NaN): ``x <= t`` iff ``x <= result`` for a float32 ``x``."""
+    cdef float f
+    if t > FLT_MAX:  # out of float32's range (converting it would be undefined behaviour in C)
+        return INFINITY if t == INFINITY else FLT_MAX
+    if t < -FLT_MAX:
+        return -INFINITY
+    f = <float> t
+    if f > t:
+        f = nextafterf(f, -INFINITY)
+    return f
+
+
+def pack_nodes(
+    const double[::1] threshold,
+    const int32_t[::1] feature,
+    const int32_t[::1] left,
+    const int32_t[::1] right,
+    const uint8_t[::1] missing_go_to_left,
+    int32_t[:, ::1] nodes,
+    uint8_t[::1] nan_right,
+):
+    """Fill the traversal's node table from validated node columns, in one pass: ``nodes[i]`` =
+    (threshold rounded down to float32, as bits; feature, 0 at a leaf; left and right child
+    offsets) and ``nan_right[i]`` = not ``missing_go_to_left[i]``."""
+    cdef Py_ssize_t n = threshold.shape[0]
+    cdef Py_ssize_t i
+    cdef Node* out
+    if (feature.shape[0] != n or left.shape[0] != n or right.shape[0] != n or missing_go_to_left.shape[0] != n
+            or nodes.shape[0] != n or nodes.shape[1] != 4 or nan_right.shape[0] != n):
+        raise ValueError("node columns and table: expected n_nodes rows each, 4 fields a record")
+    if n == 0:
+        return
+    out = <Node*> &nodes[0, 0]
+    with nogil:
+        for i in range(n):
+            out[i].threshold = _round_down(threshold[i])
+            out[i].feature = feature[i] if feature[i] >= 0 else 0
+            out[i].left = left[i]
+            out[i].right = right[i]
+            nan_right[i] = missing_go_to_left[i] == 0
+
+
+cdef int _check_table(
+    const float[:, ::1] X, const int32_t[:, ::1] nodes, const uint8_t[::1] nan_right, const int64_t[::1] roots,
+    Py_ssize_t start, Py_ssize_t stop,
+) except -1:
+    if nodes.shape[1] != 4 or nan_right.shape[0] != nodes.shape[0]:
+        raise ValueError("node table: expected (n_nodes, 4) records and n_nodes NaN flags")
+    if not 0 <= start <= stop <= X.shape[0]:
+        raise ValueError("row range outside X")
+    for t in range(roots.shape[0]):
+        if not 0 <= roots[t] < nodes.shape[0]:
+            raise ValueError("tree root outside the node table")
+    return 0
+
+
+def traverse_leaves(
+    const float[:, ::1] X,
+    const int32_t[:, ::1] nodes,
+    const uint8_t[::1] nan_right,
+    const int64_t[::1] roots,
+    int64_t[:, ::1] out,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t block_rows,
+    Py_ssize_t group,
+    Py_ssize_t depth,
+):
+    """Write the leaf (global node id) that rows ``start:stop`` of ``X`` reach in each tree
+    into ``out[tree, row]``, ``block_rows`` rows through every tree at a time, ``group``
+    walks interleaved (at most 32), without the GIL. With ``depth`` > 0, no tree is deeper
+    than ``depth`` and every walk takes exactly ``depth`` steps.
+
+    ``nodes`` is the node table described above, of trees that passed
+    :func:`check_and_layout`, and ``X`` has every feature those trees split on.
+    """
+    _check_table(X, nodes, nan_right, roots, start, stop)
+    if out.shape[0] != roots.shape[0] or out.shape[1] != X.shape[0]:
+        raise ValueError("out: expected (n_trees, n_rows)")
+    if start == stop or roots.shape[0] == 0:
+        return
+    cdef Py_ssize_t first, last
+    cdef Py_ssize_t block = max(1, block_rows)
+    group = max(1, min(group, MAX_GROUP))
+    with nogil:
+        first = start
+        while first < stop:
+            last = min(stop, first + block)
+            _walk(
+                &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[0], roots.shape[0],
+                first, last, &out[0, first], X.shape[0], group, depth,
+            )
+            first = last
+
+
+def traverse_sum(
+    const float[:, ::1] X,
+    const int32_t[:, ::1] nodes,
+    const uint8_t[::1] nan_right,
+    const int64_t[::1] roots,
+    const double[:, ::1] value,
+    const int32_t[:, ::1] counts,
+    const double[::1] weights,
+    double scale,
+    Py_ssize_t k,
+    double[:, ::1] out,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    Py_ssize_t block_rows,
+    Py_ssize_t group,
+    Py_ssize_t depth,
+    Py_ssize_t buffer_pairs,
+):
+    """Add ``scale * value[leaf]`` of every tree, in tree order, to ``out[row]`` for rows
+    ``start:stop``; tree ``t`` adds to the ``t % k``-th group of ``value.shape[1]``
+    columns (``k`` trees per boosting stage; 1 for a forest). Without the GIL.
+
+    A block of ``block_rows`` rows walks as many consecutive trees at once as
+    ``buffer_pairs`` leaf ids hold (at least one tree), then adds their values;
+    ``group`` and ``depth`` as in :func:`traverse_leaves`.
+    With ``value`` of zero rows, a leaf's value is ``counts[leaf] / weights[leaf]``
+    (value_encoding "weighted_counts"). ``out`` holds the starting values (zeros, or
+    gradient boosting's init prediction); each row's sum is the same left fold as
+    ``np.add.accumulate`` over trees and as sklearn's ``predict_stages``.
+    """
+    _check_table(X, nodes, nan_right, roots, start, stop)
+    cdef Py_ssize_t n_nodes = nodes.shape[0]
+    cdef bint by_counts = value.shape[0] == 0
+    cdef Py_ssize_t width = counts.shape[1] if by_counts else value.shape[1]
+    if by_counts and (counts.shape[0] != n_nodes or weights.shape[0] != n_nodes):
+        raise ValueError("counts and weights: expected one row per node")
+    if not by_counts and value.shape[0] != n_nodes:
+        raise ValueError("value: expected one row per node")
+    if k < 1 or out.shape[0] != X.shape[0] or out.shape[1] != k * width:
+        raise ValueError("out: expected (n_rows, k * width)")
+    if start == stop or roots.shape[0] == 0 or width == 0:
+        return
+    cdef const double* value_ptr = NULL if by_counts else &value[0, 0]
+    cdef const int32_t* counts_ptr = &counts[0, 0] if by_counts else NULL
+    cdef const double* weights_ptr = &weights[0] if by_counts else NULL
+    cdef Py_ssize_t n_trees = roots.shape[0]
+    cdef Py_ssize_t block = max(1, min(block_rows, stop - start))
+    cdef Py_ssize_t chunk = max(1, min(n_trees, buffer_pairs // block))  # trees walked at once
+    cdef Py_ssize_t first, last, tree, trees
+    cdef int64_t* leaves = <int64_t*> malloc(chunk * block * sizeof(int64_t))
+    if leaves == NULL:
+        raise MemoryError()
+    group = max(1, min(group, MAX_GROUP))
+    with nogil:
+        first = start
+        while first < stop:
+            last = min(stop, first + block)
+            tree = 0
+            while tree < n_trees:
+                trees = min(chunk, n_trees - tree)
+                _walk(
+                    &X[0, 0], X.shape[1], <const Node*> &nodes[0, 0], &nan_right[0], &roots[tree], trees,
+                    first, last, leaves, last - first, group, depth,
+                )
+                _add_values(leaves, trees, tree, last - first, value_ptr, counts_ptr, weights_ptr, width, scale, k, &out[first, 0])
+                tree += trees
+            first = last
+    free(leaves)

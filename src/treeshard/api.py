@@ -323,7 +323,7 @@ class ModelHandle:
             weakref.finalize(source, source.reader.close)
             cache = TreeCache(budget // 4 if over_budget else None)
             batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
-            # The flat engine for small batches gets what the trees leave of the budget:
+            # The flat engine gets what the trees leave of the budget:
             # half when they stream (cache: a quarter, batches: an eighth), else the rest.
             engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
 
@@ -534,9 +534,9 @@ def load(
     storage_options : dict, optional
         For an fsspec URL store (``s3://...``, ``https://...``): filesystem options.
     engine : {"auto", "sklearn"}, default "auto"
-        For a lazily loaded forest: ``"auto"`` scores small batches with treeshard's
-        flat engine (the :class:`~treeshard.Predictor`, much faster for a few rows) and
-        large ones with sklearn's trees, bit-identical either way (see
+        For a lazily loaded forest: ``"auto"`` scores with treeshard's compiled
+        engine (the :class:`~treeshard.Predictor`'s, faster than sklearn at every
+        batch size) wherever it gives sklearn's answer, bit-identical (see
         :mod:`treeshard.dispatch`); ``"sklearn"`` always uses sklearn's methods.
     check_chunks : bool, default True
         Check the root ``zarr.json`` when the store is opened, and every chunk

@@ -282,11 +282,16 @@ class LazyEstimators(Sequence):
 
     def flat_engine(self) -> Any:
         """The flat :class:`~treeshard.Predictor` over the selected trees, built on first
-        use and kept (what :mod:`treeshard.dispatch` scores small batches with); None if
-        it would not fit ``engine_budget``."""
+        use and kept (what :mod:`treeshard.dispatch` scores with); None if it would not
+        fit ``engine_budget``."""
         from .predictor import Predictor
 
-        return self.engine.get(lambda: Predictor.for_trees(self.source.reader, self.indices), self.engine_bytes())
+        def build() -> Predictor:
+            engine = Predictor.for_trees(self.source.reader, self.indices)
+            engine.n_jobs = None  # as an unset forest n_jobs; the dispatch scores with the forest's
+            return engine
+
+        return self.engine.get(build, self.engine_bytes())
 
     def engine_bytes(self) -> int:
         """About the most memory building the flat engine takes (twice what it keeps:

@@ -1,9 +1,10 @@
-"""The flat predictor: scoring straight from the node columns, with numpy alone.
+"""The flat predictor: scoring straight from the node columns, without sklearn.
 
 :class:`Predictor` reads a store's config and the node columns it needs,
-validates them, and predicts by walking all trees at once: one array holds
-the current node of every (tree, row) pair, and each step moves all of them
-one level down with a few fancy-indexing operations over the flat columns.
+validates them, lays every node out as one 16-byte record (threshold,
+feature, child offsets) and predicts with treeshard's compiled traversal
+(:mod:`treeshard._kernels`): without the GIL, a block of rows at a time
+through each tree in turn, row blocks spread over ``n_jobs`` threads.
 Neither scikit-learn nor zarr is imported (treeshard's own directory and zip
 stores are read by :mod:`treeshard._fastread`), which is what a serverless
 cold start needs.
@@ -26,8 +27,8 @@ Every output is bit-identical to the saved estimator's:
   infinity in sparse ``X`` for every estimator, and so does the predictor;
   scipy is imported only when ``X`` is a scipy object.
 - Forest averages are accumulated tree by tree in tree order starting from
-  zeros, then divided by the number of trees (``np.add.accumulate`` is a
-  sequential left fold, unlike ``np.sum``); gradient boosting adds
+  zeros, then divided by the number of trees (a sequential left fold per
+  row, whichever thread scores it); gradient boosting adds
   ``learning_rate * value`` stage by stage onto the init estimator's raw
   prediction, which is computed with the same float operations as sklearn's
   ``DummyClassifier``/``DummyRegressor`` + loss link.
@@ -60,8 +61,11 @@ refused.
 from __future__ import annotations
 
 import math
+import os
+import threading
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -71,7 +75,7 @@ from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import CONFIG_KEY, Config, TreeLayout, parse_config
-from .validate import validate_columns, validate_tree_ptr
+from .validate import check_trees, validate_tree_ptr
 
 __all__ = ["Predictor"]
 
@@ -80,12 +84,20 @@ BOOSTING = frozenset({"GradientBoostingClassifier", "GradientBoostingRegressor"}
 TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"})
 #: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
-#: (tree, row) pairs walked at once; larger batches are split into row blocks of this many pairs.
-BLOCK_PAIRS = 1 << 18
+#: Rows the traversal takes through one tree before moving to the next (the tree stays in cache).
+BLOCK_ROWS = 1 << 16
+#: Tree walks the traversal interleaves (their memory loads overlap).
+GROUP = 16
+#: Models no deeper than this are walked in lockstep, every walk taking max-depth steps (fewer
+#: instructions per step); deeper trees hand a finished walk's slot to the next one.
+LEVEL_WALK_DEPTH = 8
+#: Leaf ids a sum buffers before adding values: how many trees a small batch walks at once.
+BUFFER_PAIRS = 1 << 14
+#: A batch is spread over threads only above this many (row, tree) pairs per thread: below, starting
+#: a thread costs more than it saves.
+PAIRS_PER_THREAD = 1 << 14
 #: Sparse X is densified one block of rows at a time; a dense block takes at most this many bytes (or one row).
 SPARSE_BLOCK_BYTES = 1 << 24
-#: Pairs that reached a leaf are set aside once they are more than this fraction of those walking.
-COMPACT_BELOW = 0.75
 _EPS = float(np.finfo(np.float64).eps)
 #: ``math.exp`` of anything above this may overflow (``log(DBL_MAX)`` is 709.78...): such values take the slow path.
 _EXP_SAFE = 709.0
@@ -125,6 +137,10 @@ class Predictor:
     check_chunks : bool, default True
         Check every chunk read against the store's ``treeshard.sha256`` record,
         as :func:`treeshard.load` does; ``False`` only for trusted local files.
+    n_jobs : int or None, default=-1
+        Threads a large batch is scored with, as sklearn's ``n_jobs``: -1 for
+        every core this process may use, -2 for all but one, None for 1.
+        Outputs do not depend on it. Settable later as the attribute ``n_jobs``.
 
     Attributes
     ----------
@@ -167,9 +183,14 @@ class Predictor:
     True
     """
 
-    def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
+    n_jobs: int | None = -1
+
+    def __init__(
+        self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1
+    ) -> None:
         from ._fastread import FastReader
 
+        self.n_jobs = n_jobs
         reader = FastReader(store, storage_options, check_chunks=check_chunks)
         try:
             attributes = reader.attributes
@@ -189,7 +210,7 @@ class Predictor:
         self._setup_trees(columns)
 
     @classmethod
-    def for_trees(cls, reader: Any, indices: Any) -> Predictor:
+    def for_trees(cls, reader: Any, indices: Any, *, n_jobs: int | None = -1) -> Predictor:
         """A predictor over trees ``indices`` (global ids, in order) of a store opened by a
         :class:`~treeshard.reader.StoreReader`: what a lazily loaded forest scores small
         batches with. Only the columns prediction needs are read, and checked as in a load.
@@ -217,12 +238,13 @@ class Predictor:
         counts = full_ptr[indices + 1] - full_ptr[indices]
         layout = dataclasses.replace(config.trees, n_trees=len(indices), n_nodes=int(counts.sum()))
         self = cls.__new__(cls)
+        self.n_jobs = n_jobs
         self._setup_model(dataclasses.replace(config, trees=layout))
         self._setup_trees(self._read_columns(reader._fast, config.trees, full_ptr, runs, selected=layout))
         return self
 
     @classmethod
-    def from_columns(cls, config: Config, columns: NodeColumns) -> Predictor:
+    def from_columns(cls, config: Config, columns: NodeColumns, *, n_jobs: int | None = -1) -> Predictor:
         """A predictor over node columns already in memory (``value`` decoded to float64).
 
         For code that has read node columns itself (all of them, e.g. with
@@ -240,11 +262,11 @@ class Predictor:
         array([7.])
         """
         self = cls.__new__(cls)
+        self.n_jobs = n_jobs
         self._setup_model(config)
         self._counts = self._weights = None
         validate_tree_ptr(columns.tree_ptr, n_trees=config.trees.n_trees, n_nodes=config.trees.n_nodes)
-        validate_columns(columns, config.trees)
-        self._setup_trees(columns)
+        self._setup_trees(columns, check_trees(columns, config.trees)[1])
         return self
 
     # ------------------------------------------------------------------ loading
@@ -404,33 +426,33 @@ class Predictor:
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
         columns = NodeColumns(tree_ptr=local_ptr, **arrays)
-        validate_columns(columns, selected)
+        self._depths = check_trees(columns, selected)[1]
         return columns
 
-    def _setup_trees(self, cols: NodeColumns) -> None:
-        n = cols.n_nodes
-        # Node ids fit int32 for all but huge models; gathers from int32 arrays move half the bytes.
-        ids = np.int32 if 2 * n < 2**31 else np.intp
-        children = np.empty((n, 2), dtype=ids)
-        index = np.arange(n, dtype=ids)
-        # A leaf's offsets are 0, so its "children" are itself: extra steps at a leaf are harmless.
-        np.add(index, cols.left_child_offset, out=children[:, 0], dtype=ids)
-        np.add(index, cols.right_child_offset, out=children[:, 1], dtype=ids)
-        del index
-        self._children = children.reshape(-1)  # child of node i: _children[2 * i + went_right]
-        # One 8-byte record per node, gathered at once: (feature, threshold rounded down to
-        # float32). Leaves get feature -1, which marks them and reads a spare slot of X.
-        records = np.empty((n, 2), dtype=np.int32)
-        np.maximum(cols.feature, -1, out=records[:, 0])
-        records[:, 1] = _round_down_to_float32(cols.threshold).view(np.int32)
-        self._records = records.reshape(-1).view(np.int64)
-        self._nan_right = cols.missing_go_to_left == 0
-        self._roots = cols.tree_ptr[:-1].astype(np.intp)
-        # Validated trees have children after parents, so no path is longer than the largest tree.
-        self._max_steps = int(np.diff(cols.tree_ptr).max())
-        if self._counts is None:
-            self._value = cols.value
+    def _setup_trees(self, cols: NodeColumns, depths: np.ndarray | None = None) -> None:
+        """Lay out validated ``cols`` for the traversal; ``depths``: each tree's depth (default:
+        those :meth:`_read_columns` found)."""
+        depths = self._depths = self._depths if depths is None else depths
+        # Shallow trees are walked level by level, every row taking exactly max-depth steps.
+        max_depth = int(depths.max())
+        self._walk_depth = max_depth if max_depth <= LEVEL_WALK_DEPTH else 0
+        # One 16-byte record per node, what the compiled traversal reads: the threshold rounded
+        # down to float32 (as bits), the feature (0 at a leaf: a readable column) and the
+        # child offsets (0 at a leaf, which marks it).
+        # (_round_down_to_float32 is the numpy statement of the rounding.)
+        from ._kernels import pack_nodes
+
+        self._nodes = np.empty((cols.n_nodes, 4), dtype=np.int32)
+        self._nan_right = np.empty(cols.n_nodes, dtype=np.uint8)
+        pack_nodes(cols.threshold, cols.feature, cols.left_child_offset, cols.right_child_offset, cols.missing_go_to_left, self._nodes, self._nan_right)
+        self._roots = np.ascontiguousarray(cols.tree_ptr[:-1], dtype=np.int64)
         self._value_width = cols.value.shape[1]
+        if self._counts is None:
+            self._value = np.ascontiguousarray(cols.value)
+        else:
+            self._value = np.empty((0, self._value_width))  # the traversal divides counts by weights at the leaf
+            self._counts = np.ascontiguousarray(self._counts, dtype=np.int32)
+            self._weights = np.ascontiguousarray(self._weights, dtype=np.float64)
 
     def _node_values(self, nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float64 values of ``nodes`` (any shape), shape ``nodes.shape + (value_width,)``."""
@@ -511,57 +533,57 @@ class Predictor:
         raise ValueError(message)
 
     # ------------------------------------------------------------------ traversal
-    def _leaves(self, X32: np.ndarray) -> np.ndarray:
-        """Global leaf ids, shape (n_trees, n_rows): all trees walked at once, level by level.
+    def _threads(self, n_rows: int) -> int:
+        """Threads to score ``n_rows`` rows with: ``n_jobs``, fewer for small batches."""
+        n_jobs = self.n_jobs
+        if n_jobs is None:
+            return 1
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+            raise ValueError(f"n_jobs must be a nonzero integer or None, got {n_jobs!r}")
+        wanted = int(n_jobs) if n_jobs > 0 else max(1, available_cores() + 1 + int(n_jobs))  # as joblib
+        by_size = n_rows * len(self._roots) // PAIRS_PER_THREAD
+        return max(1, min(wanted, by_size, n_rows))
 
-        ``node`` holds the current node of every (tree, row) pair still walking.
-        Each step gathers the nodes' packed (feature, threshold) records, the
-        rows' feature values, and the next node; pairs that reached a leaf are
-        set aside as they finish, so deep levels touch few pairs.
-        """
-        n_rows, n_features = X32.shape
-        roots = self._roots
-        n_pairs = len(roots) * n_rows
-        node = np.repeat(roots, n_rows)  # tree-major: rows of one tree are adjacent
-        # X flattened behind one spare slot, so that a leaf's feature (-1) reads a harmless value.
-        flat_X = np.empty(n_rows * n_features + 1, dtype=np.float32)
-        flat_X[1:] = X32.reshape(-1)
-        offset = np.tile(np.arange(1, n_rows * n_features + 1, n_features, dtype=np.intp), len(roots))
-        has_nan = bool(np.isnan(flat_X[1:]).any())
-        children, records = self._children, self._records
-        # np.take gathers large arrays ~1.5x faster than indexing; indexing has less overhead on small ones.
-        gather = np.take if n_pairs > 1024 else _index
-        done: np.ndarray | None = None  # leaf ids by pair, once some pairs are set aside
-        pairs = None  # which pairs `node` still holds (None: all of them)
-        for _ in range(self._max_steps + 1):
-            record = gather(records, node)
-            feature = record.view(np.int32)[0::2]
-            active = feature >= 0
-            n_active = int(np.count_nonzero(active))
-            if n_active == 0:
-                break
-            if n_active < COMPACT_BELOW * len(node) and len(node) > 1024:
-                # Set finished pairs aside so later levels only touch the rest.
-                if done is None:
-                    done = np.empty(n_pairs, dtype=np.intp)
-                    pairs = np.arange(n_pairs, dtype=np.intp)
-                finished = ~active
-                done[pairs[finished]] = node[finished]
-                pairs, node, offset, record = pairs[active], node[active], offset[active], record[active]
-                feature = record.view(np.int32)[0::2]
-            x = gather(flat_X, offset + feature)
-            went_right = x > record.view(np.float32)[1::2]  # NaN compares False: fixed below
-            if has_nan:
-                missing = np.isnan(x)
-                if missing.any():
-                    went_right[missing] = self._nan_right[node[missing]]
-            step = node + node
-            step += went_right
-            node = gather(children, step)
-        if done is None:
-            return node.reshape(len(roots), n_rows)
-        done[pairs] = node
-        return done.reshape(len(roots), n_rows)
+    def _parallel(self, kernel: Any, n_rows: int) -> None:
+        """Run ``kernel(start, stop)`` over rows ``0:n_rows``, split over :meth:`_threads` threads
+        (the kernels release the GIL); the calling thread takes the first part."""
+        threads = self._threads(n_rows)
+        if threads == 1:
+            kernel(0, n_rows)
+            return
+        bounds = [n_rows * i // threads for i in range(threads + 1)]
+        futures = [_pool(threads - 1).submit(kernel, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+        try:
+            kernel(bounds[0], bounds[1])
+        finally:
+            for future in futures:
+                future.result()
+
+    def _leaves(self, X32: np.ndarray) -> np.ndarray:
+        """Global leaf ids of the rows of a dense float32 ``X32`` in every tree, (n_trees, n_rows)."""
+        from ._kernels import traverse_leaves
+
+        out = np.empty((len(self._roots), X32.shape[0]), dtype=np.int64)
+        nodes, nan_right, roots, depth = self._nodes, self._nan_right, self._roots, self._walk_depth
+        self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP, depth), X32.shape[0])
+        return out
+
+    def _sum(self, X32: np.ndarray, initial: np.ndarray, *, scale: float, k: int) -> np.ndarray:
+        """``initial`` plus, tree by tree in order, ``scale`` times each row's leaf values;
+        tree ``t`` adds to columns ``(t % k) * width : (t % k + 1) * width``. (n_rows, k * width)."""
+        from ._kernels import traverse_sum
+
+        out = np.empty((X32.shape[0], k * self._value_width), dtype=np.float64)
+        out[:] = initial
+        nodes, nan_right, roots, value, depth = self._nodes, self._nan_right, self._roots, self._value, self._walk_depth
+        counts = self._counts if self._counts is not None else _NO_COUNTS
+        weights = self._weights if self._weights is not None else _NO_WEIGHTS
+
+        def kernel(start: int, stop: int) -> None:
+            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, depth, BUFFER_PAIRS)
+
+        self._parallel(kernel, X32.shape[0])
+        return out
 
     def mean_leaf_depth(self) -> float:
         """Average depth of the leaves over all trees (a root leaf has depth 0): about the
@@ -574,22 +596,22 @@ class Predictor:
         >>> Predictor(store).mean_leaf_depth()  # leaves at depths 1, 2 and 2
         1.6666666666666667
         """
-        feature = self._records.view(np.int32)[0::2]
+        nodes = self._nodes
         frontier, depth, total, leaves = self._roots, 0, 0, 0
         while frontier.size:
-            is_leaf = feature[frontier] < 0
+            is_leaf = nodes[frontier, 2] == 0
             n_leaves = int(np.count_nonzero(is_leaf))
             total, leaves = total + depth * n_leaves, leaves + n_leaves
-            internal = 2 * frontier[~is_leaf].astype(np.intp)
-            frontier = np.concatenate([self._children[internal], self._children[internal + 1]])
+            internal = frontier[~is_leaf]
+            frontier = np.concatenate([internal + nodes[internal, 2], internal + nodes[internal, 3]])
             depth += 1
         return total / leaves
 
     def _blocks(self, X32: Any) -> Iterator[np.ndarray]:
-        """Row blocks of at most ``BLOCK_PAIRS`` (tree, row) pairs; sparse ``X`` is densified one block at a time."""
-        rows = max(1, BLOCK_PAIRS // len(self._roots))
-        if isinstance(X32, _SparseRows):
-            rows = min(rows, X32.max_rows)
+        """Dense ``X32`` itself, or sparse ``X`` densified a block of at most ``SPARSE_BLOCK_BYTES`` at a time."""
+        if not isinstance(X32, _SparseRows):
+            return iter((X32,))
+        rows = X32.max_rows
         return (X32[i : i + rows] for i in range(0, X32.shape[0], rows))
 
     def _tree_values(self, X32: Any) -> np.ndarray:
@@ -597,28 +619,14 @@ class Predictor:
         out = [self._node_values(self._leaves(block)[0]) for block in self._blocks(X32)]
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _summed_values(self, X32: np.ndarray) -> np.ndarray:
+    def _summed_values(self, X32: Any) -> np.ndarray:
         """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
-        out = []
-        for block in self._blocks(X32):
-            leaves = self._leaves(block)
-            stack = np.empty((leaves.shape[0] + 1, block.shape[0], self._value_width), dtype=np.float64)
-            stack[0] = 0.0
-            self._node_values(leaves, out=stack[1:])
-            out.append(np.add.accumulate(stack, axis=0)[-1])
+        out = [self._sum(block, np.zeros(self._value_width), scale=1.0, k=1) for block in self._blocks(X32)]
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _raw_boosting(self, X32: np.ndarray) -> np.ndarray:
+    def _raw_boosting(self, X32: Any) -> np.ndarray:
         """Gradient boosting raw predictions (n_rows, K): init + sum of learning_rate * leaf value, stage by stage."""
-        k, stages = self._k, self.n_estimators
-        out = []
-        for block in self._blocks(X32):
-            leaves = self._leaves(block)  # (stages * k, rows), stage-major
-            values = self._node_values(leaves)[..., 0].reshape(stages, k, block.shape[0])
-            stack = np.empty((stages + 1, block.shape[0], k), dtype=np.float64)
-            stack[0] = self._init_raw
-            np.multiply(self._learning_rate, values.transpose(0, 2, 1), out=stack[1:])
-            out.append(np.add.accumulate(stack, axis=0)[-1])
+        out = [self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in self._blocks(X32)]
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     # ------------------------------------------------------------------ public methods
@@ -757,8 +765,41 @@ def _read_arrays(reader: Any, requests: dict[str, tuple[np.dtype, tuple[int, ...
     return {path: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, path in enumerate(layouts)}
 
 
-def _index(array: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    return array[indices]
+_NO_COUNTS = np.empty((0, 0), dtype=np.int32)
+_NO_WEIGHTS = np.empty(0, dtype=np.float64)
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist there, and a pool that
+    believes it has idle threads would never run a task. The child starts its own."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    count = getattr(os, "process_cpu_count", None)  # Python 3.13
+    if count is not None:
+        return count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A shared pool of ``workers`` threads, created on first use and kept for the process."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-predict")
+        return pool
 
 
 def _check_labels(where: str, labels: Any, n_classes: int) -> None:

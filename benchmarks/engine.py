@@ -1,0 +1,231 @@
+"""Compiled engine (issue 17): ``treeshard.Predictor`` against sklearn at every batch size.
+
+On RF-L and GB-M (``benchmarks/models.py``), the Predictor and the fitted
+sklearn estimator score the same float32 rows (RF-L's training data, tiled
+up to a million rows) with ``predict_proba``, both single-threaded
+(``n_jobs=None``) and on every core (``n_jobs=-1``; sklearn's gradient
+boosting has no ``n_jobs`` and always scores in one thread). Every output is
+checked with ``np.array_equal`` before its time counts. Times are medians of
+alternating rounds (the machine is shared: compare the columns of one run,
+never across runs)::
+
+    python benchmarks/engine.py                       # 1 to 1,000,000 rows, RF-L and GB-M
+    python benchmarks/engine.py --rows 1 100 1000     # a quick look
+    python benchmarks/engine.py --models GB-M --repeat 3
+    python benchmarks/engine.py --first-prediction --models RF-L --repeat 7
+
+One-row latency is the median of many single-row calls on the same row.
+``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
+plus its first one-row prediction (which builds the engine) with a
+``Predictor`` load plus its first prediction.
+
+asv runs :class:`EngineScoring` (``tests/test_bench.py`` runs it once on the tiny model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import models  # noqa: E402
+
+ROWS = (1, 100, 1_000, 100_000, 1_000_000)
+N_JOBS = (None, -1)
+
+
+@functools.cache
+def _reference_rows() -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(models._reference_data()[0], dtype=np.float32)
+
+
+def _rows(n: int) -> Any:
+    """``n`` float32 rows of the reference data (tiled past its 100,000 rows)."""
+    import numpy as np
+
+    data = _reference_rows()
+    return np.ascontiguousarray(np.resize(data, (n, data.shape[1])))
+
+
+def _seconds(fn: Any, X: Any, budget_s: float) -> tuple[float, Any]:
+    """Seconds per call (as many calls as fit in ``budget_s``, at least one) and the last output."""
+    calls, start = 0, time.perf_counter()
+    while True:
+        out = fn(X)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= budget_s:
+            return elapsed / calls, out
+
+
+def measure(name: str, rows: tuple[int, ...], repeat: int) -> list[dict[str, Any]]:
+    """Per (n_jobs, rows): median seconds of the Predictor and of sklearn, and their ratio."""
+    import numpy as np
+
+    import treeshard
+
+    cached = models.ensure(name, refresh=False)
+    estimator = cached.load_estimator()
+    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
+    out = []
+    for n_jobs in N_JOBS:
+        if hasattr(estimator, "n_jobs"):
+            estimator.n_jobs = n_jobs
+        predictor.n_jobs = n_jobs
+        for n in rows:
+            X = _rows(n)
+            budget = 0.2 if n <= 1_000 else 0.0  # large batches: one call per round
+            rounds = repeat if n <= 100_000 else max(1, repeat // 3)
+            times: dict[str, list[float]] = {"treeshard": [], "sklearn": []}
+            for _ in range(rounds):
+                seconds, mine = _seconds(predictor.predict_proba, X, budget)
+                times["treeshard"].append(seconds)
+                seconds, theirs = _seconds(estimator.predict_proba, X, budget)
+                times["sklearn"].append(seconds)
+                if not np.array_equal(mine, theirs):
+                    raise AssertionError(f"{name}, {n} rows: the Predictor differs from sklearn")
+            medians = {path: statistics.median(t) for path, t in times.items()}
+            out.append({"model": name, "n_jobs": n_jobs, "rows": n, **medians, "speedup": medians["sklearn"] / medians["treeshard"]})
+            print(_line(out[-1]), flush=True)
+    return out
+
+
+def latency(name: str, calls: int = 2_000) -> dict[str, float]:
+    """Median seconds of a one-row ``predict_proba``: Predictor and sklearn (``n_jobs=None``)."""
+    import treeshard
+
+    cached = models.ensure(name, refresh=False)
+    estimator = cached.load_estimator()
+    if hasattr(estimator, "n_jobs"):
+        estimator.n_jobs = None
+    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
+    row = _rows(1)
+    result = {}
+    for path, fn, n in (("treeshard", predictor.predict_proba, calls), ("sklearn", estimator.predict_proba, max(20, calls // 100))):
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            fn(row)
+            samples.append(time.perf_counter() - start)
+        result[path] = statistics.median(samples)
+    return result
+
+
+_FIRST_PREDICTION = """
+import time, numpy as np
+import treeshard{extra}
+X = np.load({rows!r})[:1]
+t0, c0 = time.perf_counter(), time.process_time()
+model = {load}({path!r})
+t1, c1 = time.perf_counter(), time.process_time()
+model.predict_proba(X)
+t2, c2 = time.perf_counter(), time.process_time()
+print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
+"""
+
+
+def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
+    """Fresh processes, alternating: ``Predictor(path)`` then a one-row ``predict_proba``, and
+    lazy ``treeshard.load(path)`` then the same; medians of (load, first predict) in wall-clock and
+    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model)."""
+    import os
+    import subprocess
+
+    cached = models.ensure(name, refresh=False)
+    path, rows = str(cached.path("treeshard-lz4")), str(cached.rows)
+    children = {
+        "Predictor": _FIRST_PREDICTION.format(extra="", load="treeshard.Predictor", path=path, rows=rows),
+        "lazy load": _FIRST_PREDICTION.format(extra=", " + cached.sklearn_module, load="treeshard.load", path=path, rows=rows),
+    }
+    samples: dict[str, list[list[float]]] = {label: [] for label in children}
+    for _ in range(rounds):
+        for label, code in children.items():
+            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+            samples[label].append([float(v) for v in run.stdout.split()])
+    return {label: [statistics.median(column) for column in zip(*values)] for label, values in samples.items()}
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"| {r['model']} | {r['n_jobs']} | {r['rows']:,} | {_ms(r['treeshard'])} | {_ms(r['sklearn'])} | {r['speedup']:.1f}x |"
+    )
+
+
+def _ms(seconds: float) -> str:
+    ms = 1e3 * seconds
+    return f"{ms:.3f}" if ms < 1 else f"{ms:.1f}" if ms < 100 else f"{ms:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from treeshard.predictor import available_cores
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["RF-L", "GB-M"])
+    parser.add_argument("--rows", nargs="+", type=int, default=list(ROWS))
+    parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (a third of them for 1M rows)")
+    parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
+    args = parser.parse_args(argv)
+    if args.first_prediction:
+        print("fresh processes, medians of --repeat alternating rounds: load, then the first one-row predict_proba\n")
+        print("| model | path | load ms | first predict ms | load + predict ms | CPU: load + predict ms |")
+        print("|---|---|---:|---:|---:|---:|")
+        for name in args.models:
+            for label, (load, predict, load_cpu, predict_cpu) in first_prediction(name, args.repeat).items():
+                print(f"| {name} | {label} | {_ms(load)} | {_ms(predict)} | {_ms(load + predict)} | {_ms(load_cpu + predict_cpu)} |", flush=True)
+        return 0
+    print(f"predict_proba, median ms of {args.repeat} alternating rounds, {available_cores()} cores; speedup = sklearn / treeshard\n")
+    print("| model | n_jobs | rows | treeshard Predictor ms | sklearn ms | speedup |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name in args.models:
+        measure(name, tuple(args.rows), args.repeat)
+    print("\none-row latency (median of single calls, n_jobs=None):\n")
+    print("| model | treeshard Predictor ms | sklearn ms |")
+    print("|---|---:|---:|")
+    for name in args.models:
+        result = latency(name)
+        print(f"| {name} | {_ms(result['treeshard'])} | {_ms(result['sklearn'])} |", flush=True)
+    return 0
+
+
+class EngineScoring:
+    """``predict_proba`` of the Predictor and of sklearn, by batch size and n_jobs."""
+
+    params = (models.selected_models(), ["treeshard", "sklearn"], ["none", "all"], [1, 1000, 100000])
+    param_names = ["model", "engine", "n_jobs", "rows"]
+    timeout = 600
+
+    def setup(self, model: str, engine: str, n_jobs: str, rows: int) -> None:
+        import treeshard
+
+        cached = models.ensure(model, refresh=False)
+        jobs = None if n_jobs == "none" else -1
+        if engine == "treeshard":
+            self.model = treeshard.Predictor(cached.path("treeshard-lz4"), n_jobs=jobs)
+        else:
+            self.model = cached.load_estimator()
+            if hasattr(self.model, "n_jobs"):
+                self.model.n_jobs = jobs
+        self.X = _cached_rows(cached, rows)
+
+    def time_predict_proba(self, model: str, engine: str, n_jobs: str, rows: int) -> None:
+        self.model.predict_proba(self.X)
+
+
+def _cached_rows(cached: Any, rows: int) -> Any:
+    """``rows`` float32 rows from the model's cached 1,000 (asv: every model, the tiny one too)."""
+    import numpy as np
+
+    X = np.load(cached.rows).astype(np.float32)
+    return np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
