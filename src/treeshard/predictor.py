@@ -91,6 +91,8 @@ GROUP = 16
 #: Models no deeper than this are walked in lockstep, every walk taking max-depth steps (fewer
 #: instructions per step); deeper trees hand a finished walk's slot to the next one.
 LEVEL_WALK_DEPTH = 8
+#: Rows the complete-layout traversal takes through every tree at a time.
+COMPLETE_BLOCK_ROWS = 512
 #: Leaf ids a sum buffers before adding values: how many trees a small batch walks at once.
 BUFFER_PAIRS = 1 << 14
 #: A batch is spread over threads only above this many (row, tree) pairs per thread: below, starting
@@ -453,6 +455,9 @@ class Predictor:
             self._value = np.empty((0, self._value_width))  # the traversal divides counts by weights at the leaf
             self._counts = np.ascontiguousarray(self._counts, dtype=np.int32)
             self._weights = np.ascontiguousarray(self._weights, dtype=np.float64)
+        # Padding to perfect trees costs memory: not where it would swell the leaf values past 4x.
+        padded_leaves = len(self._roots) << max(3, self._walk_depth)
+        self._complete = _complete_layout(self) if self._walk_depth and padded_leaves <= max(4 * cols.n_nodes, 1 << 16) else None
 
     def _node_values(self, nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float64 values of ``nodes`` (any shape), shape ``nodes.shape + (value_width,)``."""
@@ -564,6 +569,12 @@ class Predictor:
         from ._kernels import traverse_leaves
 
         out = np.empty((len(self._roots), X32.shape[0]), dtype=np.int64)
+        if self._complete is not None:  # shallow trees: the complete layout (treeshard._kernels.pack_complete)
+            from ._kernels import traverse_complete_leaves
+
+            slots, ids, _, depth = self._complete
+            self._parallel(lambda start, stop: traverse_complete_leaves(X32, slots, ids, depth, out, start, stop, COMPLETE_BLOCK_ROWS), X32.shape[0])
+            return out
         nodes, nan_right, roots, depth = self._nodes, self._nan_right, self._roots, self._walk_depth
         self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP, depth), X32.shape[0])
         return out
@@ -578,6 +589,13 @@ class Predictor:
         nodes, nan_right, roots, value, depth = self._nodes, self._nan_right, self._roots, self._value, self._walk_depth
         counts = self._counts if self._counts is not None else _NO_COUNTS
         weights = self._weights if self._weights is not None else _NO_WEIGHTS
+
+        if self._complete is not None:
+            from ._kernels import traverse_complete_sum
+
+            slots, _, leaf_values, depth = self._complete
+            self._parallel(lambda start, stop: traverse_complete_sum(X32, slots, leaf_values, depth, scale, k, out, start, stop, COMPLETE_BLOCK_ROWS), X32.shape[0])
+            return out
 
         def kernel(start: int, stop: int) -> None:
             traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, depth, BUFFER_PAIRS)
@@ -722,6 +740,22 @@ class Predictor:
 
 
 # --------------------------------------------------------------------------- helpers
+def _complete_layout(predictor: Predictor) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Shallow trees padded to perfect trees (``treeshard._kernels.pack_complete``): splits,
+    leaf ids, leaf values and the depth, at least 3 (the depth of the comparison path)."""
+    from ._kernels import pack_complete
+
+    depth = max(3, predictor._walk_depth)
+    n_trees, leaves = len(predictor._roots), 1 << depth
+    slots = np.empty((n_trees, 2 * (leaves - 1)), dtype=np.uint32)
+    ids = np.empty((n_trees, leaves), dtype=np.int64)
+    values = np.empty((n_trees, leaves, predictor._value_width))
+    counts = predictor._counts if predictor._counts is not None else _NO_COUNTS
+    weights = predictor._weights if predictor._weights is not None else _NO_WEIGHTS
+    pack_complete(predictor._nodes, predictor._nan_right, predictor._roots, depth, predictor._value, counts, weights, slots, ids, values)
+    return slots, ids, values, depth
+
+
 def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     """The largest float32 not above each threshold: ``x <= t`` iff ``x <= result`` for float32 ``x``.
 
