@@ -158,6 +158,7 @@ def test_row_blocks_and_threads_change_nothing(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(module, "BLOCK_ROWS", 7)
     monkeypatch.setattr(module, "GROUP", 3)
     monkeypatch.setattr(module, "BUFFER_PAIRS", 20)  # a few trees at a time
+    monkeypatch.setattr(module, "COMPLETE_BLOCK_ROWS", 5)
     monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)  # even a small batch is split over the threads
     monkeypatch.setattr(predictor, "n_jobs", n_jobs)
     assert predictor._threads(len(X)) == {None: 1, 1: 1, 2: 2, 3: 3, -1: module.available_cores()}[n_jobs]
@@ -170,6 +171,7 @@ def test_both_walks_give_sklearns_leaves(monkeypatch: pytest.MonkeyPatch, case: 
     estimator, predictor, X = fitted(case)
     depth = predictor._walk_depth
     rows = np.vstack([X, X[:5] + np.float32(1e-3)])
+    monkeypatch.setattr(predictor, "_complete", None)  # the node table's walks
     monkeypatch.setattr(predictor, "_walk_depth", 0)  # hand-over walks
     assert_same_outputs(estimator, predictor, rows)
     if depth == 0:  # a deep model: force the level walk with its true depth
@@ -180,10 +182,90 @@ def test_both_walks_give_sklearns_leaves(monkeypatch: pytest.MonkeyPatch, case: 
     assert_same_outputs(estimator, predictor, rows)
 
 
+def _force_complete(monkeypatch: pytest.MonkeyPatch, predictor: Predictor, depth: int) -> None:
+    from treeshard.predictor import _complete_layout
+
+    monkeypatch.setattr(predictor, "_walk_depth", depth)
+    monkeypatch.setattr(predictor, "_complete", _complete_layout(predictor))
+    assert predictor._complete[3] == max(3, depth)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_complete_layout_gives_sklearns_outputs(monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """Every model kind through the perfect-tree layout: the comparison path at depth 3 (8 rows
+    or more), the walk below 8 rows and deeper; padded deeper than needed, still exact."""
+    from treeshard._kernels import pack_complete  # noqa: F401 (the layout's kernel)
+
+    estimator, predictor, X = fitted(case)
+    depth = int(predictor._depths.max())
+    rows = np.vstack([query_points(X, estimator)] * 3)  # more than one 256-row block of comparisons
+    if depth > 10:
+        with pytest.raises(ValueError, match="^depth must be 1 to 10$"):
+            _force_complete(monkeypatch, predictor, depth)
+        depth = 10  # too shallow for these trees: refused
+        with pytest.raises(ValueError, match="^a tree is deeper than 10$"):
+            _force_complete(monkeypatch, predictor, depth)
+        return
+    for forced in sorted({max(depth, 1), min(max(depth, 3) + 1, 10)}):
+        _force_complete(monkeypatch, predictor, forced)
+        assert_same_outputs(estimator, predictor, rows)
+        assert_same_outputs(estimator, predictor, rows[:7])  # fewer rows than the comparison path takes
+        assert_same_outputs(estimator, predictor, rows[:1])
+
+
+@pytest.mark.parametrize("missing_go_to_left", [True, False])
+def test_complete_layout_routes_nan_like_sklearn(missing_go_to_left: bool) -> None:
+    """Shallow NaN-trained trees (NaN left and NaN right splits) through both complete-layout paths."""
+    X, y = make_data("nan")
+    estimator = RandomForestClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    predictor = Predictor(store)
+    assert predictor._complete is not None and predictor._complete[3] == 3
+    nan_right = predictor._complete[0][:, 1::2] & 1
+    split = predictor._complete[0][:, 0::2] != np.float32(np.inf).view(np.uint32)
+    assert np.any(split & (nan_right == (0 if missing_go_to_left else 1)))  # both kinds of split occur
+    rows = np.vstack([X] * 2)
+    rows[::3, 0] = np.nan
+    rows[1::4, 1:3] = np.nan
+    assert np.isnan(rows).any(axis=1).mean() > 0.3
+    assert_same_outputs(estimator, predictor, rows)
+    assert_same_outputs(estimator, predictor, rows[:5])
+
+
+def test_complete_layout_kernels_refuse_bad_shapes() -> None:
+    from treeshard._kernels import pack_complete, traverse_complete_leaves, traverse_complete_sum
+
+    _, predictor, X = fitted("gb-multiclass")
+    slots, ids, values, depth = predictor._complete
+    nodes, nan_right, roots = predictor._nodes, predictor._nan_right, predictor._roots
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    no_counts, no_weights = np.empty((0, 0), dtype=np.int32), np.empty(0)
+    with pytest.raises(ValueError, match=r"^depth must be 1 to 10$"):
+        pack_complete(nodes, nan_right, roots, 0, predictor._value, no_counts, no_weights, slots, ids, values)
+    with pytest.raises(ValueError, match=r"^slots and leaf_ids: expected \(n_trees, 2 \* \(2\^depth - 1\)\) and \(n_trees, 2\^depth\)$"):
+        pack_complete(nodes, nan_right, roots, depth + 1, predictor._value, no_counts, no_weights, slots, ids, values)
+    with pytest.raises(ValueError, match=r"^tree root outside the node table$"):
+        pack_complete(nodes, nan_right, roots + len(nodes), depth, predictor._value, no_counts, no_weights, slots, ids, values)
+    with pytest.raises(ValueError, match=r"^value: expected one row per node$"):
+        pack_complete(nodes, nan_right, roots, depth, predictor._value[:-1], no_counts, no_weights, slots, ids, values)
+    out = np.zeros((len(X32), values.shape[2] * predictor._k))
+    with pytest.raises(ValueError, match=r"^row range outside X$"):
+        traverse_complete_sum(X32, slots, values, depth, 0.1, predictor._k, out, 0, len(X32) + 1, 64)
+    with pytest.raises(ValueError, match=r"^out: expected \(n_rows, k \* width\)$"):
+        traverse_complete_sum(X32, slots, values, depth, 0.1, predictor._k + 1, out, 0, len(X32), 64)
+    with pytest.raises(ValueError, match=r"^slots: expected \(n_trees, 2 \* \(2\^depth - 1\)\), depth 1 to 10$"):
+        traverse_complete_leaves(X32, slots, ids, depth + 1, np.empty((len(slots), len(X32)), dtype=np.int64), 0, len(X32), 64)
+    with pytest.raises(ValueError, match=r"^out and leaf_ids: expected \(n_trees, n_rows\) and \(n_trees, 2\^depth\)$"):
+        traverse_complete_leaves(X32, slots, ids, depth, np.empty((len(slots) - 1, len(X32)), dtype=np.int64), 0, len(X32), 64)
+
+
 def test_level_walk_is_chosen_for_shallow_models_only() -> None:
     import treeshard.predictor as module
 
     assert fitted("gb-binary")[1]._walk_depth == 3  # max_depth=3 stages
+    assert fitted("gb-binary")[1]._complete[3] == 3  # and laid out as perfect trees
+    assert fitted("rf-multiclass")[1]._complete is None
     assert fitted("rf-multiclass")[1]._walk_depth == 0  # fully grown trees, deeper than LEVEL_WALK_DEPTH
     assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
 
