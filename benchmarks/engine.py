@@ -13,6 +13,7 @@ never across runs)::
     python benchmarks/engine.py --rows 1 100 1000     # a quick look
     python benchmarks/engine.py --models GB-M --repeat 3
     python benchmarks/engine.py --first-prediction --models RF-L --repeat 7
+    python benchmarks/engine.py --models GB-M --baseline  # and without the complete layout
 
 One-row latency is the median of many single-row calls on the same row.
 ``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
@@ -66,8 +67,10 @@ def _seconds(fn: Any, X: Any, budget_s: float) -> tuple[float, Any]:
             return elapsed / calls, out
 
 
-def measure(name: str, rows: tuple[int, ...], repeat: int) -> list[dict[str, Any]]:
-    """Per (n_jobs, rows): median seconds of the Predictor and of sklearn, and their ratio."""
+def measure(name: str, rows: tuple[int, ...], repeat: int, *, baseline: bool = False) -> list[dict[str, Any]]:
+    """Per (n_jobs, rows): median seconds of the Predictor and of sklearn, and their ratio; with
+    ``baseline``, also of the Predictor without the complete layout of shallow trees (the node
+    table's walks, as before it)."""
     import numpy as np
 
     import treeshard
@@ -75,23 +78,31 @@ def measure(name: str, rows: tuple[int, ...], repeat: int) -> list[dict[str, Any
     cached = models.ensure(name, refresh=False)
     estimator = cached.load_estimator()
     predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
+    engines = {"treeshard": predictor}
+    if baseline:
+        engines["before"] = treeshard.Predictor(cached.path("treeshard-lz4"))
+        engines["before"]._complete = None
     out = []
     for n_jobs in N_JOBS:
         if hasattr(estimator, "n_jobs"):
             estimator.n_jobs = n_jobs
-        predictor.n_jobs = n_jobs
+        for engine in engines.values():
+            engine.n_jobs = n_jobs
         for n in rows:
             X = _rows(n)
             budget = 0.2 if n <= 1_000 else 0.0  # large batches: one call per round
             rounds = repeat if n <= 100_000 else max(1, repeat // 3)
-            times: dict[str, list[float]] = {"treeshard": [], "sklearn": []}
+            times: dict[str, list[float]] = {path: [] for path in (*engines, "sklearn")}
             for _ in range(rounds):
-                seconds, mine = _seconds(predictor.predict_proba, X, budget)
-                times["treeshard"].append(seconds)
+                outputs = {}
+                for path, engine in engines.items():
+                    seconds, outputs[path] = _seconds(engine.predict_proba, X, budget)
+                    times[path].append(seconds)
                 seconds, theirs = _seconds(estimator.predict_proba, X, budget)
                 times["sklearn"].append(seconds)
-                if not np.array_equal(mine, theirs):
-                    raise AssertionError(f"{name}, {n} rows: the Predictor differs from sklearn")
+                for path, mine in outputs.items():
+                    if not np.array_equal(mine, theirs):
+                        raise AssertionError(f"{name}, {n} rows: the Predictor ({path}) differs from sklearn")
             medians = {path: statistics.median(t) for path, t in times.items()}
             out.append({"model": name, "n_jobs": n_jobs, "rows": n, **medians, "speedup": medians["sklearn"] / medians["treeshard"]})
             print(_line(out[-1]), flush=True)
@@ -154,8 +165,9 @@ def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
 
 
 def _line(r: dict[str, Any]) -> str:
+    before = f" {_ms(r['before'])} | {r['sklearn'] / r['before']:.1f}x |" if "before" in r else ""
     return (
-        f"| {r['model']} | {r['n_jobs']} | {r['rows']:,} | {_ms(r['treeshard'])} | {_ms(r['sklearn'])} | {r['speedup']:.1f}x |"
+        f"| {r['model']} | {r['n_jobs']} | {r['rows']:,} | {_ms(r['treeshard'])} | {_ms(r['sklearn'])} | {r['speedup']:.1f}x |{before}"
     )
 
 
@@ -171,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["RF-L", "GB-M"])
     parser.add_argument("--rows", nargs="+", type=int, default=list(ROWS))
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (a third of them for 1M rows)")
+    parser.add_argument("--baseline", action="store_true", help="also time the Predictor without the complete layout (before it)")
     parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
     args = parser.parse_args(argv)
     if args.first_prediction:
@@ -182,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {name} | {label} | {_ms(load)} | {_ms(predict)} | {_ms(load + predict)} | {_ms(load_cpu + predict_cpu)} |", flush=True)
         return 0
     print(f"predict_proba, median ms of {args.repeat} alternating rounds, {available_cores()} cores; speedup = sklearn / treeshard\n")
-    print("| model | n_jobs | rows | treeshard Predictor ms | sklearn ms | speedup |")
-    print("|---|---|---:|---:|---:|---:|")
+    extra = (" before ms | speedup before |", "---:|---:|") if args.baseline else ("", "")
+    print("| model | n_jobs | rows | treeshard Predictor ms | sklearn ms | speedup |" + extra[0])
+    print("|---|---|---:|---:|---:|---:|" + extra[1])
     for name in args.models:
-        measure(name, tuple(args.rows), args.repeat)
+        measure(name, tuple(args.rows), args.repeat, baseline=args.baseline)
     print("\none-row latency (median of single calls, n_jobs=None):\n")
     print("| model | treeshard Predictor ms | sklearn ms |")
     print("|---|---:|---:|")
