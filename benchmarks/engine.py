@@ -79,7 +79,7 @@ def measure(name: str, rows: tuple[int, ...], repeat: int, *, baseline: bool = F
     estimator = cached.load_estimator()
     predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
     engines = {"treeshard": predictor}
-    if baseline:
+    if baseline and predictor._complete is not None:  # deep models have no complete layout: nothing to compare
         engines["before"] = treeshard.Predictor(cached.path("treeshard-lz4"))
         engines["before"]._complete = None
     out = []
