@@ -249,6 +249,10 @@ def test_complete_layout_kernels_refuse_bad_shapes() -> None:
         pack_complete(nodes, nan_right, roots + len(nodes), depth, predictor._value, no_counts, no_weights, slots, ids, values)
     with pytest.raises(ValueError, match=r"^value: expected one row per node$"):
         pack_complete(nodes, nan_right, roots, depth, predictor._value[:-1], no_counts, no_weights, slots, ids, values)
+    wide = nodes.copy()
+    wide[roots[0], 1] = 1 << 30
+    with pytest.raises(ValueError, match=r"^feature outside \[0, 2\^30\): does not fit a slot$"):
+        pack_complete(wide, nan_right, roots, depth, predictor._value, no_counts, no_weights, slots, ids, values)
     out = np.zeros((len(X32), values.shape[2] * predictor._k))
     with pytest.raises(ValueError, match=r"^row range outside X$"):
         traverse_complete_sum(X32, slots, values, depth, 0.1, predictor._k, out, 0, len(X32) + 1, 64)

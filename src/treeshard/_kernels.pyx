@@ -586,6 +586,9 @@ def pack_complete(
     for t in range(n_trees):
         if not 0 <= roots[t] < n_nodes:
             raise ValueError("tree root outside the node table")
+    for p in range(n_nodes):
+        if not 0 <= nodes[p, 1] < 1 << 30:
+            raise ValueError("feature outside [0, 2^30): does not fit a slot")
     cdef const Node* table = <const Node*> &nodes[0, 0]
     cdef Slot* out
     cdef int64_t* src = <int64_t*> malloc((2 * inner + 1) * sizeof(int64_t))
