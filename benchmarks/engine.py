@@ -14,6 +14,7 @@ never across runs)::
     python benchmarks/engine.py --models GB-M --repeat 3
     python benchmarks/engine.py --first-prediction --models RF-L --repeat 7
     python benchmarks/engine.py --models GB-M --baseline  # and without the complete layout
+    python benchmarks/engine.py --shallow             # small shallow models, with and without it
 
 One-row latency is the median of many single-row calls on the same row.
 ``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
@@ -130,6 +131,43 @@ def latency(name: str, calls: int = 2_000) -> dict[str, float]:
     return result
 
 
+SHALLOW = (("RandomForestClassifier", 3), ("RandomForestClassifier", 6), ("RandomForestClassifier", 8),
+           ("GradientBoostingClassifier", 1), ("GradientBoostingClassifier", 3), ("GradientBoostingClassifier", 5))
+
+
+def shallow(repeat: int, rows: int = 1_000) -> list[dict[str, Any]]:
+    """Small shallow models (100 trees or stages, make_classification 10,000 x 30, 3 classes):
+    median seconds of ``predict_proba`` on ``rows`` rows, the Predictor with and without the
+    complete layout (``n_jobs=None``), checked equal to sklearn."""
+    import numpy as np
+    import zarr
+    from sklearn import ensemble
+    from sklearn.datasets import make_classification
+
+    import treeshard
+
+    X, y = make_classification(10_000, 30, n_informative=10, n_classes=3, random_state=0)
+    X = X.astype(np.float32)
+    Xn = np.ascontiguousarray(np.resize(X, (rows, X.shape[1])))
+    out = []
+    for kind, depth in SHALLOW:
+        estimator = getattr(ensemble, kind)(n_estimators=100, max_depth=depth, random_state=0).fit(X, y)
+        store = zarr.storage.MemoryStore()
+        treeshard.save(estimator, store)
+        after, before = treeshard.Predictor(store, n_jobs=None), treeshard.Predictor(store, n_jobs=None)
+        before._complete = None
+        times: dict[str, list[float]] = {"after": [], "before": []}
+        for _ in range(repeat):
+            for path, engine in (("before", before), ("after", after)):
+                seconds, got = _seconds(engine.predict_proba, Xn, 0.2)
+                times[path].append(seconds)
+                if not np.array_equal(got, estimator.predict_proba(Xn)):
+                    raise AssertionError(f"{kind} depth {depth}: the Predictor ({path}) differs from sklearn")
+        out.append({"model": f"{kind} depth {depth}", **{path: statistics.median(t) for path, t in times.items()}})
+        print(f"| {out[-1]['model']} | {_ms(out[-1]['before'])} | {_ms(out[-1]['after'])} | {out[-1]['before'] / out[-1]['after']:.1f}x |", flush=True)
+    return out
+
+
 _FIRST_PREDICTION = """
 import time, numpy as np
 import treeshard{extra}
@@ -185,7 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="alternating rounds (a third of them for 1M rows)")
     parser.add_argument("--baseline", action="store_true", help="also time the Predictor without the complete layout (before it)")
     parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
+    parser.add_argument("--shallow", action="store_true", help="only: small shallow models, with and without the complete layout")
     args = parser.parse_args(argv)
+    if args.shallow:
+        print(f"predict_proba on 1,000 rows, n_jobs=None, median ms of {args.repeat} alternating rounds\n")
+        print("| model (100 trees) | before ms | complete layout ms | speed-up |")
+        print("|---|---:|---:|---:|")
+        shallow(args.repeat)
+        return 0
     if args.first_prediction:
         print("fresh processes, medians of --repeat alternating rounds: load, then the first one-row predict_proba\n")
         print("| model | path | load ms | first predict ms | load + predict ms | CPU: load + predict ms |")

@@ -213,15 +213,16 @@ def test_complete_layout_gives_sklearns_outputs(monkeypatch: pytest.MonkeyPatch,
         assert_same_outputs(estimator, predictor, rows[:1])
 
 
+@pytest.mark.parametrize("depth", [3, 5, 7])
 @pytest.mark.parametrize("missing_go_to_left", [True, False])
-def test_complete_layout_routes_nan_like_sklearn(missing_go_to_left: bool) -> None:
+def test_complete_layout_routes_nan_like_sklearn(missing_go_to_left: bool, depth: int) -> None:
     """Shallow NaN-trained trees (NaN left and NaN right splits) through both complete-layout paths."""
     X, y = make_data("nan")
-    estimator = RandomForestClassifier(n_estimators=20, max_depth=3, random_state=0).fit(X, y)
+    estimator = RandomForestClassifier(n_estimators=20, max_depth=depth, random_state=0).fit(X, y)
     store = zarr.storage.MemoryStore()
     treeshard.save(estimator, store)
     predictor = Predictor(store)
-    assert predictor._complete is not None and predictor._complete[3] == 3
+    assert predictor._complete is not None and predictor._complete[3] == depth
     nan_right = predictor._complete[0][:, 1::2] & 1
     split = predictor._complete[0][:, 0::2] != np.float32(np.inf).view(np.uint32)
     assert np.any(split & (nan_right == (0 if missing_go_to_left else 1)))  # both kinds of split occur

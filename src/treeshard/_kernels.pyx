@@ -671,13 +671,15 @@ cdef void _complete_walk(
         r += 1
 
 
-# Trees of depth 3 or less (padded to 3: gradient boosting's default) skip the walk: a
-# block of rows, transposed feature-major, is compared with all 7 splits of a tree, a
-# column at a time (the feature of a split is the same for every row, so these loops
-# vectorise with plain SSE2/NEON compares), giving each row a 7-bit mask of "goes right";
-# the leaf is then a lookup in _LEAF_OF_MASK, the walk's result for every mask.
+# Trees of depth 3 to 5 (shallower ones are padded to 3; 3 is gradient boosting's default)
+# skip the walk: a block of rows, transposed feature-major, is compared with all 2^d - 1
+# splits of a tree, a column at a time (the feature of a split is the same for every row,
+# so these loops vectorise with plain SSE2/NEON compares), giving each row a mask of
+# "goes right" bits; the top three levels' leaf is a lookup in _LEAF_OF_MASK (the walk's
+# result for every 7-bit mask), the levels below read their bit from the mask.
 cdef enum:
     MASK_DEPTH = 3
+    MASK_MAX_DEPTH = 5  # 31 splits: the mask is an int32
     MASK_INNER = 7
     MASK_ROWS = 256  # rows compared at a time (their masks and columns stay in L1)
     MASK_MIN_ROWS = 8  # fewer rows walk (3 steps a tree, not 7 comparisons)
@@ -705,14 +707,17 @@ cdef void _transpose(const float* X, Py_ssize_t n_features, Py_ssize_t rows, flo
             xt[f * MASK_ROWS + r] = X[r * n_features + f]
 
 
-cdef void _mask_walk(const float* xt, const Slot* slot, Py_ssize_t rows, int32_t* mask, Py_ssize_t* leaf) noexcept nogil:
-    """``leaf[r]``: the leaf slot row ``r`` of the transposed block ``xt`` reaches in a depth-3 tree."""
-    cdef Py_ssize_t n, r
+cdef void _mask_walk(
+    const float* xt, const Slot* slot, Py_ssize_t depth, Py_ssize_t rows, int32_t* mask, Py_ssize_t* leaf,
+) noexcept nogil:
+    """``leaf[r]``: the leaf slot row ``r`` of the transposed block ``xt`` reaches in a tree of ``depth`` 3 to 5."""
+    cdef Py_ssize_t n, r, d, i, inner = (1 << depth) - 1
     cdef const float* col
     cdef float t
+    cdef int32_t m
     for r in range(rows):
         mask[r] = 0
-    for n in range(MASK_INNER):
+    for n in range(inner):
         col = xt + (slot[n].split >> 1) * MASK_ROWS
         t = slot[n].threshold
         if slot[n].split & 1:  # NaN goes right: not (v <= t)
@@ -721,8 +726,16 @@ cdef void _mask_walk(const float* xt, const Slot* slot, Py_ssize_t rows, int32_t
         else:
             for r in range(rows):
                 mask[r] |= (<int32_t> (col[r] > t)) << n
+    if depth == MASK_DEPTH:
+        for r in range(rows):
+            leaf[r] = _LEAF_OF_MASK[mask[r]]
+        return
     for r in range(rows):
-        leaf[r] = _LEAF_OF_MASK[mask[r]]
+        m = mask[r]
+        i = MASK_INNER + _LEAF_OF_MASK[m & ((1 << MASK_INNER) - 1)]
+        for d in range(MASK_DEPTH, depth):
+            i = 2 * i + 1 + ((m >> i) & 1)
+        leaf[r] = i - inner
 
 
 cdef struct Scratch:
@@ -769,7 +782,7 @@ def traverse_complete_leaves(
 ):
     """As :func:`traverse_leaves`, over trees laid out by :func:`pack_complete`: ``out[tree, row]``
     is the leaf (global node id) row ``row`` of ``X`` reaches, rows ``start:stop``, ``block_rows``
-    rows through every tree at a time (256 at depth 3), without the GIL.
+    rows through every tree at a time (256 at depths 3 to 5), without the GIL.
 
     ``X`` must have every feature the trees split on.
     """
@@ -780,7 +793,7 @@ def traverse_complete_leaves(
     if start == stop or n_trees == 0:
         return
     cdef Py_ssize_t n_features = X.shape[1]
-    cdef bint by_mask = depth == MASK_DEPTH and stop - start >= MASK_MIN_ROWS
+    cdef bint by_mask = MASK_DEPTH <= depth <= MASK_MAX_DEPTH and stop - start >= MASK_MIN_ROWS
     cdef Py_ssize_t block = MASK_ROWS if by_mask else max(1, min(block_rows, stop - start))
     cdef Py_ssize_t first, rows, t, r
     cdef Scratch w
@@ -793,7 +806,7 @@ def traverse_complete_leaves(
                 _transpose(&X[first, 0], n_features, rows, w.xt)
             for t in range(n_trees):
                 if by_mask:
-                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], rows, w.mask, w.leaf)
+                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], depth, rows, w.mask, w.leaf)
                 else:
                     _complete_walk(&X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, w.leaf)
                 for r in range(rows):
@@ -817,7 +830,7 @@ def traverse_complete_sum(
     """As :func:`traverse_sum`, over trees laid out by :func:`pack_complete`: add
     ``scale * leaf_values[t, leaf]`` of every tree ``t``, in tree order, to the ``t % k``-th
     column group of ``out[row]``, rows ``start:stop``, ``block_rows`` rows through every
-    tree at a time (256 at depth 3), without the GIL. Each row's sum is the same left fold
+    tree at a time (256 at depths 3 to 5), without the GIL. Each row's sum is the same left fold
     as sklearn's.
     """
     _check_complete(X, slots, depth, start, stop)
@@ -830,7 +843,7 @@ def traverse_complete_sum(
     if start == stop or n_trees == 0 or width == 0:
         return
     cdef Py_ssize_t n_features = X.shape[1]
-    cdef bint by_mask = depth == MASK_DEPTH and stop - start >= MASK_MIN_ROWS
+    cdef bint by_mask = MASK_DEPTH <= depth <= MASK_MAX_DEPTH and stop - start >= MASK_MIN_ROWS
     cdef Py_ssize_t block = MASK_ROWS if by_mask else max(1, min(block_rows, stop - start))
     cdef Py_ssize_t first, rows, t, r, c, out_width = k * width
     cdef const double* vals
@@ -845,7 +858,7 @@ def traverse_complete_sum(
                 _transpose(&X[first, 0], n_features, rows, w.xt)
             for t in range(n_trees):
                 if by_mask:
-                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], rows, w.mask, w.leaf)
+                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], depth, rows, w.mask, w.leaf)
                 else:
                     _complete_walk(&X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, w.leaf)
                 vals = &leaf_values[t, 0, 0]
