@@ -49,6 +49,11 @@ MODELS_ENV = "TREESHARD_BENCH_MODELS"
 DEFAULT_MODELS = "RF-L,GB-M,RF-XL"
 TREESHARD_FORMATS = ("treeshard-lz4", "treeshard-zstd")
 RF_XL_TREES = 1500
+#: skl2onnx and an onnxruntime session take over 600 bytes of memory per node (RF-XL's
+#: 24M nodes: ~15 GB), so the onnx file is not written for larger models unless this
+#: environment variable raises the limit.
+ONNX_MAX_NODES_ENV = "TREESHARD_BENCH_ONNX_MAX_NODES"
+ONNX_MAX_NODES = 5_000_000
 
 
 cache_dir = bench.cache_dir
@@ -214,6 +219,14 @@ def _write_meta(directory: Path, meta: dict[str, Any]) -> None:
     os.replace(tmp, _meta_path(directory))
 
 
+def _too_large(fmt: str, n_nodes: int) -> str | None:
+    """Why ``fmt`` is not written for a model of ``n_nodes`` nodes (None: it is)."""
+    limit = int(os.environ.get(ONNX_MAX_NODES_ENV, ONNX_MAX_NODES))
+    if fmt == "onnx" and n_nodes > limit:
+        return f"{n_nodes:,} nodes: converting to onnx would take over {n_nodes * 600 // 1024**3:,} GB of memory (limit {limit:,} nodes, ${ONNX_MAX_NODES_ENV})"
+    return None
+
+
 def ensure(name: str, *, refresh: bool = True, log: Callable[[str], None] = lambda message: None) -> CachedModel:
     """The cached model ``name``, building it if needed.
 
@@ -244,10 +257,11 @@ def ensure(name: str, *, refresh: bool = True, log: Callable[[str], None] = lamb
 def _complete(cached: CachedModel, log: Callable[[str], None]) -> CachedModel:
     """Write what a cache built earlier lacks: formats whose package is now installed, the expected outputs."""
     meta = cached.meta
+    too_large = {fmt: why for fmt in bench.FORMATS if (why := _too_large(fmt, meta["model"]["n_nodes"]))}
     todo = [
         fmt
         for fmt in bench.FORMATS
-        if fmt not in meta["files"] and fmt not in meta.get("failed", {}) and not bench.FORMATS[fmt].missing()
+        if fmt not in meta["files"] and fmt not in meta.get("failed", {}) and fmt not in too_large and not bench.FORMATS[fmt].missing()
     ]
     if not todo and cached.expected:
         return cached
@@ -292,12 +306,13 @@ def _build(name: str, directory: Path, fingerprint: str, log: Callable[[str], No
         del X
     bench.write_expected(estimator, np.load(directory / "rows.npy"), directory)
     failed: dict[str, str] = {}
+    n_nodes = bench.describe(estimator)["n_nodes"]
     for fmt in bench.FORMATS:
         path = directory / bench.FORMATS[fmt].filename()
         if path.exists() and fmt not in TREESHARD_FORMATS:  # written once; treeshard files always
             record["files"].setdefault(fmt, {"size": bench.file_size(path), "save": None})
             continue
-        if reason := bench.FORMATS[fmt].missing():
+        if reason := bench.FORMATS[fmt].missing() or _too_large(fmt, n_nodes):
             log(f"{name}: no {fmt} file: {reason}")
             continue
         written = bench.write_formats(estimator, directory, formats=[fmt], failed=failed)
