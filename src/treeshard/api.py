@@ -24,14 +24,11 @@ from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
-from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
+from .record import Config, check_json_depth
+from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
 from .stores import check_target, write_files
 
 
-#: Limits of what save() writes, inside the reader's MAX_CONFIG_BYTES for the
-#: root zarr.json (which also holds the consolidated array metadata).
-MAX_METADATA_BYTES = MAX_CONFIG_BYTES // 2
-MAX_RECORD_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- save
@@ -115,8 +112,8 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         check_json_depth(decoded, "metadata", depth=1)  # the record holds it one level down
     except ConfigError:
         raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH - 1} levels") from None
-    if len(text.encode()) > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed")
+    if len(text.encode()) > MAX_USER_METADATA_BYTES:
+        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_USER_METADATA_BYTES:,} are allowed")
     return decoded
 
 
@@ -127,16 +124,16 @@ def _check_record(record: dict[str, Any]) -> None:
     except ConfigError as exc:
         raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
     size = len(json.dumps(record).encode())
-    if size > MAX_RECORD_BYTES:
+    if size > MAX_SAVED_CONFIG_BYTES:
         raise ValueError(
-            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_RECORD_BYTES:,}"
+            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
         )
 
 
 def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
     import sklearn
 
-    from .integrity import DIGEST_KEY, canonical_json, digest_of_files
+    from .integrity import digest_of_files
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
     check_target(store, overwrite=overwrite)
@@ -327,8 +324,12 @@ class ModelHandle:
             # half when they stream (cache: a quarter, batches: an eighth), else the rest.
             engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
 
+            from .distributed import reduce_lazy_estimators
+
+            reducer = functools.partial(reduce_lazy_estimators, opener=load_reference)
+
             def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget)
+                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget, reducer=reducer)
         else:
             # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
             # built) so that only a small fraction of the model exists twice.
@@ -560,3 +561,13 @@ def load(
     """
     with ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
+
+
+def load_reference(*reference: Any) -> Any:
+    """Lazy estimators from a pickled store reference (what unpickling a lazy forest's ``estimators_`` calls).
+
+    See :func:`treeshard.distributed.load_lazy_estimators` for the arguments.
+    """
+    from .distributed import load_lazy_estimators
+
+    return load_lazy_estimators(load, *reference)

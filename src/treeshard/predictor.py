@@ -74,7 +74,8 @@ from .adapters.base import decode_param, decode_value
 from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from .record import CONFIG_KEY, Config, TreeLayout, parse_config
+from .record import Config, TreeLayout, parse_config
+from .spec import CONFIG_KEY
 from .validate import check_trees, validate_tree_ptr
 
 __all__ = ["Predictor"]

@@ -15,9 +15,10 @@ import numpy as np
 
 from .adapters import ADAPTERS, ESTIMATOR_IDS
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
-from ._fastread import ROOT_METADATA, ArrayLayout, FastReader, UnsupportedLayout
+from ._fastread import ArrayLayout, FastReader, UnsupportedLayout
 from .errors import ArrayError, ConfigError
-from .record import CONFIG_KEY, parse_config
+from .record import parse_config
+from .spec import CONFIG_KEY, ROOT_METADATA
 from .validate import validate_tree_ptr
 
 NODES_GROUP = "nodes"
