@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
@@ -254,7 +255,7 @@ class ModelHandle:
         config = self.config
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type="classifier" if "Classifier" in config.estimator else "regressor",
+            estimator_type="classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
             n_estimators=config.trees.n_trees // _trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
@@ -297,7 +298,7 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
-        is_forest = self.adapter.estimator_id in FOREST_IDS
+        is_forest = family_of(self.adapter.estimator_id) == FOREST
         source = TreeSource(self._reader)
         selection = select_trees(estimators, config, fitted=config.fitted)
         budget = parse_memory(max_memory)
@@ -366,7 +367,7 @@ class ModelHandle:
         if not -n <= index < n:
             raise IndexError(f"tree index {index!r} out of range for {n} trees")
         index = int(index) % n
-        if self.adapter.estimator_id in FOREST_IDS:
+        if family_of(self.adapter.estimator_id) == FOREST:
             return self.load(estimators=[index], lazy=False).estimators_[0]
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
@@ -387,15 +388,11 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
-FOREST_IDS = frozenset(
-    ["RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"]
-)
-GB_IDS = frozenset(["GradientBoostingClassifier", "GradientBoostingRegressor"])
 
 
 def _trees_per_stage(config: Config) -> int:
     """Trees per boosting stage (1 for forests and single trees)."""
-    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if config.estimator in GB_IDS else 1
+    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) == BOOSTING else 1
     return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
 
 
@@ -409,10 +406,10 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
     n_trees = config.trees.n_trees
     if spec is None:
         return np.arange(n_trees, dtype=np.int64)
-    if config.estimator in GB_IDS:
+    if family_of(config.estimator) == BOOSTING:
         per_stage = _trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
-    elif config.estimator in FOREST_IDS:
+    elif family_of(config.estimator) == FOREST:
         per_stage, n_units, unit = 1, n_trees, "trees"
     else:
         raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")
@@ -440,7 +437,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:
         raise ValueError(f"estimators={spec!r} selects no {unit}")
-    if per_stage > 1 or config.estimator in GB_IDS:
+    if per_stage > 1 or family_of(config.estimator) == BOOSTING:
         if not np.array_equal(units, np.arange(len(units))):
             raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
         return np.arange(len(units) * per_stage, dtype=np.int64)

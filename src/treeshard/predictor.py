@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 
 from .adapters.base import decode_param, decode_value
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of
 from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
@@ -80,9 +81,6 @@ from .validate import check_trees, validate_tree_ptr
 
 __all__ = ["Predictor"]
 
-FORESTS = frozenset({"RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"})
-BOOSTING = frozenset({"GradientBoostingClassifier", "GradientBoostingRegressor"})
-TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"})
 #: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 #: Rows the traversal takes through one tree before moving to the next (the tree stays in cache).
@@ -228,7 +226,7 @@ class Predictor:
         import dataclasses
 
         config = reader.config
-        if config.estimator not in FORESTS:
+        if family_of(config.estimator) != FOREST:
             raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
         indices = np.asarray(indices, dtype=np.int64)
         full_ptr = reader.tree_ptr  # read and checked by the reader
@@ -276,11 +274,12 @@ class Predictor:
         self.estimator = config.estimator
         self.config = config
         self._layout = layout
-        self._is_forest = config.estimator in FORESTS
-        self._is_boosting = config.estimator in BOOSTING
-        if not (self._is_forest or self._is_boosting or config.estimator in TREES):
+        family = family_of(config.estimator)
+        self._is_forest = family == FOREST
+        self._is_boosting = family == BOOSTING
+        if family is None:
             raise UnsupportedEstimatorError(f"Predictor does not support {config.estimator}")
-        self._is_classifier = config.estimator.endswith("Classifier")
+        self._is_classifier = ESTIMATORS[config.estimator].is_classifier
         fitted = config.fitted
 
         def get(name: str) -> Any:
@@ -712,7 +711,7 @@ class Predictor:
         if self._is_boosting:
             leaves = local.T.reshape(X32.shape[0], self.n_estimators, self._k).astype(np.float64)
             return leaves if self._is_classifier else leaves.reshape(X32.shape[0], self.n_estimators)
-        return local[0] if self.estimator in TREES else local.T
+        return local[0] if family_of(self.estimator) == TREE else local.T
 
     @property
     def _is_boosting_classifier(self) -> bool:
