@@ -111,10 +111,17 @@ class StoreReader:
         """Nodes per chunk of the node columns (reads aligned to it decode each chunk once)."""
         return self.node_array("threshold").chunk_rows
 
+    def read_columns(self, names: list[str], ranges: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """Node columns ``names`` over the node ``ranges``, concatenated in order, as stored
+        (``value`` may be weighted counts); every chunk is decoded concurrently."""
+        layouts = [self.node_array(name) for name in names]
+        parts = self._fast.read_many([(layout, start, stop) for layout in layouts for start, stop in ranges])
+        n = len(ranges)
+        return {name: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, name in enumerate(names)}
+
     def read_node_range(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Every node column over nodes ``start:stop``, decoded concurrently (values as float64)."""
-        arrays = self._fast.read_many([(self.node_array(name), start, stop) for name in NODE_COLUMNS])
-        columns = dict(zip(NODE_COLUMNS, arrays))
+        columns = self.read_columns(list(NODE_COLUMNS), [(start, stop)])
         columns["value"] = decode_values(columns["value"], columns["weighted_n_node_samples"], self.config.trees.value_encoding)
         return columns
 
