@@ -300,7 +300,10 @@ def _is_local_store(store: Any) -> bool:
 
 def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
     """``(source, description)`` for a directory, a ``.zip`` path, a URL or a zarr ``Store``."""
-    if isinstance(store, str) and "://" in store[:32]:  # s3://, http(s)://, memory:// (treeshard.remote)
+    from .storage.urls import check_storage_options, is_url
+
+    check_storage_options(store, storage_options)
+    if is_url(store):  # s3://, http(s)://, memory:// (treeshard.remote)
         from .remote import open_url_for_reading
 
         return open_url_for_reading(store, storage_options), store

@@ -288,7 +288,7 @@ class ModelHandle:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
         if verify:
             from .integrity import verify_store
-            from .remote import is_url
+            from .storage.urls import is_url
 
             if is_url(self._store):
                 raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")

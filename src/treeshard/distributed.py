@@ -46,7 +46,7 @@ _LOCK = threading.Lock()
 
 def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None] | None:
     """``(URL or absolute path, storage_options)`` that another process can open; None for a Store object."""
-    from .remote import is_url
+    from .storage.urls import is_url
 
     if is_url(store):
         return store, dict(storage_options) if storage_options else None

@@ -58,12 +58,12 @@ from .errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
+from .storage.urls import is_url, url_scheme  # noqa: F401 - is_url: part of this backend's surface
 from .spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, MAX_STORE_ENTRIES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
 
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
 
-_URL_RE = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 #: Which extra brings the fsspec implementation of a scheme.
 EXTRAS = {"s3": "s3", "s3a": "s3", "http": "http", "https": "http", "memory": "http"}
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
@@ -71,22 +71,6 @@ _SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
 # --------------------------------------------------------------------------- URLs
-def is_url(store: Any) -> bool:
-    """Whether ``store`` is an fsspec URL (``scheme://...``) rather than a local path or a Store.
-
-    >>> is_url("s3://bucket/model.zip"), is_url("model.zip"), is_url("/tmp/model")
-    (True, False, False)
-    """
-    return isinstance(store, str) and _URL_RE.match(store) is not None
-
-
-def url_scheme(url: str) -> str:
-    match = _URL_RE.match(url)
-    if match is None:
-        raise ValueError(f"not a URL: {url[:200]!r}")
-    return match["scheme"].lower()
-
-
 def is_zip_url(url: str) -> bool:
     return url.split("?", 1)[0].rstrip("/").lower().endswith(".zip")
 

@@ -30,6 +30,7 @@ from .storage.local import (
     temporary_sibling,
     writing_path,
 )
+from .storage.urls import check_storage_options, is_url
 
 
 def _zarr_store_class() -> type:
@@ -105,7 +106,8 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
     """
     from zarr.storage import MemoryStore
 
-    if isinstance(store, str) and "://" in store[:32]:  # s3://, memory://, ... (treeshard.remote)
+    check_storage_options(store, storage_options)
+    if is_url(store):  # s3://, memory://, ... (treeshard.remote)
         from .remote import open_url_for_writing
 
         with open_url_for_writing(store, storage_options, overwrite=overwrite) as target:
@@ -127,7 +129,7 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
 def check_target(store: Any, *, overwrite: bool) -> None:
     """Refuse early what :func:`write_files` would refuse (an existing path without ``overwrite``),
     before any work is spent encoding the model."""
-    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+    if isinstance(store, (str, os.PathLike)) and not is_url(store):
         _check_replaceable(Path(store), overwrite=overwrite)
 
 
@@ -140,7 +142,8 @@ def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite:
     the ``fsync`` calls that make it durable); a zarr ``Store`` or an fsspec
     URL goes through :func:`writing`.
     """
-    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+    check_storage_options(store, storage_options)
+    if isinstance(store, (str, os.PathLike)) and not is_url(store):
         target = Path(store)
         _check_replaceable(target, overwrite=overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
