@@ -325,12 +325,8 @@ class ModelHandle:
             # half when they stream (cache: a quarter, batches: an eighth), else the rest.
             engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
 
-            from .distributed import reduce_lazy_estimators
-
-            reducer = functools.partial(reduce_lazy_estimators, opener=load_reference)
-
             def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget, reducer=reducer)
+                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget, reducer=_reduce_lazy)
         else:
             # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
             # built) so that only a small fraction of the model exists twice.
@@ -558,6 +554,13 @@ def load(
     """
     with ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
+
+
+def _reduce_lazy(lazy: LazyEstimators) -> tuple[Any, tuple]:
+    """``__reduce__`` of the lazy estimators :func:`load` makes: a reference opened by :func:`load_reference`."""
+    from .distributed import reduce_lazy_estimators
+
+    return reduce_lazy_estimators(lazy, opener=load_reference)
 
 
 def load_reference(*reference: Any) -> Any:

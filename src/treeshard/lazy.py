@@ -234,8 +234,8 @@ class LazyEstimators(Sequence):
     engine_budget : int or None
         Bytes the flat engine (:mod:`treeshard.dispatch`) may take; None: no limit.
     reducer : callable or None
-        ``reducer(self)`` gives what ``__reduce__`` returns (the loader passes
-        :func:`treeshard.distributed.reduce_lazy_estimators` bound to its opener);
+        ``reducer(self)`` gives what ``__reduce__`` returns (the loader's calls
+        :func:`treeshard.distributed.reduce_lazy_estimators` with its opener);
         None: pickle the trees by value.
     """
 
