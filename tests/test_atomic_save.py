@@ -21,8 +21,10 @@ import zarr
 from sklearn.ensemble import RandomForestClassifier
 
 import treeshard
+import treeshard.storage.local
 from treeshard import integrity
-from treeshard.stores import open_for_reading, remove_stale_temporaries
+from treeshard.storage.local import remove_stale_temporaries
+from treeshard.stores import open_for_reading
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -144,7 +146,7 @@ def test_directory_replace_without_exchange(models, tmp_path, monkeypatch):
     """Where renameat2 is unavailable the fallback still ends with the new model."""
     target = tmp_path / "model"
     treeshard.save(models[0], target)
-    monkeypatch.setattr(treeshard.stores, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(treeshard.storage.local, "_exchange", lambda a, b: False)
     treeshard.save(models[1], target, overwrite=True)
     assert _classify(target, models) == "model 1"
     assert _temporaries(target) == []

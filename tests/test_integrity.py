@@ -20,7 +20,7 @@ import treeshard
 from treeshard import integrity
 from treeshard.cli import main as cli
 from treeshard.errors import IntegrityError, MissingDependencyError, SignatureError
-from treeshard.integrity import DIGEST_KEY, SIGNATURE_KEY
+from treeshard.spec import DIGEST_KEY, SIGNATURE_KEY
 
 pytest.importorskip("cryptography")
 

@@ -35,6 +35,7 @@ from sklearn.tree import (
 
 import treeshard
 from treeshard import remote
+from treeshard.storage.urls import is_url
 from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce, _is_local_store
 from treeshard.errors import MissingDependencyError, RemoteStoreError
 
@@ -100,11 +101,11 @@ def big_forest_urls(big_forest: Any, http_server: Any) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- URLs
 def test_is_url() -> None:
-    assert remote.is_url("s3://bucket/model")
-    assert remote.is_url("https://host/model.zip")
-    assert remote.is_url("memory://model")
-    assert not remote.is_url("model.zip")
-    assert not remote.is_url("/tmp/model")
+    assert is_url("s3://bucket/model")
+    assert is_url("https://host/model.zip")
+    assert is_url("memory://model")
+    assert not is_url("model.zip")
+    assert not is_url("/tmp/model")
     assert not remote.is_url(Path("s3:/x"))
     assert remote.is_url("file:///tmp/model")
 

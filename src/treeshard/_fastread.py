@@ -43,14 +43,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ArrayError, ConfigError, FormatError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
-from .record import MAX_CONFIG_BYTES
+from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
 
 if TYPE_CHECKING:
     from .integrity import ChunkDigests
 
-ROOT_METADATA = "zarr.json"
-MAX_CHUNK_BYTES = 64 * 1024 * 1024
-MAX_ARRAY_BYTES = 2**40
 _EMPTY = 2**64 - 1
 _DTYPES = {
     "bool": "|b1",
@@ -67,7 +64,6 @@ _DTYPES = {
 }
 
 
-MAX_CHUNKS_PER_SHARD = 1 << 20
 PARTIAL_CHUNKS_KEPT = 12  # the boundary chunk of each node column, for the next range read
 #: Chunk reads of one shard at most this far apart become one request (sources
 #: whose requests cost a round trip: ``coalesce_reads``); the gap's bytes are read and dropped.
@@ -304,7 +300,10 @@ def _is_local_store(store: Any) -> bool:
 
 def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
     """``(source, description)`` for a directory, a ``.zip`` path, a URL or a zarr ``Store``."""
-    if isinstance(store, str) and "://" in store[:32]:  # s3://, http(s)://, memory:// (treeshard.remote)
+    from .storage.urls import check_storage_options, is_url
+
+    check_storage_options(store, storage_options)
+    if is_url(store):  # s3://, http(s)://, memory:// (treeshard.remote)
         from .remote import open_url_for_reading
 
         return open_url_for_reading(store, storage_options), store
@@ -315,16 +314,16 @@ def open_source(store: Any, storage_options: Any = None) -> tuple[Any, str]:
         if path.is_dir():
             if not (path / ROOT_METADATA).is_file():
                 raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
-            from .stores import check_directory_entries
+            from .storage.local import check_directory_entries
 
             check_directory_entries(path)  # plain files only: no symlink to /dev/zero, no FIFO
             return _DirectorySource(path), str(path)
         if str(path).lower().endswith(".zip"):
-            from .stores import check_zip_members
+            from .storage.local import check_zip_members
 
             check_zip_members(path)  # stored members only: no zip bomb
             return _ZipSource(path), str(path)
-        from .stores import not_a_store
+        from .storage.local import not_a_store
 
         raise not_a_store(path)
     if type(store).__module__.split(".")[0] == "zarr" or hasattr(store, "supports_partial_writes"):
@@ -482,7 +481,7 @@ class FastReader:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
         config and every array's metadata) checked against it; None (and a warning) if the
         store has no record."""
-        from .integrity import DIGEST_KEY, MAX_RECORD_BYTES, ChunkDigests, parse_digest
+        from .integrity import ChunkDigests, parse_digest
 
         size = self.source.size(DIGEST_KEY)
         if size is None:
@@ -490,8 +489,8 @@ class FastReader:
             if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its config check fails
                 warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=_caller_outside_package())
             return None
-        if size > MAX_RECORD_BYTES:
-            raise IntegrityError(f"{DIGEST_KEY}: {size} bytes exceeds the {MAX_RECORD_BYTES}-byte limit")
+        if size > MAX_DIGEST_BYTES:
+            raise IntegrityError(f"{DIGEST_KEY}: {size} bytes exceeds the {MAX_DIGEST_BYTES}-byte limit")
         raw = self.source.get(DIGEST_KEY)
         if raw is None:
             raise IntegrityError(f"{DIGEST_KEY}: disappeared while being read")
@@ -504,7 +503,7 @@ class FastReader:
         this reader checks every read against (one small read: ``treeshard.sig``). The root was
         checked against the record when the store was opened: every byte read is then signed."""
         from .errors import SignatureError
-        from .integrity import DIGEST_KEY, MAX_SIGNATURE_BYTES, SIGNATURE_KEY, check_signature_document
+        from .integrity import check_signature_document
 
         if self.digests is None:
             why = "check_chunks=False" if not self.check_chunks else f"the store has no {DIGEST_KEY}"

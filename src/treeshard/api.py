@@ -19,19 +19,17 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
-from .record import CONFIG_KEY, FORMAT_VERSION, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, Config, check_json_depth
+from .record import Config, check_json_depth
+from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
 from .stores import check_target, write_files
 
 
-#: Limits of what save() writes, inside the reader's MAX_CONFIG_BYTES for the
-#: root zarr.json (which also holds the consolidated array metadata).
-MAX_METADATA_BYTES = MAX_CONFIG_BYTES // 2
-MAX_RECORD_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- save
@@ -115,8 +113,8 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         check_json_depth(decoded, "metadata", depth=1)  # the record holds it one level down
     except ConfigError:
         raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH - 1} levels") from None
-    if len(text.encode()) > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_METADATA_BYTES:,} are allowed")
+    if len(text.encode()) > MAX_USER_METADATA_BYTES:
+        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_USER_METADATA_BYTES:,} are allowed")
     return decoded
 
 
@@ -127,16 +125,16 @@ def _check_record(record: dict[str, Any]) -> None:
     except ConfigError as exc:
         raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
     size = len(json.dumps(record).encode())
-    if size > MAX_RECORD_BYTES:
+    if size > MAX_SAVED_CONFIG_BYTES:
         raise ValueError(
-            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_RECORD_BYTES:,}"
+            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
         )
 
 
 def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
     import sklearn
 
-    from .integrity import DIGEST_KEY, canonical_json, digest_of_files
+    from .integrity import digest_of_files
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
     check_target(store, overwrite=overwrite)
@@ -257,7 +255,7 @@ class ModelHandle:
         config = self.config
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type="classifier" if "Classifier" in config.estimator else "regressor",
+            estimator_type="classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
             n_estimators=config.trees.n_trees // _trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
@@ -290,7 +288,7 @@ class ModelHandle:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
         if verify:
             from .integrity import verify_store
-            from .remote import is_url
+            from .storage.urls import is_url
 
             if is_url(self._store):
                 raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
@@ -300,7 +298,7 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
-        is_forest = self.adapter.estimator_id in FOREST_IDS
+        is_forest = family_of(self.adapter.estimator_id) == FOREST
         source = TreeSource(self._reader)
         selection = select_trees(estimators, config, fitted=config.fitted)
         budget = parse_memory(max_memory)
@@ -328,7 +326,7 @@ class ModelHandle:
             engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
 
             def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget)
+                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget, reducer=_reduce_lazy)
         else:
             # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
             # built) so that only a small fraction of the model exists twice.
@@ -365,7 +363,7 @@ class ModelHandle:
         if not -n <= index < n:
             raise IndexError(f"tree index {index!r} out of range for {n} trees")
         index = int(index) % n
-        if self.adapter.estimator_id in FOREST_IDS:
+        if family_of(self.adapter.estimator_id) == FOREST:
             return self.load(estimators=[index], lazy=False).estimators_[0]
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
@@ -386,15 +384,11 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
-FOREST_IDS = frozenset(
-    ["RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"]
-)
-GB_IDS = frozenset(["GradientBoostingClassifier", "GradientBoostingRegressor"])
 
 
 def _trees_per_stage(config: Config) -> int:
     """Trees per boosting stage (1 for forests and single trees)."""
-    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if config.estimator in GB_IDS else 1
+    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) == BOOSTING else 1
     return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
 
 
@@ -408,10 +402,10 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
     n_trees = config.trees.n_trees
     if spec is None:
         return np.arange(n_trees, dtype=np.int64)
-    if config.estimator in GB_IDS:
+    if family_of(config.estimator) == BOOSTING:
         per_stage = _trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
-    elif config.estimator in FOREST_IDS:
+    elif family_of(config.estimator) == FOREST:
         per_stage, n_units, unit = 1, n_trees, "trees"
     else:
         raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")
@@ -439,7 +433,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:
         raise ValueError(f"estimators={spec!r} selects no {unit}")
-    if per_stage > 1 or config.estimator in GB_IDS:
+    if per_stage > 1 or family_of(config.estimator) == BOOSTING:
         if not np.array_equal(units, np.arange(len(units))):
             raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
         return np.arange(len(units) * per_stage, dtype=np.int64)
@@ -560,3 +554,20 @@ def load(
     """
     with ModelHandle(store, storage_options=storage_options, check_chunks=check_chunks) as handle:
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
+
+
+def _reduce_lazy(lazy: LazyEstimators) -> tuple[Any, tuple]:
+    """``__reduce__`` of the lazy estimators :func:`load` makes: a reference opened by :func:`load_reference`."""
+    from .distributed import reduce_lazy_estimators
+
+    return reduce_lazy_estimators(lazy, opener=load_reference)
+
+
+def load_reference(*reference: Any) -> Any:
+    """Lazy estimators from a pickled store reference (what unpickling a lazy forest's ``estimators_`` calls).
+
+    See :func:`treeshard.distributed.load_lazy_estimators` for the arguments.
+    """
+    from .distributed import load_lazy_estimators
+
+    return load_lazy_estimators(load, *reference)

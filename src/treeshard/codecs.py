@@ -7,6 +7,7 @@ implementation can read a store.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 #: Preset name -> (Blosc compressor name, level), or None for no compression.
@@ -68,7 +69,7 @@ def node_chunk_rows(value_width: int) -> int:
 def chunk_geometry(shape: tuple[int, ...], itemsize: int, *, rows: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """``(chunks, shards)`` for an array: chunked along the first axis only."""
     if rows is None:
-        row_bytes = itemsize * max(1, _prod(shape[1:]))
+        row_bytes = itemsize * max(1, math.prod(shape[1:]))
         rows = CHUNK_BYTES // row_bytes
     rows = max(1, min(max(shape[0], 1), rows))
     chunks = (rows, *shape[1:]) if shape[1:] else (rows,)
@@ -77,10 +78,3 @@ def chunk_geometry(shape: tuple[int, ...], itemsize: int, *, rows: int | None = 
     shard_rows = rows * min(CHUNKS_PER_SHARD, n_chunks)
     shards = (shard_rows, *chunks[1:])
     return chunks, shards
-
-
-def _prod(values: tuple[int, ...]) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out

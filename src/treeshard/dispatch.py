@@ -36,7 +36,6 @@ the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
 from __future__ import annotations
 
 import copy
-import threading
 from typing import Any
 
 import numpy as np
@@ -118,25 +117,3 @@ def _simple_rows(X: Any) -> int | None:
         ok = all(isinstance(dt, np.dtype) and dt.kind in _NUMERIC_KINDS for dt in dtypes)
         return len(X) if ok else None
     return None
-
-
-class EngineSlot:
-    """The flat engine of one set of lazy trees: built once on first use, thread-safe.
-
-    ``budget``: the bytes it may take (None: no limit); over it, it is never built.
-    """
-
-    def __init__(self, budget: int | None = None) -> None:
-        self.budget = budget
-        self._engine: Any = None
-        self._refused = False
-        self._lock = threading.Lock()
-
-    def get(self, build: Any, estimated_bytes: int) -> Any:
-        with self._lock:
-            if self._engine is None and not self._refused:
-                if self.budget is not None and estimated_bytes > self.budget:
-                    self._refused = True
-                else:
-                    self._engine = build()
-            return self._engine

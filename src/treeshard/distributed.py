@@ -33,7 +33,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,7 @@ _LOCK = threading.Lock()
 
 def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any] | None] | None:
     """``(URL or absolute path, storage_options)`` that another process can open; None for a Store object."""
-    from .remote import is_url
+    from .storage.urls import is_url
 
     if is_url(store):
         return store, dict(storage_options) if storage_options else None
@@ -64,13 +64,18 @@ def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
     return store_reference(*argument)
 
 
-def reduce_lazy_estimators(lazy: Any) -> tuple[Any, tuple]:
-    """``__reduce__`` of :class:`~treeshard.lazy.LazyEstimators`: a reference, or the trees by value."""
+def reduce_lazy_estimators(lazy: Any, *, opener: Callable[..., Any]) -> tuple[Any, tuple]:
+    """``__reduce__`` of :class:`~treeshard.lazy.LazyEstimators`: a reference, or the trees by value.
+
+    ``opener`` is the module-level function the unpickling process calls with the
+    reference (:func:`treeshard.api.load_reference`: it passes ``load`` to
+    :func:`load_lazy_estimators`, so this module needs no import of the API).
+    """
     reference = reference_of(lazy)
     if reference is None:
         return list, (lazy.materialize(),)
     store, storage_options = reference
-    return load_lazy_estimators, (
+    return opener, (
         store,
         storage_options,
         [int(i) for i in lazy.indices],
@@ -87,6 +92,7 @@ def _key(store: str, storage_options: Any, indices: list[int], capacity: int | N
 
 
 def load_lazy_estimators(
+    load: Callable[..., Any],
     store: str,
     storage_options: dict[str, Any] | None,
     indices: list[int],
@@ -96,8 +102,7 @@ def load_lazy_estimators(
     engine_budget: int | None = None,
 ) -> Any:
     """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls)."""
-    from .dispatch import EngineSlot
-    from .lazy import TreeCache
+    from .lazy import EngineSlot, TreeCache
 
     key = _key(store, storage_options, indices, capacity_bytes, batch_bytes)
     with _LOCK:
@@ -105,7 +110,7 @@ def load_lazy_estimators(
         if lazy is not None:
             _OPENED.move_to_end(key)
     if lazy is None:
-        lazy = _open_lazy(store, storage_options, indices)
+        lazy = _open_lazy(load, store, storage_options, indices)
         lazy.cache = TreeCache(capacity_bytes)
         lazy.batch_bytes = batch_bytes
         lazy.engine = EngineSlot(engine_budget)
@@ -122,13 +127,11 @@ def load_lazy_estimators(
     return lazy
 
 
-def _open_lazy(store: str, storage_options: dict[str, Any] | None, indices: list[int]) -> Any:
-    from . import api
-
+def _open_lazy(load: Callable[..., Any], store: str, storage_options: dict[str, Any] | None, indices: list[int]) -> Any:
     if storage_options:
-        model = api.load(store, estimators=indices, storage_options=storage_options)
+        model = load(store, estimators=indices, storage_options=storage_options)
     else:
-        model = api.load(store, estimators=indices)
+        model = load(store, estimators=indices)
     lazy = model.estimators_
     if not np.array_equal(lazy.indices, indices):
         from .errors import FormatError

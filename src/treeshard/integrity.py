@@ -41,16 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, MissingDependencyError, SignatureError
-from .record import CONFIG_KEY, MAX_CONFIG_BYTES
+from .spec import CONFIG_KEY, DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
 
-DIGEST_KEY = "treeshard.sha256"
-SIGNATURE_KEY = "treeshard.sig"
-ROOT_METADATA = "zarr.json"
 DIGEST_FORMAT = 1
 SIGNATURE_CONTEXT = b"treeshard signature v1\n"  # domain separation: never a signature of anything else
-MAX_RECORD_BYTES = 64 * 1024 * 1024
-MAX_METADATA_BYTES = MAX_CONFIG_BYTES
-MAX_SIGNATURE_BYTES = 64 * 1024
 _INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
 _SHA256_HEX = frozenset("0123456789abcdef")
 # What reading a damaged store may raise (a zip member with a bad CRC raises BadZipFile).
@@ -63,7 +57,7 @@ class _PathFiles:
 
     def __init__(self, path: str | os.PathLike) -> None:
         from .errors import FormatError, StoreNotFoundError
-        from .stores import check_directory_entries, check_zip_members, is_zip_path, not_a_store
+        from .storage.local import check_directory_entries, check_zip_members, is_zip_path, not_a_store
 
         self.path = Path(path)
         self.archive: zipfile.ZipFile | None = None
@@ -196,11 +190,6 @@ def _set(store: Any, key: str, value: bytes) -> None:
 
 
 # --------------------------------------------------------------------------- the digest record
-def canonical_json(value: Any) -> bytes:
-    """The one byte string a JSON value hashes as: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -386,7 +375,7 @@ def _size(where: str, value: Any) -> int:
 
 def read_digest(store: Any) -> DigestRecord:
     """Read and check the structure of the stored digest record (not the store against it)."""
-    raw = _get_small(store, DIGEST_KEY, MAX_RECORD_BYTES)
+    raw = _get_small(store, DIGEST_KEY, MAX_DIGEST_BYTES)
     if raw is None:
         raise IntegrityError(f"no {DIGEST_KEY} in the store: it was saved without a content digest; re-save it to add one")
     return parse_digest(raw)
@@ -514,7 +503,7 @@ def find_problems(store: Any, record: DigestRecord) -> list[str]:
         elif _sha256(data) != expected:
             problems.append(f"{_describe(key, record)}: content differs{_which_inner(key, data, record)}")
     if not problems and record.config is not None:
-        root = _get_small(store, ROOT_METADATA, MAX_METADATA_BYTES) or b"{}"
+        root = _get_small(store, ROOT_METADATA, MAX_CONFIG_BYTES) or b"{}"
         try:
             config = json.loads(root).get("attributes", {}).get(CONFIG_KEY)
             ok = _sha256(canonical_json(config)) == record.config
@@ -697,7 +686,7 @@ def sign_store(store: Any, private_key: Any) -> str:
     into place atomically; a directory gets ``treeshard.sig`` through a
     temporary file and a rename. Returns the signing key's :func:`key_id`.
     """
-    from .stores import is_zip_path
+    from .storage.local import is_zip_path
 
     private = load_private_key(private_key)
     with _opened(store) as files:
@@ -718,7 +707,7 @@ def sign_store(store: Any, private_key: Any) -> str:
 
 
 def _write_file_atomically(path: Path, data: bytes) -> None:
-    from .stores import fsync_directory, temporary_sibling
+    from .storage.local import fsync_directory, temporary_sibling
 
     # Beside the store, not in it: a killed sign leaves nothing verify would flag,
     # and the next save to the store removes it.
@@ -735,13 +724,13 @@ def _write_file_atomically(path: Path, data: bytes) -> None:
 
 
 def _replace_zip_member(path: Path, name: str, data: bytes) -> None:
-    from .stores import fsync_directory, temporary_sibling
+    from .storage.local import fsync_directory, temporary_sibling
 
     tmp = temporary_sibling(path, "tmp", suffix=".zip")
     try:
         with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as out:
             members = [m for m in source.infolist() if m.filename != name]
-            # zarr.json stays last (see stores._pack_zip): the signature goes before it.
+            # zarr.json stays last (see storage.local._pack_zip): the signature goes before it.
             members.sort(key=lambda m: m.filename == ROOT_METADATA)
             for member in members:
                 if member.filename == ROOT_METADATA:

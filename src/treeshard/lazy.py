@@ -196,6 +196,28 @@ class TreeCache:
         return len(self._items)
 
 
+class EngineSlot:
+    """The flat engine of one set of lazy trees: built once on first use, thread-safe.
+
+    ``budget``: the bytes it may take (None: no limit); over it, it is never built.
+    """
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget
+        self._engine: Any = None
+        self._refused = False
+        self._lock = threading.Lock()
+
+    def get(self, build: Any, estimated_bytes: int) -> Any:
+        with self._lock:
+            if self._engine is None and not self._refused:
+                if self.budget is not None and estimated_bytes > self.budget:
+                    self._refused = True
+                else:
+                    self._engine = build()
+            return self._engine
+
+
 class LazyEstimators(Sequence):
     """The ``estimators_`` of a lazily loaded forest.
 
@@ -211,6 +233,10 @@ class LazyEstimators(Sequence):
         About how many bytes one streamed batch occupies while it is built.
     engine_budget : int or None
         Bytes the flat engine (:mod:`treeshard.dispatch`) may take; None: no limit.
+    reducer : callable or None
+        ``reducer(self)`` gives what ``__reduce__`` returns (the loader's calls
+        :func:`treeshard.distributed.reduce_lazy_estimators` with its opener);
+        None: pickle the trees by value.
     """
 
     def __init__(
@@ -223,9 +249,8 @@ class LazyEstimators(Sequence):
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         workers: int = 2,
         engine_budget: int | None = None,
+        reducer: Callable[[LazyEstimators], tuple[Any, tuple]] | None = None,
     ) -> None:
-        from .dispatch import EngineSlot
-
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         self.factory = factory
@@ -233,6 +258,7 @@ class LazyEstimators(Sequence):
         self.batch_bytes = batch_bytes
         self.workers = workers
         self.engine = EngineSlot(engine_budget)
+        self.reducer = reducer
         self._appended: list[Any] = []  # estimators added by a warm-start fit
 
     def __len__(self) -> int:
@@ -247,7 +273,9 @@ class LazyEstimators(Sequence):
             if self._appended:
                 return [self[i] for i in range(len(self))[item]]
             return LazyEstimators(
-                self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers, engine_budget=self.engine.budget
+                self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers,
+                engine_budget=self.engine.budget,
+                reducer=self.reducer,
             )
         if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
             raise TypeError(f"estimators_ indices must be integers or slices, not {type(item).__name__}")
@@ -308,9 +336,9 @@ class LazyEstimators(Sequence):
     def __reduce__(self) -> tuple[Any, tuple]:
         """Pickle as a reference to the store (URL or path, options, tree ids), not as trees;
         see :mod:`treeshard.distributed`."""
-        from .distributed import reduce_lazy_estimators
-
-        return reduce_lazy_estimators(self)
+        if self.reducer is None:
+            return list, (self.materialize(),)
+        return self.reducer(self)
 
     def __repr__(self) -> str:
         return f"<LazyEstimators: {len(self)} trees, {len(self.cache)} in memory>"

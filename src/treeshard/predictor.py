@@ -66,22 +66,23 @@ import threading
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .adapters.base import decode_param, decode_value
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of
 from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from .record import CONFIG_KEY, Config, TreeLayout, parse_config
+from .record import Config, TreeLayout
 from .validate import check_trees, validate_tree_ptr
+
+if TYPE_CHECKING:
+    from .reader import StoreReader
 
 __all__ = ["Predictor"]
 
-FORESTS = frozenset({"RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"})
-BOOSTING = frozenset({"GradientBoostingClassifier", "GradientBoostingRegressor"})
-TREES = frozenset({"DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor"})
 #: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 #: Rows the traversal takes through one tree before moving to the next (the tree stays in cache).
@@ -190,23 +191,13 @@ class Predictor:
     def __init__(
         self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1
     ) -> None:
-        from ._fastread import FastReader
+        from .reader import StoreReader
 
         self.n_jobs = n_jobs
-        reader = FastReader(store, storage_options, check_chunks=check_chunks)
+        reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
         try:
-            attributes = reader.attributes
-            if CONFIG_KEY not in attributes:
-                raise ConfigError(f"zarr.json: no {CONFIG_KEY!r} config record (not a treeshard store)")
-            from .adapters import ESTIMATOR_IDS
-
-            config = parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
-            self._setup_model(config)
-            layout = config.trees
-            tree_ptr = _read_arrays(reader, {"nodes/tree_ptr": (TREE_PTR_DTYPE, (layout.n_trees + 1,))}, [(0, layout.n_trees + 1)])
-            tree_ptr = tree_ptr["nodes/tree_ptr"]
-            validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
-            columns = self._read_columns(reader, layout, tree_ptr, [(0, layout.n_trees)])
+            self._setup_model(reader.config)
+            columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
         finally:
             reader.close()
         self._setup_trees(columns)
@@ -229,20 +220,19 @@ class Predictor:
         import dataclasses
 
         config = reader.config
-        if config.estimator not in FORESTS:
+        if family_of(config.estimator) != FOREST:
             raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
         indices = np.asarray(indices, dtype=np.int64)
-        full_ptr = reader.tree_ptr  # read and checked by the reader
         if indices.size == 0 or indices.min() < 0 or indices.max() >= config.trees.n_trees:
             raise ValueError(f"tree indices must be in [0, {config.trees.n_trees}), got {indices.size} of them")
         breaks = np.flatnonzero(np.diff(indices) != 1) + 1
         runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(indices, breaks)]
-        counts = full_ptr[indices + 1] - full_ptr[indices]
+        counts = reader.tree_ptr[indices + 1] - reader.tree_ptr[indices]  # read and checked by the reader
         layout = dataclasses.replace(config.trees, n_trees=len(indices), n_nodes=int(counts.sum()))
         self = cls.__new__(cls)
         self.n_jobs = n_jobs
         self._setup_model(dataclasses.replace(config, trees=layout))
-        self._setup_trees(self._read_columns(reader._fast, config.trees, full_ptr, runs, selected=layout))
+        self._setup_trees(self._read_columns(reader, runs, layout))
         return self
 
     @classmethod
@@ -277,11 +267,12 @@ class Predictor:
         self.estimator = config.estimator
         self.config = config
         self._layout = layout
-        self._is_forest = config.estimator in FORESTS
-        self._is_boosting = config.estimator in BOOSTING
-        if not (self._is_forest or self._is_boosting or config.estimator in TREES):
+        family = family_of(config.estimator)
+        self._is_forest = family == FOREST
+        self._is_boosting = family == BOOSTING
+        if family is None:
             raise UnsupportedEstimatorError(f"Predictor does not support {config.estimator}")
-        self._is_classifier = config.estimator.endswith("Classifier")
+        self._is_classifier = ESTIMATORS[config.estimator].is_classifier
         fitted = config.fitted
 
         def get(name: str) -> Any:
@@ -383,35 +374,21 @@ class Predictor:
             return _multinomial_init(prior)
         return np.array([_binary_init(prior, half=self._link == "half_logit")], dtype=np.float64)
 
-    def _read_columns(
-        self, reader: Any, layout: TreeLayout, tree_ptr: np.ndarray, runs: list[tuple[int, int]], *, selected: TreeLayout | None = None
-    ) -> NodeColumns:
-        """The node columns prediction needs, for the trees of ``runs`` (``(first, stop)`` tree
-        ranges of the stored ``layout``), concatenated and validated against ``selected``
-        (default: ``layout``)."""
-        selected = selected or layout
+    def _read_columns(self, reader: StoreReader, runs: list[tuple[int, int]], selected: TreeLayout) -> NodeColumns:
+        """The node columns prediction needs, for the trees of ``runs`` (``(first, stop)``
+        ranges of stored trees), concatenated and validated against ``selected``, their layout."""
+        layout = reader.config.trees
         encoding = layout.value_encoding
+        tree_ptr = reader.tree_ptr  # read and checked by the reader
         needed = set(PREDICT_COLUMNS) | ({"weighted_n_node_samples"} if encoding != "float64" else set())
-        node_ranges = [(int(tree_ptr[first]), int(tree_ptr[stop])) for first, stop in runs]
-        requests: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        unread: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
-        for name, dtype in NODE_COLUMNS.items():
-            shape = (layout.n_nodes, layout.value_width) if name == "value" else (layout.n_nodes,)
-            if name == "value" and encoding != "float64":
-                from .columns import WEIGHTED_COUNTS_DTYPE
-
-                dtype = WEIGHTED_COUNTS_DTYPE
-            if name in needed:
-                requests[f"nodes/{name}"] = (dtype, shape)
-            else:
-                unread[name] = (dtype, (selected.n_nodes, *shape[1:]))
-        for name, (dtype, shape) in unread.items():  # not decoded, but a store with a broken one is refused as by a load
-            _array_layout(reader, f"nodes/{name}", dtype, (layout.n_nodes, *shape[1:]))
+        unread = [name for name in NODE_COLUMNS if name not in needed]
+        for name in unread:  # not decoded, but a store with a broken one is refused as by a load
+            reader.node_array(name)
         try:
-            arrays = {path.split("/", 1)[1]: array for path, array in _read_arrays(reader, requests, node_ranges).items()}
+            arrays = reader.read_columns([name for name in NODE_COLUMNS if name in needed], [(int(tree_ptr[first]), int(tree_ptr[stop])) for first, stop in runs])
             # Not needed to predict: never decoded. Zeros (calloc: no page is touched) stand in
             # for validation, allocated only now that the stored columns proved their size.
-            arrays.update((name, np.zeros(shape, dtype=dtype)) for name, (dtype, shape) in unread.items())
+            arrays.update((name, np.zeros(selected.n_nodes, dtype=NODE_COLUMNS[name])) for name in unread)
         except MemoryError:
             raise ArrayError(f"nodes: {selected.n_nodes} declared nodes do not fit in memory") from None
         counts = np.concatenate([np.diff(tree_ptr[first : stop + 1]) for first, stop in runs])
@@ -729,7 +706,7 @@ class Predictor:
         if self._is_boosting:
             leaves = local.T.reshape(X32.shape[0], self.n_estimators, self._k).astype(np.float64)
             return leaves if self._is_classifier else leaves.reshape(X32.shape[0], self.n_estimators)
-        return local[0] if self.estimator in TREES else local.T
+        return local[0] if family_of(self.estimator) == TREE else local.T
 
     @property
     def _is_boosting_classifier(self) -> bool:
@@ -764,7 +741,7 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     """
     with np.errstate(over="ignore"):
         rounded = threshold.astype(np.float32)
-    # Step the rounded-up ones one float32 down, on the bits (np.nextafter is 10x slower):
+    # Step the rounded-up ones one float32 down, on the bits (much faster than np.nextafter):
     # positive floats go down by decrementing their bits, negative ones by incrementing;
     # -0.0 + 1 is the smallest negative float32, and +0.0 is fixed by hand.
     bits = rounded.view(np.int32)
@@ -778,25 +755,6 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     if plus_zero.any():
         bits[plus_zero] = np.int32(-(2**31) + 1)
     return rounded
-
-
-def _array_layout(reader: Any, path: str, dtype: np.dtype, shape: tuple[int, ...]) -> Any:
-    """The checked layout of an array (no chunk read), as :class:`~treeshard.reader.StoreReader` checks it."""
-    from ._fastread import UnsupportedLayout
-
-    try:
-        return reader.array_layout(path, dtype, shape)
-    except UnsupportedLayout as exc:  # as treeshard.load: format v1 is exactly what treeshard writes
-        raise ArrayError(f"{path}: stored with zarr features outside treeshard format v1 ({exc})") from None
-
-
-def _read_arrays(reader: Any, requests: dict[str, tuple[np.dtype, tuple[int, ...]]], ranges: list[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Rows ``ranges`` of each requested array (by path; checked against its dtype and
-    shape), concatenated in order. Every chunk is decoded concurrently by the fast reader."""
-    layouts = {path: _array_layout(reader, path, dtype, shape) for path, (dtype, shape) in requests.items()}
-    parts = reader.read_many([(layout, start, stop) for layout in layouts.values() for start, stop in ranges])
-    n = len(ranges)
-    return {path: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, path in enumerate(layouts)}
 
 
 _NO_COUNTS = np.empty((0, 0), dtype=np.int32)

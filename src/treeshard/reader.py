@@ -15,9 +15,10 @@ import numpy as np
 
 from .adapters import ADAPTERS, ESTIMATOR_IDS
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
-from ._fastread import ROOT_METADATA, ArrayLayout, FastReader, UnsupportedLayout
+from ._fastread import ArrayLayout, FastReader, UnsupportedLayout
 from .errors import ArrayError, ConfigError
-from .record import CONFIG_KEY, parse_config
+from .record import parse_config
+from .spec import CONFIG_KEY, ROOT_METADATA
 from .validate import validate_tree_ptr
 
 NODES_GROUP = "nodes"
@@ -110,10 +111,17 @@ class StoreReader:
         """Nodes per chunk of the node columns (reads aligned to it decode each chunk once)."""
         return self.node_array("threshold").chunk_rows
 
+    def read_columns(self, names: list[str], ranges: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """Node columns ``names`` over the node ``ranges``, concatenated in order, as stored
+        (``value`` may be weighted counts); every chunk is decoded concurrently."""
+        layouts = [self.node_array(name) for name in names]
+        parts = self._fast.read_many([(layout, start, stop) for layout in layouts for start, stop in ranges])
+        n = len(ranges)
+        return {name: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, name in enumerate(names)}
+
     def read_node_range(self, start: int, stop: int) -> dict[str, np.ndarray]:
         """Every node column over nodes ``start:stop``, decoded concurrently (values as float64)."""
-        arrays = self._fast.read_many([(self.node_array(name), start, stop) for name in NODE_COLUMNS])
-        columns = dict(zip(NODE_COLUMNS, arrays))
+        columns = self.read_columns(list(NODE_COLUMNS), [(start, stop)])
         columns["value"] = decode_values(columns["value"], columns["weighted_n_node_samples"], self.config.trees.value_encoding)
         return columns
 

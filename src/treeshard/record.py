@@ -15,22 +15,20 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, UnsupportedFormatVersionError
+from .spec import (
+    CONFIG_KEY,
+    MAX_CLASSES,
+    MAX_FEATURES,
+    MAX_JSON_DEPTH,
+    MAX_NODES,
+    MAX_OUTPUTS,
+    MAX_TREES,
+    MAX_VALUE_BYTES,
+    MAX_VALUE_WIDTH,
+    SUPPORTED_FORMAT_VERSIONS,
+)
 
-FORMAT_VERSION = 1
-SUPPORTED_FORMAT_VERSIONS = (1,)
-CONFIG_KEY = "treeshard"
-
-# Limits that keep a hostile config from exhausting memory or the stack.
-MAX_CONFIG_BYTES = 64 * 1024 * 1024
-MAX_JSON_DEPTH = 32
-MAX_TREES = 10_000_000
-MAX_NODES = 2**40
-MAX_FEATURES = 2**31 - 1
-MAX_OUTPUTS = 100_000
-MAX_CLASSES = 2**31 - 1
-MAX_VALUE_WIDTH = 2**31 - 1
 VALUE_ENCODINGS = ("float64", "weighted_counts")
-MAX_VALUE_BYTES = 2**40  # the node values of a model, in bytes
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 

@@ -52,21 +52,18 @@ from typing import Any
 from .errors import (
     FormatError,
     IntegrityError,
+    InvalidStoreError,
     MissingDependencyError,
     RemoteStoreError,
     StoreExistsError,
     StoreNotFoundError,
 )
-from .integrity import MAX_SIGNATURE_BYTES, SIGNATURE_KEY  # the signature is not in the record's manifest
-from .record import MAX_CONFIG_BYTES
+from .storage.urls import is_url, url_scheme  # noqa: F401 - is_url: part of this backend's surface
+from .spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, MAX_STORE_ENTRIES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
 
-ROOT_METADATA = "zarr.json"
-DIGEST_KEY = "treeshard.sha256"
-MAX_RECORD_BYTES = 64 * 1024 * 1024
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
 
-_URL_RE = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 #: Which extra brings the fsspec implementation of a scheme.
 EXTRAS = {"s3": "s3", "s3a": "s3", "http": "http", "https": "http", "memory": "http"}
 _READ_ONLY_SCHEMES = frozenset({"http", "https"})
@@ -74,22 +71,6 @@ _SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
 # --------------------------------------------------------------------------- URLs
-def is_url(store: Any) -> bool:
-    """Whether ``store`` is an fsspec URL (``scheme://...``) rather than a local path or a Store.
-
-    >>> is_url("s3://bucket/model.zip"), is_url("model.zip"), is_url("/tmp/model")
-    (True, False, False)
-    """
-    return isinstance(store, str) and _URL_RE.match(store) is not None
-
-
-def url_scheme(url: str) -> str:
-    match = _URL_RE.match(url)
-    if match is None:
-        raise ValueError(f"not a URL: {url[:200]!r}")
-    return match["scheme"].lower()
-
-
 def is_zip_url(url: str) -> bool:
     return url.split("?", 1)[0].rstrip("/").lower().endswith(".zip")
 
@@ -285,8 +266,6 @@ def _describe_range(start: int | None, stop: int | None, suffix: int | None) -> 
 
 def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[int, str]]]:
     """``(digest, {key: (size, sha256)})`` of a ``treeshard.sha256`` record (checked against itself)."""
-    from .integrity import canonical_json
-
     try:
         record = json.loads(raw)
     except (ValueError, RecursionError) as exc:
@@ -336,11 +315,11 @@ class RemoteDirectorySource:
     def digest_record(self) -> dict[str, tuple[int, str]]:
         """The store's ``treeshard.sha256`` files table (empty if the store has none)."""
         if self._record is None:
-            raw = self._read_small(DIGEST_KEY, MAX_RECORD_BYTES)
+            raw = self._read_small(DIGEST_KEY, MAX_DIGEST_BYTES)
             if raw is None:
                 self._record = {}
-            elif len(raw) > MAX_RECORD_BYTES:
-                raise IntegrityError(f"{self.url}: {DIGEST_KEY} exceeds the {MAX_RECORD_BYTES}-byte limit")
+            elif len(raw) > MAX_DIGEST_BYTES:
+                raise IntegrityError(f"{self.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
             else:
                 self.digest, self._record = _parse_digest_record(raw, self.url)
         return self._record
@@ -472,8 +451,6 @@ class RemoteZipSource:
         import io
         import zipfile
 
-        from .stores import MAX_STORE_ENTRIES
-
         if entries > MAX_STORE_ENTRIES:
             raise FormatError(f"{self.url!r}: {entries} zip members exceeds the {MAX_STORE_ENTRIES} limit")
         # Let zipfile parse the central directory (zip64 extras included) from a
@@ -556,8 +533,8 @@ class CachedSource:
         size = inner.size(DIGEST_KEY)
         if size is None:
             raise IntegrityError(f"{inner.url}: no {DIGEST_KEY} in the store; a cache needs the content digest (re-save the model)")
-        if size > MAX_RECORD_BYTES:
-            raise IntegrityError(f"{inner.url}: {DIGEST_KEY} exceeds the {MAX_RECORD_BYTES}-byte limit")
+        if size > MAX_DIGEST_BYTES:
+            raise IntegrityError(f"{inner.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
         raw = inner.get(DIGEST_KEY)
         self.digest, self.files = _parse_digest_record(raw or b"", inner.url)
         self.root = Path(cache_dir) / self.digest
@@ -650,8 +627,6 @@ def _sync(coroutine: Any) -> Any:
 
 
 def _check_writable_scheme(url: str) -> None:
-    from .stores import InvalidStoreError
-
     if url_scheme(url) in _READ_ONLY_SCHEMES:
         raise InvalidStoreError(f"{url_scheme(url)}:// stores are read-only; save to a local path or s3:// and serve that")
 
@@ -666,11 +641,11 @@ def open_url_for_writing(url: str, storage_options: Mapping[str, Any] | None = N
         fs, path = store.fs, f"{store.path.rstrip('/')}/{name}"
         if not overwrite and _sync(fs._exists(path)):
             raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        from .stores import writing
+        from .storage.local import writing_path
 
         with tempfile.TemporaryDirectory(prefix="treeshard-upload-") as tmp:
             local = Path(tmp) / name
-            with writing(local, overwrite=False) as target:
+            with writing_path(local, overwrite=False) as target:
                 yield target
             try:
                 _sync(fs._put_file(str(local), path))  # one put: the object appears whole or not at all

@@ -8,66 +8,29 @@ or interrupted save never leaves a half-written model where a good one was.
 from __future__ import annotations
 
 import contextlib
-import errno as _errno
 import os
-import re
 import shutil
-import stat
-import sys
-import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import FormatError, InvalidStoreError, StoreExistsError, StoreNotFoundError
-
-ROOT_METADATA = "zarr.json"
-
-# First bytes of files people mistake for a store: pickle protocols 2-5 (also an
-# uncompressed joblib file) and the compressors joblib writes with.
-_PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
-_JOBLIB_MAGIC = {b"\x78": "zlib", b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ": "xz", b"\x5d\x00\x00": "lzma", b"\x04\x22\x4d\x18": "lz4"}
-_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".sav", ".gz", ".z", ".bz2", ".xz", ".lzma", ".lz4")
-
-
-def not_a_store(path: str | os.PathLike) -> FormatError:
-    """The error for a path that is neither a directory nor a ``.zip`` file.
-
-    A joblib or pickle file given by mistake is recognised by its first bytes
-    (it is never unpickled), and the message points to ``treeshard convert``.
-
-    >>> import pickle, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.pkl")
-    >>> with open(path, "wb") as file:
-    ...     pickle.dump([1, 2], file)
-    >>> "treeshard convert" in str(not_a_store(path))
-    True
-    """
-    message = f"{str(path)!r} is neither a directory nor a .zip file"
-    try:
-        with open(path, "rb") as file:
-            head = file.read(8)
-    except OSError:
-        return FormatError(message)
-    compressor = next((name for magic, name in _JOBLIB_MAGIC.items() if head.startswith(magic)), None)
-    if head.startswith(_PICKLE_MAGIC):
-        kind = "a pickle (or uncompressed joblib) file"
-    elif compressor is not None and str(path).lower().endswith(_PICKLE_SUFFIXES):
-        kind = f"a {compressor}-compressed joblib file"
-    elif zipfile.is_zipfile(path):
-        return FormatError(f"{message}: it is a zip file; a treeshard zip store must be named *.zip")
-    else:
-        return FormatError(message)
-    return FormatError(
-        f"{message}: it looks like {kind}. Loading a pickle runs whatever code it holds: "
-        f"if you made this file or fully trust it, convert it once with "
-        f"`treeshard convert {str(path)!r} model.zip --trust-pickle`"
-    )
-
-
-def is_zip_path(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(".zip")
+from .spec import ROOT_METADATA
+from .storage.local import (
+    _check_replaceable,
+    _fsync_file,
+    _replace_directory,
+    check_directory_entries,
+    check_zip_members,
+    fsync_directory,
+    is_zip_path,
+    not_a_store,
+    remove_stale_temporaries,
+    temporary_sibling,
+    writing_path,
+)
+from .storage.urls import check_storage_options, is_url
 
 
 def _zarr_store_class() -> type:
@@ -103,50 +66,6 @@ def open_for_reading(store: Any) -> tuple[Any, str]:
     if isinstance(store, _zarr_store_class()):
         return store, repr(store)
     raise InvalidStoreError(f"store must be a path or a zarr Store, got {type(store).__name__}")
-
-
-MAX_STORE_ENTRIES = 1_000_000
-
-
-def check_zip_members(path: Path) -> None:
-    """Refuse a zip whose members are compressed or lie about their size.
-
-    treeshard writes every member stored (chunks are already compressed);
-    a deflated member could expand without limit when zarr reads it whole
-    (a zip bomb), so only stored members whose sizes fit the file are read.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        raise FormatError(f"{str(path)!r}: unreadable zip ({exc})") from None
-    if len(members) > MAX_STORE_ENTRIES:
-        raise FormatError(f"{str(path)!r}: {len(members)} zip members exceeds the {MAX_STORE_ENTRIES} limit")
-    size = path.stat().st_size
-    for member in members:
-        if member.compress_type != zipfile.ZIP_STORED:
-            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} is compressed; treeshard stores only hold stored members")
-        if member.file_size != member.compress_size or member.file_size > size:
-            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} declares an impossible size")
-
-
-def check_directory_entries(path: Path) -> None:
-    """Refuse a directory store holding anything but directories and regular files.
-
-    A symlink could point at ``/dev/zero`` or outside the store, a FIFO would
-    block a read forever: a store is plain files only.
-    """
-    count = 0
-    for root, dirs, files in os.walk(path):
-        for name in (*dirs, *files):
-            count += 1
-            entry = os.path.join(root, name)
-            mode = os.lstat(entry).st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                rel = os.path.relpath(entry, path)
-                raise FormatError(f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe)")
-        if count > MAX_STORE_ENTRIES:
-            raise FormatError(f"{str(path)!r}: more than {MAX_STORE_ENTRIES} entries")
 
 
 def _store_is_empty(store: Any) -> bool:
@@ -185,36 +104,18 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
     replaced only with ``overwrite=True``, and only if it is a treeshard
     store (or, for a directory, empty).
     """
-    from zarr.storage import LocalStore, MemoryStore
+    from zarr.storage import MemoryStore
 
-    if isinstance(store, str) and "://" in store[:32]:  # s3://, memory://, ... (treeshard.remote)
+    check_storage_options(store, storage_options)
+    if is_url(store):  # s3://, memory://, ... (treeshard.remote)
         from .remote import open_url_for_writing
 
         with open_url_for_writing(store, storage_options, overwrite=overwrite) as target:
             yield target
         return
     if isinstance(store, (str, os.PathLike)):
-        target = Path(store)
-        _check_replaceable(target, overwrite=overwrite)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(target)
-        tmp_dir = temporary_sibling(target, "tmp")
-        try:
-            yield LocalStore(tmp_dir)
-            _check_replaceable(target, overwrite=overwrite)
-            if is_zip_path(target):
-                tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
-                try:
-                    _pack_zip(tmp_dir, tmp_zip)
-                    os.replace(tmp_zip, target)
-                finally:
-                    tmp_zip.unlink(missing_ok=True)
-            else:
-                _fsync_tree(tmp_dir)
-                _replace_directory(tmp_dir, target)
-            fsync_directory(target.parent)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        with writing_path(Path(store), overwrite=overwrite) as target:
+            yield target
         return
     if not isinstance(store, _zarr_store_class()):
         raise InvalidStoreError(f"store must be a path or a zarr Store, got {type(store).__name__}")
@@ -228,7 +129,7 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
 def check_target(store: Any, *, overwrite: bool) -> None:
     """Refuse early what :func:`write_files` would refuse (an existing path without ``overwrite``),
     before any work is spent encoding the model."""
-    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+    if isinstance(store, (str, os.PathLike)) and not is_url(store):
         _check_replaceable(Path(store), overwrite=overwrite)
 
 
@@ -241,7 +142,8 @@ def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite:
     the ``fsync`` calls that make it durable); a zarr ``Store`` or an fsspec
     URL goes through :func:`writing`.
     """
-    if isinstance(store, (str, os.PathLike)) and not (isinstance(store, str) and "://" in store[:32]):
+    check_storage_options(store, storage_options)
+    if isinstance(store, (str, os.PathLike)) and not is_url(store):
         target = Path(store)
         _check_replaceable(target, overwrite=overwrite)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -329,14 +231,6 @@ def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> 
         list(pool.map(fsync_directory, directories))
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _parts(value: bytes | list[bytes]) -> list[bytes]:
     return [value] if isinstance(value, bytes) else value
 
@@ -351,136 +245,6 @@ def _put_files(store: Any, files: dict[str, bytes | list[bytes]]) -> None:
             await store.set(key, buffer.from_bytes(b"".join(_parts(files[key]))))
 
     sync(put())
-
-
-_TEMPORARY_RE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{12}(?:\.zip)?$")
-
-
-def temporary_sibling(target: Path, kind: str, *, suffix: str = "") -> Path:
-    """``.NAME.KIND-PID-RANDOM[suffix]`` next to ``target``: what :func:`remove_stale_temporaries` cleans."""
-    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:12]}{suffix}"
-
-
-def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Delete temporary siblings of ``target`` left by saves whose process has died.
-
-    Temporaries of a live process (another save in progress) are left alone.
-    Returns what was removed.
-    """
-    removed: list[Path] = []
-    try:
-        siblings = list(target.parent.iterdir())
-    except OSError:
-        return removed
-    for path in siblings:
-        match = _TEMPORARY_RE.match(path.name)
-        if match is None or match["name"] != target.name or _process_alive(int(match["pid"])):
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        removed.append(path)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def fsync_directory(path: Path) -> None:
-    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(directory: Path) -> None:
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        fsync_directory(Path(root))
-
-
-def _check_replaceable(target: Path, *, overwrite: bool) -> None:
-    if not target.exists():
-        return
-    if not overwrite:
-        raise StoreExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it")
-    if is_zip_path(target):
-        if not target.is_file() or not zipfile.is_zipfile(target):
-            raise StoreExistsError(f"{str(target)!r} is not a zip file; refusing to replace it")
-        with zipfile.ZipFile(target) as archive:
-            if ROOT_METADATA not in archive.namelist():
-                raise StoreExistsError(f"{str(target)!r} is not a treeshard store; refusing to replace it")
-    elif not target.is_dir() or not ((target / ROOT_METADATA).is_file() or not any(target.iterdir())):
-        raise StoreExistsError(f"{str(target)!r} is not a treeshard store; refusing to replace it")
-
-
-def _pack_zip(directory: Path, zip_path: Path) -> None:
-    files = sorted(p for p in directory.rglob("*") if p.is_file())
-    # zarr.json last, so a reader of a truncated zip finds no model at all.
-    files.sort(key=lambda p: p.relative_to(directory).as_posix() == ROOT_METADATA)
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for path in files:
-            archive.write(path, path.relative_to(directory).as_posix())
-    # Make the bytes durable before the rename makes them visible.
-    with open(zip_path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def _replace_directory(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(new, target)
-        return
-    if _exchange(new, target):
-        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old model
-        return
-    old = temporary_sibling(target, "old")
-    os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except OSError:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in (_errno.ENOSYS, _errno.EINVAL, _errno.ENOTSUP, _errno.EOPNOTSUPP, _errno.EPERM):
-        return False
-    raise OSError(code, os.strerror(code), str(b))
 
 
 def _copy_store(source: Any, target: Any, *, clear: bool) -> None:

@@ -2,7 +2,7 @@
 
 sklearn's Cython tree traversal follows child ids and feature indices without
 bounds checks, so a crafted store could crash the interpreter. After
-:func:`validate_columns` every tree is a proper binary tree: each node is a
+:func:`check_trees` every tree is a proper binary tree: each node is a
 leaf or has two children inside its own tree with larger ids, every node but
 the root has exactly one parent, split features index real columns and split
 thresholds are numbers.
@@ -126,11 +126,3 @@ def check_trees(
         what = _PROBLEMS.get(code, f"split feature out of range [0, {layout.n_features})")
         raise TreeStructureError(f"tree {first_tree + tree}, node {node - int(cols.tree_ptr[tree])}: {what}")
     return (records.reshape(-1).view(node_dtype) if node_dtype is not None else None), depths
-
-
-def validate_columns(cols: NodeColumns, layout: TreeLayout, *, first_tree: int = 0) -> None:
-    """Check the node columns of consecutive trees; raise :class:`TreeStructureError`.
-
-    See :func:`check_trees` for what is checked.
-    """
-    check_trees(cols, layout, first_tree=first_tree)

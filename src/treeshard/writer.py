@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from .codecs import CODECS, chunk_geometry
+from .spec import ROOT_METADATA
 
-ROOT_METADATA = "zarr.json"
 JSON_INDENT = 2  # zarr-python's default ``json_indent``
 _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}

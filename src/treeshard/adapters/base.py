@@ -91,9 +91,6 @@ class Adapter:
         module, name = self.class_path
         return getattr(importlib.import_module(module), name)
 
-    def tree_order(self, n_trees: int, estimators: Any) -> Any:
-        return estimators
-
 
 # --------------------------------------------------------------------------- tagged values
 def encode_value(value: Any, where: str = "value") -> Any:

@@ -24,6 +24,7 @@ from .base import (
     get_fitted,
     new_like,
 )
+from .families import ESTIMATORS, FOREST, ids_of
 from .trees import TREE_FITTED, check_classes, check_tree_attributes, trees_layout
 
 FOREST_FITTED = (
@@ -144,12 +145,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, FOREST_ARRAYS, check_saved=_check_saved)
+    return Adapter(name, (ESTIMATORS[name].module, name), _to_saved, _from_saved, FOREST_ARRAYS, check_saved=_check_saved)
 
 
-ADAPTERS = [
-    _adapter("RandomForestClassifier"),
-    _adapter("RandomForestRegressor"),
-    _adapter("ExtraTreesClassifier"),
-    _adapter("ExtraTreesRegressor"),
-]
+ADAPTERS = [_adapter(name) for name in ids_of(FOREST)]

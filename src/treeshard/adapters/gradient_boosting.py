@@ -33,6 +33,7 @@ from .base import (
     get_fitted,
     new_like,
 )
+from .families import BOOSTING, ESTIMATORS, ids_of
 from .trees import TREE_FITTED, check_classes, check_tree_attributes
 
 GB_FITTED = (
@@ -400,7 +401,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.ensemble", name), _to_saved, _from_saved, GB_ARRAYS, check_saved=_check_saved)
+    return Adapter(name, (ESTIMATORS[name].module, name), _to_saved, _from_saved, GB_ARRAYS, check_saved=_check_saved)
 
 
-ADAPTERS = [_adapter("GradientBoostingClassifier"), _adapter("GradientBoostingRegressor")]
+ADAPTERS = [_adapter(name) for name in ids_of(BOOSTING)]

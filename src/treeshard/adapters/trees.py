@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError, UnsupportedEstimatorError
 from ..record import TreeLayout
+from .families import ESTIMATORS, TREE, ids_of
 from .base import (
     Adapter,
     SavedModel,
@@ -111,12 +112,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, ("sklearn.tree", name), _to_saved, _from_saved, check_saved=_check_saved)
+    return Adapter(name, (ESTIMATORS[name].module, name), _to_saved, _from_saved, check_saved=_check_saved)
 
 
-ADAPTERS = [
-    _adapter("DecisionTreeClassifier"),
-    _adapter("DecisionTreeRegressor"),
-    _adapter("ExtraTreeClassifier"),
-    _adapter("ExtraTreeRegressor"),
-]
+ADAPTERS = [_adapter(name) for name in ids_of(TREE)]

@@ -1,0 +1,51 @@
+"""The one table of supported estimators: id -> family, sklearn module, classifier or not.
+
+sklearn-free (the :class:`~treeshard.Predictor` reads it too). A new estimator
+is one row here and one adapter; nothing else names estimator classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FOREST = "forest"  # bagged trees in ``estimators_`` (a list); predictions averaged
+BOOSTING = "boosting"  # stages of regression trees in ``estimators_`` (a 2-D array); predictions summed
+TREE = "tree"  # one tree in ``tree_``
+
+
+@dataclass(frozen=True)
+class EstimatorKind:
+    """What treeshard knows about one supported estimator class, without importing it."""
+
+    estimator_id: str
+    family: str
+    module: str
+    is_classifier: bool
+
+
+ESTIMATORS: dict[str, EstimatorKind] = {
+    kind.estimator_id: kind
+    for kind in (
+        EstimatorKind("RandomForestClassifier", FOREST, "sklearn.ensemble", is_classifier=True),
+        EstimatorKind("RandomForestRegressor", FOREST, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("ExtraTreesClassifier", FOREST, "sklearn.ensemble", is_classifier=True),
+        EstimatorKind("ExtraTreesRegressor", FOREST, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("GradientBoostingClassifier", BOOSTING, "sklearn.ensemble", is_classifier=True),
+        EstimatorKind("GradientBoostingRegressor", BOOSTING, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("DecisionTreeClassifier", TREE, "sklearn.tree", is_classifier=True),
+        EstimatorKind("DecisionTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
+        EstimatorKind("ExtraTreeClassifier", TREE, "sklearn.tree", is_classifier=True),
+        EstimatorKind("ExtraTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
+    )
+}
+
+
+def ids_of(family: str) -> list[str]:
+    """The estimator ids of one family, in table order."""
+    return [kind.estimator_id for kind in ESTIMATORS.values() if kind.family == family]
+
+
+def family_of(estimator_id: str) -> str | None:
+    """The family of an estimator id; None for an id not in the table."""
+    kind = ESTIMATORS.get(estimator_id)
+    return None if kind is None else kind.family

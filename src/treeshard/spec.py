@@ -1,0 +1,62 @@
+"""The store format's fixed names and limits, each defined once with one meaning (docs/FORMAT.md).
+
+Every module that reads or writes a store imports these from here; nothing
+below imports any other treeshard module, so any layer may use it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FORMAT_VERSION = 1
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+# --------------------------------------------------------------------------- keys
+#: The root group's metadata document (zarr v3), which holds the config record.
+ROOT_METADATA = "zarr.json"
+#: The config record's attribute in the root metadata.
+CONFIG_KEY = "treeshard"
+#: The digest record (a store file beside the root metadata).
+DIGEST_KEY = "treeshard.sha256"
+#: The detached signature of the digest record (not listed in the digest itself).
+SIGNATURE_KEY = "treeshard.sig"
+
+# --------------------------------------------------------------------------- what a reader accepts
+#: Bytes of the root metadata (config record and consolidated array metadata).
+MAX_CONFIG_BYTES = 64 * 1024 * 1024
+#: Nesting depth of any JSON document read from a store.
+MAX_JSON_DEPTH = 32
+#: Bytes of the digest record.
+MAX_DIGEST_BYTES = 64 * 1024 * 1024
+#: Bytes of the signature document.
+MAX_SIGNATURE_BYTES = 64 * 1024
+#: Files (directory entries or zip members) in one store.
+MAX_STORE_ENTRIES = 1_000_000
+#: Decoded bytes of one chunk.
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+#: Decoded bytes of one array.
+MAX_ARRAY_BYTES = 2**40
+#: Inner chunks of one shard.
+MAX_CHUNKS_PER_SHARD = 1 << 20
+# A hostile config must not exhaust memory: bounds of its fields.
+MAX_TREES = 10_000_000
+MAX_NODES = 2**40
+MAX_FEATURES = 2**31 - 1
+MAX_OUTPUTS = 100_000
+MAX_CLASSES = 2**31 - 1
+MAX_VALUE_WIDTH = 2**31 - 1
+MAX_VALUE_BYTES = 2**40  # the node values of a model, in bytes
+
+# --------------------------------------------------------------------------- what save() writes
+# Inside the reader's MAX_CONFIG_BYTES for the root metadata, which also holds
+# the consolidated array metadata.
+#: Bytes of the user's ``metadata`` as JSON.
+MAX_USER_METADATA_BYTES = MAX_CONFIG_BYTES // 2
+#: Bytes of the config record as written.
+MAX_SAVED_CONFIG_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
+
+
+def canonical_json(value: Any) -> bytes:
+    """The one byte string a JSON value hashes as: sorted keys, no spaces, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
