@@ -272,6 +272,13 @@ def compute_digest(store: Any) -> dict[str, Any]:
             if inner is not None:
                 entry["inner"] = inner
             arrays[name]["chunks"][chunk] = entry
+    return _sealed_record(config, files, arrays)
+
+
+def _sealed_record(config: Any, files: dict[str, Any], arrays: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The digest record of ``files`` (``{key: {"size", "sha256"}}``) and ``arrays``
+    (``{path: {"chunks": {chunk: entry}}}``): each array's digest over its metadata
+    and chunks, then the record's own ``digest`` over everything."""
     for name, entry in arrays.items():
         chunk_digests = {chunk: c["sha256"] for chunk, c in entry["chunks"].items()}
         entry["sha256"] = _sha256(canonical_json({"metadata": files[f"{name}/{ROOT_METADATA}"]["sha256"], "chunks": chunk_digests}))
@@ -318,24 +325,16 @@ def digest_of_files(
         for chunk, (sha, _) in chunks.items():
             known[f"{name}/{chunk}"] = sha
     keys = sorted(k for k in files if k not in (DIGEST_KEY, SIGNATURE_KEY))
+
     def size(value: Any) -> int:
         return len(value) if isinstance(value, bytes) else sum(map(len, value))
 
     record_files = {k: {"size": size(files[k]), "sha256": known.get(k) or _sha256(b"".join(files[k]) if isinstance(files[k], list) else files[k])} for k in keys}
-    record_arrays: dict[str, dict[str, Any]] = {}
-    for name, chunks in arrays.items():
-        entries = {chunk: {"size": size(files[f"{name}/{chunk}"]), "sha256": sha, "inner": inner} for chunk, (sha, inner) in chunks.items()}
-        chunk_digests = {chunk: entry["sha256"] for chunk, entry in entries.items()}
-        array_sha = _sha256(canonical_json({"metadata": record_files[f"{name}/{ROOT_METADATA}"]["sha256"], "chunks": chunk_digests}))
-        record_arrays[name] = {"chunks": entries, "sha256": array_sha}
-    body = {
-        "treeshard_digest": DIGEST_FORMAT,
-        "algorithm": "sha256",
-        "config": _sha256(canonical_json(config)) if config is not None else None,
-        "files": record_files,
-        "arrays": record_arrays,
+    record_arrays = {
+        name: {"chunks": {chunk: {"size": size(files[f"{name}/{chunk}"]), "sha256": sha, "inner": inner} for chunk, (sha, inner) in chunks.items()}}
+        for name, chunks in arrays.items()
     }
-    return {**body, "digest": _sha256(canonical_json(body))}
+    return _sealed_record(config, record_files, record_arrays)
 
 
 def _delete(store: Any, key: str) -> None:
