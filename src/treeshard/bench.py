@@ -1151,7 +1151,12 @@ def plot(result: BenchResult, path: str | os.PathLike) -> None:
 
 
 def _label(value: float, base: float | None) -> str:
-    text = f"{value:.3g}"
+    """A bar's label: three significant digits, never in exponent form.
+
+    >>> _label(2048.4, 1024.2), _label(0.01234, None), _label(12.0, None)
+    ('2,048 (2.00x)', '0.0123', '12')
+    """
+    text = f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     if base:
         text += f" ({value / base:.2f}x)"
     return text
