@@ -106,8 +106,8 @@ def test_is_url() -> None:
     assert is_url("memory://model")
     assert not is_url("model.zip")
     assert not is_url("/tmp/model")
-    assert not remote.is_url(Path("s3:/x"))
-    assert remote.is_url("file:///tmp/model")
+    assert not is_url(Path("s3:/x"))
+    assert is_url("file:///tmp/model")
 
 
 @pytest.mark.parametrize("key", ["../secret", "a/../../b", "/etc/passwd", "a?x=1", "a#b", "a//b", ""])

@@ -760,6 +760,22 @@ cdef void _free_scratch(Scratch* w) noexcept:
     free(w.mask)
 
 
+cdef inline bint _by_mask(Py_ssize_t depth, Py_ssize_t n_rows) noexcept nogil:
+    """Whether rows are compared a block at a time (:func:`_mask_walk`) rather than walked."""
+    return MASK_DEPTH <= depth <= MASK_MAX_DEPTH and n_rows >= MASK_MIN_ROWS
+
+
+cdef inline void _walk_tree(
+    Scratch* w, const float* X, Py_ssize_t n_features, const Slot* slot, Py_ssize_t depth, Py_ssize_t rows, bint by_mask,
+) noexcept nogil:
+    """``w.leaf[r]``: the leaf slot each of ``rows`` rows reaches in one tree (``w.xt`` holds
+    the block transposed when ``by_mask``)."""
+    if by_mask:
+        _mask_walk(w.xt, slot, depth, rows, w.mask, w.leaf)
+    else:
+        _complete_walk(X, n_features, slot, depth, rows, w.leaf)
+
+
 cdef int _check_complete(
     const float[:, ::1] X, const uint32_t[:, ::1] slots, Py_ssize_t depth, Py_ssize_t start, Py_ssize_t stop,
 ) except -1:
@@ -793,7 +809,7 @@ def traverse_complete_leaves(
     if start == stop or n_trees == 0:
         return
     cdef Py_ssize_t n_features = X.shape[1]
-    cdef bint by_mask = MASK_DEPTH <= depth <= MASK_MAX_DEPTH and stop - start >= MASK_MIN_ROWS
+    cdef bint by_mask = _by_mask(depth, stop - start)
     cdef Py_ssize_t block = MASK_ROWS if by_mask else max(1, min(block_rows, stop - start))
     cdef Py_ssize_t first, rows, t, r
     cdef Scratch w
@@ -805,10 +821,7 @@ def traverse_complete_leaves(
             if by_mask:
                 _transpose(&X[first, 0], n_features, rows, w.xt)
             for t in range(n_trees):
-                if by_mask:
-                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], depth, rows, w.mask, w.leaf)
-                else:
-                    _complete_walk(&X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, w.leaf)
+                _walk_tree(&w, &X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, by_mask)
                 for r in range(rows):
                     out[t, first + r] = leaf_ids[t, w.leaf[r]]
             first += rows
@@ -843,7 +856,7 @@ def traverse_complete_sum(
     if start == stop or n_trees == 0 or width == 0:
         return
     cdef Py_ssize_t n_features = X.shape[1]
-    cdef bint by_mask = MASK_DEPTH <= depth <= MASK_MAX_DEPTH and stop - start >= MASK_MIN_ROWS
+    cdef bint by_mask = _by_mask(depth, stop - start)
     cdef Py_ssize_t block = MASK_ROWS if by_mask else max(1, min(block_rows, stop - start))
     cdef Py_ssize_t first, rows, t, r, c, out_width = k * width
     cdef const double* vals
@@ -857,10 +870,7 @@ def traverse_complete_sum(
             if by_mask:
                 _transpose(&X[first, 0], n_features, rows, w.xt)
             for t in range(n_trees):
-                if by_mask:
-                    _mask_walk(w.xt, <const Slot*> &slots[t, 0], depth, rows, w.mask, w.leaf)
-                else:
-                    _complete_walk(&X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, w.leaf)
+                _walk_tree(&w, &X[first, 0], n_features, <const Slot*> &slots[t, 0], depth, rows, by_mask)
                 vals = &leaf_values[t, 0, 0]
                 acc = &out[first, 0] + (t % k) * width
                 if width == 1:

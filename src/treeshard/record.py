@@ -16,7 +16,6 @@ import numpy as np
 
 from .errors import ConfigError, UnsupportedFormatVersionError
 from .spec import (
-    CONFIG_KEY,
     MAX_CLASSES,
     MAX_FEATURES,
     MAX_JSON_DEPTH,

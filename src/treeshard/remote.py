@@ -58,7 +58,7 @@ from .errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from .storage.urls import is_url, url_scheme  # noqa: F401 - is_url: part of this backend's surface
+from .storage.urls import url_scheme
 from .spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, MAX_STORE_ENTRIES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
 
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayError, ConfigError
-from ..record import TreeLayout, parse_dict
+from ..record import parse_dict
 from .base import (
     TREE_RUN_FITTED,
     Adapter,
@@ -16,7 +16,6 @@ from .base import (
     build_estimator,
     check_common,
     decode_fitted,
-    decode_tree_params,
     encode_fitted,
     encode_params,
     encode_tree_params,
@@ -25,7 +24,7 @@ from .base import (
     new_like,
 )
 from .families import ESTIMATORS, FOREST, ids_of
-from .trees import TREE_FITTED, check_classes, check_tree_attributes, trees_layout
+from .trees import TREE_FITTED, check_classes, check_tree_attributes, decode_tree_param_runs, trees_layout
 
 FOREST_FITTED = (
     "n_features_in_",
@@ -107,16 +106,8 @@ def _decode(cls: type, saved: SavedModel) -> tuple[Any, dict[str, Any], TreePara
     forest._validate_estimator()
     tree_cls = type(forest.estimator_)
 
-    def check_run_fitted(run_fitted: dict[str, Any]) -> None:
-        check_tree_attributes("config.fitted.tree_params", {**sub_fitted, **run_fitted}, layout, classifier=classifier)
-
-    runs = decode_tree_params(
-        "config.fitted.tree_params",
-        runs_raw,
-        tree_cls=tree_cls,
-        expected=tree_params(forest),
-        n_trees=layout.n_trees,
-        fitted_check=check_run_fitted,
+    runs = decode_tree_param_runs(
+        runs_raw, tree_cls=tree_cls, expected=tree_params(forest), sub_fitted=sub_fitted, layout=layout, classifier=classifier
     )
     return forest, sub_fitted, runs, random_states.tolist()
 

@@ -23,7 +23,6 @@ from .base import (
     build_estimator,
     check_common,
     decode_fitted,
-    decode_tree_params,
     decode_value,
     encode_fitted,
     encode_params,
@@ -34,7 +33,7 @@ from .base import (
     new_like,
 )
 from .families import BOOSTING, ESTIMATORS, ids_of
-from .trees import TREE_FITTED, check_classes, check_tree_attributes
+from .trees import TREE_FITTED, check_classes, check_tree_attributes, decode_tree_param_runs
 
 GB_FITTED = (
     "n_features_in_",
@@ -343,16 +342,8 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     gb._rng = _decode_rng(rng_raw, saved.arrays.get("rng_keys"))
     huber_delta = _decode_loss(loss_raw, gb)
 
-    def check_run_fitted(run_fitted: dict[str, Any]) -> None:
-        check_tree_attributes("config.fitted.tree_params", {**sub_fitted, **run_fitted}, tree_layout, classifier=False)
-
-    runs = decode_tree_params(
-        "config.fitted.tree_params",
-        runs_raw,
-        tree_cls=DecisionTreeRegressor,
-        expected=tree_params(gb),
-        n_trees=layout.n_trees,
-        fitted_check=check_run_fitted,
+    runs = decode_tree_param_runs(
+        runs_raw, tree_cls=DecisionTreeRegressor, expected=tree_params(gb), sub_fitted=sub_fitted, layout=tree_layout, classifier=False
     )
     return _Decoded(gb, n_stages, k, sub_fitted, runs, huber_delta)
 

@@ -21,6 +21,7 @@ from .base import (
     check_common,
     check_labels,
     decode_fitted,
+    decode_tree_params,
     encode_fitted,
     encode_params,
     expect,
@@ -69,6 +70,19 @@ def check_tree_attributes(where: str, attrs: dict[str, Any], layout: TreeLayout,
             raise ConfigError(f"{where}: a regressor's trees must have 1 class per output")
         return
     check_classes(where, attrs, layout)
+
+
+def decode_tree_param_runs(
+    record: Any, *, tree_cls: type, expected: dict[str, Any], sub_fitted: dict[str, Any], layout: TreeLayout, classifier: bool
+) -> Any:
+    """An ensemble's ``config.fitted.tree_params`` runs, decoded; each run's fitted
+    overrides, on top of the trees' common ``sub_fitted``, must agree with the stored trees."""
+
+    def check_run_fitted(run_fitted: dict[str, Any]) -> None:
+        check_tree_attributes("config.fitted.tree_params", {**sub_fitted, **run_fitted}, layout, classifier=classifier)
+
+    where = "config.fitted.tree_params"
+    return decode_tree_params(where, record, tree_cls=tree_cls, expected=expected, n_trees=layout.n_trees, fitted_check=check_run_fitted)
 
 
 def check_classes(where: str, attrs: dict[str, Any], layout: TreeLayout) -> None:
