@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
-from .adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
@@ -138,10 +138,13 @@ def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, meta
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
     check_target(store, overwrite=overwrite)
-    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
-    nodes = TreeNodeRows(saved.trees, saved.layout)
-    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
-    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
+    if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
+        specs = [in_memory(f"{NODES_GROUP}/{name}", array) for name, array in saved.node_arrays.items()]
+    else:
+        # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+        nodes = TreeNodeRows(saved.trees, saved.layout)
+        specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+        specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
     encoded = encode_specs(specs, codec=codec)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
@@ -211,6 +214,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
+    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...).
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def stored_bytes(self) -> int:
@@ -269,6 +274,7 @@ class ModelHandle:
             unserializable_params=config.unserializable_params,
             metadata=dict(config.metadata),
             arrays=dict(config.arrays),
+            details=self.adapter.describe(config) if self.adapter.describe is not None else {},
         )
 
     def load(
@@ -302,6 +308,10 @@ class ModelHandle:
         source = TreeSource(self._reader)
         selection = select_trees(estimators, config, fitted=config.fitted)
         budget = parse_memory(max_memory)
+        if self.adapter.read_saved is not None:  # own node arrays: always loaded eagerly
+            saved = self.adapter.read_saved(self._reader, selection, budget=budget)
+            _warn_on_version_change(config)
+            return self.adapter.from_saved(self.adapter.estimator_class(), saved)
         needed = int(source.tree_bytes(selection).sum())
         over_budget = budget is not None and needed > budget
         if over_budget and not (is_forest and lazy):
@@ -388,7 +398,7 @@ class ModelHandle:
 
 def _trees_per_stage(config: Config) -> int:
     """Trees per boosting stage (1 for forests and single trees)."""
-    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) == BOOSTING else 1
+    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) in (BOOSTING, HIST_BOOSTING) else 1
     return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
 
 
@@ -402,7 +412,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
     n_trees = config.trees.n_trees
     if spec is None:
         return np.arange(n_trees, dtype=np.int64)
-    if family_of(config.estimator) == BOOSTING:
+    if family_of(config.estimator) in (BOOSTING, HIST_BOOSTING):
         per_stage = _trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
     elif family_of(config.estimator) == FOREST:
@@ -433,7 +443,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:
         raise ValueError(f"estimators={spec!r} selects no {unit}")
-    if per_stage > 1 or family_of(config.estimator) == BOOSTING:
+    if per_stage > 1 or family_of(config.estimator) in (BOOSTING, HIST_BOOSTING):
         if not np.array_equal(units, np.arange(len(units))):
             raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
         return np.arange(len(units) * per_stage, dtype=np.int64)
