@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adapters.base import decode_param, decode_value
-from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of
+from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, TREE, family_of
 from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
@@ -196,6 +196,12 @@ class Predictor:
         self.n_jobs = n_jobs
         reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
         try:
+            if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
+                from .hist_predictor import HistPredictor
+
+                self.__class__ = HistPredictor
+                self._setup_hist(reader)  # type: ignore[attr-defined]
+                return
             self._setup_model(reader.config)
             columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
         finally:

@@ -222,10 +222,10 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
             lambda a: a.dtype == bool and a.shape == (n_features,),
             f"null or a bool array of {n_features}",
         )
-    loss = _check_loss(special["_loss"], est)
-    bin_mapper = _check_bin_mapper(special["_bin_mapper"], est, n_features)
-    preprocessor = _check_preprocessor(special["_preprocessor"], is_categorical, est)
-    expected = _remapped(is_categorical, preprocessor is not None, n_features)
+    loss = check_loss(special["_loss"], quantile=getattr(est, "quantile", None))
+    bin_mapper = check_bin_mapper(special["_bin_mapper"], max_bins=est.max_bins, n_features=n_features)
+    preprocessor = check_preprocessor(special["_preprocessor"], is_categorical, max_bins=est.max_bins)
+    expected = remapped(is_categorical, preprocessor is not None, n_features)
     if not np.array_equal(bin_mapper["is_categorical_"].astype(bool), expected):
         raise ConfigError("config.fitted._bin_mapper.is_categorical_: does not match is_categorical_ and the preprocessor")
     for name in ("bin_thresholds", "bin_thresholds_ptr", "train_score_", "validation_score_"):
@@ -259,7 +259,7 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     return _Decoded(est, k, n_iter, expected, preprocessor, loss)
 
 
-def _remapped(is_categorical: np.ndarray | None, has_preprocessor: bool, n_features: int) -> np.ndarray:
+def remapped(is_categorical: np.ndarray | None, has_preprocessor: bool, n_features: int) -> np.ndarray:
     """The bin mapper's categorical mask: categorical columns first when a preprocessor moved them."""
     if is_categorical is None:
         return np.zeros(n_features, dtype=bool)
@@ -270,7 +270,7 @@ def _remapped(is_categorical: np.ndarray | None, has_preprocessor: bool, n_featu
     return out
 
 
-def _check_loss(record: Any, est: Any) -> dict[str, Any]:
+def check_loss(record: Any, *, quantile: float | None) -> dict[str, Any]:
     where = "config.fitted._loss"
     record = parse_dict(where, record)
     unknown = sorted(set(record) - {"name", "constant_hessian", "quantile"})
@@ -279,20 +279,20 @@ def _check_loss(record: Any, est: Any) -> dict[str, Any]:
     name = parse_str(f"{where}.name", require(where, record, "name"), max_len=60)
     parse_bool(f"{where}.constant_hessian", require(where, record, "constant_hessian"))
     if "quantile" in record:
-        quantile = decode_value(f"{where}.quantile", record["quantile"])
-        expect(f"{where}.quantile", quantile, float, lambda q: q == getattr(est, "quantile", None), f"the param quantile={getattr(est, 'quantile', None)}")
+        stored = decode_value(f"{where}.quantile", record["quantile"])
+        expect(f"{where}.quantile", stored, float, lambda q: q == quantile, f"the param quantile={quantile}")
     return record
 
 
-def _check_bin_mapper(record: Any, est: Any, n_features: int) -> dict[str, Any]:
+def check_bin_mapper(record: Any, *, max_bins: int, n_features: int) -> dict[str, Any]:
     where = "config.fitted._bin_mapper"
     record = parse_dict(where, record)
     unknown = sorted(set(record) - {"n_bins", "subsample", "missing_values_bin_idx_", "n_bins_non_missing_", "is_categorical_"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}")
     n_bins = parse_int(f"{where}.n_bins", require(where, record, "n_bins"), low=3, high=256)
-    if n_bins != est.max_bins + 1:
-        raise ConfigError(f"{where}.n_bins: {n_bins}, but max_bins={est.max_bins} makes {est.max_bins + 1}")
+    if n_bins != max_bins + 1:
+        raise ConfigError(f"{where}.n_bins: {n_bins}, but max_bins={max_bins} makes {max_bins + 1}")
     subsample = record.get("subsample")
     if subsample is not None:
         subsample = parse_int(f"{where}.subsample", subsample, low=1, high=2**62)
@@ -318,7 +318,7 @@ def _check_bin_mapper(record: Any, est: Any, n_features: int) -> dict[str, Any]:
     return {"n_bins": n_bins, "subsample": subsample, "missing_values_bin_idx_": missing, "n_bins_non_missing_": non_missing, "is_categorical_": categorical}
 
 
-def _check_preprocessor(record: Any, is_categorical: np.ndarray | None, est: Any) -> dict[str, Any] | None:
+def check_preprocessor(record: Any, is_categorical: np.ndarray | None, *, max_bins: int) -> dict[str, Any] | None:
     where = "config.fitted._preprocessor"
     if record is None:
         return None
@@ -343,8 +343,8 @@ def _check_preprocessor(record: Any, is_categorical: np.ndarray | None, est: Any
             f"{at}.values",
             values,
             np.ndarray,
-            lambda a: a.ndim == 1 and len(a) <= est.max_bins and (a.dtype == object or a.dtype.kind in "iuf"),
-            f"a 1-D array of at most max_bins={est.max_bins} strings or numbers",
+            lambda a: a.ndim == 1 and len(a) <= max_bins and (a.dtype == object or a.dtype.kind in "iuf"),
+            f"a 1-D array of at most max_bins={max_bins} strings or numbers",
         )
         if values.dtype.kind == "f" and np.isnan(values).any():
             raise ConfigError(f"{at}.values: NaN is recorded by 'nan', not among the values")
