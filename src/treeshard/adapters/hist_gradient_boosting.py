@@ -74,7 +74,7 @@ LOSS_CLASSES = {
     "poisson": "HalfPoissonLoss",
     "quantile": "PinballLoss",
 }
-_SPECIAL = ("_loss", "_bin_mapper", "_preprocessor", "_feature_subsample_rng")
+_SPECIAL = ("_loss", "_bin_mapper", "_preprocessor", "_feature_subsample_rng", "_interaction_cst_types")
 
 
 # --------------------------------------------------------------------------- save
@@ -91,6 +91,10 @@ def _to_saved(est: Any) -> SavedModel:
         raise UnsupportedEstimatorError(f"{name} has no iteration to store")
     cols = from_predictors(flat)
     params, unserializable = encode_params(est)
+    groups = _encode_interaction_cst(est.interaction_cst)
+    if groups is not None:
+        params["interaction_cst"], group_types = groups
+        unserializable = [name for name in unserializable if name != "interaction_cst"]
     layout = TreeLayout(n_trees=len(flat), n_nodes=cols.n_nodes, n_features=int(est._n_features), n_outputs=1, n_classes=(1,))
     fitted = encode_fitted(est, HGB_FITTED)
     fitted["_loss"] = _encode_loss(est._loss)
@@ -98,11 +102,14 @@ def _to_saved(est: Any) -> SavedModel:
     fitted["_bin_mapper"] = {
         "n_bins": int(bin_mapper.n_bins),
         "subsample": None if bin_mapper.subsample is None else int(bin_mapper.subsample),
+        "n_threads": None if getattr(bin_mapper, "n_threads", None) is None else int(bin_mapper.n_threads),
         "missing_values_bin_idx_": int(bin_mapper.missing_values_bin_idx_),
         "n_bins_non_missing_": encode_value(np.asarray(bin_mapper.n_bins_non_missing_, dtype=np.uint32), "_bin_mapper.n_bins_non_missing_"),
         "is_categorical_": encode_value(np.asarray(bin_mapper.is_categorical_, dtype=np.uint8), "_bin_mapper.is_categorical_"),
     }
     fitted["_preprocessor"] = _encode_preprocessor(getattr(est, "_preprocessor", None))
+    if groups is not None:
+        fitted["_interaction_cst_types"] = group_types
     rng = _encode_generator(getattr(est, "_feature_subsample_rng", None))
     if rng is not None:
         fitted["_feature_subsample_rng"] = rng
@@ -116,6 +123,40 @@ def _to_saved(est: Any) -> SavedModel:
         "validation_score_": np.asarray(est.validation_score_, dtype=np.float64).reshape(-1),
     }
     return SavedModel(params, unserializable, fitted, layout, (), arrays, node_arrays=cols.stored())
+
+
+_GROUP_TYPES = {"set": set, "frozenset": frozenset, "list": list, "tuple": tuple}
+
+
+def _encode_interaction_cst(value: Any) -> tuple[list[list[int]], list[str]] | None:
+    """``interaction_cst`` groups (sets of feature indices, which JSON cannot hold) as lists,
+    with each group's type; ``None`` when the param is not a sequence of groups."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        return None
+    groups, types = [], []
+    for group in value:
+        if type(group).__name__ not in _GROUP_TYPES or not all(isinstance(f, (int, np.integer)) for f in group):
+            return None
+        groups.append(sorted(int(f) for f in group) if isinstance(group, (set, frozenset)) else [int(f) for f in group])
+        types.append(type(group).__name__)
+    return groups, types
+
+
+def _decode_interaction_cst(record: Any, est: Any) -> None:
+    """Give ``est.interaction_cst``'s groups back their types (``_encode_interaction_cst``)."""
+    where = "config.fitted._interaction_cst_types"
+    if record is None:
+        return
+    types = parse_list(where, record)
+    groups = est.interaction_cst
+    if not isinstance(groups, list) or len(groups) != len(types):
+        raise ConfigError(f"{where}: {len(types)} types for interaction_cst={str(groups)[:60]}")
+    rebuilt = []
+    for i, (name, group) in enumerate(zip(types, groups, strict=True)):
+        if name not in _GROUP_TYPES or not isinstance(group, list):
+            raise ConfigError(f"{where}[{i}]: expected one of {sorted(_GROUP_TYPES)} for a list of features")
+        rebuilt.append(_GROUP_TYPES[name](group))
+    est.interaction_cst = rebuilt
 
 
 def _encode_loss(loss: Any) -> dict[str, Any]:
@@ -182,6 +223,7 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     raw = dict(saved.fitted)
     special = {name: raw.pop(name, None) for name in _SPECIAL}
     fitted = decode_fitted(raw, HGB_FITTED)
+    _decode_interaction_cst(special["_interaction_cst_types"], est)
     check_common(fitted, layout)
     n_features = layout.n_features
     expect("config.fitted._n_features", get_fitted(fitted, "_n_features"), int, lambda v: v == n_features, str(n_features))
@@ -287,7 +329,7 @@ def check_loss(record: Any, *, quantile: float | None) -> dict[str, Any]:
 def check_bin_mapper(record: Any, *, max_bins: int, n_features: int) -> dict[str, Any]:
     where = "config.fitted._bin_mapper"
     record = parse_dict(where, record)
-    unknown = sorted(set(record) - {"n_bins", "subsample", "missing_values_bin_idx_", "n_bins_non_missing_", "is_categorical_"})
+    unknown = sorted(set(record) - {"n_bins", "subsample", "n_threads", "missing_values_bin_idx_", "n_bins_non_missing_", "is_categorical_"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}")
     n_bins = parse_int(f"{where}.n_bins", require(where, record, "n_bins"), low=3, high=256)
@@ -296,6 +338,9 @@ def check_bin_mapper(record: Any, *, max_bins: int, n_features: int) -> dict[str
     subsample = record.get("subsample")
     if subsample is not None:
         subsample = parse_int(f"{where}.subsample", subsample, low=1, high=2**62)
+    n_threads = record.get("n_threads")
+    if n_threads is not None:
+        n_threads = parse_int(f"{where}.n_threads", n_threads, low=-(2**31), high=2**31 - 1)
     missing = parse_int(f"{where}.missing_values_bin_idx_", require(where, record, "missing_values_bin_idx_"), low=0, high=255)
     if missing != n_bins - 1:
         raise ConfigError(f"{where}.missing_values_bin_idx_: {missing}, expected {n_bins - 1}")
@@ -315,7 +360,7 @@ def check_bin_mapper(record: Any, *, max_bins: int, n_features: int) -> dict[str
         lambda a: a.dtype == np.uint8 and a.shape == (n_features,) and bool(np.all(a <= 1)),
         f"{n_features} uint8 values 0 or 1",
     )
-    return {"n_bins": n_bins, "subsample": subsample, "missing_values_bin_idx_": missing, "n_bins_non_missing_": non_missing, "is_categorical_": categorical}
+    return {"n_bins": n_bins, "subsample": subsample, "n_threads": n_threads, "missing_values_bin_idx_": missing, "n_bins_non_missing_": non_missing, "is_categorical_": categorical}
 
 
 def check_preprocessor(record: Any, is_categorical: np.ndarray | None, *, max_bins: int) -> dict[str, Any] | None:
@@ -364,6 +409,7 @@ def _build_bin_mapper(record: dict[str, Any], thresholds: list[np.ndarray], cate
         "is_categorical": categorical.copy() if categorical.any() else None,
         "known_categories": known if categorical.any() else None,
         "random_state": seed,
+        "n_threads": record["n_threads"],
     }
     accepted = set(inspect.signature(_BinMapper.__init__).parameters)
     mapper = _BinMapper(**{name: value for name, value in params.items() if name in accepted})
@@ -501,7 +547,11 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
         est._label_encoder = LabelEncoder()
         est._label_encoder.classes_ = est.classes_
-    est._scorer = None
+    est._scorer = None  # as fit sets it
+    if est.do_early_stopping_ and est.scoring != "loss":
+        from sklearn.metrics import check_scoring
+
+        est._scorer = check_scoring(est, est.scoring)
     unknown = [name for name in PREDICTOR_RECORD_DTYPE.names if name not in HIST_NODE_COLUMNS]
     if unknown:
         raise UnsupportedEstimatorError(f"the installed scikit-learn's TreePredictor nodes have field(s) {unknown} that format version 1 cannot fill; upgrade treeshard")
