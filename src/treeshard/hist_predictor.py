@@ -30,7 +30,7 @@ import numpy as np
 
 from .adapters.base import decode_param, decode_value
 from .adapters.families import ESTIMATORS
-from .adapters.hist_gradient_boosting import check_bin_mapper, check_loss, check_preprocessor, remapped
+from .adapters.hist_gradient_boosting import check_bin_mapper, check_categories_match, check_loss, check_preprocessor, loss_class, remapped
 from .errors import ArrayError, ConfigError
 from .hist_columns import (
     BITSET_WORDS,
@@ -45,8 +45,6 @@ from .predictor import Predictor, _check_labels, _expit, _feature_names
 #: Rows walked through every tree at once (bounds the (rows, trees) work arrays).
 HIST_BLOCK_PAIRS = 1 << 20
 _LOG_LINK = ("HalfPoissonLoss", "HalfGammaLoss")
-_IDENTITY_LINK = ("HalfSquaredError", "AbsoluteError", "PinballLoss")
-_CLASSIFIER_LOSSES = ("HalfBinomialLoss", "HalfMultinomialLoss")
 
 
 class HistPredictor(Predictor):
@@ -90,11 +88,13 @@ class HistPredictor(Predictor):
             _check_labels("config.fitted.classes_", classes, max(n_classes, 2))
             if k != (1 if n_classes == 2 else n_classes):
                 raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
-            if self._loss_name != ("HalfBinomialLoss" if k == 1 else "HalfMultinomialLoss"):
-                raise ConfigError(f"config.fitted._loss: {self._loss_name!r} is not the loss of a classifier with {n_classes} classes")
             self.classes_ = classes
-        elif k != 1 or self._loss_name not in _LOG_LINK + _IDENTITY_LINK:
-            raise ConfigError(f"config.fitted._loss: {self._loss_name!r} with {k} trees per iteration is not a regressor's loss")
+        elif k != 1:
+            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
+        loss_param = decode_param("config.params.loss", config.params.get("loss"))
+        expected_loss = loss_class(config.estimator, loss_param if isinstance(loss_param, str) else "", k)
+        if self._loss_name != expected_loss:
+            raise ConfigError(f"config.fitted._loss: {self._loss_name!r}, but {config.estimator}(loss={loss_param!r}) makes {expected_loss}")
         baseline = get("_baseline_prediction")
         if not (isinstance(baseline, np.ndarray) and baseline.dtype == np.float64 and baseline.shape == (1, k)):
             raise ConfigError(f"config.fitted._baseline_prediction: expected a float64 array of shape (1, {k})")
@@ -113,11 +113,9 @@ class HistPredictor(Predictor):
             raise ArrayError(f"fitted/{'bin_thresholds' if thresholds is None else 'bin_thresholds_ptr'}: missing")
         per_feature = check_bin_thresholds(thresholds, ptr, n_features=n_features, is_categorical=binned_categorical, max_bins=max_bins)
         self._preprocessor = None
+        check_categories_match(preprocessor, per_feature, binned_categorical)
         if preprocessor is not None:
             categorical = np.flatnonzero(is_categorical)
-            for i, f in enumerate(np.flatnonzero(binned_categorical)):
-                if len(preprocessor["categories"][i]["values"]) != len(per_feature[f]):
-                    raise ConfigError(f"config.fitted._preprocessor.categories[{i}]: does not match the bin mapper's known categories")
             lookups = [_category_lookup(entry["values"]) for entry in preprocessor["categories"]]
             self._preprocessor = (categorical, np.flatnonzero(~is_categorical), lookups)
         cols = read_hist_columns(reader, layout.n_trees)

@@ -286,12 +286,10 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
         if score.ndim != 1 or len(score) not in (0, n_iter + 1):
             raise ArrayError(f"fitted/{name}: shape {score.shape}, expected (0,) or ({n_iter + 1},)")
         scores[name] = score
-    if preprocessor is not None:
-        encoder_counts = [len(c["values"]) for c in preprocessor["categories"]]
-        categorical_features = np.flatnonzero(expected)
-        for i, f in enumerate(categorical_features):
-            if encoder_counts[i] != len(thresholds[f]):
-                raise ConfigError(f"config.fitted._preprocessor.categories[{i}]: {encoder_counts[i]} categories, but the bin mapper knows {len(thresholds[f])}")
+    check_categories_match(preprocessor, thresholds, expected)
+    expected_loss = loss_class(cls.__name__, est.loss, k)
+    if loss["name"] != expected_loss:
+        raise ConfigError(f"config.fitted._loss: {loss['name']!r}, but {cls.__name__}(loss={est.loss!r}) makes {expected_loss}")
 
     est.__dict__.update(fitted)
     est.__dict__.update(scores)
@@ -299,6 +297,23 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     est._bin_mapper = _build_bin_mapper(bin_mapper, thresholds, expected, fitted.get("_random_seed"))
     est._feature_subsample_rng = _decode_generator(special["_feature_subsample_rng"], fitted.get("_random_seed"))
     return _Decoded(est, k, n_iter, expected, preprocessor, loss)
+
+
+def loss_class(estimator_id: str, loss: str, k: int) -> str | None:
+    """The loss class ``_get_loss`` makes for this estimator, ``loss`` param and K."""
+    if estimator_id == "HistGradientBoostingClassifier":
+        return "HalfBinomialLoss" if k == 1 else "HalfMultinomialLoss"
+    return LOSS_CLASSES.get(loss)
+
+
+def check_categories_match(preprocessor: dict[str, Any] | None, thresholds: list[np.ndarray], categorical: np.ndarray) -> None:
+    """The encoder knows as many categories per feature as the bin mapper."""
+    if preprocessor is None:
+        return
+    for i, f in enumerate(np.flatnonzero(categorical)):
+        count = len(preprocessor["categories"][i]["values"])
+        if count != len(thresholds[f]):
+            raise ConfigError(f"config.fitted._preprocessor.categories[{i}]: {count} categories, but the bin mapper knows {len(thresholds[f])}")
 
 
 def remapped(is_categorical: np.ndarray | None, has_preprocessor: bool, n_features: int) -> np.ndarray:
