@@ -11,8 +11,10 @@ node records are bitwise equal, and every method (``predict``,
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -404,3 +406,64 @@ def test_stored_preprocessor_must_hold_sklearn_sorted_categories(fitted, tmp_pat
     reseal(path)
     with pytest.raises(ConfigError, match=r"config.fitted._preprocessor.categories\[1\]: categories are not sorted as sklearn sorts them"):
         treeshard.load(path)
+
+
+# --------------------------------------------------------------------------- golden stores
+GOLDEN = Path(__file__).resolve().parent / "golden" / "hist_boosting_v1"
+GOLDEN_CASES = sorted(json.loads((GOLDEN / "manifest.json").read_text())["cases"])
+
+
+def golden_query(recorded: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The recorded query rows as the DataFrame the models were fitted on (see make_hist_golden.py)."""
+    color = recorded["X_color"]
+    return pd.DataFrame(
+        {
+            "x0": recorded["X_x0"],
+            "color": pd.Categorical(np.where(color == "", None, color).tolist(), categories=["blue", "green", "red"]),
+            "x2": recorded["X_x2"],
+            "code": recorded["X_code"],
+        }
+    )
+
+
+@pytest.mark.parametrize("name", GOLDEN_CASES)
+def test_golden_store_nodes_are_the_stored_columns(name):
+    """Every TreePredictor's node records and bitsets are the store's columns, read with plain zarr."""
+    group = zarr.open_group(zarr.storage.LocalStore(GOLDEN / name, read_only=True), mode="r")
+    columns = {key: group["nodes"][key][...] for key in group["nodes"].array_keys()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", treeshard.SklearnVersionWarning)
+        model = treeshard.load(GOLDEN / name)
+    trees = [predictor for iteration in model._predictors for predictor in iteration]
+    ptr = columns["tree_ptr"]
+    assert len(trees) == len(ptr) - 1 == group.attrs["treeshard"]["trees"]["n_trees"]
+    bitset_ptr = columns.get("bitset_ptr", np.zeros(len(ptr), dtype=np.int64))
+    for i, tree in enumerate(trees):
+        for field in tree.nodes.dtype.names:
+            assert np.array_equal(tree.nodes[field], columns[field][ptr[i] : ptr[i + 1]]), f"tree {i}: {field}"
+        for field in ("raw_left_cat_bitsets", "binned_left_cat_bitsets"):
+            stored = columns[field][bitset_ptr[i] : bitset_ptr[i + 1]] if field in columns else np.zeros((0, 8), np.uint32)
+            assert np.array_equal(getattr(tree, field), stored), f"tree {i}: {field}"
+
+
+@pytest.mark.parametrize("engine", ["sklearn", "predictor"])
+@pytest.mark.parametrize("name", GOLDEN_CASES)
+def test_golden_store_predicts_as_recorded(name, engine):
+    """Raw scores and labels (sums of stored values) as recorded; probabilities as sklearn's
+    loss computes them here from those raw scores (their ``exp`` depends on the CPU)."""
+    with np.load(GOLDEN / f"{name}.npz", allow_pickle=False) as npz:
+        recorded = {key: npz[key] for key in npz.files}
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())["cases"][name]
+    X = golden_query(recorded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", treeshard.SklearnVersionWarning)
+        reference = treeshard.load(GOLDEN / name)
+    model = reference if engine == "sklearn" else treeshard.Predictor(GOLDEN / name)
+    assert type(reference).__name__ == manifest["estimator"] and reference.n_iter_ == manifest["n_iter_"]
+    assert_equal_outputs(model.predict(X), recorded["predict"], "predict")
+    if "decision_function" in recorded:
+        assert_equal_outputs(model.decision_function(X), recorded["decision_function"], "decision_function")
+        raw = recorded["decision_function"]
+        assert_equal_outputs(model.predict_proba(X), reference._loss.predict_proba(raw if raw.ndim == 2 else raw[:, None]), "predict_proba")
+    with treeshard.open(GOLDEN / name) as handle:
+        assert handle.info.metadata == {"golden": name} and handle.info.details["iterations"] == manifest["n_iter_"]

@@ -497,6 +497,9 @@ def _build_preprocessor(est: Any, record: dict[str, Any], is_categorical: np.nda
         est._preprocess_X(X, reset=True)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"config.fitted._preprocessor: sklearn refuses the stored categories ({exc})") from None
+    rebuilt = est.is_categorical_
+    if est._preprocessor is None or rebuilt is None or not np.array_equal(rebuilt, saved_categorical) or est.n_features_in_ != n_features_in:
+        raise ConfigError("config.fitted._preprocessor: the rebuilt preprocessor disagrees with is_categorical_")
     encoder = est._preprocessor.named_transformers_["encoder"]
     for i, (learnt, entry) in enumerate(zip(encoder.categories_, entries, strict=True)):
         kept = learnt[:-1] if entry["nan"] else learnt
@@ -509,8 +512,6 @@ def _build_preprocessor(est: Any, record: dict[str, Any], is_categorical: np.nda
         else:
             stored = entry["values"]
         encoder.categories_[i] = stored
-    if not np.array_equal(est.is_categorical_, saved_categorical) or est.n_features_in_ != n_features_in:
-        raise ConfigError("config.fitted._preprocessor: the rebuilt preprocessor disagrees with is_categorical_")
     if saved_names is not None:
         est.feature_names_in_ = saved_names
 
