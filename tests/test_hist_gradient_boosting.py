@@ -288,6 +288,21 @@ def test_predictor_equals_sklearn(case, fitted):
     assert predictor.n_iter_ == model.n_iter_ and predictor.n_features_in_ == model.n_features_in_
 
 
+@pytest.mark.parametrize("case", ["multiclass", "int_codes_classifier", "pandas_categoricals", "quantile"])
+def test_compiled_walk_equals_the_numpy_reference_in_one_or_two_threads(case, fitted):
+    model, X, y, Q = get_case(fitted, case)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    predictor = treeshard.Predictor(store)
+    Q = np.tile(Q, (5, 1)) if isinstance(Q, np.ndarray) else pd.concat([Q] * 5, ignore_index=True)  # enough rows for two threads
+    reference = predictor._raw_numpy(Q)
+    for n_jobs in (None, 2):
+        predictor.n_jobs = n_jobs
+        assert_bitwise(predictor._raw(Q), np.ascontiguousarray(reference), f"raw predictions, n_jobs={n_jobs}")
+    raw = model._raw_predict(Q)
+    assert_bitwise(np.ascontiguousarray(raw), np.ascontiguousarray(reference), "sklearn's raw predictions")
+
+
 @pytest.mark.parametrize("case", ["multiclass", "pandas_categoricals", "early_stopping_loss"])
 def test_partial_load_takes_the_first_iterations(case, fitted, tmp_path):
     model, X, y, Q = get_case(fitted, case)

@@ -7,15 +7,18 @@ Reproduces ``HistGradientBoosting*`` predictions bit for bit
   infinity allowed; with a categorical preprocessor, each categorical column
   is encoded as its category's index (unknown categories and missing values
   become NaN) and moved first, as sklearn's ``ColumnTransformer`` does.
-- Every tree is walked at once for a block of rows (one node id per row and
-  tree, advanced a level at a time; leaves point at themselves): numerical
-  splits send ``x <= num_threshold`` left, NaN goes by
-  ``missing_go_to_left``, categorical splits test the raw bitset, then the
-  feature's known categories (unknown ones and negative values go where
-  NaN goes), with the category ``(uint8) x`` as sklearn's Cython casts it.
+- Each row walks each tree in the compiled kernel
+  (:func:`treeshard._kernels.hist_sum`, without the GIL, row blocks over
+  ``n_jobs`` threads): numerical splits send ``x <= num_threshold`` left,
+  NaN goes by ``missing_go_to_left``, categorical splits test the raw
+  bitset, then the feature's known categories (unknown ones and negative
+  values go where NaN goes), with the category ``(uint8) x`` as sklearn's
+  Cython casts it. :meth:`HistPredictor._raw_numpy` is the same walk in
+  numpy (every tree at once, a level at a time), the reference it is tested
+  against.
 - Raw predictions start from ``_baseline_prediction`` (added to zeros, as
-  sklearn does) and add each iteration's tree values in iteration order
-  (``np.cumsum``: a sequential sum, as sklearn's loop).
+  sklearn does) and add each iteration's tree values in iteration order,
+  as sklearn's loop.
 - The inverse link is sklearn's: identity, ``np.exp`` for poisson and gamma,
   scipy's ``expit`` (through :mod:`math`, as the forest predictor) for
   binary, and sklearn's ``softmax`` on the F-ordered raw predictions for
@@ -145,6 +148,20 @@ class HistPredictor(Predictor):
         self._known_row = f_idx_map.astype(np.intp)[self._feature]
         self._known_bitsets = known
         self._depth = depth
+        flags = np.where(split, 0, 1) | np.where(self._missing_left, 2, 0) | np.where(self._categorical, 4, 0)
+        self._kernel_nodes = (
+            self._roots.astype(np.int64),
+            self._left.astype(np.int64),
+            self._right.astype(np.int64),
+            self._feature.astype(np.int64),
+            self._threshold,
+            flags.astype(np.uint8),
+            self._raw_row.astype(np.int64),
+            self._raw_bitsets if len(self._raw_bitsets) else np.zeros((1, BITSET_WORDS), np.uint32),
+            self._known_row.astype(np.int64),
+            known if len(known) else np.zeros((1, BITSET_WORDS), np.uint32),
+            self._value,
+        )
 
     # ------------------------------------------------------------------ input
     def _validate_hist(self, X: Any) -> np.ndarray:
@@ -210,7 +227,19 @@ class HistPredictor(Predictor):
         return np.where(negative, missing_left, np.where(in_raw == 1, True, np.where(in_known == 1, False, missing_left)))
 
     def _raw(self, X: Any) -> np.ndarray:
-        """Raw predictions (n_rows, K), F-ordered as sklearn's."""
+        """Raw predictions (n_rows, K): the compiled walk (:func:`treeshard._kernels.hist_sum`),
+        row blocks spread over ``n_jobs`` threads."""
+        from ._kernels import hist_sum
+
+        X64 = self._validate_hist(X)
+        raw = np.zeros((X64.shape[0], self._k), dtype=np.float64)
+        raw += self._baseline
+        self._parallel(lambda start, stop: hist_sum(X64, *self._kernel_nodes, self._k, raw, start, stop), X64.shape[0])
+        return raw
+
+    def _raw_numpy(self, X: Any) -> np.ndarray:
+        """:meth:`_raw` in numpy (every tree walked at once a level at a time): the reference the
+        compiled walk is tested against."""
         X64 = self._validate_hist(X)
         n, k = X64.shape[0], self._k
         raw = np.zeros((n, k), dtype=np.float64, order="F")
@@ -245,7 +274,7 @@ class HistPredictor(Predictor):
             proba[:, 1] = _expit(raw.ravel())
             proba[:, 0] = 1 - proba[:, 1]
             return proba
-        return _softmax_f(raw)
+        return _softmax_f(np.asfortranarray(raw))
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """HistGradientBoosting has no ``predict_log_proba``."""
