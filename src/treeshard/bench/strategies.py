@@ -20,6 +20,8 @@ BASELINE = "joblib"
 #: Number of trees (gradient boosting: stages) read by a partial load.
 PARTIAL_TREES = 10
 N_ROWS = 1000
+
+
 @dataclass(frozen=True)
 class Strategy:
     """One way to turn a file of some format into a model that predicts.
@@ -97,7 +99,6 @@ class TreeliteModel:
         if out.shape[1] == 1:
             return (out[:, 0] > 0.5).astype(np.int64)
         return out.argmax(axis=1)"""
-
 
 
 def strategies(*, packages: bool = True) -> list[Strategy]:
