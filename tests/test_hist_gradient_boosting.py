@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from conftest import STORE_KINDS, assert_bitwise, assert_equal_outputs, assert_same_state, round_trip
+from helpers.compare import assert_bitwise, assert_equal_outputs, assert_same_state
+from helpers.stores import STORE_KINDS, edit_config, reseal, round_trip
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 import treeshard
@@ -407,8 +408,6 @@ def test_predictor_of_a_preprocessed_model_checks_the_column_count(fitted):
 
 
 def test_stored_preprocessor_must_hold_sklearn_sorted_categories(fitted, tmp_path):
-    from conftest import edit_config, reseal
-
     model, X, y, Q = get_case(fitted, "string_categories")
     path = tmp_path / "model"
     treeshard.save(model, path)

@@ -199,7 +199,8 @@ class Predictor:
             if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
                 from .hist_predictor import HistPredictor
 
-                self.__class__ = HistPredictor
+                # Its own class (same interface): a Predictor of this store is a HistPredictor.
+                self.__class__ = HistPredictor  # type: ignore[assignment]
                 self._setup_hist(reader)  # type: ignore[attr-defined]
                 return
             self._setup_model(reader.config)
