@@ -965,6 +965,16 @@ HGB_CASES = {
         ConfigError,
         r"config.fitted._baseline_prediction: expected a float64 array of shape \(1, 4\)",
     ),
+    "baseline holds an integer beyond float range": (
+        setting("fitted._baseline_prediction.data", [10**400, 0.0, 0.0, 0.0]),
+        ConfigError,
+        r"config.fitted._baseline_prediction\[0\]: 1000000000000000000000000000000000000000\.\.\. is out of the float range",
+    ),
+    "categorical_features that sklearn maps to no preprocessor": (
+        setting("params.categorical_features", None),
+        ConfigError,
+        r"config.fitted._preprocessor: the rebuilt preprocessor disagrees with is_categorical_",
+    ),
     "loss of another class": (
         setting("fitted._loss.name", "HalfSquaredError"),
         ConfigError,
@@ -1006,7 +1016,7 @@ HGB_CASES = {
 
 
 #: What only the sklearn estimator holds: the Predictor never reads it.
-HGB_PREDICTOR_IGNORES = {"train_score_ of the wrong length"}
+HGB_PREDICTOR_IGNORES = {"train_score_ of the wrong length", "categorical_features that sklearn maps to no preprocessor"}
 
 
 @pytest.mark.parametrize("case", HGB_CASES)
