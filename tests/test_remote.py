@@ -34,9 +34,10 @@ from sklearn.tree import (
 )
 
 import treeshard
-from treeshard import remote
+from treeshard.storage import remote
 from treeshard.storage.urls import is_url
-from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce, _is_local_store
+from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce
+from treeshard.storage.sources import is_local_store
 from treeshard.errors import MissingDependencyError, RemoteStoreError
 
 pytest.importorskip("fsspec")
@@ -301,9 +302,9 @@ def test_only_stores_behind_a_network_coalesce() -> None:
     import zarr
     from zarr.storage import FsspecStore
 
-    assert _is_local_store(CountingStore(zarr.storage.MemoryStore()))
-    assert _is_local_store(FsspecStore.from_url("memory://treeshard-tests/x"))
-    assert not _is_local_store(FsspecStore.from_url("http://127.0.0.1:9/model"))
+    assert is_local_store(CountingStore(zarr.storage.MemoryStore()))
+    assert is_local_store(FsspecStore.from_url("memory://treeshard-tests/x"))
+    assert not is_local_store(FsspecStore.from_url("http://127.0.0.1:9/model"))
     assert remote.RemoteDirectorySource.coalesce_reads and remote.RemoteZipSource.coalesce_reads
 
 

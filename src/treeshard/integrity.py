@@ -57,7 +57,8 @@ class _PathFiles:
 
     def __init__(self, path: str | os.PathLike) -> None:
         from .errors import FormatError, StoreNotFoundError
-        from .storage.local import check_directory_entries, check_zip_members, is_zip_path, not_a_store
+        from .storage.local import check_directory_entries, not_a_store
+        from .storage.ziprules import check_zip_members, is_zip_path
 
         self.path = Path(path)
         self.archive: zipfile.ZipFile | None = None
@@ -685,7 +686,7 @@ def sign_store(store: Any, private_key: Any) -> str:
     into place atomically; a directory gets ``treeshard.sig`` through a
     temporary file and a rename. Returns the signing key's :func:`key_id`.
     """
-    from .storage.local import is_zip_path
+    from .storage.ziprules import is_zip_path
 
     private = load_private_key(private_key)
     with _opened(store) as files:

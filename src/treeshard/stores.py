@@ -22,15 +22,14 @@ from .storage.local import (
     _fsync_file,
     _replace_directory,
     check_directory_entries,
-    check_zip_members,
     fsync_directory,
-    is_zip_path,
     not_a_store,
     remove_stale_temporaries,
     temporary_sibling,
     writing_path,
 )
 from .storage.urls import check_storage_options, is_url
+from .storage.ziprules import check_zip_members, is_zip_path
 
 
 def _zarr_store_class() -> type:
@@ -107,8 +106,8 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
     from zarr.storage import MemoryStore
 
     check_storage_options(store, storage_options)
-    if is_url(store):  # s3://, memory://, ... (treeshard.remote)
-        from .remote import open_url_for_writing
+    if is_url(store):  # s3://, memory://, ... (treeshard.storage.remote)
+        from .storage.remote import open_url_for_writing
 
         with open_url_for_writing(store, storage_options, overwrite=overwrite) as target:
             yield target

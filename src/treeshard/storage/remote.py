@@ -49,7 +49,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import (
+from ..errors import (
     FormatError,
     IntegrityError,
     InvalidStoreError,
@@ -58,8 +58,9 @@ from .errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from .storage.urls import url_scheme
-from .spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, MAX_STORE_ENTRIES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from .urls import url_scheme
+from .ziprules import LOCAL_HEADER_BYTES, check_member_count, check_stored_member, local_data_offset
 
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
@@ -451,8 +452,7 @@ class RemoteZipSource:
         import io
         import zipfile
 
-        if entries > MAX_STORE_ENTRIES:
-            raise FormatError(f"{self.url!r}: {entries} zip members exceeds the {MAX_STORE_ENTRIES} limit")
+        check_member_count(repr(self.url), entries)
         # Let zipfile parse the central directory (zip64 extras included) from a
         # small image: the directory followed by a fresh end record.
         import struct
@@ -465,25 +465,17 @@ class RemoteZipSource:
         infos.sort(key=lambda info: info.header_offset)
         members: dict[str, tuple[int, int]] = {}
         for k, info in enumerate(infos):
-            if info.compress_type != zipfile.ZIP_STORED:
-                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} is compressed; treeshard stores only hold stored members")
-            if info.file_size != info.compress_size:
-                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} declares an impossible size")
+            check_stored_member(repr(self.url), info)
             # A stored member's data ends where the next local header (or the directory) starts.
             next_offset = infos[k + 1].header_offset if k + 1 < len(infos) else cd_offset
             start = next_offset - info.compress_size
             if info.flag_bits & 0x08:  # a data descriptor follows: read the local header instead
-                start = self._data_offset_from_header(info)
-            if start < info.header_offset + 30 + len(info.orig_filename.encode()) or start + info.file_size > cd_offset:
+                header = self._read(info.header_offset, info.header_offset + LOCAL_HEADER_BYTES)
+                start = local_data_offset(repr(self.url), info, header)
+            if start < info.header_offset + LOCAL_HEADER_BYTES + len(info.orig_filename.encode()) or start + info.file_size > cd_offset:
                 raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} overlaps another")
             members[info.filename] = (start, info.file_size)
         return members
-
-    def _data_offset_from_header(self, info: Any) -> int:
-        header = self._read(info.header_offset, info.header_offset + 30)
-        if len(header) != 30 or header[:4] != b"PK\x03\x04":
-            raise IntegrityError(f"{self.url!r}: {info.filename[:200]!r}: bad zip local header")
-        return info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
 
     def get(self, key: str) -> bytes | None:
         member = self.members.get(key)
@@ -641,7 +633,7 @@ def open_url_for_writing(url: str, storage_options: Mapping[str, Any] | None = N
         fs, path = store.fs, f"{store.path.rstrip('/')}/{name}"
         if not overwrite and _sync(fs._exists(path)):
             raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        from .storage.local import writing_path
+        from .local import writing_path
 
         with tempfile.TemporaryDirectory(prefix="treeshard-upload-") as tmp:
             local = Path(tmp) / name
