@@ -24,7 +24,7 @@ import treeshard
 import treeshard.storage.local
 from treeshard import integrity
 from treeshard.storage.local import remove_stale_temporaries
-from treeshard.stores import open_for_reading
+from treeshard.storage.router import open_source
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -66,7 +66,7 @@ def _classify(target: Path, models) -> str:
     proba = loaded.predict_proba(X)
     matches = [i for i, m in enumerate(models) if np.array_equal(proba, m.predict_proba(X))]
     assert len(matches) == 1, "the target loads as neither the old nor the new model"
-    store, _ = open_for_reading(target)
+    store, _ = open_source(target)
     try:
         integrity.verify_store(store)
     finally:

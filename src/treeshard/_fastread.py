@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ArrayError, ConfigError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
-from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
+from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
 from .storage.router import open_source
 
 if TYPE_CHECKING:
@@ -249,20 +249,16 @@ class FastReader:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
         config and every array's metadata) checked against it; None (and a warning) if the
         store has no record."""
-        from .integrity import ChunkDigests, parse_digest
+        from .integrity import ChunkDigests
+        from .storage.digest import stored_digest
 
-        size = self.source.size(DIGEST_KEY)
-        if size is None:
+        record = stored_digest(self.source)
+        if record is None:
             attributes = self.root.get("attributes")
             if isinstance(attributes, dict) and "treeshard" in attributes:  # else not a model: its config check fails
                 warnings.warn(UnverifiedStoreWarning(self.location), stacklevel=_caller_outside_package())
             return None
-        if size > MAX_DIGEST_BYTES:
-            raise IntegrityError(f"{DIGEST_KEY}: {size} bytes exceeds the {MAX_DIGEST_BYTES}-byte limit")
-        raw = self.source.get(DIGEST_KEY)
-        if raw is None:
-            raise IntegrityError(f"{DIGEST_KEY}: disappeared while being read")
-        digests = ChunkDigests(parse_digest(raw))
+        digests = ChunkDigests(record)
         digests.check_root(raw_root)
         return digests
 

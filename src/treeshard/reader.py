@@ -9,7 +9,7 @@ naming the array.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from .errors import ArrayError, ConfigError
 from .record import parse_config
 from .spec import CONFIG_KEY, ROOT_METADATA
 from .validate import validate_tree_ptr
+
+if TYPE_CHECKING:
+    from .storage.sources import ByteSource
 
 NODES_GROUP = "nodes"
 FITTED_GROUP = "fitted"
@@ -60,6 +63,11 @@ class StoreReader:
         other._fast = self._fast.share()
         other._layouts = dict(self._layouts)
         return other
+
+    @property
+    def source(self) -> ByteSource:
+        """The open byte source (pinned: a verification reads the very store this reader reads)."""
+        return self._fast.source
 
     @property
     def tree_ptr(self) -> np.ndarray:

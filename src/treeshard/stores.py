@@ -1,6 +1,7 @@
-"""Where a model lives: a directory, a ``.zip`` file, or any zarr ``Store``.
+"""Writing a model where it lives: a directory, a ``.zip`` file, a URL or any zarr ``Store``
+(reading goes through :func:`treeshard.storage.router.open_source`).
 
-Reading opens the location read-only. Writing always builds the model in a
+Writing always builds the model in a
 temporary place first and only then moves it where it belongs, so a failed
 or interrupted save never leaves a half-written model where a good one was.
 """
@@ -15,56 +16,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatError, InvalidStoreError, StoreExistsError, StoreNotFoundError
+from .errors import InvalidStoreError, StoreExistsError
 from .spec import ROOT_METADATA
 from .storage.local import (
     _check_replaceable,
     _fsync_file,
     _replace_directory,
-    check_directory_entries,
     fsync_directory,
-    not_a_store,
     remove_stale_temporaries,
     temporary_sibling,
     writing_path,
 )
 from .storage.urls import check_storage_options, is_url
-from .storage.ziprules import check_zip_members, is_zip_path
+from .storage.ziprules import is_zip_path
 
 
 def _zarr_store_class() -> type:
     from zarr.abc.store import Store
 
     return Store
-
-
-def open_for_reading(store: Any) -> tuple[Any, str]:
-    """``(zarr_store, description)`` for reading ``store``; checks that it exists."""
-    if isinstance(store, (str, os.PathLike)):
-        path = Path(store)
-        if not path.exists():
-            raise StoreNotFoundError(f"no treeshard store at {str(path)!r}")
-        if is_zip_path(path):
-            if not path.is_file():
-                raise FormatError(f"{str(path)!r} is not a file")
-            if not zipfile.is_zipfile(path):
-                raise FormatError(f"{str(path)!r} is not a zip file")
-            check_zip_members(path)
-            from zarr.storage import ZipStore
-
-            return ZipStore(path, mode="r"), str(path)
-        if not path.is_dir():
-            raise not_a_store(path)
-        if not (path / ROOT_METADATA).is_file():
-            raise StoreNotFoundError(f"{str(path)!r} is not a treeshard store (no {ROOT_METADATA})")
-        check_directory_entries(path)
-        from zarr.storage import LocalStore
-
-        # An absolute root: zarr 3.1's LocalStore.list() strips the root with str.replace.
-        return LocalStore(path.resolve(), read_only=True), str(path)
-    if isinstance(store, _zarr_store_class()):
-        return store, repr(store)
-    raise InvalidStoreError(f"store must be a path or a zarr Store, got {type(store).__name__}")
 
 
 def _store_is_empty(store: Any) -> bool:

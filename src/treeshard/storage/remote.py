@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import re
 import sys
@@ -58,7 +57,8 @@ from ..errors import (
     StoreExistsError,
     StoreNotFoundError,
 )
-from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
+from .digest import DigestRecord, parse_digest, stored_digest
 from .urls import url_scheme
 from .ziprules import LOCAL_HEADER_BYTES, check_member_count, check_stored_member, local_data_offset
 
@@ -265,28 +265,6 @@ def _describe_range(start: int | None, stop: int | None, suffix: int | None) -> 
     return f"bytes={start}-{'' if stop is None else stop - 1}"
 
 
-def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[int, str]]]:
-    """``(digest, {key: (size, sha256)})`` of a ``treeshard.sha256`` record (checked against itself)."""
-    try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{where}: {DIGEST_KEY} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("files"), dict) or not isinstance(record.get("digest"), str):
-        raise IntegrityError(f"{where}: {DIGEST_KEY} is not a digest record")
-    body = {k: v for k, v in record.items() if k != "digest"}
-    digest = record["digest"]
-    if not re.fullmatch(r"[0-9a-f]{64}", digest) or hashlib.sha256(canonical_json(body)).hexdigest() != digest:
-        raise IntegrityError(f"{where}: {DIGEST_KEY} does not match its own digest")
-    files = {}
-    for key, entry in record["files"].items():
-        size = entry.get("size") if isinstance(entry, dict) else None
-        sha = entry.get("sha256") if isinstance(entry, dict) else None
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(sha, str):
-            raise IntegrityError(f"{where}: {DIGEST_KEY}: malformed entry for {str(key)[:200]!r}")
-        files[key] = (size, sha)
-    return digest, files
-
-
 class RemoteDirectorySource:
     """A store laid out as objects under a URL prefix: key ``k`` is ``URL/k``."""
 
@@ -296,7 +274,8 @@ class RemoteDirectorySource:
         self.url = url.rstrip("/")
         self.remote = _Remote(fsspec_store(self.url, storage_options), self.url)
         self._whole: dict[str, bytes] = {}  # small metadata documents read whole
-        self._record: dict[str, tuple[int, str]] | None = None
+        self._record: DigestRecord | None = None
+        self._record_read = False
         self.digest: str | None = None
         self._sizes: dict[str, int] = {}
 
@@ -313,17 +292,22 @@ class RemoteDirectorySource:
                 self._whole[key] = data
         return data
 
-    def digest_record(self) -> dict[str, tuple[int, str]]:
-        """The store's ``treeshard.sha256`` files table (empty if the store has none)."""
-        if self._record is None:
+    def parsed_digest(self) -> DigestRecord | None:
+        """The store's parsed ``treeshard.sha256`` (None if it has none), read once."""
+        if not self._record_read:
             raw = self._read_small(DIGEST_KEY, MAX_DIGEST_BYTES)
-            if raw is None:
-                self._record = {}
-            elif len(raw) > MAX_DIGEST_BYTES:
+            if raw is not None and len(raw) > MAX_DIGEST_BYTES:
                 raise IntegrityError(f"{self.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
-            else:
-                self.digest, self._record = _parse_digest_record(raw, self.url)
+            if raw is not None:
+                self._record = parse_digest(raw)
+                self.digest = self._record.digest
+            self._record_read = True
         return self._record
+
+    def _recorded_files(self) -> dict[str, tuple[int, str]]:
+        """The record's ``{key: (size, sha256)}`` (empty if the store has none)."""
+        record = self.parsed_digest()
+        return {} if record is None else record.files
 
     def get(self, key: str) -> bytes | None:
         check_key(key)
@@ -336,13 +320,13 @@ class RemoteDirectorySource:
         if key in self._sizes:
             return self._sizes[key]
         if key == DIGEST_KEY:  # read whole (once), as the manifest of sizes
-            self.digest_record()
+            self._recorded_files()
             data = self._whole.get(DIGEST_KEY)
             return None if data is None else len(data)
-        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self.digest_record():
+        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self._recorded_files():
             # The saved model's manifest lists every file (a key it does not list is not part
             # of the model): sizes and absent arrays cost no request.
-            entry = self.digest_record().get(key)
+            entry = self._recorded_files().get(key)
             return None if entry is None else entry[0]
         if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == SIGNATURE_KEY:
             data = self._read_small(key, MAX_CONFIG_BYTES if key != SIGNATURE_KEY else MAX_SIGNATURE_BYTES)
@@ -357,8 +341,8 @@ class RemoteDirectorySource:
         """``(last length bytes, size or None)`` in one request (a shard's index)."""
         check_key(key)
         size = self._sizes.get(key)
-        if size is None and self.digest_record():
-            entry = self.digest_record().get(key)
+        if size is None and self._recorded_files():
+            entry = self._recorded_files().get(key)
             size = None if entry is None else entry[0]
         if size is not None:
             data = self.remote.fetch(key, max(0, size - length), size)
@@ -527,8 +511,11 @@ class CachedSource:
             raise IntegrityError(f"{inner.url}: no {DIGEST_KEY} in the store; a cache needs the content digest (re-save the model)")
         if size > MAX_DIGEST_BYTES:
             raise IntegrityError(f"{inner.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
-        raw = inner.get(DIGEST_KEY)
-        self.digest, self.files = _parse_digest_record(raw or b"", inner.url)
+        record = stored_digest(inner)  # parsed once: a remote directory parsed it for its sizes
+        if record is None:
+            raise IntegrityError(f"{inner.url}: {DIGEST_KEY} disappeared while being read")
+        self.record = record
+        self.digest, self.files = self.record.digest, self.record.files
         self.root = Path(cache_dir) / self.digest
         self.hits = self.misses = 0
 
@@ -586,6 +573,9 @@ class CachedSource:
             return self.inner.get_range(key, offset, length)
         with open(path, "rb") as handle:
             return os.pread(handle.fileno(), length, offset)
+
+    def parsed_digest(self) -> DigestRecord:
+        return self.record
 
     def close(self) -> None:
         self.inner.close()

@@ -47,6 +47,14 @@ class ByteSource(Protocol):
         """Release what the source holds open (idempotent)."""
 
 
+@runtime_checkable
+class ListableSource(ByteSource, Protocol):
+    """A byte source that can also list its keys (local ones and zarr Stores: what the verifier needs)."""
+
+    def keys(self) -> list[str]:
+        """Every key the store holds, sorted."""
+
+
 
 class DirectorySource:
     """Files of a store directory, opened relative to a descriptor of the directory.
@@ -108,6 +116,13 @@ class DirectorySource:
         offset = max(0, size - length)
         data = self.get_range(key, offset, size - offset)
         return None if data is None else (data, size)
+
+    def keys(self) -> list[str]:
+        """Every file of the opened directory (walked from its descriptor: the pinned store)."""
+        found = []
+        for root, _dirs, files, _fd in os.fwalk(".", dir_fd=self._dir_fd):
+            found.extend(os.path.normpath(os.path.join(root, name)).replace(os.sep, "/") for name in files)
+        return sorted(found)
 
     def close(self) -> None:
         if self._dir_fd >= 0:
@@ -171,6 +186,9 @@ class ZipSource:
             raise IntegrityError(f"{info.filename}: zip member extends past the end of the file")
         return start
 
+    def keys(self) -> list[str]:
+        return sorted(name for name, info in self.members.items() if not info.is_dir())
+
     def close(self) -> None:
         self.archive.close()
         os.close(self._fd)
@@ -220,6 +238,20 @@ class ZarrStoreSource:
         except FileNotFoundError:
             return None
         return None if buffer is None else (buffer.to_bytes(), None)
+
+    def keys(self) -> list[str]:
+        from zarr.storage import LocalStore
+
+        if isinstance(self.store, LocalStore):
+            # LocalStore.list() strips its root with str.replace, which mangles keys
+            # that contain the root's name (zarr 3.1); list the files ourselves.
+            root = Path(self.store.root)
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+        async def keys() -> list[str]:
+            return [key async for key in self.store.list()]
+
+        return sorted(self._sync(keys()))
 
     def close(self) -> None:
         pass
