@@ -22,6 +22,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 import treeshard
 import treeshard.storage.local
+import treeshard.storage.targets
 from treeshard import integrity
 from treeshard.storage.local import remove_stale_temporaries
 from treeshard.storage.router import open_source
@@ -135,7 +136,7 @@ def test_failed_save_leaves_the_old_model(models, tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(treeshard.stores, "_write_zip", explode)
+    monkeypatch.setattr(treeshard.storage.targets, "_write_zip", explode)
     with pytest.raises(OSError, match="disk full"):
         treeshard.save(models[1], target, overwrite=True)
     assert target.read_bytes() == before

@@ -157,7 +157,7 @@ def test_storage_options_reach_the_filesystem(s3_server: Any, tmp_path: Path) ->
     """No credentials in the environment: they come from ``storage_options`` alone."""
     model, _, _ = _fit("ExtraTreesClassifier")
     url = f"s3://{BUCKET}/{_unique()}.zip"
-    from treeshard.stores import writing
+    from treeshard.storage.targets import writing
 
     with writing(url, overwrite=False, storage_options=s3_server.storage_options) as target:
         treeshard.save(model, target)

@@ -164,7 +164,14 @@ def _fsync_tree(directory: Path) -> None:
         fsync_directory(Path(root))
 
 
-def _check_replaceable(target: Path, *, overwrite: bool) -> None:
+def root_last(keys: Any) -> list[str]:
+    """``keys`` in their order, the root ``zarr.json`` moved last: a reader of a partial copy
+    finds no model at all (every writer puts keys in this order)."""
+    return sorted(keys, key=lambda key: key == ROOT_METADATA)
+
+
+def check_replaceable_path(target: Path, *, overwrite: bool) -> None:
+    """Refuse to replace ``target`` unless ``overwrite`` and it is a treeshard store (or an empty directory)."""
     if not target.exists():
         return
     if not overwrite:
@@ -234,13 +241,13 @@ def writing_path(target: Path, *, overwrite: bool) -> Iterator[Any]:
     (a directory, or a ``.zip`` packed with ``zarr.json`` last) on success."""
     from zarr.storage import LocalStore
 
-    _check_replaceable(target, overwrite=overwrite)
+    check_replaceable_path(target, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp_dir = temporary_sibling(target, "tmp")
     try:
         yield LocalStore(tmp_dir)
-        _check_replaceable(target, overwrite=overwrite)
+        check_replaceable_path(target, overwrite=overwrite)
         if is_zip_path(target):
             tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
             try:

@@ -2,9 +2,8 @@
 
 Bytes travel through zarr's own :class:`zarr.storage.FsspecStore`, built from
 the URL and ``storage_options`` (credentials, endpoint, ...). Reading returns
-a *source* (``get``, ``get_range``, ``size``, ``close``) for
-:class:`treeshard._fastread.FastReader`, which checks every size and
-checksum; nothing here trusts what it reads either:
+a :class:`~treeshard.storage.sources.ByteSource` for the chunk reader, which
+checks every size and checksum; nothing here trusts what it reads either:
 
 - a directory URL maps key ``k`` to ``URL/k``. Opening reads the root
   ``zarr.json`` in one ranged request capped at the config size limit. Sizes
@@ -27,34 +26,28 @@ container pays one small request per open, a changed model has another
 digest and is never served stale, and every cached file is checked against
 its sha256 before it is written to the cache.
 
-Writing (:func:`open_url_for_writing`) stages the model in memory, uploads
-it to a temporary sibling prefix, and only then replaces the target (its
-root ``zarr.json`` deleted first, written last): a failed upload leaves the
-old model untouched. A ``.zip`` URL is built locally and uploaded in one put.
-HTTP(S) URLs are read-only.
+Writing to a URL is :func:`treeshard.storage.targets.writing_url`'s: the
+model is staged in memory, uploaded to a temporary sibling prefix, and only
+then replaces the target (its root ``zarr.json`` deleted first, written last).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
 import sys
-import tempfile
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import (
     FormatError,
     IntegrityError,
-    InvalidStoreError,
     MissingDependencyError,
     RemoteStoreError,
-    StoreExistsError,
     StoreNotFoundError,
 )
 from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
@@ -67,7 +60,6 @@ CACHE_ENV = "TREESHARD_CACHE_DIR"
 
 #: Which extra brings the fsspec implementation of a scheme.
 EXTRAS = {"s3": "s3", "s3a": "s3", "http": "http", "https": "http", "memory": "http"}
-_READ_ONLY_SCHEMES = frozenset({"http", "https"})
 _SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
@@ -76,7 +68,7 @@ def is_zip_url(url: str) -> bool:
     return url.split("?", 1)[0].rstrip("/").lower().endswith(".zip")
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def split_url(url: str) -> tuple[str, str]:
     """``(parent URL, last name)`` of a URL such as ``s3://bucket/dir/model.zip``."""
     scheme_end = url.index("://") + 3
     trimmed = url.rstrip("/")
@@ -121,7 +113,7 @@ def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, 
         raise
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
     """What a remote read may raise besides a missing key (only classes already imported)."""
     errors: list[type[BaseException]] = [OSError, TimeoutError]
     if "aiohttp" in sys.modules:
@@ -185,7 +177,7 @@ class _Remote:
             buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
         except FileNotFoundError:
             return None
-        except _network_errors() as exc:
+        except network_errors() as exc:
             status = getattr(exc, "status", None)
             if suffix is not None and status in _SUFFIX_REFUSALS:
                 self.refuses_suffix = True
@@ -237,7 +229,7 @@ class _Remote:
                 f"{self.location}: the server refuses suffix ranges (bytes=-N) and reports no size for {key!r} ({exc}); "
                 "treeshard needs byte ranges or a Content-Length"
             ) from None
-        except _network_errors() as exc:
+        except network_errors() as exc:
             raise RemoteStoreError(f"{self.location}: reading the size of {key!r} failed ({type(exc).__name__}: {exc})") from None
 
     def clear(self) -> None:
@@ -368,7 +360,7 @@ class RemoteZipSource:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
-        parent, self.name = _split_url(url)
+        parent, self.name = split_url(url)
         self.remote = _Remote(fsspec_store(parent, storage_options), url)
         tail = self.remote.fetch(self.name, suffix=ZIP_TAIL_BYTES)
         if tail is None:
@@ -599,102 +591,3 @@ def open_url_for_reading(
         source.close()
         raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA})")
     return CachedSource(source, cache_dir) if cache_dir is not None else source
-
-
-# --------------------------------------------------------------------------- writing
-def _sync(coroutine: Any) -> Any:
-    from zarr.core.sync import sync
-
-    return sync(coroutine)
-
-
-def _check_writable_scheme(url: str) -> None:
-    if url_scheme(url) in _READ_ONLY_SCHEMES:
-        raise InvalidStoreError(f"{url_scheme(url)}:// stores are read-only; save to a local path or s3:// and serve that")
-
-
-@contextlib.contextmanager
-def open_url_for_writing(url: str, storage_options: Mapping[str, Any] | None = None, *, overwrite: bool) -> Iterator[Any]:
-    """Yield a zarr store to write a model into; put it at ``url`` on success (see the module docs)."""
-    _check_writable_scheme(url)
-    if is_zip_url(url):
-        parent, name = _split_url(url)
-        store = fsspec_store(parent, storage_options, read_only=False)
-        fs, path = store.fs, f"{store.path.rstrip('/')}/{name}"
-        if not overwrite and _sync(fs._exists(path)):
-            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        from .local import writing_path
-
-        with tempfile.TemporaryDirectory(prefix="treeshard-upload-") as tmp:
-            local = Path(tmp) / name
-            with writing_path(local, overwrite=False) as target:
-                yield target
-            try:
-                _sync(fs._put_file(str(local), path))  # one put: the object appears whole or not at all
-            except _network_errors() as exc:
-                raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
-        return
-
-    store = fsspec_store(url, storage_options, read_only=False)
-    fs, root = store.fs, store.path.rstrip("/")
-    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
-    staging_root = f"{parent}/.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:12]}"
-    exists = _check_replaceable(fs, root, url, overwrite=overwrite)
-    from zarr.storage import MemoryStore
-
-    staging = MemoryStore()
-    yield staging
-    _upload(staging, fs, root, staging_root, url, replace=exists)
-
-
-def _check_replaceable(fs: Any, root: str, url: str, *, overwrite: bool) -> bool:
-    """Whether a model exists at ``root`` (refusing to replace it, or anything else, unless allowed)."""
-    if _sync(fs._exists(f"{root}/{ROOT_METADATA}")):
-        if not overwrite:
-            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        return True
-    try:
-        found = _sync(fs._find(root, maxdepth=1))
-    except FileNotFoundError:
-        found = []
-    if found:
-        raise StoreExistsError(f"{url!r} holds objects but no treeshard store; refusing to write there")
-    return False
-
-
-def _upload(staging: Any, fs: Any, root: str, staging_root: str, url: str, *, replace: bool) -> None:
-    import asyncio
-
-    from zarr.core.buffer import default_buffer_prototype
-
-    async def run() -> None:
-        prototype = default_buffer_prototype()
-        keys = [key async for key in staging.list()]
-        data = {key: (await staging.get(key, prototype=prototype)).to_bytes() for key in keys}
-        others = [k for k in keys if k != ROOT_METADATA]
-        try:
-            # 1. everything but the root document to a temporary sibling prefix
-            await _all(fs._pipe_file(f"{staging_root}/{k}", data[k]) for k in others)
-            # 2. the old model disappears at once (its root first), then the rest of it
-            if replace:
-                await fs._rm_file(f"{root}/{ROOT_METADATA}")
-                with contextlib.suppress(FileNotFoundError):
-                    await fs._rm(root, recursive=True)
-            # 3. copied into place (server-side), the root document last
-            await _all(fs._cp_file(f"{staging_root}/{k}", f"{root}/{k}") for k in others)
-            await fs._pipe_file(f"{root}/{ROOT_METADATA}", data[ROOT_METADATA])
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                await fs._rm(staging_root, recursive=True)
-
-    async def _all(coroutines: Any) -> None:
-        """Run concurrently; wait for every one (none still writing after a failure), then raise the first error."""
-        results = await asyncio.gather(*coroutines, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    try:
-        _sync(run())
-    except _network_errors() as exc:
-        raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
