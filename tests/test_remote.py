@@ -36,7 +36,7 @@ from sklearn.tree import (
 import treeshard
 from treeshard.storage import remote
 from treeshard.storage.urls import is_url
-from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce
+from treeshard.chunks import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, ChunkReader, _ChunkRead, _coalesce
 from treeshard.storage.sources import is_local_store
 from treeshard.errors import MissingDependencyError, RemoteStoreError
 
@@ -161,7 +161,7 @@ def test_storage_options_reach_the_filesystem(s3_server: Any, tmp_path: Path) ->
 
     with writing(url, overwrite=False, storage_options=s3_server.storage_options) as target:
         treeshard.save(model, target)
-    reader = FastReader(url, s3_server.storage_options)
+    reader = ChunkReader(url, s3_server.storage_options)
     assert reader.attributes["treeshard"]["estimator"] == "ExtraTreesClassifier"
     reader.close()
 

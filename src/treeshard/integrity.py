@@ -297,7 +297,7 @@ def read_digest(source: ByteSource) -> DigestRecord:
 class ChunkDigests:
     """What every object a read fetches must hash to, from a parsed digest record.
 
-    Each chunk is checked where it is read (:class:`~treeshard._fastread.FastReader`),
+    Each chunk is checked where it is read (:class:`~treeshard.chunks.ChunkReader`),
     before it is decoded: a chunk file swapped with another, duplicated over
     another or moved to another array's place keeps valid crc32c checksums
     but not the sha256 recorded for its place. The record holds a sha256 per

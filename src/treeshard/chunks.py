@@ -1,20 +1,19 @@
-"""A small reader for treeshard's own stores that does not import zarr.
+"""The chunk reader: arrays of treeshard's own stores read without importing zarr.
 
 The serverless fast path (:class:`treeshard.Predictor`) pays for every import
-in a fresh process, and ``import zarr`` alone costs about 0.45 s. The stores
-treeshard writes use a tiny, fixed subset of zarr v3: consolidated metadata in
-the root ``zarr.json``, 1-D or 2-D arrays chunked along the first axis,
+in a fresh process, and zarr's import is heavy. The stores treeshard writes
+use a tiny, fixed subset of zarr v3: consolidated metadata in the root
+``zarr.json``, 1-D or 2-D arrays chunked along the first axis,
 ``sharding_indexed`` with a ``bytes`` + ``crc32c`` index, and inner chunks
 encoded ``bytes`` -> ``blosc`` (optional) -> ``crc32c``. This module reads
-exactly that subset, checks every checksum (``google_crc32c``, which zarr
-itself depends on), and decodes Blosc through the C library bundled in
-``numcodecs`` (called with :mod:`ctypes`, so that numcodecs' own import cost
-is not paid), falling back to ``numcodecs.blosc`` when that library cannot be
-found.
+exactly that subset from any :class:`~treeshard.storage.sources.ByteSource`,
+checks every checksum (``google_crc32c``, which zarr itself depends on) and,
+where the store has a digest record, the sha256 of every chunk it reads;
+Blosc is decoded by :mod:`treeshard.blosc`.
 
-Anything outside that subset raises :class:`UnsupportedLayout`; the caller
-then reads the array with zarr instead. Everything a store could get wrong
-raises a :class:`~treeshard.FormatError` subclass naming the array.
+Anything outside that subset raises :class:`UnsupportedLayout` (the caller
+refuses the array). Everything a store could get wrong raises a
+:class:`~treeshard.FormatError` subclass naming the array.
 
 Where a request costs a round trip (remote sources: ``coalesce_reads``), the
 chunks of one shard that a read needs come in one ranged request when they
@@ -36,13 +35,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ArrayError, ConfigError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
 from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
+from .blosc import BloscDecoder, UnsupportedLayout, crc32c
 from .storage.router import open_source
 
 if TYPE_CHECKING:
@@ -100,10 +99,6 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
-class UnsupportedLayout(Exception):
-    """An array uses zarr features this reader does not implement (read it with zarr)."""
-
-
 def read_root(source: Any) -> dict[str, Any]:
     """The parsed root ``zarr.json`` (size-limited)."""
     return parse_root(read_root_bytes(source))
@@ -133,86 +128,14 @@ def parse_root(raw: bytes) -> dict[str, Any]:
     return root
 
 
-# --------------------------------------------------------------------------- checksums and blosc
-def _crc32c() -> Any:
-    import google_crc32c
-
-    return google_crc32c.value
-
-
-class _Blosc:
-    """Blosc decompression through the C library numcodecs bundles, without importing numcodecs."""
-
-    def __init__(self, threads: int | None = None) -> None:
-        self._lib: Any = None
-        self._fallback: Any = None
-        self._threads = threads if threads is not None else max(1, min(4, os.cpu_count() or 1))
-        try:
-            self._lib = _load_blosc_library()
-        except (OSError, AttributeError, ImportError, UnsupportedLayout):
-            import numcodecs.blosc
-
-            self._fallback = numcodecs.blosc
-
-    def decode_into(self, where: str, data: np.ndarray, out: np.ndarray) -> None:
-        """Decompress ``data`` (a uint8 array) into the C-contiguous ``out``; sizes must match exactly."""
-        expected = out.nbytes
-        if len(data) < 16:
-            raise IntegrityError(f"{where}: a Blosc chunk of {len(data)} bytes is truncated")
-        header = data[:16].tobytes()
-        declared = int.from_bytes(header[4:8], "little")
-        compressed = int.from_bytes(header[12:16], "little")
-        if declared != expected:
-            raise IntegrityError(f"{where}: a chunk decodes to {declared} bytes, expected {expected}")
-        if compressed != len(data):
-            raise IntegrityError(f"{where}: a Blosc chunk declares {compressed} bytes but holds {len(data)}")
-        if self._lib is not None:
-            import ctypes
-
-            source = ctypes.c_void_p(data.ctypes.data)
-            nbytes = ctypes.c_size_t(0)
-            if self._lib.blosc_cbuffer_validate(source, ctypes.c_size_t(len(data)), ctypes.byref(nbytes)) != 0:
-                raise IntegrityError(f"{where}: a Blosc chunk header is invalid")
-            done = self._lib.blosc_decompress_ctx(source, ctypes.c_void_p(out.ctypes.data), ctypes.c_size_t(expected), self._threads)
-            if done != expected:
-                raise IntegrityError(f"{where}: a Blosc chunk does not decode (code {done})")
-            return
-        try:
-            self._fallback.decompress(data.tobytes(), out.reshape(-1).view(np.uint8))
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise IntegrityError(f"{where}: a Blosc chunk does not decode ({exc})") from None
-
-
-def _load_blosc_library() -> Any:
-    import ctypes
-    import importlib.machinery
-    import importlib.util
-
-    spec = importlib.util.find_spec("numcodecs")  # top-level: does not import numcodecs
-    if spec is None or not spec.submodule_search_locations:
-        raise UnsupportedLayout("numcodecs is not installed")
-    for folder in spec.submodule_search_locations:
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            candidate = Path(folder) / f"blosc{suffix}"
-            if candidate.is_file():
-                lib = ctypes.CDLL(str(candidate))
-                lib.blosc_decompress_ctx.restype = ctypes.c_int
-                lib.blosc_decompress_ctx.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-                lib.blosc_cbuffer_validate.restype = ctypes.c_int
-                lib.blosc_cbuffer_validate.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-                return lib
-    raise UnsupportedLayout("numcodecs' blosc library was not found")
-
-
-# --------------------------------------------------------------------------- arrays
-class FastReader:
+class ChunkReader:
     """Read arrays of a treeshard store without zarr.
 
     >>> import treeshard, zarr, tempfile, os
     >>> from sklearn.tree import DecisionTreeRegressor
     >>> path = os.path.join(tempfile.mkdtemp(), "m.zip")
     >>> treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), path)
-    >>> reader = FastReader(path)
+    >>> reader = ChunkReader(path)
     >>> reader.read_array("nodes/tree_ptr", np.dtype("<i8"), (2,)).tolist()
     [0, 3]
     >>> reader.close()
@@ -234,8 +157,8 @@ class FastReader:
         consolidated = self.root.get("consolidated_metadata")
         metadata = consolidated.get("metadata") if isinstance(consolidated, dict) else None
         self._metadata: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
-        self._crc = _crc32c()
-        self._blosc: _Blosc | None = None
+        self._crc = crc32c()
+        self._blosc: BloscDecoder | None = None
         # Chunks decoded for a partial read, kept briefly: consecutive range
         # reads (batches of trees) share their boundary chunks.
         self._partial_chunks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -277,7 +200,7 @@ class FastReader:
             raise SignatureError(f"{SIGNATURE_KEY}: {size} bytes exceeds the {MAX_SIGNATURE_BYTES}-byte limit")
         check_signature_document(None if size is None else self.source.get(SIGNATURE_KEY), self.digests.record, public_key)
 
-    def share(self) -> FastReader:
+    def share(self) -> ChunkReader:
         """Another reader of this open source and its parsed metadata (no request, no reopening).
 
         Each reader is closed on its own; the source closes with the last of them.
@@ -332,7 +255,7 @@ class FastReader:
         """The whole array at ``path``, checked against ``dtype`` and ``shape`` before decoding.
 
         Raises :class:`UnsupportedLayout` if the array uses zarr features outside
-        treeshard's own layout (the caller then reads it with zarr).
+        treeshard's own layout (the caller refuses it).
         """
         layout = self.array_layout(path, dtype, shape)
         return self.read_rows(layout, 0, layout.shape[0] if layout.shape else 1)
@@ -460,7 +383,7 @@ class FastReader:
             raise ArrayError(f"{layout.path}: rows {start}:{stop} do not fit in memory") from None
         flat = out.reshape(stop - start, -1)
         if self._blosc is None and layout.compressed:
-            self._blosc = _Blosc(threads=1)
+            self._blosc = BloscDecoder(threads=1)
         for key, extent, first_row in chunks:
             where = {"flat": flat, "first": first_row, "start": start, "stop": stop}
             index = (first_row % layout.shard_rows) // layout.chunk_rows
