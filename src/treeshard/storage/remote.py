@@ -463,7 +463,7 @@ class RemoteZipSource:
         member = self.members.get(key)
         return None if member is None else member[1]
 
-    def get_suffix(self, key: str, length: int) -> tuple[bytes, int] | None:
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int | None] | None:
         member = self.members.get(key)
         if member is None:
             return None

@@ -24,7 +24,10 @@ class ByteSource(Protocol):
     """Read access to the objects (keys) of one opened store.
 
     Every method returns None for a key the store does not hold, and raises a
-    :class:`~treeshard.TreeshardError` subclass for anything else.
+    :class:`~treeshard.TreeshardError` subclass for anything else. A source that
+    parses the store's digest record for its own needs (the remote ones take
+    sizes from it) also offers ``parsed_digest()``, so that it is parsed once
+    per open (:func:`treeshard.storage.digest.stored_digest`).
     """
 
     #: Whether the chunk reader should merge nearby ranges of a shard into one
