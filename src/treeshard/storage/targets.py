@@ -33,7 +33,7 @@ from .local import (
     temporary_sibling,
     writing_path,
 )
-from .remote import network_errors, split_url, fsspec_store, is_zip_url
+from .remote import fsspec_store, is_zip_url, network_errors, split_url
 from .urls import check_storage_options, is_url, url_scheme
 from .ziprules import is_zip_path
 
