@@ -126,6 +126,33 @@ def test_keys_cannot_leave_the_store(http_server: Any, key: str) -> None:
     assert http_server.counter.requests == 0
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_remote_directory_parses_its_digest_record_once_per_open(http_server: Any, tmp_path: Path, monkeypatch: Any, cache: bool) -> None:
+    """The source takes sizes from the record; the reader and the cache reuse its parse."""
+    from treeshard.storage import digest
+
+    from treeshard.spec import DIGEST_KEY
+
+    name = _unique()
+    X, y = make_data("regression")
+    model = DecisionTreeRegressor(random_state=0).fit(X, y)
+    treeshard.save(model, http_server.root / name)
+    parsed: list[int] = []
+    original = digest.parse_digest
+
+    def counted(raw: bytes) -> Any:
+        parsed.append(len(raw))
+        return original(raw)
+
+    monkeypatch.setattr(digest, "parse_digest", counted)
+    monkeypatch.setattr(remote, "parse_digest", counted)
+    if cache:
+        monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
+    loaded = treeshard.load(f"{http_server.url}/{name}")
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert parsed == [(http_server.root / name / DIGEST_KEY).stat().st_size]
+
+
 # --------------------------------------------------------------------------- round trips
 # Every estimator through S3 (one zip, one put) and HTTP (a directory); the other two
 # layouts (an S3 directory, a zip over HTTP) with one forest and one boosting model.
