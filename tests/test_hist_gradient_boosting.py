@@ -351,6 +351,17 @@ def test_info_describes_the_model(fitted, tmp_path):
     assert "early stopping  off" in text
 
 
+def test_one_tree_is_its_tree_predictor(fitted, tmp_path):
+    model, *_ = get_case(fitted, "pandas_categoricals")
+    path = tmp_path / "model.zip"
+    treeshard.save(model, path)
+    with treeshard.open(path) as handle:
+        tree = handle.tree(7)
+        assert_bitwise(tree.nodes, model._predictors[2][1].nodes, "tree 7")
+        with pytest.raises(IndexError, match=rf"tree index {3 * model.n_iter_} out of range for {3 * model.n_iter_} trees"):
+            handle.tree(3 * model.n_iter_)
+
+
 def test_early_stopping_is_reported(fitted, tmp_path):
     model, *_ = get_case(fitted, "early_stopping_loss")
     store = zarr.storage.MemoryStore()

@@ -378,6 +378,8 @@ class ModelHandle:
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
             return estimator
+        if hasattr(estimator, "_predictors"):  # histogram boosting: a TreePredictor, numbered iteration-major
+            return estimator._predictors[index // estimator.n_trees_per_iteration_][index % estimator.n_trees_per_iteration_]
         return estimator.estimators_.reshape(-1)[index]
 
     def close(self) -> None:
