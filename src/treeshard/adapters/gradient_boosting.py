@@ -21,19 +21,17 @@ from .base import (
     SavedModel,
     TreeParamRuns,
     build_estimator,
-    check_common,
     decode_fitted,
     decode_value,
     encode_fitted,
     encode_params,
     encode_tree_params,
     encode_value,
-    expect,
-    get_fitted,
     new_like,
 )
 from .families import BOOSTING, ESTIMATORS, ids_of
-from .trees import TREE_FITTED, check_classes, check_tree_attributes, decode_tree_param_runs
+from .checks import check_common, check_stages, expect, get_fitted
+from .trees import TREE_FITTED, check_tree_attributes, decode_tree_param_runs
 
 GB_FITTED = (
     "n_features_in_",
@@ -69,21 +67,6 @@ TREE_PARAMS = (
     "ccp_alpha",
 )
 STAGE_ARRAYS = ("train_score_", "oob_improvement_", "oob_scores_")
-
-
-def stages_problem(n_trees: int, k: int, *, n_estimators: int) -> str | None:
-    """Why ``n_estimators_`` does not fit ``n_trees`` stored trees of ``k`` per stage (``None``: it does).
-
-    Shared by save, load and the Predictor. sklearn reports one stage more
-    than it holds after a warm-start ``fit`` that adds no stage
-    (``_fit_stages`` returns ``begin_at_stage + 1``); predictions use the
-    stored stages, so that count is kept as sklearn has it.
-    """
-    if n_trees % k:
-        return f"{n_trees} trees are not whole stages of {k} trees"
-    if n_estimators not in (n_trees // k, n_trees // k + 1):
-        return f"{n_estimators} stages of {k} trees, but {n_trees} trees are stored"
-    return None
 
 
 def _to_saved(gb: Any) -> SavedModel:
@@ -211,8 +194,6 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
     reads is checked: a wrong-length ``class_prior_`` would make sklearn's
     Cython loss read out of bounds.
     """
-    from sklearn.base import is_classifier
-
     where = "config.fitted.init_"
     if record == "zero":
         return "zero"
@@ -220,7 +201,7 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
     name = parse_str(f"{where}.estimator", require(where, record, "estimator"), max_len=40)
     if name not in DUMMY_CLASSES:
         raise ConfigError(f"{where}.estimator: {name!r} is not DummyClassifier or DummyRegressor")
-    classifier = is_classifier(gb)
+    classifier = ESTIMATORS[type(gb).__name__].is_classifier
     expected_name = "DummyClassifier" if classifier else "DummyRegressor"
     if name != expected_name:
         raise ConfigError(f"{where}.estimator: {name!r}, but a {type(gb).__name__} starts from a {expected_name}")
@@ -266,9 +247,7 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
 
 def _default_init_params(gb: Any) -> dict[str, Any]:
     """The params of the dummy ``init_`` sklearn makes for ``gb`` (``_init_state``)."""
-    from sklearn.base import is_classifier
-
-    if is_classifier(gb):
+    if ESTIMATORS[type(gb).__name__].is_classifier:
         return {"strategy": "prior"}
     if gb.loss in ("absolute_error", "huber"):
         return {"strategy": "quantile", "quantile": 0.5}
@@ -291,13 +270,12 @@ class _Decoded:
 
 def _decode(cls: type, saved: SavedModel) -> _Decoded:
     """Every check of a stored gradient-boosting model; builds the estimator but no tree."""
-    from sklearn.base import is_classifier
     from sklearn.tree import DecisionTreeRegressor
 
     gb = build_estimator(cls, saved.params, saved.unserializable_params)
     if gb.init not in (None, "zero"):
         raise ConfigError("config.params.init: must be null or 'zero'")
-    classifier = is_classifier(gb)
+    classifier = ESTIMATORS[cls.__name__].is_classifier
     layout = saved.layout
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
@@ -310,21 +288,7 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     check_common(fitted, layout)
     tree_layout = TreeLayout(layout.n_trees, layout.n_nodes, layout.n_features, 1, (1,))
     check_tree_attributes("config.fitted.estimators_", sub_fitted, tree_layout, classifier=False)
-    if layout.n_outputs != 1 or layout.n_classes != (1,):
-        raise ConfigError("config.trees: gradient boosting trees have one output and one value")
-    k = expect("config.fitted.n_trees_per_iteration_", get_fitted(fitted, "n_trees_per_iteration_"), int, lambda v: v >= 1, "a positive integer")
-    if classifier:
-        n_classes = get_fitted(fitted, "n_classes_")
-        classes_layout = TreeLayout(1, 1, layout.n_features, 1, (int(n_classes) if isinstance(n_classes, (int, np.integer)) and n_classes >= 2 else 2,))
-        check_classes("config.fitted", fitted, classes_layout)
-        if k != (1 if n_classes == 2 else n_classes):
-            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
-    elif k != 1:
-        raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
-    n_estimators = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
-    problem = stages_problem(layout.n_trees, k, n_estimators=n_estimators)
-    if problem:
-        raise ConfigError(f"config.fitted.n_estimators_: {problem}")
+    k, _ = check_stages(fitted, layout, classifier=classifier)
     n_stages = layout.n_trees // k
     max_features = expect("config.fitted.max_features_", get_fitted(fitted, "max_features_"), int)
     if not 1 <= max_features <= layout.n_features:

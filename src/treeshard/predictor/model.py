@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..adapters.base import decode_param, decode_value
-from ..adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
-from ..adapters.gradient_boosting import stages_problem
+from ..adapters.families import BOOSTING, ESTIMATORS, TREE, family_of
+from ..adapters.checks import check_classes, check_common, check_regressor_trees, check_single_tree, check_stages
 from ..columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import Config, TreeLayout
@@ -27,6 +27,8 @@ from .links import binary_init, multinomial_init
 if TYPE_CHECKING:
     from ..reader import StoreReader
 
+#: Fitted attributes the predictor reads (the others describe training, not prediction).
+_FITTED = ("n_features_in_", "feature_names_in_", "classes_", "n_classes_", "n_trees_per_iteration_", "n_estimators_")
 #: Node columns the predictor reads; the others (impurity, sample counts) are never decoded.
 PREDICT_COLUMNS = ("left_child_offset", "right_child_offset", "feature", "threshold", "missing_go_to_left", "value")
 
@@ -58,86 +60,47 @@ def model_from_config(config: Config) -> Model:
     family = family_of(config.estimator)
     if family is None:
         raise UnsupportedEstimatorError(f"Predictor does not support {config.estimator}")
-    is_classifier = ESTIMATORS[config.estimator].is_classifier
-    fitted = config.fitted
-
-    def get(name: str) -> Any:
-        if name not in fitted:
-            raise ConfigError(f"config.fitted: missing required key {name!r}")
-        return decode_value(f"config.fitted.{name}", fitted[name])
-
-    n_features = get("n_features_in_")
-    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features != layout.n_features:
-        raise ConfigError(f"config.fitted.n_features_in_: {n_features!r}, but trees have {layout.n_features} features")
-    # sklearn accepts NaN wherever the tree estimator does (all forests and
-    # decision trees; extra trees only with the random splitter), never in
-    # gradient boosting's predict/decision_function.
-    allow_nan = family == FOREST or config.estimator.startswith("DecisionTree") or config.params.get("splitter") == "random"
+    kind = ESTIMATORS[config.estimator]
+    # Only what prediction reads, decoded: the checks are the adapters' (adapters.checks).
+    fitted = {name: decode_value(f"config.fitted.{name}", config.fitted[name]) for name in _FITTED if name in config.fitted}
+    check_common(fitted, layout)
     model = Model(
         estimator=config.estimator,
         family=family,
-        is_classifier=is_classifier,
-        n_features_in_=int(n_features),
+        is_classifier=kind.is_classifier,
+        n_features_in_=int(fitted["n_features_in_"]),
         n_outputs_=layout.n_outputs,
         n_estimators=layout.n_trees,
-        allow_nan=allow_nan,
+        # sklearn's predict takes NaN where the tree estimator does (never gradient boosting's)
+        allow_nan=kind.takes_nan or config.params.get("splitter") == "random",
     )
     if "feature_names_in_" in fitted:
-        names = get("feature_names_in_")
-        if not (isinstance(names, np.ndarray) and names.shape == (layout.n_features,) and all(isinstance(v, str) for v in names.tolist())):
-            raise ConfigError(f"config.fitted.feature_names_in_: expected {layout.n_features} strings")
-        model.feature_names_in_ = names.astype(object)
+        model.feature_names_in_ = fitted["feature_names_in_"]
+    if family == TREE:
+        check_single_tree(layout)
     if family == BOOSTING:
-        _setup_boosting(model, config, get)
-    elif is_classifier:
-        classes, n_classes = get("classes_"), get("n_classes_")
-        if layout.n_outputs == 1:
-            _check_labels("config.fitted.classes_", classes, layout.n_classes[0])
-            ok = isinstance(n_classes, (int, np.integer)) and n_classes == layout.n_classes[0]
-        else:
-            if not (isinstance(classes, list) and len(classes) == layout.n_outputs):
-                raise ConfigError(f"config.fitted.classes_: expected a list of {layout.n_outputs} arrays")
-            for k, labels in enumerate(classes):
-                _check_labels(f"config.fitted.classes_[{k}]", labels, layout.n_classes[k])
-            ok = isinstance(n_classes, (list, np.ndarray)) and list(n_classes) == list(layout.n_classes)
-        if not ok:
-            raise ConfigError(f"config.fitted.n_classes_: {n_classes!r} does not match the trees' {list(layout.n_classes)}")
-        model.classes_, model.n_classes_ = classes, n_classes
-    elif set(layout.n_classes) != {1}:
-        raise ConfigError("config.trees.n_classes: a regressor's trees have 1 class per output")
+        _setup_boosting(model, config, fitted)
+    elif kind.is_classifier:
+        check_classes("config.fitted", fitted, layout)
+        model.classes_, model.n_classes_ = fitted["classes_"], fitted["n_classes_"]
+    else:
+        check_regressor_trees("config.trees", layout)
     return model
 
 
-def _setup_boosting(model: Model, config: Config, get: Any) -> None:
-    layout = config.trees
-    if layout.n_outputs != 1 or layout.n_classes != (1,):
-        raise ConfigError("config.trees: gradient boosting trees have one output and one value")
-    k = get("n_trees_per_iteration_")
-    stages = get("n_estimators_")
-    for name, value in (("n_trees_per_iteration_", k), ("n_estimators_", stages)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"config.fitted.{name}: expected a positive integer, got {value!r}")
-    problem = stages_problem(layout.n_trees, k, n_estimators=stages)
-    if problem:
-        raise ConfigError(f"config.fitted.n_estimators_: {problem}")
+def _setup_boosting(model: Model, config: Config, fitted: dict[str, Any]) -> None:
+    model.k, _ = check_stages(fitted, config.trees, classifier=model.is_classifier)
     learning_rate = decode_param("config.params.learning_rate", config.params.get("learning_rate"))  # maybe a numpy scalar
     if isinstance(learning_rate, (bool, np.bool_)) or not isinstance(learning_rate, (int, float, np.integer, np.floating)) or not math.isfinite(learning_rate):
         raise ConfigError(f"config.params.learning_rate: expected a number, got {learning_rate!r}")
     model.learning_rate = float(learning_rate)
-    model.k, model.n_estimators = k, layout.n_trees // k  # the stored stages (n_estimators_ may count one more)
+    model.n_estimators = config.trees.n_trees // model.k  # the stored stages (n_estimators_ may count one more)
     loss = config.params.get("loss")
     if model.is_classifier:
-        classes = get("classes_")
-        n_classes = get("n_classes_")
-        _check_labels("config.fitted.classes_", classes, max(2, len(classes)) if isinstance(classes, np.ndarray) else 2)
-        if n_classes != len(classes) or k != (1 if len(classes) == 2 else len(classes)):
-            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {len(classes)} classes")
-        if loss not in ("log_loss", "exponential") or (loss == "exponential" and k != 1):
+        if loss not in ("log_loss", "exponential") or (loss == "exponential" and model.k != 1):
             raise ConfigError(f"config.params.loss: {loss!r} is not a loss of this classifier")
-        model.classes_, model.n_classes_ = classes, int(n_classes)
-        model.link = "multinomial" if k > 1 else ("half_logit" if loss == "exponential" else "logit")
-    elif k != 1:
-        raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
+        model.classes_, model.n_classes_ = fitted["classes_"], int(fitted["n_classes_"])
+        model.link = "multinomial" if model.k > 1 else ("half_logit" if loss == "exponential" else "logit")
     model.init_raw = _init_raw_prediction(model, config.fitted.get("init_"))
 
 
@@ -206,9 +169,3 @@ def read_columns(
         raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
     columns = NodeColumns(tree_ptr=local_ptr, **arrays)
     return columns, leaf_counts, weights, check_trees(columns, selected)[1]
-
-
-def _check_labels(where: str, labels: Any, n_classes: int) -> None:
-    """``labels`` is a 1-D array of ``n_classes`` distinct labels (no np.unique: it imports numpy.ma)."""
-    if not (isinstance(labels, np.ndarray) and labels.ndim == 1 and len(labels) == n_classes and len(set(labels.tolist())) == n_classes):
-        raise ConfigError(f"{where}: expected an array of {n_classes} distinct labels")
