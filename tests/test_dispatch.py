@@ -245,9 +245,9 @@ def test_partial_loads_score_the_selected_trees(selection, builds):
 
 @pytest.mark.parametrize("engine_bytes", [1_000, 5_000])
 def test_the_engine_stays_within_max_memory(engine_bytes, builds, monkeypatch):
-    from treeshard.lazy import LazyEstimators
+    from treeshard.lazy import StoredEstimators
 
-    monkeypatch.setattr(LazyEstimators, "engine_bytes", lambda self: engine_bytes)
+    monkeypatch.setattr(StoredEstimators, "engine_bytes", lambda self: engine_bytes)
     original, store, X, _ = saved(RandomForestClassifier, "multiclass", n_estimators=24)
     needed = int(treeshard.load(store).estimators_.source.tree_bytes(np.arange(24)).sum())
     for budget, engine_budget in (
