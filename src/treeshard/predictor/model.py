@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..adapters.base import decode_param, decode_value
-from ..adapters.families import BOOSTING, ESTIMATORS, TREE, family_of
 from ..adapters.checks import check_classes, check_common, check_regressor_trees, check_single_tree, check_stages
+from ..adapters.families import BOOSTING, ESTIMATORS, TREE, family_of
 from ..columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import Config, TreeLayout
