@@ -39,6 +39,26 @@ CASES = {
         lambda fitted: fitted.__setitem__("n_trees_per_iteration_", 1),
         "config.fitted.n_trees_per_iteration_: 1 does not fit 4 classes",
     ),
+    "init prior of the wrong length": (
+        "gb",
+        lambda fitted: fitted["init_"]["fitted"]["class_prior_"].update(shape=[3], data=[0.25, 0.25, 0.5]),
+        "config.fitted.init_.fitted.class_prior_: expected 4 finite float64 values, got ndarray [0.25 0.25 0.5 ]",
+    ),
+    "init prior not finite": (
+        "gb",
+        lambda fitted: fitted["init_"]["fitted"]["class_prior_"]["data"].__setitem__(0, "NaN"),
+        "config.fitted.init_.fitted.class_prior_: expected 4 finite float64 values, got ndarray [    nan 0.2     0.175   0.24375]",
+    ),
+    "init strategy not the prior": (
+        "gb",
+        lambda fitted: fitted["init_"]["fitted"].__setitem__("_strategy", "uniform"),
+        "config.fitted.init_.fitted._strategy: expected 'prior', got str uniform",
+    ),
+    "init of the wrong class": (
+        "gb",
+        lambda fitted: fitted["init_"].__setitem__("estimator", "DummyRegressor"),
+        "config.fitted.init_.estimator: 'DummyRegressor', but a GradientBoostingClassifier starts from a DummyClassifier",
+    ),
     "trees per stage not a positive integer": (
         "gb",
         lambda fitted: fitted.__setitem__("n_trees_per_iteration_", True),

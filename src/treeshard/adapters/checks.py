@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..record import TreeLayout, require
+from ..record import TreeLayout, parse_dict, parse_str, require
+
+#: Fitted attributes of gradient boosting's ``init_`` (a ``DummyClassifier`` or ``DummyRegressor``).
+DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "classes_", "n_classes_", "class_prior_", "constant_")
+DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
 
 
 def expect(where: str, value: Any, kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None, what: str = "") -> Any:
@@ -118,3 +122,49 @@ def check_stages(fitted: dict[str, Any], layout: TreeLayout, *, classifier: bool
     if problem:
         raise ConfigError(f"config.fitted.n_estimators_: {problem}")
     return k, n_estimators
+
+
+def check_init_record(where: str, record: Any, *, estimator_id: str, classifier: bool) -> dict[str, Any]:
+    """Gradient boosting's ``init_`` record (not ``"zero"``) names the dummy estimator
+    sklearn's ``_init_state`` makes for ``estimator_id``; returns the record as a dict."""
+    record = parse_dict(where, record)
+    name = parse_str(f"{where}.estimator", require(where, record, "estimator"), max_len=40)
+    if name not in DUMMY_CLASSES:
+        raise ConfigError(f"{where}.estimator: {name!r} is not DummyClassifier or DummyRegressor")
+    expected_name = "DummyClassifier" if classifier else "DummyRegressor"
+    if name != expected_name:
+        raise ConfigError(f"{where}.estimator: {name!r}, but a {estimator_id} starts from a {expected_name}")
+    return record
+
+
+def check_init_fitted(where: str, fitted: dict[str, Any], *, classifier: bool, n_classes: int, n_features: int) -> None:
+    """The fitted attributes of gradient boosting's dummy ``init_`` (decoded), every one its
+    prediction reads: a wrong-length ``class_prior_`` would make sklearn's Cython loss read out
+    of bounds. A classifier's dummy predicts its ``class_prior_``, a regressor's its ``constant_``."""
+    n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
+    if n != n_features:
+        raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
+    expect(f"{where}.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
+    if classifier:
+        for key in ("classes_", "class_prior_"):
+            expect(
+                f"{where}.fitted.{key}",
+                get_fitted(fitted, key),
+                np.ndarray,
+                lambda a: a.shape == (n_classes,) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
+                f"{n_classes} finite float64 values",
+            )
+        expect(f"{where}.fitted.n_classes_", get_fitted(fitted, "n_classes_"), (int, np.integer), lambda v: v == n_classes, str(n_classes))
+        expect(f"{where}.fitted._strategy", get_fitted(fitted, "_strategy"), str, lambda v: v == "prior", "'prior'")
+        expect(f"{where}.fitted.sparse_output_", get_fitted(fitted, "sparse_output_"), bool, lambda v: not v, "false")
+        return
+    expect(
+        f"{where}.fitted.constant_",
+        get_fitted(fitted, "constant_"),
+        np.ndarray,
+        lambda a: a.shape == (1, 1) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
+        "a finite float64 (1, 1) array",
+    )
+    unexpected = sorted(set(fitted) - {"n_features_in_", "n_outputs_", "constant_", "feature_names_in_"})
+    if unexpected:
+        raise ConfigError(f"{where}.fitted: unexpected attribute(s) {unexpected} for a DummyRegressor")

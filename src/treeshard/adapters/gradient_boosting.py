@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from ..record import TreeLayout, parse_dict, parse_int, parse_str, require
+from ..record import TreeLayout, parse_dict, parse_int, require
 from .base import (
     TREE_RUN_FITTED,
     Adapter,
@@ -30,7 +30,7 @@ from .base import (
     new_like,
 )
 from .families import BOOSTING, ESTIMATORS, ids_of
-from .checks import check_common, check_stages, expect, get_fitted
+from .checks import DUMMY_FITTED, check_common, check_init_fitted, check_init_record, check_stages, expect, get_fitted
 from .trees import TREE_FITTED, check_tree_attributes, decode_tree_param_runs
 
 GB_FITTED = (
@@ -50,8 +50,6 @@ GB_ARRAYS = {
     "rng_keys": "uint32",  # the MT19937 key of ``_rng``; see _encode_rng
 }
 MT19937_KEY_LENGTH = 624
-DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "classes_", "n_classes_", "class_prior_", "constant_")
-DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
 
 
 #: The params each stage's ``DecisionTreeRegressor`` takes from the model
@@ -197,50 +195,17 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
     where = "config.fitted.init_"
     if record == "zero":
         return "zero"
-    record = parse_dict(where, record)
-    name = parse_str(f"{where}.estimator", require(where, record, "estimator"), max_len=40)
-    if name not in DUMMY_CLASSES:
-        raise ConfigError(f"{where}.estimator: {name!r} is not DummyClassifier or DummyRegressor")
     classifier = ESTIMATORS[type(gb).__name__].is_classifier
-    expected_name = "DummyClassifier" if classifier else "DummyRegressor"
-    if name != expected_name:
-        raise ConfigError(f"{where}.estimator: {name!r}, but a {type(gb).__name__} starts from a {expected_name}")
+    record = check_init_record(where, record, estimator_id=type(gb).__name__, classifier=classifier)
     from sklearn import dummy
 
-    init = build_estimator(getattr(dummy, name), parse_dict(f"{where}.params", require(where, record, "params")))
+    init = build_estimator(getattr(dummy, record["estimator"]), parse_dict(f"{where}.params", require(where, record, "params")))
     expected_params = _default_init_params(gb)
     actual_params = {key: init.get_params(deep=False)[key] for key in expected_params}
     if actual_params != expected_params:
         raise ConfigError(f"{where}.params: {actual_params}, but {type(gb).__name__}(loss={gb.loss!r}) makes {expected_params}")
     fitted = decode_fitted(parse_dict(f"{where}.fitted", require(where, record, "fitted")), DUMMY_FITTED)
-    n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
-    if n != n_features:
-        raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
-    expect(f"{where}.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
-    if classifier:
-        k = int(gb.n_classes_)
-        for key in ("classes_", "class_prior_"):
-            expect(
-                f"{where}.fitted.{key}",
-                get_fitted(fitted, key),
-                np.ndarray,
-                lambda a: a.shape == (k,) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
-                f"{k} finite float64 values",
-            )
-        expect(f"{where}.fitted.n_classes_", get_fitted(fitted, "n_classes_"), (int, np.integer), lambda v: v == k, str(k))
-        expect(f"{where}.fitted._strategy", get_fitted(fitted, "_strategy"), str, lambda v: v == "prior", "'prior'")
-        expect(f"{where}.fitted.sparse_output_", get_fitted(fitted, "sparse_output_"), bool, lambda v: not v, "false")
-    else:
-        expect(
-            f"{where}.fitted.constant_",
-            get_fitted(fitted, "constant_"),
-            np.ndarray,
-            lambda a: a.shape == (1, 1) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
-            "a finite float64 (1, 1) array",
-        )
-        unexpected = sorted(set(fitted) - {"n_features_in_", "n_outputs_", "constant_", "feature_names_in_"})
-        if unexpected:
-            raise ConfigError(f"{where}.fitted: unexpected attribute(s) {unexpected} for a DummyRegressor")
+    check_init_fitted(where, fitted, classifier=classifier, n_classes=int(gb.n_classes_) if classifier else 1, n_features=n_features)
     init.__dict__.update(fitted)
     return init
 

@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..adapters.base import decode_param, decode_value
-from ..adapters.checks import check_classes, check_common, check_regressor_trees, check_single_tree, check_stages
+from ..adapters.base import decode_fitted, decode_param, decode_value
+from ..adapters.checks import (
+    DUMMY_FITTED,
+    check_classes,
+    check_common,
+    check_init_fitted,
+    check_init_record,
+    check_regressor_trees,
+    check_single_tree,
+    check_stages,
+)
 from ..adapters.families import BOOSTING, ESTIMATORS, TREE, family_of
 from ..columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from ..record import Config, TreeLayout
+from ..record import Config, TreeLayout, parse_dict, require
 from ..validate import check_trees
 from .links import binary_init, multinomial_init
 
@@ -101,32 +110,22 @@ def _setup_boosting(model: Model, config: Config, fitted: dict[str, Any]) -> Non
             raise ConfigError(f"config.params.loss: {loss!r} is not a loss of this classifier")
         model.classes_, model.n_classes_ = fitted["classes_"], int(fitted["n_classes_"])
         model.link = "multinomial" if model.k > 1 else ("half_logit" if loss == "exponential" else "logit")
-    model.init_raw = _init_raw_prediction(model, config.fitted.get("init_"))
+    model.init_raw = _init_raw_prediction(model, config, config.fitted.get("init_"))
 
 
-def _init_raw_prediction(model: Model, record: Any) -> np.ndarray:
+def _init_raw_prediction(model: Model, config: Config, record: Any) -> np.ndarray:
     """The init estimator's raw prediction, shape (K,): the same for every row."""
     where = "config.fitted.init_"
     if record == "zero":
         return np.zeros(model.k, dtype=np.float64)
-    if not isinstance(record, dict) or not isinstance(record.get("fitted"), dict):
-        raise ConfigError(f"{where}: expected 'zero' or a DummyClassifier/DummyRegressor record")
-    fitted = record["fitted"]
-    expected = "DummyClassifier" if model.is_classifier else "DummyRegressor"
-    if record.get("estimator") != expected:
-        raise ConfigError(f"{where}.estimator: {str(record.get('estimator'))[:40]!r}, expected {expected}")
+    record = check_init_record(where, record, estimator_id=model.estimator, classifier=model.is_classifier)
+    fitted = decode_fitted(parse_dict(f"{where}.fitted", require(where, record, "fitted")), DUMMY_FITTED)
+    n_classes = len(model.classes_) if model.is_classifier else 1
+    check_init_fitted(where, fitted, classifier=model.is_classifier, n_classes=n_classes, n_features=config.trees.n_features)
     if not model.is_classifier:
-        constant = decode_value(f"{where}.fitted.constant_", fitted.get("constant_"))
-        if not (isinstance(constant, np.ndarray) and constant.shape == (1, 1) and constant.dtype.kind in "fiu"):
-            raise ConfigError(f"{where}.fitted.constant_: expected a (1, 1) numeric array")
         # DummyRegressor.predict(X).astype(float64); the identity link keeps it.
-        return np.full((1, 1), constant).astype(np.float64).reshape(1)
-    strategy = decode_value(f"{where}.fitted._strategy", fitted.get("_strategy"))
-    if strategy != "prior":
-        raise UnsupportedEstimatorError(f"{where}: DummyClassifier strategy {strategy!r} is not supported (only 'prior')")
-    prior = decode_value(f"{where}.fitted.class_prior_", fitted.get("class_prior_"))
-    if not (isinstance(prior, np.ndarray) and prior.shape == (len(model.classes_),) and prior.dtype == np.float64):
-        raise ConfigError(f"{where}.fitted.class_prior_: expected {len(model.classes_)} float64 values")
+        return np.full((1, 1), fitted["constant_"]).astype(np.float64).reshape(1)
+    prior = fitted["class_prior_"]
     if model.link == "multinomial":
         return multinomial_init(prior)
     return np.array([binary_init(prior, half=model.link == "half_logit")], dtype=np.float64)
