@@ -135,3 +135,9 @@ def test_stages_are_checked_against_the_stored_trees() -> None:
     wide = TreeLayout(n_trees=12, n_nodes=36, n_features=5, n_outputs=1, n_classes=(2,))
     with pytest.raises(ConfigError, match=r"^config.trees: gradient boosting trees have one output and one value$"):
         check_stages(fitted, wide, classifier=True)
+
+
+def test_nan_labels_count_once_as_numpy_unique_counts_them() -> None:
+    check_labels("classes_", np.array([0.0, np.nan]), 2)
+    with pytest.raises(ConfigError, match=r"^classes_: expected an array of 2 distinct labels, got ndarray \[nan nan\]$"):
+        check_labels("classes_", np.array([np.nan, np.nan]), 2)

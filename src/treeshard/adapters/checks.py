@@ -52,14 +52,16 @@ def check_common(fitted: dict[str, Any], layout: TreeLayout) -> None:
 
 
 def check_labels(where: str, labels: Any, n_classes: int) -> None:
-    """``labels`` is a 1-D array of ``n_classes`` distinct labels (no np.unique: it imports numpy.ma)."""
-    expect(
-        where,
-        labels,
-        np.ndarray,
-        lambda a: a.ndim == 1 and len(a) == n_classes and len(set(a.tolist())) == n_classes,
-        f"an array of {n_classes} distinct labels",
-    )
+    """``labels`` is a 1-D array of ``n_classes`` distinct labels, NaN counted once as by
+    ``np.unique`` (which is not called: it imports numpy.ma, a cost the Predictor does not pay)."""
+    expect(where, labels, np.ndarray, lambda a: a.ndim == 1 and len(a) == n_classes and _n_distinct(a) == n_classes, f"an array of {n_classes} distinct labels")
+
+
+def _n_distinct(values: np.ndarray) -> int:
+    if values.dtype.kind in "fc":
+        nan = np.isnan(values)
+        return len(set(values[~nan].tolist())) + int(nan.any())
+    return len(set(values.tolist()))
 
 
 def check_classes(where: str, attrs: dict[str, Any], layout: TreeLayout) -> None:
