@@ -128,7 +128,7 @@ class ModelHandle:
 
             if is_url(self._store):
                 raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
-            verify_store(self._store, public_key=public_key)
+            verify_store(self._reader.source, public_key=public_key)  # the pinned store, not reopened
         elif public_key is not None:
             # The signed record was read with the config (the root checked against it), and
             # every chunk is checked against it as it is read: nothing unsigned is used.

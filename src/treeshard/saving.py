@@ -22,7 +22,7 @@ from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .reader import FITTED_GROUP, NODES_GROUP
 from .record import Config, check_json_depth
 from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
-from .stores import check_target, write_files
+from .storage.targets import check_target, write_files
 
 __all__ = ["save"]
 

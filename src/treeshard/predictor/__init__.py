@@ -6,7 +6,7 @@ feature, child offsets) and predicts with treeshard's compiled traversal
 (:mod:`treeshard._kernels`): without the GIL, a block of rows at a time
 through each tree in turn, row blocks spread over ``n_jobs`` threads.
 Neither scikit-learn nor zarr is imported (treeshard's own directory and zip
-stores are read by :mod:`treeshard._fastread`), which is what a serverless
+stores are read by :mod:`treeshard.chunks`), which is what a serverless
 cold start needs.
 
 Every output is bit-identical to the saved estimator's:
