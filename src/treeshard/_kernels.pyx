@@ -885,7 +885,7 @@ def traverse_complete_sum(
 
 
 # --------------------------------------------------------------------------- histogram gradient boosting
-# Node flags of the histogram boosting walk (treeshard.hist_predictor).
+# Node flags of the histogram boosting walk (treeshard.predictor.hist).
 cdef enum:
     HIST_LEAF = 1
     HIST_MISSING_LEFT = 2

@@ -1,7 +1,7 @@
 """Node columns of histogram gradient boosting (sklearn ``TreePredictor`` objects).
 
 sklearn-free: the adapter (:mod:`treeshard.adapters.hist_gradient_boosting`)
-and the :class:`~treeshard.Predictor` (:mod:`treeshard.hist_predictor`) both
+and the :class:`~treeshard.Predictor` (:mod:`treeshard.predictor.hist`) both
 use it. One column per field of sklearn's ``PREDICTOR_RECORD_DTYPE``, every
 tree concatenated (``tree_ptr``), and each tree's categorical bitsets
 concatenated with their own ``bitset_ptr`` (``docs/FORMAT.md``, section 6.2).

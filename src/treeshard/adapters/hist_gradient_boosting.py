@@ -31,20 +31,8 @@ from ..hist_columns import (
     validate_hist_columns,
 )
 from ..record import TreeLayout, parse_bool, parse_dict, parse_int, parse_list, parse_str, require
-from .base import (
-    Adapter,
-    SavedModel,
-    build_estimator,
-    check_common,
-    check_labels,
-    decode_fitted,
-    decode_value,
-    encode_fitted,
-    encode_params,
-    encode_value,
-    expect,
-    get_fitted,
-)
+from .base import Adapter, SavedModel, build_estimator, decode_fitted, decode_value, encode_fitted, encode_params, encode_value
+from .checks import check_common, check_labels, expect, get_fitted
 from .families import ESTIMATORS, HIST_BOOSTING, ids_of
 
 HGB_FITTED = (

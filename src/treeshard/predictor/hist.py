@@ -27,19 +27,16 @@ Reproduces ``HistGradientBoosting*`` predictions bit for bit
 
 from __future__ import annotations
 
-import math
-import os
-import threading
-import warnings
 from typing import Any
 
 import numpy as np
 
-from .adapters.base import decode_param, decode_value
-from .adapters.families import ESTIMATORS
-from .adapters.hist_gradient_boosting import check_bin_mapper, check_categories_match, check_loss, check_preprocessor, loss_class, remapped
-from .errors import ArrayError, ConfigError
-from .hist_columns import (
+from ..adapters.base import decode_param, decode_value
+from ..adapters.checks import check_labels
+from ..adapters.families import ESTIMATORS
+from ..adapters.hist_gradient_boosting import check_bin_mapper, check_categories_match, check_loss, check_preprocessor, loss_class, remapped
+from ..errors import ArrayError, ConfigError
+from ..hist_columns import (
     BITSET_WORDS,
     HistColumns,
     check_bin_thresholds,
@@ -47,21 +44,23 @@ from .hist_columns import (
     read_hist_columns,
     validate_hist_columns,
 )
+from .inputs import check_feature_names
+from .links import expit
+from .traversal import Traversal
+
 #: Rows walked through every tree at once by the numpy reference (bounds its (rows, trees) arrays).
 HIST_BLOCK_PAIRS = 1 << 20
-#: A batch is split over threads only above this many (row, tree) pairs per thread.
-PAIRS_PER_THREAD = 1 << 14
 _LOG_LINK = ("HalfPoissonLoss", "HalfGammaLoss")
 
 
-class HistPredictor:
+class HistPredictor(Traversal):
     """What ``treeshard.Predictor(store)`` makes of a ``HistGradientBoosting*`` store.
 
     The same interface as :class:`~treeshard.Predictor` (``predict``, and
     ``predict_proba`` and ``decision_function`` for classifiers; ``n_jobs``,
     ``n_features_in_``, ``feature_names_in_``, ``classes_``), plus ``n_iter_``.
-    Not a subclass: :mod:`treeshard.predictor` imports this module, never the
-    other way round.
+    Not a subclass of it: :mod:`.core` imports this module, never the other
+    way round; both share :class:`~.traversal.Traversal` (threads).
     """
 
     n_jobs: int | None = -1
@@ -100,7 +99,7 @@ class HistPredictor:
         if self._is_classifier:
             classes = get("classes_")
             n_classes = len(classes) if isinstance(classes, np.ndarray) and classes.ndim == 1 else 0
-            _check_labels("config.fitted.classes_", classes, max(n_classes, 2))
+            check_labels("config.fitted.classes_", classes, max(n_classes, 2))
             if k != (1 if n_classes == 2 else n_classes):
                 raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
             self.classes_ = classes
@@ -181,7 +180,7 @@ class HistPredictor:
         name = self.estimator
         if hasattr(X, "tocsr") or hasattr(X, "sparse"):
             raise TypeError("Sparse data was passed for X, but dense data is required. Use '.toarray()' to convert to a dense numpy array.")
-        self._check_feature_names(X)
+        check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
         if self._preprocessor is None:
             try:
                 X64 = np.asarray(X, dtype=np.float64)
@@ -207,66 +206,7 @@ class HistPredictor:
         _check_shape(out, name)
         return out
 
-    def _check_feature_names(self, X: Any) -> None:
-        """sklearn's feature-name check (``_check_feature_names``), its warnings and message."""
-        fitted = getattr(self, "feature_names_in_", None)
-        given = _feature_names(X)
-        if fitted is None and given is None:
-            return
-        if fitted is None:
-            warnings.warn(f"X has feature names, but {self.estimator} was fitted without feature names", UserWarning, stacklevel=4)
-            return
-        if given is None:
-            warnings.warn(f"X does not have valid feature names, but {self.estimator} was fitted with feature names", UserWarning, stacklevel=4)
-            return
-        if len(fitted) == len(given) and not np.any(fitted != given):
-            return
-        message = "The feature names should match those that were passed during fit.\n"
-        unexpected, missing = sorted(set(given) - set(fitted)), sorted(set(fitted) - set(given))
-
-        def listing(names: list[str]) -> str:
-            return "".join(f"- {n}\n" for n in names[:5]) + ("- ...\n" if len(names) > 5 else "")
-
-        if unexpected:
-            message += "Feature names unseen at fit time:\n" + listing(unexpected)
-        if missing:
-            message += "Feature names seen at fit time, yet now missing:\n" + listing(missing)
-        if not unexpected and not missing:
-            message += "Feature names must be in the same order as they were in fit.\n"
-        raise ValueError(message)
-
     # ------------------------------------------------------------------ traversal
-    def _parallel(self, kernel: Any, n_rows: int) -> None:
-        """Run ``kernel(start, stop)`` over rows ``0:n_rows`` in ``n_jobs`` threads (fewer for
-        small batches); the calling thread takes the first part. The kernel releases the GIL."""
-        n_jobs = self.n_jobs
-        if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0):
-            raise ValueError(f"n_jobs must be a nonzero integer or None, got {n_jobs!r}")
-        wanted = 1 if n_jobs is None else int(n_jobs) if n_jobs > 0 else max(1, _available_cores() + 1 + int(n_jobs))
-        threads = max(1, min(wanted, n_rows * len(self._roots) // PAIRS_PER_THREAD, n_rows))
-        if threads == 1:
-            kernel(0, n_rows)
-            return
-        bounds = [n_rows * i // threads for i in range(threads + 1)]
-        errors: list[BaseException] = []
-
-        def run(start: int, stop: int) -> None:
-            try:
-                kernel(start, stop)
-            except BaseException as exc:  # re-raised in the calling thread
-                errors.append(exc)
-
-        workers = [threading.Thread(target=run, args=(a, b), daemon=True) for a, b in zip(bounds[1:-1], bounds[2:])]
-        for worker in workers:
-            worker.start()
-        try:
-            kernel(bounds[0], bounds[1])
-        finally:
-            for worker in workers:
-                worker.join()
-        if errors:
-            raise errors[0]
-
     def _tree_values(self, X64: np.ndarray) -> np.ndarray:
         """Leaf value of every row in every tree, (n_rows, n_trees)."""
         n, t = X64.shape[0], len(self._roots)
@@ -300,7 +240,7 @@ class HistPredictor:
     def _raw(self, X: Any) -> np.ndarray:
         """Raw predictions (n_rows, K): the compiled walk (:func:`treeshard._kernels.hist_sum`),
         row blocks spread over ``n_jobs`` threads."""
-        from ._kernels import hist_sum
+        from .._kernels import hist_sum
 
         X64 = self._validate_hist(X)
         raw = np.zeros((X64.shape[0], self._k), dtype=np.float64)
@@ -346,7 +286,7 @@ class HistPredictor:
         raw = self._raw(X)
         if raw.shape[1] == 1:
             proba = np.empty((raw.shape[0], 2), dtype=np.float64)
-            proba[:, 1] = _expit(raw.ravel())
+            proba[:, 1] = expit(raw.ravel())
             proba[:, 0] = 1 - proba[:, 1]
             return proba
         return _softmax_f(np.asfortranarray(raw))
@@ -432,63 +372,3 @@ def _param_int(config: Any, name: str, *, default: int) -> int:
 def _param_float(config: Any, name: str) -> float | None:
     value = decode_param(f"config.params.{name}", config.params.get(name))
     return float(value) if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) else None
-
-
-# --------------------------------------------------------------------------- shared with the forest predictor
-# TODO(issue 12): import these from the predictor package's links/inputs modules once it lands.
-def _available_cores() -> int:
-    count = getattr(os, "process_cpu_count", None)  # Python 3.13
-    if count is not None:
-        return count() or 1
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def _check_labels(where: str, labels: Any, n_classes: int) -> None:
-    """``labels`` is a 1-D array of ``n_classes`` distinct labels (no np.unique: it imports numpy.ma)."""
-    if not (isinstance(labels, np.ndarray) and labels.ndim == 1 and len(labels) == n_classes and len(set(labels.tolist())) == n_classes):
-        raise ConfigError(f"{where}: expected an array of {n_classes} distinct labels")
-
-
-def _feature_names(X: Any) -> np.ndarray | None:
-    """String column names of a DataFrame-like ``X`` (as sklearn's ``_get_feature_names``)."""
-    if isinstance(X, np.ndarray) or not hasattr(X, "columns") or not hasattr(X, "shape"):
-        return None
-    names = np.asarray(list(X.columns), dtype=object)
-    if len(names) == 0:
-        return None
-    types = sorted(t.__qualname__ for t in {type(v) for v in names})
-    if len(types) > 1 and "str" in types:
-        raise TypeError(
-            "Feature names are only supported if all input features have string names, "
-            f"but your input has {types} as feature name / column name types. "
-            "If you want feature names to be stored and validated, you must convert "
-            "them all to strings, by using X.columns = X.columns.astype(str) for "
-            "example. Otherwise you can remove feature / column names from your input "
-            "data, or convert them all to a non-string data type."
-        )
-    return names if types == ["str"] else None
-
-
-_EXP_SAFE = 709.0  # math.exp of anything above may overflow (log(DBL_MAX) is 709.78...)
-
-
-def _exp_or_inf(x: float) -> float:
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    """scipy.special.expit of float64 ``x``, bit for bit, without importing scipy (the C
-    library's ``exp``, as :func:`math.exp`; see :mod:`treeshard.predictor`)."""
-    neg = np.negative(x)
-    overflows = neg > _EXP_SAFE
-    e = np.fromiter(map(math.exp, np.where(overflows, 0.0, neg).ravel().tolist()), dtype=np.float64, count=neg.size)
-    e = e.reshape(neg.shape)
-    if overflows.any():
-        e[overflows] = [_exp_or_inf(v) for v in neg[overflows].tolist()]
-    np.add(1.0, e, out=e)
-    return np.divide(1.0, e, out=e)
