@@ -87,7 +87,7 @@ class Adapter:
     #: ``check_saved(cls, saved)`` runs every check ``from_saved`` runs, building no
     #: tree: save calls it so that it never writes a store that load refuses.
     check_saved: Callable[[type, SavedModel], Any] | None = None
-    #: ``read_saved(reader, selection)``: for families with their own node arrays, the
+    #: ``read_saved(reader, selection, *, budget)``: for families with their own node arrays, the
     #: :class:`SavedModel` of the selected trees read from an open store.
     read_saved: Callable[[Any, np.ndarray], SavedModel] | None = None
     #: ``describe(config)``: what ``open().info`` shows about this family (informative, never raises).
