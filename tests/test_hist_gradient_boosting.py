@@ -492,3 +492,47 @@ def test_golden_store_predicts_as_recorded(name, engine):
         assert_equal_outputs(model.predict_proba(X), reference._loss.predict_proba(raw if raw.ndim == 2 else raw[:, None]), "predict_proba")
     with treeshard.open(GOLDEN / name) as handle:
         assert handle.info.metadata == {"golden": name} and handle.info.details["iterations"] == manifest["n_iter_"]
+
+
+# --------------------------------------------------------------------------- dispatch
+def test_loaded_model_scores_numeric_arrays_with_the_compiled_engine(fitted):
+    import pickle
+
+    from treeshard.dispatch import HistDispatch
+
+    model, X, y, _ = get_case(fitted, "multiclass")
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    loaded = treeshard.load(store)
+    for name in METHODS:
+        method = loaded.__dict__[name]
+        assert isinstance(method, HistDispatch) and method.engine is not None
+        assert_equal_outputs(getattr(model, name)(X), method(X), name)
+    assert "predict" not in vars(treeshard.load(store, engine="sklearn"))
+    assert loaded.score(X, y) == model.score(X, y)
+    with pytest.raises(ValueError, match=r"X has 3 features, but HistGradientBoostingClassifier is expecting 4 features as input"):
+        loaded.predict(X[:, :3])
+    copy_of = pickle.loads(pickle.dumps(loaded))
+    assert copy_of.predict_proba.engine is None  # a pickled model scores with sklearn
+    assert_equal_outputs(model.predict_proba(X), copy_of.predict_proba(X), "predict_proba after pickling")
+
+
+def test_a_refitted_model_scores_with_sklearn(fitted):
+    model, X, y, _ = get_case(fitted, "binary")
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    loaded = treeshard.load(store)
+    X2 = X[::-1].copy()
+    loaded.set_params(max_iter=4).fit(X2, y[::-1])
+    expected = HistGradientBoostingClassifier(**{**model.get_params(), "max_iter": 4}).fit(X2, y[::-1])
+    assert loaded._predictors is not loaded.__dict__["predict"].trees
+    assert_equal_outputs(expected.predict_proba(X), loaded.predict_proba(X), "predict_proba after a refit")
+
+
+def test_partial_and_preprocessed_models_keep_sklearn_methods(fitted, tmp_path):
+    model, X, y, Q = get_case(fitted, "pandas_categoricals")
+    path = tmp_path / "model.zip"
+    treeshard.save(model, path)
+    assert "predict" not in vars(treeshard.load(path, estimators=2))
+    loaded = treeshard.load(path)
+    assert_equal_outputs(model.predict_proba(Q), loaded.predict_proba(Q), "predict_proba of a DataFrame (sklearn's method)")

@@ -140,7 +140,13 @@ class ModelHandle:
         if self.adapter.read_saved is not None:  # a family with its own node arrays: always eager
             saved = self.adapter.read_saved(self._reader, select_trees(estimators, config), budget=parse_memory(max_memory))
             _warn_on_version_change(config)
-            return self.adapter.from_saved(self.adapter.estimator_class(), saved)
+            estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
+            if engine == "auto" and not saved.is_partial:
+                from .dispatch import install_hist
+                from .predictor.hist import HistPredictor
+
+                install_hist(estimator, HistPredictor.from_reader(self._reader))  # all cores, as sklearn's OpenMP
+            return estimator
         source = TreeSource(self._reader)
         plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
         extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}

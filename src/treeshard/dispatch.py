@@ -87,6 +87,10 @@ class SmallBatchDispatch:
     def __reduce__(self) -> tuple[Any, tuple]:
         return SmallBatchDispatch, (self.forest, self.name)
 
+    def bound_to(self, owner: Any) -> SmallBatchDispatch:
+        """This method for another object holding the same model state (``owner``)."""
+        return type(self)(owner, self.name)
+
     def __repr__(self) -> str:
         return f"<treeshard dispatch: {self.__qualname__}, flat engine>"
 
@@ -117,3 +121,57 @@ def _simple_rows(X: Any) -> int | None:
         ok = all(isinstance(dt, np.dtype) and dt.kind in _NUMERIC_KINDS for dt in dtypes)
         return len(X) if ok else None
     return None
+
+
+# --------------------------------------------------------------------------- histogram gradient boosting
+def hist_methods(estimator: Any) -> tuple[str, ...]:
+    """The methods :func:`install_hist` replaces on a histogram gradient boosting model."""
+    from sklearn.base import is_classifier
+
+    return ("predict", "predict_proba", "decision_function") if is_classifier(estimator) else ("predict",)
+
+
+def install_hist(estimator: Any, engine: Any) -> None:
+    """Give a loaded ``HistGradientBoosting*`` methods that score with ``engine`` (the store's
+    :class:`~treeshard.predictor.hist.HistPredictor`) where it gives sklearn's answer."""
+    trees = estimator._predictors
+    for name in hist_methods(estimator):
+        estimator.__dict__[name] = HistDispatch(estimator, name, engine, trees)
+
+
+class HistDispatch(SmallBatchDispatch):
+    """``model.<name>`` of a loaded histogram gradient boosting: the compiled engine for a numeric
+    2-D array when the model has no categorical preprocessor and still holds the loaded trees
+    (not refitted, no warm-start iterations); sklearn's own method otherwise, and on any error
+    (which sklearn then raises in its own words). A pickled or cloned model uses sklearn's."""
+
+    def __init__(self, forest: Any, name: str, engine: Any = None, trees: Any = None) -> None:
+        super().__init__(forest, name)
+        self.engine = engine
+        self.trees = trees
+
+    def __call__(self, X: Any) -> Any:
+        model = self.forest
+        if (
+            self.engine is not None
+            and model.__dict__.get("_predictors") is self.trees
+            and len(self.trees) == self.engine.n_iter_
+            and model.__dict__.get("_preprocessor") is None
+            and isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype.kind in _NUMERIC_KINDS
+        ):
+            try:
+                return getattr(self.engine, self.name)(X)
+            except (TypeError, ValueError):
+                pass  # bad input: let sklearn raise its own error
+        return getattr(type(model), self.name)(model, X)
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return HistDispatch, (self.forest, self.name)
+
+    def bound_to(self, owner: Any) -> HistDispatch:
+        return HistDispatch(owner, self.name, self.engine, self.trees)
+
+    def __repr__(self) -> str:
+        return f"<treeshard dispatch: {self.__qualname__}, compiled engine>"

@@ -65,6 +65,15 @@ class HistPredictor(Traversal):
 
     n_jobs: int | None = -1
 
+    @classmethod
+    def from_reader(cls, reader: Any, *, n_jobs: int | None = -1) -> HistPredictor:
+        """The predictor of the store an open :class:`~treeshard.reader.StoreReader` reads
+        (what a model loaded by ``treeshard.load`` scores with; see :mod:`treeshard.dispatch`)."""
+        self = cls.__new__(cls)
+        self.n_jobs = n_jobs
+        self._setup_hist(reader)
+        return self
+
     def _setup_hist(self, reader: Any) -> None:
         config = reader.config
         self.config = config
