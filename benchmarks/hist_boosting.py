@@ -10,7 +10,9 @@ It is fitted once and cached as a pickle in ``$TREESHARD_BENCH_CACHE/HGB-L``
 - eager load (``treeshard.load``, files in the page cache) against ``joblib.load``;
 - a fresh process to the first one-row prediction: ``treeshard.Predictor`` against
   ``joblib.load`` + sklearn's ``predict``;
-- one-row and 1,000-row ``predict_proba`` latency: the ``Predictor`` against sklearn.
+- one-row and 1,000-row ``predict_proba`` latency: the ``Predictor``, and the model
+  ``treeshard.load`` returns (its methods dispatch numeric arrays to the same engine),
+  against sklearn.
 
 Every figure is the median of repeated measurements, baseline and treeshard
 interleaved in the same run. Usage::
@@ -128,7 +130,9 @@ def run(model: Any, rows: np.ndarray, *, repeat: int, directory: Path) -> list[t
         X = rows[:n]
         t_sk = median_seconds(lambda X=X: model.predict_proba(X), repeat=repeat, number=number)
         t_pr = median_seconds(lambda X=X: predictor.predict_proba(X), repeat=repeat, number=number)
+        t_ld = median_seconds(lambda X=X: loaded.predict_proba(X), repeat=repeat, number=number)
         out.append((f"{n:,}-row predict_proba (ms)", f"sklearn {t_sk * 1e3:.2f}", f"Predictor {t_pr * 1e3:.2f}", f"{t_sk / t_pr:.1f}x faster"))
+        out.append((f"{n:,}-row predict_proba, treeshard.load (dispatch) (ms)", f"sklearn {t_sk * 1e3:.2f}", f"loaded model {t_ld * 1e3:.2f}", f"{t_sk / t_ld:.1f}x faster"))
     return out
 
 

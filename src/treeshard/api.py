@@ -143,9 +143,8 @@ class ModelHandle:
             estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
             if engine == "auto" and not saved.is_partial:
                 from .dispatch import install_hist
-                from .predictor.hist import HistPredictor
 
-                install_hist(estimator, HistPredictor.from_reader(self._reader))  # all cores, as sklearn's OpenMP
+                install_hist(estimator, _hist_engine(config, saved))
             return estimator
         source = TreeSource(self._reader)
         plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
@@ -225,6 +224,19 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
+
+
+def _hist_engine(config: Config, saved: SavedModel) -> Callable[[], Any]:
+    """Builds, on first use, the compiled engine of a loaded histogram boosting model from the
+    columns the load read (all cores, as sklearn's OpenMP)."""
+
+    def build() -> Any:
+        from .adapters.hist_gradient_boosting import columns_of
+        from .predictor.hist import HistPredictor
+
+        return HistPredictor.from_parts(config, columns_of(saved.node_arrays or {}, config.trees.n_trees), saved.arrays)
+
+    return build
 
 
 def _warn_on_version_change(config: Config) -> None:

@@ -36,6 +36,7 @@ the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -131,12 +132,28 @@ def hist_methods(estimator: Any) -> tuple[str, ...]:
     return ("predict", "predict_proba", "decision_function") if is_classifier(estimator) else ("predict",)
 
 
-def install_hist(estimator: Any, engine: Any) -> None:
-    """Give a loaded ``HistGradientBoosting*`` methods that score with ``engine`` (the store's
-    :class:`~treeshard.predictor.hist.HistPredictor`) where it gives sklearn's answer."""
+def install_hist(estimator: Any, build_engine: Callable[[], Any]) -> None:
+    """Give a loaded ``HistGradientBoosting*`` methods that score with the store's
+    :class:`~treeshard.predictor.hist.HistPredictor` (made by ``build_engine()`` on first use,
+    shared by the methods) where it gives sklearn's answer."""
     trees = estimator._predictors
+    engine = _EngineSlot(build_engine)
     for name in hist_methods(estimator):
         estimator.__dict__[name] = HistDispatch(estimator, name, engine, trees)
+
+
+class _EngineSlot:
+    """An engine built on first use (two threads may both build it: the same, benignly)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._engine: Any = None
+
+    def get(self) -> Any:
+        if self._engine is None and self._build is not None:
+            self._engine = self._build()
+            self._build = None  # the columns it held are no longer needed
+        return self._engine
 
 
 class HistDispatch(SmallBatchDispatch):
@@ -155,14 +172,15 @@ class HistDispatch(SmallBatchDispatch):
         if (
             self.engine is not None
             and model.__dict__.get("_predictors") is self.trees
-            and len(self.trees) == self.engine.n_iter_
             and model.__dict__.get("_preprocessor") is None
             and isinstance(X, np.ndarray)
             and X.ndim == 2
             and X.dtype.kind in _NUMERIC_KINDS
         ):
+            engine = self.engine.get()
             try:
-                return getattr(self.engine, self.name)(X)
+                if len(self.trees) == engine.n_iter_:  # no iteration appended in place
+                    return getattr(engine, self.name)(X)
             except (TypeError, ValueError):
                 pass  # bad input: let sklearn raise its own error
         return getattr(type(model), self.name)(model, X)

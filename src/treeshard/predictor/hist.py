@@ -66,16 +66,18 @@ class HistPredictor(Traversal):
     n_jobs: int | None = -1
 
     @classmethod
-    def from_reader(cls, reader: Any, *, n_jobs: int | None = -1) -> HistPredictor:
-        """The predictor of the store an open :class:`~treeshard.reader.StoreReader` reads
-        (what a model loaded by ``treeshard.load`` scores with; see :mod:`treeshard.dispatch`)."""
+    def from_parts(cls, config: Any, cols: HistColumns, arrays: dict[str, np.ndarray], *, n_jobs: int | None = -1) -> HistPredictor:
+        """The predictor of a store's config, node columns (all trees) and fitted arrays, already
+        read (what a model loaded by ``treeshard.load`` scores with; see :mod:`treeshard.dispatch`).
+        Everything is checked again, as when read from a store."""
         self = cls.__new__(cls)
         self.n_jobs = n_jobs
-        self._setup_hist(reader)
+        self._setup_hist(config, lambda: cols, arrays.get)
         return self
 
-    def _setup_hist(self, reader: Any) -> None:
-        config = reader.config
+    def _setup_hist(self, config: Any, read_columns: Any, read_extra: Any) -> None:
+        """Set up from ``config``, ``read_columns()`` (the node columns of every tree) and
+        ``read_extra(name)`` (a fitted array, or None)."""
         self.config = config
         self.estimator = config.estimator
         self._layout = layout = config.trees
@@ -131,7 +133,7 @@ class HistPredictor(Traversal):
         binned_categorical = remapped(is_categorical, preprocessor is not None, n_features)
         if not np.array_equal(bin_mapper["is_categorical_"].astype(bool), binned_categorical):
             raise ConfigError("config.fitted._bin_mapper.is_categorical_: does not match is_categorical_ and the preprocessor")
-        thresholds, ptr = reader.read_extra("bin_thresholds"), reader.read_extra("bin_thresholds_ptr")
+        thresholds, ptr = read_extra("bin_thresholds"), read_extra("bin_thresholds_ptr")
         if thresholds is None or ptr is None:
             raise ArrayError(f"fitted/{'bin_thresholds' if thresholds is None else 'bin_thresholds_ptr'}: missing")
         per_feature = check_bin_thresholds(thresholds, ptr, n_features=n_features, is_categorical=binned_categorical, max_bins=max_bins)
@@ -141,7 +143,9 @@ class HistPredictor(Traversal):
             categorical = np.flatnonzero(is_categorical)
             lookups = [_category_lookup(entry["values"]) for entry in preprocessor["categories"]]
             self._preprocessor = (categorical, np.flatnonzero(~is_categorical), lookups)
-        cols = read_hist_columns(reader, layout.n_trees)
+        cols = read_columns()
+        if cols.n_trees != layout.n_trees:
+            raise ArrayError(f"nodes/tree_ptr: {cols.n_trees} trees, expected {layout.n_trees}")
         depth = validate_hist_columns(cols, n_features=n_features, is_categorical=binned_categorical)
         known, f_idx_map = known_category_bitsets(per_feature, binned_categorical, n_features)
         self._setup_walk(cols, depth, known, f_idx_map)
