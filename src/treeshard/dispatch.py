@@ -22,6 +22,13 @@ give sklearn's answer: input other than a numeric array, list, DataFrame or
 scipy sparse matrix, trees appended by a warm-start fit, a refit, or an
 error (which sklearn then raises in its own words).
 
+A histogram gradient boosting model loaded by ``treeshard.load`` (always
+eagerly) gets the same treatment (:class:`HistDispatch`): ``predict``, and
+``predict_proba`` and ``decision_function`` for classifiers, score a numeric
+2-D array with the store's compiled engine (built on first use from the
+columns the load read) while the model holds the loaded trees and has no
+categorical preprocessor (DataFrames and categorical models go to sklearn).
+
 The methods hold a reference to their forest: ``clone``, ``pickle`` and
 ``copy.deepcopy`` give the copy its own, but a shallow ``copy.copy`` shares
 the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
