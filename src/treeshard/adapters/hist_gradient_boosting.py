@@ -316,12 +316,13 @@ def remapped(is_categorical: np.ndarray | None, has_preprocessor: bool, n_featur
 
 
 def check_loss(record: Any, *, quantile: float | None) -> dict[str, Any]:
+    """The ``_loss`` record: its keys and types, and its quantile equal to the param's."""
     where = "config.fitted._loss"
     record = parse_dict(where, record)
     unknown = sorted(set(record) - {"name", "constant_hessian", "quantile"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}")
-    name = parse_str(f"{where}.name", require(where, record, "name"), max_len=60)
+    parse_str(f"{where}.name", require(where, record, "name"), max_len=60)
     parse_bool(f"{where}.constant_hessian", require(where, record, "constant_hessian"))
     if "quantile" in record:
         stored = decode_value(f"{where}.quantile", record["quantile"])

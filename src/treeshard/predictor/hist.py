@@ -41,7 +41,6 @@ from ..hist_columns import (
     HistColumns,
     check_bin_thresholds,
     known_category_bitsets,
-    read_hist_columns,
     validate_hist_columns,
 )
 from .inputs import check_feature_names
