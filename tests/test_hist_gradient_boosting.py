@@ -28,6 +28,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 import treeshard
 from treeshard import ConfigError, UnsupportedEstimatorError
 
+pytest_plugins = ["helpers.servers"]  # the HTTP server fixture
+
 N = 400
 METHODS = ("predict", "predict_proba", "decision_function")
 STAGED = ("staged_predict", "staged_predict_proba", "staged_decision_function")
@@ -536,3 +538,15 @@ def test_partial_and_preprocessed_models_keep_sklearn_methods(fitted, tmp_path):
     assert "predict" not in vars(treeshard.load(path, estimators=2))
     loaded = treeshard.load(path)
     assert_equal_outputs(model.predict_proba(Q), loaded.predict_proba(Q), "predict_proba of a DataFrame (sklearn's method)")
+
+
+# --------------------------------------------------------------------------- remote stores
+@pytest.mark.parametrize("name", ["model", "model.zip"])
+def test_round_trip_over_http(name, fitted, http_server):
+    model, X, y, Q = get_case(fitted, "pandas_categoricals")
+    treeshard.save(model, http_server.root / f"hgb-{name}", overwrite=True)
+    url = f"{http_server.url}/hgb-{name}"
+    loaded = treeshard.load(url)
+    assert_same_outputs(model, loaded, Q, y)
+    assert_equal_outputs(model.predict_proba(Q), treeshard.Predictor(url).predict_proba(Q), "Predictor over HTTP")
+    assert treeshard.open(url).info.details["iterations"] == model.n_iter_
