@@ -281,7 +281,10 @@ class S3Backend:
     def _run(self, coroutine: Any) -> Any:
         from fsspec.asyn import sync
 
-        return sync(self.fs.loop, coroutine)
+        async def run() -> Any:
+            return await coroutine
+
+        return sync(self.fs.loop, run)
 
     async def _get(self, key: str, byte_range: str | None = None) -> tuple[bytes, str] | None:
         extra = {} if byte_range is None else {"Range": byte_range}

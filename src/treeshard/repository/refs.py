@@ -46,13 +46,12 @@ def parse_ref(ref: Any) -> tuple[str, Any]:
 
 
 def check_alias_name(name: Any) -> str:
-    kind, value = parse_ref(name) if isinstance(name, str) else ("", None)
-    if kind != "alias":
+    if not (isinstance(name, str) and _ALIAS_RE.match(name) and name != LATEST and not re.match(r"^v[0-9]+$", name)):
         raise RefNotFoundError(
             f"{str(name)[:100]!r} cannot be an alias: an alias is a letter, then up to 63 letters, digits, '_' or '-', "
             "and neither 'latest' nor a version id"
         )
-    return value
+    return name
 
 
 def alias_key(name: str) -> str:
