@@ -237,12 +237,30 @@ def test_missing_object_and_malformed_manifest(tmp_path: Path, data: Any) -> Non
     X, _ = data
     repo = treeshard.Repository(tmp_path / "repo")
     repo.save(_forest(data, 3))
+    repo.save(_forest(data, 3))  # the same model: the same objects
     manifest = read_manifest(repo._backend, 1)
     sha = manifest.files["nodes/threshold/c/0"].parts[0][0]
     (tmp_path / "repo" / object_key(sha)).unlink()
     with pytest.raises(IntegrityError) as excinfo:
         repo.load("v1", lazy=False)
     assert f"chunk object {sha[:16]} is missing from the repository {repo.location}" in str(excinfo.value)
+
+    with pytest.raises(IntegrityError) as excinfo:
+        repo.verify("v2")
+    assert str(excinfo.value) == (
+        "store differs from the digest recorded at save time (1 problem(s)):\n"
+        "  array 'nodes/threshold', shard 'c/0' (nodes/threshold/c/0): unreadable (IntegrityError: "
+        f"nodes/threshold/c/0: chunk object {sha[:16]} is missing from the repository {repo.location})"
+    )
+    other = manifest.files["nodes/feature/c/0"].parts[0][0]
+    damaged = bytearray((tmp_path / "repo" / object_key(other)).read_bytes())
+    damaged[-5] ^= 1
+    (tmp_path / "repo" / object_key(other)).write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError) as excinfo:
+        repo.load("v2", verify=True)
+    assert "array 'nodes/feature', shard 'c/0' (nodes/feature/c/0): content differs: inner chunk(s) 0 of the shard" in str(excinfo.value)
+    repo.save(_forest(data, 4, seed=9))
+    assert repo.verify("latest") == "v3: intact"
 
     path = tmp_path / "repo" / version_key(1)
     document = json.loads(path.read_bytes())

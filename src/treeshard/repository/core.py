@@ -141,6 +141,7 @@ class Repository:
         self.node_rows = REPOSITORY_NODE_ROWS
         #: What the last :meth:`save` of this object wrote.
         self.last_save: SaveStats | None = None
+        self._marked = False
 
     def __repr__(self) -> str:
         return f"Repository({self.location!r})"
@@ -199,7 +200,9 @@ class Repository:
         }
         stats = SaveStats(store_bytes=sum(len(v) if isinstance(v, bytes) else sum(map(len, v)) for v in files.values()))
         backend = self._backend
-        backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
+        if not self._marked:
+            backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
+            self._marked = True
         token = f"{os.getpid()}-{uuid.uuid4().hex}"
         staging = f"staging/{token}.json"
         # The staging record first, then the gc lock check: a gc either sees this record or
@@ -277,10 +280,46 @@ class Repository:
         return open_store(self.resolve(ref), **options)
 
     def load(self, ref: Any = "latest", **options: Any) -> Any:
-        """:func:`treeshard.load` of a version; the options are :func:`treeshard.load`'s."""
+        """:func:`treeshard.load` of a version; the options are :func:`treeshard.load`'s
+        (``verify=True`` first checks every byte of the version: :meth:`verify`)."""
         from ..api import load
 
-        return load(self.resolve(ref), **options)
+        version = self.resolve(ref)
+        if options.pop("verify", False):
+            self._verify(version, options.get("public_key"))
+        return load(version, **options)
+
+    def verify(self, ref: Any, *, public_key: Any = None) -> str:
+        """Check every byte of a version against its digest record (and signature), as
+        ``treeshard verify`` does for a store; raises :class:`~treeshard.IntegrityError`
+        (:class:`~treeshard.SignatureError` with ``public_key``) naming what differs."""
+        version = self.resolve(ref)
+        self._verify(version, public_key)
+        return f"{version_id(version.version)}: intact"
+
+    def _verify(self, version: VersionRef, public_key: Any) -> None:
+        from ..integrity import _PathFiles, verify_store  # noqa: PLC2701 - the file view verify reads
+        from .versions import VersionSource
+
+        source = VersionSource(self._backend, read_manifest(self._backend, version.version))
+
+        class VersionFiles(_PathFiles):
+            def __init__(self) -> None:
+                self.archive = None
+
+            def keys(self) -> list[str]:
+                return sorted(source.manifest.files)
+
+            def size(self, key: str) -> int | None:
+                return source.size(key)
+
+            def get(self, key: str) -> bytes | None:
+                return source.get(key)
+
+            def close(self) -> None:
+                pass
+
+        verify_store(VersionFiles(), public_key=public_key)
 
     def predictor(self, ref: Any = "latest", **options: Any) -> Any:
         """A :class:`treeshard.Predictor` over a version (no sklearn, no zarr)."""
