@@ -249,7 +249,7 @@ def test_missing_object_and_malformed_manifest(tmp_path: Path, data: Any) -> Non
         repo.verify("v2")
     assert str(excinfo.value) == (
         "store differs from the digest recorded at save time (1 problem(s)):\n"
-        "  array 'nodes/threshold', shard 'c/0' (nodes/threshold/c/0): unreadable (IntegrityError: "
+        "  array 'nodes/threshold', shard 'c/0' (nodes/threshold/c/0): nodes/threshold/c/0: unreadable (IntegrityError: "
         f"nodes/threshold/c/0: chunk object {sha[:16]} is missing from the repository {repo.location})"
     )
     other = manifest.files["nodes/feature/c/0"].parts[0][0]
