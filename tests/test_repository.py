@@ -572,3 +572,20 @@ print(json.dumps({{"heavy": heavy, "proba": p.predict_proba({X[:5].tolist()!r}).
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["heavy"] == []
     assert np.array_equal(np.array(out["proba"]), model.predict_proba(X[:5]))
+
+
+def test_a_lazy_forest_from_a_repository_pickles_as_a_reference(tmp_path: Path, data: Any) -> None:
+    import pickle
+
+    X, _ = data
+    model = _forest(data, 5)
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.set_alias("production", repo.save(model))
+    lazy = repo.load("production")
+    payload = pickle.dumps(lazy)
+    treeshard.save(model, tmp_path / "plain")
+    # A reference to the version, as small as a lazy model's reference to a plain store.
+    assert len(payload) < len(pickle.dumps(treeshard.load(tmp_path / "plain"))) + 1000
+    repo.set_alias("production", repo.save(_forest(data, 2, seed=3)))
+    # The reference names the version, not the alias: moving the alias does not change the model.
+    assert np.array_equal(pickle.loads(payload).predict_proba(X), model.predict_proba(X))

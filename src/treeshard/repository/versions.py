@@ -277,6 +277,15 @@ class VersionRef:
             check_version_signature(manifest, self.public_key, f"{self.repository}@{version_id(self.version)}")
         return VersionSource(backend, manifest), f"{self.repository}@{version_id(self.version)}"
 
+    def __treeshard_reference__(self) -> tuple[str, dict[str, Any] | None]:
+        """``("REPOSITORY@vN", storage_options)``: what a pickled lazy model reopens."""
+        import os
+
+        from ..storage.urls import is_url
+
+        location = self.repository if is_url(self.repository) else os.path.abspath(self.repository)
+        return f"{location}@{version_id(self.version)}", self.storage_options
+
     def __repr__(self) -> str:
         return f"VersionRef({self.repository!r}, {version_id(self.version)})"
 
