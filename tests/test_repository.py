@@ -327,10 +327,13 @@ def test_gc_keeps_what_versions_and_aliases_use(repo: treeshard.Repository, data
     repo.set_alias("production", "v2")
     only_v1 = read_manifest(repo._backend, 1).objects - read_manifest(repo._backend, 2).objects - read_manifest(repo._backend, 3).objects
     assert only_v1
+    v1_sizes = {sha: size for entry in read_manifest(repo._backend, 1).files.values() for sha, size in entry.parts}
     assert repo.gc().objects_deleted == 0
     repo.delete("v1")
     report = repo.gc()
     assert {key.rsplit("/", 1)[-1] for key in report.keys_deleted if key.startswith("objects/")} == only_v1
+    assert report.objects_deleted == len(only_v1)
+    assert report.bytes_freed == sum(v1_sizes[sha] for sha in only_v1)
     for ref, model in (("production", models[1]), ("v3", models[2])):
         assert np.array_equal(repo.load(ref, lazy=False).predict_proba(X), model.predict_proba(X))
     assert repo.gc().objects_deleted == 0

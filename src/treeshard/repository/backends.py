@@ -76,18 +76,18 @@ class LocalBackend:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str) -> list[tuple[str, float]]:
-        """``(key, modification time)`` of every object under ``prefix`` (a folder, ending in ``/``)."""
+    def list(self, prefix: str) -> list[tuple[str, float, int]]:
+        """``(key, modification time, size)`` of every object under ``prefix`` (a folder, ending in ``/``)."""
         base = self._path(prefix)
         out = []
         for folder, _, names in os.walk(base):
             for name in names:
                 path = Path(folder) / name
                 try:
-                    mtime = path.stat().st_mtime
+                    stat = path.stat()
                 except FileNotFoundError:
                     continue
-                out.append((path.relative_to(self.root).as_posix(), mtime))
+                out.append((path.relative_to(self.root).as_posix(), stat.st_mtime, stat.st_size))
         return out
 
     # -- writes
@@ -171,7 +171,7 @@ class LocalBackend:
     def stale_temporaries(self, older_than: float) -> list[str]:
         """Scratch files of processes that are gone, or older than ``older_than`` (epoch seconds)."""
         out = []
-        for key, mtime in self.list(f"{TMP_DIR}/"):
+        for key, mtime, _ in self.list(f"{TMP_DIR}/"):
             pid = key.rsplit("/", 1)[-1].split("-", 1)[0]
             if mtime < older_than or (pid.isdigit() and not _alive(int(pid))):
                 out.append(key)
@@ -223,9 +223,9 @@ class MemoryBackend:
     def exists(self, key: str) -> bool:
         return key in self.objects
 
-    def list(self, prefix: str) -> list[tuple[str, float]]:
+    def list(self, prefix: str) -> list[tuple[str, float, int]]:
         with self._lock:
-            return [(key, entry[1]) for key, entry in self.objects.items() if key.startswith(prefix)]
+            return [(key, entry[1], len(entry[0])) for key, entry in self.objects.items() if key.startswith(prefix)]
 
     def write(self, key: str, data: bytes) -> None:
         with self._lock:
@@ -323,8 +323,8 @@ class S3Backend:
 
         return self._run(head())
 
-    def list(self, prefix: str) -> list[tuple[str, float]]:
-        async def listing() -> list[tuple[str, float]]:
+    def list(self, prefix: str) -> list[tuple[str, float, int]]:
+        async def listing() -> list[tuple[str, float, int]]:
             out, token = [], None
             while True:
                 extra = {} if token is None else {"ContinuationToken": token}
@@ -333,7 +333,7 @@ class S3Backend:
                 except OSError as exc:
                     raise RemoteStoreError(f"{self.location}: listing {prefix}: {exc}") from None
                 for item in page.get("Contents", []):
-                    out.append((item["Key"][len(self.prefix) :], item["LastModified"].timestamp()))
+                    out.append((item["Key"][len(self.prefix) :], item["LastModified"].timestamp(), int(item["Size"])))
                 token = page.get("NextContinuationToken")
                 if not page.get("IsTruncated") or token is None:
                     return out

@@ -350,7 +350,7 @@ class Repository:
     def aliases(self) -> dict[str, int]:
         """``{alias: version number}``."""
         out = {}
-        for key, _ in self._backend.list("aliases/"):
+        for key, _, _ in self._backend.list("aliases/"):
             name = key[len("aliases/") :].removesuffix(".json")
             try:
                 check_alias_name(name)
@@ -506,7 +506,7 @@ class Repository:
             # Staging records before versions: a save that publishes meanwhile is in one or the other.
             used: set[str] = set()
             stale = []
-            for key, _ in backend.list("staging/"):
+            for key, _, _ in backend.list("staging/"):
                 raw = backend.read(key)
                 if raw is None:
                     continue
@@ -525,9 +525,8 @@ class Repository:
                     used.update(read_manifest(backend, number).objects)
                 except RefNotFoundError:
                     continue
-            for key, _ in backend.list("objects/"):
+            for key, _, size in backend.list("objects/"):
                 if key.rsplit("/", 1)[-1] not in used:
-                    size = len(backend.read(key) or b"") if not hasattr(backend, "root") else _file_size(backend.root / key)
                     backend.delete(key)
                     report.objects_deleted += 1
                     report.bytes_freed += size
@@ -557,13 +556,6 @@ def _public_pem(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
-def _file_size(path: Any) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
 
 
 def _age(raw: bytes) -> float:

@@ -105,7 +105,7 @@ def latest_number(backend: Any) -> int | None:
 
 def list_numbers(backend: Any) -> list[int]:
     out = []
-    for key, _ in backend.list("versions/"):
+    for key, _, _ in backend.list("versions/"):
         name = key[len("versions/") :]
         if len(name) == 15 and name.endswith(".json") and name[:10].isdigit() and int(name[:10]) > 0:
             out.append(int(name[:10]))
