@@ -74,7 +74,7 @@ def main() -> None:
     from sklearn.ensemble import RandomForestClassifier
 
     import treeshard
-    from servers import S3Server
+    from helpers.servers import S3Server
 
     X, y = make_classification(20_000, 20, n_informative=10, n_classes=3, random_state=0)
     model = RandomForestClassifier(100, random_state=0, n_jobs=1, warm_start=True).fit(X, y)

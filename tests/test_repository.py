@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from servers import s3_server  # noqa: F401 - the session's moto server
+from helpers.servers import s3_server  # noqa: F401 - the session's moto server
 from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 
