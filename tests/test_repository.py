@@ -465,47 +465,73 @@ KILLER = textwrap.dedent(
     import treeshard
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
-    location, kills = sys.argv[1], int(sys.argv[2])
+    location, options, kills = sys.argv[1], json.loads(sys.argv[2]) or None, int(sys.argv[3])
     X, y = make_classification(3000, 10, n_informative=6, n_classes=3, random_state=0)
     models = [RandomForestClassifier(8 + k, random_state=k, n_jobs=1).fit(X, y) for k in range(3)]
+    import treeshard.api, treeshard.repository.core, treeshard.writer  # imported once, before the forks
+    if options:
+        import s3fs  # noqa: F401 - its session starts in each child
     rng = random.Random(0)
     finished = []
-    for kill in range(kills):
+
+    def child(k, delay):
+        # Fork a process that saves (and moves the alias) forever; kill it `delay` s after it is
+        # ready (None: once it has saved one version). The versions it reported, and the time taken.
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(read)
-            repo = treeshard.Repository(location)
-            k = kill
+            repo = treeshard.Repository(location, storage_options=options)
+            repo._backend.exists("gc.lock")  # the S3 client's set-up, before the clock starts
+            os.write(write, b"ready\\n")
             while True:
                 version = repo.save(models[k % 3], metadata={{"model": k % 3}})
                 repo.set_alias("production", version)
                 os.write(write, (version + "\\n").encode())
                 k += 1
         os.close(write)
-        time.sleep(rng.uniform(0.0, 0.25))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
         with os.fdopen(read) as reader:
-            finished += reader.read().split()
+            assert reader.readline() == "ready\\n"
+            start = time.perf_counter()
+            if delay is None:
+                lines = [reader.readline()]
+            else:
+                time.sleep(delay)
+            elapsed = time.perf_counter() - start
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            lines = (lines if delay is None else []) + reader.read().split()
+        return [line.strip() for line in lines if line.strip()], elapsed
+
+    # Kill moments span one and a half saves, measured on this machine now (it may be loaded).
+    reported, one_save = child(0, None)
+    finished += reported
+    for kill in range(kills):
+        reported, _ = child(kill, rng.uniform(0.0, 1.5 * one_save))
+        finished += reported
     print(json.dumps(finished))
     """
 ).format(src=SRC)
 
 
-def test_sigkill_during_save_leaves_the_repository_consistent(tmp_path: Path) -> None:
-    """50 saves (and alias moves) killed at random moments: every visible version is complete,
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_sigkill_during_save_leaves_the_repository_consistent(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Saves (and alias moves) killed at random moments (50 locally, 30 on S3): every visible version is complete,
     the alias names one, and gc afterwards removes only what no version uses."""
-    location = str(tmp_path / "repo")
-    done = subprocess.run([sys.executable, "-c", KILLER, location, "50"], capture_output=True, text=True, timeout=600, check=False)
+    if where == "local":
+        location, options, kills = str(tmp_path / "repo"), None, 50
+    else:  # each kill costs a new S3 session (about half a second): fewer kills
+        location, options, kills = f"s3://models/killed-{uuid.uuid4().hex}", request.getfixturevalue("s3_server").storage_options, 30
+    command = [sys.executable, "-c", KILLER, location, json.dumps(options), str(kills)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
     finished = json.loads(done.stdout.strip().splitlines()[-1])
     X, y = make_classification(3000, 10, n_informative=6, n_classes=3, random_state=0)
     models = [RandomForestClassifier(8 + k, random_state=k, n_jobs=1).fit(X, y) for k in range(3)]
-    repo = treeshard.Repository(location)
+    repo = treeshard.Repository(location, storage_options=options)
     visible = repo.versions()
     assert {v.id for v in visible} >= set(finished)
-    assert len(visible) >= 1
+    assert len(visible) >= 1, done.stderr[-3000:]
 
     def check_all() -> None:
         for info in repo.versions():
@@ -514,11 +540,14 @@ def test_sigkill_during_save_leaves_the_repository_consistent(tmp_path: Path) ->
         assert repo.resolve("production").version in {v.number for v in repo.versions()}
 
     check_all()
+    # The kills did land inside saves: their staging records are still there.
+    assert len(repo._backend.list("staging/")) >= 5
     repo.grace = 0.0  # every save is over: their staging records and scratch files are dead
     repo.gc()
     check_all()
-    assert not list((tmp_path / "repo" / ".tmp").iterdir())
-    assert not list((tmp_path / "repo").glob("staging/*"))
+    assert [key for key, _, _ in repo._backend.list("staging/")] == []
+    if where == "local":
+        assert not list((tmp_path / "repo" / ".tmp").iterdir())
 
 
 # --------------------------------------------------------------------------- command line and imports
