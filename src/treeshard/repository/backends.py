@@ -341,8 +341,15 @@ class S3Backend:
         return self._run(listing())
 
     async def _put(self, key: str, data: bytes, **conditions: str) -> bool:
+        from botocore.exceptions import ParamValidationError
+
         try:
             await self.fs._call_s3("put_object", Bucket=self.bucket, Key=self._key(key), Body=data, **conditions)
+        except ParamValidationError:
+            raise MissingDependencyError(
+                "this botocore cannot send S3 conditional writes (If-None-Match / If-Match), which a repository "
+                "needs: upgrade s3fs and aiobotocore"
+            ) from None
         except OSError as exc:
             if conditions and _precondition_failed(exc):
                 return False
