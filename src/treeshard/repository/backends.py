@@ -117,19 +117,6 @@ class LocalBackend:
         os.replace(tmp, self._path(key))
         _fsync_directory(parent)
 
-    def write_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Files written and fsynced concurrently, renamed into place, then each folder fsynced once."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        if not items:
-            return
-        parents = {self._parent(key) for key, _ in items}
-        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="treeshard-repository") as pool:
-            temporaries = list(pool.map(self._temporary, [data for _, data in items]))
-            for (key, _), tmp in zip(items, temporaries, strict=True):
-                os.replace(tmp, self._path(key))
-            list(pool.map(_fsync_directory, parents))
-
     def create(self, key: str, data: bytes) -> bool:
         parent = self._parent(key)
         tmp = self._temporary(data)
@@ -358,33 +345,6 @@ class S3Backend:
 
     def write(self, key: str, data: bytes) -> None:
         self._run(self._put(key, data))
-
-    def write_many(self, items: list[tuple[str, bytes]]) -> None:
-        """Unconditional puts, concurrently (content-addressed objects)."""
-        import asyncio
-
-        async def put_all() -> None:
-            await asyncio.gather(*(self._put(key, data) for key, data in items))
-
-        self._run(put_all())
-
-    def exist_many(self, keys: list[str]) -> list[bool]:
-        import asyncio
-
-        async def head(key: str) -> bool:
-            try:
-                await self.fs._call_s3("head_object", Bucket=self.bucket, Key=self._key(key))
-            except FileNotFoundError:
-                return False
-            return True
-
-        async def all_heads() -> list[bool]:
-            return list(await asyncio.gather(*(head(key) for key in keys)))
-
-        try:
-            return self._run(all_heads())
-        except OSError as exc:
-            raise RemoteStoreError(f"{self.location}: {exc}") from None
 
     def create(self, key: str, data: bytes) -> bool:
         return self._run(self._put(key, data, IfNoneMatch="*"))

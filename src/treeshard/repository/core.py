@@ -47,6 +47,7 @@ from .versions import (
     check_version_signature,
     encode_manifest,
     object_key,
+    place_chunks,
     read_manifest,
     split_files,
     version_id,
@@ -185,7 +186,7 @@ class Repository:
             private = load_private_key(sign_with)
             files[SIGNATURE_KEY] = signature_record(files[DIGEST_KEY], private)
             signer = key_id(private.public_key())
-        entries, objects = split_files(files)
+        entries, chunks = split_files(files)
         record = json.loads(files[ROOT_METADATA])["attributes"]["treeshard"]
         document = {
             "treeshard_version": MANIFEST_FORMAT,
@@ -203,20 +204,47 @@ class Repository:
         if not self._marked:
             backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
             self._marked = True
-        token = f"{os.getpid()}-{uuid.uuid4().hex}"
-        staging = f"staging/{token}.json"
-        # The staging record first, then the gc lock check: a gc either sees this record or
-        # this save sees its lock (and waits), so no object this save reuses is collected.
-        backend.write(staging, encode_manifest({"created": time.time(), "objects": sorted(objects)}))
+        staging = f"staging/{os.getpid()}-{uuid.uuid4().hex}.json"
+        known = self._known_chunks()
         try:
-            self._wait_for_gc()
-            self._put_objects(objects, stats)
+            while True:
+                pack, pack_sha = place_chunks(entries, chunks, known)
+                used = {part[2] for entry in entries.values() for part in entry.get("parts", [])}
+                # The staging record first, then the gc lock check: a gc either sees this record or
+                # this save sees its lock (and waits), so no pack this save uses is collected.
+                backend.write(staging, encode_manifest({"created": time.time(), "objects": sorted(used)}))
+                self._wait_for_gc()
+                # A gc that ran before the record was written may have taken a pack the earlier
+                # versions used (their versions deleted): place those chunks again.
+                gone = {sha for sha in used - {pack_sha} if not backend.exists(object_key(sha))}
+                if not gone:
+                    break
+                known = {sha: place for sha, place in known.items() if place[1] not in gone}
+            new_chunks = {part[0] for entry in entries.values() for part in entry.get("parts", []) if part[2] == pack_sha}
+            stats.objects_written = len(new_chunks)
+            stats.objects_reused = len({part[0] for entry in entries.values() for part in entry.get("parts", [])}) - len(new_chunks)
+            if pack and not backend.exists(object_key(pack_sha)):
+                backend.write(object_key(pack_sha), pack)
+                stats.bytes_written += len(pack)
             number = self._publish(document, stats)
             self._advance_latest(number)
         finally:
             backend.delete(staging)
         self.last_save = stats
         return version_id(number)
+
+    #: Versions whose chunks a save looks up (the newest ones): a chunk only an older version
+    #: has is stored again.
+    KNOWN_VERSIONS = 8
+
+    def _known_chunks(self) -> dict[str, tuple[int, str, int]]:
+        known: dict[str, tuple[int, str, int]] = {}
+        for number in list_numbers(self._backend)[-self.KNOWN_VERSIONS :]:
+            try:
+                known.update(read_manifest(self._backend, number).chunks)
+            except RefNotFoundError:
+                continue  # deleted meanwhile
+        return known
 
     def _wait_for_gc(self) -> None:
         deadline = time.monotonic() + self.grace
@@ -227,23 +255,6 @@ class Repository:
             if time.monotonic() > deadline:
                 raise RepositoryError(f"{self.location}: a gc has held {GC_LOCK_KEY} for too long")
             time.sleep(0.05)
-
-    def _put_objects(self, objects: dict[str, bytes], stats: SaveStats) -> None:
-        backend = self._backend
-        keys = {sha: object_key(sha) for sha in objects}
-        if hasattr(backend, "exist_many"):
-            present = dict(zip(keys, backend.exist_many(list(keys.values())), strict=True))
-        else:
-            present = {sha: backend.exists(key) for sha, key in keys.items()}
-        missing = [(keys[sha], objects[sha]) for sha in objects if not present[sha]]
-        stats.objects_reused = len(objects) - len(missing)
-        stats.objects_written = len(missing)
-        stats.bytes_written += sum(len(data) for _, data in missing)
-        if hasattr(backend, "write_many"):
-            backend.write_many(missing)
-        else:
-            for key, data in missing:
-                backend.write(key, data)
 
     def _publish(self, document: dict[str, Any], stats: SaveStats) -> int:
         """Claim the next free version number with a create-only write of the manifest."""

@@ -4,9 +4,11 @@ A version is stored as one JSON **manifest** (``versions/NNNNNNNNNN.json``),
 written once and never changed, that lists the files of a normal treeshard
 store. Small files (the root ``zarr.json``, ``treeshard.sha256``,
 ``treeshard.sig``, each array's ``zarr.json``) are held inline; a shard file
-is the list of its inner chunks, each a content-addressed object
-``objects/XX/SHA256`` shared by every version with the same chunk, followed by
-its index (inline). :class:`VersionSource` serves those files, byte for byte
+is the list of its inner chunks followed by its index (inline). Each chunk is
+named by its sha256 and lives at an offset of a **pack**, ``objects/XX/SHA256``
+(the chunks a save added, concatenated, named by the sha256 of the pack): a
+later version that has the same chunk refers to the same place, and a read of
+neighbouring chunks of one pack is one ranged request, as in a plain store. :class:`VersionSource` serves those files, byte for byte
 the store ``treeshard.save`` would have written, to the ordinary reader,
 which checks each chunk against the version's digest record as usual.
 
@@ -50,19 +52,21 @@ def version_id(number: int) -> str:
 
 @dataclass
 class FileEntry:
-    """One file of the version's store: inline bytes, or object parts followed by an inline tail."""
+    """One file of the version's store: inline bytes, or chunk parts followed by an inline tail.
+
+    A part is ``(chunk sha256, size, pack sha256, offset in the pack)``."""
 
     size: int
     data: bytes | None = None
-    parts: list[tuple[str, int]] = field(default_factory=list)
+    parts: list[tuple[str, int, str, int]] = field(default_factory=list)
     tail: bytes = b""
     _offsets: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         offset, self._offsets = 0, []
-        for _, length in self.parts:
+        for part in self.parts:
             self._offsets.append(offset)
-            offset += length
+            offset += part[1]
 
 
 @dataclass
@@ -75,11 +79,18 @@ class Manifest:
 
     @property
     def objects(self) -> set[str]:
-        return {sha for entry in self.files.values() for sha, _ in entry.parts}
+        """The packs the version uses."""
+        return {part[2] for entry in self.files.values() for part in entry.parts}
+
+    @property
+    def chunks(self) -> dict[str, tuple[int, str, int]]:
+        """``{chunk sha256: (size, pack, offset)}``: where each of its chunks is stored."""
+        return {part[0]: part[1:] for entry in self.files.values() for part in entry.parts}
 
 
 def split_files(files: dict[str, bytes | list[bytes]]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """``(manifest "files" object, {sha256: chunk bytes})`` for the files of an encoded store.
+    """``(manifest "files" object with parts ``[sha256, size]``, {sha256: chunk bytes})`` for the
+    files of an encoded store (:func:`place_chunks` then says where each chunk is).
 
     A shard (a list of parts: its inner chunks, then the index and the index's
     crc32c, as :func:`treeshard.writer._assemble` lays it out) keeps its chunks as
@@ -109,6 +120,32 @@ def split_files(files: dict[str, bytes | list[bytes]]) -> tuple[dict[str, Any], 
             "tail": _b64(tail),
         }
     return entries, objects
+
+
+def place_chunks(entries: dict[str, Any], chunks: dict[str, bytes], known: dict[str, tuple[int, str, int]]) -> tuple[bytes, str]:
+    """Give every part of ``entries`` its pack and offset: a chunk in ``known`` (``{sha: (size,
+    pack, offset)}``, from earlier versions) stays where it is; the others are concatenated into
+    a new pack. Returns ``(pack bytes, pack sha256)`` (empty bytes if every chunk is known)."""
+    import hashlib
+
+    new: dict[str, int] = {}
+    pieces: list[bytes] = []
+    offset = 0
+    for entry in entries.values():
+        for part in entry.get("parts", []):
+            sha = part[0]
+            if sha in known or sha in new:
+                continue
+            new[sha] = offset
+            pieces.append(chunks[sha])
+            offset += len(chunks[sha])
+    pack = b"".join(pieces)
+    pack_sha = hashlib.sha256(pack).hexdigest()
+    for entry in entries.values():
+        for part in entry.get("parts", []):
+            sha = part[0]
+            part[2:] = [pack_sha, new[sha]] if sha in new else [known[sha][1], known[sha][2]]
+    return pack, pack_sha
 
 
 def _b64(data: bytes) -> str:
@@ -173,10 +210,16 @@ def _parse_entry(key: Any, entry: Any, where: str) -> FileEntry:
         raise FormatError(f"{at}: needs 'data' or 'parts'")
     checked = []
     for part in parts:
-        if not (isinstance(part, list) and len(part) == 2 and isinstance(part[0], str) and _SHA256_RE.match(part[0]) and _is_size(part[1])):
-            raise FormatError(f"{at}: a part is not [sha256, size]")
-        checked.append((part[0], part[1]))
-    if sum(size for _, size in checked) + len(tail) != entry["size"]:
+        if not (
+            isinstance(part, list)
+            and len(part) == 4
+            and all(isinstance(part[i], str) and _SHA256_RE.match(part[i]) for i in (0, 2))
+            and _is_size(part[1])
+            and _is_size(part[3])
+        ):
+            raise FormatError(f"{at}: a part is not [chunk sha256, size, pack sha256, offset]")
+        checked.append((part[0], part[1], part[2], part[3]))
+    if sum(part[1] for part in checked) + len(tail) != entry["size"]:
         raise FormatError(f"{at}: parts and tail do not add up to its size")
     return FileEntry(size=entry["size"], parts=checked, tail=tail)
 
@@ -197,16 +240,16 @@ class VersionSource:
     """The byte source (``get``, ``size``, ``get_range``, ``get_suffix``) of one version, for
     :class:`treeshard._fastread.FastReader`: inline files cost no request, a chunk one object read."""
 
-    coalesce_reads = False  # every chunk is its own object: there is nothing to merge
-
     def __init__(self, backend: Any, manifest: Manifest) -> None:
         self.backend = backend
         self.manifest = manifest
+        # Remote: the reader asks for runs of neighbouring chunks at once; a run within a pack is one request.
+        self.coalesce_reads = bool(backend.remote)
 
-    def _object(self, sha: str, offset: int, length: int, key: str) -> bytes:
-        data = self.backend.read_range(object_key(sha), offset, length)
+    def _pack(self, pack: str, offset: int, length: int, key: str) -> bytes:
+        data = self.backend.read_range(object_key(pack), offset, length)
         if data is None or len(data) != length:
-            raise IntegrityError(f"{key}: chunk object {sha[:16]} is missing from the repository {self.backend.location}")
+            raise IntegrityError(f"{key}: pack {pack[:16]} is missing from the repository {self.backend.location} (or is truncated)")
         return data
 
     def get(self, key: str) -> bytes | None:
@@ -241,14 +284,23 @@ class VersionSource:
         out, stop = [], offset + length
         objects_end = entry.size - len(entry.tail)
         first = max(0, bisect.bisect_right(entry._offsets, offset) - 1)
+        run: list[Any] = []  # [pack, start in the pack, length]: consecutive bytes of one pack
         for i in range(first, len(entry.parts)):
             start = entry._offsets[i]
             if start >= stop:
                 break
-            sha, size = entry.parts[i]
+            _, size, pack, at = entry.parts[i]
             lo, hi = max(offset, start), min(stop, start + size)
-            if hi > lo:
-                out.append(self._object(sha, lo - start, hi - lo, key))
+            if hi <= lo:
+                continue
+            if run and run[0] == pack and run[1] + run[2] == at + lo - start:
+                run[2] += hi - lo
+            else:
+                if run:
+                    out.append(self._pack(run[0], run[1], run[2], key))
+                run = [pack, at + lo - start, hi - lo]
+        if run:
+            out.append(self._pack(run[0], run[1], run[2], key))
         if stop > objects_end:
             out.append(entry.tail[max(0, offset - objects_end) : stop - objects_end])
         return b"".join(out)
