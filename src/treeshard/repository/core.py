@@ -292,13 +292,10 @@ class Repository:
 
     def load(self, ref: Any = "latest", **options: Any) -> Any:
         """:func:`treeshard.load` of a version; the options are :func:`treeshard.load`'s
-        (``verify=True`` first checks every byte of the version: :meth:`verify`)."""
+        (``verify=True`` first checks every byte of the version, as :meth:`verify`)."""
         from ..api import load
 
-        version = self.resolve(ref)
-        if options.pop("verify", False):
-            self._verify(version, options.get("public_key"))
-        return load(version, **options)
+        return load(self.resolve(ref), **options)
 
     def verify(self, ref: Any, *, public_key: Any = None) -> str:
         """Check every byte of a version against its digest record (and signature), as
@@ -309,28 +306,10 @@ class Repository:
         return f"{version_id(version.version)}: intact"
 
     def _verify(self, version: VersionRef, public_key: Any) -> None:
-        from ..integrity import _PathFiles, verify_store  # noqa: PLC2701 - the file view verify reads
+        from ..integrity import verify_store
         from .versions import VersionSource
 
-        source = VersionSource(self._backend, read_manifest(self._backend, version.version))
-
-        class VersionFiles(_PathFiles):
-            def __init__(self) -> None:
-                self.archive = None
-
-            def keys(self) -> list[str]:
-                return sorted(source.manifest.files)
-
-            def size(self, key: str) -> int | None:
-                return source.size(key)
-
-            def get(self, key: str) -> bytes | None:
-                return source.get(key)
-
-            def close(self) -> None:
-                pass
-
-        verify_store(VersionFiles(), public_key=public_key)
+        verify_store(VersionSource(self._backend, read_manifest(self._backend, version.version)), public_key=public_key)
 
     def predictor(self, ref: Any = "latest", **options: Any) -> Any:
         """A :class:`treeshard.Predictor` over a version (no sklearn, no zarr)."""

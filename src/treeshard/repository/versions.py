@@ -305,6 +305,10 @@ class VersionSource:
             out.append(entry.tail[max(0, offset - objects_end) : stop - objects_end])
         return b"".join(out)
 
+    def keys(self) -> list[str]:
+        """Every file of the version (a listable source: ``treeshard.verify`` reads it)."""
+        return sorted(self.manifest.files)
+
     def close(self) -> None:
         pass
 
@@ -345,7 +349,8 @@ class VersionRef:
 def check_version_signature(manifest: Manifest, public_key: Any, where: str) -> None:
     """Raise :class:`~treeshard.SignatureError` unless the version's digest record is signed by ``public_key``."""
     from ..errors import SignatureError
-    from ..integrity import check_signature_document, parse_digest
+    from ..integrity import check_signature_document
+    from ..storage.digest import parse_digest
 
     record = manifest.files.get(DIGEST_KEY)
     if record is None or record.data is None:
