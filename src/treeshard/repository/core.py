@@ -44,7 +44,6 @@ from .versions import (
     MANIFEST_FORMAT,
     Manifest,
     VersionRef,
-    check_version_signature,
     encode_manifest,
     object_key,
     place_chunks,
@@ -615,3 +614,18 @@ def _dtypes(example: Any) -> dict[str, str] | list[str] | None:
     array = np.asarray(example)
     width = array.shape[1] if array.ndim == 2 else 1
     return [str(array.dtype)] * width
+
+
+def check_version_signature(manifest: Manifest, public_key: Any, where: str) -> None:
+    """Raise :class:`~treeshard.SignatureError` unless the version's digest record is signed by ``public_key``."""
+    from ..integrity import check_signature_document
+    from ..storage.digest import parse_digest
+
+    record = manifest.files.get(DIGEST_KEY)
+    if record is None or record.data is None:
+        raise SignatureError(f"{where}: the version has no inline {DIGEST_KEY}: it cannot be signed")
+    signature = manifest.files.get(SIGNATURE_KEY)
+    try:
+        check_signature_document(None if signature is None else signature.data, parse_digest(record.data), public_key)
+    except SignatureError as exc:
+        raise SignatureError(f"{where}: {exc}") from None

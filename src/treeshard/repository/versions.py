@@ -240,9 +240,12 @@ class VersionSource:
     """The byte source (``get``, ``size``, ``get_range``, ``get_suffix``) of one version, for
     :class:`treeshard._fastread.FastReader`: inline files cost no request, a chunk one object read."""
 
-    def __init__(self, backend: Any, manifest: Manifest) -> None:
+    def __init__(self, backend: Any, manifest: Manifest, *, required_signer: bytes | None = None) -> None:
         self.backend = backend
         self.manifest = manifest
+        #: A public key (PEM) the version must be signed by: the reader checks it on open
+        #: (an alias's policy), before any chunk is read.
+        self.required_signer = required_signer
         # Remote: the reader asks for runs of neighbouring chunks at once; a run within a pack is one request.
         self.coalesce_reads = bool(backend.remote)
 
@@ -329,9 +332,7 @@ class VersionRef:
 
         backend = open_backend(self.repository, self.storage_options)
         manifest = read_manifest(backend, self.version)
-        if self.public_key is not None:
-            check_version_signature(manifest, self.public_key, f"{self.repository}@{version_id(self.version)}")
-        return VersionSource(backend, manifest), f"{self.repository}@{version_id(self.version)}"
+        return VersionSource(backend, manifest, required_signer=self.public_key), f"{self.repository}@{version_id(self.version)}"
 
     def __treeshard_reference__(self) -> tuple[str, dict[str, Any] | None]:
         """``("REPOSITORY@vN", storage_options)``: what a pickled lazy model reopens."""
@@ -344,19 +345,3 @@ class VersionRef:
 
     def __repr__(self) -> str:
         return f"VersionRef({self.repository!r}, {version_id(self.version)})"
-
-
-def check_version_signature(manifest: Manifest, public_key: Any, where: str) -> None:
-    """Raise :class:`~treeshard.SignatureError` unless the version's digest record is signed by ``public_key``."""
-    from ..errors import SignatureError
-    from ..integrity import check_signature_document
-    from ..storage.digest import parse_digest
-
-    record = manifest.files.get(DIGEST_KEY)
-    if record is None or record.data is None:
-        raise SignatureError(f"{where}: the version has no inline {DIGEST_KEY}: it cannot be signed")
-    signature = manifest.files.get(SIGNATURE_KEY)
-    try:
-        check_signature_document(None if signature is None else signature.data, parse_digest(record.data), public_key)
-    except SignatureError as exc:
-        raise SignatureError(f"{where}: {exc}") from None
