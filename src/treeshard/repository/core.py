@@ -45,6 +45,7 @@ from .versions import (
     Manifest,
     VersionRef,
     encode_manifest,
+    number_packs,
     object_key,
     place_chunks,
     read_manifest,
@@ -225,6 +226,7 @@ class Repository:
             if pack and not backend.exists(object_key(pack_sha)):
                 backend.write(object_key(pack_sha), pack)
                 stats.bytes_written += len(pack)
+            document["packs"] = number_packs(entries)
             number = self._publish(document, stats)
             self._advance_latest(number)
         finally:

@@ -148,6 +148,16 @@ def place_chunks(entries: dict[str, Any], chunks: dict[str, bytes], known: dict[
     return pack, pack_sha
 
 
+def number_packs(entries: dict[str, Any]) -> list[str]:
+    """Replace each part's pack by its number in the returned list (the manifest's ``packs``)."""
+    packs = sorted({part[2] for entry in entries.values() for part in entry.get("parts", [])})
+    numbers = {pack: i for i, pack in enumerate(packs)}
+    for entry in entries.values():
+        for part in entry.get("parts", []):
+            part[2] = numbers[part[2]]
+    return packs
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -172,9 +182,12 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
     files_raw = document.pop("files", None)
     if not isinstance(files_raw, dict) or "zarr.json" not in files_raw:
         raise FormatError(f"{where}: 'files' must be an object holding the store's zarr.json")
+    packs = document.pop("packs", None)
+    if not isinstance(packs, list) or not all(isinstance(pack, str) and _SHA256_RE.match(pack) for pack in packs):
+        raise FormatError(f"{where}: 'packs' must be a list of sha256 digests")
     files = {}
     for key, entry in files_raw.items():
-        files[key] = _parse_entry(key, entry, where)
+        files[key] = _parse_entry(key, entry, where, packs)
     return Manifest(number, document, files)
 
 
@@ -189,7 +202,7 @@ def _check_depth(value: Any, where: str, depth: int = 0) -> None:
             _check_depth(item, where, depth + 1)
 
 
-def _parse_entry(key: Any, entry: Any, where: str) -> FileEntry:
+def _parse_entry(key: Any, entry: Any, where: str, packs: list[str]) -> FileEntry:
     at = f"{where}: files.{str(key)[:200]}"
     if not isinstance(key, str) or not _KEY_RE.match(key) or ".." in key.split("/"):
         raise FormatError(f"{at}: not a store key")
@@ -213,12 +226,15 @@ def _parse_entry(key: Any, entry: Any, where: str) -> FileEntry:
         if not (
             isinstance(part, list)
             and len(part) == 4
-            and all(isinstance(part[i], str) and _SHA256_RE.match(part[i]) for i in (0, 2))
+            and isinstance(part[0], str)
+            and _SHA256_RE.match(part[0])
             and _is_size(part[1])
+            and _is_size(part[2])
+            and part[2] < len(packs)
             and _is_size(part[3])
         ):
-            raise FormatError(f"{at}: a part is not [chunk sha256, size, pack sha256, offset]")
-        checked.append((part[0], part[1], part[2], part[3]))
+            raise FormatError(f"{at}: a part is not [chunk sha256, size, pack number, offset]")
+        checked.append((part[0], part[1], packs[part[2]], part[3]))
     if sum(part[1] for part in checked) + len(tail) != entry["size"]:
         raise FormatError(f"{at}: parts and tail do not add up to its size")
     return FileEntry(size=entry["size"], parts=checked, tail=tail)
