@@ -174,7 +174,7 @@ class Repository:
             Rows like the model's input: their column dtypes are recorded.
         codec : {"lz4", "zstd", "none"}
         """
-        from ..api import encode_files
+        from ..saving import encode_files
 
         if message is not None and not isinstance(message, str):
             raise TypeError(f"message must be a string, got {type(message).__name__}")
