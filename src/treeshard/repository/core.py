@@ -57,7 +57,7 @@ from .versions import (
 MARKER_KEY = "treeshard.repository.json"
 GC_LOCK_KEY = "gc.lock"
 #: Node rows per chunk in a repository: versions share chunks, so finer chunks share more.
-REPOSITORY_NODE_ROWS = 8192
+REPOSITORY_NODE_ROWS = 16384
 #: A save or gc older than this (seconds) is taken for dead: its staging record or lock is ignored.
 DEFAULT_GRACE = 3600.0
 
