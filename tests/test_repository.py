@@ -413,13 +413,17 @@ WORKER = textwrap.dedent(
 ).format(src=SRC)
 
 
-def _run_workers(repo: treeshard.Repository, task: str, n: int, rounds: int) -> list[Any]:
+def _start_workers(repo: treeshard.Repository, task: str, n: int, rounds: int) -> list[subprocess.Popen]:
     options = json.dumps(repo._storage_options or {})
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS]))
-    procs = [
+    return [
         subprocess.Popen([sys.executable, "-c", WORKER, repo.location, options, str(i), task, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for i in range(n)
     ]
+
+
+def _run_workers(repo: treeshard.Repository, task: str, n: int, rounds: int, procs: list[subprocess.Popen] | None = None) -> list[Any]:
+    procs = procs or _start_workers(repo, task, n, rounds)
     outs = []
     for proc in procs:
         stdout, stderr = proc.communicate(timeout=300)
@@ -447,6 +451,24 @@ def test_concurrent_saves_from_processes(shared_repo: treeshard.Repository, data
             model = RandomForestClassifier(2, random_state=seed, n_jobs=1).fit(X, y)
             assert np.array_equal(shared_repo.load(version).predict_proba(X), model.predict_proba(X)), version
     assert shared_repo.resolve("latest").version == 12
+
+
+def test_gc_while_processes_save(shared_repo: treeshard.Repository, data: Any) -> None:
+    """gc run over and over while three processes save: no version loses a chunk."""
+    X, y = data
+    shared_repo.save(_forest(data, 2, seed=50))
+    procs = _start_workers(shared_repo, "save", 3, 3)
+    runs = 0
+    while any(proc.poll() is None for proc in procs) or runs == 0:
+        shared_repo.gc()
+        runs += 1
+    outs = _run_workers(shared_repo, "save", 3, 3, procs)
+    shared_repo.gc()
+    for out in outs:
+        for version, seed in out:
+            model = RandomForestClassifier(2, random_state=seed, n_jobs=1).fit(X, y)
+            assert np.array_equal(shared_repo.load(version, lazy=False).predict_proba(X), model.predict_proba(X)), version
+    assert runs >= 2
 
 
 def test_alias_compare_and_swap_under_contention(shared_repo: treeshard.Repository, data: Any) -> None:
@@ -530,7 +552,29 @@ def test_sigkill_during_save_leaves_the_repository_consistent(where: str, tmp_pa
     else:  # each kill costs a new S3 session (about half a second): fewer kills
         location, options, kills = f"s3://models/killed-{uuid.uuid4().hex}", request.getfixturevalue("s3_server").storage_options, 30
     command = [sys.executable, "-c", KILLER, location, json.dumps(options), str(kills)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    # Meanwhile a reader serves the alias over and over: it never meets a partial version.
+    reader = treeshard.Repository(location, storage_options=options)
+    served, stop, failures = [], threading.Event(), []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                served.append(reader.predictor("production").n_estimators)
+            except RefNotFoundError as exc:  # before the first alias move only
+                if "no alias 'production'" not in str(exc):
+                    failures.append(exc)
+            except treeshard.TreeshardError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert served and set(served) <= {8, 9, 10}
     assert done.returncode == 0, done.stderr
     finished, inside = json.loads(done.stdout.strip().splitlines()[-1])
     assert inside >= kills // 2  # most kills landed inside a save
