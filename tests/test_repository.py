@@ -195,7 +195,12 @@ def test_delete(repo: treeshard.Repository, data: Any) -> None:
         repo.delete("v1")
     assert str(excinfo.value) == f"{repo.location}: no version v1"
     assert np.array_equal(repo.load("latest").predict_proba(X), model.predict_proba(X))
-    assert repo.save(_forest(data, 4)) == "v3"  # numbers are never reused after the newest
+    assert repo.save(_forest(data, 4)) == "v3"
+    # The newest version deleted: "latest" is the one before, and its number is never given again.
+    repo.delete("v3")
+    assert repo.resolve("latest").version == 2
+    repo.gc()
+    assert repo.save(_forest(data, 5)) == "v4"
 
 
 # --------------------------------------------------------------------------- storage

@@ -38,6 +38,7 @@ from .refs import (
     list_numbers,
     parse_ref,
     read_alias,
+    read_hint,
     resolve,
 )
 from .versions import (
@@ -259,7 +260,7 @@ class Repository:
 
     def _publish(self, document: dict[str, Any], stats: SaveStats) -> int:
         """Claim the next free version number with a create-only write of the manifest."""
-        number = (latest_number(self._backend) or 0) + 1
+        number = max(read_hint(self._backend) or 0, latest_number(self._backend) or 0) + 1
         for attempt in range(1000):
             document["version"] = number
             raw = encode_manifest(document)
@@ -527,9 +528,7 @@ class Repository:
                 report.keys_deleted.append(key)
             newest = latest_number(backend)
             if newest is not None:
-                got = backend.read_tagged(LATEST_KEY)
-                if got is None or got[0] != str(newest).encode():
-                    backend.replace(LATEST_KEY, str(newest).encode(), None if got is None else got[1])
+                self._advance_latest(newest)  # forward only: numbers are never reused
         finally:
             backend.delete(GC_LOCK_KEY)
         return report

@@ -93,14 +93,20 @@ def read_alias(backend: Any, name: str) -> tuple[dict[str, Any], str] | None:
 def latest_number(backend: Any) -> int | None:
     """The highest version number: the ``refs/latest`` hint, then a check for newer versions
     (a save that died after publishing its version leaves the hint behind)."""
-    raw = backend.read(LATEST_KEY)
-    hint = int(raw) if raw is not None and raw.isdigit() and len(raw) <= 10 else None
+    hint = read_hint(backend)
     if hint is None or not backend.exists(version_key(hint)):
         numbers = list_numbers(backend)
         return max(numbers) if numbers else None
     while backend.exists(version_key(hint + 1)):
         hint += 1
     return hint
+
+
+def read_hint(backend: Any) -> int | None:
+    """The number ``refs/latest`` holds: the highest ever published (never lowered, so that a
+    deleted version's number is never given to another version)."""
+    raw = backend.read(LATEST_KEY)
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 10 else None
 
 
 def list_numbers(backend: Any) -> list[int]:
