@@ -178,13 +178,13 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
         raise FormatError(f"{where}: not a format-{MANIFEST_FORMAT} version manifest")
     if document.get("version") != number:
         raise FormatError(f"{where}: names version {str(document.get('version'))[:20]}, expected {number}")
-    _check_depth(document, where)
     files_raw = document.pop("files", None)
     if not isinstance(files_raw, dict) or "zarr.json" not in files_raw:
         raise FormatError(f"{where}: 'files' must be an object holding the store's zarr.json")
     packs = document.pop("packs", None)
     if not isinstance(packs, list) or not all(isinstance(pack, str) and _SHA256_RE.match(pack) for pack in packs):
         raise FormatError(f"{where}: 'packs' must be a list of sha256 digests")
+    _check_depth(document, where)  # the rest (metadata...); the files are checked field by field
     files = {}
     for key, entry in files_raw.items():
         files[key] = _parse_entry(key, entry, where, packs)
