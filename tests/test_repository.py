@@ -551,6 +551,7 @@ KILLER = textwrap.dedent(
 ).format(src=SRC)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_sigkill_during_save_leaves_the_repository_consistent(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """Saves (and alias moves) killed at random moments (50 locally, 30 on S3): every visible version is complete,
