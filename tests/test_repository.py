@@ -644,6 +644,11 @@ def test_cli(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> N
     assert "trees: 2 -> 3 (+1 added, -0 removed, 0 changed, 2 unchanged)" in capsys.readouterr().out
     assert main(["gc", location]) == 0
     assert capsys.readouterr().out == "deleted 0 objects (0 bytes), 0 scratch files\n"
+    # "REPOSITORY@REF" wherever the command line takes a store.
+    assert main(["verify", f"{location}@production"]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {location}@production: ")
+    assert main(["info", f"{location}@latest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_trees"] == 3
 
 
 def test_serving_an_alias_imports_neither_sklearn_nor_zarr(tmp_path: Path, data: Any) -> None:
