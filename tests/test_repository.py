@@ -315,6 +315,9 @@ def test_signed_alias_policy(tmp_path: Path, data: Any) -> None:
     assert "is signed by key" in str(excinfo.value)
     repo.set_alias("production", "v2")
     assert np.array_equal(repo.load("production").predict_proba(X), signed.predict_proba(X))
+    with pytest.raises(SignatureError) as excinfo:  # the policy cannot be read around
+        repo.load("production", check_chunks=False)
+    assert str(excinfo.value) == "cannot check the signature: check_chunks=False (every read must be checked against the signed record)"
     # A reader through the alias checks the signature: a version edited after signing is refused.
     path = tmp_path / "repo" / version_key(2)
     document = json.loads(path.read_bytes())
