@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ from .adapters import SavedModel
 from .adapters.families import ESTIMATORS, FOREST, family_of
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
-from .planning import LoadPlan, plan_load, trees_per_stage
+from .planning import LoadPlan, parse_memory, plan_load, select_trees, trees_per_stage
 from .reader import StoreReader
 from .record import Config
 from .saving import save
@@ -47,6 +47,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
+    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...).
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stored_bytes(self) -> int:
@@ -105,6 +107,7 @@ class ModelHandle:
             unserializable_params=config.unserializable_params,
             metadata=dict(config.metadata),
             arrays=dict(config.arrays),
+            details=self.adapter.describe(config) if self.adapter.describe is not None else {},
         )
 
     def load(
@@ -134,6 +137,15 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
+        if self.adapter.read_saved is not None:  # a family with its own node arrays: always eager
+            saved = self.adapter.read_saved(self._reader, select_trees(estimators, config), budget=parse_memory(max_memory))
+            _warn_on_version_change(config)
+            estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
+            if engine == "auto" and not saved.is_partial:
+                from .dispatch import install_hist
+
+                install_hist(estimator, _hist_engine(config, saved))
+            return estimator
         source = TreeSource(self._reader)
         plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
         extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}
@@ -194,6 +206,8 @@ class ModelHandle:
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
             return estimator
+        if hasattr(estimator, "_predictors"):  # histogram boosting: a TreePredictor, numbered iteration-major
+            return estimator._predictors[index // estimator.n_trees_per_iteration_][index % estimator.n_trees_per_iteration_]
         return estimator.estimators_.reshape(-1)[index]
 
     def close(self) -> None:
@@ -210,6 +224,19 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
+
+
+def _hist_engine(config: Config, saved: SavedModel) -> Callable[[], Any]:
+    """Builds, on first use, the compiled engine of a loaded histogram boosting model from the
+    columns the load read (all cores, as sklearn's OpenMP)."""
+
+    def build() -> Any:
+        from .adapters.hist_gradient_boosting import columns_of
+        from .predictor.hist import HistPredictor
+
+        return HistPredictor.from_parts(config, columns_of(saved.node_arrays or {}, config.trees.n_trees), saved.arrays)
+
+    return build
 
 
 def _warn_on_version_change(config: Config) -> None:

@@ -108,6 +108,14 @@ class StoreReader:
         layout = self.array(path, dtype, shape)
         return self._fast.read_rows(layout, 0, layout.shape[0] if layout.shape else 1)
 
+    def read_rows(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the array at ``path`` (checked against ``dtype`` and ``shape``)."""
+        return self._fast.read_rows(self.array(path, dtype, shape), start, stop)
+
+    def read_many(self, requests: list[tuple[str, np.dtype, tuple[int, ...] | None, int, int]]) -> list[np.ndarray]:
+        """:meth:`read_rows` of several ``(path, dtype, shape, start, stop)``, every chunk decoded concurrently."""
+        return self._fast.read_many([(self.array(path, dtype, shape), start, stop) for path, dtype, shape, start, stop in requests])
+
     def read_extra(self, name: str) -> np.ndarray | None:
         """The fitted array ``fitted/<name>`` if the store has it."""
         path = f"{FITTED_GROUP}/{name}"

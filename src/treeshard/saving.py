@@ -151,11 +151,14 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
     from .integrity import digest_of_files
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
-    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
-    nodes = TreeNodeRows(saved.trees, saved.layout)
-    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
-    rows = node_chunk_rows(saved.layout.value_width)
-    specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
+    if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
+        specs = [in_memory(f"{NODES_GROUP}/{name}", array) for name, array in saved.node_arrays.items()]
+    else:
+        # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+        nodes = TreeNodeRows(saved.trees, saved.layout)
+        specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+        rows = node_chunk_rows(saved.layout.value_width)
+        specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
     encoded = encode_specs(specs, codec=codec)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
