@@ -22,6 +22,7 @@ from .adapters import SavedModel, adapter_for
 from .adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
+from .compat import leaf_counts_for, pair_is_exact
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
 from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
@@ -139,13 +140,13 @@ def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, meta
 
     check_target(store, overwrite=overwrite)
     # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
-    nodes = TreeNodeRows(saved.trees, saved.layout)
+    nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(estimator_id))
     specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
     specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
     encoded = encode_specs(specs, codec=codec)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
-    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if nodes.leaf_counts else "float64"
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
     config = Config(
@@ -472,8 +473,9 @@ def _warn_on_version_change(config: Config) -> None:
     import sklearn
 
     saved = config.versions.get("sklearn")
-    if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
+    installed = sklearn.__version__
+    if saved is not None and saved != installed and not pair_is_exact(config.estimator, saved, installed, value_encoding=config.trees.value_encoding):
+        warnings.warn(SklearnVersionWarning(saved, installed), stacklevel=4)
 
 
 def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open

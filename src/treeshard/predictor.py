@@ -73,7 +73,7 @@ import numpy as np
 from .adapters.base import decode_param, decode_value
 from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of
 from .adapters.gradient_boosting import stages_problem
-from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts, counts_to_fractions
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .record import Config, TreeLayout
 from .validate import check_trees, validate_tree_ptr
@@ -402,6 +402,8 @@ class Predictor:
             self._counts, self._weights = arrays["value"], arrays["weighted_n_node_samples"]
             check_weighted_counts(self._counts, self._weights)  # as a load: a malformed store, not inf/NaN
             arrays["value"] = np.zeros(arrays["value"].shape, dtype=NODE_COLUMNS["value"])
+        elif encoding == "class_counts":  # written under sklearn < 1.4: predicted as it predicts them
+            arrays["value"] = counts_to_fractions(arrays["value"], layout.n_classes)
         elif encoding != "float64":
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
         columns = NodeColumns(tree_ptr=local_ptr, **arrays)
