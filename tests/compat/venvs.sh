@@ -8,6 +8,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${TREESHARD_COMPAT_CACHE:-$HOME/.cache/treeshard-compat}"
 python="${COMPAT_PYTHON:-$(command -v python3.11 || command -v python3)}"
 mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9  # one creator at a time: a second run waits instead of removing a venv being built
 if [ "$#" -eq 0 ]; then
     set -- $(grep -v '^#' "$here/versions.txt" | awk 'NF {print $1}')
 fi
