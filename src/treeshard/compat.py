@@ -206,6 +206,8 @@ def unknown_node_field_error(name: str, dtype: Any) -> UnsupportedEstimatorError
 #: read by an sklearn without it.
 STORED_NODE_FEATURES: dict[str, tuple[str, str]] = {
     "missing_go_to_left": ("missing-value support in trees", "1.3"),
+    "split_kind": ("categorical splits", "1.10"),  # format version 2 (docs/FORMAT.md, 4.3)
+    "left_cat_bitset": ("categorical splits", "1.10"),
 }
 
 

@@ -311,8 +311,9 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
     """
     known = set(cls().get_params(deep=False))
-    params = translate_params(cls, params, installed=known)  # stored under another sklearn version
-    unserializable = [name for name in unserializable if name in params or name in known]
+    translated = translate_params(cls, params, installed=known)  # stored under another sklearn version
+    unserializable = [name for name in unserializable if name in translated or name not in params]
+    params = translated
     unknown = sorted((set(params) | set(unserializable)) - known)
     if unknown:
         raise ConfigError(f"config.params: unknown parameter(s) {unknown} for {cls.__name__}")
