@@ -72,8 +72,13 @@ def test_golden_store_of_each_version_loads_here(directory, case, container):
         actual = getattr(model, method)(X)
         if method == "decision_path":
             actual = (actual[0] if isinstance(actual, tuple) else actual).toarray()
+            if (compat.version_tuple(directory.name) < (1, 8)) != (compat.sklearn_version() < (1, 8)):
+                # sklearn < 1.8 sent NaN right in decision_path whatever missing_go_to_left says
+                # (docs/COMPATIBILITY.md, PATH-NAN-1.8): rows with a NaN may take another path.
+                keep = ~np.isnan(X).any(axis=1)
+                actual, expected = actual[keep], expected[keep]
         if method == "predict" or exact_here:
-            assert np.array_equal(actual, expected, equal_nan=True), method
+            assert np.array_equal(actual, expected, equal_nan=expected.dtype.kind == "f"), method
 
 
 def test_a_store_from_before_the_loss_change_warns_once_with_both_versions():
