@@ -349,7 +349,7 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
                     "family": family_of(estimator_id),
                     "status": status,
                     "recomputed": ref_file.exists(),
-                    "details": sorted({d for s, d in results if s != "exact" and d})[:20],
+                    "details": sorted({d for s, d in results if s != "exact" and d})[:80],
                     "warned_ok": warned_ok,
                 }
             )

@@ -23,7 +23,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-SYMBOLS = {"exact": "=", "bounded": "~", "fail": "X"}
+#: Short names of the documented exceptions in table cells (docs/COMPATIBILITY.md).
+CODES = {"GB-LOSS-1.4": "L", "PATH-NAN-1.8": "P", "NUMPY-LIBM": "N"}
+LEGEND = (
+    "= exact; L: GB-LOSS-1.4, P: PATH-NAN-1.8, N: NUMPY-LIBM within their bounds "
+    "(lower case: through the Predictor only); X failed"
+)
 
 
 def all_versions() -> list[str]:
@@ -85,16 +90,33 @@ def tables(cells: list[dict], readers: list[str]) -> str:
             families[cell["family"]].append(cell["estimator"])
     writers = sorted({c["writer"] for c in cells}, key=lambda v: tuple(int(x) for x in v.split(".")))
     for family, ids in families.items():
-        out.append(f"\n{family} (rows: writer, columns: reader; = exact, ~ within a documented bound, X failed)\n")
+        out.append(f"\n{family}: rows writer, columns reader ({', '.join(ids)})\n")
         out.append("| writer \\ reader | " + " | ".join(readers) + " |")
         out.append("| --- |" + " --- |" * len(readers))
         for writer in writers:
             row = []
             for reader in readers:
-                marks = {c["status"] for c in cells if c["writer"] == writer and c["reader"] == reader and c["estimator"] in ids}
-                row.append(SYMBOLS["fail"] if "fail" in marks else SYMBOLS["bounded"] if "bounded" in marks else SYMBOLS["exact"] if marks else " ")
+                chosen = [c for c in cells if c["writer"] == writer and c["reader"] == reader and c["estimator"] in ids]
+                row.append(cell_text(chosen))
             out.append(f"| {writer} | " + " | ".join(row) + " |")
+    out.append("\n" + LEGEND)
     return "\n".join(out)
+
+
+def cell_text(cells: list[dict]) -> str:
+    if not cells:
+        return " "
+    if any(c["status"] == "fail" for c in cells):
+        return "X"
+    codes = set()
+    for cell in cells:
+        for detail in cell["details"]:
+            mode, _, rest = detail.partition(" ")
+            name = rest.split(":")[1].strip() if rest.count(":") >= 2 else ""
+            code = CODES.get(name, "?")
+            codes.add(code.lower() if mode == "predictor" else code)
+    codes = {c for c in codes if c.upper() == c or c.upper() not in codes}
+    return ",".join(sorted(codes, key=str.upper)) or "="
 
 
 if __name__ == "__main__":
