@@ -179,10 +179,10 @@ def test_a_param_the_installed_sklearn_lacks_is_dropped_only_at_its_neutral_valu
     )
 
 
-def test_gradient_boosting_criterion_is_spelled_as_the_installed_version_spells_its_default(monkeypatch):
+def test_gradient_boosting_criterion_deprecated_in_1_9_reads_as_the_old_default_before(monkeypatch):
     monkeypatch.setattr(compat, "sklearn_version", lambda: (1, 9))
-    assert compat.translate_params(GradientBoostingClassifier, {"criterion": "friedman_mse"}, installed={"criterion"}) == {"criterion": "deprecated"}
-    assert compat.translate_params(GradientBoostingClassifier, {"criterion": "squared_error"}, installed={"criterion"}) == {"criterion": "squared_error"}
+    for value in ("friedman_mse", "squared_error", "deprecated"):  # 1.9 accepts each as stored
+        assert compat.translate_params(GradientBoostingClassifier, {"criterion": value}, installed={"criterion"}) == {"criterion": value}
     monkeypatch.setattr(compat, "sklearn_version", lambda: (1, 8))
     assert compat.translate_params(GradientBoostingClassifier, {"criterion": "deprecated"}, installed={"criterion"}) == {"criterion": "friedman_mse"}
     assert compat.translate_params(RandomForestClassifier, {"criterion": "gini"}, installed={"criterion"}) == {"criterion": "gini"}

@@ -68,13 +68,8 @@ VERSIONED_PARAMS: dict[str, tuple[tuple[int, int], Any]] = {
     "monotonic_cst": ((1, 4), None),
 }
 
-#: Values of one param that mean the same thing in different versions:
-#: (name, value) -> (versions that accept it, the value other versions use).
-#: GradientBoosting's ``criterion`` has no effect from 1.9 on, where its default
-#: is ``"deprecated"``; before, ``"friedman_mse"`` was the default.
-_EQUIVALENT_VALUES: dict[tuple[str, str], tuple[tuple[int, int], str]] = {
-    ("criterion", "deprecated"): ((1, 9), "friedman_mse"),
-}
+#: GradientBoosting's ``criterion`` default: ``"friedman_mse"`` before 1.9, ``"deprecated"``
+#: from 1.9, where the param has no effect (it never changes a fitted model's predictions).
 _GB_CRITERION_DEFAULT_FROM_1_9 = ("friedman_mse", "deprecated")
 
 
@@ -88,7 +83,6 @@ def translate_params(cls: type, params: dict[str, Any], *, installed: set[str]) 
     the caller to refuse.
     """
     out = dict(params)
-    version = sklearn_version()
     for name, (since, neutral) in VERSIONED_PARAMS.items():
         if name in out and name not in installed:
             if out[name] != neutral:
@@ -98,10 +92,9 @@ def translate_params(cls: type, params: dict[str, Any], *, installed: set[str]) 
                 )
             del out[name]
     if "criterion" in out and _is_gradient_boosting(cls):
+        # 1.9 still accepts "friedman_mse" (kept as stored); before 1.9 "deprecated" is invalid.
         old, new = _GB_CRITERION_DEFAULT_FROM_1_9
-        if version >= (1, 9) and out["criterion"] == old:
-            out["criterion"] = new
-        elif version < (1, 9) and out["criterion"] == new:
+        if sklearn_version() < (1, 9) and out["criterion"] == new:
             out["criterion"] = old
     return out
 
@@ -182,8 +175,6 @@ FUTURE_NODE_FIELDS: dict[str, tuple[str, str]] = {
     "left_cat_bitset": ("categorical splits", "1.10"),
     "split_kind": ("categorical splits", "1.10"),
 }
-#: Values of the future fields that mean "an ordinary numerical split" (zeroed records).
-NUMERICAL_SPLIT_KIND = 0
 
 
 def unknown_node_field_error(name: str, dtype: Any) -> UnsupportedEstimatorError:
