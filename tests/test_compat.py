@@ -249,3 +249,5 @@ def test_a_1_3_style_tree_of_counts_is_stored_so_both_sides_read_it_exactly(weig
     assert np.array_equal(reader.read_nodes(0, 1, as_counts=True).value, counts.reshape(len(counts), -1))
     assert np.array_equal(reader.read_nodes(0, 1).value, proba_1_3)
     reader.close()
+    # The Predictor (numpy only) predicts them as sklearn 1.3 did.
+    assert np.array_equal(treeshard.Predictor(tmp_path / "m").predict_proba(X), proba_1_3[tree.apply(X)])
