@@ -9,7 +9,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/treeshard/_kernels.pyx constraints.t
 DEMO_STAMP := $(VENV)/.demo-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test test-sklearn bench bench-check constraints clean
+.PHONY: demo test test-sklearn compat bench bench-check constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ test-sklearn: $(TEST_STAMP)
 	for mode in $(SKLEARN_MODES); do \
 		$(SKLEARN_PYTEST) --treeshard-$$mode --pyargs $(SKLEARN_SUITES) || exit 1; \
 	done
+
+# The cross-version matrix (docs/COMPATIBILITY.md): one virtualenv per sklearn minor in
+# $$TREESHARD_COMPAT_CACHE (default ~/.cache/treeshard-compat, reused), golden stores of
+# each version in tests/golden/<version>/ (written once, committed), every store read
+# under every version. CI: make compat COMPAT_VERSIONS=1.3.2,1.9.1
+COMPAT_VERSIONS ?= $(shell awk '!/^\#/ && NF {print $$1}' tests/compat/versions.txt | paste -sd, -)
+compat:
+	$(PYTHON) tests/compat/run.py --versions $(COMPAT_VERSIONS)
 
 # Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
 # (once; $$TREESHARD_BENCH_CACHE, default ~/.cache/treeshard-bench), runs the asv

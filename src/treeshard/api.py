@@ -17,6 +17,7 @@ import numpy as np
 
 from .adapters import SavedModel
 from .adapters.families import ESTIMATORS, FOREST, family_of
+from .compat import pair_is_exact
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
 from .planning import LoadPlan, parse_memory, plan_load, select_trees, trees_per_stage
@@ -243,8 +244,9 @@ def _warn_on_version_change(config: Config) -> None:
     import sklearn
 
     saved = config.versions.get("sklearn")
-    if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
+    installed = sklearn.__version__
+    if saved is not None and saved != installed and not pair_is_exact(config.estimator, saved, installed, value_encoding=config.trees.value_encoding):
+        warnings.warn(SklearnVersionWarning(saved, installed), stacklevel=4)
 
 
 def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compat import translate_params
 from ..errors import ConfigError, UnsupportedEstimatorError
 from ..record import (
     TreeLayout,
@@ -318,6 +319,9 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
     """
     known = set(cls().get_params(deep=False))
+    translated = translate_params(cls, params, installed=known)  # stored under another sklearn version
+    unserializable = [name for name in unserializable if name in translated or name not in params]
+    params = translated
     unknown = sorted((set(params) | set(unserializable)) - known)
     if unknown:
         raise ConfigError(f"config.params: unknown parameter(s) {unknown} for {cls.__name__}")
