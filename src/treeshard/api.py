@@ -74,6 +74,15 @@ def save(
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from .pipeline.save import is_pipeline
+
+    if is_pipeline(estimator):
+        from .pipeline.save import save_pipeline
+
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options)
+        return
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:
@@ -246,12 +255,29 @@ class ModelHandle:
     def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
         self._store = store
         self._reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        self._init_from_reader()
+
+    def _init_from_reader(self) -> None:
         self.location = self._reader.location
         self.config = self._reader.config
         self.adapter = self._reader.adapter
+        #: A pipeline store's parsed record (None for a single model).
+        self.pipeline = self._reader.pipeline
+
+    @classmethod
+    def of_reader(cls, store: Any, reader: StoreReader) -> ModelHandle:
+        """A handle over an open reader (one ensemble of a pipeline store); closing it closes ``reader``."""
+        handle = cls.__new__(cls)
+        handle._store, handle._reader = store, reader
+        handle._init_from_reader()
+        return handle
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> Any:
+        if self.pipeline is not None:
+            from .pipeline.info import pipeline_info
+
+            return pipeline_info(self.pipeline)
         config = self.config
         return ModelInfo(
             estimator=config.estimator,
@@ -286,6 +312,10 @@ class ModelHandle:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+        if self.pipeline is not None:
+            from .pipeline.load import load_pipeline
+
+            return load_pipeline(self, lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
         if verify:
             from .integrity import verify_store
             from .storage.urls import is_url
@@ -381,6 +411,8 @@ class ModelHandle:
 
     def __repr__(self) -> str:
         info = self.info
+        if self.pipeline is not None:
+            return f"<treeshard.ModelHandle {info.estimator} pipeline of {len(info.ensembles)} ensemble(s) at {self.location}>"
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 

@@ -1,0 +1,116 @@
+"""Loading a pipeline store: real sklearn objects, the same structure, ensembles read on demand.
+
+The record has been parsed and checked (:mod:`treeshard.pipeline.record`);
+this module only builds: each allow-listed class from its table entry, params
+filtered against the installed constructor, fitted attributes set by name,
+each ensemble loaded from its group as a single model is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .checks import check_fitted
+from .record import EnsembleNode, EstimatorNode, Function, PipelineRecord
+from .table import KINDS, function_of, kind_class
+
+
+@dataclass
+class LoadContext:
+    load_ensemble: Any  # (EnsembleNode) -> fitted estimator
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+def build(record: PipelineRecord, load_ensemble: Any) -> Any:
+    """The estimator tree of ``record``; ``load_ensemble(node)`` loads one ensemble."""
+    return build_node(record.root, LoadContext(load_ensemble))
+
+
+def build_node(node: EstimatorNode | EnsembleNode, context: LoadContext) -> Any:
+    if isinstance(node, EnsembleNode):
+        if node.group not in context.models:
+            context.models[node.group] = context.load_ensemble(node)
+        return context.models[node.group]
+    cls = kind_class(node.id)
+    known = set(cls._get_param_names())
+    # Params the installed sklearn does not have are dropped (written by another version).
+    params = {name: build_value(value, context) for name, value in node.params.items() if name in known and name not in node.unserializable}
+    estimator = cls(**params)
+    try:
+        estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{node.where}.params: {exc}") from None
+    fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
+    if node.id in KINDS:
+        check_fitted(node.where, node.id, fitted)
+    for name, value in fitted.items():
+        setattr(estimator, name, value)
+    return estimator
+
+
+def build_value(value: Any, context: LoadContext) -> Any:
+    if isinstance(value, (EstimatorNode, EnsembleNode)):
+        return build_node(value, context)
+    if isinstance(value, Function):
+        return function_of(value.id)
+    if isinstance(value, list):
+        return [build_value(v, context) for v in value]
+    if isinstance(value, tuple):
+        return tuple(build_value(v, context) for v in value)
+    if isinstance(value, dict):
+        return {k: build_value(v, context) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        out = np.empty(value.shape, dtype=object)
+        for index, item in np.ndenumerate(value):
+            out[index] = build_value(item, context)
+        return out
+    return value
+
+
+def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, verify: bool, public_key: Any, engine: str) -> Any:
+    """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store."""
+    from ..api import ModelHandle
+
+    record: PipelineRecord = handle._reader.pipeline
+    if estimators is not None and len(record.ensembles) != 1:
+        raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
+    if verify:
+        from ..integrity import verify_store
+        from ..storage.urls import is_url
+
+        if is_url(handle._store):
+            raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
+        verify_store(handle._store, public_key=public_key)
+    elif public_key is not None:
+        handle._reader.check_signature(public_key)
+
+    def load_ensemble(node: EnsembleNode) -> Any:
+        with ModelHandle.of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=_version_warning())  # warned once for the whole store below
+                return step.load(lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
+
+    estimator = build(record, load_ensemble)
+    _warn_on_version_change(record)
+    return estimator
+
+
+def _version_warning() -> type:
+    from ..errors import SklearnVersionWarning
+
+    return SklearnVersionWarning
+
+
+def _warn_on_version_change(record: PipelineRecord) -> None:
+    import sklearn
+
+    from ..errors import SklearnVersionWarning
+
+    saved = record.versions.get("sklearn")
+    if saved is not None and saved != sklearn.__version__:
+        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=5)
