@@ -13,6 +13,7 @@ import warnings
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -81,7 +82,8 @@ def save(
 
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options)
+        checks = SimpleNamespace(check_loadable=_check_loadable, check_record=_check_record, zarr_version=_zarr_version)
+        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options, checks=checks)
         return
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)

@@ -42,7 +42,8 @@ def build_node(node: EstimatorNode | EnsembleNode, context: LoadContext) -> Any:
     params = {name: build_value(value, context) for name, value in node.params.items() if name in known and name not in node.unserializable}
     estimator = cls(**params)
     try:
-        estimator._validate_params()
+        if hasattr(estimator, "_parameter_constraints"):  # FeatureUnion has none
+            estimator._validate_params()
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{node.where}.params: {exc}") from None
     fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
@@ -74,8 +75,6 @@ def build_value(value: Any, context: LoadContext) -> Any:
 
 def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, verify: bool, public_key: Any, engine: str) -> Any:
     """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store."""
-    from ..api import ModelHandle
-
     record: PipelineRecord = handle._reader.pipeline
     if estimators is not None and len(record.ensembles) != 1:
         raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
@@ -90,7 +89,7 @@ def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, 
         handle._reader.check_signature(public_key)
 
     def load_ensemble(node: EnsembleNode) -> Any:
-        with ModelHandle.of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
+        with type(handle).of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=_version_warning())  # warned once for the whole store below
                 return step.load(lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)

@@ -87,7 +87,7 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
     fitted: dict[str, Any] = {}
     allowed = KINDS[kind_id].fitted_names if kind_id in KINDS else frozenset()
     for name, value in vars(estimator).items():
-        if name in params:
+        if name in params or kind_id not in KINDS:  # an unfitted ensemble template: its params are all
             continue
         if name not in allowed:
             raise UnsupportedEstimatorError(f"{where}: {kind_id} has a fitted attribute {name!r} treeshard does not know how to store")
@@ -162,13 +162,18 @@ def encode_state(where: str, value: Any, context: SaveContext) -> Any:
 _TYPES = {**{np.dtype(name).type: name for name in DTYPES if name != "object"}, **{t: f"builtins.{t.__name__}" for t in (float, int, bool, object, str)}}
 
 
-def save_pipeline(estimator: Any, store: Any, *, codec: str, metadata: dict[str, Any], overwrite: bool, storage_options: Any) -> None:
-    """Write ``estimator`` (an allow-listed composite or transformer, fitted) as a pipeline store."""
+def save_pipeline(
+    estimator: Any, store: Any, *, codec: str, metadata: dict[str, Any], overwrite: bool, storage_options: Any, checks: Any
+) -> None:
+    """Write ``estimator`` (an allow-listed composite or transformer, fitted) as a pipeline store.
+
+    ``checks`` holds the single-model save's own checks (``check_loadable``,
+    ``check_record``, ``zarr_version``), passed down by :func:`treeshard.save`.
+    """
     import sklearn
 
     from .. import __version__
     from ..adapters import adapter_for
-    from ..api import _check_loadable, _check_record, _zarr_version
     from ..codecs import node_chunk_rows
     from ..columns import TreeNodeRows
     from ..integrity import digest_of_files
@@ -188,7 +193,7 @@ def save_pipeline(estimator: Any, store: Any, *, codec: str, metadata: dict[str,
     for group, model in context.ensembles:
         adapter = adapter_for(model)
         saved = adapter.to_saved(model)
-        _check_loadable(adapter, model, saved)
+        checks.check_loadable(adapter, model, saved)
         nodes = TreeNodeRows(saved.trees, saved.layout)
         specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
         specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
@@ -200,7 +205,7 @@ def save_pipeline(estimator: Any, store: Any, *, codec: str, metadata: dict[str,
         "treeshard": __version__,
         "sklearn": sklearn.__version__,
         "numpy": np.__version__,
-        "zarr": _zarr_version(),
+        "zarr": checks.zarr_version(),
         "python": platform.python_version(),
     }
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -232,7 +237,7 @@ def save_pipeline(estimator: Any, store: Any, *, codec: str, metadata: dict[str,
         "metadata": metadata,
         "arrays": stored,
     }
-    _check_record(record)
+    checks.check_record(record)
     files = store_files(encoded, {CONFIG_KEY: record})
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))

@@ -1,0 +1,255 @@
+"""Pipelines: round trips of composites, transformers and ensembles through every store, and the Predictor.
+
+Each case is fitted on a mixed-dtype DataFrame (or array) and queried on rows
+with NaN and with categories never seen in fit; every output of the loaded
+pipeline must equal the original's exactly (``np.array_equal``).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from sklearn.compose import ColumnTransformer, TransformedTargetRegressor, make_column_selector
+from sklearn.ensemble import (
+    ExtraTreesRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.feature_selection import SelectFromModel, VarianceThreshold
+from sklearn.impute import MissingIndicator, SimpleImputer
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    KBinsDiscretizer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    PolynomialFeatures,
+    RobustScaler,
+    StandardScaler,
+)
+from sklearn.tree import DecisionTreeClassifier
+
+import treeshard
+from treeshard.errors import ConfigError, UnsupportedEstimatorError
+
+N = 240
+
+
+def frame(seed: int = 0, *, n: int = N, unseen: bool = False) -> pd.DataFrame:
+    """Mixed dtypes: floats with NaN, ints, strings with missing values, a pandas categorical."""
+    rng = np.random.RandomState(seed)
+    colors = np.array(["red", "green", "blue", "teal", "rare"], dtype=object)
+    color = colors[rng.choice(5, size=n, p=[0.4, 0.3, 0.2, 0.08, 0.02])]
+    size = rng.choice(["S", "M", "L"], size=n).astype(object)
+    if unseen:
+        color[::9] = "violet"  # never seen in fit
+        size[::11] = "XL"
+    color[::13] = np.nan
+    df = pd.DataFrame(
+        {
+            "x0": rng.normal(size=n),
+            "x1": rng.normal(scale=5.0, size=n),
+            "x2": rng.exponential(size=n),
+            "count": rng.randint(0, 20, size=n),
+            "color": pd.Series(color, dtype=object),
+            "size": pd.Categorical(size, categories=["S", "M", "L", "XL"]) if unseen else pd.Categorical(size, categories=["S", "M", "L"]),
+            "level": rng.choice([1.0, 2.0, 3.0, np.nan], size=n),
+        }
+    )
+    df.loc[rng.rand(n) < 0.08, "x0"] = np.nan
+    df.loc[rng.rand(n) < 0.05, "x1"] = np.nan
+    return df
+
+
+def target(df: pd.DataFrame, task: str) -> np.ndarray:
+    score = np.nan_to_num(df["x0"].to_numpy()) + 0.2 * np.nan_to_num(df["x1"].to_numpy()) + (df["color"] == "red").to_numpy()
+    if task == "classification":
+        return np.digitize(score, [-0.3, 0.6])
+    if task == "positive":
+        return np.abs(score) + df["x2"].to_numpy()
+    return score * 3.0 + df["x2"].to_numpy()
+
+
+NUMERIC = ["x0", "x1", "x2", "count"]
+
+
+def _pipe_l() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "size"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=8, random_state=0))])
+
+
+def _ordinal_boosting() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("num", MinMaxScaler(), ["x1", "x2"]),
+            ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-2), ["color", "size"]),
+        ],
+        remainder="passthrough",
+    )
+    return Pipeline([("pre", pre), ("impute", SimpleImputer(strategy="median")), ("gb", GradientBoostingClassifier(n_estimators=10, random_state=0))])
+
+
+def _infrequent_regression() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("robust", RobustScaler(), ["x1"]),
+            ("maxabs", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value=0.0, add_indicator=True)), ("scale", MaxAbsScaler())]), ["x0", "x2"]),
+            ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=10, drop="if_binary", sparse_output=False), ["color"]),
+            ("ordinal", OrdinalEncoder(max_categories=2, handle_unknown="use_encoded_value", unknown_value=np.nan), ["size"]),
+            ("level", OneHotEncoder(handle_unknown="ignore", dtype=np.float32), ["level"]),
+        ],
+        remainder="drop",
+        sparse_threshold=0.0,
+    )
+    return Pipeline([("pre", pre), ("trees", ExtraTreesRegressor(n_estimators=6, random_state=0))])
+
+
+def _imputers_tree() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("mean", SimpleImputer(strategy="mean", add_indicator=True), ["x0", "x1"]),
+            ("freq", Pipeline([("impute", SimpleImputer(strategy="most_frequent")), ("encode", OneHotEncoder(drop="first", handle_unknown="ignore"))]), ["color"]),
+            ("const", Pipeline([("impute", SimpleImputer(strategy="constant", fill_value="missing")), ("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1))]), ["color"]),
+        ],
+        remainder=StandardScaler(),
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("pre", pre), ("tree", DecisionTreeClassifier(random_state=0, max_depth=6))])
+
+
+def _feature_union() -> Any:
+    numeric = Pipeline(
+        [
+            ("select", ColumnTransformer([("pick", SimpleImputer(), make_column_selector(dtype_include=np.floating))])),
+            ("union", FeatureUnion([("scale", StandardScaler()), ("poly", PolynomialFeatures(degree=2)), ("raw", "passthrough"), ("gone", "drop")])),
+            ("variance", VarianceThreshold(threshold=0.01)),
+        ]
+    )
+    return Pipeline([("numeric", numeric), ("forest", RandomForestRegressor(n_estimators=5, random_state=0))])
+
+
+def _target_transformed() -> Any:
+    pre = ColumnTransformer([("num", SimpleImputer(strategy="median"), NUMERIC), ("cat", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), ["size"])])
+    inner = Pipeline([("pre", pre), ("gb", GradientBoostingRegressor(n_estimators=12, random_state=0))])
+    return TransformedTargetRegressor(regressor=inner, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
+
+
+def _target_scaled() -> Any:
+    pre = ColumnTransformer([("num", Pipeline([("impute", SimpleImputer()), ("kbins", KBinsDiscretizer(n_bins=4, encode="ordinal", strategy="quantile", quantile_method="averaged_inverted_cdf"))]), ["x0", "x1"])], remainder="drop")
+    return TransformedTargetRegressor(regressor=Pipeline([("pre", pre), ("forest", RandomForestRegressor(n_estimators=4, random_state=0))]), transformer=StandardScaler())
+
+
+def _selection() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("indicate", MissingIndicator(features="all"), ["x0", "x1"]),
+            ("log", Pipeline([("impute", SimpleImputer()), ("log", FunctionTransformer(np.log1p, feature_names_out="one-to-one"))]), ["x2", "count"]),
+            ("identity", FunctionTransformer(), ["x1"]),
+        ]
+    )
+    prefit = RandomForestClassifier(n_estimators=3, random_state=1)
+    return Pipeline(
+        [
+            ("pre", pre),
+            ("impute", SimpleImputer()),
+            ("select", SelectFromModel(RandomForestClassifier(n_estimators=3, random_state=0), threshold="median")),
+            ("gb", GradientBoostingClassifier(n_estimators=5, random_state=0)),
+        ]
+    ), prefit
+
+
+CASES = {
+    "pipe_l": (_pipe_l, "classification"),
+    "ordinal_boosting": (_ordinal_boosting, "classification"),
+    "infrequent_regression": (_infrequent_regression, "regression"),
+    "imputers_tree": (_imputers_tree, "classification"),
+    "feature_union": (_feature_union, "regression"),
+    "target_transformed": (_target_transformed, "positive"),
+    "target_scaled": (_target_scaled, "regression"),
+    "selection": (lambda: _selection()[0], "classification"),
+}
+
+
+def _fitted(case: str) -> tuple[Any, pd.DataFrame, np.ndarray, pd.DataFrame]:
+    build, task = CASES[case]
+    train = frame(0)
+    y = target(train, task)
+    if case == "imputers_tree":
+        train = train[["x0", "x1", "color", "x2", "count"]]
+    model = build().fit(train, y)
+    query = frame(7, n=120, unseen=True)[list(train.columns)]
+    return model, train, y, query
+
+
+def _store(kind: str, tmp_path: Path) -> Any:
+    if kind == "memory":
+        return zarr.storage.MemoryStore()
+    return str(tmp_path / ("model.zip" if kind == "zip" else "model"))
+
+
+def _call(estimator: Any, method: str, *args: Any) -> Any:
+    """``estimator.method(*args)``, or the type and message of the error it raises."""
+    try:
+        return getattr(estimator, method)(*args)
+    except (AttributeError, ValueError) as exc:
+        return (type(exc), str(exc))
+
+
+def assert_same_outputs(original: Any, loaded: Any, X: Any, y: Any) -> None:
+    for method in ("predict", "predict_proba", "decision_function", "transform", "get_feature_names_out"):
+        if not hasattr(original, method):
+            assert not hasattr(loaded, method), method
+            continue
+        expected = _call(original, method, *(() if method == "get_feature_names_out" else (X,)))
+        got = _call(loaded, method, *(() if method == "get_feature_names_out" else (X,)))
+        assert type(got) is type(expected), method
+        if isinstance(expected, tuple):
+            assert got == expected, method
+            continue
+        if hasattr(expected, "toarray"):
+            assert expected.format == got.format and expected.dtype == got.dtype, method
+            expected, got = expected.toarray(), got.toarray()
+        assert expected.dtype == got.dtype, method
+        assert np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f"), method
+    if hasattr(original, "score"):
+        assert original.score(X, y) == loaded.score(X, y)
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip", "memory"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
+    model, train, y, query = _fitted(case)
+    store = _store(kind, tmp_path)
+    treeshard.save(model, store)
+    loaded = treeshard.load(store)
+    assert type(loaded) is type(model)
+    assert_same_outputs(model, loaded, train, y)
+    y_query = target(frame(7, n=120, unseen=True), CASES[case][1])
+    assert_same_outputs(model, loaded, query, y_query)
+    # every prefix of a pipeline is a transformer of its own
+    inner = loaded.regressor_ if isinstance(loaded, TransformedTargetRegressor) else loaded
+    original = model.regressor_ if isinstance(model, TransformedTargetRegressor) else model
+    for k in range(1, len(original.steps)):
+        assert_same_outputs(original[:k], inner[:k], query, y_query)
+    if case == "feature_union":
+        # a column selector is stored as the columns it selected in fit
+        selector = loaded.steps[0][1].steps[0][1]
+        assert selector.transformers[0][2] == ["x0", "x1", "x2", "level"] == model.steps[0][1].steps[0][1]._columns[0]
+    else:
+        assert repr(loaded) == repr(model)
