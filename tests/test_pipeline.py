@@ -253,3 +253,21 @@ def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
         assert selector.transformers[0][2] == ["x0", "x1", "x2", "level"] == model.steps[0][1].steps[0][1]._columns[0]
     else:
         assert repr(loaded) == repr(model)
+
+
+SERVED = ["pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed"]
+
+
+@pytest.mark.parametrize("case", SERVED)
+def test_predictor_serves_pipeline(case: str, tmp_path: Path) -> None:
+    model, train, y, query = _fitted(case)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    for X in (train, query, query.iloc[:1]):
+        for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+            if hasattr(model, method):
+                expected = getattr(model, method)(X)
+                got = getattr(predictor, method)(X)
+                assert got.dtype == expected.dtype, method
+                assert np.array_equal(got, expected), method
