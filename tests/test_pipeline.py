@@ -271,3 +271,98 @@ def test_predictor_serves_pipeline(case: str, tmp_path: Path) -> None:
                 got = getattr(predictor, method)(X)
                 assert got.dtype == expected.dtype, method
                 assert np.array_equal(got, expected), method
+
+
+def _array_data(seed: int = 0, n: int = 200) -> np.ndarray:
+    rng = np.random.RandomState(seed)
+    X = np.column_stack([rng.normal(size=n), rng.normal(size=n), rng.choice([0.0, 1.0, 2.0, np.nan], size=n), rng.normal(size=n)])
+    X[rng.rand(n) < 0.1, 0] = np.nan
+    return X
+
+
+def test_predictor_on_arrays_columns_by_index(tmp_path: Path) -> None:
+    """Columns by index, slice and mask on an array; numeric categories with NaN; a remainder estimator."""
+    X = _array_data()
+    y = (np.nan_to_num(X[:, 0]) + X[:, 1] > 0).astype(int)
+    pre = ColumnTransformer(
+        [
+            ("imputed", SimpleImputer(strategy="median"), [0]),
+            ("encoded", OneHotEncoder(handle_unknown="ignore"), slice(2, 3)),
+            ("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1), np.array([False, False, True, False])),
+        ],
+        remainder=StandardScaler(),
+    )
+    model = Pipeline([("pre", pre), ("variance", VarianceThreshold(0.05)), ("forest", RandomForestClassifier(n_estimators=5, random_state=0))]).fit(X, y)
+    path = str(tmp_path / "model")
+    treeshard.save(model, path)
+    query = _array_data(seed=3)
+    query[::7, 2] = 5.0  # an unknown category
+    predictor = treeshard.Predictor(path)
+    loaded = treeshard.load(path)
+    for method in ("predict", "predict_proba"):
+        assert np.array_equal(getattr(predictor, method)(query), getattr(model, method)(query))
+        assert np.array_equal(getattr(loaded, method)(query), getattr(model, method)(query))
+
+
+def test_unknown_category_errors_as_sklearn(tmp_path: Path) -> None:
+    train = frame(0)
+    y = target(train, "classification")
+    model = Pipeline(
+        [("pre", ColumnTransformer([("cat", OneHotEncoder(), ["size"])])), ("forest", RandomForestClassifier(n_estimators=3, random_state=0))]
+    ).fit(train, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    query = frame(7, n=40, unseen=True)
+    with pytest.raises(ValueError, match=r"Found unknown categories \['XL'\] in column 0 during transform"):
+        model.predict(query)
+    with pytest.raises(ValueError, match=r"Found unknown categories \['XL'\] in column 0 during transform"):
+        treeshard.Predictor(path).predict(query)
+    with pytest.raises(ValueError, match=r"columns are missing: \{'size'\}"):
+        treeshard.Predictor(path).predict(query.drop(columns=["size"]))
+    X = _array_data()
+    numeric = Pipeline([("pre", ColumnTransformer([("cat", OrdinalEncoder(), [2])])), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 0] > 0)
+    treeshard.save(numeric, path, overwrite=True)
+    X[0, 2] = 5.0
+    for served in (numeric, treeshard.Predictor(path)):
+        with pytest.raises(ValueError, match=r"^Found unknown categories \[np\.float64\(5\.0\)\] in column 0 during transform$"):
+            served.predict(X)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("feature_union", r"pipeline\.params\.steps\[0\]\[1\]\.params\.steps\[1\]\[1\]\.params\.transformer_list\[1\]\[1\]: the Predictor cannot serve a PolynomialFeatures"),
+        ("target_scaled", r"the Predictor cannot serve a KBinsDiscretizer"),
+        ("selection", r"the Predictor cannot serve a SelectFromModel"),
+    ],
+)
+def test_predictor_refuses_steps_without_numpy_transform(case: str, message: str, tmp_path: Path) -> None:
+    model, *_ = _fitted(case)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    with pytest.raises(UnsupportedEstimatorError, match=message):
+        treeshard.Predictor(path)
+
+
+def test_predictor_pipeline_needs_neither_sklearn_nor_scipy(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    X = _array_data()
+    y = X[:, 1] * 2.0
+    model = Pipeline(
+        [("pre", ColumnTransformer([("num", SimpleImputer(add_indicator=True), [0, 1]), ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), [2])])), ("gb", GradientBoostingRegressor(n_estimators=5, random_state=0))]
+    ).fit(X, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    rows = _array_data(seed=5, n=3)
+    script = (
+        "import json, sys, numpy as np, treeshard\n"
+        f"p = treeshard.Predictor({path!r})\n"
+        f"out = p.predict(np.array({rows.tolist()!r}.__repr__() and {rows.tolist()!r}, dtype=float)).tolist()\n"
+        "print(json.dumps({'out': out, 'loaded': sorted(m for m in ('sklearn', 'scipy', 'pandas', 'zarr') if m in sys.modules)}))\n"
+    ).replace("nan", "float('nan')")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert result["out"] == model.predict(rows).tolist()

@@ -301,7 +301,8 @@ class _Encoder(_Transformer):
             codes, valid = _codes(values, categories)
             if not valid.all():
                 if handle_unknown == "error":
-                    unknown = sorted({str(v) for v in values[~valid].tolist()})
+                    unknown = values[~valid]
+                    unknown = list(np.unique(unknown)) if unknown.dtype.kind in "iuf" else sorted({v for v in unknown.tolist()}, key=str)
                     raise ValueError(f"Found unknown categories {unknown} in column {i} during transform")
                 X_mask[:, i] = valid
                 codes[~valid] = 0
@@ -365,11 +366,24 @@ class _OrdinalEncoder(_Encoder):
 class _FunctionTransformer(_Transformer):
     def __init__(self, node: EstimatorNode) -> None:
         super().__init__(node)
-        if node.params.get("func") is not None or node.params.get("validate", False) or node.params.get("kw_args"):
-            raise UnsupportedEstimatorError(f"{node.where}: the Predictor serves a FunctionTransformer with no function only")
+        func = node.params.get("func")
+        if node.params.get("validate", False) or node.params.get("kw_args") or not (func is None or isinstance(func, Function)):
+            raise UnsupportedEstimatorError(f"{node.where}: the Predictor serves a FunctionTransformer with no function or an allow-listed one only")
+        self.func = None if func is None else func
 
     def transform(self, X: Any) -> Any:
-        return X
+        from .table import function_of
+
+        if self.func is None:
+            return X
+        return function_of(self.func.id)(np.asarray(X) if _is_frame(X) else X)
+
+
+class _VarianceThreshold(_Transformer):
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X)
+        return X[:, self.fitted["variances_"] > self.params.get("threshold", 0.0)]
 
 
 # --------------------------------------------------------------------------- composites
@@ -553,6 +567,7 @@ _SIMPLE = {
     "OneHotEncoder": _OneHotEncoder,
     "OrdinalEncoder": _OrdinalEncoder,
     "FunctionTransformer": _FunctionTransformer,
+    "VarianceThreshold": _VarianceThreshold,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,
