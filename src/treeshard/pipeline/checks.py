@@ -1,60 +1,300 @@
-"""Relations between a transformer's fitted attributes, checked before any is set (numpy only)."""
+"""What a node's params and fitted attributes must be, checked before anything is built (numpy only).
+
+The record's structure is checked by :mod:`treeshard.pipeline.record`; here,
+each allow-listed kind's own fields: types, shapes, index ranges, and the
+relations between them (``_n_features_outs`` against ``categories_``, a
+``ColumnTransformer``'s column selections against ``feature_names_in_``, the
+width one step outputs against the width the next one expects), so that a
+malformed store fails its load with a :class:`ConfigError` naming the field,
+never later inside sklearn or the Predictor.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
 
-#: Per id: fitted attributes that are, when present and not None, float vectors of n_features_in_ values.
-_VECTORS = {
-    "StandardScaler": ("mean_", "var_", "scale_"),
-    "MinMaxScaler": ("scale_", "min_", "data_min_", "data_max_", "data_range_"),
-    "MaxAbsScaler": ("max_abs_", "scale_"),
-    "RobustScaler": ("center_", "scale_"),
-    "VarianceThreshold": ("variances_",),
-}
+_COMPOSITES = ("Pipeline", "FeatureUnion", "ColumnTransformer", "TransformedTargetRegressor")
 
 
-def check_fitted(where: str, kind_id: str, fitted: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError` if the fitted attributes of a ``kind_id`` contradict each other."""
-    where = f"{where}.fitted"
-    n = fitted.get("n_features_in_")
-    if n is None:
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError(f"{where}.n_features_in_: expected a positive integer, got {n!r}")
-    names = fitted.get("feature_names_in_")
-    if names is not None and not (
-        isinstance(names, np.ndarray) and names.shape == (n,) and all(isinstance(v, str) for v in names.tolist())
-    ):
-        raise ConfigError(f"{where}.feature_names_in_: expected an array of {n} strings")
-    for name in _VECTORS.get(kind_id, ()):
-        _vector(f"{where}.{name}", fitted.get(name), n)
-    if kind_id == "SimpleImputer":
-        stats = fitted.get("statistics_")
-        if not (isinstance(stats, np.ndarray) and stats.shape == (n,)):
-            raise ConfigError(f"{where}.statistics_: expected an array of {n} values")
-    if kind_id in ("OneHotEncoder", "OrdinalEncoder"):
-        categories = fitted.get("categories_")
-        if not (isinstance(categories, list) and len(categories) == n and all(isinstance(c, np.ndarray) and c.ndim == 1 for c in categories)):
-            raise ConfigError(f"{where}.categories_: expected a list of {n} 1-D arrays")
-        for i, c in enumerate(categories):
-            if c.dtype.kind not in "fiuUO":
-                raise ConfigError(f"{where}.categories_[{i}]: unsupported dtype {c.dtype}")
-    if kind_id == "MissingIndicator":
-        features, total = fitted.get("features_"), fitted.get("_n_features")
-        if not (isinstance(total, int) and isinstance(features, np.ndarray) and features.ndim == 1 and features.dtype.kind in "iu"):
-            raise ConfigError(f"{where}.features_: expected an integer array and _n_features")
-        if features.size and (features.min() < 0 or features.max() >= total):
-            raise ConfigError(f"{where}.features_: a feature index is out of range for {total} features")
+def _fail(where: str, what: str, value: Any) -> ConfigError:
+    shown = getattr(value, "shape", None)
+    shown = f"an array of shape {shown}" if shown is not None else f"{type(value).__name__} {str(value)[:60]}"
+    return ConfigError(f"{where}: expected {what}, got {shown}")
 
 
-def _vector(where: str, value: Any, n: int) -> None:
-    if value is None:
+def _int(where: str, value: Any, low: int = 0, high: int = 2**62) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise _fail(where, f"an integer in [{low}, {high}]", value)
+    return int(value)
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise _fail(where, "a boolean", value)
+    return bool(value)
+
+
+def _floats(where: str, value: Any, n: int, *, optional: bool = False) -> None:
+    if value is None and optional:
         return
     if not (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.shape == (n,)):
-        shape = getattr(value, "shape", type(value).__name__)
-        raise ConfigError(f"{where}: expected {n} floats, got {shape}")
+        raise _fail(where, f"{n} floats", value)
+
+
+def _ints(where: str, value: Any, *, high: int, length: int | None = None) -> np.ndarray:
+    if not (isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu" and (length is None or len(value) == length)):
+        raise _fail(where, "a 1-D integer array" + ("" if length is None else f" of {length} values"), value)
+    if value.size and (value.min() < 0 or value.max() >= high):
+        raise ConfigError(f"{where}: an index is out of range [0, {high})")
+    return value
+
+
+def _node_id(value: Any) -> str | None:
+    from .record import EnsembleNode, EstimatorNode
+
+    if isinstance(value, EstimatorNode):
+        return value.id
+    if isinstance(value, EnsembleNode):
+        return value.config.estimator
+    return None
+
+
+def _estimator(where: str, value: Any, *, strings: tuple[str, ...] = (), kinds: tuple[str, ...] | None = None) -> Any:
+    if isinstance(value, str) and value in strings:
+        return value
+    if value is None and None in strings:  # type: ignore[comparison-overlap]
+        return value
+    kind = _node_id(value)
+    if kind is None or (kinds is not None and kind not in kinds):
+        allowed = " or ".join([*(repr(s) for s in strings), "an estimator" if kinds is None else "/".join(kinds)])
+        raise _fail(where, allowed, value)
+    return value
+
+
+def _categories(where: str, categories: Any, n: int) -> list[np.ndarray]:
+    if not (isinstance(categories, list) and len(categories) == n):
+        raise _fail(where, f"a list of {n} arrays", categories)
+    for i, c in enumerate(categories):
+        if not (isinstance(c, np.ndarray) and c.ndim == 1 and c.dtype.kind in "fiuUO"):
+            raise _fail(f"{where}[{i}]", "a 1-D array of categories", c)
+        if c.dtype.kind == "O" and not all(v is None or isinstance(v, str) or (isinstance(v, float) and math.isnan(v)) for v in c.tolist()):
+            raise ConfigError(f"{where}[{i}]: object categories are strings, None or NaN")
+    return categories
+
+
+def _optional_indices(where: str, value: Any, n: int, sizes: list[int]) -> list[Any]:
+    if not (isinstance(value, list) and len(value) == n):
+        raise _fail(where, f"a list of {n} entries", value)
+    for i, item in enumerate(value):
+        if item is not None:
+            _ints(f"{where}[{i}]", item, high=max(sizes[i], 1))
+    return value
+
+
+def _drop_indices(where: str, value: Any, sizes: list[int]) -> None:
+    if value is None:
+        return
+    if not (isinstance(value, np.ndarray) and value.shape == (len(sizes),) and value.dtype.kind in "iuO"):
+        raise _fail(where, f"an array of {len(sizes)} indices or None", value)
+    for i, item in enumerate(value.tolist()):
+        if item is not None:
+            _int(f"{where}[{i}]", item, 0, max(sizes[i] - 1, 0))
+
+
+def _encoder(where: str, kind: str, fitted: dict[str, Any], n: int) -> None:
+    categories = _categories(f"{where}.categories_", fitted.get("categories_"), n)
+    sizes = [len(c) for c in categories]
+    enabled = _bool(f"{where}._infrequent_enabled", fitted.get("_infrequent_enabled", False))
+    grouped = list(sizes)
+    if enabled:
+        infrequent = _optional_indices(f"{where}._infrequent_indices", fitted.get("_infrequent_indices"), n, sizes)
+        mappings = fitted.get("_default_to_infrequent_mappings")
+        if not (isinstance(mappings, list) and len(mappings) == n):
+            raise _fail(f"{where}._default_to_infrequent_mappings", f"a list of {n} entries", mappings)
+        for i, (indices, mapping) in enumerate(zip(infrequent, mappings, strict=True)):
+            if indices is not None:
+                grouped[i] = sizes[i] - len(indices) + 1
+            if mapping is not None:
+                _ints(f"{where}._default_to_infrequent_mappings[{i}]", mapping, high=grouped[i], length=sizes[i])
+            if (indices is None) != (mapping is None) or (indices is not None and len(indices) == 0):
+                raise ConfigError(f"{where}._infrequent_indices[{i}]: does not match _default_to_infrequent_mappings[{i}]")
+    if kind == "OrdinalEncoder":
+        missing = fitted.get("_missing_indices", {})
+        if not isinstance(missing, dict):
+            raise _fail(f"{where}._missing_indices", "a dict", missing)
+        for column, index in missing.items():
+            column = _int(f"{where}._missing_indices key", column, 0, n - 1)
+            _int(f"{where}._missing_indices[{column}]", index, 0, max(sizes[column] - 1, 0))
+        return
+    _drop_indices(f"{where}.drop_idx_", fitted.get("drop_idx_"), sizes)
+    after = fitted.get("_drop_idx_after_grouping")
+    _drop_indices(f"{where}._drop_idx_after_grouping", after, grouped)
+    outs = fitted.get("_n_features_outs")
+    expected = [g - (0 if after is None or after[i] is None else 1) for i, g in enumerate(grouped)]
+    if outs != expected:
+        raise ConfigError(f"{where}._n_features_outs: {str(outs)[:80]} does not match the categories (expected {expected})")
+
+
+def _columns(where: str, columns: Any, names: np.ndarray | None, n: int) -> list[int]:
+    """The input positions a column selection picks (as sklearn resolves it)."""
+    if isinstance(columns, slice):
+        if any(isinstance(p, str) for p in (columns.start, columns.stop)):
+            raise ConfigError(f"{where}: slices of column names are not supported")
+        return list(range(n))[columns]
+    if isinstance(columns, (str, int)) and not isinstance(columns, bool):
+        columns = [columns]
+    if isinstance(columns, np.ndarray):
+        columns = columns.tolist()
+    if not isinstance(columns, list):
+        raise _fail(where, "a column selection (list, slice, name or index)", columns)
+    if columns and all(isinstance(c, bool) for c in columns):
+        if len(columns) != n:
+            raise ConfigError(f"{where}: a boolean mask of {len(columns)} values for {n} features")
+        return [i for i, c in enumerate(columns) if c]
+    out = []
+    for c in columns:
+        if isinstance(c, str):
+            if names is None or c not in names.tolist():
+                raise ConfigError(f"{where}: column {c[:60]!r} is not a feature name")
+            out.append(names.tolist().index(c))
+        else:
+            out.append(_int(where, c, -n, n - 1) % n)
+    return out
+
+
+def check_node(node: Any) -> None:
+    """Raise :class:`ConfigError` if ``node`` (an EstimatorNode) contradicts itself."""
+    kind, where = node.id, node.where
+    params, fitted = node.params, node.fitted
+    if kind == "Pipeline":
+        _steps(f"{where}.params.steps", params.get("steps"), ("passthrough", None), pairs=True)
+        return
+    if kind == "FeatureUnion":
+        _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"), pairs=True)
+        return
+    if kind == "TransformedTargetRegressor":
+        if fitted:
+            _estimator(f"{where}.fitted.regressor_", fitted.get("regressor_"))
+            _estimator(f"{where}.fitted.transformer_", fitted.get("transformer_"))
+            _int(f"{where}.fitted._training_dim", fitted.get("_training_dim"), 1, 2)
+        return
+    if not fitted:
+        return
+    w = f"{where}.fitted"
+    if kind == "SelectFromModel":  # its n_features_in_ is the estimator's
+        _estimator(f"{w}.estimator_", fitted.get("estimator_"))
+        return
+    if kind == "FunctionTransformer" and "n_features_in_" not in fitted:
+        return
+    n = _int(f"{w}.n_features_in_", fitted.get("n_features_in_"), 1, 2**31 - 1)
+    names = fitted.get("feature_names_in_")
+    if names is not None and not (isinstance(names, np.ndarray) and names.shape == (n,) and all(isinstance(v, str) for v in names.tolist())):
+        raise _fail(f"{w}.feature_names_in_", f"an array of {n} strings", names)
+    output = fitted.get("_sklearn_output_config", {})
+    if not (isinstance(output, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in output.items())):
+        raise _fail(f"{w}._sklearn_output_config", "a dict of strings", output)
+    if kind == "StandardScaler":
+        for name in ("mean_", "var_", "scale_"):
+            _floats(f"{w}.{name}", fitted.get(name), n, optional=True)
+    elif kind in ("MinMaxScaler", "MaxAbsScaler", "RobustScaler", "VarianceThreshold"):
+        names_ = {
+            "MinMaxScaler": ("scale_", "min_", "data_min_", "data_max_", "data_range_"),
+            "MaxAbsScaler": ("max_abs_", "scale_"),
+            "RobustScaler": ("center_", "scale_"),
+            "VarianceThreshold": ("variances_",),
+        }[kind]
+        for name in names_:
+            _floats(f"{w}.{name}", fitted.get(name), n, optional=kind == "RobustScaler")
+    elif kind == "SimpleImputer":
+        stats = fitted.get("statistics_")
+        if not (isinstance(stats, np.ndarray) and stats.shape == (n,) and stats.dtype.kind in "fiuO"):
+            raise _fail(f"{w}.statistics_", f"an array of {n} values", stats)
+        for name in ("_fit_dtype", "_fill_dtype"):
+            if name in fitted and not isinstance(fitted[name], np.dtype):
+                raise _fail(f"{w}.{name}", "a dtype", fitted[name])
+        indicator = fitted.get("indicator_")
+        if indicator is not None:
+            _estimator(f"{w}.indicator_", indicator, kinds=("MissingIndicator",))
+            if indicator.fitted.get("_n_features") != n:
+                raise ConfigError(f"{w}.indicator_: it indicates {indicator.fitted.get('_n_features')} features, not {n}")
+    elif kind == "MissingIndicator":
+        total = _int(f"{w}._n_features", fitted.get("_n_features"), 1, 2**31 - 1)
+        _ints(f"{w}.features_", fitted.get("features_"), high=total)
+        _bool(f"{w}._precomputed", fitted.get("_precomputed"))
+        if total != n:
+            raise ConfigError(f"{w}._n_features: {total}, but n_features_in_ is {n}")
+    elif kind in ("OneHotEncoder", "OrdinalEncoder"):
+        _encoder(w, kind, fitted, n)
+    elif kind == "KBinsDiscretizer":
+        edges = fitted.get("bin_edges_")
+        if not (isinstance(edges, np.ndarray) and edges.shape == (n,) and all(isinstance(e, np.ndarray) and e.ndim == 1 and e.dtype.kind == "f" for e in edges.tolist())):
+            raise _fail(f"{w}.bin_edges_", f"{n} arrays of bin edges", edges)
+        _ints(f"{w}.n_bins_", fitted.get("n_bins_"), high=2**31, length=n)
+        if "_encoder" in fitted:
+            _estimator(f"{w}._encoder", fitted["_encoder"], kinds=("OneHotEncoder",))
+    elif kind == "PolynomialFeatures":
+        low = _int(f"{w}._min_degree", fitted.get("_min_degree"), 0, 1000)
+        _int(f"{w}._max_degree", fitted.get("_max_degree"), low, 1000)
+        _int(f"{w}.n_output_features_", fitted.get("n_output_features_"), 0, 2**31)
+    elif kind == "ColumnTransformer":
+        _column_transformer(node, n, names)
+
+
+def _steps(where: str, steps: Any, strings: tuple[Any, ...], *, pairs: bool) -> None:
+    if not (isinstance(steps, list) and steps):
+        raise _fail(where, "a non-empty list of (name, estimator) pairs", steps)
+    seen = set()
+    for i, step in enumerate(steps):
+        if not (isinstance(step, tuple) and len(step) == 2 and isinstance(step[0], str)):
+            raise _fail(f"{where}[{i}]", "a (name, estimator) pair", step)
+        if step[0] in seen:
+            raise ConfigError(f"{where}[{i}]: duplicate name {step[0][:60]!r}")
+        seen.add(step[0])
+        _estimator(f"{where}[{i}][1]", step[1], strings=strings)
+
+
+def _column_transformer(node: Any, n: int, names: np.ndarray | None) -> None:
+    where, params, fitted = f"{node.where}.fitted", node.params, node.fitted
+    _bool(f"{where}.sparse_output_", fitted.get("sparse_output_"))
+    entries = fitted.get("transformers_")
+    indices = fitted.get("_transformer_to_input_indices")
+    if not isinstance(indices, dict):
+        raise _fail(f"{where}._transformer_to_input_indices", "a dict", indices)
+    if not isinstance(entries, list):
+        raise _fail(f"{where}.transformers_", "a list of (name, transformer, columns)", entries)
+    seen = set()
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], str)):
+            raise _fail(f"{where}.transformers_[{i}]", "a (name, transformer, columns) triple", entry)
+        name, transformer, columns = entry
+        if name in seen:
+            raise ConfigError(f"{where}.transformers_[{i}]: duplicate name {name[:60]!r}")
+        seen.add(name)
+        _estimator(f"{where}.transformers_[{i}][1]", transformer, strings=("drop", "passthrough"))
+        picked = _columns(f"{where}.transformers_[{i}][2]", columns, names, n)
+        stored = indices.get(name)
+        if stored is None or list(stored) != picked:
+            raise ConfigError(f"{where}._transformer_to_input_indices[{name[:60]!r}]: does not match the columns of transformers_[{i}]")
+        width = getattr(transformer, "fitted", {}).get("n_features_in_")
+        if width is not None and width != len(picked):
+            raise ConfigError(f"{where}.transformers_[{i}]: the transformer expects {width} features, its columns select {len(picked)}")
+    for name, value in indices.items():
+        if not isinstance(name, str):
+            raise _fail(f"{where}._transformer_to_input_indices", "string keys", name)
+        _ints(f"{where}._transformer_to_input_indices[{name[:60]!r}]", np.asarray(value, dtype=np.int64) if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value) else value, high=n)
+    output = fitted.get("output_indices_")
+    if not (isinstance(output, dict) and all(isinstance(k, str) and isinstance(v, slice) for k, v in output.items())):
+        raise _fail(f"{where}.output_indices_", "a dict of slices", output)
+    remainder = fitted.get("_remainder")
+    if not (isinstance(remainder, tuple) and len(remainder) == 3 and isinstance(remainder[0], str)):
+        raise _fail(f"{where}._remainder", "a (name, transformer, columns) triple", remainder)
+    _estimator(f"{where}._remainder[1]", remainder[1], strings=("drop", "passthrough"))
+    _columns(f"{where}._remainder[2]", remainder[2], names, n)
+    templates = params.get("transformers")
+    if not isinstance(templates, list):
+        raise _fail(f"{node.where}.params.transformers", "a list", templates)

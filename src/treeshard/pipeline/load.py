@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .checks import check_fitted
 from .record import EnsembleNode, EstimatorNode, Function, PipelineRecord
-from .table import KINDS, function_of, kind_class
+from .table import function_of, kind_class
 
 
 @dataclass
@@ -47,8 +46,6 @@ def build_node(node: EstimatorNode | EnsembleNode, context: LoadContext) -> Any:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{node.where}.params: {exc}") from None
     fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
-    if node.id in KINDS:
-        check_fitted(node.where, node.id, fitted)
     for name, value in fitted.items():
         setattr(estimator, name, value)
     return estimator

@@ -18,6 +18,7 @@ from ..adapters.base import decode_value
 from ..errors import ConfigError, UnsupportedFormatVersionError
 from ..record import Config, check_json_depth, parse_config, parse_dict, parse_float, parse_int, parse_list, parse_str, require
 from ..spec import SUPPORTED_FORMAT_VERSIONS
+from .checks import check_node
 from .table import FUNCTIONS, KINDS
 
 #: The record's key holding the root node: what tells a pipeline record from a model's config.
@@ -158,7 +159,10 @@ def _node(where: str, raw: Any, context: _Context) -> EstimatorNode | EnsembleNo
     )
     params = {name: state_value(f"{where}.params.{name}", value, context) for name, value in params_raw.items()}
     fitted = {name: state_value(f"{where}.fitted.{name}", value, context) for name, value in fitted_raw.items()}
-    return EstimatorNode(kind_id, params, fitted, unserializable, where=where)
+    node = EstimatorNode(kind_id, params, fitted, unserializable, where=where)
+    if kind_id in KINDS:
+        check_node(node)
+    return node
 
 
 def _keys(where: str, raw: dict[str, Any], required: set[str], optional: set[str] = frozenset()) -> None:  # type: ignore[assignment]
