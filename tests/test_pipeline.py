@@ -8,7 +8,6 @@ pipeline must equal the original's exactly (``np.array_equal``).
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 

@@ -49,7 +49,10 @@ def parse_float(where: str, value: Any) -> float:
         if value not in _NONFINITE:
             raise ConfigError(f"{where}: expected a number, got string {value[:40]!r}")
         return _NONFINITE[value]
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise ConfigError(f"{where}: {str(value)[:40]}... is too large for a float") from None
 
 
 def parse_int(where: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:

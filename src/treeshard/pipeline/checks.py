@@ -55,7 +55,7 @@ def _ints(where: str, value: Any, *, high: int, length: int | None = None) -> np
 
 
 def _node_id(value: Any) -> str | None:
-    from .record import EnsembleNode, EstimatorNode
+    from .nodes import EnsembleNode, EstimatorNode
 
     if isinstance(value, EstimatorNode):
         return value.id
@@ -140,6 +140,22 @@ def _encoder(where: str, kind: str, fitted: dict[str, Any], n: int) -> None:
         raise ConfigError(f"{where}._n_features_outs: {str(outs)[:80]} does not match the categories (expected {expected})")
 
 
+def _encoder_params(where: str, kind: str, params: dict[str, Any]) -> None:
+    from .nodes import TYPES
+
+    dtype = params.get("dtype", np.float64)
+    numeric = {t for name, t in TYPES.items() if name not in ("builtins.object", "builtins.str", "bool", "builtins.bool")}
+    if not (dtype in numeric or (isinstance(dtype, np.dtype) and dtype.kind in "iuf")):
+        raise _fail(f"{where}.dtype", "a numeric type", dtype)
+    if kind == "OrdinalEncoder":
+        for name in ("unknown_value", "encoded_missing_value"):
+            value = params.get(name, None if name == "unknown_value" else math.nan)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise _fail(f"{where}.{name}", "a number", value)
+        if params.get("handle_unknown") == "use_encoded_value" and params.get("unknown_value") is None:
+            raise ConfigError(f"{where}.unknown_value: a number is needed with handle_unknown='use_encoded_value'")
+
+
 def _columns(where: str, columns: Any, names: np.ndarray | None, n: int) -> list[int]:
     """The input positions a column selection picks (as sklearn resolves it)."""
     if isinstance(columns, slice):
@@ -167,12 +183,41 @@ def _columns(where: str, columns: Any, names: np.ndarray | None, n: int) -> list
     return out
 
 
+#: Fitted attributes each kind needs under every supported sklearn (the others are optional).
+REQUIRED = {
+    "StandardScaler": ("mean_", "var_", "scale_", "n_samples_seen_"),
+    "MinMaxScaler": ("scale_", "min_", "data_min_", "data_max_", "data_range_", "n_samples_seen_"),
+    "MaxAbsScaler": ("max_abs_", "scale_", "n_samples_seen_"),
+    "RobustScaler": ("center_", "scale_"),
+    "SimpleImputer": ("statistics_", "_fit_dtype"),
+    "MissingIndicator": ("features_", "_n_features", "_precomputed"),
+    "OneHotEncoder": ("categories_", "drop_idx_", "_drop_idx_after_grouping", "_infrequent_enabled", "_n_features_outs"),
+    "OrdinalEncoder": ("categories_", "_missing_indices", "_infrequent_enabled"),
+    "KBinsDiscretizer": ("bin_edges_", "n_bins_"),
+    "PolynomialFeatures": ("_min_degree", "_max_degree", "n_output_features_"),
+    "VarianceThreshold": ("variances_",),
+    "SelectFromModel": ("estimator_",),
+    "ColumnTransformer": ("transformers_", "_transformer_to_input_indices", "_remainder", "sparse_output_", "output_indices_"),
+    "TransformedTargetRegressor": ("regressor_", "transformer_", "_training_dim"),
+}
+
+
 def check_node(node: Any) -> None:
     """Raise :class:`ConfigError` if ``node`` (an EstimatorNode) contradicts itself."""
     kind, where = node.id, node.where
     params, fitted = node.params, node.fitted
+    if fitted or kind in ("ColumnTransformer", "TransformedTargetRegressor"):
+        if kind != "ColumnTransformer" or fitted:
+            missing = [name for name in REQUIRED.get(kind, ()) if name not in fitted]
+            if missing:
+                raise ConfigError(f"{where}.fitted: missing required attribute {missing[0]!r} of a fitted {kind}")
+        if fitted.get("_infrequent_enabled") is True:
+            for name in ("_infrequent_indices", "_default_to_infrequent_mappings"):
+                if name not in fitted:
+                    raise ConfigError(f"{where}.fitted: missing required attribute {name!r} of a fitted {kind}")
     if kind == "Pipeline":
         _steps(f"{where}.params.steps", params.get("steps"), ("passthrough", None), pairs=True)
+        _chain(f"{where}.params.steps", [step for _, step in params["steps"]])
         return
     if kind == "FeatureUnion":
         _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"), pairs=True)
@@ -183,6 +228,8 @@ def check_node(node: Any) -> None:
             _estimator(f"{where}.fitted.transformer_", fitted.get("transformer_"))
             _int(f"{where}.fitted._training_dim", fitted.get("_training_dim"), 1, 2)
         return
+    if kind in ("OneHotEncoder", "OrdinalEncoder"):
+        _encoder_params(f"{where}.params", kind, params)
     if not fitted:
         return
     w = f"{where}.fitted"
@@ -218,10 +265,12 @@ def check_node(node: Any) -> None:
             if name in fitted and not isinstance(fitted[name], np.dtype):
                 raise _fail(f"{w}.{name}", "a dtype", fitted[name])
         indicator = fitted.get("indicator_")
+        if (indicator is not None) != (params.get("add_indicator") is True):
+            raise ConfigError(f"{w}.indicator_: present exactly when add_indicator is true")
         if indicator is not None:
             _estimator(f"{w}.indicator_", indicator, kinds=("MissingIndicator",))
-            if indicator.fitted.get("_n_features") != n:
-                raise ConfigError(f"{w}.indicator_: it indicates {indicator.fitted.get('_n_features')} features, not {n}")
+            if indicator.fitted.get("_n_features") != n or indicator.params.get("sparse") is True or indicator.fitted.get("_precomputed") is not True:
+                raise ConfigError(f"{w}.indicator_: not the precomputed, dense indicator of {n} features")
     elif kind == "MissingIndicator":
         total = _int(f"{w}._n_features", fitted.get("_n_features"), 1, 2**31 - 1)
         _ints(f"{w}.features_", fitted.get("features_"), high=total)
@@ -278,15 +327,17 @@ def _column_transformer(node: Any, n: int, names: np.ndarray | None) -> None:
         _estimator(f"{where}.transformers_[{i}][1]", transformer, strings=("drop", "passthrough"))
         picked = _columns(f"{where}.transformers_[{i}][2]", columns, names, n)
         stored = indices.get(name)
-        if stored is None or list(stored) != picked:
+        if not isinstance(stored, list) or stored != picked:
             raise ConfigError(f"{where}._transformer_to_input_indices[{name[:60]!r}]: does not match the columns of transformers_[{i}]")
-        width = getattr(transformer, "fitted", {}).get("n_features_in_")
+        width = in_width(transformer)
         if width is not None and width != len(picked):
             raise ConfigError(f"{where}.transformers_[{i}]: the transformer expects {width} features, its columns select {len(picked)}")
     for name, value in indices.items():
         if not isinstance(name, str):
             raise _fail(f"{where}._transformer_to_input_indices", "string keys", name)
-        _ints(f"{where}._transformer_to_input_indices[{name[:60]!r}]", np.asarray(value, dtype=np.int64) if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value) else value, high=n)
+        if not (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+            raise _fail(f"{where}._transformer_to_input_indices[{name[:60]!r}]", "a list of column indices", value)
+        _ints(f"{where}._transformer_to_input_indices[{name[:60]!r}]", np.asarray(value, dtype=np.int64), high=n)
     output = fitted.get("output_indices_")
     if not (isinstance(output, dict) and all(isinstance(k, str) and isinstance(v, slice) for k, v in output.items())):
         raise _fail(f"{where}.output_indices_", "a dict of slices", output)
@@ -298,3 +349,81 @@ def _column_transformer(node: Any, n: int, names: np.ndarray | None) -> None:
     templates = params.get("transformers")
     if not isinstance(templates, list):
         raise _fail(f"{node.where}.params.transformers", "a list", templates)
+
+
+# --------------------------------------------------------------------------- widths
+def in_width(node: Any) -> int | None:
+    """Features ``node`` expects (None: not known from the record)."""
+    from .nodes import EnsembleNode, EstimatorNode
+
+    if isinstance(node, EnsembleNode):
+        return node.config.trees.n_features
+    if not isinstance(node, EstimatorNode):
+        return None
+    n = node.fitted.get("n_features_in_")
+    if isinstance(n, int) and not isinstance(n, bool):
+        return n
+    if node.id == "Pipeline":
+        live = [step for _, step in node.params.get("steps", []) if step not in ("passthrough", None)]
+        return in_width(live[0]) if live else None
+    return None
+
+
+def out_width(node: Any) -> int | None:
+    """Features ``node`` outputs (None: not known from the record, or not a transformer)."""
+    from .nodes import EstimatorNode
+
+    if not isinstance(node, EstimatorNode) or not node.fitted and node.id != "Pipeline":
+        return None
+    kind, params, fitted = node.id, node.params, node.fitted
+    n = fitted.get("n_features_in_")
+    if kind in ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "OrdinalEncoder", "FunctionTransformer"):
+        return n
+    if kind == "OneHotEncoder":
+        return sum(fitted["_n_features_outs"])
+    if kind == "MissingIndicator":
+        return n if params.get("features") == "all" else len(fitted["features_"])
+    if kind == "SimpleImputer":
+        statistics = fitted["statistics_"]
+        kept = n if params.get("keep_empty_features") else int((~_nan(statistics)).sum())
+        indicator = fitted.get("indicator_")
+        return kept + (out_width(indicator) or 0) if indicator is not None else kept
+    if kind == "PolynomialFeatures":
+        return fitted["n_output_features_"]
+    if kind == "VarianceThreshold":
+        threshold = params.get("threshold", 0.0)
+        return int((fitted["variances_"] > threshold).sum()) if isinstance(threshold, (int, float)) else None
+    if kind == "KBinsDiscretizer":
+        return n if params.get("encode") == "ordinal" else int(fitted["n_bins_"].sum())
+    if kind == "ColumnTransformer":
+        total = 0
+        for _, transformer, columns in fitted["transformers_"]:
+            picked = fitted["_transformer_to_input_indices"].get(_, [])
+            if transformer == "drop" or not picked:
+                continue
+            width = len(picked) if transformer == "passthrough" else out_width(transformer)
+            if width is None:
+                return None
+            total += width
+        return total
+    if kind == "Pipeline":
+        live = [step for _, step in params.get("steps", []) if step not in ("passthrough", None)]
+        return out_width(live[-1]) if live else None
+    return None
+
+
+def _nan(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind == "O":
+        return np.array([isinstance(v, float) and v != v for v in values.tolist()], dtype=bool)
+    return np.zeros(values.shape, dtype=bool)
+
+
+def _chain(where: str, steps: list[Any]) -> None:
+    """Each step outputs as many features as the next one expects."""
+    live = [(i, step) for i, step in enumerate(steps) if step not in ("passthrough", None)]
+    for (_, before), (j, after) in zip(live, live[1:]):
+        width, expected = out_width(before), in_width(after)
+        if width is not None and expected is not None and width != expected:
+            raise ConfigError(f"{where}[{j}]: the step before outputs {width} features; this one expects {expected}")

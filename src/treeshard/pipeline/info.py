@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .record import EnsembleNode, EstimatorNode, PipelineRecord
+from .nodes import EnsembleNode, EstimatorNode
+from .record import PipelineRecord
 
 
 @dataclass(frozen=True)

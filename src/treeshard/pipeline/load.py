@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .record import EnsembleNode, EstimatorNode, Function, PipelineRecord
+from .nodes import EnsembleNode, EstimatorNode, Function
+from .record import PipelineRecord
 from .table import function_of, kind_class
 
 
@@ -46,9 +47,16 @@ def build_node(node: EstimatorNode | EnsembleNode, context: LoadContext) -> Any:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{node.where}.params: {exc}") from None
     fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
+    for name, derive in _DERIVED.get(node.id, {}).items():
+        if fitted and name not in fitted:  # written by an sklearn that did not have it
+            fitted[name] = derive(fitted)
     for name, value in fitted.items():
         setattr(estimator, name, value)
     return estimator
+
+
+#: Fitted attributes newer sklearn versions added, derived from the others when a store lacks them.
+_DERIVED = {"SimpleImputer": {"_fill_dtype": lambda fitted: fitted["_fit_dtype"]}}
 
 
 def build_value(value: Any, context: LoadContext) -> Any:

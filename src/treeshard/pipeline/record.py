@@ -16,9 +16,10 @@ import numpy as np
 
 from ..adapters.base import decode_value
 from ..errors import ConfigError, UnsupportedFormatVersionError
-from ..record import Config, check_json_depth, parse_config, parse_dict, parse_float, parse_int, parse_list, parse_str, require
+from ..record import check_json_depth, parse_config, parse_dict, parse_float, parse_int, parse_list, parse_str, require
 from ..spec import SUPPORTED_FORMAT_VERSIONS
 from .checks import check_node
+from .nodes import DTYPES, TYPES, EnsembleNode, EstimatorNode, Function
 from .table import FUNCTIONS, KINDS
 
 #: The record's key holding the root node: what tells a pipeline record from a model's config.
@@ -28,45 +29,6 @@ MODELS_GROUP = "models"
 #: Elements of one ``objects`` array, and state values in one record.
 MAX_OBJECTS = 1_000_000
 MAX_STATE_VALUES = 5_000_000
-#: Dtypes a ``{"dtype": ...}`` state value may name.
-DTYPES = frozenset(["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64", "object"])
-
-#: Types a ``{"type": ...}`` state value may name (an encoder's ``dtype`` param).
-TYPES: dict[str, type] = {
-    **{name: np.dtype(name).type for name in DTYPES if name != "object"},
-    **{f"builtins.{t.__name__}": t for t in (float, int, bool, object, str)},
-}
-
-
-@dataclass(frozen=True)
-class Function:
-    """An allow-listed function, by id (``numpy.log1p``)."""
-
-    id: str
-
-
-@dataclass
-class EstimatorNode:
-    """An allow-listed estimator: its params and fitted attributes as decoded state values."""
-
-    id: str
-    params: dict[str, Any]
-    fitted: dict[str, Any]
-    unserializable: tuple[str, ...] = ()
-    where: str = "pipeline"
-
-
-@dataclass
-class EnsembleNode:
-    """A fitted ensemble stored as node columns under ``group``; ``first`` is False for a
-    repeated reference to an ensemble met earlier (the same object)."""
-
-    group: str
-    config: Config
-    first: bool = True
-    where: str = "pipeline"
-
-
 @dataclass
 class PipelineRecord:
     root: EstimatorNode

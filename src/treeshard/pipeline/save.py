@@ -19,7 +19,8 @@ import numpy as np
 from ..adapters.base import encode_value
 from ..errors import UnsupportedEstimatorError
 from ..record import encode_float
-from .record import DTYPES, MODELS_GROUP, PIPELINE_KEY
+from .nodes import DTYPES
+from .record import MODELS_GROUP, PIPELINE_KEY
 from .table import FUNCTIONS, KINDS, function_of, kind_class
 
 

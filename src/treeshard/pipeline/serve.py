@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedEstimatorError
-from .record import EnsembleNode, EstimatorNode, Function, PipelineRecord
+from .nodes import EnsembleNode, EstimatorNode, Function
+from .record import PipelineRecord
 from .table import KINDS
 
 _FLOAT = (np.dtype("float64"), np.dtype("float32"), np.dtype("float16"))
@@ -108,6 +109,39 @@ class _Transformer(Step):
         self.name = node.id
         self.params, self.fitted = node.params, node.fitted
         self.n_features_in_, self.feature_names_in_ = _fitted_names(node)
+        _check_params(node)
+
+
+_BOOL = (True, False)
+#: The params each step reads, and their allowed values (sklearn validates them when it builds an
+#: estimator; the Predictor builds none, so it checks what it uses here).
+_PARAMS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "StandardScaler": {"with_mean": _BOOL, "with_std": _BOOL},
+    "MinMaxScaler": {"clip": _BOOL},
+    "MaxAbsScaler": {"clip": _BOOL},
+    "RobustScaler": {"with_centering": _BOOL, "with_scaling": _BOOL},
+    "MissingIndicator": {"features": ("missing-only", "all"), "error_on_new": _BOOL, "sparse": ("auto", False, True)},
+    "SimpleImputer": {"strategy": ("mean", "median", "most_frequent", "constant"), "keep_empty_features": _BOOL, "add_indicator": _BOOL},
+    "OneHotEncoder": {"handle_unknown": ("error", "ignore", "infrequent_if_exist", "warn")},
+    "OrdinalEncoder": {"handle_unknown": ("error", "use_encoded_value")},
+    "FunctionTransformer": {"validate": _BOOL},
+}
+
+
+def _check_params(node: EstimatorNode) -> None:
+    from ..errors import ConfigError
+
+    for name, allowed in _PARAMS.get(node.id, {}).items():
+        if name in node.params and not any(node.params[name] is v or (type(node.params[name]) is type(v) and node.params[name] == v) for v in allowed):
+            raise ConfigError(f"{node.where}.params.{name}: {str(node.params[name])[:60]!r} is not one of {list(allowed)}")
+    if node.id == "MinMaxScaler":
+        low_high = node.params.get("feature_range", (0, 1))
+        if not (isinstance(low_high, (tuple, list)) and len(low_high) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in low_high) and low_high[0] < low_high[1]):
+            raise ConfigError(f"{node.where}.params.feature_range: expected (min, max) numbers")
+    if node.id == "VarianceThreshold":
+        threshold = node.params.get("threshold", 0.0)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
+            raise ConfigError(f"{node.where}.params.threshold: expected a number >= 0")
 
 
 # --------------------------------------------------------------------------- scalers
@@ -326,7 +360,11 @@ class _Encoder(_Transformer):
 class _OneHotEncoder(_Encoder):
     def __init__(self, node: EstimatorNode) -> None:
         super().__init__(node)
-        self.sparse_output = bool(node.params.get("sparse_output", node.params.get("sparse", True)))
+        self.sparse_output = node.params.get("sparse_output", node.params.get("sparse", True))
+        if not isinstance(self.sparse_output, bool):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{node.where}.params.sparse_output: expected true or false")
 
     def transform(self, X: Any) -> np.ndarray:
         handle_unknown = self.params.get("handle_unknown", "error")
@@ -359,7 +397,7 @@ class _OrdinalEncoder(_Encoder):
         for i, missing_at in missing_indices.items():
             X_trans[X_int[:, i] == missing_at, i] = self.params.get("encoded_missing_value", np.nan)
         if self.params.get("handle_unknown") == "use_encoded_value":
-            X_trans[~X_mask] = self.params["unknown_value"]
+            X_trans[~X_mask] = self.params.get("unknown_value")
         return X_trans
 
 
