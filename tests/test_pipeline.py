@@ -365,3 +365,130 @@ def test_predictor_pipeline_needs_neither_sklearn_nor_scipy(tmp_path: Path) -> N
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["loaded"] == []
     assert result["out"] == model.predict(rows).tolist()
+
+
+# --------------------------------------------------------------------------- malformed records
+def _small_pipeline() -> Any:
+    X = _array_data()
+    pre = ColumnTransformer([("num", StandardScaler(), [0, 1]), ("cat", OneHotEncoder(handle_unknown="ignore"), [2])])
+    return Pipeline([("pre", pre), ("rf", RandomForestClassifier(n_estimators=2, max_depth=3, random_state=0))]).fit(X, X[:, 1] > 0)
+
+
+def _ct(record: dict) -> dict:
+    return record["pipeline"]["params"]["steps"]["list"][0]["tuple"][1]["node"]
+
+
+def _scaler(record: dict) -> dict:
+    return _ct(record)["fitted"]["transformers_"]["list"][0]["tuple"][1]["node"]
+
+
+def _onehot(record: dict) -> dict:
+    return _ct(record)["fitted"]["transformers_"]["list"][1]["tuple"][1]["node"]
+
+
+def _forest(record: dict) -> dict:
+    return record["pipeline"]["params"]["steps"]["list"][1]["tuple"][1]["node"]
+
+
+def _grow_categories(record: dict) -> None:
+    fitted = _onehot(record)["fitted"]
+    categories = fitted["categories_"]["list"][0]
+    categories["data"].insert(-1, 9.0)
+    categories["shape"] = [len(categories["data"])]
+    fitted["_n_features_outs"]["list"][0] += 1
+
+
+STEP0, STEP1 = "pipeline.params.steps[0][1]", "pipeline.params.steps[1][1]"
+SCALER, ONEHOT = f"{STEP0}.fitted.transformers_[0][1]", f"{STEP0}.fitted.transformers_[1][1]"
+MALFORMED = {
+    "unknown kind": (lambda r: r["pipeline"].__setitem__("kind", "pickle"), "pipeline.kind: unknown node kind 'pickle'"),
+    "id not allow-listed": (lambda r: _ct(r).__setitem__("id", "os.system"), f"{STEP0}.id: 'os.system' is not an allow-listed estimator"),
+    "unknown node key": (lambda r: _ct(r).__setitem__("module", "os"), f"{STEP0}: unknown key(s) ['module']"),
+    "fitted attribute not allowed": (
+        lambda r: _scaler(r)["fitted"].__setitem__("__class__", 1),
+        f"{SCALER}.fitted: attribute(s) ['__class__'] are not allowed for StandardScaler",
+    ),
+    "missing required attribute": (lambda r: _scaler(r)["fitted"].pop("scale_"), f"{SCALER}.fitted: missing required attribute 'scale_' of a fitted StandardScaler"),
+    "untagged float": (lambda r: _scaler(r)["fitted"].__setitem__("n_samples_seen_", 1.5), f"{SCALER}.fitted.n_samples_seen_: untagged float 1.5 (floats are stored as {{\"float\": ...}})"),
+    "untagged list": (lambda r: _scaler(r)["fitted"].__setitem__("n_samples_seen_", [1]), f"{SCALER}.fitted.n_samples_seen_: untagged list (lists are stored as {{\"list\": [...]}})"),
+    "unknown tag": (lambda r: _scaler(r)["params"].__setitem__("copy", {"pickle": "x"}), f"{SCALER}.params.copy: unknown state value tag 'pickle'"),
+    "function not allow-listed": (lambda r: _scaler(r)["params"].__setitem__("copy", {"function": "os.system"}), f"{SCALER}.params.copy: function 'os.system' is not allow-listed"),
+    "dtype not allowed": (lambda r: _onehot(r)["params"].__setitem__("dtype", {"dtype": "datetime64"}), f"{ONEHOT}.params.dtype: dtype 'datetime64' is not allowed"),
+    "type not allowed": (lambda r: _onehot(r)["params"].__setitem__("dtype", {"type": "builtins.eval"}), f"{ONEHOT}.params.dtype: type 'builtins.eval' is not allowed"),
+    "encoder dtype not numeric": (lambda r: _onehot(r)["params"].__setitem__("dtype", {"type": "builtins.str"}), f"{ONEHOT}.params.dtype: expected a numeric type, got type <class 'str'>"),
+    "slice step zero": (
+        lambda r: _ct(r)["fitted"]["output_indices_"]["dict"][0].__setitem__(1, {"slice": [0, 2, 0]}),
+        f"{STEP0}.fitted.output_indices_[0][1]: slice step cannot be zero",
+    ),
+    "objects shape": (
+        lambda r: _ct(r)["fitted"]["transformers_"]["list"][0]["tuple"].__setitem__(2, {"objects": ["a"], "shape": [2]}),
+        rf"{STEP0}.fitted.transformers_[0][2]: shape [2] does not match 1 objects",
+    ),
+    "wrong vector length": (lambda r: _scaler(r)["fitted"]["mean_"].update(data=[0.0, 0.0, 0.0], shape=[3]), f"{SCALER}.fitted.mean_: expected 2 floats, got an array of shape (3,)"),
+    "outputs do not match categories": (
+        lambda r: _onehot(r)["fitted"]["_n_features_outs"]["list"].__setitem__(0, 9),
+        f"{ONEHOT}.fitted._n_features_outs: [9] does not match the categories (expected [4])",
+    ),
+    "indices do not match columns": (
+        lambda r: _ct(r)["fitted"]["_transformer_to_input_indices"]["dict"][0][1]["list"].__setitem__(0, 3),
+        f"{STEP0}.fitted._transformer_to_input_indices['num']: does not match the columns of transformers_[0]",
+    ),
+    "step widths differ": (_grow_categories, "pipeline.params.steps[1]: the step before outputs 7 features; this one expects 6"),
+    "duplicate step names": (
+        lambda r: r["pipeline"]["params"]["steps"]["list"][1]["tuple"].__setitem__(0, "pre"),
+        "pipeline.params.steps[1]: duplicate name 'pre'",
+    ),
+    "ensemble out of order": (lambda r: _forest(r).__setitem__("group", "models/1"), f"{STEP1}.group: expected 'models/0' (ensembles are numbered in order), got 'models/1'"),
+    "ensemble reference to nothing": (lambda r: _forest(r).pop("config"), f"{STEP1}.group: 'models/0' refers to no ensemble stored before it"),
+    "ensemble config": (lambda r: _forest(r)["config"]["trees"].__setitem__("n_trees", 0), rf"{STEP1}.config.trees.n_trees: 0 is out of range \[1, 10000000\]"),
+    "ensemble id": (lambda r: _forest(r)["config"].__setitem__("estimator", "Pipeline"), f"{STEP1}.config.estimator: unknown estimator id 'Pipeline'"),
+    "root is an ensemble": (lambda r: r.__setitem__("pipeline", _forest(r)), "pipeline: the root must be an allow-listed composite or transformer, not an ensemble"),
+    "huge int in a float array": (lambda r: _scaler(r)["fitted"]["mean_"]["data"].__setitem__(0, 10**400), f"{SCALER}.fitted.mean_[0]: 1000000000000000000000000000000000000000... is too large for a float"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_pipeline_records(case: str, tmp_path: Path) -> None:
+    from helpers.stores import edit_config, reseal
+
+    edit, message = MALFORMED[case]
+    path = tmp_path / "model"
+    treeshard.save(_small_pipeline(), str(path))
+    edit_config(path, edit)
+    reseal(str(path))
+    for open_model in (treeshard.load, treeshard.Predictor):
+        with pytest.raises(ConfigError) as info:
+            open_model(str(path))
+        assert type(info.value) is ConfigError
+        assert str(info.value) == message.replace("\\[", "[").replace("\\]", "]"), open_model
+
+
+def test_unsupported_format_version(tmp_path: Path) -> None:
+    from helpers.stores import edit_config, reseal
+
+    path = tmp_path / "model"
+    treeshard.save(_small_pipeline(), str(path))
+    edit_config(path, lambda r: r.__setitem__("format_version", 2))
+    reseal(str(path))
+    with pytest.raises(treeshard.UnsupportedFormatVersionError, match=r"^config.format_version: 2 is not supported \(this treeshard reads 1\)$"):
+        treeshard.load(str(path))
+
+
+def test_invalid_param_values(tmp_path: Path) -> None:
+    """sklearn's own parameter validation runs on load; the Predictor checks the params it reads."""
+    from helpers.stores import edit_config, reseal
+
+    path = tmp_path / "model"
+    treeshard.save(_small_pipeline(), str(path))
+    edit_config(path, lambda r: _scaler(r)["params"].__setitem__("with_mean", "yes"))
+    reseal(str(path))
+    with pytest.raises(ConfigError, match=rf"^{re_escape(SCALER)}\.params: The 'with_mean' parameter of StandardScaler must be an instance of 'bool'"):
+        treeshard.load(str(path))
+    with pytest.raises(ConfigError, match=rf"^{re_escape(SCALER)}\.params\.with_mean: 'yes' is not one of \[True, False\]$"):
+        treeshard.Predictor(str(path))
+
+
+def re_escape(text: str) -> str:
+    import re
+
+    return re.escape(text)
