@@ -492,3 +492,31 @@ def re_escape(text: str) -> str:
     import re
 
     return re.escape(text)
+
+
+# --------------------------------------------------------------------------- info
+def test_info_carries_the_structure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    path = str(tmp_path / "model.zip")
+    treeshard.save(_small_pipeline(), path, metadata={"dataset": "toy"})
+    with treeshard.open(path) as handle:
+        info = handle.info
+    assert info.estimator == "Pipeline"
+    assert info.ensembles == [{"estimator": "RandomForestClassifier", "group": "models/0", "n_trees": 2, "n_nodes": info.ensembles[0]["n_nodes"], "n_features": 6}]
+    ct = info.structure["steps"][0]["step"]
+    assert ct["transformers"] == [
+        {"name": "num", "transformer": {"estimator": "StandardScaler", "n_features_in": 2}, "columns": [0, 1]},
+        {"name": "cat", "transformer": {"estimator": "OneHotEncoder", "n_features_in": 1}, "columns": [2]},
+        {"name": "remainder", "transformer": "drop", "columns": [3]},
+    ]
+    assert ct["remainder"] == "drop"
+    assert info.structure["steps"][1] == {"name": "rf", "step": info.ensembles[0]}
+    assert main(["info", path]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline        Pipeline" in out
+    assert "      - num on [0, 1]:\n          StandardScaler (2 features in)" in out
+    assert "RandomForestClassifier (2 trees" in out and "6 features) [models/0]" in out
+    assert main(["info", path, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["structure"] == info.structure and data["metadata"] == {"dataset": "toy"}

@@ -389,6 +389,8 @@ class ModelHandle:
     def tree(self, index: int) -> Any:
         """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
         for gradient boosting, trees are numbered stage-major)."""
+        if self.pipeline is not None:
+            raise TypeError("a pipeline store holds several models: load it and take the tree from its ensemble")
         n = self.config.trees.n_trees
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"tree index must be an integer, not {type(index).__name__}")

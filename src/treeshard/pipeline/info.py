@@ -117,3 +117,23 @@ def format_structure(structure: Any, indent: int = 0) -> list[str]:
             lines.append(f"{pad}  {key}:")
             lines += format_structure(structure[key], indent + 2)
     return lines
+
+
+def format_pipeline_info(info: PipelineInfo, *, size: Any) -> str:
+    """What ``treeshard info`` prints for a pipeline store (``size`` formats a byte count)."""
+    lines = [
+        f"pipeline        {info.estimator}",
+        f"ensembles       {len(info.ensembles)}",
+        f"format version  {info.format_version}",
+        f"codec           {info.codec}",
+        f"created         {info.created}",
+        "versions        " + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
+        f"size            {size(info.stored_bytes)} stored, {size(info.nbytes)} uncompressed",
+    ]
+    if info.metadata:
+        import json
+
+        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True))
+    lines.append("structure")
+    lines += ["  " + line for line in format_structure(info.structure)]
+    return "\n".join(lines)
