@@ -520,3 +520,67 @@ def test_info_carries_the_structure(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["info", path, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["structure"] == info.structure and data["metadata"] == {"dataset": "toy"}
+
+
+# --------------------------------------------------------------------------- skops fallback
+def _with_quantiles() -> Any:
+    from sklearn.preprocessing import QuantileTransformer
+
+    X = _array_data()
+    pre = ColumnTransformer([("quantiles", QuantileTransformer(n_quantiles=20), [1, 3]), ("imputed", SimpleImputer(), [0])])
+    return Pipeline([("pre", pre), ("rf", RandomForestClassifier(n_estimators=3, random_state=0))]).fit(X, X[:, 1] > 0), X
+
+
+def test_skops_fallback_round_trip(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    from treeshard.pipeline.skops_step import SkopsFallbackWarning
+
+    model, X = _with_quantiles()
+    path = str(tmp_path / "model.zip")
+    with pytest.warns(SkopsFallbackWarning, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.transformers\[0\]\[1\]: QuantileTransformer has no treeshard schema, so it is stored with skops"):
+        treeshard.save(model, path)
+    loaded = treeshard.load(path)
+    assert_same_outputs(model, loaded, X, X[:, 1] > 0)
+    with treeshard.open(path) as handle:
+        assert [s["estimator"] for s in handle.info.skops] == ["QuantileTransformer", "QuantileTransformer"]  # the template and the fitted one
+    with pytest.raises(UnsupportedEstimatorError, match=r"QuantileTransformer is stored with skops, which needs scikit-learn: the Predictor refuses a pipeline with a skops step"):
+        treeshard.Predictor(path)
+
+
+def test_skops_step_loads_under_the_same_minor_version_only(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    import sklearn
+    from helpers.stores import edit_config, reseal
+
+    model, _ = _with_quantiles()
+    path = tmp_path / "model"
+    with pytest.warns(UserWarning):
+        treeshard.save(model, str(path))
+
+    def older(record: dict) -> None:
+        step = _ct(record)["params"]["transformers"]["list"][0]["tuple"][1]["node"]
+        step["sklearn"] = "1.2.2"
+
+    edit_config(path, older)
+    reseal(str(path))
+    expected = (
+        rf"^{re_escape(STEP0)}\.params\.transformers\[0\]\[1\]: sklearn\.preprocessing\._data\.QuantileTransformer was stored with skops "
+        rf"under scikit-learn 1\.2\.2; it loads under scikit-learn 1\.2\.x only \(installed: {re_escape(sklearn.__version__)}\)$"
+    )
+    with pytest.raises(UnsupportedEstimatorError, match=expected):
+        treeshard.load(str(path))
+
+
+class _Custom(StandardScaler):
+    """Not an allow-listed class, and not a type skops trusts."""
+
+
+def test_untrusted_steps_are_refused_at_save(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    X = _array_data()
+    model = Pipeline([("custom", _Custom()), ("tree", DecisionTreeClassifier(random_state=0))]).fit(np.nan_to_num(X), X[:, 1] > 0)
+    with pytest.raises(UnsupportedEstimatorError, match=r"^pipeline\.params\.steps\[0\]\[1\]: skops does not trust \['test_pipeline\._Custom'\]"):
+        treeshard.save(model, str(tmp_path / "model"))
+    custom = Pipeline([("log", FunctionTransformer(func=lambda x: x + 1)), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 1] > 0)
+    with pytest.raises(UnsupportedEstimatorError, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.func: the function 'test_untrusted_steps_are_refused_at_save\.<locals>\.<lambda>' cannot be stored; allowed: numpy\.log1p"):
+        treeshard.save(custom, str(tmp_path / "other"))

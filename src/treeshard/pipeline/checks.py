@@ -55,8 +55,10 @@ def _ints(where: str, value: Any, *, high: int, length: int | None = None) -> np
 
 
 def _node_id(value: Any) -> str | None:
-    from .nodes import EnsembleNode, EstimatorNode
+    from .nodes import EnsembleNode, EstimatorNode, SkopsNode
 
+    if isinstance(value, SkopsNode):
+        return "skops"
     if isinstance(value, EstimatorNode):
         return value.id
     if isinstance(value, EnsembleNode):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .nodes import EnsembleNode, EstimatorNode
+from .nodes import EnsembleNode, EstimatorNode, SkopsNode
 from .record import PipelineRecord
 
 
@@ -18,6 +18,7 @@ class PipelineInfo:
     estimator: str
     structure: dict[str, Any]
     ensembles: list[dict[str, Any]]
+    skops: list[dict[str, Any]]
     format_version: int
     codec: str
     created: str
@@ -44,6 +45,7 @@ def pipeline_info(record: PipelineRecord) -> PipelineInfo:
         estimator=record.root.id,
         structure=describe(record.root),
         ensembles=[_ensemble(node) for node in record.ensembles],
+        skops=[describe(node) for node in record.skops],
         format_version=1,
         codec=record.codec,
         created=record.created,
@@ -62,6 +64,8 @@ def describe(node: Any) -> Any:
     """A node as plain JSON data: composites with their steps and columns, ensembles with their size."""
     if isinstance(node, EnsembleNode):
         return _ensemble(node)
+    if isinstance(node, SkopsNode):
+        return {"estimator": node.qualname.rsplit(".", 1)[-1], "skops": node.group, "sklearn": node.sklearn}
     if not isinstance(node, EstimatorNode):
         return node if isinstance(node, str) or node is None else repr(node)
     out: dict[str, Any] = {"estimator": node.id}
@@ -102,6 +106,8 @@ def format_structure(structure: Any, indent: int = 0) -> list[str]:
     head = structure["estimator"]
     if "n_trees" in structure:
         return [f"{pad}{head} ({structure['n_trees']} trees, {structure['n_nodes']:,} nodes, {structure['n_features']} features) [{structure['group']}]"]
+    if "skops" in structure:
+        return [f"{pad}{head} (skops, scikit-learn {structure['sklearn']} only) [{structure['skops']}]"]
     if "n_features_in" in structure:
         head += f" ({structure['n_features_in']} features in)"
     lines = [pad + head]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .nodes import EnsembleNode, EstimatorNode, Function
+from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
 from .record import PipelineRecord
 from .table import function_of, kind_class
 
@@ -23,15 +23,18 @@ from .table import function_of, kind_class
 @dataclass
 class LoadContext:
     load_ensemble: Any  # (EnsembleNode) -> fitted estimator
+    load_skops: Any  # (SkopsNode) -> estimator
     models: dict[str, Any] = field(default_factory=dict)
 
 
-def build(record: PipelineRecord, load_ensemble: Any) -> Any:
-    """The estimator tree of ``record``; ``load_ensemble(node)`` loads one ensemble."""
-    return build_node(record.root, LoadContext(load_ensemble))
+def build(record: PipelineRecord, load_ensemble: Any, load_skops: Any) -> Any:
+    """The estimator tree of ``record``; ``load_ensemble(node)`` loads one ensemble, ``load_skops(node)`` a skops step."""
+    return build_node(record.root, LoadContext(load_ensemble, load_skops))
 
 
-def build_node(node: EstimatorNode | EnsembleNode, context: LoadContext) -> Any:
+def build_node(node: EstimatorNode | EnsembleNode | SkopsNode, context: LoadContext) -> Any:
+    if isinstance(node, SkopsNode):
+        return context.load_skops(node)
     if isinstance(node, EnsembleNode):
         if node.group not in context.models:
             context.models[node.group] = context.load_ensemble(node)
@@ -60,7 +63,7 @@ _DERIVED = {"SimpleImputer": {"_fill_dtype": lambda fitted: fitted["_fit_dtype"]
 
 
 def build_value(value: Any, context: LoadContext) -> Any:
-    if isinstance(value, (EstimatorNode, EnsembleNode)):
+    if isinstance(value, (EstimatorNode, EnsembleNode, SkopsNode)):
         return build_node(value, context)
     if isinstance(value, Function):
         return function_of(value.id)
@@ -99,7 +102,12 @@ def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, 
                 warnings.filterwarnings("ignore", category=_version_warning())  # warned once for the whole store below
                 return step.load(lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
 
-    estimator = build(record, load_ensemble)
+    def load_skops(node: SkopsNode) -> Any:
+        from .skops_step import load_step, read_bytes
+
+        return load_step(node, read_bytes(handle._reader, node))
+
+    estimator = build(record, load_ensemble, load_skops)
     _warn_on_version_change(record)
     return estimator
 

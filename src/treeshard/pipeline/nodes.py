@@ -46,3 +46,19 @@ class EnsembleNode:
     config: Config
     first: bool = True
     where: str = "pipeline"
+
+
+@dataclass
+class SkopsNode:
+    """A step with no treeshard schema, stored by skops.io as the bytes of array ``group``.
+
+    ``sklearn`` is the writer's scikit-learn version (it loads under the same
+    minor version only); ``qualname`` names the class for ``info``, and is
+    never imported.
+    """
+
+    group: str
+    nbytes: int
+    sklearn: str
+    qualname: str
+    where: str = "pipeline"

@@ -19,13 +19,16 @@ from ..errors import ConfigError, UnsupportedFormatVersionError
 from ..record import check_json_depth, parse_config, parse_dict, parse_float, parse_int, parse_list, parse_str, require
 from ..spec import SUPPORTED_FORMAT_VERSIONS
 from .checks import check_node
-from .nodes import DTYPES, TYPES, EnsembleNode, EstimatorNode, Function
+from .nodes import DTYPES, TYPES, EnsembleNode, EstimatorNode, Function, SkopsNode
 from .table import FUNCTIONS, KINDS
 
 #: The record's key holding the root node: what tells a pipeline record from a model's config.
 PIPELINE_KEY = "pipeline"
-#: Group of the k-th ensemble of a pipeline store.
+#: Group of the k-th ensemble of a pipeline store, and array of the k-th skops step.
 MODELS_GROUP = "models"
+SKOPS_GROUP = "skops"
+#: Bytes of one skops step.
+MAX_SKOPS_BYTES = 1 << 30
 #: Elements of one ``objects`` array, and state values in one record.
 MAX_OBJECTS = 1_000_000
 MAX_STATE_VALUES = 5_000_000
@@ -33,6 +36,7 @@ MAX_STATE_VALUES = 5_000_000
 class PipelineRecord:
     root: EstimatorNode
     ensembles: list[EnsembleNode]
+    skops: list[SkopsNode]
     codec: str
     versions: dict[str, str]
     created: str
@@ -66,6 +70,7 @@ def parse_pipeline_record(raw: Any) -> PipelineRecord:
     return PipelineRecord(
         root=root,
         ensembles=context.ensembles,
+        skops=context.skops,
         codec=parse_str(f"{where}.codec", require(where, raw, "codec"), max_len=100),
         versions=versions,
         created=parse_str(f"{where}.created", require(where, raw, "created"), max_len=100),
@@ -78,10 +83,11 @@ def parse_pipeline_record(raw: Any) -> PipelineRecord:
 class _Context:
     known_ensembles: frozenset[str]
     ensembles: list[EnsembleNode] = field(default_factory=list)
+    skops: list[SkopsNode] = field(default_factory=list)
     values: int = 0
 
 
-def _node(where: str, raw: Any, context: _Context) -> EstimatorNode | EnsembleNode:
+def _node(where: str, raw: Any, context: _Context) -> EstimatorNode | EnsembleNode | SkopsNode:
     raw = parse_dict(where, raw)
     kind = parse_str(f"{where}.kind", require(where, raw, "kind"), max_len=40)
     if kind == "ensemble":
@@ -102,6 +108,21 @@ def _node(where: str, raw: Any, context: _Context) -> EstimatorNode | EnsembleNo
         node = EnsembleNode(group, config, where=where)
         context.ensembles.append(node)
         return node
+    if kind == "skops":
+        _keys(where, raw, {"kind", "group", "nbytes", "sklearn", "qualname"})
+        group = parse_str(f"{where}.group", raw["group"], max_len=40)
+        expected = f"{SKOPS_GROUP}/{len(context.skops)}"
+        if group != expected:
+            raise ConfigError(f"{where}.group: expected {expected!r} (skops steps are numbered in order), got {group!r}")
+        skops_node = SkopsNode(
+            group,
+            parse_int(f"{where}.nbytes", raw["nbytes"], low=1, high=MAX_SKOPS_BYTES),
+            parse_str(f"{where}.sklearn", raw["sklearn"], max_len=40),
+            parse_str(f"{where}.qualname", raw["qualname"], max_len=300),
+            where=where,
+        )
+        context.skops.append(skops_node)
+        return skops_node
     if kind != "estimator":
         raise ConfigError(f"{where}.kind: unknown node kind {kind!r}")
     _keys(where, raw, {"kind", "id", "params", "fitted"}, {"unserializable"})

@@ -20,7 +20,7 @@ from ..adapters.base import encode_value
 from ..errors import UnsupportedEstimatorError
 from ..record import encode_float
 from .nodes import DTYPES
-from .record import MODELS_GROUP, PIPELINE_KEY
+from .record import MODELS_GROUP, PIPELINE_KEY, SKOPS_GROUP
 from .table import FUNCTIONS, KINDS, function_of, kind_class
 
 
@@ -34,6 +34,7 @@ class SaveContext:
     groups: dict[int, str] = field(default_factory=dict)  # id(estimator) -> group
     #: id(column selector) -> the columns it selected at fit time (ColumnTransformer).
     selected: dict[int, Any] = field(default_factory=dict)
+    skops: list[tuple[str, bytes]] = field(default_factory=list)  # (array path, skops bytes)
 
 
 def kind_id_of(estimator: Any) -> str | None:
@@ -57,11 +58,11 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
 
     kind_id = kind_id_of(estimator)
     if kind_id is None:
-        cls = type(estimator)
-        raise UnsupportedEstimatorError(
-            f"{where}: {cls.__module__}.{cls.__qualname__} is not supported in a pipeline; "
-            f"supported: {', '.join(sorted(KINDS))} and the ensembles {', '.join(sorted(ADAPTERS))}"
-        )
+        from .skops_step import dump_step
+
+        node, data = dump_step(estimator, where, f"{SKOPS_GROUP}/{len(context.skops)}")
+        context.skops.append((node["group"], data))
+        return node
     if kind_id in ADAPTERS and _is_fitted(estimator):
         group = context.groups.get(id(estimator))
         if group is not None:
@@ -200,6 +201,7 @@ def save_pipeline(
         specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
         saved_models.append((group, adapter, saved))
+    specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
     encoded = encode_specs(specs, codec=codec)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
     versions = {

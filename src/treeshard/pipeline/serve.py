@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedEstimatorError
-from .nodes import EnsembleNode, EstimatorNode, Function
+from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
 from .record import PipelineRecord
 from .table import KINDS
 
@@ -625,6 +625,11 @@ def compile_record(record: PipelineRecord, ensemble: Any) -> Step:
             if node.group not in built:
                 built[node.group] = _Ensemble(node, ensemble(node))
             return built[node.group]
+        if isinstance(node, SkopsNode):
+            raise UnsupportedEstimatorError(
+                f"{node.where}: {node.qualname} is stored with skops, which needs scikit-learn: the Predictor "
+                "refuses a pipeline with a skops step (load it with treeshard.load)"
+            )
         if not isinstance(node, EstimatorNode):
             raise UnsupportedEstimatorError(f"the Predictor cannot serve {node!r}")
         output = node.fitted.get("_sklearn_output_config") or {}
