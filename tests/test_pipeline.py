@@ -64,6 +64,7 @@ def frame(seed: int = 0, *, n: int = N, unseen: bool = False) -> pd.DataFrame:
             "color": pd.Series(color, dtype=object),
             "size": pd.Categorical(size, categories=["S", "M", "L", "XL"]) if unseen else pd.Categorical(size, categories=["S", "M", "L"]),
             "level": rng.choice([1.0, 2.0, 3.0, np.nan], size=n),
+            "region": rng.choice(["north", "south", "east", "west"], size=n).tolist(),  # pandas' default string dtype
         }
     )
     df.loc[rng.rand(n) < 0.08, "x0"] = np.nan
@@ -87,7 +88,7 @@ def _pipe_l() -> Any:
     pre = ColumnTransformer(
         [
             ("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), NUMERIC),
-            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "size"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["color", "size", "region"]),
         ]
     )
     return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=8, random_state=0))])
@@ -191,6 +192,8 @@ def _fitted(case: str) -> tuple[Any, pd.DataFrame, np.ndarray, pd.DataFrame]:
     y = target(train, task)
     if case == "imputers_tree":
         train = train[["x0", "x1", "color", "x2", "count"]]
+    elif case == "ordinal_boosting":  # its remainder passes every other column through to a median imputer
+        train = train.drop(columns=["region"])
     model = build().fit(train, y)
     query = frame(7, n=120, unseen=True)[list(train.columns)]
     return model, train, y, query

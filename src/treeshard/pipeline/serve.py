@@ -30,8 +30,65 @@ _FLOAT = (np.dtype("float64"), np.dtype("float32"), np.dtype("float16"))
 
 
 # --------------------------------------------------------------------------- input
-def _is_frame(X: Any) -> bool:
+def _is_dataframe(X: Any) -> bool:
     return hasattr(X, "iloc") and hasattr(X, "columns") and getattr(X, "ndim", 0) == 2
+
+
+class _Table:
+    """A DataFrame's columns as numpy arrays, each read once (``np.asarray`` of the column, as
+    sklearn reads it) and shared by every step: selecting columns through pandas costs more
+    than the rest of a one-row prediction."""
+
+    def __init__(self, frame: Any, columns: list[np.ndarray | None] | None = None, names: list[str] | None = None) -> None:
+        self.frame = frame
+        self.names = [str(c) for c in frame.columns] if names is None else names
+        self._columns: list[np.ndarray | None] = [None] * len(self.names) if columns is None else columns
+        self._positions = list(range(len(self.names)))
+        self.shape = (len(frame), len(self.names))
+
+    @property
+    def columns(self) -> list[str]:
+        return self.names
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def column(self, i: int) -> np.ndarray:
+        array = self._columns[i]
+        if array is None:
+            position = self._positions[i]
+            # DataFrame._get_column_array skips building a Series (pandas >= 1.3); public fallback otherwise.
+            get = getattr(self.frame, "_get_column_array", None)
+            array = self._columns[i] = np.asarray(get(position) if get is not None else self.frame.iloc[:, position])
+        return array
+
+    def select(self, indices: Any) -> _Table:
+        out = _Table.__new__(_Table)
+        out.frame, out.names = self.frame, [self.names[i] for i in indices]
+        for i in indices:
+            self.column(i)
+        out._columns = [self._columns[i] for i in indices]
+        out._positions = [self._positions[i] for i in indices]
+        out.shape = (self.shape[0], len(out.names))
+        return out
+
+    def select_names(self, names: list[str]) -> _Table:
+        where = {name: i for i, name in enumerate(self.names)}
+        return self.select([where[name] for name in names])
+
+    def to_array(self) -> np.ndarray:
+        if not self.names:
+            return np.empty((self.shape[0], 0))
+        columns = [self.column(i) for i in range(len(self.names))]
+        return np.column_stack(columns) if len({c.dtype for c in columns}) == 1 else np.asarray(self.frame.iloc[:, self._positions])
+
+    def original(self) -> Any:
+        """The DataFrame itself when no column was dropped (for an ensemble's own feature-name checks)."""
+        return self.frame if self._positions == list(range(self.frame.shape[1])) else self.to_array()
+
+
+def _is_frame(X: Any) -> bool:
+    return isinstance(X, _Table)
 
 
 def _n_columns(X: Any) -> int:
@@ -41,6 +98,10 @@ def _n_columns(X: Any) -> int:
 def _as_array(X: Any, dtype: Any = None) -> np.ndarray:
     if isinstance(X, np.ndarray) and X.ndim == 2 and dtype is None:
         return X
+    if isinstance(X, _Table):
+        X = X.to_array()
+        if dtype is None:
+            return X
     X = np.asarray(X, dtype=dtype)
     if X.ndim != 2:
         raise ValueError(f"Expected a 2D array, got {X.ndim}D array instead")
@@ -59,7 +120,7 @@ def _as_float(X: Any) -> np.ndarray:
 def _columns_of(X: Any) -> list[np.ndarray]:
     """Each column as sklearn's encoders read it (a DataFrame column by column)."""
     if _is_frame(X):
-        return [np.asarray(X.iloc[:, i]) for i in range(_n_columns(X))]
+        return [X.column(i) for i in range(_n_columns(X))]
     array = _as_array(X)
     if array.dtype.kind == "U" and not hasattr(X, "dtype"):
         array = array.astype(object)
@@ -87,7 +148,7 @@ class Step:
         if self.n_features_in_ is None:
             return
         if _is_frame(X) and self.feature_names_in_ is not None:
-            names = [str(c) for c in X.columns]
+            names = X.columns
             if names != list(self.feature_names_in_):
                 raise ValueError("The feature names should match those that were passed during fit.")
         n = _n_columns(X)
@@ -414,7 +475,7 @@ class _FunctionTransformer(_Transformer):
 
         if self.func is None:
             return X
-        return function_of(self.func.id)(np.asarray(X) if _is_frame(X) else X)
+        return function_of(self.func.id)(X.to_array() if _is_frame(X) else X)
 
 
 class _VarianceThreshold(_Transformer):
@@ -489,7 +550,7 @@ class _ColumnTransformer(Step):
     def transform(self, X: Any) -> np.ndarray:
         frame = _is_frame(X) and self.feature_names_in_ is not None
         if frame:
-            present = {str(c) for c in X.columns}
+            present = set(X.columns)
             needed = {str(self.feature_names_in_[i]) for _, _, idx, _ in self.parts for i in idx}
             if needed - present:
                 raise ValueError(f"columns are missing: {needed - present}")
@@ -498,9 +559,9 @@ class _ColumnTransformer(Step):
         outputs = []
         for _, step, idx, by_name in self.parts:
             if frame:
-                part = X[list(self.feature_names_in_[idx])]
+                part = X.select_names(list(self.feature_names_in_[idx]))
             elif _is_frame(X):
-                part = X.iloc[:, idx]
+                part = X.select(idx)
             else:
                 if by_name:
                     raise ValueError("Specifying the columns using strings is only supported for dataframes.")
@@ -585,7 +646,7 @@ class _TransformedTarget(Step):
 
 def _call(step: Step, method: str, X: Any) -> Any:
     if isinstance(step, _Ensemble):
-        return getattr(step.predictor, method)(X)
+        return getattr(step.predictor, method)(X.original() if isinstance(X, _Table) else X)
     if isinstance(step, _Pipeline):
         head = step.transform_head(X)
         if step.final is None:
@@ -674,6 +735,8 @@ class PipelinePredictor:
     def _check(self, X: Any) -> Any:
         if isinstance(X, list):
             X = np.asarray(X)
+        if _is_dataframe(X):
+            X = _Table(X)
         return X
 
     def predict(self, X: Any) -> np.ndarray:
