@@ -587,3 +587,31 @@ def test_untrusted_steps_are_refused_at_save(tmp_path: Path) -> None:
     custom = Pipeline([("log", FunctionTransformer(func=lambda x: x + 1)), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 1] > 0)
     with pytest.raises(UnsupportedEstimatorError, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.func: the function 'test_untrusted_steps_are_refused_at_save\.<locals>\.<lambda>' cannot be stored; allowed: numpy\.log1p"):
         treeshard.save(custom, str(tmp_path / "other"))
+
+
+# --------------------------------------------------------------------------- loading options
+def test_ensembles_load_lazily_partially_and_verified(tmp_path: Path) -> None:
+    from treeshard.errors import IntegrityError
+
+    model = _small_pipeline()
+    X = _array_data(seed=4)
+    path = tmp_path / "model"
+    treeshard.save(model, str(path))
+    lazy = treeshard.load(str(path))
+    assert type(lazy.steps[1][1].estimators_).__name__ == "LazyEstimators"
+    assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
+    eager = treeshard.load(str(path), lazy=False, verify=True)
+    assert type(eager.steps[1][1].estimators_) is list
+    assert np.array_equal(eager.predict_proba(X), model.predict_proba(X))
+    partial = treeshard.load(str(path), estimators=1)
+    assert len(partial.steps[1][1].estimators_) == 1
+    expected = model.steps[1][1].estimators_[0].predict_proba(model[:-1].transform(X))
+    assert np.array_equal(partial.predict_proba(X), expected)
+    chunk = path / "models" / "0" / "nodes" / "threshold" / "c" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[10] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"models/0/nodes/threshold"):
+        treeshard.load(str(path), verify=True)
+    with pytest.raises(IntegrityError, match=r"models/0/nodes/threshold"):
+        treeshard.load(str(path), lazy=False)

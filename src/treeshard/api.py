@@ -314,10 +314,6 @@ class ModelHandle:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
-        if self.pipeline is not None:
-            from .pipeline.load import load_pipeline
-
-            return load_pipeline(self, lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
         if verify:
             from .integrity import verify_store
             from .storage.urls import is_url
@@ -329,6 +325,10 @@ class ModelHandle:
             # The signed record was read with the config (the root checked against it), and
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
+        if self.pipeline is not None:
+            from .pipeline.load import load_pipeline
+
+            return load_pipeline(self, lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
         config = self.config
         is_forest = family_of(self.adapter.estimator_id) == FOREST
         source = TreeSource(self._reader)

@@ -81,20 +81,11 @@ def build_value(value: Any, context: LoadContext) -> Any:
     return value
 
 
-def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, verify: bool, public_key: Any, engine: str) -> Any:
-    """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store."""
+def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, engine: str) -> Any:
+    """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store (once ``verify``/``public_key`` passed)."""
     record: PipelineRecord = handle._reader.pipeline
     if estimators is not None and len(record.ensembles) != 1:
         raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
-    if verify:
-        from ..integrity import verify_store
-        from ..storage.urls import is_url
-
-        if is_url(handle._store):
-            raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
-        verify_store(handle._store, public_key=public_key)
-    elif public_key is not None:
-        handle._reader.check_signature(public_key)
 
     def load_ensemble(node: EnsembleNode) -> Any:
         with type(handle).of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:

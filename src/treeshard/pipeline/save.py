@@ -182,7 +182,7 @@ def save_pipeline(
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
     from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, canonical_json
-    from ..stores import check_target, write_files
+    from ..storage.targets import check_target, write_files
     from ..writer import encode_specs, in_memory, node_column_specs, store_files
 
     if not _is_fitted(estimator):
