@@ -79,6 +79,7 @@ def build(rows: int, trees: int) -> None:
 
 
 CHILD = {
+    "floor": "model = None  # the interpreter, pandas and the request row: what every path pays",
     "joblib": "import joblib\nmodel = joblib.load({path!r})",
     "skops": "import skops.io\npath = {path!r}\nmodel = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))",
     "treeshard": "import treeshard\nmodel = treeshard.Predictor({path!r})",
@@ -88,19 +89,19 @@ CHILD = {
 def child_code(name: str) -> str:
     return (
         "import time\nstart = time.perf_counter()\nimport json, io, pandas as pd\n"
-        + CHILD[name].format(path=str(PATHS[name]))
+        + CHILD[name].format(path=str(PATHS.get(name, "")))
         + f"\nrow = pd.read_json(io.StringIO(open({str(ROW)!r}).read()), orient='split')\n"
-        + "out = model.predict_proba(row)\nprint(json.dumps([time.perf_counter() - start, out.tolist()]))\n"
+        + "out = None if model is None else model.predict_proba(row).tolist()\nprint(json.dumps([time.perf_counter() - start, out]))\n"
     )
 
 
 def coldstart(repeats: int) -> None:
     for path in PATHS.values():
         path.read_bytes()  # warm page cache
-    times: dict[str, list[float]] = {name: [] for name in PATHS}
+    times: dict[str, list[float]] = {name: [] for name in CHILD}
     outputs = {}
     for _ in range(repeats):
-        for name in PATHS:  # alternating: drift in machine load hits every path alike
+        for name in CHILD:  # alternating: drift in machine load hits every path alike
             start = time.perf_counter()
             done = subprocess.run([sys.executable, "-c", child_code(name)], capture_output=True, text=True, check=True)
             times[name].append(time.perf_counter() - start)
@@ -111,6 +112,9 @@ def coldstart(repeats: int) -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"  {name:10s} {median:7.3f} s   joblib / this = {base / median:5.2f}x   (min {min(values):.3f}, max {max(values):.3f})")
+    floor = statistics.median(times["floor"])
+    print(f"  above the floor: joblib {base - floor:.3f} s, treeshard {statistics.median(times['treeshard']) - floor:.3f} s "
+          f"({(base - floor) / (statistics.median(times['treeshard']) - floor):.2f}x)")
 
 
 def latency(calls: int) -> None:
