@@ -615,3 +615,17 @@ def test_ensembles_load_lazily_partially_and_verified(tmp_path: Path) -> None:
         treeshard.load(str(path), verify=True)
     with pytest.raises(IntegrityError, match=r"models/0/nodes/threshold"):
         treeshard.load(str(path), lazy=False)
+
+
+def test_loaded_pipeline_pickles_with_its_trees(tmp_path: Path) -> None:
+    """A lazy forest inside a pipeline pickles its trees by value (a store reference would reopen the pipeline)."""
+    import pickle
+
+    model = _small_pipeline()
+    X = _array_data(seed=4)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    loaded = treeshard.load(path)
+    again = pickle.loads(pickle.dumps(loaded))
+    assert type(again.steps[1][1].estimators_) is list
+    assert np.array_equal(again.predict_proba(X), model.predict_proba(X))
