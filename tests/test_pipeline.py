@@ -598,7 +598,7 @@ def test_ensembles_load_lazily_partially_and_verified(tmp_path: Path) -> None:
     path = tmp_path / "model"
     treeshard.save(model, str(path))
     lazy = treeshard.load(str(path))
-    assert type(lazy.steps[1][1].estimators_).__name__ == "LazyEstimators"
+    assert type(lazy.steps[1][1].estimators_).__name__ == "StoredEstimators"
     assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
     eager = treeshard.load(str(path), lazy=False, verify=True)
     assert type(eager.steps[1][1].estimators_) is list
