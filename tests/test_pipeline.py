@@ -629,3 +629,29 @@ def test_loaded_pipeline_pickles_with_its_trees(tmp_path: Path) -> None:
     again = pickle.loads(pickle.dumps(loaded))
     assert type(again.steps[1][1].estimators_) is list
     assert np.array_equal(again.predict_proba(X), model.predict_proba(X))
+
+
+def test_several_ensembles_and_a_shared_one(tmp_path: Path) -> None:
+    """A prefit SelectFromModel's forest and the final forest are two ensembles; one object met twice is stored once."""
+    X = np.nan_to_num(_array_data())
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+    select = SelectFromModel(forest, prefit=True, threshold="mean").fit(X, y)
+    model = Pipeline([("select", select), ("final", GradientBoostingClassifier(n_estimators=4, random_state=0))]).fit(X, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    with treeshard.open(path) as handle:
+        assert [e["group"] for e in handle.info.ensembles] == ["models/0", "models/1", "models/2"]  # estimator, estimator_, final
+    loaded = treeshard.load(path)
+    assert_same_outputs(model, loaded, X, y)
+    with pytest.raises(TypeError, match=r"^estimators= selects trees of one ensemble; this pipeline holds 3$"):
+        treeshard.load(path, estimators=1)
+
+    select.estimator_ = select.estimator  # the same object twice
+    shared = str(tmp_path / "shared.zip")
+    treeshard.save(model, shared)
+    with treeshard.open(shared) as handle:
+        assert [e["group"] for e in handle.info.ensembles] == ["models/0", "models/1"]
+    again = treeshard.load(shared)
+    assert again.steps[0][1].estimator_ is again.steps[0][1].estimator
+    assert_same_outputs(model, again, X, y)
