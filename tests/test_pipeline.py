@@ -174,7 +174,19 @@ def _selection() -> Any:
     ), prefit
 
 
+def _kbins_onehot() -> Any:
+    pre = ColumnTransformer(
+        [
+            ("bins", Pipeline([("impute", SimpleImputer()), ("kbins", KBinsDiscretizer(n_bins=5, encode="onehot", strategy="uniform"))]), ["x0", "x1"]),
+            ("dense", Pipeline([("impute", SimpleImputer(strategy="median")), ("kbins", KBinsDiscretizer(n_bins=3, encode="onehot-dense", strategy="kmeans", dtype=np.float32))]), ["x2"]),
+            ("count", "passthrough", ["count"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=4, random_state=0))])
+
+
 CASES = {
+    "kbins_onehot": (_kbins_onehot, "classification"),
     "pipe_l": (_pipe_l, "classification"),
     "ordinal_boosting": (_ordinal_boosting, "classification"),
     "infrequent_regression": (_infrequent_regression, "regression"),
@@ -257,7 +269,7 @@ def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
         assert repr(loaded) == repr(model)
 
 
-SERVED = ["pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed"]
+SERVED = ["pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
 
 
 @pytest.mark.parametrize("case", SERVED)
@@ -334,7 +346,6 @@ def test_unknown_category_errors_as_sklearn(tmp_path: Path) -> None:
     ("case", "message"),
     [
         ("feature_union", r"pipeline\.params\.steps\[0\]\[1\]\.params\.steps\[1\]\[1\]\.params\.transformer_list\[1\]\[1\]: the Predictor cannot serve a PolynomialFeatures"),
-        ("target_scaled", r"the Predictor cannot serve a KBinsDiscretizer"),
         ("selection", r"the Predictor cannot serve a SelectFromModel"),
     ],
 )

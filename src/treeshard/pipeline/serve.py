@@ -427,7 +427,7 @@ class _OneHotEncoder(_Encoder):
 
             raise ConfigError(f"{node.where}.params.sparse_output: expected true or false")
 
-    def transform(self, X: Any) -> np.ndarray:
+    def transform(self, X: Any, *, dtype: Any = None) -> np.ndarray:
         handle_unknown = self.params.get("handle_unknown", "error")
         if handle_unknown == "warn":
             handle_unknown = "infrequent_if_exist"
@@ -444,7 +444,7 @@ class _OneHotEncoder(_Encoder):
             X_int[X_int > to_drop] -= 1
             X_mask &= keep_cells
         offsets = np.cumsum([0] + list(self.fitted["_n_features_outs"]))
-        out = np.zeros((n_samples, int(offsets[-1])), dtype=self.params.get("dtype", np.float64))
+        out = np.zeros((n_samples, int(offsets[-1])), dtype=dtype if dtype is not None else self.params.get("dtype", np.float64))
         rows, cols = np.nonzero(X_mask)
         out[rows, X_int[rows, cols] + offsets[cols]] = 1
         return out
@@ -476,6 +476,41 @@ class _FunctionTransformer(_Transformer):
         if self.func is None:
             return X
         return function_of(self.func.id)(X.to_array() if _is_frame(X) else X)
+
+
+class _KBinsDiscretizer(_Transformer):
+    def __init__(self, node: EstimatorNode, compile_node: Any) -> None:
+        from ..errors import ConfigError
+
+        super().__init__(node)
+        self.encode = node.params.get("encode", "onehot")
+        if self.encode not in ("onehot", "onehot-dense", "ordinal"):
+            raise ConfigError(f"{node.where}.params.encode: {str(self.encode)[:40]!r} is not one of ['onehot', 'onehot-dense', 'ordinal']")
+        self.dtype = node.params.get("dtype")
+        if self.dtype not in (None, np.float64, np.float32):
+            raise ConfigError(f"{node.where}.params.dtype: expected None, float64 or float32")
+        encoder = node.fitted.get("_encoder")
+        self.encoder = None if self.encode == "ordinal" else compile_node(encoder) if isinstance(encoder, EstimatorNode) else None
+        if self.encode != "ordinal" and not isinstance(self.encoder, _OneHotEncoder):
+            raise ConfigError(f"{node.where}.fitted._encoder: a one-hot KBinsDiscretizer needs its OneHotEncoder")
+        self.sparse_output = self.encode == "onehot"
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X)
+        if self.dtype is not None:
+            X = X.astype(self.dtype)
+        elif X.dtype in (np.dtype("float64"), np.dtype("float32")):
+            X = X.copy()
+        else:
+            X = X.astype(np.float64)
+        if not np.isfinite(X).all():
+            raise ValueError("Input X contains NaN or infinity: KBinsDiscretizer does not accept them.")
+        for jj, edges in enumerate(self.fitted["bin_edges_"]):
+            X[:, jj] = np.searchsorted(edges[1:-1], X[:, jj], side="right")
+        if self.encoder is None:
+            return X
+        return self.encoder.transform(X, dtype=X.dtype)
 
 
 class _VarianceThreshold(_Transformer):
@@ -674,6 +709,7 @@ _COMPOSITE = {
     "FeatureUnion": _FeatureUnion,
     "TransformedTargetRegressor": _TransformedTarget,
     "SimpleImputer": _SimpleImputer,
+    "KBinsDiscretizer": _KBinsDiscretizer,
 }
 
 
