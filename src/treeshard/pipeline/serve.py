@@ -513,6 +513,79 @@ class _KBinsDiscretizer(_Transformer):
         return self.encoder.transform(X, dtype=X.dtype)
 
 
+class _PolynomialFeatures(_Transformer):
+    """sklearn's dense path: each degree's block is the previous one times a column, ``np.multiply(..., out=...)``."""
+
+    def __init__(self, node: EstimatorNode) -> None:
+        from ..errors import ConfigError
+
+        super().__init__(node)
+        for name in ("interaction_only", "include_bias"):
+            if not isinstance(node.params.get(name, False), bool):
+                raise ConfigError(f"{node.where}.params.{name}: expected true or false")
+        n, full, out = self.n_features_in_, node.fitted.get("_n_out_full"), node.fitted["n_output_features_"]
+        if not isinstance(full, int) or isinstance(full, bool) or full != _n_out_full(n, node.fitted["_max_degree"], node.params.get("interaction_only", False), node.params.get("include_bias", True)) or not 0 <= out <= full:
+            raise ConfigError(f"{node.where}.fitted._n_out_full: does not match the degrees and features")
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X)
+        X = np.asfortranarray(X if X.dtype in _FLOAT else X.astype(np.float64))
+        if not np.isfinite(X).all():
+            raise ValueError("Input X contains NaN or infinity: PolynomialFeatures does not accept them.")
+        n_samples, n_features = X.shape
+        min_degree, max_degree = self.fitted["_min_degree"], self.fitted["_max_degree"]
+        interaction_only, include_bias = self.params.get("interaction_only", False), self.params.get("include_bias", True)
+        XP = np.empty((n_samples, self.fitted["_n_out_full"]), dtype=X.dtype, order=self.params.get("order", "C"))
+        current_col = 1 if include_bias else 0
+        if include_bias:
+            XP[:, 0] = 1
+        if max_degree == 0:
+            return XP
+        XP[:, current_col : current_col + n_features] = X
+        index = list(range(current_col, current_col + n_features))
+        current_col += n_features
+        index.append(current_col)
+        for _ in range(2, max_degree + 1):
+            new_index = []
+            end = index[-1]
+            for feature_idx in range(n_features):
+                start = index[feature_idx]
+                new_index.append(current_col)
+                if interaction_only:
+                    start += index[feature_idx + 1] - index[feature_idx]
+                next_col = current_col + end - start
+                if next_col <= current_col:
+                    break
+                np.multiply(XP[:, start:end], X[:, feature_idx : feature_idx + 1], out=XP[:, current_col:next_col], casting="no")
+                current_col = next_col
+            new_index.append(current_col)
+            index = new_index
+        if min_degree > 1:
+            n_XP, n_Xout = self.fitted["_n_out_full"], self.fitted["n_output_features_"]
+            if include_bias:
+                Xout = np.empty((n_samples, n_Xout), dtype=XP.dtype, order=self.params.get("order", "C"))
+                Xout[:, 0] = 1
+                Xout[:, 1:] = XP[:, n_XP - n_Xout + 1 :]
+            else:
+                Xout = XP[:, n_XP - n_Xout :].copy()
+            XP = Xout
+        return XP
+
+
+def _n_out_full(n: int | None, degree: Any, interaction_only: bool, include_bias: bool) -> int:
+    """Columns of every degree up to ``degree`` (sklearn's ``_num_combinations`` with min_degree 0)."""
+    from math import comb
+
+    if n is None or not isinstance(degree, int):
+        return -1
+    if interaction_only:
+        combinations = sum(comb(n, d) for d in range(1, min(n, degree) + 1))
+    else:
+        combinations = comb(n + degree, degree) - 1
+    return combinations + (1 if include_bias else 0)
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -702,6 +775,7 @@ _SIMPLE = {
     "OrdinalEncoder": _OrdinalEncoder,
     "FunctionTransformer": _FunctionTransformer,
     "VarianceThreshold": _VarianceThreshold,
+    "PolynomialFeatures": _PolynomialFeatures,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,
