@@ -665,3 +665,23 @@ def test_several_ensembles_and_a_shared_one(tmp_path: Path) -> None:
     again = treeshard.load(shared)
     assert again.steps[0][1].estimator_ is again.steps[0][1].estimator
     assert_same_outputs(model, again, X, y)
+
+
+@pytest.mark.parametrize("case", ["infrequent_regression", "imputers_tree"])
+def test_predictor_transform_of_a_transformer_store(case: str, tmp_path: Path) -> None:
+    model, train, _, query = _fitted(case)
+    pre = model.steps[0][1]
+    path = str(tmp_path / "pre.zip")
+    treeshard.save(pre, path)
+    predictor = treeshard.Predictor(path)
+    for X in (train, query):
+        expected = pre.transform(X)
+        expected = expected.toarray() if hasattr(expected, "toarray") else expected
+        if pre.sparse_output_:
+            with pytest.raises(UnsupportedEstimatorError, match="returns a scipy sparse matrix"):
+                predictor.transform(X)
+            continue
+        got = predictor.transform(X)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)
+    with pytest.raises(AttributeError, match=r"ColumnTransformer has no predict"):
+        predictor.predict(query)
