@@ -241,7 +241,7 @@ def assert_same_outputs(original: Any, loaded: Any, X: Any, y: Any) -> None:
             expected, got = expected.toarray(), got.toarray()
         assert expected.dtype == got.dtype, method
         assert np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f"), method
-    if hasattr(original, "score"):
+    if hasattr(original, "score") and y is not None:
         assert original.score(X, y) == loaded.score(X, y)
 
 
@@ -269,7 +269,7 @@ def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
         assert repr(loaded) == repr(model)
 
 
-SERVED = ["feature_union", "pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
+SERVED = ["selection", "feature_union", "pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
 
 
 @pytest.mark.parametrize("case", SERVED)
@@ -342,16 +342,36 @@ def test_unknown_category_errors_as_sklearn(tmp_path: Path) -> None:
             served.predict(X)
 
 
+def _pandas_output() -> Any:
+    X = _array_data()
+    return Pipeline([("scale", StandardScaler()), ("tree", DecisionTreeClassifier(random_state=0))]).set_output(transform="pandas").fit(X, X[:, 1] > 0)
+
+
+def _minus_one_missing() -> Any:
+    X = np.nan_to_num(_array_data(), nan=-1.0)
+    return Pipeline([("impute", SimpleImputer(missing_values=-1.0)), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 1] > 0)
+
+
+def _weighted_union() -> Any:
+    X = np.nan_to_num(_array_data())
+    union = FeatureUnion([("a", StandardScaler()), ("b", MinMaxScaler())], transformer_weights={"a": 2.0})
+    return Pipeline([("union", union), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 1] > 0)
+
+
 @pytest.mark.parametrize(
-    ("case", "message"),
+    ("build", "message"),
     [
-        ("selection", r"the Predictor cannot serve a SelectFromModel"),
+        (_pandas_output, r"^pipeline\.params\.steps\[0\]\[1\]: the Predictor does not serve set_output containers"),
+        (_minus_one_missing, r"^pipeline\.params\.steps\[0\]\[1\]: the Predictor serves missing_values=nan only, not -1\.0$"),
+        (_weighted_union, r"^pipeline\.params\.steps\[0\]\[1\]: the Predictor does not serve transformer_weights$"),
     ],
+    ids=["set_output", "missing_values", "weights"],
 )
-def test_predictor_refuses_steps_without_numpy_transform(case: str, message: str, tmp_path: Path) -> None:
-    model, *_ = _fitted(case)
+def test_predictor_refuses_what_it_cannot_serve_exactly(build: Any, message: str, tmp_path: Path) -> None:
+    model = build()
     path = str(tmp_path / "model.zip")
     treeshard.save(model, path)
+    assert_same_outputs(model, treeshard.load(path), _array_data(seed=2), None)
     with pytest.raises(UnsupportedEstimatorError, match=message):
         treeshard.Predictor(path)
 
@@ -665,6 +685,28 @@ def test_several_ensembles_and_a_shared_one(tmp_path: Path) -> None:
     again = treeshard.load(shared)
     assert again.steps[0][1].estimator_ is again.steps[0][1].estimator
     assert_same_outputs(model, again, X, y)
+    for stored in (path, shared):
+        predictor = treeshard.Predictor(stored)
+        assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("threshold", [None, "median", "1.25*mean", 0.02])
+@pytest.mark.parametrize("estimator", ["gb", "tree", "et"])
+def test_predictor_selects_features_as_sklearn(estimator: str, threshold: Any, tmp_path: Path) -> None:
+    """The support of a SelectFromModel comes from the stored ensemble's importances, bit for bit."""
+    from sklearn.ensemble import ExtraTreesRegressor as ET
+
+    X = np.nan_to_num(_array_data(n=300))
+    y = X[:, 0] * 2 + X[:, 3]
+    base = {"gb": GradientBoostingRegressor(n_estimators=6, random_state=0), "tree": DecisionTreeClassifier(random_state=0), "et": ET(n_estimators=4, random_state=0)}[estimator]
+    target = (y > 0).astype(int) if estimator == "tree" else y
+    select = SelectFromModel(base, threshold=threshold, max_features=3 if threshold == "median" else None)
+    model = Pipeline([("select", select), ("forest", RandomForestRegressor(n_estimators=3, random_state=0))]).fit(X, target)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    assert np.array_equal(predictor._root.steps[0][1].mask, model.steps[0][1].get_support())
+    assert np.array_equal(predictor.predict(X), model.predict(X))
 
 
 @pytest.mark.parametrize("case", ["infrequent_regression", "imputers_tree"])

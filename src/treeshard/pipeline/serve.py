@@ -6,7 +6,9 @@ same order (``X -= mean_; X /= scale_`` in place, ``np.repeat`` of the
 statistics into the missing cells, ...), so that every output is
 bit-identical to the sklearn pipeline's. Encoders are integer lookups into
 ``categories_``. A pipeline with a node that has no step here is refused when
-the predictor is built, naming the node.
+the predictor is built, naming the node. A ``SelectFromModel``'s support is
+computed once, from the stored ensemble's feature importances
+(:mod:`treeshard.pipeline.importances`).
 
 Input is a pandas DataFrame (columns selected by name; string, object and
 categorical columns are read with ``np.asarray`` as sklearn does) or an
@@ -586,6 +588,70 @@ def _n_out_full(n: int | None, degree: Any, interaction_only: bool, include_bias
     return combinations + (1 if include_bias else 0)
 
 
+class _SelectFromModel(Step):
+    """``X[:, support]``, the support computed once from the stored ensemble's feature importances."""
+
+    def __init__(self, node: EstimatorNode, compile_node: Any, importances: Any) -> None:
+        from ..errors import ConfigError
+
+        self.name = "SelectFromModel"
+        estimator = node.fitted.get("estimator_")
+        if not isinstance(estimator, EnsembleNode) or node.params.get("importance_getter", "auto") != "auto":
+            raise UnsupportedEstimatorError(f"{node.where}: the Predictor serves a SelectFromModel of a fitted ensemble with importance_getter='auto' only")
+        max_features = node.fitted.get("max_features_", node.params.get("max_features"))
+        if max_features is not None and (isinstance(max_features, bool) or not isinstance(max_features, int) or max_features < 0):
+            raise ConfigError(f"{node.where}.fitted.max_features_: expected None or a non-negative integer")
+        self.n_features_in_ = estimator.config.trees.n_features
+        scores = np.abs(importances(estimator))
+        threshold = _threshold(f"{node.where}.params.threshold", node.params.get("threshold"), scores)
+        if node.params.get("max_features") is not None:
+            mask = np.zeros_like(scores, dtype=bool)
+            mask[np.argsort(-scores, kind="mergesort")[:max_features]] = True
+        else:
+            mask = np.ones_like(scores, dtype=bool)
+        mask[scores < threshold] = False
+        self.mask = mask
+        self.allow_nan = estimator.config.estimator.startswith(("RandomForest", "ExtraTrees", "DecisionTree")) or (
+            estimator.config.estimator.startswith("ExtraTree") and estimator.config.params.get("splitter") == "random"
+        )
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X)
+        if not self.allow_nan and X.dtype.kind == "f" and np.isnan(X).any():
+            raise ValueError("Input X contains NaN.")
+        if not self.mask.any():
+            return np.empty(0, dtype=X.dtype).reshape((X.shape[0], 0))
+        return X[:, self.mask]
+
+
+def _threshold(where: str, threshold: Any, scores: np.ndarray) -> float:
+    """sklearn's ``_calculate_threshold`` for an ensemble (never L1-penalized: ``None`` is "mean")."""
+    from ..errors import ConfigError
+
+    if threshold is None:
+        threshold = "mean"
+    if isinstance(threshold, str):
+        scale, reference = 1.0, threshold
+        if "*" in threshold:
+            text, reference = threshold.split("*", 1)
+            try:
+                scale = float(text.strip())
+            except ValueError:
+                raise ConfigError(f"{where}: {threshold[:60]!r} is not 'scale*mean' or 'scale*median'") from None
+            reference = reference.strip()
+        if reference == "median":
+            value = np.median(scores)
+        elif reference == "mean":
+            value = np.mean(scores)
+        else:
+            raise ConfigError(f"{where}: {threshold[:60]!r} is not 'mean', 'median' or a scaled one")
+        return scale * value if "*" in threshold else value
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ConfigError(f"{where}: expected a number or a string")
+    return float(threshold)
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -765,6 +831,22 @@ def _call(step: Step, method: str, X: Any) -> Any:
     raise AttributeError(f"{step.name} has no {method}")
 
 
+def _importances(reader: Any, node: EnsembleNode) -> np.ndarray:
+    """The stored ensemble's ``feature_importances_``, from every node column (validated as a load validates)."""
+    from ..validate import check_trees, validate_tree_ptr
+    from .importances import feature_importances
+
+    step = reader.for_model(node.group, node.config)
+    try:
+        layout = step.config.trees
+        columns = step.read_nodes(0, layout.n_trees)
+        validate_tree_ptr(columns.tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
+        check_trees(columns, layout)
+    finally:
+        step.close()
+    return feature_importances(node.config.estimator, columns, layout.n_features)
+
+
 _SIMPLE = {
     "StandardScaler": _StandardScaler,
     "MinMaxScaler": _MinMaxScaler,
@@ -787,8 +869,9 @@ _COMPOSITE = {
 }
 
 
-def compile_record(record: PipelineRecord, ensemble: Any) -> Step:
-    """Steps for every node of ``record``; ``ensemble(node)`` builds the Predictor of an ensemble node."""
+def compile_record(record: PipelineRecord, ensemble: Any, importances: Any = None) -> Step:
+    """Steps for every node of ``record``; ``ensemble(node)`` builds the Predictor of an ensemble node,
+    ``importances(node)`` its feature importances (for ``SelectFromModel``)."""
     built: dict[str, Step] = {}
 
     def compile_node(node: Any) -> Step:
@@ -810,6 +893,8 @@ def compile_record(record: PipelineRecord, ensemble: Any) -> Step:
             return _SIMPLE[node.id](node)
         if node.id in _COMPOSITE:
             return _COMPOSITE[node.id](node, compile_node)
+        if node.id == "SelectFromModel" and node.fitted and importances is not None:
+            return _SelectFromModel(node, compile_node, importances)
         what = "an unfitted template" if node.id not in KINDS else f"a {node.id}"
         raise UnsupportedEstimatorError(f"{node.where}: the Predictor cannot serve {what} (no numpy transform); load it with treeshard.load")
 
@@ -825,10 +910,10 @@ class PipelinePredictor:
     the sklearn pipeline's, bit for bit.
     """
 
-    def __init__(self, record: PipelineRecord, ensemble: Any) -> None:
+    def __init__(self, record: PipelineRecord, ensemble: Any, reader: Any = None) -> None:
         self.record = record
         self.estimator = record.root.id
-        self._root = compile_record(record, ensemble)
+        self._root = compile_record(record, ensemble, None if reader is None else lambda node: _importances(reader, node))
         self.n_features_in_, names = _fitted_names(record.root)
         if names is not None:
             self.feature_names_in_ = names

@@ -140,7 +140,7 @@ class Predictor(Traversal):
                 step.close()
 
         try:
-            served = PipelinePredictor(reader.pipeline, ensemble)
+            served = PipelinePredictor(reader.pipeline, ensemble, reader)
         finally:
             reader.close()
         self.__class__ = PipelinePredictor  # type: ignore[assignment]
