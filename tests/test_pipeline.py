@@ -8,6 +8,7 @@ pipeline must equal the original's exactly (``np.array_equal``).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -727,3 +728,24 @@ def test_predictor_transform_of_a_transformer_store(case: str, tmp_path: Path) -
         assert got.dtype == expected.dtype and np.array_equal(got, expected, equal_nan=True)
     with pytest.raises(AttributeError, match=r"ColumnTransformer has no predict"):
         predictor.predict(query)
+
+
+# --------------------------------------------------------------------------- golden store
+GOLDEN_PIPELINE = Path(__file__).resolve().parent / "golden" / "pipelines" / "v1"
+
+
+@pytest.mark.parametrize("engine", ["lazy", "eager", "predictor"])
+def test_golden_pipeline_store_predicts_as_recorded(engine: str) -> None:
+    """The pipeline store written once by tests/golden/make_pipeline_golden.py reads forever (never rewrite it)."""
+    expected = np.load(GOLDEN_PIPELINE / "pipe.npz")
+    path = str(GOLDEN_PIPELINE / "pipe")
+    if engine == "predictor":
+        model = treeshard.Predictor(path)
+        assert np.array_equal(model._root.steps[0][1].transform(expected["X"]), expected["transform"], equal_nan=True)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", treeshard.SklearnVersionWarning)
+            model = treeshard.load(path, lazy=engine == "lazy")
+        assert np.array_equal(model[:-1].transform(expected["X"]), expected["transform"], equal_nan=True)
+    assert np.array_equal(model.predict(expected["X"]), expected["predict"])
+    assert np.array_equal(model.predict_proba(expected["X"]), expected["predict_proba"])
