@@ -186,7 +186,23 @@ def _kbins_onehot() -> Any:
     return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=4, random_state=0))])
 
 
+def _more_transformers() -> Any:
+    from sklearn.preprocessing import Binarizer, Normalizer, PowerTransformer, QuantileTransformer, TargetEncoder
+
+    pre = ColumnTransformer(
+        [
+            ("quantiles", QuantileTransformer(n_quantiles=50), ["x2", "count"]),
+            ("power", Pipeline([("impute", SimpleImputer()), ("power", PowerTransformer())]), ["x0"]),
+            ("normal", Pipeline([("impute", SimpleImputer()), ("norm", Normalizer())]), ["x0", "x1"]),
+            ("binary", Binarizer(threshold=1.0), ["x2"]),
+            ("target", TargetEncoder(random_state=0), ["color", "region"]),
+        ]
+    )
+    return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=4, random_state=0))])
+
+
 CASES = {
+    "more_transformers": (_more_transformers, "classification"),
     "kbins_onehot": (_kbins_onehot, "classification"),
     "pipe_l": (_pipe_l, "classification"),
     "ordinal_boosting": (_ordinal_boosting, "classification"),
@@ -377,6 +393,18 @@ def test_predictor_refuses_what_it_cannot_serve_exactly(build: Any, message: str
         treeshard.Predictor(path)
 
 
+def test_predictor_binarizer(tmp_path: Path) -> None:
+    from sklearn.preprocessing import Binarizer
+
+    X = np.nan_to_num(_array_data())
+    for dtype in (np.float64, np.float32):
+        model = Pipeline([("binary", Binarizer(threshold=0.25)), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X.astype(dtype), X[:, 1] > 0)
+        path = str(tmp_path / f"{np.dtype(dtype).name}.zip")
+        treeshard.save(model, path)
+        query = np.nan_to_num(_array_data(seed=6)).astype(dtype)
+        assert np.array_equal(treeshard.Predictor(path).predict_proba(query), model.predict_proba(query))
+
+
 def test_predictor_pipeline_needs_neither_sklearn_nor_scipy(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -557,11 +585,11 @@ def test_info_carries_the_structure(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 # --------------------------------------------------------------------------- skops fallback
-def _with_quantiles() -> Any:
-    from sklearn.preprocessing import QuantileTransformer
+def _with_pca() -> Any:
+    from sklearn.decomposition import PCA
 
     X = _array_data()
-    pre = ColumnTransformer([("quantiles", QuantileTransformer(n_quantiles=20), [1, 3]), ("imputed", SimpleImputer(), [0])])
+    pre = ColumnTransformer([("pca", PCA(n_components=1), [1, 3]), ("imputed", SimpleImputer(), [0])])
     return Pipeline([("pre", pre), ("rf", RandomForestClassifier(n_estimators=3, random_state=0))]).fit(X, X[:, 1] > 0), X
 
 
@@ -569,15 +597,15 @@ def test_skops_fallback_round_trip(tmp_path: Path) -> None:
     pytest.importorskip("skops")
     from treeshard.pipeline.skops_step import SkopsFallbackWarning
 
-    model, X = _with_quantiles()
+    model, X = _with_pca()
     path = str(tmp_path / "model.zip")
-    with pytest.warns(SkopsFallbackWarning, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.transformers\[0\]\[1\]: QuantileTransformer has no treeshard schema, so it is stored with skops"):
+    with pytest.warns(SkopsFallbackWarning, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.transformers\[0\]\[1\]: PCA has no treeshard schema, so it is stored with skops"):
         treeshard.save(model, path)
     loaded = treeshard.load(path)
     assert_same_outputs(model, loaded, X, X[:, 1] > 0)
     with treeshard.open(path) as handle:
-        assert [s["estimator"] for s in handle.info.skops] == ["QuantileTransformer", "QuantileTransformer"]  # the template and the fitted one
-    with pytest.raises(UnsupportedEstimatorError, match=r"QuantileTransformer is stored with skops, which needs scikit-learn: the Predictor refuses a pipeline with a skops step"):
+        assert [s["estimator"] for s in handle.info.skops] == ["PCA", "PCA"]  # the template and the fitted one
+    with pytest.raises(UnsupportedEstimatorError, match=r"PCA is stored with skops, which needs scikit-learn: the Predictor refuses a pipeline with a skops step"):
         treeshard.Predictor(path)
 
 
@@ -586,7 +614,7 @@ def test_skops_step_loads_under_the_same_minor_version_only(tmp_path: Path) -> N
     import sklearn
     from helpers.stores import edit_config, reseal
 
-    model, _ = _with_quantiles()
+    model, _ = _with_pca()
     path = tmp_path / "model"
     with pytest.warns(UserWarning):
         treeshard.save(model, str(path))
@@ -598,7 +626,7 @@ def test_skops_step_loads_under_the_same_minor_version_only(tmp_path: Path) -> N
     edit_config(path, older)
     reseal(str(path))
     expected = (
-        rf"^{re_escape(STEP0)}\.params\.transformers\[0\]\[1\]: sklearn\.preprocessing\._data\.QuantileTransformer was stored with skops "
+        rf"^{re_escape(STEP0)}\.params\.transformers\[0\]\[1\]: sklearn\.decomposition\._pca\.PCA was stored with skops "
         rf"under scikit-learn 1\.2\.2; it loads under scikit-learn 1\.2\.x only \(installed: {re_escape(sklearn.__version__)}\)$"
     )
     with pytest.raises(UnsupportedEstimatorError, match=expected):

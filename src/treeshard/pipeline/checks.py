@@ -198,6 +198,9 @@ REQUIRED = {
     "KBinsDiscretizer": ("bin_edges_", "n_bins_"),
     "PolynomialFeatures": ("_min_degree", "_max_degree", "n_output_features_"),
     "VarianceThreshold": ("variances_",),
+    "QuantileTransformer": ("n_quantiles_", "quantiles_", "references_"),
+    "PowerTransformer": ("lambdas_",),
+    "TargetEncoder": ("categories_", "encodings_", "target_type_", "target_mean_"),
     "SelectFromModel": ("estimator_",),
     "ColumnTransformer": ("transformers_", "_transformer_to_input_indices", "_remainder", "sparse_output_", "output_indices_"),
     "TransformedTargetRegressor": ("regressor_", "transformer_", "_training_dim"),
@@ -288,6 +291,33 @@ def check_node(node: Any) -> None:
         _ints(f"{w}.n_bins_", fitted.get("n_bins_"), high=2**31, length=n)
         if "_encoder" in fitted:
             _estimator(f"{w}._encoder", fitted["_encoder"], kinds=("OneHotEncoder",))
+    elif kind == "QuantileTransformer":
+        m = _int(f"{w}.n_quantiles_", fitted.get("n_quantiles_"), 1, 2**31 - 1)
+        quantiles, references = fitted.get("quantiles_"), fitted.get("references_")
+        if not (isinstance(quantiles, np.ndarray) and quantiles.dtype.kind == "f" and quantiles.shape == (m, n)):
+            raise _fail(f"{w}.quantiles_", f"a ({m}, {n}) float array", quantiles)
+        _floats(f"{w}.references_", references, m)
+    elif kind == "PowerTransformer":
+        _floats(f"{w}.lambdas_", fitted.get("lambdas_"), n)
+        scaler = fitted.get("_scaler")
+        if (scaler is not None) != (params.get("standardize") is True):
+            raise ConfigError(f"{w}._scaler: present exactly when standardize is true")
+        if scaler is not None:
+            _estimator(f"{w}._scaler", scaler, kinds=("StandardScaler",))
+            if scaler.fitted.get("n_features_in_") != n:
+                raise ConfigError(f"{w}._scaler: it scales {scaler.fitted.get('n_features_in_')} features, not {n}")
+    elif kind == "TargetEncoder":
+        categories = _categories(f"{w}.categories_", fitted.get("categories_"), n)
+        target_type = fitted.get("target_type_")
+        if target_type not in ("binary", "multiclass", "continuous"):
+            raise _fail(f"{w}.target_type_", "'binary', 'multiclass' or 'continuous'", target_type)
+        classes = fitted.get("classes_")
+        per_feature = len(classes) if target_type == "multiclass" and isinstance(classes, np.ndarray) else 1
+        encodings = fitted.get("encodings_")
+        if not (isinstance(encodings, list) and len(encodings) == n * per_feature):
+            raise _fail(f"{w}.encodings_", f"a list of {n * per_feature} arrays", encodings)
+        for i, encoding in enumerate(encodings):
+            _floats(f"{w}.encodings_[{i}]", encoding, len(categories[i // per_feature]))
     elif kind == "PolynomialFeatures":
         low = _int(f"{w}._min_degree", fitted.get("_min_degree"), 0, 1000)
         _int(f"{w}._max_degree", fitted.get("_max_degree"), low, 1000)
@@ -379,8 +409,11 @@ def out_width(node: Any) -> int | None:
         return None
     kind, params, fitted = node.id, node.params, node.fitted
     n = fitted.get("n_features_in_")
-    if kind in ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "OrdinalEncoder", "FunctionTransformer"):
+    if kind in ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "OrdinalEncoder", "FunctionTransformer", "Binarizer", "Normalizer", "QuantileTransformer", "PowerTransformer"):
         return n
+    if kind == "TargetEncoder":
+        classes = fitted.get("classes_")
+        return n * len(classes) if fitted.get("target_type_") == "multiclass" and isinstance(classes, np.ndarray) else n
     if kind == "OneHotEncoder":
         return sum(fitted["_n_features_outs"])
     if kind == "MissingIndicator":

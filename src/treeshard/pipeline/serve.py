@@ -652,6 +652,27 @@ def _threshold(where: str, threshold: Any, scores: np.ndarray) -> float:
     return float(threshold)
 
 
+class _Binarizer(_Transformer):
+    def __init__(self, node: EstimatorNode) -> None:
+        from ..errors import ConfigError
+
+        super().__init__(node)
+        threshold = node.params.get("threshold", 0.0)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"{node.where}.params.threshold: expected a number")
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X).copy()
+        if X.dtype.kind not in "biuf" or (X.dtype.kind == "f" and not np.isfinite(X).all()):
+            raise ValueError("Input X contains NaN, infinity or non-numeric values: Binarizer does not accept them.")
+        cond = X > self.params.get("threshold", 0.0)
+        not_cond = np.logical_not(cond)
+        X[cond] = 1
+        X[not_cond] = 0
+        return X
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -858,6 +879,7 @@ _SIMPLE = {
     "FunctionTransformer": _FunctionTransformer,
     "VarianceThreshold": _VarianceThreshold,
     "PolynomialFeatures": _PolynomialFeatures,
+    "Binarizer": _Binarizer,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,

@@ -79,6 +79,15 @@ KINDS: dict[str, Kind] = {
     "KBinsDiscretizer": Kind(_PRE, "KBinsDiscretizer", ("bin_edges_", "n_bins_", "_encoder")),
     "PolynomialFeatures": Kind(_PRE, "PolynomialFeatures", ("_min_degree", "_max_degree", "n_output_features_", "_n_out_full", "n_input_features_")),
     "FunctionTransformer": Kind(_PRE, "FunctionTransformer"),
+    "Binarizer": Kind(_PRE, "Binarizer"),
+    "Normalizer": Kind(_PRE, "Normalizer"),
+    "QuantileTransformer": Kind(_PRE, "QuantileTransformer", ("n_quantiles_", "quantiles_", "references_")),
+    "PowerTransformer": Kind(_PRE, "PowerTransformer", ("lambdas_", "_scaler")),
+    "TargetEncoder": Kind(
+        _PRE,
+        "TargetEncoder",
+        ("categories_", "encodings_", "target_type_", "classes_", "target_mean_", "_infrequent_enabled", "_infrequent_indices", "_default_to_infrequent_mappings"),
+    ),
     "VarianceThreshold": Kind("sklearn.feature_selection", "VarianceThreshold", ("variances_",)),
     "SelectFromModel": Kind("sklearn.feature_selection", "SelectFromModel", ("estimator_", "max_features_")),
 }
