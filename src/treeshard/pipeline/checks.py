@@ -221,11 +221,11 @@ def check_node(node: Any) -> None:
                 if name not in fitted:
                     raise ConfigError(f"{where}.fitted: missing required attribute {name!r} of a fitted {kind}")
     if kind == "Pipeline":
-        _steps(f"{where}.params.steps", params.get("steps"), ("passthrough", None), pairs=True)
+        _steps(f"{where}.params.steps", params.get("steps"), ("passthrough", None))
         _chain(f"{where}.params.steps", [step for _, step in params["steps"]])
         return
     if kind == "FeatureUnion":
-        _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"), pairs=True)
+        _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"))
         return
     if kind == "TransformedTargetRegressor":
         if fitted:
@@ -326,7 +326,7 @@ def check_node(node: Any) -> None:
         _column_transformer(node, n, names)
 
 
-def _steps(where: str, steps: Any, strings: tuple[Any, ...], *, pairs: bool) -> None:
+def _steps(where: str, steps: Any, strings: tuple[Any, ...]) -> None:
     if not (isinstance(steps, list) and steps):
         raise _fail(where, "a non-empty list of (name, estimator) pairs", steps)
     seen = set()

@@ -75,9 +75,6 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
         for (_, _, columns), resolved in zip(estimator.transformers, estimator._columns, strict=False):
             if callable(columns):
                 context.selected[id(columns)] = resolved
-        for _, _, columns in getattr(estimator, "transformers_", []):
-            if callable(columns):
-                raise UnsupportedEstimatorError(f"{where}: a fitted column selection is a callable")  # pragma: no cover - sklearn resolves them
     params: dict[str, Any] = {}
     unserializable: list[str] = []
     for name, value in estimator.get_params(deep=False).items():

@@ -737,8 +737,6 @@ class _ColumnTransformer(Step):
             if np.isscalar(columns) or isinstance(columns, str):
                 raise UnsupportedEstimatorError(f"{node.where}: {name!r} selects one column as 1-D; the Predictor needs a list")
             step = None if transformer == "passthrough" else compile_node(transformer)
-            if step is not None and step.sparse_output and not self.sparse_output:
-                pass  # densified by the ColumnTransformer: served as dense
             by_name = isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)
             self.parts.append((name, step, np.asarray(indices[name], dtype=np.intp), by_name))
 
