@@ -42,6 +42,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 import treeshard
 from treeshard.errors import ConfigError, UnsupportedEstimatorError
+from treeshard.pipeline.serve import _Table
 
 N = 240
 
@@ -391,6 +392,23 @@ def test_predictor_refuses_what_it_cannot_serve_exactly(build: Any, message: str
     assert_same_outputs(model, treeshard.load(path), _array_data(seed=2), None)
     with pytest.raises(UnsupportedEstimatorError, match=message):
         treeshard.Predictor(path)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "continuous"])
+def test_predictor_target_encoder(task: str, tmp_path: Path) -> None:
+    from sklearn.preprocessing import TargetEncoder
+
+    train = frame(0)
+    y = {"binary": target(train, "classification") > 0, "multiclass": target(train, "classification"), "continuous": target(train, "regression")}[task]
+    final = RandomForestRegressor(n_estimators=3, random_state=0) if task == "continuous" else RandomForestClassifier(n_estimators=3, random_state=0)
+    pre = ColumnTransformer([("target", TargetEncoder(random_state=0), ["color", "size", "region"]), ("num", SimpleImputer(), ["x0"])])
+    model = Pipeline([("pre", pre), ("forest", final)]).fit(train, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    query = frame(7, n=120, unseen=True)
+    assert np.array_equal(predictor.predict(query), model.predict(query))
+    assert np.array_equal(predictor._root.steps[0][1].transform(_Table(query)), model[:-1].transform(query))
 
 
 def test_predictor_binarizer(tmp_path: Path) -> None:

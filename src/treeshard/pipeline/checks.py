@@ -318,6 +318,11 @@ def check_node(node: Any) -> None:
             raise _fail(f"{w}.encodings_", f"a list of {n * per_feature} arrays", encodings)
         for i, encoding in enumerate(encodings):
             _floats(f"{w}.encodings_[{i}]", encoding, len(categories[i // per_feature]))
+        mean = fitted.get("target_mean_")
+        if target_type == "multiclass":
+            _floats(f"{w}.target_mean_", mean, per_feature)
+        elif isinstance(mean, bool) or not isinstance(mean, (float, np.floating)):
+            raise _fail(f"{w}.target_mean_", "a float", mean)
     elif kind == "PolynomialFeatures":
         low = _int(f"{w}._min_degree", fitted.get("_min_degree"), 0, 1000)
         _int(f"{w}._max_degree", fitted.get("_max_degree"), low, 1000)

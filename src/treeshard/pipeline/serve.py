@@ -464,6 +464,23 @@ class _OrdinalEncoder(_Encoder):
         return X_trans
 
 
+class _TargetEncoder(_Encoder):
+    """Each category's stored encoding (the target mean for unknown ones): lookups, no arithmetic."""
+
+    def transform(self, X: Any) -> np.ndarray:
+        X_ordinal, X_known_mask = self._transform(X, "ignore", None)
+        unknown = ~X_known_mask
+        encodings, target_mean = self.fitted["encodings_"], self.fitted["target_mean_"]
+        multiclass = self.fitted["target_type_"] == "multiclass"
+        n_classes = len(self.fitted["classes_"]) if multiclass else 1
+        X_out = np.empty((X_ordinal.shape[0], X_ordinal.shape[1] * n_classes), dtype=np.float64)
+        for e_idx, encoding in enumerate(encodings):
+            feature = e_idx // n_classes
+            X_out[:, e_idx] = encoding[X_ordinal[:, feature]]
+            X_out[unknown[:, feature], e_idx] = target_mean[e_idx % n_classes] if multiclass else target_mean
+        return X_out
+
+
 class _FunctionTransformer(_Transformer):
     def __init__(self, node: EstimatorNode) -> None:
         super().__init__(node)
@@ -878,6 +895,7 @@ _SIMPLE = {
     "VarianceThreshold": _VarianceThreshold,
     "PolynomialFeatures": _PolynomialFeatures,
     "Binarizer": _Binarizer,
+    "TargetEncoder": _TargetEncoder,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,
