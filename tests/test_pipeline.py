@@ -411,6 +411,21 @@ def test_predictor_target_encoder(task: str, tmp_path: Path) -> None:
     assert np.array_equal(predictor._root.steps[0][1].transform(_Table(query)), model[:-1].transform(query))
 
 
+@pytest.mark.parametrize("norm", ["l1", "l2", "max"])
+def test_predictor_normalizer(norm: str, tmp_path: Path) -> None:
+    from sklearn.preprocessing import Normalizer
+
+    X = np.nan_to_num(_array_data(n=300))
+    X[::17] = 0.0  # rows of norm zero are left as they are
+    model = Pipeline([("norm", Normalizer(norm=norm)), ("gb", GradientBoostingRegressor(n_estimators=5, random_state=0))]).fit(X, X[:, 0])
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    query = np.nan_to_num(_array_data(seed=8, n=300)).astype(np.float32)
+    assert np.array_equal(predictor._root.steps[0][1].transform(query), model[:-1].transform(query))
+    assert np.array_equal(predictor.predict(query), model.predict(query))
+
+
 def test_predictor_binarizer(tmp_path: Path) -> None:
     from sklearn.preprocessing import Binarizer
 

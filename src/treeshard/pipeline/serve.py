@@ -690,6 +690,33 @@ class _Binarizer(_Transformer):
         return X
 
 
+class _Normalizer(_Transformer):
+    """sklearn's dense ``normalize(X, axis=1)``: the same norm calls, then ``X /= norms[:, None]``."""
+
+    def __init__(self, node: EstimatorNode) -> None:
+        from ..errors import ConfigError
+
+        super().__init__(node)
+        if node.params.get("norm", "l2") not in ("l1", "l2", "max"):
+            raise ConfigError(f"{node.where}.params.norm: expected 'l1', 'l2' or 'max'")
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_float(X)
+        if np.isnan(X).any():
+            raise ValueError("Input X contains NaN.")
+        norm = self.params.get("norm", "l2")
+        if norm == "l1":
+            norms = np.sum(np.abs(X), axis=1)
+        elif norm == "l2":
+            norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+        else:
+            norms = np.max(np.abs(X), axis=1)
+        norms[norms < 10 * np.finfo(norms.dtype).eps] = 1.0
+        X /= norms[:, None]
+        return X
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -896,6 +923,7 @@ _SIMPLE = {
     "PolynomialFeatures": _PolynomialFeatures,
     "Binarizer": _Binarizer,
     "TargetEncoder": _TargetEncoder,
+    "Normalizer": _Normalizer,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,
