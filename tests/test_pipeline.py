@@ -426,6 +426,20 @@ def test_predictor_normalizer(norm: str, tmp_path: Path) -> None:
     assert np.array_equal(predictor.predict(query), model.predict(query))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_predictor_quantile_transformer(dtype: Any, tmp_path: Path) -> None:
+    from sklearn.preprocessing import QuantileTransformer
+
+    X = _array_data(n=300).astype(dtype)
+    model = Pipeline([("quantiles", QuantileTransformer(n_quantiles=40)), ("forest", RandomForestRegressor(n_estimators=3, random_state=0))]).fit(X, np.nan_to_num(X[:, 0]))
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    query = np.vstack([_array_data(seed=9, n=200), model[0].quantiles_[[0, -1]]]).astype(dtype)  # the exact bounds too
+    assert np.array_equal(predictor._root.steps[0][1].transform(query), model[:-1].transform(query), equal_nan=True)
+    assert np.array_equal(predictor.predict(query), model.predict(query))
+
+
 def test_predictor_binarizer(tmp_path: Path) -> None:
     from sklearn.preprocessing import Binarizer
 

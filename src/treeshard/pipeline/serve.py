@@ -717,6 +717,34 @@ class _Normalizer(_Transformer):
         return X
 
 
+class _QuantileTransformer(_Transformer):
+    """sklearn's ``_transform_col`` for a uniform output: two ``np.interp`` averaged, bounds pinned."""
+
+    BOUNDS_THRESHOLD = 1e-7
+
+    def __init__(self, node: EstimatorNode) -> None:
+        super().__init__(node)
+        if node.params.get("output_distribution", "uniform") != "uniform":
+            raise UnsupportedEstimatorError(f"{node.where}: the Predictor serves output_distribution='uniform' only (the normal one needs scipy)")
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_float(X)
+        quantiles_, references = self.fitted["quantiles_"], self.fitted["references_"]
+        for feature_idx in range(X.shape[1]):
+            X_col, quantiles = X[:, feature_idx], quantiles_[:, feature_idx]
+            with np.errstate(invalid="ignore"):
+                lower_bounds_idx = X_col == quantiles[0]
+                upper_bounds_idx = X_col == quantiles[-1]
+            isfinite_mask = ~np.isnan(X_col)
+            X_col_finite = X_col[isfinite_mask]
+            X_col[isfinite_mask] = 0.5 * (np.interp(X_col_finite, quantiles, references) - np.interp(-X_col_finite, -quantiles[::-1], -references[::-1]))
+            X_col[upper_bounds_idx] = 1
+            X_col[lower_bounds_idx] = 0
+            X[:, feature_idx] = X_col
+        return X
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -924,6 +952,7 @@ _SIMPLE = {
     "Binarizer": _Binarizer,
     "TargetEncoder": _TargetEncoder,
     "Normalizer": _Normalizer,
+    "QuantileTransformer": _QuantileTransformer,
 }
 _COMPOSITE = {
     "Pipeline": _Pipeline,
