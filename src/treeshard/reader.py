@@ -50,7 +50,7 @@ class StoreReader:
             if CONFIG_KEY not in attributes:
                 raise ConfigError(f"{ROOT_METADATA}: no {CONFIG_KEY!r} config record (not a treeshard store)")
             raw = attributes[CONFIG_KEY]
-            #: A pipeline store's record (``docs/FORMAT.md`` section 9); its ensembles are read by :meth:`for_model`.
+            #: A pipeline store's record (``docs/FORMAT.md`` section 10); its ensembles are read by :meth:`for_model`.
             self.pipeline = None
             if is_pipeline_record(raw):
                 self.pipeline = parse_pipeline_record(raw)

@@ -1,4 +1,4 @@
-"""Pipelines: a composition of transformers and tree ensembles in one store (``docs/FORMAT.md`` section 9).
+"""Pipelines: a composition of transformers and tree ensembles in one store (``docs/FORMAT.md`` section 10).
 
 - :mod:`.table`: the allow-list of classes and functions, by id;
 - :mod:`.record`: parsing and checking the record (no sklearn);

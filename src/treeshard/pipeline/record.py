@@ -2,7 +2,7 @@
 
 ``parse_pipeline_record`` turns the untrusted JSON of ``attributes.treeshard``
 into a tree of :class:`EstimatorNode` / :class:`EnsembleNode` whose params and
-fitted attributes are decoded state values (``docs/FORMAT.md``, section 9).
+fitted attributes are decoded state values (``docs/FORMAT.md``, section 10).
 Every problem is a :class:`~treeshard.errors.ConfigError` naming its path.
 """
 
@@ -158,7 +158,7 @@ def _keys(where: str, raw: dict[str, Any], required: set[str], optional: set[str
 
 
 def state_value(where: str, value: Any, context: _Context) -> Any:
-    """Decode one state value (``docs/FORMAT.md`` 9.2)."""
+    """Decode one state value (``docs/FORMAT.md`` 10.2)."""
     context.values += 1
     if context.values > MAX_STATE_VALUES:
         raise ConfigError(f"{where}: the record holds more than {MAX_STATE_VALUES:,} values")

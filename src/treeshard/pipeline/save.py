@@ -2,7 +2,7 @@
 
 ``save_pipeline`` walks the estimator depth first (:class:`SaveContext`
 carries what the walk collects), encodes every param and fitted attribute as
-a state value (``docs/FORMAT.md`` 9.2) and writes one store: the ensembles'
+a state value (``docs/FORMAT.md`` 10.2) and writes one store: the ensembles'
 arrays under ``models/<k>/`` and the record in the root ``zarr.json``.
 """
 
@@ -112,7 +112,7 @@ def _is_fitted(estimator: Any) -> bool:
 
 
 def encode_state(where: str, value: Any, context: SaveContext) -> Any:
-    """One param or fitted attribute as a state value (``docs/FORMAT.md`` 9.2)."""
+    """One param or fitted attribute as a state value (``docs/FORMAT.md`` 10.2)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, (np.generic, np.ndarray)) and not isinstance(value, np.str_):
