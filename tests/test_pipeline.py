@@ -824,3 +824,8 @@ def test_golden_pipeline_store_predicts_as_recorded(engine: str) -> None:
         assert np.array_equal(model[:-1].transform(expected["X"]), expected["transform"], equal_nan=True)
     assert np.array_equal(model.predict(expected["X"]), expected["predict"])
     assert np.array_equal(model.predict_proba(expected["X"]), expected["predict_proba"])
+
+
+def test_repositories_refuse_pipelines_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedEstimatorError, match=r"^a repository does not store a Pipeline yet: save it with treeshard\.save$"):
+        treeshard.Repository(str(tmp_path / "repo")).save(_small_pipeline())

@@ -100,6 +100,10 @@ def encode_files(
     columns' chunk length (a power of two), for finer sharing of chunks between versions."""
     from sklearn.utils.validation import check_is_fitted
 
+    from .pipeline.save import is_pipeline
+
+    if is_pipeline(estimator):
+        raise UnsupportedEstimatorError(f"a repository does not store a {type(estimator).__name__} yet: save it with treeshard.save")
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:
