@@ -8,12 +8,12 @@ import pytest
 from sklearn.base import is_classifier, is_regressor
 
 from treeshard.adapters import ADAPTERS
-from treeshard.adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of, ids_of
+from treeshard.adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, TREE, family_of, ids_of
 
 
 def test_every_row_has_one_adapter_and_no_adapter_lacks_a_row() -> None:
     assert sorted(ADAPTERS) == sorted(ESTIMATORS)
-    assert sorted(ids_of(FOREST) + ids_of(BOOSTING) + ids_of(TREE)) == sorted(ESTIMATORS)
+    assert sorted(ids_of(FOREST) + ids_of(BOOSTING) + ids_of(TREE) + ids_of(HIST_BOOSTING)) == sorted(ESTIMATORS)
 
 
 @pytest.mark.parametrize("estimator_id", sorted(ESTIMATORS))
@@ -23,7 +23,7 @@ def test_row_matches_the_sklearn_class(estimator_id: str) -> None:
     assert ADAPTERS[estimator_id].estimator_class() is cls
     assert kind.is_classifier == is_classifier(cls()) and kind.is_classifier != is_regressor(cls())
     assert family_of(estimator_id) == kind.family
-    assert hasattr(cls(), "tree_") is False and ("estimators_" in cls.__doc__) == (kind.family != TREE)
+    assert hasattr(cls(), "tree_") is False and ("estimators_" in cls.__doc__) == (kind.family in (FOREST, BOOSTING))
 
 
 def test_unknown_id_has_no_family() -> None:

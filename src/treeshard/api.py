@@ -10,16 +10,17 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .adapters import SavedModel
 from .adapters.families import ESTIMATORS, FOREST, family_of
+from .compat import pair_is_exact
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
-from .planning import LoadPlan, plan_load, trees_per_stage
+from .planning import LoadPlan, parse_memory, plan_load, select_trees, trees_per_stage
 from .reader import StoreReader
 from .record import Config
 from .saving import save
@@ -47,6 +48,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
+    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...).
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stored_bytes(self) -> int:
@@ -122,6 +125,7 @@ class ModelHandle:
             unserializable_params=config.unserializable_params,
             metadata=dict(config.metadata),
             arrays=dict(config.arrays),
+            details=self.adapter.describe(config) if self.adapter.describe is not None else {},
         )
 
     def load(
@@ -155,6 +159,15 @@ class ModelHandle:
 
             return load_pipeline(self, lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
         config = self.config
+        if self.adapter.read_saved is not None:  # a family with its own node arrays: always eager
+            saved = self.adapter.read_saved(self._reader, select_trees(estimators, config), budget=parse_memory(max_memory))
+            _warn_on_version_change(config)
+            estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
+            if engine == "auto" and not saved.is_partial:
+                from .dispatch import install_hist
+
+                install_hist(estimator, _hist_engine(config, saved))
+            return estimator
         source = TreeSource(self._reader)
         plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
         extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}
@@ -217,6 +230,8 @@ class ModelHandle:
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
             return estimator
+        if hasattr(estimator, "_predictors"):  # histogram boosting: a TreePredictor, numbered iteration-major
+            return estimator._predictors[index // estimator.n_trees_per_iteration_][index % estimator.n_trees_per_iteration_]
         return estimator.estimators_.reshape(-1)[index]
 
     def close(self) -> None:
@@ -237,12 +252,26 @@ class ModelHandle:
 
 
 
+def _hist_engine(config: Config, saved: SavedModel) -> Callable[[], Any]:
+    """Builds, on first use, the compiled engine of a loaded histogram boosting model from the
+    columns the load read (all cores, as sklearn's OpenMP)."""
+
+    def build() -> Any:
+        from .adapters.hist_gradient_boosting import columns_of
+        from .predictor.hist import HistPredictor
+
+        return HistPredictor.from_parts(config, columns_of(saved.node_arrays or {}, config.trees.n_trees), saved.arrays)
+
+    return build
+
+
 def _warn_on_version_change(config: Config) -> None:
     import sklearn
 
     saved = config.versions.get("sklearn")
-    if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
+    installed = sklearn.__version__
+    if saved is not None and saved != installed and not pair_is_exact(config.estimator, saved, installed, value_encoding=config.trees.value_encoding):
+        warnings.warn(SklearnVersionWarning(saved, installed), stacklevel=4)
 
 
 def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open

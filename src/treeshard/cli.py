@@ -38,6 +38,13 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
         "versions        " + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
         f"size            {_human(info.stored_bytes)} stored, {_human(info.nbytes)} uncompressed",
     ]
+    details = getattr(info, "details", None) or {}
+    if "iterations" in details:
+        lines.append(f"iterations      {details['iterations']} x {details['trees_per_iteration']} tree(s) per iteration")
+        lines.append(f"loss            {details['loss']} ({details['loss_class']})")
+        shown = ", ".join(map(str, details["categorical_features"])) or "none"
+        lines.append(f"categorical     {details['n_categorical_features']}: {shown}")
+        lines.append(f"early stopping  {'on' if details['early_stopping'] else 'off'}")
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:

@@ -10,11 +10,17 @@ from typing import Any
 
 from ..errors import UnsupportedEstimatorError
 from . import forest, gradient_boosting, trees
+from . import hist_gradient_boosting
 from .base import Adapter, SavedModel
 
 ADAPTERS: dict[str, Adapter] = {
     adapter.estimator_id: adapter
-    for adapter in (*forest.ADAPTERS, *gradient_boosting.ADAPTERS, *trees.ADAPTERS)
+    for adapter in (
+        *forest.ADAPTERS,
+        *gradient_boosting.ADAPTERS,
+        *trees.ADAPTERS,
+        *hist_gradient_boosting.ADAPTERS,
+    )
 }
 ESTIMATOR_IDS = frozenset(ADAPTERS)
 

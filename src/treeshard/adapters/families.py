@@ -11,6 +11,7 @@ from dataclasses import dataclass
 FOREST = "forest"  # bagged trees in ``estimators_`` (a list); predictions averaged
 BOOSTING = "boosting"  # stages of regression trees in ``estimators_`` (a 2-D array); predictions summed
 TREE = "tree"  # one tree in ``tree_``
+HIST_BOOSTING = "hist_boosting"  # iterations of TreePredictor objects in ``_predictors``; predictions summed
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ ESTIMATORS: dict[str, EstimatorKind] = {
         EstimatorKind("DecisionTreeRegressor", TREE, "sklearn.tree", is_classifier=False, takes_nan=True),
         EstimatorKind("ExtraTreeClassifier", TREE, "sklearn.tree", is_classifier=True),
         EstimatorKind("ExtraTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
+        EstimatorKind("HistGradientBoostingClassifier", HIST_BOOSTING, "sklearn.ensemble", is_classifier=True),
+        EstimatorKind("HistGradientBoostingRegressor", HIST_BOOSTING, "sklearn.ensemble", is_classifier=False),
     )
 }
 

@@ -60,8 +60,10 @@ refused.
 The package, one room per concern: :mod:`.core` (the :class:`Predictor`'s
 methods), :mod:`.inputs` (input conversion: dense, sparse, feature names),
 :mod:`.model` (set-up from the config and the node columns read),
-:mod:`.links` (expit, logit, softmax, init predictions) and
-:mod:`.traversal` (the node table, threads and kernel calls).
+:mod:`.links` (expit, logit, softmax, init predictions),
+:mod:`.traversal` (the node table, threads and kernel calls) and :mod:`.hist`
+(histogram gradient boosting stores: their own node columns, input
+preprocessing and compiled walk).
 """
 
 from .core import Predictor
