@@ -552,7 +552,7 @@ MALFORMED = {
     "ensemble config": (lambda r: _forest(r)["config"]["trees"].__setitem__("n_trees", 0), rf"{STEP1}.config.trees.n_trees: 0 is out of range \[1, 10000000\]"),
     "ensemble id": (lambda r: _forest(r)["config"].__setitem__("estimator", "Pipeline"), f"{STEP1}.config.estimator: unknown estimator id 'Pipeline'"),
     "root is an ensemble": (lambda r: r.__setitem__("pipeline", _forest(r)), "pipeline: the root must be an allow-listed composite or transformer, not an ensemble"),
-    "huge int in a float array": (lambda r: _scaler(r)["fitted"]["mean_"]["data"].__setitem__(0, 10**400), f"{SCALER}.fitted.mean_[0]: 1000000000000000000000000000000000000000... is too large for a float"),
+    "huge int in a float array": (lambda r: _scaler(r)["fitted"]["mean_"]["data"].__setitem__(0, 10**400), f"{SCALER}.fitted.mean_[0]: 1000000000000000000000000000000000000000... is out of the float range"),
 }
 
 
@@ -829,3 +829,16 @@ def test_golden_pipeline_store_predicts_as_recorded(engine: str) -> None:
 def test_repositories_refuse_pipelines_with_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedEstimatorError, match=r"^a repository does not store a Pipeline yet: save it with treeshard\.save$"):
         treeshard.Repository(str(tmp_path / "repo")).save(_small_pipeline())
+
+
+def test_histogram_boosting_in_a_pipeline_is_refused_for_now(tmp_path: Path) -> None:
+    """Its store layout is not under a group prefix yet, and skops would need to trust TreePredictor's node arrays."""
+    pytest.importorskip("skops")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X = _array_data()
+    y = (np.nan_to_num(X[:, 0]) > 0).astype(int)
+    model = Pipeline([("scale", StandardScaler()), ("hgb", HistGradientBoostingClassifier(max_iter=5, random_state=0))]).fit(X, y)
+    message = r"^pipeline\.params\.steps\[1\]\[1\]: skops does not trust \['sklearn\.ensemble\._hist_gradient_boosting\.predictor\.TreePredictor'\]"
+    with pytest.raises(UnsupportedEstimatorError, match=message):
+        treeshard.save(model, str(tmp_path / "model.zip"))

@@ -20,7 +20,7 @@ from ..record import check_json_depth, parse_config, parse_dict, parse_float, pa
 from ..spec import SUPPORTED_FORMAT_VERSIONS
 from .checks import check_node
 from .nodes import DTYPES, TYPES, EnsembleNode, EstimatorNode, Function, SkopsNode
-from .table import FUNCTIONS, KINDS
+from .table import FUNCTIONS, KINDS, PIPELINE_FAMILIES
 
 #: The record's key holding the root node: what tells a pipeline record from a model's config.
 PIPELINE_KEY = "pipeline"
@@ -51,6 +51,7 @@ def is_pipeline_record(raw: Any) -> bool:
 def parse_pipeline_record(raw: Any) -> PipelineRecord:
     """Check an untrusted pipeline record and decode it."""
     from ..adapters import ESTIMATOR_IDS
+    from ..adapters.families import family_of
 
     where = "config"
     raw = parse_dict(where, raw)
@@ -63,7 +64,7 @@ def parse_pipeline_record(raw: Any) -> PipelineRecord:
     versions = parse_dict(f"{where}.versions", require(where, raw, "versions"))
     for key, value in versions.items():
         parse_str(f"{where}.versions.{key}", value, max_len=100)
-    context = _Context(known_ensembles=ESTIMATOR_IDS)
+    context = _Context(known_ensembles=frozenset(e for e in ESTIMATOR_IDS if family_of(e) in PIPELINE_FAMILIES))
     root = _node(PIPELINE_KEY, require(where, raw, PIPELINE_KEY), context)
     if not isinstance(root, EstimatorNode) or root.id not in KINDS:
         raise ConfigError(f"{PIPELINE_KEY}: the root must be an allow-listed composite or transformer, not an ensemble")

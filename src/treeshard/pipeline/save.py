@@ -21,7 +21,7 @@ from ..errors import UnsupportedEstimatorError
 from ..record import encode_float
 from .nodes import DTYPES
 from .record import MODELS_GROUP, PIPELINE_KEY, SKOPS_GROUP
-from .table import FUNCTIONS, KINDS, function_of, kind_class
+from .table import FUNCTIONS, KINDS, PIPELINE_FAMILIES, function_of, kind_class
 
 
 class _Unrepresentable(Exception):
@@ -40,10 +40,13 @@ class SaveContext:
 def kind_id_of(estimator: Any) -> str | None:
     """The allow-list id of ``estimator``'s exact class (composites, transformers, ensembles), else None."""
     from ..adapters import ADAPTERS
+    from ..adapters.families import family_of
 
     cls = type(estimator)
     name = cls.__name__
     if not cls.__module__.startswith("sklearn.") or (name not in KINDS and name not in ADAPTERS):
+        return None
+    if name not in KINDS and family_of(name) not in PIPELINE_FAMILIES:
         return None
     return name if kind_class(name) is cls else None
 

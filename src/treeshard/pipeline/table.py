@@ -92,6 +92,10 @@ KINDS: dict[str, Kind] = {
     "SelectFromModel": Kind("sklearn.feature_selection", "SelectFromModel", ("estimator_", "max_features_")),
 }
 
+#: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
+#: its own layout from the root group) are skops steps for now.
+PIPELINE_FAMILIES = ("forest", "boosting", "tree")
+
 #: Functions a ``FunctionTransformer`` or ``TransformedTargetRegressor`` may hold, by id.
 FUNCTIONS: dict[str, tuple[str, str]] = {
     f"numpy.{name}": ("numpy", name)
