@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
-from .adapters.families import BOOSTING, ESTIMATORS, FOREST, family_of
+from .adapters.families import BAGGED, BOOSTING, ESTIMATORS, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
@@ -298,7 +298,7 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
-        is_forest = family_of(self.adapter.estimator_id) == FOREST
+        is_forest = family_of(self.adapter.estimator_id) in BAGGED
         source = TreeSource(self._reader)
         selection = select_trees(estimators, config, fitted=config.fitted)
         budget = parse_memory(max_memory)
@@ -346,6 +346,7 @@ class ModelHandle:
             arrays=extra,
             selection=selection,
             build_estimators=build,
+            tree_ptr=source.reader.tree_ptr,
         )
         estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
         if is_forest and lazy and engine == "auto":
@@ -363,7 +364,7 @@ class ModelHandle:
         if not -n <= index < n:
             raise IndexError(f"tree index {index!r} out of range for {n} trees")
         index = int(index) % n
-        if family_of(self.adapter.estimator_id) == FOREST:
+        if family_of(self.adapter.estimator_id) in BAGGED:
             return self.load(estimators=[index], lazy=False).estimators_[0]
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
@@ -405,7 +406,7 @@ def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.nda
     if family_of(config.estimator) == BOOSTING:
         per_stage = _trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
-    elif family_of(config.estimator) == FOREST:
+    elif family_of(config.estimator) in BAGGED:
         per_stage, n_units, unit = 1, n_trees, "trees"
     else:
         raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")

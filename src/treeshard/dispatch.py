@@ -11,7 +11,9 @@ score through the engine:
 - classifiers: ``predict_proba`` and ``apply`` (sklearn's ``predict``,
   ``predict_log_proba`` and ``score`` call ``self.predict_proba``, so they
   follow);
-- regressors: ``predict`` and ``apply`` (``score`` follows).
+- regressors: ``predict`` and ``apply`` (``score`` follows);
+- IsolationForest: ``score_samples`` (``decision_function`` and ``predict``
+  call ``self.score_samples``, so they follow).
 
 The engine uses as many threads as the forest's ``n_jobs`` says, as sklearn
 would (None: one). It is built on the first call (it reads only the columns
@@ -48,6 +50,8 @@ def dispatched_methods(forest: Any) -> tuple[str, ...]:
     """The methods :func:`install` replaces on ``forest``."""
     from sklearn.base import is_classifier
 
+    if type(forest).__name__ == "IsolationForest":
+        return ("score_samples",)  # decision_function and predict call it
     return ("predict_proba", "apply") if is_classifier(forest) else ("predict", "apply")
 
 

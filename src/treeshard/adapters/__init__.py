@@ -9,12 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnsupportedEstimatorError
-from . import forest, gradient_boosting, trees
+from . import forest, gradient_boosting, isolation_forest, trees
 from .base import Adapter, SavedModel
 
 ADAPTERS: dict[str, Adapter] = {
     adapter.estimator_id: adapter
-    for adapter in (*forest.ADAPTERS, *gradient_boosting.ADAPTERS, *trees.ADAPTERS)
+    for adapter in (
+        *forest.ADAPTERS,
+        *gradient_boosting.ADAPTERS,
+        *trees.ADAPTERS,
+        *isolation_forest.ADAPTERS,
+    )
 }
 ESTIMATOR_IDS = frozenset(ADAPTERS)
 

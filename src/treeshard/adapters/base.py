@@ -56,6 +56,8 @@ class SavedModel:
     #: sub-estimators, calling ``factory(tree, tree_index)`` for each sklearn
     #: ``Tree`` (a plain list, or a lazy sequence that builds trees on demand).
     build_estimators: Callable[[Callable[[Any, int], Any]], Sequence] | None = None
+    #: When loading: node offsets of every stored tree (``nodes/tree_ptr``), for per-node fitted arrays.
+    tree_ptr: np.ndarray | None = None
 
     def estimators(self, factory: Callable[[Any, int], Any]) -> Sequence:
         """The loaded sub-estimators, built by ``factory(tree, tree_index)``."""
