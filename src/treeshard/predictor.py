@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adapters.base import decode_param, decode_value
-from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE, family_of
+from .adapters.families import BAGGED, BOOSTING, ESTIMATORS, FOREST, ISOLATION, TREE, family_of
 from .adapters.gradient_boosting import stages_problem
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
@@ -220,7 +220,7 @@ class Predictor:
         import dataclasses
 
         config = reader.config
-        if family_of(config.estimator) != FOREST:
+        if family_of(config.estimator) not in BAGGED:
             raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0 or indices.min() < 0 or indices.max() >= config.trees.n_trees:
@@ -253,6 +253,8 @@ class Predictor:
         >>> Predictor.from_columns(reader.config, reader.read_nodes(0, 1)).predict([[0.9]])
         array([7.])
         """
+        if family_of(config.estimator) == ISOLATION:
+            raise UnsupportedEstimatorError("Predictor.from_columns: an IsolationForest also needs its fitted arrays; use Predictor(store)")
         self = cls.__new__(cls)
         self.n_jobs = n_jobs
         self._setup_model(config)
@@ -270,8 +272,14 @@ class Predictor:
         family = family_of(config.estimator)
         self._is_forest = family == FOREST
         self._is_boosting = family == BOOSTING
+        self._isolation = None
         if family is None:
             raise UnsupportedEstimatorError(f"Predictor does not support {config.estimator}")
+        if family == ISOLATION:
+            from .isolation import setup_isolation
+
+            setup_isolation(self, config)
+            return
         self._is_classifier = ESTIMATORS[config.estimator].is_classifier
         fitted = config.fitted
 
@@ -406,6 +414,9 @@ class Predictor:
             raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
         columns = NodeColumns(tree_ptr=local_ptr, **arrays)
         self._depths = check_trees(columns, selected)[1]
+        if self._isolation is not None:
+            self._counts = self._weights = None  # the values are replaced by path terms
+            columns = self._isolation.prepare(reader, runs, columns)
         return columns
 
     def _setup_trees(self, cols: NodeColumns, depths: np.ndarray | None = None) -> None:
@@ -443,7 +454,7 @@ class Predictor:
         return np.divide(np.take(self._counts, nodes, axis=0), np.take(self._weights, nodes)[..., None], out=out)
 
     # ------------------------------------------------------------------ input
-    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None) -> Any:
+    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None, finite: bool = True) -> Any:
         """``X`` as a C-contiguous float32 array, checked like sklearn's ``validate_data``;
         ``name`` is the estimator sklearn's messages name (default: this one).
 
@@ -480,7 +491,8 @@ class Predictor:
         if X32.shape[1] < 1:
             raise ValueError(f"Found array with 0 feature(s) (shape={X32.shape}) while a minimum of 1 is required by {name}.")
         X32 = np.ascontiguousarray(X32)
-        _check_finite(X32.reshape(-1), name, allow_nan)
+        if finite:  # False: no check at all, as sklearn's ensure_all_finite=False
+            _check_finite(X32.reshape(-1), name, allow_nan)
         if X32.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X32.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input.")
         return X32
@@ -627,6 +639,8 @@ class Predictor:
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels or values, as the estimator's ``predict``."""
+        if self._isolation is not None:
+            return self._isolation.predict(self.decision_function(X))
         if self._is_boosting:
             if not self._is_classifier:
                 return self._raw_boosting(self._validate(X, allow_nan=False)).ravel()
@@ -686,12 +700,23 @@ class Predictor:
             return [np.log(p) for p in proba]
         return np.log(proba)
 
-    @_Method("_is_boosting_classifier")
+    @_Method("_has_decision_function")
     def decision_function(self, X: Any) -> np.ndarray:
-        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise."""
+        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise;
+        for an IsolationForest, ``score_samples(X) - offset_``."""
+        if self._isolation is not None:
+            return self._isolation.decision_function(self.score_samples(X))
         raw = self._raw_boosting(self._validate(X, allow_nan=False))
         return raw.ravel() if raw.shape[1] == 1 else raw
 
+    @_Method("_is_isolation")
+    def score_samples(self, X: Any) -> np.ndarray:
+        """An IsolationForest's ``score_samples``: the opposite of the anomaly score."""
+        X32 = self._validate(X, allow_nan=True, finite=False)
+        depths = np.concatenate([self._sum(block, np.zeros(1), scale=1.0, k=1)[:, 0] for block in self._blocks(X32)])
+        return self._isolation.score_samples(depths, len(self._roots))
+
+    @_Method("_has_apply")
     def apply(self, X: Any) -> np.ndarray:
         """Leaf index of every row in every tree, as the estimator's ``apply``.
 
@@ -711,6 +736,18 @@ class Predictor:
     @property
     def _is_boosting_classifier(self) -> bool:
         return self._is_boosting and self._is_classifier
+
+    @property
+    def _is_isolation(self) -> bool:
+        return self._isolation is not None
+
+    @property
+    def _has_decision_function(self) -> bool:
+        return self._is_boosting_classifier or self._is_isolation
+
+    @property
+    def _has_apply(self) -> bool:
+        return self._isolation is None  # sklearn's IsolationForest has no apply
 
     def __repr__(self) -> str:
         return f"<treeshard.Predictor {self.estimator} n_estimators={self.n_estimators} n_features={self.n_features_in_}>"
