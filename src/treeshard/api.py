@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .adapters import SavedModel, adapter_for
-from .adapters.families import BAGGED, BOOSTING, ESTIMATORS, family_of
+from .adapters.families import BAGGED, BOOSTING, ESTIMATORS, ISOLATION, family_of
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
 from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
@@ -211,6 +211,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
+    #: Family-specific facts (JSON values) that ``treeshard info`` lists, e.g. an IsolationForest's ``offset_``.
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def stored_bytes(self) -> int:
@@ -253,13 +255,18 @@ class ModelHandle:
     @property
     def info(self) -> ModelInfo:
         config = self.config
+        details: dict[str, Any] = {}
+        if family_of(config.estimator) == ISOLATION:
+            from .isolation import describe
+
+            details = describe(config)
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type="classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
+            estimator_type="outlier_detector" if details else "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
             n_estimators=config.trees.n_trees // _trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
-            n_features=config.trees.n_features,
+            n_features=details.get("n_features_in_", config.trees.n_features),
             n_outputs=config.trees.n_outputs,
             format_version=config.format_version,
             codec=config.codec,
@@ -269,6 +276,7 @@ class ModelHandle:
             unserializable_params=config.unserializable_params,
             metadata=dict(config.metadata),
             arrays=dict(config.arrays),
+            details=details,
         )
 
     def load(

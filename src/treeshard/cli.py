@@ -34,6 +34,7 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
         "versions        " + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
         f"size            {_human(info.stored_bytes)} stored, {_human(info.nbytes)} uncompressed",
     ]
+    lines += [f"{name.replace('_', ' ').strip():<15} {value}" for name, value in info.details.items() if name != "n_features_in_"]
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:

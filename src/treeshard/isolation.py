@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapters.base import decode_fitted, decode_param
+from .adapters.base import decode_fitted, decode_param, decode_value
 from .adapters.isolation_forest import IFOREST_ARRAYS, IFOREST_FITTED, check_isolation_arrays, check_isolation_fitted
 from .columns import NodeColumns
 from .errors import ConfigError
@@ -100,14 +100,24 @@ def average_path_length(n_samples_leaf: Any) -> np.ndarray:
 
 
 def describe(config: Config) -> dict[str, Any]:
-    """What ``treeshard info`` shows about a stored IsolationForest (raw record values)."""
-    fitted, params = config.fitted, config.params
+    """What ``treeshard info`` shows about a stored IsolationForest, as JSON values
+    (read from the record; a malformed value shows as it is stored)."""
+    fitted = config.fitted
+
+    def value(name: str) -> Any:
+        try:
+            decoded = decode_value(f"config.fitted.{name}", fitted.get(name))
+        except ConfigError:
+            return fitted.get(name)
+        return decoded.item() if isinstance(decoded, np.generic) else decoded
+
     return {
-        "features per tree": config.trees.n_features,
-        "max_samples_": fitted.get("max_samples_"),
-        "contamination": params.get("contamination"),
-        "offset_": fitted.get("offset_"),
-        "bootstrap": params.get("bootstrap"),
+        "n_features_in_": value("n_features_in_"),
+        "_max_features": config.trees.n_features,  # columns each tree reads
+        "max_samples_": value("max_samples_"),
+        "contamination": config.params.get("contamination"),
+        "offset_": value("offset_"),
+        "bootstrap": config.params.get("bootstrap"),
     }
 
 
