@@ -81,7 +81,8 @@ def fitted(name: str, task: str):  # type: ignore[no-untyped-def]
 def test_cases_cover_every_supported_estimator():
     from treeshard.adapters import ESTIMATOR_IDS
 
-    assert {name for name, _ in CASES} == set(ESTIMATOR_IDS)
+    # IsolationForest (unsupervised): tests/test_isolation_forest.py
+    assert {name for name, _ in CASES} == set(ESTIMATOR_IDS) - {"IsolationForest"}
 
 
 @pytest.mark.parametrize("kind", STORE_KINDS)
