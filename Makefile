@@ -33,7 +33,7 @@ test: $(TEST_STAMP)
 # scikit-learn's own tests with every top-level fit round-tripped through treeshard,
 # eager then lazy (README, Development; tests/sklearn_suite/roundtrip_plugin.py).
 # CI: make test-sklearn SKLEARN_MODES=eager SKLEARN_SUITES="sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree"
-SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree
+SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree sklearn.ensemble.tests.test_iforest
 SKLEARN_MODES ?= eager lazy
 SKLEARN_PYTEST := PYTHONPATH=tests/sklearn_suite$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -c tests/sklearn_suite/pytest.ini -q
 test-sklearn: $(TEST_STAMP)

@@ -234,3 +234,17 @@ def test_store_holds_the_path_lengths_sklearn_computed(tmp_path):
     assert_equal_outputs(group["fitted/estimators_features_"][...], np.array(original.estimators_features_), "features")
     assert_equal_outputs(group["fitted/seeds"][...], original._seeds.astype(np.int64), "seeds")
     assert group.attrs["treeshard"]["trees"]["n_features"] == original._max_features == 3
+
+
+def test_warm_start_after_lazy_load(tmp_path):
+    """sklearn's bagging adds trees with ``estimators_ += new``: lazy estimators take it, and the
+    grown model scores with sklearn's own methods (the engine knows only the stored trees)."""
+    original = IsolationForest(n_estimators=4, warm_start=True, random_state=0).fit(training_data())
+    treeshard.save(original, tmp_path / "m")
+    loaded = treeshard.load(tmp_path / "m")
+    for model in (original, loaded):
+        model.set_params(n_estimators=6).fit(training_data())
+    assert len(loaded.estimators_) == 6 and len(loaded.estimators_._appended) == 2
+    assert_same_state(original, loaded)
+    assert_same_outputs(original, loaded, query_rows())
+    assert_same_samples(original, loaded)
