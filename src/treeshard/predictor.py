@@ -162,7 +162,8 @@ class Predictor:
     -----
     Methods follow the estimator: ``predict`` and ``apply`` always;
     ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
-    boosting classifiers. Every output is bit-identical to the original
+    boosting classifiers; ``score_samples``, ``decision_function`` and ``predict`` (no ``apply``)
+    for an IsolationForest (:mod:`treeshard.isolation`). Every output is bit-identical to the original
     estimator's on the running machine (outputs through ``exp``/``log`` may
     differ between CPUs, for sklearn as for the predictor; see the module
     docstring), and input is validated like sklearn (feature count, feature
