@@ -104,7 +104,7 @@ def main(argv: list[str]) -> int:
             if mode != "warm":
                 cells = [f"{c} ({medians[mode][k] / medians['warm'][k]:.2f}x)" for c, (k, _) in zip(cells, COLUMNS)]
             body.append([strategy.name, mode, *cells])
-    print("\n".join(bench._render(header, body, markdown=args.markdown)))
+    print("\n".join(bench.report._render(header, body, markdown=args.markdown)))
     return 0
 
 

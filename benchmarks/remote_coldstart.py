@@ -109,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import s3fs
-    from servers import S3Server
+    from helpers.servers import S3Server
 
     server = S3Server().start()
     server.create_bucket(BUCKET)

@@ -18,8 +18,9 @@ from collections import Counter
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_equal_outputs, assert_same_state, make_data
-from counting_store import (
+from helpers.compare import assert_equal_outputs, assert_same_state
+from helpers.data import make_data
+from helpers.counting_store import (
     CountingStore,
     is_node_column_key,
     node_chunk_extents,

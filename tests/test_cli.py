@@ -10,7 +10,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from conftest import assert_round_trip_exact, make_data
+from helpers.compare import assert_round_trip_exact
+from helpers.data import make_data
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 

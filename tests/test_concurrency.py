@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_equal_outputs, assert_same_state, make_data
-from counting_store import save_with_small_chunks
+from helpers.compare import assert_equal_outputs, assert_same_state
+from helpers.counting_store import save_with_small_chunks
+from helpers.data import make_data
 from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
 
 import treeshard
-from treeshard.predictor import Predictor
+from treeshard import Predictor
 
 N_THREADS = 8
 

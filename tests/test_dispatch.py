@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, make_data, query_points, query_targets
+from helpers.compare import assert_equal_outputs
+from helpers.data import make_data, query_points, query_targets
 from sklearn.base import clone
 from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 
 import treeshard
-from treeshard import dispatch
+from treeshard import Predictor
 from treeshard.dispatch import SmallBatchDispatch
-from treeshard.predictor import Predictor
 
 CASES = [
     (RandomForestClassifier, "multiclass"),

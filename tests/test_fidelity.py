@@ -17,7 +17,9 @@ import joblib
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_trees_equal, edit_config, make_data, reseal
+from helpers.compare import assert_trees_equal
+from helpers.data import make_data
+from helpers.stores import edit_config, reseal
 from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,

@@ -40,8 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import treeshard
-from treeshard import integrity
-from treeshard.errors import IntegrityError, TreeshardError
+from treeshard import IntegrityError, TreeshardError, integrity
 
 # Per-test settings (a global profile would change other modules' Hypothesis tests):
 # derandomized in CI, so a run is reproducible; TREESHARD_FUZZ_EXAMPLES=5000 runs longer.

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_equal_outputs, run_without_simd
+from helpers.compare import assert_equal_outputs
+from helpers.simd import run_without_simd
 
 import treeshard
 from treeshard import SklearnVersionWarning

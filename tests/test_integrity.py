@@ -17,9 +17,8 @@ import zarr
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 import treeshard
-from treeshard import integrity
+from treeshard import IntegrityError, MissingDependencyError, SignatureError, integrity
 from treeshard.cli import main as cli
-from treeshard.errors import IntegrityError, MissingDependencyError, SignatureError
 from treeshard.spec import DIGEST_KEY, SIGNATURE_KEY
 
 pytest.importorskip("cryptography")
@@ -334,7 +333,7 @@ def test_load_with_verify_and_public_key(model, tmp_path, keys):
 # holds for its place does not. Uncompressed chunks of 32 nodes, 2 to a shard: shard files
 # of one column (and of two int32 columns) have equal sizes, as a sync tool would swap them.
 def _small_chunk_store(model, path: Path) -> Path:
-    from counting_store import save_with_small_chunks
+    from helpers.counting_store import save_with_small_chunks
 
     save_with_small_chunks(model, path, chunk_rows=32, chunks_per_shard=2, codec="none")
     return path
@@ -450,7 +449,7 @@ def test_swapped_shards_of_two_arrays_with_other_sizes(chunked, tmp_path):
 
 
 def test_an_edited_config_fails_at_open(chunked, tmp_path):
-    from conftest import edit_config
+    from helpers.stores import edit_config
 
     _, pristine = chunked
     folder = tmp_path / "model"
@@ -521,7 +520,7 @@ def test_a_signed_store_authenticates_each_chunk_a_lazy_load_reads(chunked, tmp_
     with pytest.raises(IntegrityError, match=re.escape(PLACE_EDITS["duplicated shard"][1])):
         list(lazy.estimators_)
     # The record rewritten to match (what works on an unsigned store): the signature fails.
-    from conftest import reseal
+    from helpers.stores import reseal
 
     sig = (folder / SIGNATURE_KEY).read_bytes()
     reseal(folder)

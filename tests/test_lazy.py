@@ -4,7 +4,7 @@
   original's and to the eager load's, and is a real sklearn estimator;
 - a lazy forest's ``estimators_`` behaves as a list (len, indices, slices,
   iteration) while reading trees only when asked;
-- read counting (``counting_store``) proves that ``load`` reads the config and
+- read counting (``helpers.counting_store``) proves that ``load`` reads the config and
   the tree offsets only, ``open`` the config only, and ``estimators_[i]`` only
   the chunks that hold tree ``i``, through every kind of source.
 """
@@ -20,15 +20,9 @@ import os
 import numpy as np
 import pytest
 import zarr
-from conftest import (
-    assert_same_predictions,
-    assert_same_state,
-    assert_trees_equal,
-    make_data,
-    query_points,
-    query_targets,
-)
-from counting_store import (
+from helpers.compare import assert_same_predictions, assert_same_state, assert_trees_equal
+from helpers.data import make_data, query_points, query_targets
+from helpers.counting_store import (
     CountingStore,
     count_path_reads,
     is_node_column_key,

@@ -3,7 +3,7 @@
 Each store is made by saving a small valid model to a directory and then
 editing it: its config record (in ``zarr.json``), an array rewritten through
 zarr with the store's own codecs, or the bytes of a shard file. The digest
-record is then rewritten to match (``conftest.reseal``), as anyone can do to
+record is then rewritten to match (``helpers.stores.reseal``), as anyone can do to
 an unsigned store: the per-chunk sha256 check passes and the structural
 checks below are what the edit meets. Loading must raise a
 :class:`treeshard.TreeshardError` subclass naming what is wrong: never a
@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from conftest import edit_config, make_data, reseal
+from helpers.data import make_data
+from helpers.stores import edit_config, reseal
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.tree import DecisionTreeRegressor
 

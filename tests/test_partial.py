@@ -16,15 +16,9 @@ import functools
 import numpy as np
 import pytest
 import zarr
-from conftest import (
-    assert_equal_outputs,
-    assert_same_predictions,
-    assert_same_state,
-    make_data,
-    query_points,
-    query_targets,
-)
-from counting_store import (
+from helpers.compare import assert_equal_outputs, assert_same_predictions, assert_same_state
+from helpers.data import make_data, query_points, query_targets
+from helpers.counting_store import (
     CountingStore,
     is_node_column_key,
     node_chunk_extents,

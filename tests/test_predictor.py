@@ -20,7 +20,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, make_data, query_points, reseal, run_without_simd
+from helpers.compare import assert_equal_outputs
+from helpers.data import make_data, query_points
+from helpers.simd import run_without_simd
+from helpers.stores import reseal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import zarr
-from conftest import assert_equal_outputs, assert_round_trip_exact, query_points, query_targets
+from helpers.compare import assert_equal_outputs, assert_round_trip_exact
+from helpers.data import query_points, query_targets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.ensemble import (

@@ -1,6 +1,6 @@
 """Models in object storage (issue 7): S3 and HTTP servers on loopback, request counting.
 
-The servers (``tests/servers.py``) are started by the fixtures and count the
+The servers (``tests/helpers/servers.py``) are started by the fixtures and count the
 requests they answer, so frugality is asserted where it happens.
 """
 
@@ -16,8 +16,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-from conftest import assert_same_predictions, make_data, query_points, query_targets, reseal
-from counting_store import CountingStore, node_chunk_extents, save_with_small_chunks
+from helpers.compare import assert_same_predictions
+from helpers.counting_store import CountingStore, node_chunk_extents, save_with_small_chunks
+from helpers.data import make_data, query_points, query_targets
+from helpers.stores import reseal
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,
@@ -34,13 +36,12 @@ from sklearn.tree import (
 )
 
 import treeshard
-from treeshard import remote
-from treeshard.storage.urls import is_url
+from treeshard import MissingDependencyError, RemoteStoreError, remote
 from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce, _is_local_store
-from treeshard.errors import MissingDependencyError, RemoteStoreError
+from treeshard.storage.urls import is_url
 
 pytest.importorskip("fsspec")
-pytest_plugins = ["servers"]  # the S3 and HTTP server fixtures
+pytest_plugins = ["helpers.servers"]  # the S3 and HTTP server fixtures
 BUCKET = "models"  # created by the s3_server fixture
 
 ESTIMATORS = {
@@ -716,7 +717,7 @@ def test_a_server_refusing_suffix_ranges_gets_explicit_ones(no_suffix_http_serve
 
 
 def test_a_server_refusing_every_range_is_named(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from servers import HTTPStoreServer
+    from helpers.servers import HTTPStoreServer
 
     root = tmp_path_factory.mktemp("no-ranges")
     treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), root / "model")

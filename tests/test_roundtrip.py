@@ -13,15 +13,9 @@ import warnings
 import numpy as np
 import pytest
 import zarr
-from conftest import (
-    STORE_KINDS,
-    assert_round_trip_exact,
-    assert_same_predictions,
-    make_data,
-    query_points,
-    query_targets,
-    round_trip,
-)
+from helpers.compare import assert_round_trip_exact, assert_same_predictions
+from helpers.data import make_data, query_points, query_targets
+from helpers.stores import STORE_KINDS, round_trip
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     ExtraTreesRegressor,

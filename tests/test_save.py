@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import sklearn
 import zarr
-from conftest import assert_round_trip_exact, edit_config, make_data, reseal, stored_files
+from helpers.compare import assert_round_trip_exact
+from helpers.data import make_data
+from helpers.stores import edit_config, reseal, stored_files
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 

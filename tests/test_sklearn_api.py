@@ -7,7 +7,8 @@ import functools
 import numpy as np
 import pytest
 import zarr
-from conftest import assert_round_trip_exact, make_data
+from helpers.compare import assert_round_trip_exact
+from helpers.data import make_data
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import (

@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--quiet", action="store_true", help="no progress bar")
     convert.set_defaults(run=_convert)
 
-    from .bench import add_parser as add_bench_parser  # treeshard bench (issue 4)
+    from .bench.command import add_parser as add_bench_parser  # treeshard bench
 
     add_bench_parser(commands)
 

@@ -273,7 +273,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 # --------------------------------------------------------------------------- pytest fixtures
-# Imported by the test modules that use them (``from servers import s3_server, ...``).
+# Imported by the test modules that use them (``pytest_plugins = ["helpers.servers"]``).
 import pytest
 
 BUCKET = "models"

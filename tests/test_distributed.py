@@ -20,7 +20,7 @@ da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
-pytest_plugins = ["servers"]  # the HTTP server fixture
+pytest_plugins = ["helpers.servers"]  # the HTTP server fixture
 
 
 @pytest.fixture(scope="module")
