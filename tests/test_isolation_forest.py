@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pytest
 import zarr
-from conftest import STORE_KINDS, assert_equal_outputs, assert_same_state, make_store, reopen_for_reading
+from helpers.compare import assert_equal_outputs, assert_same_state
+from helpers.stores import STORE_KINDS, make_store, reopen_for_reading
 from sklearn.ensemble import IsolationForest
 
 import treeshard
