@@ -249,3 +249,18 @@ def test_warm_start_after_lazy_load(tmp_path):
     assert_same_state(original, loaded)
     assert_same_outputs(original, loaded, query_rows())
     assert_same_samples(original, loaded)
+
+
+def test_dispatch_leaves_non_finite_rows_to_sklearn_before_1_6(tmp_path, monkeypatch):
+    """sklearn 1.3-1.5 refuse NaN and infinity in ``score_samples`` (1.6+ score them, as the
+    engine does): under those versions such rows go to sklearn, which raises its own error."""
+    from treeshard import dispatch
+
+    original = CASES["default"]()
+    treeshard.save(original, tmp_path / "m")
+    loaded = treeshard.load(tmp_path / "m")
+    finite, nan = training_data()[:5], query_rows()
+    assert dispatch._engine_for(loaded, nan) is not None  # this sklearn scores them
+    monkeypatch.setattr(dispatch, "_refuses_nonfinite", lambda forest: True)
+    assert dispatch._engine_for(loaded, nan) is None
+    assert dispatch._engine_for(loaded, finite) is not None

@@ -104,7 +104,20 @@ def _engine_for(forest: Any, X: Any) -> Any:
         return None  # refitted, or grown by a warm start: sklearn's trees
     if _simple_rows(X) is None:
         return None
+    if _refuses_nonfinite(forest) and not _all_finite(X):
+        return None  # sklearn raises its own error
     return lazy.flat_engine()
+
+
+def _refuses_nonfinite(forest: Any) -> bool:
+    """An IsolationForest of sklearn < 1.6 (no ``__sklearn_tags__``), whose ``score_samples``
+    refuses NaN and infinity; the engine scores them as sklearn 1.6+ does."""
+    return type(forest).__name__ == "IsolationForest" and not hasattr(type(forest), "__sklearn_tags__")
+
+
+def _all_finite(X: Any) -> bool:
+    values = X.data if type(X).__module__.startswith("scipy.sparse") else np.asarray(X, dtype=np.float64)
+    return bool(np.isfinite(values).all())
 
 
 def _simple_rows(X: Any) -> int | None:
