@@ -264,3 +264,13 @@ def test_dispatch_leaves_non_finite_rows_to_sklearn_before_1_6(tmp_path, monkeyp
     monkeypatch.setattr(dispatch, "_refuses_nonfinite", lambda forest: True)
     assert dispatch._engine_for(loaded, nan) is None
     assert dispatch._engine_for(loaded, finite) is not None
+
+
+def test_lazy_load_under_a_memory_budget_streams_trees(tmp_path):
+    """A budget smaller than the trees: sklearn's scoring streams them, with the same bits."""
+    original = IsolationForest(n_estimators=40, random_state=0).fit(training_data())
+    treeshard.save(original, tmp_path / "m")
+    loaded = treeshard.load(tmp_path / "m", max_memory=20_000)
+    assert len(loaded.estimators_.cache) < 40
+    assert_same_outputs(original, loaded, query_rows())
+    assert_same_samples(original, loaded)

@@ -116,8 +116,7 @@ def check_isolation_fitted(fitted: dict[str, Any], layout: TreeLayout) -> None:
         raise ConfigError(f"{where}._max_features: {max_features}, but trees have {layout.n_features} features")
     for name in ("_n_samples", "_max_samples", "max_samples_"):
         expect(f"{where}.{name}", get_fitted(fitted, name), (int, np.integer), lambda v: v >= 1, "a positive integer")
-    offset = expect(f"{where}.offset_", get_fitted(fitted, "offset_"), (float, np.floating), lambda v: math.isfinite(v), "a finite float")
-    del offset
+    expect(f"{where}.offset_", get_fitted(fitted, "offset_"), (float, np.floating), lambda v: math.isfinite(v), "a finite float")
 
 
 def check_isolation_arrays(arrays: dict[str, np.ndarray], fitted: dict[str, Any], layout: TreeLayout, *, bootstrap: bool) -> IsolationArrays:
