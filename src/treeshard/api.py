@@ -256,13 +256,14 @@ class ModelHandle:
     def info(self) -> ModelInfo:
         config = self.config
         details: dict[str, Any] = {}
+        estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
         if family_of(config.estimator) == ISOLATION:
             from .isolation import describe
 
-            details = describe(config)
+            details, estimator_type = describe(config), "outlier_detector"
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type="outlier_detector" if details else "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
+            estimator_type=estimator_type,
             n_estimators=config.trees.n_trees // _trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
