@@ -274,3 +274,18 @@ def test_lazy_load_under_a_memory_budget_streams_trees(tmp_path):
     assert len(loaded.estimators_.cache) < 40
     assert_same_outputs(original, loaded, query_rows())
     assert_same_samples(original, loaded)
+
+
+def test_convert_sign_verify(tmp_path):
+    """A trusted joblib file converted, signed and loaded against the key, as any model."""
+    joblib = pytest.importorskip("joblib")
+    pytest.importorskip("cryptography")
+    original = CASES["sample-weight"]()
+    joblib.dump(original, tmp_path / "m.joblib")
+    treeshard.convert_pickle(tmp_path / "m.joblib", tmp_path / "m.zip", progress=False)
+    private, public = treeshard.generate_key_pair()
+    treeshard.sign(tmp_path / "m.zip", private)
+    treeshard.verify(tmp_path / "m.zip", public_key=public)
+    loaded = treeshard.load(tmp_path / "m.zip", public_key=public)
+    assert_same_outputs(original, loaded, query_rows())
+    assert_same_samples(original, loaded)
