@@ -22,9 +22,10 @@ from sklearn.ensemble import RandomForestClassifier
 
 import treeshard
 import treeshard.storage.local
+import treeshard.storage.targets
 from treeshard import integrity
 from treeshard.storage.local import remove_stale_temporaries
-from treeshard.stores import open_for_reading
+from treeshard.storage.router import open_source
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -66,7 +67,7 @@ def _classify(target: Path, models) -> str:
     proba = loaded.predict_proba(X)
     matches = [i for i, m in enumerate(models) if np.array_equal(proba, m.predict_proba(X))]
     assert len(matches) == 1, "the target loads as neither the old nor the new model"
-    store, _ = open_for_reading(target)
+    store, _ = open_source(target)
     try:
         integrity.verify_store(store)
     finally:
@@ -135,7 +136,7 @@ def test_failed_save_leaves_the_old_model(models, tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(treeshard.stores, "_write_zip", explode)
+    monkeypatch.setattr(treeshard.storage.targets, "_write_zip", explode)
     with pytest.raises(OSError, match="disk full"):
         treeshard.save(models[1], target, overwrite=True)
     assert target.read_bytes() == before

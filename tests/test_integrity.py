@@ -20,6 +20,7 @@ import treeshard
 from treeshard import IntegrityError, MissingDependencyError, SignatureError, integrity
 from treeshard.cli import main as cli
 from treeshard.spec import DIGEST_KEY, SIGNATURE_KEY
+from treeshard.storage.router import open_source
 
 pytest.importorskip("cryptography")
 
@@ -51,7 +52,7 @@ def saved(model, tmp_path: Path, kind: str) -> Path:
 
 
 def verify(path: Path, **kwargs) -> None:
-    store, _ = treeshard.stores.open_for_reading(path)
+    store, _ = open_source(path)
     try:
         integrity.verify_store(store, **kwargs)
     finally:
@@ -74,7 +75,7 @@ def test_memory_store_digest_and_verify(model):
     store = zarr.storage.MemoryStore()
     treeshard.save(model, store)
     integrity.verify_store(store)
-    record = json.loads(integrity._get(store, DIGEST_KEY))
+    record = json.loads(integrity._get(open_source(store)[0], DIGEST_KEY))
     assert set(record) == {"treeshard_digest", "algorithm", "config", "files", "arrays", "digest"}
     assert "nodes/threshold" in record["arrays"] and "c/0" in record["arrays"]["nodes/threshold"]["chunks"]
 

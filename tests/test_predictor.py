@@ -340,18 +340,18 @@ def test_small_batches_stay_in_the_calling_thread() -> None:
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from treeshard import _fastread
+    from treeshard import blosc, chunks
 
     estimator, _, X = fitted("rf-string")
     treeshard.save(estimator, tmp_path / "m")
-    original = _fastread.FastReader.array_layout
+    original = chunks.ChunkReader.array_layout
 
     def only_some(self: Any, path: str, *args: Any) -> Any:
         if path in ("nodes/threshold", "nodes/value"):
-            raise _fastread.UnsupportedLayout(path)
+            raise blosc.UnsupportedLayout(path)
         return original(self, path, *args)
 
-    monkeypatch.setattr(_fastread.FastReader, "array_layout", only_some)
+    monkeypatch.setattr(chunks.ChunkReader, "array_layout", only_some)
     with pytest.raises(treeshard.ArrayError, match="nodes/threshold: stored with zarr features outside treeshard format v1"):
         Predictor(tmp_path / "m")
 

@@ -36,8 +36,10 @@ from sklearn.tree import (
 )
 
 import treeshard
-from treeshard import MissingDependencyError, RemoteStoreError, remote
-from treeshard._fastread import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, FastReader, _ChunkRead, _coalesce, _is_local_store
+from treeshard import MissingDependencyError, RemoteStoreError
+from treeshard.chunks import COALESCE_GAP_BYTES, MAX_COALESCED_BYTES, ChunkReader, _ChunkRead, _coalesce
+from treeshard.storage import remote
+from treeshard.storage.sources import is_local_store
 from treeshard.storage.urls import is_url
 
 pytest.importorskip("fsspec")
@@ -124,6 +126,33 @@ def test_keys_cannot_leave_the_store(http_server: Any, key: str) -> None:
     assert http_server.counter.requests == 0
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_a_remote_directory_parses_its_digest_record_once_per_open(http_server: Any, tmp_path: Path, monkeypatch: Any, cache: bool) -> None:
+    """The source takes sizes from the record; the reader and the cache reuse its parse."""
+    from treeshard.storage import digest
+
+    from treeshard.spec import DIGEST_KEY
+
+    name = _unique()
+    X, y = make_data("regression")
+    model = DecisionTreeRegressor(random_state=0).fit(X, y)
+    treeshard.save(model, http_server.root / name)
+    parsed: list[int] = []
+    original = digest.parse_digest
+
+    def counted(raw: bytes) -> Any:
+        parsed.append(len(raw))
+        return original(raw)
+
+    monkeypatch.setattr(digest, "parse_digest", counted)
+    monkeypatch.setattr(remote, "parse_digest", counted)
+    if cache:
+        monkeypatch.setenv(remote.CACHE_ENV, str(tmp_path / "cache"))
+    loaded = treeshard.load(f"{http_server.url}/{name}")
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert parsed == [(http_server.root / name / DIGEST_KEY).stat().st_size]
+
+
 # --------------------------------------------------------------------------- round trips
 # Every estimator through S3 (one zip, one put) and HTTP (a directory); the other two
 # layouts (an S3 directory, a zip over HTTP) with one forest and one boosting model.
@@ -157,11 +186,11 @@ def test_storage_options_reach_the_filesystem(s3_server: Any, tmp_path: Path) ->
     """No credentials in the environment: they come from ``storage_options`` alone."""
     model, _, _ = _fit("ExtraTreesClassifier")
     url = f"s3://{BUCKET}/{_unique()}.zip"
-    from treeshard.stores import writing
+    from treeshard.storage.targets import writing
 
     with writing(url, overwrite=False, storage_options=s3_server.storage_options) as target:
         treeshard.save(model, target)
-    reader = FastReader(url, s3_server.storage_options)
+    reader = ChunkReader(url, s3_server.storage_options)
     assert reader.attributes["treeshard"]["estimator"] == "ExtraTreesClassifier"
     reader.close()
 
@@ -302,9 +331,9 @@ def test_only_stores_behind_a_network_coalesce() -> None:
     import zarr
     from zarr.storage import FsspecStore
 
-    assert _is_local_store(CountingStore(zarr.storage.MemoryStore()))
-    assert _is_local_store(FsspecStore.from_url("memory://treeshard-tests/x"))
-    assert not _is_local_store(FsspecStore.from_url("http://127.0.0.1:9/model"))
+    assert is_local_store(CountingStore(zarr.storage.MemoryStore()))
+    assert is_local_store(FsspecStore.from_url("memory://treeshard-tests/x"))
+    assert not is_local_store(FsspecStore.from_url("http://127.0.0.1:9/model"))
     assert remote.RemoteDirectorySource.coalesce_reads and remote.RemoteZipSource.coalesce_reads
 
 

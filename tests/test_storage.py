@@ -63,3 +63,71 @@ def test_empty_or_absent_options_are_fine_anywhere(model: Any, tmp_path: Path) -
 def test_url_detection_is_one_rule() -> None:
     assert is_url("s3://bucket/model.zip") and is_url("memory://m") and is_url("HTTPS://host/m")
     assert not is_url("dir/with://inside") and not is_url("model.zip") and not is_url(Path("s3://x"))
+
+
+# --------------------------------------------------------------------------- byte sources and the router
+@pytest.mark.parametrize("kind", ["directory", "zip", "memory"])
+def test_every_local_source_follows_the_byte_source_protocol(model: Any, tmp_path: Path, kind: str) -> None:
+    from treeshard.spec import DIGEST_KEY, ROOT_METADATA
+    from treeshard.storage.router import open_source
+    from treeshard.storage.sources import ByteSource, ListableSource
+
+    store: Any = zarr.storage.MemoryStore() if kind == "memory" else tmp_path / ("m.zip" if kind == "zip" else "m")
+    treeshard.save(model, store)
+    source, _ = open_source(store)
+    try:
+        assert isinstance(source, ByteSource) and isinstance(source, ListableSource)
+        root = source.get(ROOT_METADATA)
+        assert root is not None and source.size(ROOT_METADATA) == len(root)
+        assert source.get_range(ROOT_METADATA, 2, 5) == root[2:7]
+        tail, size = source.get_suffix(ROOT_METADATA, 10)
+        assert tail == root[-10:] and size in (len(root), None)  # a Store does not ask for the size
+        assert source.get("no/such/key") is None and source.size("no/such/key") is None
+        assert source.get_suffix("no/such/key", 4) is None
+        assert ROOT_METADATA in source.keys() and DIGEST_KEY in source.keys() and source.keys() == sorted(source.keys())
+    finally:
+        source.close()
+
+
+def test_the_router_refuses_what_is_not_a_store(tmp_path: Path) -> None:
+    from treeshard.errors import StoreNotFoundError
+    from treeshard.storage.router import open_source
+
+    with pytest.raises(InvalidStoreError, match="^store must be a path or a zarr Store, got int$"):
+        open_source(3)
+    with pytest.raises(StoreNotFoundError, match="no treeshard store at"):
+        open_source(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreNotFoundError, match=r"is not a treeshard store \(no zarr.json\)$"):
+        open_source(tmp_path / "empty")
+
+
+def test_a_bad_zip_local_header_is_refused() -> None:
+    import zipfile
+
+    from treeshard.errors import IntegrityError
+    from treeshard.storage.ziprules import local_data_offset
+
+    info = zipfile.ZipInfo("nodes/c/0")
+    info.header_offset = 100
+    good = b"PK\x03\x04" + bytes(22) + (9).to_bytes(2, "little") + (4).to_bytes(2, "little")
+    assert local_data_offset("'m.zip'", info, good) == 100 + 30 + 9 + 4
+    with pytest.raises(IntegrityError, match=r"^'m.zip': 'nodes/c/0': bad zip local header$"):
+        local_data_offset("'m.zip'", info, b"PK\x01\x02" + good[4:])
+    with pytest.raises(IntegrityError, match=r"^'m.zip': 'nodes/c/0': bad zip local header$"):
+        local_data_offset("'m.zip'", info, good[:29])
+
+
+def test_load_verify_checks_the_store_it_loads_not_the_path(model: Any, tmp_path: Path) -> None:
+    """The store at the path is replaced after it was opened: verification reads the opened (pinned) one."""
+    from treeshard.errors import IntegrityError
+
+    path, aside = tmp_path / "m", tmp_path / "aside"
+    treeshard.save(model, path)
+    handle = treeshard.open(path)
+    path.rename(aside)
+    treeshard.save(model, path)  # an intact store at the path
+    (aside / "extra").write_bytes(b"x")  # the opened store has a file the load never reads
+    with pytest.raises(IntegrityError, match=r"extra: not part of the saved model \(added after saving\)"):
+        handle.load(verify=True)
+    treeshard.load(path, verify=True)

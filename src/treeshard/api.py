@@ -27,7 +27,7 @@ from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
 from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
 from .record import Config, check_json_depth
 from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
-from .stores import check_target, write_files
+from .storage.targets import check_target, write_files
 
 
 
@@ -301,7 +301,7 @@ class ModelHandle:
 
             if is_url(self._store):
                 raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
-            verify_store(self._store, public_key=public_key)
+            verify_store(self._reader.source, public_key=public_key)  # the pinned store, not reopened
         elif public_key is not None:
             # The signed record was read with the config (the root checked against it), and
             # every chunk is checked against it as it is read: nothing unsigned is used.

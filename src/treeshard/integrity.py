@@ -36,151 +36,81 @@ import os
 import struct
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, MissingDependencyError, SignatureError
-from .spec import CONFIG_KEY, DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from .errors import FormatError, IntegrityError, InvalidStoreError, MissingDependencyError, SignatureError
+from .spec import CONFIG_KEY, DIGEST_KEY, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from .storage.digest import DIGEST_FORMAT, SHA256_HEX, DigestRecord, stored_digest
+from .storage.sources import ByteSource, ListableSource
 
-DIGEST_FORMAT = 1
 SIGNATURE_CONTEXT = b"treeshard signature v1\n"  # domain separation: never a signature of anything else
 _INSTALL_HINT = "signatures need the 'cryptography' package: pip install treeshard[sign]"
-_SHA256_HEX = frozenset("0123456789abcdef")
 # What reading a damaged store may raise (a zip member with a bad CRC raises BadZipFile).
 _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, EOFError, NotImplementedError, zipfile.BadZipFile)
 
 
 # --------------------------------------------------------------------------- store access
-class _PathFiles:
-    """The files of a directory or ``.zip`` store, read without zarr (``verify`` stays cheap to import)."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        from .errors import FormatError, StoreNotFoundError
-        from .storage.local import check_directory_entries, check_zip_members, is_zip_path, not_a_store
-
-        self.path = Path(path)
-        self.archive: zipfile.ZipFile | None = None
-        if not self.path.exists():
-            raise StoreNotFoundError(f"no treeshard store at {str(self.path)!r}")
-        if self.path.is_dir():
-            check_directory_entries(self.path)
-        elif is_zip_path(self.path) and self.path.is_file():
-            check_zip_members(self.path)  # stored members only: reading one cannot expand
-            try:
-                self.archive = zipfile.ZipFile(self.path)
-            except _READ_ERRORS as exc:
-                raise FormatError(f"{str(self.path)!r}: unreadable zip ({exc})") from None
-        else:
-            raise not_a_store(self.path)
-
-    def keys(self) -> list[str]:
-        if self.archive is not None:
-            return sorted({info.filename for info in self.archive.infolist() if not info.is_dir()})
-        return sorted(p.relative_to(self.path).as_posix() for p in self.path.rglob("*") if p.is_file())
-
-    def size(self, key: str) -> int | None:
-        if self.archive is not None:
-            try:
-                return self.archive.getinfo(key).file_size
-            except KeyError:
-                return None
-        try:
-            return os.stat(self.path / key).st_size
-        except FileNotFoundError:
-            return None
-
-    def get(self, key: str) -> bytes | None:
-        if self.archive is not None:
-            try:
-                return self.archive.read(key)
-            except KeyError:
-                return None
-        try:
-            return (self.path / key).read_bytes()
-        except FileNotFoundError:
-            return None
-
-    def close(self) -> None:
-        if self.archive is not None:
-            self.archive.close()
-
-
-def _sync(coroutine: Any) -> Any:
-    from zarr.core.sync import sync
-
-    return sync(coroutine)
-
-
-def _open(store: Any) -> None:
-    if isinstance(store, _PathFiles):
+@contextlib.contextmanager
+def _source(store: Any) -> Iterator[ListableSource]:
+    """``store`` as a listable byte source: an open source (a load's pinned one) is used as it
+    is; a path or a zarr Store is opened through the router, and closed after."""
+    if isinstance(store, ByteSource):
+        if not isinstance(store, ListableSource):
+            raise InvalidStoreError(_NOT_LISTABLE)
+        yield store
         return
+    from .storage.router import open_source
+    from .storage.urls import is_url
+
+    if is_url(store):
+        raise InvalidStoreError(_NOT_LISTABLE)
+    source, _ = open_source(store)
     try:
-        _sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore needs it before any read)
-    except _READ_ERRORS as exc:
-        raise IntegrityError(f"cannot open the store ({type(exc).__name__}: {exc})") from None
+        if not isinstance(source, ListableSource):
+            raise InvalidStoreError(_NOT_LISTABLE)
+        yield source
+    finally:
+        source.close()
 
 
-def _list_keys(store: Any) -> list[str]:
-    async def keys() -> list[str]:
-        return [key async for key in store.list()]
+_NOT_LISTABLE = "verifying needs a store whose files can be listed (a directory, a .zip or a zarr Store): `treeshard verify` a downloaded copy"
 
-    _open(store)
+
+def _list_keys(source: ListableSource) -> list[str]:
     try:
-        if isinstance(store, _PathFiles):
-            return store.keys()
-        from zarr.storage import LocalStore
-
-        if isinstance(store, LocalStore):
-            # LocalStore.list() strips its root with str.replace, which mangles keys
-            # that contain the root's name (zarr 3.1); list the files ourselves.
-            root = Path(store.root)
-            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-        return sorted(_sync(keys()))
+        return source.keys()
     except _READ_ERRORS as exc:
         raise IntegrityError(f"cannot list the store's keys ({type(exc).__name__}: {exc})") from None
 
 
-def _get(store: Any, key: str) -> bytes | None:
+def _get(source: ByteSource, key: str) -> bytes | None:
     try:
-        if isinstance(store, _PathFiles):
-            return store.get(key)
-        from zarr.core.buffer import default_buffer_prototype
-
-        value = _sync(store.get(key, prototype=default_buffer_prototype()))
+        return source.get(key)
+    except IntegrityError:
+        raise
     except FileNotFoundError:
         return None
-    except _READ_ERRORS as exc:
+    except (FormatError, *_READ_ERRORS) as exc:
         raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
-    return None if value is None else value.to_bytes()
 
 
-def _get_small(store: Any, key: str, limit: int) -> bytes | None:
-    _open(store)
+def _get_small(source: ByteSource, key: str, limit: int) -> bytes | None:
     try:
-        size = store.size(key) if isinstance(store, _PathFiles) else _sync(store.getsize(key))
-    except FileNotFoundError:
-        return None
+        size = source.size(key)
     except _READ_ERRORS as exc:
         raise IntegrityError(f"{key}: unreadable ({type(exc).__name__}: {exc})") from None
     if size is None:
         return None
     if size > limit:
         raise IntegrityError(f"{key}: {size} bytes exceeds the {limit}-byte limit")
-    return _get(store, key)
+    return _get(source, key)
 
 
-@contextlib.contextmanager
-def _opened(store: Any) -> Iterator[Any]:
-    """A readable view of ``store``: a path becomes :class:`_PathFiles`, a zarr Store stays itself."""
-    if isinstance(store, (str, os.PathLike)):
-        files = _PathFiles(store)
-        try:
-            yield files
-        finally:
-            files.close()
-    else:
-        yield store
+def _sync(coroutine: Any) -> Any:
+    from zarr.core.sync import sync
+
+    return sync(coroutine)
 
 
 def _set(store: Any, key: str, value: bytes) -> None:
@@ -247,6 +177,11 @@ def compute_digest(store: Any) -> dict[str, Any]:
     Only meant for stores treeshard just wrote (it trusts their metadata to
     find shard indexes); :func:`verify_store` never parses stored indexes.
     """
+    with _source(store) as source:
+        return _compute_digest(source)
+
+
+def _compute_digest(store: ListableSource) -> dict[str, Any]:
     keys = [k for k in _list_keys(store) if k not in (DIGEST_KEY, SIGNATURE_KEY)]
     metadata: dict[str, dict[str, Any]] = {}
     for key in keys:
@@ -345,74 +280,24 @@ def _delete(store: Any, key: str) -> None:
 
 
 # --------------------------------------------------------------------------- reading a record
-@dataclass(frozen=True)
-class DigestRecord:
-    """A parsed ``treeshard.sha256``: the bytes as stored and what they say."""
-
-    raw: bytes
-    digest: str
-    config: str | None
-    files: dict[str, tuple[int, str]]
-    arrays: dict[str, dict[str, Any]]
-
-
-def _fail(message: str) -> IntegrityError:
-    return IntegrityError(f"{DIGEST_KEY}: {message}")
-
-
-def _hex(where: str, value: Any) -> str:
-    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _SHA256_HEX:
-        raise _fail(f"{where}: not a sha256 hex digest")
-    return value
-
-
-def _size(where: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
-        raise _fail(f"{where}: not a size")
-    return value
-
-
-def read_digest(store: Any) -> DigestRecord:
+def read_digest(source: ByteSource) -> DigestRecord:
     """Read and check the structure of the stored digest record (not the store against it)."""
-    raw = _get_small(store, DIGEST_KEY, MAX_DIGEST_BYTES)
-    if raw is None:
-        raise IntegrityError(f"no {DIGEST_KEY} in the store: it was saved without a content digest; re-save it to add one")
-    return parse_digest(raw)
-
-
-def parse_digest(raw: bytes) -> DigestRecord:
-    """Check the structure of the bytes of a digest record and that it matches its own ``digest``."""
     try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise _fail(f"not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or record.get("treeshard_digest") != DIGEST_FORMAT or record.get("algorithm") != "sha256":
-        raise _fail(f"not a format-{DIGEST_FORMAT} sha256 digest record")
-    files_raw = record.get("files")
-    arrays_raw = record.get("arrays")
-    if not isinstance(files_raw, dict) or not isinstance(arrays_raw, dict):
-        raise _fail("'files' and 'arrays' must be objects")
-    files = {}
-    for key, entry in files_raw.items():
-        if not isinstance(entry, dict):
-            raise _fail(f"files.{key}: not an object")
-        files[key] = (_size(f"files.{key}.size", entry.get("size")), _hex(f"files.{key}.sha256", entry.get("sha256")))
-    for name, entry in arrays_raw.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("chunks"), dict):
-            raise _fail(f"arrays.{name}: not an object with 'chunks'")
-    config = record.get("config")
-    body = {k: v for k, v in record.items() if k != "digest"}
-    digest = _hex("digest", record.get("digest"))
-    if _sha256(canonical_json(body)) != digest:
-        raise _fail("the record does not match its own 'digest' (the record itself was edited)")
-    return DigestRecord(raw, digest, None if config is None else _hex("config", config), files, arrays_raw)
+        record = stored_digest(source)
+    except IntegrityError:
+        raise
+    except (FormatError, *_READ_ERRORS) as exc:
+        raise IntegrityError(f"{DIGEST_KEY}: unreadable ({type(exc).__name__}: {exc})") from None
+    if record is None:
+        raise IntegrityError(f"no {DIGEST_KEY} in the store: it was saved without a content digest; re-save it to add one")
+    return record
 
 
 # --------------------------------------------------------------------------- checking chunks as they are read
 class ChunkDigests:
     """What every object a read fetches must hash to, from a parsed digest record.
 
-    Each chunk is checked where it is read (:class:`~treeshard._fastread.FastReader`),
+    Each chunk is checked where it is read (:class:`~treeshard.chunks.ChunkReader`),
     before it is decoded: a chunk file swapped with another, duplicated over
     another or moved to another array's place keeps valid crc32c checksums
     but not the sha256 recorded for its place. The record holds a sha256 per
@@ -468,7 +353,7 @@ class ChunkDigests:
         out: list[tuple[int, str] | None] = []
         for item in inner:
             valid = isinstance(item, list) and len(item) == 3 and isinstance(item[1], int) and not isinstance(item[1], bool)
-            valid = valid and isinstance(item[2], str) and len(item[2]) == 64 and set(item[2]) <= _SHA256_HEX
+            valid = valid and isinstance(item[2], str) and len(item[2]) == 64 and set(item[2]) <= SHA256_HEX
             out.append((item[1], item[2]) if valid else None)
         return out
 
@@ -559,7 +444,7 @@ def verify_store(store: Any, *, public_key: Any = None) -> None:
     ``Ed25519PublicKey``) the store must also carry a valid signature by that
     key, and every failure raises :class:`~treeshard.SignatureError`.
     """
-    with _opened(store) as files:
+    with _source(store) as files:
         try:
             record = read_digest(files)
         except IntegrityError as exc:
@@ -685,10 +570,10 @@ def sign_store(store: Any, private_key: Any) -> str:
     into place atomically; a directory gets ``treeshard.sig`` through a
     temporary file and a rename. Returns the signing key's :func:`key_id`.
     """
-    from .storage.local import is_zip_path
+    from .storage.ziprules import is_zip_path
 
     private = load_private_key(private_key)
-    with _opened(store) as files:
+    with _source(store) as files:
         record = read_digest(files)
         problems = find_problems(files, record)
         if problems:
@@ -758,7 +643,7 @@ def generate_key_pair() -> tuple[bytes, bytes]:
 
 def verify_path(store: Any, *, public_key: Any = None) -> str:
     """:func:`verify_store` on any location :func:`treeshard.load` accepts; a one-line summary."""
-    with _opened(store) as files:
+    with _source(store) as files:
         verify_store(files, public_key=public_key)
         record = read_digest(files)
     signed = f", signed by key {key_id(public_key)}" if public_key is not None else ""

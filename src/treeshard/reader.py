@@ -9,17 +9,21 @@ naming the array.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .adapters import ADAPTERS, ESTIMATOR_IDS
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
-from ._fastread import ArrayLayout, FastReader, UnsupportedLayout
+from .blosc import UnsupportedLayout
+from .chunks import ArrayLayout, ChunkReader
 from .errors import ArrayError, ConfigError
 from .record import parse_config
 from .spec import CONFIG_KEY, ROOT_METADATA
 from .validate import validate_tree_ptr
+
+if TYPE_CHECKING:
+    from .storage.sources import ByteSource
 
 NODES_GROUP = "nodes"
 FITTED_GROUP = "fitted"
@@ -28,7 +32,7 @@ FITTED_GROUP = "fitted"
 class StoreReader:
     """An open, read-only store whose config has been parsed and checked.
 
-    Arrays are read by :class:`~treeshard._fastread.FastReader`, which knows
+    Arrays are read by :class:`~treeshard.chunks.ChunkReader`, which knows
     exactly the subset of zarr v3 that format v1 writes (so the read path
     does not import zarr) and checks every checksum and size on the way.
 
@@ -38,7 +42,7 @@ class StoreReader:
     """
 
     def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
-        self._fast = FastReader(store, storage_options, check_chunks=check_chunks)
+        self._fast = ChunkReader(store, storage_options, check_chunks=check_chunks)
         self.location = self._fast.location
         try:
             attributes = self._fast.attributes
@@ -60,6 +64,11 @@ class StoreReader:
         other._fast = self._fast.share()
         other._layouts = dict(self._layouts)
         return other
+
+    @property
+    def source(self) -> ByteSource:
+        """The open byte source (pinned: a verification reads the very store this reader reads)."""
+        return self._fast.source
 
     @property
     def tree_ptr(self) -> np.ndarray:

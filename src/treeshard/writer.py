@@ -362,7 +362,7 @@ def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
 def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> dict[str, bytes | list[bytes]]:
     """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
     (with ``attributes`` and the consolidated metadata of every node), last. Shard files
-    are lists of their parts (see :func:`treeshard.stores.write_files`)."""
+    are lists of their parts (see :func:`treeshard.storage.targets.write_files`)."""
     files: dict[str, bytes | list[bytes]] = {}
     consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})

@@ -8,7 +8,7 @@ how many bytes. Nothing here changes what is read.
   logs every ``get`` (with its byte range), ``getsize``, ``exists`` and
   partial read that goes through it.
 - :func:`count_path_reads` wraps the sources of bytes that
-  ``treeshard._fastread`` uses for directory and ``.zip`` paths (a pytest
+  ``treeshard.storage.sources`` has for directory and ``.zip`` paths (a pytest
   ``monkeypatch`` replaces their methods for the duration of a test), so the
   real path readers are counted too.
 - :func:`node_chunk_extents` reads a sharded array's metadata and shard
@@ -172,13 +172,13 @@ class CountingStore(WrapperStore):
 def count_path_reads(monkeypatch: Any) -> ReadLog:
     """Log every read treeshard's own directory and ``.zip`` readers make, for one test.
 
-    Replaces the methods of ``treeshard._fastread``'s byte sources with
+    Replaces the methods of ``treeshard.storage.sources``' byte sources with
     counting wrappers through ``monkeypatch`` (undone when the test ends).
     """
-    from treeshard import _fastread
+    from treeshard.storage import sources
 
     log = ReadLog()
-    for cls in (_fastread._DirectorySource, _fastread._ZipSource):
+    for cls in (sources.DirectorySource, sources.ZipSource):
         get, size, get_range = cls.get, cls.size, cls.get_range
 
         def counted_get(self: Any, key: str, _get: Any = get) -> bytes | None:

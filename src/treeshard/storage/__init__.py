@@ -1,6 +1,13 @@
-"""Where a model's bytes live and how they are reached (local paths for now; see docs/ARCHITECTURE.md).
+"""Where a model's bytes live and how they are reached and written.
 
-``storage.local`` holds the checks a directory or ``.zip`` path passes before
-it is read and the staged write of a path; it is the bottom of the storage
-layer, which the readers, the remote backend and the verifier share.
+- :mod:`~treeshard.storage.router`: ``open_source``, from any store argument
+  (path, ``.zip``, URL, zarr ``Store``) to a byte source;
+- :mod:`~treeshard.storage.sources`: the ``ByteSource`` protocol and the
+  directory, zip and zarr Store sources; :mod:`~treeshard.storage.remote`: the
+  URL sources (remote directory, remote zip over ranges, cached);
+- :mod:`~treeshard.storage.targets`: the one writer (staging, then the target,
+  root ``zarr.json`` last) for paths, URLs and Stores;
+- :mod:`~treeshard.storage.digest`, :mod:`~treeshard.storage.ziprules`,
+  :mod:`~treeshard.storage.local`, :mod:`~treeshard.storage.urls`: the digest
+  record, zip rules, local path checks and URL detection, each once.
 """

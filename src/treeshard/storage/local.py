@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import FormatError, StoreExistsError
 from ..spec import MAX_STORE_ENTRIES, ROOT_METADATA
+from .ziprules import is_zip_path
 
 
 # First bytes of files people mistake for a store: pickle protocols 2-5 (also an
@@ -68,32 +69,6 @@ def not_a_store(path: str | os.PathLike) -> FormatError:
         f"if you made this file or fully trust it, convert it once with "
         f"`treeshard convert {str(path)!r} model.zip --trust-pickle`"
     )
-
-
-def is_zip_path(path: str | os.PathLike) -> bool:
-    return str(path).lower().endswith(".zip")
-
-
-def check_zip_members(path: Path) -> None:
-    """Refuse a zip whose members are compressed or lie about their size.
-
-    treeshard writes every member stored (chunks are already compressed);
-    a deflated member could expand without limit when zarr reads it whole
-    (a zip bomb), so only stored members whose sizes fit the file are read.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        raise FormatError(f"{str(path)!r}: unreadable zip ({exc})") from None
-    if len(members) > MAX_STORE_ENTRIES:
-        raise FormatError(f"{str(path)!r}: {len(members)} zip members exceeds the {MAX_STORE_ENTRIES} limit")
-    size = path.stat().st_size
-    for member in members:
-        if member.compress_type != zipfile.ZIP_STORED:
-            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} is compressed; treeshard stores only hold stored members")
-        if member.file_size != member.compress_size or member.file_size > size:
-            raise FormatError(f"{str(path)!r}: member {member.filename[:200]!r} declares an impossible size")
 
 
 def check_directory_entries(path: Path) -> None:
@@ -189,7 +164,14 @@ def _fsync_tree(directory: Path) -> None:
         fsync_directory(Path(root))
 
 
-def _check_replaceable(target: Path, *, overwrite: bool) -> None:
+def root_last(keys: Any) -> list[str]:
+    """``keys`` in their order, the root ``zarr.json`` moved last: a reader of a partial copy
+    finds no model at all (every writer puts keys in this order)."""
+    return sorted(keys, key=lambda key: key == ROOT_METADATA)
+
+
+def check_replaceable_path(target: Path, *, overwrite: bool) -> None:
+    """Refuse to replace ``target`` unless ``overwrite`` and it is a treeshard store (or an empty directory)."""
     if not target.exists():
         return
     if not overwrite:
@@ -259,13 +241,13 @@ def writing_path(target: Path, *, overwrite: bool) -> Iterator[Any]:
     (a directory, or a ``.zip`` packed with ``zarr.json`` last) on success."""
     from zarr.storage import LocalStore
 
-    _check_replaceable(target, overwrite=overwrite)
+    check_replaceable_path(target, overwrite=overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp_dir = temporary_sibling(target, "tmp")
     try:
         yield LocalStore(tmp_dir)
-        _check_replaceable(target, overwrite=overwrite)
+        check_replaceable_path(target, overwrite=overwrite)
         if is_zip_path(target):
             tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
             try:

@@ -2,9 +2,8 @@
 
 Bytes travel through zarr's own :class:`zarr.storage.FsspecStore`, built from
 the URL and ``storage_options`` (credentials, endpoint, ...). Reading returns
-a *source* (``get``, ``get_range``, ``size``, ``close``) for
-:class:`treeshard._fastread.FastReader`, which checks every size and
-checksum; nothing here trusts what it reads either:
+a :class:`~treeshard.storage.sources.ByteSource` for the chunk reader, which
+checks every size and checksum; nothing here trusts what it reads either:
 
 - a directory URL maps key ``k`` to ``URL/k``. Opening reads the root
   ``zarr.json`` in one ranged request capped at the config size limit. Sizes
@@ -27,46 +26,40 @@ container pays one small request per open, a changed model has another
 digest and is never served stale, and every cached file is checked against
 its sha256 before it is written to the cache.
 
-Writing (:func:`open_url_for_writing`) stages the model in memory, uploads
-it to a temporary sibling prefix, and only then replaces the target (its
-root ``zarr.json`` deleted first, written last): a failed upload leaves the
-old model untouched. A ``.zip`` URL is built locally and uploaded in one put.
-HTTP(S) URLs are read-only.
+Writing to a URL is :func:`treeshard.storage.targets.writing_url`'s: the
+model is staged in memory, uploaded to a temporary sibling prefix, and only
+then replaces the target (its root ``zarr.json`` deleted first, written last).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
 import os
 import re
 import sys
-import tempfile
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import (
+from ..errors import (
     FormatError,
     IntegrityError,
-    InvalidStoreError,
     MissingDependencyError,
     RemoteStoreError,
-    StoreExistsError,
     StoreNotFoundError,
 )
-from .storage.urls import url_scheme
-from .spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, MAX_STORE_ENTRIES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_DIGEST_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
+from .digest import DigestRecord, parse_digest, stored_digest
+from .urls import url_scheme
+from .ziprules import LOCAL_HEADER_BYTES, check_member_count, check_stored_member, local_data_offset
 
 ZIP_TAIL_BYTES = 64 * 1024 + 22  # the largest end-of-central-directory record (with its comment)
 CACHE_ENV = "TREESHARD_CACHE_DIR"
 
 #: Which extra brings the fsspec implementation of a scheme.
 EXTRAS = {"s3": "s3", "s3a": "s3", "http": "http", "https": "http", "memory": "http"}
-_READ_ONLY_SCHEMES = frozenset({"http", "https"})
 _SAFE_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 
 
@@ -75,7 +68,7 @@ def is_zip_url(url: str) -> bool:
     return url.split("?", 1)[0].rstrip("/").lower().endswith(".zip")
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def split_url(url: str) -> tuple[str, str]:
     """``(parent URL, last name)`` of a URL such as ``s3://bucket/dir/model.zip``."""
     scheme_end = url.index("://") + 3
     trimmed = url.rstrip("/")
@@ -120,7 +113,7 @@ def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, 
         raise
 
 
-def _network_errors() -> tuple[type[BaseException], ...]:
+def network_errors() -> tuple[type[BaseException], ...]:
     """What a remote read may raise besides a missing key (only classes already imported)."""
     errors: list[type[BaseException]] = [OSError, TimeoutError]
     if "aiohttp" in sys.modules:
@@ -184,7 +177,7 @@ class _Remote:
             buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
         except FileNotFoundError:
             return None
-        except _network_errors() as exc:
+        except network_errors() as exc:
             status = getattr(exc, "status", None)
             if suffix is not None and status in _SUFFIX_REFUSALS:
                 self.refuses_suffix = True
@@ -236,7 +229,7 @@ class _Remote:
                 f"{self.location}: the server refuses suffix ranges (bytes=-N) and reports no size for {key!r} ({exc}); "
                 "treeshard needs byte ranges or a Content-Length"
             ) from None
-        except _network_errors() as exc:
+        except network_errors() as exc:
             raise RemoteStoreError(f"{self.location}: reading the size of {key!r} failed ({type(exc).__name__}: {exc})") from None
 
     def clear(self) -> None:
@@ -264,28 +257,6 @@ def _describe_range(start: int | None, stop: int | None, suffix: int | None) -> 
     return f"bytes={start}-{'' if stop is None else stop - 1}"
 
 
-def _parse_digest_record(raw: bytes, where: str) -> tuple[str, dict[str, tuple[int, str]]]:
-    """``(digest, {key: (size, sha256)})`` of a ``treeshard.sha256`` record (checked against itself)."""
-    try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise IntegrityError(f"{where}: {DIGEST_KEY} is not valid JSON ({exc})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("files"), dict) or not isinstance(record.get("digest"), str):
-        raise IntegrityError(f"{where}: {DIGEST_KEY} is not a digest record")
-    body = {k: v for k, v in record.items() if k != "digest"}
-    digest = record["digest"]
-    if not re.fullmatch(r"[0-9a-f]{64}", digest) or hashlib.sha256(canonical_json(body)).hexdigest() != digest:
-        raise IntegrityError(f"{where}: {DIGEST_KEY} does not match its own digest")
-    files = {}
-    for key, entry in record["files"].items():
-        size = entry.get("size") if isinstance(entry, dict) else None
-        sha = entry.get("sha256") if isinstance(entry, dict) else None
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(sha, str):
-            raise IntegrityError(f"{where}: {DIGEST_KEY}: malformed entry for {str(key)[:200]!r}")
-        files[key] = (size, sha)
-    return digest, files
-
-
 class RemoteDirectorySource:
     """A store laid out as objects under a URL prefix: key ``k`` is ``URL/k``."""
 
@@ -295,7 +266,8 @@ class RemoteDirectorySource:
         self.url = url.rstrip("/")
         self.remote = _Remote(fsspec_store(self.url, storage_options), self.url)
         self._whole: dict[str, bytes] = {}  # small metadata documents read whole
-        self._record: dict[str, tuple[int, str]] | None = None
+        self._record: DigestRecord | None = None
+        self._record_read = False
         self.digest: str | None = None
         self._sizes: dict[str, int] = {}
 
@@ -312,17 +284,22 @@ class RemoteDirectorySource:
                 self._whole[key] = data
         return data
 
-    def digest_record(self) -> dict[str, tuple[int, str]]:
-        """The store's ``treeshard.sha256`` files table (empty if the store has none)."""
-        if self._record is None:
+    def parsed_digest(self) -> DigestRecord | None:
+        """The store's parsed ``treeshard.sha256`` (None if it has none), read once."""
+        if not self._record_read:
             raw = self._read_small(DIGEST_KEY, MAX_DIGEST_BYTES)
-            if raw is None:
-                self._record = {}
-            elif len(raw) > MAX_DIGEST_BYTES:
+            if raw is not None and len(raw) > MAX_DIGEST_BYTES:
                 raise IntegrityError(f"{self.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
-            else:
-                self.digest, self._record = _parse_digest_record(raw, self.url)
+            if raw is not None:
+                self._record = parse_digest(raw)
+                self.digest = self._record.digest
+            self._record_read = True
         return self._record
+
+    def _recorded_files(self) -> dict[str, tuple[int, str]]:
+        """The record's ``{key: (size, sha256)}`` (empty if the store has none)."""
+        record = self.parsed_digest()
+        return {} if record is None else record.files
 
     def get(self, key: str) -> bytes | None:
         check_key(key)
@@ -335,13 +312,13 @@ class RemoteDirectorySource:
         if key in self._sizes:
             return self._sizes[key]
         if key == DIGEST_KEY:  # read whole (once), as the manifest of sizes
-            self.digest_record()
+            self._recorded_files()
             data = self._whole.get(DIGEST_KEY)
             return None if data is None else len(data)
-        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self.digest_record():
+        if key not in (ROOT_METADATA, SIGNATURE_KEY) and self._recorded_files():
             # The saved model's manifest lists every file (a key it does not list is not part
             # of the model): sizes and absent arrays cost no request.
-            entry = self.digest_record().get(key)
+            entry = self._recorded_files().get(key)
             return None if entry is None else entry[0]
         if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA) or key == SIGNATURE_KEY:
             data = self._read_small(key, MAX_CONFIG_BYTES if key != SIGNATURE_KEY else MAX_SIGNATURE_BYTES)
@@ -356,8 +333,8 @@ class RemoteDirectorySource:
         """``(last length bytes, size or None)`` in one request (a shard's index)."""
         check_key(key)
         size = self._sizes.get(key)
-        if size is None and self.digest_record():
-            entry = self.digest_record().get(key)
+        if size is None and self._recorded_files():
+            entry = self._recorded_files().get(key)
             size = None if entry is None else entry[0]
         if size is not None:
             data = self.remote.fetch(key, max(0, size - length), size)
@@ -383,7 +360,7 @@ class RemoteZipSource:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
-        parent, self.name = _split_url(url)
+        parent, self.name = split_url(url)
         self.remote = _Remote(fsspec_store(parent, storage_options), url)
         tail = self.remote.fetch(self.name, suffix=ZIP_TAIL_BYTES)
         if tail is None:
@@ -451,8 +428,7 @@ class RemoteZipSource:
         import io
         import zipfile
 
-        if entries > MAX_STORE_ENTRIES:
-            raise FormatError(f"{self.url!r}: {entries} zip members exceeds the {MAX_STORE_ENTRIES} limit")
+        check_member_count(repr(self.url), entries)
         # Let zipfile parse the central directory (zip64 extras included) from a
         # small image: the directory followed by a fresh end record.
         import struct
@@ -465,25 +441,17 @@ class RemoteZipSource:
         infos.sort(key=lambda info: info.header_offset)
         members: dict[str, tuple[int, int]] = {}
         for k, info in enumerate(infos):
-            if info.compress_type != zipfile.ZIP_STORED:
-                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} is compressed; treeshard stores only hold stored members")
-            if info.file_size != info.compress_size:
-                raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} declares an impossible size")
+            check_stored_member(repr(self.url), info)
             # A stored member's data ends where the next local header (or the directory) starts.
             next_offset = infos[k + 1].header_offset if k + 1 < len(infos) else cd_offset
             start = next_offset - info.compress_size
             if info.flag_bits & 0x08:  # a data descriptor follows: read the local header instead
-                start = self._data_offset_from_header(info)
-            if start < info.header_offset + 30 + len(info.orig_filename.encode()) or start + info.file_size > cd_offset:
+                header = self._read(info.header_offset, info.header_offset + LOCAL_HEADER_BYTES)
+                start = local_data_offset(repr(self.url), info, header)
+            if start < info.header_offset + LOCAL_HEADER_BYTES + len(info.orig_filename.encode()) or start + info.file_size > cd_offset:
                 raise FormatError(f"{self.url!r}: member {info.filename[:200]!r} overlaps another")
             members[info.filename] = (start, info.file_size)
         return members
-
-    def _data_offset_from_header(self, info: Any) -> int:
-        header = self._read(info.header_offset, info.header_offset + 30)
-        if len(header) != 30 or header[:4] != b"PK\x03\x04":
-            raise IntegrityError(f"{self.url!r}: {info.filename[:200]!r}: bad zip local header")
-        return info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
 
     def get(self, key: str) -> bytes | None:
         member = self.members.get(key)
@@ -495,7 +463,7 @@ class RemoteZipSource:
         member = self.members.get(key)
         return None if member is None else member[1]
 
-    def get_suffix(self, key: str, length: int) -> tuple[bytes, int] | None:
+    def get_suffix(self, key: str, length: int) -> tuple[bytes, int | None] | None:
         member = self.members.get(key)
         if member is None:
             return None
@@ -535,8 +503,11 @@ class CachedSource:
             raise IntegrityError(f"{inner.url}: no {DIGEST_KEY} in the store; a cache needs the content digest (re-save the model)")
         if size > MAX_DIGEST_BYTES:
             raise IntegrityError(f"{inner.url}: {DIGEST_KEY} exceeds the {MAX_DIGEST_BYTES}-byte limit")
-        raw = inner.get(DIGEST_KEY)
-        self.digest, self.files = _parse_digest_record(raw or b"", inner.url)
+        record = stored_digest(inner)  # parsed once: a remote directory parsed it for its sizes
+        if record is None:
+            raise IntegrityError(f"{inner.url}: {DIGEST_KEY} disappeared while being read")
+        self.record = record
+        self.digest, self.files = self.record.digest, self.record.files
         self.root = Path(cache_dir) / self.digest
         self.hits = self.misses = 0
 
@@ -595,6 +566,9 @@ class CachedSource:
         with open(path, "rb") as handle:
             return os.pread(handle.fileno(), length, offset)
 
+    def parsed_digest(self) -> DigestRecord:
+        return self.record
+
     def close(self) -> None:
         self.inner.close()
 
@@ -617,102 +591,3 @@ def open_url_for_reading(
         source.close()
         raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA})")
     return CachedSource(source, cache_dir) if cache_dir is not None else source
-
-
-# --------------------------------------------------------------------------- writing
-def _sync(coroutine: Any) -> Any:
-    from zarr.core.sync import sync
-
-    return sync(coroutine)
-
-
-def _check_writable_scheme(url: str) -> None:
-    if url_scheme(url) in _READ_ONLY_SCHEMES:
-        raise InvalidStoreError(f"{url_scheme(url)}:// stores are read-only; save to a local path or s3:// and serve that")
-
-
-@contextlib.contextmanager
-def open_url_for_writing(url: str, storage_options: Mapping[str, Any] | None = None, *, overwrite: bool) -> Iterator[Any]:
-    """Yield a zarr store to write a model into; put it at ``url`` on success (see the module docs)."""
-    _check_writable_scheme(url)
-    if is_zip_url(url):
-        parent, name = _split_url(url)
-        store = fsspec_store(parent, storage_options, read_only=False)
-        fs, path = store.fs, f"{store.path.rstrip('/')}/{name}"
-        if not overwrite and _sync(fs._exists(path)):
-            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        from .storage.local import writing_path
-
-        with tempfile.TemporaryDirectory(prefix="treeshard-upload-") as tmp:
-            local = Path(tmp) / name
-            with writing_path(local, overwrite=False) as target:
-                yield target
-            try:
-                _sync(fs._put_file(str(local), path))  # one put: the object appears whole or not at all
-            except _network_errors() as exc:
-                raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
-        return
-
-    store = fsspec_store(url, storage_options, read_only=False)
-    fs, root = store.fs, store.path.rstrip("/")
-    parent, name = root.rsplit("/", 1) if "/" in root else ("", root)
-    staging_root = f"{parent}/.{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}" if parent else f".{name}.tmp-{uuid.uuid4().hex[:12]}"
-    exists = _check_replaceable(fs, root, url, overwrite=overwrite)
-    from zarr.storage import MemoryStore
-
-    staging = MemoryStore()
-    yield staging
-    _upload(staging, fs, root, staging_root, url, replace=exists)
-
-
-def _check_replaceable(fs: Any, root: str, url: str, *, overwrite: bool) -> bool:
-    """Whether a model exists at ``root`` (refusing to replace it, or anything else, unless allowed)."""
-    if _sync(fs._exists(f"{root}/{ROOT_METADATA}")):
-        if not overwrite:
-            raise StoreExistsError(f"{url!r} exists; pass overwrite=True to replace it")
-        return True
-    try:
-        found = _sync(fs._find(root, maxdepth=1))
-    except FileNotFoundError:
-        found = []
-    if found:
-        raise StoreExistsError(f"{url!r} holds objects but no treeshard store; refusing to write there")
-    return False
-
-
-def _upload(staging: Any, fs: Any, root: str, staging_root: str, url: str, *, replace: bool) -> None:
-    import asyncio
-
-    from zarr.core.buffer import default_buffer_prototype
-
-    async def run() -> None:
-        prototype = default_buffer_prototype()
-        keys = [key async for key in staging.list()]
-        data = {key: (await staging.get(key, prototype=prototype)).to_bytes() for key in keys}
-        others = [k for k in keys if k != ROOT_METADATA]
-        try:
-            # 1. everything but the root document to a temporary sibling prefix
-            await _all(fs._pipe_file(f"{staging_root}/{k}", data[k]) for k in others)
-            # 2. the old model disappears at once (its root first), then the rest of it
-            if replace:
-                await fs._rm_file(f"{root}/{ROOT_METADATA}")
-                with contextlib.suppress(FileNotFoundError):
-                    await fs._rm(root, recursive=True)
-            # 3. copied into place (server-side), the root document last
-            await _all(fs._cp_file(f"{staging_root}/{k}", f"{root}/{k}") for k in others)
-            await fs._pipe_file(f"{root}/{ROOT_METADATA}", data[ROOT_METADATA])
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                await fs._rm(staging_root, recursive=True)
-
-    async def _all(coroutines: Any) -> None:
-        """Run concurrently; wait for every one (none still writing after a failure), then raise the first error."""
-        results = await asyncio.gather(*coroutines, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    try:
-        _sync(run())
-    except _network_errors() as exc:
-        raise RemoteStoreError(f"{url}: upload failed ({type(exc).__name__}: {exc})") from None
