@@ -11,6 +11,8 @@ import pytest
 import zarr
 from helpers.compare import assert_equal_outputs, assert_same_state
 from helpers.stores import STORE_KINDS, make_store, reopen_for_reading
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.ensemble import IsolationForest
 
 import treeshard
@@ -289,3 +291,31 @@ def test_convert_sign_verify(tmp_path):
     loaded = treeshard.load(tmp_path / "m.zip", public_key=public)
     assert_same_outputs(original, loaded, query_rows())
     assert_same_samples(original, loaded)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n_estimators=st.integers(1, 6),
+    max_samples=st.one_of(st.just("auto"), st.integers(1, 120), st.floats(0.05, 1.0)),
+    max_features=st.one_of(st.integers(1, N_FEATURES), st.floats(0.2, 1.0)),
+    bootstrap=st.booleans(),
+    contamination=st.one_of(st.just("auto"), st.floats(0.01, 0.5)),
+    n_rows=st.integers(1, 120),
+    nan_fraction=st.sampled_from([0.0, 0.2]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_hyperparameters(n_estimators, max_samples, max_features, bootstrap, contamination, n_rows, nan_fraction, seed):
+    """Lazy load, eager load and the Predictor equal sklearn for any hyperparameters."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_rows, N_FEATURES))
+    X[rng.rand(*X.shape) < nan_fraction] = np.nan
+    params = dict(n_estimators=n_estimators, max_samples=max_samples, max_features=max_features, bootstrap=bootstrap)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # max_samples > n_samples, few bootstrap samples
+        original = IsolationForest(**params, contamination=contamination, random_state=seed).fit(X)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(original, store)
+    Xq = query_rows()
+    for loaded in (treeshard.load(store), treeshard.load(store, lazy=False), treeshard.Predictor(store)):
+        assert_same_outputs(original, loaded, Xq)
+    assert_same_samples(original, treeshard.load(store))
