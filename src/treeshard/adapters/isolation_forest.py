@@ -147,7 +147,7 @@ def check_isolation_arrays(arrays: dict[str, np.ndarray], fitted: dict[str, Any]
     if seeds.ndim != 1 or len(seeds) > layout.n_trees:
         raise ArrayError(f"fitted/seeds: shape {seeds.shape}, expected at most {layout.n_trees} values")
     if seeds.size and (seeds.min() < 0 or seeds.max() >= SEED_LIMIT):
-        raise ArrayError(f"fitted/seeds: a seed is outside [0, 2**32)")
+        raise ArrayError("fitted/seeds: a seed is outside [0, 2**32)")
     sample_weight = arrays.get("sample_weight")
     if sample_weight is not None and sample_weight.shape != (n_samples,):
         raise ArrayError(f"fitted/sample_weight: shape {sample_weight.shape}, expected ({n_samples},)")
