@@ -319,3 +319,14 @@ def test_any_hyperparameters(n_estimators, max_samples, max_features, bootstrap,
     for loaded in (treeshard.load(store), treeshard.load(store, lazy=False), treeshard.Predictor(store)):
         assert_same_outputs(original, loaded, Xq)
     assert_same_samples(original, treeshard.load(store))
+
+
+def test_pickled_lazy_model_is_a_store_reference(tmp_path):
+    import pickle
+
+    original = CASES["max_features<1"]()
+    treeshard.save(original, tmp_path / "m.zip")
+    loaded = treeshard.load(tmp_path / "m.zip", estimators=[6, 1, 3])
+    copy_ = pickle.loads(pickle.dumps(loaded))
+    assert type(copy_.estimators_).__name__ == "LazyEstimators" and list(copy_.estimators_.indices) == [6, 1, 3]
+    assert_same_outputs(subset_of(original, [6, 1, 3]), copy_, query_rows())
