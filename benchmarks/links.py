@@ -1,7 +1,7 @@
 """Cost of computing scipy's ``expit`` bit for bit without scipy (binary gradient boosting ``predict_proba``).
 
 The ``Predictor`` reproduces ``scipy.special.expit`` with the C library's
-``exp`` through :func:`math.exp` (see ``treeshard.predictor._expit``), a
+``exp`` through :func:`math.exp` (see ``treeshard.predictor.links.expit``), a
 Python-level map, where scipy runs a C loop. This measures, side by side and
 alternating, the medians of:
 
@@ -72,7 +72,7 @@ def main() -> None:
     from sklearn.ensemble import GradientBoostingClassifier
 
     import treeshard
-    from treeshard.predictor import _expit
+    from treeshard.predictor.links import expit as _expit
 
     raw = np.random.default_rng(0).normal(scale=3.0, size=args.rows)
     assert np.array_equal(_expit(raw), expit(raw)) and np.array_equal(_previous_expit(raw), expit(raw))

@@ -24,14 +24,22 @@ import datetime, sys, time
 import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
-import treeshard, treeshard.api as api
+import importlib
+import treeshard
 
 class Fixed(datetime.datetime):
     @classmethod
     def now(cls, tz=None):
         return datetime.datetime(2026, 1, 1, tzinfo=tz)
 
-api.datetime = type("M", (), {"datetime": Fixed, "timezone": datetime.timezone})
+clock = type("M", (), {"datetime": Fixed, "timezone": datetime.timezone})
+for name in ("treeshard.api", "treeshard.saving"):  # wherever save's clock lives in that tree
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        continue
+    if getattr(module, "datetime", None) is datetime:
+        module.datetime = clock
 time.localtime = lambda *a: time.struct_time((2026, 1, 1, 0, 0, 0, 3, 1, 0))
 rng = np.random.RandomState(0)
 X = rng.normal(size=(300, 5))

@@ -35,9 +35,9 @@ from sklearn.tree import DecisionTreeClassifier
 
 import treeshard
 from treeshard import MemoryBudgetError, TreeshardError
-from treeshard.api import parse_memory
 from treeshard.columns import NODE_COLUMNS
 from treeshard.lazy import DEFAULT_BATCH_BYTES
+from treeshard.planning import parse_memory
 
 # --------------------------------------------------------------------------- parsing
 GOOD = [

@@ -89,15 +89,15 @@ def test_every_batch_uses_the_engine_and_equals_sklearn(cls, task, builds):
 
 @pytest.mark.parametrize("n_jobs", [None, 1, 2, -1])
 def test_the_engine_uses_the_forest_s_n_jobs(n_jobs, builds, monkeypatch):
-    import treeshard.predictor as module
+    import treeshard.predictor.traversal as module
 
     monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
     original, store, X, _ = saved(RandomForestClassifier, "multiclass")
     model = treeshard.load(store)
     model.n_jobs = n_jobs
     used = []
-    threads = module.Predictor._threads
-    monkeypatch.setattr(module.Predictor, "_threads", lambda self, n_rows: used.append(self.n_jobs) or threads(self, n_rows))
+    threads = Predictor._threads
+    monkeypatch.setattr(Predictor, "_threads", lambda self, n_rows: used.append(self.n_jobs) or threads(self, n_rows))
     assert_equal_outputs(original.predict_proba(X), model.predict_proba(X), "n_jobs")
     assert used == [n_jobs] and model.estimators_.flat_engine().n_jobs is None  # the kept engine is unchanged
 
@@ -245,9 +245,9 @@ def test_partial_loads_score_the_selected_trees(selection, builds):
 
 @pytest.mark.parametrize("engine_bytes", [1_000, 5_000])
 def test_the_engine_stays_within_max_memory(engine_bytes, builds, monkeypatch):
-    from treeshard.lazy import LazyEstimators
+    from treeshard.lazy import StoredEstimators
 
-    monkeypatch.setattr(LazyEstimators, "engine_bytes", lambda self: engine_bytes)
+    monkeypatch.setattr(StoredEstimators, "engine_bytes", lambda self: engine_bytes)
     original, store, X, _ = saved(RandomForestClassifier, "multiclass", n_estimators=24)
     needed = int(treeshard.load(store).estimators_.source.tree_bytes(np.arange(24)).sum())
     for budget, engine_budget in (

@@ -17,7 +17,7 @@ from sklearn.ensemble import IsolationForest
 
 import treeshard
 from treeshard.dispatch import SmallBatchDispatch
-from treeshard.isolation import average_path_length
+from treeshard.predictor.isolation import average_path_length
 
 N_FEATURES = 5
 METHODS = ("score_samples", "decision_function", "predict")
@@ -328,5 +328,5 @@ def test_pickled_lazy_model_is_a_store_reference(tmp_path):
     treeshard.save(original, tmp_path / "m.zip")
     loaded = treeshard.load(tmp_path / "m.zip", estimators=[6, 1, 3])
     copy_ = pickle.loads(pickle.dumps(loaded))
-    assert type(copy_.estimators_).__name__ == "LazyEstimators" and list(copy_.estimators_.indices) == [6, 1, 3]
+    assert type(copy_.estimators_).__name__ == "StoredEstimators" and list(copy_.estimators_.indices) == [6, 1, 3]
     assert_same_outputs(subset_of(original, [6, 1, 3]), copy_, query_rows())

@@ -53,7 +53,7 @@ from sklearn.utils.validation import check_is_fitted
 
 import treeshard
 from treeshard.columns import NODE_COLUMNS
-from treeshard.lazy import LazyEstimators
+from treeshard.lazy import StoredEstimators
 
 # predict_log_proba of a tree that gives a class probability 0
 pytestmark = [
@@ -127,7 +127,7 @@ def test_lazy_and_eager_loads_predict_exactly_like_the_original(name):
         assert type(loaded) is type(original)
         assert_same_predictions(original, loaded, Xq, yq)
     if name in FORESTS:
-        assert isinstance(lazy.estimators_, LazyEstimators)
+        assert isinstance(lazy.estimators_, StoredEstimators)
         assert type(eager.estimators_) is list
     # the lazy model's whole state (trees included) is the original's
     assert_same_state(original, lazy)

@@ -155,7 +155,7 @@ def test_huge_values_round_to_float32_infinity_like_sklearn() -> None:
 @pytest.mark.parametrize("case", ["rf-multiclass", "rf-nan", "gb-multiclass", "gb-regression", "dt-multioutput-string"])
 def test_row_blocks_and_threads_change_nothing(monkeypatch: pytest.MonkeyPatch, case: str, n_jobs: Any) -> None:
     """Odd row blocks, walk groups and leaf buffers, spread over threads, give the same bits as sklearn."""
-    import treeshard.predictor as module
+    import treeshard.predictor.traversal as module
 
     estimator, predictor, X = fitted(case)
     monkeypatch.setattr(module, "BLOCK_ROWS", 7)
@@ -186,7 +186,7 @@ def test_both_walks_give_sklearns_leaves(monkeypatch: pytest.MonkeyPatch, case: 
 
 
 def _force_complete(monkeypatch: pytest.MonkeyPatch, predictor: Predictor, depth: int) -> None:
-    from treeshard.predictor import _complete_layout
+    from treeshard.predictor.traversal import _complete_layout
 
     monkeypatch.setattr(predictor, "_walk_depth", depth)
     monkeypatch.setattr(predictor, "_complete", _complete_layout(predictor))
@@ -269,7 +269,7 @@ def test_complete_layout_kernels_refuse_bad_shapes() -> None:
 
 
 def test_level_walk_is_chosen_for_shallow_models_only() -> None:
-    import treeshard.predictor as module
+    import treeshard.predictor.traversal as module
 
     assert fitted("gb-binary")[1]._walk_depth == 3  # max_depth=3 stages
     assert fitted("gb-binary")[1]._complete[3] == 3  # and laid out as perfect trees
@@ -289,7 +289,7 @@ def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> 
 
 
 def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
-    import treeshard.predictor as module
+    import treeshard.predictor.traversal as module
 
     _, predictor, X = fitted("rf-regression")
     monkeypatch.setattr(module, "available_cores", lambda: 4)
@@ -306,7 +306,7 @@ def test_a_forked_child_scores_with_threads(monkeypatch: pytest.MonkeyPatch) -> 
     """A model loaded (and used with threads) before a fork, as in a pre-forking server, scores in the child."""
     import os
 
-    import treeshard.predictor as module
+    import treeshard.predictor.traversal as module
 
     estimator, predictor, X = fitted("rf-multiclass")
     monkeypatch.setattr(module, "PAIRS_PER_THREAD", 1)
@@ -422,7 +422,7 @@ def test_property_equals_sklearn_on_tricky_inputs(case: str) -> None:
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_threshold_rounding_is_exact() -> None:
     """``x <= t`` (x float32 promoted to float64) equals ``x <= round_down32(t)``."""
-    from treeshard.predictor import _round_down_to_float32
+    from treeshard.predictor.traversal import _round_down_to_float32
 
     rng = np.random.default_rng(0)
     t = np.concatenate([rng.normal(size=2000) * 10.0 ** rng.integers(-40, 40, 2000), [0.0, -0.0, 3.5e38, -3.5e38, 1e-46, -1e-46]])
@@ -438,7 +438,7 @@ def test_threshold_rounding_is_exact() -> None:
 def test_node_table_rounds_thresholds_like_the_numpy_statement() -> None:
     """The compiled packing (one pass) gives the bits of ``_round_down_to_float32`` for every threshold."""
     from treeshard._kernels import pack_nodes
-    from treeshard.predictor import _round_down_to_float32
+    from treeshard.predictor.traversal import _round_down_to_float32
 
     rng = np.random.default_rng(1)
     f32 = np.finfo(np.float32)
@@ -645,17 +645,17 @@ def test_sparse_repeated_and_unsorted_entries_read_like_sklearn() -> None:
 
 
 def test_sparse_input_is_densified_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    import treeshard.predictor as module
+    import treeshard.predictor.inputs as module
 
     shapes: list[tuple[int, int]] = []
-    original = module._SparseRows.__getitem__
+    original = module.SparseRows.__getitem__
 
     def recording(self: Any, rows: slice) -> np.ndarray:
         block = original(self, rows)
         shapes.append(block.shape)
         return block
 
-    monkeypatch.setattr(module._SparseRows, "__getitem__", recording)
+    monkeypatch.setattr(module.SparseRows, "__getitem__", recording)
     monkeypatch.setattr(module, "SPARSE_BLOCK_BYTES", 4 * 5 * 7)  # 7 rows of 5 float32 features
     for case in ("rf-multiclass", "gb-multiclass", "dt-multioutput-regression", "xt-classifier"):
         estimator, predictor, X = fitted(case)
@@ -851,7 +851,7 @@ def _same_float64(a: np.ndarray, b: np.ndarray) -> bool:
 def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
     from scipy.special import expit
 
-    from treeshard.predictor import _expit
+    from treeshard.predictor.links import expit as _expit
 
     rng = np.random.default_rng(0)
     boundary = np.nextafter(-709.782712893384, -np.inf) + np.arange(-200, 200) * 2e-14  # exp(-x) overflows in here
@@ -867,7 +867,7 @@ def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
 def test_expit_is_scipys_over_the_whole_float64_range(values: list[float]) -> None:
     from scipy.special import expit
 
-    from treeshard.predictor import _expit
+    from treeshard.predictor.links import expit as _expit
 
     x = np.array(values, dtype=np.float64)
     assert _same_float64(_expit(x), expit(x))
@@ -878,7 +878,7 @@ def test_expit_is_scipys_over_the_whole_float64_range(values: list[float]) -> No
 def test_logit_is_scipys(p: float) -> None:
     from scipy.special import logit
 
-    from treeshard.predictor import _logit
+    from treeshard.predictor.links import logit as _logit
 
     assert np.float64(_logit(p)).tobytes() == logit(np.float64(p)).tobytes()
 
@@ -894,7 +894,7 @@ def test_init_raw_prediction_is_sklearns(weights: list[float], n_rows: int) -> N
     from sklearn.dummy import DummyClassifier
     from sklearn.ensemble._gb import _init_raw_predictions
 
-    from treeshard.predictor import _binary_init, _multinomial_init
+    from treeshard.predictor.links import binary_init as _binary_init, multinomial_init as _multinomial_init
 
     k = len(weights)
     dummy = DummyClassifier(strategy="prior").fit(np.zeros((k, 1)), np.arange(k), sample_weight=np.array(weights))
@@ -919,7 +919,7 @@ def test_softmax_sums_rows_as_sklearn_whatever_the_layout() -> None:
     """Raw scores in any memory layout give sklearn's softmax of C-ordered raw predictions."""
     from sklearn.utils.extmath import softmax
 
-    from treeshard.predictor import _softmax
+    from treeshard.predictor.links import softmax as _softmax
 
     raw = np.random.default_rng(0).normal(scale=3.0, size=(2000, 12))
     expected = softmax(raw)

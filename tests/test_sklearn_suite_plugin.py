@@ -69,7 +69,7 @@ def run_probe(tmp_path: Path, *options: str, expected_estimators: str, round_tri
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
 
 
-@pytest.mark.parametrize(("options", "expected"), [((), "list"), (("--treeshard-lazy",), "LazyEstimators")])
+@pytest.mark.parametrize(("options", "expected"), [((), "list"), (("--treeshard-lazy",), "StoredEstimators")])
 def test_plugin_round_trips_top_level_fits_only(tmp_path, options, expected):
     done = run_probe(tmp_path, *options, expected_estimators=expected)
     assert done.returncode == 0, done.stdout + done.stderr

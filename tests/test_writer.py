@@ -87,7 +87,7 @@ def chunks_per_shard(request, monkeypatch):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_writer_bytes_equal_zarr_python(name, codec, chunks_per_shard, monkeypatch, tmp_path):
     if chunks_per_shard == 2:
-        monkeypatch.setattr("treeshard.api.node_chunk_rows", lambda width: 16)
+        monkeypatch.setattr("treeshard.saving.node_chunk_rows", lambda width: 16)
     treeshard.save(MODELS[name], tmp_path / "direct", codec=codec)
     written = _files(tmp_path / "direct")
     attributes = json.loads(written["zarr.json"])["attributes"]
@@ -213,7 +213,7 @@ def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(monkeypatc
     weights = np.ones(len(y))
     weights[-1] = 0.3  # only nodes that hold the last sample have fractional counts
     model = DecisionTreeClassifier(random_state=0).fit(X, y, sample_weight=weights)
-    monkeypatch.setattr("treeshard.api.node_chunk_rows", lambda width: 4)
+    monkeypatch.setattr("treeshard.saving.node_chunk_rows", lambda width: 4)
     treeshard.save(model, tmp_path / "m")
     info = treeshard.open(tmp_path / "m").info
     loaded = treeshard.load(tmp_path / "m")

@@ -1,194 +1,30 @@
-"""The public API: :func:`save`, :func:`load` and :func:`open`."""
+"""The public API: :func:`save` (from :mod:`treeshard.saving`), :func:`load` and :func:`open`.
+
+A load opens the store (:class:`ModelHandle`), plans which trees it reads and
+how it splits the memory budget (:mod:`treeshard.planning`), then has the
+adapter build the estimator over :class:`~treeshard.lazy.StoredEstimators`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
-import functools
-import json
-import math
-import platform
-import sys
 import warnings
 import weakref
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .adapters import SavedModel, adapter_for
-from .adapters.families import BAGGED, BOOSTING, ESTIMATORS, ISOLATION, family_of
-from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
-from .columns import TreeNodeRows
-from .errors import ArrayError, ConfigError, MemoryBudgetError, SklearnVersionWarning, UnsupportedEstimatorError
-from .lazy import DEFAULT_BATCH_BYTES, LazyEstimators, TreeCache, TreeSource
-from .reader import FITTED_GROUP, NODES_GROUP, StoreReader
-from .record import Config, check_json_depth
-from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
-from .storage.targets import check_target, write_files
+from .adapters import SavedModel
+from .adapters.families import BAGGED, ESTIMATORS, ISOLATION, family_of
+from .errors import SklearnVersionWarning
+from .lazy import StoredEstimators, TreeCache, TreeSource
+from .planning import LoadPlan, plan_load, trees_per_stage
+from .reader import StoreReader
+from .record import Config
+from .saving import save
 
-
-
-
-# --------------------------------------------------------------------------- save
-def save(
-    estimator: Any,
-    store: Any,
-    *,
-    codec: str = DEFAULT_CODEC,
-    metadata: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-    storage_options: dict[str, Any] | None = None,
-) -> None:
-    """Save a fitted tree ensemble to ``store`` (a directory, a ``.zip`` path or a zarr Store).
-
-    Parameters
-    ----------
-    estimator : a fitted supported estimator (see ``treeshard.SUPPORTED_ESTIMATORS``).
-    store : str, os.PathLike or zarr.abc.store.Store
-        A path ending in ``.zip`` makes a single file; any other path a directory.
-    codec : {"lz4", "zstd", "none"}
-        ``"lz4"`` decodes fastest; ``"zstd"`` makes smaller files.
-    metadata : mapping, optional
-        JSON-safe data kept with the model (metrics, dataset id, notes). It
-        never changes how the model loads.
-    overwrite : bool
-        Replace an existing store. Without it, an existing store is left untouched.
-    storage_options : dict, optional
-        For an fsspec URL store (``s3://bucket/model.zip``): options for the
-        filesystem, e.g. credentials or ``endpoint_url`` (see ``docs/REMOTE.md``).
-
-    Examples
-    --------
-    >>> from sklearn.datasets import load_iris
-    >>> from sklearn.ensemble import RandomForestClassifier
-    >>> import treeshard, zarr
-    >>> X, y = load_iris(return_X_y=True)
-    >>> model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
-    >>> store = zarr.storage.MemoryStore()
-    >>> treeshard.save(model, store, metadata={"accuracy": model.score(X, y)})
-    >>> (treeshard.load(store).predict(X) == model.predict(X)).all()
-    np.True_
-    """
-    from sklearn.utils.validation import check_is_fitted
-
-    adapter = adapter_for(estimator)
-    check_is_fitted(estimator)
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-    user_metadata = _check_metadata(metadata)
-    saved = adapter.to_saved(estimator)
-    _check_loadable(adapter, estimator, saved)
-    _write(store, adapter.estimator_id, saved, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
-
-
-def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
-    """Run load's checks on what save is about to write (as JSON reads it back):
-    a model that load would refuse is refused now, naming the inconsistency."""
-    if adapter.check_saved is None:
-        return
-    as_read = dataclasses.replace(saved, params=json.loads(json.dumps(saved.params)), fitted=json.loads(json.dumps(saved.fitted)))
-    try:
-        adapter.check_saved(type(estimator), as_read)
-    except (ConfigError, ArrayError) as exc:
-        raise UnsupportedEstimatorError(f"cannot save this {type(estimator).__name__}: its state is inconsistent ({exc})") from None
-
-
-def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
-    try:
-        text = json.dumps(dict(metadata), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"metadata must be JSON-safe (str keys, finite numbers): {exc}") from None
-    decoded = json.loads(text)
-    if decoded != dict(metadata):
-        raise TypeError("metadata must be JSON-safe: keys must be strings and sequences lists")
-    # A reader refuses deeper or larger records: never write a store that cannot be read.
-    try:
-        check_json_depth(decoded, "metadata", depth=1)  # the record holds it one level down
-    except ConfigError:
-        raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH - 1} levels") from None
-    if len(text.encode()) > MAX_USER_METADATA_BYTES:
-        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_USER_METADATA_BYTES:,} are allowed")
-    return decoded
-
-
-def _check_record(record: dict[str, Any]) -> None:
-    """The config record is within the limits a reader enforces (else ``ValueError``)."""
-    try:
-        check_json_depth(record)
-    except ConfigError as exc:
-        raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
-    size = len(json.dumps(record).encode())
-    if size > MAX_SAVED_CONFIG_BYTES:
-        raise ValueError(
-            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
-        )
-
-
-def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
-    import sklearn
-
-    from .integrity import digest_of_files
-    from .writer import encode_specs, in_memory, node_column_specs, store_files
-
-    check_target(store, overwrite=overwrite)
-    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
-    nodes = TreeNodeRows(saved.trees, saved.layout)
-    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
-    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
-    specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-    encoded = encode_specs(specs, codec=codec)
-    value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
-    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
-    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
-    stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
-    config = Config(
-        format_version=FORMAT_VERSION,
-        estimator=estimator_id,
-        params=saved.params,
-        unserializable_params=tuple(saved.unserializable_params),
-        fitted=saved.fitted,
-        trees=saved.layout,
-        codec=codec,
-        versions={
-            "treeshard": __version__,
-            "sklearn": sklearn.__version__,
-            "numpy": np.__version__,
-            "zarr": _zarr_version(),
-            "python": platform.python_version(),
-        },
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        metadata=metadata,
-        arrays=stored,
-    )
-    record = config.to_json()
-    _check_record(record)
-    files = store_files(encoded, {CONFIG_KEY: record})
-    # The digest covers everything above; hashed as encoded, never read back.
-    shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
-    # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
-    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
-
-
-@functools.lru_cache(maxsize=1)
-def _zarr_version() -> str:
-    """The installed zarr's version, without importing zarr (a save does not need it)."""
-    zarr = sys.modules.get("zarr")
-    if zarr is not None:
-        return zarr.__version__
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("zarr")
-    except PackageNotFoundError:
-        return "none"
+__all__ = ["ModelHandle", "ModelInfo", "load", "load_reference", "open", "save"]
 
 
 # --------------------------------------------------------------------------- open
@@ -212,7 +48,7 @@ class ModelInfo:
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
     #: Family-specific facts (JSON values) that ``treeshard info`` lists, e.g. an IsolationForest's ``offset_``.
-    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def stored_bytes(self) -> int:
@@ -258,13 +94,13 @@ class ModelHandle:
         details: dict[str, Any] = {}
         estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
         if family_of(config.estimator) == ISOLATION:
-            from .isolation import describe
+            from .adapters.isolation_forest import describe
 
             details, estimator_type = describe(config), "outlier_detector"
         return ModelInfo(
             estimator=config.estimator,
             estimator_type=estimator_type,
-            n_estimators=config.trees.n_trees // _trees_per_stage(config),
+            n_estimators=config.trees.n_trees // trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
             n_features=details.get("n_features_in_", config.trees.n_features),
@@ -307,45 +143,11 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
-        is_forest = family_of(self.adapter.estimator_id) in BAGGED
         source = TreeSource(self._reader)
-        selection = select_trees(estimators, config, fitted=config.fitted)
-        budget = parse_memory(max_memory)
-        needed = int(source.tree_bytes(selection).sum())
-        over_budget = budget is not None and needed > budget
-        if over_budget and not (is_forest and lazy):
-            what = "lazily: only forests stream trees" if is_forest else f"a {config.estimator}: only forests stream trees"
-            raise MemoryBudgetError(
-                f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; "
-                f"cannot load {what} (select fewer trees with estimators=...)"
-            )
+        plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
         extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}
         _warn_on_version_change(config)
-
-        if is_forest and lazy:
-            # The model outlives this handle: it reads through its own reader of the
-            # handle's open store (never reopened by path: same bytes as the config),
-            # closed when the model is garbage collected.
-            source = TreeSource(self._reader.share())
-            weakref.finalize(source, source.reader.close)
-            cache = TreeCache(budget // 4 if over_budget else None)
-            batch = max(1, budget // 8) if over_budget else DEFAULT_BATCH_BYTES
-            # The flat engine gets what the trees leave of the budget:
-            # half when they stream (cache: a quarter, batches: an eighth), else the rest.
-            engine_budget = None if budget is None else budget // 2 if over_budget else budget - needed
-
-            def build(factory: Any) -> Sequence:
-                return LazyEstimators(source, selection, factory, cache, batch_bytes=batch, engine_budget=engine_budget, reducer=_reduce_lazy)
-        else:
-            # Eager: stream batches (about a 32nd of the model, 2-32 MB while being
-            # built) so that only a small fraction of the model exists twice.
-            batch = min(DEFAULT_BATCH_BYTES, max(2 * 1024 * 1024, needed // 32))
-
-            def build(factory: Any) -> Sequence:
-                # Two read-ahead threads: one batch decodes while the next is validated and the
-                # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
-                return LazyEstimators(source, selection, factory, TreeCache(0), batch_bytes=batch, workers=2).materialize()
-
+        build = self._lazy_builder(plan) if plan.lazy else self._eager_builder(source, plan)
         saved = SavedModel(
             params=config.params,
             unserializable_params=list(config.unserializable_params),
@@ -353,16 +155,40 @@ class ModelHandle:
             layout=config.trees,
             trees=(),
             arrays=extra,
-            selection=selection,
+            selection=plan.selection,
             build_estimators=build,
             tree_ptr=source.reader.tree_ptr,
         )
         estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
-        if is_forest and lazy and engine == "auto":
+        if plan.lazy and engine == "auto":
             from .dispatch import install
 
             install(estimator)
         return estimator
+
+    def _lazy_builder(self, plan: LoadPlan) -> Callable[[Any], Sequence]:
+        # The model outlives this handle: it reads through its own reader of the
+        # handle's open store (never reopened by path: same bytes as the config),
+        # closed when the model is garbage collected.
+        source = TreeSource(self._reader.share())
+        weakref.finalize(source, source.reader.close)
+        cache = TreeCache(plan.cache_bytes)
+
+        def build(factory: Any) -> Sequence:
+            return StoredEstimators(
+                source, plan.selection, factory, cache, batch_bytes=plan.batch_bytes, engine_budget=plan.engine_budget, reducer=_reduce_lazy
+            )
+
+        return build
+
+    @staticmethod
+    def _eager_builder(source: TreeSource, plan: LoadPlan) -> Callable[[Any], Sequence]:
+        def build(factory: Any) -> Sequence:
+            # Two read-ahead threads: one batch decodes while the next is validated and the
+            # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
+            return StoredEstimators(source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=2).materialize()
+
+        return build
 
     def tree(self, index: int) -> Any:
         """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
@@ -394,88 +220,6 @@ class ModelHandle:
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 
-
-
-def _trees_per_stage(config: Config) -> int:
-    """Trees per boosting stage (1 for forests and single trees)."""
-    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) == BOOSTING else 1
-    return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
-
-
-def select_trees(spec: Any, config: Config, *, fitted: dict[str, Any]) -> np.ndarray:
-    """Global ids of the trees that ``estimators=spec`` selects.
-
-    Forests take the first ``k`` trees (an int), a slice or a list of distinct
-    indices; gradient boosting takes a prefix of its stages (an int ``k``, a
-    slice ``:k`` or ``range(k)``), so staged predictions stay meaningful.
-    """
-    n_trees = config.trees.n_trees
-    if spec is None:
-        return np.arange(n_trees, dtype=np.int64)
-    if family_of(config.estimator) == BOOSTING:
-        per_stage = _trees_per_stage(config)
-        n_units, unit = n_trees // per_stage, "stages"
-    elif family_of(config.estimator) in BAGGED:
-        per_stage, n_units, unit = 1, n_trees, "trees"
-    else:
-        raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")
-    if isinstance(spec, bool):
-        raise TypeError("estimators must be an int, a slice or a list of indices, not a bool")
-    if isinstance(spec, (int, np.integer)):
-        if not 1 <= spec <= n_units:
-            raise ValueError(f"estimators={spec}: choose between 1 and {n_units} {unit}")
-        units = np.arange(int(spec), dtype=np.int64)
-    elif isinstance(spec, slice):
-        units = np.arange(n_units, dtype=np.int64)[spec]
-    elif isinstance(spec, (Sequence, np.ndarray, range)) and not isinstance(spec, (str, bytes, bytearray)):
-        units = np.asarray(spec if isinstance(spec, np.ndarray) else list(spec))
-        if units.ndim != 1:
-            raise TypeError(f"estimators: expected a 1-D list of indices, got shape {units.shape}")
-        if units.size and (units.dtype.kind not in "iu"):
-            raise TypeError(f"estimators: indices must be integers, got {units.dtype}")
-        units = units.astype(np.int64)
-        if units.size and (units.min() < -n_units or units.max() >= n_units):
-            raise IndexError(f"estimators: an index is out of range for {n_units} {unit}")
-        units = units % n_units if units.size else units
-        if len(np.unique(units)) != len(units):
-            raise ValueError("estimators: indices must be distinct")
-    else:
-        raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
-    if units.size == 0:
-        raise ValueError(f"estimators={spec!r} selects no {unit}")
-    if per_stage > 1 or family_of(config.estimator) == BOOSTING:
-        if not np.array_equal(units, np.arange(len(units))):
-            raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
-        return np.arange(len(units) * per_stage, dtype=np.int64)
-    return units
-
-
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def parse_memory(value: int | str | None) -> int | None:
-    """Bytes from an int or a string such as ``"512MB"`` or ``"1.5 GiB"``.
-
-    >>> parse_memory("512MB"), parse_memory("1GiB"), parse_memory(1000)
-    (512000000, 1073741824, 1000)
-    """
-    if value is None:
-        return None
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if value <= 0:
-            raise ValueError(f"max_memory must be positive, got {value}")
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip().upper().replace(" ", "")
-        number = text.rstrip("KMGTIB")
-        unit = text[len(number) :]
-        try:
-            amount = float(number)
-        except ValueError:
-            amount = math.nan
-        if unit in _UNITS and math.isfinite(amount) and int(amount * _UNITS[unit]) >= 1:
-            return int(amount * _UNITS[unit])
-    raise ValueError(f"max_memory must be a number of bytes or a string like '512MB' or '2GiB', got {value!r}")
 
 
 def _warn_on_version_change(config: Config) -> None:
@@ -566,7 +310,7 @@ def load(
         return handle.load(lazy=lazy, estimators=estimators, max_memory=max_memory, verify=verify, public_key=public_key, engine=engine)
 
 
-def _reduce_lazy(lazy: LazyEstimators) -> tuple[Any, tuple]:
+def _reduce_lazy(lazy: StoredEstimators) -> tuple[Any, tuple]:
     """``__reduce__`` of the lazy estimators :func:`load` makes: a reference opened by :func:`load_reference`."""
     from .distributed import reduce_lazy_estimators
 

@@ -97,10 +97,10 @@ class SmallBatchDispatch:
 
 def _engine_for(forest: Any, X: Any) -> Any:
     """The flat predictor if it should score ``X``, else None."""
-    from .lazy import LazyEstimators
+    from .lazy import StoredEstimators
 
     lazy = forest.__dict__.get("estimators_")
-    if type(lazy) is not LazyEstimators or lazy._appended:
+    if type(lazy) is not StoredEstimators or lazy._appended:
         return None  # refitted, or grown by a warm start: sklearn's trees
     if _simple_rows(X) is None:
         return None

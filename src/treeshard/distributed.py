@@ -1,6 +1,6 @@
 """Lazy models travel as references: pickling for Dask and multiprocessing.
 
-A lazily loaded forest's ``estimators_`` (:class:`treeshard.lazy.LazyEstimators`)
+A lazily loaded forest's ``estimators_`` (:class:`treeshard.lazy.StoredEstimators`)
 pickles as a *reference*: the store's URL or absolute path, its
 ``storage_options``, the selected tree ids and the cache settings, never the
 trees. The process that unpickles it (a Dask worker, a ``multiprocessing``
@@ -56,7 +56,7 @@ def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tu
 
 
 def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
-    """The store reference of a :class:`~treeshard.lazy.LazyEstimators` (None if it has none)."""
+    """The store reference of a :class:`~treeshard.lazy.StoredEstimators` (None if it has none)."""
     fast = getattr(getattr(lazy.source, "reader", None), "_fast", None)
     argument = getattr(fast, "store_argument", None)
     if argument is None:
@@ -65,7 +65,7 @@ def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
 
 
 def reduce_lazy_estimators(lazy: Any, *, opener: Callable[..., Any]) -> tuple[Any, tuple]:
-    """``__reduce__`` of :class:`~treeshard.lazy.LazyEstimators`: a reference, or the trees by value.
+    """``__reduce__`` of :class:`~treeshard.lazy.StoredEstimators`: a reference, or the trees by value.
 
     ``opener`` is the module-level function the unpickling process calls with the
     reference (:func:`treeshard.api.load_reference`: it passes ``load`` to

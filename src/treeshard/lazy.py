@@ -6,9 +6,11 @@ boundaries (a tree cut by a boundary is carried into the next batch), so
 every chunk is decoded once; a background thread reads, decodes and
 validates the next batch while the caller builds and uses the current one.
 
-:class:`LazyEstimators` is the ``estimators_`` list of a lazily loaded
-forest: ``len()`` needs no read, ``[i]`` builds one tree (kept in an LRU
-cache), and iteration streams the trees.
+:class:`StoredEstimators` is a sequence of sub-estimators read from a store,
+what every load goes through: the ``estimators_`` list of a lazily loaded
+forest (``len()`` needs no read, ``[i]`` builds one tree, kept in an LRU
+cache, and iteration streams the trees), or, materialized, the trees of an
+eager load.
 """
 
 from __future__ import annotations
@@ -218,8 +220,9 @@ class EngineSlot:
             return self._engine
 
 
-class LazyEstimators(Sequence):
-    """The ``estimators_`` of a lazily loaded forest.
+class StoredEstimators(Sequence):
+    """Sub-estimators read from a store: a lazy forest's ``estimators_``, or (with
+    :meth:`materialize`) the trees of an eager load, streamed in batches.
 
     Parameters
     ----------
@@ -249,7 +252,7 @@ class LazyEstimators(Sequence):
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         workers: int = 2,
         engine_budget: int | None = None,
-        reducer: Callable[[LazyEstimators], tuple[Any, tuple]] | None = None,
+        reducer: Callable[[StoredEstimators], tuple[Any, tuple]] | None = None,
     ) -> None:
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
@@ -268,7 +271,7 @@ class LazyEstimators(Sequence):
         """Append fitted estimators (what sklearn's ``warm_start`` does to a forest)."""
         self._appended.extend(estimators)
 
-    def __iadd__(self, estimators: Any) -> LazyEstimators:
+    def __iadd__(self, estimators: Any) -> StoredEstimators:
         """``estimators_ += new``: what a warm-start fit of a bagging ensemble (IsolationForest) does."""
         self.extend(estimators)
         return self
@@ -277,7 +280,7 @@ class LazyEstimators(Sequence):
         if isinstance(item, slice):
             if self._appended:
                 return [self[i] for i in range(len(self))[item]]
-            return LazyEstimators(
+            return StoredEstimators(
                 self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers,
                 engine_budget=self.engine.budget,
                 reducer=self.reducer,
@@ -346,4 +349,4 @@ class LazyEstimators(Sequence):
         return self.reducer(self)
 
     def __repr__(self) -> str:
-        return f"<LazyEstimators: {len(self)} trees, {len(self.cache)} in memory>"
+        return f"<StoredEstimators: {len(self)} trees, {len(self.cache)} in memory>"

@@ -263,10 +263,10 @@ def save_with_small_chunks(estimator: Any, store: Any, *, chunk_rows: int, chunk
     import pytest
 
     import treeshard
-    from treeshard import api, codecs
+    from treeshard import codecs, saving
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(api, "node_chunk_rows", lambda value_width: chunk_rows)
+        patch.setattr(saving, "node_chunk_rows", lambda value_width: chunk_rows)
         patch.setattr(codecs, "CHUNKS_PER_SHARD", chunks_per_shard)
         treeshard.save(estimator, store, **kwargs)
 

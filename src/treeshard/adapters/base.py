@@ -363,45 +363,6 @@ def decode_fitted(fitted: dict[str, Any], names: Sequence[str]) -> dict[str, Any
     return {name: decode_value(f"config.fitted.{name}", value) for name, value in fitted.items()}
 
 
-def expect(where: str, value: Any, kind: type | tuple[type, ...], check: Callable[[Any], bool] | None = None, what: str = "") -> Any:
-    """Raise :class:`ConfigError` unless ``value`` has the type (and passes ``check``)."""
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(f"{where}: expected {what or kind}, got a boolean")
-    if not isinstance(value, kind) or (check is not None and not check(value)):
-        raise ConfigError(f"{where}: expected {what or kind}, got {type(value).__name__} {str(value)[:60]}")
-    return value
-
-
-def get_fitted(fitted: dict[str, Any], name: str) -> Any:
-    return require("config.fitted", fitted, name)
-
-
-def check_common(fitted: dict[str, Any], layout: TreeLayout) -> None:
-    """``n_features_in_`` and ``feature_names_in_`` agree with the trees."""
-    n_features = expect("config.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
-    if n_features != layout.n_features:
-        raise ConfigError(f"config.fitted.n_features_in_: {n_features}, but trees have {layout.n_features} features")
-    if "feature_names_in_" in fitted:
-        names = fitted["feature_names_in_"]
-        expect(
-            "config.fitted.feature_names_in_",
-            names,
-            np.ndarray,
-            lambda a: a.dtype == object and a.shape == (layout.n_features,),
-            f"an object array of {layout.n_features} strings",
-        )
-
-
-def check_labels(where: str, labels: Any, n_classes: int) -> None:
-    expect(
-        where,
-        labels,
-        np.ndarray,
-        lambda a: a.ndim == 1 and len(a) == n_classes and len(np.unique(a)) == n_classes,
-        f"an array of {n_classes} distinct labels",
-    )
-
-
 def new_like(cls: type, attributes: dict[str, Any]) -> Any:
     """An instance of ``cls`` with exactly ``attributes``, without calling ``__init__``.
 

@@ -24,22 +24,24 @@ class EstimatorKind:
     family: str
     module: str
     is_classifier: bool
+    #: ``predict`` accepts NaN (sklearn's missing-value support); with a random splitter, any tree estimator does.
+    takes_nan: bool = False
 
 
 ESTIMATORS: dict[str, EstimatorKind] = {
     kind.estimator_id: kind
     for kind in (
-        EstimatorKind("RandomForestClassifier", FOREST, "sklearn.ensemble", is_classifier=True),
-        EstimatorKind("RandomForestRegressor", FOREST, "sklearn.ensemble", is_classifier=False),
-        EstimatorKind("ExtraTreesClassifier", FOREST, "sklearn.ensemble", is_classifier=True),
-        EstimatorKind("ExtraTreesRegressor", FOREST, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("RandomForestClassifier", FOREST, "sklearn.ensemble", is_classifier=True, takes_nan=True),
+        EstimatorKind("RandomForestRegressor", FOREST, "sklearn.ensemble", is_classifier=False, takes_nan=True),
+        EstimatorKind("ExtraTreesClassifier", FOREST, "sklearn.ensemble", is_classifier=True, takes_nan=True),
+        EstimatorKind("ExtraTreesRegressor", FOREST, "sklearn.ensemble", is_classifier=False, takes_nan=True),
         EstimatorKind("GradientBoostingClassifier", BOOSTING, "sklearn.ensemble", is_classifier=True),
         EstimatorKind("GradientBoostingRegressor", BOOSTING, "sklearn.ensemble", is_classifier=False),
-        EstimatorKind("DecisionTreeClassifier", TREE, "sklearn.tree", is_classifier=True),
-        EstimatorKind("DecisionTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
+        EstimatorKind("DecisionTreeClassifier", TREE, "sklearn.tree", is_classifier=True, takes_nan=True),
+        EstimatorKind("DecisionTreeRegressor", TREE, "sklearn.tree", is_classifier=False, takes_nan=True),
         EstimatorKind("ExtraTreeClassifier", TREE, "sklearn.tree", is_classifier=True),
         EstimatorKind("ExtraTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
-        EstimatorKind("IsolationForest", ISOLATION, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("IsolationForest", ISOLATION, "sklearn.ensemble", is_classifier=False, takes_nan=True),
     )
 }
 

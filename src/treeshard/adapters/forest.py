@@ -14,17 +14,15 @@ from .base import (
     SavedModel,
     TreeParamRuns,
     build_estimator,
-    check_common,
     decode_fitted,
     encode_fitted,
     encode_params,
     encode_tree_params,
-    expect,
-    get_fitted,
     new_like,
 )
 from .families import ESTIMATORS, FOREST, ids_of
-from .trees import TREE_FITTED, check_classes, check_tree_attributes, decode_tree_param_runs, trees_layout
+from .checks import check_classes, check_common, expect, get_fitted
+from .trees import TREE_FITTED, check_tree_attributes, decode_tree_param_runs, trees_layout
 
 FOREST_FITTED = (
     "n_features_in_",
@@ -73,10 +71,8 @@ def tree_params(forest: Any) -> dict[str, Any]:
 
 def _decode(cls: type, saved: SavedModel) -> tuple[Any, dict[str, Any], TreeParamRuns | None, list[int]]:
     """Every check of a stored forest: ``(forest, tree attributes, per-tree runs, tree random states)``."""
-    from sklearn.base import is_classifier
-
     forest = build_estimator(cls, saved.params, saved.unserializable_params)
-    classifier = is_classifier(forest)
+    classifier = ESTIMATORS[cls.__name__].is_classifier
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
     runs_raw = raw.pop("tree_params", None)

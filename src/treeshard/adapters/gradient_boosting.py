@@ -14,26 +14,24 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from ..record import TreeLayout, parse_dict, parse_int, parse_str, require
+from ..record import TreeLayout, parse_dict, parse_int, require
 from .base import (
     TREE_RUN_FITTED,
     Adapter,
     SavedModel,
     TreeParamRuns,
     build_estimator,
-    check_common,
     decode_fitted,
     decode_value,
     encode_fitted,
     encode_params,
     encode_tree_params,
     encode_value,
-    expect,
-    get_fitted,
     new_like,
 )
 from .families import BOOSTING, ESTIMATORS, ids_of
-from .trees import TREE_FITTED, check_classes, check_tree_attributes, decode_tree_param_runs
+from .checks import DUMMY_FITTED, check_common, check_init_fitted, check_init_record, check_stages, expect, get_fitted
+from .trees import TREE_FITTED, check_tree_attributes, decode_tree_param_runs
 
 GB_FITTED = (
     "n_features_in_",
@@ -52,8 +50,6 @@ GB_ARRAYS = {
     "rng_keys": "uint32",  # the MT19937 key of ``_rng``; see _encode_rng
 }
 MT19937_KEY_LENGTH = 624
-DUMMY_FITTED = ("n_features_in_", "_strategy", "sparse_output_", "n_outputs_", "classes_", "n_classes_", "class_prior_", "constant_")
-DUMMY_CLASSES = {"DummyClassifier", "DummyRegressor"}
 
 
 #: The params each stage's ``DecisionTreeRegressor`` takes from the model
@@ -69,21 +65,6 @@ TREE_PARAMS = (
     "ccp_alpha",
 )
 STAGE_ARRAYS = ("train_score_", "oob_improvement_", "oob_scores_")
-
-
-def stages_problem(n_trees: int, k: int, *, n_estimators: int) -> str | None:
-    """Why ``n_estimators_`` does not fit ``n_trees`` stored trees of ``k`` per stage (``None``: it does).
-
-    Shared by save, load and the Predictor. sklearn reports one stage more
-    than it holds after a warm-start ``fit`` that adds no stage
-    (``_fit_stages`` returns ``begin_at_stage + 1``); predictions use the
-    stored stages, so that count is kept as sklearn has it.
-    """
-    if n_trees % k:
-        return f"{n_trees} trees are not whole stages of {k} trees"
-    if n_estimators not in (n_trees // k, n_trees // k + 1):
-        return f"{n_estimators} stages of {k} trees, but {n_trees} trees are stored"
-    return None
 
 
 def _to_saved(gb: Any) -> SavedModel:
@@ -211,64 +192,27 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
     reads is checked: a wrong-length ``class_prior_`` would make sklearn's
     Cython loss read out of bounds.
     """
-    from sklearn.base import is_classifier
-
     where = "config.fitted.init_"
     if record == "zero":
         return "zero"
-    record = parse_dict(where, record)
-    name = parse_str(f"{where}.estimator", require(where, record, "estimator"), max_len=40)
-    if name not in DUMMY_CLASSES:
-        raise ConfigError(f"{where}.estimator: {name!r} is not DummyClassifier or DummyRegressor")
-    classifier = is_classifier(gb)
-    expected_name = "DummyClassifier" if classifier else "DummyRegressor"
-    if name != expected_name:
-        raise ConfigError(f"{where}.estimator: {name!r}, but a {type(gb).__name__} starts from a {expected_name}")
+    classifier = ESTIMATORS[type(gb).__name__].is_classifier
+    record = check_init_record(where, record, estimator_id=type(gb).__name__, classifier=classifier)
     from sklearn import dummy
 
-    init = build_estimator(getattr(dummy, name), parse_dict(f"{where}.params", require(where, record, "params")))
+    init = build_estimator(getattr(dummy, record["estimator"]), parse_dict(f"{where}.params", require(where, record, "params")))
     expected_params = _default_init_params(gb)
     actual_params = {key: init.get_params(deep=False)[key] for key in expected_params}
     if actual_params != expected_params:
         raise ConfigError(f"{where}.params: {actual_params}, but {type(gb).__name__}(loss={gb.loss!r}) makes {expected_params}")
     fitted = decode_fitted(parse_dict(f"{where}.fitted", require(where, record, "fitted")), DUMMY_FITTED)
-    n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
-    if n != n_features:
-        raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
-    expect(f"{where}.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
-    if classifier:
-        k = int(gb.n_classes_)
-        for key in ("classes_", "class_prior_"):
-            expect(
-                f"{where}.fitted.{key}",
-                get_fitted(fitted, key),
-                np.ndarray,
-                lambda a: a.shape == (k,) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
-                f"{k} finite float64 values",
-            )
-        expect(f"{where}.fitted.n_classes_", get_fitted(fitted, "n_classes_"), (int, np.integer), lambda v: v == k, str(k))
-        expect(f"{where}.fitted._strategy", get_fitted(fitted, "_strategy"), str, lambda v: v == "prior", "'prior'")
-        expect(f"{where}.fitted.sparse_output_", get_fitted(fitted, "sparse_output_"), bool, lambda v: not v, "false")
-    else:
-        expect(
-            f"{where}.fitted.constant_",
-            get_fitted(fitted, "constant_"),
-            np.ndarray,
-            lambda a: a.shape == (1, 1) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
-            "a finite float64 (1, 1) array",
-        )
-        unexpected = sorted(set(fitted) - {"n_features_in_", "n_outputs_", "constant_", "feature_names_in_"})
-        if unexpected:
-            raise ConfigError(f"{where}.fitted: unexpected attribute(s) {unexpected} for a DummyRegressor")
+    check_init_fitted(where, fitted, classifier=classifier, n_classes=int(gb.n_classes_) if classifier else 1, n_features=n_features)
     init.__dict__.update(fitted)
     return init
 
 
 def _default_init_params(gb: Any) -> dict[str, Any]:
     """The params of the dummy ``init_`` sklearn makes for ``gb`` (``_init_state``)."""
-    from sklearn.base import is_classifier
-
-    if is_classifier(gb):
+    if ESTIMATORS[type(gb).__name__].is_classifier:
         return {"strategy": "prior"}
     if gb.loss in ("absolute_error", "huber"):
         return {"strategy": "quantile", "quantile": 0.5}
@@ -291,13 +235,12 @@ class _Decoded:
 
 def _decode(cls: type, saved: SavedModel) -> _Decoded:
     """Every check of a stored gradient-boosting model; builds the estimator but no tree."""
-    from sklearn.base import is_classifier
     from sklearn.tree import DecisionTreeRegressor
 
     gb = build_estimator(cls, saved.params, saved.unserializable_params)
     if gb.init not in (None, "zero"):
         raise ConfigError("config.params.init: must be null or 'zero'")
-    classifier = is_classifier(gb)
+    classifier = ESTIMATORS[cls.__name__].is_classifier
     layout = saved.layout
     raw = dict(saved.fitted)
     sub_raw = parse_dict("config.fitted.estimators_", raw.pop("estimators_", None))
@@ -310,21 +253,7 @@ def _decode(cls: type, saved: SavedModel) -> _Decoded:
     check_common(fitted, layout)
     tree_layout = TreeLayout(layout.n_trees, layout.n_nodes, layout.n_features, 1, (1,))
     check_tree_attributes("config.fitted.estimators_", sub_fitted, tree_layout, classifier=False)
-    if layout.n_outputs != 1 or layout.n_classes != (1,):
-        raise ConfigError("config.trees: gradient boosting trees have one output and one value")
-    k = expect("config.fitted.n_trees_per_iteration_", get_fitted(fitted, "n_trees_per_iteration_"), int, lambda v: v >= 1, "a positive integer")
-    if classifier:
-        n_classes = get_fitted(fitted, "n_classes_")
-        classes_layout = TreeLayout(1, 1, layout.n_features, 1, (int(n_classes) if isinstance(n_classes, (int, np.integer)) and n_classes >= 2 else 2,))
-        check_classes("config.fitted", fitted, classes_layout)
-        if k != (1 if n_classes == 2 else n_classes):
-            raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k} does not fit {n_classes} classes")
-    elif k != 1:
-        raise ConfigError(f"config.fitted.n_trees_per_iteration_: {k}, a regressor has 1")
-    n_estimators = expect("config.fitted.n_estimators_", get_fitted(fitted, "n_estimators_"), int, lambda v: v >= 1, "a positive integer")
-    problem = stages_problem(layout.n_trees, k, n_estimators=n_estimators)
-    if problem:
-        raise ConfigError(f"config.fitted.n_estimators_: {problem}")
+    k, _ = check_stages(fitted, layout, classifier=classifier)
     n_stages = layout.n_trees // k
     max_features = expect("config.fitted.max_features_", get_fitted(fitted, "max_features_"), int)
     if not 1 <= max_features <= layout.n_features:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
-from ..record import TreeLayout, parse_dict, parse_int
+from ..record import Config, TreeLayout, parse_dict, parse_int
 from .base import (
     TREE_RUN_FITTED,
     Adapter,
@@ -23,13 +23,13 @@ from .base import (
     TreeParamRuns,
     build_estimator,
     decode_fitted,
+    decode_value,
     encode_fitted,
     encode_params,
     encode_tree_params,
-    expect,
-    get_fitted,
     new_like,
 )
+from .checks import expect, get_fitted
 from .families import ESTIMATORS, ISOLATION, ids_of
 from .trees import TREE_FITTED, check_tree_attributes, decode_tree_param_runs, trees_layout
 
@@ -219,6 +219,28 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     if saved.is_partial:
         forest.n_estimators = len(selected)
     return forest
+
+
+def describe(config: Config) -> dict[str, Any]:
+    """What ``treeshard info`` shows about a stored IsolationForest, as JSON values
+    (read from the record; a malformed value shows as it is stored)."""
+    fitted = config.fitted
+
+    def value(name: str) -> Any:
+        try:
+            decoded = decode_value(f"config.fitted.{name}", fitted.get(name))
+        except ConfigError:
+            return fitted.get(name)
+        return decoded.item() if isinstance(decoded, np.generic) else decoded
+
+    return {
+        "n_features_in_": value("n_features_in_"),
+        "_max_features": config.trees.n_features,  # columns each tree reads
+        "max_samples_": value("max_samples_"),
+        "contamination": config.params.get("contamination"),
+        "offset_": value("offset_"),
+        "bootstrap": config.params.get("bootstrap"),
+    }
 
 
 def _adapter(name: str) -> Adapter:

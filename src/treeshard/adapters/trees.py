@@ -18,15 +18,12 @@ from .base import (
     Adapter,
     SavedModel,
     build_estimator,
-    check_common,
-    check_labels,
     decode_fitted,
     decode_tree_params,
     encode_fitted,
     encode_params,
-    expect,
-    get_fitted,
 )
+from .checks import check_classes, check_common, check_regressor_trees, check_single_tree, expect, get_fitted
 
 TREE_FITTED = ("n_features_in_", "feature_names_in_", "n_outputs_", "classes_", "n_classes_", "max_features_")
 
@@ -66,8 +63,7 @@ def check_tree_attributes(where: str, attrs: dict[str, Any], layout: TreeLayout,
     if not classifier:
         if "classes_" in attrs or "n_classes_" in attrs:
             raise ConfigError(f"{where}: a regressor has no classes_")
-        if set(layout.n_classes) != {1}:
-            raise ConfigError(f"{where}: a regressor's trees must have 1 class per output")
+        check_regressor_trees(where, layout)
         return
     check_classes(where, attrs, layout)
 
@@ -85,19 +81,6 @@ def decode_tree_param_runs(
     return decode_tree_params(where, record, tree_cls=tree_cls, expected=expected, n_trees=layout.n_trees, fitted_check=check_run_fitted)
 
 
-def check_classes(where: str, attrs: dict[str, Any], layout: TreeLayout) -> None:
-    classes, n_classes = get_fitted(attrs, "classes_"), get_fitted(attrs, "n_classes_")
-    if layout.n_outputs == 1:
-        check_labels(f"{where}.classes_", classes, layout.n_classes[0])
-        expect(f"{where}.n_classes_", n_classes, (int, np.integer), lambda k: k == layout.n_classes[0], str(layout.n_classes[0]))
-        return
-    expect(f"{where}.classes_", classes, list, lambda c: len(c) == layout.n_outputs, f"a list of {layout.n_outputs} arrays")
-    for k, labels in enumerate(classes):
-        check_labels(f"{where}.classes_[{k}]", labels, layout.n_classes[k])
-    if not (isinstance(n_classes, (list, np.ndarray)) and list(n_classes) == list(layout.n_classes)):
-        raise ConfigError(f"{where}.n_classes_: expected {list(layout.n_classes)}")
-
-
 def _to_saved(estimator: Any) -> SavedModel:
     params, unserializable = encode_params(estimator)
     tree = estimator.tree_
@@ -107,14 +90,11 @@ def _to_saved(estimator: Any) -> SavedModel:
 
 def _check_saved(cls: type, saved: SavedModel) -> Any:
     """Every check of a stored single tree: the estimator with its params and fitted attributes."""
-    from sklearn.base import is_classifier
-
     estimator = build_estimator(cls, saved.params, saved.unserializable_params)
     fitted = decode_fitted(saved.fitted, TREE_FITTED)
     check_common(fitted, saved.layout)
-    check_tree_attributes("config.fitted", fitted, saved.layout, classifier=is_classifier(estimator))
-    if saved.layout.n_trees != 1:
-        raise ConfigError(f"config.trees.n_trees: a single tree estimator has 1 tree, not {saved.layout.n_trees}")
+    check_tree_attributes("config.fitted", fitted, saved.layout, classifier=ESTIMATORS[cls.__name__].is_classifier)
+    check_single_tree(saved.layout)
     estimator.__dict__.update(fitted)
     return estimator
 

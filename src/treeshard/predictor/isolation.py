@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .adapters.base import decode_fitted, decode_param, decode_value
-from .adapters.isolation_forest import IFOREST_ARRAYS, IFOREST_FITTED, check_isolation_arrays, check_isolation_fitted
-from .columns import NodeColumns
-from .errors import ConfigError
-from .record import Config
+from ..adapters.base import decode_fitted, decode_param
+from ..adapters.isolation_forest import IFOREST_ARRAYS, IFOREST_FITTED, check_isolation_arrays, check_isolation_fitted
+from ..columns import NodeColumns
+from ..errors import ConfigError
+from ..record import Config
 
 if TYPE_CHECKING:
-    from .reader import StoreReader
+    from ..reader import StoreReader
 
 
 @dataclasses.dataclass
@@ -99,37 +99,14 @@ def average_path_length(n_samples_leaf: Any) -> np.ndarray:
     return average.reshape(shape)
 
 
-def describe(config: Config) -> dict[str, Any]:
-    """What ``treeshard info`` shows about a stored IsolationForest, as JSON values
-    (read from the record; a malformed value shows as it is stored)."""
-    fitted = config.fitted
-
-    def value(name: str) -> Any:
-        try:
-            decoded = decode_value(f"config.fitted.{name}", fitted.get(name))
-        except ConfigError:
-            return fitted.get(name)
-        return decoded.item() if isinstance(decoded, np.generic) else decoded
-
-    return {
-        "n_features_in_": value("n_features_in_"),
-        "_max_features": config.trees.n_features,  # columns each tree reads
-        "max_samples_": value("max_samples_"),
-        "contamination": config.params.get("contamination"),
-        "offset_": value("offset_"),
-        "bootstrap": config.params.get("bootstrap"),
-    }
-
-
-def setup_isolation(predictor: Any, config: Config) -> None:
-    """``Predictor._setup_model`` for an IsolationForest: X has ``n_features_in_`` columns,
-    each tree reads ``_max_features`` of them; NaN and infinity are scored as sklearn does."""
+def setup_isolation(predictor: Any, config: Config) -> IsolationModel:
+    """The Predictor's model attributes for an IsolationForest: X has ``n_features_in_`` columns,
+    each tree reads ``_max_features`` of them; NaN and infinity are scored as sklearn 1.6+ does."""
     model = IsolationModel.from_config(config)
-    layout = config.trees
-    predictor.estimator = config.estimator
     predictor.config = config
-    predictor._layout = layout
-    predictor._is_classifier = False
+    predictor._layout = config.trees
+    predictor.estimator = config.estimator
+    predictor._is_forest = predictor._is_boosting = predictor._is_tree = predictor._is_classifier = False
     predictor._allow_nan = True
     predictor.n_features_in_ = model.n_features_in
     names = model.fitted.get("feature_names_in_")
@@ -137,7 +114,7 @@ def setup_isolation(predictor: Any, config: Config) -> None:
         if not all(isinstance(v, str) for v in names.tolist()):
             raise ConfigError(f"config.fitted.feature_names_in_: expected {model.n_features_in} strings")
         predictor.feature_names_in_ = names.astype(object)
-    predictor.n_estimators = layout.n_trees
+    predictor.n_estimators = config.trees.n_trees
     predictor.n_outputs_ = 1
     predictor.offset_ = model.offset
-    predictor._isolation = model
+    return model

@@ -1,0 +1,358 @@
+"""The :class:`Predictor`: a stored model's predict methods over the flat engine.
+
+Input conversion is :mod:`.inputs`, set-up from the config :mod:`.model`, the
+links :mod:`.links` and the compiled traversal :mod:`.traversal`; this module
+composes them into sklearn's methods, output for output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..adapters.families import BAGGED, BOOSTING, FOREST, ISOLATION, TREE, family_of
+from ..columns import NodeColumns
+from ..errors import UnsupportedEstimatorError
+from ..record import Config
+from ..validate import check_trees, validate_tree_ptr
+from .inputs import as_float32, blocks, check_feature_names
+from .links import expit, softmax
+from .model import model_from_config, read_columns
+from .traversal import Traversal
+
+__all__ = ["Predictor"]
+
+
+class _Method:
+    """A method that exists only for some estimators (like sklearn's ``available_if``)."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def __call__(self, fn: Any) -> _Method:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        if not getattr(obj, self.check):
+            raise AttributeError(f"this Predictor ({obj.estimator}) has no {self.name}()")
+        return self.fn.__get__(obj, owner)
+
+
+class Predictor(Traversal):
+    """Predict with a stored tree ensemble using numpy only (no sklearn, no zarr import).
+
+    Parameters
+    ----------
+    store : str, os.PathLike or zarr.abc.store.Store
+        A treeshard store: a directory, a ``.zip`` file, a URL or a zarr ``Store``.
+    storage_options : dict, optional
+        For a URL store: filesystem options (see ``docs/REMOTE.md``).
+    check_chunks : bool, default True
+        Check every chunk read against the store's ``treeshard.sha256`` record,
+        as :func:`treeshard.load` does; ``False`` only for trusted local files.
+    n_jobs : int or None, default=-1
+        Threads a large batch is scored with, as sklearn's ``n_jobs``: -1 for
+        every core this process may use, -2 for all but one, None for 1.
+        Outputs do not depend on it. Settable later as the attribute ``n_jobs``.
+
+    Attributes
+    ----------
+    estimator : str
+        The stored estimator's class name, e.g. ``"RandomForestClassifier"``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only if the model was fitted on named features.
+    classes_ : ndarray, or list of ndarray for multi-output classifiers
+        Only for classifiers.
+    n_outputs_ : int
+    n_estimators : int
+        Number of trees (for gradient boosting: of stages).
+
+    Notes
+    -----
+    Methods follow the estimator: ``predict`` and ``apply`` always;
+    ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
+    boosting classifiers; ``score_samples``, ``decision_function`` and ``predict`` (no ``apply``)
+    for an IsolationForest (:mod:`.isolation`). Every output is bit-identical to the original
+    estimator's on the running machine (outputs through ``exp``/``log`` may
+    differ between CPUs, for sklearn as for the predictor; see the module
+    docstring), and input is validated like sklearn (feature count, feature
+    names of a DataFrame, NaN and infinity). ``X`` may be dense or a scipy
+    sparse matrix or array of any format.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, treeshard
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+    >>> path = os.path.join(tempfile.mkdtemp(), "iris.zip")
+    >>> treeshard.save(model, path)
+    >>> predictor = treeshard.Predictor(path)
+    >>> predictor.predict(X[:3])
+    array([0, 0, 0])
+    >>> np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    True
+    """
+
+    n_jobs: int | None = -1
+
+    def __init__(
+        self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1
+    ) -> None:
+        from ..reader import StoreReader
+
+        self.n_jobs = n_jobs
+        reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        try:
+            self._setup_model(reader.config)
+            columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
+        finally:
+            reader.close()
+        self._setup_trees(columns)
+
+    @classmethod
+    def for_trees(cls, reader: Any, indices: Any, *, n_jobs: int | None = -1) -> Predictor:
+        """A predictor over trees ``indices`` (global ids, in order) of a store opened by a
+        :class:`~treeshard.reader.StoreReader`: what a lazily loaded forest scores small
+        batches with. Only the columns prediction needs are read, and checked as in a load.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.ensemble import RandomForestRegressor
+        >>> from treeshard.reader import StoreReader
+        >>> store = zarr.storage.MemoryStore()
+        >>> forest = RandomForestRegressor(n_estimators=3, random_state=0).fit([[0], [1], [2]], [5.0, 7.0, 9.0])
+        >>> treeshard.save(forest, store)
+        >>> Predictor.for_trees(StoreReader(store), [0, 2]).n_estimators
+        2
+        """
+        config = reader.config
+        if family_of(config.estimator) not in BAGGED:
+            raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0 or indices.min() < 0 or indices.max() >= config.trees.n_trees:
+            raise ValueError(f"tree indices must be in [0, {config.trees.n_trees}), got {indices.size} of them")
+        breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+        runs = [(int(run[0]), int(run[-1]) + 1) for run in np.split(indices, breaks)]
+        counts = reader.tree_ptr[indices + 1] - reader.tree_ptr[indices]  # read and checked by the reader
+        layout = dataclasses.replace(config.trees, n_trees=len(indices), n_nodes=int(counts.sum()))
+        self = cls.__new__(cls)
+        self.n_jobs = n_jobs
+        self._setup_model(dataclasses.replace(config, trees=layout))
+        self._setup_trees(self._read_columns(reader, runs, layout))
+        return self
+
+    @classmethod
+    def from_columns(cls, config: Config, columns: NodeColumns, *, n_jobs: int | None = -1) -> Predictor:
+        """A predictor over node columns already in memory (``value`` decoded to float64).
+
+        For code that has read node columns itself (all of them, e.g. with
+        :meth:`~treeshard.reader.StoreReader.read_nodes`; :meth:`for_trees` reads only
+        what prediction needs). The columns are validated again: nothing reaches the
+        traversal unchecked.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.tree import DecisionTreeRegressor
+        >>> from treeshard.reader import StoreReader
+        >>> store = zarr.storage.MemoryStore()
+        >>> treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [5.0, 7.0]), store)
+        >>> reader = StoreReader(store)
+        >>> Predictor.from_columns(reader.config, reader.read_nodes(0, 1)).predict([[0.9]])
+        array([7.])
+        """
+        if family_of(config.estimator) == ISOLATION:
+            raise UnsupportedEstimatorError("Predictor.from_columns: an IsolationForest also needs its fitted arrays; use Predictor(store)")
+        self = cls.__new__(cls)
+        self.n_jobs = n_jobs
+        self._setup_model(config)
+        self._counts = self._weights = None
+        validate_tree_ptr(columns.tree_ptr, n_trees=config.trees.n_trees, n_nodes=config.trees.n_nodes)
+        self._setup_trees(columns, check_trees(columns, config.trees)[1])
+        return self
+
+    # ------------------------------------------------------------------ set-up
+    def _setup_model(self, config: Config) -> None:
+        self._isolation = None
+        if family_of(config.estimator) == ISOLATION:
+            from .isolation import setup_isolation
+
+            self._isolation = setup_isolation(self, config)
+            return
+        model = model_from_config(config)
+        self.config = config
+        self._layout = config.trees
+        self.estimator = model.estimator
+        self._is_forest = model.family == FOREST
+        self._is_boosting = model.family == BOOSTING
+        self._is_tree = model.family == TREE
+        self._is_classifier = model.is_classifier
+        self._allow_nan = model.allow_nan
+        self.n_features_in_ = model.n_features_in_
+        if model.feature_names_in_ is not None:
+            self.feature_names_in_ = model.feature_names_in_
+        self.n_estimators = model.n_estimators
+        self.n_outputs_ = model.n_outputs_
+        if model.classes_ is not None:
+            self.classes_, self.n_classes_ = model.classes_, model.n_classes_
+        if self._is_boosting:
+            self._k, self._learning_rate, self._link, self._init_raw = model.k, model.learning_rate, model.link, model.init_raw
+
+    def _read_columns(self, reader: Any, runs: list[tuple[int, int]], selected: Any) -> NodeColumns:
+        """The node columns prediction needs (:func:`.model.read_columns`), keeping the
+        leaf counts, weights and depths for :meth:`_setup_trees`."""
+        columns, self._counts, self._weights, self._depths = read_columns(reader, runs, selected)
+        if self._isolation is not None:
+            self._counts = self._weights = None  # the values are replaced by path terms
+            columns = self._isolation.prepare(reader, runs, columns)
+        return columns
+
+    # ------------------------------------------------------------------ input
+    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None, finite: bool = True) -> Any:
+        """``X`` checked and converted like sklearn's ``validate_data`` (:mod:`.inputs`);
+        ``name`` is the estimator sklearn's messages name (default: this one)."""
+        check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
+        return as_float32(X, name=name or self.estimator, n_features_in=self.n_features_in_, allow_nan=allow_nan, finite=finite)
+
+    # ------------------------------------------------------------------ scoring
+    def _tree_values(self, X32: Any) -> np.ndarray:
+        """A single tree's leaf values by row, (n_rows, value_width)."""
+        out = [self._node_values(self._leaves(block)[0]) for block in blocks(X32)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _summed_values(self, X32: Any) -> np.ndarray:
+        """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
+        out = [self._sum(block, np.zeros(self._value_width), scale=1.0, k=1) for block in blocks(X32)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _raw_boosting(self, X32: Any) -> np.ndarray:
+        """Gradient boosting raw predictions (n_rows, K): init + sum of learning_rate * leaf value, stage by stage."""
+        out = [self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in blocks(X32)]
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    # ------------------------------------------------------------------ public methods
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels or values, as the estimator's ``predict``."""
+        if self._isolation is not None:
+            return self._isolation.predict(self.decision_function(X))
+        if self._is_boosting:
+            if not self._is_classifier:
+                return self._raw_boosting(self._validate(X, allow_nan=False)).ravel()
+            raw = self.decision_function(X)
+            encoded = (raw >= 0).astype(int) if raw.ndim == 1 else np.argmax(raw, axis=1)
+            return self.classes_[encoded]
+        X32 = self._validate(X, allow_nan=self._allow_nan)
+        if not self._is_classifier:
+            return self._regression(X32)
+        proba = self._proba(X32, full_width=not self._is_forest)
+        if self.n_outputs_ == 1:
+            return self.classes_.take(np.argmax(proba, axis=1), axis=0)
+        predictions = np.empty((X32.shape[0], self.n_outputs_), dtype=self.classes_[0].dtype)
+        for k in range(self.n_outputs_):
+            predictions[:, k] = self.classes_[k].take(np.argmax(proba[k], axis=1), axis=0)
+        return predictions
+
+    def _regression(self, X32: np.ndarray) -> np.ndarray:
+        if self._is_forest:
+            mean = self._summed_values(X32)
+            mean /= len(self._roots)
+        else:
+            mean = self._tree_values(X32)
+        return mean[:, 0] if self.n_outputs_ == 1 else mean
+
+    def _proba(self, X32: np.ndarray, *, full_width: bool = False) -> Any:
+        layout = self._layout
+        if self._is_forest:
+            proba = self._summed_values(X32)
+            proba /= len(self._roots)
+        else:
+            proba = self._tree_values(X32)
+        if self.n_outputs_ == 1:
+            return proba
+        proba = proba.reshape(X32.shape[0], self.n_outputs_, max(layout.n_classes))
+        return [proba[:, k] if full_width else proba[:, k, : layout.n_classes[k]] for k in range(self.n_outputs_)]
+
+    @_Method("_is_classifier")
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities, as the estimator's ``predict_proba`` (a list for multi-output)."""
+        if self._is_boosting:
+            raw = self.decision_function(X)
+            if self._k > 1:
+                return softmax(raw)
+            # the loss's predict_proba: HalfLogitLink.inverse is expit(2 * raw)
+            proba = np.empty((raw.shape[0], 2), dtype=np.float64)
+            proba[:, 1] = expit(2 * raw if self._link == "half_logit" else raw)
+            proba[:, 0] = 1 - proba[:, 1]
+            return proba
+        return self._proba(self._validate(X, allow_nan=self._allow_nan))
+
+    @_Method("_is_classifier")
+    def predict_log_proba(self, X: Any) -> Any:
+        """``np.log`` of :meth:`predict_proba`, as the estimator's ``predict_log_proba``."""
+        proba = self.predict_proba(X)
+        if isinstance(proba, list):
+            return [np.log(p) for p in proba]
+        return np.log(proba)
+
+    @_Method("_has_decision_function")
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise;
+        for an IsolationForest, ``score_samples(X) - offset_``."""
+        if self._isolation is not None:
+            return self._isolation.decision_function(self.score_samples(X))
+        raw = self._raw_boosting(self._validate(X, allow_nan=False))
+        return raw.ravel() if raw.shape[1] == 1 else raw
+
+    @_Method("_is_isolation")
+    def score_samples(self, X: Any) -> np.ndarray:
+        """An IsolationForest's ``score_samples``: the opposite of the anomaly score
+        (:mod:`.isolation`: sklearn's path terms summed tree by tree, then its arithmetic)."""
+        X32 = self._validate(X, allow_nan=True, finite=False)
+        depths = np.concatenate([self._sum(block, np.zeros(1), scale=1.0, k=1)[:, 0] for block in blocks(X32)])
+        return self._isolation.score_samples(depths, len(self._roots))
+
+    @_Method("_has_apply")
+    def apply(self, X: Any) -> np.ndarray:
+        """Leaf index of every row in every tree, as the estimator's ``apply``.
+
+        Shapes and dtypes follow sklearn: (n,) for a tree, (n, n_trees) for a
+        forest, float64 (n, n_stages, K) for a gradient boosting classifier and
+        (n, n_stages) for a regressor.
+        """
+        # gradient boosting validates X with its first tree (a DecisionTreeRegressor), which takes NaN
+        name = "DecisionTreeRegressor" if self._is_boosting else None
+        X32 = self._validate(X, allow_nan=self._allow_nan or self._is_boosting, name=name)
+        local = np.concatenate([self._leaves(b) for b in blocks(X32)], axis=1) - self._roots[:, None]
+        if self._is_boosting:
+            leaves = local.T.reshape(X32.shape[0], self.n_estimators, self._k).astype(np.float64)
+            return leaves if self._is_classifier else leaves.reshape(X32.shape[0], self.n_estimators)
+        return local[0] if self._is_tree else local.T
+
+    @property
+    def _is_boosting_classifier(self) -> bool:
+        return self._is_boosting and self._is_classifier
+
+    @property
+    def _is_isolation(self) -> bool:
+        return self._isolation is not None
+
+    @property
+    def _has_decision_function(self) -> bool:
+        return self._is_boosting_classifier or self._is_isolation
+
+    @property
+    def _has_apply(self) -> bool:
+        return self._isolation is None  # sklearn's IsolationForest has no apply
+
+    def __repr__(self) -> str:
+        return f"<treeshard.Predictor {self.estimator} n_estimators={self.n_estimators} n_features={self.n_features_in_}>"

@@ -1,0 +1,185 @@
+"""Saving: :func:`save` checks a fitted estimator, encodes its config record and node
+columns, and writes them (with the digest record) to the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import platform
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .adapters import SavedModel, adapter_for
+from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
+from .columns import TreeNodeRows
+from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
+from .reader import FITTED_GROUP, NODES_GROUP
+from .record import Config, check_json_depth
+from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
+from .storage.targets import check_target, write_files
+
+__all__ = ["save"]
+
+
+def save(
+    estimator: Any,
+    store: Any,
+    *,
+    codec: str = DEFAULT_CODEC,
+    metadata: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> None:
+    """Save a fitted tree ensemble to ``store`` (a directory, a ``.zip`` path or a zarr Store).
+
+    Parameters
+    ----------
+    estimator : a fitted supported estimator (see ``treeshard.SUPPORTED_ESTIMATORS``).
+    store : str, os.PathLike or zarr.abc.store.Store
+        A path ending in ``.zip`` makes a single file; any other path a directory.
+    codec : {"lz4", "zstd", "none"}
+        ``"lz4"`` decodes fastest; ``"zstd"`` makes smaller files.
+    metadata : mapping, optional
+        JSON-safe data kept with the model (metrics, dataset id, notes). It
+        never changes how the model loads.
+    overwrite : bool
+        Replace an existing store. Without it, an existing store is left untouched.
+    storage_options : dict, optional
+        For an fsspec URL store (``s3://bucket/model.zip``): options for the
+        filesystem, e.g. credentials or ``endpoint_url`` (see ``docs/REMOTE.md``).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> import treeshard, zarr
+    >>> X, y = load_iris(return_X_y=True)
+    >>> model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    >>> store = zarr.storage.MemoryStore()
+    >>> treeshard.save(model, store, metadata={"accuracy": model.score(X, y)})
+    >>> (treeshard.load(store).predict(X) == model.predict(X)).all()
+    np.True_
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    adapter = adapter_for(estimator)
+    check_is_fitted(estimator)
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    user_metadata = _check_metadata(metadata)
+    saved = adapter.to_saved(estimator)
+    _check_loadable(adapter, estimator, saved)
+    _write(store, adapter.estimator_id, saved, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
+
+
+def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
+    """Run load's checks on what save is about to write (as JSON reads it back):
+    a model that load would refuse is refused now, naming the inconsistency."""
+    if adapter.check_saved is None:
+        return
+    as_read = dataclasses.replace(saved, params=json.loads(json.dumps(saved.params)), fitted=json.loads(json.dumps(saved.fitted)))
+    try:
+        adapter.check_saved(type(estimator), as_read)
+    except (ConfigError, ArrayError) as exc:
+        raise UnsupportedEstimatorError(f"cannot save this {type(estimator).__name__}: its state is inconsistent ({exc})") from None
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    try:
+        text = json.dumps(dict(metadata), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-safe (str keys, finite numbers): {exc}") from None
+    decoded = json.loads(text)
+    if decoded != dict(metadata):
+        raise TypeError("metadata must be JSON-safe: keys must be strings and sequences lists")
+    # A reader refuses deeper or larger records: never write a store that cannot be read.
+    try:
+        check_json_depth(decoded, "metadata", depth=1)  # the record holds it one level down
+    except ConfigError:
+        raise ValueError(f"metadata is nested deeper than {MAX_JSON_DEPTH - 1} levels") from None
+    if len(text.encode()) > MAX_USER_METADATA_BYTES:
+        raise ValueError(f"metadata is {len(text.encode()):,} bytes as JSON; at most {MAX_USER_METADATA_BYTES:,} are allowed")
+    return decoded
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    """The config record is within the limits a reader enforces (else ``ValueError``)."""
+    try:
+        check_json_depth(record)
+    except ConfigError as exc:
+        raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
+    size = len(json.dumps(record).encode())
+    if size > MAX_SAVED_CONFIG_BYTES:
+        raise ValueError(
+            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
+        )
+
+
+def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
+    import sklearn
+
+    from .integrity import digest_of_files
+    from .writer import encode_specs, in_memory, node_column_specs, store_files
+
+    check_target(store, overwrite=overwrite)
+    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+    nodes = TreeNodeRows(saved.trees, saved.layout)
+    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
+    specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
+    encoded = encode_specs(specs, codec=codec)
+    value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
+    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+    saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
+    stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
+    config = Config(
+        format_version=FORMAT_VERSION,
+        estimator=estimator_id,
+        params=saved.params,
+        unserializable_params=tuple(saved.unserializable_params),
+        fitted=saved.fitted,
+        trees=saved.layout,
+        codec=codec,
+        versions={
+            "treeshard": __version__,
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+            "zarr": _zarr_version(),
+            "python": platform.python_version(),
+        },
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        metadata=metadata,
+        arrays=stored,
+    )
+    record = config.to_json()
+    _check_record(record)
+    files = store_files(encoded, {CONFIG_KEY: record})
+    # The digest covers everything above; hashed as encoded, never read back.
+    shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
+    # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
+    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
+    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+
+
+@functools.lru_cache(maxsize=1)
+def _zarr_version() -> str:
+    """The installed zarr's version, without importing zarr (a save does not need it)."""
+    zarr = sys.modules.get("zarr")
+    if zarr is not None:
+        return zarr.__version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zarr")
+    except PackageNotFoundError:
+        return "none"
