@@ -175,7 +175,9 @@ def _decode(cls: type, saved: SavedModel) -> tuple[Any, dict[str, Any], TreePara
     arrays = check_isolation_arrays(saved.arrays, fitted, layout, bootstrap=bool(forest.bootstrap))
     forest.__dict__.update(fitted)
     forest._sample_weight = saved.arrays.get("sample_weight")
-    forest._validate_estimator(forest._get_estimator())
+    # sklearn 1.5+ makes the template with _get_estimator(); 1.3-1.4 hold it as self.estimator
+    get_estimator = getattr(forest, "_get_estimator", None)
+    forest._validate_estimator(get_estimator()) if get_estimator is not None else forest._validate_estimator()
     forest.estimator_.max_depth = max_depth
     runs = decode_tree_param_runs(
         runs_raw,
