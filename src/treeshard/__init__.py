@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
+    AliasConflictError,
     ArrayError,
     ConfigError,
     ConversionError,
@@ -17,7 +18,9 @@ from .errors import (  # noqa: E402
     InvalidStoreError,
     MemoryBudgetError,
     MissingDependencyError,
+    RefNotFoundError,
     RemoteStoreError,
+    RepositoryError,
     SignatureError,
     SklearnVersionWarning,
     StoreExistsError,
@@ -27,6 +30,7 @@ from .errors import (  # noqa: E402
     UnsupportedEstimatorError,
     UnsupportedFormatVersionError,
     UnverifiedStoreWarning,
+    VersionInUseError,
 )
 from .predictor import Predictor  # noqa: E402
 
@@ -44,6 +48,7 @@ _LAZY = {
     "generate_key_pair": ("integrity", "generate_key_pair"),
     "convert_pickle": ("convert", "convert_pickle"),
     "clear_opened": ("distributed", "clear_opened"),
+    "Repository": ("repository", "Repository"),
 }
 
 
@@ -72,6 +77,7 @@ __all__ = [
     "generate_key_pair",
     "convert_pickle",
     "clear_opened",
+    "Repository",
     "TreeshardError",
     "FormatError",
     "ConfigError",
@@ -88,6 +94,10 @@ __all__ = [
     "StoreExistsError",
     "InvalidStoreError",
     "ConversionError",
+    "RepositoryError",
+    "RefNotFoundError",
+    "AliasConflictError",
+    "VersionInUseError",
     "SklearnVersionWarning",
     "UnverifiedStoreWarning",
 ]

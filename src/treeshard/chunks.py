@@ -150,6 +150,9 @@ class ChunkReader:
             self.root = parse_root(raw_root)
             #: Checks every chunk read against the store's digest record (None: unchecked).
             self.digests: ChunkDigests | None = self._read_digests(raw_root) if check_chunks else None
+            required = getattr(self.source, "required_signer", None)
+            if required is not None:  # a repository alias's policy: signed, before any chunk is read
+                self.check_signature(required)
         except BaseException:
             self.source.close()
             raise

@@ -48,6 +48,9 @@ def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tu
     """``(URL or absolute path, storage_options)`` that another process can open; None for a Store object."""
     from .storage.urls import is_url
 
+    reference = getattr(store, "__treeshard_reference__", None)
+    if reference is not None:  # a repository version: "REPOSITORY@vN" (treeshard.repository)
+        return reference()
     if is_url(store):
         return store, dict(storage_options) if storage_options else None
     if isinstance(store, (str, os.PathLike)):

@@ -24,6 +24,10 @@ __all__ = [
     "RemoteStoreError",
     "InvalidStoreError",
     "ConversionError",
+    "RepositoryError",
+    "RefNotFoundError",
+    "AliasConflictError",
+    "VersionInUseError",
     "SklearnVersionWarning",
     "UnverifiedStoreWarning",
 ]
@@ -91,6 +95,22 @@ class InvalidStoreError(TreeshardError, TypeError):
 
 class ConversionError(TreeshardError, ValueError):
     """A file given to ``treeshard convert`` (:func:`treeshard.convert_pickle`) could not be unpickled."""
+
+
+class RepositoryError(TreeshardError):
+    """A model repository (:class:`treeshard.Repository`) cannot do what was asked."""
+
+
+class RefNotFoundError(RepositoryError, LookupError):
+    """No version or alias of that name in the repository (or a malformed reference)."""
+
+
+class AliasConflictError(RepositoryError):
+    """An alias move lost a compare-and-swap: the alias no longer names the expected version."""
+
+
+class VersionInUseError(RepositoryError, ValueError):
+    """A version cannot be deleted while an alias names it."""
 
 
 class SklearnVersionWarning(UserWarning):

@@ -75,7 +75,27 @@ def save(
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
     _check_loadable(adapter, estimator, saved)
-    _write(store, adapter.estimator_id, saved, codec=codec, metadata=user_metadata, overwrite=overwrite, storage_options=storage_options)
+    check_target(store, overwrite=overwrite)
+    files = _encode(adapter.estimator_id, saved, codec=codec, metadata=user_metadata)
+    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+
+
+def encode_files(
+    estimator: Any, *, codec: str = DEFAULT_CODEC, metadata: Mapping[str, Any] | None = None, node_rows: int | None = None
+) -> dict[str, bytes | list[bytes]]:
+    """The files :func:`save` would write for ``estimator`` (``{key: bytes or a shard's parts}``),
+    written nowhere: what :class:`treeshard.Repository` stores. ``node_rows`` caps the node
+    columns' chunk length (a power of two), for finer sharing of chunks between versions."""
+    from sklearn.utils.validation import check_is_fitted
+
+    adapter = adapter_for(estimator)
+    check_is_fitted(estimator)
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    user_metadata = _check_metadata(metadata)
+    saved = adapter.to_saved(estimator)
+    _check_loadable(adapter, estimator, saved)
+    return _encode(adapter.estimator_id, saved, codec=codec, metadata=user_metadata, node_rows=node_rows)
 
 
 def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:
@@ -125,17 +145,17 @@ def _check_record(record: dict[str, Any]) -> None:
         )
 
 
-def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, overwrite: bool, storage_options: Any) -> None:
+def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes]]:
     import sklearn
 
     from .integrity import digest_of_files
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
-    check_target(store, overwrite=overwrite)
     # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
     nodes = TreeNodeRows(saved.trees, saved.layout)
     specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
-    specs += node_column_specs(nodes, NODES_GROUP, rows=node_chunk_rows(saved.layout.value_width))
+    rows = node_chunk_rows(saved.layout.value_width)
+    specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
     encoded = encode_specs(specs, codec=codec)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
@@ -168,7 +188,7 @@ def _write(store: Any, estimator_id: str, saved: SavedModel, *, codec: str, meta
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
     files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+    return files
 
 
 @functools.lru_cache(maxsize=1)

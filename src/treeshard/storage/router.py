@@ -24,6 +24,16 @@ def open_source(store: Any, storage_options: Any = None) -> tuple[ByteSource, st
     Paths are checked before anything is read: a directory holds plain files
     only, a zip stored members only.
     """
+    opener = getattr(type(store), "__treeshard_source__", None)
+    if opener is not None:  # a version of a model repository (treeshard.repository)
+        check_storage_options(store, storage_options)
+        return opener(store)
+    if isinstance(store, str) and "@" in store.rsplit("/", 1)[-1] and not os.path.exists(store):
+        from ..repository.refs import version_of_reference  # "repo@alias", "s3://bucket/repo@v3"
+
+        version = version_of_reference(store, storage_options)
+        if version is not None:
+            return type(version).__treeshard_source__(version)
     check_storage_options(store, storage_options)
     if is_url(store):
         from .remote import open_url_for_reading

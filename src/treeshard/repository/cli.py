@@ -1,0 +1,94 @@
+"""``treeshard log | alias | rollback | diff | gc``: a repository from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def _repository(args: argparse.Namespace) -> Any:
+    from .core import Repository
+
+    return Repository(args.repository)
+
+
+def _log(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    versions = repo.versions()
+    if args.json:
+        print(json.dumps({"aliases": {k: f"v{v}" for k, v in repo.aliases().items()}, "versions": [v.to_dict() for v in versions]}, indent=2, sort_keys=True))
+        return 0
+    for info in reversed(versions):
+        names = f" ({', '.join(info.aliases)})" if info.aliases else ""
+        print(f"{info.id}{names}  {info.created}  {info.model.get('estimator')} {info.model.get('n_trees')} trees  digest {info.digest[:12]}")
+        if info.signer:
+            print(f"    signed by {info.signer}")
+        if info.message:
+            print(f"    {info.message}")
+        if info.metadata:
+            print(f"    metadata {json.dumps(info.metadata, sort_keys=True)}")
+    return 0
+
+
+def _alias(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    repo.set_alias(args.name, args.version, expect=args.expect)
+    print(f"{args.name} -> v{repo.aliases()[args.name]}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    print(f"{args.alias} -> {_repository(args).rollback(args.alias)}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    diff = _repository(args).diff(args.a, args.b)
+    if args.json:
+        print(json.dumps(diff, indent=2, sort_keys=True))
+        return 0
+    print(f"{diff['from']} -> {diff['to']}")
+    for section in ("params", "metrics", "metadata", "versions"):
+        for name, (before, after) in diff[section].items():
+            print(f"  {section[:-1] if section != 'metrics' else 'metric'} {name}: {json.dumps(before)} -> {json.dumps(after)}")
+    trees = diff["trees"]
+    print(f"  trees: {trees['from']} -> {trees['to']} (+{trees['added']} added, -{trees['removed']} removed, {trees['changed']} changed, {trees['unchanged']} unchanged)")
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    report = _repository(args).gc()
+    print(f"deleted {report.objects_deleted} objects ({report.bytes_freed:,} bytes), {len(report.keys_deleted) - report.objects_deleted} scratch files")
+    return 0
+
+
+def add_parsers(commands: Any) -> None:
+    """The repository subcommands of ``treeshard``."""
+    log = commands.add_parser("log", help="a repository's versions, aliases and metadata")
+    log.add_argument("repository", help="repository directory or s3:// URL")
+    log.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    log.set_defaults(run=_log)
+
+    alias = commands.add_parser("alias", help="point an alias at a version (compare-and-swap)")
+    alias.add_argument("repository")
+    alias.add_argument("name")
+    alias.add_argument("version", help="a version id (v3), another alias or 'latest'")
+    alias.add_argument("--expect", metavar="VERSION", help="refuse unless the alias names this version now ('' : must not exist)")
+    alias.set_defaults(run=_alias)
+
+    rollback = commands.add_parser("rollback", help="move an alias back to the version it named before")
+    rollback.add_argument("repository")
+    rollback.add_argument("alias")
+    rollback.set_defaults(run=_rollback)
+
+    diff = commands.add_parser("diff", help="params, metrics and trees that differ between two versions")
+    diff.add_argument("repository")
+    diff.add_argument("a", metavar="V1")
+    diff.add_argument("b", metavar="V2")
+    diff.add_argument("--json", action="store_true")
+    diff.set_defaults(run=_diff)
+
+    gc = commands.add_parser("gc", help="delete chunks no version uses")
+    gc.add_argument("repository")
+    gc.set_defaults(run=_gc)

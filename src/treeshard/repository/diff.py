@@ -1,0 +1,64 @@
+"""What differs between two versions: params, metadata, metrics and trees."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from .versions import VersionRef, version_id
+
+
+def tree_digests(ref: VersionRef) -> list[str]:
+    """A sha256 of each tree's node columns, in storage order."""
+    from ..columns import NODE_COLUMNS
+    from ..reader import StoreReader
+
+    reader = StoreReader(ref)
+    try:
+        ptr = reader.tree_ptr
+        columns = reader.read_columns(list(NODE_COLUMNS), [(0, int(ptr[-1]))])
+    finally:
+        reader.close()
+    out = []
+    for i in range(len(ptr) - 1):
+        digest = hashlib.sha256()
+        for name in NODE_COLUMNS:
+            digest.update(np.ascontiguousarray(columns[name][ptr[i] : ptr[i + 1]]).tobytes())
+        out.append(digest.hexdigest())
+    return out
+
+
+def _changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, list[Any]]:
+    return {key: [a.get(key), b.get(key)] for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def diff_versions(repository: Any, a: VersionRef, b: VersionRef) -> dict[str, Any]:
+    from .versions import read_manifest
+
+    first = read_manifest(repository._backend, a.version).document
+    second = read_manifest(repository._backend, b.version).document
+    model_a, model_b = first.get("model", {}), second.get("model", {})
+    meta_a, meta_b = dict(first.get("metadata") or {}), dict(second.get("metadata") or {})
+    metrics_a, metrics_b = meta_a.pop("metrics", {}), meta_b.pop("metrics", {})
+    trees_a, trees_b = tree_digests(a), tree_digests(b)
+    common = min(len(trees_a), len(trees_b))
+    changed = sum(trees_a[i] != trees_b[i] for i in range(common))
+    return {
+        "from": version_id(a.version),
+        "to": version_id(b.version),
+        "estimator": [model_a.get("estimator"), model_b.get("estimator")],
+        "params": _changed(model_a.get("params", {}), model_b.get("params", {})),
+        "metrics": _changed(metrics_a if isinstance(metrics_a, dict) else {}, metrics_b if isinstance(metrics_b, dict) else {}),
+        "metadata": _changed(meta_a, meta_b),
+        "versions": _changed(first.get("versions", {}), second.get("versions", {})),
+        "trees": {
+            "from": len(trees_a),
+            "to": len(trees_b),
+            "added": max(0, len(trees_b) - len(trees_a)),
+            "removed": max(0, len(trees_a) - len(trees_b)),
+            "changed": changed,
+            "unchanged": common - changed,
+        },
+    }

@@ -1,0 +1,690 @@
+"""Model repositories (issue 16): history, aliases, rollback, concurrency, crashes and gc,
+on a local directory, on the moto S3 server and in memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers.servers import s3_server  # noqa: F401 - the session's moto server
+from sklearn.datasets import make_classification
+from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+
+import treeshard
+from treeshard.errors import (
+    AliasConflictError,
+    FormatError,
+    IntegrityError,
+    RefNotFoundError,
+    RepositoryError,
+    SignatureError,
+    VersionInUseError,
+)
+from treeshard.repository.versions import VersionSource, object_key, read_manifest, version_key
+
+SRC = str(Path(treeshard.__file__).resolve().parents[1])
+TESTS = str(Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return make_classification(600, 8, n_informative=5, n_classes=3, random_state=0)
+
+
+def _forest(data: tuple[np.ndarray, np.ndarray], n: int, seed: int = 0) -> RandomForestClassifier:
+    X, y = data
+    return RandomForestClassifier(n, random_state=seed, n_jobs=1).fit(X, y)
+
+
+@pytest.fixture(params=["local", "s3", "memory"])
+def repo(request: pytest.FixtureRequest, tmp_path: Path) -> treeshard.Repository:
+    if request.param == "local":
+        return treeshard.Repository(tmp_path / "repo")
+    if request.param == "memory":
+        return treeshard.Repository(f"memory://test-{uuid.uuid4().hex}")
+    server = request.getfixturevalue("s3_server")
+    return treeshard.Repository(f"s3://models/repo-{uuid.uuid4().hex}", storage_options=server.storage_options)
+
+
+def _url_and_options(repo: treeshard.Repository) -> dict[str, Any]:
+    return {"storage_options": repo._storage_options} if repo.location.startswith("s3://") else {}
+
+
+# --------------------------------------------------------------------------- history and aliases
+def test_history_and_alias_round_trip(repo: treeshard.Repository, data: Any) -> None:
+    X, _ = data
+    first, second = _forest(data, 4), _forest(data, 6, seed=1)
+    v1 = repo.save(first, metadata={"dataset": "d-1", "metrics": {"acc": 0.5}}, message="first", input_example=X[:2])
+    v2 = repo.save(second, metadata={"metrics": {"acc": 0.75}})
+    assert (v1, v2) == ("v1", "v2")
+    repo.set_alias("production", v1)
+
+    history = repo.versions()
+    assert [(v.id, v.message, v.aliases) for v in history] == [("v1", "first", ("production",)), ("v2", None, ())]
+    info = history[0]
+    assert info.metadata == {"dataset": "d-1", "metrics": {"acc": 0.5}}
+    assert info.model["estimator"] == "RandomForestClassifier"
+    assert info.model["estimator_type"] == "classifier"
+    assert info.model["params"]["n_estimators"] == 4
+    assert info.model["n_features_in"] == 8
+    assert info.model["classes"] == [0, 1, 2]
+    assert info.model["feature_dtypes"] == ["float64"] * 8
+    assert info.model["n_trees"] == 4
+    assert set(info.versions) == {"treeshard", "sklearn", "numpy", "zarr", "python"}
+    assert info.signer is None
+    with repo.open("v1") as handle:
+        assert handle.info.metadata == {"dataset": "d-1", "metrics": {"acc": 0.5}}
+    assert repo.aliases() == {"production": 1}
+
+    for ref, model in (("v1", first), ("production", first), ("latest", second), ("v2", second), (2, second)):
+        assert np.array_equal(repo.load(ref).predict_proba(X), model.predict_proba(X)), ref
+        assert np.array_equal(repo.predictor(ref).predict_proba(X), model.predict_proba(X)), ref
+    # "REPOSITORY@REF" anywhere a store is accepted.
+    options = _url_and_options(repo)
+    if not repo.location.startswith("memory://"):
+        assert np.array_equal(treeshard.load(f"{repo.location}@production", **options).predict_proba(X), first.predict_proba(X))
+        assert np.array_equal(treeshard.Predictor(f"{repo.location}@latest", **options).predict_proba(X), second.predict_proba(X))
+
+
+def test_rollback(repo: treeshard.Repository, data: Any) -> None:
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    for version in ("v1", "v3", "v2"):
+        repo.set_alias("production", version)
+    assert repo.alias_history("production") == [1, 3, 2]
+    assert repo.rollback("production") == "v3"
+    assert repo.resolve("production").version == 3
+    assert repo.rollback("production") == "v1"
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.rollback("production")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1 and has no earlier version"
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.rollback("staging")
+    assert str(excinfo.value) == f"{repo.location}: no alias 'staging'"
+
+
+def test_alias_compare_and_swap(repo: treeshard.Repository, data: Any) -> None:
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("production", "v1", expect="")
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.set_alias("production", "v2", expect="")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1, expected it not to exist"
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.set_alias("production", "v2", expect="v2")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1, expected it to name v2"
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.set_alias("staging", "v2", expect="v1")
+    assert str(excinfo.value) == f"{repo.location}: alias 'staging' does not exist, expected it to name v1"
+    repo.set_alias("production", "v2", expect="v1")
+    repo.set_alias("staging", "production")  # an alias can name what another names
+    assert repo.aliases() == {"production": 2, "staging": 2}
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("v0", "'v0' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        ("", "'' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        ("prod/../x", "'prod/../x' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        ("v01", "'v01' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        (0, "version numbers start at 1, got 0"),
+        (2.0, "a version reference is a version id ('v3'), an alias or 'latest', got float"),
+        (True, "a version reference is a version id ('v3'), an alias or 'latest', got bool"),
+        (None, "a version reference is a version id ('v3'), an alias or 'latest', got NoneType"),
+        ("v9", "{location}: no version v9"),
+        ("champion", "{location}: no alias 'champion'"),
+    ],
+)
+def test_bad_refs(tmp_path: Path, data: Any, ref: Any, message: str) -> None:
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.load(ref)
+    assert str(excinfo.value) == message.format(location=repo.location)
+
+
+def test_bad_alias_names_and_empty_repository(tmp_path: Path, data: Any) -> None:
+    repo = treeshard.Repository(tmp_path / "repo")
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.load("latest")
+    assert str(excinfo.value) == f"{repo.location}: the repository has no version yet"
+    repo.save(_forest(data, 2))
+    for name in ("latest", "v3", "1st", "a b"):
+        with pytest.raises(RefNotFoundError) as excinfo:
+            repo.set_alias(name, "v1")
+        assert str(excinfo.value) == (
+            f"{name!r} cannot be an alias: an alias is a letter, then up to 63 letters, digits, '_' or '-', "
+            "and neither 'latest' nor a version id"
+        )
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.set_alias("production", "v2")
+    assert str(excinfo.value) == f"{repo.location}: no version v2"
+    assert repo.aliases() == {}
+
+
+def test_delete(repo: treeshard.Repository, data: Any) -> None:
+    X, _ = data
+    repo.save(_forest(data, 2))
+    model = _forest(data, 3)
+    repo.save(model)
+    repo.set_alias("production", "v1")
+    with pytest.raises(VersionInUseError) as excinfo:
+        repo.delete("v1")
+    assert str(excinfo.value) == f"{repo.location}: v1 is named by alias(es) production; move them first"
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.delete("production")
+    assert str(excinfo.value) == "delete takes a version id ('v3'), not 'production'"
+    repo.set_alias("production", "v2")
+    repo.delete("v1")
+    assert [v.id for v in repo.versions()] == ["v2"]
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.load("v1")
+    assert str(excinfo.value) == f"{repo.location}: no version v1"
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.delete("v1")
+    assert str(excinfo.value) == f"{repo.location}: no version v1"
+    assert np.array_equal(repo.load("latest").predict_proba(X), model.predict_proba(X))
+    assert repo.save(_forest(data, 4)) == "v3"
+    # The newest version deleted: "latest" is the one before, and its number is never given again.
+    repo.delete("v3")
+    assert repo.resolve("latest").version == 2
+    repo.gc()
+    assert repo.save(_forest(data, 5)) == "v4"
+
+
+# --------------------------------------------------------------------------- storage
+def test_a_version_is_a_plain_store(tmp_path: Path, data: Any) -> None:
+    """Every file a version serves, written to a directory, is a store that verifies and loads."""
+    X, _ = data
+    model = GradientBoostingRegressor(n_estimators=5, random_state=0).fit(X, data[1])
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(model)
+    source = VersionSource(repo._backend, read_manifest(repo._backend, 1))
+    out = tmp_path / "plain"
+    for key in source.manifest.files:
+        (out / key).parent.mkdir(parents=True, exist_ok=True)
+        (out / key).write_bytes(source.get(key))
+    treeshard.verify(out)  # raises IntegrityError on any difference from the digest record
+    assert np.array_equal(treeshard.load(out).predict(X), model.predict(X))
+
+
+def test_warm_start_shares_chunks(tmp_path: Path) -> None:
+    X, y = make_classification(6000, 10, n_informative=6, n_classes=3, random_state=0)
+    model = RandomForestClassifier(40, random_state=0, n_jobs=1, warm_start=True).fit(X, y)
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(model)
+    full = repo.last_save
+    assert full.objects_reused == 0
+    model.n_estimators = 44
+    model.fit(X, y)
+    repo.save(model)
+    warm = repo.last_save
+    assert warm.objects_reused > 0
+    assert warm.bytes_written < 0.25 * warm.store_bytes  # 4 of 44 trees are new
+    assert np.array_equal(repo.load("v2").predict_proba(X), model.predict_proba(X))
+    # The same model again writes only its manifest.
+    repo.save(model)
+    assert repo.last_save.objects_written == 0
+
+
+def test_missing_object_and_malformed_manifest(tmp_path: Path, data: Any) -> None:
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 3))
+    repo.save(_forest(data, 3))  # the same model: the same objects
+    manifest = read_manifest(repo._backend, 1)
+    pack = manifest.files["nodes/threshold/c/0"].parts[0][2]
+    packed = (tmp_path / "repo" / object_key(pack)).read_bytes()
+    (tmp_path / "repo" / object_key(pack)).unlink()
+    with pytest.raises(IntegrityError) as excinfo:
+        repo.load("v1", lazy=False)
+    assert f": pack {pack[:16]} is missing from the repository {repo.location} (or is truncated)" in str(excinfo.value)
+
+    with pytest.raises(IntegrityError) as excinfo:
+        repo.verify("v2")
+    message = str(excinfo.value)
+    assert message.startswith("store differs from the digest recorded at save time (")
+    assert (
+        "\n  array 'nodes/threshold', shard 'c/0' (nodes/threshold/c/0): "
+        f"nodes/threshold/c/0: pack {pack[:16]} is missing from the repository {repo.location} (or is truncated)\n"
+    ) in message
+    # One flipped byte inside a chunk of the pack: verify names that chunk.
+    _, size, _, offset = manifest.files["nodes/feature/c/0"].parts[0]
+    damaged = bytearray(packed)
+    damaged[offset + size - 5] ^= 1
+    (tmp_path / "repo" / object_key(pack)).write_bytes(bytes(damaged))
+    with pytest.raises(IntegrityError) as excinfo:
+        repo.load("v2", verify=True)
+    assert "array 'nodes/feature', shard 'c/0' (nodes/feature/c/0): content differs: inner chunk(s) 0 of the shard" in str(excinfo.value)
+    repo.save(_forest(data, 4, seed=9))
+    assert repo.verify("latest") == "v3: intact"
+
+    path = tmp_path / "repo" / version_key(1)
+    document = json.loads(path.read_bytes())
+    for edit, message in (
+        (lambda d: d.update(version=2), "names version 2, expected 1"),
+        (lambda d: d["files"].pop("zarr.json"), "'files' must be an object holding the store's zarr.json"),
+        (lambda d: d["files"]["nodes/feature/c/0"].update(size=1), "files.nodes/feature/c/0: parts and tail do not add up to its size"),
+        (lambda d: d["files"].update({"../x": {"size": 0, "data": ""}}), "files.../x: not a store key"),
+        (lambda d: d["files"]["zarr.json"].update(data="!!"), "files.zarr.json: bad base64"),
+        (lambda d: d.update(packs=["x"]), "'packs' must be a list of sha256 digests"),
+        (lambda d: d["files"]["nodes/feature/c/0"]["parts"][0].__setitem__(2, 7), "files.nodes/feature/c/0: a part is not [chunk sha256, size, pack number, offset]"),
+        (lambda d: d.update(metadata=json.loads("[" * 40 + "]" * 40)), "nested deeper than 32 levels"),
+    ):
+        edited = json.loads(json.dumps(document))
+        edit(edited)
+        path.write_text(json.dumps(edited))
+        with pytest.raises(FormatError) as excinfo:
+            repo.load("v1")
+        assert str(excinfo.value).startswith(f"{repo.location}/{version_key(1)}: ")
+        assert message in str(excinfo.value)
+    path.write_bytes(b"{")
+    with pytest.raises(FormatError, match="not valid JSON"):
+        repo.load("v1")
+
+
+# --------------------------------------------------------------------------- signatures
+def test_signed_alias_policy(tmp_path: Path, data: Any) -> None:
+    X, _ = data
+    private, public = treeshard.generate_key_pair()
+    other_private, other_public = treeshard.generate_key_pair()
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    signed = _forest(data, 3)
+    repo.save(signed, sign_with=private)
+    repo.save(_forest(data, 4), sign_with=other_private)
+    assert [v.signer for v in repo.versions()][0] is None
+    assert repo.versions()[1].signer == treeshard.integrity.key_id(public)
+    repo.require_signature("production", public)
+    with pytest.raises(SignatureError) as excinfo:
+        repo.set_alias("production", "v1")
+    assert str(excinfo.value).startswith("alias 'production' requires a signed version: v1: store is not signed")
+    with pytest.raises(SignatureError) as excinfo:
+        repo.set_alias("production", "v3")
+    assert "is signed by key" in str(excinfo.value)
+    repo.set_alias("production", "v2")
+    assert np.array_equal(repo.load("production").predict_proba(X), signed.predict_proba(X))
+    with pytest.raises(SignatureError) as excinfo:  # the policy cannot be read around
+        repo.load("production", check_chunks=False)
+    assert str(excinfo.value) == "cannot check the signature: check_chunks=False (every read must be checked against the signed record)"
+    # A reader through the alias checks the signature: a version edited after signing is refused.
+    path = tmp_path / "repo" / version_key(2)
+    document = json.loads(path.read_bytes())
+    document["files"]["treeshard.sig"] = json.loads(json.dumps(read_manifest_document(tmp_path, 3)["files"]["treeshard.sig"]))
+    path.write_text(json.dumps(document))
+    with pytest.raises(SignatureError):
+        repo.predictor("production")
+    assert repo.predictor("v2") is not None  # by id, no policy applies (the digest still checks every chunk)
+
+
+def read_manifest_document(tmp_path: Path, number: int) -> dict[str, Any]:
+    return json.loads((tmp_path / "repo" / version_key(number)).read_bytes())
+
+
+# --------------------------------------------------------------------------- gc
+def test_gc_keeps_what_versions_and_aliases_use(repo: treeshard.Repository, data: Any) -> None:
+    X, _ = data
+    models = [_forest(data, n, seed=n) for n in (2, 3, 4)]
+    for model in models:
+        repo.save(model)
+    repo.set_alias("production", "v2")
+    only_v1 = read_manifest(repo._backend, 1).objects - read_manifest(repo._backend, 2).objects - read_manifest(repo._backend, 3).objects
+    assert only_v1
+    pack_sizes = {key.rsplit("/", 1)[-1]: size for key, _, size in repo._backend.list("objects/")}
+    assert repo.gc().objects_deleted == 0
+    repo.delete("v1")
+    report = repo.gc()
+    assert {key.rsplit("/", 1)[-1] for key in report.keys_deleted if key.startswith("objects/")} == only_v1
+    assert report.objects_deleted == len(only_v1)
+    assert report.bytes_freed == sum(pack_sizes[sha] for sha in only_v1)
+    for ref, model in (("production", models[1]), ("v3", models[2])):
+        assert np.array_equal(repo.load(ref, lazy=False).predict_proba(X), model.predict_proba(X))
+    assert repo.gc().objects_deleted == 0
+
+
+def test_gc_spares_saves_in_progress(tmp_path: Path, data: Any) -> None:
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    objects = read_manifest(repo._backend, 1).objects
+    repo.set_alias("production", "v1")
+    repo.save(_forest(data, 3, seed=5))
+    repo.set_alias("production", "v2")
+    repo.delete("v1")
+    # A save that listed these objects (and may reuse them) is in progress: gc keeps them.
+    record = {"created": time.time(), "objects": sorted(objects)}
+    repo._backend.write("staging/other-save.json", json.dumps(record).encode())
+    assert not objects & {k.rsplit("/", 1)[-1] for k in repo.gc().keys_deleted}
+    assert all(repo._backend.exists(object_key(sha)) for sha in objects)
+    # A staging record older than the grace period belongs to a dead save.
+    record["created"] = time.time() - 2 * repo.grace
+    repo._backend.write("staging/other-save.json", json.dumps(record).encode())
+    deleted = repo.gc().keys_deleted
+    assert "staging/other-save.json" in deleted
+    assert not any(repo._backend.exists(object_key(sha)) for sha in objects - read_manifest(repo._backend, 2).objects)
+
+
+def test_save_waits_for_a_running_gc(tmp_path: Path, data: Any) -> None:
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo._backend.write("gc.lock", json.dumps({"created": time.time(), "pid": 0}).encode())
+    saved: list[str] = []
+    thread = threading.Thread(target=lambda: saved.append(repo.save(_forest(data, 3))))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive() and saved == [] and not repo._backend.exists(version_key(2))
+    repo._backend.delete("gc.lock")
+    thread.join(60)
+    assert saved == ["v2"]
+    repo._backend.write("gc.lock", json.dumps({"created": time.time(), "pid": 0}).encode())
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.gc()
+    assert str(excinfo.value) == f"{repo.location}: another gc is running (gc.lock)"
+
+
+# --------------------------------------------------------------------------- several processes
+WORKER = textwrap.dedent(
+    """
+    import json, sys
+    sys.path[:0] = [{src!r}]
+    import treeshard
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    location, options, worker, task, rounds = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+    repo = treeshard.Repository(location, storage_options=options or None)
+    X, y = make_classification(600, 8, n_informative=5, n_classes=3, random_state=0)
+    out = []
+    if task == "save":
+        for i in range(rounds):
+            model = RandomForestClassifier(2, random_state=100 * worker + i, n_jobs=1).fit(X, y)
+            out.append([repo.save(model, metadata={{"worker": worker, "round": i}}), 100 * worker + i])
+    else:  # move the alias from what it names to this worker's version, compare-and-swap
+        mine = f"v{{worker + 1}}"
+        wins = conflicts = 0
+        while wins < rounds:
+            current = f"v{{repo.resolve('production').version}}"
+            try:
+                repo.set_alias("production", mine if current != mine else f"v{{(worker + 1) % 4 + 1}}", expect=current)
+                wins += 1
+            except treeshard.AliasConflictError:
+                conflicts += 1
+        out = [wins, conflicts]
+    print(json.dumps(out))
+    """
+).format(src=SRC)
+
+
+def _start_workers(repo: treeshard.Repository, task: str, n: int, rounds: int) -> list[subprocess.Popen]:
+    options = json.dumps(repo._storage_options or {})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, TESTS]))
+    return [
+        subprocess.Popen([sys.executable, "-c", WORKER, repo.location, options, str(i), task, str(rounds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for i in range(n)
+    ]
+
+
+def _run_workers(repo: treeshard.Repository, task: str, n: int, rounds: int, procs: list[subprocess.Popen] | None = None) -> list[Any]:
+    procs = procs or _start_workers(repo, task, n, rounds)
+    outs = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    return outs
+
+
+@pytest.fixture(params=["local", "s3"])
+def shared_repo(request: pytest.FixtureRequest, tmp_path: Path) -> treeshard.Repository:
+    if request.param == "local":
+        return treeshard.Repository(tmp_path / "repo")
+    server = request.getfixturevalue("s3_server")
+    return treeshard.Repository(f"s3://models/shared-{uuid.uuid4().hex}", storage_options=server.storage_options)
+
+
+def test_concurrent_saves_from_processes(shared_repo: treeshard.Repository, data: Any) -> None:
+    X, y = data
+    outs = _run_workers(shared_repo, "save", 4, 3)
+    ids = [version for out in outs for version, _ in out]
+    assert len(set(ids)) == 12
+    assert sorted(v.id for v in shared_repo.versions()) == sorted(ids)
+    for out in outs:
+        for version, seed in out:
+            model = RandomForestClassifier(2, random_state=seed, n_jobs=1).fit(X, y)
+            assert np.array_equal(shared_repo.load(version).predict_proba(X), model.predict_proba(X)), version
+    assert shared_repo.resolve("latest").version == 12
+
+
+def test_gc_while_processes_save(shared_repo: treeshard.Repository, data: Any) -> None:
+    """gc run over and over while three processes save: no version loses a chunk."""
+    X, y = data
+    shared_repo.save(_forest(data, 2, seed=50))
+    procs = _start_workers(shared_repo, "save", 3, 3)
+    runs = 0
+    while any(proc.poll() is None for proc in procs) or runs == 0:
+        shared_repo.gc()
+        runs += 1
+    outs = _run_workers(shared_repo, "save", 3, 3, procs)
+    shared_repo.gc()
+    for out in outs:
+        for version, seed in out:
+            model = RandomForestClassifier(2, random_state=seed, n_jobs=1).fit(X, y)
+            assert np.array_equal(shared_repo.load(version, lazy=False).predict_proba(X), model.predict_proba(X)), version
+    assert runs >= 2
+
+
+def test_alias_compare_and_swap_under_contention(shared_repo: treeshard.Repository, data: Any) -> None:
+    for n in range(4):
+        shared_repo.save(_forest(data, 2, seed=n))
+    shared_repo.set_alias("production", "v1")
+    outs = _run_workers(shared_repo, "alias", 4, 5)
+    wins = sum(out[0] for out in outs)
+    assert wins == 20
+    # Every successful move is in the alias's history: none was lost to a race.
+    assert len(shared_repo.alias_history("production")) == 1 + wins
+
+
+# --------------------------------------------------------------------------- crashes
+KILLER = textwrap.dedent(
+    """
+    import json, os, random, signal, sys, time
+    sys.path[:0] = [{src!r}]
+    import treeshard
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+    location, options, kills = sys.argv[1], json.loads(sys.argv[2]) or None, int(sys.argv[3])
+    X, y = make_classification(3000, 10, n_informative=6, n_classes=3, random_state=0)
+    models = [RandomForestClassifier(8 + k, random_state=k, n_jobs=1).fit(X, y) for k in range(3)]
+    import treeshard.api, treeshard.repository.core, treeshard.writer  # imported once, before the forks
+    if options:
+        import s3fs  # noqa: F401 - its session starts in each child
+    rng = random.Random(0)
+    finished = []
+
+    def child(k, delay):
+        # Fork a process that saves (and moves the alias) forever; kill it `delay` s after it is
+        # ready (None: once it has saved one version). The versions it reported, and the time taken.
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            repo = treeshard.Repository(location, storage_options=options)
+            repo._backend.exists("gc.lock")  # the S3 client's set-up, before the clock starts
+            os.write(write, b"ready\\n")
+            while True:
+                os.write(write, b"saving\\n")
+                version = repo.save(models[k % 3], metadata={{"model": k % 3}})
+                repo.set_alias("production", version)
+                os.write(write, (version + "\\n").encode())
+                k += 1
+        os.close(write)
+        with os.fdopen(read) as reader:
+            assert reader.readline() == "ready\\n"
+            start = time.perf_counter()
+            if delay is None:
+                lines = [reader.readline(), reader.readline()]
+            else:
+                time.sleep(delay)
+            elapsed = time.perf_counter() - start
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            lines = (lines if delay is None else []) + reader.read().split()
+        lines = [line.strip() for line in lines if line.strip()]
+        return lines, elapsed
+
+    # Kill moments span one and a half saves, measured on this machine now (it may be loaded).
+    lines, one_save = child(0, None)
+    finished += [line for line in lines if line != "saving"]
+    inside = 0  # kills that landed inside a save
+    for kill in range(kills):
+        lines, _ = child(kill, rng.uniform(0.0, 1.5 * one_save))
+        finished += [line for line in lines if line != "saving"]
+        inside += bool(lines) and lines[-1] == "saving"
+    print(json.dumps([finished, inside]))
+    """
+).format(src=SRC)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_sigkill_during_save_leaves_the_repository_consistent(where: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Saves (and alias moves) killed at random moments (50 locally, 30 on S3): every visible version is complete,
+    the alias names one, and gc afterwards removes only what no version uses."""
+    if where == "local":
+        location, options, kills = str(tmp_path / "repo"), None, 50
+    else:  # each kill costs a new S3 session (about half a second): fewer kills
+        location, options, kills = f"s3://models/killed-{uuid.uuid4().hex}", request.getfixturevalue("s3_server").storage_options, 30
+    command = [sys.executable, "-c", KILLER, location, json.dumps(options), str(kills)]
+    # Meanwhile a reader serves the alias over and over: it never meets a partial version.
+    reader = treeshard.Repository(location, storage_options=options)
+    served, stop, failures = [], threading.Event(), []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                served.append(reader.predictor("production").n_estimators)
+            except RefNotFoundError as exc:  # before the first alias move only
+                if "no alias 'production'" not in str(exc):
+                    failures.append(exc)
+            except treeshard.TreeshardError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        stop.set()
+        thread.join()
+    assert failures == []
+    assert served and set(served) <= {8, 9, 10}
+    assert done.returncode == 0, done.stderr
+    finished, inside = json.loads(done.stdout.strip().splitlines()[-1])
+    assert inside >= kills // 2  # most kills landed inside a save
+    X, y = make_classification(3000, 10, n_informative=6, n_classes=3, random_state=0)
+    models = [RandomForestClassifier(8 + k, random_state=k, n_jobs=1).fit(X, y) for k in range(3)]
+    repo = treeshard.Repository(location, storage_options=options)
+    visible = repo.versions()
+    assert {v.id for v in visible} >= set(finished)
+    assert len(visible) >= 1, done.stderr[-3000:]
+
+    def check_all() -> None:
+        for info in repo.versions():
+            expected = models[info.metadata["model"]]
+            assert np.array_equal(repo.load(info.id, lazy=False).predict_proba(X), expected.predict_proba(X)), info.id
+        assert repo.resolve("production").version in {v.number for v in repo.versions()}
+
+    check_all()
+    repo.grace = 0.0  # every save is over: their staging records and scratch files are dead
+    repo.gc()
+    check_all()
+    assert [key for key, _, _ in repo._backend.list("staging/")] == []
+    if where == "local":
+        assert not list((tmp_path / "repo" / ".tmp").iterdir())
+
+
+# --------------------------------------------------------------------------- command line and imports
+def test_cli(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2), metadata={"metrics": {"acc": 0.5}}, message="first")
+    model = _forest(data, 2)
+    model.set_params(n_estimators=3, warm_start=True).fit(*data)
+    repo.save(model, metadata={"metrics": {"acc": 0.6}})
+    assert main(["alias", location, "production", "v1"]) == 0
+    assert main(["alias", location, "production", "v2", "--expect", "v1"]) == 0
+    assert main(["alias", location, "production", "v1", "--expect", "v1"]) == 1
+    assert main(["rollback", location, "production"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["production -> v1", "production -> v2", "production -> v1"]
+    assert out.err == f"error: {location}: alias 'production' names v2, expected it to name v1\n"
+
+    assert main(["log", location, "--json"]) == 0
+    log = json.loads(capsys.readouterr().out)
+    assert log["aliases"] == {"production": "v1"}
+    assert [(v["id"], v["message"], v["aliases"]) for v in log["versions"]] == [("v1", "first", ["production"]), ("v2", None, [])]
+    assert main(["log", location]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("v2  ") and "v1 (production)" in text and "    first" in text
+
+    assert main(["diff", location, "v1", "v2", "--json"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert diff["params"] == {"n_estimators": [2, 3], "warm_start": [False, True]}
+    assert diff["metrics"] == {"acc": [0.5, 0.6]}
+    assert diff["trees"] == {"from": 2, "to": 3, "added": 1, "removed": 0, "changed": 0, "unchanged": 2}
+    assert main(["diff", location, "v1", "v2"]) == 0
+    assert "trees: 2 -> 3 (+1 added, -0 removed, 0 changed, 2 unchanged)" in capsys.readouterr().out
+    assert main(["gc", location]) == 0
+    assert capsys.readouterr().out == "deleted 0 objects (0 bytes), 0 scratch files\n"
+    # "REPOSITORY@REF" wherever the command line takes a store.
+    assert main(["verify", f"{location}@production"]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {location}@production: ")
+    assert main(["info", f"{location}@latest", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_trees"] == 3
+
+
+def test_serving_an_alias_imports_neither_sklearn_nor_zarr(tmp_path: Path, data: Any) -> None:
+    X, _ = data
+    model = _forest(data, 3)
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.set_alias("production", repo.save(model))
+    script = f"""
+import json, sys
+import treeshard
+p = treeshard.Predictor({str(tmp_path / 'repo') + '@production'!r})
+heavy = sorted(m for m in ("sklearn", "zarr", "asyncio", "treeshard.api", "pandas", "scipy") if m in sys.modules)
+print(json.dumps({{"heavy": heavy, "proba": p.predict_proba({X[:5].tolist()!r}).tolist()}}))
+"""
+    env = dict(os.environ, PYTHONPATH=SRC)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120, env=env)
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["heavy"] == []
+    assert np.array_equal(np.array(out["proba"]), model.predict_proba(X[:5]))
+
+
+def test_a_lazy_forest_from_a_repository_pickles_as_a_reference(tmp_path: Path, data: Any) -> None:
+    import pickle
+
+    X, _ = data
+    model = _forest(data, 5)
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.set_alias("production", repo.save(model))
+    lazy = repo.load("production")
+    payload = pickle.dumps(lazy)
+    treeshard.save(model, tmp_path / "plain")
+    # A reference to the version, as small as a lazy model's reference to a plain store.
+    assert len(payload) < len(pickle.dumps(treeshard.load(tmp_path / "plain"))) + 1000
+    repo.set_alias("production", repo.save(_forest(data, 2, seed=3)))
+    # The reference names the version, not the alias: moving the alias does not change the model.
+    assert np.array_equal(pickle.loads(payload).predict_proba(X), model.predict_proba(X))
