@@ -9,7 +9,7 @@ BUILD_INPUTS := pyproject.toml setup.py src/treeshard/_kernels.pyx constraints.t
 DEMO_STAMP := $(VENV)/.demo-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: demo test test-sklearn bench bench-check constraints clean
+.PHONY: demo test test-sklearn compat bench bench-check constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,22 @@ test: $(TEST_STAMP)
 # scikit-learn's own tests with every top-level fit round-tripped through treeshard,
 # eager then lazy (README, Development; tests/sklearn_suite/roundtrip_plugin.py).
 # CI: make test-sklearn SKLEARN_MODES=eager SKLEARN_SUITES="sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree"
-SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree sklearn.ensemble.tests.test_iforest
+SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree \
+	sklearn.ensemble._hist_gradient_boosting.tests.test_gradient_boosting sklearn.ensemble.tests.test_iforest
 SKLEARN_MODES ?= eager lazy
 SKLEARN_PYTEST := PYTHONPATH=tests/sklearn_suite$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -c tests/sklearn_suite/pytest.ini -q
 test-sklearn: $(TEST_STAMP)
 	for mode in $(SKLEARN_MODES); do \
 		$(SKLEARN_PYTEST) --treeshard-$$mode --pyargs $(SKLEARN_SUITES) || exit 1; \
 	done
+
+# The cross-version matrix (docs/COMPATIBILITY.md): one virtualenv per sklearn minor in
+# $$TREESHARD_COMPAT_CACHE (default ~/.cache/treeshard-compat, reused), golden stores of
+# each version in tests/golden/<version>/ (written once, committed), every store read
+# under every version. CI: make compat COMPAT_VERSIONS=1.3.2,1.9.1
+COMPAT_VERSIONS ?= $(shell awk '!/^\#/ && NF {print $$1}' tests/compat/versions.txt | paste -sd, -)
+compat:
+	$(PYTHON) tests/compat/run.py --versions $(COMPAT_VERSIONS)
 
 # Benchmarks (see BENCHMARKS.md). `make bench` builds the cached reference models
 # (once; $$TREESHARD_BENCH_CACHE, default ~/.cache/treeshard-bench), runs the asv

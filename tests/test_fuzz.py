@@ -63,6 +63,7 @@ def fit_models() -> dict[str, Any]:
     from sklearn.ensemble import (
         ExtraTreesRegressor,
         GradientBoostingClassifier,
+        HistGradientBoostingClassifier,
         IsolationForest,
         RandomForestClassifier,
     )
@@ -77,6 +78,9 @@ def fit_models() -> dict[str, Any]:
         "gb": GradientBoostingClassifier(n_estimators=3, max_depth=2, random_state=0).fit(Xt, y3),
         "tree": DecisionTreeRegressor(max_depth=5, random_state=0).fit(Xt, y_reg[:, 0]),
         "et": ExtraTreesRegressor(n_estimators=3, max_depth=3, random_state=0).fit(Xt, y_reg),
+        "hgb": HistGradientBoostingClassifier(max_iter=3, max_leaf_nodes=6, categorical_features=[3], random_state=0).fit(
+            np.column_stack([Xt[:, :3], rng.randint(0, 5, len(Xt))]), y3
+        ),
         "if": IsolationForest(n_estimators=3, max_features=0.75, contamination=0.1, random_state=0).fit(Xt),
     }
 
@@ -393,6 +397,8 @@ def _rewrite_array(files: Files, path: str, edit: Callable[[np.ndarray], None]) 
 def craft_tree(files: Files, r: random.Random) -> str:
     """Structurally hostile trees with correct encodings: what validate.py must catch."""
     root = json.loads(files[ROOT])
+    if root["attributes"]["treeshard"]["estimator"].startswith("HistGradientBoosting"):
+        return craft_hist_tree(files, r, root)
     n_nodes = root["attributes"]["treeshard"]["trees"]["n_nodes"]
     n_features = root["attributes"]["treeshard"]["trees"]["n_features"]
     node = r.randrange(n_nodes)
@@ -463,6 +469,47 @@ def craft_tree(files: Files, r: random.Random) -> str:
         name = r.choice(["n_node_samples", "weighted_n_node_samples", "impurity"])
         set_at(name, r.choice([-1, 0, 2**62] + ([] if name == "n_node_samples" else [math.nan])))  # no NaN in an int64 column
     return f"crafted tree: {kind} at node {node}"
+
+
+def craft_hist_tree(files: Files, r: random.Random, root: dict) -> str:
+    """Hostile histogram boosting trees (validate_hist_columns must catch them)."""
+    n_nodes = root["attributes"]["treeshard"]["trees"]["n_nodes"]
+    n_features = root["attributes"]["treeshard"]["trees"]["n_features"]
+    node = r.randrange(n_nodes)
+    kind = r.choice(["cycle", "out_of_range", "shared", "feature", "threshold", "flag", "bitset_idx", "categorical", "tree_ptr", "bitset_ptr", "known", "value"])
+
+    def set_at(name: str, value: Any, at: int = node) -> None:
+        _rewrite_array(files, name if "/" in name else f"nodes/{name}", lambda a: a.__setitem__(at, value))
+
+    if kind == "cycle":
+        set_at(r.choice(["left", "right"]), r.randrange(0, node + 1))
+    elif kind == "out_of_range":
+        set_at(r.choice(["left", "right"]), r.choice([n_nodes, 2**32 - 1, node + 10**6]))
+    elif kind == "shared":
+        store = memory_store(files)
+        left = zarr.open_array(store, path="nodes/left", mode="r")[...]
+        set_at("right", int(left[node]) or 1)
+    elif kind == "feature":
+        set_at("feature_idx", r.choice([-1, -(2**62), n_features, 2**62]))
+    elif kind == "threshold":
+        set_at("num_threshold", r.choice([math.nan, math.inf, -math.inf]))
+    elif kind == "flag":
+        set_at(r.choice(["is_leaf", "missing_go_to_left", "is_categorical"]), r.choice([0, 1, 2, 255]))
+    elif kind == "bitset_idx":
+        set_at("bitset_idx", r.choice([1, 7, 2**32 - 1]))
+    elif kind == "categorical":
+        set_at("is_categorical", 1)
+    elif kind in ("tree_ptr", "bitset_ptr"):
+        def edit(a: np.ndarray) -> None:
+            i = r.randrange(len(a))
+            a[i] = r.choice([-1, 0, a[i] + 1, a[i] - 1, 2**62])
+
+        _rewrite_array(files, f"nodes/{kind}", edit)
+    elif kind == "known":
+        set_at("fitted/bin_thresholds", r.choice([-1.0, 256.0, 0.5, math.nan, 1e300]), at=r.randrange(3))
+    else:
+        set_at("value", r.choice([math.nan, math.inf, -1e308]))
+    return f"crafted hist tree: {kind} at node {node}"
 
 
 def _shard_parts(shard: bytes) -> tuple[bytes, bytes]:
@@ -612,7 +659,7 @@ def test_bases_load_and_verify(bases):
 
 
 @FUZZ_SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["rf", "gb", "tree", "et", "if"]), lazy=st.booleans())
+@given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["rf", "gb", "tree", "et", "hgb", "if"]), lazy=st.booleans())
 def test_mutated_stores_load_or_raise_treeshard_errors(bases, seed, name, lazy):
     base = bases[name]
     files, done = mutate(base.files, random.Random(seed))

@@ -18,7 +18,7 @@ determines them, so the tests pass on any CPU:
   multiclass init goes through numpy's ``log`` and ``exp``).
 
 - IsolationForest ``depths``: each row's stored path terms summed in tree
-  order (``docs/FORMAT.md`` 6.2), computed here by hand from the columns and
+  order (``docs/FORMAT.md`` 6.3), computed here by hand from the columns and
   the fitted arrays, and ``estimators_samples_`` (numpy's seeded generator).
 
 Outputs through ``exp``/``log`` (gradient boosting ``predict_proba``, every

@@ -146,7 +146,7 @@ def test_predictor_refuses_nan_in_sparse_rows_which_the_dispatch_leaves_to_sklea
 
 
 def subset_of(original: IsolationForest, indices: list[int]) -> IsolationForest:
-    """What sklearn's own IsolationForest over trees ``indices`` holds (docs/FORMAT.md 6.2)."""
+    """What sklearn's own IsolationForest over trees ``indices`` holds (docs/FORMAT.md 6.3)."""
     subset = copy.deepcopy(original)
     first_seeded = len(original.estimators_) - len(original._seeds)
     subset.estimators_ = [subset.estimators_[i] for i in indices]
@@ -228,7 +228,7 @@ def test_average_path_length_is_sklearns():
 
 
 def test_store_holds_the_path_lengths_sklearn_computed(tmp_path):
-    """The per-node arrays are the fit's, as stored: concatenated in tree order (FORMAT 6.2)."""
+    """The per-node arrays are the fit's, as stored: concatenated in tree order (FORMAT 6.3)."""
     original = CASES["nan"]()
     treeshard.save(original, tmp_path / "m")
     group = zarr.open_group(zarr.storage.LocalStore(tmp_path / "m", read_only=True), mode="r")

@@ -840,6 +840,204 @@ def test_any_config_value_of_the_wrong_type_raises_a_treeshard_error(which, pris
     assert raised > 0
 
 
+# --------------------------------------------------------------------------- histogram gradient boosting
+@pytest.fixture(scope="module")
+def hgb_store(tmp_path_factory) -> Path:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, _ = make_data("multiclass")
+    X = X.copy()
+    codes = np.random.RandomState(5).randint(0, 6, len(X))
+    X[:, 4] = codes
+    y = (codes % 3 + (X[:, 0] > 1)).astype(np.int64)
+    model = HistGradientBoostingClassifier(max_iter=3, max_leaf_nodes=6, categorical_features=[4], random_state=0).fit(X, y)
+    nodes = model._predictors[0][0].nodes
+    assert nodes["is_categorical"][0] == 1 and not nodes["is_leaf"][0], "cases assume a categorical root split"
+    assert ((nodes["is_leaf"] == 0) & (nodes["is_categorical"] == 0)).any(), "cases assume a numerical split in tree 0"
+    path = tmp_path_factory.mktemp("hgb") / "model"
+    treeshard.save(model, path)
+    return path
+
+
+def _hgb_set(name: str, value: Any, *, node: str | int = 0) -> Callable[[Path], None]:
+    """Set ``nodes/<name>`` of one node of tree 0: an index, or "numerical" (its first numerical split)."""
+
+    def edit(values: np.ndarray, tree_ptr: np.ndarray, path: Path) -> None:
+        at = node
+        if at == "numerical":
+            group = open_group(path)
+            split = (group["nodes/is_leaf"][: tree_ptr[1]] == 0) & (group["nodes/is_categorical"][: tree_ptr[1]] == 0)
+            at = int(np.flatnonzero(split)[0])
+        values[at] = value
+
+    def mutate(path: Path) -> None:
+        group = open_group(path)
+        array = group[f"nodes/{name}"]
+        values = array[...]
+        edit(values, group["nodes/tree_ptr"][...], path)
+        array[...] = values
+
+    return mutate
+
+
+def _hgb_shared_child(path: Path) -> None:
+    group = open_group(path)
+    right = group["nodes/right"][...]
+    right[0] = group["nodes/left"][0]
+    group["nodes/right"][...] = right
+
+
+HGB_CASES = {
+    "child before its parent": (
+        _hgb_set("left", 0),
+        TreeStructureError,
+        r"tree 0, node 0: a child does not come after its parent \(cycle\)",
+    ),
+    "child out of range": (_hgb_set("right", 10**6), TreeStructureError, r"tree 0, node 0: a child id is out of range"),
+    "child far out of uint32 range": (_hgb_set("left", 2**32 - 1), TreeStructureError, r"tree 0, node 0: a child id is out of range"),
+    "shared child": (_hgb_shared_child, TreeStructureError, r"tree 0, node \d+: is not reached exactly once from the root"),
+    "feature out of range": (_hgb_set("feature_idx", 5), TreeStructureError, r"tree 0, node 0: split feature out of range \[0, 5\)"),
+    "negative feature": (_hgb_set("feature_idx", -1), TreeStructureError, r"tree 0, node 0: split feature out of range \[0, 5\)"),
+    "NaN threshold": (
+        _hgb_set("num_threshold", np.nan, node="numerical"),
+        TreeStructureError,
+        r"tree 0, node \d+: split threshold is NaN",
+    ),
+    "is_leaf not a flag": (_hgb_set("is_leaf", 2), TreeStructureError, r"tree 0, node 0: is_leaf is not 0 or 1"),
+    "missing_go_to_left not a flag": (
+        _hgb_set("missing_go_to_left", 7),
+        TreeStructureError,
+        r"tree 0, node 0: missing_go_to_left is not 0 or 1",
+    ),
+    "bitset_idx beyond the tree's bitsets": (
+        _hgb_set("bitset_idx", 50),
+        TreeStructureError,
+        r"tree 0, node 0: bitset_idx out of range of its tree's bitsets",
+    ),
+    "categorical split on a numerical feature": (
+        _hgb_set("is_categorical", 1, node="numerical"),
+        TreeStructureError,
+        r"tree 0, node \d+: a categorical split on a feature that is not categorical",
+    ),
+    "bitsets of the wrong width": (
+        replace_array("nodes/raw_left_cat_bitsets", lambda a: a[:, :4].copy()),
+        ArrayError,
+        r"nodes/raw_left_cat_bitsets",
+    ),
+    "bitset_ptr not starting at 0": (
+        set_values("bitset_ptr", lambda values, ptr: values.__setitem__(0, 1)),
+        TreeStructureError,
+        r"nodes/bitset_ptr: starts at 1, expected 0",
+    ),
+    "bitset_ptr decreasing": (
+        set_values("bitset_ptr", lambda values, ptr: values.__setitem__(1, values[-1] + 5)),
+        TreeStructureError,
+        r"nodes/bitset_ptr: decreases at entry 2",
+    ),
+    "left column missing": (remove_array("nodes/left"), ArrayError, r"nodes/left"),
+    "known category beyond 255": (
+        set_values("fitted/bin_thresholds", lambda values, ptr: values.__setitem__(0, 300.0)),
+        ConfigError,
+        r"fitted/bin_thresholds: categorical feature 0: categories must be integers strictly increasing in \[0, 255\]",
+    ),
+    "known category not an integer": (
+        set_values("fitted/bin_thresholds", lambda values, ptr: values.__setitem__(1, 1.5)),
+        ConfigError,
+        r"fitted/bin_thresholds: categorical feature 0: categories must be integers strictly increasing in \[0, 255\]",
+    ),
+    "bin_thresholds_ptr decreasing": (
+        set_values("fitted/bin_thresholds_ptr", lambda values, ptr: values.__setitem__(1, 10**6)),
+        TreeStructureError,
+        r"fitted/bin_thresholds_ptr: decreases at entry 2",
+    ),
+    "more categories than max_bins": (
+        setting("params.max_bins", 4),
+        ConfigError,
+        r"config.fitted._bin_mapper.n_bins: 256, but max_bins=4 makes 5",
+    ),
+    "n_bins_non_missing_ beyond the bins": (
+        setting("fitted._bin_mapper.n_bins_non_missing_.data", [6, 255, 256, 255, 255]),
+        ConfigError,
+        r"config.fitted._bin_mapper.n_bins_non_missing_: expected 5 uint32 values at most 255",
+    ),
+    "baseline of the wrong shape": (
+        setting("fitted._baseline_prediction", {"ndarray": "float64", "shape": [1, 2], "data": [0.0, 0.0]}),
+        ConfigError,
+        r"config.fitted._baseline_prediction: expected a float64 array of shape \(1, 4\)",
+    ),
+    "baseline holds an integer beyond float range": (
+        setting("fitted._baseline_prediction.data", [10**400, 0.0, 0.0, 0.0]),
+        ConfigError,
+        r"config.fitted._baseline_prediction\[0\]: 1000000000000000000000000000000000000000\.\.\. is out of the float range",
+    ),
+    "categorical_features that sklearn maps to no preprocessor": (
+        setting("params.categorical_features", None),
+        ConfigError,
+        r"config.fitted._preprocessor: the rebuilt preprocessor disagrees with is_categorical_",
+    ),
+    "loss of another class": (
+        setting("fitted._loss.name", "HalfSquaredError"),
+        ConfigError,
+        r"config.fitted._loss: 'HalfSquaredError', but HistGradientBoostingClassifier\(loss='log_loss'\) makes HalfMultinomialLoss",
+    ),
+    "loss record with unknown keys": (
+        setting("fitted._loss.pickle", "gASV"),
+        ConfigError,
+        r"config.fitted._loss: unknown key\(s\) \['pickle'\]",
+    ),
+    "trees per iteration wrong": (
+        setting("fitted.n_trees_per_iteration_", 3),
+        ConfigError,
+        r"config.fitted.n_trees_per_iteration_: 3 does not fit 4 classes",
+    ),
+    "bin mapper's categorical mask disagrees": (
+        setting("fitted._bin_mapper.is_categorical_.data", [0, 0, 0, 0, 1]),
+        ConfigError,
+        r"config.fitted._bin_mapper.is_categorical_: does not match is_categorical_ and the preprocessor",
+    ),
+    "preprocessor categories of another feature count": (
+        config_edit(lambda cfg: cfg["fitted"]["_preprocessor"]["categories"].append(cfg["fitted"]["_preprocessor"]["categories"][0])),
+        ConfigError,
+        r"config.fitted._preprocessor.categories: 2 entries for 1 categorical features",
+    ),
+    "preprocessor categories disagree with the bin mapper": (
+        config_edit(
+            lambda cfg: cfg["fitted"]["_preprocessor"]["categories"][0].update(values={"ndarray": "float64", "shape": [2], "data": [0.0, 1.0]})
+        ),
+        ConfigError,
+        r"config.fitted._preprocessor.categories\[0\]: 2 categories, but the bin mapper knows 6",
+    ),
+    "train_score_ of the wrong length": (
+        replace_array("fitted/train_score_", lambda a: np.array([1.0, 2.0])),
+        ArrayError,
+        r"fitted/train_score_: shape \(2,\), expected \(0,\) or \(4,\)",
+    ),
+}
+
+
+#: What only the sklearn estimator holds: the Predictor never reads it.
+HGB_PREDICTOR_IGNORES = {"train_score_ of the wrong length", "categorical_features that sklearn maps to no preprocessor"}
+
+
+@pytest.mark.parametrize("case", HGB_CASES)
+def test_malformed_hist_gradient_boosting_store(case, hgb_store, tmp_path):
+    path = tmp_path / "model"
+    shutil.copytree(hgb_store, path)
+    mutate, error, match = HGB_CASES[case]
+    mutate(path)
+    reseal(path)
+    with pytest.raises(error, match=match):
+        treeshard.load(path)
+    if case not in HGB_PREDICTOR_IGNORES:
+        with pytest.raises(error, match=match):
+            treeshard.Predictor(path)
+
+
+def test_the_hist_gradient_boosting_table_breaks_stores_that_load_when_pristine(hgb_store):
+    assert treeshard.load(hgb_store).n_iter_ == 3
+    assert treeshard.Predictor(hgb_store).n_iter_ == 3
+
+
 # --------------------------------------------------------------------------- IsolationForest
 @pytest.fixture(scope="module")
 def iforest_store(tmp_path_factory) -> Path:

@@ -345,15 +345,26 @@ def test_open_reads_no_node_array(forest, tmp_path):
 def test_other_sklearn_version_warns_with_both_versions(forest, tmp_path):
     path = tmp_path / "m"
     treeshard.save(forest, path)
-    edit_config(path, lambda cfg: cfg["versions"].update(sklearn="1.3.0"))
-    reseal(path)  # as a re-save under 1.3.0 would write it
-    with pytest.warns(SklearnVersionWarning, match=r"scikit-learn 1.3.0; installed is " + sklearn.__version__) as record:
+    edit_config(path, lambda cfg: cfg["versions"].update(sklearn="1.2.2"))  # outside the compatibility matrix
+    reseal(path)  # as a re-save under 1.2.2 would write it
+    with pytest.warns(SklearnVersionWarning, match=r"scikit-learn 1.2.2; installed is " + sklearn.__version__) as record:
         loaded = treeshard.load(path, lazy=False)
+    assert len(record) == 1
     warning = record[0].message
-    assert warning.saved == "1.3.0"
+    assert warning.saved == "1.2.2"
     assert warning.installed == sklearn.__version__
     X, _ = make_data("multiclass")
     assert np.array_equal(loaded.predict(X), forest.predict(X))
+
+
+def test_a_version_pair_the_matrix_proves_exact_does_not_warn(forest, tmp_path):
+    path = tmp_path / "m"
+    treeshard.save(forest, path)
+    edit_config(path, lambda cfg: cfg["versions"].update(sklearn="1.3.2"))  # forests: exact 1.3-1.9 (docs/COMPATIBILITY.md)
+    reseal(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        treeshard.load(path)
 
 
 def test_same_sklearn_version_does_not_warn(forest):

@@ -882,3 +882,79 @@ def traverse_complete_sum(
                             acc[r * out_width + c] += scale * vals[w.leaf[r] * width + c]
             first += rows
     _free_scratch(&w)
+
+
+# --------------------------------------------------------------------------- histogram gradient boosting
+# Node flags of the histogram boosting walk (treeshard.predictor.hist).
+cdef enum:
+    HIST_LEAF = 1
+    HIST_MISSING_LEFT = 2
+    HIST_CATEGORICAL = 4
+
+
+def hist_sum(
+    const double[:, ::1] X,
+    const int64_t[::1] roots,
+    const int64_t[::1] left,
+    const int64_t[::1] right,
+    const int64_t[::1] feature,
+    const double[::1] threshold,
+    const uint8_t[::1] flags,
+    const int64_t[::1] raw_row,
+    const uint32_t[:, ::1] raw_bitsets,
+    const int64_t[::1] known_row,
+    const uint32_t[:, ::1] known_bitsets,
+    const double[::1] value,
+    Py_ssize_t k,
+    double[:, ::1] out,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+):
+    """Add every histogram boosting tree's leaf value to ``out[row, tree % k]``, rows ``start:stop``.
+
+    sklearn's ``_predict_one_from_raw_data``, test for test (``x <= threshold``
+    in float64, NaN by ``missing_go_to_left``, categories cast to uint8 as
+    sklearn's Cython casts them), tree by tree in storage order, so each
+    ``out`` entry gets its trees' values in iteration order, as sklearn adds
+    them. The node arrays must have been validated (``validate_hist_columns``):
+    children inside their tree, features below ``X.shape[1]``, bitset rows
+    inside the bitsets; only their lengths are checked here.
+    """
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t n_trees = roots.shape[0]
+    if not (right.shape[0] == feature.shape[0] == threshold.shape[0] == flags.shape[0] == raw_row.shape[0] == known_row.shape[0] == value.shape[0] == n):
+        raise ValueError("node arrays of different lengths")
+    if k < 1 or out.shape[1] != k or out.shape[0] != X.shape[0] or not 0 <= start <= stop <= X.shape[0]:
+        raise ValueError("out: expected (n_rows, k) and 0 <= start <= stop <= n_rows")
+    if raw_bitsets.shape[1] != 8 or known_bitsets.shape[1] != 8:
+        raise ValueError("bitsets: expected 8 words per row")
+    cdef Py_ssize_t t, row, node, c
+    cdef double x
+    cdef uint8_t f, category
+    cdef bint go_left
+    with nogil:
+        for t in range(n_trees):
+            c = t % k
+            for row in range(start, stop):
+                node = roots[t]
+                f = flags[node]
+                while not (f & HIST_LEAF):
+                    x = X[row, feature[node]]
+                    if isnan(x):
+                        go_left = f & HIST_MISSING_LEFT
+                    elif f & HIST_CATEGORICAL:
+                        if x < 0:
+                            go_left = f & HIST_MISSING_LEFT
+                        else:
+                            category = <uint8_t> x
+                            if (raw_bitsets[raw_row[node], category >> 5] >> (category & 31)) & 1:
+                                go_left = True
+                            elif (known_bitsets[known_row[node], category >> 5] >> (category & 31)) & 1:
+                                go_left = False
+                            else:
+                                go_left = f & HIST_MISSING_LEFT
+                    else:
+                        go_left = x <= threshold[node]
+                    node = left[node] if go_left else right[node]
+                    f = flags[node]
+                out[row, c] += value[node]

@@ -17,9 +17,10 @@ import numpy as np
 
 from .adapters import SavedModel
 from .adapters.families import BAGGED, ESTIMATORS, ISOLATION, family_of
+from .compat import pair_is_exact
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
-from .planning import LoadPlan, plan_load, trees_per_stage
+from .planning import LoadPlan, parse_memory, plan_load, select_trees, trees_per_stage
 from .reader import StoreReader
 from .record import Config
 from .saving import save
@@ -47,7 +48,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
-    #: Family-specific facts (JSON values) that ``treeshard info`` lists, e.g. an IsolationForest's ``offset_``.
+    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...;
+    #: an IsolationForest's max_samples_, contamination, offset_, ...).
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,12 +93,10 @@ class ModelHandle:
     @property
     def info(self) -> ModelInfo:
         config = self.config
-        details: dict[str, Any] = {}
+        details = self.adapter.describe(config) if self.adapter.describe is not None else {}
         estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
         if family_of(config.estimator) == ISOLATION:
-            from .adapters.isolation_forest import describe
-
-            details, estimator_type = describe(config), "outlier_detector"
+            estimator_type = "outlier_detector"
         return ModelInfo(
             estimator=config.estimator,
             estimator_type=estimator_type,
@@ -143,6 +143,15 @@ class ModelHandle:
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
         config = self.config
+        if self.adapter.read_saved is not None:  # a family with its own node arrays: always eager
+            saved = self.adapter.read_saved(self._reader, select_trees(estimators, config), budget=parse_memory(max_memory))
+            _warn_on_version_change(config)
+            estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
+            if engine == "auto" and not saved.is_partial:
+                from .dispatch import install_hist
+
+                install_hist(estimator, _hist_engine(config, saved))
+            return estimator
         source = TreeSource(self._reader)
         plan = plan_load(config, estimators, lazy=lazy, max_memory=max_memory, tree_bytes=source.tree_bytes)
         extra = {name: array for name in self.adapter.array_names if (array := self._reader.read_extra(name)) is not None}
@@ -204,6 +213,8 @@ class ModelHandle:
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):
             return estimator
+        if hasattr(estimator, "_predictors"):  # histogram boosting: a TreePredictor, numbered iteration-major
+            return estimator._predictors[index // estimator.n_trees_per_iteration_][index % estimator.n_trees_per_iteration_]
         return estimator.estimators_.reshape(-1)[index]
 
     def close(self) -> None:
@@ -222,12 +233,26 @@ class ModelHandle:
 
 
 
+def _hist_engine(config: Config, saved: SavedModel) -> Callable[[], Any]:
+    """Builds, on first use, the compiled engine of a loaded histogram boosting model from the
+    columns the load read (all cores, as sklearn's OpenMP)."""
+
+    def build() -> Any:
+        from .adapters.hist_gradient_boosting import columns_of
+        from .predictor.hist import HistPredictor
+
+        return HistPredictor.from_parts(config, columns_of(saved.node_arrays or {}, config.trees.n_trees), saved.arrays)
+
+    return build
+
+
 def _warn_on_version_change(config: Config) -> None:
     import sklearn
 
     saved = config.versions.get("sklearn")
-    if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=4)
+    installed = sklearn.__version__
+    if saved is not None and saved != installed and not pair_is_exact(config.estimator, saved, installed, value_encoding=config.trees.value_encoding):
+        warnings.warn(SklearnVersionWarning(saved, installed), stacklevel=4)
 
 
 def open(store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> ModelHandle:  # noqa: A001 - mirrors zarr.open

@@ -34,7 +34,15 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
         "versions        " + ", ".join(f"{k} {v}" for k, v in sorted(info.versions.items())),
         f"size            {_human(info.stored_bytes)} stored, {_human(info.nbytes)} uncompressed",
     ]
-    lines += [f"{name.replace('_', ' ').strip():<15} {value}" for name, value in info.details.items() if name != "n_features_in_"]
+    details = getattr(info, "details", None) or {}
+    if "iterations" in details:
+        lines.append(f"iterations      {details['iterations']} x {details['trees_per_iteration']} tree(s) per iteration")
+        lines.append(f"loss            {details['loss']} ({details['loss_class']})")
+        shown = ", ".join(map(str, details["categorical_features"])) or "none"
+        lines.append(f"categorical     {details['n_categorical_features']}: {shown}")
+        lines.append(f"early stopping  {'on' if details['early_stopping'] else 'off'}")
+    if "offset_" in details:  # IsolationForest
+        lines += [f"{name.replace('_', ' ').strip():<15} {value}" for name, value in details.items() if name != "n_features_in_"]
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:

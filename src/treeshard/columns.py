@@ -130,17 +130,49 @@ def encode_values(cols: NodeColumns) -> tuple[np.ndarray, str]:
     return stored, "weighted_counts"
 
 
-def decode_values(stored: np.ndarray, weighted_n_node_samples: np.ndarray, encoding: str) -> np.ndarray:
+def decode_values(
+    stored: np.ndarray,
+    weighted_n_node_samples: np.ndarray,
+    encoding: str,
+    *,
+    n_classes: Sequence[int] = (),
+    as_counts: bool = False,
+) -> np.ndarray:
     """Inverse of :func:`encode_values`: float64 node values.
 
     Weighted counts are only ever written for nodes of positive weight and
     non-negative counts; anything else is a malformed store
     (:class:`~treeshard.ArrayError`), not a division by zero.
+
+    Classifier values are fractions (sklearn 1.4+) unless ``as_counts``
+    (sklearn < 1.4 keeps weighted class counts): ``"class_counts"`` values
+    (written under sklearn < 1.4) are then divided by their row sum per output
+    (``n_classes``: classes per output), as sklearn < 1.4 predicts them, and
+    ``"weighted_counts"`` are returned as counts.
     """
     if encoding == "weighted_counts":
         check_weighted_counts(stored, weighted_n_node_samples)
+        if as_counts:
+            return stored.astype(np.float64)
         return stored / np.asarray(weighted_n_node_samples)[:, None]
+    if encoding == "class_counts" and not as_counts:
+        return counts_to_fractions(stored, n_classes)
     return stored
+
+
+def counts_to_fractions(counts: np.ndarray, n_classes: Sequence[int]) -> np.ndarray:
+    """Weighted class counts divided by their sum per output, a zero sum taken as 1:
+    exactly what sklearn < 1.4 computes in ``predict_proba`` (each output's sum over
+    its own classes, numpy's ``sum(axis=1)``)."""
+    n_outputs = len(n_classes)
+    width = counts.shape[1] // n_outputs if n_outputs else 0
+    out = np.zeros(counts.shape, dtype=np.float64)
+    for k, n in enumerate(n_classes):
+        block = counts[:, k * width : k * width + n]
+        normalizer = block.sum(axis=1)[:, np.newaxis]
+        normalizer[normalizer == 0.0] = 1.0
+        out[:, k * width : k * width + n] = block / normalizer
+    return out
 
 
 def check_weighted_counts(stored: np.ndarray, weighted_n_node_samples: np.ndarray) -> None:
@@ -186,7 +218,7 @@ class TreeNodeRows:
     thread with its own ``scratch`` buffers.
     """
 
-    def __init__(self, trees: Sequence, layout: TreeLayout) -> None:
+    def __init__(self, trees: Sequence, layout: TreeLayout, *, leaf_counts: bool = False) -> None:
         counts = np.fromiter((t.node_count for t in trees), dtype=np.int64, count=len(trees))
         if counts.size and counts.max() > MAX_TREE_NODES:
             raise UnsupportedEstimatorError(f"a tree has {counts.max()} nodes; at most {MAX_TREE_NODES} are supported")
@@ -194,6 +226,9 @@ class TreeNodeRows:
         np.cumsum(counts, out=self.tree_ptr[1:])
         self.n_nodes = int(self.tree_ptr[-1])
         self.value_width = layout.value_width
+        #: The trees hold weighted class counts (classifiers under sklearn < 1.4), not fractions.
+        self.leaf_counts = leaf_counts
+        self._n_classes = layout.n_classes
         # __getstate__ returns views of each tree's node and value arrays (no copy).
         states = [t.__getstate__() for t in trees]
         self._node_dtype = states[0]["nodes"].dtype if states else None
@@ -268,6 +303,9 @@ class TreeNodeRows:
         counts = _scratch(scratch, "counts", value.shape, np.float64)
         if not (np.all(weight > 0) and np.all(np.isfinite(value))):
             raise NotWeightedCounts
+        if self.leaf_counts:
+            self._fill_class_counts(value, weight, out)
+            return
         _per_column(np.multiply, value, weight, counts)
         np.rint(counts, out=counts)
         if counts.size and (counts.min() < 0 or counts.max() > np.iinfo(np.int32).max):
@@ -277,6 +315,21 @@ class TreeNodeRows:
         _per_column(np.divide, out, weight, counts)
         if not np.array_equal(counts.view(np.uint64), value.view(np.uint64)):
             raise NotWeightedCounts
+
+
+    def _fill_class_counts(self, value: np.ndarray, weight: np.ndarray, out: np.ndarray) -> None:
+        """Counts kept as they are (sklearn < 1.4), when they are int32 and each output's
+        counts sum to the node's weight: then ``counts / weighted_n_node_samples`` is
+        exactly sklearn < 1.4's probability too (``counts / counts.sum()``)."""
+        if value.size and (value.min() < 0 or value.max() > np.iinfo(np.int32).max):
+            raise NotWeightedCounts
+        out[...] = value
+        if not np.array_equal(out, value) or np.signbit(value).any():
+            raise NotWeightedCounts
+        width = self.value_width // len(self._n_classes)
+        for k, n in enumerate(self._n_classes):
+            if not np.array_equal(value[:, k * width : k * width + n].sum(axis=1), weight):
+                raise NotWeightedCounts
 
 
 def _per_column(ufunc: Any, matrix: np.ndarray, column: np.ndarray, out: np.ndarray) -> None:

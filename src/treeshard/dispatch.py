@@ -24,6 +24,13 @@ give sklearn's answer: input other than a numeric array, list, DataFrame or
 scipy sparse matrix, trees appended by a warm-start fit, a refit, or an
 error (which sklearn then raises in its own words).
 
+A histogram gradient boosting model loaded by ``treeshard.load`` (always
+eagerly) gets the same treatment (:class:`HistDispatch`): ``predict``, and
+``predict_proba`` and ``decision_function`` for classifiers, score a numeric
+2-D array with the store's compiled engine (built on first use from the
+columns the load read) while the model holds the loaded trees and has no
+categorical preprocessor (DataFrames and categorical models go to sklearn).
+
 The methods hold a reference to their forest: ``clone``, ``pickle`` and
 ``copy.deepcopy`` give the copy its own, but a shallow ``copy.copy`` shares
 the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
@@ -38,6 +45,7 @@ the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -91,6 +99,10 @@ class SmallBatchDispatch:
     def __reduce__(self) -> tuple[Any, tuple]:
         return SmallBatchDispatch, (self.forest, self.name)
 
+    def bound_to(self, owner: Any) -> SmallBatchDispatch:
+        """This method for another object holding the same model state (``owner``)."""
+        return type(self)(owner, self.name)
+
     def __repr__(self) -> str:
         return f"<treeshard dispatch: {self.__qualname__}, flat engine>"
 
@@ -134,3 +146,74 @@ def _simple_rows(X: Any) -> int | None:
         ok = all(isinstance(dt, np.dtype) and dt.kind in _NUMERIC_KINDS for dt in dtypes)
         return len(X) if ok else None
     return None
+
+
+# --------------------------------------------------------------------------- histogram gradient boosting
+def hist_methods(estimator: Any) -> tuple[str, ...]:
+    """The methods :func:`install_hist` replaces on a histogram gradient boosting model."""
+    from sklearn.base import is_classifier
+
+    return ("predict", "predict_proba", "decision_function") if is_classifier(estimator) else ("predict",)
+
+
+def install_hist(estimator: Any, build_engine: Callable[[], Any]) -> None:
+    """Give a loaded ``HistGradientBoosting*`` methods that score with the store's
+    :class:`~treeshard.predictor.hist.HistPredictor` (made by ``build_engine()`` on first use,
+    shared by the methods) where it gives sklearn's answer."""
+    trees = estimator._predictors
+    engine = _EngineSlot(build_engine)
+    for name in hist_methods(estimator):
+        estimator.__dict__[name] = HistDispatch(estimator, name, engine, trees)
+
+
+class _EngineSlot:
+    """An engine built on first use (two threads may both build it: the same, benignly)."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build: Callable[[], Any] | None = build
+        self._engine: Any = None
+
+    def get(self) -> Any:
+        if self._engine is None and self._build is not None:
+            self._engine = self._build()
+            self._build = None  # the columns it held are no longer needed
+        return self._engine
+
+
+class HistDispatch(SmallBatchDispatch):
+    """``model.<name>`` of a loaded histogram gradient boosting: the compiled engine for a numeric
+    2-D array when the model has no categorical preprocessor and still holds the loaded trees
+    (not refitted, no warm-start iterations); sklearn's own method otherwise, and on any error
+    (which sklearn then raises in its own words). A pickled or cloned model uses sklearn's."""
+
+    def __init__(self, forest: Any, name: str, engine: Any = None, trees: Any = None) -> None:
+        super().__init__(forest, name)
+        self.engine = engine
+        self.trees = trees
+
+    def __call__(self, X: Any) -> Any:
+        model = self.forest
+        if (
+            self.engine is not None
+            and model.__dict__.get("_predictors") is self.trees
+            and model.__dict__.get("_preprocessor") is None
+            and isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype.kind in _NUMERIC_KINDS
+        ):
+            engine = self.engine.get()
+            try:
+                if len(self.trees) == engine.n_iter_:  # no iteration appended in place
+                    return getattr(engine, self.name)(X)
+            except (TypeError, ValueError):
+                pass  # bad input: let sklearn raise its own error
+        return getattr(type(model), self.name)(model, X)
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return HistDispatch, (self.forest, self.name)
+
+    def bound_to(self, owner: Any) -> HistDispatch:
+        return HistDispatch(owner, self.name, self.engine, self.trees)
+
+    def __repr__(self) -> str:
+        return f"<treeshard dispatch: {self.__qualname__}, compiled engine>"

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from .columns import NODE_COLUMNS, NodeColumns
+from .compat import leaf_counts_for
 from .reader import StoreReader
 from .validate import check_trees
 
@@ -55,6 +56,8 @@ class TreeSource:
         self.tree_ptr = reader.tree_ptr
         self.node_counts = np.diff(self.tree_ptr)
         self.node_dtype = NODE_DTYPE
+        # sklearn < 1.4 keeps classifier leaf values as weighted class counts.
+        self.as_counts = leaf_counts_for(reader.config.estimator)
         # What one node costs once built: sklearn's node record and its values.
         self.node_bytes = NODE_DTYPE.itemsize + 8 * self.layout.value_width
         # What one node costs while being built: decoded columns, records and values.
@@ -99,7 +102,7 @@ class TreeSource:
 
     def prepare_range(self, first: int, stop: int) -> PreparedTrees:
         """Read, validate and lay out trees ``first:stop``."""
-        return self._prepare(first, self.reader.read_nodes(first, stop))
+        return self._prepare(first, self.reader.read_nodes(first, stop, as_counts=self.as_counts))
 
     def build(self, prepared: PreparedTrees) -> Iterator[tuple[int, Any]]:
         """``(index, sklearn Tree)`` for each prepared tree."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .adapters.families import BAGGED, BOOSTING, family_of
+from .adapters.families import BAGGED, BOOSTING, HIST_BOOSTING, family_of
 from .errors import MemoryBudgetError
 from .lazy import DEFAULT_BATCH_BYTES
 from .record import Config
@@ -116,7 +116,7 @@ def plan_load(
 
 def trees_per_stage(config: Config) -> int:
     """Trees per boosting stage (1 for forests and single trees)."""
-    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) == BOOSTING else 1
+    per_stage = config.fitted.get("n_trees_per_iteration_", 1) if family_of(config.estimator) in (BOOSTING, HIST_BOOSTING) else 1
     return per_stage if isinstance(per_stage, int) and not isinstance(per_stage, bool) and per_stage >= 1 else 1
 
 
@@ -130,7 +130,7 @@ def select_trees(spec: Any, config: Config) -> np.ndarray:
     n_trees = config.trees.n_trees
     if spec is None:
         return np.arange(n_trees, dtype=np.int64)
-    if family_of(config.estimator) == BOOSTING:
+    if family_of(config.estimator) in (BOOSTING, HIST_BOOSTING):
         per_stage = trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
     elif family_of(config.estimator) in BAGGED:
@@ -161,7 +161,7 @@ def select_trees(spec: Any, config: Config) -> np.ndarray:
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:
         raise ValueError(f"estimators={spec!r} selects no {unit}")
-    if per_stage > 1 or family_of(config.estimator) == BOOSTING:
+    if per_stage > 1 or family_of(config.estimator) in (BOOSTING, HIST_BOOSTING):
         if not np.array_equal(units, np.arange(len(units))):
             raise ValueError(f"estimators: gradient boosting loads a prefix of its stages (e.g. {len(units)} or slice(0, {len(units)}))")
         return np.arange(len(units) * per_stage, dtype=np.int64)

@@ -108,6 +108,14 @@ class StoreReader:
         layout = self.array(path, dtype, shape)
         return self._fast.read_rows(layout, 0, layout.shape[0] if layout.shape else 1)
 
+    def read_rows(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of the array at ``path`` (checked against ``dtype`` and ``shape``)."""
+        return self._fast.read_rows(self.array(path, dtype, shape), start, stop)
+
+    def read_many(self, requests: list[tuple[str, np.dtype, tuple[int, ...] | None, int, int]]) -> list[np.ndarray]:
+        """:meth:`read_rows` of several ``(path, dtype, shape, start, stop)``, every chunk decoded concurrently."""
+        return self._fast.read_many([(self.array(path, dtype, shape), start, stop) for path, dtype, shape, start, stop in requests])
+
     def read_extra(self, name: str) -> np.ndarray | None:
         """The fitted array ``fitted/<name>`` if the store has it."""
         path = f"{FITTED_GROUP}/{name}"
@@ -128,17 +136,21 @@ class StoreReader:
         n = len(ranges)
         return {name: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, name in enumerate(names)}
 
-    def read_node_range(self, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Every node column over nodes ``start:stop``, decoded concurrently (values as float64)."""
+    def read_node_range(self, start: int, stop: int, *, as_counts: bool = False) -> dict[str, np.ndarray]:
+        """Every node column over nodes ``start:stop``, decoded concurrently (values as float64;
+        ``as_counts``: classifier values as weighted class counts, see :func:`~treeshard.columns.decode_values`)."""
         columns = self.read_columns(list(NODE_COLUMNS), [(start, stop)])
-        columns["value"] = decode_values(columns["value"], columns["weighted_n_node_samples"], self.config.trees.value_encoding)
+        layout = self.config.trees
+        columns["value"] = decode_values(
+            columns["value"], columns["weighted_n_node_samples"], layout.value_encoding, n_classes=layout.n_classes, as_counts=as_counts
+        )
         return columns
 
-    def read_nodes(self, first_tree: int, stop_tree: int) -> NodeColumns:
+    def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""
         ptr = self.tree_ptr
         start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
-        return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **self.read_node_range(start, stop))
+        return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **self.read_node_range(start, stop, as_counts=as_counts))
 
     def check_signature(self, public_key: Any) -> None:
         """Raise :class:`~treeshard.SignatureError` unless ``public_key`` signed the digest

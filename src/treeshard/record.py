@@ -27,7 +27,7 @@ from .spec import (
     SUPPORTED_FORMAT_VERSIONS,
 )
 
-VALUE_ENCODINGS = ("float64", "weighted_counts")
+VALUE_ENCODINGS = ("float64", "weighted_counts", "class_counts")
 
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -49,7 +49,10 @@ def parse_float(where: str, value: Any) -> float:
         if value not in _NONFINITE:
             raise ConfigError(f"{where}: expected a number, got string {value[:40]!r}")
         return _NONFINITE[value]
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond float range (a hostile record)
+        raise ConfigError(f"{where}: {str(value)[:40]}... is out of the float range") from None
 
 
 def parse_int(where: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
@@ -148,7 +151,8 @@ class TreeLayout:
     n_classes: tuple[int, ...]  # per output; all 1 for regression trees
     #: How ``nodes/value`` is stored: "float64" (as sklearn has it) or
     #: "weighted_counts" (int32 weighted class counts; value = counts / weighted_n_node_samples,
-    #: chosen at save time only when that reproduces every value bit for bit).
+    #: chosen at save time only when that reproduces every value bit for bit) or
+    #: "class_counts" (float64 weighted class counts, as sklearn < 1.4 keeps classifier values).
     value_encoding: str = "float64"
 
     @property

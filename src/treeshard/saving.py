@@ -18,6 +18,7 @@ from . import __version__
 from .adapters import SavedModel, adapter_for
 from .codecs import CODECS, DEFAULT_CODEC, node_chunk_rows
 from .columns import TreeNodeRows
+from .compat import leaf_counts_for
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .reader import FITTED_GROUP, NODES_GROUP
 from .record import Config, check_json_depth
@@ -151,15 +152,20 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
     from .integrity import digest_of_files
     from .writer import encode_specs, in_memory, node_column_specs, store_files
 
-    # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
-    nodes = TreeNodeRows(saved.trees, saved.layout)
-    specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
-    rows = node_chunk_rows(saved.layout.value_width)
-    specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
+    leaf_counts = False
+    if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
+        specs = [in_memory(f"{NODES_GROUP}/{name}", array) for name, array in saved.node_arrays.items()]
+    else:
+        # Node columns are encoded chunk by chunk from the trees' own arrays: never concatenated.
+        nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(estimator_id))
+        specs = [in_memory(f"{NODES_GROUP}/tree_ptr", nodes.tree_ptr)]
+        rows = node_chunk_rows(saved.layout.value_width)
+        specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
+        leaf_counts = nodes.leaf_counts
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
     encoded = encode_specs(specs, codec=codec)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
-    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+    value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if leaf_counts else "float64"
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
     config = Config(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .columns import NODE_COLUMNS, UNDEFINED, NodeColumns
-from .errors import ArrayError, TreeStructureError, UnsupportedEstimatorError
+from .errors import ArrayError, TreeStructureError
 from .record import TreeLayout
 
 
@@ -58,14 +58,23 @@ _RECORD_FIELDS = (
 
 def record_offsets(node_dtype: np.dtype) -> tuple[int, ...]:
     """Byte offset of each of :data:`_RECORD_FIELDS` in ``node_dtype`` (-1: absent)."""
+    from .compat import unknown_node_field_error
+
     known = dict(_RECORD_FIELDS)
     for name in node_dtype.names:
         if name not in known or node_dtype.fields[name][0] != np.dtype(known[name]):
-            raise UnsupportedEstimatorError(
-                f"the installed scikit-learn's tree nodes have a field {name!r} "
-                f"({node_dtype.fields[name][0]}) that format version 1 cannot fill; upgrade treeshard"
-            )
+            raise unknown_node_field_error(name, node_dtype.fields[name][0])
     return tuple(node_dtype.fields[name][1] if name in node_dtype.names else -1 for name, _ in _RECORD_FIELDS)
+
+
+def _check_fields_used(cols: NodeColumns, offsets: tuple[int, ...]) -> None:
+    """Refuse a store that uses a node field the installed node record lacks (non-zero values)."""
+    from .compat import missing_node_field_error
+
+    for (field, _), offset in zip(_RECORD_FIELDS, offsets, strict=True):
+        column = getattr(cols, field, None)  # record field -> stored column of the same name
+        if offset < 0 and column is not None and column.size and column.any():
+            raise missing_node_field_error(field)
 
 
 def check_trees(
@@ -99,6 +108,7 @@ def check_trees(
         records, offsets = np.empty((n, 1), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)  # nothing is written
     else:
         offsets = record_offsets(node_dtype)
+        _check_fields_used(cols, offsets)
         # Zeroed, not empty: the kernel writes the fields, never the padding after
         # missing_go_to_left, and sklearn copies every byte (pickles must not carry
         # leftover heap bytes; sklearn issue #27268).

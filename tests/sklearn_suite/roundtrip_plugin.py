@@ -170,7 +170,7 @@ def roundtrip(estimator: Any, *, lazy: bool = False) -> None:
     estimator.__dict__.clear()
     for name, value in vars(loaded).items():
         # A lazy forest's small-batch methods belong to their forest: the test's object gets its own.
-        estimator.__dict__[name] = SmallBatchDispatch(estimator, name) if isinstance(value, SmallBatchDispatch) else value
+        estimator.__dict__[name] = value.bound_to(estimator) if isinstance(value, SmallBatchDispatch) else value
     estimator.__dict__.update({name: value for name, value in kept.items() if name not in vars(loaded)})
     _stats["roundtrip"] += 1
 

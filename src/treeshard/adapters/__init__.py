@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import UnsupportedEstimatorError
-from . import forest, gradient_boosting, isolation_forest, trees
+from . import forest, gradient_boosting, trees
+from . import hist_gradient_boosting
+from . import isolation_forest
 from .base import Adapter, SavedModel
 
 ADAPTERS: dict[str, Adapter] = {
@@ -18,6 +20,7 @@ ADAPTERS: dict[str, Adapter] = {
         *forest.ADAPTERS,
         *gradient_boosting.ADAPTERS,
         *trees.ADAPTERS,
+        *hist_gradient_boosting.ADAPTERS,
         *isolation_forest.ADAPTERS,
     )
 }

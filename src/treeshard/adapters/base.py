@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compat import translate_params
 from ..errors import ConfigError, UnsupportedEstimatorError
 from ..record import (
     TreeLayout,
@@ -56,6 +57,9 @@ class SavedModel:
     #: sub-estimators, calling ``factory(tree, tree_index)`` for each sklearn
     #: ``Tree`` (a plain list, or a lazy sequence that builds trees on demand).
     build_estimators: Callable[[Callable[[Any, int], Any]], Sequence] | None = None
+    #: Families whose trees are not sklearn ``Tree`` objects: their node arrays by name
+    #: (written under ``nodes/`` as they are; ``trees`` is then empty).
+    node_arrays: dict[str, np.ndarray] | None = None
     #: When loading: node offsets of every stored tree (``nodes/tree_ptr``), for per-node fitted arrays.
     tree_ptr: np.ndarray | None = None
 
@@ -86,6 +90,11 @@ class Adapter:
     #: ``check_saved(cls, saved)`` runs every check ``from_saved`` runs, building no
     #: tree: save calls it so that it never writes a store that load refuses.
     check_saved: Callable[[type, SavedModel], Any] | None = None
+    #: ``read_saved(reader, selection, *, budget)``: for families with their own node arrays, the
+    #: :class:`SavedModel` of the selected trees read from an open store.
+    read_saved: Callable[[Any, np.ndarray], SavedModel] | None = None
+    #: ``describe(config)``: what ``open().info`` shows about this family (informative, never raises).
+    describe: Callable[[Any], dict[str, Any]] | None = None
 
     def estimator_class(self) -> type:
         import importlib
@@ -312,6 +321,9 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
     """
     known = set(cls().get_params(deep=False))
+    translated = translate_params(cls, params, installed=known)  # stored under another sklearn version
+    unserializable = [name for name in unserializable if name in translated or name not in params]
+    params = translated
     unknown = sorted((set(params) | set(unserializable)) - known)
     if unknown:
         raise ConfigError(f"config.params: unknown parameter(s) {unknown} for {cls.__name__}")

@@ -143,17 +143,20 @@ def check_init_fitted(where: str, fitted: dict[str, Any], *, classifier: bool, n
     """The fitted attributes of gradient boosting's dummy ``init_`` (decoded), every one its
     prediction reads: a wrong-length ``class_prior_`` would make sklearn's Cython loss read out
     of bounds. A classifier's dummy predicts its ``class_prior_``, a regressor's its ``constant_``."""
-    n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
-    if n != n_features:
-        raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
+    if "n_features_in_" in fitted:  # sklearn < 1.4 fits the dummy without it
+        n = expect(f"{where}.fitted.n_features_in_", get_fitted(fitted, "n_features_in_"), (int, np.integer))
+        if n != n_features:
+            raise ConfigError(f"{where}.fitted.n_features_in_: {n}, expected {n_features}")
     expect(f"{where}.fitted.n_outputs_", get_fitted(fitted, "n_outputs_"), int, lambda k: k == 1, "1")
     if classifier:
         for key in ("classes_", "class_prior_"):
+            # sklearn < 1.4 fits the dummy on the int64 encoded labels, 1.4+ on their float64 copy
+            dtypes = (np.float64, np.int64) if key == "classes_" else (np.float64,)
             expect(
                 f"{where}.fitted.{key}",
                 get_fitted(fitted, key),
                 np.ndarray,
-                lambda a: a.shape == (n_classes,) and a.dtype == np.float64 and bool(np.isfinite(a).all()),
+                lambda a: a.shape == (n_classes,) and a.dtype in dtypes and bool(np.isfinite(a).all()),
                 f"{n_classes} finite float64 values",
             )
         expect(f"{where}.fitted.n_classes_", get_fitted(fitted, "n_classes_"), (int, np.integer), lambda v: v == n_classes, str(n_classes))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compat import dummy_fitted_for_installed, gb_set_loss, gb_trees_per_iteration
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import TreeLayout, parse_dict, parse_int, require
 from .base import (
@@ -73,9 +74,10 @@ def _to_saved(gb: Any) -> SavedModel:
         raise UnsupportedEstimatorError(f"{name} with a custom init estimator ({type(gb.init).__name__}) is not supported")
     params, unserializable = encode_params(gb)
     estimators = gb.estimators_
-    if not isinstance(estimators, np.ndarray) or estimators.ndim != 2 or estimators.shape[1] != gb.n_trees_per_iteration_:
+    k = gb_trees_per_iteration(gb)
+    if not isinstance(estimators, np.ndarray) or estimators.ndim != 2 or estimators.shape[1] != k:
         raise UnsupportedEstimatorError(
-            f"{name}.estimators_: expected an array of stages x {gb.n_trees_per_iteration_} trees, got {getattr(estimators, 'shape', None)}"
+            f"{name}.estimators_: expected an array of stages x {k} trees, got {getattr(estimators, 'shape', None)}"
         )
     sub_estimators = estimators.ravel()
     trees = [e.tree_ for e in sub_estimators]
@@ -87,6 +89,7 @@ def _to_saved(gb: Any) -> SavedModel:
         n_classes=(1,),
     )
     fitted = encode_fitted(gb, GB_FITTED)
+    fitted["n_trees_per_iteration_"] = k  # sklearn < 1.4 has it as the loss's K
     first = estimators[0, 0]
     fitted["estimators_"] = encode_fitted(first, TREE_FITTED, "estimators_[0, 0].")
     runs = encode_tree_params(sub_estimators, tree_params(gb), fitted_names=TREE_RUN_FITTED, first=first)
@@ -206,7 +209,7 @@ def _build_init(record: Any, gb: Any, n_features: int) -> Any:
         raise ConfigError(f"{where}.params: {actual_params}, but {type(gb).__name__}(loss={gb.loss!r}) makes {expected_params}")
     fitted = decode_fitted(parse_dict(f"{where}.fitted", require(where, record, "fitted")), DUMMY_FITTED)
     check_init_fitted(where, fitted, classifier=classifier, n_classes=int(gb.n_classes_) if classifier else 1, n_features=n_features)
-    init.__dict__.update(fitted)
+    init.__dict__.update(dummy_fitted_for_installed(fitted, n_features))
     return init
 
 
@@ -286,10 +289,8 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
 
     decoded = _decode(cls, saved)
     gb, n_stages, k = decoded.gb, decoded.n_stages, decoded.k
-    # fit() always passes a sample_weight array (ones by default); so do we, so
-    # that the loss object's attributes (constant_hessian) are the fitted ones.
-    gb._loss = gb._get_loss(sample_weight=np.ones(1))
-    if decoded.huber_delta is not None:
+    gb_set_loss(gb)
+    if decoded.huber_delta is not None and hasattr(gb._loss, "closs"):  # sklearn < 1.4 keeps no delta
         gb._loss.closs.delta = decoded.huber_delta
     template = DecisionTreeRegressor(
         criterion="squared_error",

@@ -1,6 +1,6 @@
 """IsolationForest: a forest of ExtraTreeRegressors, each on a subset of the columns.
 
-Stored as in ``docs/FORMAT.md`` section 6.2: the trees (``n_features =
+Stored as in ``docs/FORMAT.md`` section 6.3: the trees (``n_features =
 _max_features``), each tree's columns (``estimators_features_``), the per-node
 path lengths sklearn computed at fit time (stored, never recomputed: one of
 them goes through ``np.log``) and what ``estimators_samples_`` is rebuilt from.
@@ -96,7 +96,7 @@ def template_params(template: Any) -> dict[str, Any]:
 
 
 def check_isolation_fitted(fitted: dict[str, Any], layout: TreeLayout) -> None:
-    """The record's attributes agree with each other and with the trees (``docs/FORMAT.md`` 6.2)."""
+    """The record's attributes agree with each other and with the trees (``docs/FORMAT.md`` 6.3)."""
     where = "config.fitted"
     if layout.n_outputs != 1 or layout.n_classes != (1,):
         raise ConfigError("config.trees: an IsolationForest's trees have one output and one value")
@@ -246,7 +246,7 @@ def describe(config: Config) -> dict[str, Any]:
 
 
 def _adapter(name: str) -> Adapter:
-    return Adapter(name, (ESTIMATORS[name].module, name), _to_saved, _from_saved, IFOREST_ARRAYS, check_saved=_check_saved)
+    return Adapter(name, (ESTIMATORS[name].module, name), _to_saved, _from_saved, IFOREST_ARRAYS, check_saved=_check_saved, describe=describe)
 
 
 ADAPTERS = [_adapter(name) for name in ids_of(ISOLATION)]

@@ -29,8 +29,15 @@ def sub_estimators(estimator: Any) -> list[Any]:
     return [e for e in np.ravel(np.asarray(getattr(estimator, "estimators_", []), dtype=object)) if hasattr(e, "tree_")]
 
 
+def hist_trees(estimator: Any) -> list[Any]:
+    """The ``TreePredictor`` objects of a histogram gradient boosting (empty for other estimators)."""
+    return [predictor for iteration in getattr(estimator, "_predictors", []) for predictor in iteration]
+
+
 def n_units(estimator: Any) -> int:
     """What ``treeshard.load(estimators=k)`` counts: stages for gradient boosting, else trees."""
+    if hasattr(estimator, "_predictors"):  # histogram gradient boosting: iterations
+        return len(estimator._predictors)
     if hasattr(estimator, "n_estimators_"):
         return len(estimator.estimators_)  # the stages held (sklearn's n_estimators_ may count one more)
     return len(sub_estimators(estimator))
@@ -38,7 +45,7 @@ def n_units(estimator: Any) -> int:
 
 def model_nbytes(estimator: Any) -> int:
     """Bytes of the node and value arrays of every tree: the model's in-memory size."""
-    total = 0
+    total = sum(p.nodes.nbytes + p.raw_left_cat_bitsets.nbytes + p.binned_left_cat_bitsets.nbytes for p in hist_trees(estimator))
     for tree in sub_estimators(estimator):
         state = tree.tree_.__getstate__()
         total += state["nodes"].nbytes + state["values"].nbytes
@@ -46,11 +53,11 @@ def model_nbytes(estimator: Any) -> int:
 
 
 def describe(estimator: Any) -> dict[str, Any]:
-    trees = sub_estimators(estimator)
+    trees, hist = sub_estimators(estimator), hist_trees(estimator)
     return {
         "estimator": type(estimator).__name__,
-        "n_trees": len(trees),
-        "n_nodes": int(sum(t.tree_.node_count for t in trees)),
+        "n_trees": len(trees) + len(hist),
+        "n_nodes": int(sum(t.tree_.node_count for t in trees) + sum(len(p.nodes) for p in hist)),
         "n_features": int(getattr(estimator, "n_features_in_", 0)),
         "nbytes": model_nbytes(estimator),
         "n_units": n_units(estimator),

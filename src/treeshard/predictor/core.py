@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.families import BAGGED, BOOSTING, FOREST, ISOLATION, TREE, family_of
+from ..adapters.families import BAGGED, BOOSTING, FOREST, HIST_BOOSTING, ISOLATION, TREE, family_of
 from ..columns import NodeColumns
 from ..errors import UnsupportedEstimatorError
 from ..record import Config
@@ -116,6 +116,14 @@ class Predictor(Traversal):
         self.n_jobs = n_jobs
         reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
         try:
+            if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
+                from ..hist_columns import read_hist_columns
+                from .hist import HistPredictor
+
+                # Its own class, the same interface (hist imports nothing of this module).
+                self.__class__ = HistPredictor  # type: ignore[assignment]
+                self._setup_hist(reader.config, lambda: read_hist_columns(reader, reader.config.trees.n_trees), reader.read_extra)  # type: ignore[attr-defined]
+                return
             self._setup_model(reader.config)
             columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
         finally:

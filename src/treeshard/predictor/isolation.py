@@ -7,7 +7,7 @@ Each node's value becomes sklearn's per-node path term
 ``(decision_path_lengths + average_path_length_per_tree) - 1.0``, so that the
 compiled sum (tree by tree in tree order, from zeros, per row) is exactly
 the ``depths`` array of sklearn's ``_compute_score_samples``. The rest is
-sklearn's arithmetic, operation for operation (``docs/FORMAT.md`` 6.2).
+sklearn's arithmetic, operation for operation (``docs/FORMAT.md`` 6.3).
 """
 
 from __future__ import annotations

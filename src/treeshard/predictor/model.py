@@ -27,7 +27,7 @@ from ..adapters.checks import (
     check_stages,
 )
 from ..adapters.families import BOOSTING, ESTIMATORS, TREE, family_of
-from ..columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts
+from ..columns import NODE_COLUMNS, TREE_PTR_DTYPE, NodeColumns, check_weighted_counts, counts_to_fractions
 from ..errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from ..record import Config, TreeLayout, parse_dict, require
 from ..validate import check_trees
@@ -164,6 +164,8 @@ def read_columns(
         leaf_counts, weights = arrays["value"], arrays["weighted_n_node_samples"]
         check_weighted_counts(leaf_counts, weights)  # as a load: a malformed store, not inf/NaN
         arrays["value"] = np.zeros(arrays["value"].shape, dtype=NODE_COLUMNS["value"])
+    elif encoding == "class_counts":  # written under sklearn < 1.4: predicted as it predicts them
+        arrays["value"] = counts_to_fractions(arrays["value"], reader.config.trees.n_classes)
     elif encoding != "float64":
         raise ConfigError(f"config.trees.value_encoding: unknown encoding {encoding!r}")
     columns = NodeColumns(tree_ptr=local_ptr, **arrays)
