@@ -26,7 +26,7 @@ def test_row_matches_the_sklearn_class(estimator_id: str) -> None:
     assert is_regressor(cls()) == (kind.family != ISOLATION and not kind.is_classifier)
     assert is_outlier_detector(cls()) == (kind.family == ISOLATION)
     assert family_of(estimator_id) == kind.family
-    assert hasattr(cls(), "tree_") is False and ("estimators_" in cls.__doc__) == (kind.family in (FOREST, BOOSTING))
+    assert hasattr(cls(), "tree_") is False and ("estimators_" in cls.__doc__) == (kind.family in (FOREST, BOOSTING, ISOLATION))
 
 
 def test_unknown_id_has_no_family() -> None:
