@@ -392,9 +392,12 @@ def _unsupported():  # type: ignore[no-untyped-def]
             GradientBoostingRegressor(n_estimators=2, init=DummyRegressor(strategy="median")).fit(X, y),
             r"GradientBoostingRegressor with a custom init estimator \(DummyRegressor\) is not supported",
         ),
+        # a pipeline is supported (tests/test_pipeline.py); a step neither treeshard nor skops can store is not
         "pipeline": (
-            __import__("sklearn.pipeline").pipeline.make_pipeline(DecisionTreeClassifier()).fit(X, y),
-            r"sklearn.pipeline.Pipeline is not supported",
+            __import__("sklearn.pipeline").pipeline.make_pipeline(
+                __import__("sklearn.preprocessing").preprocessing.FunctionTransformer(lambda x: x), DecisionTreeClassifier()
+            ).fit(X, y),
+            r"^pipeline\.params\.steps\[0\]\[1\]\.params\.func: the function '_unsupported\.<locals>\.<lambda>' cannot be stored",
         ),
         "not an estimator": ({"a": 1}, r"builtins.dict is not supported"),
     }

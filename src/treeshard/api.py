@@ -86,12 +86,29 @@ class ModelHandle:
     def __init__(self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True) -> None:
         self._store = store
         self._reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        self._init_from_reader()
+
+    def _init_from_reader(self) -> None:
         self.location = self._reader.location
         self.config = self._reader.config
         self.adapter = self._reader.adapter
+        #: A pipeline store's parsed record (None for a single model).
+        self.pipeline = self._reader.pipeline
+
+    @classmethod
+    def of_reader(cls, store: Any, reader: StoreReader) -> ModelHandle:
+        """A handle over an open reader (one ensemble of a pipeline store); closing it closes ``reader``."""
+        handle = cls.__new__(cls)
+        handle._store, handle._reader = store, reader
+        handle._init_from_reader()
+        return handle
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> Any:
+        if self.pipeline is not None:
+            from .pipeline.info import pipeline_info
+
+            return pipeline_info(self.pipeline)
         config = self.config
         details = self.adapter.describe(config) if self.adapter.describe is not None else {}
         estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
@@ -142,6 +159,10 @@ class ModelHandle:
             # The signed record was read with the config (the root checked against it), and
             # every chunk is checked against it as it is read: nothing unsigned is used.
             self._reader.check_signature(public_key)
+        if self.pipeline is not None:
+            from .pipeline.load import load_pipeline
+
+            return load_pipeline(self, lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
         config = self.config
         if self.adapter.read_saved is not None:  # a family with its own node arrays: always eager
             saved = self.adapter.read_saved(self._reader, select_trees(estimators, config), budget=parse_memory(max_memory))
@@ -202,6 +223,8 @@ class ModelHandle:
     def tree(self, index: int) -> Any:
         """Tree ``index`` as a fitted sklearn tree estimator (a forest's sub-estimator;
         for gradient boosting, trees are numbered stage-major)."""
+        if self.pipeline is not None:
+            raise TypeError("a pipeline store holds several models: load it and take the tree from its ensemble")
         n = self.config.trees.n_trees
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"tree index must be an integer, not {type(index).__name__}")
@@ -228,6 +251,8 @@ class ModelHandle:
 
     def __repr__(self) -> str:
         info = self.info
+        if self.pipeline is not None:
+            return f"<treeshard.ModelHandle {info.estimator} pipeline of {len(info.ensembles)} ensemble(s) at {self.location}>"
         return f"<treeshard.ModelHandle {info.estimator} n_estimators={info.n_estimators} at {self.location}>"
 
 

@@ -21,7 +21,11 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def format_info(info) -> str:  # type: ignore[no-untyped-def]
-    """A human-readable summary of a :class:`~treeshard.ModelInfo`."""
+    """A human-readable summary of a :class:`~treeshard.ModelInfo` (or of a pipeline store's info)."""
+    if hasattr(info, "structure"):
+        from .pipeline.info import format_pipeline_info
+
+        return format_pipeline_info(info, size=_human)
     lines = [
         f"estimator       {info.estimator} ({info.estimator_type})",
         f"estimators      {_estimators(info)}",

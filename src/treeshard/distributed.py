@@ -60,7 +60,10 @@ def store_reference(store: Any, storage_options: Mapping[str, Any] | None) -> tu
 
 def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
     """The store reference of a :class:`~treeshard.lazy.StoredEstimators` (None if it has none)."""
-    fast = getattr(getattr(lazy.source, "reader", None), "_fast", None)
+    reader = getattr(lazy.source, "reader", None)
+    if getattr(reader, "_prefix", ""):
+        return None  # an ensemble inside a pipeline store: a reference would reopen the whole pipeline
+    fast = getattr(reader, "_fast", None)
     argument = getattr(fast, "store_argument", None)
     if argument is None:
         return None

@@ -18,6 +18,7 @@ from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeCo
 from .blosc import UnsupportedLayout
 from .chunks import ArrayLayout, ChunkReader
 from .errors import ArrayError, ConfigError
+from .pipeline.record import is_pipeline_record, parse_pipeline_record
 from .record import parse_config
 from .spec import CONFIG_KEY, ROOT_METADATA
 from .validate import validate_tree_ptr
@@ -48,11 +49,19 @@ class StoreReader:
             attributes = self._fast.attributes
             if CONFIG_KEY not in attributes:
                 raise ConfigError(f"{ROOT_METADATA}: no {CONFIG_KEY!r} config record (not a treeshard store)")
-            self.config = parse_config(attributes[CONFIG_KEY], known_estimators=ESTIMATOR_IDS)
+            raw = attributes[CONFIG_KEY]
+            #: A pipeline store's record (``docs/FORMAT.md`` section 10); its ensembles are read by :meth:`for_model`.
+            self.pipeline = None
+            if is_pipeline_record(raw):
+                self.pipeline = parse_pipeline_record(raw)
+                self.config = None  # type: ignore[assignment]
+            else:
+                self.config = parse_config(raw, known_estimators=ESTIMATOR_IDS)
         except BaseException:
             self._fast.close()
             raise
-        self.adapter = ADAPTERS[self.config.estimator]
+        self.adapter = None if self.pipeline is not None else ADAPTERS[self.config.estimator]
+        self._prefix = ""  # the group of a pipeline's ensemble: "models/0/"
         self._layouts: dict[str, ArrayLayout] = {}
         self._tree_ptr: np.ndarray | None = None
 
@@ -65,6 +74,13 @@ class StoreReader:
         other._layouts = dict(self._layouts)
         return other
 
+    def for_model(self, group: str, config: Any) -> StoreReader:
+        """A reader of the ensemble stored under ``group`` of this pipeline store (same open source)."""
+        other = self.share()
+        other.pipeline, other.config, other.adapter = None, config, ADAPTERS[config.estimator]
+        other._prefix, other._layouts, other._tree_ptr = f"{group}/", {}, None
+        return other
+
     @property
     def source(self) -> ByteSource:
         """The open byte source (pinned: a verification reads the very store this reader reads)."""
@@ -75,7 +91,7 @@ class StoreReader:
         """Node offsets of every tree (read and checked once)."""
         if self._tree_ptr is None:
             layout = self.config.trees
-            tree_ptr = self.read(f"{NODES_GROUP}/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
+            tree_ptr = self.read(f"{self._prefix}{NODES_GROUP}/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
             validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
             self._tree_ptr = tree_ptr
         return self._tree_ptr
@@ -100,7 +116,7 @@ class StoreReader:
         dtype = NODE_COLUMNS[name]
         if name == "value" and layout.value_encoding == "weighted_counts":
             dtype = WEIGHTED_COUNTS_DTYPE
-        return self.array(f"{NODES_GROUP}/{name}", dtype, shape)
+        return self.array(f"{self._prefix}{NODES_GROUP}/{name}", dtype, shape)
 
     # -- data
     def read(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -118,7 +134,7 @@ class StoreReader:
 
     def read_extra(self, name: str) -> np.ndarray | None:
         """The fitted array ``fitted/<name>`` if the store has it."""
-        path = f"{FITTED_GROUP}/{name}"
+        path = f"{self._prefix}{FITTED_GROUP}/{name}"
         if not self.has_array(path):
             return None
         return self.read(path, np.dtype(self.adapter.array_names[name]), None)

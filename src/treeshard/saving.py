@@ -10,6 +10,7 @@ import json
 import platform
 import sys
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -69,6 +70,17 @@ def save(
     """
     from sklearn.utils.validation import check_is_fitted
 
+    from .pipeline.save import is_pipeline
+
+    if is_pipeline(estimator):
+        from .pipeline.save import save_pipeline
+
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        # The pipeline writer runs this module's own checks (passed down: it cannot import them back).
+        checks = SimpleNamespace(check_loadable=_check_loadable, check_record=_check_record, zarr_version=_zarr_version)
+        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options, checks=checks)
+        return
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:
@@ -89,6 +101,10 @@ def encode_files(
     columns' chunk length (a power of two), for finer sharing of chunks between versions."""
     from sklearn.utils.validation import check_is_fitted
 
+    from .pipeline.save import is_pipeline
+
+    if is_pipeline(estimator):
+        raise UnsupportedEstimatorError(f"a repository does not store a {type(estimator).__name__} yet: save it with treeshard.save")
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:

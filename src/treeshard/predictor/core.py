@@ -115,6 +115,9 @@ class Predictor(Traversal):
 
         self.n_jobs = n_jobs
         reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        if reader.pipeline is not None:
+            self._serve_pipeline(reader)
+            return
         try:
             if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
                 from ..hist_columns import read_hist_columns
@@ -129,6 +132,28 @@ class Predictor(Traversal):
         finally:
             reader.close()
         self._setup_trees(columns)
+
+    def _serve_pipeline(self, reader: Any) -> None:
+        """Become a :class:`~treeshard.pipeline.serve.PipelinePredictor` over ``reader``'s pipeline."""
+        from ..pipeline.serve import PipelinePredictor
+
+        def ensemble(node: Any) -> Predictor:
+            step = reader.for_model(node.group, node.config)
+            try:
+                predictor = Predictor.__new__(Predictor)
+                predictor.n_jobs = self.n_jobs
+                predictor._setup_model(step.config)
+                predictor._setup_trees(predictor._read_columns(step, [(0, step.config.trees.n_trees)], step.config.trees))
+                return predictor
+            finally:
+                step.close()
+
+        try:
+            served = PipelinePredictor(reader.pipeline, ensemble, reader)
+        finally:
+            reader.close()
+        self.__class__ = PipelinePredictor  # type: ignore[assignment]
+        self.__dict__.update(served.__dict__)
 
     @classmethod
     def for_trees(cls, reader: Any, indices: Any, *, n_jobs: int | None = -1) -> Predictor:

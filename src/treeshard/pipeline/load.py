@@ -1,0 +1,119 @@
+"""Loading a pipeline store: real sklearn objects, the same structure, ensembles read on demand.
+
+The record has been parsed and checked (:mod:`treeshard.pipeline.record`);
+this module only builds: each allow-listed class from its table entry, params
+filtered against the installed constructor, fitted attributes set by name,
+each ensemble loaded from its group as a single model is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
+from .record import PipelineRecord
+from .table import function_of, kind_class
+
+
+@dataclass
+class LoadContext:
+    load_ensemble: Any  # (EnsembleNode) -> fitted estimator
+    load_skops: Any  # (SkopsNode) -> estimator
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+def build(record: PipelineRecord, load_ensemble: Any, load_skops: Any) -> Any:
+    """The estimator tree of ``record``; ``load_ensemble(node)`` loads one ensemble, ``load_skops(node)`` a skops step."""
+    return build_node(record.root, LoadContext(load_ensemble, load_skops))
+
+
+def build_node(node: EstimatorNode | EnsembleNode | SkopsNode, context: LoadContext) -> Any:
+    if isinstance(node, SkopsNode):
+        return context.load_skops(node)
+    if isinstance(node, EnsembleNode):
+        if node.group not in context.models:
+            context.models[node.group] = context.load_ensemble(node)
+        return context.models[node.group]
+    cls = kind_class(node.id)
+    known = set(cls._get_param_names())
+    # Params the installed sklearn does not have are dropped (written by another version).
+    params = {name: build_value(value, context) for name, value in node.params.items() if name in known and name not in node.unserializable}
+    estimator = cls(**params)
+    try:
+        if hasattr(estimator, "_parameter_constraints"):  # FeatureUnion has none
+            estimator._validate_params()
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{node.where}.params: {exc}") from None
+    fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
+    for name, derive in _DERIVED.get(node.id, {}).items():
+        if fitted and name not in fitted:  # written by an sklearn that did not have it
+            fitted[name] = derive(fitted)
+    for name, value in fitted.items():
+        setattr(estimator, name, value)
+    return estimator
+
+
+#: Fitted attributes newer sklearn versions added, derived from the others when a store lacks them.
+_DERIVED = {"SimpleImputer": {"_fill_dtype": lambda fitted: fitted["_fit_dtype"]}}
+
+
+def build_value(value: Any, context: LoadContext) -> Any:
+    if isinstance(value, (EstimatorNode, EnsembleNode, SkopsNode)):
+        return build_node(value, context)
+    if isinstance(value, Function):
+        return function_of(value.id)
+    if isinstance(value, list):
+        return [build_value(v, context) for v in value]
+    if isinstance(value, tuple):
+        return tuple(build_value(v, context) for v in value)
+    if isinstance(value, dict):
+        return {k: build_value(v, context) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        out = np.empty(value.shape, dtype=object)
+        for index, item in np.ndenumerate(value):
+            out[index] = build_value(item, context)
+        return out
+    return value
+
+
+def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, engine: str) -> Any:
+    """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store (once ``verify``/``public_key`` passed)."""
+    record: PipelineRecord = handle._reader.pipeline
+    if estimators is not None and len(record.ensembles) != 1:
+        raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
+
+    def load_ensemble(node: EnsembleNode) -> Any:
+        with type(handle).of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=_version_warning())  # warned once for the whole store below
+                return step.load(lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
+
+    def load_skops(node: SkopsNode) -> Any:
+        from .skops_step import load_step, read_bytes
+
+        return load_step(node, read_bytes(handle._reader, node))
+
+    estimator = build(record, load_ensemble, load_skops)
+    _warn_on_version_change(record)
+    return estimator
+
+
+def _version_warning() -> type:
+    from ..errors import SklearnVersionWarning
+
+    return SklearnVersionWarning
+
+
+def _warn_on_version_change(record: PipelineRecord) -> None:
+    import sklearn
+
+    from ..errors import SklearnVersionWarning
+
+    saved = record.versions.get("sklearn")
+    if saved is not None and saved != sklearn.__version__:
+        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=5)
