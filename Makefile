@@ -34,7 +34,7 @@ test: $(TEST_STAMP)
 # eager then lazy (README, Development; tests/sklearn_suite/roundtrip_plugin.py).
 # CI: make test-sklearn SKLEARN_MODES=eager SKLEARN_SUITES="sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree"
 SKLEARN_SUITES ?= sklearn.ensemble.tests.test_forest sklearn.ensemble.tests.test_gradient_boosting sklearn.tree.tests.test_tree \
-	sklearn.ensemble._hist_gradient_boosting.tests.test_gradient_boosting
+	sklearn.ensemble._hist_gradient_boosting.tests.test_gradient_boosting sklearn.ensemble.tests.test_iforest
 SKLEARN_MODES ?= eager lazy
 SKLEARN_PYTEST := PYTHONPATH=tests/sklearn_suite$${PYTHONPATH:+:$$PYTHONPATH} $(BIN)/python -m pytest -c tests/sklearn_suite/pytest.ini -q
 test-sklearn: $(TEST_STAMP)

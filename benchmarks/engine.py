@@ -265,6 +265,8 @@ class EngineScoring:
         import treeshard
 
         cached = models.ensure(model, refresh=False)
+        if cached.meta["model"]["estimator"] == "IsolationForest":
+            raise NotImplementedError("no predict_proba: benchmarks/iforest.py times IF-L")  # asv skips
         jobs = None if n_jobs == "none" else -1
         if engine == "treeshard":
             self.model = treeshard.Predictor(cached.path("treeshard-lz4"), n_jobs=jobs)

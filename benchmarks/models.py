@@ -16,6 +16,7 @@ Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
 - ``GB-M``: ``GradientBoostingClassifier(n_estimators=500, max_depth=3, random_state=0)``
   on the first 20,000 rows of that data (all 100,000 take minutes to fit on
   this machine, and depth-3 trees are the same size either way);
+- ``IF-L``: ``IsolationForest(n_estimators=300, random_state=0)`` on RF-L's X;
 - ``RF-XL``: a 1500-tree forest (over 2 GiB in memory): RF-L's 100 trees
   deep-copied 15 times (see :func:`_forest_xl`; ``TREESHARD_BENCH_RF_XL_FIT=1``
   fits 1500 trees instead, about half an hour on two free cores).
@@ -129,6 +130,13 @@ def _gradient_boosting() -> tuple[Any, Any]:
     return model, X
 
 
+def _isolation_forest() -> tuple[Any, Any]:
+    from sklearn.ensemble import IsolationForest
+
+    X, _ = _reference_data()
+    return IsolationForest(n_estimators=300, random_state=0).fit(X), X
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -151,6 +159,7 @@ RECIPES: dict[str, Recipe] = {
             f"RandomForestClassifier({RF_XL_TREES} trees, n_jobs=2): RF-L's 100 trees deep-copied 15 times",
             _forest_xl,
         ),
+        Recipe("IF-L", "IsolationForest(300 trees), RF-L's X (issue 13; benchmarks/iforest.py has its figures)", _isolation_forest),
     )
 }
 

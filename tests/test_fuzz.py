@@ -66,6 +66,7 @@ def fit_models() -> dict[str, Any]:
         ExtraTreesRegressor,
         GradientBoostingClassifier,
         HistGradientBoostingClassifier,
+        IsolationForest,
         RandomForestClassifier,
     )
     from sklearn.tree import DecisionTreeRegressor
@@ -104,6 +105,7 @@ def fit_models() -> dict[str, Any]:
         "hgb": HistGradientBoostingClassifier(max_iter=3, max_leaf_nodes=6, categorical_features=[3], random_state=0).fit(
             np.column_stack([Xt[:, :3], rng.randint(0, 5, len(Xt))]), y3
         ),
+        "if": IsolationForest(n_estimators=3, max_features=0.75, contamination=0.1, random_state=0).fit(Xt),
     }
 
 
@@ -150,6 +152,8 @@ class Base:
 def outputs(model: Any) -> dict[str, np.ndarray]:
     query = X_PIPE if type(model).__name__ in ("Pipeline", "PipelinePredictor") else X
     out = {"predict": model.predict(query)}
+    if hasattr(model, "score_samples"):  # IsolationForest
+        out["score_samples"] = model.score_samples(query)
     if hasattr(model, "predict_proba"):
         out["predict_proba"] = model.predict_proba(query)
     return out
@@ -504,7 +508,8 @@ def craft_tree(files: Files, r: random.Random) -> str:
     elif kind == "value":
         set_at("value", r.choice([math.nan, math.inf, -1e308]))
     else:
-        set_at(r.choice(["n_node_samples", "weighted_n_node_samples", "impurity"]), r.choice([-1, 0, 2**62, math.nan]))
+        name = r.choice(["n_node_samples", "weighted_n_node_samples", "impurity"])
+        set_at(name, r.choice([-1, 0, 2**62] + ([] if name == "n_node_samples" else [math.nan])))  # no NaN in an int64 column
     return f"crafted tree: {kind} at node {node}"
 
 
@@ -708,7 +713,7 @@ def test_bases_load_and_verify(bases):
 
 
 @FUZZ_SETTINGS
-@given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["rf", "gb", "tree", "et", "hgb", "pipe"]), lazy=st.booleans())
+@given(seed=st.integers(0, 2**32 - 1), name=st.sampled_from(["rf", "gb", "tree", "et", "hgb", "pipe", "if"]), lazy=st.booleans())
 def test_mutated_stores_load_or_raise_treeshard_errors(bases, seed, name, lazy):
     base = bases[name]
     files, done = mutate(base.files, random.Random(seed))

@@ -17,8 +17,13 @@ determines them, so the tests pass on any CPU:
   every engine's that sum from the init sklearn computes on this machine (the
   multiclass init goes through numpy's ``log`` and ``exp``).
 
+- IsolationForest ``depths``: each row's stored path terms summed in tree
+  order (``docs/FORMAT.md`` 6.3), computed here by hand from the columns and
+  the fitted arrays, and ``estimators_samples_`` (numpy's seeded generator).
+
 Outputs through ``exp``/``log`` (gradient boosting ``predict_proba``, every
-``predict_log_proba``) round differently per numpy SIMD level; they are
+``predict_log_proba``, IsolationForest scores, which go through ``np.log`` and
+``2 **``) round differently per numpy SIMD level; they are
 checked against sklearn's own function applied here to the raw scores above,
 with exact equality. ``test_golden_stores_hold_on_another_simd_level`` reruns
 all of this with numpy's SIMD dispatch turned off.
@@ -112,8 +117,11 @@ def expected_outputs(directory: Path, name: str) -> tuple[np.ndarray, dict[str, 
     expected = recorded(directory, name)
     X = expected.pop("X")
     init_recorded = expected.pop(INIT_RAW, None)
+    depths, samples = expected.pop("depths", None), expected.pop("estimators_samples_", None)
     manifest = json.loads((directory / "manifest.json").read_text())["cases"][name]
     assert sorted(expected) == sorted(m for m in manifest["methods"] if m != "X")
+    if manifest["estimator"] == "IsolationForest":
+        return X, isolation_expected(directory / name, X, depths, samples)
     if not manifest["estimator"].startswith("GradientBoosting"):
         if "predict_proba" in expected:
             with np.errstate(divide="ignore"):
@@ -143,11 +151,48 @@ def expected_outputs(directory: Path, name: str) -> tuple[np.ndarray, dict[str, 
     return X, expected
 
 
+def isolation_expected(path: Path, X: np.ndarray, depths: np.ndarray, samples: np.ndarray) -> dict[str, Any]:
+    """An IsolationForest's outputs on this machine from the recorded ``depths``, after checking
+    them against the store (format only) and the recorded ``estimators_samples_``."""
+    from sklearn.ensemble._iforest import _average_path_length
+
+    config, columns = stored_columns(path)
+    group = zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
+    fitted = {name: group[f"fitted/{name}"][...] for name in ("estimators_features_", "decision_path_lengths", "average_path_length_per_tree")}
+    assert_equal_outputs(isolation_depths(X, columns, fitted), depths, "recorded depths")
+    reference = load_golden(path, lazy=False)
+    assert_equal_outputs(np.array(reference.estimators_samples_), samples, "estimators_samples_")
+    # sklearn's arithmetic on this machine (np.log in _average_path_length, then 2 **)
+    denominator = len(reference.estimators_) * _average_path_length([reference._max_samples])
+    scores = -(2 ** (-np.divide(depths, denominator, out=np.ones_like(depths), where=denominator != 0)))
+    decision = scores - reference.offset_
+    return {"score_samples": scores, "decision_function": decision, "predict": np.where(decision < 0, -1, 1)}
+
+
+def isolation_depths(X: np.ndarray, columns: dict[str, np.ndarray], fitted: dict[str, np.ndarray]) -> np.ndarray:
+    """Each row's path terms summed in tree order, walking the stored columns by hand: tree ``t``
+    reads column ``estimators_features_[t, feature]`` (every tree of the golden model reads 2 of 3)."""
+    tree_ptr, left, right = columns["tree_ptr"], columns["left_child_offset"], columns["right_child_offset"]
+    depths = np.zeros(len(X))
+    for row, x in enumerate(np.asarray(X, dtype=np.float32)):
+        for t in range(len(tree_ptr) - 1):
+            node = int(tree_ptr[t])
+            while left[node] != 0:
+                value = x[fitted["estimators_features_"][t, columns["feature"][node]]]
+                if np.isnan(value):
+                    go_left = columns["missing_go_to_left"][node] == 1
+                else:
+                    go_left = value <= columns["threshold"][node]
+                node += int(left[node] if go_left else right[node])
+            depths[row] += (fitted["decision_path_lengths"][node] + fitted["average_path_length_per_tree"][node]) - 1.0
+    return depths
+
+
 def test_there_are_golden_stores_for_format_version_1():
     assert [d.name for d in FORMAT_DIRS][:1] == ["v1"]
     families = {json.loads((GOLDEN / "v1" / "manifest.json").read_text())["cases"][name]["estimator"] for _, name in CASES}
     assert {"RandomForestClassifier", "ExtraTreesRegressor", "GradientBoostingClassifier", "GradientBoostingRegressor"} <= families
-    assert {"DecisionTreeClassifier", "ExtraTreeRegressor"} <= families
+    assert {"DecisionTreeClassifier", "ExtraTreeRegressor", "IsolationForest"} <= families
 
 
 @pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "eager"])
@@ -188,7 +233,7 @@ def test_golden_store_info(directory, name):
     assert info.estimator == manifest["cases"][name]["estimator"]
     assert info.codec == manifest["cases"][name]["codec"]
     assert info.metadata == {"golden": name}
-    assert info.versions["sklearn"] == manifest["sklearn"]
+    assert info.versions["sklearn"] == manifest["cases"][name].get("sklearn", manifest["sklearn"])
 
 
 @pytest.mark.parametrize(("directory", "name"), CASES[:2], ids=IDS[:2])

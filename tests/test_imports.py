@@ -80,3 +80,20 @@ def test_sparse_input_needs_neither_sklearn_nor_zarr(tmp_path: Path) -> None:
     )
     assert out["loaded"] == ["scipy"]
     assert out["result"] == model.predict_proba(sp.csr_matrix(rows)).tolist()
+
+
+def test_isolation_forest_predictor_needs_neither_sklearn_nor_zarr(tmp_path: Path) -> None:
+    from sklearn.ensemble import IsolationForest
+
+    X = np.random.RandomState(0).normal(size=(120, 4))
+    model = IsolationForest(n_estimators=5, max_features=0.5, contamination=0.1, random_state=0).fit(X)
+    path = str(tmp_path / "iforest.zip")
+    treeshard.save(model, path)
+    rows = X[:3].tolist()
+    out = _modules_after(
+        "import treeshard\n"
+        f"p = treeshard.Predictor({path!r})\n"
+        f"result = [p.score_samples({rows!r}).tolist(), p.decision_function({rows!r}).tolist(), p.predict({rows!r}).tolist()]"
+    )
+    assert out["loaded"] == []
+    assert out["result"] == [model.score_samples(rows).tolist(), model.decision_function(rows).tolist(), model.predict(rows).tolist()]

@@ -1036,3 +1036,190 @@ def test_malformed_hist_gradient_boosting_store(case, hgb_store, tmp_path):
 def test_the_hist_gradient_boosting_table_breaks_stores_that_load_when_pristine(hgb_store):
     assert treeshard.load(hgb_store).n_iter_ == 3
     assert treeshard.Predictor(hgb_store).n_iter_ == 3
+
+
+# --------------------------------------------------------------------------- IsolationForest
+@pytest.fixture(scope="module")
+def iforest_store(tmp_path_factory) -> Path:
+    """3 trees reading 3 of the 5 columns each, fitted with sample weights."""
+    from sklearn.ensemble import IsolationForest
+
+    X, _ = make_data("multiclass")
+    path = tmp_path_factory.mktemp("iforest") / "model"
+    weights = np.random.RandomState(0).rand(len(X))
+    forest = IsolationForest(n_estimators=3, max_features=0.6, contamination=0.1, random_state=0).fit(X, sample_weight=weights)
+    treeshard.save(forest, path)
+    return path
+
+
+def _set_item(index: Any, value: Any) -> Callable[[np.ndarray, np.ndarray], None]:
+    def edit(values: np.ndarray, tree_ptr: np.ndarray) -> None:
+        values[index] = value
+
+    return edit
+
+
+def _root_feature_beyond_the_tree(values: np.ndarray, tree_ptr: np.ndarray) -> None:
+    values[0] = 3  # a tree reads _max_features = 3 columns: 0, 1, 2
+
+
+#: (edit, error, message, whether the sklearn-free Predictor meets it too: it reads only what scoring needs)
+IFOREST_CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str, bool]] = {
+    "a tree's column outside X": (
+        set_values("fitted/estimators_features_", _set_item((0, 0), 5)),
+        ArrayError,
+        r"fitted/estimators_features_: a column is outside \[0, 5\)",
+        True,
+    ),
+    "a negative column": (
+        set_values("fitted/estimators_features_", _set_item((2, 1), -1)),
+        ArrayError,
+        r"fitted/estimators_features_: a column is outside \[0, 5\)",
+        True,
+    ),
+    "columns of too few trees": (
+        replace_array("fitted/estimators_features_", lambda a: a[:2].copy()),
+        ArrayError,
+        r"fitted/estimators_features_: shape \(2, 3\), expected \(3, 3\)",
+        True,
+    ),
+    "estimators_features_ missing": (remove_array("fitted/estimators_features_"), ArrayError, r"fitted/estimators_features_: missing", True),
+    "split feature beyond the tree's columns": (
+        set_values("feature", _root_feature_beyond_the_tree),
+        TreeStructureError,
+        r"tree 0, node 0: split feature out of range \[0, 3\)",
+        True,
+    ),
+    "path lengths of fewer nodes": (
+        replace_array("fitted/decision_path_lengths", lambda a: a[:-1].copy()),
+        ArrayError,
+        r"fitted/decision_path_lengths: shape \((\d+),\), expected \(\d+,\)",
+        True,
+    ),
+    "path length 0": (
+        set_values("fitted/decision_path_lengths", _set_item(4, 0)),
+        ArrayError,
+        r"fitted/decision_path_lengths: a depth is outside \[1, \d+\]",
+        True,
+    ),
+    "average path lengths of more nodes": (
+        replace_array("fitted/average_path_length_per_tree", lambda a: np.append(a, 1.0)),
+        ArrayError,
+        r"fitted/average_path_length_per_tree: shape \(\d+,\), expected \(\d+,\)",
+        True,
+    ),
+    "average path length NaN": (
+        set_values("fitted/average_path_length_per_tree", _set_item(2, np.nan)),
+        ArrayError,
+        r"fitted/average_path_length_per_tree: values must be finite and >= 0",
+        True,
+    ),
+    "average path length negative": (
+        set_values("fitted/average_path_length_per_tree", _set_item(0, -1.0)),
+        ArrayError,
+        r"fitted/average_path_length_per_tree: values must be finite and >= 0",
+        True,
+    ),
+    "average path lengths missing": (
+        remove_array("fitted/average_path_length_per_tree"),
+        ArrayError,
+        r"fitted/average_path_length_per_tree: missing",
+        True,
+    ),
+    "average path lengths as float32": (
+        replace_array("fitted/average_path_length_per_tree", lambda a: a.astype(np.float32)),
+        ArrayError,
+        r"fitted/average_path_length_per_tree: dtype float32, expected float64",
+        True,
+    ),
+    "more seeds than trees": (
+        replace_array("fitted/seeds", lambda a: np.concatenate([a, a])),
+        ArrayError,
+        r"fitted/seeds: shape \(6,\), expected at most 3 values",
+        True,
+    ),
+    "seed out of range": (set_values("fitted/seeds", _set_item(1, 2**32)), ArrayError, r"fitted/seeds: a seed is outside \[0, 2\*\*32\)", True),
+    "random states of fewer trees": (
+        replace_array("fitted/tree_random_state", lambda a: a[:1].copy()),
+        ArrayError,
+        r"fitted/tree_random_state: shape \(1,\), expected \(3,\)",
+        True,
+    ),
+    "sample weights of fewer samples": (
+        replace_array("fitted/sample_weight", lambda a: a[:-1].copy()),
+        ArrayError,
+        r"fitted/sample_weight: shape \(159,\), expected \(160,\)",
+        True,
+    ),
+    "_max_features disagrees with the trees": (
+        setting("fitted._max_features", 2),
+        ConfigError,
+        r"config.fitted._max_features: 2, but trees have 3 features",
+        True,
+    ),
+    "fewer features than the trees read": (
+        setting("fitted.n_features_in_", 2),
+        ConfigError,
+        r"config.fitted.n_features_in_: 2, fewer than the trees' 3 features",
+        True,
+    ),
+    "offset_ NaN": (setting("fitted.offset_", {"float": "NaN"}), ConfigError, r"config.fitted.offset_: expected a finite float, got float nan", True),
+    "offset_ a string": (setting("fitted.offset_", "auto"), ConfigError, r"config.fitted.offset_: expected a finite float, got str auto", True),
+    "more samples drawn than exist, without replacement": (
+        setting("fitted._max_samples", 10**6),
+        ConfigError,
+        r"config.fitted._max_samples: 1000000 samples drawn without replacement from 160",
+        True,
+    ),
+    "max_samples_ zero": (setting("fitted.max_samples_", 0), ConfigError, r"config.fitted.max_samples_: expected a positive integer, got int 0", True),
+    "trees with two outputs": (
+        config_edit(lambda cfg: cfg["trees"].update(n_outputs=2, n_classes=[1, 1])),
+        ConfigError,
+        r"config.trees: an IsolationForest's trees have one output and one value",
+        True,
+    ),
+    "template max_depth 0": (
+        setting("fitted.estimator_.max_depth", 0),
+        ConfigError,
+        r"config.fitted.estimator_.max_depth: 0 is out of range \[1, 2147483647\]",
+        False,
+    ),
+    "template with another param": (
+        setting("fitted.estimator_", {"max_depth": 8, "splitter": "best"}),
+        ConfigError,
+        r"config.fitted.estimator_: unknown key\(s\) \['splitter'\]",
+        False,
+    ),
+    "template missing": (deleting("fitted.estimator_"), ConfigError, r"config.fitted.estimator_: expected an object, got NoneType", False),
+    "unknown fitted attribute": (setting("fitted._seeds", [1, 2, 3]), ConfigError, r"config.fitted: unknown attribute\(s\) \['_seeds'\]", False),
+}
+
+
+def _use_iforest(path: Path, **load_kwargs: Any) -> None:
+    X, _ = make_data("multiclass")
+    model = treeshard.load(path, **load_kwargs)
+    model.decision_function(X)
+    model.estimators_samples_
+    list(model.estimators_)
+
+
+@pytest.mark.parametrize("case", IFOREST_CASES)
+def test_malformed_isolation_forest_store(case, iforest_store, tmp_path):
+    """Eager and lazy loads (scoring through the flat engine) and the Predictor meet the same error."""
+    path = tmp_path / "model"
+    shutil.copytree(iforest_store, path)
+    mutate, error, match, predictor_too = IFOREST_CASES[case]
+    mutate(path)
+    reseal(path)
+    for lazy in (False, True):
+        with pytest.raises(error, match=match):
+            _use_iforest(path, lazy=lazy)
+    if predictor_too:
+        with pytest.raises(error, match=match):
+            treeshard.Predictor(path).score_samples(make_data("multiclass")[0])
+
+
+def test_the_isolation_forest_table_breaks_a_store_that_loads_when_pristine(iforest_store):
+    _use_iforest(iforest_store, lazy=False)
+    _use_iforest(iforest_store, lazy=True)
+    treeshard.Predictor(iforest_store).score_samples(make_data("multiclass")[0])

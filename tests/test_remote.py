@@ -811,3 +811,16 @@ def test_a_signature_is_checked_over_http(http_server: Any, big_forest: Any, tmp
     assert np.array_equal(loaded.predict(X), expected)
     with pytest.raises(treeshard.SignatureError, match="not by the expected key"):
         treeshard.load(url, public_key=integrity.generate_key_pair()[1])
+
+
+@pytest.mark.parametrize("location", ["s3-zip", "http"])
+def test_isolation_forest_round_trip(location: str, s3_env: Any, http_server: Any) -> None:
+    """Trees, their columns and path lengths read over the network: lazy, eager and the Predictor."""
+    from sklearn.ensemble import IsolationForest
+
+    X, _ = make_data("nan")
+    model = IsolationForest(n_estimators=5, max_features=0.6, contamination=0.1, random_state=0).fit(X)
+    url = _save_remote(model, location, http=http_server)
+    for loaded in (treeshard.load(url), treeshard.load(url, lazy=False), treeshard.Predictor(url)):
+        for method in ("score_samples", "decision_function", "predict"):
+            assert np.array_equal(getattr(loaded, method)(X), getattr(model, method)(X)), method

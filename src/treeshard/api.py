@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .adapters import SavedModel
-from .adapters.families import ESTIMATORS, FOREST, family_of
+from .adapters.families import BAGGED, ESTIMATORS, ISOLATION, family_of
 from .compat import pair_is_exact
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
@@ -48,7 +48,8 @@ class ModelInfo:
     unserializable_params: tuple[str, ...]
     metadata: dict[str, Any]
     arrays: dict[str, dict[str, Any]]
-    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...).
+    #: Family-specific facts (histogram boosting: iterations, loss, categorical features, ...;
+    #: an IsolationForest's max_samples_, contamination, offset_, ...).
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -109,13 +110,17 @@ class ModelHandle:
 
             return pipeline_info(self.pipeline)
         config = self.config
+        details = self.adapter.describe(config) if self.adapter.describe is not None else {}
+        estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
+        if family_of(config.estimator) == ISOLATION:
+            estimator_type = "outlier_detector"
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type="classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor",
+            estimator_type=estimator_type,
             n_estimators=config.trees.n_trees // trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,
-            n_features=config.trees.n_features,
+            n_features=details.get("n_features_in_", config.trees.n_features),
             n_outputs=config.trees.n_outputs,
             format_version=config.format_version,
             codec=config.codec,
@@ -125,7 +130,7 @@ class ModelHandle:
             unserializable_params=config.unserializable_params,
             metadata=dict(config.metadata),
             arrays=dict(config.arrays),
-            details=self.adapter.describe(config) if self.adapter.describe is not None else {},
+            details=details,
         )
 
     def load(
@@ -182,6 +187,7 @@ class ModelHandle:
             arrays=extra,
             selection=plan.selection,
             build_estimators=build,
+            tree_ptr=source.reader.tree_ptr,
         )
         estimator = self.adapter.from_saved(self.adapter.estimator_class(), saved)
         if plan.lazy and engine == "auto":
@@ -225,7 +231,7 @@ class ModelHandle:
         if not -n <= index < n:
             raise IndexError(f"tree index {index!r} out of range for {n} trees")
         index = int(index) % n
-        if family_of(self.adapter.estimator_id) == FOREST:
+        if family_of(self.adapter.estimator_id) in BAGGED:
             return self.load(estimators=[index], lazy=False).estimators_[0]
         estimator = self.load(lazy=False)
         if hasattr(estimator, "tree_"):

@@ -45,6 +45,8 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
         shown = ", ".join(map(str, details["categorical_features"])) or "none"
         lines.append(f"categorical     {details['n_categorical_features']}: {shown}")
         lines.append(f"early stopping  {'on' if details['early_stopping'] else 'off'}")
+    if "offset_" in details:  # IsolationForest
+        lines += [f"{name.replace('_', ' ').strip():<15} {value}" for name, value in details.items() if name != "n_features_in_"]
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:

@@ -11,7 +11,9 @@ score through the engine:
 - classifiers: ``predict_proba`` and ``apply`` (sklearn's ``predict``,
   ``predict_log_proba`` and ``score`` call ``self.predict_proba``, so they
   follow);
-- regressors: ``predict`` and ``apply`` (``score`` follows).
+- regressors: ``predict`` and ``apply`` (``score`` follows);
+- IsolationForest: ``score_samples`` (``decision_function`` and ``predict``
+  call ``self.score_samples``, so they follow).
 
 The engine uses as many threads as the forest's ``n_jobs`` says, as sklearn
 would (None: one). It is built on the first call (it reads only the columns
@@ -56,6 +58,8 @@ def dispatched_methods(forest: Any) -> tuple[str, ...]:
     """The methods :func:`install` replaces on ``forest``."""
     from sklearn.base import is_classifier
 
+    if type(forest).__name__ == "IsolationForest":
+        return ("score_samples",)  # decision_function and predict call it
     return ("predict_proba", "apply") if is_classifier(forest) else ("predict", "apply")
 
 
@@ -112,7 +116,20 @@ def _engine_for(forest: Any, X: Any) -> Any:
         return None  # refitted, or grown by a warm start: sklearn's trees
     if _simple_rows(X) is None:
         return None
+    if _refuses_nonfinite(forest) and not _all_finite(X):
+        return None  # sklearn raises its own error
     return lazy.flat_engine()
+
+
+def _refuses_nonfinite(forest: Any) -> bool:
+    """An IsolationForest of sklearn < 1.6 (no ``__sklearn_tags__``), whose ``score_samples``
+    refuses NaN and infinity; the engine scores them as sklearn 1.6+ does."""
+    return type(forest).__name__ == "IsolationForest" and not hasattr(type(forest), "__sklearn_tags__")
+
+
+def _all_finite(X: Any) -> bool:
+    values = X.data if type(X).__module__.startswith("scipy.sparse") else np.asarray(X, dtype=np.float64)
+    return bool(np.isfinite(values).all())
 
 
 def _simple_rows(X: Any) -> int | None:

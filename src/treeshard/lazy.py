@@ -274,6 +274,11 @@ class StoredEstimators(Sequence):
         """Append fitted estimators (what sklearn's ``warm_start`` does to a forest)."""
         self._appended.extend(estimators)
 
+    def __iadd__(self, estimators: Any) -> StoredEstimators:
+        """``estimators_ += new``: what a warm-start fit of a bagging ensemble (IsolationForest) does."""
+        self.extend(estimators)
+        return self
+
     def __getitem__(self, item: int | slice) -> Any:  # type: ignore[override]
         if isinstance(item, slice):
             if self._appended:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .adapters.families import BOOSTING, FOREST, HIST_BOOSTING, family_of
+from .adapters.families import BAGGED, BOOSTING, HIST_BOOSTING, family_of
 from .errors import MemoryBudgetError
 from .lazy import DEFAULT_BATCH_BYTES
 from .record import Config
@@ -79,7 +79,7 @@ def plan_load(
     >>> plan.selection.tolist(), plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget
     ([0, 1], True, 250, 125, 500)
     """
-    is_forest = family_of(config.estimator) == FOREST
+    is_forest = family_of(config.estimator) in BAGGED
     selection = select_trees(estimators, config)
     budget = parse_memory(max_memory)
     needed = int(tree_bytes(selection).sum())
@@ -133,7 +133,7 @@ def select_trees(spec: Any, config: Config) -> np.ndarray:
     if family_of(config.estimator) in (BOOSTING, HIST_BOOSTING):
         per_stage = trees_per_stage(config)
         n_units, unit = n_trees // per_stage, "stages"
-    elif family_of(config.estimator) == FOREST:
+    elif family_of(config.estimator) in BAGGED:
         per_stage, n_units, unit = 1, n_trees, "trees"
     else:
         raise TypeError(f"estimators= selects trees of an ensemble; a {config.estimator} has one tree")

@@ -9,7 +9,13 @@ estimator's raw prediction (``_raw_predict_init``), saved without pickle.
 ``tests/test_golden.py`` decodes every store on every run and compares,
 forever: a change that makes an old store unreadable or changes its
 predictions fails the suite. Never rewrite an existing golden store to make a
-test pass; add a new format version instead.
+test pass; add a new format version instead. Run again, the script writes only
+the cases the manifest does not list yet (a new estimator family) and leaves
+every existing store as it is.
+
+For an IsolationForest the ``.npz`` also holds what the format alone fixes:
+``depths``, each row's path terms summed in tree order (sklearn's ``depths``
+in ``_compute_score_samples``), and ``estimators_samples_`` (one row per tree).
 
 Outputs through ``exp``/``log`` (gradient boosting probabilities, and the
 multiclass init, hence its raw scores) depend on numpy's SIMD level: the test
@@ -54,6 +60,7 @@ def cases() -> dict[str, tuple[object, str, str]]:
         ExtraTreesRegressor,
         GradientBoostingClassifier,
         GradientBoostingRegressor,
+        IsolationForest,
         RandomForestClassifier,
     )
     from sklearn.tree import DecisionTreeClassifier, ExtraTreeRegressor
@@ -65,6 +72,11 @@ def cases() -> dict[str, tuple[object, str, str]]:
         "gradient_boosting_regressor": (GradientBoostingRegressor(n_estimators=2, max_depth=2, loss="huber", random_state=0), "regression", "none"),
         "decision_tree_classifier": (DecisionTreeClassifier(max_depth=3, random_state=0), "nan", "lz4"),
         "extra_tree_regressor": (ExtraTreeRegressor(max_depth=3, random_state=0), "regression", "lz4"),
+        "isolation_forest": (
+            IsolationForest(n_estimators=2, max_samples=16, max_features=2, contamination=0.1, random_state=0),
+            "nan",
+            "zstd",
+        ),
     }
 
 
@@ -73,12 +85,17 @@ def main() -> None:
 
     import treeshard
 
-    if FORMAT_DIR.exists() and "--force" not in sys.argv:
-        sys.exit(f"{FORMAT_DIR} exists; golden stores are written once (pass --force to rewrite them)")
-    shutil.rmtree(FORMAT_DIR, ignore_errors=True)
-    FORMAT_DIR.mkdir(parents=True)
-    manifest = {"treeshard": treeshard.__version__, "sklearn": sklearn.__version__, "cases": {}}
-    for name, (estimator, task, codec) in cases().items():
+    manifest_path = FORMAT_DIR / "manifest.json"
+    if "--force" in sys.argv or not FORMAT_DIR.exists():
+        shutil.rmtree(FORMAT_DIR, ignore_errors=True)
+        FORMAT_DIR.mkdir(parents=True)
+        manifest = {"treeshard": treeshard.__version__, "sklearn": sklearn.__version__, "cases": {}}
+    else:
+        manifest = json.loads(manifest_path.read_text())
+    new = {name: case for name, case in cases().items() if name not in manifest["cases"]}
+    if not new:
+        sys.exit(f"{FORMAT_DIR}: every case is written; golden stores are written once (pass --force to rewrite them)")
+    for name, (estimator, task, codec) in new.items():
         X, y = data(task)
         estimator.fit(X, y)
         treeshard.save(estimator, FORMAT_DIR / name, codec=codec, metadata={"golden": name})
@@ -88,10 +105,35 @@ def main() -> None:
                 expected[method] = getattr(estimator, method)(X)
         if hasattr(estimator, "_raw_predict_init"):
             expected["init_raw"] = estimator._raw_predict_init(X)
+        if hasattr(estimator, "score_samples"):
+            for method in ("score_samples", "decision_function"):
+                expected[method] = getattr(estimator, method)(X)
+            expected["depths"] = isolation_depths(estimator, X)
+            expected["estimators_samples_"] = np.array(estimator.estimators_samples_)
         np.savez(FORMAT_DIR / f"{name}.npz", **expected)
-        methods = sorted(key for key in expected if key != "init_raw")
-        manifest["cases"][name] = {"estimator": type(estimator).__name__, "codec": codec, "methods": methods}
-    (FORMAT_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        methods = sorted(key for key in expected if key not in RECORDED_NOT_METHODS)
+        manifest["cases"][name] = {
+            "estimator": type(estimator).__name__,
+            "codec": codec,
+            "methods": methods,
+            "sklearn": sklearn.__version__,
+        }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+#: Recorded in a case's ``.npz`` next to the method outputs.
+RECORDED_NOT_METHODS = ("init_raw", "depths", "estimators_samples_")
+
+
+def isolation_depths(forest, X):  # type: ignore[no-untyped-def]
+    """sklearn's ``depths`` in ``IsolationForest._compute_score_samples``, in its order."""
+    X = np.asarray(X, dtype=np.float32)
+    depths = np.zeros(X.shape[0])
+    subsample = forest._max_features != X.shape[1]
+    for i, (tree, features) in enumerate(zip(forest.estimators_, forest.estimators_features_)):
+        leaves = tree.apply(X[:, features] if subsample else X, check_input=False)
+        depths += forest._decision_path_lengths[i][leaves] + forest._average_path_length_per_tree[i][leaves] - 1.0
+    return depths
 
 
 if __name__ == "__main__":

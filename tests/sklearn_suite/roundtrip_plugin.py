@@ -31,9 +31,22 @@ import pytest
 
 #: ``"module.py::test_name"`` (all parametrizations) -> why it cannot pass with round trips,
 #: for causes outside treeshard only (marked strict: one that passes fails the run).
-#: Empty: with scikit-learn 1.9.1, test_forest, test_gradient_boosting and test_tree
-#: all pass, eager and lazy.
-EXPECTED_FAILURES: dict[str, str] = {}
+#: With scikit-learn 1.9.1, test_forest, test_gradient_boosting and test_tree all pass,
+#: eager and lazy.
+EXPECTED_FAILURES: dict[str, str] = {
+    "test_iforest.py::test_iforest_warm_start": (
+        "asserts that a warm start keeps the very tree objects (`is`); the round trip after each fit rebuilds them"
+    ),
+}
+#: The same, only with ``--treeshard-lazy``.
+EXPECTED_LAZY_FAILURES: dict[str, str] = {
+    "test_iforest.py::test_iforest_chunks_works1": (
+        "counts calls into sklearn's own chunked scoring, which a lazily loaded IsolationForest's flat engine replaces"
+    ),
+    "test_iforest.py::test_iforest_chunks_works2": (
+        "counts calls into sklearn's own chunked scoring, which a lazily loaded IsolationForest's flat engine replaces"
+    ),
+}
 
 _state = threading.local()
 _stats: Counter[str] = Counter()
@@ -75,7 +88,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     for item in items:
         key = f"{item.path.name}::{item.originalname}"
-        reason = EXPECTED_FAILURES.get(key)
+        reason = EXPECTED_FAILURES.get(key) or (EXPECTED_LAZY_FAILURES.get(key) if _options["lazy"] else None)
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 

@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import UnsupportedEstimatorError
 from . import forest, gradient_boosting, trees
 from . import hist_gradient_boosting
+from . import isolation_forest
 from .base import Adapter, SavedModel
 
 ADAPTERS: dict[str, Adapter] = {
@@ -20,6 +21,7 @@ ADAPTERS: dict[str, Adapter] = {
         *gradient_boosting.ADAPTERS,
         *trees.ADAPTERS,
         *hist_gradient_boosting.ADAPTERS,
+        *isolation_forest.ADAPTERS,
     )
 }
 ESTIMATOR_IDS = frozenset(ADAPTERS)

@@ -60,6 +60,8 @@ class SavedModel:
     #: Families whose trees are not sklearn ``Tree`` objects: their node arrays by name
     #: (written under ``nodes/`` as they are; ``trees`` is then empty).
     node_arrays: dict[str, np.ndarray] | None = None
+    #: When loading: node offsets of every stored tree (``nodes/tree_ptr``), for per-node fitted arrays.
+    tree_ptr: np.ndarray | None = None
 
     def estimators(self, factory: Callable[[Any, int], Any]) -> Sequence:
         """The loaded sub-estimators, built by ``factory(tree, tree_index)``."""

@@ -12,6 +12,9 @@ FOREST = "forest"  # bagged trees in ``estimators_`` (a list); predictions avera
 BOOSTING = "boosting"  # stages of regression trees in ``estimators_`` (a 2-D array); predictions summed
 TREE = "tree"  # one tree in ``tree_``
 HIST_BOOSTING = "hist_boosting"  # iterations of TreePredictor objects in ``_predictors``; predictions summed
+ISOLATION = "isolation"  # IsolationForest: bagged trees on feature subsets in ``estimators_``; path lengths averaged
+#: Families whose trees are independent: loaded lazily and in any subset.
+BAGGED = frozenset({FOREST, ISOLATION})
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ ESTIMATORS: dict[str, EstimatorKind] = {
         EstimatorKind("ExtraTreeRegressor", TREE, "sklearn.tree", is_classifier=False),
         EstimatorKind("HistGradientBoostingClassifier", HIST_BOOSTING, "sklearn.ensemble", is_classifier=True),
         EstimatorKind("HistGradientBoostingRegressor", HIST_BOOSTING, "sklearn.ensemble", is_classifier=False),
+        EstimatorKind("IsolationForest", ISOLATION, "sklearn.ensemble", is_classifier=False, takes_nan=True),
     )
 }
 

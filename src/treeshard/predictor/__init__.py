@@ -61,9 +61,10 @@ The package, one room per concern: :mod:`.core` (the :class:`Predictor`'s
 methods), :mod:`.inputs` (input conversion: dense, sparse, feature names),
 :mod:`.model` (set-up from the config and the node columns read),
 :mod:`.links` (expit, logit, softmax, init predictions),
-:mod:`.traversal` (the node table, threads and kernel calls) and :mod:`.hist`
+:mod:`.traversal` (the node table, threads and kernel calls), :mod:`.hist`
 (histogram gradient boosting stores: their own node columns, input
-preprocessing and compiled walk).
+preprocessing and compiled walk) and :mod:`.isolation` (IsolationForest:
+columns mapped to X, path terms, scores).
 """
 
 from .core import Predictor

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..adapters.families import BOOSTING, FOREST, HIST_BOOSTING, TREE, family_of
+from ..adapters.families import BAGGED, BOOSTING, FOREST, HIST_BOOSTING, ISOLATION, TREE, family_of
 from ..columns import NodeColumns
 from ..errors import UnsupportedEstimatorError
 from ..record import Config
@@ -81,7 +81,8 @@ class Predictor(Traversal):
     -----
     Methods follow the estimator: ``predict`` and ``apply`` always;
     ``predict_proba`` and ``predict_log_proba`` for classifiers; ``decision_function`` for gradient
-    boosting classifiers. Every output is bit-identical to the original
+    boosting classifiers; ``score_samples``, ``decision_function`` and ``predict`` (no ``apply``)
+    for an IsolationForest (:mod:`.isolation`). Every output is bit-identical to the original
     estimator's on the running machine (outputs through ``exp``/``log`` may
     differ between CPUs, for sklearn as for the predictor; see the module
     docstring), and input is validated like sklearn (feature count, feature
@@ -170,7 +171,7 @@ class Predictor(Traversal):
         2
         """
         config = reader.config
-        if family_of(config.estimator) != FOREST:
+        if family_of(config.estimator) not in BAGGED:
             raise UnsupportedEstimatorError(f"Predictor.for_trees needs a forest, not {config.estimator}")
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0 or indices.min() < 0 or indices.max() >= config.trees.n_trees:
@@ -203,6 +204,8 @@ class Predictor(Traversal):
         >>> Predictor.from_columns(reader.config, reader.read_nodes(0, 1)).predict([[0.9]])
         array([7.])
         """
+        if family_of(config.estimator) == ISOLATION:
+            raise UnsupportedEstimatorError("Predictor.from_columns: an IsolationForest also needs its fitted arrays; use Predictor(store)")
         self = cls.__new__(cls)
         self.n_jobs = n_jobs
         self._setup_model(config)
@@ -213,6 +216,12 @@ class Predictor(Traversal):
 
     # ------------------------------------------------------------------ set-up
     def _setup_model(self, config: Config) -> None:
+        self._isolation = None
+        if family_of(config.estimator) == ISOLATION:
+            from .isolation import setup_isolation
+
+            self._isolation = setup_isolation(self, config)
+            return
         model = model_from_config(config)
         self.config = config
         self._layout = config.trees
@@ -236,14 +245,17 @@ class Predictor(Traversal):
         """The node columns prediction needs (:func:`.model.read_columns`), keeping the
         leaf counts, weights and depths for :meth:`_setup_trees`."""
         columns, self._counts, self._weights, self._depths = read_columns(reader, runs, selected)
+        if self._isolation is not None:
+            self._counts = self._weights = None  # the values are replaced by path terms
+            columns = self._isolation.prepare(reader, runs, columns)
         return columns
 
     # ------------------------------------------------------------------ input
-    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None) -> Any:
+    def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None, finite: bool = True) -> Any:
         """``X`` checked and converted like sklearn's ``validate_data`` (:mod:`.inputs`);
         ``name`` is the estimator sklearn's messages name (default: this one)."""
         check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
-        return as_float32(X, name=name or self.estimator, n_features_in=self.n_features_in_, allow_nan=allow_nan)
+        return as_float32(X, name=name or self.estimator, n_features_in=self.n_features_in_, allow_nan=allow_nan, finite=finite)
 
     # ------------------------------------------------------------------ scoring
     def _tree_values(self, X32: Any) -> np.ndarray:
@@ -264,6 +276,8 @@ class Predictor(Traversal):
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels or values, as the estimator's ``predict``."""
+        if self._isolation is not None:
+            return self._isolation.predict(self.decision_function(X))
         if self._is_boosting:
             if not self._is_classifier:
                 return self._raw_boosting(self._validate(X, allow_nan=False)).ravel()
@@ -323,12 +337,24 @@ class Predictor(Traversal):
             return [np.log(p) for p in proba]
         return np.log(proba)
 
-    @_Method("_is_boosting_classifier")
+    @_Method("_has_decision_function")
     def decision_function(self, X: Any) -> np.ndarray:
-        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise."""
+        """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise;
+        for an IsolationForest, ``score_samples(X) - offset_``."""
+        if self._isolation is not None:
+            return self._isolation.decision_function(self.score_samples(X))
         raw = self._raw_boosting(self._validate(X, allow_nan=False))
         return raw.ravel() if raw.shape[1] == 1 else raw
 
+    @_Method("_is_isolation")
+    def score_samples(self, X: Any) -> np.ndarray:
+        """An IsolationForest's ``score_samples``: the opposite of the anomaly score
+        (:mod:`.isolation`: sklearn's path terms summed tree by tree, then its arithmetic)."""
+        X32 = self._validate(X, allow_nan=True, finite=False)
+        depths = np.concatenate([self._sum(block, np.zeros(1), scale=1.0, k=1)[:, 0] for block in blocks(X32)])
+        return self._isolation.score_samples(depths, len(self._roots))
+
+    @_Method("_has_apply")
     def apply(self, X: Any) -> np.ndarray:
         """Leaf index of every row in every tree, as the estimator's ``apply``.
 
@@ -348,6 +374,18 @@ class Predictor(Traversal):
     @property
     def _is_boosting_classifier(self) -> bool:
         return self._is_boosting and self._is_classifier
+
+    @property
+    def _is_isolation(self) -> bool:
+        return self._isolation is not None
+
+    @property
+    def _has_decision_function(self) -> bool:
+        return self._is_boosting_classifier or self._is_isolation
+
+    @property
+    def _has_apply(self) -> bool:
+        return self._isolation is None  # sklearn's IsolationForest has no apply
 
     def __repr__(self) -> str:
         return f"<treeshard.Predictor {self.estimator} n_estimators={self.n_estimators} n_features={self.n_features_in_}>"

@@ -21,9 +21,10 @@ import numpy as np
 SPARSE_BLOCK_BYTES = 1 << 24
 
 
-def as_float32(X: Any, *, name: str, n_features_in: int, allow_nan: bool) -> Any:
+def as_float32(X: Any, *, name: str, n_features_in: int, allow_nan: bool, finite: bool = True) -> Any:
     """``X`` as a C-contiguous float32 array, checked like sklearn's ``validate_data``;
-    ``name`` is the estimator sklearn's messages name.
+    ``name`` is the estimator sklearn's messages name; ``finite=False``: dense ``X`` may hold
+    NaN and infinity (sklearn's ``ensure_all_finite=False``, IsolationForest).
 
     Sparse ``X`` (scipy, or a DataFrame of sparse columns) comes back as a
     :class:`SparseRows`, which :func:`blocks` densifies a block of rows at a time.
@@ -56,7 +57,8 @@ def as_float32(X: Any, *, name: str, n_features_in: int, allow_nan: bool) -> Any
     if X32.shape[1] < 1:
         raise ValueError(f"Found array with 0 feature(s) (shape={X32.shape}) while a minimum of 1 is required by {name}.")
     X32 = np.ascontiguousarray(X32)
-    check_finite(X32.reshape(-1), name, allow_nan)
+    if finite:
+        check_finite(X32.reshape(-1), name, allow_nan)
     if X32.shape[1] != n_features_in:
         raise ValueError(f"X has {X32.shape[1]} features, but {name} is expecting {n_features_in} features as input.")
     return X32
