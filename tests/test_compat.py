@@ -108,6 +108,8 @@ def test_pairs_the_matrix_proves_exact_load_quietly():
     assert compat.pair_is_exact("HistGradientBoostingClassifier", "1.3.2", "1.9.1")
     assert compat.pair_is_exact("HistGradientBoostingRegressor", "1.9.1", "1.3.2")
     assert not compat.pair_is_exact("HistGradientBoostingRegressor", "1.9.1", "1.10.0")  # outside the matrix
+    assert compat.pair_is_exact("IsolationForest", "1.3.2", "1.9.1")
+    assert compat.pair_is_exact("IsolationForest", "1.9.1", "1.3.2")
     assert not compat.pair_is_exact("GradientBoostingClassifier", "1.3.2", "1.4.2")
     # 1.4+ fractions that are not weighted counts: 1.3 divides them by their sum again.
     assert not compat.pair_is_exact("DecisionTreeClassifier", "1.9.1", "1.3.2", value_encoding="float64")

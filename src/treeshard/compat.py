@@ -271,16 +271,16 @@ def pair_is_exact(estimator_id: str, saved: str, installed: str, *, value_encodi
     (fractional sample weights) read under 1.3, which divides them by their sum again.
     Versions outside the matrix are never called exact.
     """
-    from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, TREE
+    from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, ISOLATION, TREE
 
     a, b = version_tuple(saved), version_tuple(installed)
     low, high = MATRIX_VERSIONS
     if not (low <= a <= high and low <= b <= high):
         return False
     kind = ESTIMATORS.get(estimator_id)
-    if kind is None or kind.family not in (FOREST, BOOSTING, TREE, HIST_BOOSTING):  # a family the matrix does not cover yet
+    if kind is None or kind.family not in (FOREST, BOOSTING, TREE, HIST_BOOSTING, ISOLATION):  # a family the matrix does not cover yet
         return False
-    if kind.family == HIST_BOOSTING:  # a store 1.3 cannot express is refused, not read otherwise
+    if kind.family in (HIST_BOOSTING, ISOLATION):  # HIST_BOOSTING: a store 1.3 cannot express is refused, not read otherwise
         return True
     if kind.family == BOOSTING:
         return not kind.is_classifier or (a < (1, 4)) == (b < (1, 4))

@@ -69,9 +69,13 @@ CASES: dict[str, Case] = {
     "HistGradientBoostingClassifier-categorical": Case(
         "sklearn.ensemble", {**_HIST, "categorical_features": [0]}, "categorical", ("predict_proba",), "HistGradientBoostingClassifier"
     ),
+    # Unsupervised (the target is ignored); each tree sees 3 of the 4 features.
+    "IsolationForest": Case(
+        "sklearn.ensemble", {"n_estimators": 3, "max_samples": 40, "max_features": 0.75, "random_state": 0}, "regression", ("score_samples", "decision_function")
+    ),
 }
-METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "apply", "decision_path", "estimators_samples_")
-PREDICTOR_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "apply")
+METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples", "apply", "decision_path", "estimators_samples_")
+PREDICTOR_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples", "apply")
 
 
 #: Estimators whose predict_log_proba is np.log(predict_proba) in every supported version.
@@ -212,6 +216,8 @@ NUMPY_LIBM = (
     ),
     # sklearn._loss's softmax and expit are numpy's exp.
     Exception_("NUMPY-LIBM", "HistGradientBoostingClassifier", ("predict_proba",), _always, _within_ulps(8, 1e-14), warns=False),
+    # score_samples is -2 ** (-depths / c), numpy's power.
+    Exception_("NUMPY-LIBM", "IsolationForest", ("score_samples", "decision_function"), _always, _within_ulps(8, 1e-14), warns=False),
 )
 WARNING_EXCEPTIONS = frozenset(exc.name for exc in EXCEPTIONS if exc.warns)
 
