@@ -17,8 +17,10 @@ computed on this machine, never compared as bits recorded elsewhere.
 ``read`` loads every golden store of every version (directory and zip, lazy
 and eager, and through the :class:`treeshard.Predictor`), compares every
 method with the writer's outputs and records, per cell, whether all were
-exact, within one of the documented bounds (:data:`EXCEPTIONS`), or failed,
-and whether loading warned as :func:`treeshard.compat.pair_is_exact` says.
+exact, within one of the documented bounds (:data:`EXCEPTIONS`), refused with
+the documented error (:func:`expected_refusal`; the Predictor must still read
+it), or failed, and whether loading warned as
+:func:`treeshard.compat.pair_is_exact` says.
 A new estimator family is one more entry in :data:`CASES`.
 """
 
