@@ -269,6 +269,8 @@ def pair_is_exact(estimator_id: str, saved: str, installed: str, *, value_encodi
     classifiers across the 1.3/1.4 boundary (the loss module and its clipping changed),
     and classifier trees and forests stored as fractions that are not weighted counts
     (fractional sample weights) read under 1.3, which divides them by their sum again.
+    Histogram gradient boosting and IsolationForest are exact between every pair (a
+    histogram store 1.3 cannot express is refused there: :func:`check_hist_preprocessor`).
     Versions outside the matrix are never called exact.
     """
     from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, ISOLATION, TREE
