@@ -24,7 +24,12 @@ import numpy as np
 import pytest
 from helpers.data import make_data
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+)
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.tree._tree import NODE_DTYPE
 
@@ -55,8 +60,9 @@ def test_golden_store_of_each_version_loads_here(directory, case, container):
         recorded = {name: npz[name] for name in npz.files}
     X = recorded.pop("X")
     config = json.loads((directory / case / "zarr.json").read_text())["attributes"]["treeshard"]
+    estimator = config["estimator"]  # a case id may name a second case of one estimator
     should_warn = directory.name != sklearn.__version__ and not compat.pair_is_exact(
-        case, directory.name, sklearn.__version__, value_encoding=config["trees"]["value_encoding"]
+        estimator, directory.name, sklearn.__version__, value_encoding=config["trees"]["value_encoding"]
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -65,7 +71,7 @@ def test_golden_store_of_each_version_loads_here(directory, case, container):
     assert len(version_warnings) == int(should_warn)
     for warning in version_warnings:
         assert (warning.saved, warning.installed) == (directory.name, sklearn.__version__)
-    exact_here = not (case == "GradientBoostingClassifier" and should_warn)
+    exact_here = not (estimator == "GradientBoostingClassifier" and should_warn)
     for method, expected in recorded.items():
         if method == "estimators_samples_":
             continue  # drawn by the installed sklearn (weighted drawing from 1.9)
@@ -98,6 +104,12 @@ def test_pairs_the_matrix_proves_exact_load_quietly():
     assert compat.pair_is_exact("RandomForestClassifier", "1.3.2", "1.9.1", value_encoding="weighted_counts")
     assert compat.pair_is_exact("GradientBoostingRegressor", "1.3.2", "1.9.1")
     assert compat.pair_is_exact("GradientBoostingClassifier", "1.4.2", "1.9.1")
+    # Histogram gradient boosting: exact both ways (a store 1.3 cannot express is refused there).
+    assert compat.pair_is_exact("HistGradientBoostingClassifier", "1.3.2", "1.9.1")
+    assert compat.pair_is_exact("HistGradientBoostingRegressor", "1.9.1", "1.3.2")
+    assert not compat.pair_is_exact("HistGradientBoostingRegressor", "1.9.1", "1.10.0")  # outside the matrix
+    assert compat.pair_is_exact("IsolationForest", "1.3.2", "1.9.1")
+    assert compat.pair_is_exact("IsolationForest", "1.9.1", "1.3.2")
     assert not compat.pair_is_exact("GradientBoostingClassifier", "1.3.2", "1.4.2")
     # 1.4+ fractions that are not weighted counts: 1.3 divides them by their sum again.
     assert not compat.pair_is_exact("DecisionTreeClassifier", "1.9.1", "1.3.2", value_encoding="float64")
@@ -186,6 +198,74 @@ def test_gradient_boosting_criterion_deprecated_in_1_9_reads_as_the_old_default_
     monkeypatch.setattr(compat, "sklearn_version", lambda: (1, 8))
     assert compat.translate_params(GradientBoostingClassifier, {"criterion": "deprecated"}, installed={"criterion"}) == {"criterion": "friedman_mse"}
     assert compat.translate_params(RandomForestClassifier, {"criterion": "gini"}, installed={"criterion"}) == {"criterion": "gini"}
+
+
+def test_hist_gradient_boosting_max_features_from_1_4_is_dropped_under_1_3_only_at_its_default():
+    params = {"max_features": 1.0, "max_iter": 3}
+    assert compat.translate_params(HistGradientBoostingRegressor, params, installed={"max_iter"}) == {"max_iter": 3}
+    with pytest.raises(ConfigError) as info:
+        compat.translate_params(HistGradientBoostingRegressor, {"max_features": 0.5}, installed={"max_iter"})
+    assert str(info.value) == (
+        f"config.params.max_features: 0.5 needs scikit-learn >= 1.4 (installed: {sklearn.__version__}); "
+        "HistGradientBoostingRegressor here cannot honour it"
+    )
+    # Forests have max_features in every supported version: kept as stored.
+    assert compat.translate_params(RandomForestClassifier, {"max_features": "sqrt"}, installed={"max_features"}) == {"max_features": "sqrt"}
+
+
+@pytest.mark.parametrize(
+    ("installed", "stored", "expected"),
+    [
+        ((1, 3), "warn", None),  # 1.3 has neither string; "warn" acted as None
+        ((1, 3), "from_dtype", None),
+        ((1, 4), "warn", "warn"),
+        ((1, 5), "from_dtype", "from_dtype"),
+        ((1, 6), "warn", None),  # "warn" is gone from 1.6
+        ((1, 9), "from_dtype", "from_dtype"),
+        ((1, 9), "other", "other"),  # refused by sklearn's own check, not here
+    ],
+)
+def test_hist_gradient_boosting_categorical_features_strings_read_as_the_installed_sklearn_takes_them(monkeypatch, installed, stored, expected):
+    monkeypatch.setattr(compat, "sklearn_version", lambda: installed)
+    translated = compat.translate_params(HistGradientBoostingClassifier, {"categorical_features": stored}, installed={"categorical_features"})
+    assert translated == {"categorical_features": expected}
+    # Only histogram gradient boosting has this param: another class keeps what it was given.
+    assert compat.translate_params(RandomForestClassifier, {"categorical_features": stored}, installed=set()) == {"categorical_features": stored}
+
+
+def _as_sklearn_1_3(monkeypatch):
+    monkeypatch.setattr(compat, "sklearn_version", lambda: (1, 3))
+    monkeypatch.setattr(sklearn, "__version__", "1.3.2")
+
+
+def test_string_categories_are_refused_under_sklearn_1_3_with_a_clear_error(tmp_path, monkeypatch):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame({"colour": pd.Categorical(rng.choice(["red", "green", "blue"], 60)), "size": rng.normal(size=60)})
+    y = (X["colour"] == "red").to_numpy().astype(int)
+    model = HistGradientBoostingClassifier(max_iter=3, categorical_features="from_dtype", random_state=0).fit(X, y)
+    treeshard.save(model, tmp_path / "m")
+    assert np.array_equal(treeshard.load(tmp_path / "m").predict_proba(X), model.predict_proba(X))
+    _as_sklearn_1_3(monkeypatch)
+    for lazy in (False, True):
+        with pytest.raises(UnsupportedEstimatorError) as info:
+            treeshard.load(tmp_path / "m", lazy=lazy)
+        assert str(info.value) == (
+            "the store encodes string categories with a preprocessor, which needs scikit-learn >= 1.4 "
+            "(installed: 1.3.2, which reads numeric category codes only)"
+        )
+
+
+def test_numeric_categories_encoded_by_1_4_are_refused_under_1_3_and_read_from_1_4(monkeypatch):
+    record = {"categories": [{"values": np.array([0.0, 1.0, 2.0]), "nan": True}]}
+    compat.check_hist_preprocessor(record)  # the installed sklearn (1.4+) rebuilds it
+    _as_sklearn_1_3(monkeypatch)
+    with pytest.raises(UnsupportedEstimatorError) as info:
+        compat.check_hist_preprocessor(record)
+    assert str(info.value) == (
+        "the store encodes categorical features with a preprocessor, which needs scikit-learn >= 1.4 "
+        "(installed: 1.3.2, which reads numeric category codes only)"
+    )
 
 
 class _ForestWithoutMonotonicCst(BaseEstimator):

@@ -66,6 +66,8 @@ def leaf_counts_for(estimator_id: str) -> bool:
 #: any other value is refused there (it would change what the model does).
 VERSIONED_PARAMS: dict[str, tuple[tuple[int, int], Any]] = {
     "monotonic_cst": ((1, 4), None),
+    # HistGradientBoosting's feature subsampling (forests have had max_features all along).
+    "max_features": ((1, 4), 1.0),
 }
 
 #: GradientBoosting's ``criterion`` default: ``"friedman_mse"`` before 1.9, ``"deprecated"``
@@ -91,12 +93,37 @@ def translate_params(cls: type, params: dict[str, Any], *, installed: set[str]) 
                     f"(installed: {_installed_text()}); {cls.__name__} here cannot honour it"
                 )
             del out[name]
+    if isinstance(out.get("categorical_features"), str) and cls.__name__.startswith("HistGradientBoosting"):
+        out["categorical_features"] = _hist_categorical_features(out["categorical_features"])
     if "criterion" in out and _is_gradient_boosting(cls):
         # 1.9 still accepts "friedman_mse" (kept as stored); before 1.9 "deprecated" is invalid.
         old, new = _GB_CRITERION_DEFAULT_FROM_1_9
         if sklearn_version() < (1, 9) and out["criterion"] == new:
             out["criterion"] = old
     return out
+
+
+#: HistGradientBoosting's ``categorical_features`` strings: ``"warn"`` (the 1.4-1.5 default,
+#: which acts as None) and ``"from_dtype"`` (1.4+, the default from 1.6), by version.
+_HIST_CATEGORICAL_STRINGS = {"warn": ((1, 4), (1, 6)), "from_dtype": ((1, 4), None)}
+
+
+def _hist_categorical_features(value: str) -> str | None:
+    """``categorical_features`` as the installed sklearn takes it.
+
+    A fitted model keeps its categorical mask and encoder (``is_categorical_``,
+    ``_preprocessor``), so this param only steers a refit: ``"warn"`` reads as
+    None where it no longer exists (1.6+), and either string as None under 1.3,
+    which has neither (a store whose features were categorical by dtype is
+    refused there by :func:`check_hist_preprocessor`).
+    """
+    span = _HIST_CATEGORICAL_STRINGS.get(value)
+    if span is None:
+        return value  # refused by the constructor's own check
+    since, until = span
+    if sklearn_version() < since or (until is not None and sklearn_version() >= until):
+        return None
+    return value
 
 
 def _is_gradient_boosting(cls: type) -> bool:
@@ -168,6 +195,24 @@ def dummy_fitted_for_installed(fitted: dict[str, Any], n_features: int) -> dict[
     return out
 
 
+# --------------------------------------------------------------------------- histogram gradient boosting
+def check_hist_preprocessor(record: dict[str, Any]) -> None:
+    """Refuse a categorical ``_preprocessor`` where the installed sklearn has none.
+
+    sklearn 1.4 encodes categorical features (numbers or strings) with an
+    ``OrdinalEncoder`` before binning; 1.3 bins raw category codes and cannot
+    express the encoding, so such a store does not load there.
+    """
+    if sklearn_version() >= (1, 4):
+        return
+    strings = any(entry["values"].dtype.kind in "OUS" for entry in record["categories"])
+    what = "string categories" if strings else "categorical features"
+    raise UnsupportedEstimatorError(
+        f"the store encodes {what} with a preprocessor, which needs scikit-learn >= 1.4 "
+        f"(installed: {_installed_text()}, which reads numeric category codes only)"
+    )
+
+
 # --------------------------------------------------------------------------- node records
 #: Node record fields of sklearn versions treeshard does not read yet, with the
 #: feature they carry and the first version that has them (docs/FORMAT.md, 4.3).
@@ -224,17 +269,21 @@ def pair_is_exact(estimator_id: str, saved: str, installed: str, *, value_encodi
     classifiers across the 1.3/1.4 boundary (the loss module and its clipping changed),
     and classifier trees and forests stored as fractions that are not weighted counts
     (fractional sample weights) read under 1.3, which divides them by their sum again.
+    Histogram gradient boosting and IsolationForest are exact between every pair (a
+    histogram store 1.3 cannot express is refused there: :func:`check_hist_preprocessor`).
     Versions outside the matrix are never called exact.
     """
-    from .adapters.families import BOOSTING, ESTIMATORS, FOREST, TREE
+    from .adapters.families import BOOSTING, ESTIMATORS, FOREST, HIST_BOOSTING, ISOLATION, TREE
 
     a, b = version_tuple(saved), version_tuple(installed)
     low, high = MATRIX_VERSIONS
     if not (low <= a <= high and low <= b <= high):
         return False
     kind = ESTIMATORS.get(estimator_id)
-    if kind is None or kind.family not in (FOREST, BOOSTING, TREE):  # a family the matrix does not cover yet
+    if kind is None or kind.family not in (FOREST, BOOSTING, TREE, HIST_BOOSTING, ISOLATION):  # a family the matrix does not cover yet
         return False
+    if kind.family in (HIST_BOOSTING, ISOLATION):  # HIST_BOOSTING: a store 1.3 cannot express is refused, not read otherwise
+        return True
     if kind.family == BOOSTING:
         return not kind.is_classifier or (a < (1, 4)) == (b < (1, 4))
     if kind.is_classifier and b < (1, 4) <= a:

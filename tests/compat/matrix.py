@@ -17,8 +17,10 @@ computed on this machine, never compared as bits recorded elsewhere.
 ``read`` loads every golden store of every version (directory and zip, lazy
 and eager, and through the :class:`treeshard.Predictor`), compares every
 method with the writer's outputs and records, per cell, whether all were
-exact, within one of the documented bounds (:data:`EXCEPTIONS`), or failed,
-and whether loading warned as :func:`treeshard.compat.pair_is_exact` says.
+exact, within one of the documented bounds (:data:`EXCEPTIONS`), refused with
+the documented error (:func:`expected_refusal`; the Predictor must still read
+it), or failed, and whether loading warned as
+:func:`treeshard.compat.pair_is_exact` says.
 A new estimator family is one more entry in :data:`CASES`.
 """
 
@@ -42,10 +44,13 @@ class Case:
     task: str  # see data()
     #: Methods whose outputs go through exp/log: recomputed by the writer on this machine.
     recomputed: tuple[str, ...] = ()
+    #: The sklearn class, when the case id is not its name (a second case of one estimator).
+    estimator: str | None = None
 
 
 _TREE = {"max_depth": 3, "random_state": 0}
 _ENSEMBLE = {"n_estimators": 3, "max_depth": 3, "random_state": 0}
+_HIST = {"max_iter": 3, "max_depth": 3, "random_state": 0}
 CASES: dict[str, Case] = {
     "RandomForestClassifier": Case("sklearn.ensemble", _ENSEMBLE, "string", ("predict_log_proba",)),
     "RandomForestRegressor": Case("sklearn.ensemble", _ENSEMBLE, "regression"),
@@ -59,9 +64,20 @@ CASES: dict[str, Case] = {
     "DecisionTreeRegressor": Case("sklearn.tree", _TREE, "nan_regression"),
     "ExtraTreeClassifier": Case("sklearn.tree", _TREE, "multiclass", ("predict_log_proba",)),
     "ExtraTreeRegressor": Case("sklearn.tree", _TREE, "regression"),
+    "HistGradientBoostingClassifier": Case("sklearn.ensemble", _HIST, "nan", ("predict_proba",)),
+    "HistGradientBoostingRegressor": Case("sklearn.ensemble", _HIST, "nan_regression"),
+    # Integer category codes in a float column, the categorical form sklearn 1.3 can express
+    # (1.4+ encodes them with its _preprocessor, which 1.3 lacks: those stores are refused there).
+    "HistGradientBoostingClassifier-categorical": Case(
+        "sklearn.ensemble", {**_HIST, "categorical_features": [0]}, "categorical", ("predict_proba",), "HistGradientBoostingClassifier"
+    ),
+    # Unsupervised (the target is ignored); each tree sees 3 of the 4 features.
+    "IsolationForest": Case(
+        "sklearn.ensemble", {"n_estimators": 3, "max_samples": 40, "max_features": 0.75, "random_state": 0}, "regression", ("score_samples", "decision_function")
+    ),
 }
-METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "apply", "decision_path", "estimators_samples_")
-PREDICTOR_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "apply")
+METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples", "apply", "decision_path", "estimators_samples_")
+PREDICTOR_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples", "apply")
 
 
 #: Estimators whose predict_log_proba is np.log(predict_proba) in every supported version.
@@ -78,6 +94,10 @@ def data(task: str) -> tuple[np.ndarray, np.ndarray]:
         X[::9, 1] = np.nan
     if task == "string":
         return X, np.array(["low", "mid", "high"])[np.digitize(score, [-0.5, 0.5])]
+    if task == "categorical":  # feature 0: category codes 0-4 (NaN: missing), which decide the label
+        X[:, 0] = rng.randint(0, 5, size=len(X))
+        X[::11, 0] = np.nan
+        return X, ((np.nan_to_num(X[:, 0], nan=2.0) % 3) + (X[:, 1] > 0.8)).astype(np.int64)
     if task in ("multiclass", "nan"):
         return X, np.digitize(score, [-0.7, 0.0, 0.7]).astype(np.int64)
     if task == "multioutput":
@@ -85,11 +105,17 @@ def data(task: str) -> tuple[np.ndarray, np.ndarray]:
     return X, score * 3.0
 
 
-def fit(estimator_id: str) -> tuple[Any, np.ndarray]:
+def estimator_of(case_id: str) -> str:
+    """The sklearn class name of a case (its id, unless the case names another)."""
+    case = CASES.get(case_id)
+    return case.estimator if case is not None and case.estimator else case_id
+
+
+def fit(case_id: str) -> tuple[Any, np.ndarray]:
     import importlib
 
-    case = CASES[estimator_id]
-    cls = getattr(importlib.import_module(case.module), estimator_id)
+    case = CASES[case_id]
+    cls = getattr(importlib.import_module(case.module), estimator_of(case_id))
     X, y = data(case.task)
     return cls(**case.params).fit(X, y), X
 
@@ -186,8 +212,14 @@ EXCEPTIONS = (
 )
 #: Not sklearn's: numpy 1.26 and 2.x compute exp/log differently in the last bits. Applies
 #: only to gradient boosting's outputs through exp/log, when the writer's numpy differs.
-NUMPY_LIBM = Exception_(
-    "NUMPY-LIBM", "GradientBoostingClassifier", ("predict_proba", "predict_log_proba", "decision_function"), _always, _within_ulps(8, 1e-14), warns=False
+NUMPY_LIBM = (
+    Exception_(
+        "NUMPY-LIBM", "GradientBoostingClassifier", ("predict_proba", "predict_log_proba", "decision_function"), _always, _within_ulps(8, 1e-14), warns=False
+    ),
+    # sklearn._loss's softmax and expit are numpy's exp.
+    Exception_("NUMPY-LIBM", "HistGradientBoostingClassifier", ("predict_proba",), _always, _within_ulps(8, 1e-14), warns=False),
+    # score_samples is -2 ** (-depths / c), numpy's power.
+    Exception_("NUMPY-LIBM", "IsolationForest", ("score_samples", "decision_function"), _always, _within_ulps(8, 1e-14), warns=False),
 )
 WARNING_EXCEPTIONS = frozenset(exc.name for exc in EXCEPTIONS if exc.warns)
 
@@ -226,7 +258,7 @@ def compare(
     elif np.array_equal(expected, actual):
         return "exact", ""
     w, r = version_tuple(writer), version_tuple(reader)
-    for exc in EXCEPTIONS + ((NUMPY_LIBM,) if other_numpy else ()):
+    for exc in EXCEPTIONS + (NUMPY_LIBM if other_numpy else ()):
         if exc.estimator_id == estimator_id and method in exc.methods and exc.applies(w, r):
             problem, measure = exc.check(expected, actual, X)
             if problem is None and _labels_agree(expected, actual, method):
@@ -258,15 +290,24 @@ def write(golden: Path, refs: Path) -> None:
             "python": platform.python_version(),
             "cases": {},
         }
-        for estimator_id, case in CASES.items():
-            model, X = fit(estimator_id)
-            for suffix in ("", ".zip"):
-                treeshard.save(model, tmp / f"{estimator_id}{suffix}", metadata={"golden": estimator_id, "sklearn": version})
-            exact = {k: v for k, v in outputs(model, X).items() if k not in case.recomputed}
-            np.savez_compressed(tmp / f"{estimator_id}.npz", X=X, **exact)
-            manifest["cases"][estimator_id] = {"methods": sorted(exact), "recomputed": list(case.recomputed)}
+        for case_id in CASES:
+            manifest["cases"][case_id] = _write_case(tmp, case_id, version)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         tmp.rename(out)
+    else:
+        # A case added to CASES after this version's stores were written: add its stores
+        # beside the others (never rewriting one), noting what wrote them.
+        manifest = json.loads((out / "manifest.json").read_text())
+        added = [case_id for case_id in CASES if case_id not in manifest["cases"]]
+        for case_id in added:
+            for stale in (out / case_id, out / f"{case_id}.zip", out / f"{case_id}.npz"):
+                if stale.exists():
+                    sys.exit(f"{version} {case_id}: {stale} exists but is not in the manifest; remove it or add it by hand")
+            entry = _write_case(out, case_id, version)
+            entry.update({"numpy": np.__version__, "treeshard": treeshard.__version__, "python": platform.python_version()})
+            manifest["cases"][case_id] = entry
+        if added:
+            (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     # The writer's own outputs, recomputed here from a refit that must match the golden bits.
     ref_dir = refs / version
     ref_dir.mkdir(parents=True, exist_ok=True)
@@ -278,11 +319,24 @@ def write(golden: Path, refs: Path) -> None:
         if not np.array_equal(committed["X"], X, equal_nan=True):
             sys.exit(f"{version} {estimator_id}: the query rows differ from the golden ones")
         for method, value in committed.items():
-            if method != "X" and compare(estimator_id, method, value, every[method], version, version, X)[0] != "exact":
+            if method != "X" and compare(estimator_of(estimator_id), method, value, every[method], version, version, X)[0] != "exact":
                 sys.exit(f"{version} {estimator_id}.{method}: a refit does not reproduce the golden outputs")
         np.savez(ref_dir / f"{estimator_id}.npz", X=X, **every)
     (ref_dir / "numpy.txt").write_text(np.__version__)
     print(f"compat: {version}: golden stores in {out}, reference outputs in {ref_dir}")
+
+
+def _write_case(directory: Path, case_id: str, version: str) -> dict[str, Any]:
+    """Save one case's golden stores and exact outputs in ``directory``; its manifest entry."""
+    import treeshard
+
+    case = CASES[case_id]
+    model, X = fit(case_id)
+    for suffix in ("", ".zip"):
+        treeshard.save(model, directory / f"{case_id}{suffix}", metadata={"golden": case_id, "sklearn": version})
+    exact = {k: v for k, v in outputs(model, X).items() if k not in case.recomputed}
+    np.savez_compressed(directory / f"{case_id}.npz", X=X, **exact)
+    return {"methods": sorted(exact), "recomputed": list(case.recomputed)}
 
 
 # --------------------------------------------------------------------------- read
@@ -298,9 +352,13 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
     for writer_dir in sorted(p for p in golden.iterdir() if p.is_dir() and p.name[:1].isdigit()):
         writer = writer_dir.name
         manifest = json.loads((writer_dir / "manifest.json").read_text())
-        for estimator_id, entry in manifest["cases"].items():
-            ref_file = refs / writer / f"{estimator_id}.npz"
-            source = ref_file if ref_file.exists() else writer_dir / f"{estimator_id}.npz"
+        for case_id, entry in manifest["cases"].items():
+            estimator_id = estimator_of(case_id)
+            store_config = _config(writer_dir / case_id)
+            encoding = store_config["trees"]["value_encoding"]
+            refusal = expected_refusal(case_id, store_config, reader)
+            ref_file = refs / writer / f"{case_id}.npz"
+            source = ref_file if ref_file.exists() else writer_dir / f"{case_id}.npz"
             with np.load(source, allow_pickle=False) as npz:
                 expected = {k: npz[k] for k in npz.files}
             X = expected.pop("X")
@@ -310,7 +368,7 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
                 with np.errstate(divide="ignore"):  # sklearn's predict_log_proba, recomputed here
                     expected["predict_log_proba"] = np.log(expected["predict_proba"])
             results, warned_ok = [], True
-            for store in (writer_dir / estimator_id, writer_dir / f"{estimator_id}.zip"):
+            for store in (writer_dir / case_id, writer_dir / f"{case_id}.zip"):
                 for mode in ("eager", "lazy", "predictor"):
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
@@ -318,14 +376,18 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
                             model = treeshard.Predictor(store) if mode == "predictor" else treeshard.load(store, lazy=mode == "lazy")
                             got = outputs(model, X, PREDICTOR_METHODS if mode == "predictor" else METHODS)
                         except Exception as exc:  # noqa: BLE001 - a matrix cell records any failure
-                            results.append(("fail", f"{mode} {store.suffix or 'dir'}: {type(exc).__name__}: {exc}"[:300]))
+                            said = f"{type(exc).__name__}: {exc}"
+                            if mode != "predictor" and refusal is not None and said == refusal:
+                                results.append(("refused", f"{mode} {store.suffix or 'dir'}: refused: {said}"[:300]))
+                            else:
+                                results.append(("fail", f"{mode} {store.suffix or 'dir'}: {said}"[:300]))
                             continue
+                    if mode != "predictor" and refusal is not None:
+                        results.append(("fail", f"{mode} {store.suffix or 'dir'}: loaded, expected the refusal {refusal!r}"))
+                        continue
                     version_warnings = [w for w in caught if issubclass(w.category, treeshard.SklearnVersionWarning)]
                     if mode != "predictor":
-                        config = _config(store)
-                        should_warn = writer != reader and not pair_is_exact(
-                            estimator_id, writer, reader, value_encoding=config["trees"]["value_encoding"]
-                        )
+                        should_warn = writer != reader and not pair_is_exact(estimator_id, writer, reader, value_encoding=encoding)
                         if len(version_warnings) != (1 if should_warn else 0):
                             warned_ok = False
                             results.append(("fail", f"{mode}: {len(version_warnings)} version warnings, expected {int(should_warn)}"))
@@ -339,19 +401,19 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
                         status, detail = compare(estimator_id, method, value, got[method], writer, as_reader, X, other_numpy=other_numpy)
                         results.append((status, f"{mode} {store.suffix or 'dir'} {method}: {detail}" if detail else ""))
             statuses = {s for s, _ in results}
-            status = "fail" if "fail" in statuses else "bounded" if "bounded" in statuses else "exact"
+            status = "fail" if "fail" in statuses else "refused" if "refused" in statuses else "bounded" if "bounded" in statuses else "exact"
             warning_changes = {d.split(":")[1].strip() for s_, d in results if s_ == "bounded" and not d.startswith("predictor")}
-            if warning_changes & WARNING_EXCEPTIONS and pair_is_exact(estimator_id, writer, reader, value_encoding=_config(writer_dir / estimator_id)["trees"]["value_encoding"]):
+            if warning_changes & WARNING_EXCEPTIONS and pair_is_exact(estimator_id, writer, reader, value_encoding=encoding):
                 status, results = "fail", results + [("fail", f"{sorted(warning_changes)}, but loading does not warn")]
             # Exact everywhere must mean no warning, and a documented difference a warning (without
             # the writer's recomputed outputs, exp/log outputs were not compared: no verdict).
-            if status == "exact" and ref_file.exists() and writer != reader and not pair_is_exact(estimator_id, writer, reader, value_encoding=_config(writer_dir / estimator_id)["trees"]["value_encoding"]):
+            if status == "exact" and ref_file.exists() and writer != reader and not pair_is_exact(estimator_id, writer, reader, value_encoding=encoding):
                 status, results = "fail", results + [("fail", "exact, but pair_is_exact says otherwise (a needless warning)")]
             cells.append(
                 {
                     "writer": writer,
                     "reader": reader,
-                    "estimator": estimator_id,
+                    "estimator": case_id,
                     "family": family_of(estimator_id),
                     "status": status,
                     "recomputed": ref_file.exists(),
@@ -363,6 +425,18 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
     result_path.write_text(json.dumps({"reader": reader, "numpy": np.__version__, "cells": cells}, indent=1) + "\n")
     bad = [c for c in cells if c["status"] == "fail"]
     print(f"compat: reader {reader}: {len(cells)} cells, {len(bad)} failed")
+
+
+def expected_refusal(case_id: str, config: dict[str, Any], reader: str) -> str | None:
+    """The error an sklearn ``reader`` must raise loading this store (by a documented rule), if any."""
+    # HGB-PREPROCESSOR-1.4: 1.4+ encodes categorical features with a _preprocessor, which 1.3 lacks.
+    if estimator_of(case_id).startswith("HistGradientBoosting") and version_tuple(reader) < (1, 4):
+        if config["fitted"].get("_preprocessor") is not None:
+            return (
+                "UnsupportedEstimatorError: the store encodes categorical features with a preprocessor, "
+                f"which needs scikit-learn >= 1.4 (installed: {reader}, which reads numeric category codes only)"
+            )
+    return None
 
 
 def _config(store: Path) -> dict[str, Any]:

@@ -24,10 +24,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 #: Short names of the documented exceptions in table cells (docs/COMPATIBILITY.md).
-CODES = {"GB-LOSS-1.4": "L", "PATH-NAN-1.8": "P", "NUMPY-LIBM": "N"}
+CODES = {"GB-LOSS-1.4": "L", "PATH-NAN-1.8": "P", "NUMPY-LIBM": "N", "refused": "R"}
 LEGEND = (
     "= exact; L: GB-LOSS-1.4, P: PATH-NAN-1.8, N: NUMPY-LIBM within their bounds "
-    "(lower case: through the Predictor only); X failed"
+    "(lower case: through the Predictor only); R: refused with the documented error "
+    "(HGB-PREPROCESSOR-1.4), the Predictor exact; X failed"
 )
 
 

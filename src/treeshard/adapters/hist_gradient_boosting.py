@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compat import check_hist_preprocessor
 from ..errors import ArrayError, ConfigError, MemoryBudgetError, UnsupportedEstimatorError
 from ..hist_columns import (
     BITSET_ARRAYS,
@@ -544,6 +545,7 @@ def _from_saved(cls: type, saved: SavedModel) -> Any:
     if type(est._loss).__name__ != loss["name"] or bool(est._loss.constant_hessian) != loss["constant_hessian"]:
         raise ConfigError(f"config.fitted._loss: {loss['name']!r}, but {type(est).__name__}(loss={est.loss!r}) makes {type(est._loss).__name__}")
     if decoded.preprocessor is not None:
+        check_hist_preprocessor(decoded.preprocessor)
         _build_preprocessor(est, decoded.preprocessor, est.is_categorical_)
     else:
         est._preprocessor = None
