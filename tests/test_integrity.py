@@ -298,7 +298,8 @@ def _flip_zip_member_byte(path: Path, key: str) -> None:
     with zipfile.ZipFile(path) as archive:
         offset = archive.getinfo(key).header_offset
     data = bytearray(path.read_bytes())
-    name_length, extra_length = int.from_bytes(data[offset + 26 : offset + 28], "little"), int.from_bytes(data[offset + 28 : offset + 30], "little")
+    name_length = int.from_bytes(data[offset + 26 : offset + 28], "little")  # the local header's own lengths
+    extra_length = int.from_bytes(data[offset + 28 : offset + 30], "little")
     data[offset + 30 + name_length + extra_length] ^= 0xFF
     path.write_bytes(bytes(data))
 
