@@ -190,6 +190,14 @@ def test_selected_strategies():
     assert bench.selected_strategies("joblib", "pickle") == ["joblib", "pickle"]
 
 
+def test_get_strategy_names_an_unknown_strategy_and_the_known_ones():
+    assert bench.get_strategy("joblib").name == "joblib"
+    known = ", ".join(bench.STRATEGY_NAMES)
+    with pytest.raises(ValueError) as info:
+        bench.get_strategy("nope")
+    assert str(info.value) == f"unknown strategy 'nope'; choose from {known}"
+
+
 def test_a_model_a_peer_cannot_convert_is_skipped_with_the_reason(tiny_model, tmp_path, monkeypatch):
     def cannot(estimator, path):
         raise NotImplementedError("Unable to find a shape calculator for type <class 'Forest'>.\nIt usually means...")

@@ -291,6 +291,18 @@ def test_predictor_equals_sklearn(case, fitted):
     assert predictor.n_iter_ == model.n_iter_ and predictor.n_features_in_ == model.n_features_in_
 
 
+def test_predictor_of_a_hist_store_is_a_predictor(fitted):
+    from treeshard.predictor.hist import HistPredictor
+
+    model, X, y, Q = get_case(fitted, "multiclass")
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+    predictor = treeshard.Predictor(store)
+    assert type(predictor) is HistPredictor
+    assert isinstance(predictor, treeshard.Predictor) and issubclass(HistPredictor, treeshard.Predictor)
+    assert not isinstance(model, treeshard.Predictor)
+
+
 @pytest.mark.parametrize("case", ["multiclass", "int_codes_classifier", "pandas_categoricals", "quantile"])
 def test_compiled_walk_equals_the_numpy_reference_in_one_or_two_threads(case, fitted):
     model, X, y, Q = get_case(fitted, case)

@@ -293,6 +293,27 @@ def test_cli_verify_names_the_corrupt_chunk(model, tmp_path, capsys):
     assert out.startswith(f"CORRUPT {copy}") and "array 'nodes/impurity', shard 'c/0'" in out
 
 
+def _flip_zip_member_byte(path: Path, key: str) -> None:
+    """Flip the first data byte of the stored member ``key``: its CRC-32 no longer matches."""
+    with zipfile.ZipFile(path) as archive:
+        offset = archive.getinfo(key).header_offset
+    data = bytearray(path.read_bytes())
+    name_length = int.from_bytes(data[offset + 26 : offset + 28], "little")  # the local header's own lengths
+    extra_length = int.from_bytes(data[offset + 28 : offset + 30], "little")
+    data[offset + 30 + name_length + extra_length] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_cli_verify_names_an_unreadable_key_once(model, tmp_path, capsys):
+    path = saved(model, tmp_path, "zip")
+    _flip_zip_member_byte(path, "nodes/impurity/c/0")
+    assert cli(["verify", str(path)]) == 1
+    assert capsys.readouterr().out == (
+        f"CORRUPT {path}: store differs from the digest recorded at save time (1 problem(s)):\n"
+        "  array 'nodes/impurity', shard 'c/0' (nodes/impurity/c/0): unreadable zip member (Bad CRC-32)\n"
+    )
+
+
 def test_cli_entry_point_exit_codes(model, tmp_path):
     path = saved(model, tmp_path, "directory")
     run = [sys.executable, "-m", "treeshard.cli", "verify"]

@@ -290,6 +290,18 @@ def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
 SERVED = ["selection", "feature_union", "pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
 
 
+def test_predictor_of_a_pipeline_store_is_a_predictor(tmp_path: Path) -> None:
+    from treeshard.pipeline.serve import PipelinePredictor
+
+    model, train, y, query = _fitted("selection")
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    assert type(predictor) is PipelinePredictor
+    assert isinstance(predictor, treeshard.Predictor) and issubclass(PipelinePredictor, treeshard.Predictor)
+    assert not isinstance(model, treeshard.Predictor)
+
+
 @pytest.mark.parametrize("case", SERVED)
 def test_predictor_serves_pipeline(case: str, tmp_path: Path) -> None:
     model, train, y, query = _fitted(case)

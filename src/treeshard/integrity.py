@@ -378,7 +378,8 @@ def find_problems(store: Any, record: DigestRecord) -> list[str]:
         try:
             data = _get(store, key)
         except IntegrityError as exc:
-            problems.append(f"{_describe(key, record)}: {exc}")
+            # The read error starts with the key, which _describe already names.
+            problems.append(f"{_describe(key, record)}: {str(exc).removeprefix(f'{key}: ')}")
             continue
         if data is None:
             problems.append(f"{_describe(key, record)}: missing")

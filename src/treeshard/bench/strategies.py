@@ -154,10 +154,18 @@ def _with_packages(strategy: Strategy) -> Strategy:
 
 
 def get_strategy(name: str) -> Strategy:
-    for strategy in strategies():
+    """Return the strategy called ``name``.
+
+    Raises
+    ------
+    ValueError
+        If no strategy has that name.
+    """
+    known = strategies()
+    for strategy in known:
         if strategy.name == name:
             return strategy
-    raise KeyError(f"unknown strategy {name!r}")
+    raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(s.name for s in known)}")
 
 
 STRATEGY_NAMES = [s.name for s in strategies(packages=False)]

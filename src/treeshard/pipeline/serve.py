@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedEstimatorError
+from ..predictor.registry import served_as_predictor
 from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
 from .record import PipelineRecord
 from .table import KINDS
@@ -996,6 +997,7 @@ def compile_record(record: PipelineRecord, ensemble: Any, importances: Any = Non
     return compile_node(record.root)
 
 
+@served_as_predictor
 class PipelinePredictor:
     """A pipeline served with numpy only: what ``treeshard.Predictor(store)`` is for a pipeline store.
 

@@ -63,8 +63,9 @@ methods), :mod:`.inputs` (input conversion: dense, sparse, feature names),
 :mod:`.links` (expit, logit, softmax, init predictions),
 :mod:`.traversal` (the node table, threads and kernel calls), :mod:`.hist`
 (histogram gradient boosting stores: their own node columns, input
-preprocessing and compiled walk) and :mod:`.isolation` (IsolationForest:
-columns mapped to X, path terms, scores).
+preprocessing and compiled walk), :mod:`.isolation` (IsolationForest:
+columns mapped to X, path terms, scores) and :mod:`.registry` (the classes
+``Predictor(store)`` may become count as :class:`Predictor` in ``isinstance``).
 """
 
 from .core import Predictor

@@ -20,6 +20,7 @@ from ..validate import check_trees, validate_tree_ptr
 from .inputs import as_float32, blocks, check_feature_names
 from .links import expit, softmax
 from .model import model_from_config, read_columns
+from .registry import PredictorMeta
 from .traversal import Traversal
 
 __all__ = ["Predictor"]
@@ -47,7 +48,7 @@ class _Method:
         return self.fn.__get__(obj, owner)
 
 
-class Predictor(Traversal):
+class Predictor(Traversal, metaclass=PredictorMeta):
     """Predict with a stored tree ensemble using numpy only (no sklearn, no zarr import).
 
     Parameters
@@ -107,6 +108,7 @@ class Predictor(Traversal):
     """
 
     n_jobs: int | None = -1
+    _registry_root = True  # HistPredictor and PipelinePredictor count as Predictors (see .registry)
 
     def __init__(
         self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1

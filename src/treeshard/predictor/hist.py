@@ -45,6 +45,7 @@ from ..hist_columns import (
 )
 from .inputs import check_feature_names
 from .links import expit
+from .registry import served_as_predictor
 from .traversal import Traversal
 
 #: Rows walked through every tree at once by the numpy reference (bounds its (rows, trees) arrays).
@@ -52,6 +53,7 @@ HIST_BLOCK_PAIRS = 1 << 20
 _LOG_LINK = ("HalfPoissonLoss", "HalfGammaLoss")
 
 
+@served_as_predictor
 class HistPredictor(Traversal):
     """What ``treeshard.Predictor(store)`` makes of a ``HistGradientBoosting*`` store.
 

@@ -153,7 +153,8 @@ class ZipSource:
         try:
             return self.archive.read(key)
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise IntegrityError(f"{key}: unreadable zip member ({exc})") from None
+            # zipfile's CRC message names the member again ("Bad CRC-32 for file 'key'").
+            raise IntegrityError(f"{key}: unreadable zip member ({str(exc).replace(f' for file {key!r}', '')})") from None
 
     def size(self, key: str) -> int | None:
         info = self.members.get(key)
