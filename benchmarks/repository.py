@@ -69,7 +69,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    import numpy as np
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
