@@ -257,7 +257,7 @@ def test_missing_object_and_malformed_manifest(tmp_path: Path, data: Any) -> Non
     assert message.startswith("store differs from the digest recorded at save time (")
     assert (
         "\n  array 'nodes/threshold', shard 'c/0' (nodes/threshold/c/0): "
-        f"nodes/threshold/c/0: pack {pack[:16]} is missing from the repository {repo.location} (or is truncated)\n"
+        f"pack {pack[:16]} is missing from the repository {repo.location} (or is truncated)\n"
     ) in message
     # One flipped byte inside a chunk of the pack: verify names that chunk.
     _, size, _, offset = manifest.files["nodes/feature/c/0"].parts[0]
