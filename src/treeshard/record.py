@@ -98,16 +98,16 @@ def require(where: str, mapping: dict[str, Any], key: str) -> Any:
         raise ConfigError(f"{where}: missing required key {key!r}") from None
 
 
-def check_json_depth(value: Any, where: str = "config", depth: int = 0) -> None:
-    """Reject documents nested deeper than :data:`MAX_JSON_DEPTH`."""
+def check_json_depth(value: Any, where: str = "config", depth: int = 0, *, error: type[Exception] = ConfigError) -> None:
+    """Reject documents nested deeper than :data:`MAX_JSON_DEPTH` (raising ``error``)."""
     if depth > MAX_JSON_DEPTH:
-        raise ConfigError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
+        raise error(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
         for item in value.values():
-            check_json_depth(item, where, depth + 1)
+            check_json_depth(item, where, depth + 1, error=error)
     elif isinstance(value, list):
         for item in value:
-            check_json_depth(item, where, depth + 1)
+            check_json_depth(item, where, depth + 1, error=error)
 
 
 def to_json_safe(value: Any) -> tuple[bool, Any]:
@@ -234,11 +234,10 @@ class Config:
         }
 
 
-def parse_config(raw: Any, *, known_estimators: frozenset[str]) -> Config:
-    """Check an untrusted config record and return it as a :class:`Config`.
+def parse_record_header(raw: Any) -> tuple[dict[str, Any], int]:
+    """An untrusted root record as a dict, its depth bounded and its ``format_version`` supported.
 
-    Only the record's own structure is checked here; relations with the
-    arrays are checked by :mod:`treeshard.validate`.
+    Shared by the estimator config and the pipeline record.
     """
     where = "config"
     raw = parse_dict(where, raw)
@@ -249,13 +248,30 @@ def parse_config(raw: Any, *, known_estimators: frozenset[str]) -> Config:
             f"{where}.format_version: {version} is not supported "
             f"(this treeshard reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))})"
         )
+    return raw, version
+
+
+def parse_versions(raw: dict[str, Any]) -> dict[str, str]:
+    """A root record's ``versions`` (library name -> version string)."""
+    versions = parse_dict("config.versions", require("config", raw, "versions"))
+    for key, value in versions.items():
+        parse_str(f"config.versions.{key}", value, max_len=100)
+    return versions
+
+
+def parse_config(raw: Any, *, known_estimators: frozenset[str]) -> Config:
+    """Check an untrusted config record and return it as a :class:`Config`.
+
+    Only the record's own structure is checked here; relations with the
+    arrays are checked by :mod:`treeshard.validate`.
+    """
+    where = "config"
+    raw, version = parse_record_header(raw)
     estimator = parse_str(f"{where}.estimator", require(where, raw, "estimator"), max_len=100)
     if estimator not in known_estimators:
         raise ConfigError(f"{where}.estimator: unknown estimator id {estimator!r}")
     unserializable = parse_list(f"{where}.unserializable_params", raw.get("unserializable_params", []))
-    versions = parse_dict(f"{where}.versions", require(where, raw, "versions"))
-    for key, value in versions.items():
-        parse_str(f"{where}.versions.{key}", value, max_len=100)
+    versions = parse_versions(raw)
     return Config(
         format_version=version,
         estimator=estimator,

@@ -448,6 +448,24 @@ class TreeParamRuns:
         return self.overrides[int(np.searchsorted(self.stops, index, side="right"))]
 
 
+def attach_bagged_trees(ensemble: Any, saved: SavedModel, sub_fitted: dict[str, Any], runs: TreeParamRuns | None, random_states: Any) -> None:
+    """Set a bagging ensemble's ``estimators_``: one sub-estimator per stored tree.
+
+    Each is built like ``ensemble._make_estimator`` would, without ``__init__``:
+    the template's attributes, the stored sub-estimator fitted attributes, the
+    tree's own param overrides, its seed and its tree.
+    """
+    template = ensemble._make_estimator(append=False)
+    base = {**vars(template), **sub_fitted}
+    tree_cls = type(template)
+
+    def make_estimator(tree: Any, index: int) -> Any:
+        overrides = runs.for_tree(index) if runs is not None else {}
+        return new_like(tree_cls, {**base, **overrides, "random_state": random_states[index], "tree_": tree})
+
+    ensemble.estimators_ = saved.estimators(make_estimator)
+
+
 def decode_tree_params(
     where: str, record: Any, *, tree_cls: type, expected: dict[str, Any], n_trees: int, fitted_check: Callable[[dict[str, Any]], None]
 ) -> TreeParamRuns | None:

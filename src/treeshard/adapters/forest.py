@@ -13,12 +13,12 @@ from .base import (
     Adapter,
     SavedModel,
     TreeParamRuns,
+    attach_bagged_trees,
     build_estimator,
     decode_fitted,
     encode_fitted,
     encode_params,
     encode_tree_params,
-    new_like,
 )
 from .families import ESTIMATORS, FOREST, ids_of
 from .checks import check_classes, check_common, expect, get_fitted
@@ -114,15 +114,7 @@ def _check_saved(cls: type, saved: SavedModel) -> None:
 
 def _from_saved(cls: type, saved: SavedModel) -> Any:
     forest, sub_fitted, runs, random_states = _decode(cls, saved)
-    template = forest._make_estimator(append=False)
-    base = {**vars(template), **sub_fitted}
-    tree_cls = type(template)
-
-    def make_estimator(tree: Any, index: int) -> Any:
-        overrides = runs.for_tree(index) if runs is not None else {}
-        return new_like(tree_cls, {**base, **overrides, "random_state": random_states[index], "tree_": tree})
-
-    forest.estimators_ = saved.estimators(make_estimator)
+    attach_bagged_trees(forest, saved, sub_fitted, runs, random_states)
     if saved.is_partial:
         # A subset of trees is a smaller forest: out-of-bag results no longer apply.
         forest.n_estimators = len(forest.estimators_)

@@ -21,13 +21,13 @@ from .base import (
     Adapter,
     SavedModel,
     TreeParamRuns,
+    attach_bagged_trees,
     build_estimator,
     decode_fitted,
     decode_value,
     encode_fitted,
     encode_params,
     encode_tree_params,
-    new_like,
 )
 from .checks import expect, get_fitted
 from .families import ESTIMATORS, ISOLATION, ids_of
@@ -196,16 +196,7 @@ def _check_saved(cls: type, saved: SavedModel) -> None:
 
 def _from_saved(cls: type, saved: SavedModel) -> Any:
     forest, sub_fitted, runs, arrays = _decode(cls, saved)
-    template = forest._make_estimator(append=False)
-    base = {**vars(template), **sub_fitted}
-    tree_cls = type(template)
-    random_states = arrays.random_states.tolist()
-
-    def make_estimator(tree: Any, index: int) -> Any:
-        overrides = runs.for_tree(index) if runs is not None else {}
-        return new_like(tree_cls, {**base, **overrides, "random_state": random_states[index], "tree_": tree})
-
-    forest.estimators_ = saved.estimators(make_estimator)
+    attach_bagged_trees(forest, saved, sub_fitted, runs, arrays.random_states.tolist())
     n_trees = saved.layout.n_trees
     selected = np.arange(n_trees) if saved.selection is None else np.asarray(saved.selection, dtype=np.int64)
     tree_ptr = saved.tree_ptr

@@ -15,9 +15,18 @@ from typing import Any
 import numpy as np
 
 from ..adapters.base import decode_value
-from ..errors import ConfigError, UnsupportedFormatVersionError
-from ..record import check_json_depth, parse_config, parse_dict, parse_float, parse_int, parse_list, parse_str, require
-from ..spec import SUPPORTED_FORMAT_VERSIONS
+from ..errors import ConfigError
+from ..record import (
+    parse_config,
+    parse_dict,
+    parse_float,
+    parse_int,
+    parse_list,
+    parse_record_header,
+    parse_str,
+    parse_versions,
+    require,
+)
 from .checks import check_node
 from .nodes import DTYPES, TYPES, EnsembleNode, EstimatorNode, Function, SkopsNode
 from .table import FUNCTIONS, KINDS, PIPELINE_FAMILIES
@@ -54,16 +63,8 @@ def parse_pipeline_record(raw: Any) -> PipelineRecord:
     from ..adapters.families import family_of
 
     where = "config"
-    raw = parse_dict(where, raw)
-    check_json_depth(raw)
-    version = parse_int(f"{where}.format_version", require(where, raw, "format_version"))
-    if version not in SUPPORTED_FORMAT_VERSIONS:
-        raise UnsupportedFormatVersionError(
-            f"{where}.format_version: {version} is not supported (this treeshard reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))})"
-        )
-    versions = parse_dict(f"{where}.versions", require(where, raw, "versions"))
-    for key, value in versions.items():
-        parse_str(f"{where}.versions.{key}", value, max_len=100)
+    raw, _ = parse_record_header(raw)
+    versions = parse_versions(raw)
     context = _Context(known_ensembles=frozenset(e for e in ESTIMATOR_IDS if family_of(e) in PIPELINE_FAMILIES))
     root = _node(PIPELINE_KEY, require(where, raw, PIPELINE_KEY), context)
     if not isinstance(root, EstimatorNode) or root.id not in KINDS:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FormatError, IntegrityError, RefNotFoundError
-from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, MAX_JSON_DEPTH, SIGNATURE_KEY
+from ..record import check_json_depth
+from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY
 
 MANIFEST_FORMAT = 1
 #: Bytes of a manifest a reader accepts (the root metadata inline, base64, plus the chunk lists).
@@ -184,22 +185,11 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
     packs = document.pop("packs", None)
     if not isinstance(packs, list) or not all(isinstance(pack, str) and _SHA256_RE.match(pack) for pack in packs):
         raise FormatError(f"{where}: 'packs' must be a list of sha256 digests")
-    _check_depth(document, where)  # the rest (metadata...); the files are checked field by field
+    check_json_depth(document, where, error=FormatError)  # the rest (metadata...); the files are checked field by field
     files = {}
     for key, entry in files_raw.items():
         files[key] = _parse_entry(key, entry, where, packs)
     return Manifest(number, document, files)
-
-
-def _check_depth(value: Any, where: str, depth: int = 0) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise FormatError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_depth(item, where, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_depth(item, where, depth + 1)
 
 
 def _parse_entry(key: Any, entry: Any, where: str, packs: list[str]) -> FileEntry:
