@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
 import treeshard
+
+pytest_plugins = ["helpers.servers"]
 
 HEAVY = ("sklearn", "zarr", "scipy", "numcodecs", "pandas", "joblib", "asyncio", "treeshard.api")
 
@@ -97,3 +102,22 @@ def test_isolation_forest_predictor_needs_neither_sklearn_nor_zarr(tmp_path: Pat
     )
     assert out["loaded"] == []
     assert out["result"] == [model.score_samples(rows).tolist(), model.decision_function(rows).tolist(), model.predict(rows).tolist()]
+
+
+@pytest.mark.parametrize("location", ["http", "http-zip", "s3", "s3-zip"])
+def test_predictor_reads_urls_without_zarr(location: str, http_server: Any, s3_env: Any) -> None:
+    """A URL store read by the Predictor goes through fsspec alone (asyncio is the backend's own)."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 4))
+    model = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    name = f"forest-{uuid.uuid4().hex[:8]}" + (".zip" if location.endswith("zip") else "")
+    if location.startswith("http"):
+        treeshard.save(model, http_server.root / name)
+        url = f"{http_server.url}/{name}"
+    else:
+        url = f"s3://models/{name}"
+        treeshard.save(model, url)
+    rows = X[:3].tolist()
+    out = _modules_after(f"import treeshard\nresult = treeshard.Predictor({url!r}).predict_proba({rows!r}).tolist()")
+    assert [m for m in out["loaded"] if m != "asyncio"] == []
+    assert out["result"] == model.predict_proba(rows).tolist()

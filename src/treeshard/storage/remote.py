@@ -1,7 +1,8 @@
 """Models in object storage: ``s3://``, ``http(s)://``, ``memory://`` URLs (and a ``.zip`` at any of them).
 
-Bytes travel through zarr's own :class:`zarr.storage.FsspecStore`, built from
-the URL and ``storage_options`` (credentials, endpoint, ...). Reading returns
+Reads go through fsspec directly (its file system for the URL and
+``storage_options``: credentials, endpoint, ...; no zarr import), writes
+through zarr's own :class:`zarr.storage.FsspecStore`. Reading returns
 a :class:`~treeshard.storage.sources.ByteSource` for the chunk reader, which
 checks every size and checksum; nothing here trusts what it reads either:
 
@@ -113,6 +114,23 @@ def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, 
         raise
 
 
+def fsspec_filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
+    """``(fsspec file system, root path)`` for reading ``url`` (a missing extra raises :class:`MissingDependencyError`)."""
+    scheme = url_scheme(url)
+    if storage_options is not None and not isinstance(storage_options, Mapping):
+        raise TypeError(f"storage_options must be a mapping, got {type(storage_options).__name__}")
+    try:
+        from fsspec.core import url_to_fs
+
+        return url_to_fs(url, **dict(storage_options or {}))
+    except ImportError as exc:
+        raise _missing_extra(scheme, exc) from None
+    except ValueError as exc:
+        if "Protocol not known" in str(exc):
+            raise _missing_extra(scheme, ImportError(str(exc))) from None
+        raise
+
+
 def network_errors() -> tuple[type[BaseException], ...]:
     """What a remote read may raise besides a missing key (only classes already imported)."""
     errors: list[type[BaseException]] = [OSError, TimeoutError]
@@ -125,7 +143,11 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 # --------------------------------------------------------------------------- reading
 class _Remote:
-    """Byte access through a ``FsspecStore`` (shared by the directory and zip sources).
+    """Byte access through an fsspec file system (shared by the directory and zip sources).
+
+    fsspec is called directly (``cat_file``, ``info``), not through zarr's
+    ``FsspecStore``: reading a remote model imports no zarr, so the Predictor
+    serves a URL with numpy and the fsspec backend alone.
 
     Servers differ in how they answer byte ranges; each is handled where it is seen:
 
@@ -138,24 +160,22 @@ class _Remote:
       and an explicit range instead, from then on.
     """
 
-    def __init__(self, store: Any, location: str) -> None:
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None, location: str) -> None:
         import threading
 
-        from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
-
-        self.store, self.location = store, location
-        self._sync, self._prototype = sync, default_buffer_prototype()
+        self.fs, self.root = fsspec_filesystem(url, storage_options)
+        self.location = location
         self.requests = self.bytes = 0  # counted here, for tests and benchmarks
         self.ignores_ranges = False  # seen answering a range with the whole object
         self.refuses_suffix = False  # seen refusing a suffix range
         self._bodies: OrderedDict[str, bytes] = OrderedDict()  # whole objects sent instead of a range
         self._lock = threading.Lock()
 
+    def _path(self, key: str) -> str:
+        return f"{self.root.rstrip('/')}/{key}"
+
     def fetch(self, key: str, start: int | None = None, stop: int | None = None, *, suffix: int | None = None) -> bytes | None:
         """Bytes ``start:stop`` of ``key`` (or its last ``suffix`` bytes, or all); None if missing."""
-        from zarr.abc.store import RangeByteRequest, SuffixByteRequest
-
         if start is not None and stop is not None and stop <= start:
             return b""
         with self._lock:
@@ -166,31 +186,27 @@ class _Remote:
             return _cut(whole, start, stop, suffix)
         if suffix is not None and self.refuses_suffix:
             return self._suffix_by_size(key, suffix)
-        if suffix is not None:
-            request: Any = SuffixByteRequest(suffix)
-        elif start is not None:
-            request = RangeByteRequest(start, stop)
-        else:
-            request = None
+        first, last = (-suffix, None) if suffix is not None else (start, stop)
         self.requests += 1
         try:
-            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
-        except FileNotFoundError:
+            data = self.fs.cat_file(self._path(key), start=first, end=last)
+        except _MISSING:
             return None
         except network_errors() as exc:
             status = getattr(exc, "status", None)
             if suffix is not None and status in _SUFFIX_REFUSALS:
                 self.refuses_suffix = True
                 return self._suffix_by_size(key, suffix)
-            if request is not None and status in _SUFFIX_REFUSALS:
+            if first is not None and status in _SUFFIX_REFUSALS:
                 raise RemoteStoreError(
                     f"{self.location}: the server refuses byte ranges (HTTP {status} for {_describe_range(start, stop, suffix)} of {key!r}); "
                     "treeshard needs a server that serves byte ranges or whole files"
                 ) from None
-            raise RemoteStoreError(f"{self.location}: reading {key!r} failed ({type(exc).__name__}: {exc})") from None
-        if buffer is None:
-            return None
-        data = buffer.to_bytes()
+            if isinstance(exc, OSError) and "not satisfiable" in str(exc):
+                data = b""  # S3's answer to a range past the end of an object
+            else:
+                raise RemoteStoreError(f"{self.location}: reading {key!r} failed ({type(exc).__name__}: {exc})") from None
+        data = bytes(data)
         self.bytes += len(data)
         asked = suffix if suffix is not None else (stop - start if start is not None and stop is not None else None)
         if asked is not None and len(data) > asked:
@@ -221,16 +237,17 @@ class _Remote:
     def getsize(self, key: str) -> int | None:
         self.requests += 1
         try:
-            return int(self._sync(self.store.getsize(key)))
-        except FileNotFoundError:
+            size = self.fs.info(self._path(key)).get("size")
+        except _MISSING:
             return None
-        except (TypeError, ValueError) as exc:  # no Content-Length: fsspec reports no size
-            raise RemoteStoreError(
-                f"{self.location}: the server refuses suffix ranges (bytes=-N) and reports no size for {key!r} ({exc}); "
-                "treeshard needs byte ranges or a Content-Length"
-            ) from None
         except network_errors() as exc:
             raise RemoteStoreError(f"{self.location}: reading the size of {key!r} failed ({type(exc).__name__}: {exc})") from None
+        if size is None:  # no Content-Length: fsspec reports no size
+            raise RemoteStoreError(
+                f"{self.location}: the server refuses suffix ranges (bytes=-N) and reports no size for {key!r}; "
+                "treeshard needs byte ranges or a Content-Length"
+            )
+        return int(size)
 
     def clear(self) -> None:
         with self._lock:
@@ -240,6 +257,8 @@ class _Remote:
 #: Whole objects kept from a server that ignores ``Range`` (per open store), so that the
 #: next ranges of an object cost no request. Larger objects are fetched again per range.
 WHOLE_BODY_CACHE_BYTES = 256 * 1024 * 1024
+#: What a file system raises for a key that is not there (as zarr's ``FsspecStore`` reads it).
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 #: HTTP statuses of a server that does not serve a range it was asked for.
 _SUFFIX_REFUSALS = frozenset({400, 405, 416, 501})
 
@@ -264,7 +283,7 @@ class RemoteDirectorySource:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
-        self.remote = _Remote(fsspec_store(self.url, storage_options), self.url)
+        self.remote = _Remote(self.url, storage_options, self.url)
         self._whole: dict[str, bytes] = {}  # small metadata documents read whole
         self._record: DigestRecord | None = None
         self._record_read = False
@@ -361,7 +380,7 @@ class RemoteZipSource:
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url
         parent, self.name = split_url(url)
-        self.remote = _Remote(fsspec_store(parent, storage_options), url)
+        self.remote = _Remote(parent, storage_options, url)
         tail = self.remote.fetch(self.name, suffix=ZIP_TAIL_BYTES)
         if tail is None:
             raise StoreNotFoundError(f"no treeshard store at {url!r}")
