@@ -931,3 +931,53 @@ def test_declared_rows_must_be_stored_before_any_allocation(bases, lazy):
     _rewrite_array(files, "nodes/tree_ptr", lambda a: a.__setitem__(-1, a[-1] - old + 2**34))
     assert check_store(files, base, lazy=lazy).error == "IntegrityError"
     assert check_store(resealed(files), base, lazy=lazy).error == "IntegrityError"  # missing chunks, not a digest
+
+
+def test_deep_json_is_refused_before_parsing(bases):
+    files = dict(bases["rf"].files)
+    files[ROOT] = files[ROOT].decode().replace('"node_type"', '"deep": ' + "[" * 100_000 + "]" * 100_000 + ', "node_type"', 1).encode()
+    with pytest.raises(treeshard.errors.ConfigError, match=r"^zarr\.json: not valid JSON \(JSON nested deeper than 64 levels\)$"):
+        treeshard.load(memory_store(files))
+
+
+def test_deep_json_never_runs_finalizers_on_a_deep_stack(bases):
+    """A garbage collection may run during any parse and call finalizers (a lazy model closing
+    its store is one): the parse must never be near the recursion limit then, or they fail
+    with RecursionError ("Exception ignored in: <finalize object ...>", printed)."""
+    import gc
+    import sys
+    import weakref
+
+    from treeshard.chunks import parse_root
+
+    class Resource:
+        def close(self) -> None:
+            self._release()
+
+        def _release(self) -> None:
+            self._closed = True
+
+    def garbage() -> None:
+        holder = type("Cycle", (), {})()
+        holder.itself, holder.resource = holder, Resource()
+        weakref.finalize(holder, holder.resource.close)
+
+    deep = ('{"deep": ' + "[" * 100_000 + "]" * 100_000 + "}").encode()
+    failures: list[Any] = []
+    hook, threshold, enabled = sys.unraisablehook, gc.get_threshold(), gc.isenabled()
+    sys.unraisablehook = failures.append  # a builtin: a Python hook would itself overflow a deep stack
+    try:
+        for offset in range(1500):  # a collection at every depth of the parse, in turn
+            gc.disable()
+            garbage()
+            gc.set_threshold(gc.get_count()[0] + offset)
+            gc.enable()
+            with pytest.raises(treeshard.errors.ConfigError):
+                parse_root(deep)
+            gc.collect(0)  # the young generation only: the garbage, if this parse left it
+    finally:
+        gc.set_threshold(*threshold)
+        if not enabled:
+            gc.disable()
+        sys.unraisablehook = hook
+    assert [f"{failure.exc_type.__name__} in {failure.object!r}" for failure in failures] == []

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import math
 import os
 import sys
@@ -40,7 +39,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ArrayError, ConfigError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
-from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
+from .spec import (
+    DIGEST_KEY,
+    MAX_ARRAY_BYTES,
+    MAX_CHUNK_BYTES,
+    MAX_CHUNKS_PER_SHARD,
+    MAX_CONFIG_BYTES,
+    MAX_SIGNATURE_BYTES,
+    ROOT_METADATA,
+    SIGNATURE_KEY,
+    loads_json,
+)
 from .blosc import BloscDecoder, UnsupportedLayout, crc32c
 from .storage.router import open_source
 
@@ -120,8 +129,8 @@ def read_root_bytes(source: Any) -> bytes:
 def parse_root(raw: bytes) -> dict[str, Any]:
     """The root ``zarr.json`` parsed and checked to be an object."""
     try:
-        root = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        root = loads_json(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ConfigError(f"{ROOT_METADATA}: not valid JSON ({exc})") from None
     if not isinstance(root, dict):
         raise ConfigError(f"{ROOT_METADATA}: expected an object")
@@ -247,8 +256,8 @@ class ChunkReader:
             if raw is not None and self.digests is not None:
                 self.digests.check_object(path, key, raw)
             try:
-                meta = json.loads(raw)
-            except (ValueError, RecursionError, TypeError) as exc:
+                meta = loads_json(raw)
+            except (ValueError, TypeError) as exc:
                 raise ArrayError(f"{path}: unreadable metadata ({exc})") from None
         if not isinstance(meta, dict) or meta.get("node_type") != "array":
             raise ArrayError(f"{path}: not an array")

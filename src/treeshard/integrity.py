@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FormatError, IntegrityError, InvalidStoreError, MissingDependencyError, SignatureError
-from .spec import CONFIG_KEY, DIGEST_KEY, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json
+from .spec import CONFIG_KEY, DIGEST_KEY, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY, canonical_json, loads_json
 from .storage.digest import DIGEST_FORMAT, SHA256_HEX, DigestRecord, stored_digest
 from .storage.sources import ByteSource, ListableSource
 
@@ -390,9 +390,9 @@ def find_problems(store: Any, record: DigestRecord) -> list[str]:
     if not problems and record.config is not None:
         root = _get_small(store, ROOT_METADATA, MAX_CONFIG_BYTES) or b"{}"
         try:
-            config = json.loads(root).get("attributes", {}).get(CONFIG_KEY)
+            config = loads_json(root).get("attributes", {}).get(CONFIG_KEY)
             ok = _sha256(canonical_json(config)) == record.config
-        except (ValueError, AttributeError, TypeError, RecursionError):
+        except (ValueError, AttributeError, TypeError):
             ok = False
         if not ok:
             problems.append(f"{ROOT_METADATA}: the config record differs from the saved one")
@@ -546,12 +546,12 @@ def check_signature_document(raw: bytes | None, record: DigestRecord, public_key
     if raw is None:
         raise SignatureError(f"store is not signed (no {SIGNATURE_KEY}); expected a signature by key {expected_id}")
     try:
-        document = json.loads(raw)
+        document = loads_json(raw)
         if not isinstance(document, dict) or document.get("algorithm") != "ed25519":
             raise ValueError("not an ed25519 signature record")
         signature = base64.b64decode(document["signature"], validate=True)
         signer = str(document.get("key_id", "?"))[:64]
-    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise SignatureError(f"{SIGNATURE_KEY}: malformed ({exc})") from None
     from cryptography.exceptions import InvalidSignature
 

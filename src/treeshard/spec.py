@@ -7,6 +7,7 @@ below imports any other treeshard module, so any layer may use it.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -27,6 +28,10 @@ SIGNATURE_KEY = "treeshard.sig"
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
 #: Nesting depth of any JSON document read from a store.
 MAX_JSON_DEPTH = 32
+#: Nesting depth of any JSON text a reader parses, counted on the raw text before parsing
+#: (what a writer makes stays under MAX_JSON_DEPTH plus a few levels), so that the
+#: recursive parser never runs near the interpreter's recursion limit.
+MAX_PARSE_DEPTH = 64
 #: Bytes of the digest record.
 MAX_DIGEST_BYTES = 64 * 1024 * 1024
 #: Bytes of the signature document.
@@ -60,3 +65,31 @@ MAX_SAVED_CONFIG_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
 def canonical_json(value: Any) -> bytes:
     """The one byte string a JSON value hashes as: sorted keys, no spaces, UTF-8."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads(raw)``, after checking that ``raw`` nests no deeper than :data:`MAX_PARSE_DEPTH`.
+
+    The check runs without recursion before the (recursive) parser sees the text, so that
+    hostile nesting never takes the stack near the recursion limit, where a garbage
+    collection's finalizers would fail ("Exception ignored ... RecursionError"). Raises
+    ``ValueError`` for text that is too deep or not JSON.
+
+    >>> loads_json(b'{"a": [1, "]]"]}')
+    {'a': [1, ']]']}
+    >>> loads_json("[" * 100 + "]" * 100)
+    Traceback (most recent call last):
+    ...
+    ValueError: JSON nested deeper than 64 levels
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    depth = 0
+    for bracket in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > MAX_PARSE_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_PARSE_DEPTH} levels")
+    return json.loads(raw)

@@ -7,11 +7,11 @@ rest of the read path, this module imports neither zarr nor sklearn.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from ..errors import FormatError, RefNotFoundError
+from ..spec import loads_json
 from .versions import VersionRef, version_id, version_key
 
 LATEST = "latest"
@@ -63,8 +63,8 @@ def parse_alias(raw: bytes, name: str, where: str) -> dict[str, Any]:
     if len(raw) > MAX_ALIAS_BYTES:
         raise FormatError(f"{where}: {len(raw):,} bytes exceeds the {MAX_ALIAS_BYTES:,}-byte limit")
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        document = loads_json(raw)
+    except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("treeshard_alias") != ALIAS_FORMAT or document.get("name") != name:
         raise FormatError(f"{where}: not a format-{ALIAS_FORMAT} alias document for {name!r}")

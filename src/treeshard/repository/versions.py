@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import FormatError, IntegrityError, RefNotFoundError
 from ..record import check_json_depth
-from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY
+from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY, loads_json
 
 MANIFEST_FORMAT = 1
 #: Bytes of a manifest a reader accepts (the root metadata inline, base64, plus the chunk lists).
@@ -172,8 +172,8 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
     if len(raw) > MAX_MANIFEST_BYTES:
         raise FormatError(f"{where}: {len(raw):,} bytes exceeds the {MAX_MANIFEST_BYTES:,}-byte limit")
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        document = loads_json(raw)
+    except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("treeshard_version") != MANIFEST_FORMAT:
         raise FormatError(f"{where}: not a format-{MANIFEST_FORMAT} version manifest")

@@ -9,12 +9,11 @@ time is :mod:`treeshard.integrity`'s.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import IntegrityError
-from ..spec import DIGEST_KEY, MAX_DIGEST_BYTES, canonical_json
+from ..spec import DIGEST_KEY, MAX_DIGEST_BYTES, canonical_json, loads_json
 
 DIGEST_FORMAT = 1
 SHA256_HEX = frozenset("0123456789abcdef")
@@ -50,8 +49,8 @@ def _size(where: str, value: Any) -> int:
 def parse_digest(raw: bytes) -> DigestRecord:
     """Check the structure of the bytes of a digest record and that it matches its own ``digest``."""
     try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        record = loads_json(raw)
+    except ValueError as exc:
         raise _fail(f"not valid JSON ({exc})") from None
     if not isinstance(record, dict) or record.get("treeshard_digest") != DIGEST_FORMAT or record.get("algorithm") != "sha256":
         raise _fail(f"not a format-{DIGEST_FORMAT} sha256 digest record")
