@@ -557,3 +557,80 @@ def test_a_lazy_forest_from_a_closed_handle_never_uses_the_trees_of_a_model_save
     except treeshard.TreeshardError:
         return
     assert np.array_equal(got, first.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- pickled references keep the load's checks
+def _forest_store(path: str):  # type: ignore[no-untyped-def]
+    original, X, _ = fitted("RandomForestClassifier-multiclass")
+    treeshard.save(original, path)
+    return original, X
+
+
+def _unpickled(payload: bytes):  # type: ignore[no-untyped-def]
+    import pickle
+
+    from treeshard import distributed
+
+    distributed.clear_opened()  # reopened as another process would
+    return pickle.loads(payload)
+
+
+def test_a_pickled_lazy_model_keeps_check_chunks_false(tmp_path):
+    import pickle
+    import warnings
+
+    from treeshard.distributed import load_options_of
+
+    path = str(tmp_path / "forest")
+    original, X = _forest_store(path)
+    os.remove(os.path.join(path, "treeshard.sha256"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        unchecked = treeshard.load(path, check_chunks=False)
+        copy = _unpickled(pickle.dumps(unchecked))
+    assert load_options_of(copy.estimators_) == {"check_chunks": False}
+    assert np.array_equal(copy.predict_proba(X), original.predict_proba(X))
+    with pytest.warns(treeshard.UnverifiedStoreWarning):
+        checked = treeshard.load(path)
+    with pytest.warns(treeshard.UnverifiedStoreWarning):
+        _unpickled(pickle.dumps(checked))  # a default load's reference checks as it did
+
+
+def test_a_pickled_lazy_model_keeps_the_key_it_required(tmp_path):
+    import pickle
+
+    from treeshard import integrity
+    from treeshard.distributed import load_options_of
+
+    alice_private, alice_public = integrity.generate_key_pair()
+    mallory_private, mallory_public = integrity.generate_key_pair()
+    path = str(tmp_path / "forest")
+    original, X = _forest_store(path)
+    integrity.sign_store(path, alice_private)
+    payload = pickle.dumps(treeshard.load(path, public_key=alice_public))
+    copy = _unpickled(payload)
+    assert load_options_of(copy.estimators_) == {"public_key": alice_public}
+    assert np.array_equal(copy.predict_proba(X), original.predict_proba(X))
+    integrity.sign_store(path, mallory_private)  # the store signed by someone else since
+    with pytest.raises(treeshard.SignatureError, match=f"^store is signed by key {integrity.key_id(mallory_public)}, not by the expected key {integrity.key_id(alice_public)}$"):
+        _unpickled(payload)
+
+
+def test_a_pickled_lazy_model_keeps_verify(tmp_path):
+    import pickle
+
+    from treeshard.distributed import load_options_of
+
+    path = str(tmp_path / "forest")
+    original, X = _forest_store(path)
+    model = treeshard.load(path, estimators=[0], verify=True)
+    payload = pickle.dumps(model)
+    assert load_options_of(model.estimators_) == {"verify": True}
+    chunk = os.path.join(path, "nodes", "threshold", "c", "0")
+    data = bytearray(open(chunk, "rb").read())
+    data[-1] ^= 0xFF
+    with open(chunk, "wb") as handle:
+        handle.write(bytes(data))
+    expected = "^store differs from the digest recorded at save time \\(1 problem\\(s\\)\\):\n  array 'nodes/threshold', shard 'c/0'"
+    with pytest.raises(treeshard.IntegrityError, match=expected):
+        _unpickled(payload)  # refused on opening, before any tree is read

@@ -155,6 +155,11 @@ class ModelHandle:
             if is_url(self._store):
                 raise ValueError("verify= needs a local store: `treeshard verify` a downloaded copy")
             verify_store(self._reader.source, public_key=public_key)  # the pinned store, not reopened
+            self._reader.add_load_options(verify=True)
+            if public_key is not None:
+                from .integrity import public_key_pem
+
+                self._reader.add_load_options(public_key=public_key_pem(public_key))
         elif public_key is not None:
             # The signed record was read with the config (the root checked against it), and
             # every chunk is checked against it as it is read: nothing unsigned is used.

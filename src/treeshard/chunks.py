@@ -154,6 +154,9 @@ class ChunkReader:
         self.source, self.location = open_source(store, storage_options)
         self.store_argument = (store, storage_options)  # what a pickled lazy model refers to (treeshard.distributed)
         self.check_chunks = check_chunks
+        #: The load options another process reopening this store must apply too
+        #: (``treeshard.distributed``): the checks this reader makes, the key it checked.
+        self.load_options: dict[str, Any] = {} if check_chunks else {"check_chunks": False}
         try:
             raw_root = read_root_bytes(self.source)
             self.root = parse_root(raw_root)
@@ -211,6 +214,9 @@ class ChunkReader:
         if size is not None and size > MAX_SIGNATURE_BYTES:
             raise SignatureError(f"{SIGNATURE_KEY}: {size} bytes exceeds the {MAX_SIGNATURE_BYTES}-byte limit")
         check_signature_document(None if size is None else self.source.get(SIGNATURE_KEY), self.digests.record, public_key)
+        from .integrity import public_key_pem
+
+        self.load_options = {**self.load_options, "public_key": public_key_pem(public_key)}
 
     def share(self) -> ChunkReader:
         """Another reader of this open source and its parsed metadata (no request, no reopening).

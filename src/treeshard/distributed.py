@@ -2,10 +2,11 @@
 
 A lazily loaded forest's ``estimators_`` (:class:`treeshard.lazy.StoredEstimators`)
 pickles as a *reference*: the store's URL or absolute path, its
-``storage_options``, the selected tree ids and the cache settings, never the
-trees. The process that unpickles it (a Dask worker, a ``multiprocessing``
-child) opens the store itself, validates it as any load does, and reads only
-the trees it uses. The rest of the forest (sklearn parameters, ``classes_``)
+``storage_options``, the selected tree ids, the cache settings and the load's
+checks (``check_chunks=False``, ``verify=True``, the ``public_key`` it
+required, as PEM), never the trees. The process that unpickles it (a Dask
+worker, a ``multiprocessing`` child) opens the store itself with the same
+checks, validates it as any load does, and reads only the trees it uses. The rest of the forest (sklearn parameters, ``classes_``)
 pickles as usual, so a 100-tree forest pickles to a few kilobytes.
 
 What this means for trust: no model bytes cross the wire, only where to find
@@ -70,6 +71,11 @@ def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
     return store_reference(*argument)
 
 
+def load_options_of(lazy: Any) -> dict[str, Any]:
+    """The load options (``check_chunks``, ``verify``, ``public_key``) its store was opened with."""
+    return dict(getattr(lazy.source.reader, "load_options", {}))
+
+
 def reduce_lazy_estimators(lazy: Any, *, opener: Callable[..., Any]) -> tuple[Any, tuple]:
     """``__reduce__`` of :class:`~treeshard.lazy.StoredEstimators`: a reference, or the trees by value.
 
@@ -89,12 +95,13 @@ def reduce_lazy_estimators(lazy: Any, *, opener: Callable[..., Any]) -> tuple[An
         int(lazy.batch_bytes),
         list(lazy._appended),
         lazy.engine.budget,
+        load_options_of(lazy),
     )
 
 
-def _key(store: str, storage_options: Any, indices: list[int], capacity: int | None, batch_bytes: int) -> tuple:
+def _key(store: str, storage_options: Any, indices: list[int], capacity: int | None, batch_bytes: int, load_options: dict[str, Any]) -> tuple:
     options = json.dumps(storage_options, sort_keys=True, default=repr)
-    return store, options, tuple(indices), capacity, batch_bytes
+    return store, options, tuple(indices), capacity, batch_bytes, tuple(sorted(load_options.items()))
 
 
 def load_lazy_estimators(
@@ -106,17 +113,23 @@ def load_lazy_estimators(
     batch_bytes: int,
     appended: list[Any],
     engine_budget: int | None = None,
+    load_options: dict[str, Any] | None = None,
 ) -> Any:
-    """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls)."""
+    """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls).
+
+    ``load_options`` (``check_chunks``, ``verify``, ``public_key``) are passed to ``load``;
+    references pickled before they were carried have none.
+    """
     from .lazy import EngineSlot, TreeCache
 
-    key = _key(store, storage_options, indices, capacity_bytes, batch_bytes)
+    load_options = dict(load_options or {})
+    key = _key(store, storage_options, indices, capacity_bytes, batch_bytes, load_options)
     with _LOCK:
         lazy = _OPENED.get(key)
         if lazy is not None:
             _OPENED.move_to_end(key)
     if lazy is None:
-        lazy = _open_lazy(load, store, storage_options, indices)
+        lazy = _open_lazy(load, store, storage_options, indices, load_options)
         lazy.cache = TreeCache(capacity_bytes)
         lazy.batch_bytes = batch_bytes
         lazy.engine = EngineSlot(engine_budget)
@@ -133,11 +146,10 @@ def load_lazy_estimators(
     return lazy
 
 
-def _open_lazy(load: Callable[..., Any], store: str, storage_options: dict[str, Any] | None, indices: list[int]) -> Any:
+def _open_lazy(load: Callable[..., Any], store: str, storage_options: dict[str, Any] | None, indices: list[int], load_options: dict[str, Any]) -> Any:
     if storage_options:
-        model = load(store, estimators=indices, storage_options=storage_options)
-    else:
-        model = load(store, estimators=indices)
+        load_options = {**load_options, "storage_options": storage_options}
+    model = load(store, estimators=indices, **load_options)
     lazy = model.estimators_
     if not np.array_equal(lazy.indices, indices):
         from .errors import FormatError

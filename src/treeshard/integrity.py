@@ -513,6 +513,12 @@ def load_private_key(key: Any, *, password: bytes | None = None) -> Any:
     return loaded
 
 
+def public_key_pem(public_key: Any) -> bytes:
+    """``public_key`` (PEM bytes, a path or a key object) as PEM bytes (what pickles)."""
+    serialization, _ = _crypto()
+    return load_public_key(public_key).public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def key_id(public_key: Any) -> str:
     """A short fingerprint of a public key: sha256 of its raw bytes, 16 hex digits."""
     serialization, _ = _crypto()

@@ -65,6 +65,14 @@ class StoreReader:
         self._layouts: dict[str, ArrayLayout] = {}
         self._tree_ptr: np.ndarray | None = None
 
+    @property
+    def load_options(self) -> dict[str, Any]:
+        """The load options a process reopening this store applies too (see ``ChunkReader.load_options``)."""
+        return self._fast.load_options
+
+    def add_load_options(self, **options: Any) -> None:
+        self._fast.load_options = {**self._fast.load_options, **options}  # replaced: shared readers keep theirs
+
     def share(self) -> StoreReader:
         """Another reader of this open store: the same pinned source, config and tree offsets,
         with no request and no reopening by path (which could pair this config with a store
