@@ -15,7 +15,7 @@ from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier,
 from sklearn.tree import DecisionTreeClassifier
 
 import treeshard
-from treeshard import codecs, integrity
+from treeshard import codecs, integrity, writer
 from treeshard.adapters import adapter_for
 from treeshard.codecs import best_shuffle, chunk_geometry, compressors, node_chunk_rows
 from treeshard.columns import encode_values, to_columns
@@ -93,7 +93,8 @@ def test_writer_bytes_equal_zarr_python(name, codec, chunks_per_shard, monkeypat
     attributes = json.loads(written["zarr.json"])["attributes"]
     arrays, width = _expected_arrays(MODELS[name])
     rows = 16 if chunks_per_shard == 2 else node_chunk_rows(width)
-    _write_with_zarr(tmp_path / "zarr", arrays, rows, codec=codec, attributes=attributes)
+    with zarr.config.set({"json_indent": writer.JSON_INDENT}):
+        _write_with_zarr(tmp_path / "zarr", arrays, rows, codec=codec, attributes=attributes)
     by_zarr = _files(tmp_path / "zarr")
     if chunks_per_shard == 2:
         assert any(key.endswith("/c/2") for key in by_zarr), "the test meant several shards per column"
@@ -222,3 +223,13 @@ def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(monkeypatc
     assert np.array_equal(loaded.tree_.value, model.tree_.value)
     stored = zarr.open_array(zarr.storage.LocalStore(tmp_path / "m", read_only=True), path="nodes/value", mode="r")
     assert stored.dtype == np.float64 and np.array_equal(stored[...], model.tree_.value.reshape(model.tree_.node_count, -1))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_metadata_documents_are_one_line(name, tmp_path):
+    """``json_indent`` None, as zarr-python writes it with that setting: no whitespace but its separators."""
+    treeshard.save(MODELS[name], tmp_path / "store")
+    documents = {key: data for key, data in _files(tmp_path / "store").items() if key.endswith("zarr.json")}
+    assert len(documents) > 2
+    for key, data in documents.items():
+        assert data == json.dumps(json.loads(data)).encode(), key

@@ -31,7 +31,9 @@ import numpy as np
 from .codecs import CODECS, chunk_geometry
 from .spec import ROOT_METADATA
 
-JSON_INDENT = 2  # zarr-python's default ``json_indent``
+#: zarr-python's ``json_indent`` setting that treeshard's documents match: ``None``, one line
+#: per document (zarr-python's default, 2, only adds whitespace: about 20 KB per forest).
+JSON_INDENT = None
 _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
 _SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
@@ -61,7 +63,7 @@ class EncodedArray:
 
 
 def dumps(document: Mapping[str, Any]) -> bytes:
-    """A metadata document as zarr-python serializes it."""
+    """A metadata document as zarr-python serializes it (with ``json_indent`` set to None)."""
     return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
 
 
@@ -114,29 +116,20 @@ _SHAPES = ("\x00shape\x00", "\x00shards\x00", "\x00chunks\x00")
 
 
 @functools.lru_cache(maxsize=64)
-def _document_template(dtype: np.dtype, ndim: int, codec: str, shuffle: str | None) -> tuple[bytes, tuple[tuple[bytes, int], ...]]:
-    """``dumps`` of an array document with placeholders for its three shape lists, and each
-    placeholder with the indentation level of its line (serializing with an indent is slow)."""
+def _document_template(dtype: np.dtype, ndim: int, codec: str, shuffle: str | None) -> tuple[bytes, tuple[bytes, ...]]:
+    """``dumps`` of an array document with placeholders for its three shape lists."""
     document = array_metadata((0,) * ndim, dtype, (0,) * ndim, (0,) * ndim, codec=codec, shuffle=shuffle)
     document["shape"] = _SHAPES[0]
     document["chunk_grid"]["configuration"]["chunk_shape"] = _SHAPES[1]
     document["codecs"][0]["configuration"]["chunk_shape"] = _SHAPES[2]
-    text = dumps(document)
-    marks = []
-    for name in _SHAPES:
-        marker = json.dumps(name).encode()
-        line_start = text.rindex(b"\n", 0, text.index(marker)) + 1
-        marks.append((marker, (len(text[line_start:]) - len(text[line_start:].lstrip(b" "))) // JSON_INDENT))
-    return text, tuple(marks)
+    return dumps(document), tuple(json.dumps(name).encode() for name in _SHAPES)
 
 
 def array_document(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, ...], shards: tuple[int, ...], *, codec: str, shuffle: str | None) -> bytes:
     """``dumps(array_metadata(...))``, from a cached template."""
-    text, marks = _document_template(dtype, len(shape), codec, shuffle)
-    for (marker, level), values in zip(marks, (shape, shards, chunks), strict=True):
-        pad = b" " * (JSON_INDENT * (level + 1))
-        items = b",\n".join(pad + str(int(v)).encode() for v in values)
-        text = text.replace(marker, b"[\n" + items + b"\n" + b" " * (JSON_INDENT * level) + b"]" if values else b"[]", 1)
+    text, markers = _document_template(dtype, len(shape), codec, shuffle)
+    for marker, values in zip(markers, (shape, shards, chunks), strict=True):
+        text = text.replace(marker, json.dumps([int(v) for v in values]).encode(), 1)
     return text
 
 
@@ -381,8 +374,7 @@ def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> d
 
 def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]) -> bytes:
     """``dumps`` of the root group with its consolidated metadata, reusing each node's
-    serialized document: an indented document nested ``k`` levels deep is the same text
-    with ``2 k`` more spaces after each newline (JSON strings hold no raw newline)."""
+    serialized document (a one-line document is the same text wherever it is nested)."""
     placeholder = "\x00consolidated\x00"
     root = {
         "attributes": dict(attributes),
@@ -395,8 +387,8 @@ def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]
     if not consolidated:
         return text.replace(marker, b"{}", 1)
     entries = sorted(consolidated.items(), key=_consolidated_order)
-    inner = b",\n".join(b"      " + json.dumps(key).encode() + b": " + document.replace(b"\n", b"\n      ") for key, document in entries)
-    return text.replace(marker, b"{\n" + inner + b"\n    }", 1)
+    inner = b", ".join(json.dumps(key).encode() + b": " + document for key, document in entries)
+    return text.replace(marker, b"{" + inner + b"}", 1)
 
 
 def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]:
