@@ -57,7 +57,8 @@ def bench_run(tiny_model, tmp_path_factory, bench_cache):
     model = tmp / "tiny.zip"  # a treeshard store: no --trust-pickle needed
     treeshard.save(tiny_model, model)
     # --bytecode inherit: a fresh bytecode cache would compile every module once (slow); see test_children_import_*
-    argv = ["bench", str(model), "--repeat", "1", "--quiet", "--no-warmup", "--bytecode", "inherit", "--json", str(tmp / "out.json")]
+    argv = ["bench", str(model), "--repeat", "1", "--save-repeat", "2", "--quiet", "--no-warmup", "--bytecode", "inherit"]
+    argv += ["--json", str(tmp / "out.json")]
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     if has_matplotlib:
         argv += ["--plot", str(tmp / "out.png")]
@@ -78,7 +79,11 @@ def test_bench_table_has_every_strategy(bench_run, capsys):
         assert len(rows) == 1, f"{name} row missing:\n{cold}"
         rows = [line for line in after.splitlines() if line.split(" ", 1)[0] == name]
         assert len(rows) == (name in result["figures"]), f"{name}:\n{after}"  # a skipped strategy: one line in all
+    formats = {strategy.name: strategy.format for strategy in bench.strategies()}
+    assert set(result["saves"]) == {formats[name] for name in result["figures"]}
     for name, figures in result["figures"].items():
+        saves = result["saves"][formats[name]]
+        assert len(saves) == 2 and figures["save"] == (saves[0] + saves[1]) / 2, name  # --save-repeat 2: their median
         assert set(FIGURES) <= set(figures), name
         assert figures["cold_start"] > figures["load"] > 0, name
         assert figures["size"] > 0, name
@@ -196,6 +201,32 @@ def test_get_strategy_names_an_unknown_strategy_and_the_known_ones():
     with pytest.raises(ValueError) as info:
         bench.get_strategy("nope")
     assert str(info.value) == f"unknown strategy 'nope'; choose from {known}"
+
+
+def test_save_repeat_saves_each_format_that_many_times(tiny_model, tmp_path, monkeypatch):
+    calls = []
+
+    def save(estimator, path):
+        calls.append(path.name)
+        joblib.dump(estimator, path)
+
+    monkeypatch.setitem(bench.FORMATS, "counted", bench.Format("counted", ".counted", save, "joblib, counted"))
+    written = bench.write_formats(tiny_model, tmp_path, formats=["counted"], save_repeat=3)
+    assert calls == [".tmp-model.counted"] * 3
+    saved = written["counted"]
+    assert len(saved.save_samples) == 3 and saved.save == sorted(saved.save_samples)[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.counted"]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"^save_repeat must be an integer of at least 1, got {re.escape(repr(bad))}$"):
+            bench.write_formats(tiny_model, tmp_path, formats=["counted"], save_repeat=bad)
+
+
+@pytest.mark.parametrize("option", ["--repeat", "--save-repeat"])
+def test_repeats_below_one_are_refused(option, tmp_path, capsys):
+    store = tmp_path / "tiny.zip"
+    store.write_bytes(b"")  # never read: the options are checked first
+    assert main(["bench", str(store), option, "0", "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {option} must be at least 1\n"
 
 
 def test_a_model_a_peer_cannot_convert_is_skipped_with_the_reason(tiny_model, tmp_path, monkeypatch):

@@ -30,7 +30,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("model", help="a treeshard store, or a joblib/pickle file (with --trust-pickle)")
     parser.add_argument("--trust-pickle", action="store_true", help="confirm MODEL is a pickle/joblib file you trust")
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per strategy (default 3; figures are medians)")
-    parser.add_argument("--save-repeat", type=int, default=1, help="saves per format (default 1)")
+    parser.add_argument(
+        "--save-repeat", type=int, default=1, help="saves per format (default 1): the table shows their median, --json every one"
+    )
     parser.add_argument("--rows", help=".npy file of input rows (default: random normal rows)")
     parser.add_argument("--strategies", help="comma-separated subset (default: all): " + ",".join(STRATEGY_NAMES))
     parser.add_argument(
@@ -60,9 +62,10 @@ def main(args: argparse.Namespace) -> int:
         except ImportError:
             print("error: --plot needs matplotlib: pip install 'treeshard[bench]' (or pip install matplotlib)", file=sys.stderr)
             return 2
-    if args.repeat < 1:
-        print("error: --repeat must be at least 1", file=sys.stderr)
-        return 2
+    for option, value in (("--repeat", args.repeat), ("--save-repeat", args.save_repeat)):
+        if value < 1:
+            print(f"error: {option} must be at least 1", file=sys.stderr)
+            return 2
     try:
         only = selected_strategies(args.strategies, args.formats)
     except ValueError as exc:

@@ -131,6 +131,7 @@ class BenchResult:
     repeat: int
     environment: dict[str, str] = field(default_factory=dict)
     samples: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    saves: dict[str, list[float]] = field(default_factory=dict)  # format -> seconds of each save
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,6 +141,7 @@ class BenchResult:
             "repeat": self.repeat,
             "environment": self.environment,
             "samples": self.samples,
+            "saves": self.saves,
             "baseline": BASELINE,
         }
 
@@ -152,6 +154,7 @@ class BenchResult:
             repeat=int(data.get("repeat", 0)),
             environment=dict(data.get("environment", {})),
             samples={k: list(v) for k, v in data.get("samples", {}).items()},
+            saves={k: list(v) for k, v in data.get("saves", {}).items()},
         )
 
 
@@ -160,6 +163,7 @@ class SavedFile:
     path: Path
     size: int
     save: float | None  # median seconds, None when the file was reused
+    save_samples: tuple[float, ...] = ()  # seconds of each save, in order
 
 
 def write_formats(
@@ -171,12 +175,15 @@ def write_formats(
     progress: Callable[[str], None] | None = None,
     failed: dict[str, str] | None = None,
 ) -> dict[str, SavedFile]:
-    """Save ``estimator`` in every format under ``directory``, timing each save.
+    """Save ``estimator`` in every format under ``directory``, timing each save
+    (``save_repeat`` saves per format, each over the last: ``SavedFile.save`` is their median).
 
     A format the estimator cannot be converted to (a peer's converter raises
     one of its ``convert_errors``) is left out of the result, with the
     message in ``failed`` when given; without ``failed`` the error propagates.
     """
+    if isinstance(save_repeat, bool) or not isinstance(save_repeat, int) or save_repeat < 1:
+        raise ValueError(f"save_repeat must be an integer of at least 1, got {save_repeat!r}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = {}
@@ -184,7 +191,7 @@ def write_formats(
         fmt = FORMATS[name]
         path = directory / fmt.filename()
         times = []
-        for _ in range(max(1, save_repeat)):
+        for _ in range(save_repeat):
             tmp = path.with_name(f".tmp-{path.name}")  # same suffix: treeshard writes a .zip
             start = time.perf_counter()
             try:
@@ -198,7 +205,7 @@ def write_formats(
             os.replace(tmp, path)
         if name in (failed or {}):
             continue
-        out[name] = SavedFile(path=path, size=file_size(path), save=statistics.median(times))
+        out[name] = SavedFile(path=path, size=file_size(path), save=statistics.median(times), save_samples=tuple(times))
         if progress is not None:
             progress(name)
     return out
@@ -324,6 +331,7 @@ def run_comparison(
         repeat=repeat,
         environment=environment(bytecode),
         samples=samples,
+        saves={name: list(saved.save_samples) for name, saved in files.items() if saved.save_samples},
     )
 
 
