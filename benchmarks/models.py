@@ -17,6 +17,8 @@ Models (``make_classification`` data is shared by RF-L, GB-M and RF-XL):
   on the first 20,000 rows of that data (all 100,000 take minutes to fit on
   this machine, and depth-3 trees are the same size either way);
 - ``IF-L``: ``IsolationForest(n_estimators=300, random_state=0)`` on RF-L's X;
+- ``HGB-L``: ``HistGradientBoostingClassifier(max_iter=500, early_stopping=False, random_state=0)``
+  on RF-L's data (1,500 trees; ``benchmarks/hist_boosting.py`` has its own figures);
 - ``RF-XL``: a 1500-tree forest (over 2 GiB in memory): RF-L's 100 trees
   deep-copied 15 times (see :func:`_forest_xl`; ``TREESHARD_BENCH_RF_XL_FIT=1``
   fits 1500 trees instead, about half an hour on two free cores).
@@ -137,6 +139,13 @@ def _isolation_forest() -> tuple[Any, Any]:
     return IsolationForest(n_estimators=300, random_state=0).fit(X), X
 
 
+def _hist_gradient_boosting() -> tuple[Any, Any]:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = _reference_data()
+    return HistGradientBoostingClassifier(max_iter=500, early_stopping=False, random_state=0).fit(X, y), X
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -160,6 +169,11 @@ RECIPES: dict[str, Recipe] = {
             _forest_xl,
         ),
         Recipe("IF-L", "IsolationForest(300 trees), RF-L's X (issue 13; benchmarks/iforest.py has its figures)", _isolation_forest),
+        Recipe(
+            "HGB-L",
+            "HistGradientBoostingClassifier(max_iter=500, early_stopping=False), RF-L's data (issue 13; benchmarks/hist_boosting.py)",
+            _hist_gradient_boosting,
+        ),
     )
 }
 

@@ -358,6 +358,44 @@ def test_asv_suite_runs_once_on_tiny(tiny_suite):
             assert getattr(cold, name)(results, "tiny", "joblib") == 1.0
 
 
+def test_asv_suite_runs_on_hgb_l(tmp_path, monkeypatch):
+    """HGB-L's recipe, on 600 rows of its data instead of 100,000, through the asv benchmarks."""
+    monkeypatch.setenv("TREESHARD_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("TREESHARD_BENCH_MODELS", "tiny,HGB-L")
+    monkeypatch.syspath_prepend(str(ROOT))
+    modules = ("benchmarks.storage", "benchmarks.engine", "benchmarks.models", "benchmarks")
+    for name in modules:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    storage = importlib.import_module("benchmarks.storage")
+    small = make_classification(n_samples=600, n_features=30, n_informative=10, n_classes=3, random_state=0)
+    monkeypatch.setattr(storage.models, "_reference_data", lambda: small)
+    assert storage.MODELS == ["tiny", "HGB-L"]
+    cached = storage.models.ensure("HGB-L")
+    model = cached.load_estimator()
+    assert type(model).__name__ == "HistGradientBoostingClassifier"
+    assert (model.max_iter, model.early_stopping, model.n_iter_, model.random_state) == (500, False, 500, 0)
+    ran = 0
+    for cls in (storage.FileSize, storage.Load, storage.Open, storage.Predict, storage.Save):
+        for params in _param_sets(cls):
+            if params[0] != "HGB-L":
+                continue
+            instance = cls()
+            instance.setup(*params)
+            for name in dir(cls):
+                if name.startswith(("time_", "peakmem_", "track_")):
+                    value = getattr(instance, name)(*params)
+                    if name.startswith("track_"):
+                        assert value > 0
+                    ran += 1
+    assert ran >= 8
+    engine_module = importlib.import_module("benchmarks.engine")
+    instance = engine_module.EngineScoring()
+    instance.setup("HGB-L", "treeshard", "none", 100)
+    instance.time_predict_proba("HGB-L", "treeshard", "none", 100)
+    for name in modules:
+        sys.modules.pop(name, None)
+
+
 def _param_sets(cls) -> list[tuple[str, str]]:
     models, second = cls.params
     picks = [p for p in second if p in {"joblib", "treeshard-lz4", "treeshard-lz4-lazy", "treeshard-lz4-predictor"}]
