@@ -96,6 +96,37 @@ def test_history_and_alias_round_trip(repo: treeshard.Repository, data: Any) -> 
         assert np.array_equal(treeshard.Predictor(f"{repo.location}@latest", **options).predict_proba(X), second.predict_proba(X))
 
 
+def test_latest_costs_three_requests_on_s3(s3_server: Any, data: Any) -> None:
+    """The hint, the hinted version's manifest (which the open then uses) and a check for a newer version."""
+    X, _ = data
+    location = f"s3://models/repo-{uuid.uuid4().hex}"
+    repo = treeshard.Repository(location, storage_options=s3_server.storage_options)
+    repo.save(_forest(data, 3))
+    second = _forest(data, 4, seed=1)
+    repo.save(second)
+    prefix = "/" + location[len("s3://") :]
+    s3_server.counter.reset()
+    with treeshard.open(f"{location}@latest", storage_options=s3_server.storage_options) as handle:
+        assert handle.info.n_estimators == 4
+    assert [(method, path) for method, path, _ in s3_server.counter.log] == [
+        ("GET", f"{prefix}/refs/latest"),
+        ("GET", f"{prefix}/{version_key(2)}"),
+        ("HEAD", f"{prefix}/{version_key(3)}"),
+    ]
+    # A version published by a save that died before moving the hint: found, and its manifest read.
+    third = _forest(data, 5, seed=2)
+    backend = repo._backend
+    repo.save(third)
+    backend.write("refs/latest", b"2")
+    version = repo.resolve("latest")
+    assert version.version == 3 and version.prefetched == []
+    assert np.array_equal(treeshard.load(version).predict_proba(X), third.predict_proba(X))
+    # The hinted version deleted: the listing decides.
+    repo.delete("v3")
+    backend.write("refs/latest", b"3")
+    assert np.array_equal(repo.load("latest").predict_proba(X), second.predict_proba(X))
+
+
 def test_rollback(repo: treeshard.Repository, data: Any) -> None:
     for n in (2, 3, 4):
         repo.save(_forest(data, n))

@@ -1,7 +1,9 @@
 """References to versions: ``v3``, an alias such as ``production``, or ``latest``.
 
-Resolving a reference costs one small read (an alias document, or the
-``refs/latest`` hint and a check that no newer version exists). Like the
+Resolving a reference costs one small read (an alias document), or for
+``latest`` the ``refs/latest`` hint, the hinted version's manifest (which the
+load then uses: it proves the version exists) and a check that no newer
+version exists. Like the
 rest of the read path, this module imports neither zarr nor sklearn.
 """
 
@@ -102,6 +104,23 @@ def latest_number(backend: Any) -> int | None:
     return hint
 
 
+def latest_manifest(backend: Any) -> tuple[int, bytes | None] | None:
+    """``(highest version number, its manifest bytes or None)``, None for an empty repository.
+
+    Reading the hinted version's manifest both proves that it exists and saves its load
+    a request; a newer version (a save that died after publishing) is not read here.
+    """
+    hint = read_hint(backend)
+    raw = None if hint is None else backend.read(version_key(hint))
+    if hint is None or raw is None:
+        numbers = list_numbers(backend)
+        return (max(numbers), None) if numbers else None
+    number = hint
+    while backend.exists(version_key(number + 1)):
+        number += 1
+    return number, raw if number == hint else None
+
+
 def read_hint(backend: Any) -> int | None:
     """The number ``refs/latest`` holds: the highest ever published (never lowered, so that a
     deleted version's number is never given to another version)."""
@@ -123,9 +142,12 @@ def resolve(backend: Any, ref: Any, storage_options: dict[str, Any] | None = Non
     kind, value = parse_ref(ref)
     public_key = None
     if kind == "latest":
-        value = latest_number(backend)
-        if value is None:
+        latest = latest_manifest(backend)
+        if latest is None:
             raise RefNotFoundError(f"{backend.location}: the repository has no version yet")
+        value, raw = latest
+        if raw is not None:
+            return VersionRef(backend.location, value, storage_options, None, prefetched=[raw])
     elif kind == "alias":
         alias = read_alias(backend, value)
         if alias is None:

@@ -332,12 +332,22 @@ class VersionRef:
     version: int
     storage_options: dict[str, Any] | None = None
     public_key: bytes | None = None  # an alias's policy: the version must be signed by this key
+    #: The manifest's bytes if resolving read them (``@latest``), for the first open only.
+    prefetched: list[bytes] = field(default_factory=list, repr=False, compare=False)
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return VersionRef, (self.repository, self.version, self.storage_options, self.public_key)
 
     def __treeshard_source__(self) -> tuple[VersionSource, str]:
         from .backends import open_backend
 
         backend = open_backend(self.repository, self.storage_options)
-        manifest = read_manifest(backend, self.version)
+        try:
+            raw = self.prefetched.pop()
+        except IndexError:
+            manifest = read_manifest(backend, self.version)
+        else:
+            manifest = parse_manifest(raw, self.version, f"{backend.location}/{version_key(self.version)}")
         return VersionSource(backend, manifest, required_signer=self.public_key), f"{self.repository}@{version_id(self.version)}"
 
     def __treeshard_reference__(self) -> tuple[str, dict[str, Any] | None]:
