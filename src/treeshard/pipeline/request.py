@@ -11,10 +11,12 @@ stored fitted state by :mod:`treeshard.pipeline.serve`):
 - ``"int"`` (an encoder with integer categories): integers -> int64, and
   float64 as soon as a value is a float or ``None`` (NaN), as pandas does;
 - ``"object"`` (an encoder with string categories, or an imputer fitted on
-  objects): the values as they are (str, numbers, ``None``) in an object array;
+  objects): the values as they are (str, numbers) in an object array, ``None``
+  as NaN: a missing value, as pandas (>= 3) reads null in a column of strings
+  and as sklearn's imputers and encoders expect by default (``missing_values=nan``);
 - ``"any"`` (a passthrough column): what ``pandas.DataFrame`` infers from the
   values (all ints -> int64, numbers or ``None`` -> float64, all bools -> bool,
-  anything else -> object).
+  strings or ``None`` -> object with NaN, anything else -> object).
 
 A 1-D numpy array is taken as it is. Every problem is a
 :class:`~treeshard.errors.RequestError` naming the column (and row).
@@ -115,9 +117,7 @@ def column_array(name: str, kind: str, values: Any) -> np.ndarray:
     if kind == "float":
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if kind == "object":
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out
+        return _objects(values, missing=np.nan)
     if kind == "int":
         if all(isinstance(v, (int, np.integer)) for v in values):
             return np.array(values, dtype=np.int64)
@@ -133,6 +133,11 @@ def _inferred(values: list[Any]) -> np.ndarray:
         if all(isinstance(v, (int, np.integer)) for v in values):
             return np.array(values, dtype=np.int64)
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    strings = any(isinstance(v, str) for v in values) and all(v is None or isinstance(v, str) for v in values)
+    return _objects(values, missing=np.nan if strings else None)
+
+
+def _objects(values: list[Any], *, missing: Any) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
-    out[:] = values
+    out[:] = values if missing is None else [missing if v is None else v for v in values]
     return out

@@ -1056,6 +1056,8 @@ def input_kinds(step: Step | None, n: int) -> list[str]:
     if isinstance(step, _Pipeline):
         live = [s for _, s in step.steps if s is not None]
         return input_kinds(live[0] if live else None, n)
+    if isinstance(step, _TransformedTarget):
+        return input_kinds(step.regressor, n)
     if isinstance(step, _Encoder):
         return [_kind_of_dtype(c.dtype) for c in step.fitted["categories_"]]
     if isinstance(step, _SimpleImputer):
