@@ -11,8 +11,11 @@ computed once, from the stored ensemble's feature importances
 (:mod:`treeshard.pipeline.importances`).
 
 Input is a pandas DataFrame (columns selected by name; string, object and
-categorical columns are read with ``np.asarray`` as sklearn does) or an
-array. Neither sklearn, scipy nor pandas is imported. Not served: sparse
+categorical columns are read with ``np.asarray`` as sklearn does), an
+array, or a JSON-style request (a mapping of columns or a list of records,
+:mod:`treeshard.pipeline.request`), each column converted as the fitted step
+that reads it expects (:func:`input_kinds`). Neither sklearn, scipy nor
+pandas is imported. Not served: sparse
 intermediate output feeding anything but an ensemble, ``set_output`` pandas
 containers, ``missing_values`` other than NaN, transformer weights.
 """
