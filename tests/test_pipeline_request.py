@@ -160,5 +160,5 @@ def test_columns_not_read_are_never_converted(tmp_path: Path) -> None:
     """A column no step reads is neither required nor checked: "unused" may hold anything."""
     predictor = _string_model(tmp_path)
     assert predictor.input_kinds_["unused"] == "unused"
-    got = predictor.predict({"x": [0.1], "city": ["a"], "unused": [{"not": "a scalar"}]})
+    got = predictor.predict({"x": [0.1], "city": ["a"], "unused": [{"not": "a scalar"}, "nor of this length"]})
     assert got.tolist() == predictor.predict({"x": [0.1], "city": ["a"]}).tolist()

@@ -45,7 +45,8 @@ def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[st
     """The request's columns by name (in fit order, only those prediction reads) and its row count.
 
     ``names`` are the pipeline's ``feature_names_in_``; ``needed`` the ones its
-    steps read (a ``ColumnTransformer`` may drop some: they may be left out).
+    steps read (a ``ColumnTransformer`` may drop some: they may be left out,
+    and when given they are neither checked nor converted).
     """
     known = set(names)
     if isinstance(X, Mapping):
@@ -65,7 +66,7 @@ def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[st
     if missing:
         raise RequestError(f"missing column(s) {missing[:10]}: the pipeline reads them")
     if given is not None:
-        columns = {name: given[name] for name in names if name in given}
+        columns = {name: given[name] for name in names if name in given and name in needed}
         for name, values in columns.items():
             _check_sequence(name, values)
         lengths = {name: len(values) for name, values in columns.items()}
@@ -79,7 +80,7 @@ def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[st
             if record.keys() != first:
                 differ = sorted(str(k) for k in set(record) ^ first)
                 raise RequestError(f"record {i} has other columns than record 0: {differ[:10]}")
-        columns = {name: [record[name] for record in X] for name in names if name in first}
+        columns = {name: [record[name] for record in X] for name in names if name in first and name in needed}
         n_rows = len(X)
     if n_rows == 0:
         raise RequestError("the request has no rows")
