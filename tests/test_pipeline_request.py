@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
@@ -24,6 +26,7 @@ from test_pipeline import SERVED, _fitted
 
 import treeshard
 from treeshard.errors import RequestError
+from treeshard.pipeline.request import column_array
 
 
 def as_json(query: pd.DataFrame) -> dict[str, list[Any]]:
@@ -131,6 +134,7 @@ BAD = [
     ([{"x": 0.1, "city": "a"}, ["b"]], "record 1: expected a mapping of column -> value, got list"),
     ([{"x": 0.1, "city": "a"}, {"x": 0.2}], "record 1 has other columns than record 0: ['city']"),
     ([{"x": 0.1}], "missing column(s) ['city']: the pipeline reads them"),
+    ({"x": [10**400], "city": ["a"]}, "column 'x': an integer is out of the float64 range"),
     ({"x": ["a" * 50], "city": ["a"]}, "column 'x', row 0: expected a number or null, got str 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa..."),
 ]
 
@@ -162,3 +166,24 @@ def test_columns_not_read_are_never_converted(tmp_path: Path) -> None:
     assert predictor.input_kinds_["unused"] == "unused"
     got = predictor.predict({"x": [0.1], "city": ["a"], "unused": [{"not": "a scalar"}, "nor of this length"]})
     assert got.tolist() == predictor.predict({"x": [0.1], "city": ["a"]}).tolist()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.text(max_size=2), inner, max_size=2),
+    max_leaves=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["float", "int", "object", "any"]), values=st.lists(JSON_VALUES, min_size=1, max_size=4))
+def test_any_json_column_converts_or_is_refused(kind: str, values: list[Any]) -> None:
+    """Whatever JSON holds, a column becomes a 1-D array of its length or a RequestError."""
+    try:
+        array = column_array("c", kind, values)
+    except RequestError as exc:
+        assert str(exc).startswith("column 'c'")
+        return
+    assert array.shape == (len(values),)
+    if kind in ("float", "int"):
+        assert array.dtype.kind in "if"

@@ -106,6 +106,14 @@ def column_array(name: str, kind: str, values: Any) -> np.ndarray:
     """One column's values as the array the fitted pipeline reads (see the module docstring)."""
     if isinstance(values, np.ndarray):
         return values
+    try:
+        return _converted(name, kind, values)
+    except OverflowError:  # an integer beyond int64 (or beyond float64 for a float column)
+        dtype = "float64" if kind == "float" else "int64"
+        raise RequestError(f"column {name!r}: an integer is out of the {dtype} range") from None
+
+
+def _converted(name: str, kind: str, values: Any) -> np.ndarray:
     types = set(map(type, values))
     if kind == "float" and types <= {float, int, type(None)}:
         return np.array(values, dtype=np.float64)  # None -> NaN
