@@ -1070,16 +1070,22 @@ def input_kinds(step: Step | None, n: int) -> list[str]:
     if isinstance(step, _ColumnTransformer):
         kinds = ["unused"] * n
         for _, part, idx, _ in step.parts:
-            for i, kind in zip(idx.tolist(), input_kinds(part, len(idx)), strict=True):
-                if kinds[i] in ("unused", "any"):
+            for i, kind in zip(idx.tolist(), _widths(input_kinds(part, len(idx)), len(idx)), strict=True):
+                if 0 <= i < n and kinds[i] in ("unused", "any"):
                     kinds[i] = kind
         return kinds
     if isinstance(step, _FeatureUnion):
         kinds = ["unused"] * n
         for part in step.parts:
-            kinds = [k if k not in ("unused", "any") else other for k, other in zip(kinds, input_kinds(part, n), strict=True)]
+            kinds = [k if k not in ("unused", "any") else other for k, other in zip(kinds, _widths(input_kinds(part, n), n), strict=True)]
         return kinds
     return ["float"] * n
+
+
+def _widths(kinds: list[str], n: int) -> list[str]:
+    """``kinds`` when there is one per column; else (a step whose width the Predictor refuses when
+    it is called, as sklearn would) every column read as pandas would."""
+    return kinds if len(kinds) == n else ["any"] * n
 
 
 @served_as_predictor
@@ -1128,8 +1134,8 @@ class PipelinePredictor:
             self.classes_ = final.predictor.classes_
         names = _input_names(self._root)
         if names is not None:
-            kinds = input_kinds(self._root, len(names))
-            self.input_kinds_ = {str(name): kind for name, kind in zip(names.tolist(), kinds, strict=True)}
+            kinds = _widths(input_kinds(self._root, len(names)), len(names))
+            self.input_kinds_ = {str(name): kind for name, kind in zip(list(names), kinds, strict=True)}
 
     def _final_estimator(self) -> Step | None:
         step: Step | None = self._root
