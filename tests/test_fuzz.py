@@ -981,3 +981,31 @@ def test_deep_json_never_runs_finalizers_on_a_deep_stack(bases):
             gc.disable()
         sys.unraisablehook = hook
     assert [f"{failure.exc_type.__name__} in {failure.object!r}" for failure in failures] == []
+
+
+@pytest.mark.parametrize("kind", ["lists", "objects", "alternating"])
+def test_parse_depth_limit_is_exact(kind):
+    from treeshard.spec import MAX_PARSE_DEPTH, loads_json
+
+    def nested(depth: int) -> str:
+        opening = {"lists": ["["], "objects": ['{"a": '], "alternating": ["[", '{"a": ']}[kind]
+        closing = {"[": "]", '{"a": ': "}"}
+        levels = [opening[i % len(opening)] for i in range(depth)]
+        return "".join(levels) + '"[[{{"' + "".join(closing[level] for level in reversed(levels))
+
+    assert loads_json(nested(MAX_PARSE_DEPTH)) == json.loads(nested(MAX_PARSE_DEPTH))
+    with pytest.raises(ValueError, match=f"^JSON nested deeper than {MAX_PARSE_DEPTH} levels$"):
+        loads_json(nested(MAX_PARSE_DEPTH + 1))
+
+
+def test_parse_depth_ignores_brackets_and_escapes_in_strings():
+    from treeshard.spec import MAX_PARSE_DEPTH, loads_json
+
+    tricky = ['a"[[[', "\\", '\\"{{', "]]]}}}", "\n[", "\\\\"]
+    value: Any = tricky
+    for _ in range(MAX_PARSE_DEPTH - 1):
+        value = {"k\\": [value][0], '"[': tricky}
+    text = json.dumps(value)
+    assert text.count("[") > MAX_PARSE_DEPTH
+    assert loads_json(text) == value
+    assert loads_json(text.encode()) == value

@@ -67,8 +67,9 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_QUOTED = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))
 
 
 def loads_json(raw: bytes | str) -> Any:
@@ -86,10 +87,17 @@ def loads_json(raw: bytes | str) -> Any:
     ...
     ValueError: JSON nested deeper than 64 levels
     """
+    import numpy as np
+
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
-    depth = 0
-    for bracket in _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
-        depth += 1 if bracket in b"[{" else -1
-        if depth > MAX_PARSE_DEPTH:
+    if b"\\" in data:
+        data = _ESCAPE.sub(b"", data)  # an escaped quote or bracket is neither a string's end nor a level
+    # Quotes and brackets only, then the strings (now holding brackets only) removed.
+    brackets = np.frombuffer(_QUOTED.sub(b"", data.translate(None, _NOT_STRUCTURE)), dtype=np.uint8)
+    if brackets.size > MAX_PARSE_DEPTH:
+        # The depth after each bracket (an unmatched closer first makes the text invalid: the
+        # parser stops there, before any deeper level).
+        depth = np.cumsum(np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1))
+        if depth.max() > MAX_PARSE_DEPTH:
             raise ValueError(f"JSON nested deeper than {MAX_PARSE_DEPTH} levels")
     return json.loads(raw)
