@@ -178,6 +178,7 @@ def save_pipeline(
     from ..adapters import adapter_for
     from ..codecs import node_chunk_rows
     from ..columns import TreeNodeRows
+    from ..compat import leaf_counts_for
     from ..integrity import digest_of_files
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
@@ -196,11 +197,12 @@ def save_pipeline(
         adapter = adapter_for(model)
         saved = adapter.to_saved(model)
         checks.check_loadable(adapter, model, saved)
-        nodes = TreeNodeRows(saved.trees, saved.layout)
+        # Under sklearn < 1.4 classifier leaves hold class counts: encoded as a single model's are.
+        nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(adapter.estimator_id))
         specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
         specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-        saved_models.append((group, adapter, saved))
+        saved_models.append((group, adapter, saved, nodes.leaf_counts))
     specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
     encoded = encode_specs(specs, codec=codec)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
@@ -213,9 +215,9 @@ def save_pipeline(
     }
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     configs = {}
-    for group, adapter, saved in saved_models:
+    for group, adapter, saved, leaf_counts in saved_models:
         value = next(array for array in encoded if array.path == f"{group}/{NODES_GROUP}/value")
-        encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+        encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if leaf_counts else "float64"
         layout = dataclasses.replace(saved.layout, value_encoding=encoding)
         configs[group] = Config(
             format_version=FORMAT_VERSION,
