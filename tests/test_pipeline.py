@@ -838,11 +838,6 @@ def test_golden_pipeline_store_predicts_as_recorded(engine: str) -> None:
     assert np.array_equal(model.predict_proba(expected["X"]), expected["predict_proba"])
 
 
-def test_repositories_refuse_pipelines_with_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedEstimatorError, match=r"^a repository does not store a Pipeline yet: save it with treeshard\.save$"):
-        treeshard.Repository(str(tmp_path / "repo")).save(_small_pipeline())
-
-
 def test_histogram_boosting_in_a_pipeline_is_refused_for_now(tmp_path: Path) -> None:
     """Its store layout is not under a group prefix yet, and skops would need to trust TreePredictor's node arrays."""
     pytest.importorskip("skops")

@@ -209,10 +209,36 @@ def predictor_outputs(predictor: Any, X: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def skops_refusal(where: str, qualname: str, writer: str, reader: str) -> str:
-    """The error loading a skops step written under sklearn ``writer`` raises under another minor version."""
+#: Where the first skops step of ``Pipeline-skops-pca`` sits (the ColumnTransformer's template PCA).
+SKOPS_WHERE = "pipeline.params.steps[0][1].params.transformers[0][1].params.steps[1][1]"
+#: The Predictor's refusal of ``Pipeline-skops-pca`` under every version (it names the fitted PCA).
+PREDICTOR_REFUSAL = (
+    "UnsupportedEstimatorError: pipeline.params.steps[0][1].fitted.transformers_[0][1].params.steps[1][1]: "
+    "sklearn.decomposition._pca.PCA is stored with skops, which needs scikit-learn: the Predictor refuses "
+    "a pipeline with a skops step (load it with treeshard.load)"
+)
+
+
+def skops_refusal(writer: str, reader: str) -> str:
+    """The error loading the skops step written under sklearn ``writer`` raises under another minor version."""
     minor = ".".join(writer.split(".")[:2])
     return (
-        f"UnsupportedEstimatorError: {where}: {qualname} was stored with skops under scikit-learn {writer}; "
-        f"it loads under scikit-learn {minor}.x only (installed: {reader})"
+        f"UnsupportedEstimatorError: {SKOPS_WHERE}: sklearn.decomposition._pca.PCA was stored with skops "
+        f"under scikit-learn {writer}; it loads under scikit-learn {minor}.x only (installed: {reader})"
     )
+
+
+#: The npz names holding the query rows (an object array cannot be stored without pickle).
+PACKED = ("X_numbers", "X_strings")
+
+
+def pack(X: np.ndarray) -> dict[str, np.ndarray]:
+    return {"X_numbers": X[:, :4].astype(np.float64), "X_strings": X[:, 4:].astype(str)}
+
+
+def unpack(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    numbers, strings = arrays["X_numbers"], arrays["X_strings"]
+    X = np.empty((len(numbers), numbers.shape[1] + strings.shape[1]), dtype=object)
+    X[:, : numbers.shape[1]] = numbers
+    X[:, numbers.shape[1] :] = strings.astype(object)
+    return X

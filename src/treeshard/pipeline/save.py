@@ -172,6 +172,22 @@ def save_pipeline(
     ``checks`` holds the single-model save's own checks (``check_loadable``,
     ``check_record``, ``zarr_version``), passed down by :func:`treeshard.save`.
     """
+    from ..storage.targets import check_target, write_files
+
+    if not _is_fitted(estimator):
+        raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
+    check_target(store, overwrite=overwrite)
+    files = encode_pipeline_files(estimator, codec=codec, metadata=metadata, checks=checks)
+    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+
+
+def encode_pipeline_files(
+    estimator: Any, *, codec: str, metadata: dict[str, Any], checks: Any, node_rows: int | None = None
+) -> dict[str, bytes | list[bytes]]:
+    """The files of ``estimator``'s pipeline store (``{key: bytes or a shard's parts}``), written nowhere.
+
+    ``node_rows`` caps each ensemble's node-column chunk length (a repository's finer chunks).
+    """
     import sklearn
 
     from .. import __version__
@@ -183,12 +199,10 @@ def save_pipeline(
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
     from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, canonical_json
-    from ..storage.targets import check_target, write_files
     from ..writer import encode_specs, in_memory, node_column_specs, store_files
 
     if not _is_fitted(estimator):
         raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
-    check_target(store, overwrite=overwrite)
     context = SaveContext()
     root = encode_node(estimator, PIPELINE_KEY, context)
     specs = []
@@ -200,7 +214,8 @@ def save_pipeline(
         # Under sklearn < 1.4 classifier leaves hold class counts: encoded as a single model's are.
         nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(adapter.estimator_id))
         specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
-        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
+        rows = node_chunk_rows(saved.layout.value_width)
+        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=rows if node_rows is None else min(rows, node_rows))
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
         saved_models.append((group, adapter, saved, nodes.leaf_counts))
     specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
@@ -246,7 +261,7 @@ def save_pipeline(
     files = store_files(encoded, {CONFIG_KEY: record})
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+    return files
 
 
 def _fill_configs(value: Any, configs: dict[str, Any]) -> None:
