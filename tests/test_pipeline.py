@@ -24,7 +24,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.feature_selection import SelectFromModel, VarianceThreshold
+from sklearn.feature_selection import SelectFromModel, SelectKBest, SelectPercentile, VarianceThreshold, f_classif
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import (
@@ -202,7 +202,21 @@ def _more_transformers() -> Any:
     return Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=4, random_state=0))])
 
 
+def _univariate() -> Any:
+    """SelectKBest (f_classif; constant one-hot columns score NaN) then SelectPercentile."""
+    pre = ColumnTransformer(
+        [
+            ("num", SimpleImputer(), NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, categories=[["red", "green", "blue", "teal", "rare", "never"]]), ["color"]),
+        ]
+    )
+    return Pipeline(
+        [("pre", pre), ("kbest", SelectKBest(f_classif, k=7)), ("percentile", SelectPercentile(percentile=45)), ("forest", RandomForestClassifier(n_estimators=5, random_state=0))]
+    )
+
+
 CASES = {
+    "univariate": (_univariate, "classification"),
     "more_transformers": (_more_transformers, "classification"),
     "kbins_onehot": (_kbins_onehot, "classification"),
     "pipe_l": (_pipe_l, "classification"),
@@ -287,7 +301,7 @@ def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
         assert repr(loaded) == repr(model)
 
 
-SERVED = ["selection", "feature_union", "pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
+SERVED = ["univariate", "selection", "feature_union", "pipe_l", "ordinal_boosting", "infrequent_regression", "imputers_tree", "target_transformed", "target_scaled", "kbins_onehot"]
 
 
 def test_predictor_of_a_pipeline_store_is_a_predictor(tmp_path: Path) -> None:
@@ -582,6 +596,66 @@ def test_malformed_pipeline_records(case: str, tmp_path: Path) -> None:
             open_model(str(path))
         assert type(info.value) is ConfigError
         assert str(info.value) == message.replace("\\[", "[").replace("\\]", "]"), open_model
+
+
+def test_functions_are_accepted_only_where_they_belong(tmp_path: Path) -> None:
+    """A score function is no transform (and the Predictor would import sklearn to call it); k is checked."""
+    from helpers.stores import edit_config, reseal
+
+    X = np.nan_to_num(_array_data())
+    model = Pipeline([("log", FunctionTransformer(np.abs)), ("kbest", SelectKBest(k=2)), ("rf", RandomForestClassifier(n_estimators=2, random_state=0))]).fit(X, X[:, 1] > 0)
+    steps = lambda r: r["pipeline"]["params"]["steps"]["list"]  # noqa: E731
+    edits = {
+        "func": (
+            lambda r: steps(r)[0]["tuple"][1]["node"]["params"].__setitem__("func", {"function": "sklearn.feature_selection.chi2"}),
+            f"{STEP0}.params.func: function 'sklearn.feature_selection.chi2' is not allowed here (allowed: numpy.log1p, numpy.expm1, ",
+        ),
+        "score_func": (
+            lambda r: steps(r)[1]["tuple"][1]["node"]["params"].__setitem__("score_func", {"function": "numpy.log1p"}),
+            f"{STEP1}.params.score_func: function 'numpy.log1p' is not allowed here (allowed: sklearn.feature_selection.f_classif, ",
+        ),
+        "k": (lambda r: steps(r)[1]["tuple"][1]["node"]["params"].__setitem__("k", 5), f"{STEP1}.params.k: expected 'all' or an integer in [0, 4], got int 5"),
+    }
+    for name, (edit, message) in edits.items():
+        path = tmp_path / name
+        treeshard.save(model, str(path))
+        edit_config(path, edit)
+        reseal(str(path))
+        for open_model in (treeshard.load, treeshard.Predictor):
+            with pytest.raises(ConfigError) as info:
+                open_model(str(path))
+            assert type(info.value) is ConfigError
+            assert str(info.value).startswith(message), (name, str(info.value))
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, "all"])
+@pytest.mark.parametrize("percentile", [0, 10, 50, 100])
+def test_predictor_univariate_selection_with_ties_and_nan_scores(k: Any, percentile: int, tmp_path: Path) -> None:
+    """Scores with ties and NaN (constant columns): the support computed as sklearn does."""
+    rng = np.random.RandomState(0)
+    X = np.column_stack([np.round(rng.normal(size=(200, 3)), 1), np.ones(200), np.ones(200)])
+    y = (X[:, 0] > 0).astype(int)
+    X = np.column_stack([X, X[:, 0]])  # a tie with column 0
+    model = Pipeline(
+        [("kbest", SelectKBest(k=k)), ("percentile", SelectPercentile(percentile=percentile)), ("scale", StandardScaler()), ("rf", RandomForestClassifier(n_estimators=2, random_state=0))]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant features; no feature selected
+        pre = Pipeline([model.steps[0] if k == 0 else model.steps[1]] if 0 in (k, percentile) else model.steps[:2]).fit(X, y)
+        if pre.transform(X).shape[1] == 0:  # nothing selected: the selectors alone
+            path = str(tmp_path / "selector.zip")
+            treeshard.save(pre, path)
+            assert np.array_equal(treeshard.Predictor(path).transform(X), pre.transform(X))
+            assert np.array_equal(treeshard.load(path).transform(X), pre.transform(X))
+            return
+        model.fit(X, y)
+        path = str(tmp_path / "model.zip")
+        treeshard.save(model, path)
+        predictor, loaded = treeshard.Predictor(path), treeshard.load(path)
+        assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+        assert np.array_equal(loaded[:2].transform(X), model[:2].transform(X))
+        for step in (0, 1):
+            assert np.array_equal(loaded[step].get_support(), model[step].get_support())
 
 
 def test_unsupported_format_version(tmp_path: Path) -> None:

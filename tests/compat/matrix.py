@@ -222,8 +222,6 @@ NUMPY_LIBM = (
     Exception_("NUMPY-LIBM", "HistGradientBoostingClassifier", ("predict_proba",), _always, _within_ulps(8, 1e-14), warns=False),
     # score_samples is -2 ** (-depths / c), numpy's power.
     Exception_("NUMPY-LIBM", "IsolationForest", ("score_samples", "decision_function"), _always, _within_ulps(8, 1e-14), warns=False),
-    # A TransformedTargetRegressor's inverse_func, numpy.expm1.
-    Exception_("NUMPY-LIBM", "Pipeline-log-target", ("predict",), _always, _within_ulps(8, 1e-14), warns=False),
 )
 WARNING_EXCEPTIONS = frozenset(exc.name for exc in EXCEPTIONS if exc.warns)
 
@@ -543,7 +541,7 @@ def _read_pipeline_case(writer_dir: Path, refs: Path, case_id: str, writer: str,
         "writer": writer,
         "reader": reader,
         "estimator": case_id,
-        "family": "pipeline",
+        "family": "pipeline-skops" if case.skops else "pipeline",
         "status": status,
         "recomputed": ref_file.exists(),
         "details": sorted({d for s, d in results if s != "exact" and d})[:80],

@@ -90,6 +90,8 @@ KINDS: dict[str, Kind] = {
     ),
     "VarianceThreshold": Kind("sklearn.feature_selection", "VarianceThreshold", ("variances_",)),
     "SelectFromModel": Kind("sklearn.feature_selection", "SelectFromModel", ("estimator_", "max_features_")),
+    "SelectKBest": Kind("sklearn.feature_selection", "SelectKBest", ("scores_", "pvalues_")),
+    "SelectPercentile": Kind("sklearn.feature_selection", "SelectPercentile", ("scores_", "pvalues_")),
 }
 
 #: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
@@ -97,10 +99,17 @@ KINDS: dict[str, Kind] = {
 PIPELINE_FAMILIES = ("forest", "boosting", "tree")
 
 #: Functions a ``FunctionTransformer`` or ``TransformedTargetRegressor`` may hold, by id.
-FUNCTIONS: dict[str, tuple[str, str]] = {
+TRANSFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     f"numpy.{name}": ("numpy", name)
     for name in ("log1p", "expm1", "log", "exp", "sqrt", "square", "abs", "log2", "log10", "exp2", "cbrt", "arcsinh", "sinh", "tanh", "arctanh", "reciprocal", "negative")
 }
+#: The ``score_func`` a ``SelectKBest`` or ``SelectPercentile`` may hold, by id (only a refit calls it).
+SCORE_FUNCTIONS: dict[str, tuple[str, str]] = {
+    f"sklearn.feature_selection.{name}": ("sklearn.feature_selection", name)
+    for name in ("f_classif", "f_regression", "chi2", "mutual_info_classif", "mutual_info_regression", "r_regression")
+}
+#: Every function a store may name.
+FUNCTIONS: dict[str, tuple[str, str]] = {**TRANSFORM_FUNCTIONS, **SCORE_FUNCTIONS}
 
 
 def kind_class(kind_id: str) -> type:
