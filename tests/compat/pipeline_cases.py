@@ -153,6 +153,30 @@ def _log_target() -> Any:
     return TransformedTargetRegressor(regressor=inner, func=np.log1p, inverse_func=np.expm1, check_inverse=False)
 
 
+def _univariate_trees() -> Any:
+    """SelectKBest (f_classif; constant one-hot columns score NaN) and SelectPercentile before extra trees."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.feature_selection import SelectKBest, SelectPercentile, f_classif
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+
+    pre = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median"), [0, 1, 2, 3]),
+            ("cat", _onehot(handle_unknown="ignore", categories=[["red", "green", "blue", "teal", "rare", "never"]]), [4]),
+        ]
+    )
+    return Pipeline(
+        [
+            ("pre", pre),
+            ("kbest", SelectKBest(f_classif, k=7)),
+            ("percentile", SelectPercentile(percentile=60)),
+            ("trees", ExtraTreesClassifier(n_estimators=3, max_depth=4, random_state=0)),
+        ]
+    )
+
+
 def _skops_pca() -> Any:
     """A PCA step (no treeshard schema): stored with skops, same sklearn minor version only."""
     from sklearn.compose import ColumnTransformer
@@ -170,6 +194,7 @@ CASES: dict[str, PipelineCase] = {
     "Pipeline-union-boosting": PipelineCase(_union_boosting, "regression"),
     "Pipeline-target-selection": PipelineCase(_target_selection, "regression"),
     "Pipeline-log-target": PipelineCase(_log_target, "regression", ("predict",)),
+    "Pipeline-univariate-trees": PipelineCase(_univariate_trees, "classification"),
     "Pipeline-skops-pca": PipelineCase(_skops_pca, "classification", skops=True),
 }
 
