@@ -779,6 +779,18 @@ def test_untrusted_steps_are_refused_at_save(tmp_path: Path) -> None:
     custom = Pipeline([("log", FunctionTransformer(func=lambda x: x + 1)), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, X[:, 1] > 0)
     with pytest.raises(UnsupportedEstimatorError, match=r"^pipeline\.params\.steps\[0\]\[1\]\.params\.func: the function 'test_untrusted_steps_are_refused_at_save\.<locals>\.<lambda>' cannot be stored; allowed: numpy\.log1p"):
         treeshard.save(custom, str(tmp_path / "other"))
+    # An allow-listed function in the wrong place: a score function is no transform.
+    from sklearn.feature_selection import chi2
+
+    scored = Pipeline([("log", FunctionTransformer(func=chi2)), ("tree", DecisionTreeClassifier(random_state=0))])
+    scored.steps[0][1].fit(X)  # fit does not call func
+    scored.steps[1][1].fit(np.nan_to_num(X), X[:, 1] > 0)
+    with pytest.raises(UnsupportedEstimatorError) as info:
+        treeshard.save(scored, str(tmp_path / "scored"))
+    assert str(info.value).startswith(
+        "pipeline.params.steps[0][1].params.func: the function 'sklearn.feature_selection.chi2' cannot be stored here; allowed: numpy.log1p, numpy.expm1, "
+    )
+    assert not (tmp_path / "scored").exists()
 
 
 # --------------------------------------------------------------------------- loading options

@@ -421,14 +421,11 @@ def in_width(node: Any) -> int | None:
 def _function_params(where: str, kind: str, params: dict[str, Any]) -> None:
     """Transform functions are numpy's allow-listed ufuncs; a univariate selector's ``score_func`` is sklearn's."""
     from .nodes import Function
-    from .table import SCORE_FUNCTIONS, TRANSFORM_FUNCTIONS
+    from .table import FUNCTION_PARAMS
 
-    if kind in ("SelectKBest", "SelectPercentile"):
-        allowed, names = SCORE_FUNCTIONS, ("score_func",)
-    elif kind in ("FunctionTransformer", "TransformedTargetRegressor"):
-        allowed, names = TRANSFORM_FUNCTIONS, ("func", "inverse_func")
-    else:
+    if kind not in FUNCTION_PARAMS:
         return
+    allowed, names = FUNCTION_PARAMS[kind]
     for name in names:
         value = params.get(name)
         if isinstance(value, Function) and value.id not in allowed:

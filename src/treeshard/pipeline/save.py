@@ -21,7 +21,7 @@ from ..errors import UnsupportedEstimatorError
 from ..record import encode_float
 from .nodes import DTYPES
 from .record import MODELS_GROUP, PIPELINE_KEY, SKOPS_GROUP
-from .table import FUNCTIONS, KINDS, PIPELINE_FAMILIES, function_of, kind_class
+from .table import FUNCTION_PARAMS, FUNCTIONS, KINDS, PIPELINE_FAMILIES, function_of, kind_class
 
 
 class _Unrepresentable(Exception):
@@ -97,6 +97,11 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
             fitted[name] = encode_state(f"{where}.fitted.{name}", value, context)
         except _Unrepresentable:
             raise UnsupportedEstimatorError(f"{where}.fitted.{name}: cannot store a value of type {type(value).__name__}") from None
+    allowed, names = FUNCTION_PARAMS.get(kind_id, ({}, ()))
+    for name in names:
+        function_id = params[name].get("function") if isinstance(params.get(name), dict) else None
+        if function_id is not None and function_id not in allowed:  # a load would refuse it (checks._function_params)
+            raise UnsupportedEstimatorError(f"{where}.params.{name}: the function {function_id!r} cannot be stored here; allowed: {', '.join(allowed)}")
     node: dict[str, Any] = {"kind": "estimator", "id": kind_id, "params": params, "fitted": fitted}
     if unserializable:
         node["unserializable"] = unserializable

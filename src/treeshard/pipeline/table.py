@@ -110,6 +110,13 @@ SCORE_FUNCTIONS: dict[str, tuple[str, str]] = {
 }
 #: Every function a store may name.
 FUNCTIONS: dict[str, tuple[str, str]] = {**TRANSFORM_FUNCTIONS, **SCORE_FUNCTIONS}
+#: Where each table applies: class id -> (the table, the params that take one of its functions).
+FUNCTION_PARAMS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, ...]]] = {
+    "FunctionTransformer": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
+    "TransformedTargetRegressor": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
+    "SelectKBest": (SCORE_FUNCTIONS, ("score_func",)),
+    "SelectPercentile": (SCORE_FUNCTIONS, ("score_func",)),
+}
 
 
 def kind_class(kind_id: str) -> type:
