@@ -793,6 +793,21 @@ def test_untrusted_steps_are_refused_at_save(tmp_path: Path) -> None:
     assert not (tmp_path / "scored").exists()
 
 
+def test_a_pipeline_load_would_refuse_is_refused_at_save(tmp_path: Path) -> None:
+    """Numbers among object categories (an object array's float column) have no schema: refused at save, not at load."""
+    X = np.empty((40, 2), dtype=object)
+    X[:, 0] = np.arange(40) % 3 * 1.5
+    X[:, 1] = np.array(["a", "b"], dtype=object)[np.arange(40) % 2]
+    model = Pipeline([("encode", OneHotEncoder(handle_unknown="ignore")), ("tree", DecisionTreeClassifier(random_state=0))]).fit(X, np.arange(40) % 2)
+    with pytest.raises(UnsupportedEstimatorError) as info:
+        treeshard.save(model, str(tmp_path / "model"))
+    assert str(info.value) == (
+        "cannot save this Pipeline: a load would refuse it (pipeline.params.steps[0][1].fitted.categories_[0]: "
+        "object categories are strings, None or NaN)"
+    )
+    assert not (tmp_path / "model").exists()
+
+
 # --------------------------------------------------------------------------- loading options
 def test_ensembles_load_lazily_partially_and_verified(tmp_path: Path) -> None:
     from treeshard.errors import IntegrityError

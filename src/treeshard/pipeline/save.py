@@ -263,10 +263,26 @@ def encode_pipeline_files(
         "arrays": stored,
     }
     checks.check_record(record)
+    _check_parses(estimator, record)
     files = store_files(encoded, {CONFIG_KEY: record})
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
     return files
+
+
+def _check_parses(estimator: Any, record: dict[str, Any]) -> None:
+    """Run load's record checks on what save is about to write (as JSON reads it back): a pipeline
+    that load would refuse (a state no check accepts, such as numbers among object categories)
+    is refused now, naming the field."""
+    import json
+
+    from ..errors import ArrayError, ConfigError
+    from .record import parse_pipeline_record
+
+    try:
+        parse_pipeline_record(json.loads(json.dumps(record)))
+    except (ConfigError, ArrayError) as exc:
+        raise UnsupportedEstimatorError(f"cannot save this {type(estimator).__name__}: a load would refuse it ({exc})") from None
 
 
 def _fill_configs(value: Any, configs: dict[str, Any]) -> None:
