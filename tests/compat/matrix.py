@@ -21,7 +21,10 @@ exact, within one of the documented bounds (:data:`EXCEPTIONS`), refused with
 the documented error (:func:`expected_refusal`; the Predictor must still read
 it), or failed, and whether loading warned as
 :func:`treeshard.compat.pair_is_exact` says.
-A new estimator family is one more entry in :data:`CASES`.
+A new estimator family is one more entry in :data:`CASES`; a new pipeline
+case one more entry in ``pipeline_cases.CASES`` (read by
+:func:`_read_pipeline_case`: schema steps under every version, skops steps
+on the writer's minor only).
 """
 
 from __future__ import annotations
