@@ -24,7 +24,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.feature_selection import SelectFromModel, SelectKBest, SelectPercentile, VarianceThreshold, f_classif
+from sklearn.feature_selection import SelectFdr, SelectFpr, SelectFromModel, SelectFwe, SelectKBest, SelectPercentile, VarianceThreshold, f_classif, f_regression
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import (
@@ -38,7 +38,7 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import treeshard
 from treeshard.errors import ConfigError, UnsupportedEstimatorError
@@ -656,6 +656,30 @@ def test_predictor_univariate_selection_with_ties_and_nan_scores(k: Any, percent
         assert np.array_equal(loaded[:2].transform(X), model[:2].transform(X))
         for step in (0, 1):
             assert np.array_equal(loaded[step].get_support(), model[step].get_support())
+
+
+@pytest.mark.parametrize("selector", [SelectFpr, SelectFdr, SelectFwe])
+@pytest.mark.parametrize("alpha", [0.0, 1e-3, 0.05, 1.0])
+def test_predictor_selection_by_pvalues(selector: Any, alpha: float, tmp_path: Path) -> None:
+    """SelectFpr/Fdr/Fwe (f_regression): loaded and served keep the features sklearn keeps, none or all included."""
+    rng = np.random.RandomState(3)
+    X = np.round(rng.normal(size=(150, 8)), 2)
+    y = X[:, 0] * 2 + X[:, 3] + 0.3 * X[:, 5] + rng.normal(scale=0.5, size=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no feature selected
+        chosen = selector(f_regression, alpha=alpha).fit(X, y).get_support()
+        model = Pipeline([("select", selector(f_regression, alpha=alpha)), ("tree", DecisionTreeRegressor(random_state=0, max_depth=4))])
+        model = model.fit(X, y) if chosen.any() else Pipeline([("select", selector(f_regression, alpha=alpha))]).fit(X, y)
+        path = str(tmp_path / "model.zip")
+        treeshard.save(model, path)
+        loaded, predictor = treeshard.load(path), treeshard.Predictor(path)
+        assert np.array_equal(loaded[0].get_support(), chosen)
+        if chosen.any():
+            assert np.array_equal(predictor.predict(X), model.predict(X))
+            assert np.array_equal(loaded.predict(X), model.predict(X))
+        else:
+            assert np.array_equal(predictor.transform(X), model.transform(X))
+    assert chosen.any() == (alpha > 0.0)
 
 
 def test_unsupported_format_version(tmp_path: Path) -> None:

@@ -204,6 +204,9 @@ REQUIRED = {
     "SelectFromModel": ("estimator_",),
     "SelectKBest": ("scores_",),
     "SelectPercentile": ("scores_",),
+    "SelectFpr": ("pvalues_",),
+    "SelectFdr": ("pvalues_",),
+    "SelectFwe": ("pvalues_",),
     "ColumnTransformer": ("transformers_", "_transformer_to_input_indices", "_remainder", "sparse_output_", "output_indices_"),
     "TransformedTargetRegressor": ("regressor_", "transformer_", "_training_dim"),
 }
@@ -326,9 +329,13 @@ def check_node(node: Any) -> None:
             _floats(f"{w}.target_mean_", mean, per_feature)
         elif isinstance(mean, bool) or not isinstance(mean, (float, np.floating)):
             raise _fail(f"{w}.target_mean_", "a float", mean)
-    elif kind in ("SelectKBest", "SelectPercentile"):
-        _floats(f"{w}.scores_", fitted.get("scores_"), n)
-        _floats(f"{w}.pvalues_", fitted.get("pvalues_"), n, optional=True)
+    elif kind in ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe"):
+        by_pvalues = kind not in ("SelectKBest", "SelectPercentile")
+        _floats(f"{w}.scores_", fitted.get("scores_"), n, optional=by_pvalues)
+        _floats(f"{w}.pvalues_", fitted.get("pvalues_"), n, optional=not by_pvalues)
+        alpha = params.get("alpha", 0.05)
+        if by_pvalues and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
+            raise _fail(f"{where}.params.alpha", "a number in [0, 1]", alpha)
         k = params.get("k", 10)
         if kind == "SelectKBest" and not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= n)):
             raise _fail(f"{where}.params.k", f"'all' or an integer in [0, {n}]", k)
@@ -432,8 +439,18 @@ def _function_params(where: str, kind: str, params: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.params.{name}: function {value.id!r} is not allowed here (allowed: {', '.join(allowed)})")
 
 
-def univariate_support(kind: str, params: dict[str, Any], scores: np.ndarray) -> np.ndarray:
-    """The features a fitted ``SelectKBest``/``SelectPercentile`` keeps, computed as sklearn 1.3-1.9 does."""
+def univariate_support(kind: str, params: dict[str, Any], fitted: dict[str, Any]) -> np.ndarray:
+    """The features a fitted univariate selector keeps (``table.UNIVARIATE``), computed as sklearn 1.3-1.9 does."""
+    if kind in ("SelectFpr", "SelectFdr", "SelectFwe"):
+        pvalues, alpha = fitted["pvalues_"], params.get("alpha", 0.05)
+        if kind == "SelectFpr":
+            return pvalues < alpha
+        if kind == "SelectFwe":
+            return pvalues < alpha / len(pvalues)
+        ranked = np.sort(pvalues)
+        selected = ranked[ranked <= float(alpha) / len(pvalues) * np.arange(1, len(pvalues) + 1)]
+        return np.zeros_like(pvalues, dtype=bool) if selected.size == 0 else pvalues <= selected.max()
+    scores = fitted["scores_"]
     if kind == "SelectKBest":
         k = params.get("k", 10)
         if k == "all":
@@ -487,8 +504,8 @@ def out_width(node: Any) -> int | None:
         return kept + (out_width(indicator) or 0) if indicator is not None else kept
     if kind == "PolynomialFeatures":
         return fitted["n_output_features_"]
-    if kind in ("SelectKBest", "SelectPercentile"):
-        return int(univariate_support(kind, params, fitted["scores_"]).sum())
+    if kind in ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe"):
+        return int(univariate_support(kind, params, fitted).sum())
     if kind == "VarianceThreshold":
         threshold = params.get("threshold", 0.0)
         return int((fitted["variances_"] > threshold).sum()) if isinstance(threshold, (int, float)) else None

@@ -747,13 +747,13 @@ class _QuantileTransformer(_Transformer):
 
 
 class _UnivariateSelector(_Transformer):
-    """``SelectKBest`` and ``SelectPercentile``: the columns of the highest stored scores."""
+    """``SelectKBest``, ``SelectPercentile`` (the highest scores), ``SelectFpr``/``Fdr``/``Fwe`` (p-values under alpha)."""
 
     def __init__(self, node: EstimatorNode) -> None:
         from .checks import univariate_support
 
         super().__init__(node)
-        self.support = univariate_support(node.id, node.params, node.fitted["scores_"])
+        self.support = univariate_support(node.id, node.params, node.fitted)
 
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -969,6 +969,9 @@ _SIMPLE = {
     "VarianceThreshold": _VarianceThreshold,
     "SelectKBest": _UnivariateSelector,
     "SelectPercentile": _UnivariateSelector,
+    "SelectFpr": _UnivariateSelector,
+    "SelectFdr": _UnivariateSelector,
+    "SelectFwe": _UnivariateSelector,
     "PolynomialFeatures": _PolynomialFeatures,
     "Binarizer": _Binarizer,
     "TargetEncoder": _TargetEncoder,

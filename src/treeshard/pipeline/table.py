@@ -92,7 +92,12 @@ KINDS: dict[str, Kind] = {
     "SelectFromModel": Kind("sklearn.feature_selection", "SelectFromModel", ("estimator_", "max_features_")),
     "SelectKBest": Kind("sklearn.feature_selection", "SelectKBest", ("scores_", "pvalues_")),
     "SelectPercentile": Kind("sklearn.feature_selection", "SelectPercentile", ("scores_", "pvalues_")),
+    "SelectFpr": Kind("sklearn.feature_selection", "SelectFpr", ("scores_", "pvalues_")),
+    "SelectFdr": Kind("sklearn.feature_selection", "SelectFdr", ("scores_", "pvalues_")),
+    "SelectFwe": Kind("sklearn.feature_selection", "SelectFwe", ("scores_", "pvalues_")),
 }
+#: The univariate selectors: a fitted one is its scores and p-values (``checks.univariate_support``).
+UNIVARIATE = ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe")
 
 #: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
 #: its own layout from the root group) are skops steps for now.
@@ -114,8 +119,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {**TRANSFORM_FUNCTIONS, **SCORE_FUNCTION
 FUNCTION_PARAMS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, ...]]] = {
     "FunctionTransformer": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
     "TransformedTargetRegressor": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
-    "SelectKBest": (SCORE_FUNCTIONS, ("score_func",)),
-    "SelectPercentile": (SCORE_FUNCTIONS, ("score_func",)),
+    **{kind: (SCORE_FUNCTIONS, ("score_func",)) for kind in UNIVARIATE},
 }
 
 
