@@ -177,6 +177,26 @@ def _univariate_trees() -> Any:
     )
 
 
+def _pvalues_tree() -> Any:
+    """SelectFwe then SelectFdr (p-values of f_regression) before a tree."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_selection import SelectFdr, SelectFwe, f_regression
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import PolynomialFeatures
+    from sklearn.tree import DecisionTreeRegressor
+
+    pre = ColumnTransformer([("num", Pipeline([("impute", SimpleImputer()), ("poly", PolynomialFeatures(degree=2, include_bias=False))]), [0, 1, 2, 3])])
+    return Pipeline(
+        [
+            ("pre", pre),
+            ("fwe", SelectFwe(f_regression, alpha=0.5)),
+            ("fdr", SelectFdr(f_regression, alpha=0.01)),
+            ("tree", DecisionTreeRegressor(max_depth=4, random_state=0)),
+        ]
+    )
+
+
 def _skops_pca() -> Any:
     """A PCA step (no treeshard schema): stored with skops, same sklearn minor version only."""
     from sklearn.compose import ColumnTransformer
@@ -195,6 +215,7 @@ CASES: dict[str, PipelineCase] = {
     "Pipeline-target-selection": PipelineCase(_target_selection, "regression"),
     "Pipeline-log-target": PipelineCase(_log_target, "regression", ("predict",)),
     "Pipeline-univariate-trees": PipelineCase(_univariate_trees, "classification"),
+    "Pipeline-pvalues-tree": PipelineCase(_pvalues_tree, "regression"),
     "Pipeline-skops-pca": PipelineCase(_skops_pca, "classification", skops=True),
 }
 
