@@ -24,7 +24,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.feature_selection import SelectFdr, SelectFpr, SelectFromModel, SelectFwe, SelectKBest, SelectPercentile, VarianceThreshold, f_classif, f_regression
+from sklearn.feature_selection import GenericUnivariateSelect, SelectFdr, SelectFpr, SelectFromModel, SelectFwe, SelectKBest, SelectPercentile, VarianceThreshold, f_classif, f_regression
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import (
@@ -680,6 +680,35 @@ def test_predictor_selection_by_pvalues(selector: Any, alpha: float, tmp_path: P
         else:
             assert np.array_equal(predictor.transform(X), model.transform(X))
     assert chosen.any() == (alpha > 0.0)
+
+
+@pytest.mark.parametrize(("mode", "param"), [("k_best", 3), ("k_best", "all"), ("percentile", 30), ("fpr", 0.01), ("fdr", 0.05), ("fwe", 0.5)])
+def test_predictor_generic_univariate_select(mode: str, param: Any, tmp_path: Path) -> None:
+    rng = np.random.RandomState(5)
+    X = np.round(rng.normal(size=(150, 8)), 2)
+    y = X[:, 0] * 2 + X[:, 3] + 0.3 * X[:, 5] + rng.normal(scale=0.5, size=150)
+    model = Pipeline([("select", GenericUnivariateSelect(f_regression, mode=mode, param=param)), ("tree", DecisionTreeRegressor(random_state=0, max_depth=4))]).fit(X, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    loaded, predictor = treeshard.load(path), treeshard.Predictor(path)
+    assert np.array_equal(loaded[0].get_support(), model[0].get_support())
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    assert np.array_equal(predictor.predict(X), model.predict(X))
+
+
+def test_generic_univariate_select_param_is_checked_for_its_mode(tmp_path: Path) -> None:
+    from helpers.stores import edit_config, reseal
+
+    X = np.nan_to_num(_array_data())
+    model = Pipeline([("select", GenericUnivariateSelect(mode="fdr", param=0.5)), ("rf", RandomForestClassifier(n_estimators=2, random_state=0))]).fit(X, X[:, 1] > 0)
+    path = tmp_path / "model"
+    treeshard.save(model, str(path))
+    edit_config(path, lambda r: r["pipeline"]["params"]["steps"]["list"][0]["tuple"][1]["node"]["params"].__setitem__("param", {"float": 1.5}))
+    reseal(str(path))
+    for open_model in (treeshard.load, treeshard.Predictor):
+        with pytest.raises(ConfigError) as info:
+            open_model(str(path))
+        assert str(info.value) == f"{STEP0}.params.param: expected a number in [0, 1], got float 1.5"
 
 
 def test_unsupported_format_version(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .table import UNIVARIATE, UNIVARIATE_MODES
 
 _COMPOSITES = ("Pipeline", "FeatureUnion", "ColumnTransformer", "TransformedTargetRegressor")
 
@@ -207,6 +208,7 @@ REQUIRED = {
     "SelectFpr": ("pvalues_",),
     "SelectFdr": ("pvalues_",),
     "SelectFwe": ("pvalues_",),
+    "GenericUnivariateSelect": ("scores_",),
     "ColumnTransformer": ("transformers_", "_transformer_to_input_indices", "_remainder", "sparse_output_", "output_indices_"),
     "TransformedTargetRegressor": ("regressor_", "transformer_", "_training_dim"),
 }
@@ -329,19 +331,24 @@ def check_node(node: Any) -> None:
             _floats(f"{w}.target_mean_", mean, per_feature)
         elif isinstance(mean, bool) or not isinstance(mean, (float, np.floating)):
             raise _fail(f"{w}.target_mean_", "a float", mean)
-    elif kind in ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe"):
+    elif kind in UNIVARIATE:
+        label = None  # the param a GenericUnivariateSelect's ``param`` stands for
+        if kind == "GenericUnivariateSelect":
+            mode = params.get("mode", "percentile")
+            if not isinstance(mode, str) or mode not in UNIVARIATE_MODES:
+                raise _fail(f"{where}.params.mode", f"one of {list(UNIVARIATE_MODES)}", mode)
+            kind, label = UNIVARIATE_MODES[mode]
+            params = {label: params.get("param", 1e-5)}
         by_pvalues = kind not in ("SelectKBest", "SelectPercentile")
         _floats(f"{w}.scores_", fitted.get("scores_"), n, optional=by_pvalues)
         _floats(f"{w}.pvalues_", fitted.get("pvalues_"), n, optional=not by_pvalues)
-        alpha = params.get("alpha", 0.05)
+        alpha, k, percentile = params.get("alpha", 0.05), params.get("k", 10), params.get("percentile", 10)
         if by_pvalues and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
-            raise _fail(f"{where}.params.alpha", "a number in [0, 1]", alpha)
-        k = params.get("k", 10)
+            raise _fail(f"{where}.params.{'param' if label else 'alpha'}", "a number in [0, 1]", alpha)
         if kind == "SelectKBest" and not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= n)):
-            raise _fail(f"{where}.params.k", f"'all' or an integer in [0, {n}]", k)
-        percentile = params.get("percentile", 10)
+            raise _fail(f"{where}.params.{'param' if label else 'k'}", f"'all' or an integer in [0, {n}]", k)
         if kind == "SelectPercentile" and (isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100):
-            raise _fail(f"{where}.params.percentile", "a number in [0, 100]", percentile)
+            raise _fail(f"{where}.params.{'param' if label else 'percentile'}", "a number in [0, 100]", percentile)
     elif kind == "PolynomialFeatures":
         low = _int(f"{w}._min_degree", fitted.get("_min_degree"), 0, 1000)
         _int(f"{w}._max_degree", fitted.get("_max_degree"), low, 1000)
@@ -441,6 +448,9 @@ def _function_params(where: str, kind: str, params: dict[str, Any]) -> None:
 
 def univariate_support(kind: str, params: dict[str, Any], fitted: dict[str, Any]) -> np.ndarray:
     """The features a fitted univariate selector keeps (``table.UNIVARIATE``), computed as sklearn 1.3-1.9 does."""
+    if kind == "GenericUnivariateSelect":
+        kind, name = UNIVARIATE_MODES[params.get("mode", "percentile")]
+        params = {name: params.get("param", 1e-5)}
     if kind in ("SelectFpr", "SelectFdr", "SelectFwe"):
         pvalues, alpha = fitted["pvalues_"], params.get("alpha", 0.05)
         if kind == "SelectFpr":
@@ -504,7 +514,7 @@ def out_width(node: Any) -> int | None:
         return kept + (out_width(indicator) or 0) if indicator is not None else kept
     if kind == "PolynomialFeatures":
         return fitted["n_output_features_"]
-    if kind in ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe"):
+    if kind in UNIVARIATE:
         return int(univariate_support(kind, params, fitted).sum())
     if kind == "VarianceThreshold":
         threshold = params.get("threshold", 0.0)

@@ -1009,6 +1009,7 @@ _SIMPLE = {
     "SelectFpr": _UnivariateSelector,
     "SelectFdr": _UnivariateSelector,
     "SelectFwe": _UnivariateSelector,
+    "GenericUnivariateSelect": _UnivariateSelector,
     "PolynomialFeatures": _PolynomialFeatures,
     "Binarizer": _Binarizer,
     "TargetEncoder": _TargetEncoder,

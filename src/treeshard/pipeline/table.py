@@ -95,9 +95,18 @@ KINDS: dict[str, Kind] = {
     "SelectFpr": Kind("sklearn.feature_selection", "SelectFpr", ("scores_", "pvalues_")),
     "SelectFdr": Kind("sklearn.feature_selection", "SelectFdr", ("scores_", "pvalues_")),
     "SelectFwe": Kind("sklearn.feature_selection", "SelectFwe", ("scores_", "pvalues_")),
+    "GenericUnivariateSelect": Kind("sklearn.feature_selection", "GenericUnivariateSelect", ("scores_", "pvalues_")),
 }
 #: The univariate selectors: a fitted one is its scores and p-values (``checks.univariate_support``).
-UNIVARIATE = ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe")
+UNIVARIATE = ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe", "GenericUnivariateSelect")
+#: ``GenericUnivariateSelect``'s modes: the selector each stands for, and the param its ``param`` sets.
+UNIVARIATE_MODES = {
+    "k_best": ("SelectKBest", "k"),
+    "percentile": ("SelectPercentile", "percentile"),
+    "fpr": ("SelectFpr", "alpha"),
+    "fdr": ("SelectFdr", "alpha"),
+    "fwe": ("SelectFwe", "alpha"),
+}
 
 #: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
 #: its own layout from the root group) are skops steps for now.
