@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -50,6 +51,7 @@ EXPECTED_LAZY_FAILURES: dict[str, str] = {
 
 _state = threading.local()
 _stats: Counter[str] = Counter()
+_seconds: Counter[str] = Counter()  # spent in save and load, for the summary (benchmarks/sklearn_suite_time.py)
 _unsupported: Counter[str] = Counter()
 _originals: dict[type, Any] = {}
 _options = {"lazy": False}
@@ -97,6 +99,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     mode = "off" if not _originals and not _stats else ("lazy" if _options["lazy"] else "eager")
     terminalreporter.write_sep("=", f"treeshard round trips ({mode})")
     terminalreporter.write_line(f"round-tripped fits: {_stats['roundtrip']}, nested fits left alone: {_stats['nested']}")
+    if _stats["roundtrip"]:
+        terminalreporter.write_line(f"time in round trips: save {_seconds['save']:.1f} s, load {_seconds['load']:.1f} s")
     for reason, count in _unsupported.most_common():
         terminalreporter.write_line(f"not round-tripped ({count}x), treeshard refuses: {reason}")
 
@@ -158,14 +162,19 @@ def roundtrip(estimator: Any, *, lazy: bool = False) -> None:
     from treeshard.errors import UnsupportedEstimatorError
 
     store = zarr.storage.MemoryStore()
+    start = time.perf_counter()
     try:
         treeshard.save(estimator, store)
     except UnsupportedEstimatorError as exc:
         _unsupported[str(exc)[:160]] += 1
         return
+    finally:
+        _seconds["save"] += time.perf_counter() - start
     from treeshard.dispatch import SmallBatchDispatch
 
+    start = time.perf_counter()
     loaded = treeshard.load(store, lazy=lazy)
+    _seconds["load"] += time.perf_counter() - start
     kept = {name: value for name, value in vars(estimator).items() if _not_model_state(name, value)}
     estimator.__dict__.clear()
     for name, value in vars(loaded).items():
