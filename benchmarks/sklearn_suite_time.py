@@ -40,10 +40,13 @@ def run(module: str, mode: str, *, profile: Path | None = None) -> tuple[float, 
     done = subprocess.run(command(module, mode, profile=profile), cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     lines = done.stdout.splitlines()
-    summary = [line for line in lines if " passed" in line or " failed" in line] + [line for line in lines if line.startswith("time in round trips")]
+    summary = [line for line in lines if " passed" in line or " failed" in line]
+    summary += [line for line in lines if line.startswith(("round-tripped fits", "time in round trips"))]
     if done.returncode != 0:
         raise SystemExit(f"{module} --treeshard-{mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return seconds, load, " | ".join(summary[-2:] if len(summary) > 1 and summary[-1].startswith("time in") else summary[-1:])
+    trips = [line for line in summary if line.startswith(("round-tripped fits", "time in"))]
+    tests = [line for line in summary if line not in trips]
+    return seconds, load, " | ".join(tests[-1:] + trips)
 
 
 def main(argv: list[str] | None = None) -> None:
