@@ -211,8 +211,8 @@ def check_node(node: Any) -> None:
     """Raise :class:`ConfigError` if ``node`` (an EstimatorNode) contradicts itself."""
     kind, where = node.id, node.where
     params, fitted = node.params, node.fitted
-    if fitted or kind in ("ColumnTransformer", "TransformedTargetRegressor"):
-        if kind != "ColumnTransformer" or fitted:
+    if node.is_fitted or kind in ("ColumnTransformer", "TransformedTargetRegressor"):
+        if kind != "ColumnTransformer" or node.is_fitted:
             missing = [name for name in REQUIRED.get(kind, ()) if name not in fitted]
             if missing:
                 raise ConfigError(f"{where}.fitted: missing required attribute {missing[0]!r} of a fitted {kind}")
@@ -228,14 +228,14 @@ def check_node(node: Any) -> None:
         _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"))
         return
     if kind == "TransformedTargetRegressor":
-        if fitted:
+        if node.is_fitted:
             _estimator(f"{where}.fitted.regressor_", fitted.get("regressor_"))
             _estimator(f"{where}.fitted.transformer_", fitted.get("transformer_"))
             _int(f"{where}.fitted._training_dim", fitted.get("_training_dim"), 1, 2)
         return
     if kind in ("OneHotEncoder", "OrdinalEncoder"):
         _encoder_params(f"{where}.params", kind, params)
-    if not fitted:
+    if not node.is_fitted:
         return
     w = f"{where}.fitted"
     if kind == "SelectFromModel":  # its n_features_in_ is the estimator's
@@ -410,7 +410,7 @@ def out_width(node: Any) -> int | None:
     """Features ``node`` outputs (None: not known from the record, or not a transformer)."""
     from .nodes import EstimatorNode
 
-    if not isinstance(node, EstimatorNode) or not node.fitted and node.id != "Pipeline":
+    if not isinstance(node, EstimatorNode) or not node.is_fitted and node.id != "Pipeline":
         return None
     kind, params, fitted = node.id, node.params, node.fitted
     n = fitted.get("n_features_in_")

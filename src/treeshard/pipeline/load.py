@@ -51,7 +51,7 @@ def build_node(node: EstimatorNode | EnsembleNode | SkopsNode, context: LoadCont
         raise ConfigError(f"{node.where}.params: {exc}") from None
     fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
     for name, derive in _DERIVED.get(node.id, {}).items():
-        if fitted and name not in fitted:  # written by an sklearn that did not have it
+        if node.is_fitted and name not in fitted:  # written by an sklearn that did not have it
             fitted[name] = derive(fitted)
     for name, value in fitted.items():
         setattr(estimator, name, value)

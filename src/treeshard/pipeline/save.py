@@ -196,9 +196,12 @@ def save_pipeline(
         adapter = adapter_for(model)
         saved = adapter.to_saved(model)
         checks.check_loadable(adapter, model, saved)
-        nodes = TreeNodeRows(saved.trees, saved.layout)
-        specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
-        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
+        if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
+            specs += [in_memory(f"{group}/{NODES_GROUP}/{name}", array) for name, array in saved.node_arrays.items()]
+        else:
+            nodes = TreeNodeRows(saved.trees, saved.layout)
+            specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
+            specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
         saved_models.append((group, adapter, saved))
     specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
