@@ -394,7 +394,9 @@ def in_width(node: Any) -> int | None:
     from .nodes import EnsembleNode, EstimatorNode
 
     if isinstance(node, EnsembleNode):
-        return node.config.trees.n_features
+        # An IsolationForest's trees see a subset of its input (max_features): its width is n_features_in_.
+        n = node.config.fitted.get("n_features_in_")
+        return n if isinstance(n, int) and not isinstance(n, bool) else node.config.trees.n_features
     if not isinstance(node, EstimatorNode):
         return None
     n = node.fitted.get("n_features_in_")
