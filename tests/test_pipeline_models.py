@@ -237,6 +237,7 @@ def test_predictor_serves_the_pipeline_as_sklearn(case: str, tmp_path: Path) -> 
     treeshard.save(model, path)
     predictor = treeshard.Predictor(path)
     assert isinstance(predictor, treeshard.Predictor)
+    assert [hasattr(predictor, m) for m in METHODS] == [hasattr(model, m) for m in METHODS]
     for X in (train, query, query.iloc[:1]):
         for method in METHODS:
             if not hasattr(model, method):

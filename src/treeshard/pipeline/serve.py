@@ -1057,6 +1057,21 @@ def _ensemble_feeders(root: Any) -> tuple[set[int], set[str]]:
     return feeders, framed
 
 
+class _FinalMethod:
+    """A method a pipeline has when its final ensemble has it (sklearn's ``available_if``):
+    ``hasattr(predictor, "score_samples")`` is true for an IsolationForest pipeline only."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        if not instance._has(self.name):
+            raise AttributeError(f"this {instance.estimator}'s final step has no {self.name}")
+        return lambda X: instance._method(self.name, X)
+
+
 @served_as_predictor
 class PipelinePredictor:
     """A pipeline served with numpy only: what ``treeshard.Predictor(store)`` is for a pipeline store.
@@ -1095,17 +1110,17 @@ class PipelinePredictor:
     def predict(self, X: Any) -> np.ndarray:
         return _call(self._root, "predict", self._check(X))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return _call(self._root, "predict_proba", self._check(X))
+    def _has(self, method: str) -> bool:
+        final = self._final_estimator()
+        return isinstance(final, _Ensemble) and hasattr(final.predictor, method)
 
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        return _call(self._root, "predict_log_proba", self._check(X))
+    def _method(self, method: str, X: Any) -> np.ndarray:
+        return _call(self._root, method, self._check(X))
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        return _call(self._root, "decision_function", self._check(X))
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        return _call(self._root, "score_samples", self._check(X))
+    predict_proba = _FinalMethod()
+    predict_log_proba = _FinalMethod()
+    decision_function = _FinalMethod()
+    score_samples = _FinalMethod()
 
     def transform(self, X: Any) -> np.ndarray:
         if self._root.sparse_output:
