@@ -424,3 +424,23 @@ def test_a_missing_fitted_array_of_the_step_is_named(tmp_path: Path) -> None:
     for open_model in (treeshard.load, treeshard.Predictor):
         with pytest.raises(IntegrityError, match=message):
             open_model(str(path))
+
+
+# --------------------------------------------------------------------------- golden store
+GOLDEN = Path(__file__).resolve().parent / "golden" / "pipelines" / "v1"
+
+
+@pytest.mark.parametrize("engine", ["eager", "predictor"])
+def test_golden_histogram_boosting_pipeline_predicts_as_recorded(engine: str) -> None:
+    """Written once by ``tests/golden/make_pipeline_golden.py hgb`` (never rewrite it); its
+    ``predict`` is sums of stored values, the same on every machine."""
+    expected = np.load(GOLDEN / "hgb.npz")
+    path = str(GOLDEN / "hgb")
+    if engine == "predictor":
+        model = treeshard.Predictor(path)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", treeshard.SklearnVersionWarning)
+            model = treeshard.load(path)
+        assert np.array_equal(model[:-1].transform(expected["X"]), expected["transform"], equal_nan=True)
+    assert np.array_equal(model.predict(expected["X"]), expected["predict"])
