@@ -306,6 +306,8 @@ def test_isolation_forest_loads_lazily_and_partially(tmp_path: Path) -> None:
     eager = treeshard.load(path, lazy=False, verify=True)
     assert type(_final(eager).estimators_) is list
     assert_same_outputs(model, eager, query, None)
+    budgeted = treeshard.load(path, max_memory=2_000)  # streamed through a budget smaller than the forest
+    assert_same_outputs(model, budgeted, query, None)
     for lazy_load in (True, False):
         partial = treeshard.load(path, estimators=[4, 0, 7], lazy=lazy_load)
         expected = copy.deepcopy(model)
@@ -330,6 +332,8 @@ def test_histogram_boosting_loads_a_prefix_of_its_iterations(tmp_path: Path) -> 
         assert np.array_equal(partial.predict_proba(query), staged[k - 1])
     with pytest.raises(ValueError, match=r"^estimators=13: choose between 1 and 12 stages"):
         treeshard.load(path, estimators=13)
+    with pytest.raises(treeshard.MemoryBudgetError, match=r"^the selected trees need [\d,]+ bytes in memory, over max_memory=1,000 "):
+        treeshard.load(path, max_memory=1_000)
 
 
 def test_a_corrupt_chunk_of_the_step_is_named(tmp_path: Path) -> None:
