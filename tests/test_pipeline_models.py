@@ -253,6 +253,25 @@ def test_predictor_serves_the_pipeline_as_sklearn(case: str, tmp_path: Path) -> 
         assert np.array_equal(predictor.classes_, model.classes_)
 
 
+def _request(query: pd.DataFrame) -> dict[str, list[Any]]:
+    """The rows as a JSON request would bring them: a mapping of column -> values, null for missing."""
+    return {name: [None if isinstance(v, float) and v != v else v for v in query[name].astype(object).tolist()] for name in query.columns}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_predictor_serves_json_requests_as_sklearn_the_dataframe(case: str, tmp_path: Path) -> None:
+    model, _, _, query, _ = fitted(case)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    predictor = treeshard.Predictor(path)
+    for method in METHODS:
+        if hasattr(model, method):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                got = getattr(predictor, method)(_request(query))
+            assert np.array_equal(got, getattr(model, method)(query)), method
+
+
 def test_predictor_on_arrays(tmp_path: Path) -> None:
     X = frame(0)[NUMERIC].to_numpy()
     model = Pipeline([("impute", SimpleImputer()), ("iforest", IsolationForest(n_estimators=7, max_features=2, random_state=1))]).fit(X)

@@ -25,6 +25,7 @@ containers, ``missing_values`` other than NaN, transformer weights.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -800,6 +801,13 @@ class _Ensemble(Step):
         if fed_by_frame:
             # sklearn hands it a DataFrame named as it was fitted; here an array with the same values.
             predictor.__dict__.pop("feature_names_in_", None)
+        self.names = getattr(predictor, "feature_names_in_", None)
+        #: What scores a JSON-style request holding exactly the fitted columns (an array, as
+        #: sklearn's DataFrame of those names would be read): the predictor without its names.
+        self.unnamed = predictor
+        if self.names is not None:
+            self.unnamed = copy.copy(predictor)
+            del self.unnamed.feature_names_in_
 
     def methods(self) -> set[str]:
         return {m for m in ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples") if hasattr(self.predictor, m)}
@@ -955,6 +963,8 @@ class _TransformedTarget(Step):
 
 def _call(step: Step, method: str, X: Any) -> Any:
     if isinstance(step, _Ensemble):
+        if isinstance(X, _RequestTable) and step.names is not None and X.names == list(step.names):
+            return getattr(step.unnamed, method)(X.original())
         return getattr(step.predictor, method)(X.original() if isinstance(X, _Table) else X)
     if isinstance(step, _Pipeline):
         head = step.transform_head(X)
@@ -1148,6 +1158,12 @@ def input_kinds(step: Step | None, n: int) -> list[str]:
             for i, kind in zip(idx.tolist(), _widths(input_kinds(part, len(idx)), len(idx)), strict=True):
                 if 0 <= i < n and kinds[i] in ("unused", "any"):
                     kinds[i] = kind
+        return kinds
+    if isinstance(step, _Ensemble):  # a histogram booster's own categorical columns: as its categories
+        kinds = ["float"] * n
+        for feature, kind in getattr(step.predictor, "_category_kinds", {}).items():
+            if feature < n:
+                kinds[feature] = kind
         return kinds
     if isinstance(step, _FeatureUnion):
         kinds = ["unused"] * n
