@@ -72,6 +72,7 @@ def fit_models() -> dict[str, Any]:
     from sklearn.tree import DecisionTreeRegressor
 
     from sklearn.compose import ColumnTransformer
+    from sklearn.feature_selection import SelectKBest
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -100,6 +101,7 @@ def fit_models() -> dict[str, Any]:
                         remainder=MinMaxScaler(),
                     ),
                 ),
+                ("kbest", SelectKBest(k=6)),
                 ("rf", RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0)),
             ]
         ).fit(X_pipe_train, y3),
