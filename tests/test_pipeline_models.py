@@ -380,6 +380,23 @@ def test_loaded_pipeline_pickles(tmp_path: Path) -> None:
         assert_same_outputs(model, pickle.loads(pickle.dumps(treeshard.load(path))), query, y_query)
 
 
+def test_repository_versions_of_hgb_and_isolation_pipelines(tmp_path: Path) -> None:
+    from sklearn.base import clone
+
+    repo = treeshard.Repository(str(tmp_path / "repo"))
+    hgb, _, _, query, _ = fitted("hgb_onehot")
+    forest, train, _, forest_query, _ = fitted("iforest_union")
+    grown = clone(forest).set_params(iforest__n_estimators=12).fit(train)
+    assert [repo.save(model) for model in (hgb, forest, grown)] == ["v1", "v2", "v3"]
+    assert [repo.info(v).model["estimator_type"] for v in ("v1", "v2")] == ["classifier", "outlier_detector"]
+    assert np.array_equal(repo.load("v1").predict_proba(query), hgb.predict_proba(query))
+    assert np.array_equal(repo.predictor("v1").predict_proba(query), hgb.predict_proba(query))
+    assert np.array_equal(repo.predictor("v3").score_samples(forest_query), grown.score_samples(forest_query))
+    # the same random_state draws the same first 9 trees
+    assert repo.diff("v2", "v3")["trees"] == {"from": 9, "to": 12, "added": 3, "removed": 0, "changed": 0, "unchanged": 9}
+    assert repo.diff("v1", "v1")["trees"]["unchanged"] == 36  # histogram boosting's own columns and bitsets
+
+
 # --------------------------------------------------------------------------- malformed records
 def _step(record: dict) -> dict:
     """The ensemble node of a two-step pipeline record."""
