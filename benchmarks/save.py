@@ -4,6 +4,7 @@ Run as a script for the table in ``BENCHMARKS.md``::
 
     python benchmarks/save.py                      # small tree, RF-L, GB-M, eager load of RF-L
     python benchmarks/save.py --repeat 9 --only small
+    python benchmarks/save.py --repeat 9 --only load --before OLD_SRC  # and another treeshard, fresh processes
 
 Every figure is the median of ``--repeat`` rounds; in each round the
 treeshard and joblib operations run back to back, so that a noisy machine
@@ -152,7 +153,7 @@ def setstate_floor(model: Any) -> Any:
     return rebuild
 
 
-def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
+def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) -> dict[str, float]:
     import joblib
 
     import treeshard
@@ -181,9 +182,13 @@ def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
         warm_up = workdir / "tiny.zip"
         treeshard.save(small_tree(), warm_up)
         runs: dict[str, list[tuple[float, ...]]] = {"joblib": [], "treeshard": []}
+        kinds = [("joblib", "joblib", folder / "model.joblib", None), ("treeshard", "treeshard", fresh, None)]
+        if before is not None:  # the same store loaded by another treeshard source tree
+            runs["treeshard before"] = []
+            kinds.append(("treeshard before", "treeshard", fresh, before))
         for _ in range(max(3, repeat // 2)):
-            for kind, path in (("joblib", folder / "model.joblib"), ("treeshard", fresh)):
-                runs[kind].append(_fresh_load(kind, path, warm_up))
+            for label, kind, path, src in kinds:
+                runs[label].append(_fresh_load(kind, path, warm_up, src=src))
         for kind, values in runs.items():
             out[f"{kind}: fresh process, load"] = statistics.median(v[0] for v in values)
             out[f"{kind}: fresh process, CPU"] = statistics.median(v[1] for v in values)
@@ -208,11 +213,13 @@ print(time.perf_counter() - start, time.process_time() - cpu, status("VmHWM") - 
 """
 
 
-def _fresh_load(kind: str, path: Path, warm_up: Path) -> tuple[float, ...]:
+def _fresh_load(kind: str, path: Path, warm_up: Path, *, src: str | None = None) -> tuple[float, ...]:
     """``(wall seconds, CPU seconds, peak, resident)`` of one load in a new interpreter; memory is
-    the peak RSS and the RSS once loaded, above the RSS before loading."""
+    the peak RSS and the RSS once loaded, above the RSS before loading. ``src``: the treeshard
+    source tree to import (``PYTHONPATH``), default this environment's."""
     command = [sys.executable, "-c", _FRESH_SCRIPT, kind, str(path), str(warm_up)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = None if src is None else dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return tuple(float(v) for v in result.stdout.split())
 
 
@@ -220,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["small", "RF-L", "GB-M", "load"], action="append")
+    parser.add_argument("--before", metavar="SRC", help="eager load: also load in fresh processes with this treeshard source tree")
     args = parser.parse_args(argv)
     only = set(args.only or ["small", "RF-L", "GB-M", "load"])
     results: dict[str, Any] = {}
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
             if name in only:
                 results[f"save {name}"] = compare_saves(reference(name), workdir, repeat=args.repeat, directory=False)
         if "load" in only:
-            results["eager load RF-L"] = compare_eager_loads("RF-L", repeat=args.repeat)
+            results["eager load RF-L"] = compare_eager_loads("RF-L", repeat=args.repeat, before=args.before)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for section, figures in results.items():

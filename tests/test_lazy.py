@@ -557,3 +557,52 @@ def test_a_lazy_forest_from_a_closed_handle_never_uses_the_trees_of_a_model_save
     except treeshard.TreeshardError:
         return
     assert np.array_equal(got, first.predict_proba(X))
+
+
+def test_buffers_block_hands_out_aligned_views_then_falls_back() -> None:
+    from treeshard import buffers
+
+    block = buffers.Block(200)
+    first = block.take((3,), np.float64)
+    second = block.take((5,), np.int32)
+    assert first is not None and second is not None
+    assert first.ctypes.data % 64 == 0 and second.ctypes.data % 64 == 0
+    assert first.ctypes.data != second.ctypes.data and first.flags.c_contiguous
+    assert block.take((100,), np.float64) is None  # does not fit: the caller allocates
+    with buffers.lending(block):
+        dirty = buffers.empty((4,), np.uint8)
+        dirty[:] = 7
+        assert np.shares_memory(dirty, block._memory)
+        assert buffers.zeros((1000,), np.uint8).base is None  # too large for what is left: plain numpy
+    assert buffers.empty((4,), np.uint8).base is None  # lent only within the block
+
+
+def test_buffers_zeros_are_zero_in_reused_memory() -> None:
+    from treeshard import buffers
+
+    block = buffers.Block(64)
+    raw = block._memory
+    raw[:] = 255
+    with buffers.lending(block):
+        assert buffers.zeros((2, 8), np.uint8).tolist() == [[0] * 8] * 2
+
+
+def test_read_ahead_lends_each_worker_a_block_of_the_callers_memory() -> None:
+    """Batch arrays come from memory the consuming thread allocated (see treeshard.buffers), so
+    sklearn's copies in that thread reuse its pages; without block_bytes they are plain arrays."""
+    import threading
+
+    from treeshard import buffers
+    from treeshard.lazy import read_ahead
+
+    def prepare(first: int, stop: int) -> tuple[np.ndarray, int]:
+        out = buffers.empty((stop - first,), np.int64)
+        out[:] = np.arange(first, stop)
+        return out, threading.get_ident()
+
+    ranges = [(0, 3), (3, 5), (5, 9)]
+    lent = list(read_ahead(prepare, ranges, workers=2, block_bytes=lambda first, stop: 8 * (stop - first)))
+    assert [out.tolist() for out, _ in lent] == [list(range(a, b)) for a, b in ranges]
+    assert all(out.base is not None and thread != threading.get_ident() for out, thread in lent)
+    plain = list(read_ahead(prepare, ranges, workers=2))
+    assert all(out.base is None for out, _ in plain)
