@@ -262,9 +262,16 @@ print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
 def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
     """Fresh processes, alternating: ``Predictor(path)`` then a one-row ``predict_proba``, and
     lazy ``treeshard.load(path)`` then the same; medians of (load, first predict) in wall-clock and
-    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model)."""
-    import os
+    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model).
+
+    The children import from cached bytecode, as an installed package does
+    (:func:`treeshard.bench.child.child_env` ``"warm"``, after one untimed run of each):
+    with ``PYTHONDONTWRITEBYTECODE`` set, the modules only a lazy load imports (the load
+    API, the adapters, the dispatch) were compiled from source inside its timed part.
+    """
     import subprocess
+
+    from treeshard.bench.child import child_env
 
     cached = models.ensure(name, refresh=False)
     path, rows = str(cached.path("treeshard-lz4")), str(cached.rows)
@@ -272,11 +279,13 @@ def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
         "Predictor": _FIRST_PREDICTION.format(extra="", load="treeshard.Predictor", path=path, rows=rows),
         "lazy load": _FIRST_PREDICTION.format(extra=", " + cached.sklearn_module, load="treeshard.load", path=path, rows=rows),
     }
+    env = child_env("warm")
     samples: dict[str, list[list[float]]] = {label: [] for label in children}
-    for _ in range(rounds):
+    for round_ in range(rounds + 1):
         for label, code in children.items():
-            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
-            samples[label].append([float(v) for v in run.stdout.split()])
+            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+            if round_:  # the first round writes the bytecode
+                samples[label].append([float(v) for v in run.stdout.split()])
     return {label: [statistics.median(column) for column in zip(*values)] for label, values in samples.items()}
 
 

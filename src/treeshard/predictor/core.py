@@ -293,7 +293,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             return self._regression(X32)
         proba = self._proba(X32, full_width=not self._is_forest)
         if self.n_outputs_ == 1:
-            return self.classes_.take(np.argmax(proba, axis=1), axis=0)
+            return self.classes_.take(proba.argmax(axis=1), axis=0)
         predictions = np.empty((X32.shape[0], self.n_outputs_), dtype=self.classes_[0].dtype)
         for k in range(self.n_outputs_):
             predictions[:, k] = self.classes_[k].take(np.argmax(proba[k], axis=1), axis=0)
