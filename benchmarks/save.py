@@ -194,28 +194,32 @@ def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) ->
             out[f"{kind}: fresh process, CPU"] = statistics.median(v[1] for v in values)
             out[f"{kind}: peak RSS increase (bytes)"] = statistics.median(v[2] for v in values)
             out[f"{kind}: resident loaded model (bytes)"] = statistics.median(v[3] for v in values)
+            out[f"{kind}: minor page faults"] = statistics.median(v[4] for v in values)
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 _FRESH_SCRIPT = """
-import sys, time, joblib, sklearn.ensemble, treeshard, numpy
+import resource, sys, time, joblib, sklearn.ensemble, treeshard, numpy
 def status(field):  # VmHWM is this process's peak RSS (ru_maxrss would include the parent's, kept across exec)
     with open("/proc/self/status") as lines:
         return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
 kind, path, warm_up = sys.argv[1:4]
 treeshard.load(warm_up, lazy=False)  # the load path's own imports and threads, paid once per process
 before = status("VmRSS")
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 start, cpu = time.perf_counter(), time.process_time()
 model = joblib.load(path) if kind == "joblib" else treeshard.load(path, lazy=False)
-print(time.perf_counter() - start, time.process_time() - cpu, status("VmHWM") - before, status("VmRSS") - before)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(wall, cpu, status("VmHWM") - before, status("VmRSS") - before, faults)
 """
 
 
 def _fresh_load(kind: str, path: Path, warm_up: Path, *, src: str | None = None) -> tuple[float, ...]:
-    """``(wall seconds, CPU seconds, peak, resident)`` of one load in a new interpreter; memory is
-    the peak RSS and the RSS once loaded, above the RSS before loading. ``src``: the treeshard
+    """``(wall seconds, CPU seconds, peak, resident, minor page faults)`` of one load in a new
+    interpreter; memory is the peak RSS and the RSS once loaded, above the RSS before loading. ``src``: the treeshard
     source tree to import (``PYTHONPATH``), default this environment's."""
     command = [sys.executable, "-c", _FRESH_SCRIPT, kind, str(path), str(warm_up)]
     env = None if src is None else dict(os.environ, PYTHONPATH=os.path.abspath(src))
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     for section, figures in results.items():
         print(f"\n{section} (medians of {args.repeat} rounds)")
         for what, value in figures.items():
-            shown = f"{value:,.0f}" if "bytes" in what else f"{value * 1e3:9.2f} ms"
+            shown = f"{value:,.0f}" if "bytes" in what or "faults" in what else f"{value * 1e3:9.2f} ms"
             print(f"  {what:45s} {shown}")
     print("\n" + json.dumps(results))
 
