@@ -606,3 +606,21 @@ def test_read_ahead_lends_each_worker_a_block_of_the_callers_memory() -> None:
     assert all(out.base is not None and thread != threading.get_ident() for out, thread in lent)
     plain = list(read_ahead(prepare, ranges, workers=2))
     assert all(out.base is None for out, _ in plain)
+
+
+def test_blocks_are_handed_out_again_only_once_their_arrays_are_gone() -> None:
+    from treeshard import buffers
+
+    blocks = buffers.Blocks(keep=2)
+    first = blocks.get(100)
+    with buffers.lending(first):
+        alive = buffers.empty((10,), np.int64)
+    assert blocks.get(100) is not first  # an array taken from it is alive
+    address = alive.ctypes.data
+    del alive
+    again = blocks.get(100)
+    assert again is first
+    with buffers.lending(again):
+        assert buffers.empty((10,), np.int64).ctypes.data == address  # from the start again
+    assert blocks.get(1000) not in (first,)  # too small: a new block
+    assert len(blocks._blocks) == 2  # at most keep blocks are kept

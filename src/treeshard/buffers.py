@@ -8,7 +8,9 @@ sklearn's ``Tree.__setstate__`` copies (made in the caller's thread), and each
 arena keeps batches' worth of pages faulted in. Measured on RF-L in a fresh
 process: about 17,000 more page faults and 60-90 ms more CPU than a load in
 one thread. A :class:`Block` allocated by the caller, lent to the worker with
-:func:`lending`, makes the batch's large arrays views of the caller's memory.
+:func:`lending`, makes the batch's large arrays views of the caller's memory,
+and the caller hands the same blocks out again (:class:`Blocks`) once a batch's
+arrays are gone: a load touches a few blocks' pages, not a new batch's each time.
 
 Only the read path's per-batch arrays go through :func:`empty` and
 :func:`zeros`; without a lent block (or once it is used up) they are plain
@@ -17,6 +19,7 @@ numpy arrays, so nothing depends on a block being there.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +35,18 @@ class Block:
     """``nbytes`` of memory handed out as aligned arrays, first come first served."""
 
     def __init__(self, nbytes: int) -> None:
-        self._memory = np.empty(int(nbytes) + _ALIGN, dtype=np.uint8)
+        self.nbytes = int(nbytes)
+        self._memory = np.empty(self.nbytes + _ALIGN, dtype=np.uint8)
         self._offset = -self._memory.ctypes.data % _ALIGN
         self._lock = threading.Lock()  # chunk decoding may allocate from several threads
+
+    def reuse(self) -> bool:
+        """Start handing out the block's memory again, if no array taken from it is alive
+        (each holds a reference to it); False, and nothing changes, otherwise."""
+        if sys.getrefcount(self._memory) > 2:  # the attribute and getrefcount's argument
+            return False
+        self._offset = -self._memory.ctypes.data % _ALIGN
+        return True
 
     def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
         """A C-contiguous uninitialised array from the block, or None if it does not fit."""
@@ -46,6 +58,26 @@ class Block:
                 return None
             self._offset = start + nbytes + (-nbytes % _ALIGN)
         return self._memory[start : start + nbytes].view(dtype).reshape(shape)
+
+
+class Blocks:
+    """Blocks handed out again once no array taken from them is alive (at most ``keep`` kept)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._blocks: list[Block] = []
+
+    def get(self, nbytes: int) -> Block:
+        """An idle block of at least ``nbytes``, or a new one (a quarter larger, so that the
+        next batches, of about the same size, fit in it)."""
+        for block in self._blocks:
+            if block.nbytes >= nbytes and block.reuse():
+                return block
+        block = Block(nbytes + nbytes // 4)
+        self._blocks.append(block)
+        if len(self._blocks) > self.keep:
+            self._blocks.pop(0)  # the oldest: dropped from the pool, freed with its last array
+        return block
 
 
 @contextmanager

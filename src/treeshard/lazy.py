@@ -156,18 +156,19 @@ def read_ahead(
     threads at most ``workers`` ranges ahead of the consumer (bounded memory).
 
     ``block_bytes(*r)``: the memory ``prepare`` allocates, taken by this thread as one
-    :class:`~treeshard.buffers.Block` lent to the worker (freed here, its pages are
-    reused by this thread's next allocations)."""
+    :class:`~treeshard.buffers.Block` lent to the worker, and lent again for a later
+    range once the consumer has dropped what was prepared in it."""
 
     def lent(block: buffers.Block | None, first: int, stop: int) -> Any:
         with buffers.lending(block):
             return prepare(first, stop)
 
+    blocks = buffers.Blocks(keep=workers + 3)  # those in flight, the one being consumed and spares
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
         pending: deque[Future] = deque()
         try:
             for first, stop in ranges:
-                block = None if block_bytes is None else buffers.Block(block_bytes(first, stop))
+                block = None if block_bytes is None else blocks.get(block_bytes(first, stop))
                 pending.append(pool.submit(lent, block, first, stop))
                 if len(pending) > workers:
                     yield pending.popleft().result()
