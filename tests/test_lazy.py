@@ -611,16 +611,22 @@ def test_read_ahead_lends_each_worker_a_block_of_the_callers_memory() -> None:
 def test_blocks_are_handed_out_again_only_once_their_arrays_are_gone() -> None:
     from treeshard import buffers
 
-    blocks = buffers.Blocks(keep=2)
-    first = blocks.get(100)
+    blocks = buffers.Blocks(100, keep=2)
+    first = blocks.get()
     with buffers.lending(first):
         alive = buffers.empty((10,), np.int64)
-    assert blocks.get(100) is not first  # an array taken from it is alive
+    second = blocks.get()
+    assert second is not first  # an array taken from it is alive
     address = alive.ctypes.data
     del alive
-    again = blocks.get(100)
+    again = blocks.get()
     assert again is first
     with buffers.lending(again):
-        assert buffers.empty((10,), np.int64).ctypes.data == address  # from the start again
-    assert blocks.get(1000) not in (first,)  # too small: a new block
-    assert len(blocks._blocks) == 2  # at most keep blocks are kept
+        kept = buffers.empty((10,), np.int64)
+    assert kept.ctypes.data == address and kept.base is first._memory  # from the start again
+    with buffers.lending(second):
+        kept_too = buffers.empty((10,), np.int64)
+    third = blocks.get()  # both busy: a new block, and the oldest leaves the pool
+    assert third is not first and third is not second and blocks._blocks == [second, third]
+    blocks.clear()
+    assert blocks._blocks == [] and kept.sum() is not None and kept_too.base is second._memory

@@ -61,23 +61,27 @@ class Block:
 
 
 class Blocks:
-    """Blocks handed out again once no array taken from them is alive (at most ``keep`` kept)."""
+    """Blocks of ``nbytes`` handed out again once no array taken from them is alive (at most
+    ``keep`` kept; :meth:`clear` lets each be freed with its last array)."""
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, nbytes: int, *, keep: int) -> None:
+        self.nbytes = nbytes
         self.keep = keep
         self._blocks: list[Block] = []
 
-    def get(self, nbytes: int) -> Block:
-        """An idle block of at least ``nbytes``, or a new one (a quarter larger, so that the
-        next batches, of about the same size, fit in it)."""
+    def get(self) -> Block:
+        """An idle block, or a new one."""
         for block in self._blocks:
-            if block.nbytes >= nbytes and block.reuse():
+            if block.reuse():
                 return block
-        block = Block(nbytes + nbytes // 4)
+        block = Block(self.nbytes)
         self._blocks.append(block)
         if len(self._blocks) > self.keep:
             self._blocks.pop(0)  # the oldest: dropped from the pool, freed with its last array
         return block
+
+    def clear(self) -> None:
+        self._blocks.clear()
 
 
 @contextmanager

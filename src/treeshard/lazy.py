@@ -163,15 +163,17 @@ def read_ahead(
         with buffers.lending(block):
             return prepare(first, stop)
 
-    blocks = buffers.Blocks(keep=workers + 3)  # those in flight, the one being consumed and spares
+    # Every block fits the largest range: those in flight and the one being consumed.
+    blocks = None if block_bytes is None or not ranges else buffers.Blocks(max(block_bytes(*r) for r in ranges), keep=workers + 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
         pending: deque[Future] = deque()
         try:
             for first, stop in ranges:
-                block = None if block_bytes is None else blocks.get(block_bytes(first, stop))
-                pending.append(pool.submit(lent, block, first, stop))
+                pending.append(pool.submit(lent, None if blocks is None else blocks.get(), first, stop))
                 if len(pending) > workers:
                     yield pending.popleft().result()
+            if blocks is not None:
+                blocks.clear()  # nothing more to lend: each block is freed with its last batch
             while pending:
                 yield pending.popleft().result()
         finally:
