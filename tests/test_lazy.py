@@ -630,3 +630,26 @@ def test_blocks_are_handed_out_again_only_once_their_arrays_are_gone() -> None:
     assert third is not first and third is not second and blocks._blocks == [second, third]
     blocks.clear()
     assert blocks._blocks == [] and kept.sum() is not None and kept_too.base is second._memory
+
+
+def test_read_ahead_never_lends_a_block_to_two_ranges_at_once() -> None:
+    """Each range's arrays keep their contents while later ranges are prepared in the same
+    blocks (a block is lent again only after its worker is done and its arrays are gone)."""
+    import time
+
+    from treeshard import buffers
+    from treeshard.lazy import read_ahead
+
+    def prepare(first: int, stop: int) -> list[np.ndarray]:
+        out = []
+        for _ in range(4):
+            part = buffers.empty((16,), np.int64)
+            part[:] = first
+            out.append(part)
+            time.sleep(0.0005)
+        return out
+
+    ranges = [(i, i + 1) for i in range(200)]
+    for (first, _), parts in zip(ranges, read_ahead(prepare, ranges, workers=2, block_bytes=lambda a, b: 4 * 16 * 8 + 256)):
+        time.sleep(0.0002)
+        assert all(part.base is not None and (part == first).all() for part in parts), first

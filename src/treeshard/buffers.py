@@ -39,25 +39,27 @@ class Block:
         self._memory = np.empty(self.nbytes + _ALIGN, dtype=np.uint8)
         self._offset = -self._memory.ctypes.data % _ALIGN
         self._lock = threading.Lock()  # chunk decoding may allocate from several threads
+        self.lent = False  # set while a worker may still take from it (see Blocks and lending)
 
     def reuse(self) -> bool:
-        """Start handing out the block's memory again, if no array taken from it is alive
-        (each holds a reference to it); False, and nothing changes, otherwise."""
-        if sys.getrefcount(self._memory) > 2:  # the attribute and getrefcount's argument
-            return False
-        self._offset = -self._memory.ctypes.data % _ALIGN
-        return True
+        """Start handing out the block's memory again, if it is not lent and no array taken
+        from it is alive (each holds a reference to it); False, and nothing changes, otherwise."""
+        with self._lock:
+            if self.lent or sys.getrefcount(self._memory) > 2:  # the attribute and getrefcount's argument
+                return False
+            self._offset = -self._memory.ctypes.data % _ALIGN
+            return True
 
     def take(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray | None:
         """A C-contiguous uninitialised array from the block, or None if it does not fit."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        with self._lock:
+        with self._lock:  # the view is made under the lock: reuse() sees it
             start = self._offset
             if start + nbytes > self._memory.size:
                 return None
             self._offset = start + nbytes + (-nbytes % _ALIGN)
-        return self._memory[start : start + nbytes].view(dtype).reshape(shape)
+            return self._memory[start : start + nbytes].view(dtype).reshape(shape)
 
 
 class Blocks:
@@ -70,14 +72,16 @@ class Blocks:
         self._blocks: list[Block] = []
 
     def get(self) -> Block:
-        """An idle block, or a new one."""
+        """An idle block, or a new one, marked lent until :func:`lending` for it ends."""
         for block in self._blocks:
             if block.reuse():
-                return block
-        block = Block(self.nbytes)
-        self._blocks.append(block)
-        if len(self._blocks) > self.keep:
-            self._blocks.pop(0)  # the oldest: dropped from the pool, freed with its last array
+                break
+        else:
+            block = Block(self.nbytes)
+            self._blocks.append(block)
+            if len(self._blocks) > self.keep:
+                self._blocks.pop(0)  # the oldest: dropped from the pool, freed with its last array
+        block.lent = True
         return block
 
     def clear(self) -> None:
@@ -86,13 +90,16 @@ class Blocks:
 
 @contextmanager
 def lending(block: Block | None) -> Iterator[None]:
-    """Within the block, :func:`empty` and :func:`zeros` in this thread take from ``block``."""
+    """Within the block, :func:`empty` and :func:`zeros` in this thread take from ``block``;
+    at its end the block is no longer lent (what was taken keeps it busy while alive)."""
     previous = getattr(_LOCAL, "block", None)
     _LOCAL.block = block
     try:
         yield
     finally:
         _LOCAL.block = previous
+        if block is not None:
+            block.lent = False
 
 
 def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
