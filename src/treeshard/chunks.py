@@ -41,7 +41,6 @@ import numpy as np
 
 from .errors import ArrayError, ConfigError, IntegrityError, StoreNotFoundError, UnverifiedStoreWarning
 from .spec import DIGEST_KEY, MAX_ARRAY_BYTES, MAX_CHUNK_BYTES, MAX_CHUNKS_PER_SHARD, MAX_CONFIG_BYTES, MAX_SIGNATURE_BYTES, ROOT_METADATA, SIGNATURE_KEY
-from . import buffers
 from .blosc import BloscDecoder, UnsupportedLayout, crc32c
 from .storage.router import open_source
 
@@ -382,7 +381,7 @@ class ChunkReader:
         # Allocate only once every chunk of the range is known to be stored, so that
         # a store cannot make the reader allocate what it does not hold.
         try:
-            out = buffers.empty((stop - start, *layout.shape[1:]), layout.dtype)
+            out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
         except MemoryError:
             raise ArrayError(f"{layout.path}: rows {start}:{stop} do not fit in memory") from None
         flat = out.reshape(stop - start, -1)

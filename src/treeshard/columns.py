@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from . import buffers
 from .errors import ArrayError, UnsupportedEstimatorError
 from .record import TreeLayout
 
@@ -155,7 +154,7 @@ def decode_values(
         check_weighted_counts(stored, weighted_n_node_samples)
         if as_counts:
             return stored.astype(np.float64)
-        return np.divide(stored, np.asarray(weighted_n_node_samples)[:, None], out=buffers.empty(stored.shape, np.float64))
+        return stored / np.asarray(weighted_n_node_samples)[:, None]
     if encoding == "class_counts" and not as_counts:
         return counts_to_fractions(stored, n_classes)
     return stored

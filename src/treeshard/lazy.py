@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from . import buffers
 from .columns import NODE_COLUMNS, NodeColumns
 from .compat import leaf_counts_for
 from .reader import StoreReader
@@ -134,46 +133,20 @@ class TreeSource:
             for first, stop in ranges:
                 yield from self.build(self.prepare_range(first, stop))
             return
-        for prepared in read_ahead(self.prepare_range, ranges, workers=workers, block_bytes=self.batch_block_bytes):
+        for prepared in read_ahead(self.prepare_range, ranges, workers=workers):
             yield from self.build(prepared)
 
-    def batch_block_bytes(self, first: int, stop: int) -> int:
-        """Bytes of the arrays :meth:`prepare_range` allocates for trees ``first:stop`` (see
-        :mod:`treeshard.buffers`): the stored columns, the float64 values and the node records."""
-        n_nodes = int(self.tree_ptr[stop] - self.tree_ptr[first])
-        per_node = sum(dt.itemsize for dt in NODE_COLUMNS.values()) + 16 * self.layout.value_width + self.node_dtype.itemsize
-        return n_nodes * per_node + 64 * (len(NODE_COLUMNS) + 4)
 
-
-def read_ahead(
-    prepare: Callable[[int, int], Any],
-    ranges: list[tuple[int, int]],
-    *,
-    workers: int,
-    block_bytes: Callable[[int, int], int] | None = None,
-) -> Iterator[Any]:
+def read_ahead(prepare: Callable[[int, int], Any], ranges: list[tuple[int, int]], *, workers: int) -> Iterator[Any]:
     """``prepare(*r)`` for each range, in order, computed by ``workers`` background
-    threads at most ``workers`` ranges ahead of the consumer (bounded memory).
-
-    ``block_bytes(*r)``: the memory ``prepare`` allocates, taken by this thread as one
-    :class:`~treeshard.buffers.Block` lent to the worker, and lent again for a later
-    range once the consumer has dropped what was prepared in it."""
-
-    def lent(block: buffers.Block | None, first: int, stop: int) -> Any:
-        with buffers.lending(block):
-            return prepare(first, stop)
-
-    # Every block fits the largest range: those in flight and the one being consumed.
-    blocks = None if block_bytes is None or not ranges else buffers.Blocks(max(block_bytes(*r) for r in ranges), keep=workers + 2)
+    threads at most ``workers`` ranges ahead of the consumer (bounded memory)."""
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
         pending: deque[Future] = deque()
         try:
             for first, stop in ranges:
-                pending.append(pool.submit(lent, None if blocks is None else blocks.get(), first, stop))
+                pending.append(pool.submit(prepare, first, stop))
                 if len(pending) > workers:
                     yield pending.popleft().result()
-            if blocks is not None:
-                blocks.clear()  # nothing more to lend: each block is freed with its last batch
             while pending:
                 yield pending.popleft().result()
         finally:

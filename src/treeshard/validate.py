@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import buffers
 from .columns import NODE_COLUMNS, UNDEFINED, NodeColumns
 from .errors import ArrayError, TreeStructureError
 from .record import TreeLayout
@@ -113,7 +112,7 @@ def check_trees(
         # Zeroed, not empty: the kernel writes the fields, never the padding after
         # missing_go_to_left, and sklearn copies every byte (pickles must not carry
         # leftover heap bytes; sklearn issue #27268).
-        records = buffers.zeros((n, node_dtype.itemsize), np.uint8)
+        records = np.zeros((n, node_dtype.itemsize), dtype=np.uint8)
     depths = np.zeros(cols.n_trees, dtype=np.int64)
     code, node = check_and_layout(
         cols.tree_ptr,
