@@ -592,7 +592,7 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
     else:
         summary = {
             "estimator": record["estimator"],
-            "estimator_type": "classifier" if ESTIMATORS[record["estimator"]].is_classifier else "regressor",
+            "estimator_type": ESTIMATORS[record["estimator"]].estimator_type,
             "params": record["params"],
             "n_features_in": int(model.n_features_in_),
             "n_trees": record["trees"]["n_trees"],
