@@ -239,6 +239,56 @@ class TreeNodeRows:
         self._ptr = self.tree_ptr.tolist()
         self._token = next(_SOURCES)  # names this source's gathered range in a thread's scratch
         self._local: np.ndarray | None = None
+        self._compiled = self._compiled_source(states, counts)
+
+    def _compiled_source(self, states: list[dict[str, Any]], counts: np.ndarray) -> tuple[Any, ...] | None:
+        """The arguments of ``_kernels.fill_node_columns`` that describe the trees (their arrays'
+        addresses: ``self._nodes`` and ``self._values`` keep them alive), or None where the
+        kernel does not apply (an unknown node record, sklearn < 1.4's class counts)."""
+        if not states or self.leaf_counts:
+            return None
+        names = self._node_dtype.names
+        offsets = []
+        for name in _NODE_FIELDS.values():
+            if name not in names:
+                if name != "missing_go_to_left":
+                    return None
+                offsets.append(-1)
+                continue
+            dtype, offset = self._node_dtype.fields[name][:2]
+            if dtype != (np.dtype("u1") if name == "missing_go_to_left" else np.dtype("<f8") if dtype.kind == "f" else np.dtype("<i8")):
+                return None
+            offsets.append(offset)
+        values = []
+        for value, n in zip(self._values, counts, strict=True):
+            if value.dtype != np.float64 or not value.flags.c_contiguous:
+                value = np.ascontiguousarray(value, dtype=np.float64)
+            values.append(value)
+        self._values = values
+        records = np.fromiter((nodes.ctypes.data for nodes in self._nodes), dtype=np.uint64, count=len(self._nodes))
+        addresses = np.fromiter((value.ctypes.data for value in values), dtype=np.uint64, count=len(values))
+        return self.tree_ptr, records, addresses, self._node_dtype.itemsize, tuple(offsets), self.value_width
+
+    def fill_columns(self, start: int, stop: int, out: dict[str, np.ndarray], counts: np.ndarray | None) -> bool:
+        """Rows ``start:stop`` of every column but ``value`` into ``out`` (by stored name), and
+        ``value`` as int32 weighted counts into ``counts`` (if given); returns whether those
+        reproduce every value bit for bit (see :func:`encode_values`). One compiled pass
+        where it applies, else what :meth:`fill` and :meth:`fill_weighted_counts` do."""
+        if self._compiled is not None:
+            from . import _kernels
+
+            columns = [out[name] for name in _NODE_FIELDS]
+            return bool(_kernels.fill_node_columns(*self._compiled, start, stop, *columns, counts))
+        scratch: dict[str, Any] = {}
+        for name in _NODE_FIELDS:
+            self.fill(name, start, stop, out[name], scratch)
+        if counts is None:
+            return True
+        try:
+            self.fill_weighted_counts(start, stop, counts, scratch)
+        except NotWeightedCounts:
+            return False
+        return True
 
     def _gather(self, start: int, stop: int, scratch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Node records and values of rows ``start:stop``, gathered into ``scratch`` (once per range)."""
