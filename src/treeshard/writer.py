@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import queue
 import threading
@@ -68,6 +69,7 @@ def dumps(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
 
 
+@functools.lru_cache(maxsize=64)
 def _data_type(dtype: np.dtype) -> tuple[str, Any]:
     """The zarr v3 ``data_type`` name and fill value (0) of a numeric dtype."""
     if dtype.kind == "b":
@@ -151,14 +153,23 @@ def group_metadata(*, consolidated: bool = False) -> dict[str, Any]:
 
 
 def _compressor(codec: str, shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
+    """A chunk's compression."""
+    blosc = _blosc(codec, shuffle, itemsize)
+    if blosc is None:
+        return lambda chunk: chunk.tobytes()
+    return lambda chunk: blosc.encode(chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _blosc(codec: str, shuffle: str, itemsize: int) -> Any:
+    """numcodecs' Blosc codec of a preset (it holds no state between calls: shared by threads)."""
     preset = CODECS[codec]
     if preset is None:
-        return lambda chunk: chunk.tobytes()
+        return None
     from numcodecs import Blosc
 
     cname, level = preset
-    blosc = Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
-    return lambda chunk: bytes(blosc.encode(chunk))
+    return Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
 
 
 def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, bytes | None]:
@@ -271,7 +282,7 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
         plan.chunks = [None] * n_chunks
         plans.append((plan, chunks, shards))
-        total += int(np.prod(spec.shape)) * spec.dtype.itemsize
+        total += math.prod(spec.shape) * spec.dtype.itemsize
     live = [p for p, _, _ in plans if p.n_chunks]
     threads = encoding_threads() if total >= PARALLEL_BYTES else 1
     if threads > 1:
@@ -292,7 +303,7 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
             shuffle = "bitshuffle" if plan.spec.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
         metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
         document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-        nbytes = int(np.prod(plan.spec.shape)) * plan.spec.dtype.itemsize
+        nbytes = math.prod(plan.spec.shape) * plan.spec.dtype.itemsize
         encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
@@ -310,29 +321,14 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
     return out
 
 
-class _Compressors:
-    """One compressor per ``(shuffle, itemsize)`` of a codec, made once per save."""
-
-    def __init__(self, codec: str) -> None:
-        self.codec = codec
-        self._made: dict[tuple[str, int], Callable[[np.ndarray], bytes]] = {}
-
-    def __call__(self, shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
-        key = (shuffle, itemsize)
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = _compressor(self.codec, shuffle, itemsize)
-        return made
-
-
-def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, compressors: _Compressors) -> None:
+def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, codec: str) -> None:
     """Compress chunk ``k`` of ``plan`` (the first one: trying each shuffle), append its crc32c, hash it."""
     if k == 0:
-        plan.shuffle, body = choose_shuffle(compressors.codec, data)
+        plan.shuffle, body = choose_shuffle(codec, data)
         if body is None:
             body = data.tobytes()
     else:
-        body = compressors(plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
+        body = _compressor(codec, plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
     chunk = body + _crc32c(body)
     plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
 
@@ -351,61 +347,46 @@ def _fill(plan: _Plan, k: int, scratch: dict[str, np.ndarray]) -> np.ndarray | N
 
 
 def _encode_serial(plans: list[_Plan], codec: str) -> None:
-    compressors = _Compressors(codec)
     scratch = _scratch()
     for k in range(max((p.n_chunks for p in plans), default=0)):
         for plan in plans:
             if k < plan.n_chunks:
                 data = _fill(plan, k, scratch)
                 if data is not None:
-                    _encode_chunk(plan, k, data, compressors)
+                    _encode_chunk(plan, k, data, codec)
 
 
 def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
-    """Fill chunk rows here, encode them in ``threads`` workers; each row's buffers
-    (one scratch of a small pool) are reused once every chunk of the row is encoded."""
-    compressors = _Compressors(codec)
+    """Fill chunk rows here, encode them in ``threads`` workers: one task per row (chunk 0 of
+    each array alone, its shuffle trial is the costliest); each row's buffers (one scratch
+    of a small pool) are reused once the row is encoded."""
     free: queue.SimpleQueue[dict[str, np.ndarray]] = queue.SimpleQueue()
     for _ in range(_ROWS_IN_FLIGHT):
         free.put({})
-    firsts: dict[int, Future[None]] = {}
     futures: list[Future[None]] = []
-    lock = threading.Lock()
+    firsts: list[Future[None]] = []
 
-    def task(plan: _Plan, k: int, data: np.ndarray, row: list[Any]) -> None:
+    def encode(k: int, row: list[tuple[_Plan, np.ndarray]], scratch: dict[str, np.ndarray] | None) -> None:
         try:
             if k:
-                firsts[id(plan)].result()  # the shuffle is chosen on chunk 0
-            _encode_chunk(plan, k, data, compressors)
+                for first in firsts:  # every shuffle is chosen on chunk 0
+                    first.result()
+            for plan, data in row:
+                _encode_chunk(plan, k, data, codec)
         finally:
-            with lock:
-                row[0] -= 1
-                done = row[0] == 0
-            if done:
-                free.put(row[1])
+            if scratch is not None:
+                free.put(scratch)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
         try:
             for k in range(max((p.n_chunks for p in plans), default=0)):
-                scratch = free.get()
-                row: list[Any] = [1, scratch]  # one extra count, released below: the row is complete
-                for plan in plans:
-                    if k >= plan.n_chunks:
-                        continue
-                    data = _fill(plan, k, scratch)
-                    if data is None:
-                        continue
-                    with lock:
-                        row[0] += 1
-                    future = pool.submit(task, plan, k, data, row)
-                    futures.append(future)
-                    if k == 0:
-                        firsts[id(plan)] = future
-                with lock:
-                    row[0] -= 1
-                    done = row[0] == 0
-                if done:
-                    free.put(scratch)
+                scratch = free.get() if k else {}  # row 0's buffers are its own (not reused)
+                row = [(plan, data) for plan in plans if k < plan.n_chunks and (data := _fill(plan, k, scratch)) is not None]
+                if k == 0:
+                    firsts.extend(pool.submit(encode, 0, [item], None) for item in row)
+                    futures.extend(firsts)
+                else:
+                    futures.append(pool.submit(encode, k, row, scratch))
         finally:
             for future in futures:
                 future.result()
@@ -541,7 +522,7 @@ def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]
 
 
 def _buffer(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = scratch.get(name)
     if buffer is None or buffer.size != size or buffer.dtype != dtype:
         buffer = scratch[name] = np.empty(size, dtype=dtype)
