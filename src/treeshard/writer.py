@@ -427,6 +427,12 @@ def file_size(value: bytes | list[bytes]) -> int:
     return len(value) if isinstance(value, bytes) else sum(map(len, value))
 
 
+@functools.lru_cache(maxsize=1)
+def _group_documents() -> tuple[bytes, bytes]:
+    """A group's ``zarr.json``, and its entry in the consolidated metadata (the same for every group)."""
+    return dumps(group_metadata()), dumps(group_metadata(consolidated=True))
+
+
 def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
     """zarr-python's order of consolidated entries: by depth, then by case-folded name."""
     return item[0].count("/"), unicodedata.normalize("NFKC", item[0]).casefold()
@@ -439,7 +445,7 @@ def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> d
     files: dict[str, bytes | list[bytes]] = {}
     consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
-    group_document, group_entry = dumps(group_metadata()), dumps(group_metadata(consolidated=True))
+    group_document, group_entry = _group_documents()
     for group in groups:
         files[f"{group}/{ROOT_METADATA}"] = group_document
         consolidated[group] = group_entry
