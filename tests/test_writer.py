@@ -342,3 +342,19 @@ def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(threads, m
     assert np.array_equal(loaded.tree_.value, model.tree_.value)
     stored = zarr.open_array(zarr.storage.LocalStore(tmp_path / "m", read_only=True), path="nodes/value", mode="r")
     assert stored.dtype == np.float64 and np.array_equal(stored[...], model.tree_.value.reshape(model.tree_.node_count, -1))
+
+
+def test_large_chunks_are_written_as_zarr_python_writes_them(threads, tmp_path):
+    """Chunks too large to join with their crc32c are kept as parts: the same file, the same digests."""
+    import hashlib
+
+    data = np.random.RandomState(0).normal(size=300_000)  # five 512 KB chunks that lz4 cannot shrink much
+    encoded = encode_array("nodes/x", data, codec="lz4", rows=65536)
+    shard = encoded.shards["c/0"]
+    assert len(shard) > 5 + 2, "the test meant chunks kept as parts"
+    _write_with_zarr(tmp_path / "zarr", {"nodes/x": data}, 65536, codec="lz4", attributes={})
+    written = b"".join(shard)
+    assert written == (tmp_path / "zarr" / "nodes" / "x" / "c" / "0").read_bytes()
+    assert encoded.shard_sha256["c/0"] == hashlib.sha256(written).hexdigest()
+    for offset, length, digest in encoded.inner["c/0"][:5]:
+        assert hashlib.sha256(written[offset : offset + length]).hexdigest() == digest

@@ -235,7 +235,7 @@ class _Plan:
     metadata: dict[str, Any] = field(default_factory=dict)
     document: bytes = b""
     shuffle: str | None = None
-    chunks: list[tuple[bytes, str] | None] = field(default_factory=list)
+    chunks: list[tuple[tuple[bytes, ...], str] | None] = field(default_factory=list)  # a chunk's parts and sha256
     failed: bool = False
 
 
@@ -246,6 +246,8 @@ PARALLEL_BYTES = 4 * 1024 * 1024
 #: Rows of chunks (chunk ``k`` of every array) filled but not yet encoded, at most: bounds
 #: the memory of the pipeline, whose buffers are reused.
 _ROWS_IN_FLIGHT = 3
+#: A compressed chunk smaller than this is joined with its crc32c (one part to write).
+_JOIN_BYTES = 64 * 1024
 
 
 def _scratch() -> dict[str, np.ndarray]:
@@ -329,8 +331,13 @@ def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, codec: str) -> None:
             body = data.tobytes()
     else:
         body = _compressor(codec, plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
-    chunk = body + _crc32c(body)
-    plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
+    crc = _crc32c(body)
+    if len(body) < _JOIN_BYTES:
+        plan.chunks[k] = ((body + crc,), hashlib.sha256(body + crc).hexdigest())
+        return
+    digest = hashlib.sha256(body)
+    digest.update(crc)
+    plan.chunks[k] = ((body, crc), digest.hexdigest())  # not joined: that would copy the chunk
 
 
 def _fill(plan: _Plan, k: int, scratch: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -404,14 +411,15 @@ def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
         for k, part in enumerate(parts):
             assert part is not None
             chunk, digest = part
-            index[k] = (offset, len(chunk))
-            inner.append([offset, len(chunk), digest])
-            offset += len(chunk)
+            length = sum(map(len, chunk))
+            index[k] = (offset, length)
+            inner.append([offset, length, digest])
+            offset += length
         inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
         index_bytes = index.tobytes()
         key = f"c/{shard}{suffix}"
         # Kept as parts: joining them would copy the whole model once more.
-        out.shards[key] = [*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)]  # type: ignore[misc]
+        out.shards[key] = [*(piece for chunk, _ in parts for piece in chunk), index_bytes, _crc32c(index_bytes)]  # type: ignore[union-attr]
         out.inner[key] = inner
 
 
