@@ -212,10 +212,12 @@ class TreeNodeRows:
     arrays into a caller's buffers: what :func:`to_columns` concatenates, one
     chunk at a time (a save never holds a second copy of the model).
 
-    A range's node records and values are gathered once per thread (one C-level
-    copy of every tree's slice), then each column is one strided copy out of
-    them. Thread-safe: any number of ranges may be filled concurrently, each
-    thread with its own ``scratch`` buffers.
+    :meth:`fill_columns` fills every column of a range in one compiled pass over
+    the trees' node records (``_kernels.fill_node_columns``). :meth:`fill` (and
+    the fallback for node records the kernel does not know) gathers a range's
+    records and values once per ``scratch`` (one C-level copy of every tree's
+    slice), then copies each column out of them. Thread-safe: any number of
+    ranges may be filled concurrently, each thread with its own ``scratch``.
     """
 
     def __init__(self, trees: Sequence, layout: TreeLayout, *, leaf_counts: bool = False) -> None:
