@@ -6,10 +6,11 @@ its shard files, each shard the concatenated inner chunks (``bytes`` ->
 ``blosc`` -> ``crc32c``) followed by the shard index (``offset, length``
 little-endian uint64 pairs, ``2**64 - 1`` twice for an absent chunk) and the
 index's crc32c, as the zarr v3 sharding specification lays them out. Chunks
-are filled chunk-major (chunk *k* of every column, so that the node records
-behind it are read while in cache) and compressed by worker threads meanwhile
-(Blosc, crc32c and hashlib release the GIL; each worker runs single-threaded
-Blosc, as numcodecs does outside the main thread, which makes the same bytes),
+are encoded chunk-major (chunk *k* of every column, so that the node records
+behind it are read while in cache), a row of chunks per task of worker threads
+that fill, compress and hash it (the compiled fill, Blosc and hashlib release
+the GIL; each worker runs single-threaded Blosc, as numcodecs does outside the
+main thread, which makes the same bytes),
 and every shard's and inner chunk's sha256 is computed as it is encoded, so
 the content digest (:func:`treeshard.integrity.digest_of_files`) never reads
 anything back.
@@ -22,7 +23,6 @@ import hashlib
 import json
 import math
 import os
-import queue
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -243,9 +243,6 @@ _LOCAL = threading.local()
 #: Below this many uncompressed bytes, arrays are encoded in the caller's thread: starting
 #: worker threads would cost more than they save.
 PARALLEL_BYTES = 4 * 1024 * 1024
-#: Rows of chunks (chunk ``k`` of every array) filled but not yet encoded, at most: bounds
-#: the memory of the pipeline, whose buffers are reused.
-_ROWS_IN_FLIGHT = 3
 #: A compressed chunk smaller than this is joined with its crc32c (one part to write).
 _JOIN_BYTES = 64 * 1024
 
@@ -269,10 +266,10 @@ def encoding_threads() -> int:
 def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
     """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded.
 
-    Chunks are filled in the caller's thread, chunk-major (chunk *k* of every array, so that
-    the node records behind it are read once, while in cache), and compressed, checksummed
-    and hashed by :func:`encoding_threads` worker threads meanwhile; a small model is
-    encoded in the caller's thread alone.
+    Chunks are encoded chunk-major (chunk *k* of every array, so that the node records
+    behind it are read once, while in cache), a row of chunks per task of
+    :func:`encoding_threads` worker threads; a small model is encoded in the caller's
+    thread alone.
     """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -364,36 +361,32 @@ def _encode_serial(plans: list[_Plan], codec: str) -> None:
 
 
 def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
-    """Fill chunk rows here, encode them in ``threads`` workers: one task per row (chunk 0 of
-    each array alone, its shuffle trial is the costliest); each row's buffers (one scratch
-    of a small pool) are reused once the row is encoded."""
-    free: queue.SimpleQueue[dict[str, np.ndarray]] = queue.SimpleQueue()
-    for _ in range(_ROWS_IN_FLIGHT):
-        free.put({})
-    futures: list[Future[None]] = []
+    """Encode chunk rows in ``threads`` workers, one task per row: each worker fills the row
+    into its own buffers and compresses it while in its cache. Row 0 is filled here and
+    each of its chunks is a task of its own (the shuffle trial, the costliest); the other
+    rows wait for every shuffle to be chosen."""
     firsts: list[Future[None]] = []
 
-    def encode(k: int, row: list[tuple[_Plan, np.ndarray]], scratch: dict[str, np.ndarray] | None) -> None:
-        try:
-            if k:
-                for first in firsts:  # every shuffle is chosen on chunk 0
-                    first.result()
-            for plan, data in row:
-                _encode_chunk(plan, k, data, codec)
-        finally:
-            if scratch is not None:
-                free.put(scratch)
+    def encode(k: int) -> None:
+        for first in firsts:
+            first.result()
+        scratch = _scratch()
+        for plan in plans:
+            if k < plan.n_chunks:
+                data = _fill(plan, k, scratch)
+                if data is not None:
+                    _encode_chunk(plan, k, data, codec)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
+        futures: list[Future[None]] = []
         try:
-            for k in range(max((p.n_chunks for p in plans), default=0)):
-                scratch = free.get() if k else {}  # row 0's buffers are its own (not reused)
-                row = [(plan, data) for plan in plans if k < plan.n_chunks and (data := _fill(plan, k, scratch)) is not None]
-                if k == 0:
-                    firsts.extend(pool.submit(encode, 0, [item], None) for item in row)
-                    futures.extend(firsts)
-                else:
-                    futures.append(pool.submit(encode, k, row, scratch))
+            scratch: dict[str, np.ndarray] = {}  # row 0's buffers, alive until its tasks are done
+            for plan in plans:
+                data = _fill(plan, 0, scratch)
+                if data is not None:
+                    firsts.append(pool.submit(_encode_chunk, plan, 0, data, codec))
+            futures.extend(firsts)
+            futures.extend(pool.submit(encode, k) for k in range(1, max((p.n_chunks for p in plans), default=0)))
         finally:
             for future in futures:
                 future.result()
