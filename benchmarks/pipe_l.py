@@ -9,9 +9,12 @@ fitted once and cached outside the repository::
     python benchmarks/pipe_l.py coldstart   # fresh processes, alternating, medians
     python benchmarks/pipe_l.py latency     # one-row predict_proba after load: sklearn vs Predictor
 
-Every child reads its one-row DataFrame from a pickle-free parquet-less CSV
-(pandas is imported by every path: the request arrives as a DataFrame) and
-predicts with ``predict_proba``; the parent checks the outputs are equal.
+Every child reads the one-row request from ``row.json`` and predicts with
+``predict_proba``; the parent checks the outputs are equal. joblib, skops and
+``treeshard`` read it as a DataFrame (pandas imported); ``treeshard-json``
+decodes the JSON to a mapping of column -> values, as a serverless handler
+receives it, and never imports pandas. Each request path has its floor (the
+interpreter plus what that path imports to read the request).
 """
 
 from __future__ import annotations
@@ -78,19 +81,27 @@ def build(rows: int, trees: int) -> None:
         print(f"{name:10s} {path.stat().st_size / 1e6:8.1f} MB")
 
 
+#: name -> (what it imports to read the request, how it loads the model, how it reads the request).
+FRAME = "import pandas as pd", "row = pd.read_json(io.StringIO(text), orient='split')"
+# The request as a serverless handler receives it: JSON decoded to a mapping of column -> values.
+JSON = "import numpy", "d = json.loads(text)\nrow = {c: [r[i] for r in d['data']] for i, c in enumerate(d['columns'])}"
 CHILD = {
-    "floor": "model = None  # the interpreter, pandas and the request row: what every path pays",
-    "joblib": "import joblib\nmodel = joblib.load({path!r})",
-    "skops": "import skops.io\npath = {path!r}\nmodel = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))",
-    "treeshard": "import treeshard\nmodel = treeshard.Predictor({path!r})",
+    "floor": (FRAME, "model = None  # the interpreter, pandas and the request row as a DataFrame"),
+    "joblib": (FRAME, "import joblib\nmodel = joblib.load({path!r})"),
+    "skops": (FRAME, "import skops.io\npath = {path!r}\nmodel = skops.io.load(path, trusted=skops.io.get_untrusted_types(file=path))"),
+    "treeshard": (FRAME, "import treeshard\nmodel = treeshard.Predictor({path!r})"),
+    "floor-json": (JSON, "model = None  # the interpreter, numpy and the request row as a mapping"),
+    "treeshard-json": (JSON, "import treeshard\nmodel = treeshard.Predictor({path!r})"),
 }
 
 
 def child_code(name: str) -> str:
+    (imports, read), load = CHILD[name]
+    path = PATHS.get(name.removesuffix("-json"), "")
     return (
-        "import time\nstart = time.perf_counter()\nimport json, io, pandas as pd\n"
-        + CHILD[name].format(path=str(PATHS.get(name, "")))
-        + f"\nrow = pd.read_json(io.StringIO(open({str(ROW)!r}).read()), orient='split')\n"
+        f"import time\nstart = time.perf_counter()\nimport json, io\n{imports}\n"
+        + load.format(path=str(path))
+        + f"\ntext = open({str(ROW)!r}).read()\n{read}\n"
         + "out = None if model is None else model.predict_proba(row).tolist()\nprint(json.dumps([time.perf_counter() - start, out]))\n"
     )
 
@@ -106,15 +117,16 @@ def coldstart(repeats: int) -> None:
             done = subprocess.run([sys.executable, "-c", child_code(name)], capture_output=True, text=True, check=True)
             times[name].append(time.perf_counter() - start)
             outputs[name] = json.loads(done.stdout.strip().splitlines()[-1])[1]
-    assert outputs["treeshard"] == outputs["joblib"] == outputs["skops"], outputs
+    assert outputs["treeshard"] == outputs["treeshard-json"] == outputs["joblib"] == outputs["skops"], outputs
     base = statistics.median(times["joblib"])
     print(f"fresh process to first one-row predict_proba, median of {repeats} (outputs equal: True)")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:10s} {median:7.3f} s   joblib / this = {base / median:5.2f}x   (min {min(values):.3f}, max {max(values):.3f})")
-    floor = statistics.median(times["floor"])
-    print(f"  above the floor: joblib {base - floor:.3f} s, treeshard {statistics.median(times['treeshard']) - floor:.3f} s "
-          f"({(base - floor) / (statistics.median(times['treeshard']) - floor):.2f}x)")
+        print(f"  {name:15s} {median:7.3f} s   joblib / this = {base / median:5.2f}x   (min {min(values):.3f}, max {max(values):.3f})")
+    for floor, name in (("floor", "treeshard"), ("floor-json", "treeshard-json")):
+        above = statistics.median(times[name]) - statistics.median(times[floor])
+        print(f"  {name} above its floor ({floor}): {above:.3f} s")
+    print(f"  joblib above the DataFrame floor: {base - statistics.median(times['floor']):.3f} s")
 
 
 def latency(calls: int) -> None:
@@ -129,21 +141,25 @@ def latency(calls: int) -> None:
     model = joblib.load(PATHS["joblib"])
     predictor = treeshard.Predictor(PATHS["treeshard"], n_jobs=None)
     row = pd.read_json(io.StringIO(ROW.read_text()), orient="split")
+    split = json.loads(ROW.read_text())
+    mapping = {c: [r[i] for r in split["data"]] for i, c in enumerate(split["columns"])}
     assert np.array_equal(model.predict_proba(row), predictor.predict_proba(row))
+    assert np.array_equal(model.predict_proba(row), predictor.predict_proba(mapping))
     results = {}
+    paths = (("sklearn", model.predict_proba, row), ("treeshard", predictor.predict_proba, row), ("treeshard-json", predictor.predict_proba, mapping))
     for _ in range(3):  # alternating rounds
-        for name, function in (("sklearn", model.predict_proba), ("treeshard", predictor.predict_proba)):
+        for name, function, X in paths:
             samples = []
             for _ in range(calls):
                 start = time.perf_counter()
-                function(row)
+                function(X)
                 samples.append(time.perf_counter() - start)
             results.setdefault(name, []).extend(samples)
     base = statistics.median(results["sklearn"])
-    print(f"one-row predict_proba (a 1-row DataFrame), median of {3 * calls} calls")
+    print(f"one-row predict_proba (a 1-row DataFrame; treeshard-json: a mapping of column -> [value]), median of {3 * calls} calls")
     for name, samples in results.items():
         median = statistics.median(samples)
-        print(f"  {name:10s} {median * 1e3:8.3f} ms   sklearn / this = {base / median:6.2f}x")
+        print(f"  {name:15s} {median * 1e3:8.3f} ms   sklearn / this = {base / median:6.2f}x")
 
 
 def main() -> None:

@@ -97,3 +97,33 @@ def test_isolation_forest_predictor_needs_neither_sklearn_nor_zarr(tmp_path: Pat
     )
     assert out["loaded"] == []
     assert out["result"] == [model.score_samples(rows).tolist(), model.decision_function(rows).tolist(), model.predict(rows).tolist()]
+
+
+def test_pipeline_predictor_serves_a_json_request_with_numpy_only(tmp_path: Path) -> None:
+    """A serverless handler: JSON text -> mapping -> pipeline Predictor. No pandas, sklearn, scipy or
+    zarr, and no pickle beyond what ``import numpy`` itself loads."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60), "city": rng.choice(["a", "b", "c"], size=60)})
+    frame.loc[::7, "x"] = np.nan
+    pre = ColumnTransformer([("num", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), ["x", "y"]), ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"])])
+    model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=3, random_state=0))]).fit(frame, frame["y"] > 0)
+    path = str(tmp_path / "pipeline.zip")
+    treeshard.save(model, path)
+    request = json.dumps([{"x": None, "y": 0.25, "city": "b"}, {"x": 1.5, "y": -2.0, "city": "unseen"}])
+    out = _modules_after(
+        # numpy imports pickle itself: forget it, and make any later import of it fail
+        "import numpy\nsys.modules.pop('pickle', None)\n"
+        "class NoPickle:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'pickle':\n            raise ImportError('the read path imported pickle')\n"
+        "sys.meta_path.insert(0, NoPickle())\nimport treeshard\n"
+        f"p = treeshard.Predictor({path!r})\n"
+        f"result = [p.predict_proba(json.loads({request!r})).tolist(), 'pickle' in sys.modules]"
+    )
+    assert out["loaded"] == []
+    assert out["result"] == [model.predict_proba(pd.DataFrame(json.loads(request))).tolist(), False]

@@ -24,6 +24,7 @@ __all__ = [
     "RemoteStoreError",
     "InvalidStoreError",
     "ConversionError",
+    "RequestError",
     "RepositoryError",
     "RefNotFoundError",
     "AliasConflictError",
@@ -95,6 +96,11 @@ class InvalidStoreError(TreeshardError, TypeError):
 
 class ConversionError(TreeshardError, ValueError):
     """A file given to ``treeshard convert`` (:func:`treeshard.convert_pickle`) could not be unpickled."""
+
+
+class RequestError(TreeshardError, ValueError):
+    """A request given to a pipeline ``Predictor`` as columns or records does not match the model's
+    inputs: missing or unknown columns, columns of different lengths, values of the wrong type."""
 
 
 class RepositoryError(TreeshardError):

@@ -11,8 +11,11 @@ computed once, from the stored ensemble's feature importances
 (:mod:`treeshard.pipeline.importances`).
 
 Input is a pandas DataFrame (columns selected by name; string, object and
-categorical columns are read with ``np.asarray`` as sklearn does) or an
-array. Neither sklearn, scipy nor pandas is imported. Not served: sparse
+categorical columns are read with ``np.asarray`` as sklearn does), an
+array, or a JSON-style request (a mapping of columns or a list of records,
+:mod:`treeshard.pipeline.request`), each column converted as the fitted step
+that reads it expects (:func:`input_kinds`). Neither sklearn, scipy nor
+pandas is imported. Not served: sparse
 intermediate output feeding anything but an ensemble, ``set_output`` pandas
 containers, ``missing_values`` other than NaN, transformer weights.
 """
@@ -27,6 +30,7 @@ from ..errors import UnsupportedEstimatorError
 from ..predictor.registry import served_as_predictor
 from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
 from .record import PipelineRecord
+from .request import column_array, is_request, request_columns
 from .table import KINDS
 
 _FLOAT = (np.dtype("float64"), np.dtype("float32"), np.dtype("float16"))
@@ -49,6 +53,11 @@ class _Table:
         self._positions = list(range(len(self.names)))
         self.shape = (len(frame), len(self.names))
 
+    def _read(self, position: int) -> np.ndarray:
+        # DataFrame._get_column_array skips building a Series (pandas >= 1.3); public fallback otherwise.
+        get = getattr(self.frame, "_get_column_array", None)
+        return np.asarray(get(position) if get is not None else self.frame.iloc[:, position])
+
     @property
     def columns(self) -> list[str]:
         return self.names
@@ -59,15 +68,13 @@ class _Table:
     def column(self, i: int) -> np.ndarray:
         array = self._columns[i]
         if array is None:
-            position = self._positions[i]
-            # DataFrame._get_column_array skips building a Series (pandas >= 1.3); public fallback otherwise.
-            get = getattr(self.frame, "_get_column_array", None)
-            array = self._columns[i] = np.asarray(get(position) if get is not None else self.frame.iloc[:, position])
+            array = self._columns[i] = self._read(self._positions[i])
         return array
 
     def select(self, indices: Any) -> _Table:
-        out = _Table.__new__(_Table)
-        out.frame, out.names = self.frame, [self.names[i] for i in indices]
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.names = [self.names[i] for i in indices]
         for i in indices:
             self.column(i)
         out._columns = [self._columns[i] for i in indices]
@@ -88,6 +95,36 @@ class _Table:
     def original(self) -> Any:
         """The DataFrame itself when no column was dropped (for an ensemble's own feature-name checks)."""
         return self.frame if self._positions == list(range(self.frame.shape[1])) else self.to_array()
+
+
+class _RequestTable(_Table):
+    """A JSON-style request (:mod:`treeshard.pipeline.request`) as a table: each column converted on
+    first use with the kind the fitted pipeline reads it as; columns no step reads are never converted."""
+
+    def __init__(self, columns: dict[str, Any], n_rows: int, kinds: dict[str, str]) -> None:
+        self.frame = None
+        self.raw = list(columns.items())
+        self.kinds = kinds
+        self.names = [name for name, _ in self.raw]
+        self._columns = [None] * len(self.names)
+        self._positions = list(range(len(self.names)))
+        self.shape = (n_rows, len(self.names))
+
+    def _read(self, position: int) -> np.ndarray:
+        name, values = self.raw[position]
+        return column_array(name, self.kinds.get(name, "any"), values)
+
+    def to_array(self) -> np.ndarray:
+        if not self.names:
+            return np.empty((self.shape[0], 0))
+        columns = [self.column(i) for i in range(len(self.names))]
+        kinds = {c.dtype.kind for c in columns}
+        if len({c.dtype for c in columns}) > 1 and not kinds <= set("iuf"):
+            columns = [c.astype(object) for c in columns]  # as np.asarray(DataFrame) does for mixed dtypes
+        return np.column_stack(columns)
+
+    def original(self) -> Any:
+        return self.to_array()
 
 
 def _is_frame(X: Any) -> bool:
@@ -997,6 +1034,60 @@ def compile_record(record: PipelineRecord, ensemble: Any, importances: Any = Non
     return compile_node(record.root)
 
 
+def _input_names(step: Step | None) -> np.ndarray | None:
+    """The column names the pipeline was fitted on (sklearn's ``Pipeline.feature_names_in_``: its first step's)."""
+    while isinstance(step, (_Pipeline, _TransformedTarget)):
+        if isinstance(step, _TransformedTarget):
+            step = step.regressor
+        else:
+            live = [s for _, s in step.steps if s is not None]
+            step = live[0] if live else None
+    if isinstance(step, _Ensemble):
+        return getattr(step.predictor, "feature_names_in_", None)
+    return None if step is None else step.feature_names_in_
+
+
+def _kind_of_dtype(dtype: np.dtype) -> str:
+    return {"O": "object", "U": "object", "S": "object", "i": "int", "u": "int", "f": "float"}.get(dtype.kind, "any")
+
+
+def input_kinds(step: Step | None, n: int) -> list[str]:
+    """How each of the ``n`` columns fed to ``step`` is read (:mod:`treeshard.pipeline.request`):
+    from the fitted state of the first step that reads it; ``"unused"`` when no step does."""
+    if step is None or (isinstance(step, _FunctionTransformer) and step.func is None):
+        return ["any"] * n
+    if isinstance(step, _Pipeline):
+        live = [s for _, s in step.steps if s is not None]
+        return input_kinds(live[0] if live else None, n)
+    if isinstance(step, _TransformedTarget):
+        return input_kinds(step.regressor, n)
+    if isinstance(step, _Encoder):
+        return [_kind_of_dtype(c.dtype) for c in step.fitted["categories_"]]
+    if isinstance(step, _SimpleImputer):
+        return [_kind_of_dtype(step.fitted["_fit_dtype"])] * n
+    if isinstance(step, _MissingIndicator):
+        return ["any"] * n
+    if isinstance(step, _ColumnTransformer):
+        kinds = ["unused"] * n
+        for _, part, idx, _ in step.parts:
+            for i, kind in zip(idx.tolist(), _widths(input_kinds(part, len(idx)), len(idx)), strict=True):
+                if 0 <= i < n and kinds[i] in ("unused", "any"):
+                    kinds[i] = kind
+        return kinds
+    if isinstance(step, _FeatureUnion):
+        kinds = ["unused"] * n
+        for part in step.parts:
+            kinds = [k if k not in ("unused", "any") else other for k, other in zip(kinds, _widths(input_kinds(part, n), n), strict=True)]
+        return kinds
+    return ["float"] * n
+
+
+def _widths(kinds: list[str], n: int) -> list[str]:
+    """``kinds`` when there is one per column; else (a step whose width the Predictor refuses when
+    it is called, as sklearn would) every column read as pandas would."""
+    return kinds if len(kinds) == n else ["any"] * n
+
+
 @served_as_predictor
 class PipelinePredictor:
     """A pipeline served with numpy only: what ``treeshard.Predictor(store)`` is for a pipeline store.
@@ -1005,6 +1096,30 @@ class PipelinePredictor:
     ``predict_log_proba``, ``decision_function`` when the final ensemble has
     them) or ``transform`` for a pipeline of transformers. Every output equals
     the sklearn pipeline's, bit for bit.
+
+    ``X`` is a DataFrame, an array, or, for a pipeline fitted on named columns,
+    a JSON-style request without pandas: a mapping of column name -> list (or
+    1-D array) of values, or a list of records (mappings). Each column is read
+    as the fitted step that reads it expects (see ``input_kinds_``): float64
+    for numeric steps (``None`` is NaN), the values as objects for encoders of
+    string categories, int64 for integer categories. Columns no step reads may
+    be left out; unknown ones are refused (:class:`~treeshard.errors.RequestError`).
+
+    >>> import os, tempfile, numpy as np, pandas as pd, treeshard
+    >>> from sklearn.compose import make_column_transformer
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import OneHotEncoder
+    >>> frame = pd.DataFrame({"x": [0.5, 1.5, 2.5, 3.5], "city": ["a", "b", "a", "b"]})
+    >>> model = make_pipeline(make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough"),
+    ...                       RandomForestClassifier(n_estimators=3, random_state=0)).fit(frame, [0, 1, 0, 1])
+    >>> path = os.path.join(tempfile.mkdtemp(), "pipe.zip")
+    >>> treeshard.save(model, path)
+    >>> predictor = treeshard.Predictor(path)
+    >>> predictor.predict({"x": [0.5, None], "city": ["b", "a"]}).tolist()
+    [1, 0]
+    >>> predictor.predict([{"x": 0.5, "city": "b"}]).tolist()
+    [1]
     """
 
     def __init__(self, record: PipelineRecord, ensemble: Any, reader: Any = None) -> None:
@@ -1017,6 +1132,10 @@ class PipelinePredictor:
         final = self._final_estimator()
         if isinstance(final, _Ensemble) and hasattr(final.predictor, "classes_"):
             self.classes_ = final.predictor.classes_
+        names = _input_names(self._root)
+        if names is not None:
+            kinds = _widths(input_kinds(self._root, len(names)), len(names))
+            self.input_kinds_ = {str(name): kind for name, kind in zip(list(names), kinds, strict=True)}
 
     def _final_estimator(self) -> Step | None:
         step: Step | None = self._root
@@ -1025,6 +1144,14 @@ class PipelinePredictor:
         return step
 
     def _check(self, X: Any) -> Any:
+        if is_request(X):
+            kinds = getattr(self, "input_kinds_", None)
+            if kinds is None:
+                from ..errors import RequestError
+
+                raise RequestError("this pipeline was fitted without column names (no feature_names_in_): pass a 2-D array, not columns or records")
+            columns, n_rows = request_columns(X, list(kinds), {name for name, kind in kinds.items() if kind != "unused"})
+            return _RequestTable(columns, n_rows, kinds)
         if isinstance(X, list):
             X = np.asarray(X)
         if _is_dataframe(X):
