@@ -241,9 +241,9 @@ class TreeNodeRows:
         self._ptr = self.tree_ptr.tolist()
         self._token = next(_SOURCES)  # names this source's gathered range in a thread's scratch
         self._local: np.ndarray | None = None
-        self._compiled = self._compiled_source(states, counts)
+        self._compiled = self._compiled_source(states)
 
-    def _compiled_source(self, states: list[dict[str, Any]], counts: np.ndarray) -> tuple[Any, ...] | None:
+    def _compiled_source(self, states: list[dict[str, Any]]) -> tuple[Any, ...] | None:
         """The arguments of ``_kernels.fill_node_columns`` that describe the trees (their arrays'
         addresses: ``self._nodes`` and ``self._values`` keep them alive), or None where the
         kernel does not apply (an unknown node record, sklearn < 1.4's class counts)."""
@@ -261,15 +261,19 @@ class TreeNodeRows:
             if dtype != (np.dtype("u1") if name == "missing_go_to_left" else np.dtype("<f8") if dtype.kind == "f" else np.dtype("<i8")):
                 return None
             offsets.append(offset)
-        values = []
-        for value, n in zip(self._values, counts, strict=True):
-            if value.dtype != np.float64 or not value.flags.c_contiguous:
-                value = np.ascontiguousarray(value, dtype=np.float64)
-            values.append(value)
-        self._values = values
-        records = np.fromiter((nodes.ctypes.data for nodes in self._nodes), dtype=np.uint64, count=len(self._nodes))
-        addresses = np.fromiter((value.ctypes.data for value in values), dtype=np.uint64, count=len(values))
-        return self.tree_ptr, records, addresses, self._node_dtype.itemsize, tuple(offsets), self.value_width
+        from . import _kernels
+
+        records = np.empty(len(self._nodes), dtype=np.uint64)
+        values = np.empty(len(self._values), dtype=np.uint64)
+        try:
+            if not (
+                _kernels.buffer_addresses(self._nodes, self._node_dtype.itemsize, None, records)
+                and _kernels.buffer_addresses(self._values, 8, b"d", values)
+            ):
+                return None
+        except BufferError:  # pragma: no cover - sklearn's arrays are C-contiguous
+            return None
+        return self.tree_ptr, records, values, self._node_dtype.itemsize, tuple(offsets), self.value_width
 
     def fill_columns(self, start: int, stop: int, out: dict[str, np.ndarray], counts: np.ndarray | None) -> bool:
         """Rows ``start:stop`` of every column but ``value`` into ``out`` (by stored name), and
