@@ -358,3 +358,39 @@ def test_large_chunks_are_written_as_zarr_python_writes_them(threads, tmp_path):
     assert encoded.shard_sha256["c/0"] == hashlib.sha256(written).hexdigest()
     for offset, length, digest in encoded.inner["c/0"][:5]:
         assert hashlib.sha256(written[offset : offset + length]).hexdigest() == digest
+
+
+def test_buffer_addresses_checks_items_and_contiguity():
+    from treeshard import _kernels
+
+    arrays = [np.arange(3, dtype=np.float64), np.zeros((2, 2))]
+    out = np.zeros(2, dtype=np.uint64)
+    assert _kernels.buffer_addresses(arrays, 8, b"d", out) is True
+    assert out.tolist() == [a.__array_interface__["data"][0] for a in arrays]
+    assert _kernels.buffer_addresses([np.zeros(2, dtype=np.float32)], 8, b"d", out[:1]) is False
+    assert _kernels.buffer_addresses([np.zeros(2, dtype=np.int64)], 8, b"d", out[:1]) is False
+    assert _kernels.buffer_addresses([np.zeros((4, 4))[:, 1]], 8, b"d", out[:1]) is False
+    with pytest.raises(ValueError, match="buffer_addresses: one address per array"):
+        _kernels.buffer_addresses(arrays, 8, b"d", out[:1])
+
+
+def test_node_rows_without_the_kernel_fill_the_same_columns():
+    """Values the kernel cannot read in place (strided) take the numpy path, with the same result."""
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["tree"]
+    saved = adapter_for(model).to_saved(model)
+    state = saved.trees[0].__getstate__()
+    expected = to_columns(saved.trees, saved.layout)
+    rows = TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)
+    assert rows._compiled is not None
+    wide = np.zeros((*state["values"].shape[:2], 2 * state["values"].shape[2]))
+    wide[:, :, ::2] = state["values"]
+    slow = TreeNodeRows([_fake_tree(state["nodes"], wide[:, :, ::2])], saved.layout)
+    assert slow._compiled is None
+    n = rows.n_nodes
+    for source in (rows, slow):
+        out = {name: np.empty_like(column) for name, column in expected.arrays().items() if name != "value"}
+        assert source.fill_columns(0, n, out, np.empty((n, source.value_width), dtype=np.int32)) is True
+        for name, buffer in out.items():
+            assert np.array_equal(buffer, expected.arrays()[name]), name

@@ -13,7 +13,7 @@ from libc.math cimport INFINITY, isnan, nextafterf, rint
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
-from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBuffer_Release, PyObject_GetBuffer
+from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
 
 # Error codes, mapped to messages by treeshard.validate.
 cpdef enum Problem:
@@ -1093,17 +1093,17 @@ def fill_node_columns(
 
 
 def buffer_addresses(list arrays, Py_ssize_t itemsize, bytes item_format, uint64_t[::1] out):
-    """Write the address of each array's data into ``out``; False unless every array has items
-    of ``itemsize`` bytes (and of ``item_format``, if not None). Raises ``BufferError`` for an
-    array that is not C-contiguous. The caller keeps the arrays alive while it uses ``out``."""
+    """Write the address of each array's data into ``out``; False unless every array is
+    C-contiguous with items of ``itemsize`` bytes (and of ``item_format``, if not None).
+    The caller keeps the arrays alive while it uses ``out``."""
     cdef Py_buffer view
     cdef Py_ssize_t i
     cdef bint ok
     if out.shape[0] != len(arrays):
         raise ValueError("buffer_addresses: one address per array")
     for i in range(len(arrays)):
-        PyObject_GetBuffer(arrays[i], &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-        ok = view.itemsize == itemsize and (item_format is None or (view.format != NULL and item_format == <bytes> view.format))
+        PyObject_GetBuffer(arrays[i], &view, PyBUF_RECORDS_RO)
+        ok = PyBuffer_IsContiguous(&view, b"C") and view.itemsize == itemsize and (item_format is None or (view.format != NULL and item_format == <bytes> view.format))
         out[i] = <uint64_t> view.buf
         PyBuffer_Release(&view)
         if not ok:

@@ -265,13 +265,10 @@ class TreeNodeRows:
 
         records = np.empty(len(self._nodes), dtype=np.uint64)
         values = np.empty(len(self._values), dtype=np.uint64)
-        try:
-            if not (
-                _kernels.buffer_addresses(self._nodes, self._node_dtype.itemsize, None, records)
-                and _kernels.buffer_addresses(self._values, 8, b"d", values)
-            ):
-                return None
-        except BufferError:  # pragma: no cover - sklearn's arrays are C-contiguous
+        if not (
+            _kernels.buffer_addresses(self._nodes, self._node_dtype.itemsize, None, records)
+            and _kernels.buffer_addresses(self._values, 8, b"d", values)
+        ):
             return None
         return self.tree_ptr, records, values, self._node_dtype.itemsize, tuple(offsets), self.value_width
 
