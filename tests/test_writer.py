@@ -394,3 +394,25 @@ def test_node_rows_without_the_kernel_fill_the_same_columns():
         assert source.fill_columns(0, n, out, np.empty((n, source.value_width), dtype=np.int32)) is True
         for name, buffer in out.items():
             assert np.array_equal(buffer, expected.arrays()[name]), name
+
+
+def test_node_column_rows_are_never_taken_from_an_earlier_save():
+    """A thread's scratch outlives a save: the next save's specs refill it, even for the same source."""
+    from treeshard.columns import NODE_COLUMNS as dtypes
+    from treeshard.writer import _scratch, node_column_specs
+
+    class Source:
+        n_nodes, value_width, fill_value = 4, 2, 1
+
+        def fill_columns(self, start, stop, out, counts):
+            for buffer in (*out.values(), counts):
+                buffer[...] = self.fill_value
+            return True
+
+    source = Source()
+    first = node_column_specs(source, "nodes", rows=4)
+    assert first[0].chunk(0, 4, _scratch()).tolist() == [1, 1, 1, 1]
+    source.fill_value = 2
+    again = node_column_specs(source, "nodes", rows=4)
+    assert [spec.chunk(0, 4, _scratch()).tolist() for spec in again][:3] == [[2, 2, 2, 2]] * 3
+    assert list(dtypes) == [spec.path.split("/")[1] for spec in again]

@@ -491,9 +491,12 @@ def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]
     shapes = {name: (n, source.value_width) if name == "value" else (n,) for name in NODE_COLUMNS}
     dtypes = {name: WEIGHTED_COUNTS_DTYPE if name == "value" else dtype for name, dtype in NODE_COLUMNS.items()}
     row_key = f"{prefix}\x00row"
+    # Names these specs' rows in a scratch that outlives them (a thread's, reused by the next
+    # save): kept alive by the scratch itself, so never confused with a later save's.
+    token = object()
 
     def row(start: int, stop: int, scratch: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-        key = (id(source), start, stop)
+        key = (token, start, stop)
         filled = scratch.get(row_key)
         if filled is not None and filled[0] == key:
             return filled[1], filled[2]
