@@ -416,3 +416,16 @@ def test_node_column_rows_are_never_taken_from_an_earlier_save():
     again = node_column_specs(source, "nodes", rows=4)
     assert [spec.chunk(0, 4, _scratch()).tolist() for spec in again][:3] == [[2, 2, 2, 2]] * 3
     assert list(dtypes) == [spec.path.split("/")[1] for spec in again]
+
+
+def test_node_records_of_unexpected_field_types_take_the_numpy_path():
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["tree"]
+    saved = adapter_for(model).to_saved(model)
+    state = saved.trees[0].__getstate__()
+    fields = dict(state["nodes"].dtype.fields)
+    odd = np.dtype({"names": list(fields), "formats": [np.dtype("<i8") if name == "threshold" else f[0] for name, f in fields.items()], "offsets": [f[1] for f in fields.values()], "itemsize": state["nodes"].dtype.itemsize})
+    records = state["nodes"].astype(odd)
+    assert TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)._compiled is not None
+    assert TreeNodeRows([_fake_tree(records, state["values"])], saved.layout)._compiled is None

@@ -200,6 +200,13 @@ _NODE_FIELDS = {
     "weighted_n_node_samples": "weighted_n_node_samples",
     "missing_go_to_left": "missing_go_to_left",
 }
+#: The node-record fields ``_kernels.fill_node_columns`` reads as doubles or bytes (the others as int64).
+_KERNEL_FIELD_DTYPES = {
+    "threshold": np.dtype("<f8"),
+    "impurity": np.dtype("<f8"),
+    "weighted_n_node_samples": np.dtype("<f8"),
+    "missing_go_to_left": np.dtype("u1"),
+}
 _SOURCES = itertools.count()
 
 
@@ -258,7 +265,7 @@ class TreeNodeRows:
                 offsets.append(-1)
                 continue
             dtype, offset = self._node_dtype.fields[name][:2]
-            if dtype != (np.dtype("u1") if name == "missing_go_to_left" else np.dtype("<f8") if dtype.kind == "f" else np.dtype("<i8")):
+            if dtype != _KERNEL_FIELD_DTYPES.get(name, np.dtype("<i8")):
                 return None
             offsets.append(offset)
         from . import _kernels
