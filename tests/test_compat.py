@@ -44,7 +44,10 @@ from treeshard.validate import check_trees
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 VERSION_DIRS = sorted(p for p in GOLDEN.iterdir() if p.is_dir() and p.name[:1].isdigit())
-GOLDEN_CASES = [(d, case) for d in VERSION_DIRS for case in sorted(json.loads((d / "manifest.json").read_text())["cases"])]
+_MANIFESTS = {d: json.loads((d / "manifest.json").read_text())["cases"] for d in VERSION_DIRS}
+GOLDEN_CASES = [(d, case) for d in VERSION_DIRS for case, entry in sorted(_MANIFESTS[d].items()) if not entry.get("pipeline")]
+#: Pipeline cases (tests/compat/pipeline_cases.py): schema steps load under every version, skops steps on the writer's minor only.
+PIPELINE_CASES = [(d, case) for d in VERSION_DIRS for case, entry in sorted(_MANIFESTS[d].items()) if entry.get("pipeline")]
 
 
 # --------------------------------------------------------------------------- golden stores of every version
@@ -85,6 +88,54 @@ def test_golden_store_of_each_version_loads_here(directory, case, container):
                 actual, expected = actual[keep], expected[keep]
         if method == "predict" or exact_here:
             assert np.array_equal(actual, expected, equal_nan=expected.dtype.kind == "f"), method
+
+
+def _pipeline_cases_module():  # noqa: ANN202 - tests/compat/pipeline_cases.py, numpy only at import
+    import importlib.util
+    import sys
+
+    name = "compat_pipeline_cases"
+    if name not in sys.modules:  # registered before it runs: its dataclasses look their module up
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / "compat" / "pipeline_cases.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_every_version_wrote_the_pipeline_cases():
+    cases = _pipeline_cases_module().CASES
+    for directory in VERSION_DIRS:
+        assert sorted(case for d, case in PIPELINE_CASES if d == directory) == sorted(cases), directory.name
+
+
+@pytest.mark.parametrize(("directory", "case"), PIPELINE_CASES, ids=[f"{d.name}-{c}" for d, c in PIPELINE_CASES])
+@pytest.mark.parametrize("container", ["dir", "zip"])
+def test_golden_pipeline_store_of_each_version_loads_here(directory, case, container):
+    """Schema steps everywhere; a skops step on the writer's minor version only, refused with the exact error elsewhere."""
+    cases = _pipeline_cases_module()
+    store = directory / case if container == "dir" else directory / f"{case}.zip"
+    with np.load(directory / f"{case}.npz", allow_pickle=False) as npz:
+        recorded = {name: npz[name] for name in npz.files}
+    X = cases.unpack(recorded)
+    same_minor = compat.version_tuple(directory.name) == compat.sklearn_version()
+    if cases.CASES[case].skops and not same_minor:
+        with pytest.raises(UnsupportedEstimatorError) as excinfo:
+            treeshard.load(store)
+        assert f"UnsupportedEstimatorError: {excinfo.value}" == cases.skops_refusal(directory.name, sklearn.__version__)
+        return
+    if cases.CASES[case].skops:
+        pytest.importorskip("skops")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = treeshard.load(store, lazy=container == "zip")
+    version_warnings = [w.message for w in caught if issubclass(w.category, treeshard.SklearnVersionWarning)]
+    assert len(version_warnings) == int(directory.name != sklearn.__version__)
+    got = cases.outputs(model, X)
+    methods = [m for m in recorded if m not in cases.PACKED]
+    assert methods and set(methods) <= set(got)
+    for method in methods:
+        expected = recorded[method]
+        assert np.array_equal(got[method], expected, equal_nan=expected.dtype.kind == "f"), method
 
 
 def test_a_store_from_before_the_loss_change_warns_once_with_both_versions():

@@ -72,6 +72,7 @@ def fit_models() -> dict[str, Any]:
     from sklearn.tree import DecisionTreeRegressor
 
     from sklearn.compose import ColumnTransformer
+    from sklearn.feature_selection import SelectKBest
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
@@ -99,6 +100,7 @@ def fit_models() -> dict[str, Any]:
                         remainder=MinMaxScaler(),
                     ),
                 ),
+                ("kbest", SelectKBest(k=6)),
                 ("rf", RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0)),
             ]
         ).fit(np.column_stack([np.where(Xt[:, 0] > 1, np.nan, Xt[:, 0]), Xt[:, 1], np.clip(np.round(Xt[:, 2]), -2, 2), Xt[:, 3]]), y3),

@@ -688,3 +688,80 @@ def test_a_lazy_forest_from_a_repository_pickles_as_a_reference(tmp_path: Path, 
     repo.set_alias("production", repo.save(_forest(data, 2, seed=3)))
     # The reference names the version, not the alias: moving the alias does not change the model.
     assert np.array_equal(pickle.loads(payload).predict_proba(X), model.predict_proba(X))
+
+
+# --------------------------------------------------------------------------- pipelines
+def _pipelines(data: tuple[np.ndarray, np.ndarray]) -> tuple[Any, Any]:
+    """Two pipelines sharing one fitted forest: the second only changes the scaler."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+    X, y = data
+    first = Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(6, random_state=0, n_jobs=1))]).fit(X, y)
+    second = Pipeline([("scale", MinMaxScaler().fit(X)), ("forest", first[-1])])
+    return first, second
+
+
+def test_pipeline_versions_aliases_rollback_gc_and_diff(repo: treeshard.Repository, data: Any) -> None:
+    X, _ = data
+    first, second = _pipelines(data)
+    assert repo.save(first, message="standard", input_example=X[:2]) == "v1"
+    assert repo.save(second) == "v2"
+    # The forest's chunks are content-addressed: the second version writes only what changed.
+    assert repo.last_save.objects_reused > 0
+    info = repo.info("v1")
+    assert info.model["estimator"] == "Pipeline"
+    assert info.model["estimator_type"] == "classifier"
+    assert info.model["ensembles"] == {"models/0": "RandomForestClassifier"}
+    assert info.model["params"]["models/0"]["n_estimators"] == 6
+    assert (info.model["n_trees"], info.model["n_features_in"], info.model["classes"]) == (6, 8, [0, 1, 2])
+    assert info.model["feature_dtypes"] == ["float64"] * 8
+    assert info.message == "standard"
+
+    repo.set_alias("production", "v1")
+    repo.set_alias("production", "v2")
+    for ref, model in (("v1", first), ("production", second), ("latest", second)):
+        assert np.array_equal(repo.load(ref).predict_proba(X), model.predict_proba(X)), ref
+        assert np.array_equal(repo.load(ref, lazy=True).predict(X), model.predict(X)), ref
+        assert np.array_equal(repo.predictor(ref).predict_proba(X), model.predict_proba(X)), ref
+    if not repo.location.startswith("memory://"):
+        options = _url_and_options(repo)
+        assert np.array_equal(treeshard.load(f"{repo.location}@production", **options).predict(X), second.predict(X))
+        assert np.array_equal(treeshard.Predictor(f"{repo.location}@v1", **options).predict_proba(X), first.predict_proba(X))
+
+    diff = repo.diff("v1", "v2")
+    assert diff["estimator"] == ["Pipeline", "Pipeline"]
+    assert diff["params"] == {}
+    assert diff["trees"] == {"from": 6, "to": 6, "added": 0, "removed": 0, "changed": 0, "unchanged": 6}
+
+    assert repo.rollback("production") == "v1"
+    assert np.array_equal(repo.load("production").predict_proba(X), first.predict_proba(X))
+    repo.set_alias("production", "v2")
+    repo.delete("v1")
+    repo.gc()
+    assert np.array_equal(repo.load("production", lazy=False).predict_proba(X), second.predict_proba(X))
+    with pytest.raises(RefNotFoundError):
+        repo.load("v1")
+
+
+def test_pipeline_diff_counts_changed_trees_per_ensemble(tmp_path: Path, data: Any) -> None:
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(4, random_state=0, n_jobs=1))]).fit(X, y))
+    repo.save(Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(5, random_state=1, n_jobs=1))]).fit(X, y))
+    diff = repo.diff("v1", "v2")
+    assert list(diff["params"]) == ["models/0"]
+    assert [p["n_estimators"] for p in diff["params"]["models/0"]] == [4, 5]
+    assert [p["random_state"] for p in diff["params"]["models/0"]] == [0, 1]
+    assert diff["trees"] == {"from": 4, "to": 5, "added": 1, "removed": 0, "changed": 4, "unchanged": 0}
+    # A version of a pipeline is a plain pipeline store.
+    source = VersionSource(repo._backend, read_manifest(repo._backend, 2))
+    out = tmp_path / "plain"
+    for key in source.manifest.files:
+        (out / key).parent.mkdir(parents=True, exist_ok=True)
+        (out / key).write_bytes(source.get(key))
+    treeshard.verify(out)
+    assert np.array_equal(treeshard.load(out).predict(X), repo.load("v2").predict(X))

@@ -39,6 +39,66 @@ def version_tuple(text: str) -> tuple[int, int]:
         return (0, 0)
 
 
+# --------------------------------------------------------------------------- pipeline transformers
+#: Param values of allow-listed pipeline classes whose spelling changed: (class id, param) ->
+#: [(stored value, the value it reads as, the installed versions [since, until) it applies to)].
+#: They only steer a refit: a fitted transformer keeps its fitted attributes.
+_TRANSFORMER_PARAM_VALUES: dict[tuple[str, str], list[tuple[Any, Any, tuple[int, int], tuple[int, int] | None]]] = {
+    # "warn" (1.3-1.4's default, acting as 200_000 for strategy="quantile") is gone from 1.5.
+    ("KBinsDiscretizer", "subsample"): [("warn", 200_000, (1, 5), None)],
+    # "warn" (1.7-1.8's default, acting as "linear") is gone from 1.9.
+    ("KBinsDiscretizer", "quantile_method"): [("warn", "linear", (1, 9), None)],
+    # "deprecated" (1.7-1.8's default, acting as False) does not exist in 1.5-1.6.
+    ("ColumnTransformer", "force_int_remainder_cols"): [("deprecated", False, (1, 5), (1, 7))],
+}
+
+
+def transformer_params(kind_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline node's stored params as the installed sklearn spells them (names it lacks are dropped by the caller)."""
+    out = dict(params)
+    installed = sklearn_version()
+    for (kind, name), rules in _TRANSFORMER_PARAM_VALUES.items():
+        if kind != kind_id or name not in out or not isinstance(out[name], str):
+            continue
+        for stored, reads_as, since, until in rules:
+            if out[name] == stored and since <= installed and (until is None or installed < until):
+                out[name] = reads_as
+    return out
+
+
+def transformer_fitted(kind_id: str, params: dict[str, Any], fitted: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline node's fitted attributes (built values) as the installed sklearn keeps them.
+
+    - ``SimpleImputer._fill_dtype`` (1.6+) is its ``_fit_dtype`` in stores written before it.
+    - ``ColumnTransformer``: sklearn 1.3 keeps ``"passthrough"`` in ``transformers_`` and the
+      fitted ``FunctionTransformer`` standing for it in ``_name_to_fitted_passthrough``;
+      1.4+ keeps the ``FunctionTransformer`` in ``transformers_``.
+    """
+    out = dict(fitted)
+    if not out:
+        return out
+    if kind_id == "SimpleImputer" and "_fill_dtype" not in out and "_fit_dtype" in out:
+        out["_fill_dtype"] = out["_fit_dtype"]
+    if kind_id == "ColumnTransformer" and isinstance(out.get("transformers_"), list):
+        if sklearn_version() < (1, 4):
+            if "_name_to_fitted_passthrough" not in out:
+                declared = {entry[0]: entry[1] for entry in params.get("transformers") or ()}
+                declared["remainder"] = params.get("remainder")
+                passthrough, rows = {}, []
+                for name, trans, columns in out["transformers_"]:
+                    if isinstance(declared.get(name), str) and declared[name] == "passthrough" and not isinstance(trans, str):
+                        passthrough[name], trans = trans, "passthrough"
+                    rows.append((name, trans, columns))
+                out["transformers_"], out["_name_to_fitted_passthrough"] = rows, passthrough
+        elif "_name_to_fitted_passthrough" in out:
+            passthrough = out.pop("_name_to_fitted_passthrough") or {}
+            out["transformers_"] = [
+                (name, passthrough[name] if isinstance(trans, str) and trans == "passthrough" and name in passthrough else trans, columns)
+                for name, trans, columns in out["transformers_"]
+            ]
+    return out
+
+
 # --------------------------------------------------------------------------- leaf values
 def leaf_values_are_counts() -> bool:
     """Whether the installed sklearn keeps classifier leaf values as weighted class counts.

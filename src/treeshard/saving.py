@@ -77,9 +77,7 @@ def save(
 
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-        # The pipeline writer runs this module's own checks (passed down: it cannot import them back).
-        checks = SimpleNamespace(check_loadable=_check_loadable, check_record=_check_record, zarr_version=_zarr_version)
-        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options, checks=checks)
+        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options, checks=_pipeline_checks())
         return
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
@@ -104,7 +102,11 @@ def encode_files(
     from .pipeline.save import is_pipeline
 
     if is_pipeline(estimator):
-        raise UnsupportedEstimatorError(f"a repository does not store a {type(estimator).__name__} yet: save it with treeshard.save")
+        from .pipeline.save import encode_pipeline_files
+
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        return encode_pipeline_files(estimator, codec=codec, metadata=_check_metadata(metadata), checks=_pipeline_checks(), node_rows=node_rows)
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:
@@ -113,6 +115,11 @@ def encode_files(
     saved = adapter.to_saved(estimator)
     _check_loadable(adapter, estimator, saved)
     return _encode(adapter.estimator_id, saved, codec=codec, metadata=user_metadata, node_rows=node_rows)
+
+
+def _pipeline_checks() -> SimpleNamespace:
+    """This module's own checks, which the pipeline writer runs (passed down: it cannot import them back)."""
+    return SimpleNamespace(check_loadable=_check_loadable, check_record=_check_record, zarr_version=_zarr_version)
 
 
 def _check_loadable(adapter: Any, estimator: Any, saved: SavedModel) -> None:

@@ -21,7 +21,10 @@ exact, within one of the documented bounds (:data:`EXCEPTIONS`), refused with
 the documented error (:func:`expected_refusal`; the Predictor must still read
 it), or failed, and whether loading warned as
 :func:`treeshard.compat.pair_is_exact` says.
-A new estimator family is one more entry in :data:`CASES`.
+A new estimator family is one more entry in :data:`CASES`; a new pipeline
+case one more entry in ``pipeline_cases.CASES`` (read by
+:func:`_read_pipeline_case`: schema steps under every version, skops steps
+on the writer's minor only).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+import pipeline_cases  # tests/compat/ (the script's directory is on sys.path)
 
 
 # --------------------------------------------------------------------------- cases
@@ -290,7 +295,7 @@ def write(golden: Path, refs: Path) -> None:
             "python": platform.python_version(),
             "cases": {},
         }
-        for case_id in CASES:
+        for case_id in _writable_cases():
             manifest["cases"][case_id] = _write_case(tmp, case_id, version)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         tmp.rename(out)
@@ -298,7 +303,7 @@ def write(golden: Path, refs: Path) -> None:
         # A case added to CASES after this version's stores were written: add its stores
         # beside the others (never rewriting one), noting what wrote them.
         manifest = json.loads((out / "manifest.json").read_text())
-        added = [case_id for case_id in CASES if case_id not in manifest["cases"]]
+        added = [case_id for case_id in _writable_cases() if case_id not in manifest["cases"]]
         for case_id in added:
             for stale in (out / case_id, out / f"{case_id}.zip", out / f"{case_id}.npz"):
                 if stale.exists():
@@ -312,6 +317,9 @@ def write(golden: Path, refs: Path) -> None:
     ref_dir = refs / version
     ref_dir.mkdir(parents=True, exist_ok=True)
     for estimator_id in json.loads((out / "manifest.json").read_text())["cases"]:
+        if estimator_id in pipeline_cases.CASES:
+            _write_pipeline_refs(out, ref_dir, estimator_id, version)
+            continue
         model, X = fit(estimator_id)
         every = outputs(model, X)
         with np.load(out / f"{estimator_id}.npz", allow_pickle=False) as npz:
@@ -326,10 +334,55 @@ def write(golden: Path, refs: Path) -> None:
     print(f"compat: {version}: golden stores in {out}, reference outputs in {ref_dir}")
 
 
+def _writable_cases() -> list[str]:
+    """Every case id this virtualenv can write (skops cases need ``treeshard[skops]``)."""
+    import importlib.util
+
+    has_skops = importlib.util.find_spec("skops") is not None
+    skipped = [case_id for case_id, case in pipeline_cases.CASES.items() if case.skops and not has_skops]
+    if skipped:
+        print(f"compat: skops is not installed here: {', '.join(skipped)} not written", file=sys.stderr)
+    return [*CASES, *(case_id for case_id in pipeline_cases.CASES if case_id not in skipped)]
+
+
+def _write_pipeline_case(directory: Path, case_id: str, version: str) -> dict[str, Any]:
+    import treeshard
+
+    case = pipeline_cases.CASES[case_id]
+    model, X = pipeline_cases.fit(case_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the skops fallback's warning, by design
+        for suffix in ("", ".zip"):
+            treeshard.save(model, directory / f"{case_id}{suffix}", metadata={"golden": case_id, "sklearn": version})
+    exact = {k: v for k, v in pipeline_cases.outputs(model, X).items() if k not in case.recomputed}
+    np.savez_compressed(directory / f"{case_id}.npz", **pipeline_cases.pack(X), **exact)
+    return {"methods": sorted(exact), "recomputed": list(case.recomputed), "pipeline": True}
+
+
+def _write_pipeline_refs(golden: Path, ref_dir: Path, case_id: str, version: str) -> None:
+    """A refit of a pipeline case reproduces its committed outputs; all its outputs go to ``ref_dir``."""
+    model, X = pipeline_cases.fit(case_id)
+    every = pipeline_cases.outputs(model, X)
+    with np.load(golden / f"{case_id}.npz", allow_pickle=False) as npz:
+        committed = {k: npz[k] for k in npz.files}
+    if not _same_rows(pipeline_cases.unpack(committed), X):
+        sys.exit(f"{version} {case_id}: the query rows differ from the golden ones")
+    for method, value in committed.items():
+        if method not in pipeline_cases.PACKED and compare(case_id, method, value, every[method], version, version)[0] != "exact":
+            sys.exit(f"{version} {case_id}.{method}: a refit does not reproduce the golden outputs")
+    np.savez(ref_dir / f"{case_id}.npz", **pipeline_cases.pack(X), **every)
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and all(x == y or (x != x and y != y) for x, y in zip(a.reshape(-1), b.reshape(-1)))
+
+
 def _write_case(directory: Path, case_id: str, version: str) -> dict[str, Any]:
     """Save one case's golden stores and exact outputs in ``directory``; its manifest entry."""
     import treeshard
 
+    if case_id in pipeline_cases.CASES:
+        return _write_pipeline_case(directory, case_id, version)
     case = CASES[case_id]
     model, X = fit(case_id)
     for suffix in ("", ".zip"):
@@ -353,6 +406,9 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
         writer = writer_dir.name
         manifest = json.loads((writer_dir / "manifest.json").read_text())
         for case_id, entry in manifest["cases"].items():
+            if case_id in pipeline_cases.CASES:
+                cells.append(_read_pipeline_case(writer_dir, refs, case_id, writer, reader))
+                continue
             estimator_id = estimator_of(case_id)
             store_config = _config(writer_dir / case_id)
             encoding = store_config["trees"]["value_encoding"]
@@ -425,6 +481,75 @@ def read(golden: Path, refs: Path, result_path: Path) -> None:
     result_path.write_text(json.dumps({"reader": reader, "numpy": np.__version__, "cells": cells}, indent=1) + "\n")
     bad = [c for c in cells if c["status"] == "fail"]
     print(f"compat: reader {reader}: {len(cells)} cells, {len(bad)} failed")
+
+
+def _read_pipeline_case(writer_dir: Path, refs: Path, case_id: str, writer: str, reader: str) -> dict[str, Any]:
+    """One cell: a pipeline store of ``writer`` loaded here (eager, lazy, the Predictor) against the writer's outputs.
+
+    A case with a skops step must load on the writer's minor version and be refused, with the
+    documented error, on any other (the Predictor refuses it everywhere)."""
+    import treeshard
+
+    case = pipeline_cases.CASES[case_id]
+    ref_file = refs / writer / f"{case_id}.npz"
+    source = ref_file if ref_file.exists() else writer_dir / f"{case_id}.npz"
+    with np.load(source, allow_pickle=False) as npz:
+        expected = {k: npz[k] for k in npz.files}
+    X = pipeline_cases.unpack(expected)
+    for name in pipeline_cases.PACKED:
+        expected.pop(name, None)
+    other_numpy = ref_file.exists() and (refs / writer / "numpy.txt").read_text() != np.__version__
+    refusal = None
+    if case.skops and version_tuple(writer) != version_tuple(reader):
+        refusal = pipeline_cases.skops_refusal(writer, reader)
+    results = []
+    for store in (writer_dir / case_id, writer_dir / f"{case_id}.zip"):
+        where = store.suffix or "dir"
+        for mode in ("eager", "lazy", "predictor"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    if mode == "predictor":
+                        got = pipeline_cases.predictor_outputs(treeshard.Predictor(store), X)
+                    else:
+                        got = pipeline_cases.outputs(treeshard.load(store, lazy=mode == "lazy"), X)
+                except Exception as exc:  # noqa: BLE001 - a matrix cell records any failure
+                    said = f"{type(exc).__name__}: {exc}"
+                    if mode == "predictor" and case.skops and said == pipeline_cases.PREDICTOR_REFUSAL:
+                        continue
+                    if mode != "predictor" and refusal is not None and said == refusal:
+                        results.append(("refused", f"{mode} {where}: refused: {said}"[:300]))
+                    else:
+                        results.append(("fail", f"{mode} {where}: {said}"[:300]))
+                    continue
+            if mode == "predictor" and case.skops:
+                results.append(("fail", f"{mode} {where}: served a pipeline with a skops step"))
+                continue
+            if refusal is not None and mode != "predictor":
+                results.append(("fail", f"{mode} {where}: loaded, expected the refusal {refusal!r}"))
+                continue
+            version_warnings = [w for w in caught if issubclass(w.category, treeshard.SklearnVersionWarning)]
+            if mode != "predictor" and len(version_warnings) != int(writer != reader):
+                results.append(("fail", f"{mode}: {len(version_warnings)} version warnings, expected {int(writer != reader)}"))
+            for method, value in expected.items():
+                if method not in got:
+                    if mode != "predictor":
+                        results.append(("fail", f"{mode}: no {method}"))
+                    continue
+                status, detail = compare(case_id, method, value, got[method], writer, reader, other_numpy=other_numpy)
+                results.append((status, f"{mode} {where} {method}: {detail}" if detail else ""))
+    statuses = {s for s, _ in results}
+    status = "fail" if "fail" in statuses else "refused" if "refused" in statuses else "bounded" if "bounded" in statuses else "exact"
+    return {
+        "writer": writer,
+        "reader": reader,
+        "estimator": case_id,
+        "family": "pipeline-skops" if case.skops else "pipeline",
+        "status": status,
+        "recomputed": ref_file.exists(),
+        "details": sorted({d for s, d in results if s != "exact" and d})[:80],
+        "warned_ok": not any("version warnings" in d for _, d in results),
+    }
 
 
 def expected_refusal(case_id: str, config: dict[str, Any], reader: str) -> str | None:

@@ -28,7 +28,7 @@ CODES = {"GB-LOSS-1.4": "L", "PATH-NAN-1.8": "P", "NUMPY-LIBM": "N", "refused": 
 LEGEND = (
     "= exact; L: GB-LOSS-1.4, P: PATH-NAN-1.8, N: NUMPY-LIBM within their bounds "
     "(lower case: through the Predictor only); R: refused with the documented error "
-    "(HGB-PREPROCESSOR-1.4), the Predictor exact; X failed"
+    "(HGB-PREPROCESSOR-1.4, the Predictor exact; SKOPS-MINOR, the Predictor refusing as everywhere); X failed"
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from .table import UNIVARIATE, UNIVARIATE_MODES
 
 _COMPOSITES = ("Pipeline", "FeatureUnion", "ColumnTransformer", "TransformedTargetRegressor")
 
@@ -202,6 +203,12 @@ REQUIRED = {
     "PowerTransformer": ("lambdas_",),
     "TargetEncoder": ("categories_", "encodings_", "target_type_", "target_mean_"),
     "SelectFromModel": ("estimator_",),
+    "SelectKBest": ("scores_",),
+    "SelectPercentile": ("scores_",),
+    "SelectFpr": ("pvalues_",),
+    "SelectFdr": ("pvalues_",),
+    "SelectFwe": ("pvalues_",),
+    "GenericUnivariateSelect": ("scores_",),
     "ColumnTransformer": ("transformers_", "_transformer_to_input_indices", "_remainder", "sparse_output_", "output_indices_"),
     "TransformedTargetRegressor": ("regressor_", "transformer_", "_training_dim"),
 }
@@ -235,6 +242,7 @@ def check_node(node: Any) -> None:
         return
     if kind in ("OneHotEncoder", "OrdinalEncoder"):
         _encoder_params(f"{where}.params", kind, params)
+    _function_params(where, kind, params)
     if not fitted:
         return
     w = f"{where}.fitted"
@@ -323,6 +331,24 @@ def check_node(node: Any) -> None:
             _floats(f"{w}.target_mean_", mean, per_feature)
         elif isinstance(mean, bool) or not isinstance(mean, (float, np.floating)):
             raise _fail(f"{w}.target_mean_", "a float", mean)
+    elif kind in UNIVARIATE:
+        label = None  # the param a GenericUnivariateSelect's ``param`` stands for
+        if kind == "GenericUnivariateSelect":
+            mode = params.get("mode", "percentile")
+            if not isinstance(mode, str) or mode not in UNIVARIATE_MODES:
+                raise _fail(f"{where}.params.mode", f"one of {list(UNIVARIATE_MODES)}", mode)
+            kind, label = UNIVARIATE_MODES[mode]
+            params = {label: params.get("param", 1e-5)}
+        by_pvalues = kind not in ("SelectKBest", "SelectPercentile")
+        _floats(f"{w}.scores_", fitted.get("scores_"), n, optional=by_pvalues)
+        _floats(f"{w}.pvalues_", fitted.get("pvalues_"), n, optional=not by_pvalues)
+        alpha, k, percentile = params.get("alpha", 0.05), params.get("k", 10), params.get("percentile", 10)
+        if by_pvalues and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1):
+            raise _fail(f"{where}.params.{'param' if label else 'alpha'}", "a number in [0, 1]", alpha)
+        if kind == "SelectKBest" and not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and 0 <= k <= n)):
+            raise _fail(f"{where}.params.{'param' if label else 'k'}", f"'all' or an integer in [0, {n}]", k)
+        if kind == "SelectPercentile" and (isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 0 <= percentile <= 100):
+            raise _fail(f"{where}.params.{'param' if label else 'percentile'}", "a number in [0, 100]", percentile)
     elif kind == "PolynomialFeatures":
         low = _int(f"{w}._min_degree", fitted.get("_min_degree"), 0, 1000)
         _int(f"{w}._max_degree", fitted.get("_max_degree"), low, 1000)
@@ -406,6 +432,64 @@ def in_width(node: Any) -> int | None:
     return None
 
 
+def _function_params(where: str, kind: str, params: dict[str, Any]) -> None:
+    """Transform functions are numpy's allow-listed ufuncs; a univariate selector's ``score_func`` is sklearn's."""
+    from .nodes import Function
+    from .table import FUNCTION_PARAMS
+
+    if kind not in FUNCTION_PARAMS:
+        return
+    allowed, names = FUNCTION_PARAMS[kind]
+    for name in names:
+        value = params.get(name)
+        if isinstance(value, Function) and value.id not in allowed:
+            raise ConfigError(f"{where}.params.{name}: function {value.id!r} is not allowed here (allowed: {', '.join(allowed)})")
+
+
+def univariate_support(kind: str, params: dict[str, Any], fitted: dict[str, Any]) -> np.ndarray:
+    """The features a fitted univariate selector keeps (``table.UNIVARIATE``), computed as sklearn 1.3-1.9 does."""
+    if kind == "GenericUnivariateSelect":
+        kind, name = UNIVARIATE_MODES[params.get("mode", "percentile")]
+        params = {name: params.get("param", 1e-5)}
+    if kind in ("SelectFpr", "SelectFdr", "SelectFwe"):
+        pvalues, alpha = fitted["pvalues_"], params.get("alpha", 0.05)
+        if kind == "SelectFpr":
+            return pvalues < alpha
+        if kind == "SelectFwe":
+            return pvalues < alpha / len(pvalues)
+        ranked = np.sort(pvalues)
+        selected = ranked[ranked <= float(alpha) / len(pvalues) * np.arange(1, len(pvalues) + 1)]
+        return np.zeros_like(pvalues, dtype=bool) if selected.size == 0 else pvalues <= selected.max()
+    scores = fitted["scores_"]
+    if kind == "SelectKBest":
+        k = params.get("k", 10)
+        if k == "all":
+            return np.ones(scores.shape, dtype=bool)
+        mask = np.zeros(scores.shape, dtype=bool)
+        if k:
+            mask[np.argsort(_clean_nans(scores), kind="mergesort")[-k:]] = True
+        return mask
+    percentile = params.get("percentile", 10)
+    if percentile == 100:
+        return np.ones(len(scores), dtype=bool)
+    if percentile == 0:
+        return np.zeros(len(scores), dtype=bool)
+    cleaned = _clean_nans(scores)
+    threshold = np.percentile(cleaned, 100 - percentile)
+    mask = cleaned > threshold
+    ties = np.where(cleaned == threshold)[0]
+    if len(ties):
+        mask[ties[: int(len(cleaned) * percentile / 100) - mask.sum()]] = True
+    return mask
+
+
+def _clean_nans(scores: np.ndarray) -> np.ndarray:
+    """sklearn's ``_clean_nans``: NaN scores as the smallest float of their dtype."""
+    out = np.array(scores, dtype=scores.dtype if scores.dtype.kind == "f" else np.float64)
+    out[np.isnan(out)] = np.finfo(out.dtype).min
+    return out
+
+
 def out_width(node: Any) -> int | None:
     """Features ``node`` outputs (None: not known from the record, or not a transformer)."""
     from .nodes import EstimatorNode
@@ -430,6 +514,8 @@ def out_width(node: Any) -> int | None:
         return kept + (out_width(indicator) or 0) if indicator is not None else kept
     if kind == "PolynomialFeatures":
         return fitted["n_output_features_"]
+    if kind in UNIVARIATE:
+        return int(univariate_support(kind, params, fitted).sum())
     if kind == "VarianceThreshold":
         threshold = params.get("threshold", 0.0)
         return int((fitted["variances_"] > threshold).sum()) if isinstance(threshold, (int, float)) else None

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..compat import transformer_fitted, transformer_params
 from ..errors import ConfigError
 from .nodes import EnsembleNode, EstimatorNode, Function, SkopsNode
 from .record import PipelineRecord
@@ -43,6 +44,7 @@ def build_node(node: EstimatorNode | EnsembleNode | SkopsNode, context: LoadCont
     known = set(cls._get_param_names())
     # Params the installed sklearn does not have are dropped (written by another version).
     params = {name: build_value(value, context) for name, value in node.params.items() if name in known and name not in node.unserializable}
+    params = transformer_params(node.id, params)
     estimator = cls(**params)
     try:
         if hasattr(estimator, "_parameter_constraints"):  # FeatureUnion has none
@@ -50,16 +52,11 @@ def build_node(node: EstimatorNode | EnsembleNode | SkopsNode, context: LoadCont
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{node.where}.params: {exc}") from None
     fitted = {name: build_value(value, context) for name, value in node.fitted.items()}
-    for name, derive in _DERIVED.get(node.id, {}).items():
-        if fitted and name not in fitted:  # written by an sklearn that did not have it
-            fitted[name] = derive(fitted)
+    # Written by another sklearn: attributes as the installed one keeps them.
+    fitted = transformer_fitted(node.id, params, fitted)
     for name, value in fitted.items():
         setattr(estimator, name, value)
     return estimator
-
-
-#: Fitted attributes newer sklearn versions added, derived from the others when a store lacks them.
-_DERIVED = {"SimpleImputer": {"_fill_dtype": lambda fitted: fitted["_fit_dtype"]}}
 
 
 def build_value(value: Any, context: LoadContext) -> Any:

@@ -21,7 +21,7 @@ from ..errors import UnsupportedEstimatorError
 from ..record import encode_float
 from .nodes import DTYPES
 from .record import MODELS_GROUP, PIPELINE_KEY, SKOPS_GROUP
-from .table import FUNCTIONS, KINDS, PIPELINE_FAMILIES, function_of, kind_class
+from .table import FUNCTION_PARAMS, FUNCTIONS, KINDS, PIPELINE_FAMILIES, function_of, kind_class
 
 
 class _Unrepresentable(Exception):
@@ -97,6 +97,11 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
             fitted[name] = encode_state(f"{where}.fitted.{name}", value, context)
         except _Unrepresentable:
             raise UnsupportedEstimatorError(f"{where}.fitted.{name}: cannot store a value of type {type(value).__name__}") from None
+    allowed, names = FUNCTION_PARAMS.get(kind_id, ({}, ()))
+    for name in names:
+        function_id = params[name].get("function") if isinstance(params.get(name), dict) else None
+        if function_id is not None and function_id not in allowed:  # a load would refuse it (checks._function_params)
+            raise UnsupportedEstimatorError(f"{where}.params.{name}: the function {function_id!r} cannot be stored here; allowed: {', '.join(allowed)}")
     node: dict[str, Any] = {"kind": "estimator", "id": kind_id, "params": params, "fitted": fitted}
     if unserializable:
         node["unserializable"] = unserializable
@@ -172,22 +177,37 @@ def save_pipeline(
     ``checks`` holds the single-model save's own checks (``check_loadable``,
     ``check_record``, ``zarr_version``), passed down by :func:`treeshard.save`.
     """
+    from ..storage.targets import check_target, write_files
+
+    if not _is_fitted(estimator):
+        raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
+    check_target(store, overwrite=overwrite)
+    files = encode_pipeline_files(estimator, codec=codec, metadata=metadata, checks=checks)
+    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+
+
+def encode_pipeline_files(
+    estimator: Any, *, codec: str, metadata: dict[str, Any], checks: Any, node_rows: int | None = None
+) -> dict[str, bytes | list[bytes]]:
+    """The files of ``estimator``'s pipeline store (``{key: bytes or a shard's parts}``), written nowhere.
+
+    ``node_rows`` caps each ensemble's node-column chunk length (a repository's finer chunks).
+    """
     import sklearn
 
     from .. import __version__
     from ..adapters import adapter_for
     from ..codecs import node_chunk_rows
     from ..columns import TreeNodeRows
+    from ..compat import leaf_counts_for
     from ..integrity import digest_of_files
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
     from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, canonical_json
-    from ..storage.targets import check_target, write_files
     from ..writer import encode_specs, in_memory, node_column_specs, store_files
 
     if not _is_fitted(estimator):
         raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
-    check_target(store, overwrite=overwrite)
     context = SaveContext()
     root = encode_node(estimator, PIPELINE_KEY, context)
     specs = []
@@ -196,11 +216,13 @@ def save_pipeline(
         adapter = adapter_for(model)
         saved = adapter.to_saved(model)
         checks.check_loadable(adapter, model, saved)
-        nodes = TreeNodeRows(saved.trees, saved.layout)
+        # Under sklearn < 1.4 classifier leaves hold class counts: encoded as a single model's are.
+        nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(adapter.estimator_id))
         specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
-        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=node_chunk_rows(saved.layout.value_width))
+        rows = node_chunk_rows(saved.layout.value_width)
+        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=rows if node_rows is None else min(rows, node_rows))
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-        saved_models.append((group, adapter, saved))
+        saved_models.append((group, adapter, saved, nodes.leaf_counts))
     specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
     encoded = encode_specs(specs, codec=codec)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}
@@ -213,9 +235,9 @@ def save_pipeline(
     }
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     configs = {}
-    for group, adapter, saved in saved_models:
+    for group, adapter, saved, leaf_counts in saved_models:
         value = next(array for array in encoded if array.path == f"{group}/{NODES_GROUP}/value")
-        encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "float64"
+        encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if leaf_counts else "float64"
         layout = dataclasses.replace(saved.layout, value_encoding=encoding)
         configs[group] = Config(
             format_version=FORMAT_VERSION,
@@ -241,10 +263,26 @@ def save_pipeline(
         "arrays": stored,
     }
     checks.check_record(record)
+    _check_parses(estimator, record)
     files = store_files(encoded, {CONFIG_KEY: record})
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+    return files
+
+
+def _check_parses(estimator: Any, record: dict[str, Any]) -> None:
+    """Run load's record checks on what save is about to write (as JSON reads it back): a pipeline
+    that load would refuse (a state no check accepts, such as numbers among object categories)
+    is refused now, naming the field."""
+    import json
+
+    from ..errors import ArrayError, ConfigError
+    from .record import parse_pipeline_record
+
+    try:
+        parse_pipeline_record(json.loads(json.dumps(record)))
+    except (ConfigError, ArrayError) as exc:
+        raise UnsupportedEstimatorError(f"cannot save this {type(estimator).__name__}: a load would refuse it ({exc})") from None
 
 
 def _fill_configs(value: Any, configs: dict[str, Any]) -> None:

@@ -783,6 +783,24 @@ class _QuantileTransformer(_Transformer):
         return X
 
 
+class _UnivariateSelector(_Transformer):
+    """``SelectKBest``, ``SelectPercentile`` (the highest scores), ``SelectFpr``/``Fdr``/``Fwe`` (p-values under alpha)."""
+
+    def __init__(self, node: EstimatorNode) -> None:
+        from .checks import univariate_support
+
+        super().__init__(node)
+        self.support = univariate_support(node.id, node.params, node.fitted)
+
+    def transform(self, X: Any) -> np.ndarray:
+        self.check_input(X)
+        X = _as_array(X)
+        if X.dtype.kind == "f" and not np.isfinite(X).all():  # as sklearn's check_array refuses them
+            what = "NaN" if np.isnan(X).any() else "infinity or a value too large for " + repr(X.dtype)
+            raise ValueError(f"Input X contains {what}. {self.name} does not accept missing values encoded as NaN natively.")
+        return X[:, self.support]
+
+
 class _VarianceThreshold(_Transformer):
     def transform(self, X: Any) -> np.ndarray:
         self.check_input(X)
@@ -986,6 +1004,12 @@ _SIMPLE = {
     "OrdinalEncoder": _OrdinalEncoder,
     "FunctionTransformer": _FunctionTransformer,
     "VarianceThreshold": _VarianceThreshold,
+    "SelectKBest": _UnivariateSelector,
+    "SelectPercentile": _UnivariateSelector,
+    "SelectFpr": _UnivariateSelector,
+    "SelectFdr": _UnivariateSelector,
+    "SelectFwe": _UnivariateSelector,
+    "GenericUnivariateSelect": _UnivariateSelector,
     "PolynomialFeatures": _PolynomialFeatures,
     "Binarizer": _Binarizer,
     "TargetEncoder": _TargetEncoder,

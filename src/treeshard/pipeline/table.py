@@ -90,6 +90,22 @@ KINDS: dict[str, Kind] = {
     ),
     "VarianceThreshold": Kind("sklearn.feature_selection", "VarianceThreshold", ("variances_",)),
     "SelectFromModel": Kind("sklearn.feature_selection", "SelectFromModel", ("estimator_", "max_features_")),
+    "SelectKBest": Kind("sklearn.feature_selection", "SelectKBest", ("scores_", "pvalues_")),
+    "SelectPercentile": Kind("sklearn.feature_selection", "SelectPercentile", ("scores_", "pvalues_")),
+    "SelectFpr": Kind("sklearn.feature_selection", "SelectFpr", ("scores_", "pvalues_")),
+    "SelectFdr": Kind("sklearn.feature_selection", "SelectFdr", ("scores_", "pvalues_")),
+    "SelectFwe": Kind("sklearn.feature_selection", "SelectFwe", ("scores_", "pvalues_")),
+    "GenericUnivariateSelect": Kind("sklearn.feature_selection", "GenericUnivariateSelect", ("scores_", "pvalues_")),
+}
+#: The univariate selectors: a fitted one is its scores and p-values (``checks.univariate_support``).
+UNIVARIATE = ("SelectKBest", "SelectPercentile", "SelectFpr", "SelectFdr", "SelectFwe", "GenericUnivariateSelect")
+#: ``GenericUnivariateSelect``'s modes: the selector each stands for, and the param its ``param`` sets.
+UNIVARIATE_MODES = {
+    "k_best": ("SelectKBest", "k"),
+    "percentile": ("SelectPercentile", "percentile"),
+    "fpr": ("SelectFpr", "alpha"),
+    "fdr": ("SelectFdr", "alpha"),
+    "fwe": ("SelectFwe", "alpha"),
 }
 
 #: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
@@ -97,9 +113,22 @@ KINDS: dict[str, Kind] = {
 PIPELINE_FAMILIES = ("forest", "boosting", "tree")
 
 #: Functions a ``FunctionTransformer`` or ``TransformedTargetRegressor`` may hold, by id.
-FUNCTIONS: dict[str, tuple[str, str]] = {
+TRANSFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     f"numpy.{name}": ("numpy", name)
     for name in ("log1p", "expm1", "log", "exp", "sqrt", "square", "abs", "log2", "log10", "exp2", "cbrt", "arcsinh", "sinh", "tanh", "arctanh", "reciprocal", "negative")
+}
+#: The ``score_func`` a ``SelectKBest`` or ``SelectPercentile`` may hold, by id (only a refit calls it).
+SCORE_FUNCTIONS: dict[str, tuple[str, str]] = {
+    f"sklearn.feature_selection.{name}": ("sklearn.feature_selection", name)
+    for name in ("f_classif", "f_regression", "chi2", "mutual_info_classif", "mutual_info_regression", "r_regression")
+}
+#: Every function a store may name.
+FUNCTIONS: dict[str, tuple[str, str]] = {**TRANSFORM_FUNCTIONS, **SCORE_FUNCTIONS}
+#: Where each table applies: class id -> (the table, the params that take one of its functions).
+FUNCTION_PARAMS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, ...]]] = {
+    "FunctionTransformer": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
+    "TransformedTargetRegressor": (TRANSFORM_FUNCTIONS, ("func", "inverse_func")),
+    **{kind: (SCORE_FUNCTIONS, ("score_func",)) for kind in UNIVARIATE},
 }
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import AliasConflictError, RefNotFoundError, RepositoryError, SignatureError
+from ..pipeline.record import PIPELINE_KEY
 from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY
 from .backends import open_backend
 from .refs import (
@@ -586,15 +587,18 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
     """What a model registry records about a model, automatically."""
     from ..adapters.families import ESTIMATORS
 
-    summary: dict[str, Any] = {
-        "estimator": record["estimator"],
-        "estimator_type": "classifier" if ESTIMATORS[record["estimator"]].is_classifier else "regressor",
-        "params": record["params"],
-        "n_features_in": int(model.n_features_in_),
-        "n_trees": record["trees"]["n_trees"],
-        "n_nodes": record["trees"]["n_nodes"],
-        "python": platform.python_version(),
-    }
+    if PIPELINE_KEY in record:
+        summary = _pipeline_summary(model, record)
+    else:
+        summary = {
+            "estimator": record["estimator"],
+            "estimator_type": "classifier" if ESTIMATORS[record["estimator"]].is_classifier else "regressor",
+            "params": record["params"],
+            "n_features_in": int(model.n_features_in_),
+            "n_trees": record["trees"]["n_trees"],
+            "n_nodes": record["trees"]["n_nodes"],
+        }
+    summary["python"] = platform.python_version()
     names = getattr(model, "feature_names_in_", None)
     summary["feature_names"] = None if names is None else [str(n) for n in names]
     classes = getattr(model, "classes_", None)
@@ -602,6 +606,39 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
         summary["classes"] = [c.tolist() for c in classes] if isinstance(classes, list) else classes.tolist()
     summary["feature_dtypes"] = _dtypes(input_example)
     return summary
+
+
+def _pipeline_summary(model: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """A pipeline's summary: its root class, its type as sklearn tags it, its ensembles' trees and nodes.
+
+    ``params`` holds each ensemble's params by group (``models/0``, ...): what a diff compares.
+    """
+    from sklearn.base import is_classifier, is_regressor
+
+    configs: dict[str, dict[str, Any]] = {}
+
+    def collect(value: Any) -> None:
+        if isinstance(value, dict):
+            if value.get("kind") == "ensemble" and isinstance(value.get("config"), dict):
+                configs[value["group"]] = value["config"]
+            for item in value.values():
+                collect(item)
+        elif isinstance(value, list):
+            for item in value:
+                collect(item)
+
+    collect(record[PIPELINE_KEY])
+    kind = "classifier" if is_classifier(model) else "regressor" if is_regressor(model) else "transformer"
+    n_features = getattr(model, "n_features_in_", None)
+    return {
+        "estimator": type(model).__name__,
+        "estimator_type": kind,
+        "ensembles": {group: config["estimator"] for group, config in sorted(configs.items())},
+        "params": {group: config["params"] for group, config in sorted(configs.items())},
+        "n_features_in": None if n_features is None else int(n_features),
+        "n_trees": sum(int(config["trees"]["n_trees"]) for config in configs.values()),
+        "n_nodes": sum(int(config["trees"]["n_nodes"]) for config in configs.values()),
+    }
 
 
 def _dtypes(example: Any) -> dict[str, str] | list[str] | None:

@@ -11,19 +11,33 @@ from .versions import VersionRef, version_id
 
 
 def tree_digests(ref: VersionRef) -> list[str]:
-    """A sha256 of each tree's node columns, in storage order."""
-    from ..columns import NODE_COLUMNS
+    """A sha256 of each tree's node columns, in storage order (a pipeline's ensembles one after the other)."""
     from ..reader import StoreReader
 
     reader = StoreReader(ref)
     try:
-        ptr = reader.tree_ptr
-        columns = reader.read_columns(list(NODE_COLUMNS), [(0, int(ptr[-1]))])
+        if reader.pipeline is None:
+            return _digests(reader, "")
+        out = []
+        for node in reader.pipeline.ensembles:
+            model = reader.for_model(node.group, node.config)
+            try:
+                out += _digests(model, f"{node.group}:")
+            finally:
+                model.close()
+        return out
     finally:
         reader.close()
+
+
+def _digests(reader: Any, prefix: str) -> list[str]:
+    from ..columns import NODE_COLUMNS
+
+    ptr = reader.tree_ptr
+    columns = reader.read_columns(list(NODE_COLUMNS), [(0, int(ptr[-1]))])
     out = []
     for i in range(len(ptr) - 1):
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(prefix.encode())
         for name in NODE_COLUMNS:
             digest.update(np.ascontiguousarray(columns[name][ptr[i] : ptr[i + 1]]).tobytes())
         out.append(digest.hexdigest())
