@@ -267,13 +267,15 @@ class Predictor(Traversal, metaclass=PredictorMeta):
 
     def _summed_values(self, X32: Any) -> np.ndarray:
         """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
-        out = [self._sum(block, np.zeros(self._value_width), scale=1.0, k=1) for block in blocks(X32)]
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        if type(X32) is np.ndarray:  # dense: one block (spared the generator, for one row's latency)
+            return self._sum(X32, None, scale=1.0, k=1)
+        return np.concatenate([self._sum(block, None, scale=1.0, k=1) for block in blocks(X32)])
 
     def _raw_boosting(self, X32: Any) -> np.ndarray:
         """Gradient boosting raw predictions (n_rows, K): init + sum of learning_rate * leaf value, stage by stage."""
-        out = [self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in blocks(X32)]
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        if type(X32) is np.ndarray:
+            return self._sum(X32, self._init_raw, scale=self._learning_rate, k=self._k)
+        return np.concatenate([self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in blocks(X32)])
 
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
@@ -291,7 +293,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             return self._regression(X32)
         proba = self._proba(X32, full_width=not self._is_forest)
         if self.n_outputs_ == 1:
-            return self.classes_.take(np.argmax(proba, axis=1), axis=0)
+            return self.classes_.take(proba.argmax(axis=1), axis=0)
         predictions = np.empty((X32.shape[0], self.n_outputs_), dtype=self.classes_[0].dtype)
         for k in range(self.n_outputs_):
             predictions[:, k] = self.classes_[k].take(np.argmax(proba[k], axis=1), axis=0)
