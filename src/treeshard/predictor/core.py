@@ -121,32 +121,40 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             self._serve_pipeline(reader)
             return
         try:
-            if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
-                from ..hist_columns import read_hist_columns
-                from .hist import HistPredictor
-
-                # Its own class, the same interface (hist imports nothing of this module).
-                self.__class__ = HistPredictor  # type: ignore[assignment]
-                self._setup_hist(reader.config, lambda: read_hist_columns(reader, reader.config.trees.n_trees), reader.read_extra)  # type: ignore[attr-defined]
-                return
-            self._setup_model(reader.config)
-            columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
+            served = Predictor._of_model(reader, n_jobs)
         finally:
             reader.close()
-        self._setup_trees(columns)
+        # A histogram boosting store is served by its own class, with the same interface
+        # (hist imports nothing of this module).
+        self.__class__ = type(served)  # type: ignore[assignment]
+        self.__dict__.update(served.__dict__)
+
+    @staticmethod
+    def _of_model(reader: Any, n_jobs: int | None) -> Any:
+        """The predictor of the single model ``reader`` reads: a store's, or an ensemble of a pipeline store."""
+        config = reader.config
+        if family_of(config.estimator) == HIST_BOOSTING:  # its own node columns and walk
+            from ..hist_columns import read_hist_columns
+            from .hist import HistPredictor
+
+            hist = HistPredictor.__new__(HistPredictor)
+            hist.n_jobs = n_jobs
+            hist._setup_hist(config, lambda: read_hist_columns(reader, config.trees.n_trees), reader.read_extra)
+            return hist
+        predictor = Predictor.__new__(Predictor)
+        predictor.n_jobs = n_jobs
+        predictor._setup_model(config)
+        predictor._setup_trees(predictor._read_columns(reader, [(0, config.trees.n_trees)], config.trees))
+        return predictor
 
     def _serve_pipeline(self, reader: Any) -> None:
         """Become a :class:`~treeshard.pipeline.serve.PipelinePredictor` over ``reader``'s pipeline."""
         from ..pipeline.serve import PipelinePredictor
 
-        def ensemble(node: Any) -> Predictor:
+        def ensemble(node: Any) -> Any:
             step = reader.for_model(node.group, node.config)
             try:
-                predictor = Predictor.__new__(Predictor)
-                predictor.n_jobs = self.n_jobs
-                predictor._setup_model(step.config)
-                predictor._setup_trees(predictor._read_columns(step, [(0, step.config.trees.n_trees)], step.config.trees))
-                return predictor
+                return Predictor._of_model(step, self.n_jobs)
             finally:
                 step.close()
 
