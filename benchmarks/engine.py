@@ -15,6 +15,7 @@ never across runs)::
     python benchmarks/engine.py --first-prediction --models RF-L --repeat 7
     python benchmarks/engine.py --models GB-M --baseline  # and without the complete layout
     python benchmarks/engine.py --shallow             # small shallow models, with and without it
+    python benchmarks/engine.py --one-row --repeat 7  # one-row latency: sklearn, onnxruntime, treelite
 
 One-row latency is the median of many single-row calls on the same row.
 ``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
@@ -131,6 +132,83 @@ def latency(name: str, calls: int = 2_000) -> dict[str, float]:
     return result
 
 
+def one_row_peers(name: str, rounds: int, calls: int = 1_000) -> dict[str, Any]:
+    """One-row latency of the Predictor, sklearn (``n_jobs=None``), onnxruntime and treelite
+    (GTIL) on the same float32 row, in one process: per round, ``calls`` single calls of each
+    (``calls // 20`` for sklearn), round after round alternating; medians of the rounds'
+    medians, in seconds. ``differ``: of the reference model's 1,000 rows, the labels (and
+    probability rows, with their largest difference for the float32 peers) that differ from sklearn's. A peer whose package
+    or cached file is missing is left out.
+    """
+    import numpy as np
+    import treeshard
+
+    cached = models.ensure(name, refresh=False)
+    estimator = cached.load_estimator()
+    if hasattr(estimator, "n_jobs"):
+        estimator.n_jobs = None
+    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
+    row = _rows(1)
+    batch = np.load(cached.rows).astype(np.float32)
+    ways: dict[str, Any] = {
+        "Predictor predict": predictor.predict,
+        "Predictor predict_proba": predictor.predict_proba,
+        "sklearn predict": estimator.predict,
+        "sklearn predict_proba": estimator.predict_proba,
+    }
+    outputs: dict[str, Any] = {}
+    onnx_path = cached.path("onnx")
+    try:
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if onnxruntime is not None and onnx_path.is_file():
+        session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        name_in = session.get_inputs()[0].name
+        label, proba = (o.name for o in session.get_outputs()[:2])
+        ways["onnxruntime label"] = lambda X: session.run([label], {name_in: X})[0]
+        ways["onnxruntime probabilities"] = lambda X: session.run([proba], {name_in: X})[0]
+    treelite_path = cached.path("treelite")
+    try:
+        import treelite
+    except ImportError:
+        treelite = None
+    if treelite is not None and treelite_path.is_file():
+        forest = treelite.Model.deserialize(str(treelite_path))
+        ways["treelite (GTIL) predict"] = lambda X: treelite.gtil.predict(forest, X)
+    for way, fn in ways.items():
+        outputs[way] = fn(batch)
+    differ = {
+        "Predictor predict": int(np.count_nonzero(outputs["Predictor predict"] != outputs["sklearn predict"])),
+        "Predictor predict_proba": int(np.count_nonzero((outputs["Predictor predict_proba"] != outputs["sklearn predict_proba"]).any(axis=1))),
+    }
+    if "onnxruntime label" in outputs:
+        differ["onnxruntime label"] = int(np.count_nonzero(outputs["onnxruntime label"].ravel() != outputs["sklearn predict"]))
+        differ["onnxruntime probabilities"] = _max_difference(outputs["onnxruntime probabilities"], outputs["sklearn predict_proba"])
+    if "treelite (GTIL) predict" in outputs:
+        got = outputs["treelite (GTIL) predict"].reshape(len(batch), -1)
+        differ["treelite (GTIL) predict"] = _max_difference(got, outputs["sklearn predict_proba"])
+    samples: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way, fn in ways.items():
+            n = calls // 20 if way.startswith("sklearn") else calls
+            times = []
+            for _ in range(n):
+                start = time.perf_counter()
+                fn(row)
+                times.append(time.perf_counter() - start)
+            samples[way].append(statistics.median(times))
+    return {"seconds": {way: statistics.median(values) for way, values in samples.items()}, "differ": differ}
+
+
+def _max_difference(got: Any, expected: Any) -> str:
+    """Rows of probabilities not equal to sklearn's, and the largest absolute difference."""
+    import numpy as np
+
+    rows = int(np.count_nonzero((got != expected).any(axis=1)))
+    return f"{rows} (max abs difference {float(np.max(np.abs(got - expected))):.1e})"
+
+
 SHALLOW = (("RandomForestClassifier", 3), ("RandomForestClassifier", 6), ("RandomForestClassifier", 8),
            ("GradientBoostingClassifier", 1), ("GradientBoostingClassifier", 3), ("GradientBoostingClassifier", 5))
 
@@ -184,9 +262,16 @@ print(t1 - t0, t2 - t1, c1 - c0, c2 - c1)
 def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
     """Fresh processes, alternating: ``Predictor(path)`` then a one-row ``predict_proba``, and
     lazy ``treeshard.load(path)`` then the same; medians of (load, first predict) in wall-clock and
-    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model)."""
-    import os
+    CPU seconds. Imports are done before the clock starts (sklearn's too for the lazy model).
+
+    The children import from cached bytecode, as an installed package does
+    (:func:`treeshard.bench.child.child_env` ``"warm"``, after one untimed run of each):
+    with ``PYTHONDONTWRITEBYTECODE`` set, the modules only a lazy load imports (the load
+    API, the adapters, the dispatch) were compiled from source inside its timed part.
+    """
     import subprocess
+
+    from treeshard.bench.child import child_env
 
     cached = models.ensure(name, refresh=False)
     path, rows = str(cached.path("treeshard-lz4")), str(cached.rows)
@@ -194,11 +279,13 @@ def first_prediction(name: str, rounds: int) -> dict[str, list[float]]:
         "Predictor": _FIRST_PREDICTION.format(extra="", load="treeshard.Predictor", path=path, rows=rows),
         "lazy load": _FIRST_PREDICTION.format(extra=", " + cached.sklearn_module, load="treeshard.load", path=path, rows=rows),
     }
+    env = child_env("warm")
     samples: dict[str, list[list[float]]] = {label: [] for label in children}
-    for _ in range(rounds):
+    for round_ in range(rounds + 1):
         for label, code in children.items():
-            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
-            samples[label].append([float(v) for v in run.stdout.split()])
+            run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+            if round_:  # the first round writes the bytecode
+                samples[label].append([float(v) for v in run.stdout.split()])
     return {label: [statistics.median(column) for column in zip(*values)] for label, values in samples.items()}
 
 
@@ -224,7 +311,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", action="store_true", help="also time the Predictor without the complete layout (before it)")
     parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
     parser.add_argument("--shallow", action="store_true", help="only: small shallow models, with and without the complete layout")
+    parser.add_argument("--one-row", action="store_true", help="only: one-row latency against sklearn, onnxruntime and treelite")
     args = parser.parse_args(argv)
+    if args.one_row:
+        print(f"one float32 row, in one process: median of {args.repeat} alternating rounds of each round's median single call\n")
+        print("| model | way | us per call | differ from sklearn (of 1,000 rows) |")
+        print("|---|---|---:|---:|")
+        for name in args.models:
+            result = one_row_peers(name, args.repeat)
+            for way, seconds in result["seconds"].items():
+                differ = result["differ"].get(way, "")
+                print(f"| {name} | {way} | {1e6 * seconds:.1f} | {differ} |", flush=True)
+        return 0
     if args.shallow:
         print(f"predict_proba on 1,000 rows, n_jobs=None, median ms of {args.repeat} alternating rounds\n")
         print("| model (100 trees) | before ms | complete layout ms | speed-up |")

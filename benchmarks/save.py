@@ -4,6 +4,7 @@ Run as a script for the table in ``BENCHMARKS.md``::
 
     python benchmarks/save.py                      # small tree, RF-L, GB-M, eager load of RF-L
     python benchmarks/save.py --repeat 9 --only small
+    python benchmarks/save.py --repeat 9 --only load --before OLD_SRC  # and another treeshard, fresh processes
 
 Every figure is the median of ``--repeat`` rounds; in each round the
 treeshard and joblib operations run back to back, so that a noisy machine
@@ -152,7 +153,7 @@ def setstate_floor(model: Any) -> Any:
     return rebuild
 
 
-def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
+def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) -> dict[str, float]:
     import joblib
 
     import treeshard
@@ -181,38 +182,48 @@ def compare_eager_loads(name: str, *, repeat: int) -> dict[str, float]:
         warm_up = workdir / "tiny.zip"
         treeshard.save(small_tree(), warm_up)
         runs: dict[str, list[tuple[float, ...]]] = {"joblib": [], "treeshard": []}
+        kinds = [("joblib", "joblib", folder / "model.joblib", None), ("treeshard", "treeshard", fresh, None)]
+        if before is not None:  # the same store loaded by another treeshard source tree
+            runs["treeshard before"] = []
+            kinds.append(("treeshard before", "treeshard", fresh, before))
         for _ in range(max(3, repeat // 2)):
-            for kind, path in (("joblib", folder / "model.joblib"), ("treeshard", fresh)):
-                runs[kind].append(_fresh_load(kind, path, warm_up))
+            for label, kind, path, src in kinds:
+                runs[label].append(_fresh_load(kind, path, warm_up, src=src))
         for kind, values in runs.items():
             out[f"{kind}: fresh process, load"] = statistics.median(v[0] for v in values)
             out[f"{kind}: fresh process, CPU"] = statistics.median(v[1] for v in values)
             out[f"{kind}: peak RSS increase (bytes)"] = statistics.median(v[2] for v in values)
             out[f"{kind}: resident loaded model (bytes)"] = statistics.median(v[3] for v in values)
+            out[f"{kind}: minor page faults"] = statistics.median(v[4] for v in values)
         return out
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 _FRESH_SCRIPT = """
-import sys, time, joblib, sklearn.ensemble, treeshard, numpy
+import resource, sys, time, joblib, sklearn.ensemble, treeshard, numpy
 def status(field):  # VmHWM is this process's peak RSS (ru_maxrss would include the parent's, kept across exec)
     with open("/proc/self/status") as lines:
         return next(int(line.split()[1]) * 1024 for line in lines if line.startswith(field + ":"))
 kind, path, warm_up = sys.argv[1:4]
 treeshard.load(warm_up, lazy=False)  # the load path's own imports and threads, paid once per process
 before = status("VmRSS")
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 start, cpu = time.perf_counter(), time.process_time()
 model = joblib.load(path) if kind == "joblib" else treeshard.load(path, lazy=False)
-print(time.perf_counter() - start, time.process_time() - cpu, status("VmHWM") - before, status("VmRSS") - before)
+wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+print(wall, cpu, status("VmHWM") - before, status("VmRSS") - before, faults)
 """
 
 
-def _fresh_load(kind: str, path: Path, warm_up: Path) -> tuple[float, ...]:
-    """``(wall seconds, CPU seconds, peak, resident)`` of one load in a new interpreter; memory is
-    the peak RSS and the RSS once loaded, above the RSS before loading."""
+def _fresh_load(kind: str, path: Path, warm_up: Path, *, src: str | None = None) -> tuple[float, ...]:
+    """``(wall seconds, CPU seconds, peak, resident, minor page faults)`` of one load in a new
+    interpreter; memory is the peak RSS and the RSS once loaded, above the RSS before loading. ``src``: the treeshard
+    source tree to import (``PYTHONPATH``), default this environment's."""
     command = [sys.executable, "-c", _FRESH_SCRIPT, kind, str(path), str(warm_up)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    env = None if src is None else dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return tuple(float(v) for v in result.stdout.split())
 
 
@@ -220,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["small", "RF-L", "GB-M", "load"], action="append")
+    parser.add_argument("--before", metavar="SRC", help="eager load: also load in fresh processes with this treeshard source tree")
     args = parser.parse_args(argv)
     only = set(args.only or ["small", "RF-L", "GB-M", "load"])
     results: dict[str, Any] = {}
@@ -231,13 +243,13 @@ def main(argv: list[str] | None = None) -> None:
             if name in only:
                 results[f"save {name}"] = compare_saves(reference(name), workdir, repeat=args.repeat, directory=False)
         if "load" in only:
-            results["eager load RF-L"] = compare_eager_loads("RF-L", repeat=args.repeat)
+            results["eager load RF-L"] = compare_eager_loads("RF-L", repeat=args.repeat, before=args.before)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for section, figures in results.items():
         print(f"\n{section} (medians of {args.repeat} rounds)")
         for what, value in figures.items():
-            shown = f"{value:,.0f}" if "bytes" in what else f"{value * 1e3:9.2f} ms"
+            shown = f"{value:,.0f}" if "bytes" in what or "faults" in what else f"{value * 1e3:9.2f} ms"
             print(f"  {what:45s} {shown}")
     print("\n" + json.dumps(results))
 

@@ -339,6 +339,57 @@ def test_small_batches_stay_in_the_calling_thread() -> None:
     assert predictor._threads(63) == 1  # one block of rows
 
 
+def test_small_batches_never_ask_for_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row with n_jobs=-1 is scored in the calling thread without the OS query for the cores."""
+    import treeshard.predictor.traversal as module
+
+    estimator, predictor, X = fitted("rf-multiclass")
+
+    def no_query() -> int:
+        raise AssertionError("available_cores() called for one row")
+
+    monkeypatch.setattr(module, "available_cores", no_query)
+    predictor.n_jobs = -1
+    assert np.array_equal(predictor.predict_proba(X[:1]), estimator.predict_proba(X[:1]))
+
+
+@pytest.mark.parametrize("case", ["gb-multiclass", "gb-binary", "gb-regression", "gb-zero-init", "rf-multiclass", "dt-multioutput-string"])
+def test_one_row_and_few_rows_equal_sklearn(case: str) -> None:
+    """1 to 9 rows (few-row complete-layout sums walk eight trees at once) in every dense form the
+    fast path takes (float64, float32, int, Fortran order, strided) and one it does not (a list)."""
+    estimator, predictor, X = fitted(case)
+    for n in range(1, 10):
+        rows = X[:n]
+        forms = [
+            rows,
+            rows.astype(np.float32),
+            np.asfortranarray(rows),
+            np.repeat(rows, 2, axis=1)[:, ::2],  # not contiguous
+            np.round(rows * 4).astype(np.int64),
+            rows.tolist(),
+        ]
+        for form in forms:
+            assert_same_outputs(estimator, predictor, form)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fast_path_refuses_as_the_general_path_does(dtype: Any) -> None:
+    """A real 2-D array takes the short path; its errors are sklearn's, word for word."""
+    _, predictor, X = fitted("gb-binary")  # gradient boosting refuses NaN
+    rows = X[:2].astype(dtype)
+    for value, message in ((np.nan, "Input X contains NaN.\nGradientBoostingClassifier does not accept missing values"),
+                           (np.inf, "Input X contains infinity or a value too large for dtype('float32')."),
+                           (-np.inf, "Input X contains infinity or a value too large for dtype('float32').")):
+        bad = rows.copy()
+        bad[1, 2] = value
+        with pytest.raises(ValueError) as info:
+            predictor.predict(bad)
+        assert str(info.value).startswith(message)
+    with pytest.raises(ValueError) as info:
+        predictor.predict(rows[:, :-1])
+    assert str(info.value) == f"X has {X.shape[1] - 1} features, but GradientBoostingClassifier is expecting {X.shape[1]} features as input."
+
+
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from treeshard import blosc, chunks
 

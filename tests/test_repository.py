@@ -796,3 +796,20 @@ def test_pipeline_diff_counts_changed_trees_per_ensemble(tmp_path: Path, data: A
         (out / key).write_bytes(source.get(key))
     treeshard.verify(out)
     assert np.array_equal(treeshard.load(out).predict(X), repo.load("v2").predict(X))
+
+
+def test_estimator_type_of_each_root_family(tmp_path: Path, data: Any) -> None:
+    from sklearn.ensemble import IsolationForest
+
+    X, y = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    models = {
+        "classifier": _forest(data, 3),
+        "regressor": GradientBoostingRegressor(n_estimators=3, random_state=0).fit(X, y),
+        "outlier_detector": IsolationForest(n_estimators=3, random_state=0).fit(X),
+    }
+    for expected, model in models.items():
+        version = repo.save(model)
+        assert repo.info(version).model["estimator_type"] == expected
+        treeshard.save(model, tmp_path / f"{expected}.zip")
+        assert treeshard.open(tmp_path / f"{expected}.zip").info.estimator_type == expected

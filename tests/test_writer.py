@@ -18,6 +18,7 @@ import treeshard
 from treeshard import codecs, integrity, writer
 from treeshard.adapters import adapter_for
 from treeshard.codecs import best_shuffle, chunk_geometry, compressors, node_chunk_rows
+from treeshard.columns import NODE_COLUMNS as NODE_DTYPES
 from treeshard.columns import encode_values, to_columns
 from treeshard.reader import FITTED_GROUP, NODES_GROUP
 from treeshard.writer import encode_array
@@ -83,9 +84,18 @@ def chunks_per_shard(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture(params=["caller", "workers"])
+def threads(request, monkeypatch):
+    """Encoded in the caller's thread (a small model) or by the worker pipeline (forced)."""
+    if request.param == "workers":
+        monkeypatch.setattr(writer, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(writer, "encoding_threads", lambda: 2)
+    return request.param
+
+
 @pytest.mark.parametrize("codec", ["lz4", "zstd", "none"])
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_writer_bytes_equal_zarr_python(name, codec, chunks_per_shard, monkeypatch, tmp_path):
+def test_writer_bytes_equal_zarr_python(name, codec, chunks_per_shard, threads, monkeypatch, tmp_path):
     if chunks_per_shard == 2:
         monkeypatch.setattr("treeshard.saving.node_chunk_rows", lambda width: 16)
     treeshard.save(MODELS[name], tmp_path / "direct", codec=codec)
@@ -208,7 +218,117 @@ def test_node_rows_fill_any_range_as_to_columns():
             assert np.array_equal(out, column[start:stop]), (name, start, stop)
 
 
-def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(monkeypatch, tmp_path):
+def _fake_tree(records: np.ndarray, values: np.ndarray):
+    """What TreeNodeRows reads of a sklearn Tree: its node count and the arrays of ``__getstate__``."""
+
+    class Tree:
+        node_count = len(records)
+
+        def __getstate__(self):
+            return {"nodes": records, "values": values}
+
+    return Tree()
+
+
+def _numpy_fill(rows, start, stop, expected):
+    """TreeNodeRows' numpy path: every column but value, and whether value is exact weighted counts."""
+    from treeshard.columns import NotWeightedCounts
+
+    out = {name: np.empty_like(column[start:stop]) for name, column in expected.arrays().items() if name != "value"}
+    for name, buffer in out.items():
+        rows.fill(name, start, stop, buffer)
+    counts = np.empty((stop - start, rows.value_width), dtype=np.int32)
+    try:
+        rows.fill_weighted_counts(start, stop, counts, {})
+    except NotWeightedCounts:
+        return out, None
+    return out, counts
+
+
+@pytest.mark.parametrize("case", ["counts", "fractional-weights", "regressor", "boosting"])
+def test_compiled_fill_columns_equals_the_numpy_path(case):
+    """One compiled pass (_kernels.fill_node_columns) fills what the numpy copies and checks do."""
+    from treeshard.columns import TreeNodeRows
+
+    X, y = make_data("multiclass")
+    if case == "fractional-weights":
+        weights = np.ones(len(y))
+        weights[-1] = 0.3  # only nodes that hold the last sample have fractional counts
+        model = RandomForestClassifier(n_estimators=3, bootstrap=False, random_state=0).fit(X, y, sample_weight=weights)
+    else:
+        model = {"counts": MODELS["forest-oob"], "regressor": MODELS["forest-regressor"], "boosting": MODELS["boosting"]}[case]
+    saved = adapter_for(model).to_saved(model)
+    expected = to_columns(saved.trees, saved.layout)
+    rows = TreeNodeRows(saved.trees, saved.layout)
+    assert rows._compiled is not None
+    rng = np.random.RandomState(0)
+    exact_seen = set()
+    for start, stop in [(0, rows.n_nodes), (0, 0), (0, 1), (rows.n_nodes - 1, rows.n_nodes), *rng.randint(0, rows.n_nodes, size=(20, 2)).tolist()]:
+        start, stop = min(start, stop), max(start, stop)
+        numpy_out, numpy_counts = _numpy_fill(rows, start, stop, expected)
+        out = {name: np.full_like(buffer, 7) for name, buffer in numpy_out.items()}
+        counts = np.empty((stop - start, rows.value_width), dtype=np.int32)
+        exact = rows.fill_columns(start, stop, out, counts)
+        for name, buffer in numpy_out.items():
+            assert np.array_equal(out[name], buffer), (name, start, stop)
+            assert np.array_equal(out[name], expected.arrays()[name][start:stop]), (name, start, stop)
+        assert exact == (numpy_counts is not None), (start, stop)
+        if exact:
+            assert np.array_equal(counts, numpy_counts)
+        exact_seen.add(exact)
+    # Empty ranges are exact; so are some ranges of regression values that happen to be integers.
+    assert exact_seen == ({True} if case == "counts" else {True, False})
+
+
+def test_compiled_fill_columns_reads_records_without_missing_go_to_left():
+    """sklearn < 1.3's node record has no missing_go_to_left (nothing goes left): stored as 0."""
+    from treeshard.columns import TreeNodeRows
+    from treeshard.record import TreeLayout
+
+    old = np.dtype(
+        {
+            "names": ["left_child", "right_child", "feature", "threshold", "impurity", "n_node_samples", "weighted_n_node_samples"],
+            "formats": ["<i8", "<i8", "<i8", "<f8", "<f8", "<i8", "<f8"],
+            "offsets": [0, 8, 16, 24, 32, 40, 48],
+            "itemsize": 56,
+        }
+    )
+    records = np.zeros(3, dtype=old)
+    records["left_child"], records["right_child"] = [1, -1, -1], [2, -1, -1]
+    records["feature"], records["threshold"] = [4, -2, -2], [0.5, -2.0, -2.0]
+    records["impurity"], records["n_node_samples"], records["weighted_n_node_samples"] = [0.5, 0.0, 0.0], [4, 2, 2], [4.0, 2.0, 2.0]
+    values = np.array([[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]).reshape(3, 1, 2)
+    layout = TreeLayout(n_trees=1, n_nodes=3, n_features=5, n_outputs=1, n_classes=(2,))
+    rows = TreeNodeRows([_fake_tree(records, values)], layout)
+    assert rows._compiled is not None and rows._compiled[4][7] == -1
+    out = {name: np.full(3, 9, dtype=dtype) for name, dtype in NODE_DTYPES.items() if name != "value"}
+    counts = np.empty((3, 2), dtype=np.int32)
+    assert rows.fill_columns(0, 3, out, counts) is True
+    assert out["left_child_offset"].tolist() == [1, 0, 0] and out["right_child_offset"].tolist() == [2, 0, 0]
+    assert out["feature"].tolist() == [4, -2, -2] and out["missing_go_to_left"].tolist() == [0, 0, 0]
+    assert counts.tolist() == [[2, 2], [2, 0], [0, 2]]
+
+
+def test_compiled_fill_refuses_columns_that_do_not_match_the_range():
+    from treeshard import _kernels
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["tree"]
+    saved = adapter_for(model).to_saved(model)
+    rows = TreeNodeRows(saved.trees, saved.layout)
+    out = [np.empty(4, dtype=dtype) for name, dtype in NODE_DTYPES.items() if name != "value"]
+    with pytest.raises(ValueError, match="fill_node_columns: columns and range do not match"):
+        _kernels.fill_node_columns(*rows._compiled, 0, 5, *out, None)
+    with pytest.raises(ValueError, match="fill_node_columns: counts and range do not match"):
+        _kernels.fill_node_columns(*rows._compiled, 0, 4, *out, np.empty((4, rows.value_width + 1), dtype=np.int32))
+    source = list(rows._compiled)
+    source[4] = (0, 8, 16, 24, 32, 40, 60, 56)  # a float64 field past the end of the 64-byte record
+    with pytest.raises(ValueError, match="record offsets do not fit the record size"):
+        _kernels.fill_node_columns(*source, 0, 4, *out, None)
+
+
+@pytest.mark.parametrize("threads", ["caller", "workers"], indirect=True)
+def test_value_falls_back_to_float64_when_a_later_chunk_is_not_counts(threads, monkeypatch, tmp_path):
     """Fractional sample weights: the counts of some nodes are not integers, wherever they are."""
     X, y = make_data("multiclass")
     weights = np.ones(len(y))
@@ -233,3 +353,90 @@ def test_metadata_documents_are_one_line(name, tmp_path):
     assert len(documents) > 2
     for key, data in documents.items():
         assert data == json.dumps(json.loads(data)).encode(), key
+
+
+def test_large_chunks_are_written_as_zarr_python_writes_them(threads, tmp_path):
+    """Chunks too large to join with their crc32c are kept as parts: the same file, the same digests."""
+    import hashlib
+
+    data = np.random.RandomState(0).normal(size=300_000)  # five 512 KB chunks that lz4 cannot shrink much
+    encoded = encode_array("nodes/x", data, codec="lz4", rows=65536)
+    shard = encoded.shards["c/0"]
+    assert len(shard) > 5 + 2, "the test meant chunks kept as parts"
+    _write_with_zarr(tmp_path / "zarr", {"nodes/x": data}, 65536, codec="lz4", attributes={})
+    written = b"".join(shard)
+    assert written == (tmp_path / "zarr" / "nodes" / "x" / "c" / "0").read_bytes()
+    assert encoded.shard_sha256["c/0"] == hashlib.sha256(written).hexdigest()
+    for offset, length, digest in encoded.inner["c/0"][:5]:
+        assert hashlib.sha256(written[offset : offset + length]).hexdigest() == digest
+
+
+def test_buffer_addresses_checks_items_and_contiguity():
+    from treeshard import _kernels
+
+    arrays = [np.arange(3, dtype=np.float64), np.zeros((2, 2))]
+    out = np.zeros(2, dtype=np.uint64)
+    assert _kernels.buffer_addresses(arrays, 8, b"d", out) is True
+    assert out.tolist() == [a.__array_interface__["data"][0] for a in arrays]
+    assert _kernels.buffer_addresses([np.zeros(2, dtype=np.float32)], 8, b"d", out[:1]) is False
+    assert _kernels.buffer_addresses([np.zeros(2, dtype=np.int64)], 8, b"d", out[:1]) is False
+    assert _kernels.buffer_addresses([np.zeros((4, 4))[:, 1]], 8, b"d", out[:1]) is False
+    with pytest.raises(ValueError, match="buffer_addresses: one address per array"):
+        _kernels.buffer_addresses(arrays, 8, b"d", out[:1])
+
+
+def test_node_rows_without_the_kernel_fill_the_same_columns():
+    """Values the kernel cannot read in place (strided) take the numpy path, with the same result."""
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["tree"]
+    saved = adapter_for(model).to_saved(model)
+    state = saved.trees[0].__getstate__()
+    expected = to_columns(saved.trees, saved.layout)
+    rows = TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)
+    assert rows._compiled is not None
+    wide = np.zeros((*state["values"].shape[:2], 2 * state["values"].shape[2]))
+    wide[:, :, ::2] = state["values"]
+    slow = TreeNodeRows([_fake_tree(state["nodes"], wide[:, :, ::2])], saved.layout)
+    assert slow._compiled is None
+    n = rows.n_nodes
+    for source in (rows, slow):
+        out = {name: np.empty_like(column) for name, column in expected.arrays().items() if name != "value"}
+        assert source.fill_columns(0, n, out, np.empty((n, source.value_width), dtype=np.int32)) is True
+        for name, buffer in out.items():
+            assert np.array_equal(buffer, expected.arrays()[name]), name
+
+
+def test_node_column_rows_are_never_taken_from_an_earlier_save():
+    """A thread's scratch outlives a save: the next save's specs refill it, even for the same source."""
+    from treeshard.columns import NODE_COLUMNS as dtypes
+    from treeshard.writer import _scratch, node_column_specs
+
+    class Source:
+        n_nodes, value_width, fill_value = 4, 2, 1
+
+        def fill_columns(self, start, stop, out, counts):
+            for buffer in (*out.values(), counts):
+                buffer[...] = self.fill_value
+            return True
+
+    source = Source()
+    first = node_column_specs(source, "nodes", rows=4)
+    assert first[0].chunk(0, 4, _scratch()).tolist() == [1, 1, 1, 1]
+    source.fill_value = 2
+    again = node_column_specs(source, "nodes", rows=4)
+    assert [spec.chunk(0, 4, _scratch()).tolist() for spec in again][:3] == [[2, 2, 2, 2]] * 3
+    assert list(dtypes) == [spec.path.split("/")[1] for spec in again]
+
+
+def test_node_records_of_unexpected_field_types_take_the_numpy_path():
+    from treeshard.columns import TreeNodeRows
+
+    model = MODELS["tree"]
+    saved = adapter_for(model).to_saved(model)
+    state = saved.trees[0].__getstate__()
+    fields = dict(state["nodes"].dtype.fields)
+    odd = np.dtype({"names": list(fields), "formats": [np.dtype("<i8") if name == "threshold" else f[0] for name, f in fields.items()], "offsets": [f[1] for f in fields.values()], "itemsize": state["nodes"].dtype.itemsize})
+    records = state["nodes"].astype(odd)
+    assert TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)._compiled is not None
+    assert TreeNodeRows([_fake_tree(records, state["values"])], saved.layout)._compiled is None

@@ -9,9 +9,11 @@ is to reject input that would make sklearn's own traversal read out of bounds.
 """
 
 from libc.float cimport FLT_MAX
-from libc.math cimport INFINITY, isnan, nextafterf
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
+from libc.math cimport INFINITY, isnan, nextafterf, rint
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
 
 # Error codes, mapped to messages by treeshard.validate.
 cpdef enum Problem:
@@ -350,10 +352,12 @@ cdef void _add_values(
     cdef Py_ssize_t t, r, c, leaf
     cdef Py_ssize_t out_width = k * width
     cdef double* acc
+    cdef Py_ssize_t group_offset
     for t in range(n_trees):
+        group_offset = ((first_tree + t) % k) * width  # once a tree: a division per row would cost more than the add
         for r in range(rows):
             leaf = leaves[t * rows + r]
-            acc = out + r * out_width + ((first_tree + t) % k) * width
+            acc = out + r * out_width + group_offset
             if counts == NULL:
                 for c in range(width):
                     acc[c] += scale * value[leaf * width + c]
@@ -828,6 +832,62 @@ def traverse_complete_leaves(
     _free_scratch(&w)
 
 
+cdef enum:
+    FEW_ROWS = 8  # fewer rows than this: one row at a time through eight trees at once
+
+
+cdef void _complete_sum_row(
+    const float* x, const Slot* slots, const double* leaf_values, Py_ssize_t n_trees, Py_ssize_t depth,
+    Py_ssize_t width, double scale, Py_ssize_t k, double* out,
+) noexcept nogil:
+    """``out[(t % k) * width + c] += scale * leaf_values[t, leaf, c]`` for one row ``x``, tree by
+    tree in order (the fold of :func:`traverse_complete_sum`), eight trees walked at once."""
+    cdef Py_ssize_t inner = (1 << depth) - 1, n_leaves = inner + 1
+    cdef Py_ssize_t t = 0, j, d, c, g = 0
+    cdef Py_ssize_t leaf[8]
+    cdef const Slot* s
+    cdef const double* vals
+    cdef double* acc
+    cdef Py_ssize_t i0, i1, i2, i3, i4, i5, i6, i7
+    while t < n_trees:
+        s = slots + t * inner
+        if t + 8 <= n_trees:
+            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0
+            for d in range(depth):
+                i0 = _slot_step(s, i0, x)
+                i1 = _slot_step(s + inner, i1, x)
+                i2 = _slot_step(s + 2 * inner, i2, x)
+                i3 = _slot_step(s + 3 * inner, i3, x)
+                i4 = _slot_step(s + 4 * inner, i4, x)
+                i5 = _slot_step(s + 5 * inner, i5, x)
+                i6 = _slot_step(s + 6 * inner, i6, x)
+                i7 = _slot_step(s + 7 * inner, i7, x)
+            leaf[0] = i0 - inner
+            leaf[1] = i1 - inner
+            leaf[2] = i2 - inner
+            leaf[3] = i3 - inner
+            leaf[4] = i4 - inner
+            leaf[5] = i5 - inner
+            leaf[6] = i6 - inner
+            leaf[7] = i7 - inner
+            j = 8
+        else:
+            i0 = 0
+            for d in range(depth):
+                i0 = _slot_step(s, i0, x)
+            leaf[0] = i0 - inner
+            j = 1
+        for d in range(j):  # in tree order
+            vals = leaf_values + ((t + d) * n_leaves + leaf[d]) * width
+            acc = out + g * width
+            for c in range(width):
+                acc[c] += scale * vals[c]
+            g += 1
+            if g == k:  # (t + d) % k without a division per tree
+                g = 0
+        t += j
+
+
 def traverse_complete_sum(
     const float[:, ::1] X,
     const uint32_t[:, ::1] slots,
@@ -862,6 +922,11 @@ def traverse_complete_sum(
     cdef const double* vals
     cdef double* acc
     cdef Scratch w
+    if stop - start < FEW_ROWS:  # a row or a few: walks across trees overlap, no scratch
+        with nogil:
+            for r in range(start, stop):
+                _complete_sum_row(&X[r, 0], <const Slot*> &slots[0, 0], &leaf_values[0, 0, 0], n_trees, depth, width, scale, k, &out[r, 0])
+        return
     _scratch(&w, block, n_features)
     with nogil:
         first = start
@@ -958,3 +1023,152 @@ def hist_sum(
                     node = left[node] if go_left else right[node]
                     f = flags[node]
                 out[row, c] += value[node]
+
+
+# --------------------------------------------------------------------------- save
+# A save's node columns, filled in one pass over sklearn's node records (and
+# value arrays) of the trees a range of nodes spans: what the numpy version
+# (treeshard.columns.TreeNodeRows.fill) does in one strided copy per column
+# plus about ten passes for the weighted counts.
+
+cdef bint _fill_tree(
+    const uint8_t* records, Py_ssize_t width, Offsets o, const double* values, Py_ssize_t value_width,
+    Py_ssize_t a, Py_ssize_t b, Py_ssize_t at,
+    int32_t* left, int32_t* right, int32_t* feature, double* threshold, double* impurity,
+    int64_t* samples, double* weighted, uint8_t* missing, int32_t* counts, bint exact,
+) noexcept nogil:
+    """Nodes ``a:b`` of one tree into the columns from row ``at``; returns whether every value
+    so far is an exact weighted count (``counts`` is only trusted when the whole range is)."""
+    cdef Py_ssize_t i, j, row
+    cdef const uint8_t* rec
+    cdef int64_t child
+    cdef int32_t offset, c
+    cdef double w, v, product, decoded
+    cdef uint64_t decoded_bits, value_bits
+    for i in range(a, b):
+        row = at + i - a
+        rec = records + i * width
+        child = (<const int64_t*> (rec + o.left))[0]
+        offset = <int32_t> child - <int32_t> i
+        left[row] = offset if offset > 0 else 0
+        child = (<const int64_t*> (rec + o.right))[0]
+        offset = <int32_t> child - <int32_t> i
+        right[row] = offset if offset > 0 else 0
+        feature[row] = <int32_t> (<const int64_t*> (rec + o.feature))[0]
+        threshold[row] = (<const double*> (rec + o.threshold))[0]
+        impurity[row] = (<const double*> (rec + o.impurity))[0]
+        samples[row] = (<const int64_t*> (rec + o.samples))[0]
+        w = (<const double*> (rec + o.weighted))[0]
+        weighted[row] = w
+        missing[row] = rec[o.missing] if o.missing >= 0 else 0
+        if counts == NULL or not exact:
+            continue
+        if not (w > 0):  # also NaN (an infinite weight or value fails below)
+            exact = False
+            continue
+        for j in range(value_width):
+            v = values[i * value_width + j]
+            product = rint(v * w)
+            if not (product >= 0 and product <= 2147483647.0):  # also NaN
+                exact = False
+                break
+            c = <int32_t> product
+            counts[row * value_width + j] = c
+            decoded = c / w
+            # Bits, not values: -0.0 == 0.0, but an int32 count cannot keep the sign of a zero.
+            memcpy(&decoded_bits, &decoded, 8)
+            memcpy(&value_bits, &v, 8)
+            if decoded_bits != value_bits:
+                exact = False
+                break
+    return exact
+
+
+def fill_node_columns(
+    const int64_t[::1] tree_ptr,
+    const uint64_t[::1] record_addresses,
+    const uint64_t[::1] value_addresses,
+    Py_ssize_t record_width,
+    tuple offsets,
+    Py_ssize_t value_width,
+    Py_ssize_t start,
+    Py_ssize_t stop,
+    int32_t[::1] left,
+    int32_t[::1] right,
+    int32_t[::1] feature,
+    double[::1] threshold,
+    double[::1] impurity,
+    int64_t[::1] n_node_samples,
+    double[::1] weighted_n_node_samples,
+    uint8_t[::1] missing_go_to_left,
+    int32_t[:, ::1] counts,
+):
+    """Rows ``start:stop`` of a save's node columns (child offsets, int32 features) from
+    the sklearn trees whose node records and values start at ``record_addresses`` and
+    ``value_addresses`` (one per tree, kept alive by the caller; ``tree_ptr`` their node
+    offsets). ``offsets``: as :func:`check_and_layout`'s. ``counts`` (or None) receives
+    the values as int32 weighted counts; returns whether they reproduce every value bit
+    for bit (see ``treeshard.columns.encode_values``).
+    """
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t rows = stop - start
+    cdef Py_ssize_t t, first, a, b, at
+    cdef Offsets o
+    cdef bint exact = True
+    cdef int32_t* counts_ptr = NULL
+    if (start < 0 or rows < 0 or n_trees < 0 or record_addresses.shape[0] != n_trees or value_addresses.shape[0] != n_trees
+            or stop > tree_ptr[n_trees] or left.shape[0] != rows or right.shape[0] != rows or feature.shape[0] != rows
+            or threshold.shape[0] != rows or impurity.shape[0] != rows or n_node_samples.shape[0] != rows
+            or weighted_n_node_samples.shape[0] != rows or missing_go_to_left.shape[0] != rows):
+        raise ValueError("fill_node_columns: columns and range do not match")
+    if counts is not None:
+        if counts.shape[0] != rows or counts.shape[1] != value_width:
+            raise ValueError("fill_node_columns: counts and range do not match")
+        if rows:
+            counts_ptr = &counts[0, 0]
+    if len(offsets) != 8:
+        raise ValueError("expected 8 record offsets")
+    for k, field in enumerate(offsets):
+        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > record_width) or (field == -1 and k != 7):
+            raise ValueError("record offsets do not fit the record size")
+    o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
+    o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]
+    if rows == 0:
+        return True
+    with nogil:
+        t = 0
+        while t < n_trees and tree_ptr[t + 1] <= start:
+            t += 1
+        at = 0
+        while at < rows and t < n_trees:
+            first = tree_ptr[t]
+            a = start + at - first
+            b = min(stop, tree_ptr[t + 1]) - first
+            if b > a:
+                exact = _fill_tree(
+                    <const uint8_t*> record_addresses[t], record_width, o, <const double*> value_addresses[t], value_width,
+                    a, b, at, &left[0], &right[0], &feature[0], &threshold[0], &impurity[0], &n_node_samples[0],
+                    &weighted_n_node_samples[0], &missing_go_to_left[0], counts_ptr, exact,
+                )
+                at += b - a
+            t += 1
+    return exact
+
+
+def buffer_addresses(list arrays, Py_ssize_t itemsize, bytes item_format, uint64_t[::1] out):
+    """Write the address of each array's data into ``out``; False unless every array is
+    C-contiguous with items of ``itemsize`` bytes (and of ``item_format``, if not None).
+    The caller keeps the arrays alive while it uses ``out``."""
+    cdef Py_buffer view
+    cdef Py_ssize_t i
+    cdef bint ok
+    if out.shape[0] != len(arrays):
+        raise ValueError("buffer_addresses: one address per array")
+    for i in range(len(arrays)):
+        PyObject_GetBuffer(arrays[i], &view, PyBUF_RECORDS_RO)
+        ok = PyBuffer_IsContiguous(&view, b"C") and view.itemsize == itemsize and (item_format is None or (view.format != NULL and item_format == <bytes> view.format))
+        out[i] = <uint64_t> view.buf
+        PyBuffer_Release(&view)
+        if not ok:
+            return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .adapters import SavedModel
-from .adapters.families import BAGGED, ESTIMATORS, ISOLATION, family_of
+from .adapters.families import BAGGED, ESTIMATORS, family_of
 from .compat import pair_is_exact
 from .errors import SklearnVersionWarning
 from .lazy import StoredEstimators, TreeCache, TreeSource
@@ -111,12 +111,9 @@ class ModelHandle:
             return pipeline_info(self.pipeline)
         config = self.config
         details = self.adapter.describe(config) if self.adapter.describe is not None else {}
-        estimator_type = "classifier" if ESTIMATORS[config.estimator].is_classifier else "regressor"
-        if family_of(config.estimator) == ISOLATION:
-            estimator_type = "outlier_detector"
         return ModelInfo(
             estimator=config.estimator,
-            estimator_type=estimator_type,
+            estimator_type=ESTIMATORS[config.estimator].estimator_type,
             n_estimators=config.trees.n_trees // trees_per_stage(config),
             n_trees=config.trees.n_trees,
             n_nodes=config.trees.n_nodes,

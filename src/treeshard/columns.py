@@ -200,6 +200,13 @@ _NODE_FIELDS = {
     "weighted_n_node_samples": "weighted_n_node_samples",
     "missing_go_to_left": "missing_go_to_left",
 }
+#: The node-record fields ``_kernels.fill_node_columns`` reads as doubles or bytes (the others as int64).
+_KERNEL_FIELD_DTYPES = {
+    "threshold": np.dtype("<f8"),
+    "impurity": np.dtype("<f8"),
+    "weighted_n_node_samples": np.dtype("<f8"),
+    "missing_go_to_left": np.dtype("u1"),
+}
 _SOURCES = itertools.count()
 
 
@@ -212,10 +219,12 @@ class TreeNodeRows:
     arrays into a caller's buffers: what :func:`to_columns` concatenates, one
     chunk at a time (a save never holds a second copy of the model).
 
-    A range's node records and values are gathered once per thread (one C-level
-    copy of every tree's slice), then each column is one strided copy out of
-    them. Thread-safe: any number of ranges may be filled concurrently, each
-    thread with its own ``scratch`` buffers.
+    :meth:`fill_columns` fills every column of a range in one compiled pass over
+    the trees' node records (``_kernels.fill_node_columns``). :meth:`fill` (and
+    the fallback for node records the kernel does not know) gathers a range's
+    records and values once per ``scratch`` (one C-level copy of every tree's
+    slice), then copies each column out of them. Thread-safe: any number of
+    ranges may be filled concurrently, each thread with its own ``scratch``.
     """
 
     def __init__(self, trees: Sequence, layout: TreeLayout, *, leaf_counts: bool = False) -> None:
@@ -239,6 +248,57 @@ class TreeNodeRows:
         self._ptr = self.tree_ptr.tolist()
         self._token = next(_SOURCES)  # names this source's gathered range in a thread's scratch
         self._local: np.ndarray | None = None
+        self._compiled = self._compiled_source(states)
+
+    def _compiled_source(self, states: list[dict[str, Any]]) -> tuple[Any, ...] | None:
+        """The arguments of ``_kernels.fill_node_columns`` that describe the trees (their arrays'
+        addresses: ``self._nodes`` and ``self._values`` keep them alive), or None where the
+        kernel does not apply (an unknown node record, sklearn < 1.4's class counts)."""
+        if not states or self.leaf_counts:
+            return None
+        names = self._node_dtype.names
+        offsets = []
+        for name in _NODE_FIELDS.values():
+            if name not in names:
+                if name != "missing_go_to_left":
+                    return None
+                offsets.append(-1)
+                continue
+            dtype, offset = self._node_dtype.fields[name][:2]
+            if dtype != _KERNEL_FIELD_DTYPES.get(name, np.dtype("<i8")):
+                return None
+            offsets.append(offset)
+        from . import _kernels
+
+        records = np.empty(len(self._nodes), dtype=np.uint64)
+        values = np.empty(len(self._values), dtype=np.uint64)
+        if not (
+            _kernels.buffer_addresses(self._nodes, self._node_dtype.itemsize, None, records)
+            and _kernels.buffer_addresses(self._values, 8, b"d", values)
+        ):
+            return None
+        return self.tree_ptr, records, values, self._node_dtype.itemsize, tuple(offsets), self.value_width
+
+    def fill_columns(self, start: int, stop: int, out: dict[str, np.ndarray], counts: np.ndarray | None) -> bool:
+        """Rows ``start:stop`` of every column but ``value`` into ``out`` (by stored name), and
+        ``value`` as int32 weighted counts into ``counts`` (if given); returns whether those
+        reproduce every value bit for bit (see :func:`encode_values`). One compiled pass
+        where it applies, else what :meth:`fill` and :meth:`fill_weighted_counts` do."""
+        if self._compiled is not None:
+            from . import _kernels
+
+            columns = [out[name] for name in _NODE_FIELDS]
+            return bool(_kernels.fill_node_columns(*self._compiled, start, stop, *columns, counts))
+        scratch: dict[str, Any] = {}
+        for name in _NODE_FIELDS:
+            self.fill(name, start, stop, out[name], scratch)
+        if counts is None:
+            return True
+        try:
+            self.fill_weighted_counts(start, stop, counts, scratch)
+        except NotWeightedCounts:
+            return False
+        return True
 
     def _gather(self, start: int, stop: int, scratch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """Node records and values of rows ``start:stop``, gathered into ``scratch`` (once per range)."""

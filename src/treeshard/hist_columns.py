@@ -98,21 +98,21 @@ def from_predictors(predictors: Sequence[Any]) -> HistColumns:
 
 
 def read_hist_columns(reader: Any, n_trees: int) -> HistColumns:
-    """The node columns of the first ``n_trees`` trees of a store (checked for shape and dtype, not yet validated)."""
+    """The node columns of the first ``n_trees`` trees of a store or of a pipeline's ensemble (paths from ``reader.path``; checked for shape and dtype, not yet validated)."""
     from .validate import validate_tree_ptr
 
     layout = reader.config.trees
-    tree_ptr = reader.read_rows("nodes/tree_ptr", PTR_DTYPE, (layout.n_trees + 1,), 0, layout.n_trees + 1)
+    tree_ptr = reader.read_rows(reader.path("nodes/tree_ptr"), PTR_DTYPE, (layout.n_trees + 1,), 0, layout.n_trees + 1)
     validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
     stop = int(tree_ptr[n_trees])
-    requests = [(f"nodes/{name}", dtype, (layout.n_nodes,), 0, stop) for name, dtype in HIST_NODE_COLUMNS.items()]
-    has_bitsets = reader.has_array("nodes/bitset_ptr")
+    requests = [(reader.path(f"nodes/{name}"), dtype, (layout.n_nodes,), 0, stop) for name, dtype in HIST_NODE_COLUMNS.items()]
+    has_bitsets = reader.has_array(reader.path("nodes/bitset_ptr"))
     if has_bitsets:
-        bitset_ptr = reader.read_rows("nodes/bitset_ptr", PTR_DTYPE, (layout.n_trees + 1,), 0, layout.n_trees + 1)
+        bitset_ptr = reader.read_rows(reader.path("nodes/bitset_ptr"), PTR_DTYPE, (layout.n_trees + 1,), 0, layout.n_trees + 1)
         validate_ptr("nodes/bitset_ptr", bitset_ptr, n_items=None)
         total = int(bitset_ptr[-1])
         n_bitsets = int(bitset_ptr[n_trees])
-        requests += [(f"nodes/{name}", BITSET_DTYPE, (total, BITSET_WORDS), 0, n_bitsets) for name in BITSET_ARRAYS]
+        requests += [(reader.path(f"nodes/{name}"), BITSET_DTYPE, (total, BITSET_WORDS), 0, n_bitsets) for name in BITSET_ARRAYS]
     else:
         bitset_ptr = np.zeros(layout.n_trees + 1, dtype=PTR_DTYPE)
     parts = reader.read_many(requests)

@@ -89,6 +89,10 @@ class StoreReader:
         other._prefix, other._layouts, other._tree_ptr = f"{group}/", {}, None
         return other
 
+    def path(self, name: str) -> str:
+        """The stored path of ``name`` (``nodes/tree_ptr``): under the ensemble's group in a pipeline store."""
+        return f"{self._prefix}{name}"
+
     @property
     def source(self) -> ByteSource:
         """The open byte source (pinned: a verification reads the very store this reader reads)."""
@@ -99,7 +103,7 @@ class StoreReader:
         """Node offsets of every tree (read and checked once)."""
         if self._tree_ptr is None:
             layout = self.config.trees
-            tree_ptr = self.read(f"{self._prefix}{NODES_GROUP}/tree_ptr", TREE_PTR_DTYPE, (layout.n_trees + 1,))
+            tree_ptr = self.read(self.path(f"{NODES_GROUP}/tree_ptr"), TREE_PTR_DTYPE, (layout.n_trees + 1,))
             validate_tree_ptr(tree_ptr, n_trees=layout.n_trees, n_nodes=layout.n_nodes)
             self._tree_ptr = tree_ptr
         return self._tree_ptr
@@ -124,7 +128,7 @@ class StoreReader:
         dtype = NODE_COLUMNS[name]
         if name == "value" and layout.value_encoding == "weighted_counts":
             dtype = WEIGHTED_COUNTS_DTYPE
-        return self.array(f"{self._prefix}{NODES_GROUP}/{name}", dtype, shape)
+        return self.array(self.path(f"{NODES_GROUP}/{name}"), dtype, shape)
 
     # -- data
     def read(self, path: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray:
@@ -142,7 +146,7 @@ class StoreReader:
 
     def read_extra(self, name: str) -> np.ndarray | None:
         """The fitted array ``fitted/<name>`` if the store has it."""
-        path = f"{self._prefix}{FITTED_GROUP}/{name}"
+        path = self.path(f"{FITTED_GROUP}/{name}")
         if not self.has_array(path):
             return None
         return self.read(path, np.dtype(self.adapter.array_names[name]), None)

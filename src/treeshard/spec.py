@@ -62,9 +62,12 @@ MAX_USER_METADATA_BYTES = MAX_CONFIG_BYTES // 2
 MAX_SAVED_CONFIG_BYTES = MAX_CONFIG_BYTES - 4 * 1024 * 1024
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def canonical_json(value: Any) -> bytes:
     """The one byte string a JSON value hashes as: sorted keys, no spaces, UTF-8."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)

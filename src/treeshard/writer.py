@@ -5,14 +5,15 @@ subset ``docs/FORMAT.md`` (section 7) specifies: an array's ``zarr.json`` and
 its shard files, each shard the concatenated inner chunks (``bytes`` ->
 ``blosc`` -> ``crc32c``) followed by the shard index (``offset, length``
 little-endian uint64 pairs, ``2**64 - 1`` twice for an absent chunk) and the
-index's crc32c, as the zarr v3 sharding specification lays them out. Each
-chunk is compressed by Blosc's own threads (numcodecs uses them when called
-from the main thread; a pool of Python threads over chunks measured slower:
-filling and hashing chunks hold the GIL often), chunk-major so that the node
-records behind chunk *k* of every column are read while in cache, and every
-shard's and inner chunk's sha256 is computed as it is encoded, so the content
-digest (:func:`treeshard.integrity.digest_of_files`) never reads anything
-back.
+index's crc32c, as the zarr v3 sharding specification lays them out. Chunks
+are encoded chunk-major (chunk *k* of every column, so that the node records
+behind it are read while in cache), a row of chunks per task of worker threads
+that fill, compress and hash it (the compiled fill, Blosc and hashlib release
+the GIL; each worker runs single-threaded Blosc, as numcodecs does outside the
+main thread, which makes the same bytes),
+and every shard's and inner chunk's sha256 is computed as it is encoded, so
+the content digest (:func:`treeshard.integrity.digest_of_files`) never reads
+anything back.
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
+import os
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +71,7 @@ def dumps(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
 
 
+@functools.lru_cache(maxsize=64)
 def _data_type(dtype: np.dtype) -> tuple[str, Any]:
     """The zarr v3 ``data_type`` name and fill value (0) of a numeric dtype."""
     if dtype.kind == "b":
@@ -141,14 +146,23 @@ def group_metadata(*, consolidated: bool = False) -> dict[str, Any]:
 
 
 def _compressor(codec: str, shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
+    """A chunk's compression."""
+    blosc = _blosc(codec, shuffle, itemsize)
+    if blosc is None:
+        return lambda chunk: chunk.tobytes()
+    return lambda chunk: blosc.encode(chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _blosc(codec: str, shuffle: str, itemsize: int) -> Any:
+    """numcodecs' Blosc codec of a preset (it holds no state between calls: shared by threads)."""
     preset = CODECS[codec]
     if preset is None:
-        return lambda chunk: chunk.tobytes()
+        return None
     from numcodecs import Blosc
 
     cname, level = preset
-    blosc = Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
-    return lambda chunk: bytes(blosc.encode(chunk))
+    return Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
 
 
 def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, bytes | None]:
@@ -214,11 +228,16 @@ class _Plan:
     metadata: dict[str, Any] = field(default_factory=dict)
     document: bytes = b""
     shuffle: str | None = None
-    chunks: list[tuple[bytes, str] | None] = field(default_factory=list)
+    chunks: list[tuple[tuple[bytes, ...], str] | None] = field(default_factory=list)  # a chunk's parts and sha256
     failed: bool = False
 
 
 _LOCAL = threading.local()
+#: Below this many uncompressed bytes, arrays are encoded in the caller's thread: starting
+#: worker threads would cost more than they save.
+PARALLEL_BYTES = 4 * 1024 * 1024
+#: A compressed chunk smaller than this is joined with its crc32c (one part to write).
+_JOIN_BYTES = 64 * 1024
 
 
 def _scratch() -> dict[str, np.ndarray]:
@@ -228,59 +247,40 @@ def _scratch() -> dict[str, np.ndarray]:
     return scratch
 
 
-def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
-    """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded."""
-    from .columns import NotWeightedCounts
+def encoding_threads() -> int:
+    """Threads that compress and hash chunks (Blosc and hashlib release the GIL)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
+
+def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
+    """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded.
+
+    Chunks are encoded chunk-major (chunk *k* of every array, so that the node records
+    behind it are read once, while in cache), a row of chunks per task of
+    :func:`encoding_threads` worker threads; a small model is encoded in the caller's
+    thread alone.
+    """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
     plans = []
+    total = 0
     for spec in specs:
         chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
         n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
         plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
         plan.chunks = [None] * n_chunks
         plans.append((plan, chunks, shards))
-    compress_cache: dict[tuple[str, str, int], Callable[[np.ndarray], bytes]] = {}
-
-    def compressor(shuffle: str, itemsize: int) -> Callable[[np.ndarray], bytes]:
-        key = (codec, shuffle, itemsize)
-        if key not in compress_cache:
-            compress_cache[key] = _compressor(codec, shuffle, itemsize)
-        return compress_cache[key]
-
-    def rows_of(plan: _Plan, k: int) -> tuple[int, int]:
-        return k * plan.chunk_rows, (k + 1) * plan.chunk_rows
-
-    def first(plan: _Plan) -> None:
-        try:
-            data = plan.spec.chunk(*rows_of(plan, 0), _scratch())
-        except NotWeightedCounts:
-            plan.failed = True
-            return
-        plan.shuffle, body = choose_shuffle(codec, data)
-        if body is None:
-            body = data.tobytes()
-        chunk = body + _crc32c(body)
-        plan.chunks[0] = (chunk, hashlib.sha256(chunk).hexdigest())
-
-    def rest(item: tuple[_Plan, int]) -> None:
-        plan, k = item
-        if plan.failed:
-            return
-        try:
-            data = plan.spec.chunk(*rows_of(plan, k), _scratch())
-        except NotWeightedCounts:
-            plan.failed = True
-            return
-        body = compressor(plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
-        chunk = body + _crc32c(body)
-        plan.chunks[k] = (chunk, hashlib.sha256(chunk).hexdigest())
-
+        total += math.prod(spec.shape) * spec.dtype.itemsize
     live = [p for p, _, _ in plans if p.n_chunks]
-    _serial(first, live)
-    # Chunk-major: the node records behind chunk k of every column are gathered once.
-    _serial(rest, [(p, k) for k in range(1, max((p.n_chunks for p in live), default=0)) for p in live if k < p.n_chunks])
+    threads = encoding_threads() if total >= PARALLEL_BYTES else 1
+    if threads > 1:
+        _encode_parallel(live, codec, threads)
+    else:
+        _encode_serial(live, codec)
     out = []
     fallbacks = {}
     for plan, chunks, shards in plans:
@@ -295,17 +295,94 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
             shuffle = "bitshuffle" if plan.spec.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
         metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
         document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-        nbytes = int(np.prod(plan.spec.shape)) * plan.spec.dtype.itemsize
+        nbytes = math.prod(plan.spec.shape) * plan.spec.dtype.itemsize
         encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
     hashes = [(e, key) for e in out if e is not None for key in e.shards]
-    for (encoded, key), digest in zip(hashes, _serial(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes), strict=True):
+    if threads > 1 and len(hashes) > 1:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
+            digests = list(pool.map(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes))
+    else:
+        digests = [_sha256_parts(e.shards[key]) for e, key in hashes]
+    for (encoded, key), digest in zip(hashes, digests, strict=True):
         encoded.shard_sha256[key] = digest
     if fallbacks:
         redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
         out = [next(redone) if e is None else e for e in out]
     return out
+
+
+def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, codec: str) -> None:
+    """Compress chunk ``k`` of ``plan`` (the first one: trying each shuffle), append its crc32c, hash it."""
+    if k == 0:
+        plan.shuffle, body = choose_shuffle(codec, data)
+        if body is None:
+            body = data.tobytes()
+    else:
+        body = _compressor(codec, plan.shuffle or "noshuffle", plan.spec.dtype.itemsize)(data)
+    crc = _crc32c(body)
+    if len(body) < _JOIN_BYTES:
+        plan.chunks[k] = ((body + crc,), hashlib.sha256(body + crc).hexdigest())
+        return
+    digest = hashlib.sha256(body)
+    digest.update(crc)
+    plan.chunks[k] = ((body, crc), digest.hexdigest())  # not joined: that would copy the chunk
+
+
+def _fill(plan: _Plan, k: int, scratch: dict[str, np.ndarray]) -> np.ndarray | None:
+    """Rows of chunk ``k`` of ``plan``, or None (and ``plan.failed``) if its spec cannot encode them."""
+    from .columns import NotWeightedCounts
+
+    if plan.failed:
+        return None
+    try:
+        return plan.spec.chunk(k * plan.chunk_rows, (k + 1) * plan.chunk_rows, scratch)
+    except NotWeightedCounts:
+        plan.failed = True
+        return None
+
+
+def _encode_serial(plans: list[_Plan], codec: str) -> None:
+    scratch = _scratch()
+    for k in range(max((p.n_chunks for p in plans), default=0)):
+        for plan in plans:
+            if k < plan.n_chunks:
+                data = _fill(plan, k, scratch)
+                if data is not None:
+                    _encode_chunk(plan, k, data, codec)
+
+
+def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
+    """Encode chunk rows in ``threads`` workers, one task per row: each worker fills the row
+    into its own buffers and compresses it while in its cache. Row 0 is filled here and
+    each of its chunks is a task of its own (the shuffle trial, the costliest); the other
+    rows wait for every shuffle to be chosen."""
+    firsts: list[Future[None]] = []
+
+    def encode(k: int) -> None:
+        for first in firsts:
+            first.result()
+        scratch = _scratch()
+        for plan in plans:
+            if k < plan.n_chunks:
+                data = _fill(plan, k, scratch)
+                if data is not None:
+                    _encode_chunk(plan, k, data, codec)
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
+        futures: list[Future[None]] = []
+        try:
+            scratch: dict[str, np.ndarray] = {}  # row 0's buffers, alive until its tasks are done
+            for plan in plans:
+                data = _fill(plan, 0, scratch)
+                if data is not None:
+                    firsts.append(pool.submit(_encode_chunk, plan, 0, data, codec))
+            futures.extend(firsts)
+            futures.extend(pool.submit(encode, k) for k in range(1, max((p.n_chunks for p in plans), default=0)))
+        finally:
+            for future in futures:
+                future.result()
 
 
 def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
@@ -320,14 +397,15 @@ def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
         for k, part in enumerate(parts):
             assert part is not None
             chunk, digest = part
-            index[k] = (offset, len(chunk))
-            inner.append([offset, len(chunk), digest])
-            offset += len(chunk)
+            length = sum(map(len, chunk))
+            index[k] = (offset, length)
+            inner.append([offset, length, digest])
+            offset += length
         inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
         index_bytes = index.tobytes()
         key = f"c/{shard}{suffix}"
         # Kept as parts: joining them would copy the whole model once more.
-        out.shards[key] = [*(chunk for chunk, _ in parts), index_bytes, _crc32c(index_bytes)]  # type: ignore[misc]
+        out.shards[key] = [*(piece for chunk, _ in parts for piece in chunk), index_bytes, _crc32c(index_bytes)]  # type: ignore[union-attr]
         out.inner[key] = inner
 
 
@@ -343,8 +421,10 @@ def file_size(value: bytes | list[bytes]) -> int:
     return len(value) if isinstance(value, bytes) else sum(map(len, value))
 
 
-def _serial(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    return [function(item) for item in items]
+@functools.lru_cache(maxsize=1)
+def _group_documents() -> tuple[bytes, bytes]:
+    """A group's ``zarr.json``, and its entry in the consolidated metadata (the same for every group)."""
+    return dumps(group_metadata()), dumps(group_metadata(consolidated=True))
 
 
 def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
@@ -359,7 +439,7 @@ def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> d
     files: dict[str, bytes | list[bytes]] = {}
     consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
-    group_document, group_entry = dumps(group_metadata()), dumps(group_metadata(consolidated=True))
+    group_document, group_entry = _group_documents()
     for group in groups:
         files[f"{group}/{ROOT_METADATA}"] = group_document
         consolidated[group] = group_entry
@@ -394,40 +474,57 @@ def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]
 def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]:
     """Specs of the node columns of ``source`` (a :class:`~treeshard.columns.TreeNodeRows`),
     chunk by chunk from the trees' own arrays; ``value`` as weighted counts if they
-    reproduce every value, else float64 (its ``fallback``)."""
-    from .columns import NODE_COLUMNS, WEIGHTED_COUNTS_DTYPE
+    reproduce every value, else float64 (its ``fallback``). Chunk *k* of every column
+    is filled at once (:meth:`~treeshard.columns.TreeNodeRows.fill_columns`), on the
+    first of them asked for with a ``scratch``."""
+    from .columns import NODE_COLUMNS, WEIGHTED_COUNTS_DTYPE, NotWeightedCounts
 
     n = source.n_nodes
+    shapes = {name: (n, source.value_width) if name == "value" else (n,) for name in NODE_COLUMNS}
+    dtypes = {name: WEIGHTED_COUNTS_DTYPE if name == "value" else dtype for name, dtype in NODE_COLUMNS.items()}
+    row_key = f"{prefix}\x00row"
+    # Names these specs' rows in a scratch that outlives them (a thread's, reused by the next
+    # save): kept alive by the scratch itself, so never confused with a later save's.
+    token = object()
 
-    def column(name: str, dtype: np.dtype, shape: tuple[int, ...], counts: bool = False) -> ArraySpec:
-        path = f"{prefix}/{name}"
-
-        def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
-            buffer = _buffer(scratch, path, (stop - start, *shape[1:]), dtype)
-            valid = max(0, min(stop, n) - start)
-            if counts:
-                source.fill_weighted_counts(start, start + valid, buffer[:valid], scratch)
-            else:
-                source.fill(name, start, start + valid, buffer[:valid], scratch)
+    def row(start: int, stop: int, scratch: dict[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
+        key = (token, start, stop)
+        filled = scratch.get(row_key)
+        if filled is not None and filled[0] == key:
+            return filled[1], filled[2]
+        buffers = {name: _buffer(scratch, f"{prefix}/{name}", (stop - start, *shapes[name][1:]), dtypes[name]) for name in NODE_COLUMNS}
+        valid = max(0, min(stop, n) - start)
+        exact = source.fill_columns(start, start + valid, {name: b[:valid] for name, b in buffers.items()}, buffers["value"][:valid])
+        for buffer in buffers.values():
             buffer[valid:] = 0
-            return buffer
+        scratch[row_key] = (key, buffers, exact)
+        return buffers, exact
 
-        return ArraySpec(path=path, shape=shape, dtype=dtype, chunk=chunk, rows=rows)
+    def column(name: str) -> ArraySpec:
+        def chunk(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+            buffers, exact = row(start, stop, scratch)
+            if name == "value" and not exact:
+                raise NotWeightedCounts
+            return buffers[name]
 
-    specs = []
-    for name, dtype in NODE_COLUMNS.items():
-        if name == "value":
-            shape = (n, source.value_width)
-            spec = column(name, WEIGHTED_COUNTS_DTYPE, shape, counts=True)
-            spec.fallback = column(name, dtype, shape)
-        else:
-            spec = column(name, dtype, (n,))
-        specs.append(spec)
+        return ArraySpec(path=f"{prefix}/{name}", shape=shapes[name], dtype=dtypes[name], chunk=chunk, rows=rows)
+
+    def float_values(start: int, stop: int, scratch: dict[str, np.ndarray]) -> np.ndarray:
+        buffer = _buffer(scratch, f"{prefix}/value:float64", (stop - start, source.value_width), NODE_COLUMNS["value"])
+        valid = max(0, min(stop, n) - start)
+        source.fill("value", start, start + valid, buffer[:valid], scratch)
+        buffer[valid:] = 0
+        return buffer
+
+    specs = [column(name) for name in NODE_COLUMNS]
+    specs[list(NODE_COLUMNS).index("value")].fallback = ArraySpec(
+        path=f"{prefix}/value", shape=shapes["value"], dtype=NODE_COLUMNS["value"], chunk=float_values, rows=rows
+    )
     return specs
 
 
 def _buffer(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     buffer = scratch.get(name)
     if buffer is None or buffer.size != size or buffer.dtype != dtype:
         buffer = scratch[name] = np.empty(size, dtype=dtype)

@@ -1,6 +1,13 @@
-"""Write the golden pipeline store of format version 1 (run once; the outputs are committed).
+"""Write the golden pipeline stores of format version 1 (run once each; the outputs are committed).
 
-    .venv/bin/python tests/golden/make_pipeline_golden.py
+    .venv/bin/python tests/golden/make_pipeline_golden.py        # pipe/
+    .venv/bin/python tests/golden/make_pipeline_golden.py hgb    # hgb/ only
+
+``hgb/`` (with ``hgb.npz``): an ordinal encoder then a histogram gradient
+boosting regressor with a categorical feature, stored under ``models/0/`` as
+histogram boosting's own node columns and bitsets; its ``predict`` is sums
+of stored values, the same on every machine. Tested by
+``tests/test_pipeline_models.py``.
 
 A small pipeline (imputer, scaler, one-hot and ordinal encoders in a
 ColumnTransformer, then a random forest) is saved as the directory store
@@ -50,12 +57,36 @@ def main() -> None:
     model = Pipeline([("pre", pre), ("forest", RandomForestClassifier(n_estimators=3, max_depth=4, random_state=0))]).fit(X, y)
     query = data()[::-1].copy()
     query[0, 2] = 9.0  # an unknown category
-    if HERE.exists():
-        shutil.rmtree(HERE)
-    HERE.mkdir(parents=True)
+    if (HERE / "pipe").exists():
+        shutil.rmtree(HERE / "pipe")
+    HERE.mkdir(parents=True, exist_ok=True)
     treeshard.save(model, str(HERE / "pipe"))
     np.savez(HERE / "pipe.npz", X=query, predict=model.predict(query), predict_proba=model.predict_proba(query), transform=model[:-1].transform(query))
 
 
+def main_hgb() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    import treeshard
+
+    X = data()
+    y = np.nan_to_num(X[:, 0]) + X[:, 1] + (X[:, 2] == 2.0) - 0.5 * (X[:, 2] == 1.0)
+    pre = ColumnTransformer([("ordinal", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan), [2])], remainder="passthrough")
+    booster = HistGradientBoostingRegressor(max_iter=6, max_leaf_nodes=5, min_samples_leaf=3, categorical_features=[0], random_state=0)
+    model = Pipeline([("pre", pre), ("hgb", booster)]).fit(X, y)
+    query = data()[::-1].copy()
+    query[0, 2] = 9.0  # an unknown category
+    if (HERE / "hgb").exists():
+        shutil.rmtree(HERE / "hgb")
+    HERE.mkdir(parents=True, exist_ok=True)
+    treeshard.save(model, str(HERE / "hgb"))
+    np.savez(HERE / "hgb.npz", X=query, predict=model.predict(query), transform=model[:-1].transform(query))
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main_hgb() if sys.argv[1:] == ["hgb"] else main()

@@ -9,6 +9,7 @@ and numpy types survive the round trip exactly (``np.int64(3)`` stays
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -313,6 +314,12 @@ def decode_param(where: str, value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _param_names(cls: type) -> frozenset[str]:
+    """The constructor params of an estimator class (sklearn inspects the signature on every call)."""
+    return frozenset(cls().get_params(deep=False))
+
+
 def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[str] = ()) -> Any:
     """``cls(**params)`` after checking names and values against sklearn's own constraints.
 
@@ -320,7 +327,7 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     constructor's default: ``null`` is not a valid value for every param
     (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
     """
-    known = set(cls().get_params(deep=False))
+    known = _param_names(cls)
     translated = translate_params(cls, params, installed=known)  # stored under another sklearn version
     unserializable = [name for name in unserializable if name in translated or name not in params]
     params = translated

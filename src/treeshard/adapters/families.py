@@ -28,6 +28,13 @@ class EstimatorKind:
     #: ``predict`` accepts NaN (sklearn's missing-value support); with a random splitter, any tree estimator does.
     takes_nan: bool = False
 
+    @property
+    def estimator_type(self) -> str:
+        """sklearn's ``_estimator_type``: ``"classifier"``, ``"regressor"`` or ``"outlier_detector"``."""
+        if self.family == ISOLATION:
+            return "outlier_detector"
+        return "classifier" if self.is_classifier else "regressor"
+
 
 ESTIMATORS: dict[str, EstimatorKind] = {
     kind.estimator_id: kind

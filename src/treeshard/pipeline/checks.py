@@ -218,8 +218,8 @@ def check_node(node: Any) -> None:
     """Raise :class:`ConfigError` if ``node`` (an EstimatorNode) contradicts itself."""
     kind, where = node.id, node.where
     params, fitted = node.params, node.fitted
-    if fitted or kind in ("ColumnTransformer", "TransformedTargetRegressor"):
-        if kind != "ColumnTransformer" or fitted:
+    if node.is_fitted or kind in ("ColumnTransformer", "TransformedTargetRegressor"):
+        if kind != "ColumnTransformer" or node.is_fitted:
             missing = [name for name in REQUIRED.get(kind, ()) if name not in fitted]
             if missing:
                 raise ConfigError(f"{where}.fitted: missing required attribute {missing[0]!r} of a fitted {kind}")
@@ -235,7 +235,7 @@ def check_node(node: Any) -> None:
         _steps(f"{where}.params.transformer_list", params.get("transformer_list"), ("passthrough", "drop"))
         return
     if kind == "TransformedTargetRegressor":
-        if fitted:
+        if node.is_fitted:
             _estimator(f"{where}.fitted.regressor_", fitted.get("regressor_"))
             _estimator(f"{where}.fitted.transformer_", fitted.get("transformer_"))
             _int(f"{where}.fitted._training_dim", fitted.get("_training_dim"), 1, 2)
@@ -243,7 +243,7 @@ def check_node(node: Any) -> None:
     if kind in ("OneHotEncoder", "OrdinalEncoder"):
         _encoder_params(f"{where}.params", kind, params)
     _function_params(where, kind, params)
-    if not fitted:
+    if not node.is_fitted:
         return
     w = f"{where}.fitted"
     if kind == "SelectFromModel":  # its n_features_in_ is the estimator's
@@ -420,7 +420,9 @@ def in_width(node: Any) -> int | None:
     from .nodes import EnsembleNode, EstimatorNode
 
     if isinstance(node, EnsembleNode):
-        return node.config.trees.n_features
+        # An IsolationForest's trees see a subset of its input (max_features): its width is n_features_in_.
+        n = node.config.fitted.get("n_features_in_")
+        return n if isinstance(n, int) and not isinstance(n, bool) else node.config.trees.n_features
     if not isinstance(node, EstimatorNode):
         return None
     n = node.fitted.get("n_features_in_")
@@ -494,7 +496,7 @@ def out_width(node: Any) -> int | None:
     """Features ``node`` outputs (None: not known from the record, or not a transformer)."""
     from .nodes import EstimatorNode
 
-    if not isinstance(node, EstimatorNode) or not node.fitted and node.id != "Pipeline":
+    if not isinstance(node, EstimatorNode) or not node.is_fitted and node.id != "Pipeline":
         return None
     kind, params, fitted = node.id, node.params, node.fitted
     n = fitted.get("n_features_in_")

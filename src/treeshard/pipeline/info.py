@@ -56,8 +56,10 @@ def pipeline_info(record: PipelineRecord) -> PipelineInfo:
 
 
 def _ensemble(node: EnsembleNode) -> dict[str, Any]:
+    from .checks import in_width
+
     trees = node.config.trees
-    return {"estimator": node.config.estimator, "group": node.group, "n_trees": trees.n_trees, "n_nodes": trees.n_nodes, "n_features": trees.n_features}
+    return {"estimator": node.config.estimator, "group": node.group, "n_trees": trees.n_trees, "n_nodes": trees.n_nodes, "n_features": in_width(node)}
 
 
 def describe(node: Any) -> Any:

@@ -36,6 +36,11 @@ class EstimatorNode:
     unserializable: tuple[str, ...] = ()
     where: str = "pipeline"
 
+    @property
+    def is_fitted(self) -> bool:
+        """Whether the node holds fitted state (``set_output``'s choice alone marks an unfitted template too)."""
+        return any(name != "_sklearn_output_config" for name in self.fitted)
+
 
 @dataclass
 class EnsembleNode:

@@ -216,13 +216,18 @@ def encode_pipeline_files(
         adapter = adapter_for(model)
         saved = adapter.to_saved(model)
         checks.check_loadable(adapter, model, saved)
-        # Under sklearn < 1.4 classifier leaves hold class counts: encoded as a single model's are.
-        nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(adapter.estimator_id))
-        specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
-        rows = node_chunk_rows(saved.layout.value_width)
-        specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=rows if node_rows is None else min(rows, node_rows))
+        leaf_counts = False
+        if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
+            specs += [in_memory(f"{group}/{NODES_GROUP}/{name}", array) for name, array in saved.node_arrays.items()]
+        else:
+            # Under sklearn < 1.4 classifier leaves hold class counts: encoded as a single model's are.
+            nodes = TreeNodeRows(saved.trees, saved.layout, leaf_counts=leaf_counts_for(adapter.estimator_id))
+            specs.append(in_memory(f"{group}/{NODES_GROUP}/tree_ptr", nodes.tree_ptr))
+            rows = node_chunk_rows(saved.layout.value_width)
+            specs += node_column_specs(nodes, f"{group}/{NODES_GROUP}", rows=rows if node_rows is None else min(rows, node_rows))
+            leaf_counts = nodes.leaf_counts
         specs += [in_memory(f"{group}/{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-        saved_models.append((group, adapter, saved, nodes.leaf_counts))
+        saved_models.append((group, adapter, saved, leaf_counts))
     specs += [in_memory(group, np.frombuffer(data, dtype=np.uint8)) for group, data in context.skops]
     encoded = encode_specs(specs, codec=codec)
     stored = {array.path: {"nbytes": array.nbytes, "stored_bytes": array.stored_bytes} for array in encoded}

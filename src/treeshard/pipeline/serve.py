@@ -15,13 +15,17 @@ categorical columns are read with ``np.asarray`` as sklearn does), an
 array, or a JSON-style request (a mapping of columns or a list of records,
 :mod:`treeshard.pipeline.request`), each column converted as the fitted step
 that reads it expects (:func:`input_kinds`). Neither sklearn, scipy nor
-pandas is imported. Not served: sparse
-intermediate output feeding anything but an ensemble, ``set_output`` pandas
+pandas is imported. ``set_output`` pandas containers are served on the step
+that feeds an ensemble (the DataFrame's column names are by construction
+those the ensemble was fitted on, so the ensemble reads the same values from
+an array). Not served: sparse intermediate output feeding anything but an
+ensemble, other ``set_output``
 containers, ``missing_values`` other than NaN, transformer weights.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -810,11 +814,21 @@ class _VarianceThreshold(_Transformer):
 
 # --------------------------------------------------------------------------- composites
 class _Ensemble(Step):
-    def __init__(self, node: EnsembleNode, predictor: Any) -> None:
+    def __init__(self, node: EnsembleNode, predictor: Any, *, fed_by_frame: bool = False) -> None:
         self.name, self.predictor = node.config.estimator, predictor
+        if fed_by_frame:
+            # sklearn hands it a DataFrame named as it was fitted; here an array with the same values.
+            predictor.__dict__.pop("feature_names_in_", None)
+        self.names = getattr(predictor, "feature_names_in_", None)
+        #: What scores a JSON-style request holding exactly the fitted columns (an array, as
+        #: sklearn's DataFrame of those names would be read): the predictor without its names.
+        self.unnamed = predictor
+        if self.names is not None:
+            self.unnamed = copy.copy(predictor)
+            del self.unnamed.feature_names_in_
 
     def methods(self) -> set[str]:
-        return {m for m in ("predict", "predict_proba", "predict_log_proba", "decision_function") if hasattr(self.predictor, m)}
+        return {m for m in ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples") if hasattr(self.predictor, m)}
 
 
 class _Pipeline(Step):
@@ -967,6 +981,8 @@ class _TransformedTarget(Step):
 
 def _call(step: Step, method: str, X: Any) -> Any:
     if isinstance(step, _Ensemble):
+        if isinstance(X, _RequestTable) and step.names is not None and X.names == list(step.names):
+            return getattr(step.unnamed, method)(X.original())
         return getattr(step.predictor, method)(X.original() if isinstance(X, _Table) else X)
     if isinstance(step, _Pipeline):
         head = step.transform_head(X)
@@ -1030,11 +1046,12 @@ def compile_record(record: PipelineRecord, ensemble: Any, importances: Any = Non
     """Steps for every node of ``record``; ``ensemble(node)`` builds the Predictor of an ensemble node,
     ``importances(node)`` its feature importances (for ``SelectFromModel``)."""
     built: dict[str, Step] = {}
+    feeders, framed = _ensemble_feeders(record.root)
 
     def compile_node(node: Any) -> Step:
         if isinstance(node, EnsembleNode):
             if node.group not in built:
-                built[node.group] = _Ensemble(node, ensemble(node))
+                built[node.group] = _Ensemble(node, ensemble(node), fed_by_frame=node.group in framed)
             return built[node.group]
         if isinstance(node, SkopsNode):
             raise UnsupportedEstimatorError(
@@ -1044,18 +1061,86 @@ def compile_record(record: PipelineRecord, ensemble: Any, importances: Any = Non
         if not isinstance(node, EstimatorNode):
             raise UnsupportedEstimatorError(f"the Predictor cannot serve {node!r}")
         output = node.fitted.get("_sklearn_output_config") or {}
-        if any(value not in (None, "default") for value in output.values()):
+        allowed = (None, "default", "pandas") if id(node) in feeders else (None, "default")
+        if any(value not in allowed for value in output.values()):
             raise UnsupportedEstimatorError(f"{node.where}: the Predictor does not serve set_output containers ({output})")
         if node.id in _SIMPLE:
             return _SIMPLE[node.id](node)
         if node.id in _COMPOSITE:
             return _COMPOSITE[node.id](node, compile_node)
-        if node.id == "SelectFromModel" and node.fitted and importances is not None:
+        if node.id == "SelectFromModel" and node.is_fitted and importances is not None:
             return _SelectFromModel(node, compile_node, importances)
         what = "an unfitted template" if node.id not in KINDS else f"a {node.id}"
         raise UnsupportedEstimatorError(f"{node.where}: the Predictor cannot serve {what} (no numpy transform); load it with treeshard.load")
 
     return compile_node(record.root)
+
+
+def _ensemble_feeders(root: Any) -> tuple[set[int], set[str]]:
+    """``(ids of the nodes that may have set_output pandas, groups of the ensembles fed a DataFrame)``.
+
+    A feeder is a Pipeline's last live step before its final ensemble; it and
+    every node inside it may output pandas (a composite stacks its parts'
+    values, the same in an array; a step reading a part's column names from
+    an array raises, as it would have no names). The ensemble is fed a
+    DataFrame when the feeder (for a Pipeline, its last live step) outputs pandas.
+    """
+    feeders: set[int] = set()
+    framed: set[str] = set()
+
+    def live_steps(node: EstimatorNode) -> list[Any]:
+        return [step for _, step in node.params.get("steps", ()) if step not in (None, "passthrough")]
+
+    def children(value: Any) -> list[Any]:
+        if isinstance(value, EstimatorNode):
+            return [*value.params.values(), *value.fitted.values()]
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, dict):
+            return list(value.values())
+        return []
+
+    def inside(value: Any) -> None:
+        if isinstance(value, EstimatorNode):
+            feeders.add(id(value))
+        for item in children(value):
+            inside(item)
+
+    def frames(node: Any) -> bool:
+        if not isinstance(node, EstimatorNode):
+            return False
+        if node.id == "Pipeline":
+            inner = live_steps(node)
+            return bool(inner) and frames(inner[-1])
+        return (node.fitted.get("_sklearn_output_config") or {}).get("transform") == "pandas"
+
+    def visit(value: Any) -> None:
+        if isinstance(value, EstimatorNode) and value.id == "Pipeline":
+            steps = live_steps(value)
+            if len(steps) >= 2 and isinstance(steps[-1], EnsembleNode):
+                inside(steps[-2])
+                if frames(steps[-2]):
+                    framed.add(steps[-1].group)
+        for item in children(value):
+            visit(item)
+
+    visit(root)
+    return feeders, framed
+
+
+class _FinalMethod:
+    """A method a pipeline has when its final ensemble has it (sklearn's ``available_if``):
+    ``hasattr(predictor, "score_samples")`` is true for an IsolationForest pipeline only."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: type) -> Any:
+        if instance is None:
+            return self
+        if not instance._has(self.name):
+            raise AttributeError(f"this {instance.estimator}'s final step has no {self.name}")
+        return lambda X: instance._method(self.name, X)
 
 
 def _input_names(step: Step | None) -> np.ndarray | None:
@@ -1098,6 +1183,12 @@ def input_kinds(step: Step | None, n: int) -> list[str]:
                 if 0 <= i < n and kinds[i] in ("unused", "any"):
                     kinds[i] = kind
         return kinds
+    if isinstance(step, _Ensemble):  # a histogram booster's own categorical columns: as its categories
+        kinds = ["float"] * n
+        for feature, kind in getattr(step.predictor, "_category_kinds", {}).items():
+            if feature < n:
+                kinds[feature] = kind
+        return kinds
     if isinstance(step, _FeatureUnion):
         kinds = ["unused"] * n
         for part in step.parts:
@@ -1117,9 +1208,10 @@ class PipelinePredictor:
     """A pipeline served with numpy only: what ``treeshard.Predictor(store)`` is for a pipeline store.
 
     Methods follow the pipeline's last step: ``predict`` (and ``predict_proba``,
-    ``predict_log_proba``, ``decision_function`` when the final ensemble has
-    them) or ``transform`` for a pipeline of transformers. Every output equals
-    the sklearn pipeline's, bit for bit.
+    ``predict_log_proba``, ``decision_function``, ``score_samples`` when the
+    final ensemble has them: ``score_samples`` for an ``IsolationForest``) or
+    ``transform`` for a pipeline of transformers. Every output equals the
+    sklearn pipeline's, bit for bit.
 
     ``X`` is a DataFrame, an array, or, for a pipeline fitted on named columns,
     a JSON-style request without pandas: a mapping of column name -> list (or
@@ -1185,14 +1277,17 @@ class PipelinePredictor:
     def predict(self, X: Any) -> np.ndarray:
         return _call(self._root, "predict", self._check(X))
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        return _call(self._root, "predict_proba", self._check(X))
+    def _has(self, method: str) -> bool:
+        final = self._final_estimator()
+        return isinstance(final, _Ensemble) and hasattr(final.predictor, method)
 
-    def predict_log_proba(self, X: Any) -> np.ndarray:
-        return _call(self._root, "predict_log_proba", self._check(X))
+    def _method(self, method: str, X: Any) -> np.ndarray:
+        return _call(self._root, method, self._check(X))
 
-    def decision_function(self, X: Any) -> np.ndarray:
-        return _call(self._root, "decision_function", self._check(X))
+    predict_proba = _FinalMethod()
+    predict_log_proba = _FinalMethod()
+    decision_function = _FinalMethod()
+    score_samples = _FinalMethod()
 
     def transform(self, X: Any) -> np.ndarray:
         if self._root.sparse_output:

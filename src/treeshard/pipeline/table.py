@@ -45,6 +45,7 @@ KINDS: dict[str, Kind] = {
             "output_indices_",
             "_n_features",
             "_name_to_fitted_passthrough",
+            "_transformers_feature_names_out",  # set_output(transform="pandas")
         ),
         composite=True,
     ),
@@ -108,9 +109,8 @@ UNIVARIATE_MODES = {
     "fwe": ("SelectFwe", "alpha"),
 }
 
-#: Ensemble families stored as node columns inside a pipeline; the others (histogram boosting reads
-#: its own layout from the root group) are skops steps for now.
-PIPELINE_FAMILIES = ("forest", "boosting", "tree")
+#: Ensemble families stored as node columns inside a pipeline (every family of ``adapters/families.py``).
+PIPELINE_FAMILIES = ("forest", "boosting", "tree", "hist_boosting", "isolation")
 
 #: Functions a ``FunctionTransformer`` or ``TransformedTargetRegressor`` may hold, by id.
 TRANSFORM_FUNCTIONS: dict[str, tuple[str, str]] = {

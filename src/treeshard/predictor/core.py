@@ -121,32 +121,40 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             self._serve_pipeline(reader)
             return
         try:
-            if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns and walk
-                from ..hist_columns import read_hist_columns
-                from .hist import HistPredictor
-
-                # Its own class, the same interface (hist imports nothing of this module).
-                self.__class__ = HistPredictor  # type: ignore[assignment]
-                self._setup_hist(reader.config, lambda: read_hist_columns(reader, reader.config.trees.n_trees), reader.read_extra)  # type: ignore[attr-defined]
-                return
-            self._setup_model(reader.config)
-            columns = self._read_columns(reader, [(0, reader.config.trees.n_trees)], reader.config.trees)
+            served = Predictor._of_model(reader, n_jobs)
         finally:
             reader.close()
-        self._setup_trees(columns)
+        # A histogram boosting store is served by its own class, with the same interface
+        # (hist imports nothing of this module).
+        self.__class__ = type(served)  # type: ignore[assignment]
+        self.__dict__.update(served.__dict__)
+
+    @staticmethod
+    def _of_model(reader: Any, n_jobs: int | None) -> Any:
+        """The predictor of the single model ``reader`` reads: a store's, or an ensemble of a pipeline store."""
+        config = reader.config
+        if family_of(config.estimator) == HIST_BOOSTING:  # its own node columns and walk
+            from ..hist_columns import read_hist_columns
+            from .hist import HistPredictor
+
+            hist = HistPredictor.__new__(HistPredictor)
+            hist.n_jobs = n_jobs
+            hist._setup_hist(config, lambda: read_hist_columns(reader, config.trees.n_trees), reader.read_extra)
+            return hist
+        predictor = Predictor.__new__(Predictor)
+        predictor.n_jobs = n_jobs
+        predictor._setup_model(config)
+        predictor._setup_trees(predictor._read_columns(reader, [(0, config.trees.n_trees)], config.trees))
+        return predictor
 
     def _serve_pipeline(self, reader: Any) -> None:
         """Become a :class:`~treeshard.pipeline.serve.PipelinePredictor` over ``reader``'s pipeline."""
         from ..pipeline.serve import PipelinePredictor
 
-        def ensemble(node: Any) -> Predictor:
+        def ensemble(node: Any) -> Any:
             step = reader.for_model(node.group, node.config)
             try:
-                predictor = Predictor.__new__(Predictor)
-                predictor.n_jobs = self.n_jobs
-                predictor._setup_model(step.config)
-                predictor._setup_trees(predictor._read_columns(step, [(0, step.config.trees.n_trees)], step.config.trees))
-                return predictor
+                return Predictor._of_model(step, self.n_jobs)
             finally:
                 step.close()
 
@@ -267,13 +275,15 @@ class Predictor(Traversal, metaclass=PredictorMeta):
 
     def _summed_values(self, X32: Any) -> np.ndarray:
         """Sum over trees, in tree order from zeros, of each row's leaf values: (n_rows, value_width)."""
-        out = [self._sum(block, np.zeros(self._value_width), scale=1.0, k=1) for block in blocks(X32)]
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        if type(X32) is np.ndarray:  # dense: one block (spared the generator, for one row's latency)
+            return self._sum(X32, None, scale=1.0, k=1)
+        return np.concatenate([self._sum(block, None, scale=1.0, k=1) for block in blocks(X32)])
 
     def _raw_boosting(self, X32: Any) -> np.ndarray:
         """Gradient boosting raw predictions (n_rows, K): init + sum of learning_rate * leaf value, stage by stage."""
-        out = [self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in blocks(X32)]
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        if type(X32) is np.ndarray:
+            return self._sum(X32, self._init_raw, scale=self._learning_rate, k=self._k)
+        return np.concatenate([self._sum(block, self._init_raw, scale=self._learning_rate, k=self._k) for block in blocks(X32)])
 
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
@@ -291,7 +301,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             return self._regression(X32)
         proba = self._proba(X32, full_width=not self._is_forest)
         if self.n_outputs_ == 1:
-            return self.classes_.take(np.argmax(proba, axis=1), axis=0)
+            return self.classes_.take(proba.argmax(axis=1), axis=0)
         predictions = np.empty((X32.shape[0], self.n_outputs_), dtype=self.classes_[0].dtype)
         for k in range(self.n_outputs_):
             predictions[:, k] = self.classes_[k].take(np.argmax(proba[k], axis=1), axis=0)

@@ -139,11 +139,15 @@ class HistPredictor(Traversal):
             raise ArrayError(f"fitted/{'bin_thresholds' if thresholds is None else 'bin_thresholds_ptr'}: missing")
         per_feature = check_bin_thresholds(thresholds, ptr, n_features=n_features, is_categorical=binned_categorical, max_bins=max_bins)
         self._preprocessor = None
+        #: How a JSON-style request's column is read (a pipeline's input kinds): categories as stored.
+        self._category_kinds: dict[int, str] = {}
         check_categories_match(preprocessor, per_feature, binned_categorical)
         if preprocessor is not None:
             categorical = np.flatnonzero(is_categorical)
             lookups = [_category_lookup(entry["values"]) for entry in preprocessor["categories"]]
             self._preprocessor = (categorical, np.flatnonzero(~is_categorical), lookups)
+            kinds = ("object" if entry["values"].dtype == object else "float" for entry in preprocessor["categories"])
+            self._category_kinds = dict(zip(categorical.tolist(), kinds, strict=True))
         cols = read_columns()
         if cols.n_trees != layout.n_trees:
             raise ArrayError(f"nodes/tree_ptr: {cols.n_trees} trees, expected {layout.n_trees}")

@@ -89,8 +89,10 @@ class Traversal:
             return 1
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
             raise ValueError(f"n_jobs must be a nonzero integer or None, got {n_jobs!r}")
-        wanted = int(n_jobs) if n_jobs > 0 else max(1, available_cores() + 1 + int(n_jobs))  # as joblib
         by_size = n_rows * len(self._roots) // PAIRS_PER_THREAD
+        if by_size < 2:  # one thread whatever n_jobs says (asking the OS for the cores costs microseconds)
+            return 1
+        wanted = int(n_jobs) if n_jobs > 0 else max(1, available_cores() + 1 + int(n_jobs))  # as joblib
         return max(1, min(wanted, by_size, n_rows))
 
     def _parallel(self, kernel: Any, n_rows: int) -> None:
@@ -110,12 +112,10 @@ class Traversal:
 
     def _leaves(self, X32: np.ndarray) -> np.ndarray:
         """Global leaf ids of the rows of a dense float32 ``X32`` in every tree, (n_trees, n_rows)."""
-        from .._kernels import traverse_leaves
-
+        kernels = _kernels()
+        traverse_leaves, traverse_complete_leaves = kernels.traverse_leaves, kernels.traverse_complete_leaves
         out = np.empty((len(self._roots), X32.shape[0]), dtype=np.int64)
         if self._complete is not None:  # shallow trees: the complete layout (treeshard._kernels.pack_complete)
-            from .._kernels import traverse_complete_leaves
-
             slots, ids, _, depth = self._complete
             self._parallel(lambda start, stop: traverse_complete_leaves(X32, slots, ids, depth, out, start, stop, COMPLETE_BLOCK_ROWS), X32.shape[0])
             return out
@@ -123,26 +123,26 @@ class Traversal:
         self._parallel(lambda start, stop: traverse_leaves(X32, nodes, nan_right, roots, out, start, stop, BLOCK_ROWS, GROUP, depth), X32.shape[0])
         return out
 
-    def _sum(self, X32: np.ndarray, initial: np.ndarray, *, scale: float, k: int) -> np.ndarray:
-        """``initial`` plus, tree by tree in order, ``scale`` times each row's leaf values;
-        tree ``t`` adds to columns ``(t % k) * width : (t % k + 1) * width``. (n_rows, k * width)."""
-        from .._kernels import traverse_sum
-
-        out = np.empty((X32.shape[0], k * self._value_width), dtype=np.float64)
-        out[:] = initial
+    def _sum(self, X32: np.ndarray, initial: np.ndarray | None, *, scale: float, k: int) -> np.ndarray:
+        """``initial`` (None: zeros) plus, tree by tree in order, ``scale`` times each row's leaf
+        values; tree ``t`` adds to columns ``(t % k) * width : (t % k + 1) * width``. (n_rows, k * width)."""
+        kernels = _kernels()
+        if initial is None:
+            out = np.zeros((X32.shape[0], k * self._value_width), dtype=np.float64)
+        else:
+            out = np.empty((X32.shape[0], k * self._value_width), dtype=np.float64)
+            out[:] = initial
         nodes, nan_right, roots, value, depth = self._nodes, self._nan_right, self._roots, self._value, self._walk_depth
         counts = self._counts if self._counts is not None else _NO_COUNTS
         weights = self._weights if self._weights is not None else _NO_WEIGHTS
 
         if self._complete is not None:
-            from .._kernels import traverse_complete_sum
-
             slots, _, leaf_values, depth = self._complete
-            self._parallel(lambda start, stop: traverse_complete_sum(X32, slots, leaf_values, depth, scale, k, out, start, stop, COMPLETE_BLOCK_ROWS), X32.shape[0])
+            self._parallel(lambda start, stop: kernels.traverse_complete_sum(X32, slots, leaf_values, depth, scale, k, out, start, stop, COMPLETE_BLOCK_ROWS), X32.shape[0])
             return out
 
         def kernel(start: int, stop: int) -> None:
-            traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, depth, BUFFER_PAIRS)
+            kernels.traverse_sum(X32, nodes, nan_right, roots, value, counts, weights, scale, k, out, start, stop, BLOCK_ROWS, GROUP, depth, BUFFER_PAIRS)
 
         self._parallel(kernel, X32.shape[0])
         return out
@@ -211,6 +211,18 @@ def _round_down_to_float32(threshold: np.ndarray) -> np.ndarray:
     return rounded
 
 
+def _kernels() -> Any:
+    """:mod:`treeshard._kernels`, imported on first use (not by ``import treeshard``) and then
+    kept: an import statement per call costs about a microsecond of one row's latency."""
+    global _KERNELS
+    if _KERNELS is None:
+        from .. import _kernels as kernels
+
+        _KERNELS = kernels
+    return _KERNELS
+
+
+_KERNELS: Any = None
 _NO_COUNTS = np.empty((0, 0), dtype=np.int32)
 _NO_WEIGHTS = np.empty(0, dtype=np.float64)
 _POOLS: dict[int, ThreadPoolExecutor] = {}

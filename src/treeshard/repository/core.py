@@ -592,7 +592,7 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
     else:
         summary = {
             "estimator": record["estimator"],
-            "estimator_type": "classifier" if ESTIMATORS[record["estimator"]].is_classifier else "regressor",
+            "estimator_type": ESTIMATORS[record["estimator"]].estimator_type,
             "params": record["params"],
             "n_features_in": int(model.n_features_in_),
             "n_trees": record["trees"]["n_trees"],
@@ -628,7 +628,9 @@ def _pipeline_summary(model: Any, record: dict[str, Any]) -> dict[str, Any]:
                 collect(item)
 
     collect(record[PIPELINE_KEY])
-    kind = "classifier" if is_classifier(model) else "regressor" if is_regressor(model) else "transformer"
+    from sklearn.base import is_outlier_detector
+
+    kind = "classifier" if is_classifier(model) else "regressor" if is_regressor(model) else "outlier_detector" if is_outlier_detector(model) else "transformer"
     n_features = getattr(model, "n_features_in_", None)
     return {
         "estimator": type(model).__name__,

@@ -31,15 +31,25 @@ def tree_digests(ref: VersionRef) -> list[str]:
 
 
 def _digests(reader: Any, prefix: str) -> list[str]:
+    from ..adapters.families import HIST_BOOSTING, family_of
     from ..columns import NODE_COLUMNS
 
-    ptr = reader.tree_ptr
-    columns = reader.read_columns(list(NODE_COLUMNS), [(0, int(ptr[-1]))])
+    if family_of(reader.config.estimator) == HIST_BOOSTING:  # its own node columns, and each tree's bitsets
+        from ..hist_columns import BITSET_ARRAYS, HIST_NODE_COLUMNS, read_hist_columns
+
+        cols = read_hist_columns(reader, reader.config.trees.n_trees)
+        ptr, columns, names = cols.tree_ptr, dict(cols.nodes), list(HIST_NODE_COLUMNS)
+        bitsets = [(cols.bitset_ptr, getattr(cols, name)) for name in BITSET_ARRAYS]
+    else:
+        ptr = reader.tree_ptr
+        columns, names, bitsets = reader.read_columns(list(NODE_COLUMNS), [(0, int(ptr[-1]))]), list(NODE_COLUMNS), []
     out = []
     for i in range(len(ptr) - 1):
         digest = hashlib.sha256(prefix.encode())
-        for name in NODE_COLUMNS:
+        for name in names:
             digest.update(np.ascontiguousarray(columns[name][ptr[i] : ptr[i + 1]]).tobytes())
+        for bitset_ptr, array in bitsets:
+            digest.update(np.ascontiguousarray(array[bitset_ptr[i] : bitset_ptr[i + 1]]).tobytes())
         out.append(digest.hexdigest())
     return out
 
