@@ -949,7 +949,7 @@ def test_declared_rows_must_be_stored_before_any_allocation(bases, lazy):
 def test_deep_json_is_refused_before_parsing(bases):
     files = dict(bases["rf"].files)
     files[ROOT] = files[ROOT].decode().replace('"node_type"', '"deep": ' + "[" * 100_000 + "]" * 100_000 + ', "node_type"', 1).encode()
-    with pytest.raises(treeshard.errors.ConfigError, match=r"^zarr\.json: not valid JSON \(JSON nested deeper than 64 levels\)$"):
+    with pytest.raises(treeshard.errors.ConfigError, match=r"^zarr\.json: not valid JSON \(JSON nested deeper than 96 levels\)$"):
         treeshard.load(memory_store(files))
 
 

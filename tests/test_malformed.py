@@ -274,7 +274,7 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
     "wrong format_version": (setting("format_version", 2), UnsupportedFormatVersionError, r"config.format_version: 2 is not supported"),
     "format_version 0": (setting("format_version", 0), UnsupportedFormatVersionError, r"config.format_version: 0 is not supported"),
     "format_version string": (setting("format_version", "1"), ConfigError, r"config.format_version: expected an integer, got str"),
-    "config nested too deep": (setting("metadata", {"deep": nested(40)}), ConfigError, r"config: nested deeper than 32 levels"),
+    "config nested too deep": (setting("metadata", {"deep": nested(70)}), ConfigError, r"config: nested deeper than 64 levels"),
     "versions not strings": (setting("versions.sklearn", 1.9), ConfigError, r"config.versions.sklearn: expected a string, got float"),
     "classes_ too long": (
         setting("fitted.classes_", {"ndarray": "int64", "shape": [5], "data": [0, 1, 2, 3, 4]}),

@@ -992,3 +992,18 @@ def test_golden_pipeline_store_predicts_as_recorded(engine: str) -> None:
         assert np.array_equal(model[:-1].transform(expected["X"]), expected["transform"], equal_nan=True)
     assert np.array_equal(model.predict(expected["X"]), expected["predict"])
     assert np.array_equal(model.predict_proba(expected["X"]), expected["predict_proba"])
+
+
+def test_composites_nested_four_deep_round_trip(tmp_path: Path) -> None:
+    """Pipeline > ColumnTransformer > Pipeline > FeatureUnion > KBinsDiscretizer: the record nests 38 levels."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    union = FeatureUnion([("bins", KBinsDiscretizer(n_bins=3, encode="onehot-dense", strategy="uniform")), ("scale", StandardScaler())])
+    columns = ColumnTransformer([("inner", Pipeline([("union", union)]), [0, 1]), ("rest", StandardScaler(), [2, 3])])
+    model = Pipeline([("columns", columns), ("forest", RandomForestClassifier(5, random_state=0))]).fit(X, y)
+    treeshard.save(model, tmp_path / "deep.zip")
+    loaded = treeshard.load(tmp_path / "deep.zip")
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert np.array_equal(loaded[:-1].transform(X), model[:-1].transform(X))
+    assert np.array_equal(treeshard.Predictor(tmp_path / "deep.zip").predict_proba(X), model.predict_proba(X))

@@ -311,7 +311,7 @@ def test_missing_object_and_malformed_manifest(tmp_path: Path, data: Any) -> Non
         (lambda d: d["files"]["zarr.json"].update(data="!!"), "files.zarr.json: bad base64"),
         (lambda d: d.update(packs=["x"]), "'packs' must be a list of sha256 digests"),
         (lambda d: d["files"]["nodes/feature/c/0"]["parts"][0].__setitem__(2, 7), "files.nodes/feature/c/0: a part is not [chunk sha256, size, pack number, offset]"),
-        (lambda d: d.update(metadata=json.loads("[" * 40 + "]" * 40)), "nested deeper than 32 levels"),
+        (lambda d: d.update(metadata=json.loads("[" * 70 + "]" * 70)), "nested deeper than 64 levels"),
     ):
         edited = json.loads(json.dumps(document))
         edit(edited)

@@ -504,9 +504,9 @@ def test_unserializable_param_that_cannot_be_null_loads_with_its_default(memory_
 def test_metadata_a_reader_would_refuse_is_refused_when_saving(forest, tmp_path):
     """Never write a store that cannot be read: too deep or too large metadata."""
     deep: object = 1
-    for _ in range(40):
+    for _ in range(70):
         deep = [deep]
-    with pytest.raises(ValueError, match=r"metadata is nested deeper than 31 levels"):
+    with pytest.raises(ValueError, match=r"metadata is nested deeper than 63 levels"):
         treeshard.save(forest, tmp_path / "m", metadata={"deep": deep})
     with pytest.raises(ValueError, match=r"metadata is [\d,]+ bytes as JSON; at most 33,554,432 are allowed"):
         treeshard.save(forest, tmp_path / "m", metadata={"big": "x" * (33 * 2**20)})

@@ -26,12 +26,13 @@ SIGNATURE_KEY = "treeshard.sig"
 # --------------------------------------------------------------------------- what a reader accepts
 #: Bytes of the root metadata (config record and consolidated array metadata).
 MAX_CONFIG_BYTES = 64 * 1024 * 1024
-#: Nesting depth of any JSON document read from a store.
-MAX_JSON_DEPTH = 32
+#: Nesting depth of any JSON document read from a store (a pipeline's record nests about six
+#: levels per composite step: 64 holds Pipeline > ColumnTransformer > Pipeline > FeatureUnion nests).
+MAX_JSON_DEPTH = 64
 #: Nesting depth of any JSON text a reader parses, counted on the raw text before parsing
 #: (what a writer makes stays under MAX_JSON_DEPTH plus a few levels), so that the
 #: recursive parser never runs near the interpreter's recursion limit.
-MAX_PARSE_DEPTH = 64
+MAX_PARSE_DEPTH = 96
 #: Bytes of the digest record.
 MAX_DIGEST_BYTES = 64 * 1024 * 1024
 #: Bytes of the signature document.

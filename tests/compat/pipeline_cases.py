@@ -105,7 +105,7 @@ def _union_boosting() -> Any:
         ]
     )
     # Columns 2 and 3 hold no NaN; the union sits directly in the ColumnTransformer (a Pipeline
-    # around it would nest the record deeper than MAX_JSON_DEPTH).
+    # around it nested the record deeper than readers allowed when the golden stores were written).
     pre = ColumnTransformer(
         [
             ("union", union, [2, 3]),
