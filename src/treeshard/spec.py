@@ -89,7 +89,7 @@ def loads_json(raw: bytes | str) -> Any:
     >>> loads_json("[" * 100 + "]" * 100)
     Traceback (most recent call last):
     ...
-    ValueError: JSON nested deeper than 64 levels
+    ValueError: JSON nested deeper than 96 levels
     """
     import numpy as np
 
