@@ -11,8 +11,10 @@ repository::
     python benchmarks/pipe_models.py latency --model hgb      # one-row call after load: sklearn vs Predictor
 
 ``--model iforest`` for the IsolationForest (``score_samples``). Every child
-reads its one-row DataFrame from a JSON file and calls the model's method
-(``predict_proba``, ``score_samples``); the parent checks the outputs are equal.
+reads its one-row request from a JSON file, as a DataFrame (pandas imported) or,
+for ``treeshard-json``, as a mapping of column -> values (no pandas), and calls
+the model's method (``predict_proba``, ``score_samples``); the parent checks the
+outputs are equal.
 """
 
 from __future__ import annotations
@@ -80,19 +82,25 @@ def build(model_name: str, rows: int) -> None:
         print(f"{name:10s} {path.stat().st_size / 1e6:8.2f} MB")
 
 
+FRAME = "import pandas as pd", "row = pd.read_json(io.StringIO(text), orient='split')"
+# The request as a serverless handler receives it: JSON decoded to a mapping of column -> values.
+JSON = "import numpy", "d = json.loads(text)\nrow = {c: [r[i] for r in d['data']] for i, c in enumerate(d['columns'])}"
 CHILD = {
-    "floor": "model = None  # the interpreter, pandas and the request row: what every path pays",
-    "joblib": "import joblib\nmodel = joblib.load({path!r})",
-    "treeshard": "import treeshard\nmodel = treeshard.Predictor({path!r})",
+    "floor": (FRAME, "model = None  # the interpreter, pandas and the request row: what every path pays"),
+    "joblib": (FRAME, "import joblib\nmodel = joblib.load({path!r})"),
+    "treeshard": (FRAME, "import treeshard\nmodel = treeshard.Predictor({path!r})"),
+    "floor-json": (JSON, "model = None  # the interpreter, numpy and the request row as a mapping"),
+    "treeshard-json": (JSON, "import treeshard\nmodel = treeshard.Predictor({path!r})"),
 }
 
 
 def child_code(model_name: str, name: str) -> str:
-    path = paths(model_name).get(name, "")
+    (imports, read), load = CHILD[name]
+    path = paths(model_name).get(name.removesuffix("-json"), "")
     return (
-        "import time\nstart = time.perf_counter()\nimport json, io, pandas as pd\n"
-        + CHILD[name].format(path=str(path))
-        + f"\nrow = pd.read_json(io.StringIO(open({str(BENCH / 'row.json')!r}).read()), orient='split')\n"
+        f"import time\nstart = time.perf_counter()\nimport json, io\n{imports}\n"
+        + load.format(path=str(path))
+        + f"\ntext = open({str(BENCH / 'row.json')!r}).read()\n{read}\n"
         + f"out = None if model is None else model.{METHOD[model_name]}(row).tolist()\nprint(json.dumps([time.perf_counter() - start, out]))\n"
     )
 
@@ -108,12 +116,12 @@ def coldstart(model_name: str, repeats: int) -> None:
             done = subprocess.run([sys.executable, "-c", child_code(model_name, name)], capture_output=True, text=True, check=True)
             times[name].append(time.perf_counter() - start)
             outputs[name] = json.loads(done.stdout.strip().splitlines()[-1])[1]
-    assert outputs["treeshard"] == outputs["joblib"], outputs
+    assert outputs["treeshard"] == outputs["treeshard-json"] == outputs["joblib"], outputs
     base = statistics.median(times["joblib"])
     print(f"{model_name}: fresh process to first one-row {METHOD[model_name]}, median of {repeats} (outputs equal: True)")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:10s} {median:7.3f} s   joblib / this = {base / median:5.2f}x   (min {min(values):.3f}, max {max(values):.3f})")
+        print(f"  {name:15s} {median:7.3f} s   joblib / this = {base / median:5.2f}x   (min {min(values):.3f}, max {max(values):.3f})")
 
 
 def latency(model_name: str, calls: int) -> None:
