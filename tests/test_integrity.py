@@ -86,6 +86,21 @@ def test_digest_is_independent_of_store_kind(model, tmp_path):
     assert a["files"]["nodes/threshold/c/0"] == b["files"]["nodes/threshold/c/0"]
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 200 + "]" * 200, r"^nodes/threshold/zarr\.json: not valid JSON \(JSON nested deeper than 96 levels\)$"),
+        ("{", r"^nodes/threshold/zarr\.json: not valid JSON \(Expecting property name"),
+    ],
+)
+def test_digest_of_malformed_metadata_names_the_document(model, tmp_path, text, message):
+    """``compute_digest`` (``treeshard sign``) parses with the reader's limits: never a RecursionError."""
+    path = saved(model, tmp_path, "directory")
+    (path / "nodes" / "threshold" / "zarr.json").write_text(text)
+    with pytest.raises(treeshard.errors.FormatError, match=message):
+        integrity.compute_digest(zarr.storage.LocalStore(path))
+
+
 def test_every_single_byte_corruption_of_a_chunk_is_detected(model, tmp_path):
     path = saved(model, tmp_path, "directory")
     rng = random.Random(0)

@@ -30,7 +30,6 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import json
 import math
 import os
 import struct
@@ -181,15 +180,25 @@ def compute_digest(store: Any) -> dict[str, Any]:
         return _compute_digest(source)
 
 
+def _metadata_document(store: ListableSource, key: str) -> Any:
+    """A metadata document parsed with the reader's depth limit (``FormatError`` naming ``key``)."""
+    try:
+        return loads_json(_get(store, key) or b"{}")
+    except ValueError as exc:
+        raise FormatError(f"{key}: not valid JSON ({exc})") from None
+
+
 def _compute_digest(store: ListableSource) -> dict[str, Any]:
     keys = [k for k in _list_keys(store) if k not in (DIGEST_KEY, SIGNATURE_KEY)]
     metadata: dict[str, dict[str, Any]] = {}
     for key in keys:
         if key == ROOT_METADATA or key.endswith("/" + ROOT_METADATA):
-            document = json.loads(_get(store, key) or b"{}")
-            if document.get("node_type") == "array":
+            document = _metadata_document(store, key)
+            if isinstance(document, dict) and document.get("node_type") == "array":
                 metadata[key[: -len(ROOT_METADATA) - 1]] = document
-    root = json.loads(_get(store, ROOT_METADATA) or b"{}")
+    root = _metadata_document(store, ROOT_METADATA)
+    if not isinstance(root, dict):
+        raise FormatError(f"{ROOT_METADATA}: not a JSON object")
     config = root.get("attributes", {}).get(CONFIG_KEY)
     files: dict[str, Any] = {}
     arrays: dict[str, dict[str, Any]] = {name: {"chunks": {}} for name in metadata}
