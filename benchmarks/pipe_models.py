@@ -21,34 +21,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-BENCH = Path(os.environ.get("TREESHARD_BENCH", "/tmp/treeshard-pipe-bench"))
-N_NUMERIC, CATEGORIES = 30, {"city": 40, "device": 6, "plan": 12}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# PIPE-L's data, cache folder and request readers (a DataFrame, or JSON decoded to a mapping).
+from benchmarks.pipe_l import BENCH, CATEGORIES, FRAME, JSON, N_NUMERIC, make_frame  # noqa: E402
+
 METHOD = {"hgb": "predict_proba", "iforest": "score_samples"}
 
 
 def paths(model: str) -> dict[str, Path]:
     return {"joblib": BENCH / f"pipe-{model}.joblib", "treeshard": BENCH / f"pipe-{model}.zip"}
-
-
-def make_frame(n: int, seed: int):  # type: ignore[no-untyped-def]
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.RandomState(seed)
-    numeric = rng.normal(size=(n, N_NUMERIC))
-    numeric[rng.rand(n, N_NUMERIC) < 0.05] = np.nan
-    frame = pd.DataFrame(numeric, columns=[f"x{i}" for i in range(N_NUMERIC)])
-    for name, k in CATEGORIES.items():
-        frame[name] = np.array([f"{name}_{j}" for j in range(k)], dtype=object)[rng.randint(0, k, size=n)]
-    score = np.nan_to_num(numeric[:, 0]) + 0.5 * np.nan_to_num(numeric[:, 1]) + (frame["device"] == "device_1").to_numpy()
-    return frame, np.digitize(score, [-0.5, 0.5])
 
 
 def build(model_name: str, rows: int) -> None:
@@ -82,9 +70,6 @@ def build(model_name: str, rows: int) -> None:
         print(f"{name:10s} {path.stat().st_size / 1e6:8.2f} MB")
 
 
-FRAME = "import pandas as pd", "row = pd.read_json(io.StringIO(text), orient='split')"
-# The request as a serverless handler receives it: JSON decoded to a mapping of column -> values.
-JSON = "import numpy", "d = json.loads(text)\nrow = {c: [r[i] for r in d['data']] for i, c in enumerate(d['columns'])}"
 CHILD = {
     "floor": (FRAME, "model = None  # the interpreter, pandas and the request row: what every path pays"),
     "joblib": (FRAME, "import joblib\nmodel = joblib.load({path!r})"),

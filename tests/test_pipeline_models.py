@@ -24,11 +24,13 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 import treeshard
+from helpers.compare import PIPELINE_METHODS, assert_same_outputs
+from helpers.stores import make_store
 from treeshard.errors import ConfigError, UnsupportedEstimatorError
 
 N = 300
 NUMERIC = ["x0", "x1", "x2"]
-METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples")
+METHODS = PIPELINE_METHODS
 
 
 def frame(seed: int = 0, *, n: int = N, unseen: bool = False) -> pd.DataFrame:
@@ -156,42 +158,6 @@ def fitted(case: str) -> tuple[Any, pd.DataFrame, Any, pd.DataFrame, Any]:
     return build().fit(train, y), train, y, query, y_query
 
 
-def _store(kind: str, tmp_path: Path) -> Any:
-    if kind == "memory":
-        return zarr.storage.MemoryStore()
-    return str(tmp_path / ("model.zip" if kind == "zip" else "model"))
-
-
-def _call(estimator: Any, method: str, *args: Any) -> Any:
-    """``estimator.method(*args)``, or the type and message of the error it raises."""
-    try:
-        return getattr(estimator, method)(*args)
-    except (AttributeError, ValueError) as exc:
-        return (type(exc), str(exc))
-
-
-def assert_same_outputs(original: Any, loaded: Any, X: Any, y: Any) -> None:
-    for method in (*METHODS, "transform", "get_feature_names_out"):
-        if not hasattr(original, method):
-            assert not hasattr(loaded, method), method
-            continue
-        args = () if method == "get_feature_names_out" else (X,)
-        expected, got = _call(original, method, *args), _call(loaded, method, *args)
-        assert type(got) is type(expected), method
-        if isinstance(expected, tuple):
-            assert got == expected, method
-            continue
-        if hasattr(expected, "toarray"):
-            expected, got = expected.toarray(), got.toarray()
-        if isinstance(expected, pd.DataFrame):  # set_output(transform="pandas"): dtypes and names too
-            pd.testing.assert_frame_equal(got, expected, check_exact=True)
-            continue
-        assert expected.dtype == got.dtype, method
-        assert np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f"), method
-    if hasattr(original, "score") and y is not None:
-        assert original.score(X, y) == loaded.score(X, y)
-
-
 def _final(model: Any) -> Any:
     model = model.regressor_ if isinstance(model, TransformedTargetRegressor) else model
     return model.steps[-1][1]
@@ -202,7 +168,7 @@ def _final(model: Any) -> Any:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_round_trip(case: str, kind: str, tmp_path: Path) -> None:
     model, train, y, query, y_query = fitted(case)
-    store = _store(kind, tmp_path)
+    store = make_store(kind, tmp_path)
     treeshard.save(model, store)
     loaded = treeshard.load(store)
     assert type(loaded) is type(model) and repr(loaded) == repr(model)

@@ -9,7 +9,7 @@ import functools
 import json
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -68,27 +68,9 @@ def save(
     >>> (treeshard.load(store).predict(X) == model.predict(X)).all()
     np.True_
     """
-    from sklearn.utils.validation import check_is_fitted
-
-    from .pipeline.save import is_pipeline
-
-    if is_pipeline(estimator):
-        from .pipeline.save import save_pipeline
-
-        if codec not in CODECS:
-            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-        save_pipeline(estimator, store, codec=codec, metadata=_check_metadata(metadata), overwrite=overwrite, storage_options=storage_options, checks=_pipeline_checks())
-        return
-    adapter = adapter_for(estimator)
-    check_is_fitted(estimator)
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-    user_metadata = _check_metadata(metadata)
-    saved = adapter.to_saved(estimator)
-    _check_loadable(adapter, estimator, saved)
+    encode = _checked_encoder(estimator, codec=codec, metadata=metadata)
     check_target(store, overwrite=overwrite)
-    files = _encode(adapter.estimator_id, saved, codec=codec, metadata=user_metadata)
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
+    write_files(store, encode(), overwrite=overwrite, storage_options=storage_options)
 
 
 def encode_files(
@@ -97,16 +79,22 @@ def encode_files(
     """The files :func:`save` would write for ``estimator`` (``{key: bytes or a shard's parts}``),
     written nowhere: what :class:`treeshard.Repository` stores. ``node_rows`` caps the node
     columns' chunk length (a power of two), for finer sharing of chunks between versions."""
+    return _checked_encoder(estimator, codec=codec, metadata=metadata)(node_rows=node_rows)
+
+
+def _checked_encoder(estimator: Any, *, codec: str, metadata: Mapping[str, Any] | None) -> Callable[..., dict[str, Any]]:
+    """Everything a save refuses before it touches the target, then the encoder of the store's files
+    (called with an optional ``node_rows``)."""
     from sklearn.utils.validation import check_is_fitted
 
-    from .pipeline.save import is_pipeline
+    from .pipeline.save import check_fitted, encode_pipeline_files, is_pipeline
 
     if is_pipeline(estimator):
-        from .pipeline.save import encode_pipeline_files
-
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-        return encode_pipeline_files(estimator, codec=codec, metadata=_check_metadata(metadata), checks=_pipeline_checks(), node_rows=node_rows)
+        user_metadata = _check_metadata(metadata)
+        check_fitted(estimator)
+        return functools.partial(encode_pipeline_files, estimator, codec=codec, metadata=user_metadata, checks=_pipeline_checks())
     adapter = adapter_for(estimator)
     check_is_fitted(estimator)
     if codec not in CODECS:
@@ -114,7 +102,7 @@ def encode_files(
     user_metadata = _check_metadata(metadata)
     saved = adapter.to_saved(estimator)
     _check_loadable(adapter, estimator, saved)
-    return _encode(adapter.estimator_id, saved, codec=codec, metadata=user_metadata, node_rows=node_rows)
+    return functools.partial(_encode, adapter.estimator_id, saved, codec=codec, metadata=user_metadata)
 
 
 def _pipeline_checks() -> SimpleNamespace:

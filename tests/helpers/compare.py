@@ -151,3 +151,42 @@ def assert_round_trip_exact(original: Any, loaded: Any, X: Any, y: Any) -> None:
     """The loaded model is the original: state, trees and every output."""
     assert_same_state(original, loaded)
     assert_same_predictions(original, loaded, X, y)
+
+
+#: The prediction methods a pipeline round trip compares (where the original has them).
+PIPELINE_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function", "score_samples")
+
+
+def _call(estimator: Any, method: str, *args: Any) -> Any:
+    """``estimator.method(*args)``, or the type and message of the error it raises."""
+    try:
+        return getattr(estimator, method)(*args)
+    except (AttributeError, ValueError) as exc:
+        return (type(exc), str(exc))
+
+
+def assert_same_outputs(original: Any, loaded: Any, X: Any, y: Any, methods: Sequence[str] = PIPELINE_METHODS) -> None:
+    """``methods``, ``transform``, ``get_feature_names_out`` and ``score`` of a loaded pipeline equal
+    the original's exactly (the same error where the original raises one; absent where it is absent)."""
+    import pandas as pd
+
+    for method in (*methods, "transform", "get_feature_names_out"):
+        if not hasattr(original, method):
+            assert not hasattr(loaded, method), method
+            continue
+        args = () if method == "get_feature_names_out" else (X,)
+        expected, got = _call(original, method, *args), _call(loaded, method, *args)
+        assert type(got) is type(expected), method
+        if isinstance(expected, tuple):
+            assert got == expected, method
+            continue
+        if hasattr(expected, "toarray"):
+            assert expected.format == got.format and expected.dtype == got.dtype, method
+            expected, got = expected.toarray(), got.toarray()
+        if isinstance(expected, pd.DataFrame):  # set_output(transform="pandas"): dtypes and names too
+            pd.testing.assert_frame_equal(got, expected, check_exact=True)
+            continue
+        assert expected.dtype == got.dtype, method
+        assert np.array_equal(expected, got, equal_nan=expected.dtype.kind == "f"), method
+    if hasattr(original, "score") and y is not None:
+        assert original.score(X, y) == loaded.score(X, y)

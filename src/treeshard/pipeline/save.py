@@ -1,9 +1,10 @@
 """Saving a pipeline: the estimator tree as a pipeline record, each fitted ensemble as node columns.
 
-``save_pipeline`` walks the estimator depth first (:class:`SaveContext`
+``encode_pipeline_files`` walks the estimator depth first (:class:`SaveContext`
 carries what the walk collects), encodes every param and fitted attribute as
-a state value (``docs/FORMAT.md`` 10.2) and writes one store: the ensembles'
-arrays under ``models/<k>/`` and the record in the root ``zarr.json``.
+a state value (``docs/FORMAT.md`` 10.2) and makes one store's files (written by
+:func:`treeshard.save`): the ensembles' arrays under ``models/<k>/`` and the
+record in the root ``zarr.json``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def encode_node(estimator: Any, where: str, context: SaveContext) -> dict[str, A
     return node
 
 
+def check_fitted(estimator: Any) -> None:
+    """Refuse an unfitted composite or transformer (``UnsupportedEstimatorError``)."""
+    if not _is_fitted(estimator):
+        raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
+
+
 def _is_fitted(estimator: Any) -> bool:
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -169,23 +176,6 @@ def encode_state(where: str, value: Any, context: SaveContext) -> Any:
 _TYPES = {**{np.dtype(name).type: name for name in DTYPES if name != "object"}, **{t: f"builtins.{t.__name__}" for t in (float, int, bool, object, str)}}
 
 
-def save_pipeline(
-    estimator: Any, store: Any, *, codec: str, metadata: dict[str, Any], overwrite: bool, storage_options: Any, checks: Any
-) -> None:
-    """Write ``estimator`` (an allow-listed composite or transformer, fitted) as a pipeline store.
-
-    ``checks`` holds the single-model save's own checks (``check_loadable``,
-    ``check_record``, ``zarr_version``), passed down by :func:`treeshard.save`.
-    """
-    from ..storage.targets import check_target, write_files
-
-    if not _is_fitted(estimator):
-        raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
-    check_target(store, overwrite=overwrite)
-    files = encode_pipeline_files(estimator, codec=codec, metadata=metadata, checks=checks)
-    write_files(store, files, overwrite=overwrite, storage_options=storage_options)
-
-
 def encode_pipeline_files(
     estimator: Any, *, codec: str, metadata: dict[str, Any], checks: Any, node_rows: int | None = None
 ) -> dict[str, bytes | list[bytes]]:
@@ -206,8 +196,6 @@ def encode_pipeline_files(
     from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, canonical_json
     from ..writer import encode_specs, in_memory, node_column_specs, store_files
 
-    if not _is_fitted(estimator):
-        raise UnsupportedEstimatorError(f"cannot save an unfitted {type(estimator).__name__}")
     context = SaveContext()
     root = encode_node(estimator, PIPELINE_KEY, context)
     specs = []

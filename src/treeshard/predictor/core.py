@@ -20,32 +20,10 @@ from ..validate import check_trees, validate_tree_ptr
 from .inputs import as_float32, blocks, check_feature_names
 from .links import expit, softmax
 from .model import model_from_config, read_columns
-from .registry import PredictorMeta
+from .registry import PredictorMeta, PredictorMethod
 from .traversal import Traversal
 
 __all__ = ["Predictor"]
-
-
-class _Method:
-    """A method that exists only for some estimators (like sklearn's ``available_if``)."""
-
-    def __init__(self, check: str) -> None:
-        self.check = check
-
-    def __call__(self, fn: Any) -> _Method:
-        self.fn = fn
-        self.__doc__ = fn.__doc__
-        return self
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, obj: Any, owner: type | None = None) -> Any:
-        if obj is None:
-            return self.fn
-        if not getattr(obj, self.check):
-            raise AttributeError(f"this Predictor ({obj.estimator}) has no {self.name}()")
-        return self.fn.__get__(obj, owner)
 
 
 class Predictor(Traversal, metaclass=PredictorMeta):
@@ -327,7 +305,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         proba = proba.reshape(X32.shape[0], self.n_outputs_, max(layout.n_classes))
         return [proba[:, k] if full_width else proba[:, k, : layout.n_classes[k]] for k in range(self.n_outputs_)]
 
-    @_Method("_is_classifier")
+    @PredictorMethod("_is_classifier")
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, as the estimator's ``predict_proba`` (a list for multi-output)."""
         if self._is_boosting:
@@ -341,7 +319,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             return proba
         return self._proba(self._validate(X, allow_nan=self._allow_nan))
 
-    @_Method("_is_classifier")
+    @PredictorMethod("_is_classifier")
     def predict_log_proba(self, X: Any) -> Any:
         """``np.log`` of :meth:`predict_proba`, as the estimator's ``predict_log_proba``."""
         proba = self.predict_proba(X)
@@ -349,7 +327,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             return [np.log(p) for p in proba]
         return np.log(proba)
 
-    @_Method("_has_decision_function")
+    @PredictorMethod("_has_decision_function")
     def decision_function(self, X: Any) -> np.ndarray:
         """Gradient boosting raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise;
         for an IsolationForest, ``score_samples(X) - offset_``."""
@@ -358,7 +336,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         raw = self._raw_boosting(self._validate(X, allow_nan=False))
         return raw.ravel() if raw.shape[1] == 1 else raw
 
-    @_Method("_is_isolation")
+    @PredictorMethod("_is_isolation")
     def score_samples(self, X: Any) -> np.ndarray:
         """An IsolationForest's ``score_samples``: the opposite of the anomaly score
         (:mod:`.isolation`: sklearn's path terms summed tree by tree, then its arithmetic)."""
@@ -366,7 +344,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         depths = np.concatenate([self._sum(block, np.zeros(1), scale=1.0, k=1)[:, 0] for block in blocks(X32)])
         return self._isolation.score_samples(depths, len(self._roots))
 
-    @_Method("_has_apply")
+    @PredictorMethod("_has_apply")
     def apply(self, X: Any) -> np.ndarray:
         """Leaf index of every row in every tree, as the estimator's ``apply``.
 

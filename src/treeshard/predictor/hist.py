@@ -45,7 +45,7 @@ from ..hist_columns import (
 )
 from .inputs import check_feature_names
 from .links import expit
-from .registry import served_as_predictor
+from .registry import PredictorMethod, served_as_predictor
 from .traversal import Traversal
 
 #: Rows walked through every tree at once by the numpy reference (bounds its (rows, trees) arrays).
@@ -294,13 +294,9 @@ class HistPredictor(Traversal):
         values = raw.ravel()
         return np.exp(values) if self._loss_name in _LOG_LINK else values
 
-    @property
-    def predict_proba(self) -> Any:
+    @PredictorMethod("_is_classifier")
+    def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, as the estimator's ``predict_proba`` (classifiers only)."""
-        self._require_classifier("predict_proba")
-        return self._predict_proba
-
-    def _predict_proba(self, X: Any) -> np.ndarray:
         raw = self._raw(X)
         if raw.shape[1] == 1:
             proba = np.empty((raw.shape[0], 2), dtype=np.float64)
@@ -309,19 +305,11 @@ class HistPredictor(Traversal):
             return proba
         return _softmax_f(np.asfortranarray(raw))
 
-    @property
-    def decision_function(self) -> Any:
+    @PredictorMethod("_is_classifier")
+    def decision_function(self, X: Any) -> np.ndarray:
         """Raw scores, as ``decision_function``: (n,) for binary, (n, K) otherwise (classifiers only)."""
-        self._require_classifier("decision_function")
-        return self._decision_function
-
-    def _decision_function(self, X: Any) -> np.ndarray:
         raw = self._raw(X)
         return raw.ravel() if raw.shape[1] == 1 else raw
-
-    def _require_classifier(self, method: str) -> None:
-        if not self._is_classifier:
-            raise AttributeError(f"this Predictor ({self.estimator}) has no {method}()")
 
     def __repr__(self) -> str:
         return f"<treeshard.Predictor {self.estimator} n_iter_={self.n_iter_} n_features={self.n_features_in_}>"

@@ -1,4 +1,4 @@
-"""Which classes count as a :class:`~treeshard.Predictor`.
+"""Which classes count as a :class:`~treeshard.Predictor`, and which methods one has.
 
 ``treeshard.Predictor(store)`` becomes a :class:`~treeshard.predictor.hist.HistPredictor`
 for a histogram gradient boosting store and a
@@ -34,3 +34,26 @@ class PredictorMeta(type):
             return True
         # Only the class that declares the metaclass (Predictor), not classes derived from it.
         return cls.__dict__.get("_registry_root", False) and any(issubclass(subclass, served) for served in _SERVED)
+
+
+class PredictorMethod:
+    """A method a Predictor has only for some estimators (like sklearn's ``available_if``):
+    ``@PredictorMethod("_is_classifier")`` on ``predict_proba``."""
+
+    def __init__(self, check: str) -> None:
+        self.check = check
+
+    def __call__(self, fn: Any) -> PredictorMethod:
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        return self
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.fn
+        if not getattr(obj, self.check):
+            raise AttributeError(f"this Predictor ({obj.estimator}) has no {self.name}()")
+        return self.fn.__get__(obj, owner)

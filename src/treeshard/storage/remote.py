@@ -34,13 +34,14 @@ then replaces the target (its root ``zarr.json`` deleted first, written last).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import sys
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,39 +97,38 @@ def _missing_extra(scheme: str, exc: ImportError) -> MissingDependencyError:
     return MissingDependencyError(f"{scheme}:// stores need packages that are not installed ({exc.name or exc}): {hint}")
 
 
-def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = True) -> Any:
-    """zarr's ``FsspecStore`` for ``url`` (a missing extra raises :class:`MissingDependencyError`)."""
+@contextlib.contextmanager
+def _fsspec_opening(url: str, storage_options: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
+    """``storage_options`` checked and copied; a missing package or protocol inside becomes
+    :class:`MissingDependencyError` naming the extra to install."""
     scheme = url_scheme(url)
     if storage_options is not None and not isinstance(storage_options, Mapping):
         raise TypeError(f"storage_options must be a mapping, got {type(storage_options).__name__}")
     try:
-        import fsspec  # noqa: F401
-        from zarr.storage import FsspecStore
-
-        return FsspecStore.from_url(url, storage_options=dict(storage_options or {}), read_only=read_only)
+        yield dict(storage_options or {})
     except ImportError as exc:
         raise _missing_extra(scheme, exc) from None
     except ValueError as exc:
         if "Protocol not known" in str(exc):
             raise _missing_extra(scheme, ImportError(str(exc))) from None
         raise
+
+
+def fsspec_store(url: str, storage_options: Mapping[str, Any] | None = None, *, read_only: bool = True) -> Any:
+    """zarr's ``FsspecStore`` for ``url`` (a missing extra raises :class:`MissingDependencyError`)."""
+    with _fsspec_opening(url, storage_options) as options:
+        import fsspec  # noqa: F401
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(url, storage_options=options, read_only=read_only)
 
 
 def fsspec_filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
     """``(fsspec file system, root path)`` for reading ``url`` (a missing extra raises :class:`MissingDependencyError`)."""
-    scheme = url_scheme(url)
-    if storage_options is not None and not isinstance(storage_options, Mapping):
-        raise TypeError(f"storage_options must be a mapping, got {type(storage_options).__name__}")
-    try:
+    with _fsspec_opening(url, storage_options) as options:
         from fsspec.core import url_to_fs
 
-        return url_to_fs(url, **dict(storage_options or {}))
-    except ImportError as exc:
-        raise _missing_extra(scheme, exc) from None
-    except ValueError as exc:
-        if "Protocol not known" in str(exc):
-            raise _missing_extra(scheme, ImportError(str(exc))) from None
-        raise
+        return url_to_fs(url, **options)
 
 
 def network_errors() -> tuple[type[BaseException], ...]:
