@@ -159,7 +159,8 @@ def test_unsupported_dtype_is_refused():
 
 
 def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
-    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed twice, not three times."""
+    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed once per
+    candidate (byte, bit and no shuffle), never again."""
     import numcodecs
 
     calls = []
@@ -171,7 +172,29 @@ def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
 
     monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
     encoded = encode_array("nodes/x", np.arange(1000, dtype=np.int64), codec="lz4", rows=1000)
-    assert len(calls) == 2 and len(encoded.shards) == 1
+    assert calls == [1, 2, 0] and len(encoded.shards) == 1
+
+
+def test_mostly_zero_floats_are_stored_without_shuffle():
+    """A float column of mostly exact zeros (a fully grown forest's impurity) compresses best
+    unshuffled: the trial picks it, and the column reads back exactly."""
+    values = np.zeros(65536)
+    values[::3] = np.random.default_rng(0).random(len(values[::3]))
+    encoded = encode_array("nodes/impurity", values, codec="lz4", rows=len(values))
+    blosc = encoded.metadata["codecs"][0]["configuration"]["codecs"][1]
+    assert blosc["configuration"]["shuffle"] == "noshuffle"
+    assert codecs.best_shuffle("lz4", values) == "noshuffle"
+    store = zarr.storage.MemoryStore()
+    prototype = zarr.core.buffer.default_buffer_prototype()
+    for key, value in writer.store_files([encoded], {}).items():
+        zarr.core.sync.sync(store.set(key, prototype.buffer.from_bytes(value if isinstance(value, bytes) else b"".join(value))))
+    assert np.array_equal(zarr.open_array(store, path="nodes/impurity", mode="r")[...], values)
+
+
+@pytest.mark.parametrize("itemsize, expected", [(1, ("shuffle", "bitshuffle")), (4, ("shuffle", "bitshuffle", "noshuffle")), (8, ("shuffle", "bitshuffle", "noshuffle"))])
+def test_shuffle_candidates(itemsize, expected):
+    """One-byte items are not tried unshuffled: Blosc's byte shuffle of one-byte items is no shuffle."""
+    assert codecs.shuffle_candidates(itemsize) == expected
 
 
 def _count_fsyncs(monkeypatch) -> list[int]:

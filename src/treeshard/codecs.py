@@ -38,12 +38,25 @@ def compressors(codec: str, *, shuffle: str | None = None) -> list[Any]:
     return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle), Crc32cCodec()]
 
 
-def best_shuffle(codec: str, sample: Any) -> str | None:
-    """The Blosc shuffle that compresses ``sample`` (an array's first chunk) best.
+#: Blosc's shuffle names (as zarr v3 writes them) -> numcodecs flags.
+BLOSC_SHUFFLES = {"shuffle": 1, "bitshuffle": 2, "noshuffle": 0}
+
+
+def shuffle_candidates(itemsize: int) -> tuple[str, ...]:
+    """The Blosc shuffles tried on an array's first chunk, a tie going to the first.
 
     Byte shuffle suits most float columns, bit shuffle small integers (child
-    offsets, feature ids, counts); trying both on one chunk costs milliseconds.
+    offsets, feature ids, counts), no shuffle float columns that are mostly
+    exact zeros (a forest's ``impurity``: every leaf of a fully grown tree is
+    pure), whose runs of zero bytes a shuffle scatters among the other
+    values' mantissa bytes. For one-byte items no shuffle is byte shuffle.
     """
+    return ("shuffle", "bitshuffle") if itemsize == 1 else ("shuffle", "bitshuffle", "noshuffle")
+
+
+def best_shuffle(codec: str, sample: Any) -> str | None:
+    """The Blosc shuffle of :func:`shuffle_candidates` that compresses ``sample`` (an
+    array's first chunk) best; trying each on one chunk costs milliseconds."""
     preset = CODECS.get(codec)
     if preset is None or sample.size == 0:
         return None
@@ -52,8 +65,8 @@ def best_shuffle(codec: str, sample: Any) -> str | None:
     cname, level = preset
     data = sample.reshape(-1).view(sample.dtype)
     sizes = {}
-    for name, flag in (("shuffle", Blosc.SHUFFLE), ("bitshuffle", Blosc.BITSHUFFLE)):
-        sizes[name] = len(Blosc(cname=cname, clevel=level, shuffle=flag).encode(data))
+    for name in shuffle_candidates(sample.dtype.itemsize):
+        sizes[name] = len(Blosc(cname=cname, clevel=level, shuffle=BLOSC_SHUFFLES[name]).encode(data))
     return min(sizes, key=sizes.get)
 
 

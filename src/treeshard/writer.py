@@ -32,14 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import CODECS, chunk_geometry
+from .codecs import BLOSC_SHUFFLES, CODECS, chunk_geometry, shuffle_candidates
 from .spec import ROOT_METADATA
 
 #: zarr-python's ``json_indent`` setting that treeshard's documents match: ``None``, one line
 #: per document (zarr-python's default, 2, only adds whitespace: about 20 KB per forest).
 JSON_INDENT = None
 _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
-_SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
 def _crc32c(data: bytes) -> bytes:
@@ -162,7 +161,7 @@ def _blosc(codec: str, shuffle: str, itemsize: int) -> Any:
     from numcodecs import Blosc
 
     cname, level = preset
-    return Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
+    return Blosc(cname=cname, clevel=level, shuffle=BLOSC_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
 
 
 def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, bytes | None]:
@@ -171,7 +170,7 @@ def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, byt
     if CODECS[codec] is None:
         return None, None
     best: tuple[int, str, bytes] | None = None
-    for name in ("shuffle", "bitshuffle"):  # ties go to byte shuffle, as codecs.best_shuffle
+    for name in shuffle_candidates(first_chunk.dtype.itemsize):  # ties go to the first, as codecs.best_shuffle
         encoded = _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
         if best is None or len(encoded) < best[0]:
             best = (len(encoded), name, encoded)
