@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -463,3 +464,54 @@ def test_node_records_of_unexpected_field_types_take_the_numpy_path():
     records = state["nodes"].astype(odd)
     assert TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)._compiled is not None
     assert TreeNodeRows([_fake_tree(records, state["values"])], saved.layout)._compiled is None
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """Every model counts as large: encoded by the workers, its digest computed while it is written."""
+    monkeypatch.setattr(writer, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(writer, "encoding_threads", lambda: 2)
+
+
+@pytest.mark.parametrize("kind", ["m.zip", "m"])
+def test_digest_computed_while_writing_is_the_one_read_back(large, kind, tmp_path):
+    path = tmp_path / kind
+    treeshard.save(MODELS["forest-oob"], path)
+    if kind.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            stored = json.loads(archive.read(integrity.DIGEST_KEY))
+    else:
+        stored = json.loads((path / integrity.DIGEST_KEY).read_bytes())
+    assert stored == integrity.compute_digest(path)
+    integrity.verify_store(path)
+
+
+def test_encode_files_waits_for_the_digest(large, tmp_path):
+    """What a repository stores is plain bytes, the digest included, as a save writes them."""
+    from treeshard.saving import encode_files
+
+    files = encode_files(MODELS["forest-oob"])
+    assert all(isinstance(value, (bytes, list)) for value in files.values())
+    treeshard.save(MODELS["forest-oob"], tmp_path / "m")
+    digest = json.loads(files[integrity.DIGEST_KEY])
+    written = json.loads((tmp_path / "m" / integrity.DIGEST_KEY).read_bytes())
+    assert written["arrays"] == digest["arrays"]
+
+
+@pytest.mark.parametrize("kind", ["m.zip", "m"])
+def test_failed_digest_leaves_the_old_model(large, kind, monkeypatch, tmp_path):
+    """A digest thread that fails fails the save before anything is put in place."""
+    path = tmp_path / kind
+    old = MODELS["tree"]
+    treeshard.save(old, path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def failing(encoded, *, threads=1):
+        raise MemoryError("no memory left to hash")
+
+    monkeypatch.setattr(writer, "hash_shard_files", failing)
+    with pytest.raises(MemoryError, match="no memory left to hash"):
+        treeshard.save(MODELS["forest-oob"], path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    X, _ = make_data("multiclass")
+    assert np.array_equal(treeshard.load(path).predict_proba(X), old.predict_proba(X))

@@ -255,13 +255,14 @@ def encoding_threads() -> int:
     return max(1, min(4, cores))
 
 
-def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
+def encode_specs(specs: list[ArraySpec], *, codec: str, hash_shards: bool = True) -> list[EncodedArray]:
     """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded.
 
     Chunks are encoded chunk-major (chunk *k* of every array, so that the node records
     behind it are read once, while in cache), a row of chunks per task of
     :func:`encoding_threads` worker threads; a small model is encoded in the caller's
-    thread alone.
+    thread alone. With ``hash_shards=False`` the shard files are left for
+    :func:`hash_shard_files` (a save hashes them while it writes them).
     """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -298,18 +299,29 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
-    hashes = [(e, key) for e in out if e is not None for key in e.shards]
+    if fallbacks:
+        redone = iter(encode_specs(list(fallbacks.values()), codec=codec, hash_shards=False))
+        out = [next(redone) if e is None else e for e in out]
+    if hash_shards:
+        hash_shard_files(out, threads=threads)
+    return out
+
+
+def is_large(encoded: list[EncodedArray]) -> bool:
+    """Whether these arrays were encoded by worker threads (see :data:`PARALLEL_BYTES`)."""
+    return sum(array.nbytes for array in encoded) >= PARALLEL_BYTES
+
+
+def hash_shard_files(encoded: list[EncodedArray], *, threads: int = 1) -> None:
+    """Fill each array's ``shard_sha256`` (every shard file hashed once, by ``threads`` threads)."""
+    hashes = [(e, key) for e in encoded for key in e.shards if key not in e.shard_sha256]
     if threads > 1 and len(hashes) > 1:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
             digests = list(pool.map(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes))
     else:
         digests = [_sha256_parts(e.shards[key]) for e, key in hashes]
-    for (encoded, key), digest in zip(hashes, digests, strict=True):
-        encoded.shard_sha256[key] = digest
-    if fallbacks:
-        redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
-        out = [next(redone) if e is None else e for e in out]
-    return out
+    for (array, key), digest in zip(hashes, digests, strict=True):
+        array.shard_sha256[key] = digest
 
 
 def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, codec: str) -> None:

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,11 @@ def check_target(store: Any, *, overwrite: bool) -> None:
         check_replaceable_path(Path(store), overwrite=overwrite)
 
 
-def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite: bool, storage_options: Any = None) -> None:
-    """Put a complete store (``{key: bytes or the list of a file's parts}``) at ``store``,
-    atomically where the target allows.
+def write_files(store: Any, files: dict[str, Any], *, overwrite: bool, storage_options: Any = None) -> None:
+    """Put a complete store (``{key: bytes, the list of a file's parts, or a Future of
+    bytes}``) at ``store``, atomically where the target allows. Files are written in
+    key order, the root ``zarr.json`` last; a Future is waited for when its file's
+    turn comes (the digest is still computed while the shards are written).
 
     A directory or ``.zip`` path is written directly, without zarr (see
     :func:`writing` for how each target is replaced, and ``SECURITY.md`` for
@@ -175,7 +178,7 @@ def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
     import time
 
     stamp = time.localtime()[:6]
-    small = sum(len(part) for value in files.values() for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
+    small = sum(len(part) for value in files.values() if not isinstance(value, Future) for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
         sink = io.BytesIO() if small else handle
         synced = 0  # bytes of ``handle`` whose writeback has started
@@ -226,7 +229,10 @@ def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> 
         list(pool.map(fsync_directory, directories))
 
 
-def _parts(value: bytes | list[bytes]) -> list[bytes]:
+def _parts(value: bytes | list[bytes] | Future[bytes]) -> list[bytes]:
+    """A file's parts; a file still being computed (the digest, see ``saving``) is waited for."""
+    if isinstance(value, Future):
+        value = value.result()
     return [value] if isinstance(value, bytes) else value
 
 
