@@ -161,7 +161,7 @@ def test_unsupported_dtype_is_refused():
 
 def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
     """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed once per
-    candidate (byte, bit and no shuffle), never again."""
+    candidate (byte, bit and, for a large float chunk, no shuffle), never again."""
     import numcodecs
 
     calls = []
@@ -173,6 +173,9 @@ def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
 
     monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
     encoded = encode_array("nodes/x", np.arange(1000, dtype=np.int64), codec="lz4", rows=1000)
+    assert calls == [1, 2] and len(encoded.shards) == 1
+    calls.clear()
+    encoded = encode_array("nodes/x", np.arange(8192, dtype=np.float64), codec="lz4", rows=8192)
     assert calls == [1, 2, 0] and len(encoded.shards) == 1
 
 
@@ -192,10 +195,19 @@ def test_mostly_zero_floats_are_stored_without_shuffle():
     assert np.array_equal(zarr.open_array(store, path="nodes/impurity", mode="r")[...], values)
 
 
-@pytest.mark.parametrize("itemsize, expected", [(1, ("shuffle", "bitshuffle")), (4, ("shuffle", "bitshuffle", "noshuffle")), (8, ("shuffle", "bitshuffle", "noshuffle"))])
-def test_shuffle_candidates(itemsize, expected):
-    """One-byte items are not tried unshuffled: Blosc's byte shuffle of one-byte items is no shuffle."""
-    assert codecs.shuffle_candidates(itemsize) == expected
+@pytest.mark.parametrize(
+    "dtype, nbytes, expected",
+    [
+        ("float64", 64 * 1024, ("shuffle", "bitshuffle", "noshuffle")),
+        ("float32", 1 << 20, ("shuffle", "bitshuffle", "noshuffle")),
+        ("float64", 64 * 1024 - 8, ("shuffle", "bitshuffle")),
+        ("int32", 1 << 20, ("shuffle", "bitshuffle")),
+        ("uint8", 1 << 20, ("shuffle", "bitshuffle")),
+    ],
+)
+def test_shuffle_candidates(dtype, nbytes, expected):
+    """Only large float chunks are tried unshuffled (a small model's save pays no third trial)."""
+    assert codecs.shuffle_candidates(np.dtype(dtype), nbytes) == expected
 
 
 def _count_fsyncs(monkeypatch) -> list[int]:

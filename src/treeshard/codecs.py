@@ -42,16 +42,23 @@ def compressors(codec: str, *, shuffle: str | None = None) -> list[Any]:
 BLOSC_SHUFFLES = {"shuffle": 1, "bitshuffle": 2, "noshuffle": 0}
 
 
-def shuffle_candidates(itemsize: int) -> tuple[str, ...]:
-    """The Blosc shuffles tried on an array's first chunk, a tie going to the first.
+#: A float chunk this large or larger is also tried without shuffle (below, the trial costs
+#: more than it can save).
+NOSHUFFLE_TRIAL_BYTES = 64 * 1024
+
+
+def shuffle_candidates(dtype: Any, nbytes: int) -> tuple[str, ...]:
+    """The Blosc shuffles tried on an array's first chunk (``nbytes`` long), a tie going to the first.
 
     Byte shuffle suits most float columns, bit shuffle small integers (child
     offsets, feature ids, counts), no shuffle float columns that are mostly
     exact zeros (a forest's ``impurity``: every leaf of a fully grown tree is
     pure), whose runs of zero bytes a shuffle scatters among the other
-    values' mantissa bytes. For one-byte items no shuffle is byte shuffle.
+    values' mantissa bytes.
     """
-    return ("shuffle", "bitshuffle") if itemsize == 1 else ("shuffle", "bitshuffle", "noshuffle")
+    if dtype.kind == "f" and nbytes >= NOSHUFFLE_TRIAL_BYTES:
+        return ("shuffle", "bitshuffle", "noshuffle")
+    return ("shuffle", "bitshuffle")
 
 
 def best_shuffle(codec: str, sample: Any) -> str | None:
@@ -65,7 +72,7 @@ def best_shuffle(codec: str, sample: Any) -> str | None:
     cname, level = preset
     data = sample.reshape(-1).view(sample.dtype)
     sizes = {}
-    for name in shuffle_candidates(sample.dtype.itemsize):
+    for name in shuffle_candidates(sample.dtype, sample.nbytes):
         sizes[name] = len(Blosc(cname=cname, clevel=level, shuffle=BLOSC_SHUFFLES[name]).encode(data))
     return min(sizes, key=sizes.get)
 

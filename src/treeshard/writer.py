@@ -170,7 +170,7 @@ def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, byt
     if CODECS[codec] is None:
         return None, None
     best: tuple[int, str, bytes] | None = None
-    for name in shuffle_candidates(first_chunk.dtype.itemsize):  # ties go to the first, as codecs.best_shuffle
+    for name in shuffle_candidates(first_chunk.dtype, first_chunk.nbytes):  # ties go to the first, as codecs.best_shuffle
         encoded = _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
         if best is None or len(encoded) < best[0]:
             best = (len(encoded), name, encoded)
