@@ -367,18 +367,19 @@ def _encode_serial(plans: list[_Plan], codec: str) -> None:
 def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
     """Encode chunk rows in ``threads`` workers, one task per row: each worker fills the row
     into its own buffers and compresses it while in its cache. Row 0 is filled here and
-    each of its chunks is a task of its own (the shuffle trial, the costliest); the other
-    rows wait for every shuffle to be chosen."""
-    firsts: list[Future[None]] = []
+    each of its chunks is a task of its own (the shuffle trial, the costliest); another
+    row's chunk of an array waits for that array's shuffle to be chosen."""
+    firsts: dict[int, Future[None]] = {}
 
     def encode(k: int) -> None:
-        for first in firsts:
-            first.result()
         scratch = _scratch()
         for plan in plans:
             if k < plan.n_chunks:
                 data = _fill(plan, k, scratch)
                 if data is not None:
+                    first = firsts.get(id(plan))
+                    if first is not None:
+                        first.result()
                     _encode_chunk(plan, k, data, codec)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
@@ -388,8 +389,8 @@ def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
             for plan in plans:
                 data = _fill(plan, 0, scratch)
                 if data is not None:
-                    firsts.append(pool.submit(_encode_chunk, plan, 0, data, codec))
-            futures.extend(firsts)
+                    firsts[id(plan)] = pool.submit(_encode_chunk, plan, 0, data, codec)
+            futures.extend(firsts.values())
             futures.extend(pool.submit(encode, k) for k in range(1, max((p.n_chunks for p in plans), default=0)))
         finally:
             for future in futures:
