@@ -11,9 +11,10 @@ behind it are read while in cache), a row of chunks per task of worker threads
 that fill, compress and hash it (the compiled fill, Blosc and hashlib release
 the GIL; each worker runs single-threaded Blosc, as numcodecs does outside the
 main thread, which makes the same bytes),
-and every shard's and inner chunk's sha256 is computed as it is encoded, so
-the content digest (:func:`treeshard.integrity.digest_of_files`) never reads
-anything back.
+and every inner chunk's sha256 is computed as it is encoded, every shard's
+from memory (:func:`hash_shard_files`; a large save does it in a thread while
+the files are written), so the content digest
+(:func:`treeshard.integrity.digest_of_files`) never reads anything back.
 """
 
 from __future__ import annotations
