@@ -190,6 +190,7 @@ def _force_complete(monkeypatch: pytest.MonkeyPatch, predictor: Predictor, depth
 
     monkeypatch.setattr(predictor, "_walk_depth", depth)
     monkeypatch.setattr(predictor, "_complete", _complete_layout(predictor))
+    monkeypatch.setattr(predictor, "_few", predictor._few_rows())  # a few rows walk the forced layout too
     assert predictor._complete[3] == max(3, depth)
 
 
@@ -388,6 +389,132 @@ def test_fast_path_refuses_as_the_general_path_does(dtype: Any) -> None:
     with pytest.raises(ValueError) as info:
         predictor.predict(rows[:, :-1])
     assert str(info.value) == f"X has {X.shape[1] - 1} features, but GradientBoostingClassifier is expecting {X.shape[1]} features as input."
+
+
+def _threshold_rows(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` with a split's feature set to its threshold, one float64 ulp either side,
+    and the float32 roundings either side: where float32 conversion and comparison decide."""
+    trees = getattr(estimator, "estimators_", [estimator])
+    first = trees[0] if isinstance(trees, list) else trees.flat[0]
+    tree = first.tree_
+    rows = []
+    for node in np.flatnonzero(tree.children_left >= 0)[:6]:
+        t, f = tree.threshold[node], tree.feature[node]
+        t32 = np.float32(t)
+        for value in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf), t32, np.nextafter(t32, np.float32(np.inf)), np.nextafter(t32, np.float32(-np.inf))):
+            row = X[len(rows) % len(X)].copy()
+            row[f] = value
+            rows.append(row)
+    return np.array(rows)
+
+
+def _taken(predictor: Predictor, X: Any) -> bool:
+    """Whether the few-row scorer takes ``X`` (else the general path does)."""
+    return predictor._few is not None and predictor._few.scores(X) is not None
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_few_row_scorer_equals_sklearn_for_every_case(case: str) -> None:
+    """1 to 7 rows in one compiled call: every family, float64 and float32 arrays and lists of
+    floats and ints; threshold-adjacent values and NaN rows; the forms it leaves to the general path."""
+    estimator, predictor, X = fitted(case)
+    rows = np.vstack([_threshold_rows(estimator, X), query_points(X, estimator)[-20:]])
+    single_output = predictor.n_outputs_ == 1
+    assert (predictor._few is not None) == single_output
+    for start in range(0, len(rows), 7):
+        for n in (1, 2, 7):
+            block = rows[start : start + n]
+            ints = np.clip(np.nan_to_num(np.round(block * 4)), -1000, 1000).astype(np.int64).tolist()
+            for form in (block, block.astype(np.float32), block.tolist(), ints):
+                values = np.asarray(form, dtype=np.float64)
+                in_range = (np.isnan(values) | (np.abs(values) <= np.finfo(np.float32).max)).all()  # else: infinity, refused
+                expected = single_output and in_range and not (np.isnan(values).any() and predictor._is_boosting)
+                assert _taken(predictor, form) == expected, (case, n, type(form))
+                assert_same_outputs(estimator, predictor, form)
+    left = [rows[:8], rows[:3].astype(np.int32), np.asfortranarray(rows[:3]), np.repeat(rows[:3], 2, axis=1)[:, ::2], rows[:3].astype(">f8"), rows[:2].astype(np.float16)]
+    for form in left:  # 8 rows, ints, Fortran order, not contiguous, big-endian, float16: the general path
+        assert not _taken(predictor, form)
+        assert_same_outputs(estimator, predictor, form)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("case", ["rf-multiclass", "gb-binary", "gb-multiclass", "dt-regression", "rf-nan"])
+def test_few_row_scorer_leaves_bad_input_to_the_general_path(case: str) -> None:
+    """Input the general path refuses is never scored: the same error, word for word."""
+    estimator, predictor, X = fitted(case)
+    name = type(estimator).__name__
+    row = X[0].tolist()
+    bad = {
+        "fewer features": ([row[:-1]], f"X has {X.shape[1] - 1} features, but {name} is expecting {X.shape[1]} features as input."),
+        "more features": (np.array([row + [0.0]]), f"X has {X.shape[1] + 1} features, but {name} is expecting {X.shape[1]} features as input."),
+        "infinity": ([row[:-1] + [float("inf")]], "Input X contains infinity or a value too large for dtype('float32')."),
+        "past float32": (np.array([row[:-1] + [1e39]]), "Input X contains infinity or a value too large for dtype('float32')."),
+        "a 1-D list": (row, "Expected 2D array, got 1D array instead:"),
+        "no rows": (np.empty((0, X.shape[1])), f"Found array with 0 sample(s) (shape=(0, {X.shape[1]})) while a minimum of 1 is required by {name}."),
+    }
+    if predictor._is_boosting:
+        bad["NaN"] = ([row[:-1] + [float("nan")]], f"Input X contains NaN.\n{name} does not accept missing values")
+    else:
+        assert _taken(predictor, [row[:-1] + [float("nan")]])  # a NaN row is scored: it goes where missing_go_to_left says
+    for what, (X_bad, message) in bad.items():
+        assert not _taken(predictor, X_bad), what
+        for method in ("predict", "predict_proba", "decision_function"):
+            if not hasattr(estimator, method):
+                continue
+            with pytest.raises(ValueError) as info:
+                getattr(predictor, method)(X_bad)
+            assert str(info.value).startswith(message), (what, method, str(info.value))
+            with pytest.raises(ValueError) as theirs:
+                getattr(estimator, method)(X_bad)
+            assert str(theirs.value).splitlines()[0] == str(info.value).splitlines()[0], (what, method)
+
+
+def test_few_row_scorer_takes_ints_only_where_float32_is_exact() -> None:
+    """Python ints in a list convert exactly up to 2**24; larger ones (and bools) go the general way."""
+    estimator, predictor, X = fitted("rf-regression")
+    row = [0] * X.shape[1]
+    for value, taken in ((2**24, True), (-(2**24), True), (2**24 + 1, False), (2**70, False), (True, False)):
+        row[0] = value
+        assert _taken(predictor, [row]) == taken, value
+        assert np.array_equal(predictor.predict([row]), estimator.predict([row]))
+
+
+def test_few_row_scorer_is_not_built_for_named_features_or_isolation() -> None:
+    import pandas as pd
+    from sklearn.ensemble import IsolationForest
+
+    X, y = make_data("regression")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    named = RandomForestRegressor(n_estimators=3, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(named, store)
+    predictor = Predictor(store)
+    assert predictor._few is None  # an array warns about the missing names: the general path's check
+    assert np.array_equal(predictor.predict(frame[:1]), named.predict(frame[:1]))
+    forest = IsolationForest(n_estimators=5, random_state=0).fit(X)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(forest, store)
+    predictor = Predictor(store)
+    assert predictor._few is None
+    assert np.array_equal(predictor.predict(X[:1]), forest.predict(X[:1]))
+
+
+def test_few_row_scorer_refuses_a_malformed_table() -> None:
+    from treeshard._kernels import FewRows
+
+    _, predictor, _ = fitted("rf-regression")
+    args = (predictor._nodes, predictor._nan_right, predictor._roots, predictor._value, np.empty((0, 0), np.int32), np.empty(0), None, np.zeros(1))
+    options = {"n_features": predictor.n_features_in_, "depth": 0, "group": 16, "max_rows": 7}
+    assert FewRows(*args, **options).scores(np.zeros((1, predictor.n_features_in_))) is not None
+    roots = predictor._roots.copy()
+    roots[-1] = len(predictor._nodes)
+    with pytest.raises(ValueError, match="^tree root outside the node table$"):
+        FewRows(args[0], args[1], roots, *args[3:], **options)
+    with pytest.raises(ValueError, match="^value: expected one row per node$"):
+        FewRows(*args[:3], predictor._value[:-1], *args[4:], **options)
+    with pytest.raises(ValueError, match="^FewRows: expected k >= 1, a value per column, init of k \\* width and 1 to 7 rows$"):
+        FewRows(*args, **{**options, "max_rows": 8})
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1172,3 +1172,324 @@ def buffer_addresses(list arrays, Py_ssize_t itemsize, bytes item_format, uint64
         if not ok:
             return False
     return True
+
+
+# --------------------------------------------------------------------------- a few rows
+# One row (or a few) is what a served model scores per request: there, converting X,
+# calling the traversal with a dozen memoryview arguments and building the output from
+# Python cost about as much as the walk itself. FewRows holds the node table's pointers
+# and scores rows of the common kinds (a C-contiguous float32/float64 2-D ndarray, a list
+# of lists of floats) in one call: X checked and converted to float32 exactly as the
+# general path does, the walk and sums of traverse_sum / traverse_complete_sum, and the
+# output. Any other X, or one the general path would refuse (wrong feature count, NaN
+# where refused, infinity, float64 beyond float32's range), gives None: the caller's
+# general path then converts it or raises its own error.
+
+cimport numpy as cnp
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.math cimport exp, fabs, isinf
+
+cnp.import_array()
+
+cdef enum:
+    FEW_MAX_ROWS = 7  # FEW_ROWS - 1: more rows take the block paths
+    FEW_MAX_VALUES = 4096  # rows x features converted on the stack
+    EXACT_INT = 1 << 24  # ints up to this magnitude are exact in float32
+
+cdef enum Output:
+    SCORES = 0  # the sums, (n, k * width), or (n,) with flat
+    INDEX = 1  # the argmax of each row's scores (numpy's: the first maximum, NaN counts as one)
+    SIGN_INDEX = 2  # 1 where the (single) score is >= 0, else 0: a binary boosting's predict
+    EXPIT = 3  # (n, 2): 1 - expit(s), expit(s) of the single score s (scaled by expit_scale)
+    SHIFTED = 4  # the scores minus each row's maximum, as softmax's first step (NaN propagates)
+
+
+cdef class FewRows:
+    """A model's rows scored in one call, for batches of 1 to ``max_rows`` (at most 7) rows.
+
+    Built over the :class:`~treeshard.Predictor`'s node table (and complete layout, when it
+    has one). :meth:`run` returns None for an ``X`` it does not take; the caller then goes
+    the general way. Every output equals the general path's bit for bit: the same float32
+    conversion, walk, fold of the sums (``init`` plus ``scale`` times each tree's leaf
+    value, tree order, ``k`` column groups) and final division by ``divisor``.
+    """
+
+    cdef object _keep
+    cdef const Node* nodes
+    cdef const uint8_t* nan_right
+    cdef const int64_t* roots
+    cdef const double* value
+    cdef const int32_t* counts
+    cdef const double* weights
+    cdef const uint32_t* slots
+    cdef const double* leaf_values
+    cdef const double* init
+    cdef Py_ssize_t n_trees, n_features, width, k, out_width, depth, group, complete_depth, max_rows
+    cdef double scale, divisor, expit_scale
+    cdef bint single_tree, allow_nan
+
+    def __init__(
+        self,
+        const int32_t[:, ::1] nodes,
+        const uint8_t[::1] nan_right,
+        const int64_t[::1] roots,
+        const double[:, ::1] value,
+        const int32_t[:, ::1] counts,
+        const double[::1] weights,
+        object complete,
+        const double[::1] init,
+        *,
+        Py_ssize_t n_features,
+        Py_ssize_t depth,
+        Py_ssize_t group,
+        Py_ssize_t max_rows,
+        double scale=1.0,
+        Py_ssize_t k=1,
+        double divisor=1.0,
+        bint single_tree=False,
+        bint allow_nan=False,
+        double expit_scale=1.0,
+    ):
+        cdef Py_ssize_t n_nodes = nodes.shape[0], t
+        cdef bint by_counts = value.shape[0] == 0
+        cdef const uint32_t[:, ::1] slots
+        cdef const double[:, :, ::1] leaf_values
+        self.width = counts.shape[1] if by_counts else value.shape[1]
+        if nodes.shape[1] != 4 or nan_right.shape[0] != n_nodes or roots.shape[0] == 0:
+            raise ValueError("node table: expected (n_nodes, 4) records, n_nodes NaN flags and a tree")
+        if by_counts and (counts.shape[0] != n_nodes or weights.shape[0] != n_nodes):
+            raise ValueError("counts and weights: expected one row per node")
+        if not by_counts and value.shape[0] != n_nodes:
+            raise ValueError("value: expected one row per node")
+        for t in range(roots.shape[0]):
+            if not 0 <= roots[t] < n_nodes:
+                raise ValueError("tree root outside the node table")
+        if k < 1 or self.width < 1 or init.shape[0] != k * self.width or not 1 <= max_rows <= FEW_MAX_ROWS or n_features < 1:
+            raise ValueError("FewRows: expected k >= 1, a value per column, init of k * width and 1 to 7 rows")
+        if single_tree and (roots.shape[0] != 1 or k != 1):
+            raise ValueError("FewRows: a single tree has one root")
+        self.nodes = <const Node*> &nodes[0, 0]
+        self.nan_right = &nan_right[0]
+        self.roots = &roots[0]
+        self.value = NULL if by_counts else &value[0, 0]
+        self.counts = &counts[0, 0] if by_counts else NULL
+        self.weights = &weights[0] if by_counts else NULL
+        self.init = &init[0]
+        self.slots = NULL
+        self.leaf_values = NULL
+        self.complete_depth = 0
+        keep = [nodes, nan_right, roots, value, counts, weights, init]
+        if complete is not None:
+            slots, leaf_values, self.complete_depth = complete
+            if (not 1 <= self.complete_depth <= COMPLETE_MAX_DEPTH or slots.shape[0] != roots.shape[0]
+                    or slots.shape[1] != 2 * ((1 << self.complete_depth) - 1) or leaf_values.shape[0] != roots.shape[0]
+                    or leaf_values.shape[1] != 1 << self.complete_depth or leaf_values.shape[2] != self.width):
+                raise ValueError("complete layout: expected slots (n_trees, 2 * (2^depth - 1)) and values (n_trees, 2^depth, width)")
+            self.slots = &slots[0, 0]
+            self.leaf_values = &leaf_values[0, 0, 0]
+            keep += [slots, leaf_values]
+        self._keep = keep  # the memoryviews keep their arrays alive, and so the pointers valid
+        self.n_trees = roots.shape[0]
+        self.n_features = n_features
+        self.k = k
+        self.out_width = k * self.width
+        self.depth = depth
+        self.group = max(1, min(group, MAX_GROUP))
+        self.max_rows = min(max_rows, FEW_MAX_VALUES // n_features) if n_features <= FEW_MAX_VALUES else 0
+        self.scale = scale
+        self.divisor = divisor
+        self.single_tree = single_tree
+        self.allow_nan = allow_nan
+        self.expit_scale = expit_scale
+
+    cdef Py_ssize_t _load(self, object X, float* buf) except -1:
+        """``X`` into ``buf`` as C-contiguous float32 rows; the number of rows, or 0 for an X left
+        to the general path."""
+        cdef Py_ssize_t n, i, j, f = self.n_features
+        cdef cnp.ndarray arr
+        cdef const float* src32
+        cdef const double* src64
+        cdef double d
+        cdef long long whole
+        cdef int overflow
+        cdef object row, v
+        cdef float x
+        if cnp.PyArray_CheckExact(X):
+            arr = <cnp.ndarray> X
+            if cnp.PyArray_NDIM(arr) != 2 or not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
+                return 0
+            n = cnp.PyArray_DIM(arr, 0)
+            if cnp.PyArray_DIM(arr, 1) != f or not 1 <= n <= self.max_rows:
+                return 0
+            if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT:
+                memcpy(buf, cnp.PyArray_DATA(arr), n * f * sizeof(float))
+            elif cnp.PyArray_TYPE(arr) == cnp.NPY_DOUBLE:
+                src64 = <const double*> cnp.PyArray_DATA(arr)
+                for i in range(n * f):
+                    d = src64[i]
+                    if fabs(d) <= FLT_MAX or d != d:
+                        buf[i] = <float> d
+                    else:  # rounds to FLT_MAX or overflows: numpy's cast decides (and may warn)
+                        return 0
+            else:
+                return 0
+        elif type(X) is list:
+            n = len(<list> X)
+            if not 1 <= n <= self.max_rows:
+                return 0
+            for i in range(n):
+                row = (<list> X)[i]
+                if type(row) is not list or len(<list> row) != f:
+                    return 0
+                for j in range(f):
+                    v = (<list> row)[j]
+                    if type(v) is float:
+                        d = <double> v
+                        if not (fabs(d) <= FLT_MAX or d != d):
+                            return 0
+                        buf[i * f + j] = <float> d
+                    elif type(v) is int:
+                        whole = PyLong_AsLongLongAndOverflow(v, &overflow)
+                        if overflow or not -EXACT_INT <= whole <= EXACT_INT:
+                            return 0
+                        buf[i * f + j] = <float> whole
+                    else:
+                        return 0
+        else:
+            return 0
+        for i in range(n * f):  # sklearn's finiteness check; its errors are the general path's
+            x = buf[i]
+            if x != x:
+                if not self.allow_nan:
+                    return 0
+            elif isinf(x):
+                return 0
+        return n
+
+    cdef int _score(self, const float* X, Py_ssize_t n, double* out) noexcept nogil:
+        """The scores of rows ``X`` (``n``, n_features) into ``out`` (``n``, out_width); -1 if
+        out of memory."""
+        cdef Py_ssize_t r, c, leaf
+        cdef int64_t leaves[FEW_MAX_ROWS]
+        cdef int64_t* many
+        cdef Py_ssize_t W = self.out_width
+        if self.single_tree:  # the leaf's value itself, as sklearn's tree (no sum: -0.0 stays -0.0)
+            _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, 1, 0, n, leaves, n, self.group)
+            for r in range(n):
+                leaf = leaves[r]
+                for c in range(W):
+                    if self.counts == NULL:
+                        out[r * W + c] = self.value[leaf * W + c]
+                    else:
+                        out[r * W + c] = <double> self.counts[leaf * W + c] / self.weights[leaf]
+            return 0
+        for r in range(n):
+            for c in range(W):
+                out[r * W + c] = self.init[c]
+        if self.complete_depth:
+            for r in range(n):
+                _complete_sum_row(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                  self.complete_depth, self.width, self.scale, self.k, out + r * W)
+        else:
+            many = <int64_t*> malloc(self.n_trees * n * sizeof(int64_t))
+            if many == NULL:
+                return -1
+            _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, self.n_trees, 0, n, many, n, self.group)
+            _add_values(many, self.n_trees, 0, n, self.value, self.counts, self.weights, self.width, self.scale, self.k, out)
+            free(many)
+        if self.divisor != 1.0:
+            for r in range(n * W):
+                out[r] /= self.divisor
+        return 0
+
+    def scores(self, object X, bint flat=False):
+        """The scores (n, k * width) of rows ``X`` ((n,) with ``flat`` and one column), or None
+        when ``X`` is left to the general path; so are the other methods'."""
+        return self._run(X, SCORES, flat)
+
+    def index(self, object X):
+        """Each row's argmax of its scores, (n,) intp, as numpy's ``argmax(axis=1)``."""
+        return self._run(X, INDEX, False)
+
+    def sign_index(self, object X):
+        """(n,) intp: 1 where a row's single score is >= 0, else 0 (a binary boosting's predict)."""
+        return self._run(X, SIGN_INDEX, False)
+
+    def expit(self, object X):
+        """(n, 2): ``1 - p, p`` with ``p`` scipy's expit of ``expit_scale`` times the single score."""
+        return self._run(X, EXPIT, False)
+
+    def shifted(self, object X):
+        """The scores minus each row's maximum (softmax's first step; a NaN makes its row NaN)."""
+        return self._run(X, SHIFTED, False)
+
+    cdef object _run(self, object X, int output, bint flat):
+        cdef float buf[FEW_MAX_VALUES]
+        cdef Py_ssize_t n = self._load(X, buf), r, c, best
+        cdef Py_ssize_t W = self.out_width
+        cdef double scores[FEW_MAX_ROWS * 64]
+        cdef double* s
+        cdef double top, p
+        cdef cnp.npy_intp dims[2]
+        cdef cnp.ndarray result
+        cdef double* res
+        cdef cnp.npy_intp* idx
+        cdef int failed
+        if n == 0:
+            return None
+        dims[0] = n
+        if output == SCORES or output == SHIFTED:
+            dims[1] = W
+            result = cnp.PyArray_EMPTY(1 if flat else 2, dims, cnp.NPY_DOUBLE, 0)
+            res = <double*> cnp.PyArray_DATA(result)
+            with nogil:
+                failed = self._score(buf, n, res)
+                if output == SHIFTED and not failed:  # X -= np.max(X, axis=1)[:, None]: exact, with max's NaN
+                    for r in range(n):
+                        s = res + r * W
+                        top = s[0]
+                        for c in range(1, W):
+                            if top != top:
+                                break
+                            if s[c] > top or s[c] != s[c]:
+                                top = s[c]
+                        for c in range(W):
+                            s[c] -= top
+            if failed:
+                raise MemoryError()
+            return result
+        if W > 64:
+            return None
+        with nogil:
+            failed = self._score(buf, n, scores)
+        if failed:
+            raise MemoryError()
+        if output == EXPIT:
+            if W != 1:
+                return None
+            dims[1] = 2
+            result = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
+            res = <double*> cnp.PyArray_DATA(result)
+            for r in range(n):
+                # scipy's expit, 1 / (1 + exp(-x)), with the C library's exp (links.expit)
+                p = 1.0 / (1.0 + exp(-(self.expit_scale * scores[r])))
+                res[2 * r + 1] = p
+                res[2 * r] = 1 - p
+            return result
+        result = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INTP, 0)
+        idx = <cnp.npy_intp*> cnp.PyArray_DATA(result)
+        for r in range(n):
+            s = scores + r * W
+            if output == SIGN_INDEX:
+                idx[r] = 1 if s[0] >= 0 else 0
+                continue
+            best = 0  # numpy's argmax: a later value wins only if not <= the best; a NaN is final
+            top = s[0]
+            for c in range(1, W):
+                if top != top:
+                    break
+                if not s[c] <= top:
+                    top = s[c]
+                    best = c
+            idx[r] = best
+        return result
