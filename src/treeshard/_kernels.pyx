@@ -1204,6 +1204,101 @@ cdef enum Output:
     SHIFTED = 4  # the scores minus each row's maximum, as softmax's first step (NaN propagates)
 
 
+cdef inline void _walk_row(
+    const float* x, const Node* nodes, const uint8_t* nan_right, const int64_t* roots, Py_ssize_t n_trees,
+    int64_t* leaves, Py_ssize_t group, bint has_nan,
+) noexcept nogil:
+    """:func:`_walk_pairs` for a single row ``x``: ``leaves[t]``, the leaf it reaches in tree ``t``,
+    ``group`` trees walked at once; ``has_nan`` False: ``x`` holds no NaN (no missing-value test)."""
+    cdef int64_t node[MAX_GROUP]
+    cdef Py_ssize_t tree[MAX_GROUP]
+    cdef Py_ssize_t t = 0, m = 0, j
+    cdef int64_t i
+    cdef const Node* nd
+    cdef float v
+    cdef int32_t step
+    cdef bint right
+    while m < group and t < n_trees:
+        node[m] = roots[t]
+        tree[m] = t
+        m += 1
+        t += 1
+    while m > 0:
+        j = 0
+        while j < m:
+            i = node[j]
+            nd = nodes + i
+            v = x[nd.feature]
+            right = not (v <= nd.threshold)
+            if has_nan and v != v:
+                right = nan_right[i]
+            step = nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            if step != 0:
+                node[j] = i + step
+                j += 1
+                continue
+            leaves[tree[j]] = i
+            if t < n_trees:
+                node[j] = roots[t]
+                tree[j] = t
+                t += 1
+                j += 1
+            else:
+                m -= 1
+                node[j], tree[j] = node[m], tree[m]
+
+
+cdef inline Py_ssize_t _finite_step(const Slot* slot, Py_ssize_t i, const float* x) noexcept nogil:
+    cdef Slot s = slot[i]
+    return 2 * i + 1 + (x[s.split >> 1] > s.threshold)
+
+
+cdef inline void _complete_row_finite(
+    const float* x, const Slot* slots, const double* leaf_values, Py_ssize_t n_trees, Py_ssize_t depth,
+    Py_ssize_t width, double scale, Py_ssize_t k, double* out,
+) noexcept nogil:
+    """:func:`_complete_sum_row` for a row without NaN (no missing-value test): the same walks and
+    the same fold of the sums; inlined with a constant ``depth`` where the caller has one."""
+    cdef Py_ssize_t inner = (1 << depth) - 1, n_leaves = inner + 1
+    cdef Py_ssize_t t = 0, j, d, c, g = 0, at
+    cdef Py_ssize_t leaf[8]
+    cdef const Slot* s
+    cdef Py_ssize_t i0, i1, i2, i3, i4, i5, i6, i7
+    while t < n_trees:
+        s = slots + t * inner
+        if t + 8 <= n_trees:
+            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0
+            for d in range(depth):
+                i0 = _finite_step(s, i0, x)
+                i1 = _finite_step(s + inner, i1, x)
+                i2 = _finite_step(s + 2 * inner, i2, x)
+                i3 = _finite_step(s + 3 * inner, i3, x)
+                i4 = _finite_step(s + 4 * inner, i4, x)
+                i5 = _finite_step(s + 5 * inner, i5, x)
+                i6 = _finite_step(s + 6 * inner, i6, x)
+                i7 = _finite_step(s + 7 * inner, i7, x)
+            leaf[0], leaf[1], leaf[2], leaf[3] = i0, i1, i2, i3
+            leaf[4], leaf[5], leaf[6], leaf[7] = i4, i5, i6, i7
+            j = 8
+        else:
+            i0 = 0
+            for d in range(depth):
+                i0 = _finite_step(s, i0, x)
+            leaf[0] = i0
+            j = 1
+        for d in range(j):  # in tree order
+            at = ((t + d) * n_leaves + leaf[d] - inner) * width
+            if width == 1:
+                out[g] += scale * leaf_values[at]
+            else:
+                for c in range(width):
+                    out[g * width + c] += scale * leaf_values[at + c]
+            g += 1
+            if g == k:
+                g = 0
+        t += j
+
+
 cdef class FewRows:
     """A model's rows scored in one call, for batches of 1 to ``max_rows`` (at most 7) rows.
 
@@ -1302,9 +1397,9 @@ cdef class FewRows:
         self.allow_nan = allow_nan
         self.expit_scale = expit_scale
 
-    cdef Py_ssize_t _load(self, object X, float* buf) except -1:
+    cdef Py_ssize_t _load(self, object X, float* buf, bint* has_nan) except -1:
         """``X`` into ``buf`` as C-contiguous float32 rows; the number of rows, or 0 for an X left
-        to the general path."""
+        to the general path. ``has_nan``: whether a value is NaN."""
         cdef Py_ssize_t n, i, j, f = self.n_features
         cdef cnp.ndarray arr
         cdef const float* src32
@@ -1357,16 +1452,18 @@ cdef class FewRows:
                         return 0
         else:
             return 0
+        has_nan[0] = False
         for i in range(n * f):  # sklearn's finiteness check; its errors are the general path's
             x = buf[i]
             if x != x:
                 if not self.allow_nan:
                     return 0
+                has_nan[0] = True
             elif isinf(x):
                 return 0
         return n
 
-    cdef int _score(self, const float* X, Py_ssize_t n, double* out) noexcept nogil:
+    cdef int _score(self, const float* X, Py_ssize_t n, bint has_nan, double* out) noexcept nogil:
         """The scores of rows ``X`` (``n``, n_features) into ``out`` (``n``, out_width); -1 if
         out of memory."""
         cdef Py_ssize_t r, c, leaf
@@ -1388,13 +1485,25 @@ cdef class FewRows:
                 out[r * W + c] = self.init[c]
         if self.complete_depth:
             for r in range(n):
-                _complete_sum_row(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
-                                  self.complete_depth, self.width, self.scale, self.k, out + r * W)
+                if has_nan:
+                    _complete_sum_row(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                      self.complete_depth, self.width, self.scale, self.k, out + r * W)
+                elif self.complete_depth == MASK_DEPTH:  # gradient boosting's default depth, unrolled
+                    _complete_row_finite(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                         MASK_DEPTH, self.width, self.scale, self.k, out + r * W)
+                else:
+                    _complete_row_finite(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                         self.complete_depth, self.width, self.scale, self.k, out + r * W)
         else:
             many = <int64_t*> malloc(self.n_trees * n * sizeof(int64_t))
             if many == NULL:
                 return -1
-            _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, self.n_trees, 0, n, many, n, self.group)
+            if n == 1 and has_nan:
+                _walk_row(X, self.nodes, self.nan_right, self.roots, self.n_trees, many, self.group, True)
+            elif n == 1:
+                _walk_row(X, self.nodes, self.nan_right, self.roots, self.n_trees, many, self.group, False)
+            else:
+                _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, self.n_trees, 0, n, many, n, self.group)
             _add_values(many, self.n_trees, 0, n, self.value, self.counts, self.weights, self.width, self.scale, self.k, out)
             free(many)
         if self.divisor != 1.0:
@@ -1425,7 +1534,8 @@ cdef class FewRows:
 
     cdef object _run(self, object X, int output, bint flat):
         cdef float buf[FEW_MAX_VALUES]
-        cdef Py_ssize_t n = self._load(X, buf), r, c, best
+        cdef bint has_nan
+        cdef Py_ssize_t n = self._load(X, buf, &has_nan), r, c, best
         cdef Py_ssize_t W = self.out_width
         cdef double scores[FEW_MAX_ROWS * 64]
         cdef double* s
@@ -1443,7 +1553,7 @@ cdef class FewRows:
             result = cnp.PyArray_EMPTY(1 if flat else 2, dims, cnp.NPY_DOUBLE, 0)
             res = <double*> cnp.PyArray_DATA(result)
             with nogil:
-                failed = self._score(buf, n, res)
+                failed = self._score(buf, n, has_nan, res)
                 if output == SHIFTED and not failed:  # X -= np.max(X, axis=1)[:, None]: exact, with max's NaN
                     for r in range(n):
                         s = res + r * W
@@ -1461,7 +1571,7 @@ cdef class FewRows:
         if W > 64:
             return None
         with nogil:
-            failed = self._score(buf, n, scores)
+            failed = self._score(buf, n, has_nan, scores)
         if failed:
             raise MemoryError()
         if output == EXPIT:
