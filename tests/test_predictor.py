@@ -279,14 +279,20 @@ def test_level_walk_is_chosen_for_shallow_models_only() -> None:
     assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
 
 
+@pytest.mark.parametrize("case", ["rf-regression", "gb-binary"])
 @pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
-def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> None:
+def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any, case: str) -> None:
+    """Whatever the batch: one row, which the few-row scorer would take, is refused alike."""
     import re
 
-    _, predictor, X = fitted("rf-regression")
+    _, predictor, X = fitted(case)
     monkeypatch.setattr(predictor, "n_jobs", n_jobs)
-    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
-        predictor.predict(X)
+    for method in ("predict", "predict_proba", "decision_function"):
+        if not hasattr(predictor, method):
+            continue
+        for rows in (X, X[:1]):
+            with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
+                getattr(predictor, method)(rows)
 
 
 def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.MonkeyPatch) -> None:

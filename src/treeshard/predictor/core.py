@@ -267,6 +267,11 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             expit_scale=2.0 if self._is_boosting and self._link == "half_logit" else 1.0,
         )
 
+    def _scorer(self) -> Any:
+        """``_few``, unless ``n_jobs`` is one the general path refuses (with its ValueError)."""
+        n_jobs = self.n_jobs
+        return self._few if n_jobs is None or (type(n_jobs) is int and n_jobs != 0) else None
+
     def _read_columns(self, reader: Any, runs: list[tuple[int, int]], selected: Any) -> NodeColumns:
         """The node columns prediction needs (:func:`.model.read_columns`), keeping the
         leaf counts, weights and depths for :meth:`_setup_trees`."""
@@ -304,7 +309,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels or values, as the estimator's ``predict``."""
-        few = self._few
+        few = self._scorer()
         if few is not None:  # one row or a few, in one compiled call (None: X is left to the general path)
             if not self._is_classifier:
                 values = few.scores(X, True)
@@ -356,7 +361,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     @PredictorMethod("_is_classifier")
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, as the estimator's ``predict_proba`` (a list for multi-output)."""
-        few = self._few
+        few = self._scorer()
         if few is not None:
             if not self._is_boosting:
                 proba = few.scores(X)
@@ -393,7 +398,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         for an IsolationForest, ``score_samples(X) - offset_``."""
         if self._isolation is not None:
             return self._isolation.decision_function(self.score_samples(X))
-        few = self._few
+        few = self._scorer()
         if few is not None:
             raw = few.scores(X, self._k == 1)
             if raw is not None:
