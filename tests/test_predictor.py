@@ -506,6 +506,25 @@ def test_few_row_scorer_is_not_built_for_named_features_or_isolation() -> None:
     assert np.array_equal(predictor.predict(X[:1]), forest.predict(X[:1]))
 
 
+def test_a_single_row_walks_compact_records_where_the_trees_allow() -> None:
+    """Depth-first trees (left child next) take 8-byte records; best-first ones (max_leaf_nodes)
+    and complete layouts do not. Both are exact, with and without NaN, down to one feature."""
+    X, y = make_data("nan")
+    expected = {"rf-nan": True, "rf-regression": True, "dt-regression": False, "gb-binary": False}
+    for case, compact in expected.items():
+        estimator, predictor, X_case = fitted(case)
+        assert predictor._few.walks_compact == compact, case
+        for row in query_points(X_case, estimator)[-20:]:
+            assert_same_outputs(estimator, predictor, row[None, :])
+    one = RandomForestRegressor(n_estimators=3, random_state=0).fit(X[:, :1], y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(one, store)
+    predictor = Predictor(store)
+    assert predictor._few.walks_compact
+    for value in (-1.0, 0.0, 0.5, float("nan"), 3.0):
+        assert np.array_equal(predictor.predict([[value]]), one.predict([[value]]))
+
+
 def test_few_row_scorer_refuses_a_malformed_table() -> None:
     from treeshard._kernels import FewRows
 
