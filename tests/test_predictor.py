@@ -525,6 +525,18 @@ def test_a_single_row_walks_compact_records_where_the_trees_allow() -> None:
         assert np.array_equal(predictor.predict([[value]]), one.predict([[value]]))
 
 
+@pytest.mark.parametrize("case", ["rf-nan", "gb-multiclass", "dt-regression"])
+def test_a_predictor_pickles_and_deep_copies_with_its_few_row_scorer(case: str) -> None:
+    import copy
+    import pickle
+
+    estimator, predictor, X = fitted(case)
+    for twin in (copy.deepcopy(predictor), pickle.loads(pickle.dumps(predictor)), copy.copy(predictor)):
+        assert twin._few is not None and _taken(twin, X[:1])
+        assert twin._few.walks_compact == predictor._few.walks_compact
+        assert_same_outputs(estimator, twin, X[:3])
+
+
 def test_few_row_scorer_refuses_a_malformed_table() -> None:
     from treeshard._kernels import FewRows
 

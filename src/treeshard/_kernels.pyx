@@ -1376,6 +1376,7 @@ cdef class FewRows:
     """
 
     cdef object _keep
+    cdef tuple _state
     cdef const Node* nodes
     cdef const uint8_t* nan_right
     cdef const int64_t* roots
@@ -1464,6 +1465,9 @@ cdef class FewRows:
                 self.compact = <const Compact*> &compact_view[0]
                 keep.append(table)
         self._keep = keep  # the memoryviews keep their arrays alive, and so the pointers valid
+        options = dict(n_features=n_features, depth=depth, group=group, max_rows=max_rows, scale=scale, k=k,
+                       divisor=divisor, single_tree=single_tree, allow_nan=allow_nan, expit_scale=expit_scale)
+        self._state = ((nodes.base, nan_right.base, roots.base, value.base, counts.base, weights.base, complete, init.base), options)
         self.n_trees = roots.shape[0]
         self.n_features = n_features
         self.k = k
@@ -1476,6 +1480,10 @@ cdef class FewRows:
         self.single_tree = single_tree
         self.allow_nan = allow_nan
         self.expit_scale = expit_scale
+
+    def __reduce__(self):
+        """Pickled (and deep-copied, with its Predictor) as its arguments: the pointers are rebuilt."""
+        return _new_few_rows, self._state
 
     @property
     def walks_compact(self):
@@ -1692,3 +1700,8 @@ cdef class FewRows:
                     best = c
             idx[r] = best
         return result
+
+
+def _new_few_rows(tuple args, dict options):
+    """A :class:`FewRows` from its pickled arguments."""
+    return FewRows(*args, **options)
