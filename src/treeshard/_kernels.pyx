@@ -1376,6 +1376,7 @@ cdef class FewRows:
     """
 
     cdef object _keep
+    cdef object _table  # the 8-byte records (an ndarray), or None
     cdef tuple _state
     cdef const Node* nodes
     cdef const uint8_t* nan_right
@@ -1455,6 +1456,7 @@ cdef class FewRows:
             keep += [slots, leaf_values]
         # A single row walks 8-byte records where the trees allow (no complete layout).
         self.compact = NULL
+        self._table = None
         self.feature_bits = 1
         while (1 << self.feature_bits) < n_features:
             self.feature_bits += 1
@@ -1463,7 +1465,7 @@ cdef class FewRows:
             compact_view = table
             if _pack_compact(self.nodes, n_nodes, self.feature_bits, <Compact*> &compact_view[0]):
                 self.compact = <const Compact*> &compact_view[0]
-                keep.append(table)
+                self._table = table
         self._keep = keep  # the memoryviews keep their arrays alive, and so the pointers valid
         options = dict(n_features=n_features, depth=depth, group=group, max_rows=max_rows, scale=scale, k=k,
                        divisor=divisor, single_tree=single_tree, allow_nan=allow_nan, expit_scale=expit_scale)
@@ -1484,6 +1486,11 @@ cdef class FewRows:
     def __reduce__(self):
         """Pickled (and deep-copied, with its Predictor) as its arguments: the pointers are rebuilt."""
         return _new_few_rows, self._state
+
+    @property
+    def nbytes(self):
+        """Bytes held beyond the arrays it was given: the 8-byte records, if any."""
+        return self._table.nbytes if self.compact != NULL else 0
 
     @property
     def walks_compact(self):
