@@ -1179,11 +1179,13 @@ def buffer_addresses(list arrays, Py_ssize_t itemsize, bytes item_format, uint64
 # calling the traversal with a dozen memoryview arguments and building the output from
 # Python cost about as much as the walk itself. FewRows holds the node table's pointers
 # and scores rows of the common kinds (a C-contiguous float32/float64 2-D ndarray, a list
-# of lists of floats) in one call: X checked and converted to float32 exactly as the
-# general path does, the walk and sums of traverse_sum / traverse_complete_sum, and the
-# output. Any other X, or one the general path would refuse (wrong feature count, NaN
-# where refused, infinity, float64 beyond float32's range), gives None: the caller's
-# general path then converts it or raises its own error.
+# of lists of floats or ints up to 2^24) in one call: X checked and converted to float32
+# exactly as the general path does, the walk and sums of traverse_sum /
+# traverse_complete_sum, and the output. A single row of depth-first trees walks 8-byte
+# records (Compact), half the cache lines of the 16-byte table. Any other X, or one the
+# general path would refuse (wrong feature count, NaN where refused, infinity, float64
+# beyond float32's range), gives None: the caller's general path then converts it or
+# raises its own error.
 
 cimport numpy as cnp
 import numpy
