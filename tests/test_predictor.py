@@ -1077,6 +1077,31 @@ def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
     assert _expit(np.empty((0,))).shape == (0,)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_few_row_expit_is_scipys() -> None:
+    """The few-row scorer's expit (the C library's exp, as :func:`links.expit`) on a one-leaf
+    model whose score is each value: scipy's bits, at the edges and on random bit patterns."""
+    from scipy.special import expit
+
+    from treeshard._kernels import FewRows
+
+    rng = np.random.default_rng(1)
+    boundary = np.nextafter(-709.782712893384, -np.inf) + np.arange(-50, 50) * 2e-14
+    values = np.concatenate([EXPIT_EDGES, boundary, -boundary, rng.integers(0, 2**64, 3_000, dtype=np.uint64).view(np.float64),
+                             rng.normal(scale=40.0, size=3_000)])
+    leaf = np.zeros((1, 4), dtype=np.int32)  # one node, a leaf
+    for scale in (1.0, 2.0):  # log_loss, and the exponential loss's expit(2 * raw)
+        got = []
+        for value in values.tolist():
+            few = FewRows(leaf, np.zeros(1, np.uint8), np.zeros(1, np.int64), np.array([[value]]), np.empty((0, 0), np.int32), np.empty(0),
+                          None, np.zeros(1), n_features=1, depth=0, group=16, max_rows=7, expit_scale=scale)
+            got.append(few.expit(np.zeros((1, 1)))[0])
+        got = np.array(got)
+        expected = expit(scale * (0.0 + values))  # the score is init 0 plus the leaf value
+        assert _same_float64(got[:, 1], expected), scale
+        assert _same_float64(got[:, 0], 1 - expected), scale
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=True) | st.integers(0, 2**64 - 1).map(_float64_bits), min_size=1, max_size=40))
 def test_expit_is_scipys_over_the_whole_float64_range(values: list[float]) -> None:
