@@ -1077,7 +1077,7 @@ def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
     assert _expit(np.empty((0,))).shape == (0,)
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered in add:RuntimeWarning")
 def test_few_row_expit_is_scipys() -> None:
     """The few-row scorer's expit (the C library's exp, as :func:`links.expit`) on a one-leaf
     model whose score is each value: scipy's bits, at the edges and on random bit patterns."""
