@@ -422,14 +422,15 @@ def _taken(predictor: Predictor, X: Any) -> bool:
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_few_row_scorer_equals_sklearn_for_every_case(case: str) -> None:
-    """1 to 7 rows in one compiled call: every family, float64 and float32 arrays and lists of
+    """1 row to the scorer's limit in one compiled call: every family, float64 and float32 arrays and lists of
     floats and ints; threshold-adjacent values and NaN rows; the forms it leaves to the general path."""
     estimator, predictor, X = fitted(case)
     rows = np.vstack([_threshold_rows(estimator, X), query_points(X, estimator)[-20:]])
     single_output = predictor.n_outputs_ == 1
     assert (predictor._few is not None) == single_output
+    limit = predictor._few.max_rows if predictor._few is not None else 7
     for start in range(0, len(rows), 7):
-        for n in (1, 2, 7):
+        for n in (1, 2, 7, limit):
             block = rows[start : start + n]
             ints = np.clip(np.nan_to_num(np.round(block * 4)), -1000, 1000).astype(np.int64).tolist()
             for form in (block, block.astype(np.float32), block.tolist(), ints):
@@ -438,8 +439,8 @@ def test_few_row_scorer_equals_sklearn_for_every_case(case: str) -> None:
                 expected = single_output and in_range and not (np.isnan(values).any() and predictor._is_boosting)
                 assert _taken(predictor, form) == expected, (case, n, type(form))
                 assert_same_outputs(estimator, predictor, form)
-    left = [rows[:8], rows[:3].astype(np.int32), np.asfortranarray(rows[:3]), np.repeat(rows[:3], 2, axis=1)[:, ::2], rows[:3].astype(">f8"), rows[:2].astype(np.float16)]
-    for form in left:  # 8 rows, ints, Fortran order, not contiguous, big-endian, float16: the general path
+    left = [np.resize(rows, (limit + 1, rows.shape[1])), rows[:3].astype(np.int32), np.asfortranarray(rows[:3]), np.repeat(rows[:3], 2, axis=1)[:, ::2], rows[:3].astype(">f8"), rows[:2].astype(np.float16)]
+    for form in left:  # a row too many, ints, Fortran order, not contiguous, big-endian, float16: the general path
         assert not _taken(predictor, form)
         assert_same_outputs(estimator, predictor, form)
 
@@ -550,8 +551,8 @@ def test_few_row_scorer_refuses_a_malformed_table() -> None:
         FewRows(args[0], args[1], roots, *args[3:], **options)
     with pytest.raises(ValueError, match="^value: expected one row per node$"):
         FewRows(*args[:3], predictor._value[:-1], *args[4:], **options)
-    with pytest.raises(ValueError, match="^FewRows: expected k >= 1, a value per column, init of k \\* width and 1 to 7 rows$"):
-        FewRows(*args, **{**options, "max_rows": 8})
+    with pytest.raises(ValueError, match="^FewRows: expected k >= 1, a value per column, init of k \\* width and 1 to 32 rows$"):
+        FewRows(*args, **{**options, "max_rows": 33})
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1195,7 +1195,7 @@ from libc.math cimport exp, fabs, isinf
 cnp.import_array()
 
 cdef enum:
-    FEW_MAX_ROWS = 7  # FEW_ROWS - 1: more rows take the block paths
+    FEW_MAX_ROWS = 32  # more rows: the block paths (the caller picks its limit, see Predictor._few_rows)
     FEW_MAX_VALUES = 4096  # rows x features converted on the stack
     EXACT_INT = 1 << 24  # ints up to this magnitude are exact in float32
 
@@ -1368,7 +1368,8 @@ cdef inline void _complete_row_finite(
 
 
 cdef class FewRows:
-    """A model's rows scored in one call, for batches of 1 to ``max_rows`` (at most 7) rows.
+    """A model's rows scored in one call, for batches of 1 to ``max_rows`` (at most 32) rows
+    (fewer when ``max_rows`` times the feature count exceeds 4,096 values).
 
     Built over the :class:`~treeshard.Predictor`'s node table (and complete layout, when it
     has one). :meth:`run` returns None for an ``X`` it does not take; the caller then goes
@@ -1391,7 +1392,8 @@ cdef class FewRows:
     cdef const double* init
     cdef const Compact* compact
     cdef uint32_t feature_bits
-    cdef Py_ssize_t n_trees, n_features, width, k, out_width, depth, group, complete_depth, max_rows
+    cdef Py_ssize_t n_trees, n_features, width, k, out_width, depth, group, complete_depth
+    cdef readonly Py_ssize_t max_rows
     cdef double scale, divisor, expit_scale
     cdef bint single_tree, allow_nan
 
@@ -1433,7 +1435,7 @@ cdef class FewRows:
             if not 0 <= roots[t] < n_nodes:
                 raise ValueError("tree root outside the node table")
         if k < 1 or self.width < 1 or init.shape[0] != k * self.width or not 1 <= max_rows <= FEW_MAX_ROWS or n_features < 1:
-            raise ValueError("FewRows: expected k >= 1, a value per column, init of k * width and 1 to 7 rows")
+            raise ValueError(f"FewRows: expected k >= 1, a value per column, init of k * width and 1 to {FEW_MAX_ROWS} rows")
         if single_tree and (roots.shape[0] != 1 or k != 1):
             raise ValueError("FewRows: a single tree has one root")
         self.nodes = <const Node*> &nodes[0, 0]

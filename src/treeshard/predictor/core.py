@@ -25,6 +25,11 @@ from .traversal import _NO_COUNTS, _NO_WEIGHTS, GROUP, PAIRS_PER_THREAD, Travers
 
 __all__ = ["Predictor"]
 
+#: Batches of up to this many rows are scored in one compiled call (:class:`treeshard._kernels.FewRows`;
+#: its limit is 32); up to FEW_ROWS_COMPLETE for models in the complete layout.
+FEW_ROWS = 32
+FEW_ROWS_COMPLETE = 12
+
 
 class Predictor(Traversal, metaclass=PredictorMeta):
     """Predict with a stored tree ensemble using numpy only (no sklearn, no zarr import).
@@ -257,8 +262,10 @@ class Predictor(Traversal, metaclass=PredictorMeta):
             n_features=self.n_features_in_,
             depth=self._walk_depth,
             group=GROUP,
-            # as many rows as stay in the calling thread (Traversal._threads), at most 7
-            max_rows=max(1, min(7, (2 * PAIRS_PER_THREAD - 1) // len(self._roots))),
+            # Rows a call takes: fewer than the general path's Python costs (measured: a walk
+            # per row beats the complete layout's comparisons below about 12 rows), and only
+            # as many as stay in the calling thread (Traversal._threads).
+            max_rows=max(1, min(FEW_ROWS_COMPLETE if complete else FEW_ROWS, (2 * PAIRS_PER_THREAD - 1) // len(self._roots))),
             scale=self._learning_rate if self._is_boosting else 1.0,
             k=k,
             divisor=float(len(self._roots)) if self._is_forest else 1.0,
