@@ -148,11 +148,14 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 def _check_record(record: dict[str, Any]) -> bytes:
     """The config record is within the limits a reader enforces (else ``ValueError``);
     returns it as stored (the text measured)."""
-    try:
-        check_json_depth(record)
-    except ConfigError as exc:
-        raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
     text = dumps(record)
+    # Nesting never exceeds the number of opening brackets (strings' own included): only a record
+    # with more than the limit needs the walk.
+    if text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH:
+        try:
+            check_json_depth(record)
+        except ConfigError as exc:
+            raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
     if len(text) > MAX_SAVED_CONFIG_BYTES:
         raise ValueError(
             f"cannot save: the config record would be {len(text):,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"

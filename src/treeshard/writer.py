@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -394,18 +395,17 @@ def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
     per_shard = plan.per_shard
     for shard in range(-(-plan.n_chunks // per_shard)):
         parts = plan.chunks[shard * per_shard : (shard + 1) * per_shard]
-        index = np.full((per_shard, 2), _EMPTY_INDEX[0], dtype="<u8")
         inner: list[list[Any]] = []
         offset = 0
-        for k, part in enumerate(parts):
+        for part in parts:
             assert part is not None
             chunk, digest = part
             length = sum(map(len, chunk))
-            index[k] = (offset, length)
             inner.append([offset, length, digest])
             offset += length
-        inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
-        index_bytes = index.tobytes()
+        absent = per_shard - len(parts)
+        index_bytes = struct.pack(f"<{2 * per_shard}Q", *(v for entry in inner for v in entry[:2]), *_EMPTY_INDEX * absent)
+        inner.extend([None, None, None] for _ in range(absent))
         key = f"c/{shard}{suffix}"
         # Kept as parts: joining them would copy the whole model once more.
         out.shards[key] = [*(piece for chunk, _ in parts for piece in chunk), index_bytes, _crc32c(index_bytes)]  # type: ignore[union-attr]
