@@ -167,7 +167,7 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
     import sklearn
 
     from .integrity import digest_file
-    from .writer import encode_specs, in_memory, node_column_specs, store_files
+    from .writer import dumps_member, encode_specs, in_memory, node_column_specs, store_files
 
     leaf_counts = False
     if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
@@ -206,7 +206,7 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
     )
     record = config.to_json()
     text = _check_record(record)
-    files = store_files(encoded, b"{" + json.dumps(CONFIG_KEY).encode() + b": " + text + b"}")
+    files = store_files(encoded, dumps_member(CONFIG_KEY, text))
     # The digest covers everything above; hashed as encoded, never read back.
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.

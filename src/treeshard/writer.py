@@ -72,6 +72,11 @@ def dumps(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
 
 
+def dumps_member(key: str, document: bytes) -> bytes:
+    """``dumps({key: value})`` from ``document``, the ``dumps`` of ``value`` (not encoded again)."""
+    return b"{" + json.dumps(key).encode() + b": " + document + b"}"
+
+
 @functools.lru_cache(maxsize=64)
 def _data_type(dtype: np.dtype) -> tuple[str, Any]:
     """The zarr v3 ``data_type`` name and fill value (0) of a numeric dtype."""

@@ -194,7 +194,7 @@ def encode_pipeline_files(
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
     from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION
-    from ..writer import encode_specs, in_memory, node_column_specs, store_files
+    from ..writer import dumps_member, encode_specs, in_memory, node_column_specs, store_files
 
     context = SaveContext()
     root = encode_node(estimator, PIPELINE_KEY, context)
@@ -257,7 +257,7 @@ def encode_pipeline_files(
     }
     text = checks.check_record(record)
     _check_parses(estimator, record)
-    files = store_files(encoded, b"{" + json.dumps(CONFIG_KEY).encode() + b": " + text + b"}")
+    files = store_files(encoded, dumps_member(CONFIG_KEY, text))
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     files[DIGEST_KEY] = digest_file(files, config=record, arrays=shards)
     return files
