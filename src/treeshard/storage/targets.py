@@ -134,7 +134,8 @@ def write_files(
     if isinstance(store, (str, os.PathLike)) and not is_url(store):
         target = Path(store)
         verified = check_replaceable_path(target, overwrite=overwrite, verified=verified)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if verified is None:  # else the target, hence its directory, exists
+            target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)
         if is_zip_path(target):
             tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
@@ -142,8 +143,9 @@ def write_files(
                 _write_zip(files, tmp_zip)
                 check_replaceable_path(target, overwrite=overwrite, verified=verified)
                 os.replace(tmp_zip, target)
-            finally:
+            except BaseException:
                 tmp_zip.unlink(missing_ok=True)
+                raise
         else:
             tmp_dir = temporary_sibling(target, "tmp")
             try:
