@@ -99,10 +99,16 @@ class Adapter:
     describe: Callable[[Any], dict[str, Any]] | None = None
 
     def estimator_class(self) -> type:
-        import importlib
+        return _class_at(self.class_path)
 
-        module, name = self.class_path
-        return getattr(importlib.import_module(module), name)
+
+@functools.lru_cache(maxsize=None)
+def _class_at(class_path: tuple[str, str]) -> type:
+    """The allow-listed class at ``(module, name)``, imported once (every save asks for it)."""
+    import importlib
+
+    module, name = class_path
+    return getattr(importlib.import_module(module), name)
 
 
 # --------------------------------------------------------------------------- tagged values
