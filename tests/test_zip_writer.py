@@ -196,3 +196,11 @@ def test_check_replaceable_path_returns_a_stamp_that_spares_the_second_read(tree
         check_replaceable_path(path, overwrite=True, verified=stamp)
     with pytest.raises(StoreExistsError, match=r"exists; pass overwrite=True to replace it$"):
         check_replaceable_path(path, overwrite=False, verified=stamp)
+
+
+def test_small_zip_leaves_to_zipfile_what_needs_zip64_fields(monkeypatch):
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
+    files = {"a": b"x" * 900}
+    assert targets.small_zip(files, ["a"], STAMP) == _zipfile_bytes(files, ["a"], STAMP)
+    assert targets.small_zip({"a": b"x" * 960}, ["a"], STAMP) is None  # zipfile's member rule: size * 1.05 > ZIP64_LIMIT
+    assert targets.small_zip({"a": b"x" * 950}, ["a"], STAMP) is None  # the central directory would end past it

@@ -275,7 +275,7 @@ def shallow_params(estimator: Any) -> dict[str, Any]:
     from sklearn.base import BaseEstimator
 
     cls = type(estimator)
-    if getattr(cls, "get_params", None) is not BaseEstimator.get_params:
+    if getattr(cls, "get_params", None) is not BaseEstimator.get_params or not hasattr(cls, "_get_param_names"):
         return estimator.get_params(deep=False)
     return {name: getattr(estimator, name) for name in _param_order(cls)}
 

@@ -231,6 +231,8 @@ def small_zip(files: dict[str, bytes | list[bytes]], keys: list[str], stamp: tup
         for part in parts:
             crc = zlib.crc32(part, crc)
             size += len(part)
+        if size * 1.05 > zipfile.ZIP64_LIMIT:
+            return None  # zipfile gives such a member a ZIP64 extra field
         local = struct.pack(
             _LOCAL_HEADER, b"PK\x03\x04", default.extract_version, 0, 0, zipfile.ZIP_STORED, dostime, dosdate, crc, size, size, len(name), 0
         )
