@@ -178,84 +178,24 @@ def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
     keys = _ordered(files)
     small = sum(len(part) for value in files.values() for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
-        packed = small_zip(files, keys, stamp) if small else None
-        if packed is not None:
-            handle.write(packed)
-        else:
-            sink = io.BytesIO() if small else handle
-            with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for key in keys:
-                    info = zipfile.ZipInfo(key, date_time=stamp)
-                    info.external_attr = _MEMBER_ATTRIBUTES
-                    parts = _parts(files[key])
-                    info.file_size = sum(map(len, parts))
-                    with archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
-                        for part in parts:
-                            member.write(part)
-            if small:
-                handle.write(sink.getbuffer())
+        sink = io.BytesIO() if small else handle
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for key in keys:
+                info = zipfile.ZipInfo(key, date_time=stamp)
+                info.external_attr = _MEMBER_ATTRIBUTES
+                parts = _parts(files[key])
+                info.file_size = sum(map(len, parts))
+                with archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
+                    for part in parts:
+                        member.write(part)
+        if small:
+            handle.write(sink.getbuffer())
         handle.flush()
         os.fsync(handle.fileno())
 
 
 #: A member's external attributes: a regular file, rw-r--r--.
 _MEMBER_ATTRIBUTES = 0o644 << 16
-
-
-def small_zip(files: dict[str, bytes | list[bytes]], keys: list[str], stamp: tuple[int, ...]) -> bytes | None:
-    """The bytes ``zipfile`` writes for ``files`` (stored members in the order of ``keys``, dated
-    ``stamp``, as :func:`_write_zip` adds them), packed without its per-member machinery; None
-    where ``zipfile`` must write them (a name it flags or rewrites, a date before 1980, or a zip
-    that needs ZIP64 records).
-
-    A small store's 20-odd members cost ``zipfile`` more than everything else a save does
-    to them; ``tests/test_zip_writer.py`` checks these bytes against ``zipfile``'s.
-    """
-    import struct
-    import zlib
-
-    if stamp[0] < 1980:
-        return None  # zipfile refuses the date
-    default = zipfile.ZipInfo()  # zipfile's versions and creating system for a stored member
-    dostime = stamp[3] << 11 | stamp[4] << 5 | stamp[5] // 2
-    dosdate = (stamp[0] - 1980) << 9 | stamp[1] << 5 | stamp[2]
-    out: list[bytes] = []
-    central: list[bytes] = []
-    offset = 0
-    for key in keys:
-        if not key.isascii() or "\x00" in key or (os.sep != "/" and os.sep in key):
-            return None  # zipfile flags or rewrites such names
-        name = key.encode("ascii")
-        parts = _parts(files[key])
-        size = crc = 0
-        for part in parts:
-            crc = zlib.crc32(part, crc)
-            size += len(part)
-        if size * 1.05 > zipfile.ZIP64_LIMIT:
-            return None  # zipfile gives such a member a ZIP64 extra field
-        local = struct.pack(
-            _LOCAL_HEADER, b"PK\x03\x04", default.extract_version, 0, 0, zipfile.ZIP_STORED, dostime, dosdate, crc, size, size, len(name), 0
-        )
-        out += (local, name, *parts)
-        central += (
-            struct.pack(
-                _CENTRAL_HEADER, b"PK\x01\x02", default.create_version, default.create_system, default.extract_version, 0,
-                0, zipfile.ZIP_STORED, dostime, dosdate, crc, size, size, len(name), 0, 0, 0, 0, _MEMBER_ATTRIBUTES, offset,
-            ),
-            name,
-        )
-        offset += len(local) + len(name) + size
-    directory = b"".join(central)
-    if len(keys) >= 0xFFFF or offset + len(directory) >= zipfile.ZIP64_LIMIT:
-        return None
-    end = struct.pack(_END_RECORD, b"PK\x05\x06", 0, 0, len(keys), len(keys), len(directory), offset, 0)
-    return b"".join([*out, directory, end])
-
-
-# The zip records (APPNOTE 4.3.7, 4.3.12, 4.3.16), as zipfile packs them.
-_LOCAL_HEADER = "<4s2B4HL2L2H"
-_CENTRAL_HEADER = "<4s4B4HL2L5H2L"
-_END_RECORD = "<4s4H2LH"
 
 
 def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> None:
