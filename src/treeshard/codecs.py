@@ -40,11 +40,17 @@ def compressors(codec: str, *, shuffle: str | None = None) -> list[Any]:
 
 #: Blosc's shuffle names (as zarr v3 writes them) -> numcodecs flags.
 BLOSC_SHUFFLES = {"shuffle": 1, "bitshuffle": 2, "noshuffle": 0}
-
-
-#: A float chunk this large or larger is also tried without shuffle (below, the trial costs
-#: more than it can save).
+#: A first chunk smaller than this gets :func:`default_shuffle` without a trial: trying both
+#: shuffles costs more than the few bytes it could save.
+SHUFFLE_TRIAL_BYTES = 1024
+#: A float chunk this large or larger is also tried without shuffle (below, the third trial
+#: costs more than it can save).
 NOSHUFFLE_TRIAL_BYTES = 64 * 1024
+
+
+def default_shuffle(itemsize: int) -> str:
+    """zarr-python's shuffle for Blosc: bit shuffle for one-byte items, else byte shuffle."""
+    return "bitshuffle" if itemsize == 1 else "shuffle"
 
 
 def shuffle_candidates(dtype: Any, nbytes: int) -> tuple[str, ...]:
@@ -54,8 +60,11 @@ def shuffle_candidates(dtype: Any, nbytes: int) -> tuple[str, ...]:
     offsets, feature ids, counts), no shuffle float columns that are mostly
     exact zeros (a forest's ``impurity``: every leaf of a fully grown tree is
     pure), whose runs of zero bytes a shuffle scatters among the other
-    values' mantissa bytes.
+    values' mantissa bytes. A chunk smaller than :data:`SHUFFLE_TRIAL_BYTES`
+    gets :func:`default_shuffle` alone (no trial).
     """
+    if nbytes < SHUFFLE_TRIAL_BYTES:
+        return (default_shuffle(dtype.itemsize),)
     if dtype.kind == "f" and nbytes >= NOSHUFFLE_TRIAL_BYTES:
         return ("shuffle", "bitshuffle", "noshuffle")
     return ("shuffle", "bitshuffle")
@@ -67,6 +76,8 @@ def best_shuffle(codec: str, sample: Any) -> str | None:
     preset = CODECS.get(codec)
     if preset is None or sample.size == 0:
         return None
+    if sample.nbytes < SHUFFLE_TRIAL_BYTES:
+        return default_shuffle(sample.dtype.itemsize)
     from numcodecs import Blosc
 
     cname, level = preset
