@@ -265,6 +265,33 @@ PREDICTOR_REFUSAL = (
 )
 
 
+def loading_warns(store: Any, writer: str, reader: str) -> bool:
+    """Whether loading the pipeline store (a directory) written under ``writer`` warns under
+    ``reader``: as for a single model, only when one of its ensembles may predict otherwise."""
+    import json
+    from pathlib import Path
+
+    from treeshard.compat import pair_is_exact
+
+    configs = list(_ensemble_configs(json.loads((Path(store) / "zarr.json").read_text())))
+    assert configs, store
+    return writer != reader and not all(
+        pair_is_exact(c["estimator"], writer, reader, value_encoding=c["trees"]["value_encoding"]) for c in configs
+    )
+
+
+def _ensemble_configs(document: Any) -> Any:
+    """Every ensemble's config in a pipeline record (a dict naming an ``estimator`` with ``trees``)."""
+    if isinstance(document, dict):
+        if "estimator" in document and "trees" in document:
+            yield document
+        for value in document.values():
+            yield from _ensemble_configs(value)
+    elif isinstance(document, list):
+        for value in document:
+            yield from _ensemble_configs(value)
+
+
 def skops_refusal(writer: str, reader: str) -> str:
     """The error loading the skops step written under sklearn ``writer`` raises under another minor version."""
     minor = ".".join(writer.split(".")[:2])
