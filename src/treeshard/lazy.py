@@ -15,6 +15,7 @@ eager load.
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from .columns import NODE_COLUMNS, NodeColumns
+from .columns import NODE_COLUMNS, NodeColumns, decode_values_into
 from .compat import leaf_counts_for
 from .reader import StoreReader
-from .validate import check_trees
+from .validate import check_trees_into
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
@@ -35,14 +36,11 @@ DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
-class PreparedTrees:
-    """Validated trees in sklearn's node layout, ready for ``Tree.__setstate__``."""
+class ReadTrees:
+    """Node columns of consecutive trees, read and decompressed (values as stored)."""
 
-    indices: np.ndarray  # global tree ids
-    tree_ptr: np.ndarray  # local offsets
-    records: np.ndarray
-    values: np.ndarray  # (n_nodes, n_outputs, max_n_classes)
-    depths: np.ndarray
+    first: int  # global id of the first tree
+    columns: NodeColumns
 
 
 class TreeSource:
@@ -62,21 +60,28 @@ class TreeSource:
         self.node_bytes = NODE_DTYPE.itemsize + 8 * self.layout.value_width
         # What one node costs while being built: decoded columns, records and values.
         self.build_node_bytes = self.node_bytes + sum(dt.itemsize for dt in NODE_COLUMNS.values()) + 8 * self.layout.value_width
+        self._zeros: tuple[np.ndarray, np.ndarray] | None = None
 
     def tree_bytes(self, indices: np.ndarray) -> np.ndarray:
         """In-memory size of the built trees at ``indices``."""
         return self.node_counts[indices] * self.node_bytes + TREE_OVERHEAD_BYTES
 
     # -- reading
-    def _prepare(self, first: int, columns: NodeColumns) -> PreparedTrees:
-        records, depths = check_trees(columns, self.layout, first_tree=first, node_dtype=self.node_dtype)
-        return PreparedTrees(
-            indices=np.arange(first, first + columns.n_trees),
-            tree_ptr=columns.tree_ptr,
-            records=records,
-            values=columns.value.reshape(columns.n_nodes, self.layout.n_outputs, max(self.layout.n_classes)),
-            depths=depths,
-        )
+    def _zero_state(self, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only zeroed node records and values for ``Tree.__setstate__`` of a tree of up to
+        ``n_nodes`` nodes. Anonymous pages never written read as the kernel's shared zero page:
+        sklearn's copy reads them from cache and they add nothing to the resident memory."""
+        zeros = self._zeros
+        if zeros is None or zeros[0].shape[0] < n_nodes:
+            node_bytes = self.node_dtype.itemsize * n_nodes
+            value_bytes = 8 * self.layout.value_width * n_nodes
+            pages = mmap.mmap(-1, max(1, node_bytes + value_bytes))
+            nodes = np.frombuffer(pages, dtype=self.node_dtype, count=n_nodes)
+            values = np.frombuffer(pages, dtype=np.float64, count=n_nodes * self.layout.value_width, offset=node_bytes)
+            values = values.reshape(n_nodes, self.layout.n_outputs, max(self.layout.n_classes))
+            nodes.flags.writeable = values.flags.writeable = False
+            self._zeros = zeros = (nodes, values)
+        return zeros
 
     def batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[tuple[int, int]]:
         """Split ``indices`` into ``(first, stop)`` runs of consecutive trees of about
@@ -100,29 +105,45 @@ class TreeSource:
                 first = cut
         return out
 
-    def prepare_range(self, first: int, stop: int) -> PreparedTrees:
-        """Read, validate and lay out trees ``first:stop``."""
-        return self._prepare(first, self.reader.read_nodes(first, stop, as_counts=self.as_counts))
+    def prepare_range(self, first: int, stop: int) -> ReadTrees:
+        """Read and decompress the node columns of trees ``first:stop`` (a read-ahead thread's share)."""
+        return ReadTrees(first, self.reader.read_stored_nodes(first, stop))
 
-    def build(self, prepared: PreparedTrees) -> Iterator[tuple[int, Any]]:
-        """``(index, sklearn Tree)`` for each prepared tree."""
+    def build(self, read: ReadTrees) -> Iterator[tuple[int, Any]]:
+        """``(index, sklearn Tree)`` for each tree read, validated.
+
+        Each ``Tree`` is sized by ``__setstate__`` from zeros, then the stored columns are
+        checked and written straight into its own node and value arrays (the views its
+        ``__getstate__`` returns): no copy of the model's records exists beside the trees.
+        A tree is handed out only once every tree of ``read`` has passed
+        :func:`~treeshard.validate.check_trees_into`.
+        """
         from sklearn.tree._tree import Tree
 
         layout = self.layout
+        columns = read.columns
         n_classes = np.asarray(layout.n_classes, dtype=np.intp)
-        ptr = prepared.tree_ptr.tolist()
-        for k, index in enumerate(prepared.indices.tolist()):
-            start, stop = ptr[k], ptr[k + 1]
+        ptr = columns.tree_ptr.tolist()
+        counts = np.diff(columns.tree_ptr)
+        zero_nodes, zero_values = self._zero_state(int(counts.max()))
+        stored, weights = columns.value, columns.weighted_n_node_samples
+        trees, nodes = [], []
+        for k, count in enumerate(counts.tolist()):
             tree = Tree(layout.n_features, n_classes, layout.n_outputs)
-            tree.__setstate__(
-                {
-                    "max_depth": int(prepared.depths[k]),
-                    "node_count": stop - start,
-                    "nodes": prepared.records[start:stop],
-                    "values": prepared.values[start:stop],
-                }
+            tree.__setstate__({"max_depth": 0, "node_count": count, "nodes": zero_nodes[:count], "values": zero_values[:count]})
+            state = tree.__getstate__()  # views of the tree's own arrays
+            values = state["values"].view()
+            values.shape = (count, layout.value_width)  # refuses to copy
+            start, stop = ptr[k], ptr[k + 1]
+            decode_values_into(
+                stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
             )
-            yield index, tree
+            trees.append(tree)
+            nodes.append(state["nodes"])
+        depths = check_trees_into(columns, layout, nodes, first_tree=read.first).tolist()
+        for k, tree in enumerate(trees):
+            tree.max_depth = depths[k]
+            yield read.first + k, tree
 
     def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
         """``(index, Tree)`` for ``indices`` in order; batches are read and prepared

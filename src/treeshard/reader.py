@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adapters import ADAPTERS, ESTIMATOR_IDS
-from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, check_weighted_counts, decode_values
 from .blosc import UnsupportedLayout
 from .chunks import ArrayLayout, ChunkReader
 from .errors import ArrayError, ConfigError
@@ -173,6 +173,18 @@ class StoreReader:
             columns["value"], columns["weighted_n_node_samples"], layout.value_encoding, n_classes=layout.n_classes, as_counts=as_counts
         )
         return columns
+
+    def read_stored_nodes(self, first_tree: int, stop_tree: int) -> NodeColumns:
+        """Node columns of trees ``first_tree:stop_tree`` with ``value`` as stored (weighted
+        counts checked as :func:`~treeshard.columns.decode_values` checks them), for a caller
+        that decodes values straight into its own arrays
+        (:func:`~treeshard.columns.decode_values_into`)."""
+        ptr = self.tree_ptr
+        start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
+        columns = self.read_columns(list(NODE_COLUMNS), [(start, stop)])
+        if self.config.trees.value_encoding == "weighted_counts":
+            check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
+        return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **columns)
 
     def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""
