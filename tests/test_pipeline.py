@@ -695,6 +695,27 @@ def test_unsupported_format_version(tmp_path: Path) -> None:
         treeshard.load(str(path))
 
 
+@pytest.mark.parametrize(("saved", "warns"), [("1.2.2", True), ("1.3.2", False)])
+def test_a_version_change_warns_only_where_an_ensemble_may_differ(tmp_path: Path, saved: str, warns: bool) -> None:
+    """As for a single model: 1.2.2 is outside the compatibility matrix; a forest written by 1.3.2
+    predicts exactly under every version of the matrix, and schema steps are exact everywhere."""
+    import sklearn
+    from helpers.stores import edit_config, reseal
+
+    model = _small_pipeline()
+    path = tmp_path / "model"
+    treeshard.save(model, str(path))
+    edit_config(path, lambda r: r["versions"].__setitem__("sklearn", saved))
+    reseal(str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = treeshard.load(str(path))
+    version_warnings = [w.message for w in caught if issubclass(w.category, treeshard.SklearnVersionWarning)]
+    assert [(w.saved, w.installed) for w in version_warnings] == ([(saved, sklearn.__version__)] if warns else [])
+    X = _array_data()
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
 def test_invalid_param_values(tmp_path: Path) -> None:
     """sklearn's own parameter validation runs on load; the Predictor checks the params it reads."""
     from helpers.stores import edit_config, reseal

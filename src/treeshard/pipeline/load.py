@@ -107,10 +107,21 @@ def _version_warning() -> type:
 
 
 def _warn_on_version_change(record: PipelineRecord) -> None:
+    """Warn as a single-model store does: only when an ensemble's outputs may differ under the
+    installed sklearn (schema steps are exact between every pair of the matrix; a skops step
+    written by another minor version is refused before this runs)."""
     import sklearn
 
+    from ..compat import pair_is_exact
     from ..errors import SklearnVersionWarning
 
     saved = record.versions.get("sklearn")
-    if saved is not None and saved != sklearn.__version__:
-        warnings.warn(SklearnVersionWarning(saved, sklearn.__version__), stacklevel=5)
+    installed = sklearn.__version__
+    if saved is None or saved == installed:
+        return
+    if all(
+        pair_is_exact(node.config.estimator, saved, installed, value_encoding=node.config.trees.value_encoding)
+        for node in record.ensembles
+    ):
+        return
+    warnings.warn(SklearnVersionWarning(saved, installed), stacklevel=5)
