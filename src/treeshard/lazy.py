@@ -43,6 +43,19 @@ class ReadTrees:
     columns: NodeColumns
 
 
+@dataclass
+class BuiltTrees:
+    """sklearn trees allocated for a batch, with views of their own node and value arrays."""
+
+    first: int  # global id of the first tree
+    trees: list[Any]
+    nodes: list[np.ndarray]  # each tree's NODE_DTYPE records
+    values: list[np.ndarray]  # each tree's values as (n_nodes, value_width)
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        return enumerate(self.trees, start=self.first)
+
+
 class TreeSource:
     """Builds validated sklearn trees from a store's node columns."""
 
@@ -105,9 +118,64 @@ class TreeSource:
                 first = cut
         return out
 
-    def prepare_range(self, first: int, stop: int) -> ReadTrees:
-        """Read and decompress the node columns of trees ``first:stop`` (a read-ahead thread's share)."""
-        return ReadTrees(first, self.reader.read_stored_nodes(first, stop))
+    def prepare_range(self, first: int, stop: int, out: dict[str, np.ndarray] | None = None) -> ReadTrees:
+        """Read and decompress the node columns of trees ``first:stop`` (into ``out``, see
+        :meth:`column_buffers`, if given): a read-ahead thread's share."""
+        if out is not None:
+            rows = int(self.tree_ptr[stop] - self.tree_ptr[first])
+            out = {name: array[:rows] for name, array in out.items()}
+        return ReadTrees(first, self.reader.read_stored_nodes(first, stop, out=out))
+
+    def column_buffers(self, n_nodes: int) -> dict[str, np.ndarray]:
+        """Arrays that the stored node columns of up to ``n_nodes`` nodes decode into, reused
+        from batch to batch (their pages are faulted in once per load, not once per batch)."""
+        layout = self.layout
+        out = {}
+        for name, dtype in NODE_COLUMNS.items():
+            if name == "value":
+                dtype = self.reader.node_array("value").dtype
+                out[name] = np.empty((n_nodes, layout.value_width), dtype=dtype)
+            else:
+                out[name] = np.empty(n_nodes, dtype=dtype)
+        return out
+
+    def allocate(self, first: int, stop: int) -> BuiltTrees:
+        """sklearn ``Tree`` objects for trees ``first:stop``, sized by ``__setstate__`` from
+        zeros (sklearn's copy, in the caller's thread: it holds the GIL), not yet filled."""
+        from sklearn.tree._tree import Tree
+
+        layout = self.layout
+        n_classes = np.asarray(layout.n_classes, dtype=np.intp)
+        counts = self.node_counts[first:stop].tolist()
+        zero_nodes, zero_values = self._zero_state(max(counts))
+        built = BuiltTrees(first, [], [], [])
+        for count in counts:
+            tree = Tree(layout.n_features, n_classes, layout.n_outputs)
+            tree.__setstate__({"max_depth": 0, "node_count": count, "nodes": zero_nodes[:count], "values": zero_values[:count]})
+            state = tree.__getstate__()  # views of the tree's own arrays
+            values = state["values"].view()
+            values.shape = (count, layout.value_width)  # raises rather than copy
+            built.trees.append(tree)
+            built.nodes.append(state["nodes"])
+            built.values.append(values)
+        return built
+
+    def fill(self, read: ReadTrees, built: BuiltTrees) -> None:
+        """Check the trees ``read`` and write them into ``built`` (the same trees): values,
+        then node records and depths (:func:`~treeshard.validate.check_trees_into`). Numpy's
+        division and the kernel release the GIL: a worker thread fills while the caller allocates."""
+        layout = self.layout
+        columns = read.columns
+        ptr = columns.tree_ptr.tolist()
+        stored, weights = columns.value, columns.weighted_n_node_samples
+        for k, values in enumerate(built.values):
+            start, stop = ptr[k], ptr[k + 1]
+            decode_values_into(
+                stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
+            )
+        depths = check_trees_into(columns, layout, built.nodes, first_tree=read.first)
+        for tree, depth in zip(built.trees, depths.tolist(), strict=True):
+            tree.max_depth = depth
 
     def build(self, read: ReadTrees) -> Iterator[tuple[int, Any]]:
         """``(index, sklearn Tree)`` for each tree read, validated.
@@ -118,61 +186,59 @@ class TreeSource:
         A tree is handed out only once every tree of ``read`` has passed
         :func:`~treeshard.validate.check_trees_into`.
         """
-        from sklearn.tree._tree import Tree
-
-        layout = self.layout
-        columns = read.columns
-        n_classes = np.asarray(layout.n_classes, dtype=np.intp)
-        ptr = columns.tree_ptr.tolist()
-        counts = np.diff(columns.tree_ptr)
-        zero_nodes, zero_values = self._zero_state(int(counts.max()))
-        stored, weights = columns.value, columns.weighted_n_node_samples
-        trees, nodes = [], []
-        for k, count in enumerate(counts.tolist()):
-            tree = Tree(layout.n_features, n_classes, layout.n_outputs)
-            tree.__setstate__({"max_depth": 0, "node_count": count, "nodes": zero_nodes[:count], "values": zero_values[:count]})
-            state = tree.__getstate__()  # views of the tree's own arrays
-            values = state["values"].view()
-            values.shape = (count, layout.value_width)  # refuses to copy
-            start, stop = ptr[k], ptr[k + 1]
-            decode_values_into(
-                stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
-            )
-            trees.append(tree)
-            nodes.append(state["nodes"])
-        depths = check_trees_into(columns, layout, nodes, first_tree=read.first).tolist()
-        for k, tree in enumerate(trees):
-            tree.max_depth = depths[k]
-            yield read.first + k, tree
+        built = self.allocate(read.first, read.first + read.columns.n_trees)
+        self.fill(read, built)
+        yield from built.items()
 
     def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
-        """``(index, Tree)`` for ``indices`` in order; batches are read and prepared
-        ahead by ``workers`` background threads while the caller builds trees
-        (``workers=0``: all in the caller's thread)."""
+        """``(index, Tree)`` for ``indices`` in order. With ``workers`` background threads,
+        batches are read ahead, and each is checked and written into its trees by a worker
+        while the caller allocates the trees of the next one (``workers=0``: all in the
+        caller's thread)."""
         ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
         if workers < 1 or len(ranges) == 1:
             for first, stop in ranges:
                 yield from self.build(self.prepare_range(first, stop))
             return
-        for prepared in read_ahead(self.prepare_range, ranges, workers=workers):
-            yield from self.build(prepared)
+        yield from self._pipeline(ranges, workers)
 
-
-def read_ahead(prepare: Callable[[int, int], Any], ranges: list[tuple[int, int]], *, workers: int) -> Iterator[Any]:
-    """``prepare(*r)`` for each range, in order, computed by ``workers`` background
-    threads at most ``workers`` ranges ahead of the consumer (bounded memory)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
-        pending: deque[Future] = deque()
-        try:
-            for first, stop in ranges:
-                pending.append(pool.submit(prepare, first, stop))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    def _pipeline(self, ranges: list[tuple[int, int]], workers: int) -> Iterator[tuple[int, Any]]:
+        # A batch's trees are allocated only once its read succeeded (every chunk it needs is
+        # stored and checked: a store cannot make the load allocate what it does not hold),
+        # and handed out only once filled. workers + 1 column buffers: reads run at most
+        # ``workers`` batches ahead of the batch being filled.
+        rows = max(int(self.tree_ptr[stop] - self.tree_ptr[first]) for first, stop in ranges)
+        free: list[dict[str, np.ndarray]] = []
+        n_buffers = 0
+        reads: deque[tuple[Future, dict[str, np.ndarray]]] = deque()
+        fills: deque[tuple[Future, dict[str, np.ndarray], BuiltTrees]] = deque()
+        submitted = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
+            try:
+                for _ in ranges:
+                    while submitted < len(ranges) and (free or n_buffers <= workers):
+                        if not free:
+                            free.append(self.column_buffers(rows))
+                            n_buffers += 1
+                        buffer = free.pop()
+                        reads.append((pool.submit(self.prepare_range, *ranges[submitted], buffer), buffer))
+                        submitted += 1
+                    future, buffer = reads.popleft()
+                    read = future.result()
+                    built = self.allocate(read.first, read.first + read.columns.n_trees)
+                    fills.append((pool.submit(self.fill, read, built), buffer, built))
+                    if len(fills) > 1:
+                        done, buffer, built = fills.popleft()
+                        done.result()
+                        free.append(buffer)
+                        yield from built.items()
+                while fills:
+                    done, buffer, built = fills.popleft()
+                    done.result()
+                    yield from built.items()
+            finally:
+                for future, *_ in (*reads, *fills):
+                    future.cancel()
 
 
 class TreeCache:
