@@ -392,7 +392,8 @@ class StoredEstimators(Sequence):
 
     def _wrap(self, index: int, tree: Any) -> Any:
         estimator = self.factory(tree, index)
-        self.cache.put(index, estimator, int(self.source.tree_bytes(np.array([index]))[0]))
+        if self.cache.capacity_bytes != 0:  # an eager load's cache keeps nothing: no size to compute
+            self.cache.put(index, estimator, int(self.source.tree_bytes(np.array([index]))[0]))
         return estimator
 
     def __iter__(self) -> Iterator[Any]:
