@@ -1249,3 +1249,34 @@ def check_and_scatter(
     free(depth)
     free(seen)
     return code, (bad if code != OK else -1)
+
+
+def divide_counts_into(
+    const int64_t[::1] tree_ptr,
+    const int32_t[:, ::1] counts,
+    const double[::1] weights,
+    const uint64_t[::1] value_addresses,
+):
+    """Tree ``t``'s values ``counts / weights[:, None]`` (numpy's float64 division, the same
+    bits) written at ``value_addresses[t]``: ``tree_ptr[t + 1] - tree_ptr[t]`` rows of
+    ``counts.shape[1]`` doubles, kept alive by the caller. What
+    ``treeshard.columns.decode_values`` computes for ``"weighted_counts"``, one pass per batch."""
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t width = counts.shape[1]
+    cdef Py_ssize_t t, i, j
+    cdef double* out
+    cdef double w
+    if (n_trees < 0 or value_addresses.shape[0] != n_trees or weights.shape[0] != counts.shape[0]
+            or (n_trees > 0 and (tree_ptr[0] != 0 or tree_ptr[n_trees] != counts.shape[0]))):
+        raise ValueError("divide_counts_into: trees, counts and weights do not match")
+    for t in range(n_trees):
+        if tree_ptr[t + 1] < tree_ptr[t] or value_addresses[t] == 0:
+            raise ValueError("divide_counts_into: bad tree offsets or address")
+    with nogil:
+        for t in range(n_trees):
+            out = <double*> value_addresses[t]
+            for i in range(tree_ptr[t], tree_ptr[t + 1]):
+                w = weights[i]
+                for j in range(width):
+                    out[0] = counts[i, j] / w
+                    out += 1

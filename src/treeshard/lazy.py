@@ -164,15 +164,23 @@ class TreeSource:
         """Check the trees ``read`` and write them into ``built`` (the same trees): values,
         then node records and depths (:func:`~treeshard.validate.check_trees_into`). Numpy's
         division and the kernel release the GIL: a worker thread fills while the caller allocates."""
+        from ._kernels import buffer_addresses, divide_counts_into
+
         layout = self.layout
         columns = read.columns
-        ptr = columns.tree_ptr.tolist()
         stored, weights = columns.value, columns.weighted_n_node_samples
-        for k, values in enumerate(built.values):
-            start, stop = ptr[k], ptr[k + 1]
-            decode_values_into(
-                stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
-            )
+        if layout.value_encoding == "weighted_counts" and not self.as_counts:  # a classifier's fractions: one compiled pass
+            addresses = np.empty(len(built.values), dtype=np.uint64)
+            if not buffer_addresses(built.values, 8, None, addresses):
+                raise ValueError("a tree's values are not a C-contiguous float64 array")
+            divide_counts_into(columns.tree_ptr, stored, weights, addresses)
+        else:
+            ptr = columns.tree_ptr.tolist()
+            for k, values in enumerate(built.values):
+                start, stop = ptr[k], ptr[k + 1]
+                decode_values_into(
+                    stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
+                )
         depths = check_trees_into(columns, layout, built.nodes, first_tree=read.first)
         for tree, depth in zip(built.trees, depths.tolist(), strict=True):
             tree.max_depth = depth
