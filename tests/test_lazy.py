@@ -718,3 +718,14 @@ def test_columns_read_into_reused_buffers_are_the_columns_read(chunked):
             assert np.shares_memory(getattr(got, name), buffers[name]), name
     with pytest.raises(ValueError, match=r"^nodes/threshold: output float64\[3\] does not hold rows 0:\d+$"):
         reader.read_columns(["threshold"], [(0, int(reader.tree_ptr[2]))], out={"threshold": np.empty(3)})
+
+
+def test_a_batch_or_tree_too_large_for_memory_is_an_array_error(chunked):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    source = TreeSource(StoreReader(chunked[1]))
+    with pytest.raises(treeshard.ArrayError, match=r"^nodes: a batch of 1099511627776 nodes does not fit in memory$"):
+        source.column_buffers(2**40)
+    with pytest.raises(treeshard.ArrayError, match=r"^nodes: a tree of 35184372088832 nodes does not fit in memory$"):
+        source._zero_state(2**45)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .columns import NODE_COLUMNS, NodeColumns, decode_values_into
 from .compat import leaf_counts_for
+from .errors import ArrayError
 from .reader import StoreReader
 from .validate import check_trees_into
 
@@ -89,7 +90,10 @@ class TreeSource:
         if zeros is None or zeros[0].shape[0] < n_nodes:
             node_bytes = self.node_dtype.itemsize * n_nodes
             value_bytes = 8 * self.layout.value_width * n_nodes
-            pages = mmap.mmap(-1, max(1, node_bytes + value_bytes))
+            try:
+                pages = mmap.mmap(-1, max(1, node_bytes + value_bytes))
+            except (OSError, OverflowError):
+                raise ArrayError(f"nodes: a tree of {n_nodes} nodes does not fit in memory") from None
             nodes = np.frombuffer(pages, dtype=self.node_dtype, count=n_nodes)
             values = np.frombuffer(pages, dtype=np.float64, count=n_nodes * self.layout.value_width, offset=node_bytes)
             values = values.reshape(n_nodes, self.layout.n_outputs, max(self.layout.n_classes))
@@ -132,12 +136,15 @@ class TreeSource:
         from batch to batch (their pages are faulted in once per load, not once per batch)."""
         layout = self.layout
         out = {}
-        for name, dtype in NODE_COLUMNS.items():
-            if name == "value":
-                dtype = self.reader.node_array("value").dtype
-                out[name] = np.empty((n_nodes, layout.value_width), dtype=dtype)
-            else:
-                out[name] = np.empty(n_nodes, dtype=dtype)
+        try:
+            for name, dtype in NODE_COLUMNS.items():
+                if name == "value":
+                    dtype = self.reader.node_array("value").dtype
+                    out[name] = np.empty((n_nodes, layout.value_width), dtype=dtype)
+                else:
+                    out[name] = np.empty(n_nodes, dtype=dtype)
+        except MemoryError:
+            raise ArrayError(f"nodes: a batch of {n_nodes} nodes does not fit in memory") from None
         return out
 
     def allocate(self, first: int, stop: int) -> BuiltTrees:
