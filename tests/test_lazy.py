@@ -700,7 +700,7 @@ def test_an_abandoned_pipeline_stops_its_threads(chunked):
     assert _node_bytes(tree) == _node_bytes(original.estimators_[0].tree_)
     assert any(t.name.startswith("treeshard-read-ahead") for t in threading.enumerate())
     trees.close()
-    assert not any(t.name.startswith("treeshard-read-ahead") for t in threading.enumerate())
+    assert not any(t.name.startswith(("treeshard-read-ahead", "treeshard-fill")) for t in threading.enumerate())
 
 
 def test_columns_read_into_reused_buffers_are_the_columns_read(chunked):

@@ -229,7 +229,11 @@ class TreeSource:
         reads: deque[tuple[Future, dict[str, np.ndarray]]] = deque()
         fills: deque[tuple[Future, dict[str, np.ndarray], BuiltTrees]] = deque()
         submitted = 0
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
+        # Fills have a thread of their own: queued behind reads, they would hold the caller back.
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-fill") as filler,
+        ):
             try:
                 for _ in ranges:
                     while submitted < len(ranges) and (free or n_buffers <= workers):
@@ -242,7 +246,7 @@ class TreeSource:
                     future, buffer = reads.popleft()
                     read = future.result()
                     built = self.allocate(read.first, read.first + read.columns.n_trees)
-                    fills.append((pool.submit(self.fill, read, built), buffer, built))
+                    fills.append((filler.submit(self.fill, read, built), buffer, built))
                     if len(fills) > 1:
                         done, buffer, built = fills.popleft()
                         done.result()
