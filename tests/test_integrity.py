@@ -80,6 +80,24 @@ def test_memory_store_digest_and_verify(model):
     assert "nodes/threshold" in record["arrays"] and "c/0" in record["arrays"]["nodes/threshold"]["chunks"]
 
 
+def test_digest_file_is_the_canonical_json_of_the_record(model):
+    """Saves write ``treeshard.sha256`` with the record's members encoded once: the canonical bytes."""
+    from treeshard.saving import encode_files
+    from treeshard.spec import canonical_json
+
+    files = encode_files(model)
+    record = json.loads(files[DIGEST_KEY])
+    assert files[DIGEST_KEY] == canonical_json(record)
+    body = {key: value for key, value in record.items() if key != "digest"}
+    assert record["digest"] == integrity._sha256(canonical_json(body))
+    arrays = {name: {chunk: (entry["sha256"], entry["inner"]) for chunk, entry in array["chunks"].items()} for name, array in record["arrays"].items()}
+    config = json.loads(files["zarr.json"])["attributes"]["treeshard"]
+    del files[DIGEST_KEY]
+    assert integrity.digest_file(files, config=config, arrays=arrays) == canonical_json(
+        integrity.digest_of_files(files, config=config, arrays=arrays)
+    )
+
+
 def test_digest_is_independent_of_store_kind(model, tmp_path):
     a = integrity.compute_digest(zarr.storage.LocalStore(saved(model, tmp_path, "directory")))
     b = integrity.compute_digest(zarr.storage.LocalStore(saved(model, tmp_path / "again", "directory")))

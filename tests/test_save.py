@@ -18,6 +18,10 @@ from sklearn.tree import DecisionTreeClassifier
 
 import treeshard
 from treeshard import SklearnVersionWarning, StoreExistsError, UnsupportedEstimatorError
+from treeshard.adapters import ADAPTERS
+from treeshard.adapters.base import build_estimator, shallow_params
+from treeshard.errors import ConfigError
+from treeshard.saving import _check_record
 
 # predict_log_proba of a tree that gives a class probability 0
 pytestmark = pytest.mark.filterwarnings("ignore:divide by zero encountered in log:RuntimeWarning")
@@ -221,6 +225,58 @@ def test_stores_without_numpy_tags_read_tag_like_dicts_as_dicts(value):
     from treeshard.adapters.base import decode_param
 
     assert decode_param("config.params.class_weight", value) == value
+
+
+@pytest.mark.parametrize("estimator_id", sorted(ADAPTERS))
+def test_params_are_read_as_get_params_reads_them(estimator_id):
+    """``shallow_params`` takes the names once per class: the same dict as ``get_params(deep=False)``."""
+    cls = ADAPTERS[estimator_id].estimator_class()
+    estimator = cls()
+    assert list(shallow_params(estimator).items()) == list(estimator.get_params(deep=False).items())
+    estimator.set_params(random_state=np.int64(3))
+    assert shallow_params(estimator)["random_state"] is estimator.random_state
+
+
+def test_params_of_an_estimator_with_its_own_get_params_come_from_it():
+    class Custom(DecisionTreeClassifier):
+        def get_params(self, deep=True):
+            return {"max_depth": 7}
+
+    assert shallow_params(Custom()) == {"max_depth": 7}
+
+
+def test_sklearn_validates_the_same_stored_params_once(monkeypatch):
+    calls = []
+    original = DecisionTreeClassifier._validate_params
+
+    def counting(self):
+        calls.append(self.max_depth)
+        return original(self)
+
+    monkeypatch.setattr(DecisionTreeClassifier, "_validate_params", counting)
+    params = {"max_depth": 987_654, "criterion": "entropy"}
+    first = build_estimator(DecisionTreeClassifier, params)
+    second = build_estimator(DecisionTreeClassifier, dict(params))
+    assert first is not second and first.max_depth == second.max_depth == 987_654
+    assert calls == [987_654]
+    build_estimator(DecisionTreeClassifier, {**params, "max_depth": 987_655})
+    assert calls == [987_654, 987_655]
+
+
+def test_invalid_stored_params_are_refused_every_time():
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"^config.params: The 'max_depth' parameter of DecisionTreeClassifier must be"):
+            build_estimator(DecisionTreeClassifier, {"max_depth": -1})
+
+
+def test_a_config_record_a_reader_would_refuse_is_refused_when_saving():
+    deep: object = 1
+    for _ in range(70):
+        deep = [deep]
+    with pytest.raises(ValueError, match=r"^cannot save: the config record would be unreadable \(config: nested deeper than 64 levels\)$"):
+        _check_record({"params": {"x": deep}})
+    wide = {"params": {f"p{i}": [{"a": [i]}] for i in range(100)}}  # many brackets, shallow
+    assert _check_record(wide) == json.dumps(wide).encode()
 
 
 # --------------------------------------------------------------------------- inline values

@@ -174,6 +174,52 @@ def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
     assert len(calls) == 2 and len(encoded.shards) == 1
 
 
+@pytest.mark.parametrize(
+    ("data", "shuffle"),
+    [(np.arange(100, dtype=np.int64), "shuffle"), (np.arange(100, dtype=np.uint8), "bitshuffle"), (np.zeros(127, dtype=np.float64), "shuffle")],
+    ids=["int64", "uint8", "float64"],
+)
+def test_a_first_chunk_under_the_trial_size_is_compressed_once_with_zarrs_shuffle(data, shuffle, monkeypatch):
+    import numcodecs
+
+    calls = []
+    original = numcodecs.Blosc.encode
+
+    def counting(self, buf):
+        calls.append(self.shuffle)
+        return original(self, buf)
+
+    monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
+    assert data.nbytes < codecs.SHUFFLE_TRIAL_BYTES
+    encoded = encode_array("nodes/x", data, codec="lz4")
+    assert len(calls) == 1
+    assert encoded.metadata["codecs"][0]["configuration"]["codecs"][1]["configuration"]["shuffle"] == shuffle
+    assert best_shuffle("lz4", data) == shuffle
+
+
+def test_a_first_chunk_of_the_trial_size_takes_the_better_shuffle():
+    data = np.random.RandomState(0).randint(0, 4, codecs.SHUFFLE_TRIAL_BYTES // 4).astype(np.int32)  # bit shuffle wins
+    assert data.nbytes == codecs.SHUFFLE_TRIAL_BYTES and best_shuffle("lz4", data) == "bitshuffle"
+    encoded = encode_array("nodes/x", data, codec="lz4")
+    assert encoded.metadata["codecs"][0]["configuration"]["codecs"][1]["configuration"]["shuffle"] == "bitshuffle"
+
+
+@pytest.mark.parametrize("text", ["\x00consolidated\x00", "\x00attributes\x00", '"}]{['])
+def test_root_document_keeps_attributes_that_look_like_its_placeholders(text, tmp_path):
+    """The root's template is split before anything is put in: no value is mistaken for a slot."""
+    encoded = [encode_array("nodes/x", np.arange(3), codec="lz4")]
+    attributes = {"treeshard": {"note": text}, "other": [text]}
+    as_dict = writer.store_files(encoded, attributes)["zarr.json"]
+    assert writer.store_files(encoded, writer.dumps(attributes))["zarr.json"] == as_dict
+    root = json.loads(as_dict)
+    assert root["attributes"] == attributes
+    assert list(root["consolidated_metadata"]["metadata"]) == ["nodes", "nodes/x"]
+    treeshard.save(MODELS["tree"], tmp_path / "m.zip", metadata={"note": text})
+    assert treeshard.open(tmp_path / "m.zip").info.metadata == {"note": text}
+    group = zarr.open_group(zarr.storage.ZipStore(tmp_path / "m.zip", mode="r"), mode="r")
+    assert group.attrs["treeshard"]["metadata"] == {"note": text}
+
+
 def _count_fsyncs(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = os.fsync

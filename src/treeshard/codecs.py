@@ -38,15 +38,28 @@ def compressors(codec: str, *, shuffle: str | None = None) -> list[Any]:
     return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle), Crc32cCodec()]
 
 
+#: A first chunk smaller than this gets :func:`default_shuffle` without a trial: trying both
+#: shuffles costs more than the few bytes it could save.
+SHUFFLE_TRIAL_BYTES = 1024
+
+
+def default_shuffle(itemsize: int) -> str:
+    """zarr-python's shuffle for Blosc: bit shuffle for one-byte items, else byte shuffle."""
+    return "bitshuffle" if itemsize == 1 else "shuffle"
+
+
 def best_shuffle(codec: str, sample: Any) -> str | None:
     """The Blosc shuffle that compresses ``sample`` (an array's first chunk) best.
 
     Byte shuffle suits most float columns, bit shuffle small integers (child
     offsets, feature ids, counts); trying both on one chunk costs milliseconds.
+    A sample smaller than :data:`SHUFFLE_TRIAL_BYTES` gets :func:`default_shuffle`.
     """
     preset = CODECS.get(codec)
     if preset is None or sample.size == 0:
         return None
+    if sample.nbytes < SHUFFLE_TRIAL_BYTES:
+        return default_shuffle(sample.dtype.itemsize)
     from numcodecs import Blosc
 
     cname, level = preset

@@ -223,6 +223,11 @@ def _sealed_record(config: Any, files: dict[str, Any], arrays: dict[str, dict[st
     """The digest record of ``files`` (``{key: {"size", "sha256"}}``) and ``arrays``
     (``{path: {"chunks": {chunk: entry}}}``): each array's digest over its metadata
     and chunks, then the record's own ``digest`` over everything."""
+    return _sealed(config, files, arrays)[0]
+
+
+def _sealed(config: Any, files: dict[str, Any], arrays: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], bytes]:
+    """:func:`_sealed_record` and its ``canonical_json``, each part of the record encoded once."""
     for name, entry in arrays.items():
         chunk_digests = {chunk: c["sha256"] for chunk, c in entry["chunks"].items()}
         entry["sha256"] = _sha256(canonical_json({"metadata": files[f"{name}/{ROOT_METADATA}"]["sha256"], "chunks": chunk_digests}))
@@ -233,7 +238,12 @@ def _sealed_record(config: Any, files: dict[str, Any], arrays: dict[str, dict[st
         "files": files,
         "arrays": arrays,
     }
-    return {**body, "digest": _sha256(canonical_json(body))}
+    # canonical_json of an object is its sorted members joined: the body's members, encoded once,
+    # make both the body the digest covers and the record (the body and its digest).
+    members = {key: canonical_json(key) + b":" + canonical_json(value) for key, value in body.items()}
+    digest = _sha256(b"{" + b",".join(members[key] for key in sorted(members)) + b"}")
+    members["digest"] = canonical_json("digest") + b":" + canonical_json(digest)
+    return {**body, "digest": digest}, b"{" + b",".join(members[key] for key in sorted(members)) + b"}"
 
 
 def record_digest(store: Any) -> str:
@@ -264,6 +274,21 @@ def digest_of_files(
     (what :mod:`treeshard.writer` computed as it encoded); ``file_sha256`` the
     sha256 of any other files already known. The rest are hashed here.
     """
+    return _files_record(files, config, arrays, file_sha256)[0]
+
+
+def digest_file(
+    files: dict[str, Any],
+    *,
+    config: Any,
+    arrays: dict[str, dict[str, tuple[str, list[list[Any]]]]],
+    file_sha256: dict[str, str] | None = None,
+) -> bytes:
+    """``canonical_json(digest_of_files(...))``, the bytes of ``treeshard.sha256``, encoded once."""
+    return _files_record(files, config, arrays, file_sha256)[1]
+
+
+def _files_record(files: dict[str, Any], config: Any, arrays: dict[str, Any], file_sha256: dict[str, str] | None) -> tuple[dict[str, Any], bytes]:
     known = dict(file_sha256 or {})
     for name, chunks in arrays.items():
         for chunk, (sha, _) in chunks.items():
@@ -278,7 +303,7 @@ def digest_of_files(
         name: {"chunks": {chunk: {"size": size(files[f"{name}/{chunk}"]), "sha256": sha, "inner": inner} for chunk, (sha, inner) in chunks.items()}}
         for name, chunks in arrays.items()
     }
-    return _sealed_record(config, record_files, record_arrays)
+    return _sealed(config, record_files, record_arrays)
 
 
 def _delete(store: Any, key: str) -> None:

@@ -23,8 +23,9 @@ from .compat import leaf_counts_for
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .reader import FITTED_GROUP, NODES_GROUP
 from .record import Config, check_json_depth
-from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES, canonical_json
+from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES
 from .storage.targets import check_target, write_files
+from .writer import dumps
 
 __all__ = ["save"]
 
@@ -69,8 +70,8 @@ def save(
     np.True_
     """
     encode = _checked_encoder(estimator, codec=codec, metadata=metadata)
-    check_target(store, overwrite=overwrite)
-    write_files(store, encode(), overwrite=overwrite, storage_options=storage_options)
+    verified = check_target(store, overwrite=overwrite)
+    write_files(store, encode(), overwrite=overwrite, storage_options=storage_options, verified=verified)
 
 
 def encode_files(
@@ -144,24 +145,29 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     return decoded
 
 
-def _check_record(record: dict[str, Any]) -> None:
-    """The config record is within the limits a reader enforces (else ``ValueError``)."""
-    try:
-        check_json_depth(record)
-    except ConfigError as exc:
-        raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
-    size = len(json.dumps(record).encode())
-    if size > MAX_SAVED_CONFIG_BYTES:
+def _check_record(record: dict[str, Any]) -> bytes:
+    """The config record is within the limits a reader enforces (else ``ValueError``);
+    returns it as stored (the text measured)."""
+    text = dumps(record)
+    # Nesting never exceeds the number of opening brackets (strings' own included): only a record
+    # with more than the limit needs the walk.
+    if text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH:
+        try:
+            check_json_depth(record)
+        except ConfigError as exc:
+            raise ValueError(f"cannot save: the config record would be unreadable ({exc})") from None
+    if len(text) > MAX_SAVED_CONFIG_BYTES:
         raise ValueError(
-            f"cannot save: the config record would be {size:,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
+            f"cannot save: the config record would be {len(text):,} bytes; readers accept at most {MAX_SAVED_CONFIG_BYTES:,}"
         )
+    return text
 
 
 def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes]]:
     import sklearn
 
-    from .integrity import digest_of_files
-    from .writer import encode_specs, in_memory, node_column_specs, store_files
+    from .integrity import digest_file
+    from .writer import dumps_member, encode_specs, in_memory, node_column_specs, store_files
 
     leaf_counts = False
     if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
@@ -199,12 +205,12 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
         arrays=stored,
     )
     record = config.to_json()
-    _check_record(record)
-    files = store_files(encoded, {CONFIG_KEY: record})
+    text = _check_record(record)
+    files = store_files(encoded, dumps_member(CONFIG_KEY, text))
     # The digest covers everything above; hashed as encoded, never read back.
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
     # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
-    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
+    files[DIGEST_KEY] = digest_file(files, config=record, arrays=shards)
     return files
 
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import threading
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import CODECS, chunk_geometry
+from .codecs import CODECS, SHUFFLE_TRIAL_BYTES, chunk_geometry, default_shuffle
 from .spec import ROOT_METADATA
 
 #: zarr-python's ``json_indent`` setting that treeshard's documents match: ``None``, one line
@@ -69,6 +70,11 @@ class EncodedArray:
 def dumps(document: Mapping[str, Any]) -> bytes:
     """A metadata document as zarr-python serializes it (with ``json_indent`` set to None)."""
     return json.dumps(document, indent=JSON_INDENT, allow_nan=True).encode()
+
+
+def dumps_member(key: str, document: bytes) -> bytes:
+    """``dumps({key: value})`` from ``document``, the ``dumps`` of ``value`` (not encoded again)."""
+    return b"{" + json.dumps(key).encode() + b": " + document + b"}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,7 +140,7 @@ def array_document(shape: tuple[int, ...], dtype: np.dtype, chunks: tuple[int, .
     """``dumps(array_metadata(...))``, from a cached template."""
     text, markers = _document_template(dtype, len(shape), codec, shuffle)
     for marker, values in zip(markers, (shape, shards, chunks), strict=True):
-        text = text.replace(marker, json.dumps([int(v) for v in values]).encode(), 1)
+        text = text.replace(marker, b"[" + ", ".join([str(int(v)) for v in values]).encode() + b"]", 1)  # as json.dumps
     return text
 
 
@@ -170,6 +176,9 @@ def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, byt
     (reused as the stored chunk: the trial is never repeated). ``(None, None)`` uncompressed."""
     if CODECS[codec] is None:
         return None, None
+    if first_chunk.nbytes < SHUFFLE_TRIAL_BYTES:  # too small for the choice to matter: zarr's default, once
+        name = default_shuffle(first_chunk.dtype.itemsize)
+        return name, _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
     best: tuple[int, str, bytes] | None = None
     for name in ("shuffle", "bitshuffle"):  # ties go to byte shuffle, as codecs.best_shuffle
         encoded = _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
@@ -292,7 +301,7 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
             continue
         shuffle = plan.shuffle
         if shuffle is None and CODECS[codec] is not None:
-            shuffle = "bitshuffle" if plan.spec.dtype.itemsize == 1 else "shuffle"  # zarr's choice for an empty array
+            shuffle = default_shuffle(plan.spec.dtype.itemsize)  # zarr's choice for an empty array
         metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
         document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
         nbytes = math.prod(plan.spec.shape) * plan.spec.dtype.itemsize
@@ -391,18 +400,17 @@ def _assemble(out: EncodedArray, plan: _Plan, ndim: int) -> None:
     per_shard = plan.per_shard
     for shard in range(-(-plan.n_chunks // per_shard)):
         parts = plan.chunks[shard * per_shard : (shard + 1) * per_shard]
-        index = np.full((per_shard, 2), _EMPTY_INDEX[0], dtype="<u8")
         inner: list[list[Any]] = []
         offset = 0
-        for k, part in enumerate(parts):
+        for part in parts:
             assert part is not None
             chunk, digest = part
             length = sum(map(len, chunk))
-            index[k] = (offset, length)
             inner.append([offset, length, digest])
             offset += length
-        inner.extend([None, None, None] for _ in range(per_shard - len(parts)))
-        index_bytes = index.tobytes()
+        absent = per_shard - len(parts)
+        index_bytes = struct.pack(f"<{2 * per_shard}Q", *(v for entry in inner for v in entry[:2]), *_EMPTY_INDEX * absent)
+        inner.extend([None, None, None] for _ in range(absent))
         key = f"c/{shard}{suffix}"
         # Kept as parts: joining them would copy the whole model once more.
         out.shards[key] = [*(piece for chunk, _ in parts for piece in chunk), index_bytes, _crc32c(index_bytes)]  # type: ignore[union-attr]
@@ -432,10 +440,11 @@ def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
     return item[0].count("/"), unicodedata.normalize("NFKC", item[0]).casefold()
 
 
-def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> dict[str, bytes | list[bytes]]:
+def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any] | bytes) -> dict[str, bytes | list[bytes]]:
     """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
     (with ``attributes`` and the consolidated metadata of every node), last. Shard files
-    are lists of their parts (see :func:`treeshard.storage.targets.write_files`)."""
+    are lists of their parts (see :func:`treeshard.storage.targets.write_files`).
+    ``attributes`` may be given as its :func:`dumps` already (what the caller measured)."""
     files: dict[str, bytes | list[bytes]] = {}
     consolidated: dict[str, bytes] = {}
     groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
@@ -452,23 +461,31 @@ def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any]) -> d
     return files
 
 
-def _root_document(attributes: Mapping[str, Any], consolidated: dict[str, bytes]) -> bytes:
+def _root_document(attributes: Mapping[str, Any] | bytes, consolidated: dict[str, bytes]) -> bytes:
     """``dumps`` of the root group with its consolidated metadata, reusing each node's
     serialized document (a one-line document is the same text wherever it is nested)."""
-    placeholder = "\x00consolidated\x00"
-    root = {
-        "attributes": dict(attributes),
-        "zarr_format": 3,
-        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": placeholder},
-        "node_type": "group",
-    }
-    text = dumps(root)
-    marker = json.dumps(placeholder).encode()
-    if not consolidated:
-        return text.replace(marker, b"{}", 1)
+    before, between, after = _root_template()
+    if not isinstance(attributes, bytes):
+        attributes = dumps(dict(attributes))
     entries = sorted(consolidated.items(), key=_consolidated_order)
     inner = b", ".join(json.dumps(key).encode() + b": " + document for key, document in entries)
-    return text.replace(marker, b"{" + inner + b"}", 1)
+    return before + attributes + between + b"{" + inner + b"}" + after
+
+
+@functools.lru_cache(maxsize=1)
+def _root_template() -> tuple[bytes, bytes, bytes]:
+    """The root document's text around its attributes and its consolidated entries (split
+    on placeholders before anything is put in, so that no value can be mistaken for one)."""
+    placeholders = ("\x00attributes\x00", "\x00consolidated\x00")
+    root = {
+        "attributes": placeholders[0],
+        "zarr_format": 3,
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": placeholders[1]},
+        "node_type": "group",
+    }
+    before, rest = dumps(root).split(json.dumps(placeholders[0]).encode())
+    between, after = rest.split(json.dumps(placeholders[1]).encode())
+    return before, between, after
 
 
 def node_column_specs(source: Any, prefix: str, *, rows: int) -> list[ArraySpec]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,10 +99,16 @@ class Adapter:
     describe: Callable[[Any], dict[str, Any]] | None = None
 
     def estimator_class(self) -> type:
-        import importlib
+        return _class_at(self.class_path)
 
-        module, name = self.class_path
-        return getattr(importlib.import_module(module), name)
+
+@functools.lru_cache(maxsize=None)
+def _class_at(class_path: tuple[str, str]) -> type:
+    """The allow-listed class at ``(module, name)``, imported once (every save asks for it)."""
+    import importlib
+
+    module, name = class_path
+    return getattr(importlib.import_module(module), name)
 
 
 # --------------------------------------------------------------------------- tagged values
@@ -244,7 +251,7 @@ def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
     """
     params: dict[str, Any] = {}
     unserializable: list[str] = []
-    for name, value in estimator.get_params(deep=False).items():
+    for name, value in shallow_params(estimator).items():
         if isinstance(value, dict) and value and (not all(isinstance(k, str) for k in value) or set(value) in _PARAM_TAGS):
             encoded = encode_params_dict(value)
             ok = encoded is not None
@@ -259,6 +266,23 @@ def encode_params(estimator: Any) -> tuple[dict[str, Any], list[str]]:
         if not ok:
             unserializable.append(name)
     return params, unserializable
+
+
+def shallow_params(estimator: Any) -> dict[str, Any]:
+    """``estimator.get_params(deep=False)``, without the ``inspect.signature`` sklearn runs on
+    every call: for sklearn's own ``get_params``, which reads each constructor param with
+    ``getattr``, the names are taken once per class (in sklearn's order)."""
+    from sklearn.base import BaseEstimator
+
+    cls = type(estimator)
+    if getattr(cls, "get_params", None) is not BaseEstimator.get_params or not hasattr(cls, "_get_param_names"):
+        return estimator.get_params(deep=False)
+    return {name: getattr(estimator, name) for name in _param_order(cls)}
+
+
+@functools.lru_cache(maxsize=256)
+def _param_order(cls: type) -> tuple[str, ...]:
+    return tuple(cls._get_param_names())
 
 
 def encode_params_dict(value: dict) -> Any:
@@ -328,6 +352,7 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     (``oob_score=<callable>`` becomes the default ``False``, not ``None``).
     """
     known = _param_names(cls)
+    key = (cls, json.dumps([params, sorted(unserializable)], sort_keys=True, allow_nan=True))
     translated = translate_params(cls, params, installed=known)  # stored under another sklearn version
     unserializable = [name for name in unserializable if name in translated or name not in params]
     params = translated
@@ -343,11 +368,22 @@ def build_estimator(cls: type, params: dict[str, Any], unserializable: Sequence[
     if not isinstance(n_jobs, np.ndarray) and n_jobs == 0:  # passes sklearn's constraints, but joblib refuses it at predict time
         raise ConfigError("config.params.n_jobs: 0 is not a number of jobs (use null, a positive or a negative integer)")
     estimator = cls(**decoded)
-    try:
-        estimator._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"config.params: {exc}") from None
+    if key not in _VALID_PARAMS:  # the same stored params always validate alike: checked once
+        try:
+            estimator._validate_params()
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"config.params: {exc}") from None
+        with _VALID_PARAMS_LOCK:
+            if len(_VALID_PARAMS) >= _MAX_VALID_PARAMS:
+                _VALID_PARAMS.clear()
+            _VALID_PARAMS.add(key)
     return estimator
+
+
+#: ``(class, params as stored)`` that passed sklearn's parameter validation in this process.
+_VALID_PARAMS: set[tuple[type, str]] = set()
+_VALID_PARAMS_LOCK = threading.Lock()
+_MAX_VALID_PARAMS = 256
 
 
 def _check_param_integers(where: str, value: Any) -> None:

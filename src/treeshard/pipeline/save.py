@@ -190,11 +190,11 @@ def encode_pipeline_files(
     from ..codecs import node_chunk_rows
     from ..columns import TreeNodeRows
     from ..compat import leaf_counts_for
-    from ..integrity import digest_of_files
+    from ..integrity import digest_file
     from ..reader import FITTED_GROUP, NODES_GROUP
     from ..record import Config
-    from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, canonical_json
-    from ..writer import encode_specs, in_memory, node_column_specs, store_files
+    from ..spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION
+    from ..writer import dumps_member, encode_specs, in_memory, node_column_specs, store_files
 
     context = SaveContext()
     root = encode_node(estimator, PIPELINE_KEY, context)
@@ -255,11 +255,11 @@ def encode_pipeline_files(
         "metadata": metadata,
         "arrays": stored,
     }
-    checks.check_record(record)
+    text = checks.check_record(record)
     _check_parses(estimator, record)
-    files = store_files(encoded, {CONFIG_KEY: record})
+    files = store_files(encoded, dumps_member(CONFIG_KEY, text))
     shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
-    files[DIGEST_KEY] = canonical_json(digest_of_files(files, config=record, arrays=shards))
+    files[DIGEST_KEY] = digest_file(files, config=record, arrays=shards)
     return files
 
 

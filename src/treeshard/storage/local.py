@@ -170,20 +170,51 @@ def root_last(keys: Any) -> list[str]:
     return sorted(keys, key=lambda key: key == ROOT_METADATA)
 
 
-def check_replaceable_path(target: Path, *, overwrite: bool) -> None:
-    """Refuse to replace ``target`` unless ``overwrite`` and it is a treeshard store (or an empty directory)."""
-    if not target.exists():
-        return
+#: What :func:`check_replaceable_path` saw of an existing target: ``(device, inode, size,
+#: mtime_ns, ctime_ns)``; any write or replacement of the target changes it.
+PathStamp = tuple[int, int, int, int, int]
+
+
+#: What ``Path.exists`` reads as "no such path".
+_NOT_THERE = frozenset({_errno.ENOENT, _errno.ENOTDIR, _errno.EBADF, _errno.ELOOP})
+
+
+def _stamp(status: os.stat_result) -> PathStamp:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+def check_replaceable_path(target: Path, *, overwrite: bool, verified: PathStamp | None = None) -> PathStamp | None:
+    """Refuse to replace ``target`` unless ``overwrite`` and it is a treeshard store (or an empty directory).
+
+    Returns the stamp of the existing target (None if there is none). Given the stamp of an
+    earlier check (``verified``), a target whose stamp is unchanged is not read again: a save
+    checks its target before encoding and again just before the rename, and the second check
+    is then one ``stat``.
+    """
+    try:
+        status = os.stat(target)
+    except OSError as exc:
+        if exc.errno in _NOT_THERE:
+            return None
+        raise
     if not overwrite:
         raise StoreExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it")
+    stamp = _stamp(status)
+    if stamp == verified:
+        return stamp
     if is_zip_path(target):
-        if not target.is_file() or not zipfile.is_zipfile(target):
+        if not stat.S_ISREG(status.st_mode):
             raise StoreExistsError(f"{str(target)!r} is not a zip file; refusing to replace it")
-        with zipfile.ZipFile(target) as archive:
-            if ROOT_METADATA not in archive.namelist():
-                raise StoreExistsError(f"{str(target)!r} is not a treeshard store; refusing to replace it")
-    elif not target.is_dir() or not ((target / ROOT_METADATA).is_file() or not any(target.iterdir())):
+        try:
+            with zipfile.ZipFile(target) as archive:  # one read of its central directory
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+            raise StoreExistsError(f"{str(target)!r} is not a zip file; refusing to replace it") from None
+        if ROOT_METADATA not in names:
+            raise StoreExistsError(f"{str(target)!r} is not a treeshard store; refusing to replace it")
+    elif not stat.S_ISDIR(status.st_mode) or not ((target / ROOT_METADATA).is_file() or not any(target.iterdir())):
         raise StoreExistsError(f"{str(target)!r} is not a treeshard store; refusing to replace it")
+    return stamp
 
 
 def _pack_zip(directory: Path, zip_path: Path) -> None:

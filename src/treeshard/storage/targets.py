@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import InvalidStoreError, RemoteStoreError, StoreExistsError
 from ..spec import ROOT_METADATA
 from .local import (
+    PathStamp,
     _fsync_file,
     _replace_directory,
     check_replaceable_path,
@@ -108,41 +109,48 @@ def writing(store: Any, *, overwrite: bool, storage_options: Any = None) -> Iter
     _copy_store(staging, store, clear=overwrite)
 
 
-def check_target(store: Any, *, overwrite: bool) -> None:
+def check_target(store: Any, *, overwrite: bool) -> PathStamp | None:
     """Refuse early what :func:`write_files` would refuse (an existing path without ``overwrite``),
-    before any work is spent encoding the model."""
+    before any work is spent encoding the model. Returns what :func:`write_files` takes as
+    ``verified``: the stamp of an existing path checked here (None otherwise)."""
     if isinstance(store, (str, os.PathLike)) and not is_url(store):
-        check_replaceable_path(Path(store), overwrite=overwrite)
+        return check_replaceable_path(Path(store), overwrite=overwrite)
+    return None
 
 
-def write_files(store: Any, files: dict[str, bytes | list[bytes]], *, overwrite: bool, storage_options: Any = None) -> None:
+def write_files(
+    store: Any, files: dict[str, bytes | list[bytes]], *, overwrite: bool, storage_options: Any = None, verified: PathStamp | None = None
+) -> None:
     """Put a complete store (``{key: bytes or the list of a file's parts}``) at ``store``,
     atomically where the target allows.
 
     A directory or ``.zip`` path is written directly, without zarr (see
     :func:`writing` for how each target is replaced, and ``SECURITY.md`` for
     the ``fsync`` calls that make it durable); a zarr ``Store`` or an fsspec
-    URL goes through :func:`writing`.
+    URL goes through :func:`writing`. ``verified`` is what :func:`check_target` returned for
+    ``store``: an existing target unchanged since then is not read again.
     """
     check_storage_options(store, storage_options)
     if isinstance(store, (str, os.PathLike)) and not is_url(store):
         target = Path(store)
-        check_replaceable_path(target, overwrite=overwrite)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        verified = check_replaceable_path(target, overwrite=overwrite, verified=verified)
+        if verified is None:  # else the target, hence its directory, exists
+            target.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(target)
         if is_zip_path(target):
             tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
             try:
                 _write_zip(files, tmp_zip)
-                check_replaceable_path(target, overwrite=overwrite)
+                check_replaceable_path(target, overwrite=overwrite, verified=verified)
                 os.replace(tmp_zip, target)
-            finally:
+            except BaseException:
                 tmp_zip.unlink(missing_ok=True)
+                raise
         else:
             tmp_dir = temporary_sibling(target, "tmp")
             try:
                 _write_directory(files, tmp_dir)
-                check_replaceable_path(target, overwrite=overwrite)
+                check_replaceable_path(target, overwrite=overwrite, verified=verified)
                 _replace_directory(tmp_dir, target)
             finally:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -167,13 +175,14 @@ def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
     import time
 
     stamp = time.localtime()[:6]
+    keys = _ordered(files)
     small = sum(len(part) for value in files.values() for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
         sink = io.BytesIO() if small else handle
         with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for key in _ordered(files):
+            for key in keys:
                 info = zipfile.ZipInfo(key, date_time=stamp)
-                info.external_attr = 0o644 << 16
+                info.external_attr = _MEMBER_ATTRIBUTES
                 parts = _parts(files[key])
                 info.file_size = sum(map(len, parts))
                 with archive.open(info, "w", force_zip64=info.file_size >= zipfile.ZIP64_LIMIT) as member:
@@ -183,6 +192,10 @@ def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
             handle.write(sink.getbuffer())
         handle.flush()
         os.fsync(handle.fileno())
+
+
+#: A member's external attributes: a regular file, rw-r--r--.
+_MEMBER_ATTRIBUTES = 0o644 << 16
 
 
 def _write_directory(files: dict[str, bytes | list[bytes]], directory: Path) -> None:
