@@ -16,8 +16,10 @@ never across runs)::
     python benchmarks/engine.py --models GB-M --baseline  # and without the complete layout
     python benchmarks/engine.py --shallow             # small shallow models, with and without it
     python benchmarks/engine.py --one-row --repeat 7  # one-row latency: sklearn, onnxruntime, treelite
+    python benchmarks/engine.py --one-row-varied --repeat 5  # over 1,000 different rows, against onnxruntime
 
-One-row latency is the median of many single-row calls on the same row.
+One-row latency is the median of many single-row calls on the same row
+(``--one-row-varied``: on different rows, whose paths are not in cache).
 ``--first-prediction`` compares, in fresh processes, a lazy ``treeshard.load``
 plus its first one-row prediction (which builds the engine) with a
 ``Predictor`` load plus its first prediction.
@@ -201,6 +203,38 @@ def one_row_peers(name: str, rounds: int, calls: int = 1_000) -> dict[str, Any]:
     return {"seconds": {way: statistics.median(values) for way, values in samples.items()}, "differ": differ}
 
 
+def one_row_varied(name: str, rounds: int, n_rows: int = 1_000) -> dict[str, float]:
+    """One-row ``predict_proba`` over ``n_rows`` different float32 rows of the reference data
+    (each row's path through the trees is not in cache as with the same row over and over):
+    the Predictor and onnxruntime's probabilities, each row one timed call; per round the
+    median over rows, rounds alternating; medians of the rounds, in seconds."""
+    import numpy as np
+    import treeshard
+
+    cached = models.ensure(name, refresh=False)
+    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
+    rows = [np.ascontiguousarray(row[None, :]) for row in np.load(cached.rows)[:n_rows].astype(np.float32)]
+    ways: dict[str, Any] = {"Predictor predict_proba": predictor.predict_proba}
+    try:
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if onnxruntime is not None and cached.path("onnx").is_file():
+        session = onnxruntime.InferenceSession(str(cached.path("onnx")), providers=["CPUExecutionProvider"])
+        name_in, proba = session.get_inputs()[0].name, session.get_outputs()[1].name
+        ways["onnxruntime probabilities"] = lambda X: session.run([proba], {name_in: X})[0]
+    samples: dict[str, list[float]] = {way: [] for way in ways}
+    for _ in range(rounds):
+        for way, fn in ways.items():
+            times = []
+            for row in rows:
+                start = time.perf_counter()
+                fn(row)
+                times.append(time.perf_counter() - start)
+            samples[way].append(statistics.median(times))
+    return {way: statistics.median(values) for way, values in samples.items()}
+
+
 def _max_difference(got: Any, expected: Any) -> str:
     """Rows of probabilities not equal to sklearn's, and the largest absolute difference."""
     import numpy as np
@@ -312,7 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-prediction", action="store_true", help="only: load + first one-row prediction, fresh processes")
     parser.add_argument("--shallow", action="store_true", help="only: small shallow models, with and without the complete layout")
     parser.add_argument("--one-row", action="store_true", help="only: one-row latency against sklearn, onnxruntime and treelite")
+    parser.add_argument("--one-row-varied", action="store_true", help="only: one-row latency over 1,000 different rows, against onnxruntime")
     args = parser.parse_args(argv)
+    if args.one_row_varied:
+        print(f"1,000 different float32 rows, one call each: median over rows, median of {args.repeat} alternating rounds\n")
+        print("| model | way | us per call |")
+        print("|---|---|---:|")
+        for name in args.models:
+            for way, seconds in one_row_varied(name, args.repeat).items():
+                print(f"| {name} | {way} | {1e6 * seconds:.1f} |", flush=True)
+        return 0
     if args.one_row:
         print(f"one float32 row, in one process: median of {args.repeat} alternating rounds of each round's median single call\n")
         print("| model | way | us per call | differ from sklearn (of 1,000 rows) |")

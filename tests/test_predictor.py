@@ -190,6 +190,7 @@ def _force_complete(monkeypatch: pytest.MonkeyPatch, predictor: Predictor, depth
 
     monkeypatch.setattr(predictor, "_walk_depth", depth)
     monkeypatch.setattr(predictor, "_complete", _complete_layout(predictor))
+    monkeypatch.setattr(predictor, "_few", predictor._few_rows())  # a few rows walk the forced layout too
     assert predictor._complete[3] == max(3, depth)
 
 
@@ -278,14 +279,20 @@ def test_level_walk_is_chosen_for_shallow_models_only() -> None:
     assert int(fitted("rf-multiclass")[1]._depths.max()) > module.LEVEL_WALK_DEPTH
 
 
+@pytest.mark.parametrize("case", ["rf-regression", "gb-binary"])
 @pytest.mark.parametrize("n_jobs", [0, 1.5, True, "2"])
-def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any) -> None:
+def test_bad_n_jobs_is_refused(monkeypatch: pytest.MonkeyPatch, n_jobs: Any, case: str) -> None:
+    """Whatever the batch: one row, which the few-row scorer would take, is refused alike."""
     import re
 
-    _, predictor, X = fitted("rf-regression")
+    _, predictor, X = fitted(case)
     monkeypatch.setattr(predictor, "n_jobs", n_jobs)
-    with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
-        predictor.predict(X)
+    for method in ("predict", "predict_proba", "decision_function"):
+        if not hasattr(predictor, method):
+            continue
+        for rows in (X, X[:1]):
+            with pytest.raises(ValueError, match=f"^{re.escape(f'n_jobs must be a nonzero integer or None, got {n_jobs!r}')}$"):
+                getattr(predictor, method)(rows)
 
 
 def test_negative_n_jobs_counts_from_the_cores_as_joblib(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -388,6 +395,164 @@ def test_fast_path_refuses_as_the_general_path_does(dtype: Any) -> None:
     with pytest.raises(ValueError) as info:
         predictor.predict(rows[:, :-1])
     assert str(info.value) == f"X has {X.shape[1] - 1} features, but GradientBoostingClassifier is expecting {X.shape[1]} features as input."
+
+
+def _threshold_rows(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """Rows of ``X`` with a split's feature set to its threshold, one float64 ulp either side,
+    and the float32 roundings either side: where float32 conversion and comparison decide."""
+    trees = getattr(estimator, "estimators_", [estimator])
+    first = trees[0] if isinstance(trees, list) else trees.flat[0]
+    tree = first.tree_
+    rows = []
+    for node in np.flatnonzero(tree.children_left >= 0)[:6]:
+        t, f = tree.threshold[node], tree.feature[node]
+        t32 = np.float32(t)
+        for value in (t, np.nextafter(t, np.inf), np.nextafter(t, -np.inf), t32, np.nextafter(t32, np.float32(np.inf)), np.nextafter(t32, np.float32(-np.inf))):
+            row = X[len(rows) % len(X)].copy()
+            row[f] = value
+            rows.append(row)
+    return np.array(rows)
+
+
+def _taken(predictor: Predictor, X: Any) -> bool:
+    """Whether the few-row scorer takes ``X`` (else the general path does)."""
+    return predictor._few is not None and predictor._few.scores(X) is not None
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_few_row_scorer_equals_sklearn_for_every_case(case: str) -> None:
+    """1 row to the scorer's limit in one compiled call: every family, float64 and float32 arrays and lists of
+    floats and ints; threshold-adjacent values and NaN rows; the forms it leaves to the general path."""
+    estimator, predictor, X = fitted(case)
+    rows = np.vstack([_threshold_rows(estimator, X), query_points(X, estimator)[-20:]])
+    single_output = predictor.n_outputs_ == 1
+    assert (predictor._few is not None) == single_output
+    limit = predictor._few.max_rows if predictor._few is not None else 7
+    for start in range(0, len(rows), 7):
+        for n in (1, 2, 7, limit):
+            block = rows[start : start + n]
+            ints = np.clip(np.nan_to_num(np.round(block * 4)), -1000, 1000).astype(np.int64).tolist()
+            for form in (block, block.astype(np.float32), block.tolist(), ints):
+                values = np.asarray(form, dtype=np.float64)
+                in_range = (np.isnan(values) | (np.abs(values) <= np.finfo(np.float32).max)).all()  # else: infinity, refused
+                expected = single_output and in_range and not (np.isnan(values).any() and predictor._is_boosting)
+                assert _taken(predictor, form) == expected, (case, n, type(form))
+                assert_same_outputs(estimator, predictor, form)
+    left = [np.resize(rows, (limit + 1, rows.shape[1])), rows[:3].astype(np.int32), np.asfortranarray(rows[:3]), np.repeat(rows[:3], 2, axis=1)[:, ::2], rows[:3].astype(">f8"), rows[:2].astype(np.float16)]
+    for form in left:  # a row too many, ints, Fortran order, not contiguous, big-endian, float16: the general path
+        assert not _taken(predictor, form)
+        assert_same_outputs(estimator, predictor, form)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("case", ["rf-multiclass", "gb-binary", "gb-multiclass", "dt-regression", "rf-nan"])
+def test_few_row_scorer_leaves_bad_input_to_the_general_path(case: str) -> None:
+    """Input the general path refuses is never scored: the same error, word for word."""
+    estimator, predictor, X = fitted(case)
+    name = type(estimator).__name__
+    row = X[0].tolist()
+    bad = {
+        "fewer features": ([row[:-1]], f"X has {X.shape[1] - 1} features, but {name} is expecting {X.shape[1]} features as input."),
+        "more features": (np.array([row + [0.0]]), f"X has {X.shape[1] + 1} features, but {name} is expecting {X.shape[1]} features as input."),
+        "infinity": ([row[:-1] + [float("inf")]], "Input X contains infinity or a value too large for dtype('float32')."),
+        "past float32": (np.array([row[:-1] + [1e39]]), "Input X contains infinity or a value too large for dtype('float32')."),
+        "a 1-D list": (row, "Expected 2D array, got 1D array instead:"),
+        "no rows": (np.empty((0, X.shape[1])), f"Found array with 0 sample(s) (shape=(0, {X.shape[1]})) while a minimum of 1 is required by {name}."),
+    }
+    if predictor._is_boosting:
+        bad["NaN"] = ([row[:-1] + [float("nan")]], f"Input X contains NaN.\n{name} does not accept missing values")
+    else:
+        assert _taken(predictor, [row[:-1] + [float("nan")]])  # a NaN row is scored: it goes where missing_go_to_left says
+    for what, (X_bad, message) in bad.items():
+        assert not _taken(predictor, X_bad), what
+        for method in ("predict", "predict_proba", "decision_function"):
+            if not hasattr(estimator, method):
+                continue
+            with pytest.raises(ValueError) as info:
+                getattr(predictor, method)(X_bad)
+            assert str(info.value).startswith(message), (what, method, str(info.value))
+            with pytest.raises(ValueError) as theirs:
+                getattr(estimator, method)(X_bad)
+            assert str(theirs.value).splitlines()[0] == str(info.value).splitlines()[0], (what, method)
+
+
+def test_few_row_scorer_takes_ints_only_where_float32_is_exact() -> None:
+    """Python ints in a list convert exactly up to 2**24; larger ones (and bools) go the general way."""
+    estimator, predictor, X = fitted("rf-regression")
+    row = [0] * X.shape[1]
+    for value, taken in ((2**24, True), (-(2**24), True), (2**24 + 1, False), (2**70, False), (True, False)):
+        row[0] = value
+        assert _taken(predictor, [row]) == taken, value
+        assert np.array_equal(predictor.predict([row]), estimator.predict([row]))
+
+
+def test_few_row_scorer_is_not_built_for_named_features_or_isolation() -> None:
+    import pandas as pd
+    from sklearn.ensemble import IsolationForest
+
+    X, y = make_data("regression")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    named = RandomForestRegressor(n_estimators=3, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(named, store)
+    predictor = Predictor(store)
+    assert predictor._few is None  # an array warns about the missing names: the general path's check
+    assert np.array_equal(predictor.predict(frame[:1]), named.predict(frame[:1]))
+    forest = IsolationForest(n_estimators=5, random_state=0).fit(X)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(forest, store)
+    predictor = Predictor(store)
+    assert predictor._few is None
+    assert np.array_equal(predictor.predict(X[:1]), forest.predict(X[:1]))
+
+
+def test_a_single_row_walks_compact_records_where_the_trees_allow() -> None:
+    """Depth-first trees (left child next) take 8-byte records; best-first ones (max_leaf_nodes)
+    and complete layouts do not. Both are exact, with and without NaN, down to one feature."""
+    X, y = make_data("nan")
+    expected = {"rf-nan": True, "rf-regression": True, "dt-regression": False, "gb-binary": False}
+    for case, compact in expected.items():
+        estimator, predictor, X_case = fitted(case)
+        assert predictor._few.walks_compact == compact, case
+        for row in query_points(X_case, estimator)[-20:]:
+            assert_same_outputs(estimator, predictor, row[None, :])
+    one = RandomForestRegressor(n_estimators=3, random_state=0).fit(X[:, :1], y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(one, store)
+    predictor = Predictor(store)
+    assert predictor._few.walks_compact
+    for value in (-1.0, 0.0, 0.5, float("nan"), 3.0):
+        assert np.array_equal(predictor.predict([[value]]), one.predict([[value]]))
+
+
+@pytest.mark.parametrize("case", ["rf-nan", "gb-multiclass", "dt-regression"])
+def test_a_predictor_pickles_and_deep_copies_with_its_few_row_scorer(case: str) -> None:
+    import copy
+    import pickle
+
+    estimator, predictor, X = fitted(case)
+    for twin in (copy.deepcopy(predictor), pickle.loads(pickle.dumps(predictor)), copy.copy(predictor)):
+        assert twin._few is not None and _taken(twin, X[:1])
+        assert twin._few.walks_compact == predictor._few.walks_compact
+        assert_same_outputs(estimator, twin, X[:3])
+
+
+def test_few_row_scorer_refuses_a_malformed_table() -> None:
+    from treeshard._kernels import FewRows
+
+    _, predictor, _ = fitted("rf-regression")
+    args = (predictor._nodes, predictor._nan_right, predictor._roots, predictor._value, np.empty((0, 0), np.int32), np.empty(0), None, np.zeros(1))
+    options = {"n_features": predictor.n_features_in_, "depth": 0, "group": 16, "max_rows": 7}
+    assert FewRows(*args, **options).scores(np.zeros((1, predictor.n_features_in_))) is not None
+    roots = predictor._roots.copy()
+    roots[-1] = len(predictor._nodes)
+    with pytest.raises(ValueError, match="^tree root outside the node table$"):
+        FewRows(args[0], args[1], roots, *args[3:], **options)
+    with pytest.raises(ValueError, match="^value: expected one row per node$"):
+        FewRows(*args[:3], predictor._value[:-1], *args[4:], **options)
+    with pytest.raises(ValueError, match="^FewRows: expected k >= 1, a value per column, init of k \\* width and 1 to 32 rows$"):
+        FewRows(*args, **{**options, "max_rows": 33})
 
 
 def test_layouts_outside_format_v1_are_refused_like_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -911,6 +1076,31 @@ def test_expit_is_scipys_at_its_edges_and_on_random_bit_patterns() -> None:
     assert _same_float64(_expit(x), expit(x))
     assert _same_float64(_expit(x.reshape(-1, 2)).ravel(), expit(x))  # any shape
     assert _expit(np.empty((0,))).shape == (0,)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered in add:RuntimeWarning")
+def test_few_row_expit_is_scipys() -> None:
+    """The few-row scorer's expit (the C library's exp, as :func:`links.expit`) on a one-leaf
+    model whose score is each value: scipy's bits, at the edges and on random bit patterns."""
+    from scipy.special import expit
+
+    from treeshard._kernels import FewRows
+
+    rng = np.random.default_rng(1)
+    boundary = np.nextafter(-709.782712893384, -np.inf) + np.arange(-50, 50) * 2e-14
+    values = np.concatenate([EXPIT_EDGES, boundary, -boundary, rng.integers(0, 2**64, 3_000, dtype=np.uint64).view(np.float64),
+                             rng.normal(scale=40.0, size=3_000)])
+    leaf = np.zeros((1, 4), dtype=np.int32)  # one node, a leaf
+    for scale in (1.0, 2.0):  # log_loss, and the exponential loss's expit(2 * raw)
+        got = []
+        for value in values.tolist():
+            few = FewRows(leaf, np.zeros(1, np.uint8), np.zeros(1, np.int64), np.array([[value]]), np.empty((0, 0), np.int32), np.empty(0),
+                          None, np.zeros(1), n_features=1, depth=0, group=16, max_rows=7, expit_scale=scale)
+            got.append(few.expit(np.zeros((1, 1)))[0])
+        got = np.array(got)
+        expected = expit(scale * (0.0 + values))  # the score is init 0 plus the leaf value
+        assert _same_float64(got[:, 1], expected), scale
+        assert _same_float64(got[:, 0], 1 - expected), scale
 
 
 @settings(max_examples=300, deadline=None)

@@ -1280,3 +1280,547 @@ def divide_counts_into(
                 for j in range(width):
                     out[0] = counts[i, j] / w
                     out += 1
+
+
+# --------------------------------------------------------------------------- a few rows
+# One row (or a few) is what a served model scores per request: there, converting X,
+# calling the traversal with a dozen memoryview arguments and building the output from
+# Python cost about as much as the walk itself. FewRows holds the node table's pointers
+# and scores rows of the common kinds (a C-contiguous float32/float64 2-D ndarray, a list
+# of lists of floats or ints up to 2^24) in one call: X checked and converted to float32
+# exactly as the general path does, the walk and sums of traverse_sum /
+# traverse_complete_sum, and the output. A single row of depth-first trees walks 8-byte
+# records (Compact), half the cache lines of the 16-byte table. Any other X, or one the
+# general path would refuse (wrong feature count, NaN where refused, infinity, float64
+# beyond float32's range), gives None: the caller's general path then converts it or
+# raises its own error.
+
+cimport numpy as cnp
+import numpy
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from libc.math cimport exp, fabs, isinf
+
+cnp.import_array()
+
+cdef enum:
+    FEW_MAX_ROWS = 32  # more rows: the block paths (the caller picks its limit, see Predictor._few_rows)
+    FEW_MAX_VALUES = 4096  # rows x features converted on the stack
+    EXACT_INT = 1 << 24  # ints up to this magnitude are exact in float32
+
+cdef enum Output:
+    SCORES = 0  # the sums, (n, k * width), or (n,) with flat
+    INDEX = 1  # the argmax of each row's scores (numpy's: the first maximum, NaN counts as one)
+    SIGN_INDEX = 2  # 1 where the (single) score is >= 0, else 0: a binary boosting's predict
+    EXPIT = 3  # (n, 2): 1 - expit(s), expit(s) of the single score s (scaled by expit_scale)
+    SHIFTED = 4  # the scores minus each row's maximum, as softmax's first step (NaN propagates)
+
+
+cdef inline void _walk_row(
+    const float* x, const Node* nodes, const uint8_t* nan_right, const int64_t* roots, Py_ssize_t n_trees,
+    int64_t* leaves, Py_ssize_t group, bint has_nan,
+) noexcept nogil:
+    """:func:`_walk_pairs` for a single row ``x``: ``leaves[t]``, the leaf it reaches in tree ``t``,
+    ``group`` trees walked at once; ``has_nan`` False: ``x`` holds no NaN (no missing-value test)."""
+    cdef int64_t node[MAX_GROUP]
+    cdef Py_ssize_t tree[MAX_GROUP]
+    cdef Py_ssize_t t = 0, m = 0, j
+    cdef int64_t i
+    cdef const Node* nd
+    cdef float v
+    cdef int32_t step
+    cdef bint right
+    while m < group and t < n_trees:
+        node[m] = roots[t]
+        tree[m] = t
+        m += 1
+        t += 1
+    while m > 0:
+        j = 0
+        while j < m:
+            i = node[j]
+            nd = nodes + i
+            v = x[nd.feature]
+            right = not (v <= nd.threshold)
+            if has_nan and v != v:
+                right = nan_right[i]
+            step = nd.left + ((nd.right - nd.left) & -(<int32_t> right))
+            if step != 0:
+                node[j] = i + step
+                j += 1
+                continue
+            leaves[tree[j]] = i
+            if t < n_trees:
+                node[j] = roots[t]
+                tree[j] = t
+                t += 1
+                j += 1
+            else:
+                m -= 1
+                node[j], tree[j] = node[m], tree[m]
+
+
+cdef struct Compact:
+    float threshold
+    uint32_t packed  # right child offset << feature_bits | feature; 0 at a leaf (left child: the next node)
+
+
+cdef inline void _walk_row_compact(
+    const float* x, const Compact* nodes, const uint8_t* nan_right, const int64_t* roots, Py_ssize_t n_trees,
+    int64_t* leaves, Py_ssize_t group, uint32_t feature_bits, bint has_nan,
+) noexcept nogil:
+    """:func:`_walk_row` over 8-byte records (trees whose left child is always the next node,
+    as sklearn's depth-first builder lays them out): half the cache lines of a path."""
+    cdef int64_t node[MAX_GROUP]
+    cdef Py_ssize_t tree[MAX_GROUP]
+    cdef Py_ssize_t t = 0, m = 0, j
+    cdef int64_t i
+    cdef Compact c
+    cdef uint32_t mask = (1u << feature_bits) - 1, right_offset
+    cdef float v
+    cdef bint right
+    while m < group and t < n_trees:
+        node[m] = roots[t]
+        tree[m] = t
+        m += 1
+        t += 1
+    while m > 0:
+        j = 0
+        while j < m:
+            i = node[j]
+            c = nodes[i]
+            right_offset = c.packed >> feature_bits
+            if right_offset != 0:
+                v = x[c.packed & mask]
+                right = not (v <= c.threshold)
+                if has_nan and v != v:
+                    right = nan_right[i]
+                node[j] = i + 1 + ((right_offset - 1) & -(<uint32_t> right))
+                j += 1
+                continue
+            leaves[tree[j]] = i
+            if t < n_trees:
+                node[j] = roots[t]
+                tree[j] = t
+                t += 1
+                j += 1
+            else:
+                m -= 1
+                node[j], tree[j] = node[m], tree[m]
+
+
+cdef bint _pack_compact(const Node* nodes, Py_ssize_t n_nodes, uint32_t feature_bits, Compact* out) noexcept nogil:
+    """Fill ``out`` from the node table; False if a split's left child is not the next node or
+    its right child's offset does not fit ``32 - feature_bits`` bits."""
+    cdef Py_ssize_t i
+    cdef int64_t limit = (<int64_t> 1) << (32 - feature_bits)
+    for i in range(n_nodes):
+        out[i].threshold = nodes[i].threshold
+        if nodes[i].left == 0:
+            out[i].packed = 0
+        elif nodes[i].left != 1 or not 1 < nodes[i].right < limit or nodes[i].feature >> feature_bits != 0:
+            return False
+        else:
+            out[i].packed = (<uint32_t> nodes[i].right << feature_bits) | <uint32_t> nodes[i].feature
+    return True
+
+
+cdef inline Py_ssize_t _finite_step(const Slot* slot, Py_ssize_t i, const float* x) noexcept nogil:
+    cdef Slot s = slot[i]
+    return 2 * i + 1 + (x[s.split >> 1] > s.threshold)
+
+
+cdef inline void _complete_row_finite(
+    const float* x, const Slot* slots, const double* leaf_values, Py_ssize_t n_trees, Py_ssize_t depth,
+    Py_ssize_t width, double scale, Py_ssize_t k, double* out,
+) noexcept nogil:
+    """:func:`_complete_sum_row` for a row without NaN (no missing-value test): the same walks and
+    the same fold of the sums; inlined with a constant ``depth`` where the caller has one."""
+    cdef Py_ssize_t inner = (1 << depth) - 1, n_leaves = inner + 1
+    cdef Py_ssize_t t = 0, j, d, c, g = 0, at
+    cdef Py_ssize_t leaf[8]
+    cdef const Slot* s
+    cdef Py_ssize_t i0, i1, i2, i3, i4, i5, i6, i7
+    while t < n_trees:
+        s = slots + t * inner
+        if t + 8 <= n_trees:
+            i0 = i1 = i2 = i3 = i4 = i5 = i6 = i7 = 0
+            for d in range(depth):
+                i0 = _finite_step(s, i0, x)
+                i1 = _finite_step(s + inner, i1, x)
+                i2 = _finite_step(s + 2 * inner, i2, x)
+                i3 = _finite_step(s + 3 * inner, i3, x)
+                i4 = _finite_step(s + 4 * inner, i4, x)
+                i5 = _finite_step(s + 5 * inner, i5, x)
+                i6 = _finite_step(s + 6 * inner, i6, x)
+                i7 = _finite_step(s + 7 * inner, i7, x)
+            leaf[0], leaf[1], leaf[2], leaf[3] = i0, i1, i2, i3
+            leaf[4], leaf[5], leaf[6], leaf[7] = i4, i5, i6, i7
+            j = 8
+        else:
+            i0 = 0
+            for d in range(depth):
+                i0 = _finite_step(s, i0, x)
+            leaf[0] = i0
+            j = 1
+        for d in range(j):  # in tree order
+            at = ((t + d) * n_leaves + leaf[d] - inner) * width
+            if width == 1:
+                out[g] += scale * leaf_values[at]
+            else:
+                for c in range(width):
+                    out[g * width + c] += scale * leaf_values[at + c]
+            g += 1
+            if g == k:
+                g = 0
+        t += j
+
+
+cdef class FewRows:
+    """A model's rows scored in one call, for batches of 1 to ``max_rows`` (at most 32) rows
+    (fewer when ``max_rows`` times the feature count exceeds 4,096 values).
+
+    Built over the :class:`~treeshard.Predictor`'s node table (and complete layout, when it
+    has one). :meth:`run` returns None for an ``X`` it does not take; the caller then goes
+    the general way. Every output equals the general path's bit for bit: the same float32
+    conversion, walk, fold of the sums (``init`` plus ``scale`` times each tree's leaf
+    value, tree order, ``k`` column groups) and final division by ``divisor``.
+    """
+
+    cdef object _keep
+    cdef object _table  # the 8-byte records (an ndarray), or None
+    cdef tuple _state
+    cdef const Node* nodes
+    cdef const uint8_t* nan_right
+    cdef const int64_t* roots
+    cdef const double* value
+    cdef const int32_t* counts
+    cdef const double* weights
+    cdef const uint32_t* slots
+    cdef const double* leaf_values
+    cdef const double* init
+    cdef const Compact* compact
+    cdef uint32_t feature_bits
+    cdef Py_ssize_t n_trees, n_features, width, k, out_width, depth, group, complete_depth
+    cdef readonly Py_ssize_t max_rows
+    cdef double scale, divisor, expit_scale
+    cdef bint single_tree, allow_nan
+
+    def __init__(
+        self,
+        const int32_t[:, ::1] nodes,
+        const uint8_t[::1] nan_right,
+        const int64_t[::1] roots,
+        const double[:, ::1] value,
+        const int32_t[:, ::1] counts,
+        const double[::1] weights,
+        object complete,
+        const double[::1] init,
+        *,
+        Py_ssize_t n_features,
+        Py_ssize_t depth,
+        Py_ssize_t group,
+        Py_ssize_t max_rows,
+        double scale=1.0,
+        Py_ssize_t k=1,
+        double divisor=1.0,
+        bint single_tree=False,
+        bint allow_nan=False,
+        double expit_scale=1.0,
+    ):
+        cdef Py_ssize_t n_nodes = nodes.shape[0], t
+        cdef bint by_counts = value.shape[0] == 0
+        cdef const uint32_t[:, ::1] slots
+        cdef const double[:, :, ::1] leaf_values
+        cdef uint32_t[::1] compact_view
+        self.width = counts.shape[1] if by_counts else value.shape[1]
+        if nodes.shape[1] != 4 or nan_right.shape[0] != n_nodes or roots.shape[0] == 0:
+            raise ValueError("node table: expected (n_nodes, 4) records, n_nodes NaN flags and a tree")
+        if by_counts and (counts.shape[0] != n_nodes or weights.shape[0] != n_nodes):
+            raise ValueError("counts and weights: expected one row per node")
+        if not by_counts and value.shape[0] != n_nodes:
+            raise ValueError("value: expected one row per node")
+        for t in range(roots.shape[0]):
+            if not 0 <= roots[t] < n_nodes:
+                raise ValueError("tree root outside the node table")
+        if k < 1 or self.width < 1 or init.shape[0] != k * self.width or not 1 <= max_rows <= FEW_MAX_ROWS or n_features < 1:
+            raise ValueError(f"FewRows: expected k >= 1, a value per column, init of k * width and 1 to {FEW_MAX_ROWS} rows")
+        if single_tree and (roots.shape[0] != 1 or k != 1):
+            raise ValueError("FewRows: a single tree has one root")
+        self.nodes = <const Node*> &nodes[0, 0]
+        self.nan_right = &nan_right[0]
+        self.roots = &roots[0]
+        self.value = NULL if by_counts else &value[0, 0]
+        self.counts = &counts[0, 0] if by_counts else NULL
+        self.weights = &weights[0] if by_counts else NULL
+        self.init = &init[0]
+        self.slots = NULL
+        self.leaf_values = NULL
+        self.complete_depth = 0
+        keep = [nodes, nan_right, roots, value, counts, weights, init]
+        if complete is not None:
+            slots, leaf_values, self.complete_depth = complete
+            if (not 1 <= self.complete_depth <= COMPLETE_MAX_DEPTH or slots.shape[0] != roots.shape[0]
+                    or slots.shape[1] != 2 * ((1 << self.complete_depth) - 1) or leaf_values.shape[0] != roots.shape[0]
+                    or leaf_values.shape[1] != 1 << self.complete_depth or leaf_values.shape[2] != self.width):
+                raise ValueError("complete layout: expected slots (n_trees, 2 * (2^depth - 1)) and values (n_trees, 2^depth, width)")
+            self.slots = &slots[0, 0]
+            self.leaf_values = &leaf_values[0, 0, 0]
+            keep += [slots, leaf_values]
+        # A single row walks 8-byte records where the trees allow (no complete layout).
+        self.compact = NULL
+        self._table = None
+        self.feature_bits = 1
+        while (1 << self.feature_bits) < n_features:
+            self.feature_bits += 1
+        if self.complete_depth == 0 and self.feature_bits < 31:
+            table = numpy.empty(2 * n_nodes, dtype=numpy.uint32)
+            compact_view = table
+            if _pack_compact(self.nodes, n_nodes, self.feature_bits, <Compact*> &compact_view[0]):
+                self.compact = <const Compact*> &compact_view[0]
+                self._table = table
+        self._keep = keep  # the memoryviews keep their arrays alive, and so the pointers valid
+        options = dict(n_features=n_features, depth=depth, group=group, max_rows=max_rows, scale=scale, k=k,
+                       divisor=divisor, single_tree=single_tree, allow_nan=allow_nan, expit_scale=expit_scale)
+        self._state = ((nodes.base, nan_right.base, roots.base, value.base, counts.base, weights.base, complete, init.base), options)
+        self.n_trees = roots.shape[0]
+        self.n_features = n_features
+        self.k = k
+        self.out_width = k * self.width
+        self.depth = depth
+        self.group = max(1, min(group, MAX_GROUP))
+        self.max_rows = min(max_rows, FEW_MAX_VALUES // n_features) if n_features <= FEW_MAX_VALUES else 0
+        self.scale = scale
+        self.divisor = divisor
+        self.single_tree = single_tree
+        self.allow_nan = allow_nan
+        self.expit_scale = expit_scale
+
+    def __reduce__(self):
+        """Pickled (and deep-copied, with its Predictor) as its arguments: the pointers are rebuilt."""
+        return _new_few_rows, self._state
+
+    @property
+    def nbytes(self):
+        """Bytes held beyond the arrays it was given: the 8-byte records, if any."""
+        return self._table.nbytes if self.compact != NULL else 0
+
+    @property
+    def walks_compact(self):
+        """Whether a single row walks the 8-byte records (else the node table)."""
+        return self.compact != NULL
+
+    cdef Py_ssize_t _load(self, object X, float* buf, bint* has_nan) except -1:
+        """``X`` into ``buf`` as C-contiguous float32 rows; the number of rows, or 0 for an X left
+        to the general path. ``has_nan``: whether a value is NaN."""
+        cdef Py_ssize_t n, i, j, f = self.n_features
+        cdef cnp.ndarray arr
+        cdef const float* src32
+        cdef const double* src64
+        cdef double d
+        cdef long long whole
+        cdef int overflow
+        cdef object row, v
+        cdef float x
+        if cnp.PyArray_CheckExact(X):
+            arr = <cnp.ndarray> X
+            if cnp.PyArray_NDIM(arr) != 2 or not cnp.PyArray_ISCARRAY_RO(arr) or not cnp.PyArray_ISNOTSWAPPED(arr):
+                return 0
+            n = cnp.PyArray_DIM(arr, 0)
+            if cnp.PyArray_DIM(arr, 1) != f or not 1 <= n <= self.max_rows:
+                return 0
+            if cnp.PyArray_TYPE(arr) == cnp.NPY_FLOAT:
+                memcpy(buf, cnp.PyArray_DATA(arr), n * f * sizeof(float))
+            elif cnp.PyArray_TYPE(arr) == cnp.NPY_DOUBLE:
+                src64 = <const double*> cnp.PyArray_DATA(arr)
+                for i in range(n * f):
+                    d = src64[i]
+                    if fabs(d) <= FLT_MAX or d != d:
+                        buf[i] = <float> d
+                    else:  # rounds to FLT_MAX or overflows: numpy's cast decides (and may warn)
+                        return 0
+            else:
+                return 0
+        elif type(X) is list:
+            n = len(<list> X)
+            if not 1 <= n <= self.max_rows:
+                return 0
+            for i in range(n):
+                row = (<list> X)[i]
+                if type(row) is not list or len(<list> row) != f:
+                    return 0
+                for j in range(f):
+                    v = (<list> row)[j]
+                    if type(v) is float:
+                        d = <double> v
+                        if not (fabs(d) <= FLT_MAX or d != d):
+                            return 0
+                        buf[i * f + j] = <float> d
+                    elif type(v) is int:
+                        whole = PyLong_AsLongLongAndOverflow(v, &overflow)
+                        if overflow or not -EXACT_INT <= whole <= EXACT_INT:
+                            return 0
+                        buf[i * f + j] = <float> whole
+                    else:
+                        return 0
+        else:
+            return 0
+        has_nan[0] = False
+        for i in range(n * f):  # sklearn's finiteness check; its errors are the general path's
+            x = buf[i]
+            if x != x:
+                if not self.allow_nan:
+                    return 0
+                has_nan[0] = True
+            elif isinf(x):
+                return 0
+        return n
+
+    cdef int _score(self, const float* X, Py_ssize_t n, bint has_nan, double* out) noexcept nogil:
+        """The scores of rows ``X`` (``n``, n_features) into ``out`` (``n``, out_width); -1 if
+        out of memory."""
+        cdef Py_ssize_t r, c, leaf
+        cdef int64_t leaves[FEW_MAX_ROWS]
+        cdef int64_t* many
+        cdef Py_ssize_t W = self.out_width
+        if self.single_tree:  # the leaf's value itself, as sklearn's tree (no sum: -0.0 stays -0.0)
+            _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, 1, 0, n, leaves, n, self.group)
+            for r in range(n):
+                leaf = leaves[r]
+                for c in range(W):
+                    if self.counts == NULL:
+                        out[r * W + c] = self.value[leaf * W + c]
+                    else:
+                        out[r * W + c] = <double> self.counts[leaf * W + c] / self.weights[leaf]
+            return 0
+        for r in range(n):
+            for c in range(W):
+                out[r * W + c] = self.init[c]
+        if self.complete_depth:
+            for r in range(n):
+                if has_nan:
+                    _complete_sum_row(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                      self.complete_depth, self.width, self.scale, self.k, out + r * W)
+                elif self.complete_depth == MASK_DEPTH:  # gradient boosting's default depth, unrolled
+                    _complete_row_finite(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                         MASK_DEPTH, self.width, self.scale, self.k, out + r * W)
+                else:
+                    _complete_row_finite(X + r * self.n_features, <const Slot*> self.slots, self.leaf_values, self.n_trees,
+                                         self.complete_depth, self.width, self.scale, self.k, out + r * W)
+        else:
+            many = <int64_t*> malloc(self.n_trees * n * sizeof(int64_t))
+            if many == NULL:
+                return -1
+            if n == 1 and self.compact != NULL and has_nan:
+                _walk_row_compact(X, self.compact, self.nan_right, self.roots, self.n_trees, many, self.group, self.feature_bits, True)
+            elif n == 1 and self.compact != NULL:
+                _walk_row_compact(X, self.compact, self.nan_right, self.roots, self.n_trees, many, self.group, self.feature_bits, False)
+            elif n == 1 and has_nan:
+                _walk_row(X, self.nodes, self.nan_right, self.roots, self.n_trees, many, self.group, True)
+            elif n == 1:
+                _walk_row(X, self.nodes, self.nan_right, self.roots, self.n_trees, many, self.group, False)
+            else:
+                _walk_pairs(X, self.n_features, self.nodes, self.nan_right, self.roots, self.n_trees, 0, n, many, n, self.group)
+            _add_values(many, self.n_trees, 0, n, self.value, self.counts, self.weights, self.width, self.scale, self.k, out)
+            free(many)
+        if self.divisor != 1.0:
+            for r in range(n * W):
+                out[r] /= self.divisor
+        return 0
+
+    def scores(self, object X, bint flat=False):
+        """The scores (n, k * width) of rows ``X`` ((n,) with ``flat`` and one column), or None
+        when ``X`` is left to the general path; so are the other methods'."""
+        return self._run(X, SCORES, flat)
+
+    def index(self, object X):
+        """Each row's argmax of its scores, (n,) intp, as numpy's ``argmax(axis=1)``."""
+        return self._run(X, INDEX, False)
+
+    def sign_index(self, object X):
+        """(n,) intp: 1 where a row's single score is >= 0, else 0 (a binary boosting's predict)."""
+        return self._run(X, SIGN_INDEX, False)
+
+    def expit(self, object X):
+        """(n, 2): ``1 - p, p`` with ``p`` scipy's expit of ``expit_scale`` times the single score."""
+        return self._run(X, EXPIT, False)
+
+    def shifted(self, object X):
+        """The scores minus each row's maximum (softmax's first step; a NaN makes its row NaN)."""
+        return self._run(X, SHIFTED, False)
+
+    cdef object _run(self, object X, int output, bint flat):
+        cdef float buf[FEW_MAX_VALUES]
+        cdef bint has_nan
+        cdef Py_ssize_t n = self._load(X, buf, &has_nan), r, c, best
+        cdef Py_ssize_t W = self.out_width
+        cdef double scores[FEW_MAX_ROWS * 64]
+        cdef double* s
+        cdef double top, p
+        cdef cnp.npy_intp dims[2]
+        cdef cnp.ndarray result
+        cdef double* res
+        cdef cnp.npy_intp* idx
+        cdef int failed
+        if n == 0:
+            return None
+        dims[0] = n
+        if output == SCORES or output == SHIFTED:
+            dims[1] = W
+            result = cnp.PyArray_EMPTY(1 if flat else 2, dims, cnp.NPY_DOUBLE, 0)
+            res = <double*> cnp.PyArray_DATA(result)
+            with nogil:
+                failed = self._score(buf, n, has_nan, res)
+                if output == SHIFTED and not failed:  # X -= np.max(X, axis=1)[:, None]: exact, with max's NaN
+                    for r in range(n):
+                        s = res + r * W
+                        top = s[0]
+                        for c in range(1, W):
+                            if top != top:
+                                break
+                            if s[c] > top or s[c] != s[c]:
+                                top = s[c]
+                        for c in range(W):
+                            s[c] -= top
+            if failed:
+                raise MemoryError()
+            return result
+        if W > 64:
+            return None
+        with nogil:
+            failed = self._score(buf, n, has_nan, scores)
+        if failed:
+            raise MemoryError()
+        if output == EXPIT:
+            if W != 1:
+                return None
+            dims[1] = 2
+            result = cnp.PyArray_EMPTY(2, dims, cnp.NPY_DOUBLE, 0)
+            res = <double*> cnp.PyArray_DATA(result)
+            for r in range(n):
+                # scipy's expit, 1 / (1 + exp(-x)), with the C library's exp (links.expit)
+                p = 1.0 / (1.0 + exp(-(self.expit_scale * scores[r])))
+                res[2 * r + 1] = p
+                res[2 * r] = 1 - p
+            return result
+        result = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INTP, 0)
+        idx = <cnp.npy_intp*> cnp.PyArray_DATA(result)
+        for r in range(n):
+            s = scores + r * W
+            if output == SIGN_INDEX:
+                idx[r] = 1 if s[0] >= 0 else 0
+                continue
+            best = 0  # numpy's argmax: a later value wins only if not <= the best; a NaN is final
+            top = s[0]
+            for c in range(1, W):
+                if top != top:
+                    break
+                if not s[c] <= top:
+                    top = s[c]
+                    best = c
+            idx[r] = best
+        return result
+
+
+def _new_few_rows(tuple args, dict options):
+    """A :class:`FewRows` from its pickled arguments."""
+    return FewRows(*args, **options)

@@ -449,7 +449,8 @@ class StoredEstimators(Sequence):
         layout = self.source.layout
         value = 4 * layout.value_width + 8 if layout.value_encoding == "weighted_counts" else 8 * layout.value_width
         nodes = int(self.source.node_counts[self.indices].sum())
-        return 2 * nodes * (17 + value)  # children 2 x 4, (feature, threshold) 8, NaN side 1, value
+        # children 2 x 4, (feature, threshold) 8, NaN side 1, value; one row's 8-byte record (_kernels.FewRows)
+        return 2 * nodes * (25 + value)
 
     def materialize(self) -> list[Any]:
         """Every selected sub-estimator, as a plain list."""

@@ -18,12 +18,17 @@ from ..errors import UnsupportedEstimatorError
 from ..record import Config
 from ..validate import check_trees, validate_tree_ptr
 from .inputs import as_float32, blocks, check_feature_names
-from .links import expit, softmax
+from .links import expit, normalized_exp, softmax
 from .model import model_from_config, read_columns
 from .registry import PredictorMeta, PredictorMethod
-from .traversal import Traversal
+from .traversal import _NO_COUNTS, _NO_WEIGHTS, GROUP, PAIRS_PER_THREAD, Traversal
 
 __all__ = ["Predictor"]
+
+#: Batches of up to this many rows are scored in one compiled call (:class:`treeshard._kernels.FewRows`;
+#: its limit is 32); up to FEW_ROWS_COMPLETE for models in the complete layout.
+FEW_ROWS = 32
+FEW_ROWS_COMPLETE = 12
 
 
 class Predictor(Traversal, metaclass=PredictorMeta):
@@ -229,6 +234,51 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         if self._is_boosting:
             self._k, self._learning_rate, self._link, self._init_raw = model.k, model.learning_rate, model.link, model.init_raw
 
+    def _setup_trees(self, cols: NodeColumns, depths: np.ndarray | None = None) -> None:
+        super()._setup_trees(cols, depths)
+        self._few = self._few_rows()
+
+    def _few_rows(self) -> Any:
+        """The compiled scorer of one row or a few (:class:`treeshard._kernels.FewRows`), or None
+        where every call takes the general path: an IsolationForest, multi-output trees, named
+        features (whose check warns about an array)."""
+        if self._isolation is not None or self.n_outputs_ != 1 or hasattr(self, "feature_names_in_"):
+            return None
+        from .._kernels import FewRows
+
+        width = self._value_width
+        k = self._k if self._is_boosting else 1
+        init = self._init_raw if self._is_boosting else np.zeros(k * width)
+        complete = None if self._complete is None else (self._complete[0], self._complete[2], self._complete[3])
+        return FewRows(
+            self._nodes,
+            self._nan_right,
+            self._roots,
+            self._value,
+            self._counts if self._counts is not None else _NO_COUNTS,
+            self._weights if self._weights is not None else _NO_WEIGHTS,
+            complete,
+            np.ascontiguousarray(init, dtype=np.float64),
+            n_features=self.n_features_in_,
+            depth=self._walk_depth,
+            group=GROUP,
+            # Rows a call takes: fewer than the general path's Python costs (measured: a walk
+            # per row beats the complete layout's comparisons below about 12 rows), and only
+            # as many as stay in the calling thread (Traversal._threads).
+            max_rows=max(1, min(FEW_ROWS_COMPLETE if complete else FEW_ROWS, (2 * PAIRS_PER_THREAD - 1) // len(self._roots))),
+            scale=self._learning_rate if self._is_boosting else 1.0,
+            k=k,
+            divisor=float(len(self._roots)) if self._is_forest else 1.0,
+            single_tree=self._is_tree,
+            allow_nan=self._allow_nan and not self._is_boosting,
+            expit_scale=2.0 if self._is_boosting and self._link == "half_logit" else 1.0,
+        )
+
+    def _scorer(self) -> Any:
+        """``_few``, unless ``n_jobs`` is one the general path refuses (with its ValueError)."""
+        n_jobs = self.n_jobs
+        return self._few if n_jobs is None or (type(n_jobs) is int and n_jobs != 0) else None
+
     def _read_columns(self, reader: Any, runs: list[tuple[int, int]], selected: Any) -> NodeColumns:
         """The node columns prediction needs (:func:`.model.read_columns`), keeping the
         leaf counts, weights and depths for :meth:`_setup_trees`."""
@@ -266,6 +316,16 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     # ------------------------------------------------------------------ public methods
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels or values, as the estimator's ``predict``."""
+        few = self._scorer()
+        if few is not None:  # one row or a few, in one compiled call (None: X is left to the general path)
+            if not self._is_classifier:
+                values = few.scores(X, True)
+                if values is not None:
+                    return values
+            else:
+                index = few.sign_index(X) if self._is_boosting and self._k == 1 else few.index(X)
+                if index is not None:
+                    return self.classes_.take(index, axis=0)
         if self._isolation is not None:
             return self._isolation.predict(self.decision_function(X))
         if self._is_boosting:
@@ -308,6 +368,18 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     @PredictorMethod("_is_classifier")
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities, as the estimator's ``predict_proba`` (a list for multi-output)."""
+        few = self._scorer()
+        if few is not None:
+            if not self._is_boosting:
+                proba = few.scores(X)
+            elif self._k == 1:
+                proba = few.expit(X)
+            else:  # softmax with the max subtracted in C, then numpy's exp and sum as sklearn
+                proba = few.shifted(X)
+                if proba is not None:
+                    return normalized_exp(proba)
+            if proba is not None:
+                return proba
         if self._is_boosting:
             raw = self.decision_function(X)
             if self._k > 1:
@@ -333,6 +405,11 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         for an IsolationForest, ``score_samples(X) - offset_``."""
         if self._isolation is not None:
             return self._isolation.decision_function(self.score_samples(X))
+        few = self._scorer()
+        if few is not None:
+            raw = few.scores(X, self._k == 1)
+            if raw is not None:
+                return raw
         raw = self._raw_boosting(self._validate(X, allow_nan=False))
         return raw.ravel() if raw.shape[1] == 1 else raw
 
