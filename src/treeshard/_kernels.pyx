@@ -1824,3 +1824,22 @@ cdef class FewRows:
 def _new_few_rows(tuple args, dict options):
     """A :class:`FewRows` from its pickled arguments."""
     return FewRows(*args, **options)
+
+
+def copy_rows_into(const int64_t[::1] tree_ptr, const double[:, ::1] values, const uint64_t[::1] value_addresses):
+    """Tree ``t``'s rows of ``values`` copied to ``value_addresses[t]`` (as
+    :func:`divide_counts_into` writes them): float64 values stored as they are."""
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t width = values.shape[1]
+    cdef Py_ssize_t t
+    if (n_trees < 0 or value_addresses.shape[0] != n_trees
+            or (n_trees > 0 and (tree_ptr[0] != 0 or tree_ptr[n_trees] != values.shape[0]))):
+        raise ValueError("copy_rows_into: trees and values do not match")
+    for t in range(n_trees):
+        if tree_ptr[t + 1] < tree_ptr[t] or value_addresses[t] == 0:
+            raise ValueError("copy_rows_into: bad tree offsets or address")
+    if values.shape[0] == 0 or width == 0:
+        return
+    with nogil:
+        for t in range(n_trees):
+            memcpy(<void*> value_addresses[t], &values[tree_ptr[t], 0], (tree_ptr[t + 1] - tree_ptr[t]) * width * sizeof(double))

@@ -175,16 +175,20 @@ class TreeSource:
         """Check the trees ``read`` and write them into ``built`` (the same trees): values,
         then node records and depths (:func:`~treeshard.validate.check_trees_into`). Numpy's
         division and the kernel release the GIL: a worker thread fills while the caller allocates."""
-        from ._kernels import buffer_addresses, divide_counts_into
+        from ._kernels import buffer_addresses, copy_rows_into, divide_counts_into
 
         layout = self.layout
         columns = read.columns
         stored, weights = columns.value, columns.weighted_n_node_samples
-        if layout.value_encoding == "weighted_counts" and not self.as_counts:  # a classifier's fractions: one compiled pass
+        direct = layout.value_encoding == "float64" or (layout.value_encoding == "class_counts" and self.as_counts)
+        if direct or (layout.value_encoding == "weighted_counts" and not self.as_counts):  # one compiled pass
             addresses = np.empty(len(built.values), dtype=np.uint64)
             if not buffer_addresses(built.values, 8, None, addresses):
                 raise ValueError("a tree's values are not a C-contiguous float64 array")
-            divide_counts_into(columns.tree_ptr, stored, weights, addresses)
+            if direct:
+                copy_rows_into(columns.tree_ptr, stored, addresses)
+            else:  # a classifier's fractions
+                divide_counts_into(columns.tree_ptr, stored, weights, addresses)
         else:
             ptr = columns.tree_ptr.tolist()
             for k, values in enumerate(built.values):
