@@ -72,10 +72,9 @@ class TreeSource:
         self.as_counts = leaf_counts_for(reader.config.estimator)
         # What one node costs once built: sklearn's node record and its values.
         self.node_bytes = NODE_DTYPE.itemsize + 8 * self.layout.value_width
-        # What sizes a batch: one node's tree, decoded columns and values. Batches are built in
-        # place now (only their stored columns exist beside the trees), but small batches keep
-        # the pipeline busy: a model of a few chunks (GB-M) still loads in several.
-        self.build_node_bytes = self.node_bytes + sum(dt.itemsize for dt in NODE_COLUMNS.values()) + 8 * self.layout.value_width
+        # What one node costs while being built, beside the tree it is built into: its stored columns.
+        stored_value = (4 if self.layout.value_encoding == "weighted_counts" else 8) * self.layout.value_width
+        self.build_node_bytes = sum(dt.itemsize for name, dt in NODE_COLUMNS.items() if name != "value") + stored_value
         self._zeros: tuple[np.ndarray, np.ndarray] | None = None
 
     def tree_bytes(self, indices: np.ndarray) -> np.ndarray:
