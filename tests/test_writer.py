@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -159,7 +160,8 @@ def test_unsupported_dtype_is_refused():
 
 
 def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
-    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed twice, not three times."""
+    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed once per
+    candidate (byte, bit and, for a large float chunk, no shuffle), never again."""
     import numcodecs
 
     calls = []
@@ -171,7 +173,44 @@ def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
 
     monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
     encoded = encode_array("nodes/x", np.arange(1000, dtype=np.int64), codec="lz4", rows=1000)
-    assert len(calls) == 2 and len(encoded.shards) == 1
+    assert calls == [1, 2] and len(encoded.shards) == 1
+    calls.clear()
+    encoded = encode_array("nodes/x", np.arange(8192, dtype=np.float64), codec="lz4", rows=8192)
+    assert calls == [1, 2, 0] and len(encoded.shards) == 1
+
+
+def test_mostly_zero_floats_are_stored_without_shuffle():
+    """A float column of mostly exact zeros (a fully grown forest's impurity) compresses best
+    unshuffled: the trial picks it, and the column reads back exactly."""
+    values = np.zeros(65536)
+    values[::3] = np.random.default_rng(0).random(len(values[::3]))
+    encoded = encode_array("nodes/impurity", values, codec="lz4", rows=len(values))
+    blosc = encoded.metadata["codecs"][0]["configuration"]["codecs"][1]
+    assert blosc["configuration"]["shuffle"] == "noshuffle"
+    assert codecs.best_shuffle("lz4", values) == "noshuffle"
+    store = zarr.storage.MemoryStore()
+    prototype = zarr.core.buffer.default_buffer_prototype()
+    for key, value in writer.store_files([encoded], {}).items():
+        zarr.core.sync.sync(store.set(key, prototype.buffer.from_bytes(value if isinstance(value, bytes) else b"".join(value))))
+    assert np.array_equal(zarr.open_array(store, path="nodes/impurity", mode="r")[...], values)
+
+
+@pytest.mark.parametrize(
+    "dtype, nbytes, expected",
+    [
+        ("float64", 64 * 1024, ("shuffle", "bitshuffle", "noshuffle")),
+        ("float32", 1 << 20, ("shuffle", "bitshuffle", "noshuffle")),
+        ("float64", 64 * 1024 - 8, ("shuffle", "bitshuffle")),
+        ("int32", 1 << 20, ("shuffle", "bitshuffle")),
+        ("uint8", 1 << 20, ("shuffle", "bitshuffle")),
+        ("float64", 1016, ("shuffle",)),
+        ("uint8", 1000, ("bitshuffle",)),
+    ],
+)
+def test_shuffle_candidates(dtype, nbytes, expected):
+    """Only large float chunks are tried unshuffled (a small model's save pays no third trial);
+    a chunk under 1 KiB gets zarr's default alone."""
+    assert codecs.shuffle_candidates(np.dtype(dtype), nbytes) == expected
 
 
 @pytest.mark.parametrize(
@@ -486,3 +525,54 @@ def test_node_records_of_unexpected_field_types_take_the_numpy_path():
     records = state["nodes"].astype(odd)
     assert TreeNodeRows([_fake_tree(state["nodes"], state["values"])], saved.layout)._compiled is not None
     assert TreeNodeRows([_fake_tree(records, state["values"])], saved.layout)._compiled is None
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """Every model counts as large: encoded by the workers, its digest computed while it is written."""
+    monkeypatch.setattr(writer, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(writer, "encoding_threads", lambda: 2)
+
+
+@pytest.mark.parametrize("kind", ["m.zip", "m"])
+def test_digest_computed_while_writing_is_the_one_read_back(large, kind, tmp_path):
+    path = tmp_path / kind
+    treeshard.save(MODELS["forest-oob"], path)
+    if kind.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            stored = json.loads(archive.read(integrity.DIGEST_KEY))
+    else:
+        stored = json.loads((path / integrity.DIGEST_KEY).read_bytes())
+    assert stored == integrity.compute_digest(path)
+    integrity.verify_store(path)
+
+
+def test_encode_files_waits_for_the_digest(large, tmp_path):
+    """What a repository stores is plain bytes, the digest included, as a save writes them."""
+    from treeshard.saving import encode_files
+
+    files = encode_files(MODELS["forest-oob"])
+    assert all(isinstance(value, (bytes, list)) for value in files.values())
+    treeshard.save(MODELS["forest-oob"], tmp_path / "m")
+    digest = json.loads(files[integrity.DIGEST_KEY])
+    written = json.loads((tmp_path / "m" / integrity.DIGEST_KEY).read_bytes())
+    assert written["arrays"] == digest["arrays"]
+
+
+@pytest.mark.parametrize("kind", ["m.zip", "m"])
+def test_failed_digest_leaves_the_old_model(large, kind, monkeypatch, tmp_path):
+    """A digest thread that fails fails the save before anything is put in place."""
+    path = tmp_path / kind
+    old = MODELS["tree"]
+    treeshard.save(old, path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def failing(encoded, *, threads=1):
+        raise MemoryError("no memory left to hash")
+
+    monkeypatch.setattr(writer, "hash_shard_files", failing)
+    with pytest.raises(MemoryError, match="no memory left to hash"):
+        treeshard.save(MODELS["forest-oob"], path, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    X, _ = make_data("multiclass")
+    assert np.array_equal(treeshard.load(path).predict_proba(X), old.predict_proba(X))

@@ -38,9 +38,14 @@ def compressors(codec: str, *, shuffle: str | None = None) -> list[Any]:
     return [BloscCodec(cname=cname, clevel=level, shuffle=shuffle), Crc32cCodec()]
 
 
+#: Blosc's shuffle names (as zarr v3 writes them) -> numcodecs flags.
+BLOSC_SHUFFLES = {"shuffle": 1, "bitshuffle": 2, "noshuffle": 0}
 #: A first chunk smaller than this gets :func:`default_shuffle` without a trial: trying both
 #: shuffles costs more than the few bytes it could save.
 SHUFFLE_TRIAL_BYTES = 1024
+#: A float chunk this large or larger is also tried without shuffle (below, the third trial
+#: costs more than it can save).
+NOSHUFFLE_TRIAL_BYTES = 64 * 1024
 
 
 def default_shuffle(itemsize: int) -> str:
@@ -48,13 +53,26 @@ def default_shuffle(itemsize: int) -> str:
     return "bitshuffle" if itemsize == 1 else "shuffle"
 
 
-def best_shuffle(codec: str, sample: Any) -> str | None:
-    """The Blosc shuffle that compresses ``sample`` (an array's first chunk) best.
+def shuffle_candidates(dtype: Any, nbytes: int) -> tuple[str, ...]:
+    """The Blosc shuffles tried on an array's first chunk (``nbytes`` long), a tie going to the first.
 
     Byte shuffle suits most float columns, bit shuffle small integers (child
-    offsets, feature ids, counts); trying both on one chunk costs milliseconds.
-    A sample smaller than :data:`SHUFFLE_TRIAL_BYTES` gets :func:`default_shuffle`.
+    offsets, feature ids, counts), no shuffle float columns that are mostly
+    exact zeros (a forest's ``impurity``: every leaf of a fully grown tree is
+    pure), whose runs of zero bytes a shuffle scatters among the other
+    values' mantissa bytes. A chunk smaller than :data:`SHUFFLE_TRIAL_BYTES`
+    gets :func:`default_shuffle` alone (no trial).
     """
+    if nbytes < SHUFFLE_TRIAL_BYTES:
+        return (default_shuffle(dtype.itemsize),)
+    if dtype.kind == "f" and nbytes >= NOSHUFFLE_TRIAL_BYTES:
+        return ("shuffle", "bitshuffle", "noshuffle")
+    return ("shuffle", "bitshuffle")
+
+
+def best_shuffle(codec: str, sample: Any) -> str | None:
+    """The Blosc shuffle of :func:`shuffle_candidates` that compresses ``sample`` (an
+    array's first chunk) best; trying each on one chunk costs milliseconds."""
     preset = CODECS.get(codec)
     if preset is None or sample.size == 0:
         return None
@@ -65,8 +83,8 @@ def best_shuffle(codec: str, sample: Any) -> str | None:
     cname, level = preset
     data = sample.reshape(-1).view(sample.dtype)
     sizes = {}
-    for name, flag in (("shuffle", Blosc.SHUFFLE), ("bitshuffle", Blosc.BITSHUFFLE)):
-        sizes[name] = len(Blosc(cname=cname, clevel=level, shuffle=flag).encode(data))
+    for name in shuffle_candidates(sample.dtype, sample.nbytes):
+        sizes[name] = len(Blosc(cname=cname, clevel=level, shuffle=BLOSC_SHUFFLES[name]).encode(data))
     return min(sizes, key=sizes.get)
 
 

@@ -10,6 +10,7 @@ import json
 import platform
 import sys
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -80,7 +81,8 @@ def encode_files(
     """The files :func:`save` would write for ``estimator`` (``{key: bytes or a shard's parts}``),
     written nowhere: what :class:`treeshard.Repository` stores. ``node_rows`` caps the node
     columns' chunk length (a power of two), for finer sharing of chunks between versions."""
-    return _checked_encoder(estimator, codec=codec, metadata=metadata)(node_rows=node_rows)
+    files = _checked_encoder(estimator, codec=codec, metadata=metadata)(node_rows=node_rows)
+    return {key: value.result() if isinstance(value, Future) else value for key, value in files.items()}
 
 
 def _checked_encoder(estimator: Any, *, codec: str, metadata: Mapping[str, Any] | None) -> Callable[..., dict[str, Any]]:
@@ -163,11 +165,11 @@ def _check_record(record: dict[str, Any]) -> bytes:
     return text
 
 
-def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes]]:
+def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes] | Future[bytes]]:
     import sklearn
 
     from .integrity import digest_file
-    from .writer import dumps_member, encode_specs, in_memory, node_column_specs, store_files
+    from .writer import dumps_member, encode_specs, hash_shard_files, in_memory, is_large, node_column_specs, store_files
 
     leaf_counts = False
     if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
@@ -180,7 +182,7 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
         specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
         leaf_counts = nodes.leaf_counts
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-    encoded = encode_specs(specs, codec=codec)
+    encoded = encode_specs(specs, codec=codec, hash_shards=False)
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
     value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if leaf_counts else "float64"
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
@@ -207,10 +209,23 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
     record = config.to_json()
     text = _check_record(record)
     files = store_files(encoded, dumps_member(CONFIG_KEY, text))
-    # The digest covers everything above; hashed as encoded, never read back.
-    shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
-    # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
-    files[DIGEST_KEY] = digest_file(files, config=record, arrays=shards)
+    written = dict(files)
+
+    def digest() -> bytes:
+        """The digest record: it covers everything above, hashed from memory, never read back."""
+        hash_shard_files(encoded)
+        shards = {array.path: {key: (array.shard_sha256[key], array.inner[key]) for key in array.shards} for array in encoded}
+        # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
+        return digest_file(written, config=record, arrays=shards)
+
+    if is_large(encoded):
+        # Hashed by another thread while the target is written (the digest file comes after the
+        # shards, see storage.targets.write_files): the shard files' sha256 overlaps their writing.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-digest")
+        files[DIGEST_KEY] = pool.submit(digest)
+        pool.shutdown(wait=False)
+    else:
+        files[DIGEST_KEY] = digest()
     return files
 
 

@@ -11,9 +11,10 @@ behind it are read while in cache), a row of chunks per task of worker threads
 that fill, compress and hash it (the compiled fill, Blosc and hashlib release
 the GIL; each worker runs single-threaded Blosc, as numcodecs does outside the
 main thread, which makes the same bytes),
-and every shard's and inner chunk's sha256 is computed as it is encoded, so
-the content digest (:func:`treeshard.integrity.digest_of_files`) never reads
-anything back.
+and every inner chunk's sha256 is computed as it is encoded, every shard's
+from memory (:func:`hash_shard_files`; a large save does it in a thread while
+the files are written), so the content digest
+(:func:`treeshard.integrity.digest_of_files`) never reads anything back.
 """
 
 from __future__ import annotations
@@ -33,14 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from .codecs import CODECS, SHUFFLE_TRIAL_BYTES, chunk_geometry, default_shuffle
+from .codecs import BLOSC_SHUFFLES, CODECS, chunk_geometry, default_shuffle, shuffle_candidates
 from .spec import ROOT_METADATA
 
 #: zarr-python's ``json_indent`` setting that treeshard's documents match: ``None``, one line
 #: per document (zarr-python's default, 2, only adds whitespace: about 20 KB per forest).
 JSON_INDENT = None
 _EMPTY_INDEX = (2**64 - 1, 2**64 - 1)
-_SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
 def _crc32c(data: bytes) -> bytes:
@@ -168,7 +168,7 @@ def _blosc(codec: str, shuffle: str, itemsize: int) -> Any:
     from numcodecs import Blosc
 
     cname, level = preset
-    return Blosc(cname=cname, clevel=level, shuffle=_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
+    return Blosc(cname=cname, clevel=level, shuffle=BLOSC_SHUFFLES[shuffle], blocksize=0, typesize=itemsize)
 
 
 def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, bytes | None]:
@@ -176,11 +176,10 @@ def choose_shuffle(codec: str, first_chunk: np.ndarray) -> tuple[str | None, byt
     (reused as the stored chunk: the trial is never repeated). ``(None, None)`` uncompressed."""
     if CODECS[codec] is None:
         return None, None
-    if first_chunk.nbytes < SHUFFLE_TRIAL_BYTES:  # too small for the choice to matter: zarr's default, once
-        name = default_shuffle(first_chunk.dtype.itemsize)
-        return name, _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
     best: tuple[int, str, bytes] | None = None
-    for name in ("shuffle", "bitshuffle"):  # ties go to byte shuffle, as codecs.best_shuffle
+    # Ties go to the first, as codecs.best_shuffle; a chunk too small for the choice to matter
+    # has one candidate, zarr's default, compressed once.
+    for name in shuffle_candidates(first_chunk.dtype, first_chunk.nbytes):
         encoded = _compressor(codec, name, first_chunk.dtype.itemsize)(first_chunk)
         if best is None or len(encoded) < best[0]:
             best = (len(encoded), name, encoded)
@@ -265,13 +264,14 @@ def encoding_threads() -> int:
     return max(1, min(4, cores))
 
 
-def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
+def encode_specs(specs: list[ArraySpec], *, codec: str, hash_shards: bool = True) -> list[EncodedArray]:
     """Encode every array of ``specs``, each chunk's and shard's sha256 computed as it is encoded.
 
     Chunks are encoded chunk-major (chunk *k* of every array, so that the node records
     behind it are read once, while in cache), a row of chunks per task of
     :func:`encoding_threads` worker threads; a small model is encoded in the caller's
-    thread alone.
+    thread alone. With ``hash_shards=False`` the shard files are left for
+    :func:`hash_shard_files` (a save hashes them while it writes them).
     """
     if codec not in CODECS:
         raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -308,18 +308,29 @@ def encode_specs(specs: list[ArraySpec], *, codec: str) -> list[EncodedArray]:
         encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
         _assemble(encoded, plan, len(plan.spec.shape))
         out.append(encoded)
-    hashes = [(e, key) for e in out if e is not None for key in e.shards]
+    if fallbacks:
+        redone = iter(encode_specs(list(fallbacks.values()), codec=codec, hash_shards=False))
+        out = [next(redone) if e is None else e for e in out]
+    if hash_shards:
+        hash_shard_files(out, threads=threads)
+    return out
+
+
+def is_large(encoded: list[EncodedArray]) -> bool:
+    """Whether these arrays were encoded by worker threads (see :data:`PARALLEL_BYTES`)."""
+    return sum(array.nbytes for array in encoded) >= PARALLEL_BYTES
+
+
+def hash_shard_files(encoded: list[EncodedArray], *, threads: int = 1) -> None:
+    """Fill each array's ``shard_sha256`` (every shard file hashed once, by ``threads`` threads)."""
+    hashes = [(e, key) for e in encoded for key in e.shards if key not in e.shard_sha256]
     if threads > 1 and len(hashes) > 1:
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
             digests = list(pool.map(lambda item: _sha256_parts(item[0].shards[item[1]]), hashes))
     else:
         digests = [_sha256_parts(e.shards[key]) for e, key in hashes]
-    for (encoded, key), digest in zip(hashes, digests, strict=True):
-        encoded.shard_sha256[key] = digest
-    if fallbacks:
-        redone = iter(encode_specs(list(fallbacks.values()), codec=codec))
-        out = [next(redone) if e is None else e for e in out]
-    return out
+    for (array, key), digest in zip(hashes, digests, strict=True):
+        array.shard_sha256[key] = digest
 
 
 def _encode_chunk(plan: _Plan, k: int, data: np.ndarray, codec: str) -> None:
@@ -365,18 +376,19 @@ def _encode_serial(plans: list[_Plan], codec: str) -> None:
 def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
     """Encode chunk rows in ``threads`` workers, one task per row: each worker fills the row
     into its own buffers and compresses it while in its cache. Row 0 is filled here and
-    each of its chunks is a task of its own (the shuffle trial, the costliest); the other
-    rows wait for every shuffle to be chosen."""
-    firsts: list[Future[None]] = []
+    each of its chunks is a task of its own (the shuffle trial, the costliest); another
+    row's chunk of an array waits for that array's shuffle to be chosen."""
+    firsts: dict[int, Future[None]] = {}
 
     def encode(k: int) -> None:
-        for first in firsts:
-            first.result()
         scratch = _scratch()
         for plan in plans:
             if k < plan.n_chunks:
                 data = _fill(plan, k, scratch)
                 if data is not None:
+                    first = firsts.get(id(plan))
+                    if first is not None:
+                        first.result()
                     _encode_chunk(plan, k, data, codec)
 
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="treeshard-save") as pool:
@@ -386,8 +398,8 @@ def _encode_parallel(plans: list[_Plan], codec: str, threads: int) -> None:
             for plan in plans:
                 data = _fill(plan, 0, scratch)
                 if data is not None:
-                    firsts.append(pool.submit(_encode_chunk, plan, 0, data, codec))
-            futures.extend(firsts)
+                    firsts[id(plan)] = pool.submit(_encode_chunk, plan, 0, data, codec)
+            futures.extend(firsts.values())
             futures.extend(pool.submit(encode, k) for k in range(1, max((p.n_chunks for p in plans), default=0)))
         finally:
             for future in futures:
