@@ -5,6 +5,7 @@ Run as a script for the table in ``BENCHMARKS.md``::
     python benchmarks/save.py                      # small tree, RF-L, GB-M, eager load of RF-L
     python benchmarks/save.py --repeat 9 --only small
     python benchmarks/save.py --repeat 9 --only load --before OLD_SRC  # and another treeshard, fresh processes
+    python benchmarks/save.py --repeat 9 --only load --load-model GB-M --before OLD_SRC
 
 Every figure is the median of ``--repeat`` rounds; in each round the
 treeshard and joblib operations run back to back, so that a noisy machine
@@ -134,11 +135,18 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool) ->
     return {**{name: statistics.median(t) for name, t in times.items()}, **sizes}
 
 
+def _sub_estimators(model: Any) -> list[Any]:
+    """A forest's trees, or a gradient boosting's (its ``estimators_`` is 2-D)."""
+    import numpy as np
+
+    return list(np.asarray(model.estimators_, dtype=object).reshape(-1))
+
+
 def setstate_floor(model: Any) -> Any:
     """A function rebuilding every tree of ``model`` with ``Tree.__setstate__`` from states in memory."""
     from sklearn.tree._tree import Tree
 
-    trees = [e.tree_ for e in model.estimators_]
+    trees = [e.tree_ for e in _sub_estimators(model)]
     states = [t.__getstate__() for t in trees]
     shapes = [(t.n_features, t.n_classes, t.n_outputs) for t in trees]
 
@@ -177,7 +185,7 @@ def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) ->
             for n, way in ways.items():
                 times[n].append(_timed(way))
         out = {n: statistics.median(t) for n, t in times.items()}
-        out["model node arrays (bytes)"] = sum(e.tree_.__getstate__()["nodes"].nbytes + e.tree_.value.nbytes for e in model.estimators_)
+        out["model node arrays (bytes)"] = sum(e.tree_.__getstate__()["nodes"].nbytes + e.tree_.value.nbytes for e in _sub_estimators(model))
         del model
         warm_up = workdir / "tiny.zip"
         treeshard.save(small_tree(), warm_up)
@@ -232,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--only", choices=["small", "RF-L", "GB-M", "load"], action="append")
     parser.add_argument("--before", metavar="SRC", help="eager load: also load in fresh processes with this treeshard source tree")
+    parser.add_argument("--load-model", default="RF-L", choices=["RF-L", "GB-M"], help="eager load: the reference model loaded")
     args = parser.parse_args(argv)
     only = set(args.only or ["small", "RF-L", "GB-M", "load"])
     results: dict[str, Any] = {}
@@ -243,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
             if name in only:
                 results[f"save {name}"] = compare_saves(reference(name), workdir, repeat=args.repeat, directory=False)
         if "load" in only:
-            results["eager load RF-L"] = compare_eager_loads("RF-L", repeat=args.repeat, before=args.before)
+            results[f"eager load {args.load_model}"] = compare_eager_loads(args.load_model, repeat=args.repeat, before=args.before)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for section, figures in results.items():

@@ -37,7 +37,7 @@ import sklearn
 import treeshard
 from treeshard import compat
 from treeshard.adapters.base import build_estimator
-from treeshard.columns import counts_to_fractions, decode_values, to_columns
+from treeshard.columns import counts_to_fractions, decode_values, decode_values_into, to_columns
 from treeshard.errors import ConfigError, UnsupportedEstimatorError
 from treeshard.reader import StoreReader
 from treeshard.validate import check_trees
@@ -357,6 +357,22 @@ def test_weighted_counts_decode_to_counts_for_sklearn_1_3():
     assert np.array_equal(decode_values(counts, weights, "weighted_counts"), [[0.75, 0.25], [0.0, 1.0]])
     as_counts = decode_values(counts, weights, "weighted_counts", as_counts=True)
     assert as_counts.dtype == np.float64 and np.array_equal(as_counts, [[3.0, 1.0], [0.0, 4.0]])
+
+
+@pytest.mark.parametrize("as_counts", [False, True])
+@pytest.mark.parametrize("encoding", ["weighted_counts", "class_counts", "float64"])
+def test_values_decoded_into_a_tree_have_the_bits_decode_values_gives(encoding, as_counts):
+    rng = np.random.default_rng(0)
+    weights = rng.uniform(0.5, 9.0, 50)
+    if encoding == "weighted_counts":
+        stored = rng.integers(0, 40, (50, 6)).astype(np.int32)
+    else:
+        stored = rng.uniform(0.0, 7.0, (50, 6))
+        stored[3, :3] = 0.0  # an output whose counts sum to zero (class_counts: taken as 1)
+    expected = decode_values(stored, weights, encoding, n_classes=(3, 2), as_counts=as_counts)
+    out = np.full((50, 6), np.nan)
+    decode_values_into(stored, weights, encoding, out, n_classes=(3, 2), as_counts=as_counts)
+    assert np.array_equal(out.view(np.uint64), np.asarray(expected, dtype=np.float64).view(np.uint64))
 
 
 @pytest.mark.parametrize(("weights", "encoding"), [("ones", "weighted_counts"), ("fractional", "class_counts")])

@@ -634,3 +634,98 @@ def test_a_pickled_lazy_model_keeps_verify(tmp_path):
     expected = "^store differs from the digest recorded at save time \\(1 problem\\(s\\)\\):\n  array 'nodes/threshold', shard 'c/0'"
     with pytest.raises(treeshard.IntegrityError, match=expected):
         _unpickled(payload)  # refused on opening, before any tree is read
+
+
+# --------------------------------------------------------------------------- the eager pipeline
+def _node_bytes(tree) -> tuple[bytes, bytes, int]:  # type: ignore[no-untyped-def]
+    state = tree.__getstate__()
+    return state["nodes"].tobytes(), state["values"].tobytes(), state["max_depth"]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_trees_in_many_batches_are_the_original_trees_byte_for_byte(chunked, workers):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    original, memory = chunked[0], chunked[1]
+    source = TreeSource(StoreReader(memory))
+    indices = np.arange(len(original.estimators_))
+    assert len(source.batches(indices, batch_nodes=CHUNK_ROWS)) > 3  # several batches in flight
+    got = list(source.trees(indices, batch_nodes=CHUNK_ROWS, workers=workers))
+    assert [index for index, _ in got] == indices.tolist()
+    for estimator, (_, tree) in zip(original.estimators_, got):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)  # record padding included
+
+
+def _break_tree(source, index: int):  # type: ignore[no-untyped-def]
+    """``source.prepare_range`` that gives tree ``index`` a root split on a feature the model lacks."""
+    prepare = source.prepare_range
+
+    def broken(first, stop, out=None):  # type: ignore[no-untyped-def]
+        read = prepare(first, stop, out)
+        if first <= index < stop:
+            read.columns.feature[int(read.columns.tree_ptr[index - first])] = 10_000
+        return read
+
+    return broken
+
+
+def test_a_broken_batch_fails_the_load_and_hands_out_none_of_its_trees(chunked, monkeypatch):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    original, memory = chunked[0], chunked[1]
+    source = TreeSource(StoreReader(memory))
+    indices = np.arange(len(original.estimators_))
+    ranges = source.batches(indices, batch_nodes=CHUNK_ROWS)
+    first, stop = ranges[len(ranges) // 2]
+    monkeypatch.setattr(source, "prepare_range", _break_tree(source, stop - 1))
+    handed_out = []
+    with pytest.raises(treeshard.TreeStructureError, match=rf"^tree {stop - 1}, node 0: split feature out of range \[0, \d+\)$"):
+        for index, _ in source.trees(indices, batch_nodes=CHUNK_ROWS, workers=2):
+            handed_out.append(index)
+    assert handed_out == list(range(first))
+
+
+def test_an_abandoned_pipeline_stops_its_threads(chunked):
+    import threading
+
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    original, memory = chunked[0], chunked[1]
+    source = TreeSource(StoreReader(memory))
+    trees = source.trees(np.arange(len(original.estimators_)), batch_nodes=CHUNK_ROWS, workers=2)
+    index, tree = next(trees)
+    assert _node_bytes(tree) == _node_bytes(original.estimators_[0].tree_)
+    assert any(t.name.startswith("treeshard-read-ahead") for t in threading.enumerate())
+    trees.close()
+    assert not any(t.name.startswith(("treeshard-read-ahead", "treeshard-fill")) for t in threading.enumerate())
+
+
+def test_columns_read_into_reused_buffers_are_the_columns_read(chunked):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    reader = StoreReader(chunked[1])
+    source = TreeSource(reader)
+    buffers = source.column_buffers(int(reader.tree_ptr[-1]))
+    for first, stop in [(0, 3), (3, 4), (2, 9)]:  # a partial chunk kept by one read is copied by the next
+        expected = TreeSource(StoreReader(chunked[1])).prepare_range(first, stop).columns
+        got = source.prepare_range(first, stop, buffers).columns
+        for name in NODE_COLUMNS:
+            assert np.array_equal(getattr(got, name), getattr(expected, name)), name
+            assert np.shares_memory(getattr(got, name), buffers[name]), name
+    with pytest.raises(ValueError, match=r"^nodes/threshold: output float64\[3\] does not hold rows 0:\d+$"):
+        reader.read_columns(["threshold"], [(0, int(reader.tree_ptr[2]))], out={"threshold": np.empty(3)})
+
+
+def test_a_batch_or_tree_too_large_for_memory_is_an_array_error(chunked):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    source = TreeSource(StoreReader(chunked[1]))
+    with pytest.raises(treeshard.ArrayError, match=r"^nodes: a batch of 1099511627776 nodes does not fit in memory$"):
+        source.column_buffers(2**40)
+    with pytest.raises(treeshard.ArrayError, match=r"^nodes: a tree of 35184372088832 nodes does not fit in memory$"):
+        source._zero_state(2**45)

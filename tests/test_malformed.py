@@ -1223,3 +1223,66 @@ def test_the_isolation_forest_table_breaks_a_store_that_loads_when_pristine(ifor
     _use_iforest(iforest_store, lazy=False)
     _use_iforest(iforest_store, lazy=True)
     treeshard.Predictor(iforest_store).score_samples(make_data("multiclass")[0])
+
+
+# --------------------------------------------------------------------------- columns checked into built trees
+def _forest_columns(model: RandomForestClassifier):  # type: ignore[no-untyped-def]
+    from treeshard.columns import to_columns
+    from treeshard.record import TreeLayout
+
+    trees = [e.tree_ for e in model.estimators_]
+    layout = TreeLayout(
+        n_trees=len(trees), n_nodes=sum(t.node_count for t in trees), n_features=model.n_features_in_, n_outputs=1,
+        n_classes=(int(model.n_classes_),),
+    )
+    return to_columns(trees, layout), layout
+
+
+def _zeroed_node_arrays(cols):  # type: ignore[no-untyped-def]
+    from sklearn.tree._tree import NODE_DTYPE
+
+    return [np.zeros(int(n), dtype=NODE_DTYPE) for n in np.diff(cols.tree_ptr)]
+
+
+#: Column edits (tree 1, local node) -> the problem check_trees names.
+COLUMN_EDITS: dict[str, Callable[[Any, int], None]] = {
+    "one child missing": lambda c, i: c.left_child_offset.__setitem__(i, 0),
+    "cycle": lambda c, i: c.left_child_offset.__setitem__(i, -1),
+    "child out of range": lambda c, i: c.right_child_offset.__setitem__(i, 10_000),
+    "shared child": lambda c, i: c.right_child_offset.__setitem__(i, c.left_child_offset[i]),
+    "feature out of range": lambda c, i: c.feature.__setitem__(i, N_FEATURES),
+    "NaN threshold": lambda c, i: c.threshold.__setitem__(i, np.nan),
+    "missing_go_to_left 2": lambda c, i: c.missing_go_to_left.__setitem__(i, 2),
+    "leaf with a feature": lambda c, i: c.feature.__setitem__(i + int(np.flatnonzero(c.left_child_offset[i:] == 0)[0]), 0),
+}
+
+
+def test_check_trees_into_writes_the_records_check_trees_lays_out(model):
+    from sklearn.tree._tree import NODE_DTYPE
+
+    from treeshard.validate import check_trees, check_trees_into
+
+    cols, layout = _forest_columns(model)
+    records, depths = check_trees(cols, layout, node_dtype=NODE_DTYPE)
+    nodes = _zeroed_node_arrays(cols)
+    assert np.array_equal(check_trees_into(cols, layout, nodes), depths)
+    assert b"".join(array.tobytes() for array in nodes) == records.tobytes()  # padding included (np.concatenate drops it)
+    for tree, array in zip(model.estimators_, nodes):
+        assert array.tobytes() == tree.tree_.__getstate__()["nodes"].tobytes()
+
+
+@pytest.mark.parametrize("edit", list(COLUMN_EDITS))
+def test_check_trees_into_refuses_what_check_trees_refuses(model, edit):
+    from sklearn.tree._tree import NODE_DTYPE
+
+    from treeshard.validate import check_trees, check_trees_into
+
+    cols, layout = _forest_columns(model)
+    start = int(cols.tree_ptr[1])  # the second tree: messages name it and its local node
+    COLUMN_EDITS[edit](cols, start)
+    with pytest.raises(TreeStructureError) as expected:
+        check_trees(cols, layout, first_tree=3, node_dtype=NODE_DTYPE)
+    assert expected.value.args[0].startswith("tree 4, node ")
+    with pytest.raises(TreeStructureError) as raised:
+        check_trees_into(cols, layout, _zeroed_node_arrays(cols), first_tree=3)
+    assert raised.value.args == expected.value.args

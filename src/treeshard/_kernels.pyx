@@ -1174,6 +1174,114 @@ def buffer_addresses(list arrays, Py_ssize_t itemsize, bytes item_format, uint64
     return True
 
 
+# --------------------------------------------------------------------------- eager load
+# check_and_layout, writing each tree's records straight into the node array of
+# an already built sklearn Tree (its __getstate__()["nodes"] is a view of the
+# tree's own memory): a load then never holds the records twice.
+
+def check_and_scatter(
+    const int64_t[::1] tree_ptr,
+    const int32_t[::1] left,
+    const int32_t[::1] right,
+    const int32_t[::1] feature,
+    const double[::1] threshold,
+    const double[::1] impurity,
+    const int64_t[::1] n_node_samples,
+    const double[::1] weighted_n_node_samples,
+    const uint8_t[::1] missing_go_to_left,
+    int64_t n_features,
+    const uint64_t[::1] record_addresses,
+    Py_ssize_t record_width,
+    int64_t[::1] max_depth,
+    tuple offsets,
+):
+    """:func:`check_and_layout`, with tree ``t``'s records written at ``record_addresses[t]``
+    (``tree_ptr[t + 1] - tree_ptr[t]`` writable, zeroed records of ``record_width`` bytes,
+    kept alive by the caller) instead of into one array. Trees are checked in order and
+    the first problem is returned as ``(code, global node)``, as by :func:`check_and_layout`;
+    the records of a tree with a problem are left partly written.
+    """
+    cdef Py_ssize_t n = left.shape[0]
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t bad = -1
+    cdef Py_ssize_t t, start, stop
+    cdef int code = OK
+    cdef int64_t local_ptr[2]
+    cdef Offsets o
+    cdef int32_t* depth
+    cdef uint8_t* seen
+    cdef int64_t field
+    if (right.shape[0] != n or feature.shape[0] != n or threshold.shape[0] != n or impurity.shape[0] != n
+            or n_node_samples.shape[0] != n or weighted_n_node_samples.shape[0] != n
+            or missing_go_to_left.shape[0] != n or record_addresses.shape[0] != n_trees or max_depth.shape[0] != n_trees
+            or n_trees < 1 or tree_ptr[0] != 0 or tree_ptr[n_trees] != n):
+        return BAD_TREE_PTR, -1
+    if len(offsets) != 8:
+        raise ValueError("expected 8 record offsets")
+    for k, field in enumerate(offsets):
+        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > record_width):
+            raise ValueError("record offsets do not fit the record size")
+    o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
+    o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]
+    depth = <int32_t*> calloc(n if n > 0 else 1, sizeof(int32_t))
+    seen = <uint8_t*> calloc(n if n > 0 else 1, sizeof(uint8_t))
+    if depth == NULL or seen == NULL:
+        free(depth)
+        free(seen)
+        raise MemoryError()
+    with nogil:
+        for t in range(n_trees):
+            start = tree_ptr[t]
+            stop = tree_ptr[t + 1]
+            if stop <= start or start < 0 or stop > n or record_addresses[t] == 0:
+                code, bad = BAD_TREE_PTR, start
+                break
+            local_ptr[0] = 0
+            local_ptr[1] = stop - start
+            code = _check(
+                local_ptr, 1, stop - start, &left[start], &right[start], &feature[start], &threshold[start],
+                &impurity[start], &n_node_samples[start], &weighted_n_node_samples[start], &missing_go_to_left[start],
+                n_features, <uint8_t*> record_addresses[t], record_width, o, &max_depth[t], depth + start, seen + start, &bad,
+            )
+            if code != OK:
+                bad = start + bad if bad >= 0 else start
+                break
+    free(depth)
+    free(seen)
+    return code, (bad if code != OK else -1)
+
+
+def divide_counts_into(
+    const int64_t[::1] tree_ptr,
+    const int32_t[:, ::1] counts,
+    const double[::1] weights,
+    const uint64_t[::1] value_addresses,
+):
+    """Tree ``t``'s values ``counts / weights[:, None]`` (numpy's float64 division, the same
+    bits) written at ``value_addresses[t]``: ``tree_ptr[t + 1] - tree_ptr[t]`` rows of
+    ``counts.shape[1]`` doubles, kept alive by the caller. What
+    ``treeshard.columns.decode_values`` computes for ``"weighted_counts"``, one pass per batch."""
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t width = counts.shape[1]
+    cdef Py_ssize_t t, i, j
+    cdef double* out
+    cdef double w
+    if (n_trees < 0 or value_addresses.shape[0] != n_trees or weights.shape[0] != counts.shape[0]
+            or (n_trees > 0 and (tree_ptr[0] != 0 or tree_ptr[n_trees] != counts.shape[0]))):
+        raise ValueError("divide_counts_into: trees, counts and weights do not match")
+    for t in range(n_trees):
+        if tree_ptr[t + 1] < tree_ptr[t] or value_addresses[t] == 0:
+            raise ValueError("divide_counts_into: bad tree offsets or address")
+    with nogil:
+        for t in range(n_trees):
+            out = <double*> value_addresses[t]
+            for i in range(tree_ptr[t], tree_ptr[t + 1]):
+                w = weights[i]
+                for j in range(width):
+                    out[0] = counts[i, j] / w
+                    out += 1
+
+
 # --------------------------------------------------------------------------- a few rows
 # One row (or a few) is what a served model scores per request: there, converting X,
 # calling the traversal with a dozen memoryview arguments and building the output from
@@ -1716,3 +1824,22 @@ cdef class FewRows:
 def _new_few_rows(tuple args, dict options):
     """A :class:`FewRows` from its pickled arguments."""
     return FewRows(*args, **options)
+
+
+def copy_rows_into(const int64_t[::1] tree_ptr, const double[:, ::1] values, const uint64_t[::1] value_addresses):
+    """Tree ``t``'s rows of ``values`` copied to ``value_addresses[t]`` (as
+    :func:`divide_counts_into` writes them): float64 values stored as they are."""
+    cdef Py_ssize_t n_trees = tree_ptr.shape[0] - 1
+    cdef Py_ssize_t width = values.shape[1]
+    cdef Py_ssize_t t
+    if (n_trees < 0 or value_addresses.shape[0] != n_trees
+            or (n_trees > 0 and (tree_ptr[0] != 0 or tree_ptr[n_trees] != values.shape[0]))):
+        raise ValueError("copy_rows_into: trees and values do not match")
+    for t in range(n_trees):
+        if tree_ptr[t + 1] < tree_ptr[t] or value_addresses[t] == 0:
+            raise ValueError("copy_rows_into: bad tree offsets or address")
+    if values.shape[0] == 0 or width == 0:
+        return
+    with nogil:
+        for t in range(n_trees):
+            memcpy(<void*> value_addresses[t], &values[tree_ptr[t], 0], (tree_ptr[t + 1] - tree_ptr[t]) * width * sizeof(double))

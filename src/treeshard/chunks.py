@@ -350,13 +350,19 @@ class ChunkReader:
         """
         return self.read_many([(layout, start, stop)])[0]
 
-    def read_many(self, requests: list[tuple[ArrayLayout, int, int]]) -> list[np.ndarray]:
-        """Several ``(layout, start, stop)`` row ranges, all their chunks fetched and decoded concurrently."""
+    def read_many(self, requests: list[tuple[ArrayLayout, int, int]], *, outs: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Several ``(layout, start, stop)`` row ranges, all their chunks fetched and decoded concurrently
+        (into ``outs``, C-contiguous arrays of each range's rows, dtype and shape, when given: a
+        caller's reused buffers)."""
         if self._lease is None:  # its source may still be open for another reader: refuse all the same
             raise ValueError(f"{self.location}: the store is closed")
+        if outs is not None and len(outs) != len(requests):
+            raise ValueError("read_many: one output array per request")
         plan = _ReadPlan()
         try:
-            outs = [self._plan(layout, start, stop, plan) for layout, start, stop in requests]
+            outs = [
+                self._plan(layout, start, stop, plan, None if outs is None else outs[i]) for i, (layout, start, stop) in enumerate(requests)
+            ]
             self._fetch_and_decode(plan.reads)
         finally:
             self._release(plan.owned)
@@ -368,11 +374,13 @@ class ChunkReader:
                 self._fetch_run([read])
         return outs
 
-    def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan) -> np.ndarray:
-        """The output array for rows ``start:stop``; its chunk reads go to ``plan`` (shard indexes
-        are read and checked here; rows of recently decoded partial chunks are copied at once)."""
+    def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan, out: np.ndarray | None = None) -> np.ndarray:
+        """The output array for rows ``start:stop`` (``out`` if given); its chunk reads go to ``plan``
+        (shard indexes are read and checked here; rows of recently decoded partial chunks are copied at once)."""
         rows = layout.shape[0] if layout.shape else 1
         start, stop = max(0, start), min(rows, stop)
+        if out is not None and (out.shape != (max(0, stop - start), *layout.shape[1:]) or out.dtype != layout.dtype or not out.flags.c_contiguous):
+            raise ValueError(f"{layout.path}: output {out.dtype}{list(out.shape)} does not hold rows {start}:{stop}")
         if stop <= start:
             return np.empty((0, *layout.shape[1:]), dtype=layout.dtype)
         chunks = []
@@ -396,7 +404,8 @@ class ChunkReader:
         # Allocate only once every chunk of the range is known to be stored, so that
         # a store cannot make the reader allocate what it does not hold.
         try:
-            out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
+            if out is None:
+                out = np.empty((stop - start, *layout.shape[1:]), dtype=layout.dtype)
         except MemoryError:
             raise ArrayError(f"{layout.path}: rows {start}:{stop} do not fit in memory") from None
         flat = out.reshape(stop - start, -1)

@@ -160,18 +160,47 @@ def decode_values(
     return stored
 
 
-def counts_to_fractions(counts: np.ndarray, n_classes: Sequence[int]) -> np.ndarray:
+def decode_values_into(
+    stored: np.ndarray,
+    weighted_n_node_samples: np.ndarray,
+    encoding: str,
+    out: np.ndarray,
+    *,
+    n_classes: Sequence[int] = (),
+    as_counts: bool = False,
+) -> None:
+    """:func:`decode_values` written into ``out`` (float64, the shape of ``stored``; a tree's
+    own value array), the same bits; weighted counts must have passed
+    :func:`check_weighted_counts` already (a load checks a whole range at once).
+
+    >>> out = np.empty((2, 2))
+    >>> decode_values_into(np.array([[3, 1], [0, 2]], dtype=np.int32), np.array([4.0, 2.0]), "weighted_counts", out)
+    >>> out.tolist()
+    [[0.75, 0.25], [0.0, 1.0]]
+    """
+    if encoding == "weighted_counts" and not as_counts:
+        np.divide(stored, np.asarray(weighted_n_node_samples)[:, None], out=out)
+    elif encoding == "class_counts" and not as_counts:
+        counts_to_fractions(stored, n_classes, out=out)
+    else:
+        out[...] = stored
+
+
+def counts_to_fractions(counts: np.ndarray, n_classes: Sequence[int], *, out: np.ndarray | None = None) -> np.ndarray:
     """Weighted class counts divided by their sum per output, a zero sum taken as 1:
     exactly what sklearn < 1.4 computes in ``predict_proba`` (each output's sum over
-    its own classes, numpy's ``sum(axis=1)``)."""
+    its own classes, numpy's ``sum(axis=1)``); into ``out`` if given."""
     n_outputs = len(n_classes)
     width = counts.shape[1] // n_outputs if n_outputs else 0
-    out = np.zeros(counts.shape, dtype=np.float64)
+    if out is None:
+        out = np.zeros(counts.shape, dtype=np.float64)
+    else:
+        out[...] = 0.0
     for k, n in enumerate(n_classes):
         block = counts[:, k * width : k * width + n]
         normalizer = block.sum(axis=1)[:, np.newaxis]
         normalizer[normalizer == 0.0] = 1.0
-        out[:, k * width : k * width + n] = block / normalizer
+        np.divide(block, normalizer, out=out[:, k * width : k * width + n])
     return out
 
 

@@ -15,6 +15,7 @@ eager load.
 
 from __future__ import annotations
 
+import mmap
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -24,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .columns import NODE_COLUMNS, NodeColumns
+from .columns import NODE_COLUMNS, NodeColumns, decode_values_into
 from .compat import leaf_counts_for
+from .errors import ArrayError
 from .reader import StoreReader
-from .validate import check_trees
+from .validate import check_trees_into
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
@@ -35,14 +37,24 @@ DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
-class PreparedTrees:
-    """Validated trees in sklearn's node layout, ready for ``Tree.__setstate__``."""
+class ReadTrees:
+    """Node columns of consecutive trees, read and decompressed (values as stored)."""
 
-    indices: np.ndarray  # global tree ids
-    tree_ptr: np.ndarray  # local offsets
-    records: np.ndarray
-    values: np.ndarray  # (n_nodes, n_outputs, max_n_classes)
-    depths: np.ndarray
+    first: int  # global id of the first tree
+    columns: NodeColumns
+
+
+@dataclass
+class BuiltTrees:
+    """sklearn trees allocated for a batch, with views of their own node and value arrays."""
+
+    first: int  # global id of the first tree
+    trees: list[Any]
+    nodes: list[np.ndarray]  # each tree's NODE_DTYPE records
+    values: list[np.ndarray]  # each tree's values as (n_nodes, value_width)
+
+    def items(self) -> Iterator[tuple[int, Any]]:
+        return enumerate(self.trees, start=self.first)
 
 
 class TreeSource:
@@ -60,23 +72,34 @@ class TreeSource:
         self.as_counts = leaf_counts_for(reader.config.estimator)
         # What one node costs once built: sklearn's node record and its values.
         self.node_bytes = NODE_DTYPE.itemsize + 8 * self.layout.value_width
-        # What one node costs while being built: decoded columns, records and values.
-        self.build_node_bytes = self.node_bytes + sum(dt.itemsize for dt in NODE_COLUMNS.values()) + 8 * self.layout.value_width
+        # What one node costs while being built, beside the tree it is built into: its stored columns.
+        stored_value = (4 if self.layout.value_encoding == "weighted_counts" else 8) * self.layout.value_width
+        self.build_node_bytes = sum(dt.itemsize for name, dt in NODE_COLUMNS.items() if name != "value") + stored_value
+        self._zeros: tuple[np.ndarray, np.ndarray] | None = None
 
     def tree_bytes(self, indices: np.ndarray) -> np.ndarray:
         """In-memory size of the built trees at ``indices``."""
         return self.node_counts[indices] * self.node_bytes + TREE_OVERHEAD_BYTES
 
     # -- reading
-    def _prepare(self, first: int, columns: NodeColumns) -> PreparedTrees:
-        records, depths = check_trees(columns, self.layout, first_tree=first, node_dtype=self.node_dtype)
-        return PreparedTrees(
-            indices=np.arange(first, first + columns.n_trees),
-            tree_ptr=columns.tree_ptr,
-            records=records,
-            values=columns.value.reshape(columns.n_nodes, self.layout.n_outputs, max(self.layout.n_classes)),
-            depths=depths,
-        )
+    def _zero_state(self, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read-only zeroed node records and values for ``Tree.__setstate__`` of a tree of up to
+        ``n_nodes`` nodes. Anonymous pages never written read as the kernel's shared zero page:
+        sklearn's copy reads them from cache and they add nothing to the resident memory."""
+        zeros = self._zeros
+        if zeros is None or zeros[0].shape[0] < n_nodes:
+            node_bytes = self.node_dtype.itemsize * n_nodes
+            value_bytes = 8 * self.layout.value_width * n_nodes
+            try:
+                pages = mmap.mmap(-1, max(1, node_bytes + value_bytes))
+            except (OSError, OverflowError):
+                raise ArrayError(f"nodes: a tree of {n_nodes} nodes does not fit in memory") from None
+            nodes = np.frombuffer(pages, dtype=self.node_dtype, count=n_nodes)
+            values = np.frombuffer(pages, dtype=np.float64, count=n_nodes * self.layout.value_width, offset=node_bytes)
+            values = values.reshape(n_nodes, self.layout.n_outputs, max(self.layout.n_classes))
+            nodes.flags.writeable = values.flags.writeable = False
+            self._zeros = zeros = (nodes, values)
+        return zeros
 
     def batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[tuple[int, int]]:
         """Split ``indices`` into ``(first, stop)`` runs of consecutive trees of about
@@ -100,58 +123,149 @@ class TreeSource:
                 first = cut
         return out
 
-    def prepare_range(self, first: int, stop: int) -> PreparedTrees:
-        """Read, validate and lay out trees ``first:stop``."""
-        return self._prepare(first, self.reader.read_nodes(first, stop, as_counts=self.as_counts))
+    def prepare_range(self, first: int, stop: int, out: dict[str, np.ndarray] | None = None) -> ReadTrees:
+        """Read and decompress the node columns of trees ``first:stop`` (into ``out``, see
+        :meth:`column_buffers`, if given): a read-ahead thread's share."""
+        if out is not None:
+            rows = int(self.tree_ptr[stop] - self.tree_ptr[first])
+            out = {name: array[:rows] for name, array in out.items()}
+        return ReadTrees(first, self.reader.read_stored_nodes(first, stop, out=out))
 
-    def build(self, prepared: PreparedTrees) -> Iterator[tuple[int, Any]]:
-        """``(index, sklearn Tree)`` for each prepared tree."""
+    def column_buffers(self, n_nodes: int) -> dict[str, np.ndarray]:
+        """Arrays that the stored node columns of up to ``n_nodes`` nodes decode into, reused
+        from batch to batch (their pages are faulted in once per load, not once per batch)."""
+        layout = self.layout
+        shapes = {name: (n_nodes,) for name in NODE_COLUMNS}
+        shapes["value"] = (n_nodes, layout.value_width)
+        dtypes = {**NODE_COLUMNS, "value": self.reader.node_array("value").dtype}
+        sizes = [-(-int(np.prod(shapes[name])) * dtypes[name].itemsize // 64) * 64 for name in NODE_COLUMNS]  # 64-byte aligned
+        try:
+            # One block: numpy asks for huge pages for blocks of 4 MB or more (far fewer faults).
+            block = np.empty(sum(sizes), dtype=np.uint8)
+        except MemoryError:
+            raise ArrayError(f"nodes: a batch of {n_nodes} nodes does not fit in memory") from None
+        out, offset = {}, 0
+        for name, size in zip(NODE_COLUMNS, sizes, strict=True):
+            out[name] = block[offset : offset + size].view(dtypes[name])[: int(np.prod(shapes[name]))].reshape(shapes[name])
+            offset += size
+        return out
+
+    def allocate(self, first: int, stop: int) -> BuiltTrees:
+        """sklearn ``Tree`` objects for trees ``first:stop``, sized by ``__setstate__`` from
+        zeros (sklearn's copy, in the caller's thread: it holds the GIL), not yet filled."""
         from sklearn.tree._tree import Tree
 
         layout = self.layout
         n_classes = np.asarray(layout.n_classes, dtype=np.intp)
-        ptr = prepared.tree_ptr.tolist()
-        for k, index in enumerate(prepared.indices.tolist()):
-            start, stop = ptr[k], ptr[k + 1]
+        counts = self.node_counts[first:stop].tolist()
+        zero_nodes, zero_values = self._zero_state(max(counts))
+        built = BuiltTrees(first, [], [], [])
+        for count in counts:
             tree = Tree(layout.n_features, n_classes, layout.n_outputs)
-            tree.__setstate__(
-                {
-                    "max_depth": int(prepared.depths[k]),
-                    "node_count": stop - start,
-                    "nodes": prepared.records[start:stop],
-                    "values": prepared.values[start:stop],
-                }
-            )
-            yield index, tree
+            tree.__setstate__({"max_depth": 0, "node_count": count, "nodes": zero_nodes[:count], "values": zero_values[:count]})
+            state = tree.__getstate__()  # views of the tree's own arrays
+            values = state["values"].view()
+            values.shape = (count, layout.value_width)  # raises rather than copy
+            built.trees.append(tree)
+            built.nodes.append(state["nodes"])
+            built.values.append(values)
+        return built
+
+    def fill(self, read: ReadTrees, built: BuiltTrees) -> None:
+        """Check the trees ``read`` and write them into ``built`` (the same trees): values,
+        then node records and depths (:func:`~treeshard.validate.check_trees_into`). Numpy's
+        division and the kernel release the GIL: a worker thread fills while the caller allocates."""
+        from ._kernels import buffer_addresses, copy_rows_into, divide_counts_into
+
+        layout = self.layout
+        columns = read.columns
+        stored, weights = columns.value, columns.weighted_n_node_samples
+        direct = layout.value_encoding == "float64" or (layout.value_encoding == "class_counts" and self.as_counts)
+        if direct or (layout.value_encoding == "weighted_counts" and not self.as_counts):  # one compiled pass
+            addresses = np.empty(len(built.values), dtype=np.uint64)
+            if not buffer_addresses(built.values, 8, None, addresses):
+                raise ValueError("a tree's values are not a C-contiguous float64 array")
+            if direct:
+                copy_rows_into(columns.tree_ptr, stored, addresses)
+            else:  # a classifier's fractions
+                divide_counts_into(columns.tree_ptr, stored, weights, addresses)
+        else:
+            ptr = columns.tree_ptr.tolist()
+            for k, values in enumerate(built.values):
+                start, stop = ptr[k], ptr[k + 1]
+                decode_values_into(
+                    stored[start:stop], weights[start:stop], layout.value_encoding, values, n_classes=layout.n_classes, as_counts=self.as_counts
+                )
+        depths = check_trees_into(columns, layout, built.nodes, first_tree=read.first)
+        for tree, depth in zip(built.trees, depths.tolist(), strict=True):
+            tree.max_depth = depth
+
+    def build(self, read: ReadTrees) -> Iterator[tuple[int, Any]]:
+        """``(index, sklearn Tree)`` for each tree read, validated.
+
+        Each ``Tree`` is sized by ``__setstate__`` from zeros, then the stored columns are
+        checked and written straight into its own node and value arrays (the views its
+        ``__getstate__`` returns): no copy of the model's records exists beside the trees.
+        A tree is handed out only once every tree of ``read`` has passed
+        :func:`~treeshard.validate.check_trees_into`.
+        """
+        built = self.allocate(read.first, read.first + read.columns.n_trees)
+        self.fill(read, built)
+        yield from built.items()
 
     def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
-        """``(index, Tree)`` for ``indices`` in order; batches are read and prepared
-        ahead by ``workers`` background threads while the caller builds trees
-        (``workers=0``: all in the caller's thread)."""
+        """``(index, Tree)`` for ``indices`` in order. With ``workers`` background threads,
+        batches are read ahead, and each is checked and written into its trees by a worker
+        while the caller allocates the trees of the next one (``workers=0``: all in the
+        caller's thread)."""
         ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
         if workers < 1 or len(ranges) == 1:
             for first, stop in ranges:
                 yield from self.build(self.prepare_range(first, stop))
             return
-        for prepared in read_ahead(self.prepare_range, ranges, workers=workers):
-            yield from self.build(prepared)
+        yield from self._pipeline(ranges, workers)
 
-
-def read_ahead(prepare: Callable[[int, int], Any], ranges: list[tuple[int, int]], *, workers: int) -> Iterator[Any]:
-    """``prepare(*r)`` for each range, in order, computed by ``workers`` background
-    threads at most ``workers`` ranges ahead of the consumer (bounded memory)."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool:
-        pending: deque[Future] = deque()
-        try:
-            for first, stop in ranges:
-                pending.append(pool.submit(prepare, first, stop))
-                if len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+    def _pipeline(self, ranges: list[tuple[int, int]], workers: int) -> Iterator[tuple[int, Any]]:
+        # A batch's trees are allocated only once its read succeeded (every chunk it needs is
+        # stored and checked: a store cannot make the load allocate what it does not hold),
+        # and handed out only once filled. workers + 1 column buffers: reads run at most
+        # ``workers`` batches ahead of the batch being filled.
+        rows = max(int(self.tree_ptr[stop] - self.tree_ptr[first]) for first, stop in ranges)
+        free: list[dict[str, np.ndarray]] = []
+        n_buffers = 0
+        reads: deque[tuple[Future, dict[str, np.ndarray]]] = deque()
+        fills: deque[tuple[Future, dict[str, np.ndarray], BuiltTrees]] = deque()
+        submitted = 0
+        # Fills have a thread of their own: queued behind reads, they would hold the caller back.
+        with (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="treeshard-read-ahead") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-fill") as filler,
+        ):
+            try:
+                for _ in ranges:
+                    while submitted < len(ranges) and (free or n_buffers <= workers):
+                        if not free:
+                            free.append(self.column_buffers(rows))
+                            n_buffers += 1
+                        buffer = free.pop()
+                        reads.append((pool.submit(self.prepare_range, *ranges[submitted], buffer), buffer))
+                        submitted += 1
+                    future, buffer = reads.popleft()
+                    read = future.result()
+                    built = self.allocate(read.first, read.first + read.columns.n_trees)
+                    fills.append((filler.submit(self.fill, read, built), buffer, built))
+                    if len(fills) > 1:
+                        done, buffer, built = fills.popleft()
+                        done.result()
+                        free.append(buffer)
+                        yield from built.items()
+                while fills:
+                    done, buffer, built = fills.popleft()
+                    done.result()
+                    yield from built.items()
+            finally:
+                for future, *_ in (*reads, *fills):
+                    future.cancel()
 
 
 class TreeCache:
@@ -305,7 +419,8 @@ class StoredEstimators(Sequence):
 
     def _wrap(self, index: int, tree: Any) -> Any:
         estimator = self.factory(tree, index)
-        self.cache.put(index, estimator, int(self.source.tree_bytes(np.array([index]))[0]))
+        if self.cache.capacity_bytes != 0:  # an eager load's cache keeps nothing: no size to compute
+            self.cache.put(index, estimator, int(self.source.tree_bytes(np.array([index]))[0]))
         return estimator
 
     def __iter__(self) -> Iterator[Any]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .adapters import ADAPTERS, ESTIMATOR_IDS
-from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, decode_values
+from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, check_weighted_counts, decode_values
 from .blosc import UnsupportedLayout
 from .chunks import ArrayLayout, ChunkReader
 from .errors import ArrayError, ConfigError
@@ -156,11 +156,17 @@ class StoreReader:
         """Nodes per chunk of the node columns (reads aligned to it decode each chunk once)."""
         return self.node_array("threshold").chunk_rows
 
-    def read_columns(self, names: list[str], ranges: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+    def read_columns(
+        self, names: list[str], ranges: list[tuple[int, int]], *, out: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
         """Node columns ``names`` over the node ``ranges``, concatenated in order, as stored
-        (``value`` may be weighted counts); every chunk is decoded concurrently."""
+        (``value`` may be weighted counts); every chunk is decoded concurrently. ``out``: for
+        one range, arrays to decode into (reused buffers), by name."""
         layouts = [self.node_array(name) for name in names]
-        parts = self._fast.read_many([(layout, start, stop) for layout in layouts for start, stop in ranges])
+        if out is not None and len(ranges) != 1:
+            raise ValueError("read_columns: out is for one range")
+        outs = None if out is None else [out[name] for name in names]
+        parts = self._fast.read_many([(layout, start, stop) for layout in layouts for start, stop in ranges], outs=outs)
         n = len(ranges)
         return {name: parts[i * n] if n == 1 else np.concatenate(parts[i * n : (i + 1) * n]) for i, name in enumerate(names)}
 
@@ -173,6 +179,19 @@ class StoreReader:
             columns["value"], columns["weighted_n_node_samples"], layout.value_encoding, n_classes=layout.n_classes, as_counts=as_counts
         )
         return columns
+
+    def read_stored_nodes(self, first_tree: int, stop_tree: int, *, out: dict[str, np.ndarray] | None = None) -> NodeColumns:
+        """Node columns of trees ``first_tree:stop_tree`` with ``value`` as stored (weighted
+        counts checked as :func:`~treeshard.columns.decode_values` checks them), for a caller
+        that decodes values straight into its own arrays
+        (:func:`~treeshard.columns.decode_values_into`); decoded into ``out`` (see
+        :meth:`read_columns`) if given."""
+        ptr = self.tree_ptr
+        start, stop = int(ptr[first_tree]), int(ptr[stop_tree])
+        columns = self.read_columns(list(NODE_COLUMNS), [(start, stop)], out=out)
+        if self.config.trees.value_encoding == "weighted_counts":
+            check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
+        return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **columns)
 
     def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""

@@ -10,6 +10,8 @@ thresholds are numbers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .columns import NODE_COLUMNS, UNDEFINED, NodeColumns
@@ -96,14 +98,8 @@ def check_trees(
     """
     from ._kernels import check_and_layout
 
+    _check_column_arrays(cols, layout)
     n = cols.n_nodes
-    for name, dtype in NODE_COLUMNS.items():
-        array = getattr(cols, name)
-        expected = (n, layout.value_width) if name == "value" else (n,)
-        if array.dtype != dtype or array.shape != expected or not array.flags.c_contiguous:
-            raise ArrayError(f"{name}: {array.dtype}{list(array.shape)}, expected {dtype}{list(expected)}")
-    if cols.tree_ptr.dtype != np.int64 or not cols.tree_ptr.flags.c_contiguous:
-        raise ArrayError(f"tree_ptr: {cols.tree_ptr.dtype}, expected int64")
     if node_dtype is None:
         records, offsets = np.empty((n, 1), dtype=np.uint8), (-1,) * len(_RECORD_FIELDS)  # nothing is written
     else:
@@ -114,7 +110,55 @@ def check_trees(
         # leftover heap bytes; sklearn issue #27268).
         records = np.zeros((n, node_dtype.itemsize), dtype=np.uint8)
     depths = np.zeros(cols.n_trees, dtype=np.int64)
-    code, node = check_and_layout(
+    code, node = check_and_layout(*_kernel_columns(cols), layout.n_features, records, depths, offsets)
+    _raise_problem(code, node, cols, layout, first_tree)
+    return (records.reshape(-1).view(node_dtype) if node_dtype is not None else None), depths
+
+
+def check_trees_into(cols: NodeColumns, layout: TreeLayout, nodes: Sequence[np.ndarray], *, first_tree: int = 0) -> np.ndarray:
+    """:func:`check_trees`, writing each tree's node records into ``nodes`` (one writable,
+    zeroed, C-contiguous ``NODE_DTYPE`` array per tree, of its node count: a built
+    sklearn ``Tree``'s own node array); returns each tree's depth.
+
+    The same checks, in the same order, with the same errors. A tree with a
+    problem is left partly written: the caller drops every tree of ``cols``.
+    """
+    from ._kernels import buffer_addresses, check_and_scatter
+
+    _check_column_arrays(cols, layout, values=False)  # the kernel does not read values (stored or decoded)
+    if len(nodes) != cols.n_trees:
+        raise ValueError(f"check_trees_into: {len(nodes)} node arrays for {cols.n_trees} trees")
+    node_dtype = nodes[0].dtype
+    counts = np.diff(cols.tree_ptr)
+    for array, count in zip(nodes, counts.tolist(), strict=True):
+        if array.dtype != node_dtype or array.shape != (count,) or not array.flags.writeable:
+            raise ValueError(f"check_trees_into: a node array is {array.dtype}{list(array.shape)}, expected {count} writable records")
+    offsets = record_offsets(node_dtype)
+    _check_fields_used(cols, offsets)
+    addresses = np.empty(len(nodes), dtype=np.uint64)
+    if not buffer_addresses(list(nodes), node_dtype.itemsize, None, addresses):
+        raise ValueError("check_trees_into: node arrays must be C-contiguous")
+    depths = np.zeros(cols.n_trees, dtype=np.int64)
+    code, node = check_and_scatter(*_kernel_columns(cols), layout.n_features, addresses, node_dtype.itemsize, depths, offsets)
+    _raise_problem(code, node, cols, layout, first_tree)
+    return depths
+
+
+def _check_column_arrays(cols: NodeColumns, layout: TreeLayout, *, values: bool = True) -> None:
+    n = cols.n_nodes
+    for name, dtype in NODE_COLUMNS.items():
+        if name == "value" and not values:
+            continue
+        array = getattr(cols, name)
+        expected = (n, layout.value_width) if name == "value" else (n,)
+        if array.dtype != dtype or array.shape != expected or not array.flags.c_contiguous:
+            raise ArrayError(f"{name}: {array.dtype}{list(array.shape)}, expected {dtype}{list(expected)}")
+    if cols.tree_ptr.dtype != np.int64 or not cols.tree_ptr.flags.c_contiguous:
+        raise ArrayError(f"tree_ptr: {cols.tree_ptr.dtype}, expected int64")
+
+
+def _kernel_columns(cols: NodeColumns) -> tuple[np.ndarray, ...]:
+    return (
         cols.tree_ptr,
         cols.left_child_offset,
         cols.right_child_offset,
@@ -124,15 +168,15 @@ def check_trees(
         cols.n_node_samples,
         cols.weighted_n_node_samples,
         cols.missing_go_to_left,
-        layout.n_features,
-        records,
-        depths,
-        offsets,
     )
-    if code != 0:
-        if node < 0:
-            raise TreeStructureError(_PROBLEMS[10])
-        tree = int(np.searchsorted(cols.tree_ptr, node, side="right")) - 1
-        what = _PROBLEMS.get(code, f"split feature out of range [0, {layout.n_features})")
-        raise TreeStructureError(f"tree {first_tree + tree}, node {node - int(cols.tree_ptr[tree])}: {what}")
-    return (records.reshape(-1).view(node_dtype) if node_dtype is not None else None), depths
+
+
+def _raise_problem(code: int, node: int, cols: NodeColumns, layout: TreeLayout, first_tree: int) -> None:
+    """The :class:`TreeStructureError` for the kernel's ``(code, node)``; nothing if ``code`` is 0."""
+    if code == 0:
+        return
+    if node < 0:
+        raise TreeStructureError(_PROBLEMS[10])
+    tree = int(np.searchsorted(cols.tree_ptr, node, side="right")) - 1
+    what = _PROBLEMS.get(code, f"split feature out of range [0, {layout.n_features})")
+    raise TreeStructureError(f"tree {first_tree + tree}, node {node - int(cols.tree_ptr[tree])}: {what}")
