@@ -34,6 +34,31 @@ cdef struct Offsets:
     int64_t left, right, feature, threshold, impurity, samples, weighted, missing
 
 
+cdef Offsets _record_offsets(tuple offsets, Py_ssize_t width) except *:
+    """The 8 field offsets of a node record of ``width`` bytes, checked to fit (-1: no such field)."""
+    cdef Offsets o
+    cdef int64_t field
+    if len(offsets) != 8:
+        raise ValueError("expected 8 record offsets")
+    for k, field in enumerate(offsets):
+        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > width):
+            raise ValueError("record offsets do not fit the record size")
+    o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
+    o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]
+    return o
+
+
+cdef int _check_scratch(Py_ssize_t n, int32_t** depth, uint8_t** seen) except -1:
+    """The per-node depth and seen-flag arrays :func:`_check` writes (freed by the caller)."""
+    depth[0] = <int32_t*> calloc(n if n > 0 else 1, sizeof(int32_t))
+    seen[0] = <uint8_t*> calloc(n if n > 0 else 1, sizeof(uint8_t))
+    if depth[0] == NULL or seen[0] == NULL:
+        free(depth[0])
+        free(seen[0])
+        raise MemoryError()
+    return 0
+
+
 cdef int _check(
     const int64_t* tree_ptr, Py_ssize_t n_trees, Py_ssize_t n,
     const int32_t* left, const int32_t* right, const int32_t* feature, const double* threshold,
@@ -150,25 +175,13 @@ def check_and_layout(
     cdef Offsets o
     cdef int32_t* depth
     cdef uint8_t* seen
-    cdef int64_t field
     if (right.shape[0] != n or feature.shape[0] != n or threshold.shape[0] != n or impurity.shape[0] != n
             or n_node_samples.shape[0] != n or weighted_n_node_samples.shape[0] != n
             or missing_go_to_left.shape[0] != n or records.shape[0] != n or max_depth.shape[0] != n_trees
             or n_trees < 1 or tree_ptr[0] != 0 or tree_ptr[n_trees] != n):
         return BAD_TREE_PTR, -1
-    if len(offsets) != 8:
-        raise ValueError("expected 8 record offsets")
-    for k, field in enumerate(offsets):
-        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > width):
-            raise ValueError("record offsets do not fit the record size")
-    o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
-    o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]
-    depth = <int32_t*> calloc(n if n > 0 else 1, sizeof(int32_t))
-    seen = <uint8_t*> calloc(n if n > 0 else 1, sizeof(uint8_t))
-    if depth == NULL or seen == NULL:
-        free(depth)
-        free(seen)
-        raise MemoryError()
+    o = _record_offsets(offsets, width)
+    _check_scratch(n, &depth, &seen)
     with nogil:
         code = _check(
             &tree_ptr[0], n_trees, n, &left[0], &right[0], &feature[0], &threshold[0], &impurity[0],
@@ -1210,25 +1223,13 @@ def check_and_scatter(
     cdef Offsets o
     cdef int32_t* depth
     cdef uint8_t* seen
-    cdef int64_t field
     if (right.shape[0] != n or feature.shape[0] != n or threshold.shape[0] != n or impurity.shape[0] != n
             or n_node_samples.shape[0] != n or weighted_n_node_samples.shape[0] != n
             or missing_go_to_left.shape[0] != n or record_addresses.shape[0] != n_trees or max_depth.shape[0] != n_trees
             or n_trees < 1 or tree_ptr[0] != 0 or tree_ptr[n_trees] != n):
         return BAD_TREE_PTR, -1
-    if len(offsets) != 8:
-        raise ValueError("expected 8 record offsets")
-    for k, field in enumerate(offsets):
-        if field < -1 or (field >= 0 and field + (1 if k == 7 else 8) > record_width):
-            raise ValueError("record offsets do not fit the record size")
-    o.left, o.right, o.feature, o.threshold = offsets[0], offsets[1], offsets[2], offsets[3]
-    o.impurity, o.samples, o.weighted, o.missing = offsets[4], offsets[5], offsets[6], offsets[7]
-    depth = <int32_t*> calloc(n if n > 0 else 1, sizeof(int32_t))
-    seen = <uint8_t*> calloc(n if n > 0 else 1, sizeof(uint8_t))
-    if depth == NULL or seen == NULL:
-        free(depth)
-        free(seen)
-        raise MemoryError()
+    o = _record_offsets(offsets, record_width)
+    _check_scratch(n, &depth, &seen)
     with nogil:
         for t in range(n_trees):
             start = tree_ptr[t]
