@@ -9,7 +9,6 @@ import functools
 import json
 import platform
 import sys
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import SimpleNamespace
@@ -25,7 +24,7 @@ from .compat import leaf_counts_for
 from .errors import ArrayError, ConfigError, UnsupportedEstimatorError
 from .reader import FITTED_GROUP, NODES_GROUP
 from .record import Config, check_json_depth
-from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, ROOT_METADATA, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES
+from .spec import CONFIG_KEY, DIGEST_KEY, FORMAT_VERSION, MAX_JSON_DEPTH, MAX_SAVED_CONFIG_BYTES, MAX_USER_METADATA_BYTES
 from .storage.targets import check_target, write_files
 from .writer import dumps
 
@@ -166,8 +165,11 @@ def _check_record(record: dict[str, Any]) -> bytes:
     return text
 
 
-def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes] | Future[Any]]:
-    from .writer import encode_specs, in_memory, is_large, node_column_specs, stream_specs
+def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, node_rows: int | None = None) -> dict[str, bytes | list[bytes] | Future[bytes]]:
+    import sklearn
+
+    from .integrity import digest_file
+    from .writer import dumps_member, encode_specs, hash_shard_files, in_memory, is_large, node_column_specs, store_files
 
     leaf_counts = False
     if saved.node_arrays is not None:  # a family with its own node arrays (histogram boosting)
@@ -180,61 +182,7 @@ def _encode(estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict,
         specs += node_column_specs(nodes, NODES_GROUP, rows=rows if node_rows is None else min(rows, node_rows))
         leaf_counts = nodes.leaf_counts
     specs += [in_memory(f"{FITTED_GROUP}/{name}", array) for name, array in saved.arrays.items()]
-    stream = stream_specs(specs, codec=codec)
-    if stream is not None:
-        return _streamed_files(stream, estimator_id, saved, codec=codec, metadata=metadata, leaf_counts=leaf_counts)
     encoded = encode_specs(specs, codec=codec, hash_shards=False)
-    files, digest = _complete_files(encoded, estimator_id, saved, codec=codec, metadata=metadata, leaf_counts=leaf_counts)
-    if is_large(encoded):
-        # Hashed by another thread while the target is written (the digest file comes after the
-        # shards, see storage.targets.write_files): the shard files' sha256 overlaps their writing.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-digest")
-        files[DIGEST_KEY] = pool.submit(digest)
-        pool.shutdown(wait=False)
-    else:
-        files[DIGEST_KEY] = digest()
-    return files
-
-
-def _streamed_files(stream: Any, estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, leaf_counts: bool) -> dict[str, Any]:
-    """The store's files while its arrays are still encoded (``stream``, see
-    :func:`treeshard.writer.stream_specs`): each array's files as Futures completed as it is
-    encoded; the groups' ``zarr.json`` at once; the root ``zarr.json`` and the digest as Futures
-    completed by a thread once every array is (their record needs the sizes of them all)."""
-    from .writer import group_files
-
-    root: Future[bytes] = Future()
-    digest: Future[bytes] = Future()
-    for future in (root, digest):
-        future.set_running_or_notify_cancel()
-    files: dict[str, Any] = group_files(stream.paths)
-    files.update(stream.files)
-
-    def finish() -> None:
-        try:
-            encoded = stream.arrays.result()
-            complete, make_digest = _complete_files(encoded, estimator_id, saved, codec=codec, metadata=metadata, leaf_counts=leaf_counts)
-            root.set_result(complete[ROOT_METADATA])
-            digest.set_result(make_digest())
-        except BaseException as exc:
-            for future in (root, digest):
-                if not future.done():
-                    future.set_exception(exc)
-
-    threading.Thread(target=finish, name="treeshard-digest", daemon=True).start()
-    files[ROOT_METADATA] = root
-    files[DIGEST_KEY] = digest
-    return files
-
-
-def _complete_files(encoded: list[Any], estimator_id: str, saved: SavedModel, *, codec: str, metadata: dict, leaf_counts: bool) -> tuple[dict[str, Any], Callable[[], bytes]]:
-    """Every file of the store from its encoded arrays, but the digest; and the function that
-    makes the digest file."""
-    import sklearn
-
-    from .integrity import digest_file
-    from .writer import dumps_member, hash_shard_files, store_files
-
     value = next(array for array in encoded if array.path == f"{NODES_GROUP}/value")
     value_encoding = "weighted_counts" if value.metadata["data_type"] == "int32" else "class_counts" if leaf_counts else "float64"
     saved.layout = dataclasses.replace(saved.layout, value_encoding=value_encoding)
@@ -270,7 +218,15 @@ def _complete_files(encoded: list[Any], estimator_id: str, saved: SavedModel, *,
         # ``record`` is plain JSON (string keys, finite floats): what a reader parses back is equal to it.
         return digest_file(written, config=record, arrays=shards)
 
-    return files, digest
+    if is_large(encoded):
+        # Hashed by another thread while the target is written (the digest file comes after the
+        # shards, see storage.targets.write_files): the shard files' sha256 overlaps their writing.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-digest")
+        files[DIGEST_KEY] = pool.submit(digest)
+        pool.shutdown(wait=False)
+    else:
+        files[DIGEST_KEY] = digest()
+    return files
 
 
 @functools.lru_cache(maxsize=1)

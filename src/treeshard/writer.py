@@ -273,7 +273,17 @@ def encode_specs(specs: list[ArraySpec], *, codec: str, hash_shards: bool = True
     thread alone. With ``hash_shards=False`` the shard files are left for
     :func:`hash_shard_files` (a save hashes them while it writes them).
     """
-    plans, total = _plan_specs(specs, codec)
+    if codec not in CODECS:
+        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+    plans = []
+    total = 0
+    for spec in specs:
+        chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
+        n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
+        plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
+        plan.chunks = [None] * n_chunks
+        plans.append((plan, chunks, shards))
+        total += math.prod(spec.shape) * spec.dtype.itemsize
     live = [p for p, _, _ in plans if p.n_chunks]
     threads = encoding_threads() if total >= PARALLEL_BYTES else 1
     if threads > 1:
@@ -289,214 +299,21 @@ def encode_specs(specs: list[ArraySpec], *, codec: str, hash_shards: bool = True
             fallbacks[plan.spec.path] = plan.spec.fallback
             out.append(None)
             continue
-        out.append(_encoded_array(plan, chunks, shards, codec))
+        shuffle = plan.shuffle
+        if shuffle is None and CODECS[codec] is not None:
+            shuffle = default_shuffle(plan.spec.dtype.itemsize)  # zarr's choice for an empty array
+        metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
+        nbytes = math.prod(plan.spec.shape) * plan.spec.dtype.itemsize
+        encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
+        _assemble(encoded, plan, len(plan.spec.shape))
+        out.append(encoded)
     if fallbacks:
         redone = iter(encode_specs(list(fallbacks.values()), codec=codec, hash_shards=False))
         out = [next(redone) if e is None else e for e in out]
     if hash_shards:
         hash_shard_files(out, threads=threads)
     return out
-
-
-def _plan_specs(specs: list[ArraySpec], codec: str) -> tuple[list[tuple[_Plan, tuple[int, ...], tuple[int, ...]]], int]:
-    """Each spec's plan, chunk and shard shapes, and the uncompressed bytes of them all."""
-    if codec not in CODECS:
-        raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
-    plans = []
-    total = 0
-    for spec in specs:
-        chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
-        n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
-        plan = _Plan(spec, chunks[0], shards[0] // chunks[0], n_chunks)
-        plan.chunks = [None] * n_chunks
-        plans.append((plan, chunks, shards))
-        total += math.prod(spec.shape) * spec.dtype.itemsize
-    return plans, total
-
-
-def _encoded_array(plan: _Plan, chunks: tuple[int, ...], shards: tuple[int, ...], codec: str) -> EncodedArray:
-    """The array of a plan whose every chunk is encoded."""
-    shuffle = plan.shuffle
-    if shuffle is None and CODECS[codec] is not None:
-        shuffle = default_shuffle(plan.spec.dtype.itemsize)  # zarr's choice for an empty array
-    metadata = array_metadata(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-    document = array_document(plan.spec.shape, plan.spec.dtype, chunks, shards, codec=codec, shuffle=shuffle)
-    nbytes = math.prod(plan.spec.shape) * plan.spec.dtype.itemsize
-    encoded = EncodedArray(path=plan.spec.path, metadata=metadata, document=document, nbytes=nbytes)
-    _assemble(encoded, plan, len(plan.spec.shape))
-    return encoded
-
-
-def _shard_keys(spec: ArraySpec) -> list[str]:
-    """The keys of an array's shard files (from its geometry alone)."""
-    chunks, shards = chunk_geometry(spec.shape, spec.dtype.itemsize, rows=spec.rows)
-    n_chunks = -(-spec.shape[0] // chunks[0]) if spec.shape[0] else 0
-    suffix = "/0" * (len(spec.shape) - 1)
-    return [f"c/{shard}{suffix}" for shard in range(-(-n_chunks // (shards[0] // chunks[0])))]
-
-
-#: From this many uncompressed bytes, a save streams its arrays (see :func:`stream_specs`).
-STREAM_BYTES = 64 * 1024 * 1024
-#: The share of a streamed save's chunk rows encoded array by array (see :class:`_Streamer`).
-STREAM_TAIL = float(os.environ.get("TS_TAIL", "0.34"))
-
-
-@dataclass
-class EncodingStream:
-    """Arrays being encoded: ``files`` (each array's ``zarr.json`` and shard files, keyed as in
-    :func:`store_files`) complete array by array; ``arrays`` is what :func:`encode_specs`
-    returns (without shard hashes), once every array is encoded."""
-
-    paths: list[str]
-    files: dict[str, Future[Any]]
-    arrays: Future[list[EncodedArray]]
-
-
-def stream_specs(specs: list[ArraySpec], *, codec: str) -> EncodingStream | None:
-    """Start encoding ``specs`` array after array in worker threads, and return at once; None
-    where streaming would not pay (a model under :data:`STREAM_BYTES`, one core) or an
-    array's fallback would change its files' keys.
-
-    The first chunk of every array is encoded first (the shuffle trials), then the arrays
-    one after another in key order, so that their files complete one by one while the
-    rest still compress (a writer writes them meanwhile). A row of node columns is filled
-    once, for all of them, and kept until every column has taken its chunk from it. An
-    error in a worker stops the others and is raised by every future not yet done.
-    """
-    plans, total = _plan_specs(specs, codec)
-    threads = encoding_threads()
-    if total < STREAM_BYTES or threads < 2:
-        return None
-    for plan, _, _ in plans:
-        if plan.spec.fallback is not None and _shard_keys(plan.spec.fallback) != _shard_keys(plan.spec):
-            return None
-    files: dict[str, Future[Any]] = {}
-    outputs: dict[str, list[Future[Any]]] = {}
-    for plan, _, _ in plans:
-        keys = [ROOT_METADATA, *_shard_keys(plan.spec)]
-        outputs[plan.spec.path] = [files.setdefault(f"{plan.spec.path}/{key}", Future()) for key in keys]
-    arrays: Future[list[EncodedArray]] = Future()
-    for future in (*files.values(), arrays):
-        future.set_running_or_notify_cancel()
-    _Streamer(plans, codec, threads, outputs, arrays).start()
-    return EncodingStream(paths=[p.spec.path for p, _, _ in plans], files=files, arrays=arrays)
-
-
-class _Streamer:
-    """The work of :func:`stream_specs` (see there)."""
-
-    def __init__(self, plans: list[tuple[_Plan, tuple[int, ...], tuple[int, ...]]], codec: str, threads: int, outputs: dict[str, list[Future[Any]]], arrays: Future[list[EncodedArray]]) -> None:
-        self.plans, self.codec, self.threads, self.outputs, self.arrays = plans, codec, threads, outputs, arrays
-        self.lock = threading.Lock()
-        self.live = sorted((p for p, _, _ in plans if p.n_chunks), key=lambda p: p.spec.path)
-        self.rows: dict[int, dict[str, Any]] = {}
-        self.row_locks: dict[int, threading.Lock] = {}
-        rows = max(p.n_chunks for p in self.live)
-        # Rows before ``split`` are encoded row by row (each filled into a thread's own buffers,
-        # arrays completing together at the end), the rest array by array (arrays complete one
-        # after another, their rows kept meanwhile): the writer writes during the second part.
-        self.split = rows - math.ceil(rows * STREAM_TAIL)
-        self.row_users: dict[int, int] = {}
-        for plan in self.live:
-            for k in (0, *range(max(1, self.split), plan.n_chunks)):
-                self.row_users[k] = self.row_users.get(k, 0) + 1
-        self.left = {id(plan): plan.n_chunks for plan in self.live}
-        self.encoded: dict[str, EncodedArray] = {}
-        self.geometry = {id(p): (chunks, shards) for p, chunks, shards in plans}
-        self.error: BaseException | None = None
-        self.arena = _Arena(sum(p.n_chunks * p.chunk_rows * math.prod(p.spec.shape[1:]) * p.spec.dtype.itemsize for p in self.live if p.spec.rows is not None))
-
-    def start(self) -> None:
-        pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="treeshard-save")
-        firsts = {id(plan): pool.submit(self.column_task, plan, 0, None) for plan in self.live}
-        tasks = list(firsts.values())
-        tasks += [pool.submit(self.row_task, k, firsts) for k in range(1, self.split)]
-        tasks += [pool.submit(self.column_task, plan, k, None) for plan in self.live for k in range(max(1, self.split), plan.n_chunks)]
-        pool.shutdown(wait=False)
-        threading.Thread(target=self.finish, args=(tasks,), name="treeshard-save-finish", daemon=True).start()
-
-    def row(self, k: int) -> tuple[threading.Lock, dict[str, Any]]:
-        with self.lock:
-            if k not in self.rows:
-                self.rows[k], self.row_locks[k] = {_ARENA: self.arena}, threading.Lock()
-            return self.row_locks[k], self.rows[k]
-
-    def row_task(self, k: int, firsts: dict[int, Future[None]]) -> None:
-        """Chunk ``k`` of every array, filled into this thread's own buffers."""
-        if self.error is not None:
-            return
-        try:
-            scratch = _scratch()
-            for plan in self.live:
-                if k < plan.n_chunks:
-                    data = _fill(plan, k, scratch)
-                    if data is not None:
-                        firsts[id(plan)].result()
-                        _encode_chunk(plan, k, data, self.codec)
-                    self.done(plan)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def column_task(self, plan: _Plan, k: int, first: Future[None] | None) -> None:
-        """Chunk ``k`` of ``plan``, from row ``k`` kept for every array (filled once, by the first asking)."""
-        if self.error is not None:
-            return
-        try:
-            if first is not None:
-                first.result()
-            lock, scratch = self.row(k)
-            with lock:
-                data = _fill(plan, k, scratch)
-            if data is not None:
-                _encode_chunk(plan, k, data, self.codec)
-            with self.lock:
-                self.row_users[k] -= 1
-                if not self.row_users[k]:
-                    del self.rows[k], self.row_locks[k]
-            self.done(plan)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def done(self, plan: _Plan) -> None:
-        with self.lock:
-            self.left[id(plan)] -= 1
-            complete = not self.left[id(plan)]
-        if complete and not plan.failed:
-            self.publish(_encoded_array(plan, *self.geometry[id(plan)], self.codec))
-
-    def publish(self, encoded: EncodedArray) -> None:
-        self.encoded[encoded.path] = encoded
-        document, *shards = self.outputs[encoded.path]
-        document.set_result(encoded.document)
-        for future, parts in zip(shards, encoded.shards.values(), strict=True):
-            future.set_result(parts)
-        hash_shard_files([encoded])  # while the writer writes them: the digest waits for no hashing
-
-    def finish(self, tasks: list[Future[None]]) -> None:
-        from concurrent.futures import wait
-
-        wait(tasks)
-        try:
-            if self.error is not None:
-                raise self.error
-            failed = [plan for plan, _, _ in self.plans if plan.failed]
-            if failed:
-                for encoded in encode_specs([plan.spec.fallback for plan in failed], codec=self.codec, hash_shards=False):  # type: ignore[misc]
-                    self.publish(encoded)
-            out = []
-            for plan, chunks, shards in self.plans:
-                if plan.spec.path not in self.encoded:  # an empty array
-                    self.publish(_encoded_array(plan, chunks, shards, self.codec))
-                out.append(self.encoded[plan.spec.path])
-            self.arrays.set_result(out)
-        except BaseException as exc:
-            for futures in self.outputs.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(exc)
-            self.arrays.set_exception(exc)
 
 
 def is_large(encoded: list[EncodedArray]) -> bool:
@@ -635,20 +452,18 @@ def _consolidated_order(item: tuple[str, Any]) -> tuple[int, str]:
     return item[0].count("/"), unicodedata.normalize("NFKC", item[0]).casefold()
 
 
-def group_files(paths: list[str]) -> dict[str, bytes]:
-    """The ``zarr.json`` of the group holding each array of ``paths`` (the root's excluded)."""
-    document, _ = _group_documents()
-    return {f"{group}/{ROOT_METADATA}": document for group in sorted({p.rsplit("/", 1)[0] for p in paths if "/" in p})}
-
-
 def store_files(encoded: list[EncodedArray], attributes: Mapping[str, Any] | bytes) -> dict[str, bytes | list[bytes]]:
     """Every file of the store but the digest: groups, arrays, then the root ``zarr.json``
     (with ``attributes`` and the consolidated metadata of every node), last. Shard files
     are lists of their parts (see :func:`treeshard.storage.targets.write_files`).
     ``attributes`` may be given as its :func:`dumps` already (what the caller measured)."""
-    files: dict[str, bytes | list[bytes]] = group_files([e.path for e in encoded])
-    _, group_entry = _group_documents()
-    consolidated: dict[str, bytes] = {key.rsplit("/", 1)[0]: group_entry for key in files}
+    files: dict[str, bytes | list[bytes]] = {}
+    consolidated: dict[str, bytes] = {}
+    groups = sorted({p.rsplit("/", 1)[0] for p in (e.path for e in encoded) if "/" in p})
+    group_document, group_entry = _group_documents()
+    for group in groups:
+        files[f"{group}/{ROOT_METADATA}"] = group_document
+        consolidated[group] = group_entry
     for array in encoded:
         files[f"{array.path}/{ROOT_METADATA}"] = array.document
         for key, shard in array.shards.items():
@@ -741,28 +556,5 @@ def _buffer(scratch: dict[str, np.ndarray], name: str, shape: tuple[int, ...], d
     size = math.prod(shape)
     buffer = scratch.get(name)
     if buffer is None or buffer.size != size or buffer.dtype != dtype:
-        arena = scratch.get(_ARENA)
-        buffer = scratch[name] = np.empty(size, dtype=dtype) if arena is None else arena.take(size, np.dtype(dtype))
+        buffer = scratch[name] = np.empty(size, dtype=dtype)
     return buffer.reshape(shape)
-
-
-_ARENA = "\x00arena"
-
-
-class _Arena:
-    """Buffers carved from one allocation (the kernel backs a large one with huge pages: a save's
-    rows of node columns, all alive at once while streamed, cost a few page faults, not one per 4 KB)."""
-
-    def __init__(self, nbytes: int) -> None:
-        self.memory = np.empty(nbytes, dtype=np.uint8)
-        self.used = 0
-        self.lock = threading.Lock()
-
-    def take(self, size: int, dtype: np.dtype) -> np.ndarray:
-        nbytes = size * dtype.itemsize
-        with self.lock:
-            start = -(-self.used // 64) * 64
-            if start + nbytes > self.memory.size:
-                return np.empty(size, dtype=dtype)
-            self.used = start + nbytes
-        return self.memory[start : start + nbytes].view(dtype)

@@ -167,22 +167,6 @@ def _ordered(files: dict[str, Any]) -> list[str]:
     return root_last(sorted(files))
 
 
-def _completion_order(files: dict[str, Any]) -> Iterator[str]:
-    """Keys in the order their files can be written: those ready in key order, then those
-    still computed (Futures) as they complete, the root ``zarr.json`` last."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    keys = [key for key in _ordered(files) if key != ROOT_METADATA]
-    pending = {files[key]: key for key in keys if isinstance(files[key], Future) and not files[key].done()}
-    waiting = set(pending.values())
-    yield from (key for key in keys if key not in waiting)
-    while pending:
-        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-        yield from sorted(pending.pop(future) for future in done)
-    if ROOT_METADATA in files:
-        yield ROOT_METADATA
-
-
 #: A zip smaller than this is assembled in memory and written with one call.
 ZIP_IN_MEMORY_BYTES = 16 * 1024 * 1024
 #: A large zip's writeback is started every this many bytes written (see :func:`start_writeback`).
@@ -200,9 +184,8 @@ def _write_zip(files: dict[str, bytes | list[bytes]], zip_path: Path) -> None:
     import time
 
     stamp = time.localtime()[:6]
-    keys = _completion_order(files)
-    streamed = sum(isinstance(value, Future) for value in files.values()) > 1  # more than the digest
-    small = not streamed and sum(len(part) for value in files.values() if not isinstance(value, Future) for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
+    keys = _ordered(files)
+    small = sum(len(part) for value in files.values() if not isinstance(value, Future) for part in _parts(value)) < ZIP_IN_MEMORY_BYTES
     with open(zip_path, "xb") as handle:
         sink = io.BytesIO() if small else handle
         synced = 0  # bytes of ``handle`` whose writeback has started
