@@ -74,12 +74,19 @@ def reference(name: str) -> Any:
 
 @contextmanager
 def no_fsync() -> Any:
-    real = os.fsync
+    """No ``fsync``, and no early writeback (a treeshard that has it starts the disk's work early)."""
+    from treeshard.storage import targets
+
+    real, writeback = os.fsync, getattr(targets, "start_writeback", None)
     os.fsync = lambda fd: None
+    if writeback is not None:
+        targets.start_writeback = lambda fd, offset, nbytes: None
     try:
         yield
     finally:
         os.fsync = real
+        if writeback is not None:
+            targets.start_writeback = writeback
 
 
 def _timed(function: Any) -> float:
