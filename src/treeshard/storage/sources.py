@@ -10,6 +10,7 @@ index), sizes, and whether a request costs a round trip. The local sources
 
 from __future__ import annotations
 
+import asyncio
 import os
 import zipfile
 from pathlib import Path
@@ -242,6 +243,32 @@ class ZarrStoreSource:
         except FileNotFoundError:
             return None
         return None if buffer is None else (buffer.to_bytes(), None)
+
+    def get_suffixes(self, requests: list[tuple[str, int]]) -> list[tuple[bytes, int | None] | None]:
+        """:meth:`get_suffix` of each ``(key, length)``, all in one hop to zarr's event loop."""
+        from zarr.abc.store import SuffixByteRequest
+
+        return [None if found is None else (found, None) for found in self._get_many([(key, SuffixByteRequest(n)) for key, n in requests])]
+
+    def get_ranges(self, requests: list[tuple[str, int | None, int]]) -> list[bytes | None]:
+        """Each ``(key, offset, length)`` (``offset`` None: the whole object), all in one hop
+        to zarr's event loop."""
+        from zarr.abc.store import RangeByteRequest
+
+        return self._get_many([(key, None if low is None else RangeByteRequest(low, low + n)) for key, low, n in requests])
+
+    def _get_many(self, requests: list[tuple[str, Any]]) -> list[bytes | None]:
+        async def get(key: str, byte_range: Any) -> bytes | None:
+            try:
+                buffer = await self.store.get(key, prototype=self._prototype, byte_range=byte_range)
+            except FileNotFoundError:
+                return None
+            return None if buffer is None else buffer.to_bytes()
+
+        async def gather() -> list[bytes | None]:
+            return list(await asyncio.gather(*(get(key, byte_range) for key, byte_range in requests)))
+
+        return self._sync(gather())
 
     def keys(self) -> list[str]:
         from zarr.storage import LocalStore
