@@ -10,7 +10,6 @@ index), sizes, and whether a request costs a round trip. The local sources
 
 from __future__ import annotations
 
-import asyncio
 import os
 import zipfile
 from pathlib import Path
@@ -258,6 +257,8 @@ class ZarrStoreSource:
         return self._get_many([(key, None if low is None else RangeByteRequest(low, low + n)) for key, low, n in requests])
 
     def _get_many(self, requests: list[tuple[str, Any]]) -> list[bytes | None]:
+        import asyncio  # only here: the Predictor's import path stays free of it
+
         async def get(key: str, byte_range: Any) -> bytes | None:
             try:
                 buffer = await self.store.get(key, prototype=self._prototype, byte_range=byte_range)
