@@ -27,7 +27,10 @@ class ByteSource(Protocol):
     :class:`~treeshard.TreeshardError` subclass for anything else. A source that
     parses the store's digest record for its own needs (the remote ones take
     sizes from it) also offers ``parsed_digest()``, so that it is parsed once
-    per open (:func:`treeshard.storage.digest.stored_digest`).
+    per open (:func:`treeshard.storage.digest.stored_digest`). A source whose every
+    call has a fixed cost (a zarr ``Store``: a hop to zarr's event loop) also offers
+    ``get_suffixes`` and ``get_ranges``, several requests in one call; the chunk
+    reader then fetches a read's shard indexes, and its chunks, in one call each.
     """
 
     #: Whether the chunk reader should merge nearby ranges of a shard into one
