@@ -269,10 +269,14 @@ class ZarrStoreSource:
                 return None
             return None if buffer is None else buffer.to_bytes()
 
-        async def gather() -> list[bytes | None]:
-            return list(await asyncio.gather(*(get(key, byte_range) for key, byte_range in requests)))
+        async def gather() -> list[Any]:
+            return list(await asyncio.gather(*(get(key, byte_range) for key, byte_range in requests), return_exceptions=True))
 
-        return self._sync(gather())
+        found = self._sync(gather())
+        for result in found:  # the first failure in request order, as one request at a time would raise
+            if isinstance(result, BaseException):
+                raise result
+        return found
 
     def keys(self) -> list[str]:
         from zarr.storage import LocalStore
