@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-from zarr.core.buffer import default_buffer_prototype
 from helpers.data import make_data
 from helpers.stores import edit_config, reseal
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -1287,37 +1286,3 @@ def test_check_trees_into_refuses_what_check_trees_refuses(model, edit):
     with pytest.raises(TreeStructureError) as raised:
         check_trees_into(cols, layout, _zeroed_node_arrays(cols), first_tree=3)
     assert raised.value.args == expected.value.args
-
-
-def _into_memory(path: Path) -> zarr.storage.MemoryStore:
-    """A ``MemoryStore`` holding the objects of a directory store."""
-    buffer = default_buffer_prototype().buffer
-    return zarr.storage.MemoryStore({p.relative_to(path).as_posix(): buffer.from_bytes(p.read_bytes()) for p in path.rglob("*") if p.is_file()})
-
-
-BYTES_CASES = [case for case in CASES if CASES[case][0].__qualname__.startswith(("_bytes_edit", "_delete_chunk"))]
-
-
-@pytest.mark.parametrize("case", BYTES_CASES)
-def test_a_memory_store_gives_the_error_a_directory_gives(case, store):
-    """A zarr ``Store`` object fetches its shard indexes and chunks in batches: the same checks,
-    the same first error, word for word, as the directory reader that fetches them one by one."""
-    mutate, error, _ = CASES[case]
-    mutate(store)
-    reseal(store)
-    with pytest.raises(error) as from_directory:
-        load_and_use(store, lazy=False)
-    memory = _into_memory(store)
-    with pytest.raises(error) as from_memory:
-        load_and_use(memory, lazy=False)
-    assert type(from_memory.value) is type(from_directory.value)
-    assert str(from_memory.value) == str(from_directory.value)
-
-
-def test_a_memory_store_with_a_flipped_shard_index_byte_names_the_shard(store):
-    _bytes_edit("nodes/impurity", _flip(-10))(store)
-    reseal(store)
-    memory = _into_memory(store)
-    with pytest.raises(IntegrityError) as caught:
-        treeshard.load(memory, lazy=False)
-    assert str(caught.value) == "nodes/impurity: shard index checksum mismatch in nodes/impurity/c/0"

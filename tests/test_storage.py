@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
-import zarr.core.sync as zarr_sync
-from helpers.counting_store import CountingStore, Read, ReadLog, is_node_column_key
 from sklearn.tree import DecisionTreeRegressor
 
 import treeshard
@@ -133,42 +131,3 @@ def test_load_verify_checks_the_store_it_loads_not_the_path(model: Any, tmp_path
     with pytest.raises(IntegrityError, match=r"extra: not part of the saved model \(added after saving\)"):
         handle.load(verify=True)
     treeshard.load(path, verify=True)
-
-
-async def _keys(store: Any) -> list[str]:
-    return [key async for key in store.list()]
-
-
-def _node_reads_by_hop(monkeypatch: Any, store: Any) -> list[list[Read]]:
-    """An eager load from a counted ``store``: for each hop to zarr's event loop that read node
-    column bytes, the node column reads it made."""
-    log = ReadLog()
-    counted = CountingStore(store, log)
-    hops: list[list[Read]] = []
-    real_sync = zarr_sync.sync
-
-    def counting_sync(coroutine: Any, *args: Any, **kwargs: Any) -> Any:
-        before = len(log.reads)
-        result = real_sync(coroutine, *args, **kwargs)
-        reads = [r for r in log.reads[before:] if is_node_column_key(r.key) and not r.key.endswith("zarr.json")]
-        if reads:
-            hops.append(reads)
-        return result
-
-    monkeypatch.setattr(zarr_sync, "sync", counting_sync)  # ZarrStoreSource imports it when it opens
-    treeshard.load(counted, lazy=False)
-    return hops
-
-
-def test_a_zarr_store_load_reads_the_node_columns_in_two_hops(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every node column's shard index in one hop, then every chunk in another (not one hop per request)."""
-    store = zarr.storage.MemoryStore()
-    treeshard.save(model, store)
-    sizes = {key: zarr_sync.sync(store.getsize(key)) for key in zarr_sync.sync(_keys(store))}
-    shards = sorted(key for key in sizes if is_node_column_key(key) and not key.endswith("zarr.json"))
-    assert len(shards) == 9
-    indexes, chunks = _node_reads_by_hop(monkeypatch, store)
-    assert sorted(r.key for r in indexes) == shards
-    assert all(r.byte_range is not None and r.byte_range[1] == sizes[r.key] for r in indexes)  # suffixes
-    assert sorted(r.key for r in chunks) == shards
-    assert all(r.byte_range is not None and r.byte_range[0] == 0 for r in chunks)  # the chunk at the start of each shard

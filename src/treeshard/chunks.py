@@ -359,7 +359,6 @@ class ChunkReader:
         if outs is not None and len(outs) != len(requests):
             raise ValueError("read_many: one output array per request")
         plan = _ReadPlan()
-        plan.suffixes = self._prefetch_shard_indexes(requests)
         try:
             outs = [
                 self._plan(layout, start, stop, plan, None if outs is None else outs[i]) for i, (layout, start, stop) in enumerate(requests)
@@ -387,14 +386,14 @@ class ChunkReader:
         chunks = []
         per_shard = layout.shard_rows // layout.chunk_rows
         for shard in range(start // layout.shard_rows, -(-stop // layout.shard_rows)):
-            key = _shard_key(layout, shard)
+            key = f"{layout.key_prefix}{shard}{layout.key_suffix}" if layout.shape else layout.key_prefix
             shard_first = shard * layout.shard_rows
             first_chunk = (max(start, shard_first) - shard_first) // layout.chunk_rows
             last_chunk = min(per_shard, -(-(min(stop, shard_first + layout.shard_rows) - shard_first) // layout.chunk_rows))
             if layout.index_at_end is None:
                 chunks.append((key, None, shard_first))
                 continue
-            index = self._read_shard_index(layout, key, per_shard, plan.suffixes)
+            index = self._read_shard_index(layout, key, per_shard)
             if index is None:
                 raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
             for c in range(first_chunk, last_chunk):
@@ -456,15 +455,11 @@ class ChunkReader:
         for read in reads:
             by_key.setdefault(read.key, []).append(read)
         coalesce = getattr(self.source, "coalesce_reads", False)
-        runs = []
+        jobs = []
         for key_reads in by_key.values():
             sharded = key_reads[0].extent is not None  # else each key is one whole chunk
-            runs.extend(_coalesce(key_reads) if sharded and coalesce else [[read] for read in key_reads])
-        if len(runs) > 1 and hasattr(self.source, "get_ranges"):  # every request in one call (one event-loop hop)
-            raws = self.source.get_ranges([_run_request(run) for run in runs])
-            jobs = [functools.partial(self._decode_run, run, raw) for run, raw in zip(runs, raws)]
-        else:
-            jobs = [functools.partial(self._fetch_run, run) for run in runs]
+            runs = _coalesce(key_reads) if sharded and coalesce else [[read] for read in key_reads]
+            jobs.extend(functools.partial(self._fetch_run, run) for run in runs)
         if len(jobs) == 1:
             jobs[0]()
         else:
@@ -473,20 +468,18 @@ class ChunkReader:
 
     def _fetch_run(self, run: list[_ChunkRead]) -> None:
         """Read the chunks of ``run`` in one request, then check and decode each."""
-        key, low, length = _run_request(run)
-        self._decode_run(run, self.source.get(key) if low is None else self.source.get_range(key, low, length))
-
-    def _decode_run(self, run: list[_ChunkRead], raw: bytes | None) -> None:
-        """Check and decode the chunks of ``run`` from ``raw``, the bytes :func:`_run_request` asks for."""
         first = run[0]
         if first.extent is None:
+            raw = self.source.get(first.key)
             if raw is None:
                 raise IntegrityError(f"{first.path}: chunk {first.key} is missing (treeshard stores every chunk)")
             if self.digests is not None:
                 self.digests.check_object(first.path, first.key, raw)
             first.decode(np.frombuffer(raw, dtype=np.uint8))
             return
-        low, high = _run_extent(run)
+        low = min(read.extent[0] for read in run)  # type: ignore[index]
+        high = max(read.extent[0] + read.extent[1] for read in run)  # type: ignore[index]
+        raw = self.source.get_range(first.key, low, high - low)
         if raw is None or len(raw) != high - low:
             raise IntegrityError(f"{first.path}: shard {first.key} is truncated")
         data = np.frombuffer(raw, dtype=np.uint8)
@@ -497,30 +490,8 @@ class ChunkReader:
                 self.digests.check_chunk(read.path, read.key, read.index, chunk)
             read.decode(chunk)
 
-    def _prefetch_shard_indexes(self, requests: list[tuple[ArrayLayout, int, int]]) -> dict[str, Any]:
-        """The last bytes of every shard the requests need whose index is not cached yet, in one
-        call, where the source fetches several at once (a zarr ``Store``: one event-loop hop);
-        checked by :meth:`_fetch_shard_index` when the plan reaches each shard, as if read then."""
-        if not hasattr(self.source, "get_suffixes"):
-            return {}
-        wanted: dict[str, int] = {}
-        for layout, start, stop in requests:
-            if not layout.index_at_end:
-                continue
-            rows = layout.shape[0] if layout.shape else 1
-            start, stop = max(0, start), min(rows, stop)
-            for shard in range(start // layout.shard_rows, -(-stop // layout.shard_rows)):
-                key = _shard_key(layout, shard)
-                wanted.setdefault(key, 16 * (layout.shard_rows // layout.chunk_rows) + 4)
-        with self._partial_lock:
-            wanted = {key: n for key, n in wanted.items() if key not in self._shard_indexes}
-        if len(wanted) < 2:
-            return {}
-        return dict(zip(wanted, self.source.get_suffixes(list(wanted.items()))))
-
-    def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int, prefetched: dict[str, Any] | None = None) -> np.ndarray | None:
-        """The checked index of a shard (read once: one request for the last bytes, or taken from
-        ``prefetched``, the same request made earlier)."""
+    def _read_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
+        """The checked index of a shard (read once: one request for the last bytes)."""
         with self._partial_lock:
             cached = self._shard_indexes.get(key)
             key_lock = self._index_locks.setdefault(key, threading.Lock()) if cached is None else None
@@ -529,12 +500,12 @@ class ChunkReader:
         with key_lock:  # concurrent reads of one shard (read-ahead batches) fetch its index once
             with self._partial_lock:
                 cached = self._shard_indexes.get(key)
-            return cached if cached is not None else self._fetch_shard_index(layout, key, n_chunks, prefetched or {})
+            return cached if cached is not None else self._fetch_shard_index(layout, key, n_chunks)
 
-    def _fetch_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int, prefetched: dict[str, Any]) -> np.ndarray | None:
+    def _fetch_shard_index(self, layout: ArrayLayout, key: str, n_chunks: int) -> np.ndarray | None:
         index_bytes = 16 * n_chunks + 4
         if layout.index_at_end:
-            found = prefetched[key] if key in prefetched else self.source.get_suffix(key, index_bytes)
+            found = self.source.get_suffix(key, index_bytes)
             if found is None:
                 return None
             raw, size = found
@@ -683,24 +654,6 @@ class _ReadPlan:
     reads: list[_ChunkRead] = field(default_factory=list)
     waits: list[tuple[_Pending, _ChunkRead, Callable[[np.ndarray], None]]] = field(default_factory=list)
     owned: list[tuple[tuple[str, int], _Pending]] = field(default_factory=list)
-    suffixes: dict[str, Any] = field(default_factory=dict)  # shard keys -> prefetched last bytes
-
-
-def _run_extent(run: list[_ChunkRead]) -> tuple[int, int]:
-    low = min(read.extent[0] for read in run)  # type: ignore[index]
-    return low, max(read.extent[0] + read.extent[1] for read in run)  # type: ignore[index]
-
-
-def _run_request(run: list[_ChunkRead]) -> tuple[str, int | None, int]:
-    """``(key, offset, length)`` of the one request that reads ``run`` (``offset`` None: the whole object)."""
-    if run[0].extent is None:
-        return run[0].key, None, 0
-    low, high = _run_extent(run)
-    return run[0].key, low, high - low
-
-
-def _shard_key(layout: ArrayLayout, shard: int) -> str:
-    return f"{layout.key_prefix}{shard}{layout.key_suffix}" if layout.shape else layout.key_prefix
 
 
 def _coalesce(reads: list[_ChunkRead]) -> list[list[_ChunkRead]]:

@@ -27,10 +27,7 @@ class ByteSource(Protocol):
     :class:`~treeshard.TreeshardError` subclass for anything else. A source that
     parses the store's digest record for its own needs (the remote ones take
     sizes from it) also offers ``parsed_digest()``, so that it is parsed once
-    per open (:func:`treeshard.storage.digest.stored_digest`). A source whose every
-    call has a fixed cost (a zarr ``Store``: a hop to zarr's event loop) also offers
-    ``get_suffixes`` and ``get_ranges``, several requests in one call; the chunk
-    reader then fetches a read's shard indexes, and its chunks, in one call each.
+    per open (:func:`treeshard.storage.digest.stored_digest`).
     """
 
     #: Whether the chunk reader should merge nearby ranges of a shard into one
@@ -245,38 +242,6 @@ class ZarrStoreSource:
         except FileNotFoundError:
             return None
         return None if buffer is None else (buffer.to_bytes(), None)
-
-    def get_suffixes(self, requests: list[tuple[str, int]]) -> list[tuple[bytes, int | None] | None]:
-        """:meth:`get_suffix` of each ``(key, length)``, all in one hop to zarr's event loop."""
-        from zarr.abc.store import SuffixByteRequest
-
-        return [None if found is None else (found, None) for found in self._get_many([(key, SuffixByteRequest(n)) for key, n in requests])]
-
-    def get_ranges(self, requests: list[tuple[str, int | None, int]]) -> list[bytes | None]:
-        """Each ``(key, offset, length)`` (``offset`` None: the whole object), all in one hop
-        to zarr's event loop."""
-        from zarr.abc.store import RangeByteRequest
-
-        return self._get_many([(key, None if low is None else RangeByteRequest(low, low + n)) for key, low, n in requests])
-
-    def _get_many(self, requests: list[tuple[str, Any]]) -> list[bytes | None]:
-        import asyncio  # only here: the Predictor's import path stays free of it
-
-        async def get(key: str, byte_range: Any) -> bytes | None:
-            try:
-                buffer = await self.store.get(key, prototype=self._prototype, byte_range=byte_range)
-            except FileNotFoundError:
-                return None
-            return None if buffer is None else buffer.to_bytes()
-
-        async def gather() -> list[Any]:
-            return list(await asyncio.gather(*(get(key, byte_range) for key, byte_range in requests), return_exceptions=True))
-
-        found = self._sync(gather())
-        for result in found:  # the first failure in request order, as one request at a time would raise
-            if isinstance(result, BaseException):
-                raise result
-        return found
 
     def keys(self) -> list[str]:
         from zarr.storage import LocalStore
