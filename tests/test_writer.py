@@ -159,19 +159,26 @@ def test_unsupported_dtype_is_refused():
         encode_array("fitted/x", np.array(["a"]), codec="lz4")
 
 
-def test_first_chunk_is_compressed_once_per_shuffle(monkeypatch):
-    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed once per
-    candidate (byte, bit and, for a large float chunk, no shuffle), never again."""
+@pytest.fixture
+def blosc_calls(monkeypatch) -> list[int]:
+    """The Blosc shuffle of every ``numcodecs.Blosc.encode`` call, in order."""
     import numcodecs
 
-    calls = []
+    calls: list[int] = []
     original = numcodecs.Blosc.encode
 
-    def counting(self, buf):
+    def counting(self, buf):  # noqa: ANN001, ANN202
         calls.append(self.shuffle)
         return original(self, buf)
 
     monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
+    return calls
+
+
+def test_first_chunk_is_compressed_once_per_shuffle(blosc_calls):
+    """The shuffle trial's winner is the stored chunk: a one-chunk column is compressed once per
+    candidate (byte, bit and, for a large float chunk, no shuffle), never again."""
+    calls = blosc_calls
     encoded = encode_array("nodes/x", np.arange(1000, dtype=np.int64), codec="lz4", rows=1000)
     assert calls == [1, 2] and len(encoded.shards) == 1
     calls.clear()
@@ -218,17 +225,8 @@ def test_shuffle_candidates(dtype, nbytes, expected):
     [(np.arange(100, dtype=np.int64), "shuffle"), (np.arange(100, dtype=np.uint8), "bitshuffle"), (np.zeros(127, dtype=np.float64), "shuffle")],
     ids=["int64", "uint8", "float64"],
 )
-def test_a_first_chunk_under_the_trial_size_is_compressed_once_with_zarrs_shuffle(data, shuffle, monkeypatch):
-    import numcodecs
-
-    calls = []
-    original = numcodecs.Blosc.encode
-
-    def counting(self, buf):
-        calls.append(self.shuffle)
-        return original(self, buf)
-
-    monkeypatch.setattr(numcodecs.Blosc, "encode", counting)
+def test_a_first_chunk_under_the_trial_size_is_compressed_once_with_zarrs_shuffle(data, shuffle, blosc_calls):
+    calls = blosc_calls
     assert data.nbytes < codecs.SHUFFLE_TRIAL_BYTES
     encoded = encode_array("nodes/x", data, codec="lz4")
     assert len(calls) == 1
