@@ -113,16 +113,20 @@ def measure(name: str, rows: tuple[int, ...], repeat: int, *, baseline: bool = F
     return out
 
 
-def latency(name: str, calls: int = 2_000) -> dict[str, float]:
-    """Median seconds of a one-row ``predict_proba``: Predictor and sklearn (``n_jobs=None``)."""
+def _one_row_setup(name: str) -> tuple[Any, Any, Any, Any]:
+    """The cached model ``name``: its entry, sklearn's estimator (``n_jobs=None``), its Predictor and one row."""
     import treeshard
 
     cached = models.ensure(name, refresh=False)
     estimator = cached.load_estimator()
     if hasattr(estimator, "n_jobs"):
         estimator.n_jobs = None
-    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
-    row = _rows(1)
+    return cached, estimator, treeshard.Predictor(cached.path("treeshard-lz4")), _rows(1)
+
+
+def latency(name: str, calls: int = 2_000) -> dict[str, float]:
+    """Median seconds of a one-row ``predict_proba``: Predictor and sklearn (``n_jobs=None``)."""
+    _, estimator, predictor, row = _one_row_setup(name)
     result = {}
     for path, fn, n in (("treeshard", predictor.predict_proba, calls), ("sklearn", estimator.predict_proba, max(20, calls // 100))):
         samples = []
@@ -143,14 +147,8 @@ def one_row_peers(name: str, rounds: int, calls: int = 1_000) -> dict[str, Any]:
     or cached file is missing is left out.
     """
     import numpy as np
-    import treeshard
 
-    cached = models.ensure(name, refresh=False)
-    estimator = cached.load_estimator()
-    if hasattr(estimator, "n_jobs"):
-        estimator.n_jobs = None
-    predictor = treeshard.Predictor(cached.path("treeshard-lz4"))
-    row = _rows(1)
+    cached, estimator, predictor, row = _one_row_setup(name)
     batch = np.load(cached.rows).astype(np.float32)
     ways: dict[str, Any] = {
         "Predictor predict": predictor.predict,
