@@ -76,17 +76,22 @@ def test_overwrite_refuses_a_directory_named_like_a_zip(tree, tmp_path):
     assert (path / "notes.txt").read_text() == "keep"
 
 
-def test_a_target_replaced_while_saving_is_checked_again(tree, other_tree, tmp_path, monkeypatch):
-    """The check before the rename reads the target again once it changed since the first check."""
-    path = tmp_path / "m.zip"
-    treeshard.save(tree, path)
+def _someone_writes_after_the_zip(monkeypatch, path) -> None:  # noqa: ANN001
+    """Another process writes ``path`` once the save's temporary zip is written, before the rename."""
     write_zip = targets._write_zip
 
-    def meanwhile(files, zip_path):
+    def meanwhile(files, zip_path):  # noqa: ANN001, ANN202
         write_zip(files, zip_path)
         path.write_bytes(b"someone else's file")
 
     monkeypatch.setattr(targets, "_write_zip", meanwhile)
+
+
+def test_a_target_replaced_while_saving_is_checked_again(tree, other_tree, tmp_path, monkeypatch):
+    """The check before the rename reads the target again once it changed since the first check."""
+    path = tmp_path / "m.zip"
+    treeshard.save(tree, path)
+    _someone_writes_after_the_zip(monkeypatch, path)
     with pytest.raises(StoreExistsError, match=r"m.zip' is not a zip file; refusing to replace it$"):
         treeshard.save(other_tree, path, overwrite=True)
     assert path.read_bytes() == b"someone else's file"
@@ -95,13 +100,7 @@ def test_a_target_replaced_while_saving_is_checked_again(tree, other_tree, tmp_p
 
 def test_a_target_created_while_saving_is_not_replaced(tree, tmp_path, monkeypatch):
     path = tmp_path / "m.zip"
-    write_zip = targets._write_zip
-
-    def meanwhile(files, zip_path):
-        write_zip(files, zip_path)
-        path.write_bytes(b"someone else's file")
-
-    monkeypatch.setattr(targets, "_write_zip", meanwhile)
+    _someone_writes_after_the_zip(monkeypatch, path)
     with pytest.raises(StoreExistsError, match=r"m.zip' exists; pass overwrite=True to replace it$"):
         treeshard.save(tree, path)
     assert path.read_bytes() == b"someone else's file"
