@@ -10,7 +10,7 @@ is to reject input that would make sklearn's own traversal read out of bounds.
 
 from libc.float cimport FLT_MAX
 from libc.math cimport INFINITY, isnan, nextafterf, rint
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
@@ -1844,3 +1844,90 @@ def copy_rows_into(const int64_t[::1] tree_ptr, const double[:, ::1] values, con
     with nogil:
         for t in range(n_trees):
             memcpy(<void*> value_addresses[t], &values[tree_ptr[t], 0], (tree_ptr[t + 1] - tree_ptr[t]) * width * sizeof(double))
+
+
+# --------------------------------------------------------------------------- chunk decoding
+# An eager load decodes every chunk of the node columns. Done one chunk at a time from Python
+# (a read, a sha256, a crc32c and a Blosc call, each a trip through the interpreter and the
+# GIL), the decoding thread waits for the GIL whenever the caller's thread holds it in sklearn's
+# Tree.__setstate__. decode_chunks checks and decodes a shard's run of chunks in one nogil call,
+# through the C functions treeshard.chunks found in libraries already loaded (OpenSSL's SHA256
+# behind hashlib, google_crc32c's crc32c_value, Blosc's decompressor bundled in numcodecs).
+
+ctypedef uint32_t (*crc32c_fn)(const uint8_t* data, size_t n) noexcept nogil
+ctypedef unsigned char* (*sha256_fn)(const unsigned char* data, size_t n, unsigned char* md) noexcept nogil
+ctypedef int (*blosc_validate_fn)(const void* src, size_t n, size_t* nbytes) noexcept nogil
+ctypedef int (*blosc_decompress_fn)(const void* src, void* dest, size_t destsize, int nthreads) noexcept nogil
+
+
+def decode_chunks(
+    const uint8_t[::1] data,
+    const int64_t[::1] starts,
+    const int64_t[::1] lengths,
+    const uint8_t[:, ::1] digests,
+    uint64_t out_address,
+    Py_ssize_t out_bytes,
+    Py_ssize_t chunk_bytes,
+    bint compressed,
+    tuple functions,
+):
+    """Check and decode chunk ``i`` (``data[starts[i]:starts[i] + lengths[i]]``: its encoded
+    bytes and crc32c) into ``out_address + i * chunk_bytes`` (``out_bytes`` writable bytes,
+    kept alive by the caller), in order. ``digests``: each chunk's sha256 (zero rows: no
+    digest check). ``functions``: the addresses of crc32c_value, SHA256,
+    blosc_cbuffer_validate and blosc_decompress_ctx. Returns the index of the first chunk
+    that fails any check (-1: all decoded): the caller reads it again through its checked
+    path, which raises the error that names the problem."""
+    cdef Py_ssize_t n = starts.shape[0]
+    cdef Py_ssize_t i, j
+    cdef int64_t start, length
+    cdef const uint8_t* chunk
+    cdef uint8_t* out = <uint8_t*> out_address
+    cdef unsigned char md[32]
+    cdef uint32_t stored
+    cdef size_t nbytes
+    cdef bint check_digest = digests.shape[0] > 0
+    cdef crc32c_fn crc = <crc32c_fn> <uintptr_t> <uint64_t> functions[0]
+    cdef sha256_fn sha = <sha256_fn> <uintptr_t> <uint64_t> functions[1]
+    cdef blosc_validate_fn validate = <blosc_validate_fn> <uintptr_t> <uint64_t> functions[2]
+    cdef blosc_decompress_fn decompress = <blosc_decompress_fn> <uintptr_t> <uint64_t> functions[3]
+    cdef Py_ssize_t bad = -1
+    if (lengths.shape[0] != n or (check_digest and (digests.shape[0] != n or digests.shape[1] != 32))
+            or out_address == 0 or chunk_bytes <= 0 or n * chunk_bytes > out_bytes
+            or crc == NULL or (check_digest and sha == NULL) or (compressed and (validate == NULL or decompress == NULL))):
+        raise ValueError("decode_chunks: chunks, digests and output do not match")
+    with nogil:
+        for i in range(n):
+            start = starts[i]
+            length = lengths[i]
+            if start < 0 or length < 4 or start > data.shape[0] - length:
+                bad = i
+                break
+            chunk = &data[start]
+            if check_digest:
+                sha(chunk, <size_t> length, md)
+                for j in range(32):
+                    if md[j] != digests[i, j]:
+                        bad = i
+                        break
+                if bad >= 0:
+                    break
+            stored = (<uint32_t> chunk[length - 4]) | (<uint32_t> chunk[length - 3] << 8) | (<uint32_t> chunk[length - 2] << 16) | (<uint32_t> chunk[length - 1] << 24)
+            if crc(chunk, <size_t> (length - 4)) != stored:
+                bad = i
+                break
+            if compressed:
+                # The header checks of treeshard.blosc.BloscDecoder.decode_into, then Blosc's own.
+                if (length - 4 < 16
+                        or <Py_ssize_t> ((<uint32_t> chunk[4]) | (<uint32_t> chunk[5] << 8) | (<uint32_t> chunk[6] << 16) | (<uint32_t> chunk[7] << 24)) != chunk_bytes
+                        or <int64_t> ((<uint32_t> chunk[12]) | (<uint32_t> chunk[13] << 8) | (<uint32_t> chunk[14] << 16) | (<uint32_t> chunk[15] << 24)) != length - 4
+                        or validate(chunk, <size_t> (length - 4), &nbytes) != 0
+                        or decompress(chunk, out + i * chunk_bytes, <size_t> chunk_bytes, 1) != chunk_bytes):
+                    bad = i
+                    break
+            else:
+                if length - 4 != chunk_bytes:
+                    bad = i
+                    break
+                memcpy(out + i * chunk_bytes, chunk, <size_t> chunk_bytes)
+    return bad

@@ -216,9 +216,11 @@ class ModelHandle:
     @staticmethod
     def _eager_builder(source: TreeSource, plan: LoadPlan) -> Callable[[Any], Sequence]:
         def build(factory: Any) -> Sequence:
-            # Two read-ahead threads: one batch decodes while the next is validated and the
-            # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
-            return StoredEstimators(source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=2).materialize()
+            # One worker decodes whole chunks and fills each batch's trees while the caller builds
+            # the next batch's (sklearn's __setstate__ copy); two batch buffers exist.
+            return StoredEstimators(
+                source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=1, whole_chunks=True
+            ).materialize()
 
         return build
 

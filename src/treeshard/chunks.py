@@ -50,7 +50,7 @@ from .spec import (
     SIGNATURE_KEY,
     loads_json,
 )
-from .blosc import BloscDecoder, UnsupportedLayout, crc32c
+from .blosc import BloscDecoder, UnsupportedLayout, crc32c, native_functions
 from .storage.router import open_source
 
 if TYPE_CHECKING:
@@ -182,6 +182,7 @@ class ChunkReader:
         self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
         self._index_locks: dict[str, threading.Lock] = {}
+        self._digest_tables: dict[str, Any] = {}  # read_chunks' recorded chunk digests, by shard
 
     def _read_digests(self, raw_root: bytes) -> ChunkDigests | None:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
@@ -234,6 +235,7 @@ class ChunkReader:
         other._partial_lock = threading.Lock()
         other._decoding = {}
         other._index_locks = {}
+        other._digest_tables = {}
         return other
 
     @property
@@ -373,6 +375,104 @@ class ChunkReader:
             else:  # the read decoding it failed: fetch it here
                 self._fetch_run([read])
         return outs
+
+    def read_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> None:
+        """Whole chunks ``first:stop`` (chunk numbers) of each ``(layout, first, stop, out)`` decoded
+        into ``out`` (C-contiguous, at least ``(stop - first) * chunk_rows`` rows of the array's dtype
+        and row shape; rows past the array's end are the last chunk's padding): an eager load's reads.
+
+        Each shard's run of chunks is one read and one compiled, GIL-free call that makes
+        :meth:`read_many`'s checks (sha256 against the digest record, crc32c, Blosc header) and
+        decodes (:func:`treeshard._kernels.decode_chunks`). Where that path does not apply (a
+        source that coalesces requests, a library not found, a chunk missing or failing a check),
+        the rows are read by :meth:`read_many`, which raises the error naming the problem.
+        """
+        if self._lease is None:
+            raise ValueError(f"{self.location}: the store is closed")
+        native = None if getattr(self.source, "coalesce_reads", False) else native_functions()
+        plans = []
+        if native is not None:
+            for layout, first, stop, out in requests:  # every shard index first, as read_many plans
+                runs = self._chunk_runs(layout, first, stop, out)
+                if runs is None:
+                    break
+                plans.append(runs)
+        if native is not None and len(plans) == len(requests) and all(self._decode_runs(runs, native) for runs in plans):
+            return
+        checked = []
+        for layout, first, stop, out in requests:
+            start, end = first * layout.chunk_rows, min(stop * layout.chunk_rows, layout.shape[0])
+            checked.append((layout, start, end, out[: end - start]))
+        self.read_many([request[:3] for request in checked], outs=[request[3] for request in checked])
+
+    def _chunk_runs(self, layout: ArrayLayout, first: int, stop: int, out: np.ndarray) -> list[_ChunkRun] | None:
+        """The reads of :meth:`read_chunks` for chunks ``first:stop`` of one array, a run per shard
+        (None: the checked path reads them)."""
+        width = math.prod(layout.shape[1:])
+        chunk_bytes = layout.chunk_rows * width * layout.dtype.itemsize
+        if (
+            layout.index_at_end is None
+            or not layout.shape
+            or out.dtype != layout.dtype
+            or not out.flags.c_contiguous
+            or out.nbytes < (stop - first) * chunk_bytes
+        ):
+            return None
+        per_shard = layout.shard_rows // layout.chunk_rows
+        runs = []
+        for shard in range(first // per_shard, -(-stop // per_shard)):
+            key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
+            index = self._read_shard_index(layout, key, per_shard)
+            if index is None:
+                return None
+            inner = np.arange(max(first, shard * per_shard), min(stop, (shard + 1) * per_shard)) - shard * per_shard
+            offsets, lengths = index[inner, 0].astype(np.int64), index[inner, 1].astype(np.int64)
+            if np.any(index[inner, 0] == _EMPTY):
+                return None
+            digests = np.zeros((0, 32), dtype=np.uint8)
+            if self.digests is not None:
+                table = self._digest_table(layout.path, key)
+                if table is None or inner[-1] >= len(table[0]) or np.any(table[0][inner] != lengths):
+                    return None
+                digests = table[1][inner]
+            low, high = int(offsets.min()), int((offsets + lengths).max())
+            if high - low > int(lengths.sum()) + COALESCE_GAP_BYTES:  # not one run (a store treeshard did not write)
+                return None
+            position = (shard * per_shard + int(inner[0]) - first) * chunk_bytes
+            runs.append(_ChunkRun(layout, key, low, high - low, offsets - low, lengths, digests, out, position, chunk_bytes))
+        return runs
+
+    def _digest_table(self, path: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The recorded ``(lengths, sha256 digests)`` of the inner chunks of shard ``key``
+        (length -1 where the record has none); None if the record has none for the shard."""
+        table = self._digest_tables.get(key, _UNSET)
+        if table is _UNSET:
+            recorded = self.digests._inner_digests(path, key)  # type: ignore[union-attr]
+            if recorded is None:
+                table = None
+            else:
+                lengths = np.array([-1 if entry is None else entry[0] for entry in recorded], dtype=np.int64)
+                digests = np.frombuffer(b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in recorded), dtype=np.uint8)
+                table = (lengths, digests.reshape(-1, 32))
+            self._digest_tables[key] = table
+        return table
+
+    def _decode_runs(self, runs: list[_ChunkRun], native: tuple[int, int, int, int]) -> bool:
+        """Read and decode ``runs`` through :func:`treeshard._kernels.decode_chunks`; False at the
+        first run that is short or holds a chunk failing a check."""
+        from ._kernels import decode_chunks
+
+        for run in runs:
+            raw = self.source.get_range(run.key, run.offset, run.size)
+            if raw is None or len(raw) != run.size:
+                return False
+            address = run.out.ctypes.data + run.position
+            bad = decode_chunks(
+                raw, run.starts, run.lengths, run.digests, address, run.out.nbytes - run.position, run.chunk_bytes, run.layout.compressed, native
+            )
+            if bad >= 0:
+                return False
+        return True
 
     def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan, out: np.ndarray | None = None) -> np.ndarray:
         """The output array for rows ``start:stop`` (``out`` if given); its chunk reads go to ``plan``
@@ -645,6 +745,25 @@ class _ChunkRead:
     extent: tuple[int, int] | None  # (offset, length) in the shard; None: the whole object
     decode: Callable[[np.ndarray], None]
     index: int = 0  # of the chunk in its shard (the digest record's order)
+
+
+@dataclass(frozen=True)
+class _ChunkRun:
+    """Chunks of one shard that :meth:`ChunkReader.read_chunks` reads in one request and decodes in one call."""
+
+    layout: ArrayLayout
+    key: str
+    offset: int  # of the request in the shard
+    size: int
+    starts: np.ndarray  # each chunk's offset in the request
+    lengths: np.ndarray
+    digests: np.ndarray  # (n, 32) recorded sha256, or (0, 32): no record
+    out: np.ndarray
+    position: int  # byte offset in out of the first chunk
+    chunk_bytes: int
+
+
+_UNSET: Any = object()
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .columns import NODE_COLUMNS, NodeColumns, decode_values_into
+from .columns import NODE_COLUMNS, NodeColumns, check_weighted_counts, decode_values_into
 from .compat import leaf_counts_for
 from .errors import ArrayError
 from .reader import StoreReader
@@ -34,6 +34,7 @@ from .validate import check_trees_into
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+STREAM_THREADS = 2
 
 
 @dataclass
@@ -42,6 +43,23 @@ class ReadTrees:
 
     first: int  # global id of the first tree
     columns: NodeColumns
+
+
+@dataclass(frozen=True)
+class ChunkBatch:
+    """Trees ``first:stop`` of an eager load, and the chunks decoded for them.
+
+    The batch's buffer holds node rows from ``origin`` on: ``carry`` rows (``origin:origin +
+    carry``, the head of a tree cut by the previous batch's last chunk) copied from the
+    previous batch's buffer, then chunks ``chunk_first:chunk_stop`` decoded whole.
+    """
+
+    first: int
+    stop: int
+    chunk_first: int
+    chunk_stop: int
+    origin: int
+    carry: int
 
 
 @dataclass
@@ -122,6 +140,53 @@ class TreeSource:
                 out.append((first, cut))
                 first = cut
         return out
+
+    def chunk_batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[ChunkBatch]:
+        """Split ``indices`` into batches that decode whole chunks (about ``batch_nodes`` nodes
+        each, at least one tree): a batch takes the trees that end in its chunks, and a tree
+        cut by its last chunk is carried into the next batch's buffer (every chunk is decoded
+        once, whole, straight into a buffer)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        ptr = self.tree_ptr
+        rows = max(1, self.reader.chunk_rows)
+        per_batch = max(1, round(batch_nodes / rows))
+        out: list[ChunkBatch] = []
+        for run in np.split(indices, np.flatnonzero(np.diff(indices) != 1) + 1) if indices.size else []:
+            first, end = int(run[0]), int(run[-1]) + 1
+            chunk, last_chunk = int(ptr[first]) // rows, -(-int(ptr[end]) // rows)
+            origin = chunk * rows
+            while first < end:
+                chunk_stop = min(last_chunk, chunk + per_batch)
+                while True:
+                    end_row = min(chunk_stop * rows, int(ptr[end]))
+                    stop = min(end, int(np.searchsorted(ptr, end_row, side="right")) - 1)
+                    if stop > first:
+                        break
+                    chunk_stop = min(last_chunk, chunk_stop + per_batch)  # a tree longer than a batch
+                origin = min(origin, int(ptr[first]))
+                out.append(ChunkBatch(first, stop, chunk, chunk_stop, origin, chunk * rows - origin))
+                first, chunk, origin = stop, chunk_stop, int(ptr[stop])
+        return out
+
+    def read_batch(self, batch: ChunkBatch, out: dict[str, np.ndarray], previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None) -> ReadTrees:
+        """Decode ``batch``'s chunks into ``out`` (see :meth:`column_buffers`) after the rows it
+        carries from ``previous`` (the batch before it and its buffer): a worker's share."""
+        if batch.carry:
+            before, buffer = previous  # type: ignore[misc]
+            at = batch.origin - before.origin
+            for name, array in out.items():
+                array[: batch.carry] = buffer[name][at : at + batch.carry]
+        rows = self.reader.chunk_rows
+        n_rows = (batch.chunk_stop - batch.chunk_first) * rows
+        self.reader.read_node_chunks(
+            batch.chunk_first, batch.chunk_stop, {name: array[batch.carry : batch.carry + n_rows] for name, array in out.items()}
+        )
+        ptr = self.tree_ptr
+        start, stop = int(ptr[batch.first]), int(ptr[batch.stop])
+        columns = {name: array[start - batch.origin : stop - batch.origin] for name, array in out.items()}
+        if self.layout.value_encoding == "weighted_counts":
+            check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
+        return ReadTrees(batch.first, NodeColumns(tree_ptr=ptr[batch.first : batch.stop + 1] - start, **columns))
 
     def prepare_range(self, first: int, stop: int, out: dict[str, np.ndarray] | None = None) -> ReadTrees:
         """Read and decompress the node columns of trees ``first:stop`` (into ``out``, see
@@ -213,11 +278,17 @@ class TreeSource:
         self.fill(read, built)
         yield from built.items()
 
-    def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
+    def trees(
+        self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2, whole_chunks: bool = False
+    ) -> Iterator[tuple[int, Any]]:
         """``(index, Tree)`` for ``indices`` in order. With ``workers`` background threads,
         batches are read ahead, and each is checked and written into its trees by a worker
         while the caller allocates the trees of the next one (``workers=0``: all in the
-        caller's thread)."""
+        caller's thread). ``whole_chunks`` (an eager load, every tree once, in order): one
+        worker decodes whole chunks (:meth:`chunk_batches`) and fills, see :meth:`_stream`."""
+        if whole_chunks and workers >= 1 and self._same_chunks():
+            yield from self._stream(self.chunk_batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes))
+            return
         ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
         if workers < 1 or len(ranges) == 1:
             for first, stop in ranges:
@@ -265,6 +336,68 @@ class TreeSource:
                     yield from built.items()
             finally:
                 for future, *_ in (*reads, *fills):
+                    future.cancel()
+
+
+    def _same_chunks(self) -> bool:
+        """Every node column is cut into chunks of the same rows (as treeshard writes them)."""
+        rows = self.reader.chunk_rows
+        return all(self.reader.node_array(name).chunk_rows == rows for name in NODE_COLUMNS)
+
+    def _stream(self, batches: list[ChunkBatch]) -> Iterator[tuple[int, Any]]:
+        # Two worker threads, each with long GIL-free stretches: a reader (each read is one
+        # compiled call per shard and column, no GIL per chunk) and a filler, while the caller
+        # allocates (sklearn's __setstate__ holds the GIL). Reads run in order on one thread:
+        # read k copies the rows it carries from read k - 1's buffer, done before it. Three
+        # buffers: read k + 3 reuses read k's, submitted once fill k is done. A batch's trees
+        # are allocated only once its read succeeded, and handed out only once filled.
+        if not batches:
+            return
+        rows = self.reader.chunk_rows
+        capacity = max(batch.carry + (batch.chunk_stop - batch.chunk_first) * rows for batch in batches)
+        n_buffers = min(STREAM_THREADS + 1, len(batches))
+        buffers = [self.column_buffers(capacity) for _ in range(n_buffers)]
+
+        def read(k: int) -> ReadTrees:
+            previous = (batches[k - 1], buffers[(k - 1) % n_buffers]) if k else None
+            return self.read_batch(batches[k], buffers[k % n_buffers], previous)
+
+        if len(batches) == 1:
+            built = self.allocate(batches[0].first, batches[0].stop)
+            self.fill(read(0), built)
+            yield from built.items()
+            return
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-fill") as own_filler,
+        ):
+            filler = own_filler if STREAM_THREADS == 2 else reader
+            reads = deque(reader.submit(read, k) for k in range(n_buffers))
+            futures: list[Future] = list(reads)
+            submitted = n_buffers
+            previous: tuple[Future, BuiltTrees] | None = None
+            try:
+                for k in range(len(batches)):
+                    batch_read = reads.popleft().result()
+                    built = self.allocate(batch_read.first, batch_read.first + batch_read.columns.n_trees)
+                    filled = filler.submit(self.fill, batch_read, built)
+                    futures.append(filled)
+                    if STREAM_THREADS == 1 and submitted < len(batches):  # queued behind fill k
+                        reads.append(reader.submit(read, submitted))
+                        futures.append(reads[-1])
+                        submitted += 1
+                    if previous is not None:
+                        previous[0].result()
+                        if STREAM_THREADS == 2 and submitted < len(batches):  # fill k - 1 freed its buffer
+                            reads.append(reader.submit(read, submitted))
+                            futures.append(reads[-1])
+                            submitted += 1
+                        yield from previous[1].items()
+                    previous = (filled, built)
+                previous[0].result()  # type: ignore[index]
+                yield from previous[1].items()  # type: ignore[index]
+            finally:
+                for future in futures:
                     future.cancel()
 
 
@@ -351,6 +484,11 @@ class StoredEstimators(Sequence):
     cache : TreeCache
     batch_bytes : int
         About how many bytes one streamed batch occupies while it is built.
+    workers : int
+        Background threads that read batches ahead (0: none).
+    whole_chunks : bool
+        Iteration decodes whole chunks, one worker thread (an eager load: every tree built
+        once, in order); see :meth:`TreeSource.trees`.
     engine_budget : int or None
         Bytes the flat engine (:mod:`treeshard.dispatch`) may take; None: no limit.
     reducer : callable or None
@@ -368,6 +506,7 @@ class StoredEstimators(Sequence):
         *,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         workers: int = 2,
+        whole_chunks: bool = False,
         engine_budget: int | None = None,
         reducer: Callable[[StoredEstimators], tuple[Any, tuple]] | None = None,
     ) -> None:
@@ -377,6 +516,7 @@ class StoredEstimators(Sequence):
         self.cache = cache
         self.batch_bytes = batch_bytes
         self.workers = workers
+        self.whole_chunks = whole_chunks
         self.engine = EngineSlot(engine_budget)
         self.reducer = reducer
         self._appended: list[Any] = []  # estimators added by a warm-start fit
@@ -399,6 +539,7 @@ class StoredEstimators(Sequence):
                 return [self[i] for i in range(len(self))[item]]
             return StoredEstimators(
                 self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers,
+                whole_chunks=self.whole_chunks,
                 engine_budget=self.engine.budget,
                 reducer=self.reducer,
             )
@@ -429,7 +570,9 @@ class StoredEstimators(Sequence):
             yield from cached
         else:
             batch_nodes = max(1, self.batch_bytes // self.source.build_node_bytes)
-            for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes, workers=self.workers):
+            for index, tree in self.source.trees(
+                self.indices, batch_nodes=batch_nodes, workers=self.workers, whole_chunks=self.whole_chunks
+            ):
                 cached = self.cache.get(index)
                 yield cached if cached is not None else self._wrap(index, tree)
         yield from list(self._appended)

@@ -193,6 +193,12 @@ class StoreReader:
             check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
         return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **columns)
 
+    def read_node_chunks(self, first: int, stop: int, out: dict[str, np.ndarray]) -> None:
+        """Whole chunks ``first:stop`` (chunk numbers) of every node column, as stored, decoded
+        into ``out`` by name (arrays of at least ``(stop - first) * chunk_rows`` rows): an eager
+        load's reads (:meth:`~treeshard.chunks.ChunkReader.read_chunks`)."""
+        self._fast.read_chunks([(self.node_array(name), first, stop, out[name]) for name in NODE_COLUMNS])
+
     def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""
         ptr = self.tree_ptr
