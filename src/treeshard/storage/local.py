@@ -115,13 +115,15 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     """
     removed: list[Path] = []
     try:
-        siblings = list(target.parent.iterdir())
+        names = os.listdir(target.parent)
     except OSError:
         return removed
-    for path in siblings:
-        match = _TEMPORARY_RE.match(path.name)
+    prefix = f".{target.name}."
+    for name in names:
+        match = _TEMPORARY_RE.match(name) if name.startswith(prefix) else None
         if match is None or match["name"] != target.name or _process_alive(int(match["pid"])):
             continue
+        path = target.parent / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
