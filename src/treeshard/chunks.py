@@ -182,7 +182,7 @@ class ChunkReader:
         self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
         self._index_locks: dict[str, threading.Lock] = {}
-        self._digest_tables: dict[str, Any] = {}  # read_chunks' recorded chunk digests, by shard
+        self._shard_tables: dict[str, _ShardTable] = {}  # read_chunks' chunk places and digests, by shard
 
     def _read_digests(self, raw_root: bytes) -> ChunkDigests | None:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
@@ -235,7 +235,7 @@ class ChunkReader:
         other._partial_lock = threading.Lock()
         other._decoding = {}
         other._index_locks = {}
-        other._digest_tables = {}
+        other._shard_tables = {}
         return other
 
     @property
@@ -408,8 +408,7 @@ class ChunkReader:
     def _chunk_runs(self, layout: ArrayLayout, first: int, stop: int, out: np.ndarray) -> list[_ChunkRun] | None:
         """The reads of :meth:`read_chunks` for chunks ``first:stop`` of one array, a run per shard
         (None: the checked path reads them)."""
-        width = math.prod(layout.shape[1:])
-        chunk_bytes = layout.chunk_rows * width * layout.dtype.itemsize
+        chunk_bytes = layout.chunk_rows * math.prod(layout.shape[1:]) * layout.dtype.itemsize
         if (
             layout.index_at_end is None
             or not layout.shape
@@ -422,39 +421,39 @@ class ChunkReader:
         runs = []
         for shard in range(first // per_shard, -(-stop // per_shard)):
             key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
-            index = self._read_shard_index(layout, key, per_shard)
-            if index is None:
+            table = self._shard_table(layout, key, per_shard)
+            lo, hi = max(first, shard * per_shard) - shard * per_shard, min(stop, (shard + 1) * per_shard) - shard * per_shard
+            if table is None or not table.usable[lo:hi].all() or not table.adjacent[lo : hi - 1].all():
                 return None
-            inner = np.arange(max(first, shard * per_shard), min(stop, (shard + 1) * per_shard)) - shard * per_shard
-            offsets, lengths = index[inner, 0].astype(np.int64), index[inner, 1].astype(np.int64)
-            if np.any(index[inner, 0] == _EMPTY):
-                return None
-            digests = np.zeros((0, 32), dtype=np.uint8)
-            if self.digests is not None:
-                table = self._digest_table(layout.path, key)
-                if table is None or inner[-1] >= len(table[0]) or np.any(table[0][inner] != lengths):
-                    return None
-                digests = table[1][inner]
-            low, high = int(offsets.min()), int((offsets + lengths).max())
-            if high - low > int(lengths.sum()) + COALESCE_GAP_BYTES:  # not one run (a store treeshard did not write)
-                return None
-            position = (shard * per_shard + int(inner[0]) - first) * chunk_bytes
-            runs.append(_ChunkRun(layout, key, low, high - low, offsets - low, lengths, digests, out, position, chunk_bytes))
+            offsets, lengths = table.offsets[lo:hi], table.lengths[lo:hi]
+            low = int(offsets[0])
+            size = int(offsets[-1] + lengths[-1]) - low
+            position = (shard * per_shard + lo - first) * chunk_bytes
+            runs.append(_ChunkRun(layout, key, low, size, offsets - low, lengths, table.digests[lo:hi], out, position, chunk_bytes))
         return runs
 
-    def _digest_table(self, path: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """The recorded ``(lengths, sha256 digests)`` of the inner chunks of shard ``key``
-        (length -1 where the record has none); None if the record has none for the shard."""
-        table = self._digest_tables.get(key, _UNSET)
-        if table is _UNSET:
-            recorded = self.digests._inner_digests(path, key)  # type: ignore[union-attr]
-            if recorded is None:
-                table = None
-            else:
-                lengths = np.array([-1 if entry is None else entry[0] for entry in recorded], dtype=np.int64)
-                digests = np.frombuffer(b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in recorded), dtype=np.uint8)
-                table = (lengths, digests.reshape(-1, 32))
-            self._digest_tables[key] = table
+    def _shard_table(self, layout: ArrayLayout, key: str, per_shard: int) -> _ShardTable | None:
+        """Where each inner chunk of shard ``key`` lies and the sha256 recorded for it (read once);
+        None if the shard is missing (the checked path names it)."""
+        table = self._shard_tables.get(key)
+        if table is not None:
+            return table
+        index = self._read_shard_index(layout, key, per_shard)
+        if index is None:
+            return None
+        filled = index[:, 0] != _EMPTY
+        offsets, lengths = index[:, 0].astype(np.int64), index[:, 1].astype(np.int64)
+        digests = np.zeros((0, 32), dtype=np.uint8)
+        usable = filled
+        if self.digests is not None:
+            recorded = self.digests._inner_digests(layout.path, key) or []
+            entries = [recorded[i] if i < len(recorded) else None for i in range(per_shard)]
+            usable = filled & np.array([entry is not None and entry[0] == length for entry, length in zip(entries, lengths.tolist())], dtype=bool)
+            joined = b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in entries)
+            digests = np.frombuffer(joined, dtype=np.uint8).reshape(per_shard, 32)
+        adjacent = offsets[1:] == offsets[:-1] + lengths[:-1]
+        table = _ShardTable(offsets, lengths, digests, usable, adjacent)
+        self._shard_tables[key] = table
         return table
 
     def _decode_runs(self, runs: list[_ChunkRun], native: tuple[int, int, int, int]) -> bool:
@@ -763,7 +762,17 @@ class _ChunkRun:
     chunk_bytes: int
 
 
-_UNSET: Any = object()
+@dataclass(frozen=True)
+class _ShardTable:
+    """Each inner chunk of a shard: place, recorded sha256 ((0, 32): no record), whether the fast
+    path can read it (stored, with a recorded digest of its length) and whether the next chunk
+    follows it directly."""
+
+    offsets: np.ndarray
+    lengths: np.ndarray
+    digests: np.ndarray
+    usable: np.ndarray
+    adjacent: np.ndarray
 
 
 @dataclass

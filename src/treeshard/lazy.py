@@ -34,7 +34,6 @@ from .validate import check_trees_into
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
-STREAM_THREADS = 2
 
 
 @dataclass
@@ -149,7 +148,7 @@ class TreeSource:
         indices = np.asarray(indices, dtype=np.int64)
         ptr = self.tree_ptr
         rows = max(1, self.reader.chunk_rows)
-        per_batch = max(1, round(batch_nodes / rows))
+        per_batch = max(1, -(-batch_nodes // rows))
         out: list[ChunkBatch] = []
         for run in np.split(indices, np.flatnonzero(np.diff(indices) != 1) + 1) if indices.size else []:
             first, end = int(run[0]), int(run[-1]) + 1
@@ -345,59 +344,40 @@ class TreeSource:
         return all(self.reader.node_array(name).chunk_rows == rows for name in NODE_COLUMNS)
 
     def _stream(self, batches: list[ChunkBatch]) -> Iterator[tuple[int, Any]]:
-        # Two worker threads, each with long GIL-free stretches: a reader (each read is one
-        # compiled call per shard and column, no GIL per chunk) and a filler, while the caller
-        # allocates (sklearn's __setstate__ holds the GIL). Reads run in order on one thread:
-        # read k copies the rows it carries from read k - 1's buffer, done before it. Three
-        # buffers: read k + 3 reuses read k's, submitted once fill k is done. A batch's trees
-        # are allocated only once its read succeeded, and handed out only once filled.
+        # One reader thread decodes batches ahead (each read is one compiled, GIL-free call per
+        # shard and column); the caller allocates each batch's trees (sklearn's __setstate__
+        # holds the GIL) and fills them (the kernels release it: the reader runs meanwhile).
+        # More threads only share the same two cores and hand the GIL over more often. Two
+        # buffers: read k + 2 reuses read k's, submitted once fill k is done, and copies the
+        # rows it carries from read k + 1's (done before it: one thread, in order). A batch's
+        # trees are allocated only once its read succeeded, and handed out only once filled.
         if not batches:
             return
         rows = self.reader.chunk_rows
         capacity = max(batch.carry + (batch.chunk_stop - batch.chunk_first) * rows for batch in batches)
-        n_buffers = min(STREAM_THREADS + 1, len(batches))
-        buffers = [self.column_buffers(capacity) for _ in range(n_buffers)]
+        buffers = [self.column_buffers(capacity) for _ in range(min(2, len(batches)))]
 
         def read(k: int) -> ReadTrees:
-            previous = (batches[k - 1], buffers[(k - 1) % n_buffers]) if k else None
-            return self.read_batch(batches[k], buffers[k % n_buffers], previous)
+            previous = (batches[k - 1], buffers[(k - 1) % 2]) if k else None
+            return self.read_batch(batches[k], buffers[k % 2], previous)
 
         if len(batches) == 1:
             built = self.allocate(batches[0].first, batches[0].stop)
             self.fill(read(0), built)
             yield from built.items()
             return
-        with (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-fill") as own_filler,
-        ):
-            filler = own_filler if STREAM_THREADS == 2 else reader
-            reads = deque(reader.submit(read, k) for k in range(n_buffers))
-            futures: list[Future] = list(reads)
-            submitted = n_buffers
-            previous: tuple[Future, BuiltTrees] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader:
+            reads = deque(reader.submit(read, k) for k in range(2))
             try:
                 for k in range(len(batches)):
                     batch_read = reads.popleft().result()
                     built = self.allocate(batch_read.first, batch_read.first + batch_read.columns.n_trees)
-                    filled = filler.submit(self.fill, batch_read, built)
-                    futures.append(filled)
-                    if STREAM_THREADS == 1 and submitted < len(batches):  # queued behind fill k
-                        reads.append(reader.submit(read, submitted))
-                        futures.append(reads[-1])
-                        submitted += 1
-                    if previous is not None:
-                        previous[0].result()
-                        if STREAM_THREADS == 2 and submitted < len(batches):  # fill k - 1 freed its buffer
-                            reads.append(reader.submit(read, submitted))
-                            futures.append(reads[-1])
-                            submitted += 1
-                        yield from previous[1].items()
-                    previous = (filled, built)
-                previous[0].result()  # type: ignore[index]
-                yield from previous[1].items()  # type: ignore[index]
+                    self.fill(batch_read, built)
+                    if k + 2 < len(batches):
+                        reads.append(reader.submit(read, k + 2))
+                    yield from built.items()
             finally:
-                for future in futures:
+                for future in reads:
                     future.cancel()
 
 
