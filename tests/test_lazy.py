@@ -877,3 +877,28 @@ def test_an_eager_load_in_many_batches_predicts_exactly(chunked, kind, monkeypat
         assert_same_state(a, b)
     X, y = make_data("multiclass")
     assert_same_predictions(original, loaded, query_points(X, original), query_targets(y))
+
+
+@pytest.mark.parametrize("batch_nodes", [CHUNK_ROWS, 10**6])  # several batches, and one
+def test_a_batch_is_allocated_only_once_its_read_succeeded(chunked, monkeypatch, batch_nodes):
+    source = _eager_source(chunked, "zip")
+    indices = np.arange(len(chunked[0].estimators_))
+    batches = source.chunk_batches(indices, batch_nodes=batch_nodes)
+    failing = batches[-1]
+    read_batch, allocate = source.read_batch, source.allocate
+    allocated = []
+
+    def read_or_fail(batch, out, previous):  # type: ignore[no-untyped-def]
+        if batch == failing:
+            raise treeshard.IntegrityError("nodes/threshold: chunk checksum mismatch at row 0")
+        return read_batch(batch, out, previous)
+
+    def allocate_logged(first, stop):  # type: ignore[no-untyped-def]
+        allocated.append((first, stop))
+        return allocate(first, stop)
+
+    monkeypatch.setattr(source, "read_batch", read_or_fail)
+    monkeypatch.setattr(source, "allocate", allocate_logged)
+    with pytest.raises(treeshard.IntegrityError, match=r"^nodes/threshold: chunk checksum mismatch at row 0$"):
+        list(source.trees(indices, batch_nodes=batch_nodes, workers=1, whole_chunks=True))
+    assert allocated == [(b.first, b.stop) for b in batches[:-1]]

@@ -362,8 +362,9 @@ class TreeSource:
             return self.read_batch(batches[k], buffers[k % 2], previous)
 
         if len(batches) == 1:
+            batch_read = read(0)
             built = self.allocate(batches[0].first, batches[0].stop)
-            self.fill(read(0), built)
+            self.fill(batch_read, built)
             yield from built.items()
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader:
