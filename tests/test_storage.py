@@ -11,7 +11,7 @@ import zarr
 from sklearn.tree import DecisionTreeRegressor
 
 import treeshard
-from treeshard.errors import InvalidStoreError
+from treeshard.errors import InvalidStoreError, StoreExistsError
 from treeshard.storage.urls import check_storage_options, is_url
 
 OPTIONS = {"anon": True}
@@ -104,6 +104,47 @@ def test_a_memory_store_is_read_in_the_callers_thread(model: Any, monkeypatch: p
     X = np.arange(8.0).reshape(-1, 1)
     for lazy in (True, False):
         assert np.array_equal(treeshard.load(store, lazy=lazy).predict(X), model.predict(X))
+    # and saved to, into an empty store or over a model
+    fresh = zarr.storage.MemoryStore()
+    treeshard.save(model, fresh)
+    with pytest.raises(StoreExistsError):
+        treeshard.save(model, fresh)
+    other = DecisionTreeRegressor(max_depth=1).fit(X, np.arange(8.0))
+    treeshard.save(other, fresh, overwrite=True)
+    assert np.array_equal(treeshard.load(fresh).predict(X), other.predict(X))
+
+
+def test_run_at_once_runs_only_what_needs_no_event_loop() -> None:
+    import asyncio
+
+    from treeshard.storage.sources import run_at_once
+
+    async def answer() -> int:
+        return 42
+
+    async def yields() -> int:
+        await asyncio.sleep(0)  # a bare yield to the loop
+        return 1
+
+    async def sleeps() -> int:
+        await asyncio.sleep(0.01)  # asks for the running loop
+        return 2
+
+    async def fails() -> int:
+        raise ValueError("the store's own error")
+
+    started: list[Any] = []
+
+    def request(function: Any) -> Any:
+        started.append(function())
+        return started[-1]
+
+    assert run_at_once(lambda: request(answer)) == (True, 42)
+    assert run_at_once(lambda: request(yields)) == (False, None)
+    assert run_at_once(lambda: request(sleeps)) == (False, None)
+    assert [coroutine.cr_frame for coroutine in started] == [None, None, None]  # none left suspended
+    with pytest.raises(ValueError, match="the store's own error"):
+        run_at_once(fails)
 
 
 def test_a_store_request_that_waits_goes_through_zarrs_event_loop(model: Any) -> None:

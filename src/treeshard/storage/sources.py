@@ -207,22 +207,15 @@ class ZarrStoreSource:
         from zarr.core.sync import sync
 
         self.store, self._sync, self._prototype = store, sync, default_buffer_prototype()
-        self._inline = _completes_at_once(store)
+        self._inline = completes_at_once(store)
         self._run(store._ensure_open)  # zarr opens stores lazily (a ZipStore must be opened first)
         self.coalesce_reads = not is_local_store(store)
 
     def _run(self, request: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-        """The result of ``request()``, a coroutine of the store's. A memory store's requests finish
-        without waiting for anything: they are run here, without a hop to zarr's event-loop thread
-        (one such hop costs more than reading a small chunk). Should one wait after all, the
-        request is run again through zarr's event loop, as for every other store."""
         if self._inline:
-            coroutine = request()
-            try:
-                coroutine.send(None)
-            except StopIteration as finished:
-                return finished.value
-            coroutine.close()
+            done, result = run_at_once(request)
+            if done:
+                return result
             self._inline = False
         return self._sync(request())
 
@@ -279,12 +272,29 @@ class ZarrStoreSource:
         pass
 
 
-def _completes_at_once(store: Any) -> bool:
-    """Whether the store's requests are plain dictionary look-ups (zarr's own ``MemoryStore``,
+def completes_at_once(store: Any) -> bool:
+    """Whether the store's requests are plain dictionary operations (zarr's own ``MemoryStore``,
     not a subclass: one could do real I/O)."""
     from zarr.storage import MemoryStore
 
     return type(store) is MemoryStore
+
+
+def run_at_once(request: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[bool, Any]:
+    """``(True, result)`` of the coroutine ``request()`` if it finishes without waiting for
+    anything, run in the caller's thread; else ``(False, None)``, and the caller runs
+    ``request()`` again through zarr's event loop. A memory store's requests finish at once:
+    a hop to zarr's event-loop thread costs more than reading a small chunk. Only for
+    requests that can be run twice (reads, or writes that the second run redoes whole)."""
+    coroutine = request()
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return True, finished.value
+    except RuntimeError:  # it needed a running event loop; a real error is raised again by the second run
+        return False, None
+    coroutine.close()
+    return False, None
 
 
 def is_local_store(store: Any) -> bool:
