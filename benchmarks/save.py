@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +101,14 @@ def _timed(function: Any) -> float:
     return time.perf_counter() - start
 
 
-def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool) -> dict[str, float]:
-    """Median seconds of each way to save ``model``, measured round-robin."""
+def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, stages: bool = False) -> dict[str, float]:
+    """Median seconds of each way to save ``model``, measured round-robin. ``stages``: also a save's
+    two halves alone, encoding the files (with the checks before) and writing files encoded before."""
     import joblib
 
     import treeshard
+    from treeshard import saving
+    from treeshard.storage import targets
 
     def target(name: str) -> Path:
         path = workdir / name
@@ -137,6 +140,16 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool) ->
             treeshard.save(model, target("n.zip"))
 
     ways["treeshard .zip, no fsync"] = without_fsync
+    if stages:
+        files = saving._checked_encoder(model, codec="lz4", metadata=None)()
+
+        def write_only(sync: bool) -> None:
+            with nullcontext() if sync else no_fsync():
+                targets.write_files(target("w.zip"), files, overwrite=False)
+
+        ways["stage: encode (checks and files)"] = lambda: saving._checked_encoder(model, codec="lz4", metadata=None)()
+        ways["stage: write files encoded before"] = lambda: write_only(True)
+        ways["stage: write files encoded before, no fsync"] = lambda: write_only(False)
     for way in ways.values():
         way()  # warm-up: imports, thread pools, page cache
     times: dict[str, list[float]] = {name: [] for name in ways}
@@ -267,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="treeshard-bench-save-"))
     try:
         if "small" in only:
-            results["save, one 300-row tree"] = compare_saves(small_tree(), workdir, repeat=max(args.repeat, 15), directory=True)
+            results["save, one 300-row tree"] = compare_saves(small_tree(), workdir, repeat=max(args.repeat, 15), directory=True, stages=True)
         for name in ("RF-L", "GB-M"):
             if name in only:
                 results[f"save {name}"] = compare_saves(reference(name), workdir, repeat=args.repeat, directory=False)

@@ -11,7 +11,7 @@ import zarr
 from sklearn.tree import DecisionTreeRegressor
 
 import treeshard
-from treeshard.errors import InvalidStoreError
+from treeshard.errors import InvalidStoreError, StoreExistsError
 from treeshard.storage.urls import check_storage_options, is_url
 
 OPTIONS = {"anon": True}
@@ -87,6 +87,90 @@ def test_every_local_source_follows_the_byte_source_protocol(model: Any, tmp_pat
         assert ROOT_METADATA in source.keys() and DIGEST_KEY in source.keys() and source.keys() == sorted(source.keys())
     finally:
         source.close()
+
+
+def test_a_memory_store_is_read_in_the_callers_thread(model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zarr's MemoryStore answers at once: a load from it never hops to zarr's event-loop thread."""
+    import zarr.core.sync
+
+    store = zarr.storage.MemoryStore()
+    treeshard.save(model, store)
+
+    def no_event_loop(coroutine: Any, *args: Any, **kwargs: Any) -> Any:
+        coroutine.close()
+        raise AssertionError("a request went through zarr's event loop")
+
+    monkeypatch.setattr(zarr.core.sync, "sync", no_event_loop)
+    X = np.arange(8.0).reshape(-1, 1)
+    for lazy in (True, False):
+        assert np.array_equal(treeshard.load(store, lazy=lazy).predict(X), model.predict(X))
+    # and saved to, into an empty store or over a model
+    fresh = zarr.storage.MemoryStore()
+    treeshard.save(model, fresh)
+    with pytest.raises(StoreExistsError):
+        treeshard.save(model, fresh)
+    other = DecisionTreeRegressor(max_depth=1).fit(X, np.arange(8.0))
+    treeshard.save(other, fresh, overwrite=True)
+    assert np.array_equal(treeshard.load(fresh).predict(X), other.predict(X))
+
+
+def test_run_at_once_runs_only_what_needs_no_event_loop() -> None:
+    import asyncio
+
+    from treeshard.storage.sources import run_at_once
+
+    async def answer() -> int:
+        return 42
+
+    async def yields() -> int:
+        await asyncio.sleep(0)  # a bare yield to the loop
+        return 1
+
+    async def sleeps() -> int:
+        await asyncio.sleep(0.01)  # asks for the running loop
+        return 2
+
+    async def fails() -> int:
+        raise ValueError("the store's own error")
+
+    started: list[Any] = []
+
+    def request(function: Any) -> Any:
+        started.append(function())
+        return started[-1]
+
+    assert run_at_once(lambda: request(answer)) == (True, 42)
+    assert run_at_once(lambda: request(yields)) == (False, None)
+    assert run_at_once(lambda: request(sleeps)) == (False, None)
+    assert [coroutine.cr_frame for coroutine in started] == [None, None, None]  # none left suspended
+    with pytest.raises(ValueError, match="the store's own error"):
+        run_at_once(fails)
+
+
+def test_a_store_request_that_waits_goes_through_zarrs_event_loop(model: Any) -> None:
+    """Should a request of a store run in the caller's thread wait for something after all, it is
+    run again through zarr's event loop, with the same answers, and so are the source's later ones."""
+    import asyncio
+
+    from treeshard.spec import ROOT_METADATA
+    from treeshard.storage.sources import ZarrStoreSource
+
+    class WaitingStore(zarr.storage.MemoryStore):
+        async def get(self, *args: Any, **kwargs: Any) -> Any:
+            await asyncio.sleep(0)
+            return await super().get(*args, **kwargs)
+
+    store = WaitingStore()
+    treeshard.save(model, store)
+    plain = ZarrStoreSource(zarr.storage.MemoryStore(store_dict=dict(store._store_dict)))
+    source = ZarrStoreSource(store)
+    assert plain._inline and not source._inline  # only zarr's own MemoryStore is run inline
+    source._inline = True
+    assert source.get(ROOT_METADATA) == plain.get(ROOT_METADATA)
+    assert not source._inline
+    assert source.get_range(ROOT_METADATA, 2, 5) == plain.get_range(ROOT_METADATA, 2, 5)
+    assert source.get_suffix(ROOT_METADATA, 10) == plain.get_suffix(ROOT_METADATA, 10)
+    assert source.get("no/such/key") is None and plain.get("no/such/key") is None
 
 
 def test_the_router_refuses_what_is_not_a_store(tmp_path: Path) -> None:

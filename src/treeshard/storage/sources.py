@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import FormatError, IntegrityError
@@ -206,28 +207,37 @@ class ZarrStoreSource:
         from zarr.core.sync import sync
 
         self.store, self._sync, self._prototype = store, sync, default_buffer_prototype()
-        sync(store._ensure_open())  # zarr opens stores lazily (a ZipStore must be opened first)
+        self._inline = completes_at_once(store)
+        self._run(store._ensure_open)  # zarr opens stores lazily (a ZipStore must be opened first)
         self.coalesce_reads = not is_local_store(store)
+
+    def _run(self, request: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        if self._inline:
+            done, result = run_at_once(request)
+            if done:
+                return result
+            self._inline = False
+        return self._sync(request())
 
     def get(self, key: str) -> bytes | None:
         try:
-            buffer = self._sync(self.store.get(key, prototype=self._prototype))
+            buffer = self._run(lambda: self.store.get(key, prototype=self._prototype))
         except FileNotFoundError:
             return None
         return None if buffer is None else buffer.to_bytes()
 
     def size(self, key: str) -> int | None:
         try:
-            return int(self._sync(self.store.getsize(key)))
+            return int(self._run(lambda: self.store.getsize(key)))
         except FileNotFoundError:
             return None
 
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
         from zarr.abc.store import RangeByteRequest
 
+        request = RangeByteRequest(offset, offset + length)
         try:
-            request = RangeByteRequest(offset, offset + length)
-            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=request))
+            buffer = self._run(lambda: self.store.get(key, prototype=self._prototype, byte_range=request))
         except FileNotFoundError:
             return None
         return None if buffer is None else buffer.to_bytes()
@@ -237,8 +247,9 @@ class ZarrStoreSource:
         (a ``getsize`` can cost a whole read on some stores)."""
         from zarr.abc.store import SuffixByteRequest
 
+        request = SuffixByteRequest(length)
         try:
-            buffer = self._sync(self.store.get(key, prototype=self._prototype, byte_range=SuffixByteRequest(length)))
+            buffer = self._run(lambda: self.store.get(key, prototype=self._prototype, byte_range=request))
         except FileNotFoundError:
             return None
         return None if buffer is None else (buffer.to_bytes(), None)
@@ -259,6 +270,31 @@ class ZarrStoreSource:
 
     def close(self) -> None:
         pass
+
+
+def completes_at_once(store: Any) -> bool:
+    """Whether the store's requests are plain dictionary operations (zarr's own ``MemoryStore``,
+    not a subclass: one could do real I/O)."""
+    from zarr.storage import MemoryStore
+
+    return type(store) is MemoryStore
+
+
+def run_at_once(request: Callable[[], Coroutine[Any, Any, Any]]) -> tuple[bool, Any]:
+    """``(True, result)`` of the coroutine ``request()`` if it finishes without waiting for
+    anything, run in the caller's thread; else ``(False, None)``, and the caller runs
+    ``request()`` again through zarr's event loop. A memory store's requests finish at once:
+    a hop to zarr's event-loop thread costs more than reading a small chunk. Only for
+    requests that can be run twice (reads, or writes that the second run redoes whole)."""
+    coroutine = request()
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return True, finished.value
+    except RuntimeError:  # it needed a running event loop; a real error is raised again by the second run
+        return False, None
+    coroutine.close()
+    return False, None
 
 
 def is_local_store(store: Any) -> bool:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from .local import (
     writing_path,
 )
 from .remote import fsspec_store, is_zip_url, network_errors, split_url
+from .sources import completes_at_once, run_at_once
 from .urls import check_storage_options, is_url, url_scheme
 from .ziprules import is_zip_path
 
@@ -55,16 +56,26 @@ def _zarr_store_class() -> type:
     return Store
 
 
-def _store_is_empty(store: Any) -> bool:
+def _run(stores: tuple[Any, ...], request: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """``request()`` run to its end: in the caller's thread if every store in ``stores`` answers at
+    once (see :func:`~treeshard.storage.sources.run_at_once`), else through zarr's event loop."""
     from zarr.core.sync import sync
 
+    if all(map(completes_at_once, stores)):
+        done, result = run_at_once(request)
+        if done:
+            return result
+    return sync(request())
+
+
+def _store_is_empty(store: Any) -> bool:
     async def first_key() -> bool:
         await store._ensure_open()  # zarr opens stores lazily (a ZipStore must be opened first)
         async for _ in store.list():
             return False
         return True
 
-    return sync(first_key())
+    return _run((store,), first_key)
 
 
 @contextlib.contextmanager
@@ -249,20 +260,17 @@ def _parts(value: bytes | list[bytes] | Future[bytes]) -> list[bytes]:
 
 def _put_files(store: Any, files: dict[str, bytes | list[bytes]]) -> None:
     from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
 
     async def put() -> None:
         buffer = default_buffer_prototype().buffer
         for key in _ordered(files):
             await store.set(key, buffer.from_bytes(b"".join(_parts(files[key]))))
 
-    sync(put())
+    _run((store,), put)
 
 
 def _copy_store(source: Any, target: Any, *, clear: bool) -> None:
-    from zarr.core.sync import sync
-
-    sync(_publish(source, _StoreTarget(target), replace=clear))
+    _run((source, target), lambda: _publish(source, _StoreTarget(target), replace=clear))
 
 
 # --------------------------------------------------------------------------- staging -> target, root last
