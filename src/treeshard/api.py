@@ -216,10 +216,10 @@ class ModelHandle:
     @staticmethod
     def _eager_builder(source: TreeSource, plan: LoadPlan) -> Callable[[Any], Sequence]:
         def build(factory: Any) -> Sequence:
-            # One worker decodes whole chunks and fills each batch's trees while the caller builds
-            # the next batch's (sklearn's __setstate__ copy); two batch buffers exist.
+            # Batches of whole chunks: a reader thread decodes ahead while the caller builds and
+            # fills trees (remote sources: two read-ahead threads, see TreeSource.trees).
             return StoredEstimators(
-                source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=1, whole_chunks=True
+                source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=2, whole_chunks=True
             ).materialize()
 
         return build

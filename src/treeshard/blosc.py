@@ -109,8 +109,13 @@ def native_functions() -> tuple[int, int, int, int] | None:
 
 def _find_native_functions() -> tuple[int, int, int, int] | None:
     import ctypes
-    import hashlib  # noqa: F401  (loads the libcrypto found below)
+    import importlib
     import importlib.util
+
+    try:  # hashlib's OpenSSL module, loaded first: the libcrypto opened below by name is the one it uses
+        importlib.import_module("_hashlib")
+    except ImportError:
+        pass
 
     try:
         blosc = _load_blosc_library()

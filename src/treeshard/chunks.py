@@ -405,6 +405,25 @@ class ChunkReader:
             checked.append((layout, start, end, out[: end - start]))
         self.read_many([request[:3] for request in checked], outs=[request[3] for request in checked])
 
+    def check_stored(self, requests: list[tuple[ArrayLayout, int, int]]) -> None:
+        """Raise the :class:`~treeshard.IntegrityError` :meth:`read_many` raises if a shard or chunk
+        of chunks ``first:stop`` of each ``(layout, first, stop)`` is missing (the shard indexes
+        are read, no chunk): what a caller checks before it allocates for what a store declares."""
+        for layout, first, stop in requests:
+            if layout.index_at_end is None or not layout.shape:
+                continue  # unsharded: each chunk is an object, found missing when read
+            per_shard = layout.shard_rows // layout.chunk_rows
+            for shard in range(first // per_shard, -(-stop // per_shard)):
+                key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
+                table = self._shard_table(layout, key, per_shard)
+                if table is None:
+                    raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
+                lo, hi = max(first, shard * per_shard) - shard * per_shard, min(stop, (shard + 1) * per_shard) - shard * per_shard
+                missing = np.flatnonzero(~table.stored[lo:hi])
+                if missing.size:
+                    first_row = (shard * per_shard + lo + int(missing[0])) * layout.chunk_rows
+                    raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+
     def _chunk_runs(self, layout: ArrayLayout, first: int, stop: int, out: np.ndarray) -> list[_ChunkRun] | None:
         """The reads of :meth:`read_chunks` for chunks ``first:stop`` of one array, a run per shard
         (None: the checked path reads them)."""
@@ -452,7 +471,7 @@ class ChunkReader:
             joined = b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in entries)
             digests = np.frombuffer(joined, dtype=np.uint8).reshape(per_shard, 32)
         adjacent = offsets[1:] == offsets[:-1] + lengths[:-1]
-        table = _ShardTable(offsets, lengths, digests, usable, adjacent)
+        table = _ShardTable(offsets, lengths, digests, filled, usable, adjacent)
         self._shard_tables[key] = table
         return table
 
@@ -764,13 +783,14 @@ class _ChunkRun:
 
 @dataclass(frozen=True)
 class _ShardTable:
-    """Each inner chunk of a shard: place, recorded sha256 ((0, 32): no record), whether the fast
-    path can read it (stored, with a recorded digest of its length) and whether the next chunk
-    follows it directly."""
+    """Each inner chunk of a shard: place, recorded sha256 ((0, 32): no record), whether it is
+    stored, whether the fast path can read it (stored, with a recorded digest of its length)
+    and whether the next chunk follows it directly."""
 
     offsets: np.ndarray
     lengths: np.ndarray
     digests: np.ndarray
+    stored: np.ndarray
     usable: np.ndarray
     adjacent: np.ndarray
 

@@ -141,10 +141,10 @@ class TreeSource:
         return out
 
     def chunk_batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[ChunkBatch]:
-        """Split ``indices`` into batches that decode whole chunks (about ``batch_nodes`` nodes
-        each, at least one tree): a batch takes the trees that end in its chunks, and a tree
-        cut by its last chunk is carried into the next batch's buffer (every chunk is decoded
-        once, whole, straight into a buffer)."""
+        """Split ``indices`` into batches that decode whole chunks (``batch_nodes`` rounded up
+        to whole chunks, the first batch one chunk; at least one tree each): a batch takes the
+        trees that end in its chunks, and a tree cut by its last chunk is carried into the next
+        batch's buffer (every chunk is decoded once, whole, straight into a buffer)."""
         indices = np.asarray(indices, dtype=np.int64)
         ptr = self.tree_ptr
         rows = max(1, self.reader.chunk_rows)
@@ -155,7 +155,8 @@ class TreeSource:
             chunk, last_chunk = int(ptr[first]) // rows, -(-int(ptr[end]) // rows)
             origin = chunk * rows
             while first < end:
-                chunk_stop = min(last_chunk, chunk + per_batch)
+                # The load's first batch is one chunk: the caller starts building trees sooner.
+                chunk_stop = min(last_chunk, chunk + (per_batch if out else 1))
                 while True:
                     end_row = min(chunk_stop * rows, int(ptr[end]))
                     stop = min(end, int(np.searchsorted(ptr, end_row, side="right")) - 1)
@@ -283,9 +284,11 @@ class TreeSource:
         """``(index, Tree)`` for ``indices`` in order. With ``workers`` background threads,
         batches are read ahead, and each is checked and written into its trees by a worker
         while the caller allocates the trees of the next one (``workers=0``: all in the
-        caller's thread). ``whole_chunks`` (an eager load, every tree once, in order): one
-        worker decodes whole chunks (:meth:`chunk_batches`) and fills, see :meth:`_stream`."""
-        if whole_chunks and workers >= 1 and self._same_chunks():
+        caller's thread). ``whole_chunks`` (an eager load, every tree once, in order): from a
+        local source, one reader thread decodes whole chunks (:meth:`chunk_batches`) while the
+        caller builds and fills the trees, see :meth:`_stream`. (Where each request is a round
+        trip, the batches above keep the fewest requests.)"""
+        if whole_chunks and workers >= 1 and not getattr(self.reader.source, "coalesce_reads", False) and self._same_chunks():
             yield from self._stream(self.chunk_batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes))
             return
         ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
@@ -355,6 +358,8 @@ class TreeSource:
             return
         rows = self.reader.chunk_rows
         capacity = max(batch.carry + (batch.chunk_stop - batch.chunk_first) * rows for batch in batches)
+        # Buffers are sized by what the store declares: every chunk must be stored first.
+        self.reader.check_node_chunks([(batch.chunk_first, batch.chunk_stop) for batch in batches])
         buffers = [self.column_buffers(capacity) for _ in range(min(2, len(batches)))]
 
         def read(k: int) -> ReadTrees:

@@ -199,6 +199,12 @@ class StoreReader:
         load's reads (:meth:`~treeshard.chunks.ChunkReader.read_chunks`)."""
         self._fast.read_chunks([(self.node_array(name), first, stop, out[name]) for name in NODE_COLUMNS])
 
+    def check_node_chunks(self, ranges: list[tuple[int, int]]) -> None:
+        """Raise the :class:`~treeshard.IntegrityError` a read would if a chunk of the node columns
+        in the chunk ranges ``(first, stop)`` is missing, reading only shard indexes
+        (:meth:`~treeshard.chunks.ChunkReader.check_stored`), range by range."""
+        self._fast.check_stored([(self.node_array(name), first, stop) for first, stop in ranges for name in NODE_COLUMNS])
+
     def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""
         ptr = self.tree_ptr
