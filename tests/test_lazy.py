@@ -839,8 +839,8 @@ def test_a_broken_batch_fails_the_stream_and_hands_out_none_of_its_trees(chunked
     broken = batches[len(batches) // 2]
     read_batch = source.read_batch
 
-    def read_broken(batch, out, previous):  # type: ignore[no-untyped-def]
-        read = read_batch(batch, out, previous)
+    def read_broken(batch, out, previous, fetched=None):  # type: ignore[no-untyped-def]
+        read = read_batch(batch, out, previous, fetched)
         if batch == broken:
             read.columns.feature[int(read.columns.tree_ptr[-2])] = 10_000  # the root of its last tree
         return read
@@ -888,10 +888,10 @@ def test_a_batch_is_allocated_only_once_its_read_succeeded(chunked, monkeypatch,
     read_batch, allocate = source.read_batch, source.allocate
     allocated = []
 
-    def read_or_fail(batch, out, previous):  # type: ignore[no-untyped-def]
+    def read_or_fail(batch, out, previous, fetched=None):  # type: ignore[no-untyped-def]
         if batch == failing:
             raise treeshard.IntegrityError("nodes/threshold: chunk checksum mismatch at row 0")
-        return read_batch(batch, out, previous)
+        return read_batch(batch, out, previous, fetched)
 
     def allocate_logged(first, stop):  # type: ignore[no-untyped-def]
         allocated.append((first, stop))

@@ -379,31 +379,59 @@ class ChunkReader:
     def read_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> None:
         """Whole chunks ``first:stop`` (chunk numbers) of each ``(layout, first, stop, out)`` decoded
         into ``out`` (C-contiguous, at least ``(stop - first) * chunk_rows`` rows of the array's dtype
-        and row shape; rows past the array's end are the last chunk's padding): an eager load's reads.
+        and row shape; rows past the array's end are the last chunk's padding): an eager load's reads,
+        :meth:`fetch_chunks` then :meth:`decode_fetched`."""
+        self.decode_fetched(self.fetch_chunks(requests))
 
-        Each shard's run of chunks is one read and one compiled, GIL-free call that makes
-        :meth:`read_many`'s checks (sha256 against the digest record, crc32c, Blosc header) and
-        decodes (:func:`treeshard._kernels.decode_chunks`). Where that path does not apply (a
-        source that coalesces requests, a library not found, a chunk missing or failing a check),
-        the rows are read by :meth:`read_many`, which raises the error naming the problem.
-        """
+    def fetch_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> FetchedChunks:
+        """The first half of :meth:`read_chunks`: every shard's run of chunks the requests need,
+        read (one request each), not decoded. A thread that holds the GIL anyway fetches:
+        each read releases it, and a thread that waits for it after each read waits as
+        often for a thread busy in Python."""
         if self._lease is None:
             raise ValueError(f"{self.location}: the store is closed")
         native = None if getattr(self.source, "coalesce_reads", False) else native_functions()
-        plans = []
-        if native is not None:
-            for layout, first, stop, out in requests:  # every shard index first, as read_many plans
-                runs = self._chunk_runs(layout, first, stop, out)
-                if runs is None:
-                    break
-                plans.append(runs)
-        if native is not None and len(plans) == len(requests) and all(self._decode_runs(runs, native) for runs in plans):
-            return
+        runs: list[_ChunkRun] | None = [] if native is not None else None
+        for layout, first, stop, out in requests if runs is not None else ():  # every shard index first, as read_many plans
+            planned = self._chunk_runs(layout, first, stop, out)
+            if planned is None:
+                runs = None
+                break
+            runs.extend(planned)
+        jobs: list[tuple] | None = None if runs is None else []
+        for run in runs or ():
+            raw = self.source.get_range(run.key, run.offset, run.size)
+            if raw is None or len(raw) != run.size:
+                jobs = None
+                break
+            address = run.out.ctypes.data + run.position
+            jobs.append((raw, run.starts, run.lengths, run.digests, address, run.out.nbytes - run.position, run.chunk_bytes, run.layout.compressed))  # type: ignore[union-attr]
+        return FetchedChunks(requests, jobs, native)
+
+    def decode_fetched(self, fetched: FetchedChunks, *, copies: tuple | None = None, weighted: tuple | None = None) -> bool:
+        """The second half of :meth:`read_chunks`: one compiled, GIL-free call makes
+        :meth:`read_many`'s checks (sha256 against the digest record, crc32c, Blosc header) and
+        decodes every run (:func:`treeshard._kernels.decode_batch`); in the same call, first the
+        ``copies`` (a caller's blocks to copy, see :func:`~treeshard._kernels.copy_blocks`), then
+        the check of ``weighted`` (``(weights, counts)`` once decoded, see
+        :func:`~treeshard._kernels.weighted_counts_valid`): returns whether those are valid (True
+        without them). Where the compiled path does not apply (a source that coalesces requests,
+        a library not found, a chunk missing, short or failing a check), the rows are read by
+        :meth:`read_many`, which raises the error naming the problem."""
+        from ._kernels import copy_blocks, decode_batch, weighted_counts_valid
+
+        if fetched.jobs is not None:
+            run, _, valid = decode_batch(fetched.jobs, fetched.native, copies, weighted)
+            if run < 0:
+                return bool(valid)
+        elif copies is not None:
+            copy_blocks(*copies)
         checked = []
-        for layout, first, stop, out in requests:
+        for layout, first, stop, out in fetched.requests:
             start, end = first * layout.chunk_rows, min(stop * layout.chunk_rows, layout.shape[0])
             checked.append((layout, start, end, out[: end - start]))
         self.read_many([request[:3] for request in checked], outs=[request[3] for request in checked])
+        return weighted is None or bool(weighted_counts_valid(*weighted))
 
     def check_stored(self, requests: list[tuple[ArrayLayout, int, int]]) -> None:
         """Raise the :class:`~treeshard.IntegrityError` :meth:`read_many` raises if a shard or chunk
@@ -474,23 +502,6 @@ class ChunkReader:
         table = _ShardTable(offsets, lengths, digests, filled, usable, adjacent)
         self._shard_tables[key] = table
         return table
-
-    def _decode_runs(self, runs: list[_ChunkRun], native: tuple[int, int, int, int]) -> bool:
-        """Read and decode ``runs`` through :func:`treeshard._kernels.decode_chunks`; False at the
-        first run that is short or holds a chunk failing a check."""
-        from ._kernels import decode_chunks
-
-        for run in runs:
-            raw = self.source.get_range(run.key, run.offset, run.size)
-            if raw is None or len(raw) != run.size:
-                return False
-            address = run.out.ctypes.data + run.position
-            bad = decode_chunks(
-                raw, run.starts, run.lengths, run.digests, address, run.out.nbytes - run.position, run.chunk_bytes, run.layout.compressed, native
-            )
-            if bad >= 0:
-                return False
-        return True
 
     def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan, out: np.ndarray | None = None) -> np.ndarray:
         """The output array for rows ``start:stop`` (``out`` if given); its chunk reads go to ``plan``
@@ -763,6 +774,16 @@ class _ChunkRead:
     extent: tuple[int, int] | None  # (offset, length) in the shard; None: the whole object
     decode: Callable[[np.ndarray], None]
     index: int = 0  # of the chunk in its shard (the digest record's order)
+
+
+@dataclass(frozen=True)
+class FetchedChunks:
+    """What :meth:`ChunkReader.fetch_chunks` read for its requests: the jobs of
+    :func:`treeshard._kernels.decode_runs` (None: the checked path reads them)."""
+
+    requests: list[tuple[ArrayLayout, int, int, np.ndarray]]
+    jobs: list[tuple] | None
+    native: tuple[int, int, int, int] | None
 
 
 @dataclass(frozen=True)

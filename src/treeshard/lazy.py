@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from .columns import NODE_COLUMNS, NodeColumns, check_weighted_counts, decode_va
 from .compat import leaf_counts_for
 from .errors import ArrayError
 from .reader import StoreReader
+
+if TYPE_CHECKING:
+    from .chunks import FetchedChunks
 from .validate import check_trees_into
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
@@ -59,6 +62,17 @@ class ChunkBatch:
     chunk_stop: int
     origin: int
     carry: int
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch's read, prepared by the caller (:meth:`TreeSource.prepare_batch`): its chunks'
+    bytes, the rows it carries, the columns it will hold (not yet decoded)."""
+
+    read: ReadTrees
+    fetched: FetchedChunks
+    copies: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (targets, sources, sizes)
+    weighted: tuple[np.ndarray, np.ndarray] | None  # (weights, counts) to check once decoded
 
 
 @dataclass
@@ -168,25 +182,51 @@ class TreeSource:
                 first, chunk, origin = stop, chunk_stop, int(ptr[stop])
         return out
 
-    def read_batch(self, batch: ChunkBatch, out: dict[str, np.ndarray], previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None) -> ReadTrees:
-        """Decode ``batch``'s chunks into ``out`` (see :meth:`column_buffers`) after the rows it
-        carries from ``previous`` (the batch before it and its buffer): a worker's share."""
+    def prepare_batch(
+        self, batch: ChunkBatch, out: dict[str, np.ndarray], previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None
+    ) -> PreparedBatch:
+        """Everything of ``batch``'s read that needs the GIL: its chunks' bytes read (see
+        :meth:`~treeshard.chunks.ChunkReader.fetch_chunks`), the rows it carries from
+        ``previous`` (the batch before it and its buffer) and the columns it will hold in ``out``
+        (see :meth:`column_buffers`); :meth:`read_batch` does the rest in one GIL-free call.
+        The caller's share: its thread holds the GIL anyway."""
+        n_rows = (batch.chunk_stop - batch.chunk_first) * self.reader.chunk_rows
+        window = {name: array[batch.carry : batch.carry + n_rows] for name, array in out.items()}
+        fetched = self.reader.fetch_node_chunks(batch.chunk_first, batch.chunk_stop, window)
+        copies = None
         if batch.carry:
             before, buffer = previous  # type: ignore[misc]
             at = batch.origin - before.origin
-            for name, array in out.items():
-                array[: batch.carry] = buffer[name][at : at + batch.carry]
-        rows = self.reader.chunk_rows
-        n_rows = (batch.chunk_stop - batch.chunk_first) * rows
-        self.reader.read_node_chunks(
-            batch.chunk_first, batch.chunk_stop, {name: array[batch.carry : batch.carry + n_rows] for name, array in out.items()}
-        )
+            copies = (
+                np.array([array.ctypes.data for array in out.values()], dtype=np.uint64),
+                np.array([buffer[name][at:].ctypes.data for name in out], dtype=np.uint64),
+                np.array([array[: batch.carry].nbytes for array in out.values()], dtype=np.int64),
+            )
         ptr = self.tree_ptr
         start, stop = int(ptr[batch.first]), int(ptr[batch.stop])
-        columns = {name: array[start - batch.origin : stop - batch.origin] for name, array in out.items()}
-        if self.layout.value_encoding == "weighted_counts":
-            check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
-        return ReadTrees(batch.first, NodeColumns(tree_ptr=ptr[batch.first : batch.stop + 1] - start, **columns))
+        columns = NodeColumns(
+            tree_ptr=ptr[batch.first : batch.stop + 1] - start,
+            **{name: array[start - batch.origin : stop - batch.origin] for name, array in out.items()},
+        )
+        weighted = (columns.weighted_n_node_samples, columns.value) if self.layout.value_encoding == "weighted_counts" else None
+        return PreparedBatch(ReadTrees(batch.first, columns), fetched, copies, weighted)
+
+    def read_batch(
+        self,
+        batch: ChunkBatch,
+        out: dict[str, np.ndarray],
+        previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None,
+        prepared: PreparedBatch | None = None,
+    ) -> ReadTrees:
+        """Decode ``batch``'s chunks into ``out`` (see :meth:`column_buffers`) after the rows it
+        carries from ``previous`` (the batch before it and its buffer), and check its weighted
+        counts, in one GIL-free call (``prepared`` by :meth:`prepare_batch`, else here): a
+        reader thread's share. The caller's thread holds the GIL while it builds trees: each
+        time a thread needs it back, it waits for it."""
+        prepared = prepared if prepared is not None else self.prepare_batch(batch, out, previous)
+        if not self.reader.decode_node_chunks(prepared.fetched, copies=prepared.copies, weighted=prepared.weighted):
+            check_weighted_counts(prepared.read.columns.value, prepared.read.columns.weighted_n_node_samples)  # names the problem
+        return prepared.read
 
     def prepare_range(self, first: int, stop: int, out: dict[str, np.ndarray] | None = None) -> ReadTrees:
         """Read and decompress the node columns of trees ``first:stop`` (into ``out``, see
@@ -347,9 +387,11 @@ class TreeSource:
         return all(self.reader.node_array(name).chunk_rows == rows for name in NODE_COLUMNS)
 
     def _stream(self, batches: list[ChunkBatch]) -> Iterator[tuple[int, Any]]:
-        # One reader thread decodes batches ahead (each read is one compiled, GIL-free call per
-        # shard and column); the caller allocates each batch's trees (sklearn's __setstate__
-        # holds the GIL) and fills them (the kernels release it: the reader runs meanwhile).
+        # One reader thread decodes batches ahead (a batch's every chunk in one compiled,
+        # GIL-free call); the caller allocates each batch's trees (sklearn's __setstate__ holds
+        # the GIL), fills them (the kernels release it) and fetches the bytes of the batch two
+        # ahead (reads release the GIL too: in the reader, each would wait for the caller to
+        # hand it back, and the reader would run only while the caller does not hold it).
         # More threads only share the same two cores and hand the GIL over more often. Two
         # buffers: read k + 2 reuses read k's, submitted once fill k is done, and copies the
         # rows it carries from read k + 1's (done before it: one thread, in order). A batch's
@@ -362,9 +404,12 @@ class TreeSource:
         self.reader.check_node_chunks([(batch.chunk_first, batch.chunk_stop) for batch in batches])
         buffers = [self.column_buffers(capacity) for _ in range(min(2, len(batches)))]
 
-        def read(k: int) -> ReadTrees:
+        def prepare(k: int) -> PreparedBatch:
+            return self.prepare_batch(batches[k], buffers[k % 2], (batches[k - 1], buffers[(k - 1) % 2]) if k else None)
+
+        def read(k: int, prepared: PreparedBatch | None = None) -> ReadTrees:
             previous = (batches[k - 1], buffers[(k - 1) % 2]) if k else None
-            return self.read_batch(batches[k], buffers[k % 2], previous)
+            return self.read_batch(batches[k], buffers[k % 2], previous, prepared)
 
         if len(batches) == 1:
             batch_read = read(0)
@@ -373,14 +418,14 @@ class TreeSource:
             yield from built.items()
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader:
-            reads = deque(reader.submit(read, k) for k in range(2))
+            reads = deque(reader.submit(read, k, prepare(k)) for k in range(2))
             try:
                 for k in range(len(batches)):
                     batch_read = reads.popleft().result()
                     built = self.allocate(batch_read.first, batch_read.first + batch_read.columns.n_trees)
                     self.fill(batch_read, built)
                     if k + 2 < len(batches):
-                        reads.append(reader.submit(read, k + 2))
+                        reads.append(reader.submit(read, k + 2, prepare(k + 2)))
                     yield from built.items()
             finally:
                 for future in reads:
