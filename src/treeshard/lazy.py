@@ -387,12 +387,14 @@ class TreeSource:
         return all(self.reader.node_array(name).chunk_rows == rows for name in NODE_COLUMNS)
 
     def _stream(self, batches: list[ChunkBatch]) -> Iterator[tuple[int, Any]]:
-        # One reader thread decodes batches ahead (a batch's every chunk in one compiled,
-        # GIL-free call); the caller allocates each batch's trees (sklearn's __setstate__ holds
-        # the GIL), fills them (the kernels release it) and fetches the bytes of the batch two
-        # ahead (reads release the GIL too: in the reader, each would wait for the caller to
-        # hand it back, and the reader would run only while the caller does not hold it).
-        # More threads only share the same two cores and hand the GIL over more often. Two
+        # One reader thread decodes batches ahead: a batch's every chunk, the rows it carries
+        # and its weighted-count check in one compiled, GIL-free call. The caller does all that
+        # needs the GIL: it reads the bytes of the batch two ahead and prepares it (reads release
+        # the GIL: in the reader, each would wait for the caller to hand it back, and the reader
+        # would run only while the caller does not hold it), allocates each batch's trees
+        # (sklearn's __setstate__ holds the GIL) and fills them (the kernels release it). Tried
+        # and measured no faster: the fills in the reader too (one GIL-free call each, three
+        # buffers), and more threads (they share the same two cores and wait for the GIL). Two
         # buffers: read k + 2 reuses read k's, submitted once fill k is done, and copies the
         # rows it carries from read k + 1's (done before it: one thread, in order). A batch's
         # trees are allocated only once its read succeeded, and handed out only once filled.
