@@ -8,17 +8,18 @@ the CPU time (``time.thread_time``) spent in each stage of the load path:
 
 - ``allocate``: ``Tree.__setstate__`` from zero pages (the caller's thread,
   holding the GIL; sklearn's copy faults the trees' pages in);
-- ``read``: a batch's read on the reader thread (whole chunks into a reused
-  buffer, the rows a cut tree carries, the weighted-count check), of which
-  ``decode`` (``pread`` and the compiled decoder) and ``kernel``
-  (``_kernels.decode_chunks`` alone: sha256, crc32c, Blosc, no GIL);
+- ``prepare``: a batch's chunk bytes read and its decode prepared (the
+  caller's thread);
+- ``read``: a batch's decode on the reader thread, of which ``kernel``
+  (``_kernels.decode_batch`` alone: rows carried, sha256, crc32c, Blosc,
+  weighted counts, no GIL);
 - ``fill``: values and the compiled check that writes node records into the
   trees (the caller's thread, GIL released), of which ``check`` alone;
 - ``caller``: the caller's thread's CPU time in all (the rest of ``cpu`` is the
   reader thread's), and ``waiting``: its wall time without CPU (waiting for a
   read, the GIL or a core).
 
-Stages nest (``decode`` runs inside ``read``), so the columns do not add
+Stages nest (``kernel`` runs inside ``read``), so the columns do not add
 up to the total; the process's own CPU time, wall time and minor page faults
 are printed beside them. Figures are per load, the median of ``--repeat``.
 """
@@ -40,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _timed_stages() -> collections.defaultdict[str, float]:
-    from treeshard import _kernels, chunks, lazy
+    from treeshard import _kernels, lazy
 
     spent: collections.defaultdict[str, float] = collections.defaultdict(float)
     lock = threading.Lock()
@@ -59,9 +60,9 @@ def _timed_stages() -> collections.defaultdict[str, float]:
         setattr(owner, name, timed)
 
     wrap(lazy.TreeSource, "allocate", "allocate")
+    wrap(lazy.TreeSource, "prepare_batch", "prepare")
     wrap(lazy.TreeSource, "read_batch", "read")
-    wrap(chunks.ChunkReader, "_decode_runs", "decode")
-    wrap(_kernels, "decode_chunks", "kernel")  # imported by chunks at each call
+    wrap(_kernels, "decode_batch", "kernel")  # imported by chunks at each call
     wrap(lazy.TreeSource, "fill", "fill")
     wrap(lazy, "check_trees_into", "check")
     return spent
