@@ -110,16 +110,13 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
     from treeshard import saving
     from treeshard.storage import targets
 
-    def target(name: str) -> Path:
-        path = workdir / name
+    def clear(path: Path) -> None:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
-        return path
 
-    def joblib_durable() -> None:
-        path = target("d.joblib")
+    def joblib_durable(path: Path) -> None:
         joblib.dump(model, path)
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
@@ -127,35 +124,37 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
         os.fsync(fd)
         os.close(fd)
 
-    ways = {
-        "joblib.dump": lambda: joblib.dump(model, target("m.joblib")),
-        "joblib.dump + fsync (durable, as treeshard)": joblib_durable,
-        "treeshard .zip": lambda: treeshard.save(model, target("m.zip")),
+    def without_fsync(path: Path) -> None:
+        with no_fsync():
+            treeshard.save(model, path)
+
+    # name -> (the file it writes, removed before each round, untimed; the save to that path)
+    ways: dict[str, tuple[str, Any]] = {
+        "joblib.dump": ("m.joblib", lambda path: joblib.dump(model, path)),
+        "joblib.dump + fsync (durable, as treeshard)": ("d.joblib", joblib_durable),
+        "treeshard .zip": ("m.zip", lambda path: treeshard.save(model, path)),
     }
     if directory:
-        ways["treeshard directory"] = lambda: treeshard.save(model, target("m"))
-
-    def without_fsync() -> None:
-        with no_fsync():
-            treeshard.save(model, target("n.zip"))
-
-    ways["treeshard .zip, no fsync"] = without_fsync
+        ways["treeshard directory"] = ("m", lambda path: treeshard.save(model, path))
+    ways["treeshard .zip, no fsync"] = ("n.zip", without_fsync)
     if stages:
         files = saving._checked_encoder(model, codec="lz4", metadata=None)()
 
-        def write_only(sync: bool) -> None:
+        def write_only(path: Path, *, sync: bool) -> None:
             with nullcontext() if sync else no_fsync():
-                targets.write_files(target("w.zip"), files, overwrite=False)
+                targets.write_files(path, files, overwrite=False)
 
-        ways["stage: encode (checks and files)"] = lambda: saving._checked_encoder(model, codec="lz4", metadata=None)()
-        ways["stage: write files encoded before"] = lambda: write_only(True)
-        ways["stage: write files encoded before, no fsync"] = lambda: write_only(False)
-    for way in ways.values():
-        way()  # warm-up: imports, thread pools, page cache
+        ways["stage: encode (checks and files)"] = ("e.zip", lambda path: saving._checked_encoder(model, codec="lz4", metadata=None)())
+        ways["stage: write files encoded before"] = ("w.zip", lambda path: write_only(path, sync=True))
+        ways["stage: write files encoded before, no fsync"] = ("x.zip", lambda path: write_only(path, sync=False))
+    for name, save in ways.values():
+        clear(workdir / name)
+        save(workdir / name)  # warm-up: imports, thread pools, page cache
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
-        for name, way in ways.items():
-            times[name].append(_timed(way))
+        for way, (name, save) in ways.items():
+            clear(workdir / name)
+            times[way].append(_timed(lambda: save(workdir / name)))
     sizes = {"treeshard .zip bytes": (workdir / "m.zip").stat().st_size, "joblib bytes": (workdir / "m.joblib").stat().st_size}
     return {**{name: statistics.median(t) for name, t in times.items()}, **sizes}
 
