@@ -18,7 +18,8 @@ refuses the array). Everything a store could get wrong raises a
 Where a request costs a round trip (remote sources: ``coalesce_reads``), the
 chunks of one shard that a read needs come in one ranged request when they
 are adjacent or at most ``COALESCE_GAP_BYTES`` apart; locally, each chunk is
-one ``pread``.
+one ``pread``, except in an eager load's whole-chunk reads (``fetch_chunks``:
+a shard's run of adjacent chunks in one ``pread``, decoded by one compiled call).
 """
 
 from __future__ import annotations
