@@ -6,6 +6,7 @@ Run as a script for the table in ``BENCHMARKS.md``::
     python benchmarks/save.py --repeat 9 --only small
     python benchmarks/save.py --repeat 9 --only load --before OLD_SRC  # and another treeshard, fresh processes
     python benchmarks/save.py --repeat 9 --only load --load-model GB-M --before OLD_SRC
+    python benchmarks/save.py --repeat 9 --only load --before OLD_SRC --hugetlb  # and with huge pages
 
 Every figure is the median of ``--repeat`` rounds; in each round the
 treeshard and joblib operations run back to back, so that a noisy machine
@@ -23,7 +24,11 @@ once into ``~/.cache/treeshard-bench``).
   every tree with sklearn's own ``Tree.__setstate__`` from node arrays already
   in memory (the copy any loader pays); in one process (loads in a loop) and
   in fresh processes (after a warm-up load of a small store: wall and CPU
-  time, peak and resident memory above the process before loading).
+  time, peak and resident memory above the process before loading);
+  ``--hugetlb`` repeats the fresh processes with
+  ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (malloc asks for transparent huge
+  pages, so the page faults of the trees' memory almost vanish: what is left
+  is each loader's own work).
 
 The asv classes at the end time the same operations (``asv run --bench save``).
 """
@@ -180,7 +185,7 @@ def setstate_floor(model: Any) -> Any:
     return rebuild
 
 
-def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) -> dict[str, float]:
+def compare_eager_loads(name: str, *, repeat: int, before: str | None = None, hugetlb: bool = False) -> dict[str, float]:
     import joblib
 
     import treeshard
@@ -208,14 +213,17 @@ def compare_eager_loads(name: str, *, repeat: int, before: str | None = None) ->
         del model
         warm_up = workdir / "tiny.zip"
         treeshard.save(small_tree(), warm_up)
-        runs: dict[str, list[tuple[float, ...]]] = {"joblib": [], "treeshard": []}
         kinds = [("joblib", "joblib", folder / "model.joblib", None), ("treeshard", "treeshard", fresh, None)]
         if before is not None:  # the same store loaded by another treeshard source tree
-            runs["treeshard before"] = []
             kinds.append(("treeshard before", "treeshard", fresh, before))
+        runs: dict[str, list[tuple[float, ...]]] = {label: [] for label, *_ in kinds}
+        if hugetlb:  # glibc asks for transparent huge pages: the loaders' own work, page faults almost gone
+            runs.update({f"{label} (hugetlb)": [] for label, *_ in kinds})
         for _ in range(max(3, repeat // 2)):
             for label, kind, path, src in kinds:
                 runs[label].append(_fresh_load(kind, path, warm_up, src=src))
+                if hugetlb:
+                    runs[f"{label} (hugetlb)"].append(_fresh_load(kind, path, warm_up, src=src, env=HUGETLB))
         for kind, values in runs.items():
             out[f"{kind}: fresh process, load"] = statistics.median(v[0] for v in values)
             out[f"{kind}: fresh process, CPU"] = statistics.median(v[1] for v in values)
@@ -244,12 +252,16 @@ print(wall, cpu, status("VmHWM") - before, status("VmRSS") - before, faults)
 """
 
 
-def _fresh_load(kind: str, path: Path, warm_up: Path, *, src: str | None = None) -> tuple[float, ...]:
+#: The environment of ``--hugetlb`` runs: glibc's malloc asks for transparent huge pages.
+HUGETLB = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+
+
+def _fresh_load(kind: str, path: Path, warm_up: Path, *, src: str | None = None, env: dict[str, str] | None = None) -> tuple[float, ...]:
     """``(wall seconds, CPU seconds, peak, resident, minor page faults)`` of one load in a new
     interpreter; memory is the peak RSS and the RSS once loaded, above the RSS before loading. ``src``: the treeshard
-    source tree to import (``PYTHONPATH``), default this environment's."""
+    source tree to import (``PYTHONPATH``), default this environment's; ``env``: more environment variables."""
     command = [sys.executable, "-c", _FRESH_SCRIPT, kind, str(path), str(warm_up)]
-    env = None if src is None else dict(os.environ, PYTHONPATH=os.path.abspath(src))
+    env = dict(os.environ, **(env or {}), **({} if src is None else {"PYTHONPATH": os.path.abspath(src)}))
     result = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return tuple(float(v) for v in result.stdout.split())
 
@@ -260,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["small", "RF-L", "GB-M", "load"], action="append")
     parser.add_argument("--before", metavar="SRC", help="eager load: also load in fresh processes with this treeshard source tree")
     parser.add_argument("--load-model", default="RF-L", choices=["RF-L", "GB-M"], help="eager load: the reference model loaded")
+    parser.add_argument("--hugetlb", action="store_true", help="eager load: fresh processes also with GLIBC_TUNABLES=glibc.malloc.hugetlb=1")
     args = parser.parse_args(argv)
     only = set(args.only or ["small", "RF-L", "GB-M", "load"])
     results: dict[str, Any] = {}
@@ -271,7 +284,9 @@ def main(argv: list[str] | None = None) -> None:
             if name in only:
                 results[f"save {name}"] = compare_saves(reference(name), workdir, repeat=args.repeat, directory=False)
         if "load" in only:
-            results[f"eager load {args.load_model}"] = compare_eager_loads(args.load_model, repeat=args.repeat, before=args.before)
+            results[f"eager load {args.load_model}"] = compare_eager_loads(
+                args.load_model, repeat=args.repeat, before=args.before, hugetlb=args.hugetlb
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for section, figures in results.items():

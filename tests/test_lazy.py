@@ -729,3 +729,176 @@ def test_a_batch_or_tree_too_large_for_memory_is_an_array_error(chunked):
         source.column_buffers(2**40)
     with pytest.raises(treeshard.ArrayError, match=r"^nodes: a tree of 35184372088832 nodes does not fit in memory$"):
         source._zero_state(2**45)
+
+
+# --------------------------------------------------------------------------- the eager stream (whole chunks)
+def _eager_source(chunked, kind: str):  # type: ignore[no-untyped-def]
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    _, memory, directory, zip_path = chunked
+    return TreeSource(StoreReader({"memory": memory, "directory": directory, "zip": zip_path}[kind]))
+
+
+@pytest.fixture(scope="module")
+def fine_chunks(chunked, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The chunked forest in chunks of 32 nodes, 3 to a shard: every tree (about 60 nodes) spans chunks."""
+    path = tmp_path_factory.mktemp("fine") / "forest.zip"
+    save_with_small_chunks(chunked[0], path, chunk_rows=32, chunks_per_shard=3)
+    return path
+
+
+@pytest.mark.parametrize("rows", [CHUNK_ROWS, 32])
+@pytest.mark.parametrize("batch_nodes", [1, CHUNK_ROWS, 5 * CHUNK_ROWS])
+def test_chunk_batches_decode_each_chunk_once_and_carry_cut_trees(chunked, fine_chunks, rows, batch_nodes):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    source = TreeSource(StoreReader(chunked[2] if rows == CHUNK_ROWS else fine_chunks))
+    ptr = source.tree_ptr
+    indices = np.arange(len(chunked[0].estimators_))
+    batches = source.chunk_batches(indices, batch_nodes=batch_nodes)
+    assert [(b.first, b.stop) for b in batches] == list(zip([0] + [b.stop for b in batches[:-1]], [b.stop for b in batches]))
+    assert batches[-1].stop == len(indices) and all(b.stop > b.first for b in batches)
+    assert [(b.chunk_first, b.chunk_stop) for b in batches] == list(
+        zip([0] + [b.chunk_stop for b in batches[:-1]], [b.chunk_stop for b in batches])
+    )
+    assert batches[-1].chunk_stop == -(-int(ptr[-1]) // rows)
+    for b in batches:
+        assert b.origin == (b.chunk_first * rows if b.first == 0 else int(ptr[b.first]))
+        assert b.carry == b.chunk_first * rows - b.origin >= 0
+        assert int(ptr[b.stop]) <= b.chunk_stop * rows  # its trees end in what it decoded
+        assert b.stop == len(indices) or int(ptr[b.stop + 1]) > b.chunk_stop * rows  # and no tree that does is left out
+    if batch_nodes == 1:  # one chunk a batch, unless a tree is longer
+        assert len(batches) > 5 and sum(b.carry > 0 for b in batches) > 3
+        assert any(b.chunk_stop - b.chunk_first > 1 for b in batches) == (rows == 32)
+
+
+def test_chunk_batches_of_a_selection_start_again_at_each_gap(chunked):
+    source = _eager_source(chunked, "directory")
+    batches = source.chunk_batches(np.array([0, 1, 5, 6, 7, 12]), batch_nodes=CHUNK_ROWS)
+    runs = [(b.first, b.stop) for b in batches]
+    assert runs[0][0] == 0 and runs[-1][1] == 13
+    assert {2, 8, 13} <= {stop for _, stop in runs}  # each run's last batch ends at its end
+    starts = [b for b in batches if b.first in (5, 12)]
+    assert [b.carry for b in starts] == [0, 0]  # a new run carries nothing
+    assert [b.origin for b in starts] == [b.chunk_first * CHUNK_ROWS for b in starts]
+    assert sum(b.stop - b.first for b in batches) == 6
+
+
+@pytest.mark.parametrize("kind", ["memory", "directory", "zip"])
+@pytest.mark.parametrize("batch_nodes", [1, CHUNK_ROWS, 3 * CHUNK_ROWS, 10**6])
+def test_whole_chunk_stream_gives_the_original_trees_byte_for_byte(chunked, kind, batch_nodes):
+    original = chunked[0]
+    source = _eager_source(chunked, kind)
+    indices = np.arange(len(original.estimators_))
+    got = list(source.trees(indices, batch_nodes=batch_nodes, workers=1, whole_chunks=True))
+    assert [index for index, _ in got] == indices.tolist()
+    for estimator, (_, tree) in zip(original.estimators_, got):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)  # record padding included
+
+
+@pytest.mark.parametrize("batch_nodes", [1, 64, 10**6])
+def test_whole_chunk_stream_of_trees_longer_than_a_chunk(chunked, fine_chunks, batch_nodes):
+    from treeshard.lazy import TreeSource
+    from treeshard.reader import StoreReader
+
+    original = chunked[0]
+    source = TreeSource(StoreReader(fine_chunks))
+    got = list(source.trees(np.arange(len(original.estimators_)), batch_nodes=batch_nodes, workers=1, whole_chunks=True))
+    for estimator, (_, tree) in zip(original.estimators_, got, strict=True):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)
+
+
+@pytest.mark.parametrize("indices", [[0, 1, 5, 6, 7, 12, 19], [3], [19], [18, 19], list(range(4, 20, 3))])
+def test_whole_chunk_stream_of_a_selection_gives_those_trees(chunked, indices):
+    original = chunked[0]
+    source = _eager_source(chunked, "zip")
+    got = list(source.trees(indices, batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True))
+    assert [index for index, _ in got] == indices
+    for index, tree in got:
+        assert _node_bytes(tree) == _node_bytes(original.estimators_[index].tree_)
+
+
+def test_whole_chunk_stream_without_the_compiled_decoder_reads_alike(chunked, monkeypatch):
+    """Where a library is missing, read_chunks reads through read_many: the same trees."""
+    from treeshard import chunks
+
+    monkeypatch.setattr(chunks, "native_functions", lambda: None)
+    original = chunked[0]
+    source = _eager_source(chunked, "directory")
+    got = list(source.trees(np.arange(len(original.estimators_)), batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True))
+    for estimator, (_, tree) in zip(original.estimators_, got):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)
+
+
+def test_a_broken_batch_fails_the_stream_and_hands_out_none_of_its_trees(chunked, monkeypatch):
+    source = _eager_source(chunked, "directory")
+    indices = np.arange(len(chunked[0].estimators_))
+    batches = source.chunk_batches(indices, batch_nodes=CHUNK_ROWS)
+    broken = batches[len(batches) // 2]
+    read_batch = source.read_batch
+
+    def read_broken(batch, out, previous, fetched=None):  # type: ignore[no-untyped-def]
+        read = read_batch(batch, out, previous, fetched)
+        if batch == broken:
+            read.columns.feature[int(read.columns.tree_ptr[-2])] = 10_000  # the root of its last tree
+        return read
+
+    monkeypatch.setattr(source, "read_batch", read_broken)
+    handed_out = []
+    with pytest.raises(treeshard.TreeStructureError, match=rf"^tree {broken.stop - 1}, node 0: split feature out of range \[0, \d+\)$"):
+        for index, _ in source.trees(indices, batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True):
+            handed_out.append(index)
+    assert handed_out == list(range(broken.first))
+
+
+def test_an_abandoned_stream_stops_its_thread(chunked):
+    import threading
+
+    original = chunked[0]
+    source = _eager_source(chunked, "zip")
+    trees = source.trees(np.arange(len(original.estimators_)), batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True)
+    index, tree = next(trees)
+    assert _node_bytes(tree) == _node_bytes(original.estimators_[0].tree_)
+    assert any(t.name.startswith("treeshard-read") for t in threading.enumerate())
+    trees.close()
+    assert not any(t.name.startswith("treeshard-read") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_an_eager_load_in_many_batches_predicts_exactly(chunked, kind, monkeypatch):
+    from treeshard import planning
+
+    monkeypatch.setattr(planning, "MIN_EAGER_BATCH_BYTES", 1)  # batches of about a 32nd of the model
+    original = chunked[0]
+    loaded = treeshard.load(chunked[2] if kind == "directory" else chunked[3], lazy=False)
+    for a, b in zip(original.estimators_, loaded.estimators_):
+        assert_same_state(a, b)
+    X, y = make_data("multiclass")
+    assert_same_predictions(original, loaded, query_points(X, original), query_targets(y))
+
+
+@pytest.mark.parametrize("batch_nodes", [CHUNK_ROWS, 10**6])  # several batches, and one
+def test_a_batch_is_allocated_only_once_its_read_succeeded(chunked, monkeypatch, batch_nodes):
+    source = _eager_source(chunked, "zip")
+    indices = np.arange(len(chunked[0].estimators_))
+    batches = source.chunk_batches(indices, batch_nodes=batch_nodes)
+    failing = batches[-1]
+    read_batch, allocate = source.read_batch, source.allocate
+    allocated = []
+
+    def read_or_fail(batch, out, previous, fetched=None):  # type: ignore[no-untyped-def]
+        if batch == failing:
+            raise treeshard.IntegrityError("nodes/threshold: chunk checksum mismatch at row 0")
+        return read_batch(batch, out, previous, fetched)
+
+    def allocate_logged(first, stop):  # type: ignore[no-untyped-def]
+        allocated.append((first, stop))
+        return allocate(first, stop)
+
+    monkeypatch.setattr(source, "read_batch", read_or_fail)
+    monkeypatch.setattr(source, "allocate", allocate_logged)
+    with pytest.raises(treeshard.IntegrityError, match=r"^nodes/threshold: chunk checksum mismatch at row 0$"):
+        list(source.trees(indices, batch_nodes=batch_nodes, workers=1, whole_chunks=True))
+    assert allocated == [(b.first, b.stop) for b in batches[:-1]]

@@ -1286,3 +1286,129 @@ def test_check_trees_into_refuses_what_check_trees_refuses(model, edit):
     with pytest.raises(TreeStructureError) as raised:
         check_trees_into(cols, layout, _zeroed_node_arrays(cols), first_tree=3)
     assert raised.value.args == expected.value.args
+
+
+# --------------------------------------------------------------------------- the eager load's chunk decoder
+def _threshold_chunks(model, tmp_path: Path) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(shard bytes, starts, lengths, sha256 digests, the array as read, chunk bytes)`` of
+    ``nodes/threshold`` in chunks of 4 nodes (Blosc), as the eager load's decoder takes them."""
+    from helpers.counting_store import save_with_small_chunks
+
+    from treeshard.reader import StoreReader
+
+    path = tmp_path / "m"
+    save_with_small_chunks(model, path, chunk_rows=4, chunks_per_shard=64)
+    reader = StoreReader(path)
+    layout = reader.node_array("threshold")
+    table = reader._fast._shard_table(layout, "nodes/threshold/c/0", layout.shard_rows // layout.chunk_rows)
+    n = int(table.usable.sum())
+    raw = (path / "nodes" / "threshold" / "c" / "0").read_bytes()
+    decoded = reader.read("nodes/threshold", np.dtype("<f8"), layout.shape)
+    reader.close()
+    return raw, table.offsets[:n], table.lengths[:n], table.digests[:n], decoded, 4 * 8
+
+
+def _decode(raw, starts, lengths, digests, chunk_bytes, out=None, *, runs=1):  # type: ignore[no-untyped-def]
+    """``decode_runs`` of ``runs`` copies of one run: ``(failing chunk of the first run that
+    fails, or -1; the output)``, the failing run checked to be the first."""
+    from treeshard._kernels import decode_runs
+    from treeshard.blosc import native_functions
+
+    out = np.zeros(len(starts) * chunk_bytes // 8) if out is None else out
+    outs = [out] + [np.zeros_like(out) for _ in range(runs - 1)]
+    jobs = [(raw, starts, lengths, digests, o.ctypes.data, o.nbytes, chunk_bytes, True) for o in outs]
+    run, bad = decode_runs(jobs, native_functions())
+    assert run == (0 if bad >= 0 else -1)
+    assert all(np.array_equal(o, out) for o in outs)  # every run decoded alike
+    return bad, out
+
+
+def test_decode_runs_decodes_what_the_checked_path_reads(model, tmp_path):
+    raw, starts, lengths, digests, decoded, chunk_bytes = _threshold_chunks(model, tmp_path)
+    assert len(starts) > 3
+    bad, out = _decode(raw, starts, lengths, digests, chunk_bytes, runs=3)
+    assert bad == -1
+    assert out[: len(decoded)].tobytes() == decoded.tobytes()  # then the last chunk's padding
+    assert _decode(raw, starts, lengths, np.zeros((0, 32), dtype=np.uint8), chunk_bytes)[0] == -1  # no digest record
+
+
+def _flip(raw: bytes, at: int) -> bytes:
+    return raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1 :]
+
+
+DECODER_EDITS: dict[str, Callable[..., tuple]] = {
+    # (raw, starts, lengths, digests) -> the same, with chunk 2 broken
+    "past the shard's end": lambda r, s, l, d: (r, s, np.where(np.arange(len(l)) == 2, len(r), l), d),
+    "before the shard's start": lambda r, s, l, d: (r, np.where(np.arange(len(s)) == 2, -1, s), l, d),
+    "shorter than its checksum": lambda r, s, l, d: (r, s, np.where(np.arange(len(l)) == 2, 3, l), d),
+    "another digest": lambda r, s, l, d: (r, s, l, np.where(np.arange(len(d))[:, None] == 2, d[1], d)),
+    "a changed byte (sha256)": lambda r, s, l, d: (_flip(r, int(s[2]) + 20), s, l, d),
+}
+
+
+@pytest.mark.parametrize("edit", list(DECODER_EDITS))
+def test_decode_runs_stops_at_the_first_chunk_failing_a_check(model, tmp_path, edit):
+    raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
+    assert _decode(*DECODER_EDITS[edit](raw, starts, lengths, digests), chunk_bytes)[0] == 2
+
+
+@pytest.mark.parametrize("at", ["crc32c", "blosc header"])
+def test_decode_runs_checks_crc32c_and_the_blosc_header_without_digests(model, tmp_path, at):
+    raw, starts, lengths, _, _, chunk_bytes = _threshold_chunks(model, tmp_path)
+    where = int(starts[1] + lengths[1]) - 1 if at == "crc32c" else int(starts[1]) + 4  # its stored crc, its decoded size
+    no_digests = np.zeros((0, 32), dtype=np.uint8)
+    assert _decode(_flip(raw, where), starts, lengths, no_digests, chunk_bytes)[0] == 1
+    assert _decode(raw, starts, lengths, no_digests, chunk_bytes * 2, np.zeros(len(starts) * 8))[0] == 0  # declared size differs
+
+
+def test_decode_runs_refuses_an_output_too_small(model, tmp_path):
+    raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
+    with pytest.raises(ValueError, match=r"^decode_runs: chunks, digests and output do not match$"):
+        _decode(raw, starts, lengths, digests, chunk_bytes, np.zeros(len(starts) * 4 - 1))
+
+
+def test_decode_runs_names_the_run_that_fails(model, tmp_path):
+    from treeshard._kernels import decode_runs
+    from treeshard.blosc import native_functions
+
+    raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
+    outs = [np.zeros(len(starts) * chunk_bytes // 8) for _ in range(3)]
+    broken = _flip(raw, int(starts[1]) + 20)
+    jobs = [(data, starts, lengths, digests, o.ctypes.data, o.nbytes, chunk_bytes, True) for data, o in zip([raw, broken, broken], outs)]
+    assert decode_runs(jobs, native_functions()) == (1, 1)
+    assert decode_runs([], native_functions()) == (-1, -1)
+
+
+def test_weighted_counts_valid_is_check_weighted_counts():
+    from treeshard._kernels import weighted_counts_valid
+    from treeshard.columns import check_weighted_counts
+
+    counts = np.array([[1, 2], [0, 0], [3, 1]], dtype=np.int32)
+    for weights, values in [
+        (np.array([3.0, 1.0, 4.0]), counts),
+        (np.array([3.0, 0.0, 4.0]), counts),
+        (np.array([3.0, np.nan, 4.0]), counts),
+        (np.array([3.0, 1.0, 4.0]), np.array([[1, 2], [0, -1], [3, 1]], dtype=np.int32)),
+    ]:
+        valid = weighted_counts_valid(weights, values)
+        try:
+            check_weighted_counts(values, weights)
+        except treeshard.ArrayError:
+            assert not valid
+        else:
+            assert valid
+
+
+def test_copy_blocks_copies_each_block():
+    from treeshard._kernels import copy_blocks
+
+    a, b = np.arange(10, dtype=np.int64), np.arange(6, dtype=np.uint8)
+    out_a, out_b = np.zeros(4, dtype=np.int64), np.zeros(6, dtype=np.uint8)
+    copy_blocks(
+        np.array([out_a.ctypes.data, out_b.ctypes.data], dtype=np.uint64),
+        np.array([a[3:].ctypes.data, b.ctypes.data], dtype=np.uint64),
+        np.array([out_a.nbytes, 0], dtype=np.int64),
+    )
+    assert out_a.tolist() == [3, 4, 5, 6] and out_b.tolist() == [0] * 6
+    with pytest.raises(ValueError, match=r"^copy_blocks: bad block$"):
+        copy_blocks(np.array([0], dtype=np.uint64), np.array([a.ctypes.data], dtype=np.uint64), np.array([8], dtype=np.int64))

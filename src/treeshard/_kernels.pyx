@@ -10,7 +10,7 @@ is to reject input that would make sklearn's own traversal read out of bounds.
 
 from libc.float cimport FLT_MAX
 from libc.math cimport INFINITY, isnan, nextafterf, rint
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t, uintptr_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
@@ -1844,3 +1844,222 @@ def copy_rows_into(const int64_t[::1] tree_ptr, const double[:, ::1] values, con
     with nogil:
         for t in range(n_trees):
             memcpy(<void*> value_addresses[t], &values[tree_ptr[t], 0], (tree_ptr[t + 1] - tree_ptr[t]) * width * sizeof(double))
+
+
+# --------------------------------------------------------------------------- chunk decoding
+# An eager load decodes every chunk of the node columns. Done one chunk at a time from Python
+# (a read, a sha256, a crc32c and a Blosc call, each a trip through the interpreter and the
+# GIL), the decoding thread waits for the GIL whenever the caller's thread holds it in sklearn's
+# Tree.__setstate__. decode_chunks checks and decodes a shard's run of chunks in one nogil call,
+# through the C functions treeshard.chunks found in libraries already loaded (OpenSSL's SHA256
+# behind hashlib, google_crc32c's crc32c_value, Blosc's decompressor bundled in numcodecs).
+
+ctypedef uint32_t (*crc32c_fn)(const uint8_t* data, size_t n) noexcept nogil
+ctypedef unsigned char* (*sha256_fn)(const unsigned char* data, size_t n, unsigned char* md) noexcept nogil
+ctypedef int (*blosc_validate_fn)(const void* src, size_t n, size_t* nbytes) noexcept nogil
+ctypedef int (*blosc_decompress_fn)(const void* src, void* dest, size_t destsize, int nthreads) noexcept nogil
+
+
+cdef struct ChunkRun:
+    const uint8_t* data
+    int64_t size
+    const int64_t* starts
+    const int64_t* lengths
+    Py_ssize_t n
+    const uint8_t* digests  # n x 32, or NULL: no digest check
+    uint8_t* out
+    Py_ssize_t out_bytes
+    Py_ssize_t chunk_bytes
+    bint compressed
+
+
+cdef struct ChunkFunctions:
+    crc32c_fn crc
+    sha256_fn sha
+    blosc_validate_fn validate
+    blosc_decompress_fn decompress
+
+
+cdef inline uint32_t _le32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t> p[0]) | (<uint32_t> p[1] << 8) | (<uint32_t> p[2] << 16) | (<uint32_t> p[3] << 24)
+
+
+cdef Py_ssize_t _decode_run(const ChunkRun* run, const ChunkFunctions* f) noexcept nogil:
+    """Check and decode the chunks of ``run`` in order; the index of the first that fails (-1: none)."""
+    cdef Py_ssize_t i, j
+    cdef int64_t start, length
+    cdef const uint8_t* chunk
+    cdef unsigned char md[32]
+    cdef size_t nbytes
+    for i in range(run.n):
+        start = run.starts[i]
+        length = run.lengths[i]
+        if start < 0 or length < 4 or start > run.size - length:
+            return i
+        chunk = run.data + start
+        if run.digests != NULL:
+            f.sha(chunk, <size_t> length, md)
+            for j in range(32):
+                if md[j] != run.digests[32 * i + j]:
+                    return i
+        if f.crc(chunk, <size_t> (length - 4)) != _le32(chunk + length - 4):
+            return i
+        if run.compressed:
+            # The header checks of treeshard.blosc.BloscDecoder.decode_into, then Blosc's own.
+            if (length - 4 < 16 or <Py_ssize_t> _le32(chunk + 4) != run.chunk_bytes or <int64_t> _le32(chunk + 12) != length - 4
+                    or f.validate(chunk, <size_t> (length - 4), &nbytes) != 0
+                    or f.decompress(chunk, run.out + i * run.chunk_bytes, <size_t> run.chunk_bytes, 1) != run.chunk_bytes):
+                return i
+        else:
+            if length - 4 != run.chunk_bytes:
+                return i
+            memcpy(run.out + i * run.chunk_bytes, chunk, <size_t> run.chunk_bytes)
+    return -1
+
+
+cdef int _chunk_functions(tuple functions, ChunkFunctions* f) except -1:
+    if len(functions) != 4:
+        raise ValueError("decode_runs: four function addresses")
+    f.crc = <crc32c_fn> <uintptr_t> <uint64_t> functions[0]
+    f.sha = <sha256_fn> <uintptr_t> <uint64_t> functions[1]
+    f.validate = <blosc_validate_fn> <uintptr_t> <uint64_t> functions[2]
+    f.decompress = <blosc_decompress_fn> <uintptr_t> <uint64_t> functions[3]
+    if f.crc == NULL or f.sha == NULL or f.validate == NULL or f.decompress == NULL:
+        raise ValueError("decode_runs: a function address is 0")
+    return 0
+
+
+cdef ChunkRun* _chunk_runs(list runs) except NULL:
+    """The C view of ``decode_runs``' runs (freed by the caller); the arrays stay alive in ``runs``."""
+    cdef Py_ssize_t r, n_runs = len(runs)
+    cdef ChunkRun* c_runs = <ChunkRun*> calloc(n_runs if n_runs > 0 else 1, sizeof(ChunkRun))
+    cdef const uint8_t[::1] data
+    cdef const int64_t[::1] starts
+    cdef const int64_t[::1] lengths
+    cdef const uint8_t[:, ::1] digests
+    if c_runs == NULL:
+        raise MemoryError()
+    try:
+        for r in range(n_runs):
+            data, starts, lengths, digests = runs[r][0], runs[r][1], runs[r][2], runs[r][3]
+            c_runs[r].size = data.shape[0]
+            c_runs[r].data = &data[0] if data.shape[0] else NULL
+            c_runs[r].n = starts.shape[0]
+            c_runs[r].starts = &starts[0] if starts.shape[0] else NULL
+            c_runs[r].lengths = &lengths[0] if lengths.shape[0] else NULL
+            c_runs[r].digests = &digests[0, 0] if digests.shape[0] else NULL
+            c_runs[r].out = <uint8_t*> <uintptr_t> <uint64_t> runs[r][4]
+            c_runs[r].out_bytes = runs[r][5]
+            c_runs[r].chunk_bytes = runs[r][6]
+            c_runs[r].compressed = runs[r][7]
+            if (lengths.shape[0] != c_runs[r].n or (digests.shape[0] and (digests.shape[0] != c_runs[r].n or digests.shape[1] != 32))
+                    or c_runs[r].out == NULL or c_runs[r].chunk_bytes <= 0 or c_runs[r].n * c_runs[r].chunk_bytes > c_runs[r].out_bytes):
+                raise ValueError("decode_runs: chunks, digests and output do not match")
+    except BaseException:
+        free(c_runs)
+        raise
+    return c_runs
+
+
+def decode_runs(list runs, tuple functions):
+    """Check and decode runs of chunks, in order, in one GIL-free pass. Run ``r`` is
+    ``(data, starts, lengths, digests, out_address, out_bytes, chunk_bytes, compressed)``:
+    chunk ``i`` is ``data[starts[i]:starts[i] + lengths[i]]`` (its encoded bytes and
+    crc32c), decoded into ``out_address + i * chunk_bytes`` (``out_bytes`` writable bytes,
+    kept alive by the caller); ``digests``: each chunk's sha256 (an empty array: no digest
+    check). ``functions``: the addresses of crc32c_value, SHA256, blosc_cbuffer_validate and
+    blosc_decompress_ctx. Returns ``(run, chunk)`` of the first chunk that fails any check
+    (``(-1, -1)``: all decoded): the caller reads it again through its checked path, which
+    raises the error that names the problem."""
+    run, chunk, _ = decode_batch(runs, functions)
+    return run, chunk
+
+
+def decode_batch(list runs, tuple functions, tuple copies=None, tuple weighted=None):
+    """:func:`decode_runs`, after the blocks of ``copies`` (``(targets, sources, sizes)``, see
+    :func:`copy_blocks`) are copied and before the rows of ``weighted`` (``(weights, counts)``,
+    see :func:`weighted_counts_valid`) are checked, all in one GIL-free pass: what an eager
+    load's reader thread does for a batch. Returns ``(run, chunk, valid)``: the first chunk
+    that fails a check (``-1, -1``: none; then ``valid`` says whether the weighted counts are)."""
+    cdef ChunkFunctions f
+    cdef Py_ssize_t n_runs = len(runs)
+    cdef Py_ssize_t r = 0, i, j, bad = -1, n_copies = 0, n_rows = 0, width = 0
+    cdef ChunkRun* c_runs
+    cdef const uint64_t[::1] targets
+    cdef const uint64_t[::1] sources
+    cdef const int64_t[::1] sizes
+    cdef const double[::1] weights
+    cdef const int32_t[:, ::1] counts
+    cdef bint valid = True
+    _chunk_functions(functions, &f)
+    if copies is not None:
+        targets, sources, sizes = copies
+        n_copies = targets.shape[0]
+        if sources.shape[0] != n_copies or sizes.shape[0] != n_copies:
+            raise ValueError("copy_blocks: one source and size per target")
+        for i in range(n_copies):
+            if sizes[i] < 0 or (sizes[i] and (targets[i] == 0 or sources[i] == 0)):
+                raise ValueError("copy_blocks: bad block")
+    if weighted is not None:
+        weights, counts = weighted
+        n_rows, width = weights.shape[0], counts.shape[1]
+        if counts.shape[0] != n_rows:
+            raise ValueError("weighted_counts_valid: one row of counts per weight")
+    c_runs = _chunk_runs(runs)
+    try:
+        with nogil:
+            for i in range(n_copies):
+                memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
+            for r in range(n_runs):
+                bad = _decode_run(&c_runs[r], &f)
+                if bad >= 0:
+                    break
+            if bad < 0 and n_rows:
+                for i in range(n_rows):
+                    if not (weights[i] > 0):
+                        valid = False
+                        break
+                    for j in range(width):
+                        if counts[i, j] < 0:
+                            valid = False
+                    if not valid:
+                        break
+    finally:
+        free(c_runs)
+    if bad < 0:
+        return -1, -1, valid
+    return r, bad, valid
+
+
+def copy_blocks(const uint64_t[::1] targets, const uint64_t[::1] sources, const int64_t[::1] sizes):
+    """``sizes[i]`` bytes from ``sources[i]`` to ``targets[i]`` (addresses the caller keeps
+    alive; blocks that do not overlap), GIL-free."""
+    cdef Py_ssize_t i, n = targets.shape[0]
+    if sources.shape[0] != n or sizes.shape[0] != n:
+        raise ValueError("copy_blocks: one source and size per target")
+    for i in range(n):
+        if sizes[i] < 0 or (sizes[i] and (targets[i] == 0 or sources[i] == 0)):
+            raise ValueError("copy_blocks: bad block")
+    with nogil:
+        for i in range(n):
+            memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
+
+
+def weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] counts):
+    """Whether every weight is > 0 (not NaN) and every count >= 0, GIL-free: what
+    ``treeshard.columns.check_weighted_counts`` checks (it names the first problem)."""
+    cdef Py_ssize_t i, j, n = weights.shape[0], width = counts.shape[1]
+    cdef bint ok = True
+    if counts.shape[0] != n:
+        raise ValueError("weighted_counts_valid: one row of counts per weight")
+    with nogil:
+        for i in range(n):
+            if not (weights[i] > 0):
+                ok = False
+                break
+            for j in range(width):
+                if counts[i, j] < 0:
+                    ok = False
+            if not ok:
+                break
+    return ok

@@ -216,9 +216,11 @@ class ModelHandle:
     @staticmethod
     def _eager_builder(source: TreeSource, plan: LoadPlan) -> Callable[[Any], Sequence]:
         def build(factory: Any) -> Sequence:
-            # Two read-ahead threads: one batch decodes while the next is validated and the
-            # caller builds trees (sklearn's __setstate__ copy); at most three batches exist.
-            return StoredEstimators(source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=2).materialize()
+            # Batches of whole chunks: a reader thread decodes ahead while the caller builds and
+            # fills trees (remote sources: two read-ahead threads, see TreeSource.trees).
+            return StoredEstimators(
+                source, plan.selection, factory, TreeCache(0), batch_bytes=plan.batch_bytes, workers=2, whole_chunks=True
+            ).materialize()
 
         return build
 

@@ -91,3 +91,54 @@ def _load_blosc_library() -> Any:
                 lib.blosc_cbuffer_validate.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
                 return lib
     raise UnsupportedLayout("numcodecs' blosc library was not found")
+
+
+_NATIVE: tuple[int, int, int, int] | None | bool = False  # False: not looked up yet
+
+
+def native_functions() -> tuple[int, int, int, int] | None:
+    """Addresses of ``crc32c_value`` (google_crc32c's library), OpenSSL's ``SHA256`` (the
+    libcrypto hashlib uses) and Blosc's ``blosc_cbuffer_validate`` and ``blosc_decompress_ctx``,
+    for :func:`treeshard._kernels.decode_chunks`; None where any of them cannot be found (the
+    chunk reader then decodes chunk by chunk through the Python calls)."""
+    global _NATIVE
+    if _NATIVE is False:
+        _NATIVE = _find_native_functions()
+    return _NATIVE  # type: ignore[return-value]
+
+
+def _find_native_functions() -> tuple[int, int, int, int] | None:
+    import ctypes
+    import importlib
+    import importlib.util
+
+    try:  # hashlib's OpenSSL module, loaded first: the libcrypto opened below by name is the one it uses
+        importlib.import_module("_hashlib")
+    except ImportError:
+        pass
+
+    try:
+        blosc = _load_blosc_library()
+    except (OSError, AttributeError, ImportError, UnsupportedLayout):
+        return None
+    crc = sha = None
+    spec = importlib.util.find_spec("google_crc32c")
+    if spec is not None and spec.origin is not None:
+        package = Path(spec.origin).parent
+        candidates = [*sorted(package.parent.glob("google_crc32c.libs/libcrc32c*")), *sorted(package.glob("libcrc32c*"))]
+        for candidate in [*map(str, candidates), "libcrc32c.so.1"]:
+            try:
+                crc = ctypes.CDLL(candidate).crc32c_value
+                break
+            except (OSError, AttributeError):
+                continue
+    for name in ("libcrypto.so.3", "libcrypto.so"):
+        try:
+            sha = ctypes.CDLL(name).SHA256
+            break
+        except (OSError, AttributeError):
+            continue
+    if crc is None or sha is None:
+        return None
+    found = (crc, sha, blosc.blosc_cbuffer_validate, blosc.blosc_decompress_ctx)
+    return tuple(ctypes.cast(function, ctypes.c_void_p).value or 0 for function in found)  # type: ignore[return-value]

@@ -18,7 +18,8 @@ refuses the array). Everything a store could get wrong raises a
 Where a request costs a round trip (remote sources: ``coalesce_reads``), the
 chunks of one shard that a read needs come in one ranged request when they
 are adjacent or at most ``COALESCE_GAP_BYTES`` apart; locally, each chunk is
-one ``pread``.
+one ``pread``, except in an eager load's whole-chunk reads (``fetch_chunks``:
+a shard's run of adjacent chunks in one ``pread``, decoded by one compiled call).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .spec import (
     SIGNATURE_KEY,
     loads_json,
 )
-from .blosc import BloscDecoder, UnsupportedLayout, crc32c
+from .blosc import BloscDecoder, UnsupportedLayout, crc32c, native_functions
 from .storage.router import open_source
 
 if TYPE_CHECKING:
@@ -182,6 +183,7 @@ class ChunkReader:
         self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
         self._index_locks: dict[str, threading.Lock] = {}
+        self._shard_tables: dict[str, _ShardTable] = {}  # read_chunks' chunk places and digests, by shard
 
     def _read_digests(self, raw_root: bytes) -> ChunkDigests | None:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
@@ -234,6 +236,7 @@ class ChunkReader:
         other._partial_lock = threading.Lock()
         other._decoding = {}
         other._index_locks = {}
+        other._shard_tables = {}
         return other
 
     @property
@@ -373,6 +376,133 @@ class ChunkReader:
             else:  # the read decoding it failed: fetch it here
                 self._fetch_run([read])
         return outs
+
+    def read_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> None:
+        """Whole chunks ``first:stop`` (chunk numbers) of each ``(layout, first, stop, out)`` decoded
+        into ``out`` (C-contiguous, at least ``(stop - first) * chunk_rows`` rows of the array's dtype
+        and row shape; rows past the array's end are the last chunk's padding): an eager load's reads,
+        :meth:`fetch_chunks` then :meth:`decode_fetched`."""
+        self.decode_fetched(self.fetch_chunks(requests))
+
+    def fetch_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> FetchedChunks:
+        """The first half of :meth:`read_chunks`: every shard's run of chunks the requests need,
+        read (one request each), not decoded. A thread that holds the GIL anyway fetches:
+        each read releases it, and a thread that waits for it after each read waits as
+        often for a thread busy in Python."""
+        if self._lease is None:
+            raise ValueError(f"{self.location}: the store is closed")
+        native = None if getattr(self.source, "coalesce_reads", False) else native_functions()
+        runs: list[_ChunkRun] | None = [] if native is not None else None
+        for layout, first, stop, out in requests if runs is not None else ():  # every shard index first, as read_many plans
+            planned = self._chunk_runs(layout, first, stop, out)
+            if planned is None:
+                runs = None
+                break
+            runs.extend(planned)
+        jobs: list[tuple] | None = None if runs is None else []
+        for run in runs or ():
+            raw = self.source.get_range(run.key, run.offset, run.size)
+            if raw is None or len(raw) != run.size:
+                jobs = None
+                break
+            address = run.out.ctypes.data + run.position
+            jobs.append((raw, run.starts, run.lengths, run.digests, address, run.out.nbytes - run.position, run.chunk_bytes, run.layout.compressed))  # type: ignore[union-attr]
+        return FetchedChunks(requests, jobs, native)
+
+    def decode_fetched(self, fetched: FetchedChunks, *, copies: tuple | None = None, weighted: tuple | None = None) -> bool:
+        """The second half of :meth:`read_chunks`: one compiled, GIL-free call makes
+        :meth:`read_many`'s checks (sha256 against the digest record, crc32c, Blosc header) and
+        decodes every run (:func:`treeshard._kernels.decode_batch`); in the same call, first the
+        ``copies`` (a caller's blocks to copy, see :func:`~treeshard._kernels.copy_blocks`), then
+        the check of ``weighted`` (``(weights, counts)`` once decoded, see
+        :func:`~treeshard._kernels.weighted_counts_valid`): returns whether those are valid (True
+        without them). Where the compiled path does not apply (a source that coalesces requests,
+        a library not found, a chunk missing, short or failing a check), the rows are read by
+        :meth:`read_many`, which raises the error naming the problem."""
+        from ._kernels import copy_blocks, decode_batch, weighted_counts_valid
+
+        if fetched.jobs is not None:
+            run, _, valid = decode_batch(fetched.jobs, fetched.native, copies, weighted)
+            if run < 0:
+                return bool(valid)
+        elif copies is not None:
+            copy_blocks(*copies)
+        checked = []
+        for layout, first, stop, out in fetched.requests:
+            start, end = first * layout.chunk_rows, min(stop * layout.chunk_rows, layout.shape[0])
+            checked.append((layout, start, end, out[: end - start]))
+        self.read_many([request[:3] for request in checked], outs=[request[3] for request in checked])
+        return weighted is None or bool(weighted_counts_valid(*weighted))
+
+    def check_stored(self, requests: list[tuple[ArrayLayout, int, int]]) -> None:
+        """Raise the :class:`~treeshard.IntegrityError` :meth:`read_many` raises if a shard or chunk
+        of chunks ``first:stop`` of each ``(layout, first, stop)`` is missing (the shard indexes
+        are read, no chunk): what a caller checks before it allocates for what a store declares."""
+        for layout, first, stop in requests:
+            if layout.index_at_end is None or not layout.shape:
+                continue  # unsharded: each chunk is an object, found missing when read
+            per_shard = layout.shard_rows // layout.chunk_rows
+            for shard in range(first // per_shard, -(-stop // per_shard)):
+                key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
+                table = self._shard_table(layout, key, per_shard)
+                if table is None:
+                    raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
+                lo, hi = max(first, shard * per_shard) - shard * per_shard, min(stop, (shard + 1) * per_shard) - shard * per_shard
+                missing = np.flatnonzero(~table.stored[lo:hi])
+                if missing.size:
+                    first_row = (shard * per_shard + lo + int(missing[0])) * layout.chunk_rows
+                    raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+
+    def _chunk_runs(self, layout: ArrayLayout, first: int, stop: int, out: np.ndarray) -> list[_ChunkRun] | None:
+        """The reads of :meth:`read_chunks` for chunks ``first:stop`` of one array, a run per shard
+        (None: the checked path reads them)."""
+        chunk_bytes = layout.chunk_rows * math.prod(layout.shape[1:]) * layout.dtype.itemsize
+        if (
+            layout.index_at_end is None
+            or not layout.shape
+            or out.dtype != layout.dtype
+            or not out.flags.c_contiguous
+            or out.nbytes < (stop - first) * chunk_bytes
+        ):
+            return None
+        per_shard = layout.shard_rows // layout.chunk_rows
+        runs = []
+        for shard in range(first // per_shard, -(-stop // per_shard)):
+            key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
+            table = self._shard_table(layout, key, per_shard)
+            lo, hi = max(first, shard * per_shard) - shard * per_shard, min(stop, (shard + 1) * per_shard) - shard * per_shard
+            if table is None or not table.usable[lo:hi].all() or not table.adjacent[lo : hi - 1].all():
+                return None
+            offsets, lengths = table.offsets[lo:hi], table.lengths[lo:hi]
+            low = int(offsets[0])
+            size = int(offsets[-1] + lengths[-1]) - low
+            position = (shard * per_shard + lo - first) * chunk_bytes
+            runs.append(_ChunkRun(layout, key, low, size, offsets - low, lengths, table.digests[lo:hi], out, position, chunk_bytes))
+        return runs
+
+    def _shard_table(self, layout: ArrayLayout, key: str, per_shard: int) -> _ShardTable | None:
+        """Where each inner chunk of shard ``key`` lies and the sha256 recorded for it (read once);
+        None if the shard is missing (the checked path names it)."""
+        table = self._shard_tables.get(key)
+        if table is not None:
+            return table
+        index = self._read_shard_index(layout, key, per_shard)
+        if index is None:
+            return None
+        filled = index[:, 0] != _EMPTY
+        offsets, lengths = index[:, 0].astype(np.int64), index[:, 1].astype(np.int64)
+        digests = np.zeros((0, 32), dtype=np.uint8)
+        usable = filled
+        if self.digests is not None:
+            recorded = self.digests._inner_digests(layout.path, key) or []
+            entries = [recorded[i] if i < len(recorded) else None for i in range(per_shard)]
+            usable = filled & np.array([entry is not None and entry[0] == length for entry, length in zip(entries, lengths.tolist())], dtype=bool)
+            joined = b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in entries)
+            digests = np.frombuffer(joined, dtype=np.uint8).reshape(per_shard, 32)
+        adjacent = offsets[1:] == offsets[:-1] + lengths[:-1]
+        table = _ShardTable(offsets, lengths, digests, filled, usable, adjacent)
+        self._shard_tables[key] = table
+        return table
 
     def _plan(self, layout: ArrayLayout, start: int, stop: int, plan: _ReadPlan, out: np.ndarray | None = None) -> np.ndarray:
         """The output array for rows ``start:stop`` (``out`` if given); its chunk reads go to ``plan``
@@ -645,6 +775,46 @@ class _ChunkRead:
     extent: tuple[int, int] | None  # (offset, length) in the shard; None: the whole object
     decode: Callable[[np.ndarray], None]
     index: int = 0  # of the chunk in its shard (the digest record's order)
+
+
+@dataclass(frozen=True)
+class FetchedChunks:
+    """What :meth:`ChunkReader.fetch_chunks` read for its requests: the jobs of
+    :func:`treeshard._kernels.decode_runs` (None: the checked path reads them)."""
+
+    requests: list[tuple[ArrayLayout, int, int, np.ndarray]]
+    jobs: list[tuple] | None
+    native: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class _ChunkRun:
+    """Chunks of one shard that :meth:`ChunkReader.read_chunks` reads in one request and decodes in one call."""
+
+    layout: ArrayLayout
+    key: str
+    offset: int  # of the request in the shard
+    size: int
+    starts: np.ndarray  # each chunk's offset in the request
+    lengths: np.ndarray
+    digests: np.ndarray  # (n, 32) recorded sha256, or (0, 32): no record
+    out: np.ndarray
+    position: int  # byte offset in out of the first chunk
+    chunk_bytes: int
+
+
+@dataclass(frozen=True)
+class _ShardTable:
+    """Each inner chunk of a shard: place, recorded sha256 ((0, 32): no record), whether it is
+    stored, whether the fast path can read it (stored, with a recorded digest of its length)
+    and whether the next chunk follows it directly."""
+
+    offsets: np.ndarray
+    lengths: np.ndarray
+    digests: np.ndarray
+    stored: np.ndarray
+    usable: np.ndarray
+    adjacent: np.ndarray
 
 
 @dataclass

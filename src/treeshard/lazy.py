@@ -21,14 +21,17 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .columns import NODE_COLUMNS, NodeColumns, decode_values_into
+from .columns import NODE_COLUMNS, NodeColumns, check_weighted_counts, decode_values_into
 from .compat import leaf_counts_for
 from .errors import ArrayError
 from .reader import StoreReader
+
+if TYPE_CHECKING:
+    from .chunks import FetchedChunks
 from .validate import check_trees_into
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
@@ -42,6 +45,34 @@ class ReadTrees:
 
     first: int  # global id of the first tree
     columns: NodeColumns
+
+
+@dataclass(frozen=True)
+class ChunkBatch:
+    """Trees ``first:stop`` of an eager load, and the chunks decoded for them.
+
+    The batch's buffer holds node rows from ``origin`` on: ``carry`` rows (``origin:origin +
+    carry``, the head of a tree cut by the previous batch's last chunk) copied from the
+    previous batch's buffer, then chunks ``chunk_first:chunk_stop`` decoded whole.
+    """
+
+    first: int
+    stop: int
+    chunk_first: int
+    chunk_stop: int
+    origin: int
+    carry: int
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch's read, prepared by the caller (:meth:`TreeSource.prepare_batch`): its chunks'
+    bytes, the rows it carries, the columns it will hold (not yet decoded)."""
+
+    read: ReadTrees
+    fetched: FetchedChunks
+    copies: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (targets, sources, sizes)
+    weighted: tuple[np.ndarray, np.ndarray] | None  # (weights, counts) to check once decoded
 
 
 @dataclass
@@ -122,6 +153,80 @@ class TreeSource:
                 out.append((first, cut))
                 first = cut
         return out
+
+    def chunk_batches(self, indices: np.ndarray, *, batch_nodes: int) -> list[ChunkBatch]:
+        """Split ``indices`` into batches that decode whole chunks (``batch_nodes`` rounded up
+        to whole chunks, the first batch one chunk; at least one tree each): a batch takes the
+        trees that end in its chunks, and a tree cut by its last chunk is carried into the next
+        batch's buffer (every chunk is decoded once, whole, straight into a buffer)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        ptr = self.tree_ptr
+        rows = max(1, self.reader.chunk_rows)
+        per_batch = max(1, -(-batch_nodes // rows))
+        out: list[ChunkBatch] = []
+        for run in np.split(indices, np.flatnonzero(np.diff(indices) != 1) + 1) if indices.size else []:
+            first, end = int(run[0]), int(run[-1]) + 1
+            chunk, last_chunk = int(ptr[first]) // rows, -(-int(ptr[end]) // rows)
+            origin = chunk * rows
+            while first < end:
+                # The load's first batch is one chunk: the caller starts building trees sooner.
+                chunk_stop = min(last_chunk, chunk + (per_batch if out else 1))
+                while True:
+                    end_row = min(chunk_stop * rows, int(ptr[end]))
+                    stop = min(end, int(np.searchsorted(ptr, end_row, side="right")) - 1)
+                    if stop > first:
+                        break
+                    chunk_stop = min(last_chunk, chunk_stop + per_batch)  # a tree longer than a batch
+                origin = min(origin, int(ptr[first]))
+                out.append(ChunkBatch(first, stop, chunk, chunk_stop, origin, chunk * rows - origin))
+                first, chunk, origin = stop, chunk_stop, int(ptr[stop])
+        return out
+
+    def prepare_batch(
+        self, batch: ChunkBatch, out: dict[str, np.ndarray], previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None
+    ) -> PreparedBatch:
+        """Everything of ``batch``'s read that needs the GIL: its chunks' bytes read (see
+        :meth:`~treeshard.chunks.ChunkReader.fetch_chunks`), the rows it carries from
+        ``previous`` (the batch before it and its buffer) and the columns it will hold in ``out``
+        (see :meth:`column_buffers`); :meth:`read_batch` does the rest in one GIL-free call.
+        The caller's share: its thread holds the GIL anyway."""
+        n_rows = (batch.chunk_stop - batch.chunk_first) * self.reader.chunk_rows
+        window = {name: array[batch.carry : batch.carry + n_rows] for name, array in out.items()}
+        fetched = self.reader.fetch_node_chunks(batch.chunk_first, batch.chunk_stop, window)
+        copies = None
+        if batch.carry:
+            before, buffer = previous  # type: ignore[misc]
+            at = batch.origin - before.origin
+            copies = (
+                np.array([array.ctypes.data for array in out.values()], dtype=np.uint64),
+                np.array([buffer[name][at:].ctypes.data for name in out], dtype=np.uint64),
+                np.array([array[: batch.carry].nbytes for array in out.values()], dtype=np.int64),
+            )
+        ptr = self.tree_ptr
+        start, stop = int(ptr[batch.first]), int(ptr[batch.stop])
+        columns = NodeColumns(
+            tree_ptr=ptr[batch.first : batch.stop + 1] - start,
+            **{name: array[start - batch.origin : stop - batch.origin] for name, array in out.items()},
+        )
+        weighted = (columns.weighted_n_node_samples, columns.value) if self.layout.value_encoding == "weighted_counts" else None
+        return PreparedBatch(ReadTrees(batch.first, columns), fetched, copies, weighted)
+
+    def read_batch(
+        self,
+        batch: ChunkBatch,
+        out: dict[str, np.ndarray],
+        previous: tuple[ChunkBatch, dict[str, np.ndarray]] | None,
+        prepared: PreparedBatch | None = None,
+    ) -> ReadTrees:
+        """Decode ``batch``'s chunks into ``out`` (see :meth:`column_buffers`) after the rows it
+        carries from ``previous`` (the batch before it and its buffer), and check its weighted
+        counts, in one GIL-free call (``prepared`` by :meth:`prepare_batch`, else here): a
+        reader thread's share. The caller's thread holds the GIL while it builds trees: each
+        time a thread needs it back, it waits for it."""
+        prepared = prepared if prepared is not None else self.prepare_batch(batch, out, previous)
+        if not self.reader.decode_node_chunks(prepared.fetched, copies=prepared.copies, weighted=prepared.weighted):
+            check_weighted_counts(prepared.read.columns.value, prepared.read.columns.weighted_n_node_samples)  # names the problem
+        return prepared.read
 
     def prepare_range(self, first: int, stop: int, out: dict[str, np.ndarray] | None = None) -> ReadTrees:
         """Read and decompress the node columns of trees ``first:stop`` (into ``out``, see
@@ -213,11 +318,19 @@ class TreeSource:
         self.fill(read, built)
         yield from built.items()
 
-    def trees(self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2) -> Iterator[tuple[int, Any]]:
+    def trees(
+        self, indices: Sequence[int], *, batch_nodes: int = 1 << 18, workers: int = 2, whole_chunks: bool = False
+    ) -> Iterator[tuple[int, Any]]:
         """``(index, Tree)`` for ``indices`` in order. With ``workers`` background threads,
         batches are read ahead, and each is checked and written into its trees by a worker
         while the caller allocates the trees of the next one (``workers=0``: all in the
-        caller's thread)."""
+        caller's thread). ``whole_chunks`` (an eager load, every tree once, in order): from a
+        local source, one reader thread decodes whole chunks (:meth:`chunk_batches`) while the
+        caller builds and fills the trees, see :meth:`_stream`. (Where each request is a round
+        trip, the batches above keep the fewest requests.)"""
+        if whole_chunks and workers >= 1 and not getattr(self.reader.source, "coalesce_reads", False) and self._same_chunks():
+            yield from self._stream(self.chunk_batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes))
+            return
         ranges = self.batches(np.asarray(indices, dtype=np.int64), batch_nodes=batch_nodes)
         if workers < 1 or len(ranges) == 1:
             for first, stop in ranges:
@@ -265,6 +378,59 @@ class TreeSource:
                     yield from built.items()
             finally:
                 for future, *_ in (*reads, *fills):
+                    future.cancel()
+
+
+    def _same_chunks(self) -> bool:
+        """Every node column is cut into chunks of the same rows (as treeshard writes them)."""
+        rows = self.reader.chunk_rows
+        return all(self.reader.node_array(name).chunk_rows == rows for name in NODE_COLUMNS)
+
+    def _stream(self, batches: list[ChunkBatch]) -> Iterator[tuple[int, Any]]:
+        # One reader thread decodes batches ahead: a batch's every chunk, the rows it carries
+        # and its weighted-count check in one compiled, GIL-free call. The caller does all that
+        # needs the GIL: it reads the bytes of the batch two ahead and prepares it (reads release
+        # the GIL: in the reader, each would wait for the caller to hand it back, and the reader
+        # would run only while the caller does not hold it), allocates each batch's trees
+        # (sklearn's __setstate__ holds the GIL) and fills them (the kernels release it). Tried
+        # and measured no faster: the fills in the reader too (one GIL-free call each, three
+        # buffers), and more threads (they share the same two cores and wait for the GIL). Two
+        # buffers: read k + 2 reuses read k's, submitted once fill k is done, and copies the
+        # rows it carries from read k + 1's (done before it: one thread, in order). A batch's
+        # trees are allocated only once its read succeeded, and handed out only once filled.
+        if not batches:
+            return
+        rows = self.reader.chunk_rows
+        capacity = max(batch.carry + (batch.chunk_stop - batch.chunk_first) * rows for batch in batches)
+        # Buffers are sized by what the store declares: every chunk must be stored first.
+        self.reader.check_node_chunks([(batch.chunk_first, batch.chunk_stop) for batch in batches])
+        buffers = [self.column_buffers(capacity) for _ in range(min(2, len(batches)))]
+
+        def prepare(k: int) -> PreparedBatch:
+            return self.prepare_batch(batches[k], buffers[k % 2], (batches[k - 1], buffers[(k - 1) % 2]) if k else None)
+
+        def read(k: int, prepared: PreparedBatch | None = None) -> ReadTrees:
+            previous = (batches[k - 1], buffers[(k - 1) % 2]) if k else None
+            return self.read_batch(batches[k], buffers[k % 2], previous, prepared)
+
+        if len(batches) == 1:
+            batch_read = read(0)
+            built = self.allocate(batches[0].first, batches[0].stop)
+            self.fill(batch_read, built)
+            yield from built.items()
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader:
+            reads = deque(reader.submit(read, k, prepare(k)) for k in range(2))
+            try:
+                for k in range(len(batches)):
+                    batch_read = reads.popleft().result()
+                    built = self.allocate(batch_read.first, batch_read.first + batch_read.columns.n_trees)
+                    self.fill(batch_read, built)
+                    if k + 2 < len(batches):
+                        reads.append(reader.submit(read, k + 2, prepare(k + 2)))
+                    yield from built.items()
+            finally:
+                for future in reads:
                     future.cancel()
 
 
@@ -351,6 +517,11 @@ class StoredEstimators(Sequence):
     cache : TreeCache
     batch_bytes : int
         About how many bytes one streamed batch occupies while it is built.
+    workers : int
+        Background threads that read batches ahead (0: none).
+    whole_chunks : bool
+        Iteration decodes whole chunks, one worker thread (an eager load: every tree built
+        once, in order); see :meth:`TreeSource.trees`.
     engine_budget : int or None
         Bytes the flat engine (:mod:`treeshard.dispatch`) may take; None: no limit.
     reducer : callable or None
@@ -368,6 +539,7 @@ class StoredEstimators(Sequence):
         *,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         workers: int = 2,
+        whole_chunks: bool = False,
         engine_budget: int | None = None,
         reducer: Callable[[StoredEstimators], tuple[Any, tuple]] | None = None,
     ) -> None:
@@ -377,6 +549,7 @@ class StoredEstimators(Sequence):
         self.cache = cache
         self.batch_bytes = batch_bytes
         self.workers = workers
+        self.whole_chunks = whole_chunks
         self.engine = EngineSlot(engine_budget)
         self.reducer = reducer
         self._appended: list[Any] = []  # estimators added by a warm-start fit
@@ -399,6 +572,7 @@ class StoredEstimators(Sequence):
                 return [self[i] for i in range(len(self))[item]]
             return StoredEstimators(
                 self.source, self.indices[item], self.factory, self.cache, batch_bytes=self.batch_bytes, workers=self.workers,
+                whole_chunks=self.whole_chunks,
                 engine_budget=self.engine.budget,
                 reducer=self.reducer,
             )
@@ -429,7 +603,9 @@ class StoredEstimators(Sequence):
             yield from cached
         else:
             batch_nodes = max(1, self.batch_bytes // self.source.build_node_bytes)
-            for index, tree in self.source.trees(self.indices, batch_nodes=batch_nodes, workers=self.workers):
+            for index, tree in self.source.trees(
+                self.indices, batch_nodes=batch_nodes, workers=self.workers, whole_chunks=self.whole_chunks
+            ):
                 cached = self.cache.get(index)
                 yield cached if cached is not None else self._wrap(index, tree)
         yield from list(self._appended)

@@ -16,7 +16,7 @@ import numpy as np
 from .adapters import ADAPTERS, ESTIMATOR_IDS
 from .columns import NODE_COLUMNS, TREE_PTR_DTYPE, WEIGHTED_COUNTS_DTYPE, NodeColumns, check_weighted_counts, decode_values
 from .blosc import UnsupportedLayout
-from .chunks import ArrayLayout, ChunkReader
+from .chunks import ArrayLayout, ChunkReader, FetchedChunks
 from .errors import ArrayError, ConfigError
 from .pipeline.record import is_pipeline_record, parse_pipeline_record
 from .record import parse_config
@@ -192,6 +192,23 @@ class StoreReader:
         if self.config.trees.value_encoding == "weighted_counts":
             check_weighted_counts(columns["value"], columns["weighted_n_node_samples"])
         return NodeColumns(tree_ptr=ptr[first_tree : stop_tree + 1] - start, **columns)
+
+    def fetch_node_chunks(self, first: int, stop: int, out: dict[str, np.ndarray]) -> FetchedChunks:
+        """Whole chunks ``first:stop`` (chunk numbers) of every node column, as stored, read to be
+        decoded into ``out`` by name (arrays of at least ``(stop - first) * chunk_rows`` rows) by
+        :meth:`decode_node_chunks`: an eager load's reads (:meth:`~treeshard.chunks.ChunkReader.fetch_chunks`)."""
+        return self._fast.fetch_chunks([(self.node_array(name), first, stop, out[name]) for name in NODE_COLUMNS])
+
+    def decode_node_chunks(self, fetched: FetchedChunks, *, copies: tuple | None = None, weighted: tuple | None = None) -> bool:
+        """Decode what :meth:`fetch_node_chunks` read, with ``copies`` and ``weighted`` in the same
+        GIL-free call (:meth:`~treeshard.chunks.ChunkReader.decode_fetched`)."""
+        return self._fast.decode_fetched(fetched, copies=copies, weighted=weighted)
+
+    def check_node_chunks(self, ranges: list[tuple[int, int]]) -> None:
+        """Raise the :class:`~treeshard.IntegrityError` a read would if a chunk of the node columns
+        in the chunk ranges ``(first, stop)`` is missing, reading only shard indexes
+        (:meth:`~treeshard.chunks.ChunkReader.check_stored`), range by range."""
+        self._fast.check_stored([(self.node_array(name), first, stop) for first, stop in ranges for name in NODE_COLUMNS])
 
     def read_nodes(self, first_tree: int, stop_tree: int, *, as_counts: bool = False) -> NodeColumns:
         """Node columns of trees ``first_tree:stop_tree``."""
