@@ -1309,21 +1309,21 @@ def _threshold_chunks(model, tmp_path: Path) -> tuple[bytes, np.ndarray, np.ndar
 
 
 def _decode(raw, starts, lengths, digests, chunk_bytes, out=None, *, runs=1):  # type: ignore[no-untyped-def]
-    """``decode_runs`` of ``runs`` copies of one run: ``(failing chunk of the first run that
+    """``decode_batch`` of ``runs`` copies of one run: ``(failing chunk of the first run that
     fails, or -1; the output)``, the failing run checked to be the first."""
-    from treeshard._kernels import decode_runs
+    from treeshard._kernels import decode_batch
     from treeshard.blosc import native_functions
 
     out = np.zeros(len(starts) * chunk_bytes // 8) if out is None else out
     outs = [out] + [np.zeros_like(out) for _ in range(runs - 1)]
     jobs = [(raw, starts, lengths, digests, o.ctypes.data, o.nbytes, chunk_bytes, True) for o in outs]
-    run, bad = decode_runs(jobs, native_functions())
-    assert run == (0 if bad >= 0 else -1)
+    run, bad, valid = decode_batch(jobs, native_functions())
+    assert run == (0 if bad >= 0 else -1) and valid
     assert all(np.array_equal(o, out) for o in outs)  # every run decoded alike
     return bad, out
 
 
-def test_decode_runs_decodes_what_the_checked_path_reads(model, tmp_path):
+def test_decode_batch_decodes_what_the_checked_path_reads(model, tmp_path):
     raw, starts, lengths, digests, decoded, chunk_bytes = _threshold_chunks(model, tmp_path)
     assert len(starts) > 3
     bad, out = _decode(raw, starts, lengths, digests, chunk_bytes, runs=3)
@@ -1347,13 +1347,13 @@ DECODER_EDITS: dict[str, Callable[..., tuple]] = {
 
 
 @pytest.mark.parametrize("edit", list(DECODER_EDITS))
-def test_decode_runs_stops_at_the_first_chunk_failing_a_check(model, tmp_path, edit):
+def test_decode_batch_stops_at_the_first_chunk_failing_a_check(model, tmp_path, edit):
     raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
     assert _decode(*DECODER_EDITS[edit](raw, starts, lengths, digests), chunk_bytes)[0] == 2
 
 
 @pytest.mark.parametrize("at", ["crc32c", "blosc header"])
-def test_decode_runs_checks_crc32c_and_the_blosc_header_without_digests(model, tmp_path, at):
+def test_decode_batch_checks_crc32c_and_the_blosc_header_without_digests(model, tmp_path, at):
     raw, starts, lengths, _, _, chunk_bytes = _threshold_chunks(model, tmp_path)
     where = int(starts[1] + lengths[1]) - 1 if at == "crc32c" else int(starts[1]) + 4  # its stored crc, its decoded size
     no_digests = np.zeros((0, 32), dtype=np.uint8)
@@ -1361,22 +1361,22 @@ def test_decode_runs_checks_crc32c_and_the_blosc_header_without_digests(model, t
     assert _decode(raw, starts, lengths, no_digests, chunk_bytes * 2, np.zeros(len(starts) * 8))[0] == 0  # declared size differs
 
 
-def test_decode_runs_refuses_an_output_too_small(model, tmp_path):
+def test_decode_batch_refuses_an_output_too_small(model, tmp_path):
     raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
-    with pytest.raises(ValueError, match=r"^decode_runs: chunks, digests and output do not match$"):
+    with pytest.raises(ValueError, match=r"^decode_batch: chunks, digests and output do not match$"):
         _decode(raw, starts, lengths, digests, chunk_bytes, np.zeros(len(starts) * 4 - 1))
 
 
-def test_decode_runs_names_the_run_that_fails(model, tmp_path):
-    from treeshard._kernels import decode_runs
+def test_decode_batch_names_the_run_that_fails(model, tmp_path):
+    from treeshard._kernels import decode_batch
     from treeshard.blosc import native_functions
 
     raw, starts, lengths, digests, _, chunk_bytes = _threshold_chunks(model, tmp_path)
     outs = [np.zeros(len(starts) * chunk_bytes // 8) for _ in range(3)]
     broken = _flip(raw, int(starts[1]) + 20)
     jobs = [(data, starts, lengths, digests, o.ctypes.data, o.nbytes, chunk_bytes, True) for data, o in zip([raw, broken, broken], outs)]
-    assert decode_runs(jobs, native_functions()) == (1, 1)
-    assert decode_runs([], native_functions()) == (-1, -1)
+    assert decode_batch(jobs, native_functions()) == (1, 1, True)
+    assert decode_batch([], native_functions()) == (-1, -1, True)
 
 
 def test_weighted_counts_valid_is_check_weighted_counts():
@@ -1412,3 +1412,25 @@ def test_copy_blocks_copies_each_block():
     assert out_a.tolist() == [3, 4, 5, 6] and out_b.tolist() == [0] * 6
     with pytest.raises(ValueError, match=r"^copy_blocks: bad block$"):
         copy_blocks(np.array([0], dtype=np.uint64), np.array([a.ctypes.data], dtype=np.uint64), np.array([8], dtype=np.int64))
+
+
+def test_decode_batch_copies_first_and_checks_weighted_counts_last(model, tmp_path):
+    """The blocks of ``copies`` land before the runs are decoded; the weighted counts are checked
+    once every chunk decoded (a run failing a check leaves them unchecked: ``valid`` stays True)."""
+    from treeshard._kernels import decode_batch
+    from treeshard.blosc import native_functions
+
+    raw, starts, lengths, digests, decoded, chunk_bytes = _threshold_chunks(model, tmp_path)
+    out = np.zeros(len(starts) * chunk_bytes // 8)
+    carried, source = np.zeros(3, dtype=np.int64), np.array([7, 8, 9], dtype=np.int64)
+    copies = (np.array([carried.ctypes.data], dtype=np.uint64), np.array([source.ctypes.data], dtype=np.uint64), np.array([24], dtype=np.int64))
+    good = (np.array([1.0, 2.0]), np.array([[1, 0], [0, 2]], dtype=np.int32))
+    bad = (np.array([1.0, 0.0]), good[1])
+    job = [(raw, starts, lengths, digests, out.ctypes.data, out.nbytes, chunk_bytes, True)]
+    assert decode_batch(job, native_functions(), copies, good) == (-1, -1, True)
+    assert carried.tolist() == [7, 8, 9] and out[: len(decoded)].tobytes() == decoded.tobytes()
+    assert decode_batch(job, native_functions(), None, bad) == (-1, -1, False)
+    broken = [(_flip(raw, int(starts[0]) + 20), *job[0][1:])]
+    assert decode_batch(broken, native_functions(), None, bad) == (0, 0, True)
+    with pytest.raises(ValueError, match=r"^weighted_counts_valid: one row of counts per weight$"):
+        decode_batch(job, native_functions(), None, (np.array([1.0]), good[1]))

@@ -1850,7 +1850,7 @@ def copy_rows_into(const int64_t[::1] tree_ptr, const double[:, ::1] values, con
 # An eager load decodes every chunk of the node columns. Done one chunk at a time from Python
 # (a read, a sha256, a crc32c and a Blosc call, each a trip through the interpreter and the
 # GIL), the decoding thread waits for the GIL whenever the caller's thread holds it in sklearn's
-# Tree.__setstate__. decode_chunks checks and decodes a shard's run of chunks in one nogil call,
+# Tree.__setstate__. decode_batch checks and decodes a batch's runs of chunks in one nogil call,
 # through the C functions treeshard.chunks found in libraries already loaded (OpenSSL's SHA256
 # behind hashlib, google_crc32c's crc32c_value, Blosc's decompressor bundled in numcodecs).
 
@@ -1919,18 +1919,18 @@ cdef Py_ssize_t _decode_run(const ChunkRun* run, const ChunkFunctions* f) noexce
 
 cdef int _chunk_functions(tuple functions, ChunkFunctions* f) except -1:
     if len(functions) != 4:
-        raise ValueError("decode_runs: four function addresses")
+        raise ValueError("decode_batch: four function addresses")
     f.crc = <crc32c_fn> <uintptr_t> <uint64_t> functions[0]
     f.sha = <sha256_fn> <uintptr_t> <uint64_t> functions[1]
     f.validate = <blosc_validate_fn> <uintptr_t> <uint64_t> functions[2]
     f.decompress = <blosc_decompress_fn> <uintptr_t> <uint64_t> functions[3]
     if f.crc == NULL or f.sha == NULL or f.validate == NULL or f.decompress == NULL:
-        raise ValueError("decode_runs: a function address is 0")
+        raise ValueError("decode_batch: a function address is 0")
     return 0
 
 
 cdef ChunkRun* _chunk_runs(list runs) except NULL:
-    """The C view of ``decode_runs``' runs (freed by the caller); the arrays stay alive in ``runs``."""
+    """The C view of ``decode_batch``' runs (freed by the caller); the arrays stay alive in ``runs``."""
     cdef Py_ssize_t r, n_runs = len(runs)
     cdef ChunkRun* c_runs = <ChunkRun*> calloc(n_runs if n_runs > 0 else 1, sizeof(ChunkRun))
     cdef const uint8_t[::1] data
@@ -1954,76 +1954,82 @@ cdef ChunkRun* _chunk_runs(list runs) except NULL:
             c_runs[r].compressed = runs[r][7]
             if (lengths.shape[0] != c_runs[r].n or (digests.shape[0] and (digests.shape[0] != c_runs[r].n or digests.shape[1] != 32))
                     or c_runs[r].out == NULL or c_runs[r].chunk_bytes <= 0 or c_runs[r].n * c_runs[r].chunk_bytes > c_runs[r].out_bytes):
-                raise ValueError("decode_runs: chunks, digests and output do not match")
+                raise ValueError("decode_batch: chunks, digests and output do not match")
     except BaseException:
         free(c_runs)
         raise
     return c_runs
 
 
-def decode_runs(list runs, tuple functions):
-    """Check and decode runs of chunks, in order, in one GIL-free pass. Run ``r`` is
-    ``(data, starts, lengths, digests, out_address, out_bytes, chunk_bytes, compressed)``:
-    chunk ``i`` is ``data[starts[i]:starts[i] + lengths[i]]`` (its encoded bytes and
-    crc32c), decoded into ``out_address + i * chunk_bytes`` (``out_bytes`` writable bytes,
-    kept alive by the caller); ``digests``: each chunk's sha256 (an empty array: no digest
-    check). ``functions``: the addresses of crc32c_value, SHA256, blosc_cbuffer_validate and
-    blosc_decompress_ctx. Returns ``(run, chunk)`` of the first chunk that fails any check
-    (``(-1, -1)``: all decoded): the caller reads it again through its checked path, which
-    raises the error that names the problem."""
-    run, chunk, _ = decode_batch(runs, functions)
-    return run, chunk
+cdef int _check_blocks(const uint64_t[::1] targets, const uint64_t[::1] sources, const int64_t[::1] sizes) except -1:
+    cdef Py_ssize_t i, n = targets.shape[0]
+    if sources.shape[0] != n or sizes.shape[0] != n:
+        raise ValueError("copy_blocks: one source and size per target")
+    for i in range(n):
+        if sizes[i] < 0 or (sizes[i] and (targets[i] == 0 or sources[i] == 0)):
+            raise ValueError("copy_blocks: bad block")
+    return 0
+
+
+cdef void _copy_blocks(const uint64_t[::1] targets, const uint64_t[::1] sources, const int64_t[::1] sizes) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(targets.shape[0]):
+        memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
+
+
+cdef bint _weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] counts) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(weights.shape[0]):
+        if not (weights[i] > 0):
+            return False
+        for j in range(counts.shape[1]):
+            if counts[i, j] < 0:
+                return False
+    return True
 
 
 def decode_batch(list runs, tuple functions, tuple copies=None, tuple weighted=None):
-    """:func:`decode_runs`, after the blocks of ``copies`` (``(targets, sources, sizes)``, see
-    :func:`copy_blocks`) are copied and before the rows of ``weighted`` (``(weights, counts)``,
-    see :func:`weighted_counts_valid`) are checked, all in one GIL-free pass: what an eager
-    load's reader thread does for a batch. Returns ``(run, chunk, valid)``: the first chunk
-    that fails a check (``-1, -1``: none; then ``valid`` says whether the weighted counts are)."""
+    """Check and decode runs of chunks, in order, in one GIL-free pass: what an eager load's
+    reader thread does for a batch. First the blocks of ``copies`` (``(targets, sources,
+    sizes)``, see :func:`copy_blocks`) are copied; then run ``r``, ``(data, starts, lengths,
+    digests, out_address, out_bytes, chunk_bytes, compressed)``, is decoded: chunk ``i`` is
+    ``data[starts[i]:starts[i] + lengths[i]]`` (its encoded bytes and crc32c), decoded into
+    ``out_address + i * chunk_bytes`` (``out_bytes`` writable bytes, kept alive by the caller);
+    ``digests``: each chunk's sha256 (an empty array: no digest check). ``functions``: the
+    addresses of crc32c_value, SHA256, blosc_cbuffer_validate and blosc_decompress_ctx. Last,
+    the rows of ``weighted`` (``(weights, counts)``, see :func:`weighted_counts_valid`) are
+    checked. Returns ``(run, chunk, valid)``: the first chunk that fails a check (``-1, -1``:
+    none; then ``valid`` says whether the weighted counts are). The caller reads a failing
+    chunk again through its checked path, which raises the error that names the problem."""
     cdef ChunkFunctions f
     cdef Py_ssize_t n_runs = len(runs)
-    cdef Py_ssize_t r = 0, i, j, bad = -1, n_copies = 0, n_rows = 0, width = 0
+    cdef Py_ssize_t r = 0, bad = -1
     cdef ChunkRun* c_runs
-    cdef const uint64_t[::1] targets
-    cdef const uint64_t[::1] sources
-    cdef const int64_t[::1] sizes
-    cdef const double[::1] weights
-    cdef const int32_t[:, ::1] counts
+    cdef const uint64_t[::1] targets = None
+    cdef const uint64_t[::1] sources = None
+    cdef const int64_t[::1] sizes = None
+    cdef const double[::1] weights = None
+    cdef const int32_t[:, ::1] counts = None
     cdef bint valid = True
     _chunk_functions(functions, &f)
     if copies is not None:
         targets, sources, sizes = copies
-        n_copies = targets.shape[0]
-        if sources.shape[0] != n_copies or sizes.shape[0] != n_copies:
-            raise ValueError("copy_blocks: one source and size per target")
-        for i in range(n_copies):
-            if sizes[i] < 0 or (sizes[i] and (targets[i] == 0 or sources[i] == 0)):
-                raise ValueError("copy_blocks: bad block")
+        _check_blocks(targets, sources, sizes)
     if weighted is not None:
         weights, counts = weighted
-        n_rows, width = weights.shape[0], counts.shape[1]
-        if counts.shape[0] != n_rows:
+        if counts.shape[0] != weights.shape[0]:
             raise ValueError("weighted_counts_valid: one row of counts per weight")
     c_runs = _chunk_runs(runs)
     try:
         with nogil:
-            for i in range(n_copies):
-                memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
+            if targets is not None:
+                _copy_blocks(targets, sources, sizes)
             for r in range(n_runs):
                 bad = _decode_run(&c_runs[r], &f)
                 if bad >= 0:
                     break
-            if bad < 0 and n_rows:
-                for i in range(n_rows):
-                    if not (weights[i] > 0):
-                        valid = False
-                        break
-                    for j in range(width):
-                        if counts[i, j] < 0:
-                            valid = False
-                    if not valid:
-                        break
+            if bad < 0 and weights is not None:
+                valid = _weighted_counts_valid(weights, counts)
     finally:
         free(c_runs)
     if bad < 0:
@@ -2034,32 +2040,17 @@ def decode_batch(list runs, tuple functions, tuple copies=None, tuple weighted=N
 def copy_blocks(const uint64_t[::1] targets, const uint64_t[::1] sources, const int64_t[::1] sizes):
     """``sizes[i]`` bytes from ``sources[i]`` to ``targets[i]`` (addresses the caller keeps
     alive; blocks that do not overlap), GIL-free."""
-    cdef Py_ssize_t i, n = targets.shape[0]
-    if sources.shape[0] != n or sizes.shape[0] != n:
-        raise ValueError("copy_blocks: one source and size per target")
-    for i in range(n):
-        if sizes[i] < 0 or (sizes[i] and (targets[i] == 0 or sources[i] == 0)):
-            raise ValueError("copy_blocks: bad block")
+    _check_blocks(targets, sources, sizes)
     with nogil:
-        for i in range(n):
-            memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
+        _copy_blocks(targets, sources, sizes)
 
 
 def weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] counts):
     """Whether every weight is > 0 (not NaN) and every count >= 0, GIL-free: what
     ``treeshard.columns.check_weighted_counts`` checks (it names the first problem)."""
-    cdef Py_ssize_t i, j, n = weights.shape[0], width = counts.shape[1]
-    cdef bint ok = True
-    if counts.shape[0] != n:
+    cdef bint ok
+    if counts.shape[0] != weights.shape[0]:
         raise ValueError("weighted_counts_valid: one row of counts per weight")
     with nogil:
-        for i in range(n):
-            if not (weights[i] > 0):
-                ok = False
-                break
-            for j in range(width):
-                if counts[i, j] < 0:
-                    ok = False
-            if not ok:
-                break
+        ok = _weighted_counts_valid(weights, counts)
     return ok

@@ -99,7 +99,7 @@ _NATIVE: tuple[int, int, int, int] | None | bool = False  # False: not looked up
 def native_functions() -> tuple[int, int, int, int] | None:
     """Addresses of ``crc32c_value`` (google_crc32c's library), OpenSSL's ``SHA256`` (the
     libcrypto hashlib uses) and Blosc's ``blosc_cbuffer_validate`` and ``blosc_decompress_ctx``,
-    for :func:`treeshard._kernels.decode_chunks`; None where any of them cannot be found (the
+    for :func:`treeshard._kernels.decode_batch`; None where any of them cannot be found (the
     chunk reader then decodes chunk by chunk through the Python calls)."""
     global _NATIVE
     if _NATIVE is False:

@@ -494,7 +494,7 @@ class ChunkReader:
         digests = np.zeros((0, 32), dtype=np.uint8)
         usable = filled
         if self.digests is not None:
-            recorded = self.digests._inner_digests(layout.path, key) or []
+            recorded = self.digests.inner_digests(layout.path, key) or []
             entries = [recorded[i] if i < len(recorded) else None for i in range(per_shard)]
             usable = filled & np.array([entry is not None and entry[0] == length for entry, length in zip(entries, lengths.tolist())], dtype=bool)
             joined = b"".join(bytes(32) if entry is None else bytes.fromhex(entry[1]) for entry in entries)
@@ -780,7 +780,7 @@ class _ChunkRead:
 @dataclass(frozen=True)
 class FetchedChunks:
     """What :meth:`ChunkReader.fetch_chunks` read for its requests: the jobs of
-    :func:`treeshard._kernels.decode_runs` (None: the checked path reads them)."""
+    :func:`treeshard._kernels.decode_batch` (None: the checked path reads them)."""
 
     requests: list[tuple[ArrayLayout, int, int, np.ndarray]]
     jobs: list[tuple] | None

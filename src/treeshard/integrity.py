@@ -360,9 +360,7 @@ class ChunkDigests:
 
     def check_chunk(self, path: str, key: str, index: int, data: Any) -> None:
         """``data`` is inner chunk ``index`` of the shard ``key`` of the array ``path``, as read."""
-        digests = self._inner.get(key, _UNSET)
-        if digests is _UNSET:
-            digests = self._inner[key] = self._inner_digests(path, key)
+        digests = self.inner_digests(path, key)
         if digests is None:
             raise IntegrityError(f"{path}: shard {key} is not part of the saved model (no chunk digests for it in {DIGEST_KEY})")
         expected = digests[index] if 0 <= index < len(digests) else None
@@ -375,8 +373,16 @@ class ChunkDigests:
                 "(a swapped, duplicated, misplaced or changed chunk)"
             )
 
-    def _inner_digests(self, path: str, key: str) -> list[tuple[int, str] | None] | None:
-        """``[(length, sha256) or None (no chunk), ...]`` of the shard ``key`` as recorded (untrusted JSON)."""
+    def inner_digests(self, path: str, key: str) -> list[tuple[int, str] | None] | None:
+        """``[(length, sha256) or None (no chunk or a malformed entry), ...]`` of the shard ``key`` of
+        the array ``path`` as recorded (None: no record of the shard), parsed once."""
+        digests = self._inner.get(key, _UNSET)
+        if digests is _UNSET:
+            digests = self._inner[key] = self._parse_inner(path, key)
+        return digests
+
+    def _parse_inner(self, path: str, key: str) -> list[tuple[int, str] | None] | None:
+        """:meth:`inner_digests` from the record (untrusted JSON)."""
         array = self.record.arrays.get(path)
         chunks = array.get("chunks") if isinstance(array, dict) else None
         prefix = f"{path}/"

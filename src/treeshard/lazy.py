@@ -29,10 +29,10 @@ from .columns import NODE_COLUMNS, NodeColumns, check_weighted_counts, decode_va
 from .compat import leaf_counts_for
 from .errors import ArrayError
 from .reader import StoreReader
+from .validate import check_trees_into
 
 if TYPE_CHECKING:
     from .chunks import FetchedChunks
-from .validate import check_trees_into
 
 Factory = Callable[[Any, int], Any]  # (sklearn Tree, global tree index) -> sub-estimator
 TREE_OVERHEAD_BYTES = 2048  # Python objects around each tree's arrays
@@ -379,7 +379,6 @@ class TreeSource:
             finally:
                 for future, *_ in (*reads, *fills):
                     future.cancel()
-
 
     def _same_chunks(self) -> bool:
         """Every node column is cut into chunks of the same rows (as treeshard writes them)."""
