@@ -18,7 +18,10 @@ once into ``~/.cache/treeshard-bench``).
   ``joblib.dump`` uncompressed. treeshard's save is durable (it calls ``fsync``
   on the file and its directory, see ``SECURITY.md``); ``joblib.dump`` is not,
   so treeshard without its ``fsync`` calls and joblib followed by the same
-  two ``fsync`` calls are reported too.
+  two ``fsync`` calls are reported too. Each save writes a new path (the
+  previous round's file is removed before the timer starts), and, "overwriting",
+  replaces the previous round's file at the same path (joblib truncates its old
+  file, treeshard renames over its own: each frees its old file's blocks).
 - **eager load** of RF-L (``treeshard.load(..., lazy=False)``) against
   ``joblib.load`` of the uncompressed file and against the floor: rebuilding
   every tree with sklearn's own ``Tree.__setstate__`` from node arrays already
@@ -128,11 +131,14 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
         with no_fsync():
             treeshard.save(model, path)
 
-    # name -> (the file it writes, removed before each round, untimed; the save to that path)
+    # name -> (the file it writes, removed before each round, untimed, unless the way overwrites
+    # its previous round's file; the save to that path)
     ways: dict[str, tuple[str, Any]] = {
         "joblib.dump": ("m.joblib", lambda path: joblib.dump(model, path)),
         "joblib.dump + fsync (durable, as treeshard)": ("d.joblib", joblib_durable),
         "treeshard .zip": ("m.zip", lambda path: treeshard.save(model, path)),
+        "joblib.dump, overwriting": ("o.joblib", lambda path: joblib.dump(model, path)),
+        "treeshard .zip, overwriting": ("o.zip", lambda path: treeshard.save(model, path, overwrite=True)),
     }
     if directory:
         ways["treeshard directory"] = ("m", lambda path: treeshard.save(model, path))
@@ -153,7 +159,8 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
         for way, (name, save) in ways.items():
-            clear(workdir / name)
+            if "overwriting" not in way:
+                clear(workdir / name)
             times[way].append(_timed(lambda: save(workdir / name)))
     sizes = {"treeshard .zip bytes": (workdir / "m.zip").stat().st_size, "joblib bytes": (workdir / "m.joblib").stat().st_size}
     return {**{name: statistics.median(t) for name, t in times.items()}, **sizes}
