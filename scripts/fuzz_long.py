@@ -33,8 +33,13 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+# Each load runs in a forked child. OpenMP (libgomp) is not fork-safe: a child forked after the
+# parent ran a parallel region (the HistGradientBoosting fits of the base models) hangs in its
+# own first one (sklearn's HGB predict), which would count as a hang of the store. One OpenMP
+# thread, set before sklearn loads libgomp, creates no thread pool to lose in the fork.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import test_fuzz as fuzz
+import test_fuzz as fuzz  # noqa: E402
 
 from treeshard import integrity
 from treeshard.errors import TreeshardError
