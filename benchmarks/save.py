@@ -131,8 +131,8 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
         with no_fsync():
             treeshard.save(model, path)
 
-    # name -> (the file it writes, removed before each round, untimed, unless the way overwrites
-    # its previous round's file; the save to that path)
+    # name -> (the file it writes, removed before each round, untimed, unless the way is in
+    # ``overwriting``; the save to that path)
     ways: dict[str, tuple[str, Any]] = {
         "joblib.dump": ("m.joblib", lambda path: joblib.dump(model, path)),
         "joblib.dump + fsync (durable, as treeshard)": ("d.joblib", joblib_durable),
@@ -140,6 +140,7 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
         "joblib.dump, overwriting": ("o.joblib", lambda path: joblib.dump(model, path)),
         "treeshard .zip, overwriting": ("o.zip", lambda path: treeshard.save(model, path, overwrite=True)),
     }
+    overwriting = {"joblib.dump, overwriting", "treeshard .zip, overwriting"}  # replace their previous round's file
     if directory:
         ways["treeshard directory"] = ("m", lambda path: treeshard.save(model, path))
     ways["treeshard .zip, no fsync"] = ("n.zip", without_fsync)
@@ -159,7 +160,7 @@ def compare_saves(model: Any, workdir: Path, *, repeat: int, directory: bool, st
     times: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(repeat):
         for way, (name, save) in ways.items():
-            if "overwriting" not in way:
+            if way not in overwriting:
                 clear(workdir / name)
             times[way].append(_timed(lambda: save(workdir / name)))
     sizes = {"treeshard .zip bytes": (workdir / "m.zip").stat().st_size, "joblib bytes": (workdir / "m.joblib").stat().st_size}

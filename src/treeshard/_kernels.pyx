@@ -1977,6 +1977,12 @@ cdef void _copy_blocks(const uint64_t[::1] targets, const uint64_t[::1] sources,
         memcpy(<void*> <uintptr_t> targets[i], <const void*> <uintptr_t> sources[i], <size_t> sizes[i])
 
 
+cdef int _check_weighted(const double[::1] weights, const int32_t[:, ::1] counts) except -1:
+    if counts.shape[0] != weights.shape[0]:
+        raise ValueError("weighted_counts_valid: one row of counts per weight")
+    return 0
+
+
 cdef bint _weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] counts) noexcept nogil:
     cdef Py_ssize_t i, j
     for i in range(weights.shape[0]):
@@ -2017,8 +2023,7 @@ def decode_batch(list runs, tuple functions, tuple copies=None, tuple weighted=N
         _check_blocks(targets, sources, sizes)
     if weighted is not None:
         weights, counts = weighted
-        if counts.shape[0] != weights.shape[0]:
-            raise ValueError("weighted_counts_valid: one row of counts per weight")
+        _check_weighted(weights, counts)
     c_runs = _chunk_runs(runs)
     try:
         with nogil:
@@ -2049,8 +2054,7 @@ def weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] count
     """Whether every weight is > 0 (not NaN) and every count >= 0, GIL-free: what
     ``treeshard.columns.check_weighted_counts`` checks (it names the first problem)."""
     cdef bint ok
-    if counts.shape[0] != weights.shape[0]:
-        raise ValueError("weighted_counts_valid: one row of counts per weight")
+    _check_weighted(weights, counts)
     with nogil:
         ok = _weighted_counts_valid(weights, counts)
     return ok

@@ -9,6 +9,7 @@ decompressed.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -93,21 +94,12 @@ def _load_blosc_library() -> Any:
     raise UnsupportedLayout("numcodecs' blosc library was not found")
 
 
-_NATIVE: tuple[int, int, int, int] | None | bool = False  # False: not looked up yet
-
-
+@functools.cache
 def native_functions() -> tuple[int, int, int, int] | None:
     """Addresses of ``crc32c_value`` (google_crc32c's library), OpenSSL's ``SHA256`` (the
     libcrypto hashlib uses) and Blosc's ``blosc_cbuffer_validate`` and ``blosc_decompress_ctx``,
     for :func:`treeshard._kernels.decode_batch`; None where any of them cannot be found (the
-    chunk reader then decodes chunk by chunk through the Python calls)."""
-    global _NATIVE
-    if _NATIVE is False:
-        _NATIVE = _find_native_functions()
-    return _NATIVE  # type: ignore[return-value]
-
-
-def _find_native_functions() -> tuple[int, int, int, int] | None:
+    chunk reader then decodes chunk by chunk through the Python calls). Looked up once."""
     import ctypes
     import importlib
     import importlib.util

@@ -183,7 +183,7 @@ class ChunkReader:
         self._decoding: dict[tuple[str, int], _Pending] = {}
         self._shard_indexes: dict[str, np.ndarray] = {}
         self._index_locks: dict[str, threading.Lock] = {}
-        self._shard_tables: dict[str, _ShardTable] = {}  # read_chunks' chunk places and digests, by shard
+        self._shard_tables: dict[str, _ShardTable] = {}  # fetch_chunks' chunk places and digests, by shard
 
     def _read_digests(self, raw_root: bytes) -> ChunkDigests | None:
         """The store's digest record, read once per open, with the root ``zarr.json`` (the
@@ -377,15 +377,11 @@ class ChunkReader:
                 self._fetch_run([read])
         return outs
 
-    def read_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> None:
-        """Whole chunks ``first:stop`` (chunk numbers) of each ``(layout, first, stop, out)`` decoded
-        into ``out`` (C-contiguous, at least ``(stop - first) * chunk_rows`` rows of the array's dtype
-        and row shape; rows past the array's end are the last chunk's padding): an eager load's reads,
-        :meth:`fetch_chunks` then :meth:`decode_fetched`."""
-        self.decode_fetched(self.fetch_chunks(requests))
-
     def fetch_chunks(self, requests: list[tuple[ArrayLayout, int, int, np.ndarray]]) -> FetchedChunks:
-        """The first half of :meth:`read_chunks`: every shard's run of chunks the requests need,
+        """An eager load's reads of whole chunks ``first:stop`` (chunk numbers) of each ``(layout,
+        first, stop, out)``, to decode into ``out`` (C-contiguous, at least ``(stop - first) *
+        chunk_rows`` rows; rows past the array's end are the last chunk's padding), first half
+        (:meth:`decode_fetched` is the second): every shard's run of chunks the requests need,
         read (one request each), not decoded. A thread that holds the GIL anyway fetches:
         each read releases it, and a thread that waits for it after each read waits as
         often for a thread busy in Python."""
@@ -410,7 +406,7 @@ class ChunkReader:
         return FetchedChunks(requests, jobs, native)
 
     def decode_fetched(self, fetched: FetchedChunks, *, copies: tuple | None = None, weighted: tuple | None = None) -> bool:
-        """The second half of :meth:`read_chunks`: one compiled, GIL-free call makes
+        """The second half of :meth:`fetch_chunks`: one compiled, GIL-free call makes
         :meth:`read_many`'s checks (sha256 against the digest record, crc32c, Blosc header) and
         decodes every run (:func:`treeshard._kernels.decode_batch`); in the same call, first the
         ``copies`` (a caller's blocks to copy, see :func:`~treeshard._kernels.copy_blocks`), then
@@ -446,15 +442,15 @@ class ChunkReader:
                 key = f"{layout.key_prefix}{shard}{layout.key_suffix}"
                 table = self._shard_table(layout, key, per_shard)
                 if table is None:
-                    raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
+                    raise _missing_shard(layout, key)
                 lo, hi = max(first, shard * per_shard) - shard * per_shard, min(stop, (shard + 1) * per_shard) - shard * per_shard
                 missing = np.flatnonzero(~table.stored[lo:hi])
                 if missing.size:
                     first_row = (shard * per_shard + lo + int(missing[0])) * layout.chunk_rows
-                    raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+                    raise _missing_chunk(layout, key, first_row)
 
     def _chunk_runs(self, layout: ArrayLayout, first: int, stop: int, out: np.ndarray) -> list[_ChunkRun] | None:
-        """The reads of :meth:`read_chunks` for chunks ``first:stop`` of one array, a run per shard
+        """The reads of :meth:`fetch_chunks` for chunks ``first:stop`` of one array, a run per shard
         (None: the checked path reads them)."""
         chunk_bytes = layout.chunk_rows * math.prod(layout.shape[1:]) * layout.dtype.itemsize
         if (
@@ -525,11 +521,11 @@ class ChunkReader:
                 continue
             index = self._read_shard_index(layout, key, per_shard)
             if index is None:
-                raise IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
+                raise _missing_shard(layout, key)
             for c in range(first_chunk, last_chunk):
                 first_row = shard_first + c * layout.chunk_rows
                 if int(index[c, 0]) == _EMPTY and int(index[c, 1]) == _EMPTY:
-                    raise IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+                    raise _missing_chunk(layout, key, first_row)
                 chunks.append((key, (int(index[c, 0]), int(index[c, 1])), first_row))
         # Allocate only once every chunk of the range is known to be stored, so that
         # a store cannot make the reader allocate what it does not hold.
@@ -777,6 +773,14 @@ class _ChunkRead:
     index: int = 0  # of the chunk in its shard (the digest record's order)
 
 
+def _missing_shard(layout: ArrayLayout, key: str) -> IntegrityError:
+    return IntegrityError(f"{layout.path}: shard {key} is missing (treeshard stores every chunk)")
+
+
+def _missing_chunk(layout: ArrayLayout, key: str, first_row: int) -> IntegrityError:
+    return IntegrityError(f"{layout.path}: chunk at row {first_row} is missing from shard {key}")
+
+
 @dataclass(frozen=True)
 class FetchedChunks:
     """What :meth:`ChunkReader.fetch_chunks` read for its requests: the jobs of
@@ -789,7 +793,7 @@ class FetchedChunks:
 
 @dataclass(frozen=True)
 class _ChunkRun:
-    """Chunks of one shard that :meth:`ChunkReader.read_chunks` reads in one request and decodes in one call."""
+    """Chunks of one shard that :meth:`ChunkReader.fetch_chunks` reads in one request (decoded in one call)."""
 
     layout: ArrayLayout
     key: str
