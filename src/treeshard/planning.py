@@ -21,6 +21,10 @@ from .record import Config
 
 #: An eager load decodes about a 32nd of the model per batch, within these bounds.
 MIN_EAGER_BATCH_BYTES = 2 * 1024 * 1024
+#: Batches a streamed pass over a lazy forest's trees holds at once, counted in ``batch_bytes``
+#: (stored column bytes): the read-ahead's three column buffers (two workers and the batch being
+#: filled) and up to three batches of built trees, each about 1.5x its stored columns.
+STREAMED_BATCHES_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def plan_load(
     >>> config = SimpleNamespace(estimator="RandomForestRegressor", fitted={}, trees=TreeLayout(4, 40, 3, 1, (1,)))
     >>> plan = plan_load(config, 2, lazy=True, max_memory="1KB", tree_bytes=lambda s: np.full(len(s), 800))
     >>> plan.selection.tolist(), plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget
-    ([0, 1], True, 250, 125, 500)
+    ([0, 1], True, 250, 15, 500)
     """
     is_forest = family_of(config.estimator) in BAGGED
     selection = select_trees(estimators, config)
@@ -92,10 +96,11 @@ def plan_load(
         )
     if is_forest and lazy:
         if over_budget:
-            # Streamed: the cache takes a quarter of the budget, a read batch an eighth and the
-            # flat engine half.
+            # Streamed: the cache takes a quarter of the budget, the batches in flight an eighth
+            # and the flat engine half.
+            batch_bytes = max(1, budget // 8 // STREAMED_BATCHES_IN_FLIGHT)
             return LoadPlan(
-                selection, needed, budget, lazy=True, streamed=True, cache_bytes=budget // 4, batch_bytes=max(1, budget // 8),
+                selection, needed, budget, lazy=True, streamed=True, cache_bytes=budget // 4, batch_bytes=batch_bytes,
                 engine_budget=budget // 2, reason=f"a lazy forest over max_memory: its {needed:,} bytes of trees are streamed",
             )
         # The flat engine gets what the trees leave of the budget.
