@@ -281,7 +281,7 @@ def test_single_tree_over_budget_raises():
 def test_eager_forest_over_budget_raises():
     store, _, _, needed = budget_forest()
     counting = CountingStore(store)
-    with pytest.raises(MemoryBudgetError, match="lazily: only forests stream trees") as caught:
+    with pytest.raises(MemoryBudgetError, match=r"cannot load with lazy=False: only lazily loaded forests stream trees \(load lazily") as caught:
         treeshard.load(counting, max_memory="1MB", lazy=False)
     assert f"need {needed:,} bytes" in str(caught.value)
     assert not {key for key in counting.log.touched(kind=None) if is_node_column_key(key)}

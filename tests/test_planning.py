@@ -61,11 +61,19 @@ def test_boosting_selects_whole_stages_and_is_always_eager() -> None:
 
 @pytest.mark.parametrize(
     ("estimator", "lazy", "what"),
-    [("RandomForestRegressor", False, "lazily: only forests stream trees"), ("DecisionTreeRegressor", True, "a DecisionTreeRegressor: only forests stream trees")],
+    [
+        (
+            "RandomForestRegressor",
+            False,
+            "with lazy=False: only lazily loaded forests stream trees (load lazily, the default, or select fewer trees with estimators=...)",
+        ),
+        ("GradientBoostingRegressor", True, "a GradientBoostingRegressor: only forests stream trees (select fewer stages with estimators=...)"),
+        ("DecisionTreeRegressor", True, "a DecisionTreeRegressor: only forests stream trees (a single tree is loaded whole: raise max_memory)"),
+    ],
 )
 def test_over_the_budget_without_streaming_is_refused(estimator: str, lazy: bool, what: str) -> None:
     n_trees = 1 if estimator.startswith("Decision") else 10
-    message = f"the selected trees need {100 * n_trees:,} bytes in memory, over max_memory=99; cannot load {what} (select fewer trees with estimators=...)"
+    message = f"the selected trees need {100 * n_trees:,} bytes in memory, over max_memory=99; cannot load {what}"
     with pytest.raises(treeshard.MemoryBudgetError, match=f"^{re.escape(message)}$"):
         plan_load(_config(estimator, n_trees), None, lazy=lazy, max_memory=99, tree_bytes=_sizes(100))
 

@@ -89,11 +89,13 @@ def plan_load(
     needed = int(tree_bytes(selection).sum())
     over_budget = budget is not None and needed > budget
     if over_budget and not (is_forest and lazy):
-        what = "lazily: only forests stream trees" if is_forest else f"a {config.estimator}: only forests stream trees"
-        raise MemoryBudgetError(
-            f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; "
-            f"cannot load {what} (select fewer trees with estimators=...)"
-        )
+        if is_forest:
+            what = "with lazy=False: only lazily loaded forests stream trees (load lazily, the default, or select fewer trees with estimators=...)"
+        elif family_of(config.estimator) == BOOSTING:
+            what = f"a {config.estimator}: only forests stream trees (select fewer stages with estimators=...)"
+        else:
+            what = f"a {config.estimator}: only forests stream trees (a single tree is loaded whole: raise max_memory)"
+        raise MemoryBudgetError(f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; cannot load {what}")
     if is_forest and lazy:
         if over_budget:
             # Streamed: the cache takes a quarter of the budget, the batches in flight an eighth
