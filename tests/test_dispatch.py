@@ -8,7 +8,9 @@ lazy estimators' cache (``len(model.estimators_.cache)``).
 from __future__ import annotations
 
 import copy
+import gc
 import pickle
+import weakref
 
 import numpy as np
 import pytest
@@ -230,6 +232,20 @@ def test_pickled_and_copied_models_keep_dispatching(tmp_path, builds):
         assert_equal_outputs(original.predict_proba(X[:3]), copied.predict_proba(X[:3]), "copy")
         assert len(copied.estimators_.cache) == 0
     assert builds  # the copies scored with an engine
+
+
+def test_a_dropped_lazy_forest_is_freed_by_a_full_collection(tmp_path):
+    """The documented way to free a dropped lazy forest at once (it and its methods form a cycle)."""
+    original, _, X, _ = saved(RandomForestClassifier, "multiclass")
+    path = tmp_path / "forest.zip"
+    treeshard.save(original, path)
+    model = treeshard.load(path)
+    assert_equal_outputs(original.predict_proba(X[:3]), model.predict_proba(X[:3]), "predict_proba")
+    trees, engine = weakref.ref(model.estimators_), weakref.ref(model.estimators_.flat_engine())
+    assert engine() is not None
+    del model
+    gc.collect()
+    assert trees() is None and engine() is None
 
 
 # --------------------------------------------------------------------------- selections and memory

@@ -35,6 +35,11 @@ The methods hold a reference to their forest: ``clone``, ``pickle`` and
 ``copy.deepcopy`` give the copy its own, but a shallow ``copy.copy`` shares
 the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
 
+Since the forest holds its methods, this is a reference cycle: a dropped forest
+(its cached trees, its engine, its store) is freed by the garbage collector's
+next full collection, not when its last reference goes. A process that loads
+and drops models in turn calls ``gc.collect()`` after dropping one.
+
 >>> import treeshard                                          # doctest: +SKIP
 >>> model = treeshard.load("rf.zip")                          # doctest: +SKIP
 >>> model.predict_proba                                       # doctest: +SKIP
