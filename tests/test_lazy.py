@@ -636,6 +636,44 @@ def test_a_pickled_lazy_model_keeps_verify(tmp_path):
         _unpickled(payload)  # refused on opening, before any tree is read
 
 
+@pytest.mark.parametrize(("n_estimators", "error", "what"), [(6, treeshard.IntegrityError, ""), (3, treeshard.FormatError, "the store no longer holds the referenced trees (")])
+def test_a_pickled_lazy_model_refuses_a_store_replaced_since(tmp_path, n_estimators, error, what):
+    """A reference is pinned to its model: another model saved at that location since (as many
+    trees, or too few for the selection) is refused by name, never scored with."""
+    import pickle
+    import re
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    path = str(tmp_path / "my forest.zip")
+    original, X = _forest_store(path)
+    model = treeshard.load(path, estimators=[4, 2])
+    payload = pickle.dumps(model)
+    assert np.array_equal(_unpickled(payload).predict_proba(X), model.predict_proba(X))
+    X_other, y_other = make_data("multiclass")
+    treeshard.save(RandomForestClassifier(n_estimators=n_estimators, random_state=1).fit(X_other, y_other), path, overwrite=True)
+    replaced = "the model stored there was replaced since this reference was pickled: reload it, or refer to an immutable location (model/v3.zip)"
+    message = f"{path!r}: {what}{replaced}{')' if what else ''}"
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        _unpickled(payload)
+
+
+def test_a_reference_pickled_without_a_content_digest_still_loads(tmp_path):
+    """References pickled before they carried the digest (eight arguments) load unpinned."""
+    from treeshard import distributed
+    from treeshard.api import load_reference
+
+    path = str(tmp_path / "forest.zip")
+    original, X = _forest_store(path)
+    model = treeshard.load(path, estimators=[3, 1])
+    opener, arguments = model.estimators_.__reduce__()
+    assert opener is load_reference and len(arguments) == 9 and arguments[-1] == distributed.content_digest_of(model.estimators_)
+    distributed.clear_opened()
+    old = load_reference(*arguments[:8])
+    assert list(old.indices) == [3, 1]
+    assert_same_state(original.estimators_[3], old[0])
+
+
 # --------------------------------------------------------------------------- the eager pipeline
 def _node_bytes(tree) -> tuple[bytes, bytes, int]:  # type: ignore[no-untyped-def]
     state = tree.__getstate__()
