@@ -906,9 +906,9 @@ def test_a_batch_is_allocated_only_once_its_read_succeeded(chunked, monkeypatch,
 
 # --------------------------------------------------------------------------- pre-faulted heap pages
 def test_a_page_reserve_touches_every_piece_until_stopped():
+    from treeshard._kernels import RESERVE_PIECE_BYTES as piece
     from treeshard._kernels import PageReserve
 
-    piece = 65536 - 16
     assert PageReserve(0).pieces == 0 and PageReserve(-5).pieces == 0
     assert PageReserve(1).pieces == 1 and PageReserve(piece).pieces == 1 and PageReserve(piece + 1).pieces == 2
     reserve = PageReserve(10 * piece)
@@ -925,7 +925,7 @@ def test_a_page_reserve_released_during_a_touch_waits_for_it():
 
     from treeshard._kernels import PageReserve
 
-    reserve = PageReserve(1 << 30)  # 16,384 pieces: far more than the touch gets to before it is stopped
+    reserve = PageReserve(1 << 30)  # 8,193 pieces: far more than the touch gets to before it is stopped
     pieces = reserve.pieces
     touched = []
     thread = threading.Thread(target=lambda: touched.append(reserve.touch()))
@@ -940,6 +940,7 @@ def test_a_page_reserve_released_during_a_touch_waits_for_it():
 
 def test_each_batch_reserves_its_trees_pages_and_releases_them_before_building_them(chunked, monkeypatch):
     from treeshard import lazy
+    from treeshard._kernels import RESERVE_PIECE_BYTES
 
     monkeypatch.setattr(lazy, "_GLIBC", True)
     original = chunked[0]
@@ -977,7 +978,7 @@ def test_each_batch_reserves_its_trees_pages_and_releases_them_before_building_t
     per_node = source.node_dtype.itemsize + 8 * source.layout.value_width
     for batch in batches:
         nbytes = int(source.node_counts[batch.first : batch.stop].sum()) * per_node + 64 * (batch.stop - batch.first)
-        assert ("reserve", batch.first, -(-nbytes // (65536 - 16))) in events
+        assert ("reserve", batch.first, -(-nbytes // RESERVE_PIECE_BYTES)) in events
         assert events.index(("release", batch.first)) + 1 == events.index(("allocate", batch.first))
 
 

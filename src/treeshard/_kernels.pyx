@@ -2082,8 +2082,11 @@ cdef extern from "<sched.h>" nogil:
     int sched_yield()
 
 cdef enum:
-    RESERVE_PIECE = 65536 - 16  # bytes per piece: a 64 KiB malloc chunk, below glibc's smallest mmap threshold
+    RESERVE_PIECE = 131072 - 64  # bytes per piece: a malloc chunk below glibc's smallest mmap threshold (128 KiB)
     PAGE = 4096
+
+#: Bytes per piece of a :class:`PageReserve`.
+RESERVE_PIECE_BYTES = RESERVE_PIECE
 
 
 cdef class PageReserve:
