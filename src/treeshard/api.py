@@ -321,7 +321,10 @@ def load(
         Load only these trees (forests) or the first stages (gradient boosting).
     max_memory : int or str, optional
         Memory budget for the trees (e.g. ``"512MB"``). A forest larger than the
-        budget is streamed through memory at each prediction, with exact results.
+        budget is streamed through memory at each prediction, with exact results
+        (however small the budget, a pass holds a few chunks of trees at once).
+        Anything else over the budget (``lazy=False``, gradient boosting, a single
+        tree) raises :class:`~treeshard.MemoryBudgetError` before any tree is read.
     verify : bool, default False
         First check every stored byte against the sha256 digest recorded at
         save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`
