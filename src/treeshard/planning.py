@@ -159,11 +159,14 @@ def select_trees(spec: Any, config: Config) -> np.ndarray:
         if units.size and (units.dtype.kind not in "iu"):
             raise TypeError(f"estimators: indices must be integers, got {units.dtype}")
         units = units.astype(np.int64)
-        if units.size and (units.min() < -n_units or units.max() >= n_units):
-            raise IndexError(f"estimators: an index is out of range for {n_units} {unit}")
+        outside = (units < -n_units) | (units >= n_units)
+        if outside.any():
+            raise IndexError(f"estimators: index {int(units[outside.argmax()])} is out of range for {n_units} {unit} (0 to {n_units - 1}, or -{n_units} to -1)")
         units = units % n_units if units.size else units
-        if len(np.unique(units)) != len(units):
-            raise ValueError("estimators: indices must be distinct")
+        seen, first = np.unique(units, return_index=True)
+        if len(seen) != len(units):
+            again = int(np.setdiff1d(np.arange(len(units)), first)[0])
+            raise ValueError(f"estimators: indices must be distinct; {unit[:-1]} {int(units[again])} is selected twice (at positions {int(np.flatnonzero(units == units[again])[0])} and {again})")
     else:
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:
