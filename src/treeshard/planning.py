@@ -21,10 +21,10 @@ from .record import Config
 
 #: An eager load decodes about a 32nd of the model per batch, within these bounds.
 MIN_EAGER_BATCH_BYTES = 2 * 1024 * 1024
-#: Batches a streamed pass over a lazy forest's trees holds at once, counted in ``batch_bytes``
-#: (stored column bytes): the read-ahead's three column buffers (two workers and the batch being
+#: Batches a pass over a lazy forest's trees holds at once, counted in ``batch_bytes`` (stored
+#: column bytes): the read-ahead's three column buffers (two workers and the batch being
 #: filled) and up to three batches of built trees, each about 1.5x its stored columns.
-STREAMED_BATCHES_IN_FLIGHT = 8
+BATCHES_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -100,15 +100,20 @@ def plan_load(
         if over_budget:
             # Streamed: the cache takes a quarter of the budget, the batches in flight an eighth
             # and the flat engine half.
-            batch_bytes = max(1, budget // 8 // STREAMED_BATCHES_IN_FLIGHT)
+            batch_bytes = max(1, budget // 8 // BATCHES_IN_FLIGHT)
             return LoadPlan(
                 selection, needed, budget, lazy=True, streamed=True, cache_bytes=budget // 4, batch_bytes=batch_bytes,
                 engine_budget=budget // 2, reason=f"a lazy forest over max_memory: its {needed:,} bytes of trees are streamed",
             )
-        # The flat engine gets what the trees leave of the budget.
-        engine_budget = None if budget is None else budget - needed
+        # Of what the trees leave of the budget, the batches in flight take an eighth (a pass that
+        # reads the trees beside the engine: decision_path, feature_importances_) and the flat
+        # engine the rest.
+        batch_bytes, engine_budget = DEFAULT_BATCH_BYTES, None
+        if budget is not None:
+            batches = (budget - needed) // 8
+            batch_bytes, engine_budget = min(DEFAULT_BATCH_BYTES, max(1, batches // BATCHES_IN_FLIGHT)), budget - needed - batches
         return LoadPlan(
-            selection, needed, budget, lazy=True, streamed=False, cache_bytes=None, batch_bytes=DEFAULT_BATCH_BYTES,
+            selection, needed, budget, lazy=True, streamed=False, cache_bytes=None, batch_bytes=batch_bytes,
             engine_budget=engine_budget, reason="a lazy forest: trees are read on demand and kept",
         )
     # Eager: stream batches (about a 32nd of the model, 2-32 MB while being built) so that
