@@ -198,6 +198,15 @@ class ModelHandle:
             install(estimator)
         return estimator
 
+    def needed_bytes(self, estimators: Any = None) -> int:
+        """About the bytes :meth:`load` with ``estimators`` counts against ``max_memory`` (histogram
+        boosting: its stored node arrays twice, as its load counts them), before reading any tree."""
+        selection = select_trees(estimators, self.config)
+        if self.adapter.read_saved is not None:
+            stored = sum(int(array.get("nbytes", 0)) for array in self.config.arrays.values())
+            return 2 * stored * len(selection) // max(1, self.config.trees.n_trees)
+        return int(TreeSource(self._reader).tree_bytes(selection).sum())
+
     def _lazy_builder(self, plan: LoadPlan) -> Callable[[Any], Sequence]:
         # The model outlives this handle: it reads through its own reader of the
         # handle's open store (never reopened by path: same bytes as the config),
@@ -325,6 +334,8 @@ def load(
         (however small the budget, a pass holds a few chunks of trees at once).
         Anything else over the budget (``lazy=False``, gradient boosting, a single
         tree) raises :class:`~treeshard.MemoryBudgetError` before any tree is read.
+        A pipeline's budget covers all its ensembles, each taking a share in
+        proportion to what its trees need.
     verify : bool, default False
         First check every stored byte against the sha256 digest recorded at
         save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`
