@@ -199,8 +199,17 @@ class ModelHandle:
         return estimator
 
     def needed_bytes(self, estimators: Any = None) -> int:
-        """About the bytes :meth:`load` with ``estimators`` counts against ``max_memory`` (histogram
-        boosting: its stored node arrays twice, as its load counts them), before reading any tree."""
+        """The bytes the trees that ``estimators`` selects take once loaded: what :meth:`load`
+        counts against ``max_memory`` (histogram boosting: about it). Reads no tree.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.ensemble import RandomForestRegressor
+        >>> store = zarr.storage.MemoryStore()
+        >>> treeshard.save(RandomForestRegressor(n_estimators=4, random_state=0).fit([[0], [1], [2]], [0, 1, 2]), store)
+        >>> with treeshard.open(store) as handle:
+        ...     handle.needed_bytes() > handle.needed_bytes(estimators=[0, 1]) > 0
+        True
+        """
         selection = select_trees(estimators, self.config)
         if self.adapter.read_saved is not None:
             stored = sum(int(array.get("nbytes", 0)) for array in self.config.arrays.values())
