@@ -352,3 +352,15 @@ def test_a_pass_over_the_trees_holds_about_an_eighth_of_what_is_left_in_batches(
     # each of the 3 column buffers and 3 batches of built trees may exceed its share by a chunk and a tree
     rounding = 6 * (chunk_rows + int(source.node_counts.max())) * source.node_bytes
     assert 0 < peak[0] <= share + rounding
+
+
+def test_an_open_handle_tells_what_a_load_counts_against_the_budget():
+    store, _, _, needed = budget_forest()
+    with treeshard.open(store) as handle:
+        assert handle.needed_bytes() == needed
+        assert handle.needed_bytes(estimators=[3, 0]) == needed_bytes(store, estimators=[3, 0])
+        with pytest.raises(ValueError, match=r"^estimators=0: choose between 1 and 24 trees$"):
+            handle.needed_bytes(estimators=0)
+    with treeshard.open(gradient_boosting_store()[0]) as handle:
+        with pytest.raises(MemoryBudgetError, match=f"^the selected trees need {handle.needed_bytes():,} bytes in memory, over max_memory=1,000;"):
+            handle.load(max_memory=1000)
