@@ -472,6 +472,10 @@ def test_max_memory_covers_every_ensemble_of_a_pipeline(tmp_path: Path) -> None:
                 needs.append(step.needed_bytes())
     total = sum(needs)
     assert min(needs) < total - 1 and max(needs) < total - 1
+    with treeshard.open(path) as handle:
+        assert handle.needed_bytes() == total
+        with pytest.raises(TypeError, match=r"^estimators= selects trees of one ensemble; this pipeline holds 2$"):
+            handle.needed_bytes(estimators=3)
     for budget, streamed in ((total, False), (total - 1, True), (2 * total, False)):
         loaded = treeshard.load(path, max_memory=budget)
         forests = (loaded[0].estimator_, loaded[-1])

@@ -210,6 +210,11 @@ class ModelHandle:
         ...     handle.needed_bytes() > handle.needed_bytes(estimators=[0, 1]) > 0
         True
         """
+        if self.pipeline is not None:  # every ensemble's (estimators= selects trees of the only one)
+            from .pipeline.load import check_selection, ensemble_needs
+
+            check_selection(self.pipeline, estimators)
+            return sum(ensemble_needs(self, estimators).values())
         selection = select_trees(estimators, self.config)
         if self.adapter.read_saved is not None:
             stored = sum(int(array.get("nbytes", 0)) for array in self.config.arrays.values())
