@@ -342,6 +342,9 @@ def load(
         estimators (and ``lazy=False``) are built in full at once.
     estimators : int, slice or list of int, optional
         Load only these trees (forests) or the first stages (gradient boosting).
+        An int ``k``: the first ``k``; a slice, a range, a list or a 1-D integer
+        array: those trees, in that order (negative indices count from the end,
+        a tree selected twice is refused). Gradient boosting takes a prefix only.
     max_memory : int or str, optional
         Memory budget for the trees (e.g. ``"512MB"``). A forest larger than the
         budget is streamed through memory at each prediction, with exact results
