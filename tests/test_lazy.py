@@ -684,6 +684,29 @@ def test_a_pickled_lazy_model_refuses_a_store_replaced_since(tmp_path, n_estimat
         _unpickled(payload)
 
 
+@pytest.mark.parametrize("ref", ["production", "latest"])
+def test_a_model_loaded_by_alias_pickles_as_the_version_the_alias_named(tmp_path, ref):
+    """``load("REPO@production")`` pickles as a reference to the version it loaded: moving the
+    alias afterwards does not change what the unpickled model scores with."""
+    import pickle
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from treeshard.distributed import reference_of
+
+    original, X, y = fitted("RandomForestClassifier-multiclass")
+    repo = treeshard.Repository(str(tmp_path / "repo"))
+    first = repo.save(original)
+    repo.set_alias("production", first)
+    model = treeshard.load(f"{tmp_path / 'repo'}@{ref}")
+    assert reference_of(model.estimators_) == (f"{tmp_path / 'repo'}@{first}", None)
+    payload = pickle.dumps(model)
+    second = repo.save(RandomForestClassifier(n_estimators=6, random_state=1).fit(X, y))
+    repo.set_alias("production", second)
+    copy = _unpickled(payload)
+    assert np.array_equal(copy.predict_proba(X), original.predict_proba(X))
+
+
 def test_a_reference_pickled_without_a_content_digest_still_loads(tmp_path):
     """References pickled before they carried the digest (eight arguments) load unpinned."""
     from treeshard import distributed
