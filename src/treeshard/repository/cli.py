@@ -8,9 +8,14 @@ from typing import Any
 
 
 def _repository(args: argparse.Namespace) -> Any:
+    from ..errors import RepositoryError
     from .core import Repository
+    from .versions import not_a_repository
 
-    return Repository(args.repository)
+    repo = Repository(args.repository)
+    if not repo.exists():  # a mistyped path is an error, not an empty history
+        raise RepositoryError(not_a_repository(repo.location))
+    return repo
 
 
 def _log(args: argparse.Namespace) -> int:
@@ -51,10 +56,13 @@ def _diff(args: argparse.Namespace) -> int:
     print(f"{diff['from']} -> {diff['to']}")
     for section in ("params", "metrics", "metadata", "versions"):
         for name, (before, after) in diff[section].items():
-            print(f"  {section[:-1] if section != 'metrics' else 'metric'} {name}: {json.dumps(before)} -> {json.dumps(after)}")
+            print(f"  {_SINGULAR[section]} {name}: {json.dumps(before)} -> {json.dumps(after)}")
     trees = diff["trees"]
     print(f"  trees: {trees['from']} -> {trees['to']} (+{trees['added']} added, -{trees['removed']} removed, {trees['changed']} changed, {trees['unchanged']} unchanged)")
     return 0
+
+
+_SINGULAR = {"params": "param", "metrics": "metric", "metadata": "metadata", "versions": "version"}
 
 
 def _gc(args: argparse.Namespace) -> int:

@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AliasConflictError, RefNotFoundError, RepositoryError, SignatureError
+from ..errors import AliasConflictError, FormatError, RefNotFoundError, RepositoryError, SignatureError
 from ..pipeline.record import PIPELINE_KEY
-from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY
+from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY, loads_json
 from .backends import open_backend
 from .refs import (
     LATEST_KEY,
@@ -44,9 +44,12 @@ from .refs import (
 )
 from .versions import (
     MANIFEST_FORMAT,
+    MARKER_KEY,
     Manifest,
     VersionRef,
     encode_manifest,
+    not_a_repository,
+    not_found,
     number_packs,
     object_key,
     place_chunks,
@@ -56,7 +59,6 @@ from .versions import (
     version_key,
 )
 
-MARKER_KEY = "treeshard.repository.json"
 GC_LOCK_KEY = "gc.lock"
 #: Node rows per chunk in a repository: versions share chunks, so finer chunks share more.
 REPOSITORY_NODE_ROWS = 16384
@@ -148,6 +150,24 @@ class Repository:
 
     def __repr__(self) -> str:
         return f"Repository({self.location!r})"
+
+    def _where(self, key: str) -> str:
+        return f"{self.location}/{key}"
+
+    def exists(self) -> bool:
+        """Whether a repository is at this location (its first :meth:`save` creates it).
+
+        Examples
+        --------
+        >>> import treeshard
+        >>> treeshard.Repository("memory://not-created-yet").exists()
+        False
+        """
+        return self._backend.exists(MARKER_KEY)
+
+    def _require_repository(self) -> None:
+        if not self.exists():
+            raise RepositoryError(not_a_repository(self.location))
 
     # ------------------------------------------------------------------ saving
     def save(
@@ -247,6 +267,8 @@ class Repository:
                 known.update(read_manifest(self._backend, number).chunks)
             except RefNotFoundError:
                 continue  # deleted meanwhile
+            except FormatError:
+                continue  # damaged: its chunks are not reused (the new version stores its own)
         return known
 
     def _wait_for_gc(self) -> None:
@@ -358,7 +380,7 @@ class Repository:
         """The versions ``name`` named before (oldest first), then the one it names."""
         alias = read_alias(self._backend, check_alias_name(name))
         if alias is None:
-            raise RefNotFoundError(f"{self.location}: no alias {name!r}")
+            raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
         return [*alias[0]["history"], alias[0]["version"]]
 
     # ------------------------------------------------------------------ aliases
@@ -374,7 +396,15 @@ class Repository:
         expected = _expected(expect)
         manifest = read_manifest(self._backend, target)  # the version exists and is complete
         public_key = self._check_policy(name, manifest)
-        self._move_alias(name, expected, lambda document: (target, [*document["history"], document["version"]] if document else []), public_key)
+
+        def point(document: dict[str, Any] | None) -> tuple[int, list[int]] | None:
+            if document is None:
+                return target, []
+            if document["version"] == target and document.get("public_key") == public_key:
+                return None  # already there: a rerun adds no history entry for rollback to step over
+            return target, [*document["history"], document["version"]]
+
+        self._move_alias(name, expected, point, public_key)
 
     def rollback(self, name: str) -> str:
         """Move alias ``name`` back to the version it named before the last move; returns that id."""
@@ -383,11 +413,18 @@ class Repository:
 
         def back(document: dict[str, Any] | None) -> tuple[int, list[int]]:
             if document is None:
-                raise RefNotFoundError(f"{self.location}: no alias {name!r}")
+                raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
             if not document["history"]:
                 raise RepositoryError(f"{self.location}: alias {name!r} names {version_id(document['version'])} and has no earlier version")
-            result[:] = [document["history"][-1]]
-            return document["history"][-1], document["history"][:-1]
+            previous = document["history"][-1]
+            if not self._backend.exists(version_key(previous)):
+                raise RefNotFoundError(
+                    f"{self.location}: alias {name!r} named {version_id(previous)} before {version_id(document['version'])}, "
+                    f"but {version_id(previous)} was deleted: point the alias at an existing version instead "
+                    f"(set_alias / treeshard alias)"
+                )
+            result[:] = [previous]
+            return previous, document["history"][:-1]
 
         self._move_alias(name, "any", back, None, check_policy=True)
         return version_id(result[0])
@@ -402,7 +439,10 @@ class Repository:
                 named = "does not exist" if now is None else f"names {version_id(now)}"
                 wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
                 raise AliasConflictError(f"{self.location}: alias {name!r} {named}, expected it {wanted}")
-            target, history = step(document)
+            moved = step(document)
+            if moved is None:
+                return
+            target, history = moved
             if check_policy:
                 public_key = self._check_policy(name, read_manifest(self._backend, target))
             new = {
@@ -415,9 +455,15 @@ class Repository:
             }
             raw = encode_manifest(new)
             if self._backend.replace(key, raw, tag):
-                if self._backend.exists(f"tombstones/{target}"):  # a delete of the target raced this move
+                tombstone = self._backend.read(f"tombstones/{target}")
+                # A delete of the target raced this move; a tombstone older than the grace period
+                # is a killed delete's and blocks nothing.
+                if tombstone is not None and _age(tombstone) <= self.grace:
                     self._undo_move(key, raw, current)
-                    raise RefNotFoundError(f"{self.location}: {version_id(target)} is being deleted")
+                    raise RefNotFoundError(
+                        f"{self.location}: {version_id(target)} is being deleted (tombstones/{target}; one left by a "
+                        f"killed delete is ignored {self.grace:.0f} s after it was written, and removed by gc)"
+                    )
                 return
         raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
 
@@ -441,8 +487,8 @@ class Repository:
         pem = None if public_key is None else _public_pem(load_public_key(public_key))
         for _ in range(100):
             got = self._backend.read_tagged(MARKER_KEY)
-            marker = json.loads(got[0]) if got else {"treeshard_repository": 1, "created": _now(), "policies": {}}
-            policies = dict(marker.get("policies", {}))
+            marker = parse_marker(got[0], self._where(MARKER_KEY)) if got else {"treeshard_repository": 1, "created": _now(), "policies": {}}
+            policies = dict(marker["policies"])
             if pem is None:
                 policies.pop(name, None)
             else:
@@ -456,7 +502,7 @@ class Repository:
 
     def _check_policy(self, name: str, manifest: Manifest) -> str | None:
         raw = self._backend.read(MARKER_KEY)
-        policy = (json.loads(raw).get("policies", {}) if raw else {}).get(name)
+        policy = parse_marker(raw, self._where(MARKER_KEY))["policies"].get(name) if raw else None
         if not policy:
             return None
         check_version_signature(manifest, policy["public_key"].encode(), f"alias {name!r} requires a signed version: {version_id(manifest.number)}")
@@ -475,7 +521,7 @@ class Repository:
         tombstone = f"tombstones/{number}"
         # The tombstone first, then the aliases: an alias move to this version either is
         # seen here, or sees the tombstone after its own write and undoes itself.
-        self._backend.write(tombstone, _now().encode())
+        self._backend.write(tombstone, encode_manifest({"created": time.time()}))
         try:
             users = sorted(name for name, target in self.aliases().items() if target == number)
             if users:
@@ -487,6 +533,9 @@ class Repository:
     def gc(self) -> GcReport:
         """Delete the objects no version uses (nor any save in progress), and dead scratch files."""
         backend = self._backend
+        # Without the marker this is not a repository (a typo, another program's folder): every
+        # file under objects/ would look unused.
+        self._require_repository()
         report = GcReport()
         lock = encode_manifest({"created": time.time(), "pid": os.getpid()})
         if not backend.create(GC_LOCK_KEY, lock):
@@ -518,12 +567,21 @@ class Repository:
                     used.update(read_manifest(backend, number).objects)
                 except RefNotFoundError:
                     continue
+                except FormatError as exc:
+                    raise FormatError(
+                        f"{exc}; gc deleted nothing, as it cannot tell which objects {version_id(number)} uses: "
+                        f"restore that file, or delete {version_id(number)}"
+                    ) from None
             for key, _, size in backend.list("objects/"):
                 if key.rsplit("/", 1)[-1] not in used:
                     backend.delete(key)
                     report.objects_deleted += 1
                     report.bytes_freed += size
                     report.keys_deleted.append(key)
+            for key, _, _ in backend.list("tombstones/"):
+                raw = backend.read(key)
+                if raw is not None and _age(raw) > self.grace:  # a killed delete's
+                    stale.append(key)
             for key in stale + backend.stale_temporaries(time.time() - self.grace):
                 backend.delete(key)
                 report.keys_deleted.append(key)
@@ -541,6 +599,23 @@ class Repository:
         from .diff import diff_versions
 
         return diff_versions(self, self.resolve(a), self.resolve(b))
+
+
+def parse_marker(raw: bytes, where: str) -> dict[str, Any]:
+    """The repository's marker document, checked: ``{"policies": {alias: {"public_key": PEM}}, ...}``."""
+    try:
+        marker = loads_json(raw)
+    except ValueError as exc:
+        raise FormatError(f"{where}: not valid JSON ({exc})") from None
+    policies = marker.get("policies", {}) if isinstance(marker, dict) else None
+    if (
+        not isinstance(marker, dict)
+        or marker.get("treeshard_repository") != 1
+        or not isinstance(policies, dict)
+        or not all(isinstance(p, dict) and isinstance(p.get("public_key"), str) for p in policies.values())
+    ):
+        raise FormatError(f"{where}: not a repository marker: expected 'treeshard_repository': 1 and 'policies' mapping aliases to {{'public_key': PEM}}")
+    return {**marker, "policies": policies}
 
 
 def _public_pem(key: Any) -> str:
