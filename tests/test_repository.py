@@ -981,3 +981,21 @@ def test_diff_text_names_each_section(tmp_path: Path, data: Any, capsys: pytest.
         '  metadata dataset: "d-1" -> "d-2"',
         "  trees: 2 -> 2 (+0 added, -0 removed, 0 changed, 2 unchanged)",
     ]
+
+
+def test_a_relative_repository_survives_a_change_of_directory(tmp_path: Path, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version loaded lazily from a relative path read its chunks from the new working directory."""
+    X, _ = data
+    model = _forest(data, 3)
+    monkeypatch.chdir(tmp_path)
+    repo = treeshard.Repository("models/churn")
+    repo.save(model)
+    repo.set_alias("production", "v1")
+    assert repo.location == str(tmp_path / "models" / "churn")
+    lazy = treeshard.load("models/churn@production", lazy=True)
+    predictor = treeshard.Predictor("models/churn@v1")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
+    assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    assert repo.aliases() == {"production": 1}

@@ -397,7 +397,8 @@ def open_backend(location: Any, storage_options: dict[str, Any] | None) -> Any:
         raise InvalidStoreError(f"repositories live in a directory, s3:// or memory://, not {scheme}://")
     if storage_options:
         raise InvalidStoreError(f"storage_options apply to URLs only (s3://, memory://), not to {location!r}")
-    root = Path(location)
+    # Absolute: a lazily loaded version keeps reading its chunks after the process changes directory.
+    root = Path(os.path.abspath(location))
     if root.exists() and not root.is_dir():
         raise RepositoryError(f"{location!r} is not a directory")
     return LocalBackend(root)
