@@ -999,3 +999,23 @@ def test_a_relative_repository_survives_a_change_of_directory(tmp_path: Path, da
     assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
     assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
     assert repo.aliases() == {"production": 1}
+
+
+def test_delete_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """gc frees what deleted versions used, and the command line had no way to delete one."""
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3, seed=1))
+    repo.set_alias("production", "v2")
+    assert main(["delete", location, "v1"]) == 0
+    assert capsys.readouterr().out == f"deleted v1; `treeshard gc {location}` frees the chunks no other version uses\n"
+    assert [v.id for v in repo.versions()] == ["v2"]
+    assert main(["delete", location, "v2"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: v2 is named by alias(es) production; move them first\n"
+    assert main(["delete", location, "production"]) == 1
+    assert capsys.readouterr().err == "error: delete takes a version id ('v3'), not 'production'\n"
+    assert main(["gc", location]) == 0
+    assert capsys.readouterr().out.startswith("deleted 1 objects (")

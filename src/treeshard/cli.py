@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", required=True, metavar="PEM", help="Ed25519 private key (PEM)")
     sign.set_defaults(run=_sign)
 
-    from .repository.cli import add_parsers as add_repository_parsers  # log, alias, rollback, diff, gc (issue 16)
+    from .repository.cli import add_parsers as add_repository_parsers  # log, alias, rollback, diff, delete, gc (issue 16)
 
     add_repository_parsers(commands)
     return parser

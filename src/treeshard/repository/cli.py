@@ -1,4 +1,4 @@
-"""``treeshard log | alias | rollback | diff | gc``: a repository from the command line."""
+"""``treeshard log | alias | rollback | diff | delete | gc``: a repository from the command line."""
 
 from __future__ import annotations
 
@@ -62,6 +62,13 @@ def _diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _delete(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    repo.delete(args.version)
+    print(f"deleted {args.version}; `treeshard gc {args.repository}` frees the chunks no other version uses")
+    return 0
+
+
 _SINGULAR = {"params": "param", "metrics": "metric", "metadata": "metadata", "versions": "version"}
 
 
@@ -71,32 +78,40 @@ def _gc(args: argparse.Namespace) -> int:
     return 0
 
 
+_REPOSITORY_HELP = "repository directory or s3:// URL"
+
+
 def add_parsers(commands: Any) -> None:
     """The repository subcommands of ``treeshard``."""
     log = commands.add_parser("log", help="a repository's versions, aliases and metadata")
-    log.add_argument("repository", help="repository directory or s3:// URL")
+    log.add_argument("repository", help=_REPOSITORY_HELP)
     log.add_argument("--json", action="store_true", help="print machine-readable JSON")
     log.set_defaults(run=_log)
 
     alias = commands.add_parser("alias", help="point an alias at a version (compare-and-swap)")
-    alias.add_argument("repository")
-    alias.add_argument("name")
+    alias.add_argument("repository", help=_REPOSITORY_HELP)
+    alias.add_argument("name", help="the alias: a letter, then up to 63 letters, digits, '_' or '-'")
     alias.add_argument("version", help="a version id (v3), another alias or 'latest'")
     alias.add_argument("--expect", metavar="VERSION", help="refuse unless the alias names this version now ('' : must not exist)")
     alias.set_defaults(run=_alias)
 
     rollback = commands.add_parser("rollback", help="move an alias back to the version it named before")
-    rollback.add_argument("repository")
-    rollback.add_argument("alias")
+    rollback.add_argument("repository", help=_REPOSITORY_HELP)
+    rollback.add_argument("alias", help="the alias to move back")
     rollback.set_defaults(run=_rollback)
 
     diff = commands.add_parser("diff", help="params, metrics and trees that differ between two versions")
-    diff.add_argument("repository")
-    diff.add_argument("a", metavar="V1")
-    diff.add_argument("b", metavar="V2")
-    diff.add_argument("--json", action="store_true")
+    diff.add_argument("repository", help=_REPOSITORY_HELP)
+    diff.add_argument("a", metavar="V1", help="a version id (v3), an alias or 'latest'")
+    diff.add_argument("b", metavar="V2", help="the version to compare it with")
+    diff.add_argument("--json", action="store_true", help="print machine-readable JSON")
     diff.set_defaults(run=_diff)
 
+    delete = commands.add_parser("delete", help="delete a version no alias names (then gc frees its chunks)")
+    delete.add_argument("repository", help=_REPOSITORY_HELP)
+    delete.add_argument("version", help="a version id (v3)")
+    delete.set_defaults(run=_delete)
+
     gc = commands.add_parser("gc", help="delete chunks no version uses")
-    gc.add_argument("repository")
+    gc.add_argument("repository", help=_REPOSITORY_HELP)
     gc.set_defaults(run=_gc)
