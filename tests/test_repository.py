@@ -1019,3 +1019,16 @@ def test_delete_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.
     assert capsys.readouterr().err == "error: delete takes a version id ('v3'), not 'production'\n"
     assert main(["gc", location]) == 0
     assert capsys.readouterr().out.startswith("deleted 1 objects (")
+
+
+def test_a_plain_store_is_not_made_a_repository(tmp_path: Path, data: Any) -> None:
+    """Repository(store).save() wrote versions into a model's directory; treeshard.save(..., overwrite=True) of that
+    store would then have replaced them all."""
+    model = _forest(data, 2)
+    treeshard.save(model, tmp_path / "model")
+    before = sorted(path.name for path in (tmp_path / "model").iterdir())
+    repo = treeshard.Repository(tmp_path / "model")
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.save(model)
+    assert str(excinfo.value) == f"{tmp_path / 'model'} is a treeshard store, not a repository: give the repository a directory of its own"
+    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == before

@@ -224,6 +224,10 @@ class Repository:
         stats = SaveStats(store_bytes=sum(len(v) if isinstance(v, bytes) else sum(map(len, v)) for v in files.values()))
         backend = self._backend
         if not self._marked:
+            if backend.exists(ROOT_METADATA):  # a plain store: a later overwriting save of it would take every version
+                raise RepositoryError(
+                    f"{self.location} is a treeshard store, not a repository: give the repository a directory of its own"
+                )
             backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
             self._marked = True
         staging = f"staging/{os.getpid()}-{uuid.uuid4().hex}.json"
