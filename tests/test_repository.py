@@ -1032,3 +1032,22 @@ def test_a_plain_store_is_not_made_a_repository(tmp_path: Path, data: Any) -> No
         repo.save(model)
     assert str(excinfo.value) == f"{tmp_path / 'model'} is a treeshard store, not a repository: give the repository a directory of its own"
     assert sorted(path.name for path in (tmp_path / "model").iterdir()) == before
+
+
+def test_diff_of_a_single_metric_and_of_another_estimator(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``metadata={"metrics": 0.91}`` changes were dropped from the diff; a change of estimator was not printed."""
+    from treeshard.cli import main
+
+    X, y = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    forest = _forest(data, 2)
+    repo.save(forest, metadata={"metrics": 0.5})
+    repo.save(forest, metadata={"metrics": 0.75})
+    repo.save(GradientBoostingRegressor(n_estimators=2, random_state=0).fit(X, y), metadata={"metrics": {"r2": 0.1}})
+    assert repo.diff("v1", "v2")["metadata"] == {"metrics": [0.5, 0.75]}
+    assert repo.diff("v1", "v2")["metrics"] == {}
+    assert repo.diff("v2", "v3")["metadata"] == {"metrics": [0.75, {"r2": 0.1}]}
+    assert main(["diff", repo.location, "v2", "v3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["v2 -> v3", "  estimator: RandomForestClassifier -> GradientBoostingRegressor"]
+    assert '  metadata metrics: 0.75 -> {"r2": 0.1}' in lines

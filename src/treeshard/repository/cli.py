@@ -54,6 +54,8 @@ def _diff(args: argparse.Namespace) -> int:
         print(json.dumps(diff, indent=2, sort_keys=True))
         return 0
     print(f"{diff['from']} -> {diff['to']}")
+    if diff["estimator"][0] != diff["estimator"][1]:
+        print(f"  estimator: {diff['estimator'][0]} -> {diff['estimator'][1]}")
     for section in ("params", "metrics", "metadata", "versions"):
         for name, (before, after) in diff[section].items():
             print(f"  {_SINGULAR[section]} {name}: {json.dumps(before)} -> {json.dumps(after)}")
