@@ -1051,3 +1051,32 @@ def test_diff_of_a_single_metric_and_of_another_estimator(tmp_path: Path, data: 
     lines = capsys.readouterr().out.splitlines()
     assert lines[:2] == ["v2 -> v3", "  estimator: RandomForestClassifier -> GradientBoostingRegressor"]
     assert '  metadata metrics: 0.75 -> {"r2": 0.1}' in lines
+
+
+def test_rollback_with_expect(repo: treeshard.Repository, data: Any) -> None:
+    """Two operators rolling back at once moved the alias back two steps; expect= lets each insist on what it saw."""
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    for version in ("v1", "v2", "v3"):
+        assert repo.set_alias("production", version) == version
+    assert repo.rollback("production", expect="v3") == "v2"
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.rollback("production", expect="v3")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v2, expected it to name v3"
+    assert repo.alias_history("production") == [1, 2]
+
+
+def test_rollback_with_expect_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    assert main(["alias", location, "production", "v1"]) == 0
+    assert main(["alias", location, "production", "latest"]) == 0
+    assert main(["rollback", location, "production", "--expect", "v1"]) == 1
+    assert main(["rollback", location, "production", "--expect", "v2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["production -> v1", "production -> v2", "production -> v1"]
+    assert out.err == f"error: {location}: alias 'production' names v2, expected it to name v1\n"

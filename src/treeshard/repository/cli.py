@@ -37,14 +37,12 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _alias(args: argparse.Namespace) -> int:
-    repo = _repository(args)
-    repo.set_alias(args.name, args.version, expect=args.expect)
-    print(f"{args.name} -> v{repo.aliases()[args.name]}")
+    print(f"{args.name} -> {_repository(args).set_alias(args.name, args.version, expect=args.expect)}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    print(f"{args.alias} -> {_repository(args).rollback(args.alias)}")
+    print(f"{args.alias} -> {_repository(args).rollback(args.alias, expect=args.expect)}")
     return 0
 
 
@@ -100,6 +98,7 @@ def add_parsers(commands: Any) -> None:
     rollback = commands.add_parser("rollback", help="move an alias back to the version it named before")
     rollback.add_argument("repository", help=_REPOSITORY_HELP)
     rollback.add_argument("alias", help="the alias to move back")
+    rollback.add_argument("--expect", metavar="VERSION", help="refuse unless the alias names this version now")
     rollback.set_defaults(run=_rollback)
 
     diff = commands.add_parser("diff", help="params, metrics and trees that differ between two versions")

@@ -132,6 +132,7 @@ class Repository:
     >>> repo = treeshard.Repository("memory://doc-example")
     >>> v1 = repo.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), message="first")
     >>> repo.set_alias("production", v1)
+    'v1'
     >>> repo.load("production").predict([[1]])
     array([1.])
     """
@@ -388,8 +389,9 @@ class Repository:
         return [*alias[0]["history"], alias[0]["version"]]
 
     # ------------------------------------------------------------------ aliases
-    def set_alias(self, name: str, version: Any, *, expect: Any = None) -> None:
-        """Point alias ``name`` at ``version`` (an id, another alias or ``"latest"``).
+    def set_alias(self, name: str, version: Any, *, expect: Any = None) -> str:
+        """Point alias ``name`` at ``version`` (an id, another alias or ``"latest"``); returns
+        the id of the version it now names.
 
         ``expect``: the version the alias must name now (``""``: the alias must not
         exist yet); else :class:`~treeshard.AliasConflictError`. Without it, the move
@@ -409,10 +411,17 @@ class Repository:
             return target, [*document["history"], document["version"]]
 
         self._move_alias(name, expected, point, public_key)
+        return version_id(target)
 
-    def rollback(self, name: str) -> str:
-        """Move alias ``name`` back to the version it named before the last move; returns that id."""
+    def rollback(self, name: str, *, expect: Any = None) -> str:
+        """Move alias ``name`` back to the version it named before the last move; returns that id.
+
+        ``expect``: the version the alias must name now, else
+        :class:`~treeshard.AliasConflictError` (without it, two rollbacks at once move the
+        alias back two steps).
+        """
         name = check_alias_name(name)
+        expected = _expected(expect)
         result: list[int] = []
 
         def back(document: dict[str, Any] | None) -> tuple[int, list[int]]:
@@ -430,7 +439,7 @@ class Repository:
             result[:] = [previous]
             return previous, document["history"][:-1]
 
-        self._move_alias(name, "any", back, None, check_policy=True)
+        self._move_alias(name, expected, back, None, check_policy=True)
         return version_id(result[0])
 
     def _move_alias(self, name: str, expected: int | None | str, step: Any, public_key: str | None, *, check_policy: bool = False) -> None:
