@@ -1080,3 +1080,27 @@ def test_rollback_with_expect_from_the_command_line(tmp_path: Path, data: Any, c
     out = capsys.readouterr()
     assert out.out.splitlines() == ["production -> v1", "production -> v2", "production -> v1"]
     assert out.err == f"error: {location}: alias 'production' names v2, expected it to name v1\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="needs Linux pid namespaces")
+def test_a_gc_killed_on_this_machine_blocks_no_save(tmp_path: Path, data: Any) -> None:
+    """A gc killed with SIGKILL left gc.lock, and every save then waited for the grace period (an hour)."""
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.delete("v1")
+    code = f"import sys, time; sys.path[:0] = [{SRC!r}]; import treeshard; r = treeshard.Repository({location!r}); r._backend.list = lambda prefix: time.sleep(60); r.gc()"
+    gc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not repo._backend.exists("gc.lock") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(repo._backend.read("gc.lock"))["pid"] == gc.pid
+    gc.kill()
+    gc.wait()
+    saved: list[str] = []
+    thread = threading.Thread(target=lambda: saved.append(repo.save(_forest(data, 3))), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert saved == ["v2"]
+    assert repo.gc().objects_deleted == 1
+    assert not repo._backend.exists("gc.lock")

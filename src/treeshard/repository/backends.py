@@ -166,6 +166,7 @@ class LocalBackend:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from typing import Any
 from ..errors import AliasConflictError, FormatError, RefNotFoundError, RepositoryError, SignatureError
 from ..pipeline.record import PIPELINE_KEY
 from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY, loads_json
-from .backends import open_backend
+from .backends import _alive, open_backend
 from .refs import (
     LATEST_KEY,
     MAX_ALIAS_HISTORY,
@@ -280,7 +281,7 @@ class Repository:
         deadline = time.monotonic() + self.grace
         while True:
             raw = self._backend.read(GC_LOCK_KEY)
-            if raw is None or _age(raw) > self.grace:
+            if raw is None or _age(raw) > self.grace or _holder_is_dead(raw):
                 return
             if time.monotonic() > deadline:
                 raise RepositoryError(f"{self.location}: a gc has held {GC_LOCK_KEY} for too long")
@@ -550,10 +551,10 @@ class Repository:
         # file under objects/ would look unused.
         self._require_repository()
         report = GcReport()
-        lock = encode_manifest({"created": time.time(), "pid": os.getpid()})
+        lock = encode_manifest({"created": time.time(), **_holder()})
         if not backend.create(GC_LOCK_KEY, lock):
             got = backend.read_tagged(GC_LOCK_KEY)
-            if got is not None and _age(got[0]) <= self.grace:
+            if got is not None and _age(got[0]) <= self.grace and not _holder_is_dead(got[0]):
                 raise RepositoryError(f"{self.location}: another gc is running ({GC_LOCK_KEY})")
             if not backend.replace(GC_LOCK_KEY, lock, None if got is None else got[1]):
                 raise RepositoryError(f"{self.location}: another gc is running ({GC_LOCK_KEY})")
@@ -635,6 +636,32 @@ def _public_pem(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _holder() -> dict[str, Any]:
+    """Who holds a lock: this process, on this machine (its pid namespace, where there is one)."""
+    return {"host": socket.gethostname(), "pid_namespace": _pid_namespace(), "pid": os.getpid()}
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _holder_is_dead(raw: bytes) -> bool:
+    """Whether a lock's holder is a process of this machine that is gone (killed during a gc):
+    its lock then blocks nothing, without waiting for the grace period."""
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return False
+    if not isinstance(holder, dict):
+        return False
+    namespace, pid = _pid_namespace(), holder.get("pid")
+    same_machine = namespace is not None and holder.get("host") == socket.gethostname() and holder.get("pid_namespace") == namespace
+    return same_machine and isinstance(pid, int) and pid > 0 and not _alive(pid)
 
 
 def _age(raw: bytes) -> float:
