@@ -1104,3 +1104,20 @@ def test_a_gc_killed_on_this_machine_blocks_no_save(tmp_path: Path, data: Any) -
     assert saved == ["v2"]
     assert repo.gc().objects_deleted == 1
     assert not repo._backend.exists("gc.lock")
+
+
+def test_gc_judges_only_this_machine_s_temporaries_by_pid(tmp_path: Path, data: Any) -> None:
+    """gc deleted the temporaries of a save running in another container (or host) sharing the directory: their
+    pids are not alive here."""
+    from treeshard.repository.backends import machine_tag
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    dead = 2**22 + 1  # above the kernel's default pid_max: no such process here
+    scratch = tmp_path / "repo" / ".tmp"
+    for name in (f"{dead}-{'a' * 32}-{machine_tag()}", f"{dead}-{'b' * 32}-0123456789ab", f"{dead}-{'c' * 32}"):
+        (scratch / name).write_bytes(b"partial")
+    assert sorted(repo.gc().keys_deleted) == [f".tmp/{dead}-{'a' * 32}-{machine_tag()}", f".tmp/{dead}-{'c' * 32}"]
+    assert [path.name for path in scratch.iterdir()] == [f"{dead}-{'b' * 32}-0123456789ab"]
+    repo.grace = 0.0
+    assert repo.gc().keys_deleted == [f".tmp/{dead}-{'b' * 32}-0123456789ab"]
