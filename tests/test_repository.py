@@ -1121,3 +1121,16 @@ def test_gc_judges_only_this_machine_s_temporaries_by_pid(tmp_path: Path, data: 
     assert [path.name for path in scratch.iterdir()] == [f"{dead}-{'b' * 32}-0123456789ab"]
     repo.grace = 0.0
     assert repo.gc().keys_deleted == [f".tmp/{dead}-{'b' * 32}-0123456789ab"]
+
+
+def test_help_names_repository_references(capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    for command in ("info", "verify"):
+        with pytest.raises(SystemExit) as excinfo:
+            main([command, "--help"])
+        assert excinfo.value.code == 0
+        assert "REPOSITORY@REF (a version: v3, an alias or latest)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "version them in a repository (log, alias, rollback, diff, delete, gc)" in " ".join(capsys.readouterr().out.split())
