@@ -1134,3 +1134,23 @@ def test_help_names_repository_references(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "version them in a repository (log, alias, rollback, diff, delete, gc)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_save_past_the_last_version_number_is_refused(tmp_path: Path, data: Any) -> None:
+    """A refs/latest edited to 9999999999 made the next save publish v10000000000: an eleven-digit manifest that
+    no listing saw and no reference could name."""
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 2)
+    repo.save(model)
+    (tmp_path / "repo" / "refs" / "latest").write_text("9999999999")
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.save(_forest(data, 3))
+    assert str(excinfo.value) == (
+        f"{repo.location}: no version number is left after v9999999999 (refs/latest holds 9999999999); "
+        "if that file was edited, write the highest existing version number into it"
+    )
+    assert sorted(path.name for path in (tmp_path / "repo" / "versions").iterdir()) == ["0000000001.json"]
+    (tmp_path / "repo" / "refs" / "latest").write_text("1")
+    assert repo.save(_forest(data, 3)) == "v2"
+    assert np.array_equal(repo.load("v1").predict_proba(X), model.predict_proba(X))

@@ -46,6 +46,7 @@ from .refs import (
 from .versions import (
     MANIFEST_FORMAT,
     MARKER_KEY,
+    MAX_VERSION,
     Manifest,
     VersionRef,
     encode_manifest,
@@ -289,8 +290,14 @@ class Repository:
 
     def _publish(self, document: dict[str, Any], stats: SaveStats) -> int:
         """Claim the next free version number with a create-only write of the manifest."""
-        number = max(read_hint(self._backend) or 0, latest_number(self._backend) or 0) + 1
+        hint = read_hint(self._backend)
+        number = max(hint or 0, latest_number(self._backend) or 0) + 1
         for attempt in range(1000):
+            if number > MAX_VERSION:  # its manifest's key would be longer: a version nothing lists or names
+                raise RepositoryError(
+                    f"{self.location}: no version number is left after v{MAX_VERSION} ({LATEST_KEY} holds {hint}); "
+                    f"if that file was edited, write the highest existing version number into it"
+                )
             document["version"] = number
             raw = encode_manifest(document)
             if self._backend.create(version_key(number), raw):

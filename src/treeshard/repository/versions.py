@@ -33,6 +33,8 @@ from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY, loads_json
 MANIFEST_FORMAT = 1
 #: The repository's marker (and its alias policies): a location without it is not a repository.
 MARKER_KEY = "treeshard.repository.json"
+#: The highest version number (ten digits in a manifest's key, ``v9999999999``).
+MAX_VERSION = 10**10 - 1
 #: Bytes of a manifest a reader accepts (the root metadata inline, base64, plus the chunk lists).
 MAX_MANIFEST_BYTES = 2 * MAX_CONFIG_BYTES
 #: Whole files up to this size are kept inline in the manifest; larger ones become objects.
