@@ -1154,3 +1154,27 @@ def test_a_save_past_the_last_version_number_is_refused(tmp_path: Path, data: An
     (tmp_path / "repo" / "refs" / "latest").write_text("1")
     assert repo.save(_forest(data, 3)) == "v2"
     assert np.array_equal(repo.load("v1").predict_proba(X), model.predict_proba(X))
+
+
+def test_a_repository_of_a_newer_format_asks_for_an_upgrade(tmp_path: Path, data: Any) -> None:
+    from treeshard.errors import UnsupportedFormatVersionError
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.set_alias("production", "v1")
+    root = tmp_path / "repo"
+    for key, field in ((version_key(1), "treeshard_version"), ("aliases/production.json", "treeshard_alias")):
+        original = (root / key).read_bytes()
+        (root / key).write_text(json.dumps({**json.loads(original), field: 2}))
+        with pytest.raises(UnsupportedFormatVersionError) as excinfo:
+            repo.load("production")
+        assert str(excinfo.value) == f"{root / key}: format 2 was written by a newer treeshard (this one reads format 1): upgrade treeshard"
+        (root / key).write_bytes(original)
+    marker = root / "treeshard.repository.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_bytes()), "treeshard_repository": 2}))
+    message = f"{marker}: format 2 was written by a newer treeshard (this one reads format 1): upgrade treeshard"
+    for write in (lambda r: r.save(_forest(data, 3)), lambda r: r.set_alias("production", "v1")):
+        with pytest.raises(UnsupportedFormatVersionError) as excinfo:
+            write(treeshard.Repository(root))
+        assert str(excinfo.value) == message
+    assert [v.id for v in repo.versions()] == ["v1"]

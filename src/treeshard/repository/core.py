@@ -16,6 +16,7 @@ See ``docs/REPOSITORY.md`` for the protocol and why it is safe.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -49,6 +50,7 @@ from .versions import (
     MAX_VERSION,
     Manifest,
     VersionRef,
+    check_newer,
     encode_manifest,
     not_a_repository,
     not_found,
@@ -231,7 +233,11 @@ class Repository:
                 raise RepositoryError(
                     f"{self.location} is a treeshard store, not a repository: give the repository a directory of its own"
                 )
-            backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
+            if not backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}})):
+                marker = None
+                with contextlib.suppress(ValueError):  # a damaged marker holds only alias policies: saves go on
+                    marker = loads_json(backend.read(MARKER_KEY) or b"{}")
+                check_newer(marker, "treeshard_repository", 1, self._where(MARKER_KEY))
             self._marked = True
         staging = f"staging/{os.getpid()}-{uuid.uuid4().hex}.json"
         known = self._known_chunks()
@@ -628,6 +634,7 @@ def parse_marker(raw: bytes, where: str) -> dict[str, Any]:
         marker = loads_json(raw)
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
+    check_newer(marker, "treeshard_repository", 1, where)
     policies = marker.get("policies", {}) if isinstance(marker, dict) else None
     if (
         not isinstance(marker, dict)

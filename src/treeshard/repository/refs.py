@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import FormatError, RefNotFoundError
 from ..spec import loads_json
-from .versions import VersionRef, not_found, version_id, version_key
+from .versions import VersionRef, check_newer, not_found, version_id, version_key
 
 LATEST = "latest"
 LATEST_KEY = "refs/latest"
@@ -68,6 +68,7 @@ def parse_alias(raw: bytes, name: str, where: str) -> dict[str, Any]:
         document = loads_json(raw)
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
+    check_newer(document, "treeshard_alias", ALIAS_FORMAT, where)
     if not isinstance(document, dict) or document.get("treeshard_alias") != ALIAS_FORMAT or document.get("name") != name:
         raise FormatError(f"{where}: not a format-{ALIAS_FORMAT} alias document for {name!r}")
     history = document.get("history")

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, RefNotFoundError
+from ..errors import FormatError, IntegrityError, RefNotFoundError, UnsupportedFormatVersionError
 from ..record import check_json_depth
 from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY, loads_json
 
@@ -180,6 +180,7 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("treeshard_version") != MANIFEST_FORMAT:
+        check_newer(document, "treeshard_version", MANIFEST_FORMAT, where)
         raise FormatError(f"{where}: not a format-{MANIFEST_FORMAT} version manifest")
     if document.get("version") != number:
         raise FormatError(f"{where}: names version {str(document.get('version'))[:20]}, expected {number}")
@@ -236,6 +237,15 @@ def _parse_entry(key: Any, entry: Any, where: str, packs: list[str]) -> FileEntr
 
 def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
+
+
+def check_newer(document: Any, field: str, supported: int, where: str) -> None:
+    """:class:`~treeshard.errors.UnsupportedFormatVersionError` if ``document`` declares a newer format."""
+    declared = document.get(field) if isinstance(document, dict) else None
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > supported:
+        raise UnsupportedFormatVersionError(
+            f"{where}: format {declared} was written by a newer treeshard (this one reads format {supported}): upgrade treeshard"
+        )
 
 
 def not_a_repository(location: str) -> str:
