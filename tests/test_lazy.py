@@ -495,32 +495,6 @@ def test_lazy_models_outlive_their_closed_handle(kind, store_dir):
     assert reference_of(some.estimators_) == (os.path.abspath(path), None)  # still pickles as a reference
 
 
-@pytest.mark.parametrize("options", [{}, {"max_memory": 10_000}, {"check_chunks": False}], ids=["lazy", "streamed", "unchecked"])
-def test_a_lazy_model_whose_directory_was_replaced_says_so(tmp_path, options):
-    """A save over the directory a lazy model reads from: its next read names the replacement
-    (a zip file keeps being read from the file it opened: the old model's)."""
-    import re
-    import warnings
-
-    from sklearn.ensemble import RandomForestClassifier
-
-    original, X, y = fitted("RandomForestClassifier-multiclass")
-    other = RandomForestClassifier(n_estimators=6, random_state=1).fit(X, y)
-    for kind in ("directory", "zip"):
-        path = str(tmp_path / f"forest {kind}{'.zip' if kind == 'zip' else ''}")
-        treeshard.save(original, path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", treeshard.UnverifiedStoreWarning)
-            model = treeshard.load(path, **options)
-        treeshard.save(other, path, overwrite=True)
-        if kind == "zip":
-            assert np.array_equal(model.predict_proba(X), original.predict_proba(X))
-            continue
-        message = f"{path}: the store was replaced or deleted after it was opened; load it again"
-        with pytest.raises(treeshard.FormatError, match=f"^{re.escape(message)}$"):
-            model.predict_proba(X)
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open file descriptors through /proc")
 @pytest.mark.parametrize("kind", ["directory", "zip"])
 def test_the_store_closes_with_the_last_of_its_models(kind, store_dir):
