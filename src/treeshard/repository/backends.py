@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
+import socket
 import threading
 import time
 import uuid
@@ -95,7 +97,7 @@ class LocalBackend:
         """A complete, fsynced private file (named after this process, so gc knows whose it is)."""
         folder = self.root / TMP_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{os.getpid()}-{uuid.uuid4().hex}"
+        path = folder / f"{os.getpid()}-{uuid.uuid4().hex}-{machine_tag()}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -156,13 +158,29 @@ class LocalBackend:
             self._path(key).unlink()
 
     def stale_temporaries(self, older_than: float) -> list[str]:
-        """Scratch files of processes that are gone, or older than ``older_than`` (epoch seconds)."""
+        """Scratch files of processes that are gone, or older than ``older_than`` (epoch seconds).
+
+        Only a file of this machine's processes is judged by its pid: another host's (a
+        shared file system) or another container's is judged by its age alone.
+        """
         out = []
         for key, mtime, _ in self.list(f"{TMP_DIR}/"):
-            pid = key.rsplit("/", 1)[-1].split("-", 1)[0]
-            if mtime < older_than or (pid.isdigit() and not _alive(int(pid))):
+            pid, *rest = key.rsplit("/", 1)[-1].split("-")
+            ours = len(rest) < 2 or rest[1] == machine_tag()  # names without a tag: written before tags
+            if mtime < older_than or (ours and pid.isdigit() and not _alive(int(pid))):
                 out.append(key)
         return out
+
+
+@functools.cache
+def machine_tag() -> str:
+    """This machine and pid namespace (host name, ``/proc/self/ns/pid``), hashed: pids mean
+    something only within one."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:12]
 
 
 def _alive(pid: int) -> bool:

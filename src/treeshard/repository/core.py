@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import socket
 import time
 import uuid
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from typing import Any
 from ..errors import AliasConflictError, FormatError, RefNotFoundError, RepositoryError, SignatureError
 from ..pipeline.record import PIPELINE_KEY
 from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY, loads_json
-from .backends import _alive, open_backend
+from .backends import _alive, machine_tag, open_backend
 from .refs import (
     LATEST_KEY,
     MAX_ALIAS_HISTORY,
@@ -653,15 +652,8 @@ def _public_pem(key: Any) -> str:
 
 
 def _holder() -> dict[str, Any]:
-    """Who holds a lock: this process, on this machine (its pid namespace, where there is one)."""
-    return {"host": socket.gethostname(), "pid_namespace": _pid_namespace(), "pid": os.getpid()}
-
-
-def _pid_namespace() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
+    """Who holds a lock: this process, on this machine (``machine_tag``: host and pid namespace)."""
+    return {"machine": machine_tag(), "pid": os.getpid()}
 
 
 def _holder_is_dead(raw: bytes) -> bool:
@@ -671,11 +663,10 @@ def _holder_is_dead(raw: bytes) -> bool:
         holder = json.loads(raw)
     except ValueError:
         return False
-    if not isinstance(holder, dict):
+    if not isinstance(holder, dict) or holder.get("machine") != machine_tag():
         return False
-    namespace, pid = _pid_namespace(), holder.get("pid")
-    same_machine = namespace is not None and holder.get("host") == socket.gethostname() and holder.get("pid_namespace") == namespace
-    return same_machine and isinstance(pid, int) and pid > 0 and not _alive(pid)
+    pid = holder.get("pid")
+    return isinstance(pid, int) and pid > 0 and not _alive(pid)
 
 
 def _age(raw: bytes) -> float:
