@@ -1178,3 +1178,28 @@ def test_a_repository_of_a_newer_format_asks_for_an_upgrade(tmp_path: Path, data
             write(treeshard.Repository(root))
         assert str(excinfo.value) == message
     assert [v.id for v in repo.versions()] == ["v1"]
+
+
+def test_an_alias_never_names_a_version_deleted_during_its_move(repo: treeshard.Repository, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete that ran whole between set_alias's check of its target and its write (reading the aliases before
+    the write, removing its tombstone before the move looked for it) left the alias naming a deleted version."""
+    X, _ = data
+    repo.save(_forest(data, 2))
+    second = _forest(data, 3)
+    repo.save(second)
+    repo.set_alias("production", "v2")
+    other = treeshard.Repository(repo.location, **_url_and_options(repo))
+    replace = repo._backend.replace
+
+    def delete_first(key: str, raw: bytes, tag: Any) -> bool:
+        monkeypatch.setattr(repo._backend, "replace", replace)
+        other.delete("v1")
+        return replace(key, raw, tag)
+
+    monkeypatch.setattr(repo._backend, "replace", delete_first)
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.set_alias("production", "v1")
+    assert str(excinfo.value) == f"{repo.location}: v1 was deleted while alias 'production' moved to it; the alias was left as it was"
+    assert repo.aliases() == {"production": 2}
+    assert repo.alias_history("production") == [2]
+    assert np.array_equal(repo.load("production").predict_proba(X), second.predict_proba(X))

@@ -490,6 +490,12 @@ class Repository:
                         f"{self.location}: {version_id(target)} is being deleted (tombstones/{target}; one left by a "
                         f"killed delete is ignored {self.grace:.0f} s after it was written, and removed by gc)"
                     )
+                # A delete that ran whole between this move's check of the target and its write
+                # (it read the aliases before this write, and removed its tombstone before the
+                # check above) deleted the manifest first: the target is gone.
+                if not self._backend.exists(version_key(target)):
+                    self._undo_move(key, raw, current)
+                    raise RefNotFoundError(f"{self.location}: {version_id(target)} was deleted while alias {name!r} moved to it; the alias was left as it was")
                 return
         raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
 
