@@ -1203,3 +1203,25 @@ def test_an_alias_never_names_a_version_deleted_during_its_move(repo: treeshard.
     assert repo.aliases() == {"production": 2}
     assert repo.alias_history("production") == [2]
     assert np.array_equal(repo.load("production").predict_proba(X), second.predict_proba(X))
+
+
+def test_input_example_must_match_the_model(tmp_path: Path, data: Any) -> None:
+    """A one-row example (X[0]) recorded one dtype for an 8-feature model; an example of another width was
+    recorded as it was."""
+    import pandas as pd
+
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 2)
+    assert repo.info(repo.save(model, input_example=X[0])).model["feature_dtypes"] == ["float64"] * 8
+    frame = pd.DataFrame(X[:2].astype(np.float32), columns=[f"f{i}" for i in range(8)])
+    assert repo.info(repo.save(model, input_example=frame)).model["feature_dtypes"] == {f"f{i}": "float32" for i in range(8)}
+    for example, message in (
+        (X[:2, :3], "input_example has 3 columns, but the model takes 8 features"),
+        (frame.iloc[:, :5], "input_example has 5 columns, but the model takes 8 features"),
+        (X[None], "input_example must be rows like the model's input (a 2-D array or a DataFrame), got a 3-D array"),
+    ):
+        with pytest.raises(ValueError) as excinfo:
+            repo.save(model, input_example=example)
+        assert str(excinfo.value) == message
+    assert [v.id for v in repo.versions()] == ["v1", "v2"]

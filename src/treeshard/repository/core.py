@@ -197,7 +197,8 @@ class Repository:
         sign_with : Ed25519 private key (PEM bytes, path or key), optional
             Sign the version's content digest (an alias policy may require it).
         input_example : array or DataFrame, optional
-            Rows like the model's input: their column dtypes are recorded.
+            Rows like the model's input (one row may be 1-D): their column dtypes are
+            recorded. ValueError if their width is not the model's ``n_features_in_``.
         codec : {"lz4", "zstd", "none"}
         """
         from ..saving import encode_files
@@ -730,7 +731,7 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
     classes = getattr(model, "classes_", None)
     if classes is not None:
         summary["classes"] = [c.tolist() for c in classes] if isinstance(classes, list) else classes.tolist()
-    summary["feature_dtypes"] = _dtypes(input_example)
+    summary["feature_dtypes"] = _dtypes(input_example, getattr(model, "n_features_in_", None))
     return summary
 
 
@@ -769,17 +770,22 @@ def _pipeline_summary(model: Any, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dtypes(example: Any) -> dict[str, str] | list[str] | None:
+def _dtypes(example: Any, n_features: Any) -> dict[str, str] | list[str] | None:
     if example is None:
         return None
     dtypes = getattr(example, "dtypes", None)
     if dtypes is not None and hasattr(dtypes, "items"):  # a DataFrame
-        return {str(name): str(dtype) for name, dtype in dtypes.items()}
-    import numpy as np
+        out: dict[str, str] | list[str] = {str(name): str(dtype) for name, dtype in dtypes.items()}
+    else:
+        import numpy as np
 
-    array = np.asarray(example)
-    width = array.shape[1] if array.ndim == 2 else 1
-    return [str(array.dtype)] * width
+        array = np.asarray(example)
+        if array.ndim not in (1, 2):
+            raise ValueError(f"input_example must be rows like the model's input (a 2-D array or a DataFrame), got a {array.ndim}-D array")
+        out = [str(array.dtype)] * array.shape[-1]  # a 1-D example is one row
+    if n_features is not None and len(out) != int(n_features):
+        raise ValueError(f"input_example has {len(out)} columns, but the model takes {int(n_features)} features")
+    return out
 
 
 def check_version_signature(manifest: Manifest, public_key: Any, where: str) -> None:
