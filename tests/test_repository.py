@@ -1225,3 +1225,29 @@ def test_input_example_must_match_the_model(tmp_path: Path, data: Any) -> None:
             repo.save(model, input_example=example)
         assert str(excinfo.value) == message
     assert [v.id for v in repo.versions()] == ["v1", "v2"]
+
+
+def test_show_an_alias_and_its_history_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """What did production name before? The command line could not say (Repository.alias_history only)."""
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    assert main(["alias", location, "production", "v1"]) == 0
+    assert main(["alias", location, "production"]) == 0
+    assert main(["alias", location, "production", "v3"]) == 0
+    assert main(["alias", location, "production", "v2"]) == 0
+    assert main(["alias", location, "production"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "production -> v1",
+        "production -> v1",
+        "production -> v3",
+        "production -> v2",
+        "production -> v2 (before: v3, v1)",
+    ]
+    assert main(["alias", location, "staging"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: no alias 'staging'\n"
+    assert main(["alias", location, "production", "--expect", "v2"]) == 2
+    assert capsys.readouterr().err == "error: --expect needs a VERSION to move the alias to\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 
@@ -37,7 +38,16 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _alias(args: argparse.Namespace) -> int:
-    print(f"{args.name} -> {_repository(args).set_alias(args.name, args.version, expect=args.expect)}")
+    if args.version is None and args.expect is not None:
+        print("error: --expect needs a VERSION to move the alias to", file=sys.stderr)
+        return 2
+    repo = _repository(args)
+    if args.version is None:  # show it: what it names, and what it named before (newest first)
+        *before, now = repo.alias_history(args.name)
+        earlier = f" (before: {', '.join(f'v{n}' for n in reversed(before))})" if before else ""
+        print(f"{args.name} -> v{now}{earlier}")
+        return 0
+    print(f"{args.name} -> {repo.set_alias(args.name, args.version, expect=args.expect)}")
     return 0
 
 
@@ -88,10 +98,10 @@ def add_parsers(commands: Any) -> None:
     log.add_argument("--json", action="store_true", help="print machine-readable JSON")
     log.set_defaults(run=_log)
 
-    alias = commands.add_parser("alias", help="point an alias at a version (compare-and-swap)")
+    alias = commands.add_parser("alias", help="point an alias at a version (compare-and-swap), or show it and its history")
     alias.add_argument("repository", help=_REPOSITORY_HELP)
     alias.add_argument("name", help="the alias: a letter, then up to 63 letters, digits, '_' or '-'")
-    alias.add_argument("version", help="a version id (v3), another alias or 'latest'")
+    alias.add_argument("version", nargs="?", help="a version id (v3), another alias or 'latest'; without it, show the alias and its history")
     alias.add_argument("--expect", metavar="VERSION", help="refuse unless the alias names this version now ('' : must not exist)")
     alias.set_defaults(run=_alias)
 
