@@ -1251,3 +1251,21 @@ def test_show_an_alias_and_its_history_from_the_command_line(tmp_path: Path, dat
     assert capsys.readouterr().err == f"error: {location}: no alias 'staging'\n"
     assert main(["alias", location, "production", "--expect", "v2"]) == 2
     assert capsys.readouterr().err == "error: --expect needs a VERSION to move the alias to\n"
+
+
+def test_rollback_steps_over_history_entries_of_the_current_version(tmp_path: Path, data: Any) -> None:
+    """An alias document written before reruns were no-ops holds the current version again in its history:
+    rollback moved to the version it already named."""
+    repo = treeshard.Repository(tmp_path / "repo")
+    for n in (2, 3):
+        repo.save(_forest(data, n))
+    repo.set_alias("production", "v1")
+    repo.set_alias("production", "v2")
+    path = tmp_path / "repo" / "aliases" / "production.json"
+    path.write_text(json.dumps({**json.loads(path.read_bytes()), "history": [1, 2, 2]}))
+    assert repo.rollback("production") == "v1"
+    assert repo.alias_history("production") == [1]
+    path.write_text(json.dumps({**json.loads(path.read_bytes()), "history": [1, 1]}))
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.rollback("production")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1 and has no earlier version"

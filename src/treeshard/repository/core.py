@@ -441,9 +441,12 @@ class Repository:
         def back(document: dict[str, Any] | None) -> tuple[int, list[int]]:
             if document is None:
                 raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
-            if not document["history"]:
+            history = list(document["history"])
+            while history and history[-1] == document["version"]:  # moves to the version it named (older treeshard recorded them)
+                history.pop()
+            if not history:
                 raise RepositoryError(f"{self.location}: alias {name!r} names {version_id(document['version'])} and has no earlier version")
-            previous = document["history"][-1]
+            previous = history[-1]
             if not self._backend.exists(version_key(previous)):
                 raise RefNotFoundError(
                     f"{self.location}: alias {name!r} named {version_id(previous)} before {version_id(document['version'])}, "
@@ -451,7 +454,7 @@ class Repository:
                     f"(set_alias / treeshard alias)"
                 )
             result[:] = [previous]
-            return previous, document["history"][:-1]
+            return previous, history[:-1]
 
         self._move_alias(name, expected, back, None, check_policy=True)
         return version_id(result[0])
