@@ -1005,13 +1005,13 @@ def test_delete_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.
     """gc frees what deleted versions used, and the command line had no way to delete one."""
     from treeshard.cli import main
 
-    location = str(tmp_path / "repo")
+    location = str(tmp_path / "my repo")
     repo = treeshard.Repository(location)
     repo.save(_forest(data, 2))
     repo.save(_forest(data, 3, seed=1))
     repo.set_alias("production", "v2")
     assert main(["delete", location, "v1"]) == 0
-    assert capsys.readouterr().out == f"deleted v1; `treeshard gc {location}` frees the chunks no other version uses\n"
+    assert capsys.readouterr().out == f"deleted v1; `treeshard gc '{location}'` frees the chunks no other version uses\n"
     assert [v.id for v in repo.versions()] == ["v2"]
     assert main(["delete", location, "v2"]) == 1
     assert capsys.readouterr().err == f"error: {location}: v2 is named by alias(es) production; move them first\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from typing import Any
 
@@ -75,7 +76,7 @@ def _diff(args: argparse.Namespace) -> int:
 def _delete(args: argparse.Namespace) -> int:
     repo = _repository(args)
     repo.delete(args.version)
-    print(f"deleted {args.version}; `treeshard gc {args.repository}` frees the chunks no other version uses")
+    print(f"deleted {args.version}; `treeshard gc {shlex.quote(args.repository)}` frees the chunks no other version uses")
     return 0
 
 
