@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -1269,3 +1270,22 @@ def test_rollback_steps_over_history_entries_of_the_current_version(tmp_path: Pa
     with pytest.raises(RepositoryError) as excinfo:
         repo.rollback("production")
     assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1 and has no earlier version"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_delete_killed_on_this_machine_blocks_no_alias_move(tmp_path: Path, data: Any) -> None:
+    """A delete killed after writing its tombstone blocked alias moves to that version for the grace period."""
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("production", "v2")
+    pid = os.fork()
+    if pid == 0:  # the deleting process, killed between its tombstone and its end
+        repo._backend.delete = lambda key: os.kill(os.getpid(), signal.SIGKILL)
+        repo.delete("v1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert json.loads(repo._backend.read("tombstones/1"))["pid"] == pid
+    repo.set_alias("production", "v1")
+    assert repo.aliases() == {"production": 1}
+    assert repo.gc().keys_deleted == ["tombstones/1"]

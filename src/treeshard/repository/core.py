@@ -486,9 +486,9 @@ class Repository:
             raw = encode_manifest(new)
             if self._backend.replace(key, raw, tag):
                 tombstone = self._backend.read(f"tombstones/{target}")
-                # A delete of the target raced this move; a tombstone older than the grace period
-                # is a killed delete's and blocks nothing.
-                if tombstone is not None and _age(tombstone) <= self.grace:
+                # A delete of the target raced this move; a killed delete's tombstone (its process
+                # gone from this machine, or older than the grace period) blocks nothing.
+                if tombstone is not None and _age(tombstone) <= self.grace and not _holder_is_dead(tombstone):
                     self._undo_move(key, raw, current)
                     raise RefNotFoundError(
                         f"{self.location}: {version_id(target)} is being deleted (tombstones/{target}; one left by a "
@@ -557,7 +557,7 @@ class Repository:
         tombstone = f"tombstones/{number}"
         # The tombstone first, then the aliases: an alias move to this version either is
         # seen here, or sees the tombstone after its own write and undoes itself.
-        self._backend.write(tombstone, encode_manifest({"created": time.time()}))
+        self._backend.write(tombstone, encode_manifest({"created": time.time(), **_holder()}))
         try:
             users = sorted(name for name, target in self.aliases().items() if target == number)
             if users:
@@ -616,7 +616,7 @@ class Repository:
                     report.keys_deleted.append(key)
             for key, _, _ in backend.list("tombstones/"):
                 raw = backend.read(key)
-                if raw is not None and _age(raw) > self.grace:  # a killed delete's
+                if raw is not None and (_age(raw) > self.grace or _holder_is_dead(raw)):  # a killed delete's
                     stale.append(key)
             for key in stale + backend.stale_temporaries(time.time() - self.grace):
                 backend.delete(key)
