@@ -1289,3 +1289,19 @@ def test_a_delete_killed_on_this_machine_blocks_no_alias_move(tmp_path: Path, da
     repo.set_alias("production", "v1")
     assert repo.aliases() == {"production": 1}
     assert repo.gc().keys_deleted == ["tombstones/1"]
+
+
+def test_an_alias_file_copied_by_hand_is_named(tmp_path: Path, data: Any) -> None:
+    import shutil
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.set_alias("production", "v1")
+    aliases = tmp_path / "repo" / "aliases"
+    shutil.copy(aliases / "production.json", aliases / "staging.json")
+    with pytest.raises(FormatError) as excinfo:
+        repo.load("staging")
+    assert str(excinfo.value) == (
+        f"{aliases / 'staging.json'}: the document belongs to alias 'production', not 'staging' (a copied file?): "
+        "set 'staging' with `treeshard alias` or Repository.set_alias instead"
+    )

@@ -69,6 +69,11 @@ def parse_alias(raw: bytes, name: str, where: str) -> dict[str, Any]:
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     check_newer(document, "treeshard_alias", ALIAS_FORMAT, where)
+    if isinstance(document, dict) and document.get("treeshard_alias") == ALIAS_FORMAT and isinstance(document.get("name"), str) and document["name"] != name:
+        raise FormatError(
+            f"{where}: the document belongs to alias {document['name'][:100]!r}, not {name!r} (a copied file?): "
+            f"set {name!r} with `treeshard alias` or Repository.set_alias instead"
+        )
     if not isinstance(document, dict) or document.get("treeshard_alias") != ALIAS_FORMAT or document.get("name") != name:
         raise FormatError(f"{where}: not a format-{ALIAS_FORMAT} alias document for {name!r}")
     history = document.get("history")
