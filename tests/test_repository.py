@@ -1305,3 +1305,47 @@ def test_an_alias_file_copied_by_hand_is_named(tmp_path: Path, data: Any) -> Non
         f"{aliases / 'staging.json'}: the document belongs to alias 'production', not 'staging' (a copied file?): "
         "set 'staging' with `treeshard alias` or Repository.set_alias instead"
     )
+
+
+def test_delete_an_alias(repo: treeshard.Repository, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An alias could be moved but never removed: a stale one (canary) kept its version from being deleted."""
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("canary", "v1")
+    repo.set_alias("production", "v2")
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.delete_alias("canary", expect="v2")
+    assert str(excinfo.value) == f"{repo.location}: alias 'canary' names v1, expected it to name v2"
+    assert repo.delete_alias("canary", expect="v1") == "v1"
+    assert repo.aliases() == {"production": 2}
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.delete_alias("canary")
+    assert str(excinfo.value) == f"{repo.location}: no alias 'canary'"
+    repo.delete("v1")
+    # A move that read the alias before another process removed it: retried as a new alias.
+    other = treeshard.Repository(repo.location, **_url_and_options(repo))
+    replace = repo._backend.replace
+
+    def removed_first(key: str, raw: bytes, tag: Any) -> bool:
+        monkeypatch.setattr(repo._backend, "replace", replace)
+        other.delete_alias("production")
+        return replace(key, raw, tag)
+
+    monkeypatch.setattr(repo._backend, "replace", removed_first)
+    repo.set_alias("production", "v2")
+    assert repo.aliases() == {"production": 2}
+    assert repo.alias_history("production") == [2]
+
+
+def test_delete_an_alias_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    treeshard.Repository(location).save(_forest(data, 2))
+    assert main(["alias", location, "canary", "v1"]) == 0
+    assert main(["alias", location, "canary", "--delete", "--expect", "v1"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["canary -> v1", "deleted alias canary (it named v1)"]
+    assert main(["alias", location, "canary", "--delete"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: no alias 'canary'\n"
+    assert main(["alias", location, "canary", "v1", "--delete"]) == 2
+    assert capsys.readouterr().err == "error: --delete takes no VERSION\n"

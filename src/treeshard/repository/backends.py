@@ -139,6 +139,16 @@ class LocalBackend:
             self.write(key, data)
             return True
 
+    def remove(self, key: str, tag: str) -> bool:
+        """Delete ``key`` if its content still has ``tag`` (compare-and-delete)."""
+        with self._locked(key):
+            current = self.read_tagged(key)
+            if current is None or current[1] != tag:
+                return False
+            self.delete(key)
+            _fsync_directory(self._path(key).parent)
+            return True
+
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         import fcntl
@@ -252,6 +262,14 @@ class MemoryBackend:
             self.objects[key] = (bytes(data), time.time())
             return True
 
+    def remove(self, key: str, tag: str) -> bool:
+        with self._lock:
+            entry = self.objects.get(key)
+            if entry is None or content_tag(entry[0]) != tag:
+                return False
+            del self.objects[key]
+            return True
+
     def delete(self, key: str) -> None:
         with self._lock:
             self.objects.pop(key, None)
@@ -356,6 +374,10 @@ class S3Backend:
                 "this botocore cannot send S3 conditional writes (If-None-Match / If-Match), which a repository "
                 "needs: upgrade s3fs and aiobotocore"
             ) from None
+        except FileNotFoundError:
+            if "IfMatch" in conditions:  # the object was deleted since it was read (an alias removed)
+                return False
+            raise RemoteStoreError(f"{self.location}/{key}: not found") from None
         except OSError as exc:
             if conditions and _precondition_failed(exc):
                 return False
@@ -383,6 +405,22 @@ class S3Backend:
                 raise RemoteStoreError(f"{self.location}/{key}: {exc}") from None
 
         self._run(remove())
+
+    def remove(self, key: str, tag: str) -> bool:
+        """``DeleteObject`` with ``If-Match``: False if the object changed or is gone."""
+
+        async def remove() -> bool:
+            try:
+                await self.fs._call_s3("delete_object", Bucket=self.bucket, Key=self._key(key), IfMatch=tag)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if _precondition_failed(exc):
+                    return False
+                raise RemoteStoreError(f"{self.location}/{key}: {exc}") from None
+            return True
+
+        return self._run(remove())
 
     def stale_temporaries(self, older_than: float) -> list[str]:
         return []  # a PUT is whole or absent: S3 keeps no partial objects

@@ -39,6 +39,12 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _alias(args: argparse.Namespace) -> int:
+    if args.delete:
+        if args.version is not None:
+            print("error: --delete takes no VERSION", file=sys.stderr)
+            return 2
+        print(f"deleted alias {args.name} (it named {_repository(args).delete_alias(args.name, expect=args.expect)})")
+        return 0
     if args.version is None and args.expect is not None:
         print("error: --expect needs a VERSION to move the alias to", file=sys.stderr)
         return 2
@@ -104,6 +110,7 @@ def add_parsers(commands: Any) -> None:
     alias.add_argument("name", help="the alias: a letter, then up to 63 letters, digits, '_' or '-'")
     alias.add_argument("version", nargs="?", help="a version id (v3), another alias or 'latest'; without it, show the alias and its history")
     alias.add_argument("--expect", metavar="VERSION", help="refuse unless the alias names this version now ('' : must not exist)")
+    alias.add_argument("--delete", action="store_true", help="remove the alias (the versions it named stay)")
     alias.set_defaults(run=_alias)
 
     rollback = commands.add_parser("rollback", help="move an alias back to the version it named before")

@@ -459,6 +459,26 @@ class Repository:
         self._move_alias(name, expected, back, None, check_policy=True)
         return version_id(result[0])
 
+    def delete_alias(self, name: str, *, expect: Any = None) -> str:
+        """Remove alias ``name`` (compare-and-delete); returns the id of the version it named.
+
+        ``expect``: the version it must name now, else :class:`~treeshard.AliasConflictError`.
+        The versions it named stay (:meth:`delete` them, then :meth:`gc`).
+        """
+        name = check_alias_name(name)
+        expected = _expected(expect)
+        for _ in range(1000):
+            current = read_alias(self._backend, name)
+            if current is None:
+                raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
+            document, tag = current
+            if expected not in ("any", document["version"]):
+                wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
+                raise AliasConflictError(f"{self.location}: alias {name!r} names {version_id(document['version'])}, expected it {wanted}")
+            if self._backend.remove(alias_key(name), tag):
+                return version_id(document["version"])
+        raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
+
     def _move_alias(self, name: str, expected: int | None | str, step: Any, public_key: str | None, *, check_policy: bool = False) -> None:
         key = alias_key(name)
         for _ in range(1000):
