@@ -845,11 +845,15 @@ def test_gc_and_the_command_line_refuse_a_folder_that_is_not_a_repository(tmp_pa
         assert str(excinfo.value) == NOT_A_REPOSITORY.format(location=str(tmp_path / "nowhere"))
 
 
-def test_an_emptied_repository_has_no_version_yet(tmp_path: Path, data: Any) -> None:
+def test_an_emptied_repository_has_no_version_yet(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
     repo = treeshard.Repository(tmp_path / "repo")
     repo.save(_forest(data, 2))
     repo.delete("v1")
     assert repo.exists()
+    assert main(["log", repo.location]) == 0
+    assert capsys.readouterr().out == f"{repo.location}: no versions (every one was deleted)\n"
     with pytest.raises(RefNotFoundError) as excinfo:
         repo.load("latest")
     assert str(excinfo.value) == f"{repo.location}: the repository has no version yet"

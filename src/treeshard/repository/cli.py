@@ -26,6 +26,8 @@ def _log(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"aliases": {k: f"v{v}" for k, v in repo.aliases().items()}, "versions": [v.to_dict() for v in versions]}, indent=2, sort_keys=True))
         return 0
+    if not versions:
+        print(f"{repo.location}: no versions (every one was deleted)")
     for info in reversed(versions):
         names = f" ({', '.join(info.aliases)})" if info.aliases else ""
         print(f"{info.id}{names}  {info.created}  {info.model.get('estimator')} {info.model.get('n_trees')} trees  digest {info.digest[:12]}")
