@@ -170,7 +170,7 @@ class BudgetedScoring:
 
 
 # --------------------------------------------------------------------------- table
-def table(names: list[str], repeat: int) -> None:
+def table(names: list[str], repeat: int, *, open_only: bool = False) -> None:
     import numpy as np
 
     import treeshard
@@ -183,6 +183,8 @@ def table(names: list[str], repeat: int) -> None:
         treeshard.open(ts).close()
         print(f"open: {median_time(lambda: treeshard.open(ts).close(), repeat * 5) * 1e3:.2f} ms; "
               f"lazy load: {median_time(lambda: treeshard.load(ts), repeat * 5) * 1e3:.2f} ms")
+        if open_only:
+            continue
         if name == "RF-XL":
             size = int(cached.meta["model"]["nbytes"])
             budget = size // 4
@@ -227,5 +229,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("models", nargs="*", default=["RF-L", "GB-M"])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--open-only", action="store_true", help="only the open and lazy load times")
     args = parser.parse_args()
-    table(args.models, args.repeat)
+    table(args.models, args.repeat, open_only=args.open_only)
