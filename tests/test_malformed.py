@@ -271,8 +271,18 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
         ConfigError,
         r"unknown estimator id 'sklearn.linear_model.LogisticRegression'",
     ),
-    "wrong format_version": (setting("format_version", 2), UnsupportedFormatVersionError, r"config.format_version: 2 is not supported"),
-    "format_version 0": (setting("format_version", 0), UnsupportedFormatVersionError, r"config.format_version: 0 is not supported"),
+    "wrong format_version": (
+        setting("format_version", 2),
+        UnsupportedFormatVersionError,
+        r"^config.format_version: 2 is not supported \(this treeshard reads 1\): a newer treeshard wrote it \(versions.treeshard: '[^']+'\); "
+        r"upgrade treeshard \(pip install --upgrade treeshard\) to read it$",
+    ),
+    "newer format, no writer version": (
+        config_edit(lambda cfg: (_set(cfg, "format_version", 7), _del(cfg, "versions.treeshard"))),
+        UnsupportedFormatVersionError,
+        r"^config.format_version: 7 is not supported \(this treeshard reads 1\): a newer treeshard wrote it; upgrade treeshard \(pip install --upgrade treeshard\) to read it$",
+    ),
+    "format_version 0": (setting("format_version", 0), UnsupportedFormatVersionError, r"^config.format_version: 0 is not supported \(this treeshard reads 1\)$"),
     "format_version string": (setting("format_version", "1"), ConfigError, r"config.format_version: expected an integer, got str"),
     "config nested too deep": (setting("metadata", {"deep": nested(70)}), ConfigError, r"config: nested deeper than 64 levels"),
     "versions not strings": (setting("versions.sklearn", 1.9), ConfigError, r"config.versions.sklearn: expected a string, got float"),

@@ -719,7 +719,7 @@ def test_unsupported_format_version(tmp_path: Path) -> None:
     treeshard.save(_small_pipeline(), str(path))
     edit_config(path, lambda r: r.__setitem__("format_version", 2))
     reseal(str(path))
-    with pytest.raises(treeshard.UnsupportedFormatVersionError, match=r"^config.format_version: 2 is not supported \(this treeshard reads 1\)$"):
+    with pytest.raises(treeshard.UnsupportedFormatVersionError, match=r"^config.format_version: 2 is not supported \(this treeshard reads 1\): a newer treeshard wrote it \(versions.treeshard: '[^']+'\); upgrade treeshard \(pip install --upgrade treeshard\) to read it$"):
         treeshard.load(str(path))
 
 
