@@ -185,10 +185,26 @@ def test_convert_refuses_to_overwrite_without_flag(joblib_file, store, capsys):
     before = store.read_bytes()
     code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet"], capsys)
     assert code == 1
-    assert "exists; pass overwrite=True to replace it" in err
+    assert err == f"error: {str(store)!r} exists; pass --overwrite to replace it\n"
     assert store.read_bytes() == before
     code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet", "--overwrite"], capsys)
     assert code == 0, err
+
+
+def test_convert_refuses_an_existing_store_before_unpickling(store, tmp_path, capsys, monkeypatch):
+    """The target is checked first: no trusted file is unpickled (which may take minutes) for a save that cannot happen."""
+    import treeshard.convert
+
+    def unpickled(path):
+        raise AssertionError("unpickled before the target was checked")
+
+    monkeypatch.setattr(treeshard.convert, "load_trusted_pickle", unpickled)
+    before = store.read_bytes()
+    code, _, err = run(["convert", tmp_path / "model.joblib", store, "--trust-pickle", "--quiet"], capsys)
+    assert (code, err) == (1, f"error: {str(store)!r} exists; pass --overwrite to replace it\n")
+    assert store.read_bytes() == before
+    with pytest.raises(treeshard.StoreExistsError, match=r"exists; pass overwrite=True to replace it$"):
+        treeshard.convert_pickle(tmp_path / "model.joblib", store)
 
 
 def test_convert_unsupported_estimator_exits_1(tmp_path, capsys):

@@ -87,8 +87,13 @@ def _convert(args: argparse.Namespace) -> int:
         )
         return 2
     from .convert import convert_pickle
+    from .errors import StoreExistsError
 
-    convert_pickle(args.model, args.store, codec=args.codec, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        convert_pickle(args.model, args.store, codec=args.codec, overwrite=args.overwrite, progress=not args.quiet)
+    except StoreExistsError as exc:
+        print(f"error: {exc}".replace("pass overwrite=True", "pass --overwrite"), file=sys.stderr)
+        return 1
     return 0
 
 
