@@ -15,9 +15,11 @@ the CPU time (``time.thread_time``) spent in each stage of the load path:
   weighted counts, no GIL);
 - ``fill``: values and the compiled check that writes node records into the
   trees (the caller's thread, GIL released), of which ``check`` alone;
+- ``touch``: the reader thread faulting in the heap pages a batch's trees will
+  take (``PageReserve.touch``, glibc only), stopped where the caller catches up;
 - ``caller``: the caller's thread's CPU time in all (the rest of ``cpu`` is the
   reader thread's), and ``waiting``: its wall time without CPU (waiting for a
-  read, the GIL or a core).
+  read, the GIL or a core); ``caller faults``: the page faults it took itself.
 
 Stages nest (``kernel`` runs inside ``read``), so the columns do not add
 up to the total; the process's own CPU time, wall time and minor page faults
@@ -65,6 +67,25 @@ def _timed_stages() -> collections.defaultdict[str, float]:
     wrap(_kernels, "decode_batch", "kernel")  # imported by chunks at each call
     wrap(lazy.TreeSource, "fill", "fill")
     wrap(lazy, "check_trees_into", "check")
+    page_reserve = lazy.TreeSource.page_reserve
+
+    class TimedReserve:  # PageReserve is a compiled class: its touch is timed through this
+        def __init__(self, reserve: Any) -> None:
+            self.reserve, self.stop, self.release = reserve, reserve.stop, reserve.release
+
+        def touch(self) -> int:
+            start = time.thread_time()
+            try:
+                return self.reserve.touch()
+            finally:
+                with lock:
+                    spent["touch"] += time.thread_time() - start
+
+    def timed_reserve(source: Any, batch: Any) -> Any:
+        reserve = page_reserve(source, batch)
+        return None if reserve is None else TimedReserve(reserve)
+
+    lazy.TreeSource.page_reserve = timed_reserve
     return spent
 
 
@@ -86,17 +107,18 @@ def main(argv: list[str] | None = None) -> None:
         rows: list[dict[str, float]] = []
         for _ in range(args.repeat):
             spent.clear()
-            usage = resource.getrusage(resource.RUSAGE_SELF)
+            usage, own = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_THREAD)
             cpu, wall, caller = time.process_time(), time.perf_counter(), time.thread_time()
             model = treeshard.load(path, lazy=False)
             wall, cpu, caller = time.perf_counter() - wall, time.process_time() - cpu, time.thread_time() - caller
-            after = resource.getrusage(resource.RUSAGE_SELF)
-            rows.append({"wall": wall, "cpu": cpu, "caller": caller, "waiting": wall - caller, **spent, "faults": float(after.ru_minflt - usage.ru_minflt)})
+            after, own_after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_THREAD)
+            faults = {"faults": float(after.ru_minflt - usage.ru_minflt), "caller faults": float(own_after.ru_minflt - own.ru_minflt)}
+            rows.append({"wall": wall, "cpu": cpu, "caller": caller, "waiting": wall - caller, **spent, **faults})
             del model
     print(f"eager load of {args.model}, medians of {args.repeat} (ms; faults counted)")
     for key in rows[0]:
         value = statistics.median(row.get(key, 0.0) for row in rows)
-        print(f"  {key:9s} {value:10,.0f}" if key == "faults" else f"  {key:9s} {value * 1e3:10.1f}")
+        print(f"  {key:13s} {value:10,.0f}" if key.endswith("faults") else f"  {key:13s} {value * 1e3:10.1f}")
 
 
 if __name__ == "__main__":

@@ -902,3 +902,110 @@ def test_a_batch_is_allocated_only_once_its_read_succeeded(chunked, monkeypatch,
     with pytest.raises(treeshard.IntegrityError, match=r"^nodes/threshold: chunk checksum mismatch at row 0$"):
         list(source.trees(indices, batch_nodes=batch_nodes, workers=1, whole_chunks=True))
     assert allocated == [(b.first, b.stop) for b in batches[:-1]]
+
+
+# --------------------------------------------------------------------------- pre-faulted heap pages
+def test_a_page_reserve_touches_every_piece_until_stopped():
+    from treeshard._kernels import RESERVE_PIECE_BYTES as piece
+    from treeshard._kernels import PageReserve
+
+    assert PageReserve(0).pieces == 0 and PageReserve(-5).pieces == 0
+    assert PageReserve(1).pieces == 1 and PageReserve(piece).pieces == 1 and PageReserve(piece + 1).pieces == 2
+    reserve = PageReserve(10 * piece)
+    assert reserve.touch() == 10
+    reserve.release()
+    assert reserve.pieces == 0 and reserve.touch() == 0
+    stopped = PageReserve(10 * piece)
+    stopped.stop()
+    assert stopped.touch() == 0 and stopped.pieces == 10
+
+
+def test_a_page_reserve_released_during_a_touch_waits_for_it():
+    import threading
+
+    from treeshard._kernels import PageReserve
+
+    reserve = PageReserve(1 << 30)  # 8,193 pieces: far more than the touch gets to before it is stopped
+    pieces = reserve.pieces
+    touched = []
+    thread = threading.Thread(target=lambda: touched.append(reserve.touch()))
+    thread.start()
+    while not touched and not thread.is_alive():
+        pass
+    reserve.release()  # stops the touch, waits for it, then frees
+    thread.join()
+    assert reserve.pieces == 0
+    assert len(touched) == 1 and touched[0] < pieces
+
+
+def test_each_batch_reserves_its_trees_pages_and_releases_them_before_building_them(chunked, monkeypatch):
+    from treeshard import lazy
+    from treeshard._kernels import RESERVE_PIECE_BYTES
+
+    monkeypatch.setattr(lazy, "_GLIBC", True)
+    original = chunked[0]
+    source = _eager_source(chunked, "zip")
+    indices = np.arange(len(original.estimators_))
+    batches = source.chunk_batches(indices, batch_nodes=CHUNK_ROWS)
+    assert len(batches) > 3
+    events = []
+    page_reserve, allocate = source.page_reserve, source.allocate
+
+    class Logged:
+        def __init__(self, batch):  # type: ignore[no-untyped-def]
+            self.batch, self.reserve = batch, page_reserve(batch)
+            events.append(("reserve", batch.first, self.reserve.pieces))
+
+        def touch(self):  # type: ignore[no-untyped-def]
+            return self.reserve.touch()
+
+        def stop(self):  # type: ignore[no-untyped-def]
+            self.reserve.stop()
+
+        def release(self):  # type: ignore[no-untyped-def]
+            events.append(("release", self.batch.first))
+            self.reserve.release()
+
+    def allocate_logged(first, stop):  # type: ignore[no-untyped-def]
+        events.append(("allocate", first))
+        return allocate(first, stop)
+
+    monkeypatch.setattr(source, "page_reserve", Logged)
+    monkeypatch.setattr(source, "allocate", allocate_logged)
+    got = list(source.trees(indices, batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True))
+    for estimator, (_, tree) in zip(original.estimators_, got, strict=True):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)
+    per_node = source.node_dtype.itemsize + 8 * source.layout.value_width
+    for batch in batches:
+        nbytes = int(source.node_counts[batch.first : batch.stop].sum()) * per_node + 64 * (batch.stop - batch.first)
+        assert ("reserve", batch.first, -(-nbytes // RESERVE_PIECE_BYTES)) in events
+        assert events.index(("release", batch.first)) + 1 == events.index(("allocate", batch.first))
+
+
+def test_an_abandoned_stream_stops_its_reserves(chunked, monkeypatch):
+    from treeshard import lazy
+
+    monkeypatch.setattr(lazy, "_GLIBC", True)
+    original = chunked[0]
+    source = _eager_source(chunked, "zip")
+    reserves = []
+    page_reserve = source.page_reserve
+    monkeypatch.setattr(source, "page_reserve", lambda batch: reserves.append(page_reserve(batch)) or reserves[-1])
+    trees = source.trees(np.arange(len(original.estimators_)), batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True)
+    next(trees)
+    trees.close()
+    assert len(reserves) > 3
+    assert all(reserve.touch() == 0 for reserve in reserves)  # stopped: a later touch does nothing
+
+
+def test_without_glibc_a_stream_reserves_no_pages(chunked, monkeypatch):
+    from treeshard import lazy
+
+    monkeypatch.setattr(lazy, "_GLIBC", False)
+    source = _eager_source(chunked, "zip")
+    batch = source.chunk_batches(np.arange(3), batch_nodes=CHUNK_ROWS)[0]
+    assert source.page_reserve(batch) is None
+    original = chunked[0]
+    got = list(source.trees(np.arange(len(original.estimators_)), batch_nodes=CHUNK_ROWS, workers=1, whole_chunks=True))
+    for estimator, (_, tree) in zip(original.estimators_, got, strict=True):
+        assert _node_bytes(tree) == _node_bytes(estimator.tree_)

@@ -2058,3 +2058,114 @@ def weighted_counts_valid(const double[::1] weights, const int32_t[:, ::1] count
     with nogil:
         ok = _weighted_counts_valid(weights, counts)
     return ok
+
+
+# --------------------------------------------------------------------------- pre-faulted heap
+# sklearn's Tree.__setstate__ mallocs each tree's arrays and copies into them holding the
+# GIL: in a fresh process every page of them is faulted in there, on the eager load's
+# critical path (about a third of it for RF-L). A PageReserve is heap memory of the size a
+# batch's trees will ask for: allocated by the caller's thread (its malloc arena), its pages
+# faulted in by the reader thread (no GIL), and freed by the caller just before it builds
+# the batch's trees, whose mallocs then reuse those pages. Small pieces: malloc serves them
+# from the heap (an mmap'ed block would be unmapped on free); a guard allocated after them
+# keeps the freed pieces from joining the heap's top (which free may return to the system).
+
+cdef extern from *:
+    """
+    static int treeshard_flag_get(volatile unsigned char* flag) { return *flag; }
+    static void treeshard_flag_set(volatile unsigned char* flag) { *flag = 1; }
+    """
+    int treeshard_flag_get(unsigned char* flag) noexcept nogil
+    void treeshard_flag_set(unsigned char* flag) noexcept nogil
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
+
+cdef enum:
+    RESERVE_PIECE = 131072 - 64  # bytes per piece: a malloc chunk below glibc's smallest mmap threshold (128 KiB)
+    PAGE = 4096
+
+#: Bytes per piece of a :class:`PageReserve`.
+RESERVE_PIECE_BYTES = RESERVE_PIECE
+
+
+cdef class PageReserve:
+    """``nbytes`` of heap memory to fault in off the caller's thread (see above).
+
+    Best effort: if memory is short, fewer pieces are reserved. ``touch()`` (any thread,
+    GIL-free) writes one byte per page until every piece is touched or ``stop()`` is
+    called, and returns the pieces it touched; ``release()`` stops a running ``touch()``,
+    waits for it and frees the pieces; the guard is freed with the object.
+
+    >>> reserve = PageReserve(1 << 20)
+    >>> reserve.touch() == reserve.pieces
+    True
+    >>> reserve.release()
+    """
+
+    cdef void** _pieces
+    cdef Py_ssize_t _count
+    cdef void* _guard
+    cdef unsigned char _stop
+    cdef bint _busy  # a touch() runs (set and cleared holding the GIL)
+
+    def __cinit__(self, Py_ssize_t nbytes):
+        cdef Py_ssize_t i, want = (nbytes + RESERVE_PIECE - 1) // RESERVE_PIECE if nbytes > 0 else 0
+        self._pieces = <void**> malloc((want if want > 0 else 1) * sizeof(void*))
+        if self._pieces == NULL:
+            return
+        for i in range(want):
+            self._pieces[i] = malloc(RESERVE_PIECE)
+            if self._pieces[i] == NULL:
+                break
+            self._count += 1
+        self._guard = malloc(64)
+
+    @property
+    def pieces(self) -> int:
+        """Pieces reserved (0 once released)."""
+        return self._count
+
+    def touch(self) -> int:
+        cdef Py_ssize_t i, offset, done = 0
+        cdef unsigned char* piece
+        if self._busy:
+            raise RuntimeError("PageReserve.touch: already running in another thread")
+        self._busy = True
+        try:
+            with nogil:
+                for i in range(self._count):
+                    if treeshard_flag_get(&self._stop):
+                        break
+                    piece = <unsigned char*> self._pieces[i]
+                    offset = 0
+                    while offset < RESERVE_PIECE:
+                        piece[offset] = 0
+                        offset += PAGE
+                    piece[RESERVE_PIECE - 1] = 0  # the piece's last page, if it starts one
+                    done += 1
+        finally:
+            self._busy = False
+        return done
+
+    def stop(self) -> None:
+        """Make a running or later ``touch()`` return at its next piece."""
+        treeshard_flag_set(&self._stop)
+
+    def release(self) -> None:
+        cdef Py_ssize_t i
+        self.stop()
+        while self._busy:  # a touch() in another thread returns within one piece
+            with nogil:
+                sched_yield()
+        for i in range(self._count):
+            free(self._pieces[i])
+        self._count = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self._pieces != NULL:
+            for i in range(self._count):
+                free(self._pieces[i])
+            free(self._pieces)
+        free(self._guard)
