@@ -558,6 +558,27 @@ def test_cache_refuses_a_file_that_does_not_match_the_record(http_server: Any, t
     assert not (tmp_path / source.digest / shard).exists()
 
 
+def test_a_cache_directory_that_cannot_be_written_is_named(http_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a FileNotFoundError/NotADirectoryError from mkdir (a missing store's type): the variable to fix."""
+    model, X, _ = _fit("RandomForestClassifier")
+    name = _unique(".zip")
+    treeshard.save(model, http_server.root / name)
+    url = f"{http_server.url}/{name}"
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv(remote.CACHE_ENV, str(blocker))
+    for opening in (treeshard.load, treeshard.Predictor):
+        with pytest.raises(treeshard.RemoteStoreError) as caught:
+            opening(url)
+        assert str(caught.value) == (
+            f"{url}: cannot write the cache under {str(blocker)!r} (NotADirectoryError: Not a directory): "
+            "set TREESHARD_CACHE_DIR to a writable directory (on AWS Lambda, one under /tmp) or unset it"
+        )
+    assert blocker.read_bytes() == b""
+    monkeypatch.delenv(remote.CACHE_ENV)
+    assert np.array_equal(treeshard.Predictor(url).predict(X), model.predict(X))
+
+
 # --------------------------------------------------------------------------- writing
 def test_http_is_read_only(http_server: Any) -> None:
     with pytest.raises(treeshard.InvalidStoreError, match="read-only"):
