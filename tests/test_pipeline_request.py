@@ -131,6 +131,7 @@ BAD = [
     ({"x": 0.1, "city": ["a"]}, "column 'x': expected a list or 1-D array of values, got float (one row is a list of one value)"),
     ({"x": np.zeros((1, 1)), "city": ["a"]}, "column 'x': expected a 1-D array, got a 2-D array"),
     ({"x": [], "city": []}, "the request has no rows"),
+    ([], "the request has no rows"),
     ([{"x": 0.1, "city": "a"}, ["b"]], "record 1: expected a mapping of column -> value, got list"),
     ([{"x": 0.1, "city": "a"}, {"x": 0.2}], "record 1 has other columns than record 0: ['city']"),
     ([{"x": 0.1}], "missing column(s) ['city']: the pipeline reads them"),

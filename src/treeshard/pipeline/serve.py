@@ -1284,6 +1284,10 @@ class PipelinePredictor:
         return step
 
     def _check(self, X: Any) -> Any:
+        if isinstance(X, list) and not X and hasattr(self, "input_kinds_"):  # "[]": a JSON list of no records
+            from ..errors import RequestError
+
+            raise RequestError("the request has no rows")
         if is_request(X):
             kinds = getattr(self, "input_kinds_", None)
             if kinds is None:
