@@ -232,6 +232,83 @@ def test_pickled_and_copied_models_keep_dispatching(tmp_path, builds):
     assert builds  # the copies scored with an engine
 
 
+def _without_collection():  # type: ignore[no-untyped-def]
+    """Garbage collection off (as between two full collections of a busy server)."""
+    import contextlib
+    import gc
+
+    @contextlib.contextmanager
+    def disabled():  # type: ignore[no-untyped-def]
+        gc.collect()
+        gc.disable()
+        try:
+            yield
+        finally:
+            gc.enable()
+
+    return disabled()
+
+
+@pytest.mark.parametrize("cls, task", [(RandomForestClassifier, "multiclass"), (RandomForestRegressor, "regression")])
+def test_a_dropped_lazy_forest_is_freed_at_once(cls, task):
+    import weakref
+
+    _, store, X, _ = saved(cls, task)
+    with _without_collection():
+        model = treeshard.load(store)
+        model.apply(X[:3])  # builds the engine
+        trees, state = weakref.ref(model.estimators_), weakref.ref(model.__dict__["apply"])
+        del model
+        assert trees() is None and state() is None  # by reference counting alone
+
+
+def test_a_dropped_histogram_boosting_model_is_freed_at_once():
+    import weakref
+
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X, y = make_data("multiclass")
+    store = zarr.storage.MemoryStore()
+    treeshard.save(HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, y), store)
+    with _without_collection():
+        model = treeshard.load(store)
+        model.predict(X[:3])  # builds the engine
+        method = weakref.ref(model.__dict__["predict"])
+        del model
+        assert method() is None
+
+
+def test_a_method_kept_alone_predicts_after_its_forest_is_dropped(builds):
+    import weakref
+
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    with _without_collection():
+        model = treeshard.load(store)
+        forest = weakref.ref(model)
+        proba, apply = model.predict_proba, model.apply
+        del model
+        assert forest() is None
+        assert_equal_outputs(original.predict_proba(X), proba(X), "predict_proba")
+        assert_equal_outputs(original.apply(X), apply(X), "apply")
+        assert builds  # still the engine
+        assert proba.forest.__dict__ is apply.forest.__dict__ and type(proba.forest) is RandomForestClassifier  # the same attributes
+        assert_equal_outputs(original.predict(X), proba.forest.predict(X), "predict")  # sklearn's, from the same trees
+        copied = pickle.loads(pickle.dumps(proba))
+        assert_equal_outputs(original.predict_proba(X), copied(X), "pickled")
+        trees = weakref.ref(proba.forest.estimators_)
+        del proba, apply, copied
+        assert trees() is None
+
+
+def test_a_shallow_copy_keeps_predicting_after_the_original_is_dropped():
+    original, store, X, _ = saved(RandomForestClassifier, "multiclass")
+    model = treeshard.load(store)
+    shallow = copy.copy(model)
+    del model
+    assert_equal_outputs(original.predict_proba(X), shallow.predict_proba(X), "shallow copy")
+    assert_equal_outputs(original.predict(X), shallow.predict(X), "shallow copy")
+
+
 # --------------------------------------------------------------------------- selections and memory
 @pytest.mark.parametrize("selection", [slice(2, 7), [9, 1, 4], 5])
 def test_partial_loads_score_the_selected_trees(selection, builds):

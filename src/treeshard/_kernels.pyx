@@ -2110,7 +2110,7 @@ cdef class PageReserve:
     cdef bint _busy  # a touch() runs (set and cleared holding the GIL)
 
     def __cinit__(self, Py_ssize_t nbytes):
-        cdef Py_ssize_t i, want = (nbytes + RESERVE_PIECE - 1) // RESERVE_PIECE if nbytes > 0 else 0
+        cdef Py_ssize_t i, want = nbytes // RESERVE_PIECE + (1 if nbytes % RESERVE_PIECE else 0) if nbytes > 0 else 0
         self._pieces = <void**> malloc((want if want > 0 else 1) * sizeof(void*))
         if self._pieces == NULL:
             return

@@ -31,9 +31,12 @@ eagerly) gets the same treatment (:class:`HistDispatch`): ``predict``, and
 columns the load read) while the model holds the loaded trees and has no
 categorical preprocessor (DataFrames and categorical models go to sklearn).
 
-The methods hold a reference to their forest: ``clone``, ``pickle`` and
-``copy.deepcopy`` give the copy its own, but a shallow ``copy.copy`` shares
-the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
+The methods refer to their forest's attributes, not to the forest itself: a
+dropped model is freed at once (no reference cycle), and a method kept alone
+(``predict = treeshard.load(path).predict``) keeps what it needs. ``clone``,
+``pickle`` and ``copy.deepcopy`` give the copy its own methods, but a shallow
+``copy.copy`` shares the original's (as it shares its ``estimators_``); refit
+a ``clone`` instead.
 
 >>> import treeshard                                          # doctest: +SKIP
 >>> model = treeshard.load("rf.zip")                          # doctest: +SKIP
@@ -45,6 +48,7 @@ the original's (as it shares its ``estimators_``); refit a ``clone`` instead.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -72,15 +76,36 @@ def install(forest: Any) -> None:
 class SmallBatchDispatch:
     """``forest.<name>``: the flat engine where it gives sklearn's answer, sklearn's own method otherwise.
 
+    It refers to its forest weakly and to the forest's attributes (its ``__dict__``)
+    strongly: a dropped model is freed at once, not at the next full garbage collection
+    (a strong reference back from its own attribute would make a cycle). When the forest
+    goes, its methods leave its attributes; one kept alone (``predict =
+    treeshard.load(path).predict``) still predicts, from the attributes it holds.
+
     (The name is from when only small batches went to the engine; kept so pickles still load.)
     """
 
     def __init__(self, forest: Any, name: str) -> None:
-        self.forest = forest
         self.name = name
         self.__name__ = name
         self.__qualname__ = f"{type(forest).__name__}.{name}"
         self.__doc__ = getattr(type(forest), name).__doc__
+        self._class = type(forest)
+        self._state = forest.__dict__
+        self._forest = weakref.ref(forest, _leave_attributes(forest.__dict__, name))
+        self._orphan: Any = None
+
+    @property
+    def forest(self) -> Any:
+        """The forest; once it is gone, an object of its class holding the same attributes."""
+        forest = self._forest()
+        if forest is None:
+            if self._orphan is None:
+                orphan = self._class.__new__(self._class)
+                orphan.__dict__ = self._state  # the dispatches left it: no cycle
+                self._orphan = orphan
+            forest = self._orphan
+        return forest
 
     def __call__(self, X: Any) -> Any:
         forest = self.forest
@@ -105,6 +130,17 @@ class SmallBatchDispatch:
 
     def __repr__(self) -> str:
         return f"<treeshard dispatch: {self.__qualname__}, flat engine>"
+
+
+def _leave_attributes(state: dict[str, Any], name: str) -> Callable[[Any], None]:
+    """What runs when a forest is freed: its method ``name`` leaves its attributes ``state``
+    (freeing both, unless the method is kept elsewhere)."""
+
+    def leave(_: Any) -> None:
+        if isinstance(state.get(name), SmallBatchDispatch):
+            del state[name]
+
+    return leave
 
 
 def _engine_for(forest: Any, X: Any) -> Any:
