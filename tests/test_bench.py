@@ -229,6 +229,19 @@ def test_repeats_below_one_are_refused(option, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {option} must be at least 1\n"
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_output_in_a_missing_directory_is_refused_before_the_run(option, tmp_path, capsys, monkeypatch):
+    def run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench.command, "bench_estimator", run)
+    store = tmp_path / "tiny.zip"
+    store.write_bytes(b"")  # never read: the options are checked first
+    target = tmp_path / "missing" / "out.file"
+    assert main(["bench", str(store), option, str(target), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {option} {target}: the directory {str(tmp_path / 'missing')!r} does not exist\n"
+
+
 def test_a_model_a_peer_cannot_convert_is_skipped_with_the_reason(tiny_model, tmp_path, monkeypatch):
     def cannot(estimator, path):
         raise NotImplementedError("Unable to find a shape calculator for type <class 'Forest'>.\nIt usually means...")

@@ -62,6 +62,11 @@ def main(args: argparse.Namespace) -> int:
         except ImportError:
             print("error: --plot needs matplotlib: pip install 'treeshard[bench]' (or pip install matplotlib)", file=sys.stderr)
             return 2
+    for option, value in (("--json", args.json), ("--plot", args.plot)):
+        # checked before the run, which may take many minutes, instead of when writing after it
+        if value and not Path(value).resolve().parent.is_dir():
+            print(f"error: {option} {value}: the directory {str(Path(value).parent)!r} does not exist", file=sys.stderr)
+            return 2
     for option, value in (("--repeat", args.repeat), ("--save-repeat", args.save_repeat)):
         if value < 1:
             print(f"error: {option} must be at least 1", file=sys.stderr)
