@@ -37,16 +37,20 @@ _TYPE_NAMES = {"float": "a number or null", "int": "a number or null", "object":
 
 
 def is_request(X: Any) -> bool:
-    """``X`` is a mapping of columns or a non-empty list of records (mappings)."""
+    """``X`` is a mapping of columns or a non-empty list of records (mappings); not a scipy
+    ``dok`` matrix, which is a dict too."""
+    if type(X).__module__.startswith("scipy."):
+        return False
     return isinstance(X, Mapping) or (isinstance(X, list) and len(X) > 0 and isinstance(X[0], Mapping))
 
 
-def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[str, Any], int]:
+def request_columns(X: Any, names: list[str], needed: set[str], *, what: str = "pipeline") -> tuple[dict[str, Any], int]:
     """The request's columns by name (in fit order, only those prediction reads) and its row count.
 
     ``names`` are the pipeline's ``feature_names_in_``; ``needed`` the ones its
     steps read (a ``ColumnTransformer`` may drop some: they may be left out,
-    and when given they are neither checked nor converted).
+    and when given they are neither checked nor converted); ``what`` the messages name (a single
+    model's Predictor takes requests too).
     """
     known = set(names)
     if isinstance(X, Mapping):
@@ -61,10 +65,10 @@ def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[st
         keys = list(X[0])
     extra = [str(k) for k in keys if k not in known]
     if extra:
-        raise RequestError(f"unknown column(s) {extra[:10]}: the pipeline was fitted on {len(names)} columns (its feature_names_in_)")
+        raise RequestError(f"unknown column(s) {extra[:10]}: the {what} was fitted on {len(names)} columns (its feature_names_in_)")
     missing = [name for name in names if name in needed and name not in keys]
     if missing:
-        raise RequestError(f"missing column(s) {missing[:10]}: the pipeline reads them")
+        raise RequestError(f"missing column(s) {missing[:10]}: the {what} reads them")
     if given is not None:
         columns = {name: given[name] for name in names if name in given and name in needed}
         for name, values in columns.items():

@@ -17,7 +17,7 @@ from ..columns import NodeColumns
 from ..errors import UnsupportedEstimatorError
 from ..record import Config
 from ..validate import check_trees, validate_tree_ptr
-from .inputs import as_float32, blocks, check_feature_names
+from .inputs import as_float32, blocks, check_feature_names, request_columns
 from .links import expit, normalized_exp, softmax
 from .model import model_from_config, read_columns
 from .registry import PredictorMeta, PredictorMethod
@@ -292,7 +292,12 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None, finite: bool = True) -> Any:
         """``X`` checked and converted like sklearn's ``validate_data`` (:mod:`.inputs`);
         ``name`` is the estimator sklearn's messages name (default: this one)."""
-        check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
+        names = getattr(self, "feature_names_in_", None)
+        columns = request_columns(X, names, ["float"] * self.n_features_in_)
+        if columns is not None:  # a JSON-style request, by the names the model was fitted on
+            X = np.column_stack(columns)
+        else:
+            check_feature_names(X, names, self.estimator)
         return as_float32(X, name=name or self.estimator, n_features_in=self.n_features_in_, allow_nan=allow_nan, finite=finite)
 
     # ------------------------------------------------------------------ scoring
