@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -256,3 +257,12 @@ def test_read_path_never_imports_the_pickle_converter(store):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]
+
+
+def test_output_piped_into_a_reader_that_leaves_is_not_an_error(store):
+    """`treeshard info --json | head -1`: no "error: [Errno 32] Broken pipe", no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone: the first write breaks the pipe
+    done = subprocess.run([sys.executable, "-m", "treeshard", "info", "--json", str(store)], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")
