@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="describe a store without loading its trees")
-    info.add_argument("store", help="store directory or .zip file")
+    info.add_argument("store", help="store directory, .zip file, URL (s3://..., https://...) or REPO@REF")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(run=_info)
 
