@@ -139,6 +139,17 @@ def test_no_command_is_a_usage_error(capsys):
     assert caught.value.code == 2
 
 
+def test_info_shows_metadata_as_written(model, tmp_path, capsys):
+    """Non-ASCII metadata is printed as the characters, not as JSON escapes (--json keeps them escaped)."""
+    path = tmp_path / "modèle.zip"
+    treeshard.save(model, path, metadata={"équipe": "forêt 🌲"})
+    code, out, err = run(["info", path], capsys)
+    assert code == 0, err
+    assert 'metadata        {"équipe": "forêt 🌲"}' in out.splitlines()
+    code, out, _ = run(["info", path, "--json"], capsys)
+    assert json.loads(out)["metadata"] == {"équipe": "forêt 🌲"}
+
+
 # --------------------------------------------------------------------------- convert
 @pytest.fixture
 def joblib_file(model, tmp_path) -> Path:

@@ -51,7 +51,7 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:
-        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True))
+        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True, ensure_ascii=False))
     lines.append("arrays")
     width = max(len(name) for name in info.arrays) if info.arrays else 0
     for name, stats in info.arrays.items():
