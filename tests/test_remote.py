@@ -7,6 +7,7 @@ requests they answer, so frugality is asserted where it happens.
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import sys
 import uuid
@@ -556,6 +557,21 @@ def test_cache_refuses_a_file_that_does_not_match_the_record(http_server: Any, t
     with pytest.raises(treeshard.IntegrityError, match="does not match"):
         source.get_range(shard, 0, 4)
     assert not (tmp_path / source.digest / shard).exists()
+
+
+def test_a_joblib_file_at_a_url_gets_the_convert_hint(http_server: Any) -> None:
+    (http_server.root / "model.joblib").write_bytes(b"\x80\x04not a store")
+    url = f"{http_server.url}/model.joblib"
+    message = (
+        f"{url!r} is not a treeshard store (no zarr.json): by its name a joblib or pickle file. Loading a pickle runs "
+        "whatever code it holds: if you made it or fully trust it, download it and convert it once with "
+        "`treeshard convert FILE model.zip --trust-pickle`"
+    )
+    for opening in (treeshard.load, treeshard.open, treeshard.Predictor):
+        with pytest.raises(treeshard.StoreNotFoundError, match=f"^{re.escape(message)}$"):
+            opening(url)
+    with pytest.raises(treeshard.StoreNotFoundError, match=r"is not a treeshard store \(no zarr.json\)$"):
+        treeshard.open(f"{http_server.url}/")
 
 
 def test_a_cache_directory_that_cannot_be_written_is_named(http_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

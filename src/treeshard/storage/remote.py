@@ -614,5 +614,13 @@ def open_url_for_reading(
         return CachedSource(source, cache_dir)  # a warm open: one request (the digest record)
     if source.size(ROOT_METADATA) is None:
         source.close()
-        raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA})")
+        from .local import PICKLE_SUFFIXES
+
+        hint = ""
+        if url.rstrip("/").lower().endswith(PICKLE_SUFFIXES):
+            hint = (
+                ": by its name a joblib or pickle file. Loading a pickle runs whatever code it holds: if you made it "
+                "or fully trust it, download it and convert it once with `treeshard convert FILE model.zip --trust-pickle`"
+            )
+        raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA}){hint}")
     return CachedSource(source, cache_dir) if cache_dir is not None else source
