@@ -86,7 +86,11 @@ def check_directory_entries(path: Path) -> None:
             mode = os.lstat(entry).st_mode
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 rel = os.path.relpath(entry, path)
-                raise FormatError(f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe)")
+                raise FormatError(
+                    f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe): a directory store is "
+                    "plain files only; copy it with its links resolved (`cp -rL`, as for a Hugging Face or DVC "
+                    "cache of symlinks) or ship it as one .zip"
+                )
         if count > MAX_STORE_ENTRIES:
             raise FormatError(f"{str(path)!r}: more than {MAX_STORE_ENTRIES} entries")
 
