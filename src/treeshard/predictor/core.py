@@ -47,6 +47,10 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         Threads a large batch is scored with, as sklearn's ``n_jobs``: -1 for
         every core this process may use, -2 for all but one, None for 1.
         Outputs do not depend on it. Settable later as the attribute ``n_jobs``.
+    public_key : PEM bytes, path or Ed25519PublicKey, optional
+        Refuse a store not signed by this key (:class:`~treeshard.SignatureError`), as
+        :func:`treeshard.load` does: every chunk read is then checked against the signed
+        record (needs ``pip install 'treeshard[sign]'``).
 
     Attributes
     ----------
@@ -94,12 +98,24 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     _registry_root = True  # HistPredictor and PipelinePredictor count as Predictors (see .registry)
 
     def __init__(
-        self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1
+        self,
+        store: Any,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        check_chunks: bool = True,
+        n_jobs: int | None = -1,
+        public_key: Any = None,
     ) -> None:
         from ..reader import StoreReader
 
         self.n_jobs = n_jobs
         reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        if public_key is not None:
+            try:  # the root was checked against the record when opened; every later read is too
+                reader.check_signature(public_key)
+            except BaseException:
+                reader.close()
+                raise
         if reader.pipeline is not None:
             self._serve_pipeline(reader)
             return
