@@ -2078,8 +2078,27 @@ cdef extern from *:
     int treeshard_flag_get(unsigned char* flag) noexcept nogil
     void treeshard_flag_set(unsigned char* flag) noexcept nogil
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    #include <windows.h>
+    static void treeshard_yield(void) { SwitchToThread(); }
+    #else
+    #include <sched.h>
+    static void treeshard_yield(void) { sched_yield(); }
+    #endif
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #ifndef MADV_POPULATE_WRITE
+    #define MADV_POPULATE_WRITE 23
+    #endif
+    static int treeshard_populate(void* start, size_t length) { return madvise(start, length, MADV_POPULATE_WRITE); }
+    #else
+    static int treeshard_populate(void* start, size_t length) { return -1; }
+    #endif
+    """
+    void treeshard_yield() noexcept nogil
+    int treeshard_populate(void* start, size_t length) noexcept nogil
 
 cdef enum:
     RESERVE_PIECE = 131072 - 64  # bytes per piece: a malloc chunk below glibc's smallest mmap threshold (128 KiB)
@@ -2093,7 +2112,8 @@ cdef class PageReserve:
     """``nbytes`` of heap memory to fault in off the caller's thread (see above).
 
     Best effort: if memory is short, fewer pieces are reserved. ``touch()`` (any thread,
-    GIL-free) writes one byte per page until every piece is touched or ``stop()`` is
+    GIL-free) populates each piece's pages (``MADV_POPULATE_WRITE``, else one write per
+    page) until every piece is touched or ``stop()`` is
     called, and returns the pieces it touched; ``release()`` stops a running ``touch()``,
     waits for it and frees the pieces; the guard is freed with the object.
 
@@ -2129,6 +2149,7 @@ cdef class PageReserve:
     def touch(self) -> int:
         cdef Py_ssize_t i, offset, done = 0
         cdef unsigned char* piece
+        cdef uintptr_t first, last
         if self._busy:
             raise RuntimeError("PageReserve.touch: already running in another thread")
         self._busy = True
@@ -2138,11 +2159,16 @@ cdef class PageReserve:
                     if treeshard_flag_get(&self._stop):
                         break
                     piece = <unsigned char*> self._pieces[i]
-                    offset = 0
-                    while offset < RESERVE_PIECE:
-                        piece[offset] = 0
-                        offset += PAGE
-                    piece[RESERVE_PIECE - 1] = 0  # the piece's last page, if it starts one
+                    piece[0] = 0  # the pages at both ends, which the piece may share
+                    piece[RESERVE_PIECE - 1] = 0
+                    first = (<uintptr_t> piece + PAGE - 1) & ~(<uintptr_t> PAGE - 1)
+                    last = (<uintptr_t> piece + RESERVE_PIECE) & ~(<uintptr_t> PAGE - 1)
+                    # One madvise per piece (Linux 5.14+) costs less than a fault per page.
+                    if not (last > first and treeshard_populate(<void*> first, last - first) == 0):
+                        offset = 0
+                        while offset < RESERVE_PIECE:
+                            piece[offset] = 0
+                            offset += PAGE
                     done += 1
         finally:
             self._busy = False
@@ -2157,7 +2183,7 @@ cdef class PageReserve:
         self.stop()
         while self._busy:  # a touch() in another thread returns within one piece
             with nogil:
-                sched_yield()
+                treeshard_yield()
         for i in range(self._count):
             free(self._pieces[i])
         self._count = 0
