@@ -152,7 +152,7 @@ def _as_array(X: Any, dtype: Any = None) -> np.ndarray:
     return X
 
 
-def _check_dense(X: np.ndarray, first: str) -> None:
+def _check_dense(X: np.ndarray, root: Step) -> None:
     """The ValueError sklearn's first step raises for complex ``X`` or ``X`` that is not 2-D."""
     if np.iscomplexobj(X):
         raise ValueError(f"Complex data not supported\n{X}\n")
@@ -163,7 +163,7 @@ def _check_dense(X: np.ndarray, first: str) -> None:
             "feature or array.reshape(1, -1) if it contains a single sample."
         )
     if X.ndim > 2:
-        raise ValueError(f"Found array with dim {X.ndim}, while dim <= 2 is required by {first}.")
+        raise ValueError(f"Found array with dim {X.ndim}, while dim <= 2 is required by {_first_step(root).name}.")
 
 
 def _as_float(X: Any) -> np.ndarray:
@@ -1303,7 +1303,7 @@ class PipelinePredictor:
         elif not hasattr(X, "shape"):  # a scalar, None, a string, a tuple
             X = np.asarray(X)
         if isinstance(X, np.ndarray):
-            _check_dense(X, _first_step(self._root).name)
+            _check_dense(X, self._root)
         return X
 
     def predict(self, X: Any) -> np.ndarray:

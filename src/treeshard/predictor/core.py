@@ -309,7 +309,7 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         """``X`` checked and converted like sklearn's ``validate_data`` (:mod:`.inputs`);
         ``name`` is the estimator sklearn's messages name (default: this one)."""
         names = getattr(self, "feature_names_in_", None)
-        columns = request_columns(X, names, ["float"] * self.n_features_in_)
+        columns = None if type(X) is np.ndarray else request_columns(X, names, ["float"] * self.n_features_in_)
         if columns is not None:  # a JSON-style request, by the names the model was fitted on
             X = np.column_stack(columns)
         else:

@@ -199,7 +199,8 @@ class HistPredictor(Traversal):
         if hasattr(X, "tocsr") or hasattr(X, "sparse"):
             raise TypeError("Sparse data was passed for X, but dense data is required. Use '.toarray()' to convert to a dense numpy array.")
         names = getattr(self, "feature_names_in_", None)
-        request = request_columns(X, names, [self._category_kinds.get(i, "float") for i in range(self.n_features_in_)])
+        kinds = None if type(X) is np.ndarray else [self._category_kinds.get(i, "float") for i in range(self.n_features_in_)]
+        request = None if kinds is None else request_columns(X, names, kinds)
         if request is None:
             check_feature_names(X, names, self.estimator)
         elif self._preprocessor is None:
