@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 from collections import Counter
 
 import numpy as np
@@ -37,7 +38,7 @@ from sklearn.tree import DecisionTreeClassifier
 import treeshard
 from treeshard import MemoryBudgetError, TreeshardError
 from treeshard.columns import NODE_COLUMNS
-from treeshard.lazy import DEFAULT_BATCH_BYTES
+from treeshard.lazy import DEFAULT_BATCH_BYTES, TreeSource
 from treeshard.planning import parse_memory
 
 # --------------------------------------------------------------------------- parsing
@@ -131,7 +132,7 @@ def test_over_budget_forest_predicts_exactly_like_the_unbudgeted_one(method):
     budgeted = treeshard.load(store, max_memory="1MB")
     cache = budgeted.estimators_.cache
     assert cache.capacity_bytes == 10**6 // 4
-    assert budgeted.estimators_.batch_bytes == 10**6 // 8
+    assert budgeted.estimators_.batch_bytes == 10**6 // 64
     with np.errstate(divide="ignore"):
         got = getattr(budgeted, method)(X)
         assert_equal_outputs(unbudgeted_outputs(method), got, method)
@@ -209,7 +210,7 @@ def test_a_forest_within_the_budget_loads_as_without_one(extra):
     loaded = treeshard.load(store, max_memory=needed + extra, engine="sklearn")  # exactly the need fits
     estimators = loaded.estimators_
     assert estimators.cache.capacity_bytes is None
-    assert estimators.batch_bytes == DEFAULT_BATCH_BYTES
+    assert estimators.batch_bytes == min(DEFAULT_BATCH_BYTES, max(1, extra // 8 // 8))
     assert_equal_outputs(unbudgeted_outputs("predict_proba"), loaded.predict_proba(X), "predict_proba")
     assert len(estimators.cache) == 24  # every tree stays in memory, as without a budget
     assert estimators.cache.nbytes == needed
@@ -288,7 +289,7 @@ def test_single_tree_over_budget_raises():
 def test_eager_forest_over_budget_raises():
     store, _, _, needed = budget_forest()
     counting = CountingStore(store)
-    with pytest.raises(MemoryBudgetError, match="lazily: only forests stream trees") as caught:
+    with pytest.raises(MemoryBudgetError, match=r"cannot load with lazy=False: only lazily loaded forests stream trees \(load lazily") as caught:
         treeshard.load(counting, max_memory="1MB", lazy=False)
     assert f"need {needed:,} bytes" in str(caught.value)
     assert not {key for key in counting.log.touched(kind=None) if is_node_column_key(key)}
@@ -308,3 +309,66 @@ def test_streaming_reads_every_chunk_and_each_at_most_twice_a_pass():
     reads = Counter((r.key, r.byte_range) for r in counting.log.gets() if (r.key, r.byte_range) in extents)
     assert set(reads) == extents
     assert max(reads.values()) <= 2
+
+
+
+@pytest.mark.parametrize("fits", [False, True], ids=["streamed", "within-the-budget"])
+def test_a_pass_over_the_trees_holds_about_an_eighth_of_what_is_left_in_batches(monkeypatch, fits):
+    """The read-ahead pipeline's column buffers and the batches of trees it has built but not
+    yet handed out, alive at once, stay within the batches' eighth (of the budget when the trees
+    stream, of what the trees leave when they fit), give or take what rounding a batch to whole
+    chunks and trees adds to each of them."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(2000, 4))
+    original = ExtraTreesRegressor(n_estimators=1000, max_depth=3, random_state=0).fit(X, X[:, 0])
+    store = zarr.storage.MemoryStore()
+    chunk_rows = 64
+    save_with_small_chunks(original, store, chunk_rows=chunk_rows, chunks_per_shard=64)
+    needed = needed_bytes(store)
+    budget = needed + needed // 2 if fits else needed // 2
+    share = (budget - needed) // 8 if fits else budget // 8
+    live, peak = [0], [0]
+
+    def release(nbytes: int) -> None:
+        live[0] -= nbytes
+
+    def track(obj, nbytes):  # type: ignore[no-untyped-def]
+        live[0] += nbytes
+        peak[0] = max(peak[0], live[0])
+        weakref.finalize(obj, release, nbytes)
+
+    def column_buffers(self, n_nodes):  # type: ignore[no-untyped-def]
+        out = original_buffers(self, n_nodes)
+        block = out["value"]
+        while block.base is not None:
+            block = block.base
+        track(block, block.nbytes)
+        return out
+
+    def allocate(self, first, stop):  # type: ignore[no-untyped-def]
+        built = original_allocate(self, first, stop)
+        track(built, sum(a.nbytes for a in (*built.nodes, *built.values)))
+        return built
+
+    original_buffers, original_allocate = TreeSource.column_buffers, TreeSource.allocate
+    monkeypatch.setattr(TreeSource, "column_buffers", column_buffers)
+    monkeypatch.setattr(TreeSource, "allocate", allocate)
+    budgeted = treeshard.load(store, max_memory=budget, engine="sklearn")
+    assert budgeted.estimators_.cache.capacity_bytes == (None if fits else budget // 4)
+    assert_equal_outputs(original.predict(X[:100]), budgeted.predict(X[:100]), "predict")
+    source = budgeted.estimators_.source
+    # each of the 3 column buffers and 3 batches of built trees may exceed its share by a chunk and a tree
+    rounding = 6 * (chunk_rows + int(source.node_counts.max())) * source.node_bytes
+    assert 0 < peak[0] <= share + rounding
+
+
+def test_an_open_handle_tells_what_a_load_counts_against_the_budget():
+    store, _, _, needed = budget_forest()
+    with treeshard.open(store) as handle:
+        assert handle.needed_bytes() == needed
+        assert handle.needed_bytes(estimators=[3, 0]) == needed_bytes(store, estimators=[3, 0])
+        with pytest.raises(ValueError, match=r"^estimators=0: choose between 1 and 24 trees$"):
+            handle.needed_bytes(estimators=0)
+    with treeshard.open(gradient_boosting_store()[0]) as handle:
+        with pytest.raises(MemoryBudgetError, match=f"^the selected trees need {handle.needed_bytes():,} bytes in memory, over max_memory=1,000;"):
+            handle.load(max_memory=1000)

@@ -495,6 +495,32 @@ def test_lazy_models_outlive_their_closed_handle(kind, store_dir):
     assert reference_of(some.estimators_) == (os.path.abspath(path), None)  # still pickles as a reference
 
 
+@pytest.mark.parametrize("options", [{}, {"max_memory": 10_000}, {"check_chunks": False}], ids=["lazy", "streamed", "unchecked"])
+def test_a_lazy_model_whose_directory_was_replaced_says_so(tmp_path, options):
+    """A save over the directory a lazy model reads from: its next read names the replacement
+    (a zip file keeps being read from the file it opened: the old model's)."""
+    import re
+    import warnings
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    original, X, y = fitted("RandomForestClassifier-multiclass")
+    other = RandomForestClassifier(n_estimators=6, random_state=1).fit(X, y)
+    for kind in ("directory", "zip"):
+        path = str(tmp_path / f"forest {kind}{'.zip' if kind == 'zip' else ''}")
+        treeshard.save(original, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", treeshard.UnverifiedStoreWarning)
+            model = treeshard.load(path, **options)
+        treeshard.save(other, path, overwrite=True)
+        if kind == "zip":
+            assert np.array_equal(model.predict_proba(X), original.predict_proba(X))
+            continue
+        message = f"{path}: the store was replaced or deleted after it was opened; load it again"
+        with pytest.raises(treeshard.FormatError, match=f"^{re.escape(message)}$"):
+            model.predict_proba(X)
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open file descriptors through /proc")
 @pytest.mark.parametrize("kind", ["directory", "zip"])
 def test_the_store_closes_with_the_last_of_its_models(kind, store_dir):
@@ -634,6 +660,67 @@ def test_a_pickled_lazy_model_keeps_verify(tmp_path):
     expected = "^store differs from the digest recorded at save time \\(1 problem\\(s\\)\\):\n  array 'nodes/threshold', shard 'c/0'"
     with pytest.raises(treeshard.IntegrityError, match=expected):
         _unpickled(payload)  # refused on opening, before any tree is read
+
+
+@pytest.mark.parametrize(("n_estimators", "error", "what"), [(6, treeshard.IntegrityError, ""), (3, treeshard.FormatError, "the store no longer holds the referenced trees (")])
+def test_a_pickled_lazy_model_refuses_a_store_replaced_since(tmp_path, n_estimators, error, what):
+    """A reference is pinned to its model: another model saved at that location since (as many
+    trees, or too few for the selection) is refused by name, never scored with."""
+    import pickle
+    import re
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    path = str(tmp_path / "my forest.zip")
+    original, X = _forest_store(path)
+    model = treeshard.load(path, estimators=[4, 2])
+    payload = pickle.dumps(model)
+    assert np.array_equal(_unpickled(payload).predict_proba(X), model.predict_proba(X))
+    X_other, y_other = make_data("multiclass")
+    treeshard.save(RandomForestClassifier(n_estimators=n_estimators, random_state=1).fit(X_other, y_other), path, overwrite=True)
+    replaced = "the model stored there was replaced since this reference was pickled: reload it, or refer to an immutable location (model/v3.zip)"
+    message = f"{path!r}: {what}{replaced}{')' if what else ''}"
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        _unpickled(payload)
+
+
+@pytest.mark.parametrize("ref", ["production", "latest"])
+def test_a_model_loaded_by_alias_pickles_as_the_version_the_alias_named(tmp_path, ref):
+    """``load("REPO@production")`` pickles as a reference to the version it loaded: moving the
+    alias afterwards does not change what the unpickled model scores with."""
+    import pickle
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    from treeshard.distributed import reference_of
+
+    original, X, y = fitted("RandomForestClassifier-multiclass")
+    repo = treeshard.Repository(str(tmp_path / "repo"))
+    first = repo.save(original)
+    repo.set_alias("production", first)
+    model = treeshard.load(f"{tmp_path / 'repo'}@{ref}")
+    assert reference_of(model.estimators_) == (f"{tmp_path / 'repo'}@{first}", None)
+    payload = pickle.dumps(model)
+    second = repo.save(RandomForestClassifier(n_estimators=6, random_state=1).fit(X, y))
+    repo.set_alias("production", second)
+    copy = _unpickled(payload)
+    assert np.array_equal(copy.predict_proba(X), original.predict_proba(X))
+
+
+def test_a_reference_pickled_without_a_content_digest_still_loads(tmp_path):
+    """References pickled before they carried the digest (eight arguments) load unpinned."""
+    from treeshard import distributed
+    from treeshard.api import load_reference
+
+    path = str(tmp_path / "forest.zip")
+    original, X = _forest_store(path)
+    model = treeshard.load(path, estimators=[3, 1])
+    opener, arguments = model.estimators_.__reduce__()
+    assert opener is load_reference and len(arguments) == 9 and arguments[-1] == distributed.content_digest_of(model.estimators_)
+    distributed.clear_opened()
+    old = load_reference(*arguments[:8])
+    assert list(old.indices) == [3, 1]
+    assert_same_state(original.estimators_[3], old[0])
 
 
 # --------------------------------------------------------------------------- the eager pipeline

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -348,6 +349,35 @@ def test_bad_forest_selections_raise(spec, error, lazy):
         treeshard.load(counting, estimators=spec, lazy=lazy)
     assert type(caught.value) is error
     assert not {key for key in counting.log.touched(kind=None) if is_node_column_key(key)}  # refused before reading trees
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([3, N_TREES], f"estimators: index {N_TREES} is out of range for {N_TREES} trees (0 to {N_TREES - 1}, or -{N_TREES} to -1)"),
+        (np.array([-N_TREES - 1, 99]), f"estimators: index {-N_TREES - 1} is out of range for {N_TREES} trees (0 to {N_TREES - 1}, or -{N_TREES} to -1)"),
+    ],
+    ids=["list", "negative-array"],
+)
+def test_an_index_out_of_range_is_named(spec, message):
+    _, _, _, store = forest()
+    with pytest.raises(IndexError, match=f"^{re.escape(message)}$"):
+        treeshard.load(store, estimators=spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ([4, 1, 1], "estimators: indices must be distinct; tree 1 is selected twice (at positions 1 and 2)"),
+        (np.array([5, 0, -N_TREES]), "estimators: indices must be distinct; tree 0 is selected twice (at positions 1 and 2)"),
+        ([2, 7, 3, -N_TREES + 2], "estimators: indices must be distinct; tree 2 is selected twice (at positions 0 and 3)"),
+    ],
+    ids=["list", "negative-array", "far-apart"],
+)
+def test_a_tree_selected_twice_is_named(spec, message):
+    _, _, _, store = forest()
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        treeshard.load(store, estimators=spec)
 
 
 @pytest.mark.parametrize("spec", [np.array([[0], [1]]), np.array([[0, 1], [2, 3]]), [[0], [1]]], ids=["column", "square", "nested-list"])

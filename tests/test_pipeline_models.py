@@ -450,3 +450,42 @@ def test_golden_histogram_boosting_pipeline_predicts_as_recorded(engine: str) ->
             model = treeshard.load(path)
         assert np.array_equal(model[:-1].transform(expected["X"]), expected["transform"], equal_nan=True)
     assert np.array_equal(model.predict(expected["X"]), expected["predict"])
+
+
+def test_max_memory_covers_every_ensemble_of_a_pipeline(tmp_path: Path) -> None:
+    """A budget is the pipeline's, shared by its ensembles in proportion to their trees: within
+    it, each loads whole; under it, each streams within its share; either way, results exact."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.feature_selection import SelectFromModel
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(1500, 8))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = make_pipeline(SelectFromModel(ExtraTreesClassifier(n_estimators=20, random_state=0)), RandomForestClassifier(n_estimators=10, random_state=0)).fit(X, y)
+    path = str(tmp_path / "model.zip")
+    treeshard.save(model, path)
+    with treeshard.open(path) as handle:
+        needs = []
+        for node in handle.pipeline.ensembles:
+            with type(handle).of_reader(path, handle._reader.for_model(node.group, node.config)) as step:
+                needs.append(step.needed_bytes())
+    total = sum(needs)
+    assert min(needs) < total - 1 and max(needs) < total - 1
+    with treeshard.open(path) as handle:
+        assert handle.needed_bytes() == total
+        with pytest.raises(TypeError, match=r"^estimators= selects trees of one ensemble; this pipeline holds 2$"):
+            handle.needed_bytes(estimators=3)
+    for budget, streamed in ((total, False), (total - 1, True), (2 * total, False)):
+        loaded = treeshard.load(path, max_memory=budget)
+        forests = (loaded[0].estimator_, loaded[-1])
+        shares = [budget * need // total for need in needs]
+        assert sum(shares) <= budget
+        for forest, share, need in zip(forests, shares, needs, strict=True):
+            lazy = forest.estimators_
+            assert int(lazy.source.tree_bytes(lazy.indices).sum()) == need
+            if streamed:
+                assert (lazy.cache.capacity_bytes, lazy.engine.budget) == (share // 4, share // 2)
+            else:
+                assert lazy.cache.capacity_bytes is None and lazy.engine.budget == share - need - (share - need) // 8
+        assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))

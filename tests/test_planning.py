@@ -10,7 +10,7 @@ import pytest
 
 import treeshard
 from treeshard.lazy import DEFAULT_BATCH_BYTES
-from treeshard.planning import MIN_EAGER_BATCH_BYTES, LoadPlan, plan_load
+from treeshard.planning import BATCHES_IN_FLIGHT, MIN_EAGER_BATCH_BYTES, LoadPlan, plan_load
 from treeshard.record import TreeLayout
 
 
@@ -30,16 +30,21 @@ def test_lazy_forest_without_a_budget_keeps_every_tree_it_reads() -> None:
     assert (plan.cache_bytes, plan.batch_bytes, plan.engine_budget) == (None, DEFAULT_BATCH_BYTES, None)
 
 
-def test_lazy_forest_within_the_budget_leaves_the_rest_to_the_engine() -> None:
+def test_lazy_forest_within_the_budget_leaves_the_rest_to_the_engine_and_the_batches() -> None:
     plan = plan_load(_config("ExtraTreesClassifier"), 4, lazy=True, max_memory="1KB", tree_bytes=_sizes(100))
     assert plan.selection.tolist() == [0, 1, 2, 3]
-    assert (plan.needed, plan.budget, plan.streamed, plan.cache_bytes, plan.engine_budget) == (400, 1000, False, None, 600)
+    # of the 600 bytes the trees leave, the batches in flight take an eighth (75), the engine the rest
+    assert (plan.needed, plan.budget, plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget) == (400, 1000, False, None, 9, 525)
+    roomy = plan_load(_config("ExtraTreesClassifier"), 4, lazy=True, max_memory="1TB", tree_bytes=_sizes(100))
+    assert (roomy.batch_bytes, roomy.engine_budget) == (DEFAULT_BATCH_BYTES, 10**12 - 400 - (10**12 - 400) // 8)
 
 
 def test_lazy_forest_over_the_budget_streams_in_quarters_eighths_and_halves() -> None:
     plan = plan_load(_config("RandomForestClassifier"), [7, 2], lazy=True, max_memory=1000, tree_bytes=_sizes(1000))
     assert plan.selection.tolist() == [7, 2]
-    assert (plan.needed, plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget) == (2000, True, 250, 125, 500)
+    # the eighth is shared by the batches a streamed pass holds at once
+    assert BATCHES_IN_FLIGHT == 8
+    assert (plan.needed, plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget) == (2000, True, 250, 15, 500)
     assert plan.reason == "a lazy forest over max_memory: its 2,000 bytes of trees are streamed"
 
 
@@ -59,11 +64,19 @@ def test_boosting_selects_whole_stages_and_is_always_eager() -> None:
 
 @pytest.mark.parametrize(
     ("estimator", "lazy", "what"),
-    [("RandomForestRegressor", False, "lazily: only forests stream trees"), ("DecisionTreeRegressor", True, "a DecisionTreeRegressor: only forests stream trees")],
+    [
+        (
+            "RandomForestRegressor",
+            False,
+            "with lazy=False: only lazily loaded forests stream trees (load lazily, the default, or select fewer trees with estimators=...)",
+        ),
+        ("GradientBoostingRegressor", True, "a GradientBoostingRegressor: only forests stream trees (select fewer stages with estimators=...)"),
+        ("DecisionTreeRegressor", True, "a DecisionTreeRegressor: only forests stream trees (a single tree is loaded whole: raise max_memory)"),
+    ],
 )
 def test_over_the_budget_without_streaming_is_refused(estimator: str, lazy: bool, what: str) -> None:
     n_trees = 1 if estimator.startswith("Decision") else 10
-    message = f"the selected trees need {100 * n_trees:,} bytes in memory, over max_memory=99; cannot load {what} (select fewer trees with estimators=...)"
+    message = f"the selected trees need {100 * n_trees:,} bytes in memory, over max_memory=99; cannot load {what}"
     with pytest.raises(treeshard.MemoryBudgetError, match=f"^{re.escape(message)}$"):
         plan_load(_config(estimator, n_trees), None, lazy=lazy, max_memory=99, tree_bytes=_sizes(100))
 

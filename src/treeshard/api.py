@@ -198,6 +198,29 @@ class ModelHandle:
             install(estimator)
         return estimator
 
+    def needed_bytes(self, estimators: Any = None) -> int:
+        """The bytes the trees that ``estimators`` selects take once loaded: what :meth:`load`
+        counts against ``max_memory`` (histogram boosting: about it). Reads no tree.
+
+        >>> import treeshard, zarr
+        >>> from sklearn.ensemble import RandomForestRegressor
+        >>> store = zarr.storage.MemoryStore()
+        >>> treeshard.save(RandomForestRegressor(n_estimators=4, random_state=0).fit([[0], [1], [2]], [0, 1, 2]), store)
+        >>> with treeshard.open(store) as handle:
+        ...     handle.needed_bytes() > handle.needed_bytes(estimators=[0, 1]) > 0
+        True
+        """
+        if self.pipeline is not None:  # every ensemble's (estimators= selects trees of the only one)
+            from .pipeline.load import check_selection, ensemble_needs
+
+            check_selection(self.pipeline, estimators)
+            return sum(ensemble_needs(self, estimators).values())
+        selection = select_trees(estimators, self.config)
+        if self.adapter.read_saved is not None:
+            stored = sum(int(array.get("nbytes", 0)) for array in self.config.arrays.values())
+            return 2 * stored * len(selection) // max(1, self.config.trees.n_trees)
+        return int(TreeSource(self._reader).tree_bytes(selection).sum())
+
     def _lazy_builder(self, plan: LoadPlan) -> Callable[[Any], Sequence]:
         # The model outlives this handle: it reads through its own reader of the
         # handle's open store (never reopened by path: same bytes as the config),
@@ -319,9 +342,17 @@ def load(
         estimators (and ``lazy=False``) are built in full at once.
     estimators : int, slice or list of int, optional
         Load only these trees (forests) or the first stages (gradient boosting).
+        An int ``k``: the first ``k``; a slice, a range, a list or a 1-D integer
+        array: those trees, in that order (negative indices count from the end,
+        a tree selected twice is refused). Gradient boosting takes a prefix only.
     max_memory : int or str, optional
         Memory budget for the trees (e.g. ``"512MB"``). A forest larger than the
-        budget is streamed through memory at each prediction, with exact results.
+        budget is streamed through memory at each prediction, with exact results
+        (however small the budget, a pass holds a few chunks of trees at once).
+        Anything else over the budget (``lazy=False``, gradient boosting, a single
+        tree) raises :class:`~treeshard.MemoryBudgetError` before any tree is read.
+        A pipeline's budget covers all its ensembles, each taking a share in
+        proportion to what its trees need.
     verify : bool, default False
         First check every stored byte against the sha256 digest recorded at
         save time (``treeshard verify``); raises :class:`~treeshard.IntegrityError`

@@ -18,6 +18,12 @@ accepted only from a trusted sender, as Dask already requires. A model read
 from a zarr ``Store`` object (memory, ...), which no other process can open,
 pickles its trees by value (a plain list).
 
+A reference is pinned to the model it was pickled from: it carries the ``digest``
+of the store's digest record, and a process that finds another model at that
+location (replaced since) raises :class:`~treeshard.IntegrityError` instead of
+scoring with it (stores without the record, or loaded with
+``check_chunks=False``, are not pinned).
+
 In one process, unpickling the same reference again returns the same lazy
 estimators (a few references are kept), so the tasks a worker runs share one
 open store and one cache of built trees.
@@ -68,7 +74,25 @@ def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
     argument = getattr(fast, "store_argument", None)
     if argument is None:
         return None
-    return store_reference(*argument)
+    store, storage_options = argument
+    resolved = getattr(fast, "location", None)
+    if isinstance(store, str) and isinstance(resolved, str) and resolved != store and _is_repository_reference(store):
+        # "REPO@alias" (or "@latest") was resolved to "REPO@vN" when it was opened: refer to
+        # that version, not to whatever the alias names when the reference is opened.
+        store = resolved
+    return store_reference(store, storage_options)
+
+
+def _is_repository_reference(store: str) -> bool:
+    return "@" in store.rsplit("/", 1)[-1] and not os.path.exists(store)
+
+
+def content_digest_of(lazy: Any) -> str | None:
+    """The ``digest`` of the record (``treeshard.sha256``) its store was opened with: what pins a
+    reference to the model it was pickled from (None: a store without the record, or
+    ``check_chunks=False``)."""
+    digests = getattr(getattr(getattr(lazy.source, "reader", None), "_fast", None), "digests", None)
+    return None if digests is None else digests.record.digest
 
 
 def load_options_of(lazy: Any) -> dict[str, Any]:
@@ -96,12 +120,15 @@ def reduce_lazy_estimators(lazy: Any, *, opener: Callable[..., Any]) -> tuple[An
         list(lazy._appended),
         lazy.engine.budget,
         load_options_of(lazy),
+        content_digest_of(lazy),
     )
 
 
-def _key(store: str, storage_options: Any, indices: list[int], capacity: int | None, batch_bytes: int, load_options: dict[str, Any]) -> tuple:
+def _key(
+    store: str, storage_options: Any, indices: list[int], capacity: int | None, batch_bytes: int, load_options: dict[str, Any], digest: str | None
+) -> tuple:
     options = json.dumps(storage_options, sort_keys=True, default=repr)
-    return store, options, tuple(indices), capacity, batch_bytes, tuple(sorted(load_options.items()))
+    return store, options, tuple(indices), capacity, batch_bytes, tuple(sorted(load_options.items())), digest
 
 
 def load_lazy_estimators(
@@ -114,22 +141,25 @@ def load_lazy_estimators(
     appended: list[Any],
     engine_budget: int | None = None,
     load_options: dict[str, Any] | None = None,
+    content_digest: str | None = None,
 ) -> Any:
     """Open the referenced store and return lazy estimators for ``indices`` (what unpickling calls).
 
     ``load_options`` (``check_chunks``, ``verify``, ``public_key``) are passed to ``load``;
-    references pickled before they were carried have none.
+    references pickled before they were carried have none. ``content_digest``: the store must
+    still hold the model the reference was pickled from (its digest record's ``digest``), else
+    :class:`~treeshard.IntegrityError`; None (older references, unchecked stores): not pinned.
     """
     from .lazy import EngineSlot, TreeCache
 
     load_options = dict(load_options or {})
-    key = _key(store, storage_options, indices, capacity_bytes, batch_bytes, load_options)
+    key = _key(store, storage_options, indices, capacity_bytes, batch_bytes, load_options, content_digest)
     with _LOCK:
         lazy = _OPENED.get(key)
         if lazy is not None:
             _OPENED.move_to_end(key)
     if lazy is None:
-        lazy = _open_lazy(load, store, storage_options, indices, load_options)
+        lazy = _open_lazy(load, store, storage_options, indices, load_options, content_digest)
         lazy.cache = TreeCache(capacity_bytes)
         lazy.batch_bytes = batch_bytes
         lazy.engine = EngineSlot(engine_budget)
@@ -146,15 +176,23 @@ def load_lazy_estimators(
     return lazy
 
 
-def _open_lazy(load: Callable[..., Any], store: str, storage_options: dict[str, Any] | None, indices: list[int], load_options: dict[str, Any]) -> Any:
+def _open_lazy(
+    load: Callable[..., Any], store: str, storage_options: dict[str, Any] | None, indices: list[int], load_options: dict[str, Any], content_digest: str | None
+) -> Any:
+    from .errors import FormatError, IntegrityError
+
     if storage_options:
         load_options = {**load_options, "storage_options": storage_options}
-    model = load(store, estimators=indices, **load_options)
+    replaced = "the model stored there was replaced since this reference was pickled: reload it, or refer to an immutable location (model/v3.zip)"
+    try:
+        model = load(store, estimators=indices, **load_options)
+    except IndexError:  # the selection of a store with fewer trees
+        raise FormatError(f"{store!r}: the store no longer holds the referenced trees ({replaced})") from None
     lazy = model.estimators_
     if not np.array_equal(lazy.indices, indices):
-        from .errors import FormatError
-
-        raise FormatError(f"{store!r}: the store no longer holds the referenced trees")
+        raise FormatError(f"{store!r}: the store no longer holds the referenced trees ({replaced})")
+    if content_digest is not None and content_digest_of(lazy) != content_digest:
+        raise IntegrityError(f"{store!r}: {replaced}")
     return lazy
 
 

@@ -21,6 +21,10 @@ from .record import Config
 
 #: An eager load decodes about a 32nd of the model per batch, within these bounds.
 MIN_EAGER_BATCH_BYTES = 2 * 1024 * 1024
+#: Batches a pass over a lazy forest's trees holds at once, counted in ``batch_bytes`` (stored
+#: column bytes): the read-ahead's three column buffers (two workers and the batch being
+#: filled) and up to three batches of built trees, each about 1.5x its stored columns.
+BATCHES_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def plan_load(
     >>> config = SimpleNamespace(estimator="RandomForestRegressor", fitted={}, trees=TreeLayout(4, 40, 3, 1, (1,)))
     >>> plan = plan_load(config, 2, lazy=True, max_memory="1KB", tree_bytes=lambda s: np.full(len(s), 800))
     >>> plan.selection.tolist(), plan.streamed, plan.cache_bytes, plan.batch_bytes, plan.engine_budget
-    ([0, 1], True, 250, 125, 500)
+    ([0, 1], True, 250, 15, 500)
     """
     is_forest = family_of(config.estimator) in BAGGED
     selection = select_trees(estimators, config)
@@ -85,23 +89,31 @@ def plan_load(
     needed = int(tree_bytes(selection).sum())
     over_budget = budget is not None and needed > budget
     if over_budget and not (is_forest and lazy):
-        what = "lazily: only forests stream trees" if is_forest else f"a {config.estimator}: only forests stream trees"
-        raise MemoryBudgetError(
-            f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; "
-            f"cannot load {what} (select fewer trees with estimators=...)"
-        )
+        if is_forest:
+            what = "with lazy=False: only lazily loaded forests stream trees (load lazily, the default, or select fewer trees with estimators=...)"
+        elif family_of(config.estimator) == BOOSTING:
+            what = f"a {config.estimator}: only forests stream trees (select fewer stages with estimators=...)"
+        else:
+            what = f"a {config.estimator}: only forests stream trees (a single tree is loaded whole: raise max_memory)"
+        raise MemoryBudgetError(f"the selected trees need {needed:,} bytes in memory, over max_memory={budget:,}; cannot load {what}")
     if is_forest and lazy:
         if over_budget:
-            # Streamed: the cache takes a quarter of the budget, a read batch an eighth and the
-            # flat engine half.
+            # Streamed: the cache takes a quarter of the budget, the batches in flight an eighth
+            # and the flat engine half.
+            batch_bytes = max(1, budget // 8 // BATCHES_IN_FLIGHT)
             return LoadPlan(
-                selection, needed, budget, lazy=True, streamed=True, cache_bytes=budget // 4, batch_bytes=max(1, budget // 8),
+                selection, needed, budget, lazy=True, streamed=True, cache_bytes=budget // 4, batch_bytes=batch_bytes,
                 engine_budget=budget // 2, reason=f"a lazy forest over max_memory: its {needed:,} bytes of trees are streamed",
             )
-        # The flat engine gets what the trees leave of the budget.
-        engine_budget = None if budget is None else budget - needed
+        # Of what the trees leave of the budget, the batches in flight take an eighth (a pass that
+        # reads the trees beside the engine: decision_path, feature_importances_) and the flat
+        # engine the rest.
+        batch_bytes, engine_budget = DEFAULT_BATCH_BYTES, None
+        if budget is not None:
+            batches = (budget - needed) // 8
+            batch_bytes, engine_budget = min(DEFAULT_BATCH_BYTES, max(1, batches // BATCHES_IN_FLIGHT)), budget - needed - batches
         return LoadPlan(
-            selection, needed, budget, lazy=True, streamed=False, cache_bytes=None, batch_bytes=DEFAULT_BATCH_BYTES,
+            selection, needed, budget, lazy=True, streamed=False, cache_bytes=None, batch_bytes=batch_bytes,
             engine_budget=engine_budget, reason="a lazy forest: trees are read on demand and kept",
         )
     # Eager: stream batches (about a 32nd of the model, 2-32 MB while being built) so that
@@ -152,11 +164,14 @@ def select_trees(spec: Any, config: Config) -> np.ndarray:
         if units.size and (units.dtype.kind not in "iu"):
             raise TypeError(f"estimators: indices must be integers, got {units.dtype}")
         units = units.astype(np.int64)
-        if units.size and (units.min() < -n_units or units.max() >= n_units):
-            raise IndexError(f"estimators: an index is out of range for {n_units} {unit}")
+        outside = (units < -n_units) | (units >= n_units)
+        if outside.any():
+            raise IndexError(f"estimators: index {int(units[outside.argmax()])} is out of range for {n_units} {unit} (0 to {n_units - 1}, or -{n_units} to -1)")
         units = units % n_units if units.size else units
-        if len(np.unique(units)) != len(units):
-            raise ValueError("estimators: indices must be distinct")
+        seen, first = np.unique(units, return_index=True)
+        if len(seen) != len(units):
+            again = int(np.setdiff1d(np.arange(len(units)), first)[0])
+            raise ValueError(f"estimators: indices must be distinct; {unit[:-1]} {int(units[again])} is selected twice (at positions {int(np.flatnonzero(units == units[again])[0])} and {again})")
     else:
         raise TypeError(f"estimators must be an int, a slice or a list of indices, not {type(spec).__name__}")
     if units.size == 0:

@@ -81,14 +81,15 @@ def build_value(value: Any, context: LoadContext) -> Any:
 def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, engine: str) -> Any:
     """What :meth:`treeshard.ModelHandle.load` returns for a pipeline store (once ``verify``/``public_key`` passed)."""
     record: PipelineRecord = handle._reader.pipeline
-    if estimators is not None and len(record.ensembles) != 1:
-        raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
+    check_selection(record, estimators)
+
+    budgets = split_budget(handle, record, estimators, max_memory)
 
     def load_ensemble(node: EnsembleNode) -> Any:
         with type(handle).of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=_version_warning())  # warned once for the whole store below
-                return step.load(lazy=lazy, estimators=estimators, max_memory=max_memory, engine=engine)
+                return step.load(lazy=lazy, estimators=estimators, max_memory=budgets.get(node.group, max_memory), engine=engine)
 
     def load_skops(node: SkopsNode) -> Any:
         from .skops_step import load_step, read_bytes
@@ -98,6 +99,36 @@ def load_pipeline(handle: Any, *, lazy: bool, estimators: Any, max_memory: Any, 
     estimator = build(record, load_ensemble, load_skops)
     _warn_on_version_change(record)
     return estimator
+
+
+def check_selection(record: PipelineRecord, estimators: Any) -> None:
+    """``estimators=`` selects trees of a pipeline's only ensemble."""
+    if estimators is not None and len(record.ensembles) != 1:
+        raise TypeError(f"estimators= selects trees of one ensemble; this pipeline holds {len(record.ensembles)}")
+
+
+def split_budget(handle: Any, record: PipelineRecord, estimators: Any, max_memory: Any) -> dict[str, int]:
+    """Each ensemble's share of ``max_memory`` (by group), in proportion to what its trees need:
+    the budget covers the whole pipeline, so a pipeline that fits it loads each ensemble whole,
+    and one that does not streams (or refuses) each within its share. Empty for one ensemble."""
+    from ..planning import parse_memory
+
+    budget = parse_memory(max_memory)
+    if budget is None or len(record.ensembles) < 2:
+        return {}
+    needs = {group: max(1, need) for group, need in ensemble_needs(handle, estimators).items()}
+    total = sum(needs.values())
+    return {group: max(1, budget * need // total) for group, need in needs.items()}
+
+
+def ensemble_needs(handle: Any, estimators: Any) -> dict[str, int]:
+    """What each ensemble's selected trees take in memory (by group), as its load counts them."""
+    record: PipelineRecord = handle._reader.pipeline
+    needs = {}
+    for node in record.ensembles:
+        with type(handle).of_reader(handle._store, handle._reader.for_model(node.group, node.config)) as step:
+            needs[node.group] = step.needed_bytes(estimators)
+    return needs
 
 
 def _version_warning() -> type:

@@ -75,12 +75,16 @@ class DirectorySource:
         self.path = path
         self._dir_fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
 
+    def _check_not_replaced(self) -> None:
+        """A missing file is missing from the store, unless the directory itself is gone."""
+        if not os.path.exists(f"/proc/self/fd/{self._dir_fd}") or os.stat(self._dir_fd).st_nlink == 0:
+            raise FormatError(f"{self.path}: the store was replaced or deleted after it was opened; load it again") from None
+
     def _open(self, key: str) -> Any:
         try:
             fd = os.open(key, os.O_RDONLY, dir_fd=self._dir_fd)
         except FileNotFoundError:
-            if not os.path.exists(f"/proc/self/fd/{self._dir_fd}") or os.stat(self._dir_fd).st_nlink == 0:
-                raise FormatError(f"{self.path}: the store was replaced or deleted after it was opened; load it again") from None
+            self._check_not_replaced()
             return None
         except IsADirectoryError:
             raise FormatError(f"{key}: is a directory, expected a file") from None
@@ -100,6 +104,7 @@ class DirectorySource:
         try:
             return os.stat(key, dir_fd=self._dir_fd).st_size
         except FileNotFoundError:
+            self._check_not_replaced()
             return None
 
     def get_range(self, key: str, offset: int, length: int) -> bytes | None:
