@@ -763,6 +763,19 @@ def test_a_model_fitted_on_a_dataframe_takes_a_json_request(case: str) -> None:
         predictor.predict({**columns, "f1": ["x"] * 5})
 
 
+def test_a_json_request_of_decimals_scores_as_sklearn_on_them() -> None:
+    pd = pytest.importorskip("pandas")
+    from decimal import Decimal
+
+    X, y = make_data("binary")
+    frame = pd.DataFrame(X[:, :2], columns=["a", "b"])
+    estimator = RandomForestClassifier(n_estimators=3, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    request = {"a": [Decimal("0.1"), Decimal("-1.25"), None], "b": [Decimal("3"), Decimal("1E-3"), Decimal("2")]}
+    assert np.array_equal(Predictor(store).predict_proba(request), estimator.predict_proba(pd.DataFrame(request)))
+
+
 def test_a_model_fitted_without_names_refuses_a_json_request() -> None:
     _, predictor, _ = fitted("rf-multiclass")
     message = "this model was fitted without column names (no feature_names_in_): pass a 2-D array, not columns or records"

@@ -7,7 +7,8 @@ dtype the fitted pipeline reads that column as (its *kind*, derived from the
 stored fitted state by :mod:`treeshard.pipeline.serve`):
 
 - ``"float"`` (a numeric transformer or the ensemble reads it): numbers and
-  ``None`` -> float64, ``None`` as NaN;
+  ``None`` -> float64, ``None`` as NaN; ``decimal.Decimal`` values too (what
+  boto3 returns for DynamoDB numbers), converted by ``float()`` as numpy does;
 - ``"int"`` (an encoder with integer categories): integers -> int64, and
   float64 as soon as a value is a float or ``None`` (NaN), as pandas does;
 - ``"object"`` (an encoder with string categories, or an imputer fitted on
@@ -122,6 +123,8 @@ def _converted(name: str, kind: str, values: Any) -> np.ndarray:
     if kind == "float" and types <= {float, int, type(None)}:
         return np.array(values, dtype=np.float64)  # None -> NaN
     for row, value in enumerate(values):
+        if kind == "float" and _is_decimal(value):
+            continue
         ok = isinstance(value, _SCALAR) and not (kind in ("float", "int") and (isinstance(value, (str, bool, np.bool_)) or not isinstance(value, (*_NUMBER, type(None)))))
         if not ok:
             shown = repr(value)
@@ -136,6 +139,11 @@ def _converted(name: str, kind: str, values: Any) -> np.ndarray:
             return np.array(values, dtype=np.int64)
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return _inferred(values)
+
+
+def _is_decimal(value: Any) -> bool:
+    """A ``decimal.Decimal`` (recognised without importing :mod:`decimal` on the serving path)."""
+    return type(value).__name__ == "Decimal" and type(value).__module__ in ("decimal", "_decimal", "_pydecimal")
 
 
 def _inferred(values: list[Any]) -> np.ndarray:
