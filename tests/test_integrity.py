@@ -529,6 +529,37 @@ def test_an_edited_digest_record_fails_at_open(chunked, tmp_path):
         treeshard.load(folder)
 
 
+def test_a_saved_digest_record_is_checked_from_its_own_text(chunked, monkeypatch):
+    from treeshard.storage import digest
+
+    _, pristine = chunked
+    raw = (pristine / DIGEST_KEY).read_bytes()
+
+    def not_encoded(value):  # type: ignore[no-untyped-def]
+        raise AssertionError("a canonical record is not encoded again")
+
+    monkeypatch.setattr(digest, "canonical_json", not_encoded)
+    record = digest.parse_digest(raw)
+    assert record.raw == raw and record.digest == json.loads(raw)["digest"]
+
+
+def test_a_digest_record_in_other_json_text_is_checked_by_its_content(chunked):
+    from treeshard.storage.digest import parse_digest
+
+    _, pristine = chunked
+    document = json.loads((pristine / DIGEST_KEY).read_bytes())
+    spaced = json.dumps(document, indent=1).encode()  # the same record, other text
+    assert parse_digest(spaced).digest == document["digest"]
+    document["files"].pop("zarr.json")
+    with pytest.raises(IntegrityError, match=r"^treeshard\.sha256: the record does not match its own 'digest' \(the record itself was edited\)$"):
+        parse_digest(json.dumps(document, indent=1).encode())
+    # The digest member moved into an array's entry: the record has none of its own
+    document = json.loads((pristine / DIGEST_KEY).read_bytes())
+    document["arrays"]["nodes/threshold"]["digest"] = document.pop("digest")
+    with pytest.raises(IntegrityError, match=r"^treeshard\.sha256: digest: not a sha256 hex digest$"):
+        parse_digest(json.dumps(document, sort_keys=True, separators=(",", ":")).encode())
+
+
 def test_a_store_without_a_digest_record_loads_with_a_warning(chunked, tmp_path):
     model, pristine = chunked
     folder = tmp_path / "model"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers.servers import s3_server  # noqa: F401 - the session's moto server
+from helpers.servers import s3_env, s3_server  # noqa: F401 - the session's moto server
 from sklearn.datasets import make_classification
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 
@@ -32,6 +33,7 @@ from treeshard.errors import (
 )
 from treeshard.repository.versions import VersionSource, object_key, read_manifest, version_key
 
+NOT_A_REPOSITORY = "{location}: not a treeshard repository (no treeshard.repository.json; a repository is created by its first save): check the path"
 SRC = str(Path(treeshard.__file__).resolve().parents[1])
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -169,6 +171,8 @@ def test_alias_compare_and_swap(repo: treeshard.Repository, data: Any) -> None:
         ("", "'' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
         ("prod/../x", "'prod/../x' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
         ("v01", "'v01' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        ("v1\n", "'v1\\n' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
+        ("latest\n", "'latest\\n' is not a version reference: expected a version id ('v3'), 'latest' or an alias (a letter, then up to 63 letters, digits, '_' or '-')"),
         (0, "version numbers start at 1, got 0"),
         (2.0, "a version reference is a version id ('v3'), an alias or 'latest', got float"),
         (True, "a version reference is a version id ('v3'), an alias or 'latest', got bool"),
@@ -189,9 +193,9 @@ def test_bad_alias_names_and_empty_repository(tmp_path: Path, data: Any) -> None
     repo = treeshard.Repository(tmp_path / "repo")
     with pytest.raises(RefNotFoundError) as excinfo:
         repo.load("latest")
-    assert str(excinfo.value) == f"{repo.location}: the repository has no version yet"
+    assert str(excinfo.value) == NOT_A_REPOSITORY.format(location=repo.location)
     repo.save(_forest(data, 2))
-    for name in ("latest", "v3", "1st", "a b"):
+    for name in ("latest", "v3", "1st", "a b", "production\n", "v1\n"):
         with pytest.raises(RefNotFoundError) as excinfo:
             repo.set_alias(name, "v1")
         assert str(excinfo.value) == (
@@ -603,8 +607,8 @@ def test_sigkill_during_save_leaves_the_repository_consistent(where: str, tmp_pa
         while not stop.is_set():
             try:
                 served.append(reader.predictor("production").n_estimators)
-            except RefNotFoundError as exc:  # before the first alias move only
-                if "no alias 'production'" not in str(exc):
+            except RefNotFoundError as exc:  # before the first save, then before the first alias move only
+                if str(exc) not in (NOT_A_REPOSITORY.format(location=reader.location), f"{reader.location}: no alias 'production'"):
                     failures.append(exc)
             except treeshard.TreeshardError as exc:
                 failures.append(exc)
@@ -813,3 +817,539 @@ def test_estimator_type_of_each_root_family(tmp_path: Path, data: Any) -> None:
         assert repo.info(version).model["estimator_type"] == expected
         treeshard.save(model, tmp_path / f"{expected}.zip")
         assert treeshard.open(tmp_path / f"{expected}.zip").info.estimator_type == expected
+
+
+# --------------------------------------------------------------------------- a deploying team's mistakes
+def test_gc_and_the_command_line_refuse_a_folder_that_is_not_a_repository(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``treeshard gc`` of a mistyped path (here a git repository's .git) deleted every file under objects/."""
+    from treeshard.cli import main
+
+    folder = tmp_path / "project" / ".git"
+    (folder / "objects" / "ab").mkdir(parents=True)
+    (folder / "objects" / "ab" / "cdef").write_bytes(b"a git object")
+    repo = treeshard.Repository(folder)
+    message = NOT_A_REPOSITORY.format(location=str(folder))
+    assert not repo.exists()
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.gc()
+    assert str(excinfo.value) == message
+    for command in ("gc", "log"):
+        assert main([command, str(folder)]) == 1
+        assert capsys.readouterr().err == f"error: {message}\n"
+    assert main(["diff", str(folder), "v1", "v2"]) == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+    assert (folder / "objects" / "ab" / "cdef").read_bytes() == b"a git object"
+    for ref in ("production", "v1", "latest"):
+        with pytest.raises(RefNotFoundError) as excinfo:
+            treeshard.load(f"{tmp_path / 'nowhere'}@{ref}")
+        assert str(excinfo.value) == NOT_A_REPOSITORY.format(location=str(tmp_path / "nowhere"))
+
+
+def test_an_emptied_repository_has_no_version_yet(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.delete("v1")
+    assert repo.exists()
+    assert main(["log", repo.location]) == 0
+    assert capsys.readouterr().out == f"{repo.location}: no versions (every one was deleted)\n"
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.load("latest")
+    assert str(excinfo.value) == f"{repo.location}: the repository has no version yet"
+    assert repo.gc().objects_deleted == 1
+
+
+def test_setting_an_alias_again_leaves_its_history_alone(repo: treeshard.Repository, data: Any) -> None:
+    """A rerun deploy step (``treeshard alias REPO production v2`` twice) made the next rollback a no-op."""
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("production", "v1")
+    repo.set_alias("production", "v2")
+    repo.set_alias("production", "v2")
+    repo.set_alias("production", "latest", expect="v2")
+    assert repo.alias_history("production") == [1, 2]
+    assert repo.rollback("production") == "v1"
+
+
+def test_rollback_to_a_deleted_version_says_so(repo: treeshard.Repository, data: Any) -> None:
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    for version in ("v1", "v2", "v3"):
+        repo.set_alias("production", version)
+    repo.delete("v2")
+    repo.gc()
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.rollback("production")
+    assert str(excinfo.value) == (
+        f"{repo.location}: alias 'production' named v2 before v3, but v2 was deleted: point the alias at an existing "
+        "version instead (set_alias / treeshard alias)"
+    )
+    assert repo.alias_history("production") == [1, 2, 3]
+    repo.set_alias("production", "v1")
+    assert repo.resolve("production").version == 1
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        (b"{oops", "not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"),
+        (b"[]", "not a repository marker: expected 'treeshard_repository': 1 and 'policies' mapping aliases to {'public_key': PEM}"),
+        (b'{"treeshard_repository": 1, "policies": []}', "not a repository marker: expected 'treeshard_repository': 1 and 'policies' mapping aliases to {'public_key': PEM}"),
+        # a policy without its key must not silently lift the signature requirement
+        (b'{"treeshard_repository": 1, "policies": {"production": {}}}', "not a repository marker: expected 'treeshard_repository': 1 and 'policies' mapping aliases to {'public_key': PEM}"),
+    ],
+)
+def test_a_damaged_marker_is_a_format_error(tmp_path: Path, data: Any, marker: bytes, message: str) -> None:
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("production", "v1")
+    repo.set_alias("production", "v2")
+    (tmp_path / "repo" / "treeshard.repository.json").write_bytes(marker)
+    where = f"{repo.location}/treeshard.repository.json: "
+    for move in (lambda: repo.set_alias("staging", "v1"), lambda: repo.rollback("production"), lambda: repo.require_signature("production", None)):
+        with pytest.raises(FormatError) as excinfo:
+            move()
+        assert str(excinfo.value) == where + message
+    assert repo.aliases() == {"production": 2}
+
+
+def test_a_killed_delete_s_tombstone_expires(repo: treeshard.Repository, data: Any) -> None:
+    """A delete killed between its tombstone and its end blocked every alias move to that version, forever."""
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    backend = repo._backend
+    backend.write("tombstones/1", json.dumps({"created": time.time()}).encode())  # a delete in progress
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.set_alias("production", "v1")
+    assert str(excinfo.value) == (
+        f"{repo.location}: v1 is being deleted (tombstones/1; one left by a killed delete is ignored 3600 s after it was "
+        "written, and removed by gc)"
+    )
+    assert repo.aliases() == {}
+    assert repo.gc().keys_deleted == []
+    backend.write("tombstones/1", json.dumps({"created": time.time() - 2 * repo.grace}).encode())  # its process was killed
+    repo.set_alias("production", "v1")
+    assert repo.aliases() == {"production": 1}
+    assert repo.gc().keys_deleted == ["tombstones/1"]
+    assert [key for key, _, _ in backend.list("tombstones/")] == []
+
+
+def test_a_damaged_manifest_blocks_neither_saves_nor_loads_of_other_versions(tmp_path: Path, data: Any) -> None:
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 3)
+    repo.save(model)
+    repo.save(model)
+    (tmp_path / "repo" / version_key(2)).write_bytes(b"{")
+    assert repo.save(model) == "v3"  # v2's chunks are not reused: v3 refers to v1's
+    assert np.array_equal(repo.load("latest").predict_proba(X), model.predict_proba(X))
+    objects = sorted(key for key, _, _ in repo._backend.list("objects/"))
+    with pytest.raises(FormatError) as excinfo:
+        repo.gc()
+    assert str(excinfo.value) == (
+        f"{repo.location}/{version_key(2)}: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1)); "
+        "gc deleted nothing, as it cannot tell which objects v2 uses: restore that file, or delete v2"
+    )
+    assert sorted(key for key, _, _ in repo._backend.list("objects/")) == objects
+    repo.delete("v2")
+    assert repo.gc().objects_deleted == 0
+
+
+def test_verify_a_version_on_s3_from_the_command_line(s3_env: Any, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``treeshard verify s3://bucket/repo@production`` (docs/REPOSITORY.md) was refused as an unlistable URL."""
+    from treeshard.cli import main
+
+    location = f"s3://models/repo-{uuid.uuid4().hex}"
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.set_alias("production", "v1")
+    assert main(["verify", f"{location}@production"]) == 0
+    assert capsys.readouterr().out.startswith(f"OK {location}@production: 25 files match sha256 digest ")
+    assert treeshard.verify(f"{location}@v1").startswith("25 files match sha256 digest ")
+    with pytest.raises(treeshard.errors.InvalidStoreError) as excinfo:
+        treeshard.verify(f"{location}/plain-store")
+    assert str(excinfo.value) == "verifying needs a store whose files can be listed (a directory, a .zip or a zarr Store): `treeshard verify` a downloaded copy"
+
+
+def test_diff_text_names_each_section(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 2)
+    repo.save(model, metadata={"dataset": "d-1", "metrics": {"acc": 0.5}})
+    repo.save(model, metadata={"dataset": "d-2", "metrics": {"acc": 0.5}})
+    assert main(["diff", repo.location, "v1", "v2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "v1 -> v2",
+        '  metadata dataset: "d-1" -> "d-2"',
+        "  trees: 2 -> 2 (+0 added, -0 removed, 0 changed, 2 unchanged)",
+    ]
+
+
+def test_a_relative_repository_survives_a_change_of_directory(tmp_path: Path, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version loaded lazily from a relative path read its chunks from the new working directory."""
+    X, _ = data
+    model = _forest(data, 3)
+    monkeypatch.chdir(tmp_path)
+    repo = treeshard.Repository("models/churn")
+    repo.save(model)
+    repo.set_alias("production", "v1")
+    assert repo.location == str(tmp_path / "models" / "churn")
+    lazy = treeshard.load("models/churn@production", lazy=True)
+    predictor = treeshard.Predictor("models/churn@v1")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert np.array_equal(lazy.predict_proba(X), model.predict_proba(X))
+    assert np.array_equal(predictor.predict_proba(X), model.predict_proba(X))
+    assert repo.aliases() == {"production": 1}
+
+
+def test_delete_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """gc frees what deleted versions used, and the command line had no way to delete one."""
+    from treeshard.cli import main
+
+    location = str(tmp_path / "my repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3, seed=1))
+    repo.set_alias("production", "v2")
+    assert main(["delete", location, "v1"]) == 0
+    assert capsys.readouterr().out == f"deleted v1; `treeshard gc '{location}'` frees the chunks no other version uses\n"
+    assert [v.id for v in repo.versions()] == ["v2"]
+    assert main(["delete", location, "v2"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: v2 is named by alias(es) production; move them first\n"
+    assert main(["delete", location, "production"]) == 1
+    assert capsys.readouterr().err == "error: delete takes a version id ('v3'), not 'production'\n"
+    assert main(["gc", location]) == 0
+    assert capsys.readouterr().out.startswith("deleted 1 objects (")
+
+
+def test_a_plain_store_is_not_made_a_repository(tmp_path: Path, data: Any) -> None:
+    """Repository(store).save() wrote versions into a model's directory; treeshard.save(..., overwrite=True) of that
+    store would then have replaced them all."""
+    model = _forest(data, 2)
+    treeshard.save(model, tmp_path / "model")
+    before = sorted(path.name for path in (tmp_path / "model").iterdir())
+    repo = treeshard.Repository(tmp_path / "model")
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.save(model)
+    assert str(excinfo.value) == f"{tmp_path / 'model'} is a treeshard store, not a repository: give the repository a directory of its own"
+    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == before
+
+
+def test_diff_of_a_single_metric_and_of_another_estimator(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """``metadata={"metrics": 0.91}`` changes were dropped from the diff; a change of estimator was not printed."""
+    from treeshard.cli import main
+
+    X, y = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    forest = _forest(data, 2)
+    repo.save(forest, metadata={"metrics": 0.5})
+    repo.save(forest, metadata={"metrics": 0.75})
+    repo.save(GradientBoostingRegressor(n_estimators=2, random_state=0).fit(X, y), metadata={"metrics": {"r2": 0.1}})
+    assert repo.diff("v1", "v2")["metadata"] == {"metrics": [0.5, 0.75]}
+    assert repo.diff("v1", "v2")["metrics"] == {}
+    assert repo.diff("v2", "v3")["metadata"] == {"metrics": [0.75, {"r2": 0.1}]}
+    assert main(["diff", repo.location, "v2", "v3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["v2 -> v3", "  estimator: RandomForestClassifier -> GradientBoostingRegressor"]
+    assert '  metadata metrics: 0.75 -> {"r2": 0.1}' in lines
+
+
+def test_rollback_with_expect(repo: treeshard.Repository, data: Any) -> None:
+    """Two operators rolling back at once moved the alias back two steps; expect= lets each insist on what it saw."""
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    for version in ("v1", "v2", "v3"):
+        assert repo.set_alias("production", version) == version
+    assert repo.rollback("production", expect="v3") == "v2"
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.rollback("production", expect="v3")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v2, expected it to name v3"
+    assert repo.alias_history("production") == [1, 2]
+
+
+def test_rollback_with_expect_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    assert main(["alias", location, "production", "v1"]) == 0
+    assert main(["alias", location, "production", "latest"]) == 0
+    assert main(["rollback", location, "production", "--expect", "v1"]) == 1
+    assert main(["rollback", location, "production", "--expect", "v2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == ["production -> v1", "production -> v2", "production -> v1"]
+    assert out.err == f"error: {location}: alias 'production' names v2, expected it to name v1\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="needs Linux pid namespaces")
+def test_a_gc_killed_on_this_machine_blocks_no_save(tmp_path: Path, data: Any) -> None:
+    """A gc killed with SIGKILL left gc.lock, and every save then waited for the grace period (an hour)."""
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    repo.save(_forest(data, 2))
+    repo.delete("v1")
+    code = f"import sys, time; sys.path[:0] = [{SRC!r}]; import treeshard; r = treeshard.Repository({location!r}); r._backend.list = lambda prefix: time.sleep(60); r.gc()"
+    gc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not repo._backend.exists("gc.lock") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(repo._backend.read("gc.lock"))["pid"] == gc.pid
+    gc.kill()
+    gc.wait()
+    saved: list[str] = []
+    thread = threading.Thread(target=lambda: saved.append(repo.save(_forest(data, 3))), daemon=True)
+    thread.start()
+    thread.join(30)
+    assert saved == ["v2"]
+    assert repo.gc().objects_deleted == 1
+    assert not repo._backend.exists("gc.lock")
+
+
+def test_gc_judges_only_this_machine_s_temporaries_by_pid(tmp_path: Path, data: Any) -> None:
+    """gc deleted the temporaries of a save running in another container (or host) sharing the directory: their
+    pids are not alive here."""
+    from treeshard.repository.backends import machine_tag
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    dead = 2**22 + 1  # above the kernel's default pid_max: no such process here
+    scratch = tmp_path / "repo" / ".tmp"
+    for name in (f"{dead}-{'a' * 32}-{machine_tag()}", f"{dead}-{'b' * 32}-0123456789ab", f"{dead}-{'c' * 32}"):
+        (scratch / name).write_bytes(b"partial")
+    assert sorted(repo.gc().keys_deleted) == [f".tmp/{dead}-{'a' * 32}-{machine_tag()}", f".tmp/{dead}-{'c' * 32}"]
+    assert [path.name for path in scratch.iterdir()] == [f"{dead}-{'b' * 32}-0123456789ab"]
+    repo.grace = 0.0
+    assert repo.gc().keys_deleted == [f".tmp/{dead}-{'b' * 32}-0123456789ab"]
+
+
+def test_help_names_repository_references(capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    for command in ("info", "verify"):
+        with pytest.raises(SystemExit) as excinfo:
+            main([command, "--help"])
+        assert excinfo.value.code == 0
+        assert "REPOSITORY@REF (a version: v3, an alias or latest)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "version them in a repository (log, alias, rollback, diff, delete, gc)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_save_past_the_last_version_number_is_refused(tmp_path: Path, data: Any) -> None:
+    """A refs/latest edited to 9999999999 made the next save publish v10000000000: an eleven-digit manifest that
+    no listing saw and no reference could name."""
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 2)
+    repo.save(model)
+    (tmp_path / "repo" / "refs" / "latest").write_text("9999999999")
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.save(_forest(data, 3))
+    assert str(excinfo.value) == (
+        f"{repo.location}: no version number is left after v9999999999 (refs/latest holds 9999999999); "
+        "if that file was edited, write the highest existing version number into it"
+    )
+    assert sorted(path.name for path in (tmp_path / "repo" / "versions").iterdir()) == ["0000000001.json"]
+    (tmp_path / "repo" / "refs" / "latest").write_text("1")
+    assert repo.save(_forest(data, 3)) == "v2"
+    assert np.array_equal(repo.load("v1").predict_proba(X), model.predict_proba(X))
+
+
+def test_a_repository_of_a_newer_format_asks_for_an_upgrade(tmp_path: Path, data: Any) -> None:
+    from treeshard.errors import UnsupportedFormatVersionError
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.set_alias("production", "v1")
+    root = tmp_path / "repo"
+    for key, field in ((version_key(1), "treeshard_version"), ("aliases/production.json", "treeshard_alias")):
+        original = (root / key).read_bytes()
+        (root / key).write_text(json.dumps({**json.loads(original), field: 2}))
+        with pytest.raises(UnsupportedFormatVersionError) as excinfo:
+            repo.load("production")
+        assert str(excinfo.value) == f"{root / key}: format 2 was written by a newer treeshard (this one reads format 1): upgrade treeshard"
+        (root / key).write_bytes(original)
+    marker = root / "treeshard.repository.json"
+    marker.write_text(json.dumps({**json.loads(marker.read_bytes()), "treeshard_repository": 2}))
+    message = f"{marker}: format 2 was written by a newer treeshard (this one reads format 1): upgrade treeshard"
+    for write in (lambda r: r.save(_forest(data, 3)), lambda r: r.set_alias("production", "v1")):
+        with pytest.raises(UnsupportedFormatVersionError) as excinfo:
+            write(treeshard.Repository(root))
+        assert str(excinfo.value) == message
+    assert [v.id for v in repo.versions()] == ["v1"]
+
+
+def test_an_alias_never_names_a_version_deleted_during_its_move(repo: treeshard.Repository, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete that ran whole between set_alias's check of its target and its write (reading the aliases before
+    the write, removing its tombstone before the move looked for it) left the alias naming a deleted version."""
+    X, _ = data
+    repo.save(_forest(data, 2))
+    second = _forest(data, 3)
+    repo.save(second)
+    repo.set_alias("production", "v2")
+    other = treeshard.Repository(repo.location, **_url_and_options(repo))
+    replace = repo._backend.replace
+
+    def delete_first(key: str, raw: bytes, tag: Any) -> bool:
+        monkeypatch.setattr(repo._backend, "replace", replace)
+        other.delete("v1")
+        return replace(key, raw, tag)
+
+    monkeypatch.setattr(repo._backend, "replace", delete_first)
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.set_alias("production", "v1")
+    assert str(excinfo.value) == f"{repo.location}: v1 was deleted while alias 'production' moved to it; the alias was left as it was"
+    assert repo.aliases() == {"production": 2}
+    assert repo.alias_history("production") == [2]
+    assert np.array_equal(repo.load("production").predict_proba(X), second.predict_proba(X))
+
+
+def test_input_example_must_match_the_model(tmp_path: Path, data: Any) -> None:
+    """A one-row example (X[0]) recorded one dtype for an 8-feature model; an example of another width was
+    recorded as it was."""
+    import pandas as pd
+
+    X, _ = data
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 2)
+    assert repo.info(repo.save(model, input_example=X[0])).model["feature_dtypes"] == ["float64"] * 8
+    frame = pd.DataFrame(X[:2].astype(np.float32), columns=[f"f{i}" for i in range(8)])
+    assert repo.info(repo.save(model, input_example=frame)).model["feature_dtypes"] == {f"f{i}": "float32" for i in range(8)}
+    for example, message in (
+        (X[:2, :3], "input_example has 3 columns, but the model takes 8 features"),
+        (frame.iloc[:, :5], "input_example has 5 columns, but the model takes 8 features"),
+        (X[None], "input_example must be rows like the model's input (a 2-D array or a DataFrame), got a 3-D array"),
+    ):
+        with pytest.raises(ValueError) as excinfo:
+            repo.save(model, input_example=example)
+        assert str(excinfo.value) == message
+    assert [v.id for v in repo.versions()] == ["v1", "v2"]
+
+
+def test_show_an_alias_and_its_history_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """What did production name before? The command line could not say (Repository.alias_history only)."""
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    repo = treeshard.Repository(location)
+    for n in (2, 3, 4):
+        repo.save(_forest(data, n))
+    assert main(["alias", location, "production", "v1"]) == 0
+    assert main(["alias", location, "production"]) == 0
+    assert main(["alias", location, "production", "v3"]) == 0
+    assert main(["alias", location, "production", "v2"]) == 0
+    assert main(["alias", location, "production"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "production -> v1",
+        "production -> v1",
+        "production -> v3",
+        "production -> v2",
+        "production -> v2 (before: v3, v1)",
+    ]
+    assert main(["alias", location, "staging"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: no alias 'staging'\n"
+    assert main(["alias", location, "production", "--expect", "v2"]) == 2
+    assert capsys.readouterr().err == "error: --expect needs a VERSION to move the alias to\n"
+
+
+def test_rollback_steps_over_history_entries_of_the_current_version(tmp_path: Path, data: Any) -> None:
+    """An alias document written before reruns were no-ops holds the current version again in its history:
+    rollback moved to the version it already named."""
+    repo = treeshard.Repository(tmp_path / "repo")
+    for n in (2, 3):
+        repo.save(_forest(data, n))
+    repo.set_alias("production", "v1")
+    repo.set_alias("production", "v2")
+    path = tmp_path / "repo" / "aliases" / "production.json"
+    path.write_text(json.dumps({**json.loads(path.read_bytes()), "history": [1, 2, 2]}))
+    assert repo.rollback("production") == "v1"
+    assert repo.alias_history("production") == [1]
+    path.write_text(json.dumps({**json.loads(path.read_bytes()), "history": [1, 1]}))
+    with pytest.raises(RepositoryError) as excinfo:
+        repo.rollback("production")
+    assert str(excinfo.value) == f"{repo.location}: alias 'production' names v1 and has no earlier version"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_delete_killed_on_this_machine_blocks_no_alias_move(tmp_path: Path, data: Any) -> None:
+    """A delete killed after writing its tombstone blocked alias moves to that version for the grace period."""
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("production", "v2")
+    pid = os.fork()
+    if pid == 0:  # the deleting process, killed between its tombstone and its end
+        repo._backend.delete = lambda key: os.kill(os.getpid(), signal.SIGKILL)
+        repo.delete("v1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert json.loads(repo._backend.read("tombstones/1"))["pid"] == pid
+    repo.set_alias("production", "v1")
+    assert repo.aliases() == {"production": 1}
+    assert repo.gc().keys_deleted == ["tombstones/1"]
+
+
+def test_an_alias_file_copied_by_hand_is_named(tmp_path: Path, data: Any) -> None:
+    import shutil
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    repo.save(_forest(data, 2))
+    repo.set_alias("production", "v1")
+    aliases = tmp_path / "repo" / "aliases"
+    shutil.copy(aliases / "production.json", aliases / "staging.json")
+    with pytest.raises(FormatError) as excinfo:
+        repo.load("staging")
+    assert str(excinfo.value) == (
+        f"{aliases / 'staging.json'}: the document belongs to alias 'production', not 'staging' (a copied file?): "
+        "set 'staging' with `treeshard alias` or Repository.set_alias instead"
+    )
+
+
+def test_delete_an_alias(repo: treeshard.Repository, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An alias could be moved but never removed: a stale one (canary) kept its version from being deleted."""
+    repo.save(_forest(data, 2))
+    repo.save(_forest(data, 3))
+    repo.set_alias("canary", "v1")
+    repo.set_alias("production", "v2")
+    with pytest.raises(AliasConflictError) as excinfo:
+        repo.delete_alias("canary", expect="v2")
+    assert str(excinfo.value) == f"{repo.location}: alias 'canary' names v1, expected it to name v2"
+    assert repo.delete_alias("canary", expect="v1") == "v1"
+    assert repo.aliases() == {"production": 2}
+    with pytest.raises(RefNotFoundError) as excinfo:
+        repo.delete_alias("canary")
+    assert str(excinfo.value) == f"{repo.location}: no alias 'canary'"
+    repo.delete("v1")
+    # A move that read the alias before another process removed it: retried as a new alias.
+    other = treeshard.Repository(repo.location, **_url_and_options(repo))
+    replace = repo._backend.replace
+
+    def removed_first(key: str, raw: bytes, tag: Any) -> bool:
+        monkeypatch.setattr(repo._backend, "replace", replace)
+        other.delete_alias("production")
+        return replace(key, raw, tag)
+
+    monkeypatch.setattr(repo._backend, "replace", removed_first)
+    repo.set_alias("production", "v2")
+    assert repo.aliases() == {"production": 2}
+    assert repo.alias_history("production") == [2]
+
+
+def test_delete_an_alias_from_the_command_line(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from treeshard.cli import main
+
+    location = str(tmp_path / "repo")
+    treeshard.Repository(location).save(_forest(data, 2))
+    assert main(["alias", location, "canary", "v1"]) == 0
+    assert main(["alias", location, "canary", "--delete", "--expect", "v1"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["canary -> v1", "deleted alias canary (it named v1)"]
+    assert main(["alias", location, "canary", "--delete"]) == 1
+    assert capsys.readouterr().err == f"error: {location}: no alias 'canary'\n"
+    assert main(["alias", location, "canary", "v1", "--delete"]) == 2
+    assert capsys.readouterr().err == "error: --delete takes no VERSION\n"

@@ -119,11 +119,11 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="treeshard", description=__doc__)
+    parser = argparse.ArgumentParser(prog="treeshard", description="Inspect, convert, verify and sign treeshard stores; version them in a repository (log, alias, rollback, diff, delete, gc).")
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="describe a store without loading its trees")
-    info.add_argument("store", help="store directory, .zip file, URL (s3://..., https://...) or REPO@REF")
+    info.add_argument("store", help="store directory, .zip file, URL (s3://..., https://...), or REPOSITORY@REF (a version: v3, an alias or latest)")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(run=_info)
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(commands)
 
     verify = commands.add_parser("verify", help="check a store against its content digest (and signature)")
-    verify.add_argument("store", help="store directory or .zip file")
+    verify.add_argument("store", help="store directory, .zip file, or REPOSITORY@REF (a version: v3, an alias or latest)")
     verify.add_argument("--public-key", metavar="PEM", help="also require a valid Ed25519 signature by this key")
     verify.set_defaults(run=_verify)
 
@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--key", required=True, metavar="PEM", help="Ed25519 private key (PEM)")
     sign.set_defaults(run=_sign)
 
-    from .repository.cli import add_parsers as add_repository_parsers  # log, alias, rollback, diff, gc (issue 16)
+    from .repository.cli import add_parsers as add_repository_parsers  # log, alias, rollback, diff, delete, gc (issue 16)
 
     add_repository_parsers(commands)
     return parser

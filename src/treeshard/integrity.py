@@ -62,7 +62,7 @@ def _source(store: Any) -> Iterator[ListableSource]:
     from .storage.router import open_source
     from .storage.urls import is_url
 
-    if is_url(store):
+    if is_url(store) and "@" not in store.rsplit("/", 1)[-1]:  # "s3://bucket/repo@production": a listable version
         raise InvalidStoreError(_NOT_LISTABLE)
     source, _ = open_source(store)
     try:

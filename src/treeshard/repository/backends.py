@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
+import socket
 import threading
 import time
 import uuid
@@ -95,7 +97,7 @@ class LocalBackend:
         """A complete, fsynced private file (named after this process, so gc knows whose it is)."""
         folder = self.root / TMP_DIR
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{os.getpid()}-{uuid.uuid4().hex}"
+        path = folder / f"{os.getpid()}-{uuid.uuid4().hex}-{machine_tag()}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -137,6 +139,16 @@ class LocalBackend:
             self.write(key, data)
             return True
 
+    def remove(self, key: str, tag: str) -> bool:
+        """Delete ``key`` if its content still has ``tag`` (compare-and-delete)."""
+        with self._locked(key):
+            current = self.read_tagged(key)
+            if current is None or current[1] != tag:
+                return False
+            self.delete(key)
+            _fsync_directory(self._path(key).parent)
+            return True
+
     @contextlib.contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         import fcntl
@@ -156,16 +168,33 @@ class LocalBackend:
             self._path(key).unlink()
 
     def stale_temporaries(self, older_than: float) -> list[str]:
-        """Scratch files of processes that are gone, or older than ``older_than`` (epoch seconds)."""
+        """Scratch files of processes that are gone, or older than ``older_than`` (epoch seconds).
+
+        Only a file of this machine's processes is judged by its pid: another host's (a
+        shared file system) or another container's is judged by its age alone.
+        """
         out = []
         for key, mtime, _ in self.list(f"{TMP_DIR}/"):
-            pid = key.rsplit("/", 1)[-1].split("-", 1)[0]
-            if mtime < older_than or (pid.isdigit() and not _alive(int(pid))):
+            pid, *rest = key.rsplit("/", 1)[-1].split("-")
+            ours = len(rest) < 2 or rest[1] == machine_tag()  # names without a tag: written before tags
+            if mtime < older_than or (ours and pid.isdigit() and not _alive(int(pid))):
                 out.append(key)
         return out
 
 
+@functools.cache
+def machine_tag() -> str:
+    """This machine and pid namespace (host name, ``/proc/self/ns/pid``), hashed: pids mean
+    something only within one."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:12]
+
+
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine exists."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,6 +260,14 @@ class MemoryBackend:
             if (None if entry is None else content_tag(entry[0])) != tag:
                 return False
             self.objects[key] = (bytes(data), time.time())
+            return True
+
+    def remove(self, key: str, tag: str) -> bool:
+        with self._lock:
+            entry = self.objects.get(key)
+            if entry is None or content_tag(entry[0]) != tag:
+                return False
+            del self.objects[key]
             return True
 
     def delete(self, key: str) -> None:
@@ -337,6 +374,10 @@ class S3Backend:
                 "this botocore cannot send S3 conditional writes (If-None-Match / If-Match), which a repository "
                 "needs: upgrade s3fs and aiobotocore"
             ) from None
+        except FileNotFoundError:
+            if "IfMatch" in conditions:  # the object was deleted since it was read (an alias removed)
+                return False
+            raise RemoteStoreError(f"{self.location}/{key}: not found") from None
         except OSError as exc:
             if conditions and _precondition_failed(exc):
                 return False
@@ -364,6 +405,22 @@ class S3Backend:
                 raise RemoteStoreError(f"{self.location}/{key}: {exc}") from None
 
         self._run(remove())
+
+    def remove(self, key: str, tag: str) -> bool:
+        """``DeleteObject`` with ``If-Match``: False if the object changed or is gone."""
+
+        async def remove() -> bool:
+            try:
+                await self.fs._call_s3("delete_object", Bucket=self.bucket, Key=self._key(key), IfMatch=tag)
+            except FileNotFoundError:
+                return False
+            except OSError as exc:
+                if _precondition_failed(exc):
+                    return False
+                raise RemoteStoreError(f"{self.location}/{key}: {exc}") from None
+            return True
+
+        return self._run(remove())
 
     def stale_temporaries(self, older_than: float) -> list[str]:
         return []  # a PUT is whole or absent: S3 keeps no partial objects
@@ -397,7 +454,8 @@ def open_backend(location: Any, storage_options: dict[str, Any] | None) -> Any:
         raise InvalidStoreError(f"repositories live in a directory, s3:// or memory://, not {scheme}://")
     if storage_options:
         raise InvalidStoreError(f"storage_options apply to URLs only (s3://, memory://), not to {location!r}")
-    root = Path(location)
+    # Absolute: a lazily loaded version keeps reading its chunks after the process changes directory.
+    root = Path(os.path.abspath(location))
     if root.exists() and not root.is_dir():
         raise RepositoryError(f"{location!r} is not a directory")
     return LocalBackend(root)

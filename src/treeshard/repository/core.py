@@ -16,6 +16,7 @@ See ``docs/REPOSITORY.md`` for the protocol and why it is safe.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -26,10 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AliasConflictError, RefNotFoundError, RepositoryError, SignatureError
+from ..errors import AliasConflictError, FormatError, RefNotFoundError, RepositoryError, SignatureError
 from ..pipeline.record import PIPELINE_KEY
-from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY
-from .backends import open_backend
+from ..spec import DIGEST_KEY, ROOT_METADATA, SIGNATURE_KEY, loads_json
+from .backends import _alive, machine_tag, open_backend
 from .refs import (
     LATEST_KEY,
     MAX_ALIAS_HISTORY,
@@ -44,9 +45,14 @@ from .refs import (
 )
 from .versions import (
     MANIFEST_FORMAT,
+    MARKER_KEY,
+    MAX_VERSION,
     Manifest,
     VersionRef,
+    check_newer,
     encode_manifest,
+    not_a_repository,
+    not_found,
     number_packs,
     object_key,
     place_chunks,
@@ -56,7 +62,6 @@ from .versions import (
     version_key,
 )
 
-MARKER_KEY = "treeshard.repository.json"
 GC_LOCK_KEY = "gc.lock"
 #: Node rows per chunk in a repository: versions share chunks, so finer chunks share more.
 REPOSITORY_NODE_ROWS = 16384
@@ -130,6 +135,7 @@ class Repository:
     >>> repo = treeshard.Repository("memory://doc-example")
     >>> v1 = repo.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), message="first")
     >>> repo.set_alias("production", v1)
+    'v1'
     >>> repo.load("production").predict([[1]])
     array([1.])
     """
@@ -148,6 +154,24 @@ class Repository:
 
     def __repr__(self) -> str:
         return f"Repository({self.location!r})"
+
+    def _where(self, key: str) -> str:
+        return f"{self.location}/{key}"
+
+    def exists(self) -> bool:
+        """Whether a repository is at this location (its first :meth:`save` creates it).
+
+        Examples
+        --------
+        >>> import treeshard
+        >>> treeshard.Repository("memory://not-created-yet").exists()
+        False
+        """
+        return self._backend.exists(MARKER_KEY)
+
+    def _require_repository(self) -> None:
+        if not self.exists():
+            raise RepositoryError(not_a_repository(self.location))
 
     # ------------------------------------------------------------------ saving
     def save(
@@ -173,7 +197,8 @@ class Repository:
         sign_with : Ed25519 private key (PEM bytes, path or key), optional
             Sign the version's content digest (an alias policy may require it).
         input_example : array or DataFrame, optional
-            Rows like the model's input: their column dtypes are recorded.
+            Rows like the model's input (one row may be 1-D): their column dtypes are
+            recorded. ValueError if their width is not the model's ``n_features_in_``.
         codec : {"lz4", "zstd", "none"}
         """
         from ..saving import encode_files
@@ -204,7 +229,15 @@ class Repository:
         stats = SaveStats(store_bytes=sum(len(v) if isinstance(v, bytes) else sum(map(len, v)) for v in files.values()))
         backend = self._backend
         if not self._marked:
-            backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}}))
+            if backend.exists(ROOT_METADATA):  # a plain store: a later overwriting save of it would take every version
+                raise RepositoryError(
+                    f"{self.location} is a treeshard store, not a repository: give the repository a directory of its own"
+                )
+            if not backend.create(MARKER_KEY, encode_manifest({"treeshard_repository": 1, "created": _now(), "policies": {}})):
+                marker = None
+                with contextlib.suppress(ValueError):  # a damaged marker holds only alias policies: saves go on
+                    marker = loads_json(backend.read(MARKER_KEY) or b"{}")
+                check_newer(marker, "treeshard_repository", 1, self._where(MARKER_KEY))
             self._marked = True
         staging = f"staging/{os.getpid()}-{uuid.uuid4().hex}.json"
         known = self._known_chunks()
@@ -247,13 +280,15 @@ class Repository:
                 known.update(read_manifest(self._backend, number).chunks)
             except RefNotFoundError:
                 continue  # deleted meanwhile
+            except FormatError:
+                continue  # damaged: its chunks are not reused (the new version stores its own)
         return known
 
     def _wait_for_gc(self) -> None:
         deadline = time.monotonic() + self.grace
         while True:
             raw = self._backend.read(GC_LOCK_KEY)
-            if raw is None or _age(raw) > self.grace:
+            if raw is None or _age(raw) > self.grace or _holder_is_dead(raw):
                 return
             if time.monotonic() > deadline:
                 raise RepositoryError(f"{self.location}: a gc has held {GC_LOCK_KEY} for too long")
@@ -261,8 +296,14 @@ class Repository:
 
     def _publish(self, document: dict[str, Any], stats: SaveStats) -> int:
         """Claim the next free version number with a create-only write of the manifest."""
-        number = max(read_hint(self._backend) or 0, latest_number(self._backend) or 0) + 1
+        hint = read_hint(self._backend)
+        number = max(hint or 0, latest_number(self._backend) or 0) + 1
         for attempt in range(1000):
+            if number > MAX_VERSION:  # its manifest's key would be longer: a version nothing lists or names
+                raise RepositoryError(
+                    f"{self.location}: no version number is left after v{MAX_VERSION} ({LATEST_KEY} holds {hint}); "
+                    f"if that file was edited, write the highest existing version number into it"
+                )
             document["version"] = number
             raw = encode_manifest(document)
             if self._backend.create(version_key(number), raw):
@@ -358,12 +399,13 @@ class Repository:
         """The versions ``name`` named before (oldest first), then the one it names."""
         alias = read_alias(self._backend, check_alias_name(name))
         if alias is None:
-            raise RefNotFoundError(f"{self.location}: no alias {name!r}")
+            raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
         return [*alias[0]["history"], alias[0]["version"]]
 
     # ------------------------------------------------------------------ aliases
-    def set_alias(self, name: str, version: Any, *, expect: Any = None) -> None:
-        """Point alias ``name`` at ``version`` (an id, another alias or ``"latest"``).
+    def set_alias(self, name: str, version: Any, *, expect: Any = None) -> str:
+        """Point alias ``name`` at ``version`` (an id, another alias or ``"latest"``); returns
+        the id of the version it now names.
 
         ``expect``: the version the alias must name now (``""``: the alias must not
         exist yet); else :class:`~treeshard.AliasConflictError`. Without it, the move
@@ -374,23 +416,68 @@ class Repository:
         expected = _expected(expect)
         manifest = read_manifest(self._backend, target)  # the version exists and is complete
         public_key = self._check_policy(name, manifest)
-        self._move_alias(name, expected, lambda document: (target, [*document["history"], document["version"]] if document else []), public_key)
 
-    def rollback(self, name: str) -> str:
-        """Move alias ``name`` back to the version it named before the last move; returns that id."""
+        def point(document: dict[str, Any] | None) -> tuple[int, list[int]] | None:
+            if document is None:
+                return target, []
+            if document["version"] == target and document.get("public_key") == public_key:
+                return None  # already there: a rerun adds no history entry for rollback to step over
+            return target, [*document["history"], document["version"]]
+
+        self._move_alias(name, expected, point, public_key)
+        return version_id(target)
+
+    def rollback(self, name: str, *, expect: Any = None) -> str:
+        """Move alias ``name`` back to the version it named before the last move; returns that id.
+
+        ``expect``: the version the alias must name now, else
+        :class:`~treeshard.AliasConflictError` (without it, two rollbacks at once move the
+        alias back two steps).
+        """
         name = check_alias_name(name)
+        expected = _expected(expect)
         result: list[int] = []
 
         def back(document: dict[str, Any] | None) -> tuple[int, list[int]]:
             if document is None:
-                raise RefNotFoundError(f"{self.location}: no alias {name!r}")
-            if not document["history"]:
+                raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
+            history = list(document["history"])
+            while history and history[-1] == document["version"]:  # moves to the version it named (older treeshard recorded them)
+                history.pop()
+            if not history:
                 raise RepositoryError(f"{self.location}: alias {name!r} names {version_id(document['version'])} and has no earlier version")
-            result[:] = [document["history"][-1]]
-            return document["history"][-1], document["history"][:-1]
+            previous = history[-1]
+            if not self._backend.exists(version_key(previous)):
+                raise RefNotFoundError(
+                    f"{self.location}: alias {name!r} named {version_id(previous)} before {version_id(document['version'])}, "
+                    f"but {version_id(previous)} was deleted: point the alias at an existing version instead "
+                    f"(set_alias / treeshard alias)"
+                )
+            result[:] = [previous]
+            return previous, history[:-1]
 
-        self._move_alias(name, "any", back, None, check_policy=True)
+        self._move_alias(name, expected, back, None, check_policy=True)
         return version_id(result[0])
+
+    def delete_alias(self, name: str, *, expect: Any = None) -> str:
+        """Remove alias ``name`` (compare-and-delete); returns the id of the version it named.
+
+        ``expect``: the version it must name now, else :class:`~treeshard.AliasConflictError`.
+        The versions it named stay (:meth:`delete` them, then :meth:`gc`).
+        """
+        name = check_alias_name(name)
+        expected = _expected(expect)
+        for _ in range(1000):
+            current = read_alias(self._backend, name)
+            if current is None:
+                raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
+            document, tag = current
+            if expected not in ("any", document["version"]):
+                wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
+                raise AliasConflictError(f"{self.location}: alias {name!r} names {version_id(document['version'])}, expected it {wanted}")
+            if self._backend.remove(alias_key(name), tag):
+                return version_id(document["version"])
+        raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
 
     def _move_alias(self, name: str, expected: int | None | str, step: Any, public_key: str | None, *, check_policy: bool = False) -> None:
         key = alias_key(name)
@@ -402,7 +489,10 @@ class Repository:
                 named = "does not exist" if now is None else f"names {version_id(now)}"
                 wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
                 raise AliasConflictError(f"{self.location}: alias {name!r} {named}, expected it {wanted}")
-            target, history = step(document)
+            moved = step(document)
+            if moved is None:
+                return
+            target, history = moved
             if check_policy:
                 public_key = self._check_policy(name, read_manifest(self._backend, target))
             new = {
@@ -415,9 +505,21 @@ class Repository:
             }
             raw = encode_manifest(new)
             if self._backend.replace(key, raw, tag):
-                if self._backend.exists(f"tombstones/{target}"):  # a delete of the target raced this move
+                tombstone = self._backend.read(f"tombstones/{target}")
+                # A delete of the target raced this move; a killed delete's tombstone (its process
+                # gone from this machine, or older than the grace period) blocks nothing.
+                if tombstone is not None and _age(tombstone) <= self.grace and not _holder_is_dead(tombstone):
                     self._undo_move(key, raw, current)
-                    raise RefNotFoundError(f"{self.location}: {version_id(target)} is being deleted")
+                    raise RefNotFoundError(
+                        f"{self.location}: {version_id(target)} is being deleted (tombstones/{target}; one left by a "
+                        f"killed delete is ignored {self.grace:.0f} s after it was written, and removed by gc)"
+                    )
+                # A delete that ran whole between this move's check of the target and its write
+                # (it read the aliases before this write, and removed its tombstone before the
+                # check above) deleted the manifest first: the target is gone.
+                if not self._backend.exists(version_key(target)):
+                    self._undo_move(key, raw, current)
+                    raise RefNotFoundError(f"{self.location}: {version_id(target)} was deleted while alias {name!r} moved to it; the alias was left as it was")
                 return
         raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
 
@@ -441,8 +543,8 @@ class Repository:
         pem = None if public_key is None else _public_pem(load_public_key(public_key))
         for _ in range(100):
             got = self._backend.read_tagged(MARKER_KEY)
-            marker = json.loads(got[0]) if got else {"treeshard_repository": 1, "created": _now(), "policies": {}}
-            policies = dict(marker.get("policies", {}))
+            marker = parse_marker(got[0], self._where(MARKER_KEY)) if got else {"treeshard_repository": 1, "created": _now(), "policies": {}}
+            policies = dict(marker["policies"])
             if pem is None:
                 policies.pop(name, None)
             else:
@@ -456,7 +558,7 @@ class Repository:
 
     def _check_policy(self, name: str, manifest: Manifest) -> str | None:
         raw = self._backend.read(MARKER_KEY)
-        policy = (json.loads(raw).get("policies", {}) if raw else {}).get(name)
+        policy = parse_marker(raw, self._where(MARKER_KEY))["policies"].get(name) if raw else None
         if not policy:
             return None
         check_version_signature(manifest, policy["public_key"].encode(), f"alias {name!r} requires a signed version: {version_id(manifest.number)}")
@@ -475,7 +577,7 @@ class Repository:
         tombstone = f"tombstones/{number}"
         # The tombstone first, then the aliases: an alias move to this version either is
         # seen here, or sees the tombstone after its own write and undoes itself.
-        self._backend.write(tombstone, _now().encode())
+        self._backend.write(tombstone, encode_manifest({"created": time.time(), **_holder()}))
         try:
             users = sorted(name for name, target in self.aliases().items() if target == number)
             if users:
@@ -487,11 +589,14 @@ class Repository:
     def gc(self) -> GcReport:
         """Delete the objects no version uses (nor any save in progress), and dead scratch files."""
         backend = self._backend
+        # Without the marker this is not a repository (a typo, another program's folder): every
+        # file under objects/ would look unused.
+        self._require_repository()
         report = GcReport()
-        lock = encode_manifest({"created": time.time(), "pid": os.getpid()})
+        lock = encode_manifest({"created": time.time(), **_holder()})
         if not backend.create(GC_LOCK_KEY, lock):
             got = backend.read_tagged(GC_LOCK_KEY)
-            if got is not None and _age(got[0]) <= self.grace:
+            if got is not None and _age(got[0]) <= self.grace and not _holder_is_dead(got[0]):
                 raise RepositoryError(f"{self.location}: another gc is running ({GC_LOCK_KEY})")
             if not backend.replace(GC_LOCK_KEY, lock, None if got is None else got[1]):
                 raise RepositoryError(f"{self.location}: another gc is running ({GC_LOCK_KEY})")
@@ -518,12 +623,21 @@ class Repository:
                     used.update(read_manifest(backend, number).objects)
                 except RefNotFoundError:
                     continue
+                except FormatError as exc:
+                    raise FormatError(
+                        f"{exc}; gc deleted nothing, as it cannot tell which objects {version_id(number)} uses: "
+                        f"restore that file, or delete {version_id(number)}"
+                    ) from None
             for key, _, size in backend.list("objects/"):
                 if key.rsplit("/", 1)[-1] not in used:
                     backend.delete(key)
                     report.objects_deleted += 1
                     report.bytes_freed += size
                     report.keys_deleted.append(key)
+            for key, _, _ in backend.list("tombstones/"):
+                raw = backend.read(key)
+                if raw is not None and (_age(raw) > self.grace or _holder_is_dead(raw)):  # a killed delete's
+                    stale.append(key)
             for key in stale + backend.stale_temporaries(time.time() - self.grace):
                 backend.delete(key)
                 report.keys_deleted.append(key)
@@ -543,10 +657,46 @@ class Repository:
         return diff_versions(self, self.resolve(a), self.resolve(b))
 
 
+def parse_marker(raw: bytes, where: str) -> dict[str, Any]:
+    """The repository's marker document, checked: ``{"policies": {alias: {"public_key": PEM}}, ...}``."""
+    try:
+        marker = loads_json(raw)
+    except ValueError as exc:
+        raise FormatError(f"{where}: not valid JSON ({exc})") from None
+    check_newer(marker, "treeshard_repository", 1, where)
+    policies = marker.get("policies", {}) if isinstance(marker, dict) else None
+    if (
+        not isinstance(marker, dict)
+        or marker.get("treeshard_repository") != 1
+        or not isinstance(policies, dict)
+        or not all(isinstance(p, dict) and isinstance(p.get("public_key"), str) for p in policies.values())
+    ):
+        raise FormatError(f"{where}: not a repository marker: expected 'treeshard_repository': 1 and 'policies' mapping aliases to {{'public_key': PEM}}")
+    return {**marker, "policies": policies}
+
+
 def _public_pem(key: Any) -> str:
     from cryptography.hazmat.primitives import serialization
 
     return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _holder() -> dict[str, Any]:
+    """Who holds a lock: this process, on this machine (``machine_tag``: host and pid namespace)."""
+    return {"machine": machine_tag(), "pid": os.getpid()}
+
+
+def _holder_is_dead(raw: bytes) -> bool:
+    """Whether a lock's holder is a process of this machine that is gone (killed during a gc):
+    its lock then blocks nothing, without waiting for the grace period."""
+    try:
+        holder = json.loads(raw)
+    except ValueError:
+        return False
+    if not isinstance(holder, dict) or holder.get("machine") != machine_tag():
+        return False
+    pid = holder.get("pid")
+    return isinstance(pid, int) and pid > 0 and not _alive(pid)
 
 
 def _age(raw: bytes) -> float:
@@ -604,7 +754,7 @@ def _model_summary(model: Any, record: dict[str, Any], input_example: Any) -> di
     classes = getattr(model, "classes_", None)
     if classes is not None:
         summary["classes"] = [c.tolist() for c in classes] if isinstance(classes, list) else classes.tolist()
-    summary["feature_dtypes"] = _dtypes(input_example)
+    summary["feature_dtypes"] = _dtypes(input_example, getattr(model, "n_features_in_", None))
     return summary
 
 
@@ -643,17 +793,22 @@ def _pipeline_summary(model: Any, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dtypes(example: Any) -> dict[str, str] | list[str] | None:
+def _dtypes(example: Any, n_features: Any) -> dict[str, str] | list[str] | None:
     if example is None:
         return None
     dtypes = getattr(example, "dtypes", None)
     if dtypes is not None and hasattr(dtypes, "items"):  # a DataFrame
-        return {str(name): str(dtype) for name, dtype in dtypes.items()}
-    import numpy as np
+        out: dict[str, str] | list[str] = {str(name): str(dtype) for name, dtype in dtypes.items()}
+    else:
+        import numpy as np
 
-    array = np.asarray(example)
-    width = array.shape[1] if array.ndim == 2 else 1
-    return [str(array.dtype)] * width
+        array = np.asarray(example)
+        if array.ndim not in (1, 2):
+            raise ValueError(f"input_example must be rows like the model's input (a 2-D array or a DataFrame), got a {array.ndim}-D array")
+        out = [str(array.dtype)] * array.shape[-1]  # a 1-D example is one row
+    if n_features is not None and len(out) != int(n_features):
+        raise ValueError(f"input_example has {len(out)} columns, but the model takes {int(n_features)} features")
+    return out
 
 
 def check_version_signature(manifest: Manifest, public_key: Any, where: str) -> None:

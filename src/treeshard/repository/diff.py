@@ -65,7 +65,12 @@ def diff_versions(repository: Any, a: VersionRef, b: VersionRef) -> dict[str, An
     second = read_manifest(repository._backend, b.version).document
     model_a, model_b = first.get("model", {}), second.get("model", {})
     meta_a, meta_b = dict(first.get("metadata") or {}), dict(second.get("metadata") or {})
-    metrics_a, metrics_b = meta_a.pop("metrics", {}), meta_b.pop("metrics", {})
+    metrics_a, metrics_b = meta_a.get("metrics", {}), meta_b.get("metrics", {})
+    if isinstance(metrics_a, dict) and isinstance(metrics_b, dict):  # else compared as any other metadata
+        meta_a.pop("metrics", None)
+        meta_b.pop("metrics", None)
+    else:
+        metrics_a = metrics_b = {}
     trees_a, trees_b = tree_digests(a), tree_digests(b)
     common = min(len(trees_a), len(trees_b))
     changed = sum(trees_a[i] != trees_b[i] for i in range(common))
@@ -74,7 +79,7 @@ def diff_versions(repository: Any, a: VersionRef, b: VersionRef) -> dict[str, An
         "to": version_id(b.version),
         "estimator": [model_a.get("estimator"), model_b.get("estimator")],
         "params": _changed(model_a.get("params", {}), model_b.get("params", {})),
-        "metrics": _changed(metrics_a if isinstance(metrics_a, dict) else {}, metrics_b if isinstance(metrics_b, dict) else {}),
+        "metrics": _changed(metrics_a, metrics_b),
         "metadata": _changed(meta_a, meta_b),
         "versions": _changed(first.get("versions", {}), second.get("versions", {})),
         "trees": {

@@ -14,15 +14,15 @@ from typing import Any
 
 from ..errors import FormatError, RefNotFoundError
 from ..spec import loads_json
-from .versions import VersionRef, version_id, version_key
+from .versions import VersionRef, check_newer, not_found, version_id, version_key
 
 LATEST = "latest"
 LATEST_KEY = "refs/latest"
 ALIAS_FORMAT = 1
 #: Earlier versions an alias remembers for :meth:`~treeshard.Repository.rollback`.
 MAX_ALIAS_HISTORY = 100
-_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
-_VERSION_RE = re.compile(r"^v([1-9][0-9]{0,9})$")
+_ALIAS_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
+_VERSION_RE = re.compile(r"^v([1-9][0-9]{0,9})\Z")
 MAX_ALIAS_BYTES = 256 * 1024
 
 
@@ -39,7 +39,7 @@ def parse_ref(ref: Any) -> tuple[str, Any]:
         return "version", int(match[1])
     if ref == LATEST:
         return "latest", None
-    if _ALIAS_RE.match(ref) and not re.match(r"^v[0-9]+$", ref):
+    if _ALIAS_RE.match(ref) and not re.match(r"^v[0-9]+\Z", ref):
         return "alias", ref
     raise RefNotFoundError(
         f"{ref[:100]!r} is not a version reference: expected a version id ('v3'), 'latest' or an alias "
@@ -48,7 +48,7 @@ def parse_ref(ref: Any) -> tuple[str, Any]:
 
 
 def check_alias_name(name: Any) -> str:
-    if not (isinstance(name, str) and _ALIAS_RE.match(name) and name != LATEST and not re.match(r"^v[0-9]+$", name)):
+    if not (isinstance(name, str) and _ALIAS_RE.match(name) and name != LATEST and not re.match(r"^v[0-9]+\Z", name)):
         raise RefNotFoundError(
             f"{str(name)[:100]!r} cannot be an alias: an alias is a letter, then up to 63 letters, digits, '_' or '-', "
             "and neither 'latest' nor a version id"
@@ -68,6 +68,12 @@ def parse_alias(raw: bytes, name: str, where: str) -> dict[str, Any]:
         document = loads_json(raw)
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
+    check_newer(document, "treeshard_alias", ALIAS_FORMAT, where)
+    if isinstance(document, dict) and document.get("treeshard_alias") == ALIAS_FORMAT and isinstance(document.get("name"), str) and document["name"] != name:
+        raise FormatError(
+            f"{where}: the document belongs to alias {document['name'][:100]!r}, not {name!r} (a copied file?): "
+            f"set {name!r} with `treeshard alias` or Repository.set_alias instead"
+        )
     if not isinstance(document, dict) or document.get("treeshard_alias") != ALIAS_FORMAT or document.get("name") != name:
         raise FormatError(f"{where}: not a format-{ALIAS_FORMAT} alias document for {name!r}")
     history = document.get("history")
@@ -144,14 +150,14 @@ def resolve(backend: Any, ref: Any, storage_options: dict[str, Any] | None = Non
     if kind == "latest":
         latest = latest_manifest(backend)
         if latest is None:
-            raise RefNotFoundError(f"{backend.location}: the repository has no version yet")
+            raise RefNotFoundError(not_found(backend, "the repository has no version yet"))
         value, raw = latest
         if raw is not None:
             return VersionRef(backend.location, value, storage_options, None, prefetched=[raw])
     elif kind == "alias":
         alias = read_alias(backend, value)
         if alias is None:
-            raise RefNotFoundError(f"{backend.location}: no alias {value!r}")
+            raise RefNotFoundError(not_found(backend, f"no alias {value!r}"))
         document = alias[0]
         value = document["version"]
         public_key = None if document.get("public_key") is None else document["public_key"].encode()

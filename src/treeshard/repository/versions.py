@@ -26,17 +26,21 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import FormatError, IntegrityError, RefNotFoundError
+from ..errors import FormatError, IntegrityError, RefNotFoundError, UnsupportedFormatVersionError
 from ..record import check_json_depth
 from ..spec import DIGEST_KEY, MAX_CONFIG_BYTES, SIGNATURE_KEY, loads_json
 
 MANIFEST_FORMAT = 1
+#: The repository's marker (and its alias policies): a location without it is not a repository.
+MARKER_KEY = "treeshard.repository.json"
+#: The highest version number (ten digits in a manifest's key, ``v9999999999``).
+MAX_VERSION = 10**10 - 1
 #: Bytes of a manifest a reader accepts (the root metadata inline, base64, plus the chunk lists).
 MAX_MANIFEST_BYTES = 2 * MAX_CONFIG_BYTES
 #: Whole files up to this size are kept inline in the manifest; larger ones become objects.
 INLINE_BYTES = 256 * 1024
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*\Z")
 
 
 def version_key(number: int) -> str:
@@ -176,6 +180,7 @@ def parse_manifest(raw: bytes, number: int, where: str) -> Manifest:
     except ValueError as exc:
         raise FormatError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(document, dict) or document.get("treeshard_version") != MANIFEST_FORMAT:
+        check_newer(document, "treeshard_version", MANIFEST_FORMAT, where)
         raise FormatError(f"{where}: not a format-{MANIFEST_FORMAT} version manifest")
     if document.get("version") != number:
         raise FormatError(f"{where}: names version {str(document.get('version'))[:20]}, expected {number}")
@@ -234,10 +239,29 @@ def _is_size(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
+def check_newer(document: Any, field: str, supported: int, where: str) -> None:
+    """:class:`~treeshard.errors.UnsupportedFormatVersionError` if ``document`` declares a newer format."""
+    declared = document.get(field) if isinstance(document, dict) else None
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared > supported:
+        raise UnsupportedFormatVersionError(
+            f"{where}: format {declared} was written by a newer treeshard (this one reads format {supported}): upgrade treeshard"
+        )
+
+
+def not_a_repository(location: str) -> str:
+    return f"{location}: not a treeshard repository (no {MARKER_KEY}; a repository is created by its first save): check the path"
+
+
+def not_found(backend: Any, what: str) -> str:
+    """The message for a reference that names nothing: ``what``, or that there is no repository
+    at all (a mistyped path; checked only on this error path, so a load costs no extra read)."""
+    return f"{backend.location}: {what}" if backend.exists(MARKER_KEY) else not_a_repository(backend.location)
+
+
 def read_manifest(backend: Any, number: int) -> Manifest:
     raw = backend.read(version_key(number))
     if raw is None:
-        raise RefNotFoundError(f"{backend.location}: no version {version_id(number)}")
+        raise RefNotFoundError(not_found(backend, f"no version {version_id(number)}"))
     return parse_manifest(raw, number, f"{backend.location}/{version_key(number)}")
 
 

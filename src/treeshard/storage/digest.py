@@ -67,11 +67,25 @@ def parse_digest(raw: bytes) -> DigestRecord:
         if not isinstance(entry, dict) or not isinstance(entry.get("chunks"), dict):
             raise _fail(f"arrays.{name}: not an object with 'chunks'")
     config = record.get("config")
-    body = {k: v for k, v in record.items() if k != "digest"}
     digest = _hex("digest", record.get("digest"))
-    if hashlib.sha256(canonical_json(body)).hexdigest() != digest:
+    if not _seals(raw, record, digest):
         raise _fail("the record does not match its own 'digest' (the record itself was edited)")
     return DigestRecord(raw, digest, None if config is None else _hex("config", config), files, arrays_raw)
+
+
+def _seals(raw: bytes, record: dict[str, Any], digest: str) -> bool:
+    """Whether ``digest`` is the sha256 of the record without it, as canonical JSON.
+
+    A saved record is canonical JSON: without its ``"digest"`` member, its own text is what was
+    hashed, and is hashed as it is (a large model's record is hundreds of KB: encoding it again
+    took most of an open). That text cannot still hold the digest (no text hashes to a digest it
+    contains), so the member removed is the record's own. Any other text is encoded again.
+    """
+    member = b',"digest":"' + digest.encode() + b'"'
+    if raw.count(member) == 1 and hashlib.sha256(raw.replace(member, b"", 1)).hexdigest() == digest:
+        return True
+    body = {k: v for k, v in record.items() if k != "digest"}
+    return hashlib.sha256(canonical_json(body)).hexdigest() == digest
 
 
 def read_digest_bytes(source: Any) -> bytes | None:
