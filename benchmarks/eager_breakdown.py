@@ -15,8 +15,6 @@ the CPU time (``time.thread_time``) spent in each stage of the load path:
   weighted counts, no GIL);
 - ``fill``: values and the compiled check that writes node records into the
   trees (the caller's thread, GIL released), of which ``check`` alone;
-- ``touch``: the reader thread faulting in the heap pages a batch's trees will
-  take (``PageReserve.touch``, glibc only), stopped where the caller catches up;
 - ``caller``: the caller's thread's CPU time in all (the rest of ``cpu`` is the
   reader thread's), and ``waiting``: its wall time without CPU (waiting for a
   read, the GIL or a core); ``caller faults``: the page faults it took itself.
@@ -67,25 +65,6 @@ def _timed_stages() -> collections.defaultdict[str, float]:
     wrap(_kernels, "decode_batch", "kernel")  # imported by chunks at each call
     wrap(lazy.TreeSource, "fill", "fill")
     wrap(lazy, "check_trees_into", "check")
-    page_reserve = lazy.TreeSource.page_reserve
-
-    class TimedReserve:  # PageReserve is a compiled class: its touch is timed through this
-        def __init__(self, reserve: Any) -> None:
-            self.reserve, self.stop, self.release = reserve, reserve.stop, reserve.release
-
-        def touch(self) -> int:
-            start = time.thread_time()
-            try:
-                return self.reserve.touch()
-            finally:
-                with lock:
-                    spent["touch"] += time.thread_time() - start
-
-    def timed_reserve(source: Any, batch: Any) -> Any:
-        reserve = page_reserve(source, batch)
-        return None if reserve is None else TimedReserve(reserve)
-
-    lazy.TreeSource.page_reserve = timed_reserve
     return spent
 
 

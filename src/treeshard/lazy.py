@@ -16,7 +16,6 @@ eager load.
 from __future__ import annotations
 
 import mmap
-import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -31,17 +30,6 @@ from .compat import leaf_counts_for
 from .errors import ArrayError
 from .reader import StoreReader
 from .validate import check_trees_into
-
-
-def _is_glibc() -> bool:
-    """Whether the C library is glibc (see :meth:`TreeSource.page_reserve`)."""
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (AttributeError, ValueError):  # no confstr (Windows), or no such name (macOS, musl)
-        return False
-
-
-_GLIBC = _is_glibc()
 
 if TYPE_CHECKING:
     from .chunks import FetchedChunks
@@ -288,18 +276,6 @@ class TreeSource:
             built.values.append(values)
         return built
 
-    def page_reserve(self, batch: ChunkBatch) -> Any:
-        """A :class:`~treeshard._kernels.PageReserve` of the heap memory ``Tree.__setstate__``
-        will allocate for ``batch``'s trees (node records and values), or None where the C
-        library is not glibc (whose allocator reuses freed pieces as this relies on)."""
-        if not _GLIBC:
-            return None
-        from ._kernels import PageReserve
-
-        counts = self.node_counts[batch.first : batch.stop]
-        per_node = self.node_dtype.itemsize + 8 * self.layout.value_width
-        return PageReserve(int(counts.sum()) * per_node + 64 * len(counts))
-
     def fill(self, read: ReadTrees, built: BuiltTrees) -> None:
         """Check the trees ``read`` and write them into ``built`` (the same trees): values,
         then node records and depths (:func:`~treeshard.validate.check_trees_into`). Numpy's
@@ -442,37 +418,19 @@ class TreeSource:
             self.fill(batch_read, built)
             yield from built.items()
             return
-        # Each batch's task ends by faulting in the heap pages its trees will take (a
-        # PageReserve, see _kernels): sklearn's copy then finds them resident. The caller stops
-        # a touch it catches up with, and finishes the faults itself: both threads stay busy.
-        reserves = [self.page_reserve(batch) for batch in batches]
-
-        def read_and_touch(k: int, prepared: PreparedBatch) -> ReadTrees:
-            batch_read = read(k, prepared)
-            if reserves[k] is not None:
-                reserves[k].touch()
-            return batch_read
-
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="treeshard-read") as reader:
-            reads = deque(reader.submit(read_and_touch, k, prepare(k)) for k in range(2))
+            reads = deque(reader.submit(read, k, prepare(k)) for k in range(2))
             try:
                 for k in range(len(batches)):
-                    if reserves[k] is not None:
-                        reserves[k].stop()
                     batch_read = reads.popleft().result()
-                    if reserves[k] is not None:
-                        reserves[k].release()  # just before the trees' mallocs reuse its pages
                     built = self.allocate(batch_read.first, batch_read.first + batch_read.columns.n_trees)
                     self.fill(batch_read, built)
                     if k + 2 < len(batches):
-                        reads.append(reader.submit(read_and_touch, k + 2, prepare(k + 2)))
+                        reads.append(reader.submit(read, k + 2, prepare(k + 2)))
                     yield from built.items()
             finally:
                 for future in reads:
                     future.cancel()
-                for reserve in reserves:
-                    if reserve is not None:
-                        reserve.stop()
 
 
 class TreeCache:
