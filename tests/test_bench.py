@@ -229,6 +229,19 @@ def test_repeats_below_one_are_refused(option, tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {option} must be at least 1\n"
 
 
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_an_output_in_a_missing_directory_is_refused_before_the_run(option, tmp_path, capsys, monkeypatch):
+    def run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench.command, "bench_estimator", run)
+    store = tmp_path / "tiny.zip"
+    store.write_bytes(b"")  # never read: the options are checked first
+    target = tmp_path / "missing" / "out.file"
+    assert main(["bench", str(store), option, str(target), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: {option} {target}: the directory {str(tmp_path / 'missing')!r} does not exist\n"
+
+
 def test_a_model_a_peer_cannot_convert_is_skipped_with_the_reason(tiny_model, tmp_path, monkeypatch):
     def cannot(estimator, path):
         raise NotImplementedError("Unable to find a shape calculator for type <class 'Forest'>.\nIt usually means...")
@@ -242,6 +255,50 @@ def test_a_model_a_peer_cannot_convert_is_skipped_with_the_reason(tiny_model, tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.joblib"]
     with pytest.raises(NotImplementedError, match="^Unable to find a shape calculator"):
         bench.write_formats(tiny_model, tmp_path, formats=["peer"])
+
+
+def test_a_pipeline_treelite_cannot_import_is_skipped_with_the_reason(tiny_model, tmp_path):
+    """treelite raises TreeliteError (an Exception only) for a Pipeline: the format is skipped, not the run."""
+    pytest.importorskip("treelite")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(n_samples=100, n_features=6, random_state=0)
+    pipeline = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=2, random_state=0)).fit(X, y)
+    failed = {}
+    written = bench.write_formats(pipeline, tmp_path, formats=["joblib", "treelite"], failed=failed)
+    assert list(written) == ["joblib"]
+    assert failed == {"treelite": "cannot convert the model: RuntimeError: treelite: Not supported model type: Pipeline"}
+
+
+def test_rows_the_model_refuses_are_an_error_not_a_traceback(tiny_model, tmp_path, capsys):
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"x": [0.5, 1.5, 2.5, 3.5], "city": ["a", "b", "a", "b"]})
+    pipeline = make_pipeline(make_column_transformer((OneHotEncoder(), ["city"]), remainder="passthrough"), RandomForestClassifier(n_estimators=2, random_state=0))
+    treeshard.save(pipeline.fit(frame, [0, 1, 0, 1]), tmp_path / "pipeline.zip")
+    assert main(["bench", str(tmp_path / "pipeline.zip"), "--repeat", "1", "--quiet", "--no-warmup"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the model cannot predict the benchmark's rows, a 1000 x 2 float64 array (ValueError: Specifying the columns "
+        "using strings is only supported for dataframes.); pass --rows with a .npy file of rows it accepts (a model that "
+        "selects DataFrame columns by name cannot be benchmarked: the rows are a plain array)\n"
+    )
+    treeshard.save(tiny_model, tmp_path / "tiny.zip")
+    np.save(tmp_path / "narrow.npy", np.zeros((3, 2)))
+    assert main(["bench", str(tmp_path / "tiny.zip"), "--rows", str(tmp_path / "narrow.npy"), "--quiet", "--no-warmup"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the model cannot predict the benchmark's rows, a 3 x 2 float64 array (ValueError: X has 2 features, but "
+        "RandomForestClassifier is expecting 6 features as input.); pass --rows with a .npy file of rows it accepts\n"
+    )
+    np.save(tmp_path / "flat.npy", np.zeros(6))
+    assert main(["bench", str(tmp_path / "tiny.zip"), "--rows", str(tmp_path / "flat.npy"), "--quiet"]) == 2
+    assert capsys.readouterr().err == f"error: --rows {tmp_path / 'flat.npy'}: expected a 2-D array of rows, got ndarray (6,)\n"
+    (tmp_path / "rows.txt").write_text("1,2,3\n")
+    assert main(["bench", str(tmp_path / "tiny.zip"), "--rows", str(tmp_path / "rows.txt"), "--quiet"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --rows {tmp_path / 'rows.txt'}: not a readable .npy file of numeric rows (")
 
 
 def test_children_import_treeshard_from_cached_bytecode(tmp_path, monkeypatch):

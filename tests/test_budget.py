@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import weakref
 from collections import Counter
 
@@ -61,6 +62,13 @@ BAD = [0, -1, -(2**40), "", "MB", "-1MB", "0", "0MB", "-0.5GB", "1 XB", "1MBB", 
 def test_max_memory_parses_bytes_and_human_strings(value, expected):
     parsed = parse_memory(value)
     assert parsed == expected and type(parsed) is int
+
+
+def test_a_float_is_refused_with_what_to_write_instead():
+    message = "max_memory must be an integer number of bytes or a string like '512MB', '1.5GiB' or '2e9', got 2000000000.0"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        parse_memory(2e9)
+    assert parse_memory("2e9") == 2 * 10**9
 
 
 def test_no_budget_is_none():

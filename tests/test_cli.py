@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,17 @@ def test_no_command_is_a_usage_error(capsys):
     assert caught.value.code == 2
 
 
+def test_info_shows_metadata_as_written(model, tmp_path, capsys):
+    """Non-ASCII metadata is printed as the characters, not as JSON escapes (--json keeps them escaped)."""
+    path = tmp_path / "modèle.zip"
+    treeshard.save(model, path, metadata={"équipe": "forêt 🌲"})
+    code, out, err = run(["info", path], capsys)
+    assert code == 0, err
+    assert 'metadata        {"équipe": "forêt 🌲"}' in out.splitlines()
+    code, out, _ = run(["info", path, "--json"], capsys)
+    assert json.loads(out)["metadata"] == {"équipe": "forêt 🌲"}
+
+
 # --------------------------------------------------------------------------- convert
 @pytest.fixture
 def joblib_file(model, tmp_path) -> Path:
@@ -185,10 +197,26 @@ def test_convert_refuses_to_overwrite_without_flag(joblib_file, store, capsys):
     before = store.read_bytes()
     code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet"], capsys)
     assert code == 1
-    assert "exists; pass overwrite=True to replace it" in err
+    assert err == f"error: {str(store)!r} exists; pass --overwrite to replace it\n"
     assert store.read_bytes() == before
     code, _, err = run(["convert", joblib_file, store, "--trust-pickle", "--quiet", "--overwrite"], capsys)
     assert code == 0, err
+
+
+def test_convert_refuses_an_existing_store_before_unpickling(store, tmp_path, capsys, monkeypatch):
+    """The target is checked first: no trusted file is unpickled (which may take minutes) for a save that cannot happen."""
+    import treeshard.convert
+
+    def unpickled(path):
+        raise AssertionError("unpickled before the target was checked")
+
+    monkeypatch.setattr(treeshard.convert, "load_trusted_pickle", unpickled)
+    before = store.read_bytes()
+    code, _, err = run(["convert", tmp_path / "model.joblib", store, "--trust-pickle", "--quiet"], capsys)
+    assert (code, err) == (1, f"error: {str(store)!r} exists; pass --overwrite to replace it\n")
+    assert store.read_bytes() == before
+    with pytest.raises(treeshard.StoreExistsError, match=r"exists; pass overwrite=True to replace it$"):
+        treeshard.convert_pickle(tmp_path / "model.joblib", store)
 
 
 def test_convert_unsupported_estimator_exits_1(tmp_path, capsys):
@@ -240,3 +268,12 @@ def test_read_path_never_imports_the_pickle_converter(store):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False"]
+
+
+def test_output_piped_into_a_reader_that_leaves_is_not_an_error(store):
+    """`treeshard info --json | head -1`: no "error: [Errno 32] Broken pipe", no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone: the first write breaks the pipe
+    done = subprocess.run([sys.executable, "-m", "treeshard", "info", "--json", str(store)], stdout=write, stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    os.close(write)
+    assert (done.returncode, done.stderr) == (1, "")

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import random
+import re
 import struct
 import warnings
 from collections.abc import Callable
@@ -922,7 +923,12 @@ def test_directory_store_with_special_files_is_refused(bases, tmp_path, special)
         chunk.symlink_to(tmp_path / "elsewhere")
     else:
         os.mkfifo(chunk)
-    with pytest.raises(treeshard.FormatError, match="not a regular file"):
+    message = (
+        f"{str(path)!r}: 'nodes/threshold/c/0' is not a regular file (symlink, device or pipe): a directory store is "
+        "plain files only; copy it with its links resolved (`cp -rL`, as for a Hugging Face or DVC cache of symlinks) "
+        "or ship it as one .zip"
+    )
+    with pytest.raises(treeshard.FormatError, match=f"^{re.escape(message)}$"):
         treeshard.load(path)
     with pytest.raises(treeshard.FormatError, match="not a regular file"):
         treeshard.integrity.verify_path(path)

@@ -151,3 +151,18 @@ def test_pipeline_predictor_serves_a_json_request_with_numpy_only(tmp_path: Path
     )
     assert out["loaded"] == []
     assert out["result"] == [model.predict_proba(pd.DataFrame(json.loads(request))).tolist(), False]
+
+
+def test_single_model_predictor_serves_a_json_request_with_numpy_only(tmp_path: Path) -> None:
+    """A forest fitted on a DataFrame, a JSON request by column name: numpy and treeshard only."""
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60)})
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(frame, frame["y"] > 0)
+    path = str(tmp_path / "forest.zip")
+    treeshard.save(model, path)
+    request = json.dumps({"x": [0.5, None], "y": [0.25, -2.0]})
+    out = _modules_after(f"import treeshard\nresult = treeshard.Predictor({path!r}).predict_proba(json.loads({request!r})).tolist()")
+    assert out["loaded"] == []
+    assert out["result"] == model.predict_proba(pd.DataFrame(json.loads(request)).astype(float)).tolist()

@@ -615,3 +615,30 @@ def test_a_signed_store_authenticates_each_chunk_a_lazy_load_reads(chunked, tmp_
         treeshard.load(folder, public_key=keys["alice"][1])
     with pytest.raises(SignatureError, match=r"^cannot check the signature: check_chunks=False"):
         treeshard.load(pristine, public_key=keys["alice"][1], check_chunks=False)
+
+
+# --------------------------------------------------------------------------- the Predictor requires a signature
+@pytest.mark.parametrize("kind", ["directory", "zip"])
+def test_predictor_refuses_a_store_not_signed_by_the_key(model, tmp_path, keys, kind):
+    """As load(public_key=...): a serverless handler can insist on a signed model."""
+    path = saved(model, tmp_path, kind)
+    alice_private, alice_public = keys["alice"]
+    with pytest.raises(SignatureError, match=rf"^store is not signed \(no {re.escape(SIGNATURE_KEY)}\); expected a signature by key "):
+        treeshard.Predictor(path, public_key=alice_public)
+    integrity.sign_store(path, alice_private)
+    np.testing.assert_array_equal(treeshard.Predictor(path, public_key=alice_public).predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(treeshard.Predictor(path, public_key=alice_public.read_bytes()).predict(X), model.predict(X))
+    with pytest.raises(SignatureError, match="signed by key .* not by the expected key"):
+        treeshard.Predictor(path, public_key=keys["mallory"][1])
+    with pytest.raises(SignatureError, match=r"^cannot check the signature: check_chunks=False"):
+        treeshard.Predictor(path, public_key=alice_public, check_chunks=False)
+
+
+def test_predictor_of_a_signed_store_refuses_a_chunk_changed_after_signing(chunked, tmp_path, keys):
+    _, pristine = chunked
+    folder = tmp_path / "model"
+    shutil.copytree(pristine, folder)
+    integrity.sign_store(folder, keys["alice"][0])
+    _copy(folder, "nodes/threshold/c/0", "nodes/threshold/c/1")
+    with pytest.raises(IntegrityError, match=re.escape(PLACE_EDITS["duplicated shard"][1])):
+        treeshard.Predictor(folder, public_key=keys["alice"][1])

@@ -13,6 +13,7 @@ KeyError, an IndexError, a hang or a crash.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 import zipfile
@@ -271,8 +272,18 @@ CASES: dict[str, tuple[Callable[[Path], None], type[TreeshardError], str]] = {
         ConfigError,
         r"unknown estimator id 'sklearn.linear_model.LogisticRegression'",
     ),
-    "wrong format_version": (setting("format_version", 2), UnsupportedFormatVersionError, r"config.format_version: 2 is not supported"),
-    "format_version 0": (setting("format_version", 0), UnsupportedFormatVersionError, r"config.format_version: 0 is not supported"),
+    "wrong format_version": (
+        setting("format_version", 2),
+        UnsupportedFormatVersionError,
+        r"^config.format_version: 2 is not supported \(this treeshard reads 1\): a newer treeshard wrote it \(versions.treeshard: '[^']+'\); "
+        r"upgrade treeshard \(pip install --upgrade treeshard\) to read it$",
+    ),
+    "newer format, no writer version": (
+        config_edit(lambda cfg: (_set(cfg, "format_version", 7), _del(cfg, "versions.treeshard"))),
+        UnsupportedFormatVersionError,
+        r"^config.format_version: 7 is not supported \(this treeshard reads 1\): a newer treeshard wrote it; upgrade treeshard \(pip install --upgrade treeshard\) to read it$",
+    ),
+    "format_version 0": (setting("format_version", 0), UnsupportedFormatVersionError, r"^config.format_version: 0 is not supported \(this treeshard reads 1\)$"),
     "format_version string": (setting("format_version", "1"), ConfigError, r"config.format_version: expected an integer, got str"),
     "config nested too deep": (setting("metadata", {"deep": nested(70)}), ConfigError, r"config: nested deeper than 64 levels"),
     "versions not strings": (setting("versions.sklearn", 1.9), ConfigError, r"config.versions.sklearn: expected a string, got float"),
@@ -708,14 +719,33 @@ def test_zip_with_compressed_members(pristine, tmp_path):
                 archive.write(file, file.relative_to(pristine).as_posix())
     with pytest.raises(FormatError, match=r"member '.+' is compressed; treeshard stores only hold stored members"):
         treeshard.load(path)
+    hint = " (zip a store directory's contents with `cd DIR && zip -0 -r ../model.zip .`, or save to a .zip path)"
+    with pytest.raises(FormatError, match=r"is compressed; treeshard stores only hold stored members" + re.escape(hint) + "$"):
+        treeshard.Predictor(path)
 
 
 def test_zip_without_a_store(tmp_path):
     path = tmp_path / "model.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "hello")
-    with pytest.raises(StoreNotFoundError, match=r"not a treeshard store"):
+    with pytest.raises(StoreNotFoundError, match=rf"^{re.escape(repr(str(path)))} is not a treeshard store \(no zarr.json\)$"):
         treeshard.load(path)
+
+
+def test_zip_of_a_store_directory_names_the_folder(pristine, tmp_path):
+    """`zip -0 -r model.zip model/` puts the store under model/: say so, not only "no zarr.json"."""
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(pristine.rglob("*")):
+            if file.is_file():
+                archive.write(file, "my model/" + file.relative_to(pristine).as_posix())
+    message = (
+        f"{str(path)!r} is not a treeshard store: its zarr.json is under 'my model/', not at the root "
+        "(zip the store directory's contents, not the directory: `cd DIR && zip -0 -r ../model.zip .`)"
+    )
+    for opening in (treeshard.load, treeshard.open, treeshard.Predictor):
+        with pytest.raises(StoreNotFoundError, match=f"^{re.escape(message)}$"):
+            opening(path)
 
 
 def test_truncated_zip(pristine, tmp_path):

@@ -357,6 +357,34 @@ def test_unknown_category_errors_as_sklearn(tmp_path: Path) -> None:
             served.predict(X)
 
 
+RESHAPE = r"\.\nReshape your data either using array\.reshape\(-1, 1\) if your data has a single feature or array\.reshape\(1, -1\) if it contains a single sample\.$"
+
+
+@pytest.mark.parametrize(
+    ("X", "message"),
+    [
+        ([1.0, 2.0, 3.0, 4.0], r"^Expected 2D array, got 1D array instead:\narray=\[1\. 2\. 3\. 4\.\]" + RESHAPE),
+        ([], r"^Expected 2D array, got 1D array instead:\narray=\[\]" + RESHAPE),
+        (3.0, r"^Expected 2D array, got scalar array instead:\narray=3\.0" + RESHAPE),
+        (None, r"^Expected 2D array, got scalar array instead:\narray=None" + RESHAPE),
+        ("x", r"^Expected 2D array, got scalar array instead:\narray=x" + RESHAPE),
+        (np.zeros((1, 1, 4)), r"^Found array with dim 3, while dim <= 2 is required by StandardScaler\.$"),
+        (np.ones((1, 4), dtype=complex), r"^Complex data not supported\n"),
+    ],
+    ids=["1d", "empty-list", "scalar", "none", "string", "3d", "complex"],
+)
+def test_predictor_refuses_input_that_is_not_2d_as_sklearn(X: Any, message: str, tmp_path: Path) -> None:
+    """sklearn's ValueError, not an IndexError or AttributeError from inside a step (nor a complex X cast)."""
+    data = _array_data()[:, :2]
+    data = np.column_stack([data, data])
+    model = Pipeline([("scale", StandardScaler()), ("forest", RandomForestClassifier(n_estimators=3, random_state=0))]).fit(np.nan_to_num(data), data[:, 0] > 0)
+    treeshard.save(model, tmp_path / "model.zip")
+    with pytest.raises(ValueError, match=message):
+        treeshard.Predictor(tmp_path / "model.zip").predict(X)
+    with pytest.raises(ValueError):
+        model.predict(X)
+
+
 def _pandas_output() -> Any:
     """pandas output into a transformer (served only on the step that feeds the ensemble)."""
     X = _array_data()
@@ -691,7 +719,7 @@ def test_unsupported_format_version(tmp_path: Path) -> None:
     treeshard.save(_small_pipeline(), str(path))
     edit_config(path, lambda r: r.__setitem__("format_version", 2))
     reseal(str(path))
-    with pytest.raises(treeshard.UnsupportedFormatVersionError, match=r"^config.format_version: 2 is not supported \(this treeshard reads 1\)$"):
+    with pytest.raises(treeshard.UnsupportedFormatVersionError, match=r"^config.format_version: 2 is not supported \(this treeshard reads 1\): a newer treeshard wrote it \(versions.treeshard: '[^']+'\); upgrade treeshard \(pip install --upgrade treeshard\) to read it$"):
         treeshard.load(str(path))
 
 

@@ -111,6 +111,19 @@ def test_integer_categories_and_numpy_columns(tmp_path: Path) -> None:
     assert np.array_equal(predictor.predict_proba({"code": [1, 2], "x": [0.25, 1]}), model.predict_proba(pd.DataFrame({"code": [1, 2], "x": [0.25, 1.0]})))
 
 
+def test_decimal_numbers_as_boto3_returns_them(tmp_path: Path) -> None:
+    """DynamoDB numbers arrive as decimal.Decimal: numeric columns take them, as sklearn does from a
+    DataFrame of them; an encoder of integer categories still refuses them by name."""
+    from decimal import Decimal
+
+    model, predictor, _ = _integer_categories(tmp_path)
+    request = {"code": [0, 3], "x": [Decimal("0.1"), Decimal("-1.25")]}
+    assert np.array_equal(predictor.predict_proba(request), model.predict_proba(pd.DataFrame(request)))
+    assert np.array_equal(predictor.predict_proba(records(request)), model.predict_proba(pd.DataFrame(request)))
+    with pytest.raises(RequestError, match=r"^column 'code', row 0: expected a number or null, got Decimal Decimal\('1'\)$"):
+        predictor.predict({"code": [Decimal("1")], "x": [0.5]})
+
+
 def _string_model(tmp_path: Path) -> Any:
     train = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "city": ["a", "b", "a", "b"], "unused": [1, 2, 3, 4]})
     pre = ColumnTransformer([("city", OneHotEncoder(handle_unknown="ignore"), ["city"]), ("x", StandardScaler(), ["x"])])
@@ -131,6 +144,7 @@ BAD = [
     ({"x": 0.1, "city": ["a"]}, "column 'x': expected a list or 1-D array of values, got float (one row is a list of one value)"),
     ({"x": np.zeros((1, 1)), "city": ["a"]}, "column 'x': expected a 1-D array, got a 2-D array"),
     ({"x": [], "city": []}, "the request has no rows"),
+    ([], "the request has no rows"),
     ([{"x": 0.1, "city": "a"}, ["b"]], "record 1: expected a mapping of column -> value, got list"),
     ([{"x": 0.1, "city": "a"}, {"x": 0.2}], "record 1 has other columns than record 0: ['city']"),
     ([{"x": 0.1}], "missing column(s) ['city']: the pipeline reads them"),

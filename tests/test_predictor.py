@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from sklearn.ensemble import (
     ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    IsolationForest,
     RandomForestClassifier,
     RandomForestRegressor,
 )
@@ -718,6 +721,79 @@ def test_frame_given_to_a_model_fitted_without_names_warns() -> None:
     _, predictor, X = fitted("rf-multiclass")
     with pytest.warns(UserWarning, match="X has feature names, but RandomForestClassifier was fitted without feature names"):
         predictor.predict(pd.DataFrame(X, columns=[f"c{i}" for i in range(X.shape[1])]))
+
+
+NAMED_MODELS = {
+    "forest": lambda: RandomForestClassifier(n_estimators=3, random_state=0),
+    "boosting": lambda: GradientBoostingRegressor(n_estimators=3, random_state=0),
+    "hist boosting": lambda: HistGradientBoostingClassifier(max_iter=3, random_state=0),
+    "isolation": lambda: IsolationForest(n_estimators=3, random_state=0),
+    "tree": lambda: DecisionTreeRegressor(random_state=0),
+}
+
+
+@pytest.mark.parametrize("case", NAMED_MODELS)
+def test_a_model_fitted_on_a_dataframe_takes_a_json_request(case: str) -> None:
+    """As a pipeline's Predictor does: columns or records decoded from JSON, no pandas; outputs
+    equal sklearn's on the DataFrame the request was made from (null is NaN where the model takes it)."""
+    pd = pytest.importorskip("pandas")
+    X, y = make_data("multiclass")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    estimator = NAMED_MODELS[case]().fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    predictor = Predictor(store)
+    takes_nan = case != "boosting"
+    columns = {name: [None if takes_nan and i == 2 else float(v) for i, v in enumerate(frame[name][:5])] for name in frame}
+    columns["f0"][1] = int(frame["f0"][1] // 1)  # an integer among floats
+    records = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    expected = pd.DataFrame(columns).astype(np.float64)
+    methods = [m for m in ("predict", "predict_proba", "decision_function", "score_samples") if hasattr(estimator, m)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names" warning
+        for method in methods:
+            want = getattr(estimator, method)(expected)
+            assert np.array_equal(getattr(predictor, method)(columns), want), method
+            assert np.array_equal(getattr(predictor, method)(records), want), method
+    with pytest.raises(treeshard.RequestError, match=r"^missing column\(s\) \['f4'\]: the model reads them$"):
+        predictor.predict({name: values for name, values in columns.items() if name != "f4"})
+    with pytest.raises(treeshard.RequestError, match=r"^unknown column\(s\) \['zz'\]: the model was fitted on 5 columns \(its feature_names_in_\)$"):
+        predictor.predict([{**records[0], "zz": 1.0}])
+    with pytest.raises(treeshard.RequestError, match=r"^column 'f1', row 0: expected a number or null, got str 'x'$"):
+        predictor.predict({**columns, "f1": ["x"] * 5})
+
+
+def test_a_json_request_of_decimals_scores_as_sklearn_on_them() -> None:
+    pd = pytest.importorskip("pandas")
+    from decimal import Decimal
+
+    X, y = make_data("binary")
+    frame = pd.DataFrame(X[:, :2], columns=["a", "b"])
+    estimator = RandomForestClassifier(n_estimators=3, random_state=0).fit(frame, y)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    request = {"a": [Decimal("0.1"), Decimal("-1.25"), None], "b": [Decimal("3"), Decimal("1E-3"), Decimal("2")]}
+    assert np.array_equal(Predictor(store).predict_proba(request), estimator.predict_proba(pd.DataFrame(request)))
+
+
+def test_a_model_fitted_without_names_refuses_a_json_request() -> None:
+    _, predictor, _ = fitted("rf-multiclass")
+    message = "this model was fitted without column names (no feature_names_in_): pass a 2-D array, not columns or records"
+    with pytest.raises(treeshard.RequestError, match=rf"^{re.escape(message)}$"):
+        predictor.predict({"0": [1.0]})
+
+
+def test_hist_boosting_categories_by_name_in_a_json_request() -> None:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=200), "city": pd.Categorical(rng.choice(["Lyon", "Nice", "Paris"], size=200))})
+    estimator = HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype", random_state=0).fit(frame, frame["x"] > 0)
+    store = zarr.storage.MemoryStore()
+    treeshard.save(estimator, store)
+    request = {"x": [0.1, -2.0, None, 1.5], "city": ["Lyon", "Tokyo", None, "Nice"]}  # Tokyo unknown, None missing
+    # pandas turns a value outside the categories into NaN (and warns): sklearn scores both as missing
+    query = pd.DataFrame({**request, "city": ["Lyon", None, None, "Nice"]}).astype({"x": np.float64, "city": frame["city"].dtype})
+    assert np.array_equal(Predictor(store).predict_proba(request), estimator.predict_proba(query))
 
 
 @pytest.mark.parametrize(

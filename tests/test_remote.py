@@ -7,6 +7,7 @@ requests they answer, so frugality is asserted where it happens.
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import sys
 import uuid
@@ -556,6 +557,42 @@ def test_cache_refuses_a_file_that_does_not_match_the_record(http_server: Any, t
     with pytest.raises(treeshard.IntegrityError, match="does not match"):
         source.get_range(shard, 0, 4)
     assert not (tmp_path / source.digest / shard).exists()
+
+
+def test_a_joblib_file_at_a_url_gets_the_convert_hint(http_server: Any) -> None:
+    (http_server.root / "model.joblib").write_bytes(b"\x80\x04not a store")
+    url = f"{http_server.url}/model.joblib"
+    message = (
+        f"{url!r} is not a treeshard store (no zarr.json): by its name a joblib or pickle file. Loading a pickle runs "
+        "whatever code it holds: if you made it or fully trust it, download it and convert it once with "
+        "`treeshard convert FILE model.zip --trust-pickle`"
+    )
+    for opening in (treeshard.load, treeshard.open, treeshard.Predictor):
+        with pytest.raises(treeshard.StoreNotFoundError, match=f"^{re.escape(message)}$"):
+            opening(url)
+    with pytest.raises(treeshard.StoreNotFoundError, match=r"is not a treeshard store \(no zarr.json\)$"):
+        treeshard.open(f"{http_server.url}/")
+
+
+def test_a_cache_directory_that_cannot_be_written_is_named(http_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a FileNotFoundError/NotADirectoryError from mkdir (a missing store's type): the variable to fix."""
+    model, X, _ = _fit("RandomForestClassifier")
+    name = _unique(".zip")
+    treeshard.save(model, http_server.root / name)
+    url = f"{http_server.url}/{name}"
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv(remote.CACHE_ENV, str(blocker))
+    for opening in (treeshard.load, treeshard.Predictor):
+        with pytest.raises(treeshard.RemoteStoreError) as caught:
+            opening(url)
+        assert str(caught.value) == (
+            f"{url}: cannot write the cache under {str(blocker)!r} (NotADirectoryError: Not a directory): "
+            "set TREESHARD_CACHE_DIR to a writable directory (on AWS Lambda, one under /tmp) or unset it"
+        )
+    assert blocker.read_bytes() == b""
+    monkeypatch.delenv(remote.CACHE_ENV)
+    assert np.array_equal(treeshard.Predictor(url).predict(X), model.predict(X))
 
 
 # --------------------------------------------------------------------------- writing

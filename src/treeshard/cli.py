@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,7 +51,7 @@ def format_info(info) -> str:  # type: ignore[no-untyped-def]
     if info.unserializable_params:
         lines.append("not stored      " + ", ".join(info.unserializable_params) + " (saved as null)")
     if info.metadata:
-        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True))
+        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True, ensure_ascii=False))
     lines.append("arrays")
     width = max(len(name) for name in info.arrays) if info.arrays else 0
     for name, stats in info.arrays.items():
@@ -87,8 +88,13 @@ def _convert(args: argparse.Namespace) -> int:
         )
         return 2
     from .convert import convert_pickle
+    from .errors import StoreExistsError
 
-    convert_pickle(args.model, args.store, codec=args.codec, overwrite=args.overwrite, progress=not args.quiet)
+    try:
+        convert_pickle(args.model, args.store, codec=args.codec, overwrite=args.overwrite, progress=not args.quiet)
+    except StoreExistsError as exc:
+        print(f"error: {exc}".replace("pass overwrite=True", "pass --overwrite"), file=sys.stderr)
+        return 1
     return 0
 
 
@@ -117,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     info = commands.add_parser("info", help="describe a store without loading its trees")
-    info.add_argument("store", help="store directory, .zip file, URL, or REPOSITORY@REF (a version: v3, an alias or latest)")
+    info.add_argument("store", help="store directory, .zip file, URL (s3://..., https://...), or REPOSITORY@REF (a version: v3, an alias or latest)")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.set_defaults(run=_info)
 
@@ -156,6 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:
+        # The reader of stdout left (`treeshard info --json | head`): not an error to report. Point
+        # stdout at /dev/null so that the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (TreeshardError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -47,7 +47,9 @@ def convert_pickle(model: str | os.PathLike, store: Any, *, codec: str = "lz4", 
     from tqdm import tqdm
 
     from .api import save
+    from .storage.targets import check_target
 
+    check_target(store, overwrite=overwrite)  # an existing store is refused before the (slow) unpickling
     with tqdm(total=2, desc="convert", unit="step", disable=not progress) as bar:
         bar.set_postfix_str("unpickling (trusted file)")
         estimator = load_trusted_pickle(model)

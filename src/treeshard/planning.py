@@ -208,4 +208,4 @@ def parse_memory(value: int | str | None) -> int | None:
             amount = math.nan
         if unit in _UNITS and math.isfinite(amount) and int(amount * _UNITS[unit]) >= 1:
             return int(amount * _UNITS[unit])
-    raise ValueError(f"max_memory must be a number of bytes or a string like '512MB' or '2GiB', got {value!r}")
+    raise ValueError(f"max_memory must be an integer number of bytes or a string like '512MB', '1.5GiB' or '2e9', got {value!r}")

@@ -246,9 +246,19 @@ def parse_record_header(raw: Any) -> tuple[dict[str, Any], int]:
     if version not in SUPPORTED_FORMAT_VERSIONS:
         raise UnsupportedFormatVersionError(
             f"{where}.format_version: {version} is not supported "
-            f"(this treeshard reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))})"
+            f"(this treeshard reads {', '.join(map(str, SUPPORTED_FORMAT_VERSIONS))})" + _upgrade_hint(raw, version)
         )
     return raw, version
+
+
+def _upgrade_hint(raw: dict[str, Any], version: int) -> str:
+    """What to do about a store of a newer format: upgrade (naming the writer's version, when the record has one)."""
+    if version < max(SUPPORTED_FORMAT_VERSIONS):
+        return ""
+    versions = raw.get("versions")
+    writer = versions.get("treeshard") if isinstance(versions, dict) else None
+    named = f" (versions.treeshard: {writer!r})" if isinstance(writer, str) and len(writer) <= 100 else ""
+    return f": a newer treeshard wrote it{named}; upgrade treeshard (pip install --upgrade treeshard) to read it"
 
 
 def parse_versions(raw: dict[str, Any]) -> dict[str, str]:

@@ -48,6 +48,7 @@ from .formats import FORMATS, PACKAGES, Format, importable, missing_packages
 from .report import AFTER_COLUMNS, COLD_COLUMNS, environment_line, format_tables, human_bytes, human_seconds, plot
 from .run import (
     BenchResult,
+    RowsError,
     SavedFile,
     bench_estimator,
     describe,
@@ -80,6 +81,7 @@ __all__ = [
     "N_ROWS",
     "PACKAGES",
     "PARTIAL_TREES",
+    "RowsError",
     "STRATEGY_NAMES",
     "SavedFile",
     "Strategy",

@@ -11,7 +11,7 @@ from typing import Any
 from .child import BYTECODE_MODES, ChildError
 from .formats import FORMATS, missing_packages
 from .report import format_tables, plot
-from .run import bench_estimator, is_treeshard_store
+from .run import RowsError, bench_estimator, is_treeshard_store
 from .strategies import BASELINE, STRATEGY_NAMES, strategies
 
 
@@ -33,7 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--save-repeat", type=int, default=1, help="saves per format (default 1): the table shows their median, --json every one"
     )
-    parser.add_argument("--rows", help=".npy file of input rows (default: random normal rows)")
+    parser.add_argument("--rows", help=".npy file of input rows, a 2-D numeric array (default: random normal rows; a model that selects DataFrame columns by name cannot be benchmarked)")
     parser.add_argument("--strategies", help="comma-separated subset (default: all): " + ",".join(STRATEGY_NAMES))
     parser.add_argument(
         "--formats", help="comma-separated file formats; runs every strategy reading them: " + ",".join(FORMATS)
@@ -62,6 +62,11 @@ def main(args: argparse.Namespace) -> int:
         except ImportError:
             print("error: --plot needs matplotlib: pip install 'treeshard[bench]' (or pip install matplotlib)", file=sys.stderr)
             return 2
+    for option, value in (("--json", args.json), ("--plot", args.plot)):
+        # checked before the run, which may take many minutes, instead of when writing after it
+        if value and not Path(value).resolve().parent.is_dir():
+            print(f"error: {option} {value}: the directory {str(Path(value).parent)!r} does not exist", file=sys.stderr)
+            return 2
     for option, value in (("--repeat", args.repeat), ("--save-repeat", args.save_repeat)):
         if value < 1:
             print(f"error: {option} must be at least 1", file=sys.stderr)
@@ -78,7 +83,14 @@ def main(args: argparse.Namespace) -> int:
     if args.rows:
         import numpy as np
 
-        rows = np.load(args.rows, allow_pickle=False)
+        try:
+            rows = np.load(args.rows, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            print(f"error: --rows {args.rows}: not a readable .npy file of numeric rows ({exc})", file=sys.stderr)
+            return 2
+        if not isinstance(rows, np.ndarray) or rows.ndim != 2:
+            print(f"error: --rows {args.rows}: expected a 2-D array of rows, got {type(rows).__name__} {getattr(rows, 'shape', '')}", file=sys.stderr)
+            return 2
     try:
         result = bench_estimator(
             estimator,
@@ -92,6 +104,9 @@ def main(args: argparse.Namespace) -> int:
             warmup=not args.no_warmup,
             bytecode=args.bytecode,
         )
+    except RowsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except ChildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

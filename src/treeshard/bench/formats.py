@@ -61,7 +61,11 @@ def _save_onnx(estimator: Any, path: Path) -> None:
 def _save_treelite(estimator: Any, path: Path) -> None:
     import treelite.sklearn
 
-    treelite.sklearn.import_model(estimator).serialize(os.fspath(path))
+    try:
+        model = treelite.sklearn.import_model(estimator)
+    except treelite.TreeliteError as exc:  # an Exception only: a model it cannot import (a Pipeline...)
+        raise RuntimeError(f"treelite: {exc}") from None
+    model.serialize(os.fspath(path))
 
 
 #: Import name -> (distribution, treeshard extra that installs it), for the packages formats need.

@@ -98,6 +98,10 @@ def warm_file(path: str | os.PathLike) -> None:
                 pass
 
 
+class RowsError(ValueError):
+    """The model refuses the rows the benchmark would feed every strategy."""
+
+
 #: How fresh processes get their bytecode (the ``bytecode`` argument of :func:`run_comparison`).
 def write_expected(estimator: Any, rows: Any, directory: str | os.PathLike) -> dict[str, Path]:
     """Save the estimator's own outputs on ``rows``, per strategy ``output`` form, for the mismatch count.
@@ -109,7 +113,15 @@ def write_expected(estimator: Any, rows: Any, directory: str | os.PathLike) -> d
     import numpy as np
 
     directory = Path(directory)
-    predicted = np.asarray(estimator.predict(rows))
+    try:
+        predicted = np.asarray(estimator.predict(rows))
+    except (ValueError, TypeError) as exc:
+        named = getattr(estimator, "feature_names_in_", None) is not None
+        raise RowsError(
+            f"the model cannot predict the benchmark's rows, a {rows.shape[0]} x {rows.shape[1]} {rows.dtype} array "
+            f"({type(exc).__name__}: {exc}); pass --rows with a .npy file of rows it accepts"
+            + (" (a model that selects DataFrame columns by name cannot be benchmarked: the rows are a plain array)" if named else "")
+        ) from None
     out = {}
     if predicted.dtype != object:
         out["predict"] = directory / "expected.npy"

@@ -141,7 +141,7 @@ def format_pipeline_info(info: PipelineInfo, *, size: Any) -> str:
     if info.metadata:
         import json
 
-        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True))
+        lines.append("metadata        " + json.dumps(info.metadata, sort_keys=True, ensure_ascii=False))
     lines.append("structure")
     lines += ["  " + line for line in format_structure(info.structure)]
     return "\n".join(lines)

@@ -7,7 +7,8 @@ dtype the fitted pipeline reads that column as (its *kind*, derived from the
 stored fitted state by :mod:`treeshard.pipeline.serve`):
 
 - ``"float"`` (a numeric transformer or the ensemble reads it): numbers and
-  ``None`` -> float64, ``None`` as NaN;
+  ``None`` -> float64, ``None`` as NaN; ``decimal.Decimal`` values too (what
+  boto3 returns for DynamoDB numbers), converted by ``float()`` as numpy does;
 - ``"int"`` (an encoder with integer categories): integers -> int64, and
   float64 as soon as a value is a float or ``None`` (NaN), as pandas does;
 - ``"object"`` (an encoder with string categories, or an imputer fitted on
@@ -37,16 +38,20 @@ _TYPE_NAMES = {"float": "a number or null", "int": "a number or null", "object":
 
 
 def is_request(X: Any) -> bool:
-    """``X`` is a mapping of columns or a non-empty list of records (mappings)."""
+    """``X`` is a mapping of columns or a non-empty list of records (mappings); not a scipy
+    ``dok`` matrix, which is a dict too."""
+    if type(X).__module__.startswith("scipy."):
+        return False
     return isinstance(X, Mapping) or (isinstance(X, list) and len(X) > 0 and isinstance(X[0], Mapping))
 
 
-def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[str, Any], int]:
+def request_columns(X: Any, names: list[str], needed: set[str], *, what: str = "pipeline") -> tuple[dict[str, Any], int]:
     """The request's columns by name (in fit order, only those prediction reads) and its row count.
 
     ``names`` are the pipeline's ``feature_names_in_``; ``needed`` the ones its
     steps read (a ``ColumnTransformer`` may drop some: they may be left out,
-    and when given they are neither checked nor converted).
+    and when given they are neither checked nor converted); ``what`` the messages name (a single
+    model's Predictor takes requests too).
     """
     known = set(names)
     if isinstance(X, Mapping):
@@ -61,10 +66,10 @@ def request_columns(X: Any, names: list[str], needed: set[str]) -> tuple[dict[st
         keys = list(X[0])
     extra = [str(k) for k in keys if k not in known]
     if extra:
-        raise RequestError(f"unknown column(s) {extra[:10]}: the pipeline was fitted on {len(names)} columns (its feature_names_in_)")
+        raise RequestError(f"unknown column(s) {extra[:10]}: the {what} was fitted on {len(names)} columns (its feature_names_in_)")
     missing = [name for name in names if name in needed and name not in keys]
     if missing:
-        raise RequestError(f"missing column(s) {missing[:10]}: the pipeline reads them")
+        raise RequestError(f"missing column(s) {missing[:10]}: the {what} reads them")
     if given is not None:
         columns = {name: given[name] for name in names if name in given and name in needed}
         for name, values in columns.items():
@@ -118,6 +123,8 @@ def _converted(name: str, kind: str, values: Any) -> np.ndarray:
     if kind == "float" and types <= {float, int, type(None)}:
         return np.array(values, dtype=np.float64)  # None -> NaN
     for row, value in enumerate(values):
+        if kind == "float" and _is_decimal(value):
+            continue
         ok = isinstance(value, _SCALAR) and not (kind in ("float", "int") and (isinstance(value, (str, bool, np.bool_)) or not isinstance(value, (*_NUMBER, type(None)))))
         if not ok:
             shown = repr(value)
@@ -132,6 +139,11 @@ def _converted(name: str, kind: str, values: Any) -> np.ndarray:
             return np.array(values, dtype=np.int64)
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return _inferred(values)
+
+
+def _is_decimal(value: Any) -> bool:
+    """A ``decimal.Decimal`` (recognised without importing :mod:`decimal` on the serving path)."""
+    return type(value).__name__ == "Decimal" and type(value).__module__ in ("decimal", "_decimal", "_pydecimal")
 
 
 def _inferred(values: list[Any]) -> np.ndarray:

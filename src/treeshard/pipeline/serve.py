@@ -152,6 +152,20 @@ def _as_array(X: Any, dtype: Any = None) -> np.ndarray:
     return X
 
 
+def _check_dense(X: np.ndarray, root: Step) -> None:
+    """The ValueError sklearn's first step raises for complex ``X`` or ``X`` that is not 2-D."""
+    if np.iscomplexobj(X):
+        raise ValueError(f"Complex data not supported\n{X}\n")
+    if X.ndim < 2:
+        raise ValueError(
+            f"Expected 2D array, got {'scalar' if X.ndim == 0 else '1D'} array instead:\narray={X}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    if X.ndim > 2:
+        raise ValueError(f"Found array with dim {X.ndim}, while dim <= 2 is required by {_first_step(root).name}.")
+
+
 def _as_float(X: Any) -> np.ndarray:
     """A copy of ``X`` as sklearn's ``dtype=FLOAT_DTYPES`` makes it (float16/32/64 kept, else float64)."""
     array = _as_array(X)
@@ -979,6 +993,16 @@ class _TransformedTarget(Step):
         return out
 
 
+def _first_step(step: Step) -> Step:
+    """The step that reads the pipeline's input (a Pipeline's first step that is not 'passthrough')."""
+    while isinstance(step, _Pipeline):
+        live = [s for _, s in step.steps if s is not None]
+        if not live:
+            break
+        step = live[0]
+    return step
+
+
 def _call(step: Step, method: str, X: Any) -> Any:
     if isinstance(step, _Ensemble):
         if isinstance(X, _RequestTable) and step.names is not None and X.names == list(step.names):
@@ -1260,6 +1284,10 @@ class PipelinePredictor:
         return step
 
     def _check(self, X: Any) -> Any:
+        if isinstance(X, list) and not X and hasattr(self, "input_kinds_"):  # "[]": a JSON list of no records
+            from ..errors import RequestError
+
+            raise RequestError("the request has no rows")
         if is_request(X):
             kinds = getattr(self, "input_kinds_", None)
             if kinds is None:
@@ -1272,6 +1300,10 @@ class PipelinePredictor:
             X = np.asarray(X)
         if _is_dataframe(X):
             X = _Table(X)
+        elif not hasattr(X, "shape"):  # a scalar, None, a string, a tuple
+            X = np.asarray(X)
+        if isinstance(X, np.ndarray):
+            _check_dense(X, self._root)
         return X
 
     def predict(self, X: Any) -> np.ndarray:

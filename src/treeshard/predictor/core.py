@@ -17,7 +17,7 @@ from ..columns import NodeColumns
 from ..errors import UnsupportedEstimatorError
 from ..record import Config
 from ..validate import check_trees, validate_tree_ptr
-from .inputs import as_float32, blocks, check_feature_names
+from .inputs import as_float32, blocks, check_feature_names, request_columns
 from .links import expit, normalized_exp, softmax
 from .model import model_from_config, read_columns
 from .registry import PredictorMeta, PredictorMethod
@@ -47,6 +47,10 @@ class Predictor(Traversal, metaclass=PredictorMeta):
         Threads a large batch is scored with, as sklearn's ``n_jobs``: -1 for
         every core this process may use, -2 for all but one, None for 1.
         Outputs do not depend on it. Settable later as the attribute ``n_jobs``.
+    public_key : PEM bytes, path or Ed25519PublicKey, optional
+        Refuse a store not signed by this key (:class:`~treeshard.SignatureError`), as
+        :func:`treeshard.load` does: every chunk read is then checked against the signed
+        record (needs ``pip install 'treeshard[sign]'``).
 
     Attributes
     ----------
@@ -94,12 +98,24 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     _registry_root = True  # HistPredictor and PipelinePredictor count as Predictors (see .registry)
 
     def __init__(
-        self, store: Any, *, storage_options: dict[str, Any] | None = None, check_chunks: bool = True, n_jobs: int | None = -1
+        self,
+        store: Any,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        check_chunks: bool = True,
+        n_jobs: int | None = -1,
+        public_key: Any = None,
     ) -> None:
         from ..reader import StoreReader
 
         self.n_jobs = n_jobs
         reader = StoreReader(store, storage_options=storage_options, check_chunks=check_chunks)
+        if public_key is not None:
+            try:  # the root was checked against the record when opened; every later read is too
+                reader.check_signature(public_key)
+            except BaseException:
+                reader.close()
+                raise
         if reader.pipeline is not None:
             self._serve_pipeline(reader)
             return
@@ -292,7 +308,12 @@ class Predictor(Traversal, metaclass=PredictorMeta):
     def _validate(self, X: Any, *, allow_nan: bool, name: str | None = None, finite: bool = True) -> Any:
         """``X`` checked and converted like sklearn's ``validate_data`` (:mod:`.inputs`);
         ``name`` is the estimator sklearn's messages name (default: this one)."""
-        check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
+        names = getattr(self, "feature_names_in_", None)
+        columns = None if type(X) is np.ndarray else request_columns(X, names, ["float"] * self.n_features_in_)
+        if columns is not None:  # a JSON-style request, by the names the model was fitted on
+            X = np.column_stack(columns)
+        else:
+            check_feature_names(X, names, self.estimator)
         return as_float32(X, name=name or self.estimator, n_features_in=self.n_features_in_, allow_nan=allow_nan, finite=finite)
 
     # ------------------------------------------------------------------ scoring

@@ -43,7 +43,7 @@ from ..hist_columns import (
     known_category_bitsets,
     validate_hist_columns,
 )
-from .inputs import check_feature_names
+from .inputs import check_feature_names, request_columns
 from .links import expit
 from .registry import PredictorMethod, served_as_predictor
 from .traversal import Traversal
@@ -198,7 +198,13 @@ class HistPredictor(Traversal):
         name = self.estimator
         if hasattr(X, "tocsr") or hasattr(X, "sparse"):
             raise TypeError("Sparse data was passed for X, but dense data is required. Use '.toarray()' to convert to a dense numpy array.")
-        check_feature_names(X, getattr(self, "feature_names_in_", None), self.estimator)
+        names = getattr(self, "feature_names_in_", None)
+        kinds = None if type(X) is np.ndarray else [self._category_kinds.get(i, "float") for i in range(self.n_features_in_)]
+        request = None if kinds is None else request_columns(X, names, kinds)
+        if request is None:
+            check_feature_names(X, names, self.estimator)
+        elif self._preprocessor is None:
+            X = np.column_stack(request)
         if self._preprocessor is None:
             try:
                 X64 = np.asarray(X, dtype=np.float64)
@@ -209,7 +215,7 @@ class HistPredictor(Traversal):
                 raise ValueError(f"X has {X64.shape[1]} features, but {name} is expecting {self.n_features_in_} features as input.")
             return np.ascontiguousarray(X64)
         categorical, numerical, lookups = self._preprocessor
-        columns = _columns(X)
+        columns = request if request is not None else _columns(X)
         if len(columns) != self.n_features_in_:
             raise ValueError(f"X has {len(columns)} features, but ColumnTransformer is expecting {self.n_features_in_} features as input.")
         n_rows = len(columns[0]) if columns else 0

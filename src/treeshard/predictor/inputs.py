@@ -75,6 +75,26 @@ def _dense_float32(X: Any, *, name: str) -> np.ndarray:
     return np.ascontiguousarray(X32)
 
 
+def request_columns(X: Any, names: np.ndarray | None, kinds: list[str]) -> list[np.ndarray] | None:
+    """A JSON-style request (a mapping of column name -> values, or a list of records) as one 1-D
+    array per fitted column in ``names`` order, each read as its kind (``"float"``: numbers, None
+    as NaN; see :mod:`treeshard.pipeline.request`); None when ``X`` is not a request."""
+    if type(X) is np.ndarray:  # the common case, without an import on every call
+        return None
+    from ..pipeline.request import column_array, is_request
+    from ..pipeline.request import request_columns as named_columns
+
+    if not is_request(X):
+        return None
+    if names is None:
+        from ..errors import RequestError
+
+        raise RequestError("this model was fitted without column names (no feature_names_in_): pass a 2-D array, not columns or records")
+    fitted = [str(name) for name in names]
+    columns, _ = named_columns(X, fitted, set(fitted), what="model")
+    return [column_array(name, kind, columns[name]) for name, kind in zip(fitted, kinds, strict=True)]
+
+
 def check_feature_names(X: Any, fitted: np.ndarray | None, estimator: str) -> None:
     """Warn or raise as sklearn's ``_check_feature_names`` when ``X``'s column names differ from
     ``fitted``, those the model was fitted on (None: none); the caller is two frames below the user's."""

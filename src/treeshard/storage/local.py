@@ -34,7 +34,7 @@ _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _JOBLIB_MAGIC = {b"\x78": "zlib", b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ": "xz", b"\x5d\x00\x00": "lzma", b"\x04\x22\x4d\x18": "lz4"}
 
 
-_PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".sav", ".gz", ".z", ".bz2", ".xz", ".lzma", ".lz4")
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".sav", ".gz", ".z", ".bz2", ".xz", ".lzma", ".lz4")
 
 
 def not_a_store(path: str | os.PathLike) -> FormatError:
@@ -59,7 +59,7 @@ def not_a_store(path: str | os.PathLike) -> FormatError:
     compressor = next((name for magic, name in _JOBLIB_MAGIC.items() if head.startswith(magic)), None)
     if head.startswith(_PICKLE_MAGIC):
         kind = "a pickle (or uncompressed joblib) file"
-    elif compressor is not None and str(path).lower().endswith(_PICKLE_SUFFIXES):
+    elif compressor is not None and str(path).lower().endswith(PICKLE_SUFFIXES):
         kind = f"a {compressor}-compressed joblib file"
     elif zipfile.is_zipfile(path):
         return FormatError(f"{message}: it is a zip file; a treeshard zip store must be named *.zip")
@@ -86,7 +86,11 @@ def check_directory_entries(path: Path) -> None:
             mode = os.lstat(entry).st_mode
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 rel = os.path.relpath(entry, path)
-                raise FormatError(f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe)")
+                raise FormatError(
+                    f"{str(path)!r}: {rel!r} is not a regular file (symlink, device or pipe): a directory store is "
+                    "plain files only; copy it with its links resolved (`cp -rL`, as for a Hugging Face or DVC "
+                    "cache of symlinks) or ship it as one .zip"
+                )
         if count > MAX_STORE_ENTRIES:
             raise FormatError(f"{str(path)!r}: more than {MAX_STORE_ENTRIES} entries")
 

@@ -553,13 +553,19 @@ class CachedSource:
         size, sha = self.files[key]
         if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
             raise IntegrityError(f"{self.inner.url}: {key!r} does not match {DIGEST_KEY} (changed or corrupt)")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
+        except OSError as exc:  # a cache directory that cannot be written (missing parent, read-only disk, a file)
+            raise RemoteStoreError(
+                f"{self.inner.url}: cannot write the cache under {str(self.root.parent)!r} ({type(exc).__name__}: {exc.strerror or exc}): "
+                f"set {CACHE_ENV} to a writable directory (on AWS Lambda, one under /tmp) or unset it"
+            ) from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
         return path
 
     def get(self, key: str) -> bytes | None:
@@ -608,5 +614,13 @@ def open_url_for_reading(
         return CachedSource(source, cache_dir)  # a warm open: one request (the digest record)
     if source.size(ROOT_METADATA) is None:
         source.close()
-        raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA})")
+        from .local import PICKLE_SUFFIXES
+
+        hint = ""
+        if url.rstrip("/").lower().endswith(PICKLE_SUFFIXES):
+            hint = (
+                ": by its name a joblib or pickle file. Loading a pickle runs whatever code it holds: if you made it "
+                "or fully trust it, download it and convert it once with `treeshard convert FILE model.zip --trust-pickle`"
+            )
+        raise StoreNotFoundError(f"{url!r} is not a treeshard store (no {ROOT_METADATA}){hint}")
     return CachedSource(source, cache_dir) if cache_dir is not None else source

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, IntegrityError
-from ..spec import MAX_STORE_ENTRIES
+from ..errors import FormatError, IntegrityError, StoreNotFoundError
+from ..spec import MAX_STORE_ENTRIES, ROOT_METADATA
 
 #: The fixed part of a local file header (signature to extra field length).
 LOCAL_HEADER_BYTES = 30
@@ -33,7 +33,10 @@ def check_member_count(where: str, count: int) -> None:
 def check_stored_member(where: str, info: zipfile.ZipInfo, *, file_size: int | None = None) -> None:
     """Refuse a compressed member, or one whose sizes disagree (or exceed ``file_size``)."""
     if info.compress_type != zipfile.ZIP_STORED:
-        raise FormatError(f"{where}: member {info.filename[:200]!r} is compressed; treeshard stores only hold stored members")
+        raise FormatError(
+            f"{where}: member {info.filename[:200]!r} is compressed; treeshard stores only hold stored members "
+            f"(zip a store directory's contents with `cd DIR && zip -0 -r ../model.zip .`, or save to a .zip path)"
+        )
     if info.file_size != info.compress_size or (file_size is not None and info.file_size > file_size):
         raise FormatError(f"{where}: member {info.filename[:200]!r} declares an impossible size")
 
@@ -50,6 +53,21 @@ def check_zip_members(path: Path) -> None:
     size = path.stat().st_size
     for member in members:
         check_stored_member(where, member, file_size=size)
+    check_root_member(where, [member.filename for member in members])
+
+
+def check_root_member(where: str, names: list[str]) -> None:
+    """Refuse a zip without a root ``zarr.json``, naming the folder that holds one (a zipped store directory)."""
+    if ROOT_METADATA in names:
+        return
+    nested = sorted((name for name in names if name.endswith("/" + ROOT_METADATA)), key=lambda name: (name.count("/"), name))
+    if nested:
+        folder = nested[0][: -len(ROOT_METADATA)]
+        raise StoreNotFoundError(
+            f"{where} is not a treeshard store: its {ROOT_METADATA} is under {folder[:200]!r}, not at the root "
+            f"(zip the store directory's contents, not the directory: `cd DIR && zip -0 -r ../model.zip .`)"
+        )
+    raise StoreNotFoundError(f"{where} is not a treeshard store (no {ROOT_METADATA})")
 
 
 def local_data_offset(where: str, info: Any, header: bytes) -> int:
