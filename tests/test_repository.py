@@ -1185,6 +1185,18 @@ def test_a_repository_of_a_newer_format_asks_for_an_upgrade(tmp_path: Path, data
     assert [v.id for v in repo.versions()] == ["v1"]
 
 
+def _before_the_next_write(monkeypatch, repo, action) -> None:  # type: ignore[no-untyped-def]
+    """Run ``action`` (another process's step) once, just before ``repo``'s next conditional write."""
+    replace = repo._backend.replace
+
+    def first(key: str, raw: bytes, tag: Any) -> bool:
+        monkeypatch.setattr(repo._backend, "replace", replace)
+        action()
+        return replace(key, raw, tag)
+
+    monkeypatch.setattr(repo._backend, "replace", first)
+
+
 def test_an_alias_never_names_a_version_deleted_during_its_move(repo: treeshard.Repository, data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A delete that ran whole between set_alias's check of its target and its write (reading the aliases before
     the write, removing its tombstone before the move looked for it) left the alias naming a deleted version."""
@@ -1194,14 +1206,7 @@ def test_an_alias_never_names_a_version_deleted_during_its_move(repo: treeshard.
     repo.save(second)
     repo.set_alias("production", "v2")
     other = treeshard.Repository(repo.location, **_url_and_options(repo))
-    replace = repo._backend.replace
-
-    def delete_first(key: str, raw: bytes, tag: Any) -> bool:
-        monkeypatch.setattr(repo._backend, "replace", replace)
-        other.delete("v1")
-        return replace(key, raw, tag)
-
-    monkeypatch.setattr(repo._backend, "replace", delete_first)
+    _before_the_next_write(monkeypatch, repo, lambda: other.delete("v1"))
     with pytest.raises(RefNotFoundError) as excinfo:
         repo.set_alias("production", "v1")
     assert str(excinfo.value) == f"{repo.location}: v1 was deleted while alias 'production' moved to it; the alias was left as it was"
@@ -1328,14 +1333,7 @@ def test_delete_an_alias(repo: treeshard.Repository, data: Any, monkeypatch: pyt
     repo.delete("v1")
     # A move that read the alias before another process removed it: retried as a new alias.
     other = treeshard.Repository(repo.location, **_url_and_options(repo))
-    replace = repo._backend.replace
-
-    def removed_first(key: str, raw: bytes, tag: Any) -> bool:
-        monkeypatch.setattr(repo._backend, "replace", replace)
-        other.delete_alias("production")
-        return replace(key, raw, tag)
-
-    monkeypatch.setattr(repo._backend, "replace", removed_first)
+    _before_the_next_write(monkeypatch, repo, lambda: other.delete_alias("production"))
     repo.set_alias("production", "v2")
     assert repo.aliases() == {"production": 2}
     assert repo.alias_history("production") == [2]
