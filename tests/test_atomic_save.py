@@ -143,6 +143,33 @@ def test_failed_save_leaves_the_old_model(models, tmp_path, monkeypatch):
     assert _temporaries(target) == []
 
 
+@pytest.mark.parametrize("name", ["model.zip", "model"])
+def test_a_folder_that_cannot_be_written_is_named_with_the_target(models, tmp_path, monkeypatch, name):
+    """A read-only file system or folder fails the save at its temporary file; the error
+    (same type and errno) names the target and the folder, not the temporary."""
+    import errno
+
+    target = tmp_path / name
+    real_mkdir = Path.mkdir
+
+    def refused(path):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def guarded_open(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return refused(path) if Path(path).name.startswith(f".{name}.tmp-") else open(path, *args, **kwargs)
+
+    def guarded_mkdir(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return refused(self) if self.name.startswith(f".{name}.tmp-") else real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(treeshard.storage.targets, "open", guarded_open, raising=False)  # the zip's temporary
+    monkeypatch.setattr(Path, "mkdir", guarded_mkdir)  # the directory's
+    message = f"[Errno {errno.EROFS}] cannot save to {str(target)!r}: {os.strerror(errno.EROFS)} (a save first writes a temporary file beside it, in {str(tmp_path)!r}, which must be writable)"
+    with pytest.raises(OSError) as excinfo:
+        treeshard.save(models[0], target)
+    assert excinfo.value.errno == errno.EROFS and str(excinfo.value) == message
+    assert not target.exists() and _temporaries(target) == []
+
+
 def test_directory_replace_without_exchange(models, tmp_path, monkeypatch):
     """Where renameat2 is unavailable the fallback still ends with the new model."""
     target = tmp_path / "model"

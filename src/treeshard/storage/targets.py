@@ -153,7 +153,8 @@ def write_files(store: Any, files: dict[str, Any], *, overwrite: bool, storage_o
         if is_zip_path(target):
             tmp_zip = temporary_sibling(target, "tmp", suffix=".zip")
             try:
-                _write_zip(files, tmp_zip)
+                with _naming_target(target, tmp_zip):
+                    _write_zip(files, tmp_zip)
                 check_replaceable_path(target, overwrite=overwrite, verified=verified)
                 os.replace(tmp_zip, target)
             except BaseException:
@@ -162,7 +163,8 @@ def write_files(store: Any, files: dict[str, Any], *, overwrite: bool, storage_o
         else:
             tmp_dir = temporary_sibling(target, "tmp")
             try:
-                _write_directory(files, tmp_dir)
+                with _naming_target(target, tmp_dir):
+                    _write_directory(files, tmp_dir)
                 check_replaceable_path(target, overwrite=overwrite, verified=verified)
                 _replace_directory(tmp_dir, target)
             finally:
@@ -171,6 +173,23 @@ def write_files(store: Any, files: dict[str, Any], *, overwrite: bool, storage_o
         return
     with writing(store, overwrite=overwrite, storage_options=storage_options) as staging:
         _put_files(staging, files)
+
+
+@contextlib.contextmanager
+def _naming_target(target: Path, temporary: Path) -> Iterator[None]:
+    """An ``OSError`` about ``temporary`` (the file a save writes first, beside ``target``) names
+    ``target`` and its folder instead: the same error type and errno, a message a user can act on
+    (a read-only or full file system, a folder they may not write)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None or not str(exc.filename).startswith(str(temporary)):
+            raise
+        raise type(exc)(
+            exc.errno,
+            f"cannot save to {str(target)!r}: {exc.strerror} (a save first writes a temporary file "
+            f"beside it, in {str(target.parent)!r}, which must be writable)",
+        ) from None
 
 
 def _ordered(files: dict[str, Any]) -> list[str]:
