@@ -218,6 +218,10 @@ def test_dispatch_is_visible_and_optional():
         assert not any(isinstance(v, SmallBatchDispatch) for v in vars(plain).values())
     with pytest.raises(ValueError, match="engine must be one of 'auto', 'sklearn', got 'numpy'"):
         treeshard.load(store, engine="numpy")
+    for name, value in (("lazy", "no"), ("lazy", None), ("verify", "yes"), ("verify", 1)):
+        with pytest.raises(TypeError, match=f"^{name} must be True or False, got {value!r}$"):
+            treeshard.load(store, **{name: value})
+    assert_equal_outputs(original.predict(X[:3]), treeshard.load(store, lazy=np.bool_(False)).predict(X[:3]), "numpy bool")
 
 
 def test_pickled_and_copied_models_keep_dispatching(tmp_path, builds):

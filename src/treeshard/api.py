@@ -145,6 +145,9 @@ class ModelHandle:
 
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}")
+        for name, flag in (("lazy", lazy), ("verify", verify)):
+            if not isinstance(flag, (bool, np.bool_)):  # lazy="no" would read as True
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         if verify:
             from .integrity import verify_store
             from .storage.urls import is_url
