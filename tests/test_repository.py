@@ -957,6 +957,29 @@ def test_a_damaged_manifest_blocks_neither_saves_nor_loads_of_other_versions(tmp
     assert repo.gc().objects_deleted == 0
 
 
+def test_a_damaged_manifest_is_listed_as_damaged(tmp_path: Path, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """One unreadable manifest made versions() and `treeshard log` fail whole, when a team needs the history most."""
+    from treeshard.cli import main
+
+    repo = treeshard.Repository(tmp_path / "repo")
+    model = _forest(data, 3)
+    repo.save(model, metadata={"note": "café"})
+    repo.save(model)
+    repo.set_alias("production", "v2")
+    (tmp_path / "repo" / version_key(2)).write_bytes(b"{")
+    reason = f"{repo.location}/{version_key(2)}: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))"
+    first, second = repo.versions()
+    assert (first.id, first.damaged, first.metadata) == ("v1", None, {"note": "café"})
+    assert (second.id, second.number, second.aliases, second.damaged, second.model) == ("v2", 2, ("production",), reason, {})
+    assert main(["log", str(repo.location)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"v2 (production)  DAMAGED: {reason}"
+    assert lines[1].startswith("v1  ") and lines[-1] == '    metadata {"note": "café"}'
+    assert main(["log", str(repo.location), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["versions"]
+    assert [v["damaged"] for v in listed] == [None, reason]
+
+
 def test_verify_a_version_on_s3_from_the_command_line(s3_env: Any, data: Any, capsys: pytest.CaptureFixture[str]) -> None:
     """``treeshard verify s3://bucket/repo@production`` (docs/REPOSITORY.md) was refused as an unlistable URL."""
     from treeshard.cli import main

@@ -30,13 +30,16 @@ def _log(args: argparse.Namespace) -> int:
         print(f"{repo.location}: no versions (every one was deleted)")
     for info in reversed(versions):
         names = f" ({', '.join(info.aliases)})" if info.aliases else ""
+        if info.damaged is not None:
+            print(f"{info.id}{names}  DAMAGED: {info.damaged}")
+            continue
         print(f"{info.id}{names}  {info.created}  {info.model.get('estimator')} {info.model.get('n_trees')} trees  digest {info.digest[:12]}")
         if info.signer:
             print(f"    signed by {info.signer}")
         if info.message:
             print(f"    {info.message}")
         if info.metadata:
-            print(f"    metadata {json.dumps(info.metadata, sort_keys=True)}")
+            print(f"    metadata {json.dumps(info.metadata, sort_keys=True, ensure_ascii=False)}")
     return 0
 
 

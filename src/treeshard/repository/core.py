@@ -87,6 +87,8 @@ class VersionInfo:
     versions: dict[str, str]
     metadata: dict[str, Any]
     aliases: tuple[str, ...] = ()
+    #: Why the version's manifest cannot be read (None: it can); its other fields are then empty.
+    damaged: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -365,17 +367,22 @@ class Repository:
         return read_manifest(self._backend, self.resolve(ref).version)
 
     def versions(self) -> list[VersionInfo]:
-        """Every version, oldest first, with its metadata and the aliases that name it."""
+        """Every version, oldest first, with its metadata and the aliases that name it (a version
+        whose manifest cannot be read is listed with ``damaged``, the reason)."""
         named: dict[int, list[str]] = {}
         for name, number in self.aliases().items():
             named.setdefault(number, []).append(name)
         out = []
         for number in list_numbers(self._backend):
+            aliases = tuple(sorted(named.get(number, [])))
             try:
                 manifest = read_manifest(self._backend, number)
             except RefNotFoundError:
                 continue  # deleted while listing
-            out.append(_info(manifest, tuple(sorted(named.get(number, [])))))
+            except FormatError as exc:  # listed, not hidden: the history shows every version
+                out.append(VersionInfo(version_id(number), number, "", None, "", None, {}, {}, {}, aliases, damaged=str(exc)))
+                continue
+            out.append(_info(manifest, aliases))
         return out
 
     def info(self, ref: Any) -> VersionInfo:
