@@ -114,6 +114,19 @@ def test_is_url() -> None:
     assert is_url("file:///tmp/model")
 
 
+def test_an_http_url_with_a_fragment_is_refused_before_any_request(http_server: Any) -> None:
+    """'model.zip#v2' was read as a directory: every key after the fragment was dropped by the
+    client, the server answered with the zip, and the error was 'zarr.json: not valid JSON'."""
+    treeshard.save(DecisionTreeRegressor().fit([[0], [1]], [0, 1]), http_server.root / "fragment.zip")
+    http_server.counter.reset()
+    for url in (f"{http_server.url}/fragment.zip#v2", f"{http_server.url}/fragment.zip?x=1#v2"):
+        with pytest.raises(treeshard.errors.InvalidStoreError) as excinfo:
+            treeshard.load(url)
+        assert str(excinfo.value) == f"{url!r}: an http(s) URL's '#fragment' is not sent to the server; remove it"
+    assert http_server.counter.requests == 0
+    assert treeshard.load(f"{http_server.url}/fragment.zip").predict([[1]]).tolist() == [1.0]
+
+
 @pytest.mark.parametrize("key", ["../secret", "a/../../b", "/etc/passwd", "a?x=1", "a#b", "a//b", ""])
 def test_keys_cannot_leave_the_store(http_server: Any, key: str) -> None:
     name = _unique()

@@ -48,6 +48,7 @@ from typing import Any
 from ..errors import (
     FormatError,
     IntegrityError,
+    InvalidStoreError,
     MissingDependencyError,
     RemoteStoreError,
     StoreNotFoundError,
@@ -608,6 +609,10 @@ def open_url_for_reading(
 
     ``cache_dir`` defaults to the ``TREESHARD_CACHE_DIR`` environment variable (no cache if unset).
     """
+    if url_scheme(url) in ("http", "https") and "#" in url:
+        # Never sent to the server: "model.zip#v2" would be read as a directory whose every
+        # key (".../zarr.json") the fragment swallows, answered with the zip's bytes.
+        raise InvalidStoreError(f"{url[:200]!r}: an http(s) URL's '#fragment' is not sent to the server; remove it")
     source = RemoteZipSource(url, storage_options) if is_zip_url(url) else RemoteDirectorySource(url, storage_options)
     cache_dir = cache_dir if cache_dir is not None else os.environ.get(CACHE_ENV) or None
     if cache_dir is not None and source.size(DIGEST_KEY) is not None:
