@@ -74,17 +74,15 @@ def reference_of(lazy: Any) -> tuple[str, dict[str, Any] | None] | None:
     argument = getattr(fast, "store_argument", None)
     if argument is None:
         return None
+    from .storage.urls import is_repository_reference
+
     store, storage_options = argument
     resolved = getattr(fast, "location", None)
-    if isinstance(store, str) and isinstance(resolved, str) and resolved != store and _is_repository_reference(store):
+    if isinstance(resolved, str) and resolved != store and is_repository_reference(store):
         # "REPO@alias" (or "@latest") was resolved to "REPO@vN" when it was opened: refer to
         # that version, not to whatever the alias names when the reference is opened.
         store = resolved
     return store_reference(store, storage_options)
-
-
-def _is_repository_reference(store: str) -> bool:
-    return "@" in store.rsplit("/", 1)[-1] and not os.path.exists(store)
 
 
 def content_digest_of(lazy: Any) -> str | None:

@@ -60,9 +60,9 @@ def _source(store: Any) -> Iterator[ListableSource]:
         yield store
         return
     from .storage.router import open_source
-    from .storage.urls import is_url
+    from .storage.urls import is_repository_reference, is_url
 
-    if is_url(store) and "@" not in store.rsplit("/", 1)[-1]:  # "s3://bucket/repo@production": a listable version
+    if is_url(store) and not is_repository_reference(store):  # "s3://bucket/repo@production": a listable version
         raise InvalidStoreError(_NOT_LISTABLE)
     source, _ = open_source(store)
     try:

@@ -10,13 +10,10 @@ from typing import Any
 
 
 def _repository(args: argparse.Namespace) -> Any:
-    from ..errors import RepositoryError
     from .core import Repository
-    from .versions import not_a_repository
 
     repo = Repository(args.repository)
-    if not repo.exists():  # a mistyped path is an error, not an empty history
-        raise RepositoryError(not_a_repository(repo.location))
+    repo._require_repository()  # a mistyped path is an error, not an empty history
     return repo
 
 

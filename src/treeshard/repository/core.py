@@ -479,23 +479,25 @@ class Repository:
             if current is None:
                 raise RefNotFoundError(not_found(self._backend, f"no alias {name!r}"))
             document, tag = current
-            if expected not in ("any", document["version"]):
-                wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
-                raise AliasConflictError(f"{self.location}: alias {name!r} names {version_id(document['version'])}, expected it {wanted}")
+            self._check_expected(name, expected, document["version"])
             if self._backend.remove(alias_key(name), tag):
                 return version_id(document["version"])
         raise AliasConflictError(f"{self.location}: alias {name!r} kept changing; gave up")
+
+    def _check_expected(self, name: str, expected: int | None | str, now: int | None) -> None:
+        """:class:`~treeshard.AliasConflictError` unless alias ``name``, naming version ``now``
+        (None: it does not exist), is as ``expected`` (``"any"``: whatever it names)."""
+        if expected != "any" and now != expected:
+            named = "does not exist" if now is None else f"names {version_id(now)}"
+            wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
+            raise AliasConflictError(f"{self.location}: alias {name!r} {named}, expected it {wanted}")
 
     def _move_alias(self, name: str, expected: int | None | str, step: Any, public_key: str | None, *, check_policy: bool = False) -> None:
         key = alias_key(name)
         for _ in range(1000):
             current = read_alias(self._backend, name)
             document, tag = (None, None) if current is None else current
-            now = None if document is None else document["version"]
-            if expected != "any" and now != expected:
-                named = "does not exist" if now is None else f"names {version_id(now)}"
-                wanted = "not to exist" if expected is None else f"to name {version_id(expected)}"
-                raise AliasConflictError(f"{self.location}: alias {name!r} {named}, expected it {wanted}")
+            self._check_expected(name, expected, None if document is None else document["version"])
             moved = step(document)
             if moved is None:
                 return

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import InvalidStoreError, StoreNotFoundError
 from ..spec import ROOT_METADATA
 from .sources import ByteSource
-from .urls import check_storage_options, is_url
+from .urls import check_storage_options, is_repository_reference, is_url
 
 
 def open_source(store: Any, storage_options: Any = None) -> tuple[ByteSource, str]:
@@ -28,7 +28,7 @@ def open_source(store: Any, storage_options: Any = None) -> tuple[ByteSource, st
     if opener is not None:  # a version of a model repository (treeshard.repository)
         check_storage_options(store, storage_options)
         return opener(store)
-    if isinstance(store, str) and "@" in store.rsplit("/", 1)[-1] and not os.path.exists(store):
+    if is_repository_reference(store):
         from ..repository.refs import version_of_reference  # "repo@alias", "s3://bucket/repo@v3"
 
         version = version_of_reference(store, storage_options)

@@ -5,6 +5,7 @@ Light (no fsspec import): the read and write routers use it on every call.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -20,6 +21,16 @@ def is_url(store: Any) -> bool:
     (True, False, False)
     """
     return isinstance(store, str) and _URL_RE.match(store) is not None
+
+
+def is_repository_reference(store: Any) -> bool:
+    """Whether ``store`` names a version of a model repository (``"repo@production"``,
+    ``"s3://bucket/repo@v3"``) rather than a path that holds an ``@`` (an existing one wins).
+
+    >>> is_repository_reference("models/churn@production"), is_repository_reference("model.zip")
+    (True, False)
+    """
+    return isinstance(store, str) and "@" in store.rsplit("/", 1)[-1] and not os.path.exists(store)
 
 
 def url_scheme(url: str) -> str:
