@@ -20,6 +20,7 @@ import http.server
 import os
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,14 +294,20 @@ def s3_server() -> Any:
 
 
 @pytest.fixture
-def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Server:
+def s3_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     """The S3 server, reachable with no ``storage_options`` (credentials and endpoint from the environment)."""
+    import s3fs
+
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint_url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # fsspec keeps one S3FileSystem per set of arguments, with the endpoint the environment named
+    # when it was made: another module's server (each module that imports these fixtures has its own).
+    s3fs.S3FileSystem.clear_instance_cache()
     s3_server.counter.reset()
-    return s3_server
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _serve(tmp_path_factory: pytest.TempPathFactory, **kwargs: Any) -> Any:
